@@ -1,0 +1,1 @@
+export { findNeedles } from './multiNeedle';

@@ -1,0 +1,19 @@
+// Bundle the CLI, the library and the benchmarks with esbuild. The WASM kernels are already
+// inlined as a generated module (scripts/build-wasm.mjs), so no loader or copy step is needed.
+import { build } from 'esbuild';
+import { readdirSync } from 'node:fs';
+
+const benches = readdirSync('bench').filter((name) => name.endsWith('.ts')).map((name) => `bench/${name}`);
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  sourcemap: true,
+  packages: 'external',
+  logLevel: 'warning',
+};
+
+await build({ ...common, entryPoints: { cli: 'src/cli/entry.ts', index: 'src/index.ts' }, outdir: 'dist' });
+if (benches.length > 0) await build({ ...common, entryPoints: benches, outdir: 'dist/bench' });
