@@ -1,0 +1,209 @@
+import type { MemoryImage } from '../image/types.js';
+import { AbsentMemoryError, PageFaultError, VmscopeError } from '../util/errors.js';
+
+export type PagingLevels = 4 | 5;
+
+export interface Translation {
+  readonly physical: number;
+  /** Size of the page that maps the address: 4 KiB, 2 MiB or 1 GiB. */
+  readonly pageSize: number;
+  readonly writable: boolean;
+  readonly user: boolean;
+  readonly executable: boolean;
+}
+
+/** A run of virtual addresses mapped to consecutive physical addresses with the same permissions. */
+export interface MappingRun {
+  readonly virtual: bigint;
+  readonly physical: number;
+  readonly length: number;
+  readonly writable: boolean;
+  readonly user: boolean;
+  readonly executable: boolean;
+}
+
+const PRESENT = 1n;
+const WRITABLE = 2n;
+const USER = 4n;
+const LARGE_PAGE = 0x80n;
+const NO_EXECUTE = 1n << 63n;
+const ADDRESS_MASK = 0x000ffffffffff000n;
+const PAGE_SIZE = 4096;
+/** Page-table pages kept decoded; 4096 pages = 16 MiB covers the kernel and a few processes. */
+const TABLE_CACHE_PAGES = 4096;
+
+/**
+ * An x86-64 address space: 4- or 5-level paging rooted at a DTB (CR3), 2 MiB and 1 GiB pages.
+ * Everything read here comes from the guest, so a bad entry is a typed fault naming the address
+ * and level, never a crash or a read of unrelated memory.
+ */
+export class X86AddressSpace {
+  private readonly tables = new Map<number, BigUint64Array>();
+  private readonly scratch = new Uint8Array(8);
+
+  constructor(
+    readonly image: MemoryImage,
+    readonly dtb: number,
+    readonly levels: PagingLevels = 4,
+  ) {
+    if (dtb % PAGE_SIZE !== 0) throw new VmscopeError('CORRUPT_STRUCTURE', `DTB 0x${dtb.toString(16)} is not page-aligned`, image.path, dtb);
+  }
+
+  /** Highest implemented virtual-address bit: 47 with 4 levels, 56 with 5. */
+  get addressBits(): number {
+    return this.levels === 5 ? 57 : 48;
+  }
+
+  isCanonical(virtual: bigint): boolean {
+    const top = BigInt.asUintN(64, virtual) >> BigInt(this.addressBits - 1);
+    return top === 0n || top === (1n << BigInt(64 - this.addressBits + 1)) - 1n;
+  }
+
+  private table(physical: number, virtual: bigint, level: number): BigUint64Array {
+    let entries = this.tables.get(physical);
+    if (entries) return entries;
+    const page = new Uint8Array(PAGE_SIZE);
+    try {
+      this.image.read(physical, page);
+    } catch (error) {
+      if (error instanceof AbsentMemoryError) {
+        throw new PageFaultError(this.image.path, virtual, level, `page table at physical 0x${physical.toString(16)} is not in the image`);
+      }
+      throw error;
+    }
+    entries = new BigUint64Array(page.buffer);
+    if (this.tables.size >= TABLE_CACHE_PAGES) this.tables.delete(this.tables.keys().next().value!);
+    this.tables.set(physical, entries);
+    return entries;
+  }
+
+  tryTranslate(virtual: bigint): Translation | undefined {
+    try {
+      return this.translate(virtual);
+    } catch (error) {
+      if (error instanceof PageFaultError) return undefined;
+      throw error;
+    }
+  }
+
+  translate(virtual: bigint): Translation {
+    const address = BigInt.asUintN(64, virtual);
+    if (!this.isCanonical(address)) throw new PageFaultError(this.image.path, address, this.levels, 'non-canonical address');
+    let tablePhysical = this.dtb;
+    let writable = true;
+    let user = true;
+    let executable = true;
+    for (let level: number = this.levels; level >= 1; level--) {
+      const shift = 12n + 9n * BigInt(level - 1);
+      const index = Number((address >> shift) & 0x1ffn);
+      const entry = this.table(tablePhysical, address, level)[index]!;
+      if ((entry & PRESENT) === 0n) throw new PageFaultError(this.image.path, address, level, 'entry not present');
+      writable &&= (entry & WRITABLE) !== 0n;
+      user &&= (entry & USER) !== 0n;
+      executable &&= (entry & NO_EXECUTE) === 0n;
+      const frame = entry & ADDRESS_MASK;
+      const isLeaf = level === 1 || ((level === 2 || level === 3) && (entry & LARGE_PAGE) !== 0n);
+      if (isLeaf) {
+        const pageMask = (1n << shift) - 1n;
+        const physical = Number((frame & ~pageMask) | (address & pageMask));
+        return { physical, pageSize: Number(1n << shift), writable, user, executable };
+      }
+      tablePhysical = Number(frame);
+    }
+    throw new Error('unreachable: level 1 is always a leaf');
+  }
+
+  /** Read virtual memory across page boundaries; throws PageFaultError or AbsentMemoryError at the first bad byte. */
+  read(virtual: bigint, into: Uint8Array): void {
+    let done = 0;
+    while (done < into.length) {
+      const at = BigInt.asUintN(64, virtual + BigInt(done));
+      const translation = this.translate(at);
+      const inPage = Number(at & BigInt(translation.pageSize - 1));
+      const length = Math.min(into.length - done, translation.pageSize - inPage);
+      this.image.read(translation.physical, into.subarray(done, done + length));
+      done += length;
+    }
+  }
+
+  readU64(virtual: bigint): bigint {
+    this.read(virtual, this.scratch);
+    return new DataView(this.scratch.buffer).getBigUint64(0, true);
+  }
+
+  /**
+   * Every mapping of the space in virtual order, merged into runs. `from`/`to` bound the virtual
+   * range (to exclusive, both canonical); the walk touches only present entries, so its cost is
+   * bounded by the size of the page tables, not of the address space.
+   */
+  *mappings(from = 0n, to = 1n << 64n): Generator<MappingRun> {
+    // Distinct tables cannot outnumber physical pages; more visits than that means tables that
+    // point back into themselves (a hostile or corrupt space), which would otherwise walk 2^36 leaves.
+    const budget = { tables: 2 * Math.ceil(this.image.totalBytes / PAGE_SIZE) + 16 };
+    let pending: { virtual: bigint; physical: number; length: number; writable: boolean; user: boolean; executable: boolean } | undefined;
+    for (const leaf of this.walk(this.dtb, this.levels, 0n, true, true, true, from, to, budget)) {
+      if (
+        pending &&
+        pending.virtual + BigInt(pending.length) === leaf.virtual &&
+        pending.physical + pending.length === leaf.physical &&
+        pending.writable === leaf.writable &&
+        pending.user === leaf.user &&
+        pending.executable === leaf.executable
+      ) {
+        pending.length += leaf.length;
+      } else {
+        if (pending) yield pending;
+        pending = { ...leaf };
+      }
+    }
+    if (pending) yield pending;
+  }
+
+  private *walk(
+    tablePhysical: number,
+    level: number,
+    base: bigint,
+    writable: boolean,
+    user: boolean,
+    executable: boolean,
+    from: bigint,
+    to: bigint,
+    budget: { tables: number },
+  ): Generator<MappingRun> {
+    if (--budget.tables < 0) {
+      throw new VmscopeError('CORRUPT_STRUCTURE', `page tables under DTB 0x${this.dtb.toString(16)} reference more tables than the image has pages (a cycle?)`, this.image.path, tablePhysical);
+    }
+    const shift = 12n + 9n * BigInt(level - 1);
+    const span = 1n << shift;
+    let entries: BigUint64Array;
+    try {
+      entries = this.table(tablePhysical, base, level);
+    } catch (error) {
+      if (error instanceof PageFaultError) return; // a table outside the image maps nothing we can read
+      throw error;
+    }
+    for (let index = 0; index < 512; index++) {
+      let start = base + BigInt(index) * span;
+      if (level === this.levels && index >= 256) start |= ~((1n << BigInt(this.addressBits)) - 1n) & ((1n << 64n) - 1n);
+      if (start + span <= from || start >= to) continue;
+      const entry = entries[index]!;
+      if ((entry & PRESENT) === 0n) continue;
+      const entryWritable = writable && (entry & WRITABLE) !== 0n;
+      const entryUser = user && (entry & USER) !== 0n;
+      const entryExecutable = executable && (entry & NO_EXECUTE) === 0n;
+      const frame = entry & ADDRESS_MASK;
+      if (level === 1 || ((level === 2 || level === 3) && (entry & LARGE_PAGE) !== 0n)) {
+        yield {
+          virtual: start,
+          physical: Number(frame & ~(span - 1n)),
+          length: Number(span),
+          writable: entryWritable,
+          user: entryUser,
+          executable: entryExecutable,
+        };
+      } else {
+        yield* this.walk(Number(frame), level - 1, start, entryWritable, entryUser, entryExecutable, from, to, budget);
+      }
+    }
+  }
+}
