@@ -1,0 +1,40 @@
+import { hex } from '../util/hex.js';
+import type { DumpContext } from './context.js';
+import type { AnalysisResult, Column } from './types.js';
+
+export const infoColumns: readonly Column[] = [
+  { key: 'format', kind: 'text', title: 'Format' },
+  { key: 'ranges', kind: 'list', title: 'Physical ranges' },
+  { key: 'total_bytes', kind: 'int', title: 'Total bytes' },
+  { key: 'kernel_release', kind: 'text', title: 'Kernel release' },
+  { key: 'linux_banner', kind: 'text', title: 'Banner' },
+  { key: 'kaslr', kind: 'bool', title: 'KASLR' },
+  { key: 'kaslr_slide', kind: 'address', title: 'KASLR slide' },
+  { key: 'phys_base', kind: 'address', title: 'phys_base' },
+  { key: 'dtb', kind: 'address', title: 'Kernel DTB' },
+  { key: 'page_offset_base', kind: 'address', title: 'page_offset_base' },
+  { key: 'paging_levels', kind: 'int', title: 'Paging levels' },
+  { key: 'discovery', kind: 'text', title: 'Found by' },
+  { key: 'cpu_cr3', kind: 'list', title: 'CPU CR3 (ELF notes)' },
+];
+
+/** `info`: what the dump is and where the kernel sits in it. */
+export function info(context: DumpContext): AnalysisResult {
+  const { image, kernel } = context;
+  const row = {
+    format: image.format,
+    ranges: image.ranges.map((range) => ({ start: hex(range.start), end: hex(range.end) })),
+    total_bytes: image.totalBytes,
+    kernel_release: kernel.release,
+    linux_banner: kernel.banner,
+    kaslr: kernel.kaslr,
+    kaslr_slide: hex(kernel.kaslrSlide),
+    phys_base: hex(kernel.physBase),
+    dtb: hex(kernel.dtb),
+    page_offset_base: hex(kernel.pageOffsetBase),
+    paging_levels: kernel.pagingLevels,
+    discovery: kernel.method,
+    cpu_cr3: image.cpus.map((cpu) => hex(cpu.cr3)),
+  };
+  return { columns: infoColumns, rows: [row], single: true, partial: false, warnings: kernel.warnings };
+}

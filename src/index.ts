@@ -1,0 +1,16 @@
+/**
+ * The library API: everything the CLI does is a typed function here first.
+ */
+export { VmscopeError, AbsentMemoryError, PageFaultError, isVmscopeError, type ErrorCode } from './util/errors.js';
+export { hex, parseHex } from './util/hex.js';
+export { openImage, openImageSource } from './image/open.js';
+export { FileSource, BufferSource, type ByteSource } from './image/source.js';
+export type { MemoryImage, PhysicalRange, ImageFormat, CpuState, ElfNote } from './image/types.js';
+export { decompressToFile, ensureDecompressed } from './image/decompress.js';
+export { X86AddressSpace, type Translation, type MappingRun, type PagingLevels } from './space/x86.js';
+export { MultiNeedleSearcher, searchReference, type NeedleHit } from './kernels/multiNeedle.js';
+export { discoverLinuxKernel, type LinuxKernel, type DiscoveryMethod } from './os/linux/discovery.js';
+export { Vmcoreinfo } from './os/linux/vmcoreinfo.js';
+export { DumpContext } from './analyses/context.js';
+export { info } from './analyses/info.js';
+export type { AnalysisResult, Column, Row } from './analyses/types.js';

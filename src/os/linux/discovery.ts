@@ -1,0 +1,359 @@
+import type { MemoryImage } from '../../image/types.js';
+import { MultiNeedleSearcher, type NeedleHit } from '../../kernels/multiNeedle.js';
+import { X86AddressSpace, type PagingLevels } from '../../space/x86.js';
+import { VmscopeError } from '../../util/errors.js';
+import { hex } from '../../util/hex.js';
+import { readVmcoreinfoNote, vmcoreinfoFromFileNotes, type Vmcoreinfo } from './vmcoreinfo.js';
+
+/** __START_KERNEL_map: kernel-image virtual = physical - phys_base + this. */
+export const START_KERNEL_MAP = 0xffffffff80000000n;
+/** __START_KERNEL with the default CONFIG_PHYSICAL_START (16 MiB): KERNELOFFSET is `_text` minus this. */
+const DEFAULT_START_KERNEL = 0xffffffff81000000n;
+/** The kernel image mapping ends where the module area starts. */
+const MODULES_VADDR = 0xffffffffc0000000n;
+/** Where the randomized direct map may begin (__PAGE_OFFSET_BASE_L4 / _L5) and where its region ends. */
+const DIRECT_MAP_REGION = {
+  4: { start: 0xffff888000000000n, end: 0xfffffe0000000000n },
+  5: { start: 0xff11000000000000n, end: 0xfffffe0000000000n },
+} as const;
+/** Direct-map randomization keeps PUD (1 GiB) alignment. */
+const PUD_SIZE = 1n << 30n;
+const U64 = (1n << 64n) - 1n;
+
+const BANNER_PREFIX = 'Linux version ';
+const NEEDLES = {
+  osRelease: new TextEncoder().encode('OSRELEASE='),
+  banner: new TextEncoder().encode(BANNER_PREFIX),
+  initTaskComm: new TextEncoder().encode('swapper/0\0'),
+};
+const MAX_BANNER_BYTES = 1024;
+/** How far from the banner the fallback looks for init_top_pgt: both live in one kernel image. */
+const DTB_SEARCH_RADIUS = 128 << 20;
+
+export type DiscoveryMethod = 'vmcoreinfo' | 'page-table-scan';
+
+export interface LinuxKernel {
+  readonly image: MemoryImage;
+  readonly method: DiscoveryMethod;
+  readonly release: string;
+  /** The exact bytes of linux_banner, trailing newline included. */
+  readonly banner: string;
+  readonly bannerPhysical: number;
+  readonly kaslrSlide: bigint;
+  /** The u64 in phys_base (often "negative" with physical KASLR). */
+  readonly physBase: bigint;
+  /** Physical address of init_top_pgt (swapper_pg_dir): the kernel's DTB. */
+  readonly dtb: number;
+  readonly pageOffsetBase: bigint;
+  readonly pagingLevels: PagingLevels;
+  /** True when the kernel text or the direct map sits at a randomized address. */
+  readonly kaslr: boolean;
+  readonly vmcoreinfo: Vmcoreinfo | undefined;
+  readonly space: X86AddressSpace;
+  /** Things that did not add up but did not prevent an answer (shown by `info`). */
+  readonly warnings: readonly string[];
+}
+
+export interface DiscoveryOptions {
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+}
+
+interface KernelLayout {
+  method: DiscoveryMethod;
+  kaslrSlide: bigint;
+  physBase: bigint;
+  dtb: number;
+  pagingLevels: PagingLevels;
+  vmcoreinfo: Vmcoreinfo | undefined;
+}
+
+/** Kernel-image virtual address of a physical address, given phys_base. */
+export function kernelImageVirtual(physical: number, physBase: bigint): bigint {
+  return (BigInt(physical) - physBase + START_KERNEL_MAP) & U64;
+}
+
+function kernelImagePhysical(virtual: bigint, physBase: bigint): bigint {
+  return (virtual - START_KERNEL_MAP + physBase) & U64;
+}
+
+/**
+ * Find the running kernel in physical memory with nothing but the dump: VMCOREINFO when the
+ * kernel left its note in RAM, otherwise the banner and the kernel's own page tables. Every
+ * derived value is checked against the page tables before it is believed.
+ */
+export function discoverLinuxKernel(image: MemoryImage, options: DiscoveryOptions = {}): LinuxKernel {
+  const searcher = MultiNeedleSearcher.create([NEEDLES.osRelease, NEEDLES.banner, NEEDLES.initTaskComm]);
+  const hits = searcher.searchImage(image, options.onProgress ? { onProgress: options.onProgress } : {});
+  const byNeedle = (needle: number) => hits.filter((hit: NeedleHit) => hit.needle === needle).map((hit) => hit.offset);
+  const [osReleaseHits, bannerHits, initTaskCommHits] = [byNeedle(0), byNeedle(1), byNeedle(2)];
+  const banners = bannerHits.map((physical) => ({ physical, text: readBanner(image, physical) })).filter((banner) => banner.text !== undefined) as Banner[];
+
+  const warnings: string[] = [];
+  let layout: KernelLayout | undefined;
+  const vmcoreinfo = vmcoreinfoFromFileNotes(image) ?? firstDefined(osReleaseHits, (physical) => readVmcoreinfoNote(image, physical));
+  if (vmcoreinfo) {
+    layout = layoutFromVmcoreinfo(image, vmcoreinfo, warnings);
+  } else {
+    warnings.push('no VMCOREINFO note in memory: kernel located from its banner and page tables');
+  }
+  if (layout && mappedBanners(new X86AddressSpace(image, layout.dtb, layout.pagingLevels), layout.physBase, banners).length === 0) {
+    warnings.push('VMCOREINFO layout maps no "Linux version" banner: not trusted');
+    layout = undefined;
+  }
+  layout ??= firstDefined(banners, (banner) => layoutFromPageTables(image, banner, initTaskCommHits));
+  if (!layout) {
+    throw new VmscopeError(
+      'NO_KERNEL_FOUND',
+      `no Linux kernel found: ${vmcoreinfo ? 'VMCOREINFO present but its layout is not mapped by its own page tables' : 'no VMCOREINFO note'}, ` +
+        `${banners.length} "Linux version" banner(s) none of which a kernel page table maps ` +
+        `(searched ${image.totalBytes} bytes of physical memory from 0x${(image.ranges[0]?.start ?? 0).toString(16)})`,
+      image.path,
+      image.ranges[0]?.start ?? 0,
+    );
+  }
+  const space = new X86AddressSpace(image, layout.dtb, layout.pagingLevels);
+  const found = linuxBanner(space, layout.vmcoreinfo, mappedBanners(space, layout.physBase, banners), warnings);
+  const pageOffsetBase = directMapBase(space, layout.vmcoreinfo, warnings);
+  const release = layout.vmcoreinfo?.osRelease ?? releaseFromBanner(found.text);
+  if (layout.vmcoreinfo && !found.text.startsWith(`${BANNER_PREFIX}${release} `)) {
+    warnings.push(`banner release differs from VMCOREINFO OSRELEASE=${release}`);
+  }
+  return {
+    image,
+    method: layout.method,
+    release,
+    banner: found.text,
+    bannerPhysical: found.physical,
+    kaslrSlide: layout.kaslrSlide,
+    physBase: layout.physBase,
+    dtb: layout.dtb,
+    pageOffsetBase,
+    pagingLevels: layout.pagingLevels,
+    kaslr: layout.kaslrSlide !== 0n || pageOffsetBase !== DIRECT_MAP_REGION[layout.pagingLevels].start,
+    vmcoreinfo: layout.vmcoreinfo,
+    space,
+    warnings,
+  };
+}
+
+interface Banner {
+  physical: number;
+  text: string;
+}
+
+function firstDefined<T, R>(items: readonly T[], map: (item: T) => R | undefined): R | undefined {
+  for (const item of items) {
+    const result = map(item);
+    if (result !== undefined) return result;
+  }
+  return undefined;
+}
+
+/** linux_banner is printable ASCII ending in "\n" then NUL; log copies and format strings are not. */
+function readBanner(image: MemoryImage, physical: number): string | undefined {
+  const bytes = new Uint8Array(MAX_BANNER_BYTES);
+  const got = image.readPresent(physical, bytes);
+  const end = bytes.subarray(0, got).indexOf(0);
+  if (end < BANNER_PREFIX.length + 2 || bytes[end - 1] !== 0x0a) return undefined;
+  for (let i = 0; i < end - 1; i++) if (bytes[i]! < 0x20 || bytes[i]! > 0x7e) return undefined;
+  return new TextDecoder('latin1').decode(bytes.subarray(0, end));
+}
+
+function releaseFromBanner(banner: string): string {
+  return banner.slice(BANNER_PREFIX.length).split(' ', 1)[0]!;
+}
+
+function layoutFromVmcoreinfo(image: MemoryImage, vmcoreinfo: Vmcoreinfo, warnings: string[]): KernelLayout | undefined {
+  const physBase = vmcoreinfo.number('phys_base');
+  const dtbVirtual = vmcoreinfo.symbol('init_top_pgt') ?? vmcoreinfo.symbol('swapper_pg_dir');
+  if (physBase === undefined || dtbVirtual === undefined) {
+    warnings.push('VMCOREINFO lacks NUMBER(phys_base) or SYMBOL(init_top_pgt): falling back to a page-table scan');
+    return undefined;
+  }
+  const dtb = kernelImagePhysical(dtbVirtual, physBase);
+  if (dtb > BigInt(Number.MAX_SAFE_INTEGER) || dtb % 4096n !== 0n) {
+    warnings.push(`VMCOREINFO puts the DTB at an impossible physical address ${hex(dtb)}`);
+    return undefined;
+  }
+  const pagingLevels: PagingLevels = vmcoreinfo.number('pgtable_l5_enabled') === 1n ? 5 : 4;
+  const kaslrSlide = vmcoreinfo.kernelOffset ?? 0n;
+  const layout: KernelLayout = { method: 'vmcoreinfo', kaslrSlide, physBase, dtb: Number(dtb), pagingLevels, vmcoreinfo };
+  // The DTB must map the kernel's own text where phys_base says it is.
+  const stext = vmcoreinfo.symbol('_stext');
+  if (stext !== undefined) {
+    const translated = new X86AddressSpace(image, layout.dtb, pagingLevels).tryTranslate(stext);
+    if (!translated || BigInt(translated.physical) !== kernelImagePhysical(stext, physBase)) {
+      warnings.push(`VMCOREINFO's DTB ${hex(dtb)} does not map _stext ${hex(stext)} to phys_base + offset: not trusted`);
+      return undefined;
+    }
+  }
+  return layout;
+}
+
+/** Banners whose kernel-image virtual address translates back to where they were found. */
+function mappedBanners(space: X86AddressSpace, physBase: bigint, banners: readonly Banner[]): Banner[] {
+  return banners.filter((banner) => space.tryTranslate(kernelImageVirtual(banner.physical, physBase))?.physical === banner.physical);
+}
+
+/** struct new_utsname: six 65-byte fields; release is the third, version the fourth. */
+const UTS_FIELD = 65;
+const UTS_RELEASE = 2 * UTS_FIELD;
+const UTS_VERSION = 3 * UTS_FIELD;
+
+/**
+ * The image can hold more than one mapped banner (6.1+ links a second copy built before the
+ * build number is known: "# SMP" instead of "#1 SMP"). linux_banner is the one that ends with
+ * the version init_uts_ns reports, as `uname -v` does.
+ */
+function linuxBanner(space: X86AddressSpace, vmcoreinfo: Vmcoreinfo | undefined, mapped: readonly Banner[], warnings: string[]): Banner {
+  const version = utsVersion(space, vmcoreinfo);
+  const matching = version === undefined ? [] : mapped.filter((banner) => banner.text.endsWith(` ${version}\n`));
+  if (matching.length === 0) warnings.push(`no banner matches the init_uts_ns version ${JSON.stringify(version)}: reporting the first mapped banner`);
+  return matching[0] ?? mapped[0]!;
+}
+
+function cString(bytes: Uint8Array, from: number, max: number): string {
+  const field = bytes.subarray(from, from + max);
+  const end = field.indexOf(0);
+  return new TextDecoder('latin1').decode(end < 0 ? field : field.subarray(0, end));
+}
+
+/**
+ * init_uts_ns.name.version: through VMCOREINFO's symbol, or else by finding every new_utsname in
+ * the kernel image and keeping the one the kernel points to (the image also holds an unreferenced
+ * template with the placeholder version "# SMP …").
+ */
+function utsVersion(space: X86AddressSpace, vmcoreinfo: Vmcoreinfo | undefined): string | undefined {
+  const symbol = vmcoreinfo?.symbol('init_uts_ns');
+  if (symbol !== undefined) {
+    const uts = new Uint8Array(6 * UTS_FIELD);
+    try {
+      space.read(symbol + BigInt(vmcoreinfo?.offset('uts_namespace.name') ?? 0), uts);
+      if (cString(uts, 0, UTS_FIELD) === 'Linux') return cString(uts, UTS_VERSION, UTS_FIELD);
+    } catch (error) {
+      if (!(error instanceof VmscopeError)) throw error;
+    }
+  }
+  const candidates = findUtsNames(space);
+  if (candidates.length <= 1) return candidates[0]?.version;
+  const references = countPointerReferences(space.image, candidates.map((candidate) => candidate.virtual));
+  const best = references.indexOf(Math.max(...references));
+  return references[best]! > 0 ? candidates[best]!.version : undefined;
+}
+
+/** Every new_utsname in the kernel image: "Linux" NUL-padded to 65 bytes, a printable release, a "#…" version. */
+function findUtsNames(space: X86AddressSpace): Array<{ virtual: bigint; version: string }> {
+  const sysname = new Uint8Array(UTS_FIELD);
+  sysname.set(new TextEncoder().encode('Linux'));
+  const needle = Buffer.from(sysname);
+  const chunk = Buffer.alloc(4 << 20);
+  const found: Array<{ virtual: bigint; version: string }> = [];
+  for (const run of space.mappings(START_KERNEL_MAP, MODULES_VADDR)) {
+    for (let offset = 0; offset < run.length; offset += chunk.length - 6 * UTS_FIELD) {
+      const got = space.image.readPresent(run.physical + offset, chunk.subarray(0, Math.min(chunk.length, run.length - offset)));
+      for (let at = chunk.indexOf(needle); at >= 0 && at + 6 * UTS_FIELD <= got; at = chunk.indexOf(needle, at + 1)) {
+        const release = cString(chunk, at + UTS_RELEASE, UTS_FIELD);
+        const version = cString(chunk, at + UTS_VERSION, UTS_FIELD);
+        if (/^[\x21-\x7e]+$/.test(release) && /^#[\x20-\x7e]+$/.test(version)) found.push({ virtual: run.virtual + BigInt(offset + at), version });
+      }
+      if (got < chunk.length) break;
+    }
+  }
+  return found;
+}
+
+/**
+ * No usable VMCOREINFO: find init_top_pgt near the banner. Candidates are pages whose user half
+ * is empty and whose kernel half maps the banner inside the kernel-image region; the first mapped
+ * address of that region is `_text` (cleanup_highmap unmaps what lies before), which gives the
+ * slide and phys_base, and init_task's comm must lie in the same image. Other page directories
+ * pass those tests too (a kernel thread's borrowed mm, a page freed from the image and reused):
+ * init_top_pgt is the one init_mm.pgd points to by its kernel-image address.
+ */
+function layoutFromPageTables(image: MemoryImage, banner: Banner, initTaskCommHits: readonly number[]): KernelLayout | undefined {
+  const candidates: KernelLayout[] = [];
+  const chunk = new Uint8Array(2 << 20);
+  const from = Math.max(0, banner.physical - DTB_SEARCH_RADIUS) & ~0xfff;
+  const to = banner.physical + DTB_SEARCH_RADIUS;
+  for (let base = from; base < to; base += chunk.length) {
+    const got = image.readPresent(base, chunk) & ~0xfff;
+    const entries = new BigUint64Array(chunk.buffer, 0, got / 8);
+    for (let page = 0; page < got; page += 4096) {
+      if (!looksLikeKernelTopLevelTable(entries, page / 8)) continue;
+      for (const pagingLevels of [4, 5] as const) {
+        const layout = kernelImageLayout(image, base + page, pagingLevels, banner, initTaskCommHits);
+        if (layout) candidates.push(layout);
+      }
+    }
+  }
+  if (candidates.length <= 1) return candidates[0];
+  const references = countPointerReferences(image, candidates.map((candidate) => kernelImageVirtual(candidate.dtb, candidate.physBase)));
+  const best = references.indexOf(Math.max(...references));
+  return references[best]! > 0 ? candidates[best] : undefined;
+}
+
+/** How often each address occurs as an aligned-or-not little-endian u64 anywhere in physical memory. */
+function countPointerReferences(image: MemoryImage, addresses: readonly bigint[]): number[] {
+  const needles = addresses.map((address) => {
+    const bytes = new Uint8Array(8);
+    new DataView(bytes.buffer).setBigUint64(0, address, true);
+    return bytes;
+  });
+  const counts = new Array<number>(addresses.length).fill(0);
+  for (const hit of MultiNeedleSearcher.create(needles).searchImage(image)) counts[hit.needle]! += 1;
+  return counts;
+}
+
+function looksLikeKernelTopLevelTable(entries: BigUint64Array, first: number): boolean {
+  if ((entries[first + 511]! & 1n) === 0n) return false;
+  for (let i = 0; i < 256; i++) if (entries[first + i] !== 0n) return false;
+  return true;
+}
+
+function kernelImageLayout(image: MemoryImage, dtb: number, pagingLevels: PagingLevels, banner: Banner, initTaskCommHits: readonly number[]): KernelLayout | undefined {
+  const space = new X86AddressSpace(image, dtb, pagingLevels);
+  let text: { virtual: bigint; physical: number } | undefined;
+  let imageEnd = 0;
+  let bannerMapped = false;
+  try {
+    for (const run of space.mappings(START_KERNEL_MAP, MODULES_VADDR)) {
+      text ??= run;
+      // The image is physically contiguous from _text; stop at the first run that is not.
+      if (BigInt(run.physical) - BigInt(text.physical) !== run.virtual - text.virtual) break;
+      imageEnd = run.physical + run.length;
+      if (banner.physical >= run.physical && banner.physical < run.physical + run.length) bannerMapped = true;
+    }
+  } catch (error) {
+    if (error instanceof VmscopeError) return undefined;
+    throw error;
+  }
+  if (!text || !bannerMapped) return undefined;
+  const textStart = text;
+  if (!initTaskCommHits.some((physical) => physical >= textStart.physical && physical < imageEnd)) return undefined;
+  const physBase = (BigInt(textStart.physical) - (textStart.virtual - START_KERNEL_MAP)) & U64;
+  return { method: 'page-table-scan', kaslrSlide: (textStart.virtual - DEFAULT_START_KERNEL) & U64, physBase, dtb, pagingLevels, vmcoreinfo: undefined };
+}
+
+/**
+ * page_offset_base from the page tables: the first mapping in the direct-map region is the
+ * direct map itself (it precedes vmalloc and vmemmap), and it is linear, so base = virtual −
+ * physical. A direct-map pointer from VMCOREINFO (mem_section) cross-checks it.
+ */
+function directMapBase(space: X86AddressSpace, vmcoreinfo: Vmcoreinfo | undefined, warnings: string[]): bigint {
+  const region = DIRECT_MAP_REGION[space.levels];
+  let base: bigint | undefined;
+  for (const run of space.mappings(region.start, region.end)) {
+    base = run.virtual - BigInt(run.physical);
+    break;
+  }
+  if (base === undefined) throw new VmscopeError('NO_KERNEL_FOUND', 'the kernel page tables map no direct-map region', space.image.path, space.dtb);
+  if (base % PUD_SIZE !== 0n) warnings.push(`direct map base ${hex(base)} is not 1 GiB aligned`);
+  const memSection = vmcoreinfo?.symbol('mem_section');
+  if (memSection !== undefined && memSection >= region.start && memSection < region.end) {
+    const translated = space.tryTranslate(memSection);
+    if (translated && memSection - BigInt(translated.physical) !== base) {
+      warnings.push(`mem_section ${hex(memSection)} implies a direct map at ${hex(memSection - BigInt(translated.physical))}, page tables say ${hex(base)}`);
+    }
+  }
+  return base;
+}

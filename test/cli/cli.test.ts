@@ -1,0 +1,66 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { fixturePath, truth } from '../support/fixtures.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** The real, bundled CLI as a user runs it (npm test builds it first), stdout and stderr piped. */
+function vmscope(...args: string[]) {
+  const result = spawnSync(process.execPath, [join(repoRoot, 'bin/vmscope.js'), ...args], { encoding: 'utf8' });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('vmscope CLI', () => {
+  it('info --json prints one JSON object with the contract keys', () => {
+    const { code, stdout, stderr } = vmscope('info', fixturePath('linux61-rootkit', 'lime'), '--json');
+    expect(code).toBe(0);
+    expect(stderr).toBe(''); // piped: no progress bar, and a clean dump has no warning
+    const document = JSON.parse(stdout) as Record<string, unknown>;
+    for (const key of ['format', 'ranges', 'kernel_release', 'linux_banner', 'kaslr', 'kaslr_slide', 'phys_base', 'dtb', 'page_offset_base', 'paging_levels']) {
+      expect(document).toHaveProperty(key);
+    }
+    expect(document.dtb).toBe('0x' + BigInt(truth('linux61-rootkit').layout.init_top_pgt_phys).toString(16));
+    expect(document.ranges).toEqual([
+      { start: '0x0', end: '0x20000000' },
+      { start: '0xfffc0000', end: '0x100000000' },
+    ]);
+  });
+
+  it('info --ndjson prints exactly one line holding the same object', () => {
+    const path = fixturePath('linux61-rootkit', 'lime');
+    const lines = vmscope('info', path, '--ndjson').stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toEqual(JSON.parse(vmscope('info', path, '--json').stdout));
+  });
+
+  it('info as a table names every field', () => {
+    const { code, stdout } = vmscope('info', fixturePath('linux61-rootkit', 'lime'));
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^Kernel release\s+6\.1\.0-56-amd64$/m);
+    expect(stdout).toMatch(/^Kernel DTB\s+0x[0-9a-f]+$/m);
+  });
+
+  it('unreadable input: exit 2 and one line naming the file and offset', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'vmscope-cli-')), 'random.bin');
+    writeFileSync(path, Buffer.alloc(1 << 20, 0x41));
+    const { code, stdout, stderr } = vmscope('info', path, '--json');
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(stderr).toContain(`${path}: offset 0x0: NO_KERNEL_FOUND`);
+  });
+
+  it('usage errors exit 2; --help teaches with examples and exits 0', () => {
+    expect(vmscope('info').code).toBe(2);
+    expect(vmscope('no-such-command').code).toBe(2);
+    expect(vmscope('info', 'x', '--json', '--ndjson').code).toBe(2);
+    const help = vmscope('--help');
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Examples:');
+    expect(help.stdout).toContain('Exit codes');
+  });
+});
