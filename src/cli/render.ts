@@ -30,7 +30,7 @@ export function render(result: AnalysisResult, format: OutputFormat): string {
 
 function cellText(value: CellValue | undefined): string {
   if (value === undefined || value === null) return '-';
-  if (Array.isArray(value)) return value.map(cellText).join(', ');
+  if (Array.isArray(value)) return value.length === 0 ? '-' : value.map(cellText).join(', ');
   if (typeof value === 'object') {
     const record = value as Record<string, CellValue>;
     // Ranges read best as start-end.

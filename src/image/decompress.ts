@@ -17,11 +17,11 @@ function hasZstdCli(): boolean {
  * name). zstd uses the CLI when installed (about 0.4 s per 512 MiB) and otherwise the pure-JS
  * fzstd stream decoder (about 100× slower, but it needs nothing from the machine).
  */
-export function decompressToFile(source: string, target: string): void {
+export function decompressToFile(source: string, target: string, options: { useZstdCli?: boolean } = {}): void {
   const partial = `${target}.partial-${process.pid}`;
   try {
     if (source.endsWith('.zst')) {
-      if (hasZstdCli()) {
+      if (options.useZstdCli ?? hasZstdCli()) {
         const result = spawnSync('zstd', ['-d', '-q', '-f', '--long=31', source, '-o', partial], { stdio: ['ignore', 'ignore', 'pipe'] });
         if (result.status !== 0) throw new VmscopeError('CORRUPT_HEADER', `zstd failed: ${result.stderr.toString().trim()}`, source);
       } else {
