@@ -20,18 +20,24 @@ function infoOf(path: string): Record<string, unknown> {
 /** The kernel facts `info` reports, which must not depend on the dump format. */
 const KERNEL_KEYS = ['kernel_release', 'linux_banner', 'kaslr', 'kaslr_slide', 'phys_base', 'dtb', 'page_offset_base', 'paging_levels'] as const;
 
+/** The `info` facts the guest itself reported, compared exactly. */
+function expectGuestTruth(row: Record<string, unknown>, name: string): void {
+  const expected = truth(name);
+  expect(row.kernel_release).toBe(expected.kernel.release);
+  expect(row.linux_banner).toBe(expected.kernel.linux_banner);
+  expect(u64(row.kaslr_slide as string)).toBe(u64(expected.layout.virtual_kaslr_slide));
+  expect(u64(row.phys_base as string)).toBe(u64(expected.layout.phys_base_value));
+  expect(u64(row.dtb as string)).toBe(u64(expected.layout.init_top_pgt_phys));
+  expect(u64(row.page_offset_base as string)).toBe(u64(expected.layout.page_offset_base_value));
+  expect(row.paging_levels).toBe(expected.layout.paging_levels);
+}
+
 describe.each(dumpFixtures())('info on $name ($format) equals the guest truth', ({ name, format }) => {
   it('release, banner, slide, phys_base, DTB, page_offset_base, paging levels', () => {
     const expected = truth(name);
     const row = infoOf(fixturePath(name, format));
     expect(row.format).toBe(format);
-    expect(row.kernel_release).toBe(expected.kernel.release);
-    expect(row.linux_banner).toBe(expected.kernel.linux_banner);
-    expect(u64(row.kaslr_slide as string)).toBe(u64(expected.layout.virtual_kaslr_slide));
-    expect(u64(row.phys_base as string)).toBe(u64(expected.layout.phys_base_value));
-    expect(u64(row.dtb as string)).toBe(u64(expected.layout.init_top_pgt_phys));
-    expect(u64(row.page_offset_base as string)).toBe(u64(expected.layout.page_offset_base_value));
-    expect(row.paging_levels).toBe(expected.layout.paging_levels);
+    expectGuestTruth(row, name);
     expect(row.kaslr).toBe(expected.layout.kaslr_enabled);
     expect(row.discovery).toBe('vmcoreinfo');
     // JSON contract: lowercase 0x-hex strings for addresses.
@@ -75,14 +81,8 @@ describe('without VMCOREINFO: banner + page tables', () => {
   }
 
   it.each(['linux61-clean', 'linux612-clean'])('%s: same layout found by the fallback route', (name) => {
-    const expected = truth(name);
     const row = infoOf(blankVmcoreinfo(name, 'raw'));
     expect(row.discovery).toBe('page-table-scan');
-    expect(row.kernel_release).toBe(expected.kernel.release);
-    expect(row.linux_banner).toBe(expected.kernel.linux_banner);
-    expect(u64(row.kaslr_slide as string)).toBe(u64(expected.layout.virtual_kaslr_slide));
-    expect(u64(row.phys_base as string)).toBe(u64(expected.layout.phys_base_value));
-    expect(u64(row.dtb as string)).toBe(u64(expected.layout.init_top_pgt_phys));
-    expect(u64(row.page_offset_base as string)).toBe(u64(expected.layout.page_offset_base_value));
+    expectGuestTruth(row, name);
   });
 });
