@@ -1,0 +1,142 @@
+import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { parse } from 'lossless-json';
+import xzDecompress from 'xz-decompress';
+import { VmscopeError } from '../util/errors.js';
+
+/**
+ * Volatility 3's Intermediate Symbol Format (schema 6.x), the interchange format for profiles:
+ * vmscope reads ISF files users already have and writes ISF that Volatility loads. The shapes
+ * below follow volatility3/schemas/schema-6.x.json, which forbids extra keys.
+ */
+export type IsfTypeDescriptor =
+  | { kind: 'base'; name: string }
+  | { kind: 'pointer'; subtype: IsfTypeDescriptor; base?: string }
+  | { kind: 'array'; count: number; subtype: IsfTypeDescriptor }
+  | { kind: 'struct' | 'union' | 'class'; name: string }
+  | { kind: 'enum'; name: string }
+  | { kind: 'function' }
+  | { kind: 'bitfield'; bit_position: number; bit_length: number; type: IsfTypeDescriptor };
+
+export interface IsfField {
+  type: IsfTypeDescriptor;
+  offset: number;
+  anonymous?: boolean;
+}
+
+export interface IsfUserType {
+  kind: 'struct' | 'union' | 'class';
+  size: number;
+  fields: Record<string, IsfField>;
+}
+
+export interface IsfBaseType {
+  kind: 'void' | 'int' | 'float' | 'char' | 'bool';
+  size: number;
+  signed: boolean;
+  endian: 'little' | 'big';
+}
+
+export interface IsfEnum {
+  size: number;
+  base: string;
+  constants: Record<string, number | bigint>;
+}
+
+export interface IsfSymbol {
+  /** Link-time address (before KASLR), exact to 64 bits. */
+  address: number | bigint;
+  linkage_name?: string;
+  type?: IsfTypeDescriptor;
+  /** base64 bytes: Volatility matches `linux_banner`'s to pick the ISF for a dump. */
+  constant_data?: string;
+}
+
+export interface IsfMetadataItem {
+  kind: 'dwarf' | 'symtab' | 'system-map';
+  name?: string;
+  hash_type?: 'sha256';
+  hash_value?: string;
+}
+
+export interface IsfDocument {
+  metadata: {
+    format: string;
+    producer?: { name: string; version: string; datetime?: string };
+    linux?: { symbols?: IsfMetadataItem[]; types?: IsfMetadataItem[] };
+  };
+  base_types: Record<string, IsfBaseType>;
+  user_types: Record<string, IsfUserType>;
+  enums: Record<string, IsfEnum>;
+  symbols: Record<string, IsfSymbol>;
+}
+
+/** The type sections of an ISF: what BTF gives. */
+export type IsfTypes = Pick<IsfDocument, 'base_types' | 'user_types' | 'enums'>;
+
+const XZ_MAGIC = [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00];
+
+const BIGINT_MARK = '\u0000u64:';
+
+/**
+ * Serialize with 64-bit addresses written as exact integers. JSON.stringify cannot write a
+ * bigint, so each is emitted as a marked string and unquoted afterwards (the NUL in the mark
+ * cannot occur in any real name); this is several times faster than a lossless serializer.
+ */
+export function stringifyIsf(document: IsfDocument): string {
+  const text = JSON.stringify(document, (_key, value: unknown) => (typeof value === 'bigint' ? `${BIGINT_MARK}${value}` : value));
+  return text.replace(/"\\u0000u64:(-?\d+)"/g, '$1') + '\n';
+}
+
+/** Parse ISF text; integers beyond 2^53 (kernel addresses) come back as bigints, not rounded floats. */
+export function parseIsf(text: string, path: string): IsfDocument {
+  let document: unknown;
+  try {
+    document = parse(text, null, exactNumber);
+  } catch (error) {
+    throw new VmscopeError('CORRUPT_STRUCTURE', `not valid JSON: ${(error as Error).message}`, path, 0);
+  }
+  validateIsf(document, path);
+  return document;
+}
+
+/** Integers that a double cannot hold exactly (64-bit addresses) become bigints; the rest stay numbers. */
+function exactNumber(text: string): number | bigint {
+  const value = Number(text);
+  return Number.isSafeInteger(value) || !/^-?\d+$/.test(text) ? value : BigInt(text);
+}
+
+function validateIsf(document: unknown, path: string): asserts document is IsfDocument {
+  const fail = (what: string): never => {
+    throw new VmscopeError('CORRUPT_STRUCTURE', `not a Volatility ISF: ${what}`, path, 0);
+  };
+  if (typeof document !== 'object' || document === null) fail('the top level is not an object');
+  const record = document as Record<string, unknown>;
+  for (const section of ['metadata', 'base_types', 'user_types', 'enums', 'symbols']) {
+    if (typeof record[section] !== 'object' || record[section] === null) fail(`missing "${section}"`);
+  }
+  const format = (record.metadata as Record<string, unknown>).format;
+  if (typeof format !== 'string' || !/^[4-6]\.\d+\.\d+$/.test(format)) fail(`metadata.format ${JSON.stringify(format)} is not a supported ISF version (4.x to 6.x)`);
+}
+
+/** Read `file.json` or `file.json.xz` (the form Volatility's symbol packs ship in). */
+export async function readIsfFile(path: string): Promise<IsfDocument> {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (error) {
+    throw new VmscopeError('UNREADABLE_FILE', `cannot read ISF: ${(error as Error).message}`, path, 0);
+  }
+  if (XZ_MAGIC.every((byte, i) => bytes[i] === byte)) bytes = await unxz(bytes, path);
+  return parseIsf(new TextDecoder().decode(bytes), path);
+}
+
+async function unxz(compressed: Uint8Array, path: string): Promise<Uint8Array> {
+  try {
+    // xz-decompress is CommonJS (a WASM liblzma build): its class comes through the default export.
+    const stream = new xzDecompress.XzReadableStream(Readable.toWeb(Readable.from([compressed])) as ReadableStream<Uint8Array>);
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  } catch (error) {
+    throw new VmscopeError('CORRUPT_STRUCTURE', `xz stream is corrupt: ${(error as Error).message}`, path, 0);
+  }
+}
