@@ -11,6 +11,13 @@ export { X86AddressSpace, type Translation, type MappingRun, type PagingLevels }
 export { MultiNeedleSearcher, searchReference, type NeedleHit } from './kernels/multiNeedle.js';
 export { discoverLinuxKernel, type LinuxKernel, type DiscoveryMethod } from './os/linux/discovery.js';
 export { Vmcoreinfo } from './os/linux/vmcoreinfo.js';
-export { DumpContext } from './analyses/context.js';
+export { linuxProfile, deriveProfile, type ProfileOptions, type LinuxProfile } from './os/linux/profile.js';
+export { Profile, type ProfileSymbol, type ProfileOrigin } from './symbols/profile.js';
+export { readIsfFile, parseIsf, stringifyIsf, type IsfDocument } from './symbols/isf.js';
+export { DumpContext, type ContextOptions } from './analyses/context.js';
 export { info } from './analyses/info.js';
-export type { AnalysisResult, Column, Row } from './analyses/types.js';
+export { kallsyms } from './analyses/kallsyms.js';
+export { typeLayout } from './analyses/typeLayout.js';
+export { exportIsf } from './analyses/isfExport.js';
+export { analyses, findAnalysis } from './analyses/registry.js';
+export type { Analysis, AnalysisResult, Column, Row } from './analyses/types.js';

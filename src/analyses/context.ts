@@ -1,15 +1,21 @@
 import { openImage } from '../image/open.js';
 import type { MemoryImage } from '../image/types.js';
 import { discoverLinuxKernel, type LinuxKernel } from '../os/linux/discovery.js';
+import { linuxProfile, type LinuxProfile, type ProfileOptions } from '../os/linux/profile.js';
+import type { Profile } from '../symbols/profile.js';
 
-export interface ContextOptions {
+export interface ContextOptions extends ProfileOptions {
   onProgress?: (phase: string, doneBytes: number, totalBytes: number) => void;
 }
 
-/** One dump under analysis: the image is opened at once, the kernel found on first use and kept. */
+/**
+ * One dump under analysis: the image is opened at once; the kernel and its profile are found
+ * on first use and kept, so analyses declare what they need simply by asking for it.
+ */
 export class DumpContext {
   readonly image: MemoryImage;
   private kernelCache: LinuxKernel | undefined;
+  private profileCache: Promise<LinuxProfile> | undefined;
 
   constructor(readonly path: string, private readonly options: ContextOptions = {}) {
     this.image = openImage(path);
@@ -20,6 +26,16 @@ export class DumpContext {
       onProgress: (done, total) => this.options.onProgress?.('locating kernel', done, total),
     });
     return this.kernelCache;
+  }
+
+  /** The profile with how it was obtained (ISF, cache, or derived from this dump). */
+  linuxProfile(): Promise<LinuxProfile> {
+    this.profileCache ??= linuxProfile(this.kernel, this.options);
+    return this.profileCache;
+  }
+
+  async profile(): Promise<Profile> {
+    return (await this.linuxProfile()).profile;
   }
 
   close(): void {

@@ -1,8 +1,8 @@
 import { hex } from '../util/hex.js';
 import type { DumpContext } from './context.js';
-import type { AnalysisResult, Column } from './types.js';
+import type { Analysis, AnalysisResult, Column } from './types.js';
 
-export const infoColumns: readonly Column[] = [
+const columns: readonly Column[] = [
   { key: 'format', kind: 'text', title: 'Format' },
   { key: 'ranges', kind: 'list', title: 'Physical ranges' },
   { key: 'total_bytes', kind: 'int', title: 'Total bytes' },
@@ -18,7 +18,7 @@ export const infoColumns: readonly Column[] = [
   { key: 'cpu_cr3', kind: 'list', title: 'CPU CR3 (ELF notes)' },
 ];
 
-/** `info`: what the dump is and where the kernel sits in it. */
+/** What the dump is and where the kernel sits in it. */
 export function info(context: DumpContext): AnalysisResult {
   const { image, kernel } = context;
   const row = {
@@ -36,5 +36,16 @@ export function info(context: DumpContext): AnalysisResult {
     discovery: kernel.method,
     cpu_cr3: image.cpus.map((cpu) => hex(cpu.cr3)),
   };
-  return { columns: infoColumns, rows: [row], single: true, partial: false, warnings: kernel.warnings };
+  return { columns, rows: [row], single: true, partial: false, warnings: kernel.warnings };
 }
+
+export const infoAnalysis: Analysis = {
+  name: 'info',
+  description: 'identify the dump format, the kernel release and banner, KASLR slide, phys_base, DTB and direct-map base',
+  columns,
+  requires: ['image', 'kernel'],
+  help: `The kernel is found from the VMCOREINFO note the kernel keeps in RAM; without it, from the
+"Linux version" banner and the kernel's own page tables. Every value is checked by
+translating the kernel's text through the DTB it reports.`,
+  run: (context) => info(context),
+};

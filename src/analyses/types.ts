@@ -16,7 +16,7 @@ export type CellValue = string | number | boolean | bigint | null | readonly Cel
 export type Row = Readonly<Record<string, CellValue>>;
 
 /** What an analysis needs before it can run; the context provides them lazily. */
-export type Requirement = 'image' | 'kernel';
+export type Requirement = 'image' | 'kernel' | 'profile';
 
 export interface AnalysisResult {
   readonly columns: readonly Column[];
@@ -26,4 +26,32 @@ export interface AnalysisResult {
   /** True when some rows may be missing (a walk was cut short); the CLI exits 1. */
   readonly partial: boolean;
   readonly warnings: readonly string[];
+  /** A line above the table (e.g. a struct's name and size); JSON output leaves it out. */
+  readonly title?: string;
+}
+
+/** A command-line option an analysis takes, passed to `run` under `key`. */
+export interface AnalysisOption {
+  /** commander flags, e.g. `--pid <pid>` or `--threads` */
+  readonly flags: string;
+  readonly key: string;
+  readonly description: string;
+  readonly parse?: (value: string) => unknown;
+}
+
+/**
+ * One analysis (Volatility's plugin): a name, what it needs, the columns it yields. The CLI
+ * builds a command from each; the library calls `run` directly.
+ */
+export interface Analysis {
+  readonly name: string;
+  readonly description: string;
+  readonly columns: readonly Column[];
+  readonly requires: readonly Requirement[];
+  /** Positional arguments after the dump, e.g. the struct name of `types`. */
+  readonly arguments?: ReadonlyArray<{ readonly name: string; readonly description: string }>;
+  readonly options?: readonly AnalysisOption[];
+  /** More help text: what it shows and how it decides. */
+  readonly help?: string;
+  run(context: import('./context.js').DumpContext, args: Readonly<Record<string, unknown>>): AnalysisResult | Promise<AnalysisResult>;
 }

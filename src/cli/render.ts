@@ -24,7 +24,10 @@ export function render(result: AnalysisResult, format: OutputFormat): string {
     case 'ndjson':
       return rows.map((row) => JSON.stringify(row) + '\n').join('');
     case 'table':
-      return result.single ? renderRecord(result.rows[0] ?? {}, result.columns) : renderTable(result.rows, result.columns);
+      return (
+        (result.title ? `${result.title}\n` : '') +
+        (result.single ? renderRecord(result.rows[0] ?? {}, result.columns) : renderTable(result.rows, result.columns))
+      );
   }
 }
 

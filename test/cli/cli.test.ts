@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,10 +7,15 @@ import { describe, expect, it } from 'vitest';
 import { fixturePath, truth } from '../support/fixtures.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const work = mkdtempSync(join(tmpdir(), 'vmscope-cli-'));
 
 /** The real, bundled CLI as a user runs it (npm test builds it first), stdout and stderr piped. */
 function vmscope(...args: string[]) {
-  const result = spawnSync(process.execPath, [join(repoRoot, 'bin/vmscope.js'), ...args], { encoding: 'utf8' });
+  const result = spawnSync(process.execPath, [join(repoRoot, 'bin/vmscope.js'), ...args], {
+    encoding: 'utf8',
+    maxBuffer: 256 << 20,
+    env: { ...process.env, VMSCOPE_CACHE_DIR: join(work, 'profiles') },
+  });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -45,7 +50,7 @@ describe('vmscope CLI', () => {
   });
 
   it('unreadable input: exit 2 and one line naming the file and offset', () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'vmscope-cli-')), 'random.bin');
+    const path = join(work, 'random.bin');
     writeFileSync(path, Buffer.alloc(1 << 20, 0x41));
     const { code, stdout, stderr } = vmscope('info', path, '--json');
     expect(code).toBe(2);
@@ -63,4 +68,36 @@ describe('vmscope CLI', () => {
     expect(help.stdout).toContain('Examples:');
     expect(help.stdout).toContain('Exit codes');
   });
+
+  it('kallsyms --json lists every vmlinux symbol of the guest with address, type and name', () => {
+    const { code, stdout } = vmscope('kallsyms', fixturePath('linux612-clean', 'elf'), '--json');
+    expect(code).toBe(0);
+    const rows = JSON.parse(stdout) as Array<{ address: string; type: string; name: string }>;
+    expect(rows.length).toBe(truthSymbolCount('linux612-clean'));
+    expect(rows).toContainEqual({ address: `0x${BigInt(truth('linux612-clean').layout.text_virt).toString(16)}`, type: 'T', name: '_text' });
+  });
+
+  it('types prints a struct layout; isf writes an ISF that --isf reads back to the same layout', () => {
+    const dump = fixturePath('linux61-clean', 'elf');
+    const table = vmscope('types', dump, 'task_struct');
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/^struct task_struct: \d+ bytes$/m);
+    const derived = JSON.parse(vmscope('types', dump, 'list_head', '--json').stdout);
+    expect(derived).toEqual([
+      { offset: 0, size: 8, field: 'next', type: 'struct list_head *', bit_position: null, bit_length: null },
+      { offset: 8, size: 8, field: 'prev', type: 'struct list_head *', bit_position: null, bit_length: null },
+    ]);
+    const isf = join(work, 'linux61.json');
+    expect(vmscope('isf', dump, '-o', isf).code).toBe(0);
+    const viaIsf = vmscope('types', fixturePath('linux61-rootkit', 'lime'), 'task_struct', '--json', '--isf', isf);
+    expect(viaIsf.code).toBe(0);
+    expect(JSON.parse(viaIsf.stdout)).toEqual(JSON.parse(vmscope('types', dump, 'task_struct', '--json').stdout));
+    expect(vmscope('types', dump, 'no_such_struct').stderr).toMatch(/NO_PROFILE: the profile has no struct or union "no_such_struct"/);
+  });
 });
+
+function truthSymbolCount(name: string): number {
+  return readFileSync(fixturePath(name, 'kallsyms.txt'), 'utf8')
+    .split('\n')
+    .filter((line) => line && !line.includes('[')).length;
+}

@@ -1,0 +1,86 @@
+import type { IsfTypeDescriptor } from '../symbols/isf.js';
+import type { Profile } from '../symbols/profile.js';
+import { VmscopeError } from '../util/errors.js';
+import type { DumpContext } from './context.js';
+import type { Analysis, AnalysisResult, Column } from './types.js';
+
+const columns: readonly Column[] = [
+  { key: 'offset', kind: 'int', title: 'Offset' },
+  { key: 'size', kind: 'int', title: 'Size' },
+  { key: 'field', kind: 'text', title: 'Field' },
+  { key: 'type', kind: 'text', title: 'Type' },
+  { key: 'bit_position', kind: 'int', title: 'Bit' },
+  { key: 'bit_length', kind: 'int', title: 'Bits' },
+];
+
+/** C-like spelling of an ISF type, e.g. `struct list_head *`, `char[16]`. */
+export function describeType(type: IsfTypeDescriptor): string {
+  switch (type.kind) {
+    case 'base':
+      return type.name;
+    case 'pointer':
+      return `${describeType(type.subtype)} *`;
+    case 'array':
+      return `${describeType(type.subtype)}[${type.count}]`;
+    case 'struct':
+    case 'union':
+    case 'class':
+    case 'enum':
+      return `${type.kind} ${type.name}`;
+    case 'function':
+      return 'function';
+    case 'bitfield':
+      return describeType(type.type);
+  }
+}
+
+/** Bytes a field of this type occupies (undefined for functions and unknown types). */
+export function sizeOfType(profile: Profile, type: IsfTypeDescriptor): number | undefined {
+  switch (type.kind) {
+    case 'pointer':
+      return profile.types.base_types.pointer?.size ?? 8;
+    case 'array': {
+      const element = sizeOfType(profile, type.subtype);
+      return element === undefined ? undefined : element * type.count;
+    }
+    case 'bitfield':
+      return sizeOfType(profile, type.type);
+    case 'function':
+      return undefined;
+    default:
+      try {
+        return profile.sizeOf(type.name);
+      } catch (error) {
+        if (error instanceof VmscopeError) return undefined;
+        throw error;
+      }
+  }
+}
+
+/** The layout of one struct or union, fields in offset order. */
+export async function typeLayout(context: DumpContext, name: string): Promise<AnalysisResult> {
+  const profile = await context.profile();
+  const type = profile.type(name);
+  if (!type) throw new VmscopeError('NO_PROFILE', `the profile has no struct or union "${name}"`, profile.source);
+  const rows = Object.entries(type.fields)
+    .map(([field, { offset, type: fieldType }]) => ({
+      offset,
+      size: sizeOfType(profile, fieldType) ?? null,
+      field,
+      type: describeType(fieldType),
+      bit_position: fieldType.kind === 'bitfield' ? fieldType.bit_position : null,
+      bit_length: fieldType.kind === 'bitfield' ? fieldType.bit_length : null,
+    }))
+    .sort((a, b) => a.offset - b.offset || (a.bit_position ?? 0) - (b.bit_position ?? 0));
+  return { columns, rows, single: false, partial: false, warnings: [], title: `${type.kind} ${name}: ${type.size} bytes` };
+}
+
+export const typesAnalysis: Analysis = {
+  name: 'types',
+  description: 'print the layout of a struct or union (offsets, sizes, types, bitfields) from the dump-derived profile',
+  columns,
+  requires: ['profile'],
+  arguments: [{ name: 'struct', description: 'struct or union name, e.g. task_struct' }],
+  help: 'Fields inside anonymous structs and unions are listed at their offset in the outer struct.',
+  run: (context, args) => typeLayout(context, String(args.struct)),
+};

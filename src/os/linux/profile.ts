@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto';
+import { btfToIsf, carveVmlinuxBtf } from '../../symbols/btf.js';
+import { readIsfFile, type IsfMetadataItem } from '../../symbols/isf.js';
+import { decodeKallsyms, findKallsyms, type KallsymsLocation } from '../../symbols/kallsyms.js';
+import { Profile } from '../../symbols/profile.js';
+import { defaultProfileCacheDir, loadProfile, saveProfile } from '../../symbols/profileCache.js';
+import { VmscopeError } from '../../util/errors.js';
+import { hex } from '../../util/hex.js';
+import { kernelImageVirtual, START_KERNEL_MAP, type LinuxKernel } from './discovery.js';
+
+const MODULES_VADDR = 0xffffffffc0000000n;
+
+export interface ProfileOptions {
+  /** A Volatility ISF (`.json` or `.json.xz`) to use instead of deriving one from the dump. */
+  isf?: string;
+  /** Where derived profiles are cached; false disables the cache. */
+  cacheDir?: string | false;
+}
+
+/** How a derived profile was put together, for `info`-style explanations and the ISF metadata. */
+export interface ProfileProvenance {
+  readonly kallsyms: KallsymsLocation;
+  readonly kallsymsFoundBy: 'vmcoreinfo' | 'scan';
+  readonly btfPhysical: number;
+  readonly btfBytes: number;
+  readonly btfSha256: string;
+}
+
+export interface LinuxProfile {
+  readonly profile: Profile;
+  readonly provenance: ProfileProvenance | undefined;
+}
+
+/**
+ * The profile for this dump's kernel, in order of preference: the user's ISF, the on-disk cache
+ * of an earlier derivation for the same banner, or a new derivation from the dump's own
+ * kallsyms and BTF.
+ */
+export async function linuxProfile(kernel: LinuxKernel, options: ProfileOptions = {}): Promise<LinuxProfile> {
+  if (options.isf) return { profile: await profileFromIsf(kernel, options.isf), provenance: undefined };
+  const cacheDir = options.cacheDir === undefined ? defaultProfileCacheDir() : options.cacheDir;
+  const buildId = kernel.vmcoreinfo?.entries.get('BUILD-ID');
+  if (cacheDir) {
+    const cached = loadProfile(cacheDir, kernel.banner, buildId, kernel.kaslrSlide, kernel.image.path);
+    if (cached) return { profile: cached, provenance: undefined };
+  }
+  const derived = deriveProfile(kernel);
+  if (cacheDir) saveProfile(cacheDir, derived.profile, buildId);
+  return derived;
+}
+
+/** Decode kallsyms and BTF from the dump itself. */
+export function deriveProfile(kernel: LinuxKernel): LinuxProfile {
+  const fromVmcoreinfo = kallsymsFromVmcoreinfo(kernel);
+  const kallsyms = fromVmcoreinfo ?? findKallsyms(kernel.space, START_KERNEL_MAP, MODULES_VADDR);
+  const symbols = decodeKallsyms(kernel.space, kallsyms);
+  const btf = carveVmlinuxBtf(kernel.image);
+  const types = btfToIsf(btf.types);
+  const profile = new Profile(types, symbols, kernel.kaslrSlide, 'derived', kernel.image.path, kernel.banner);
+  return {
+    profile,
+    provenance: {
+      kallsyms,
+      kallsymsFoundBy: fromVmcoreinfo ? 'vmcoreinfo' : 'scan',
+      btfPhysical: btf.physical,
+      btfBytes: btf.bytes.length,
+      btfSha256: createHash('sha256').update(btf.bytes).digest('hex'),
+    },
+  };
+}
+
+/** Since 6.0 VMCOREINFO names the kallsyms tables (for makedumpfile/crash); older kernels need the scan. */
+function kallsymsFromVmcoreinfo(kernel: LinuxKernel): KallsymsLocation | undefined {
+  const info = kernel.vmcoreinfo;
+  const names = info?.symbol('kallsyms_names');
+  const numSyms = info?.symbol('kallsyms_num_syms');
+  const tokenTable = info?.symbol('kallsyms_token_table');
+  const tokenIndex = info?.symbol('kallsyms_token_index');
+  if (!info || names === undefined || numSyms === undefined || tokenTable === undefined || tokenIndex === undefined) return undefined;
+  const location: KallsymsLocation = { names, numSyms, tokenTable, tokenIndex };
+  const offsets = info.symbol('kallsyms_offsets');
+  const relativeBase = info.symbol('kallsyms_relative_base');
+  const addresses = info.symbol('kallsyms_addresses');
+  if (offsets !== undefined) location.offsets = offsets;
+  if (relativeBase !== undefined) location.relativeBase = relativeBase;
+  if (addresses !== undefined) location.addresses = addresses;
+  return location;
+}
+
+/**
+ * A user's ISF holds link-time addresses: this dump's slide moves them, and linux_banner must
+ * then land on the banner the kernel itself maps, or the ISF is for another build.
+ */
+async function profileFromIsf(kernel: LinuxKernel, path: string): Promise<Profile> {
+  const profile = Profile.fromIsf(await readIsfFile(path), kernel.kaslrSlide, 'isf', path);
+  const banner = profile.symbol('linux_banner');
+  const expected = kernelImageVirtual(kernel.bannerPhysical, kernel.physBase);
+  if (banner !== undefined && banner !== expected) {
+    throw new VmscopeError('NO_PROFILE', `ISF does not match this kernel: its linux_banner lands at ${hex(banner)}, the dump's is at ${hex(expected)}`, path, 0);
+  }
+  if (profile.banner !== undefined && profile.banner.replace(/\n$/, '') !== kernel.banner.replace(/\n$/, '')) {
+    throw new VmscopeError('NO_PROFILE', `ISF is for another kernel build: its banner is "${profile.banner.trim()}"`, path, 0);
+  }
+  return profile;
+}
+
+/** ISF metadata naming where a derived profile's parts came from. */
+export function provenanceMetadata(provenance: ProfileProvenance | undefined): { symbols: IsfMetadataItem[]; types: IsfMetadataItem[] } {
+  return {
+    symbols: [{ kind: 'symtab', name: `kallsyms from memory (${provenance?.kallsymsFoundBy ?? 'cache'})` }],
+    types: provenance ? [{ kind: 'dwarf', name: 'vmlinux BTF from memory', hash_type: 'sha256', hash_value: provenance.btfSha256 }] : [],
+  };
+}

@@ -1,0 +1,184 @@
+import { VmscopeError } from '../util/errors.js';
+import type { IsfDocument, IsfMetadataItem, IsfSymbol, IsfTypeDescriptor, IsfTypes, IsfUserType } from './isf.js';
+
+export interface ProfileSymbol {
+  readonly name: string;
+  /** Where the symbol is in this dump (KASLR applied), or the plain value of an absolute symbol. */
+  readonly address: bigint;
+  /** The /proc/kallsyms type letter, when the source knows it (kallsyms does, an ISF does not). */
+  readonly type: string | undefined;
+  /** Absolute values (per-CPU offsets and the like) do not move with KASLR. */
+  readonly absolute: boolean;
+}
+
+/** Where a profile came from: a user's ISF file, the dump itself, or the on-disk cache of a derived one. */
+export type ProfileOrigin = 'isf' | 'derived' | 'cache';
+
+export interface ResolvedField {
+  readonly offset: number;
+  readonly type: IsfTypeDescriptor;
+}
+
+/** Kernel-half addresses move with KASLR; anything below is an absolute value. */
+const KERNEL_HALF = 0xffff800000000000n;
+const U64 = (1n << 64n) - 1n;
+/** Anonymous members nest a few levels in real kernels; a bound keeps a hostile ISF from recursing forever. */
+const MAX_ANONYMOUS_DEPTH = 16;
+
+/**
+ * Symbols and type layouts of one kernel build, whatever their source. Addresses are kept as
+ * this dump sees them; `slide` converts to and from link-time addresses (what ISF stores).
+ */
+export class Profile {
+  private readonly byName = new Map<string, ProfileSymbol>();
+  private readonly sorted: ProfileSymbol[];
+
+  constructor(
+    readonly types: IsfTypes,
+    readonly symbolList: readonly ProfileSymbol[],
+    readonly slide: bigint,
+    readonly origin: ProfileOrigin,
+    /** Named in errors: the ISF file or the dump the profile was derived from. */
+    readonly source: string,
+    readonly banner: string | undefined,
+  ) {
+    for (const symbol of symbolList) {
+      const known = this.byName.get(symbol.name);
+      // Local names repeat (static functions in several files); a global definition wins.
+      if (!known || (isLocal(known) && !isLocal(symbol))) this.byName.set(symbol.name, symbol);
+    }
+    this.sorted = symbolList.filter((symbol) => !symbol.absolute).sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+  }
+
+  symbol(name: string): bigint | undefined {
+    return this.byName.get(name)?.address;
+  }
+
+  requireSymbol(name: string): bigint {
+    const address = this.symbol(name);
+    if (address === undefined) throw new VmscopeError('NO_PROFILE', `the profile has no symbol "${name}"`, this.source);
+    return address;
+  }
+
+  /** The nearest symbol at or below `address`, and how far past it the address is. */
+  symbolAt(address: bigint): { symbol: ProfileSymbol; offset: bigint } | undefined {
+    let low = 0;
+    let high = this.sorted.length - 1;
+    let best = -1;
+    while (low <= high) {
+      const middle = (low + high) >>> 1;
+      if (this.sorted[middle]!.address <= address) {
+        best = middle;
+        low = middle + 1;
+      } else {
+        high = middle - 1;
+      }
+    }
+    if (best < 0) return undefined;
+    const symbol = this.sorted[best]!;
+    return { symbol, offset: address - symbol.address };
+  }
+
+  type(name: string): IsfUserType | undefined {
+    return this.types.user_types[name];
+  }
+
+  /** Size of a struct/union, base type or enum. */
+  sizeOf(name: string): number {
+    const size = this.types.user_types[name]?.size ?? this.types.base_types[name]?.size ?? this.types.enums[name]?.size;
+    if (size === undefined) throw new VmscopeError('NO_PROFILE', `the profile has no type "${name}"`, this.source);
+    return size;
+  }
+
+  /**
+   * A field by name, looking through anonymous members (as C does), or a dotted path
+   * ("mm.pgd" is not a path: pointers are not followed; "se.vruntime" is).
+   */
+  field(typeName: string, path: string): ResolvedField {
+    let current: ResolvedField = { offset: 0, type: { kind: 'struct', name: typeName } };
+    for (const part of path.split('.')) {
+      const container = current.type;
+      if (container.kind !== 'struct' && container.kind !== 'union' && container.kind !== 'class') {
+        throw new VmscopeError('NO_PROFILE', `"${path}" of ${typeName}: "${part}" is not inside a struct or union`, this.source);
+      }
+      const found = this.memberOf(container.name, part, 0);
+      if (!found) throw new VmscopeError('NO_PROFILE', `${container.kind} ${container.name} has no field "${part}"`, this.source);
+      current = { offset: current.offset + found.offset, type: found.type };
+    }
+    return current;
+  }
+
+  offsetOf(typeName: string, path: string): number {
+    return this.field(typeName, path).offset;
+  }
+
+  hasField(typeName: string, path: string): boolean {
+    try {
+      this.field(typeName, path);
+      return true;
+    } catch (error) {
+      if (error instanceof VmscopeError) return false;
+      throw error;
+    }
+  }
+
+  private memberOf(typeName: string, name: string, depth: number): ResolvedField | undefined {
+    const type = this.types.user_types[typeName];
+    if (!type) throw new VmscopeError('NO_PROFILE', `the profile has no type "${typeName}"`, this.source);
+    const direct = type.fields[name];
+    if (direct) return direct;
+    if (depth >= MAX_ANONYMOUS_DEPTH) return undefined;
+    for (const member of Object.values(type.fields)) {
+      if (!member.anonymous || (member.type.kind !== 'struct' && member.type.kind !== 'union')) continue;
+      const inner = this.memberOf(member.type.name, name, depth + 1);
+      if (inner) return { offset: member.offset + inner.offset, type: inner.type };
+    }
+    return undefined;
+  }
+
+  /** Volatility ISF for this profile: link-time addresses, linux_banner's bytes as constant_data. */
+  toIsf(producerVersion: string, metadata: { symbols?: IsfMetadataItem[]; types?: IsfMetadataItem[] } = {}): IsfDocument {
+    const symbols: Record<string, IsfSymbol> = {};
+    for (const [name, symbol] of this.byName) {
+      const entry: IsfSymbol = { address: symbol.absolute ? symbol.address : (symbol.address - this.slide) & U64 };
+      if (symbol.type === 't' || symbol.type === 'T') entry.type = { kind: 'function' };
+      if (name === 'linux_banner' && this.banner !== undefined) entry.constant_data = Buffer.from(this.banner, 'latin1').toString('base64');
+      symbols[name] = entry;
+    }
+    return {
+      metadata: {
+        format: '6.2.0',
+        producer: { name: 'vmscope', version: producerVersion, datetime: new Date().toISOString() },
+        linux: metadata,
+      },
+      base_types: this.types.base_types,
+      user_types: this.types.user_types,
+      enums: this.types.enums,
+      symbols,
+    };
+  }
+
+  /** A profile from an ISF document; `slide` moves its link-time addresses to this dump's. */
+  static fromIsf(document: IsfDocument, slide: bigint, origin: ProfileOrigin, source: string): Profile {
+    const symbols: ProfileSymbol[] = [];
+    for (const [name, entry] of Object.entries(document.symbols)) {
+      const linkAddress = BigInt.asUintN(64, BigInt(entry.address));
+      const absolute = linkAddress < KERNEL_HALF;
+      symbols.push({
+        name,
+        address: absolute ? linkAddress : (linkAddress + slide) & U64,
+        type: entry.type?.kind === 'function' ? 'T' : undefined,
+        absolute,
+      });
+    }
+    const bannerData = document.symbols.linux_banner?.constant_data;
+    const banner = bannerData === undefined ? undefined : Buffer.from(bannerData, 'base64').toString('latin1').replace(/\0+$/, '');
+    const types: IsfTypes = { base_types: document.base_types, user_types: document.user_types, enums: document.enums };
+    return new Profile(types, symbols, slide, origin, source, banner);
+  }
+}
+
+function isLocal(symbol: ProfileSymbol): boolean {
+  return symbol.type !== undefined && symbol.type === symbol.type.toLowerCase();
+}
+
