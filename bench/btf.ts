@@ -8,23 +8,7 @@ import { openImage } from '../src/image/open.js';
 import { MultiNeedleSearcher } from '../src/kernels/multiNeedle.js';
 import { btfToIsf, carveVmlinuxBtf, parseBtf } from '../src/symbols/btf.js';
 import { fixturePath } from '../test/support/fixtures.js';
-
-const ROUNDS = 3;
-
-function seconds(run: () => unknown): number {
-  const started = process.hrtime.bigint();
-  run();
-  return Number(process.hrtime.bigint() - started) / 1e9;
-}
-
-/** The first run's time, the best of ROUNDS more, and the last result. */
-function measure<T>(run: () => T): { cold: number; best: number; result: T } {
-  let result!: T;
-  const cold = seconds(() => (result = run()));
-  let best = Infinity;
-  for (let round = 0; round < ROUNDS; round++) best = Math.min(best, seconds(() => (result = run())));
-  return { cold, best, result };
-}
+import { coldAndBest as measure, ROUNDS } from './support/timing.js';
 
 const path = process.argv[2] ?? fixturePath('linux61-clean', 'elf');
 const image = openImage(path);

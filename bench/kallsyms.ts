@@ -7,25 +7,10 @@
 import { DumpContext } from '../src/analyses/context.js';
 import { decodeKallsyms, findKallsyms } from '../src/symbols/kallsyms.js';
 import { fixturePath } from '../test/support/fixtures.js';
+import { coldAndBest, milliseconds, ROUNDS } from './support/timing.js';
 
-const ROUNDS = 3;
 /** __START_KERNEL_map up to the module area. */
 const KERNEL_IMAGE = { from: 0xffffffff80000000n, to: 0xffffffffc0000000n };
-
-function seconds<T>(run: () => T): { seconds: number; result: T } {
-  const started = process.hrtime.bigint();
-  const result = run();
-  return { seconds: Number(process.hrtime.bigint() - started) / 1e9, result };
-}
-
-function coldAndBest<T>(run: () => T): { cold: number; best: number; result: T } {
-  const cold = seconds(run);
-  let best = Infinity;
-  for (let round = 0; round < ROUNDS; round++) best = Math.min(best, seconds(run).seconds);
-  return { cold: cold.seconds, best, result: cold.result };
-}
-
-const milliseconds = (value: number) => `${(value * 1000).toFixed(1).padStart(7)} ms`;
 
 const paths = process.argv.length > 2 ? process.argv.slice(2) : [fixturePath('linux61-clean', 'elf'), fixturePath('linux612-clean', 'elf')];
 for (const path of paths) {

@@ -8,8 +8,8 @@ import type { MemoryImage } from '../src/image/types.js';
 import { DEFAULT_WINDOW_BYTES } from '../src/kernels/memoryMap.js';
 import { MultiNeedleSearcher, type NeedleHit } from '../src/kernels/multiNeedle.js';
 import { fixturePath } from '../test/support/fixtures.js';
+import { coldAndBest, ROUNDS } from './support/timing.js';
 
-const ROUNDS = 3;
 const text = (value: string) => new TextEncoder().encode(value);
 
 const CASES: ReadonlyArray<{ name: string; needles: Uint8Array[] }> = [
@@ -58,17 +58,6 @@ function searchWithIndexOf(image: MemoryImage, needles: readonly Uint8Array[], c
   return hits.sort((a, b) => a.offset - b.offset || a.needle - b.needle);
 }
 
-function bestOf<T>(run: () => T): { seconds: number; result: T } {
-  let result = run();
-  let best = Infinity;
-  for (let round = 0; round < ROUNDS; round++) {
-    const started = process.hrtime.bigint();
-    result = run();
-    best = Math.min(best, Number(process.hrtime.bigint() - started) / 1e9);
-  }
-  return { seconds: best, result };
-}
-
 function sameHits(a: readonly NeedleHit[], b: readonly NeedleHit[]): boolean {
   return a.length === b.length && a.every((hit, i) => hit.offset === b[i]!.offset && hit.needle === b[i]!.needle);
 }
@@ -81,19 +70,19 @@ const chunk = Buffer.alloc(windowBytes);
 const rate = (seconds: number) => `${(gigabytes / seconds).toFixed(2).padStart(6)} GB/s`;
 
 console.log(`${path}: ${image.format}, ${(image.totalBytes / 2 ** 20).toFixed(0)} MiB in ${image.ranges.length} ranges, window ${windowBytes / 2 ** 20} MiB, best of ${ROUNDS}`);
-const readOnly = bestOf(() => searchWithIndexOf(image, [text('x')], chunk, false));
-console.log(`reading alone (into a Buffer, same chunks): ${rate(readOnly.seconds)}`);
+const readOnly = coldAndBest(() => searchWithIndexOf(image, [text('x')], chunk, false));
+console.log(`reading alone (into a Buffer, same chunks): ${rate(readOnly.best)}`);
 
 let mismatches = 0;
 for (const { name, needles } of CASES) {
   const searcher = MultiNeedleSearcher.create(needles, { windowBytes });
-  const kernel = bestOf(() => searcher.searchImage(image));
-  const indexOf = bestOf(() => searchWithIndexOf(image, needles, chunk, true));
+  const kernel = coldAndBest(() => searcher.searchImage(image));
+  const indexOf = coldAndBest(() => searchWithIndexOf(image, needles, chunk, true));
   const agree = sameHits(kernel.result, indexOf.result);
   if (!agree) mismatches += 1;
   console.log(
-    `${name.padEnd(34)} wasm ${rate(kernel.seconds)}   indexOf ${rate(indexOf.seconds)}   ` +
-      `×${(indexOf.seconds / kernel.seconds).toFixed(2)}   ${kernel.result.length} hits ${agree ? 'agree' : `DIFFER (indexOf found ${indexOf.result.length})`}`,
+    `${name.padEnd(34)} wasm ${rate(kernel.best)}   indexOf ${rate(indexOf.best)}   ` +
+      `×${(indexOf.best / kernel.best).toFixed(2)}   ${kernel.result.length} hits ${agree ? 'agree' : `DIFFER (indexOf found ${indexOf.result.length})`}`,
   );
 }
 image.close();
