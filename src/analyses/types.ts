@@ -10,6 +10,10 @@ export interface Column {
   readonly kind: ColumnKind;
   /** Header in table output. */
   readonly title: string;
+  /** Table output only: how list cells are joined (default ", "; argv reads best with " "). */
+  readonly separator?: string;
+  /** Table output only: indent this cell by the row's `depth` (pstree). */
+  readonly indentByDepth?: boolean;
 }
 
 export type CellValue = string | number | boolean | bigint | null | readonly CellValue[] | { readonly [key: string]: CellValue };
@@ -28,6 +32,8 @@ export interface AnalysisResult {
   readonly warnings: readonly string[];
   /** A line above the table (e.g. a struct's name and size); JSON output leaves it out. */
   readonly title?: string;
+  /** Set by analyses whose rows are findings: 1 when there are any (the CLI exits with it). */
+  readonly exitCode?: number | undefined;
 }
 
 /** A command-line option an analysis takes, passed to `run` under `key`. */

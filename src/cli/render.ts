@@ -31,9 +31,9 @@ export function render(result: AnalysisResult, format: OutputFormat): string {
   }
 }
 
-function cellText(value: CellValue | undefined): string {
+function cellText(value: CellValue | undefined, separator = ', '): string {
   if (value === undefined || value === null) return '-';
-  if (Array.isArray(value)) return value.length === 0 ? '-' : value.map(cellText).join(', ');
+  if (Array.isArray(value)) return value.length === 0 ? '-' : value.map((item) => cellText(item)).join(separator);
   if (typeof value === 'object') {
     const record = value as Record<string, CellValue>;
     // Ranges read best as start-end.
@@ -50,7 +50,12 @@ function renderRecord(row: Row, columns: readonly Column[]): string {
 }
 
 function renderTable(rows: readonly Row[], columns: readonly Column[]): string {
-  const cells = rows.map((row) => columns.map((column) => cellText(row[column.key])));
+  const cells = rows.map((row) =>
+    columns.map((column) => {
+      const text = cellText(row[column.key], column.separator);
+      return column.indentByDepth && typeof row.depth === 'number' ? '  '.repeat(row.depth) + text : text;
+    }),
+  );
   const widths = columns.map((column, i) => Math.max(column.title.length, ...cells.map((line) => line[i]!.length)));
   const alignRight = columns.map((column) => column.kind === 'int');
   const format = (line: readonly string[]) =>

@@ -1,0 +1,35 @@
+import { MAX_ARGV_BYTES, readArguments } from '../os/linux/processSpace.js';
+import type { DumpContext } from './context.js';
+import { processList } from './pslist.js';
+import type { Analysis, AnalysisResult, Column, Row } from './types.js';
+
+const columns: readonly Column[] = [
+  { key: 'pid', kind: 'int', title: 'PID' },
+  { key: 'ppid', kind: 'int', title: 'PPID' },
+  { key: 'comm', kind: 'text', title: 'Command' },
+  { key: 'argv', kind: 'list', title: 'Arguments', separator: ' ' },
+];
+
+/** Each listed process with its argv, read from the process's own memory. */
+export async function psaux(context: DumpContext): Promise<AnalysisResult> {
+  const { reader, tasks, warnings } = await processList(context);
+  const rows: Row[] = tasks.map((task) => {
+    const { argv, problems } = readArguments(context.kernel, reader, task);
+    for (const problem of problems) warnings.push(`pid ${task.pid} (${task.comm}): ${problem}`);
+    return { pid: task.pid, ppid: task.ppid, comm: task.comm, argv };
+  });
+  return { columns, rows, single: false, partial: warnings.length > 0, warnings };
+}
+
+export const psauxAnalysis: Analysis = {
+  name: 'psaux',
+  description: "list the processes of the task list with their command-line arguments, read from each process's own memory",
+  columns,
+  requires: ['kernel', 'profile'],
+  help: `argv is mm->arg_start..arg_end read through the process's own page tables (mm->pgd), split
+at NULs, as /proc/PID/cmdline shows it; a process that rewrote its argv shows what it wrote.
+At most ${MAX_ARGV_BYTES / 1024} KiB are read per process. Pages that are swapped out or missing from the
+dump end the argv early: the result is partial, with a warning naming the pid.
+Kernel threads have no user memory and show as [comm].`,
+  run: (context) => psaux(context),
+};

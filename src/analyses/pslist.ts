@@ -1,0 +1,114 @@
+import { DEFAULT_MAX_LIST_STEPS, KernelReader, type WalkProblem } from '../os/linux/kernelReader.js';
+import { readTask, walkTaskList, type TaskInfo } from '../os/linux/tasks.js';
+import { VmscopeError } from '../util/errors.js';
+import { hex } from '../util/hex.js';
+import type { DumpContext } from './context.js';
+import type { Analysis, AnalysisResult, Column, Row } from './types.js';
+
+export const processColumns: readonly Column[] = [
+  { key: 'pid', kind: 'int', title: 'PID' },
+  { key: 'ppid', kind: 'int', title: 'PPID' },
+  { key: 'tgid', kind: 'int', title: 'TGID' },
+  { key: 'comm', kind: 'text', title: 'Command' },
+  { key: 'task', kind: 'address', title: 'task_struct' },
+  { key: 'threads', kind: 'int', title: 'Threads' },
+  { key: 'uid', kind: 'int', title: 'UID' },
+  { key: 'start_time', kind: 'int', title: 'Start (ns after boot)' },
+  { key: 'kernel_thread', kind: 'bool', title: 'Kernel thread' },
+];
+
+/** The task list as every process analysis sees it: leaders in list order, and what went wrong walking it. */
+export interface ProcessList {
+  readonly reader: KernelReader;
+  readonly tasks: readonly TaskInfo[];
+  readonly warnings: string[];
+}
+
+export async function processList(context: DumpContext): Promise<ProcessList> {
+  const profile = await context.profile();
+  const reader = new KernelReader(context.kernel.space, profile);
+  const walk = walkTaskList(reader, profile.requireSymbol('init_task'));
+  return { reader, tasks: walk.tasks, warnings: walk.problems.map((problem) => `task list: ${problem.detail}`) };
+}
+
+export function processRow(task: TaskInfo): Row {
+  return {
+    pid: task.pid,
+    ppid: task.ppid,
+    tgid: task.tgid,
+    comm: task.comm,
+    task: hex(task.task),
+    threads: task.threads,
+    uid: task.uid,
+    start_time: Number(task.startTime),
+    kernel_thread: task.kernelThread,
+  };
+}
+
+/**
+ * The other threads of a thread group, leader excluded, in at most `maxSteps` list steps.
+ * 6.7+ dropped `task_struct.thread_group`; the list every kernel since 3.14 keeps is
+ * `signal->thread_head` linking `thread_node`, whose head sits in signal_struct (so it yields
+ * the leader too).
+ */
+function otherThreads(reader: KernelReader, leader: TaskInfo, maxSteps: number): { addresses: bigint[]; problem: WalkProblem | undefined } {
+  const walk =
+    reader.profile.hasField('signal_struct', 'thread_head') && reader.profile.hasField('task_struct', 'thread_node')
+      ? reader.walkList(
+          reader.pointerField(leader.task, 'task_struct', 'signal') + reader.offset('signal_struct', 'thread_head'),
+          reader.offset('task_struct', 'thread_node'),
+          { maxSteps },
+        )
+      : reader.walkList(leader.task + reader.offset('task_struct', 'thread_group'), reader.offset('task_struct', 'thread_group'), { maxSteps });
+  return { addresses: walk.entries.filter((address) => address !== leader.task), problem: walk.problem };
+}
+
+/**
+ * Every thread of every listed process, each leader followed by its other threads. One step
+ * budget covers all groups: forged thread lists in every process must not multiply the bound.
+ */
+function withThreads(reader: KernelReader, leaders: readonly TaskInfo[], warnings: string[]): TaskInfo[] {
+  const tasks: TaskInfo[] = [];
+  for (const leader of leaders) {
+    tasks.push(leader);
+    let group: ReturnType<typeof otherThreads>;
+    try {
+      group = otherThreads(reader, leader, Math.max(1, DEFAULT_MAX_LIST_STEPS - tasks.length));
+    } catch (error) {
+      if (!(error instanceof VmscopeError)) throw error;
+      warnings.push(`threads of pid ${leader.pid}: signal_struct is unreadable: ${error.message}`);
+      continue;
+    }
+    if (group.problem) warnings.push(`threads of pid ${leader.pid}: ${group.problem.detail}`);
+    for (const address of group.addresses) {
+      try {
+        tasks.push(readTask(reader, address));
+      } catch (error) {
+        if (!(error instanceof VmscopeError)) throw error;
+        warnings.push(`threads of pid ${leader.pid}: task_struct ${hex(address)} is unreadable: ${error.message}`);
+      }
+    }
+  }
+  return tasks;
+}
+
+/** The processes on the kernel's task list (thread-group leaders; every thread with `threads`). */
+export async function pslist(context: DumpContext, options: { threads?: boolean } = {}): Promise<AnalysisResult> {
+  const { reader, tasks, warnings } = await processList(context);
+  const listed = options.threads ? withThreads(reader, tasks, warnings) : tasks;
+  return { columns: processColumns, rows: listed.map(processRow), single: false, partial: warnings.length > 0, warnings };
+}
+
+export const pslistAnalysis: Analysis = {
+  name: 'pslist',
+  description: "list the processes on the kernel's task list (pid, ppid, command, task_struct, threads, uid, start time)",
+  columns: processColumns,
+  requires: ['kernel', 'profile'],
+  options: [{ flags: '--threads', key: 'threads', description: 'list every thread, not one row per thread group' }],
+  help: `Walks init_task.tasks forward, and backward as well when the forward walk breaks (a cycle,
+an unreadable link), so one damaged pointer loses as few processes as possible; every
+problem makes the result partial with a warning. A process unlinked from the list (DKOM)
+does not appear here: compare with psscan/psxview. The swapper (pid 0) is the list head
+and is not listed. ppid is the tgid of real_parent, as ps shows it.`,
+  run: (context, args) => pslist(context, { threads: args.threads === true }),
+};
