@@ -284,14 +284,14 @@ describe('synthetic kallsyms: decoys planted for the scan', () => {
     const { image } = buildImage(symbols, layout, 5, { digitRuns: 1100, tokenTables: 0 });
     const started = performance.now();
     expect(() => findKallsyms(mappedAtKernelBase(image), IMAGE_BASE, IMAGE_BASE + BigInt(image.length))).toThrow(/gave up after 1024 digit runs and 0 token tables/);
-    expect(performance.now() - started).toBeLessThan(10_000) // a hang guard (CI shares 2 cores), not a speed target;
+    expect(performance.now() - started).toBeLessThan(10_000); // a hang guard (CI shares 2 cores), not a speed target
   });
 
   it('gives up after 8 token tables that lead nowhere, quickly', () => {
     const { image } = buildImage(symbols, layout, 5, { digitRuns: 0, tokenTables: 10 });
     const started = performance.now();
     expect(() => findKallsyms(mappedAtKernelBase(image), IMAGE_BASE, IMAGE_BASE + BigInt(image.length))).toThrow(/gave up after 8 digit runs and 8 token tables/);
-    expect(performance.now() - started).toBeLessThan(10_000) // a hang guard, not a speed target;
+    expect(performance.now() - started).toBeLessThan(10_000); // a hang guard, not a speed target
   });
 });
 
