@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
-import type { MemoryImage } from '../../src/image/types.js';
 import type { Vmcoreinfo } from '../../src/os/linux/vmcoreinfo.js';
 import { X86AddressSpace } from '../../src/space/x86.js';
 import { decodeKallsyms, findKallsyms, type KallsymsLocation, type KernelSymbol } from '../../src/symbols/kallsyms.js';
@@ -10,6 +9,7 @@ import { MAX_EXPANDED_NAME } from '../../src/symbols/kallsymsTables.js';
 import { VmscopeError } from '../../src/util/errors.js';
 import { hex } from '../../src/util/hex.js';
 import { dumpFixtures, fixturePath, snapshotNames } from '../support/fixtures.js';
+import { OverlayImage } from '../support/overlay.js';
 
 /** The kernel image's virtual region: __START_KERNEL_map up to the module area. */
 const KERNEL_IMAGE = { from: 0xffffffff80000000n, to: 0xffffffffc0000000n };
@@ -130,56 +130,6 @@ function readBytes(context: DumpContext, address: bigint, length: number): Uint8
   return bytes;
 }
 
-/** A real image with some physical bytes replaced: corrupt tables without copying the dump. */
-class PatchedImage implements MemoryImage {
-  private readonly patches: Array<{ physical: number; bytes: Uint8Array }> = [];
-  readonly path: string;
-  readonly format: MemoryImage['format'];
-  readonly ranges: MemoryImage['ranges'];
-  readonly totalBytes: number;
-  readonly notes: MemoryImage['notes'];
-  readonly cpus: MemoryImage['cpus'];
-
-  constructor(private readonly base: MemoryImage) {
-    this.path = base.path;
-    this.format = base.format;
-    this.ranges = base.ranges;
-    this.totalBytes = base.totalBytes;
-    this.notes = base.notes;
-    this.cpus = base.cpus;
-  }
-
-  /** Overwrite guest-virtual bytes, page by page, where `space` maps them. */
-  patchVirtual(space: X86AddressSpace, address: bigint, bytes: Uint8Array): void {
-    for (let done = 0; done < bytes.length; ) {
-      const { physical, pageSize } = space.translate(address + BigInt(done));
-      const length = Math.min(bytes.length - done, pageSize - (physical % pageSize));
-      this.patches.push({ physical, bytes: bytes.slice(done, done + length) });
-      done += length;
-    }
-  }
-
-  read(physical: number, into: Uint8Array): void {
-    this.base.read(physical, into);
-    this.apply(physical, into);
-  }
-
-  readPresent(physical: number, into: Uint8Array): number {
-    const filled = this.base.readPresent(physical, into);
-    this.apply(physical, into.subarray(0, filled));
-    return filled;
-  }
-
-  private apply(physical: number, into: Uint8Array): void {
-    for (const patch of this.patches) {
-      const from = Math.max(physical, patch.physical);
-      const to = Math.min(physical + into.length, patch.physical + patch.bytes.length);
-      if (from < to) into.set(patch.bytes.subarray(from - patch.physical, to - patch.physical), from - physical);
-    }
-  }
-
-  close(): void {}
-}
 
 function u32(value: number): Uint8Array {
   const bytes = new Uint8Array(4);
@@ -216,13 +166,13 @@ describe.each([
   let context: DumpContext;
   let location: KallsymsLocation;
   /** A fresh patchable copy of the kernel's address space. */
-  let patched: () => { image: PatchedImage; space: X86AddressSpace };
+  let patched: () => { image: OverlayImage; space: X86AddressSpace };
   beforeAll(() => {
     context = new DumpContext(fixturePath(name, format));
     const { kernel } = context;
     location = kallsymsFromVmcoreinfo(kernel.vmcoreinfo!);
     patched = () => {
-      const image = new PatchedImage(context.image);
+      const image = new OverlayImage(context.image);
       return { image, space: new X86AddressSpace(image, kernel.dtb, kernel.pagingLevels) };
     };
   });
