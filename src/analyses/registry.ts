@@ -1,13 +1,24 @@
 import { infoAnalysis } from './info.js';
 import { kallsymsAnalysis } from './kallsyms.js';
 import { psauxAnalysis } from './psaux.js';
+import { psscanAnalysis } from './psscan.js';
 import { pslistAnalysis } from './pslist.js';
 import { pstreeAnalysis } from './pstree.js';
+import { psxviewAnalysis } from './psxview.js';
 import { typesAnalysis } from './typeLayout.js';
 import type { Analysis } from './types.js';
 
 /** Every analysis, in the order `--help` lists them. */
-export const analyses: readonly Analysis[] = [infoAnalysis, pslistAnalysis, pstreeAnalysis, psauxAnalysis, kallsymsAnalysis, typesAnalysis];
+export const analyses: readonly Analysis[] = [
+  infoAnalysis,
+  pslistAnalysis,
+  pstreeAnalysis,
+  psauxAnalysis,
+  psscanAnalysis,
+  psxviewAnalysis,
+  kallsymsAnalysis,
+  typesAnalysis,
+];
 
 export function findAnalysis(name: string): Analysis | undefined {
   return analyses.find((analysis) => analysis.name === name);
