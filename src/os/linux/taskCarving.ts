@@ -2,7 +2,7 @@ import { MultiNeedleSearcher } from '../../kernels/multiNeedle.js';
 import { VmscopeError } from '../../util/errors.js';
 import type { LinuxKernel } from './discovery.js';
 import type { KernelReader } from './kernelReader.js';
-import { readTask, type TaskInfo } from './tasks.js';
+import { readTask, TASK_COMM_LEN, type TaskInfo } from './tasks.js';
 
 /**
  * The scheduling classes a task can belong to (ext_sched_class only with sched_ext, 6.12+).
@@ -12,7 +12,6 @@ import { readTask, type TaskInfo } from './tasks.js';
 const SCHED_CLASSES = ['stop_sched_class', 'dl_sched_class', 'rt_sched_class', 'fair_sched_class', 'ext_sched_class', 'idle_sched_class'];
 /** PID_MAX_LIMIT on 64-bit kernels: no pid or tgid is larger. */
 export const PID_MAX_LIMIT = 4194304;
-const TASK_COMM_LEN = 16;
 /** task_struct.exit_state bits (include/linux/sched.h). */
 const EXIT_DEAD = 0x10;
 const EXIT_ZOMBIE = 0x20;

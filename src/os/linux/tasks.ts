@@ -3,7 +3,8 @@ import type { KernelReader, WalkProblem } from './kernelReader.js';
 
 /** task_struct.flags bit for kernel threads (include/linux/sched.h). */
 export const PF_KTHREAD = 0x00200000;
-const TASK_COMM_LEN = 16;
+/** task_struct.comm is a fixed 16-byte array, NUL-terminated when shorter. */
+export const TASK_COMM_LEN = 16;
 
 /** The facts every process analysis shows about one task_struct. */
 export interface TaskInfo {
