@@ -1,0 +1,209 @@
+import { VmscopeError } from '../../util/errors.js';
+import { hex } from '../../util/hex.js';
+import type { KernelReader } from './kernelReader.js';
+import { KERNEL_HALF, moduleAt, moduleSymbolAt, type ModuleInfo } from './modules.js';
+import { followSwitch, type SwitchExit } from './x86Switch.js';
+
+/**
+ * One syscall ABI: its table (x86-64 kernels since the 2024 BHI fix keep only the native one),
+ * its dispatcher function (the BHI fix's `switch`; absent before) and the symbol prefixes of its
+ * handlers, e.g. `__x64_sys_getdents64` for getdents64.
+ */
+interface SyscallAbi {
+  readonly table: string;
+  readonly dispatcher: string;
+  readonly handlerPrefixes: readonly string[];
+}
+
+const NATIVE_TABLE = 'sys_call_table';
+const SYSCALL_ABIS: readonly SyscallAbi[] = [
+  { table: NATIVE_TABLE, dispatcher: 'x64_sys_call', handlerPrefixes: ['__x64_sys_'] },
+  { table: 'ia32_sys_call_table', dispatcher: 'ia32_sys_call', handlerPrefixes: ['__ia32_sys_', '__ia32_compat_sys_'] },
+  // x32 shares the native handlers; its compat ones are __x64_compat_sys_* since 5.x, __x32_compat_sys_* before.
+  { table: 'x32_sys_call_table', dispatcher: 'x32_sys_call', handlerPrefixes: ['__x64_sys_', '__x64_compat_sys_', '__x32_compat_sys_'] },
+];
+/** What unimplemented numbers point to in every ABI (besides its `__<abi>_sys_ni_syscall` stub). */
+const NI_SYSCALL = 'sys_ni_syscall';
+/** Far more than any x86 ABI's NR_syscalls (about 460 in 2025): the bound on a table's length. */
+const MAX_TABLE_ENTRIES = 1024;
+/** A dispatcher is a few KiB of compares and jumps; its symbol's extent is bounded by this. */
+const MAX_DISPATCHER_BYTES = 64 << 10;
+
+export interface SyscallCheck {
+  /** The table's symbol for a table entry; the dispatcher function for a jump in its code. */
+  readonly table: string;
+  readonly kind: 'entry' | 'dispatcher';
+  /** The table index; for a dispatcher jump, the lowest syscall number that takes it. */
+  readonly index: number;
+  /** The syscall's name, from the kernel's own handler for that number, when known. */
+  readonly name: string | undefined;
+  readonly address: bigint;
+  readonly symbol: string | undefined;
+  /** `kernel` (inside kernel text), the name of the module whose memory holds it, or `unknown`. */
+  readonly owner: string;
+  /** The entry (or jump) does not lead to the kernel's own handler. */
+  readonly hooked: boolean;
+}
+
+export interface SyscallReport {
+  readonly checks: SyscallCheck[];
+  /** What could not be checked (an unreadable table, dispatcher code the decoder does not follow). */
+  readonly problems: string[];
+}
+
+/** The kernel's symbols by address: every name at an address, and where the next symbol starts. */
+class KernelSymbols {
+  private readonly names = new Map<bigint, string[]>();
+  private readonly addresses: bigint[];
+  private readonly textStart: bigint;
+  private readonly textEnd: bigint;
+  private readonly imageEnd: bigint;
+
+  constructor(private readonly reader: KernelReader) {
+    const { profile } = reader;
+    for (const symbol of profile.symbolList) {
+      if (symbol.absolute) continue;
+      const names = this.names.get(symbol.address);
+      if (names) names.push(symbol.name);
+      else this.names.set(symbol.address, [symbol.name]);
+    }
+    this.addresses = [...this.names.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    this.textStart = profile.requireSymbol('_stext');
+    this.textEnd = profile.requireSymbol('_etext');
+    this.imageEnd = profile.symbol('_end') ?? this.textEnd;
+  }
+
+  /** Where the symbol after `address` starts: the extent of an object whose size kallsyms does not record. */
+  nextAfter(address: bigint): bigint | undefined {
+    let low = 0;
+    let high = this.addresses.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (this.addresses[middle]! <= address) low = middle + 1;
+      else high = middle;
+    }
+    return this.addresses[low];
+  }
+
+  /** The name of the ABI's syscall handler that starts exactly at `address`, if one does. */
+  handlerAt(address: bigint, abi: SyscallAbi): string | undefined {
+    return this.names.get(address)?.find((name) => name === NI_SYSCALL || abi.handlerPrefixes.some((prefix) => name.startsWith(prefix)));
+  }
+
+  /** `name` or `name+0xoff` for an address inside the kernel image. */
+  describe(address: bigint, abi: SyscallAbi): string | undefined {
+    if (address < this.textStart || address >= this.imageEnd) return undefined;
+    const handler = this.handlerAt(address, abi);
+    if (handler) return handler;
+    const found = this.reader.profile.symbolAt(address);
+    return found && symbolText(found.symbol.name, found.offset);
+  }
+
+  inText(address: bigint): boolean {
+    return address >= this.textStart && address < this.textEnd;
+  }
+}
+
+/** `getdents64` from `__x64_sys_getdents64`, `ni_syscall` from `sys_ni_syscall`. */
+function syscallName(handler: string, abi: SyscallAbi): string {
+  const prefix = [...abi.handlerPrefixes, 'sys_'].find((candidate) => handler.startsWith(candidate))!;
+  return handler.slice(prefix.length);
+}
+
+/**
+ * The table's entries: its extent is up to the next symbol (kallsyms records no sizes), bounded,
+ * less the trailing alignment padding (entries that are not kernel pointers).
+ */
+function readTable(reader: KernelReader, symbols: KernelSymbols, start: bigint): bigint[] {
+  const extent = (symbols.nextAfter(start) ?? start) - start;
+  const count = Math.min(MAX_TABLE_ENTRIES, Number(extent / 8n));
+  const bytes = reader.bytes(start, count * 8);
+  const view = new DataView(bytes.buffer);
+  const entries = Array.from({ length: count }, (_, index) => view.getBigUint64(index * 8, true));
+  while (entries.length > 0 && entries[entries.length - 1]! < KERNEL_HALF) entries.pop();
+  return entries;
+}
+
+/** The dispatcher's jumps out of its switch, or undefined when this kernel has none. */
+function followDispatcher(reader: KernelReader, symbols: KernelSymbols, abi: SyscallAbi, problems: string[]): SwitchExit[] | undefined {
+  const start = reader.profile.symbol(abi.dispatcher);
+  if (start === undefined) return undefined;
+  const end = symbols.nextAfter(start) ?? start + BigInt(MAX_DISPATCHER_BYTES);
+  const code = reader.bytes(start, Math.min(MAX_DISPATCHER_BYTES, Number(end - start)));
+  const { exits, stops } = followSwitch(code, start);
+  for (const stop of stops) {
+    problems.push(`${abi.dispatcher}: syscalls ${stop.first}-${stop.last} not checked: ${stop.reason} at ${hex(stop.at)}`);
+  }
+  return exits;
+}
+
+/** `name`, or `name+0xoff` past its start (as the kernel's %pS prints it, less the size). */
+function symbolText(name: string, offset: bigint): string {
+  return offset === 0n ? name : `${name}+${hex(offset)}`;
+}
+
+/** Who owns a code address, and its symbol: kernel text, a module (by its own symbols), or unknown. */
+function resolve(reader: KernelReader, symbols: KernelSymbols, modules: readonly ModuleInfo[], abi: SyscallAbi, address: bigint) {
+  const module = moduleAt(modules, address);
+  if (module) {
+    const found = moduleSymbolAt(reader, module, address);
+    return { owner: module.name, symbol: found && symbolText(found.name, found.offset) };
+  }
+  return { owner: symbols.inText(address) ? 'kernel' : 'unknown', symbol: symbols.describe(address, abi) };
+}
+
+function checkAbi(reader: KernelReader, symbols: KernelSymbols, modules: readonly ModuleInfo[], abi: SyscallAbi, problems: string[]): SyscallCheck[] {
+  const exits = withProblem(problems, abi.dispatcher, () => followDispatcher(reader, symbols, abi, problems));
+  const tableStart = reader.profile.symbol(abi.table);
+  const table = tableStart === undefined ? [] : (withProblem(problems, abi.table, () => readTable(reader, symbols, tableStart)) ?? []);
+  /** The kernel's own handler for `nr`: where its dispatcher sends it, when that is a handler. */
+  const kernelHandler = (nr: number) => {
+    const target = exits?.find((exit) => exit.first <= nr && nr <= exit.last)?.target;
+    return target !== undefined && symbols.handlerAt(target, abi) ? target : undefined;
+  };
+  /** The name of the kernel's handler for `nr`, else of the table's when that is a handler. */
+  const nameOf = (nr: number) => {
+    for (const address of [kernelHandler(nr), table[nr]]) {
+      const handler = address === undefined ? undefined : symbols.handlerAt(address, abi);
+      if (handler) return syscallName(handler, abi);
+    }
+    return undefined;
+  };
+
+  const checks: SyscallCheck[] = table.map((address, index) => {
+    const expected = kernelHandler(index);
+    const { owner, symbol } = resolve(reader, symbols, modules, abi, address);
+    const hooked = expected !== undefined ? address !== expected : owner !== 'kernel' || !symbols.handlerAt(address, abi);
+    return { table: abi.table, kind: 'entry', index, name: nameOf(index), address, symbol, owner, hooked };
+  });
+  for (const exit of exits ?? []) {
+    if (symbols.handlerAt(exit.target, abi)) continue;
+    checks.push({ table: abi.dispatcher, kind: 'dispatcher', index: exit.first, name: nameOf(exit.first), address: exit.target, ...resolve(reader, symbols, modules, abi, exit.target), hooked: true });
+  }
+  return checks;
+}
+
+/** A read that may fail on damaged memory: the failure becomes a problem naming what was being read. */
+function withProblem<T>(problems: string[], what: string, read: () => T): T | undefined {
+  try {
+    return read();
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    problems.push(`${what}: ${error.message}`);
+    return undefined;
+  }
+}
+
+/**
+ * Every syscall table entry, resolved to a symbol and an owner, and checked against the kernel's
+ * own handler: where the ABI's dispatcher sends that number when the kernel has one (so even a
+ * swap of two real handlers shows), else any handler symbol of the ABI inside kernel text. Jumps
+ * of a dispatcher that lead to anything but a handler are reported as `dispatcher` checks.
+ * `modules` (listed and hidden) name the owners of addresses outside the kernel.
+ */
+export function checkSyscalls(reader: KernelReader, modules: readonly ModuleInfo[]): SyscallReport {
+  const symbols = new KernelSymbols(reader);
+  const problems: string[] = [];
+  if (reader.profile.symbol(NATIVE_TABLE) === undefined) problems.push(`the profile has no ${NATIVE_TABLE}`);
+  return { checks: SYSCALL_ABIS.flatMap((abi) => checkAbi(reader, symbols, modules, abi, problems)), problems };
+}
