@@ -1,10 +1,14 @@
+import { checkAnalysis } from './check.js';
+import { hiddenModulesAnalysis } from './hiddenModules.js';
 import { infoAnalysis } from './info.js';
 import { kallsymsAnalysis } from './kallsyms.js';
+import { lsmodAnalysis } from './lsmod.js';
 import { psauxAnalysis } from './psaux.js';
 import { psscanAnalysis } from './psscan.js';
 import { pslistAnalysis } from './pslist.js';
 import { pstreeAnalysis } from './pstree.js';
 import { psxviewAnalysis } from './psxview.js';
+import { syscallsAnalysis } from './syscalls.js';
 import { typesAnalysis } from './typeLayout.js';
 import type { Analysis } from './types.js';
 
@@ -16,6 +20,10 @@ export const analyses: readonly Analysis[] = [
   psauxAnalysis,
   psscanAnalysis,
   psxviewAnalysis,
+  lsmodAnalysis,
+  hiddenModulesAnalysis,
+  syscallsAnalysis,
+  checkAnalysis,
   kallsymsAnalysis,
   typesAnalysis,
 ];

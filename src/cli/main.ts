@@ -47,7 +47,7 @@ async function runOnDump(path: string, options: CommonOptions, analysis: (contex
     progress.stop();
     process.stdout.write(render(result, outputFormat(options)));
     for (const warning of result.warnings) process.stderr.write(`vmscope: warning: ${warning}\n`);
-    return result.partial ? EXIT.findings : EXIT.ok;
+    return result.partial ? EXIT.findings : (result.exitCode ?? EXIT.ok);
   } finally {
     progress.stop();
     context.close();
