@@ -7,7 +7,8 @@ const bundled = JSON.parse(readFileSync('fixtures/bundled.json', 'utf8')).demo;
 process.stderr.write(`vmscope demo: ${bundled.what}\n`);
 const dump = ensureDecompressed(`fixtures/${bundled.file}`, '.cache/demo', bundled.sha256);
 
-for (const args of [['info', dump]]) {
+// check exits 1 when it finds tampering, which on this snapshot it must.
+for (const args of [['info', dump], ['pstree', dump], ['check', dump]]) {
   process.stdout.write(`\n$ vmscope ${args.join(' ')}\n`);
   const result = spawnSync(process.execPath, ['bin/vmscope.js', ...args], { stdio: 'inherit' });
   if (result.status !== 0 && result.status !== 1) process.exit(result.status ?? 1);
