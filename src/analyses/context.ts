@@ -23,7 +23,7 @@ export class DumpContext {
 
   get kernel(): LinuxKernel {
     this.kernelCache ??= discoverLinuxKernel(this.image, {
-      onProgress: (done, total) => this.options.onProgress?.('locating kernel', done, total),
+      onProgress: this.progress('locating kernel'),
     });
     return this.kernelCache;
   }
@@ -32,6 +32,11 @@ export class DumpContext {
   linuxProfile(): Promise<LinuxProfile> {
     this.profileCache ??= linuxProfile(this.kernel, this.options);
     return this.profileCache;
+  }
+
+  /** A progress callback for a long phase (drawn by the CLI on a terminal, ignored otherwise). */
+  progress(phase: string): (doneBytes: number, totalBytes: number) => void {
+    return (done, total) => this.options.onProgress?.(phase, done, total);
   }
 
   async profile(): Promise<Profile> {

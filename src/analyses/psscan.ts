@@ -39,7 +39,7 @@ function carvedRow({ info, physical, life, taskList }: ExaminedTask): Row {
 /** Every task_struct found in physical memory, whatever list it is or is not on. */
 export async function psscan(context: DumpContext): Promise<AnalysisResult> {
   const { carver } = await taskCarver(context);
-  return { columns, rows: carver.carve().map(carvedRow), single: false, partial: false, warnings: [] };
+  return { columns, rows: carver.carve(context.progress('carving task_structs')).map(carvedRow), single: false, partial: false, warnings: [] };
 }
 
 export const psscanAnalysis: Analysis = {

@@ -125,7 +125,7 @@ export async function psxview(context: DumpContext): Promise<AnalysisResult> {
     if (task) view.note(task, 'pid_hash');
   }
 
-  for (const task of carver.carve()) view.note(task, 'psscan');
+  for (const task of carver.carve(context.progress('carving task_structs'))) view.note(task, 'psscan');
 
   const living = [...view.sightings.values()].filter(({ task }) => task.life !== 'exited').map(({ task }) => task.info.task);
   view.walkChildren([profile.requireSymbol('init_task'), ...living]);

@@ -59,6 +59,11 @@ export class X86AddressSpace {
     return top === 0n || top === (1n << BigInt(64 - this.addressBits + 1)) - 1n;
   }
 
+  /** In the upper canonical half, where the kernel lives (with 4 levels from 0xffff8000…, with 5 from 0xff00…). */
+  isKernelAddress(virtual: bigint): boolean {
+    return virtual >> 63n === 1n && this.isCanonical(virtual);
+  }
+
   private table(physical: number, virtual: bigint, level: number): BigUint64Array {
     let entries = this.tables.get(physical);
     if (entries) return entries;

@@ -7,7 +7,7 @@ import { hiddenModules } from '../../src/analyses/hiddenModules.js';
 import { lsmod } from '../../src/analyses/lsmod.js';
 import type { AnalysisResult } from '../../src/analyses/types.js';
 import { KernelReader } from '../../src/os/linux/kernelReader.js';
-import { MODULES_END, MODULES_VADDR } from '../../src/os/linux/modules.js';
+import { MODULES_END, MODULES_VADDR } from '../../src/os/linux/layout.js';
 import { hex, parseHex } from '../../src/util/hex.js';
 import { dumpFixtures, fixturePath, snapshotNames, truth } from '../support/fixtures.js';
 import { OverlayContext } from '../support/overlay.js';

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
 import { RangeMappedImage } from '../../src/image/rangeImage.js';
 import { BufferSource } from '../../src/image/source.js';
-import { START_KERNEL_MAP } from '../../src/os/linux/discovery.js';
+import { START_KERNEL_MAP } from '../../src/os/linux/layout.js';
 import { X86AddressSpace } from '../../src/space/x86.js';
 import { PageFaultError, VmscopeError } from '../../src/util/errors.js';
 import { dumpFixtures, fixturePath, multiFormatSnapshots, truth } from '../support/fixtures.js';

@@ -3,14 +3,11 @@ import { MultiNeedleSearcher, type NeedleHit } from '../../kernels/multiNeedle.j
 import { X86AddressSpace, type PagingLevels } from '../../space/x86.js';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
+import { MODULES_VADDR, START_KERNEL_MAP } from './layout.js';
 import { readVmcoreinfoNote, vmcoreinfoFromFileNotes, type Vmcoreinfo } from './vmcoreinfo.js';
 
-/** __START_KERNEL_map: kernel-image virtual = physical - phys_base + this. */
-export const START_KERNEL_MAP = 0xffffffff80000000n;
 /** __START_KERNEL with the default CONFIG_PHYSICAL_START (16 MiB): KERNELOFFSET is `_text` minus this. */
 const DEFAULT_START_KERNEL = 0xffffffff81000000n;
-/** The kernel image mapping ends where the module area starts. */
-const MODULES_VADDR = 0xffffffffc0000000n;
 /** Where the randomized direct map may begin (__PAGE_OFFSET_BASE_L4 / _L5) and where its region ends. */
 const DIRECT_MAP_REGION = {
   4: { start: 0xffff888000000000n, end: 0xfffffe0000000000n },

@@ -79,6 +79,23 @@ export class KernelReader {
   }
 
   /**
+   * Walk forward and, when the forward walk is cut short, backward too, so one broken or forged
+   * link loses only what lies between the two break points. Entries keep list order: the
+   * forward part, then what only the backward walk reached.
+   */
+  walkListBothWays(head: bigint, linkOffset: bigint, maxSteps?: number): { entries: bigint[]; problems: WalkProblem[] } {
+    const options = maxSteps === undefined ? {} : { maxSteps };
+    const forward = this.walkList(head, linkOffset, options);
+    if (!forward.problem) return { entries: forward.entries, problems: [] };
+    const backward = this.walkList(head, linkOffset, { ...options, direction: 'prev' });
+    const seen = new Set(forward.entries);
+    return {
+      entries: [...forward.entries, ...backward.entries.filter((entry) => !seen.has(entry)).reverse()],
+      problems: [forward.problem, ...(backward.problem ? [backward.problem] : [])],
+    };
+  }
+
+  /**
    * Walk a circular `struct list_head` list from `head`, following `next` (or `prev`), and
    * return the containing objects (`entry - linkOffset`). Stops at the head, at a repeated node
    * (cycle), at an unreadable node or after `maxSteps`; `verifyBackLinks` also requires

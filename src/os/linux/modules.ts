@@ -1,10 +1,8 @@
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import type { KernelReader, WalkProblem } from './kernelReader.js';
+import { MODULES_END, MODULES_VADDR } from './layout.js';
 
-/** x86-64 module mapping space (Documentation/arch/x86/x86_64/mm.rst): module text and data live here. */
-export const MODULES_VADDR = 0xffffffffc0000000n;
-export const MODULES_END = 0xffffffffff000000n;
 /** More modules than any real kernel loads; bounds list, tree and symbol walks over forged pointers. */
 const MAX_MODULES = 1 << 14;
 const MAX_MODULE_SYMBOLS = 1 << 16;
@@ -13,8 +11,6 @@ const MAX_SYMBOL_NAME = 128;
 const MODULE_REF_BASE = 1;
 /** list_del() poisons the links (LIST_POISON1/2 with x86-64's POISON_POINTER_DELTA): a sign of unlinking, not corruption. */
 const LIST_POISONS = new Set([0xdead000000000100n, 0xdead000000000122n]);
-/** Kernel pointers live in the upper half of the address space. */
-export const KERNEL_HALF = 0xffff800000000000n;
 const ELF_SYMBOL_TYPES = new Set([1, 2]); // STT_OBJECT, STT_FUNC
 /** Module names are C identifiers as modprobe writes them (dashes become underscores, but insmod keeps them). */
 const MODULE_NAME = /^[\w-]+$/;
@@ -111,20 +107,10 @@ function readModule(reader: KernelReader, address: bigint): ModuleInfo {
  * A list walk that, when the forward walk is cut short, also walks backward from the head, so
  * one broken link loses as little as possible.
  */
-function walkBothWays(reader: KernelReader, head: bigint, linkOffset: bigint): { entries: bigint[]; problems: WalkProblem[] } {
-  const forward = reader.walkList(head, linkOffset, { maxSteps: MAX_MODULES });
-  if (!forward.problem) return { entries: forward.entries, problems: [] };
-  const backward = reader.walkList(head, linkOffset, { maxSteps: MAX_MODULES, direction: 'prev' });
-  const seen = new Set(forward.entries);
-  return {
-    entries: [...forward.entries, ...backward.entries.filter((entry) => !seen.has(entry)).reverse()],
-    problems: [forward.problem, ...(backward.problem ? [backward.problem] : [])],
-  };
-}
 
 /** The modules on the kernel's `modules` list, as lsmod and /proc/modules see them. */
 export function walkModuleList(reader: KernelReader): ModuleListWalk {
-  const walk = walkBothWays(reader, reader.profile.requireSymbol('modules'), reader.offset('module', 'list'));
+  const walk = reader.walkListBothWays(reader.profile.requireSymbol('modules'), reader.offset('module', 'list'), MAX_MODULES);
   const modules: ModuleInfo[] = [];
   const problems = [...walk.problems];
   for (const address of walk.entries) {
@@ -139,7 +125,7 @@ export function walkModuleList(reader: KernelReader): ModuleListWalk {
 }
 
 const inModuleArea = (address: bigint) => address >= MODULES_VADDR && address < MODULES_END;
-const isLink = (pointer: bigint) => pointer >= KERNEL_HALF || LIST_POISONS.has(pointer);
+const isLink = (reader: KernelReader, pointer: bigint) => reader.space.isKernelAddress(pointer) || LIST_POISONS.has(pointer);
 
 /**
  * The struct module at `address` if it looks like a real one: its sysfs kobject points back to
@@ -151,7 +137,7 @@ function plausibleModule(reader: KernelReader, address: bigint): ModuleInfo | un
     if (reader.u64(address + reader.offset('module', 'mkobj.mod')) !== address) return undefined;
     const listNext = reader.pointerField(address, 'module', 'list');
     const listPrev = reader.u64(address + reader.offset('module', 'list') + reader.offset('list_head', 'prev'));
-    if (!isLink(listNext) || !isLink(listPrev)) return undefined;
+    if (!isLink(reader, listNext) || !isLink(reader, listPrev)) return undefined;
     const module = readModule(reader, address);
     const regionsInArea = module.regions.every((region) => inModuleArea(region.base) && region.base + BigInt(region.size) <= MODULES_END);
     const valid = MODULE_NAME.test(module.name) && module.stateName !== undefined && module.regions.length > 0 && regionsInArea;

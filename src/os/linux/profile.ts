@@ -6,9 +6,9 @@ import { Profile } from '../../symbols/profile.js';
 import { defaultProfileCacheDir, loadProfile, saveProfile } from '../../symbols/profileCache.js';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
-import { kernelImageVirtual, START_KERNEL_MAP, type LinuxKernel } from './discovery.js';
+import { kernelImageVirtual, type LinuxKernel } from './discovery.js';
+import { MODULES_VADDR, START_KERNEL_MAP } from './layout.js';
 
-const MODULES_VADDR = 0xffffffffc0000000n;
 
 export interface ProfileOptions {
   /** A Volatility ISF (`.json` or `.json.xz`) to use instead of deriving one from the dump. */

@@ -1,7 +1,7 @@
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import type { KernelReader } from './kernelReader.js';
-import { KERNEL_HALF, moduleAt, moduleSymbolAt, type ModuleInfo } from './modules.js';
+import { moduleAt, moduleSymbolAt, type ModuleInfo } from './modules.js';
 import { followSwitch, type SwitchExit } from './x86Switch.js';
 
 /**
@@ -120,7 +120,7 @@ function readTable(reader: KernelReader, symbols: KernelSymbols, start: bigint):
   const bytes = reader.bytes(start, count * 8);
   const view = new DataView(bytes.buffer);
   const entries = Array.from({ length: count }, (_, index) => view.getBigUint64(index * 8, true));
-  while (entries.length > 0 && entries[entries.length - 1]! < KERNEL_HALF) entries.pop();
+  while (entries.length > 0 && !reader.space.isKernelAddress(entries[entries.length - 1]!)) entries.pop();
   return entries;
 }
 

@@ -69,7 +69,7 @@ export class TaskCarver {
    * the task_struct around it. Slab objects are reported at their direct-map address; init_task,
    * the one task in the kernel image, at its symbol.
    */
-  carve(): ExaminedTask[] {
+  carve(onProgress?: (doneBytes: number, totalBytes: number) => void): ExaminedTask[] {
     const needles = [...this.schedClasses].map((address) => {
       const bytes = new Uint8Array(8);
       new DataView(bytes.buffer).setBigUint64(0, address, true);
@@ -77,7 +77,7 @@ export class TaskCarver {
     });
     const schedClassOffset = this.reader.profile.offsetOf('task_struct', 'sched_class');
     const tasks: ExaminedTask[] = [];
-    for (const hit of MultiNeedleSearcher.create(needles).searchImage(this.kernel.image)) {
+    for (const hit of MultiNeedleSearcher.create(needles).searchImage(this.kernel.image, onProgress ? { onProgress } : {})) {
       const physical = hit.offset - schedClassOffset;
       // Pointers in a task_struct are 8-byte aligned; an unaligned hit is other data.
       if (hit.offset % 8 !== 0 || physical < 0) continue;

@@ -69,18 +69,7 @@ export interface TaskListWalk {
  */
 export function walkTaskList(reader: KernelReader, initTask: bigint, maxSteps?: number): TaskListWalk {
   const linkOffset = reader.offset('task_struct', 'tasks');
-  const head = initTask + linkOffset;
-  const options = maxSteps === undefined ? {} : { maxSteps };
-  const forward = reader.walkList(head, linkOffset, options);
-  const problems: WalkProblem[] = [];
-  let addresses = forward.entries;
-  if (forward.problem) {
-    problems.push(forward.problem);
-    const backward = reader.walkList(head, linkOffset, { ...options, direction: 'prev' });
-    if (backward.problem) problems.push(backward.problem);
-    const seen = new Set(addresses);
-    addresses = [...addresses, ...backward.entries.filter((address) => !seen.has(address)).reverse()];
-  }
+  const { entries: addresses, problems } = reader.walkListBothWays(initTask + linkOffset, linkOffset, maxSteps);
   const tasks: TaskInfo[] = [];
   for (const address of addresses) {
     try {
