@@ -15,12 +15,17 @@ export function createProgress(enabled: boolean): { report: ProgressReporter; st
     cliProgress.Presets.shades_classic,
   );
   let started = false;
+  let currentPhase = '';
   let startTime = 0;
   return {
     report(phase, done, total) {
       if (!started) {
         bar.start(total, done, { phase, doneMiB: 0, totalMiB: (total / 2 ** 20).toFixed(0), rate: '-' });
         started = true;
+      }
+      // Each phase has its own rate: time spent before it is not its throughput.
+      if (phase !== currentPhase) {
+        currentPhase = phase;
         startTime = performance.now();
       }
       const seconds = (performance.now() - startTime) / 1000;
