@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+// Regenerates test/rules/golden/<input>.txt: the output of `yara -s -r corpus.yar <input>` for
+// each input (*.bin) of test/rules/corpus, which test/rules/golden.test.ts compares vmscope's
+// reference matcher with. Needs the yara CLI (Debian: apt-get install yara).
+//
+// `--write-inputs` first rewrites the crafted inputs (text.bin, hex.bin, random.bin) and, when
+// the shared fixtures are present, memory.bin: 48 KiB of a real guest around its kernel banner.
+import { execFileSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const rulesDir = join(repoRoot, 'test/rules');
+const corpusDir = join(rulesDir, 'corpus');
+const goldenDir = join(rulesDir, 'golden');
+
+if (process.argv.includes('--write-inputs')) writeInputs();
+
+let version;
+try {
+  version = execFileSync('yara', ['--version'], { encoding: 'utf8' }).trim();
+} catch {
+  console.error('yara-golden: the yara CLI is not installed (Debian: apt-get install yara)');
+  process.exit(2);
+}
+
+mkdirSync(goldenDir, { recursive: true });
+const inputs = readdirSync(corpusDir).filter((name) => name.endsWith('.bin')).sort();
+for (const input of inputs) {
+  // Run inside the corpus folder so each rule line names the input as `name.bin`, not a path.
+  const output = execFileSync('yara', ['-s', '-r', 'corpus.yar', input], { cwd: corpusDir, encoding: 'latin1', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 });
+  writeFileSync(join(goldenDir, input.replace(/\.bin$/, '.txt')), output, 'latin1');
+  console.log(`${input}: ${output.split('\n').filter((line) => line.startsWith('0x')).length} string matches (yara ${version})`);
+}
+
+/** Inputs that trigger, and narrowly miss, each rule of corpus.yar. */
+function writeInputs() {
+  const latin = (text) => Buffer.from(text, 'latin1');
+  const wide = (text) => Buffer.from(text, 'utf16le');
+  const xor = (bytes, key) => Buffer.from(bytes.map((byte) => byte ^ key));
+  const text = Buffer.concat([
+    latin('VMSCOPE-MARKER\n'),
+    latin('col1\tcol2 | say "hi" | C:\\Windows | \x01\x02\x03ABC | line1\nline2 | line1Xline2\n'),
+    latin('MixedCase mixedcase MIXEDCASE mIxEdCaSe\n'),
+    wide('WideText'), latin(' '), wide('widecase'), wide('WIDECASE'), latin(' BothForms '), wide('BothForms'), latin('\n'),
+    latin('word words sword (word) word_ 1word word-\n'),
+    wide('wword'), latin(' '), wide('xwword'), latin(' '), wide('wwords'), latin(' '), wide('wword'), latin('\n'),
+    xor(latin('XorSecret'), 0x20), latin(' '), xor(latin('XorSecret'), 0x05), latin(' '), xor(latin('XorSecret'), 0x7f), latin(' XorSecret\n'),
+    xor(wide('XorWide'), 0x41), latin(' '), xor(latin('XorWide'), 0x41), latin('\n'),
+    latin('VMSCOPE-MARKER again, VMSCOPE-lower\n'),
+    latin('cat dogs walk, cats run, concat cat. dog run\n'),
+    latin('id=12345 id=12 user@example.com key   value [bracketed] [] abbbc ac xxxy color colour zzzzzz qqqr qr <a><b>\n'),
+    latin('END'),
+  ]);
+  // prettier-ignore
+  const hex = Buffer.from([
+    0x11, 0x00, 0x00, 0x00, 0x00, 0xde, 0xad, 0xbe, 0xef, 0x22, 0xde, 0xad, 0x00, 0xef, 0x33,
+    0xc1, 0xa5, 0x07, 0xc2, 0xa5, 0x17, 0xd1, 0xa5, 0x07, 0x44,
+    0xca, 0xfe, 1, 2, 3, 4, 0xba, 0xbe, 0x55, 0xca, 0xfe, 1, 2, 0xba, 0xbe, 0x66, 0xca, 0xfe, 1, 0xba, 0xbe, 0x77,
+    0x13, 0x37, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0x73, 0x31, 0x88, 0x13, 0x37, 1, 2, 0x73, 0x31, 0x42, 0x42, 0x99,
+    0xf0, 0x0d, 1, 2, 0xff, 0xf0, 0x0d, 3, 4, 5, 0xff, 0xf0, 0x0d, 6, 0xaa, 0xff, 0xf0, 0x0d, 7, 8, 0xff,
+    0xab, 0xcd, 0x11, 0x99, 0xab, 0xcd, 0x22, 0x99, 0xab, 0xef, 0x99, 0xab, 0xcd, 0x33, 0x99,
+    ...latin('VMSCOPE'), ...Array(16).fill(0), 0x48, ...Array(8).fill(0), 0x48, 0x48,
+  ]);
+  let state = 0x12345678; // xorshift32: the same "random" bytes every time
+  const random = Buffer.alloc(4096).map(() => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return state & 0xff;
+  });
+  writeFileSync(join(corpusDir, 'text.bin'), text);
+  writeFileSync(join(corpusDir, 'hex.bin'), hex);
+  writeFileSync(join(corpusDir, 'random.bin'), random);
+  writeMemorySlice();
+}
+
+/** 48 KiB at physical 0x2a00000 of the linux61-clean raw dump (decompressed by the test suite into .cache). */
+function writeMemorySlice() {
+  const manifestPath = resolve(repoRoot, '../shared/fixtures/MANIFEST.json');
+  const entry = existsSync(manifestPath) ? JSON.parse(readFileSync(manifestPath, 'utf8')).snapshots['linux61-clean']?.formats.raw : undefined;
+  const dump = entry && join(repoRoot, '.cache/fixtures', `${entry.sha256.slice(0, 16)}-linux61-clean.raw`);
+  if (!dump || !existsSync(dump)) {
+    console.error('yara-golden: memory.bin kept as is (run the test suite once to decompress the linux61-clean raw fixture)');
+    return;
+  }
+  const slice = Buffer.alloc(48 * 1024);
+  const fd = openSync(dump, 'r');
+  readSync(fd, slice, 0, slice.length, 0x2a00000);
+  closeSync(fd);
+  writeFileSync(join(corpusDir, 'memory.bin'), slice);
+}

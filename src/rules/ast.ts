@@ -1,0 +1,73 @@
+import type { SourcePosition } from './errors.js';
+import type { PatternNode } from './pattern.js';
+
+/** A parsed rule file: what YARA's parser produces, already checked (names resolve, types fit). */
+export interface RuleFile {
+  readonly file: string;
+  readonly rules: readonly RuleAst[];
+}
+
+export type MetaValue = string | bigint | boolean;
+
+export interface RuleAst {
+  readonly name: string;
+  readonly position: SourcePosition;
+  readonly isPrivate: boolean;
+  readonly isGlobal: boolean;
+  readonly tags: readonly string[];
+  readonly meta: ReadonlyArray<readonly [string, MetaValue]>;
+  readonly strings: readonly StringAst[];
+  readonly condition: Expr;
+}
+
+export interface TextModifiers {
+  readonly ascii: boolean;
+  readonly wide: boolean;
+  readonly nocase: boolean;
+  readonly fullword: boolean;
+  /** Single-byte XOR keys tried, inclusive; undefined without `xor`. */
+  readonly xor: { readonly min: number; readonly max: number } | undefined;
+}
+
+interface StringCommon {
+  /** `$name`, or `$` for an anonymous string. */
+  readonly id: string;
+  readonly position: SourcePosition;
+  readonly isPrivate: boolean;
+  /** Set when the condition only ever asks for this string `at` this one literal offset. */
+  readonly fixedOffset?: bigint | undefined;
+}
+
+export type StringAst =
+  | (StringCommon & { readonly kind: 'text'; readonly bytes: Uint8Array; readonly modifiers: TextModifiers })
+  | (StringCommon & { readonly kind: 'hex'; readonly pattern: PatternNode })
+  | (StringCommon & { readonly kind: 'regex'; readonly pattern: PatternNode; readonly modifiers: Omit<TextModifiers, 'xor'> });
+
+export type Quantifier = { readonly kind: 'all' } | { readonly kind: 'any' } | { readonly kind: 'count'; readonly count: Expr };
+
+export type ArithmeticOperator = '+' | '-' | '*' | '\\' | '%' | '&' | '|' | '^' | '<<' | '>>';
+export type ComparisonOperator = '==' | '!=' | '<' | '<=' | '>' | '>=';
+
+/**
+ * A condition expression. String references hold the index of the string in the rule, or
+ * undefined for the anonymous `$` of a `for … of` body.
+ */
+export type Expr = SourcePosition &
+  (
+    | { readonly kind: 'boolean'; readonly value: boolean }
+    | { readonly kind: 'integer'; readonly value: bigint }
+    | { readonly kind: 'filesize' }
+    | { readonly kind: 'not'; readonly operand: Expr }
+    | { readonly kind: 'and' | 'or'; readonly left: Expr; readonly right: Expr }
+    | { readonly kind: 'compare'; readonly operator: ComparisonOperator; readonly left: Expr; readonly right: Expr }
+    | { readonly kind: 'arithmetic'; readonly operator: ArithmeticOperator; readonly left: Expr; readonly right: Expr }
+    | { readonly kind: 'negate' | 'bitwiseNot'; readonly operand: Expr }
+    | { readonly kind: 'stringMatches'; readonly string: number | undefined }
+    | { readonly kind: 'stringAt'; readonly string: number | undefined; readonly offset: Expr }
+    | { readonly kind: 'stringIn'; readonly string: number | undefined; readonly from: Expr; readonly to: Expr }
+    | { readonly kind: 'stringCount'; readonly string: number | undefined }
+    | { readonly kind: 'stringOffset' | 'stringLength'; readonly string: number | undefined; readonly index: Expr }
+    | { readonly kind: 'of'; readonly quantifier: Quantifier; readonly strings: readonly number[] }
+    | { readonly kind: 'forOf'; readonly quantifier: Quantifier; readonly strings: readonly number[]; readonly body: Expr }
+    | { readonly kind: 'ruleReference'; readonly rule: number }
+  );

@@ -1,0 +1,96 @@
+import { TYPICAL_BYTE_FREQUENCY } from '../kernels/byteFrequency.js';
+import { MAX_MATCH_LENGTH, lengthBounds, onlyByte, otherCase, type ByteSet, type PatternNode } from './pattern.js';
+
+/**
+ * A short fixed substring every match of a pattern contains at a known distance from the
+ * match's start: the prefilter looks for atoms, and only their hits get verified.
+ */
+export interface Atom {
+  readonly bytes: Uint8Array;
+  /** Where the atom sits inside the match: at least `offset` bytes in, at most `maxOffset`. */
+  readonly offset: number;
+  /** Equal to `offset` unless a jump or a variable repeat comes before the atom. */
+  readonly maxOffset: number;
+  /** ASCII letters in `bytes` (stored lower-case) match either case. */
+  readonly caseInsensitive: boolean;
+}
+
+/** The longest atom considered: four bytes make a 32-bit compare in the kernel. */
+const MAX_ATOM_LENGTH = 4;
+
+/** One byte of a fixed run: a value, and whether its other case is accepted too. */
+interface FixedByte {
+  readonly value: number;
+  readonly eitherCase: boolean;
+}
+
+/** log of how likely a byte is at a random position of guest memory; lower is rarer. */
+function logLikelihood(byte: FixedByte): number {
+  const frequency = TYPICAL_BYTE_FREQUENCY[byte.value]! + (byte.eitherCase && otherCase(byte.value) !== byte.value ? TYPICAL_BYTE_FREQUENCY[otherCase(byte.value)]! : 0);
+  return Math.log(Math.max(frequency, 1) / 1e6);
+}
+
+/**
+ * The rarest window of up to MAX_ATOM_LENGTH fixed bytes among the runs, scored by the product
+ * of the bytes' frequencies in memory, so a run of zeros (the commonest byte) loses to any rarer
+ * window, prefix or not.
+ */
+function rarestWindow(runs: ReadonlyArray<{ start: number; maxStart: number; bytes: readonly FixedByte[] }>): Atom | undefined {
+  let best: { atom: Atom; score: number } | undefined;
+  for (const run of runs) {
+    const width = Math.min(MAX_ATOM_LENGTH, run.bytes.length);
+    for (let at = 0; at + width <= run.bytes.length; at++) {
+      const window = run.bytes.slice(at, at + width);
+      const score = window.reduce((sum, byte) => sum + logLikelihood(byte), 0);
+      if (best && (score > best.score || (score === best.score && run.maxStart - run.start >= best.atom.maxOffset - best.atom.offset))) continue;
+      const caseInsensitive = window.some((byte) => byte.eitherCase);
+      const bytes = Uint8Array.from(window, (byte) => (caseInsensitive && byte.eitherCase ? byte.value | 0x20 : byte.value));
+      best = { atom: { bytes, offset: run.start + at, maxOffset: run.maxStart + at, caseInsensitive }, score };
+    }
+  }
+  return best?.atom;
+}
+
+/** Atom of a literal string; `caseInsensitive` for `nocase`. */
+export function literalAtom(bytes: Uint8Array, caseInsensitive: boolean): Atom {
+  const fixed = Array.from(bytes, (value) => ({ value, eitherCase: caseInsensitive && otherCase(value) !== value }));
+  return rarestWindow([{ start: 0, maxStart: 0, bytes: fixed }])!;
+}
+
+/** A byte set as a fixed byte: one value, or one ASCII letter in either case. */
+function asFixedByte(set: ByteSet): FixedByte | undefined {
+  const value = onlyByte(set);
+  if (value !== undefined) return { value, eitherCase: false };
+  const first = set.indexOf(1);
+  if (first < 0 || otherCase(first) === first || !set[otherCase(first)]) return undefined;
+  const members = set.reduce((count, bit) => count + bit, 0);
+  return members === 2 ? { value: first, eitherCase: true } : undefined;
+}
+
+function flatten(node: PatternNode): PatternNode[] {
+  return node.kind === 'concat' ? node.items.flatMap(flatten) : [node];
+}
+
+/**
+ * The atom of a hex or regex pattern, from the fixed runs of its top-level sequence: a wildcard,
+ * class, alternation or jump ends a run, and a jump or variable repeat widens the range of
+ * distances at which later runs sit from the match start (a match is at most MAX_MATCH_LENGTH
+ * bytes, which bounds unbounded jumps). Ties go to the atom with the narrower range. Undefined
+ * when no byte is fixed: such a pattern must be tried at every offset.
+ */
+export function patternAtom(pattern: PatternNode): Atom | undefined {
+  const runs: Array<{ start: number; maxStart: number; bytes: FixedByte[] }> = [];
+  let offset = { min: 0, max: 0 };
+  let run: (typeof runs)[number] | undefined;
+  for (const element of flatten(pattern)) {
+    const fixed = element.kind === 'byte' ? asFixedByte(element.set) : undefined;
+    if (fixed) {
+      if (!run) runs.push((run = { start: offset.min, maxStart: offset.max, bytes: [] }));
+      run.bytes.push(fixed);
+    } else run = undefined;
+    const bounds = lengthBounds(element);
+    offset = { min: offset.min + bounds.min, max: Math.min(MAX_MATCH_LENGTH, offset.max + bounds.max) };
+    if (offset.min >= MAX_MATCH_LENGTH) break;
+  }
+  return rarestWindow(runs);
+}

@@ -1,0 +1,119 @@
+import type { RuleAst, RuleFile, StringAst } from './ast.js';
+import { literalAtom, patternAtom, type Atom } from './atoms.js';
+import { ruleError } from './errors.js';
+import { parseRules } from './parser.js';
+import { MAX_MATCH_LENGTH, isLiteralPattern, lengthBounds, widen, type PatternNode } from './pattern.js';
+import { compileProgram, type Program } from './pikeVm.js';
+
+/** One exact byte sequence a text string can take (ascii or wide form, one xor key). */
+export interface LiteralVariant {
+  readonly kind: 'literal';
+  readonly bytes: Uint8Array;
+  /** `nocase`: ASCII letters compare without case, instead of expanding 2^n variants. */
+  readonly caseInsensitive: boolean;
+  readonly wide: boolean;
+  /** The key `bytes` were XORed with, for `xor` strings. */
+  readonly xorKey: number | undefined;
+  readonly atom: Atom;
+}
+
+/** A hex string or regex (one variant per ascii/wide form), verified by the Pike VM. */
+export interface ProgramVariant {
+  readonly kind: 'program';
+  readonly program: Program;
+  readonly wide: boolean;
+  /** Undefined when the pattern has no fixed byte at a known distance from its start. */
+  readonly atom: Atom | undefined;
+  /** The longest match, capped at MAX_MATCH_LENGTH. */
+  readonly maxLength: number;
+}
+
+export type MatcherVariant = LiteralVariant | ProgramVariant;
+
+export interface CompiledString {
+  readonly id: string;
+  readonly kind: StringAst['kind'];
+  readonly isPrivate: boolean;
+  readonly fullword: boolean;
+  /** Only matches starting here are recorded (YARA's fixed-offset strings: `$s at 0` and nothing else). */
+  readonly fixedOffset: number | undefined;
+  readonly variants: readonly MatcherVariant[];
+  /**
+   * Regexes (yara's regex verification): at each offset the first form that matches (ascii,
+   * then wide) is the candidate, and `fullword` may then reject it without the next form being
+   * tried. Text strings try each form on its own.
+   */
+  readonly firstFormOnly: boolean;
+  /** Some variant has no atom: the prefilter cannot help, every offset must be verified. */
+  readonly scanEverywhere: boolean;
+}
+
+/** A parsed rule whose strings are compiled to matchers. */
+export type CompiledRule = Omit<RuleAst, 'position' | 'strings'> & { readonly strings: readonly CompiledString[] };
+
+export interface CompiledRules {
+  readonly file: string;
+  readonly rules: readonly CompiledRule[];
+  /** The longest match any string can have: the overlap chunked scans need. */
+  readonly longestMatch: number;
+}
+
+/** Parses and compiles a rule file's text; errors name `file`, line, column and rule. */
+export function compileSource(source: string, file = '<rules>'): CompiledRules {
+  return compileRules(parseRules(source, file));
+}
+
+export function compileRules(parsed: RuleFile): CompiledRules {
+  const rules = parsed.rules.map((rule) => compileRule(rule, parsed.file));
+  const lengths = rules.flatMap((rule) => rule.strings.flatMap((string) => string.variants.map(variantMaxLength)));
+  return { file: parsed.file, rules, longestMatch: Math.max(0, ...lengths) };
+}
+
+function compileRule(rule: RuleAst, file: string): CompiledRule {
+  const strings = rule.strings.map((string) => {
+    const variants = compileVariants(string, (message) => ruleError(file, string.position, rule.name, message));
+    const fullword = string.kind !== 'hex' && string.modifiers.fullword;
+    const fixedOffset = string.fixedOffset === undefined ? undefined : Number(string.fixedOffset);
+    const firstFormOnly = string.kind === 'regex' && !isLiteralPattern(string.pattern);
+    const scanEverywhere = variants.some((variant) => variant.atom === undefined);
+    return { id: string.id, kind: string.kind, isPrivate: string.isPrivate, fullword, fixedOffset, variants, firstFormOnly, scanEverywhere };
+  });
+  const { name, isPrivate, isGlobal, tags, meta, condition } = rule;
+  return { name, isPrivate, isGlobal, tags, meta, strings, condition };
+}
+
+function compileVariants(string: StringAst, error: (message: string) => Error): MatcherVariant[] {
+  if (string.kind === 'hex') return [programVariant(string.pattern, false, error)];
+  const forms = [...(string.modifiers.ascii ? [false] : []), ...(string.modifiers.wide ? [true] : [])];
+  if (string.kind === 'regex') return forms.map((wide) => programVariant(wide ? widen(string.pattern) : string.pattern, wide, error));
+  const { nocase, xor } = string.modifiers;
+  return forms.flatMap((wide) => {
+    const plain = wide ? widenBytes(string.bytes) : string.bytes;
+    const keys = xor ? Array.from({ length: xor.max - xor.min + 1 }, (_, i) => xor.min + i) : [undefined];
+    return keys.map((xorKey): LiteralVariant => {
+      const bytes = xorKey === undefined ? plain : plain.map((byte) => byte ^ xorKey);
+      return { kind: 'literal', bytes, caseInsensitive: nocase, wide, xorKey, atom: literalAtom(bytes, nocase) };
+    });
+  });
+}
+
+function programVariant(pattern: PatternNode, wide: boolean, error: (message: string) => Error): ProgramVariant {
+  try {
+    const maxLength = Math.min(MAX_MATCH_LENGTH, lengthBounds(pattern).max);
+    return { kind: 'program', program: compileProgram(pattern), wide, atom: patternAtom(pattern), maxLength };
+  } catch (cause) {
+    if (cause instanceof RangeError) throw error(`pattern too large: ${cause.message}`);
+    throw cause;
+  }
+}
+
+/** UTF-16LE of ASCII text: each byte followed by a zero. */
+function widenBytes(bytes: Uint8Array): Uint8Array {
+  const wide = new Uint8Array(bytes.length * 2);
+  bytes.forEach((byte, i) => (wide[i * 2] = byte));
+  return wide;
+}
+
+function variantMaxLength(variant: MatcherVariant): number {
+  return variant.kind === 'literal' ? variant.bytes.length : variant.maxLength;
+}

@@ -1,0 +1,174 @@
+import { ruleError, type SourcePosition } from './errors.js';
+
+export type TokenKind =
+  | 'identifier'
+  | 'stringId' // $name, $name*, or the anonymous $ inside a for-of body
+  | 'stringCount' // #name
+  | 'stringOffset' // @name
+  | 'stringLength' // !name
+  | 'number'
+  | 'text' // "…", escapes decoded into `bytes`
+  | 'hex' // { … } after '=', body in `text`
+  | 'regex' // /…/flags after '=', body in `text`, flags in `flags`
+  | 'punct'
+  | 'eof';
+
+export interface Token extends SourcePosition {
+  readonly kind: TokenKind;
+  /** Source text: the identifier, the punctuation, the name after the sigil, the hex or regex body. */
+  readonly text: string;
+  readonly bytes?: Uint8Array;
+  readonly value?: bigint;
+  readonly flags?: string;
+}
+
+// Two-character operators before their one-character prefixes, so `<=` is not read as `<` then
+// `=`. A lone '.' only appears so that module
+// references (`pe.imports`) reach the parser, which rejects them with the rule's name.
+const PUNCTUATION = ['..', '.', '==', '!=', '<=', '>=', '<<', '>>', '{', '}', '(', ')', '[', ']', ':', '=', ',', '<', '>', '+', '-', '*', '\\', '%', '&', '|', '^', '~'];
+
+const SIMPLE_ESCAPES: Record<string, number> = { n: 0x0a, t: 0x09, r: 0x0d, '\\': 0x5c, '"': 0x22 };
+
+const isIdentifierStart = (c: string) => /[A-Za-z_]/.test(c);
+const isIdentifierPart = (c: string) => /[A-Za-z0-9_]/.test(c);
+
+/**
+ * Splits a rule file into tokens with their line and column. Hex strings and regular
+ * expressions are only recognised right after '=' (in a strings section), as YARA's own lexer
+ * does, because '{' and '/' mean something else elsewhere.
+ */
+export function tokenize(source: string, file: string): Token[] {
+  const tokens: Token[] = [];
+  let index = 0;
+  let line = 1;
+  let lineStart = 0;
+  const here = (): SourcePosition => ({ line, column: index - lineStart + 1 });
+  const fail = (at: SourcePosition, message: string) => ruleError(file, at, undefined, message);
+  const advance = (count: number) => {
+    for (let i = 0; i < count; i++) {
+      if (source[index] === '\n') {
+        line++;
+        lineStart = index + 1;
+      }
+      index++;
+    }
+  };
+
+  while (true) {
+    skipSpaceAndComments();
+    const at = here();
+    if (index >= source.length) {
+      tokens.push({ kind: 'eof', text: '', ...at });
+      return tokens;
+    }
+    const c = source[index]!;
+    const previous = tokens[tokens.length - 1];
+    const afterAssign = previous?.kind === 'punct' && previous.text === '=';
+    if (c === '"') tokens.push(readText(at));
+    else if (afterAssign && c === '{') tokens.push(readHex(at));
+    else if (afterAssign && c === '/') tokens.push(readRegex(at));
+    else if (/[0-9]/.test(c)) tokens.push(readNumber(at));
+    else if (isIdentifierStart(c)) tokens.push({ kind: 'identifier', text: readWhile(isIdentifierPart), ...at });
+    else if (c === '$' || c === '#' || c === '@' || (c === '!' && source[index + 1] !== '=')) tokens.push(readStringReference(at, c));
+    else {
+      const punct = PUNCTUATION.find((p) => source.startsWith(p, index));
+      if (!punct) throw fail(at, `unexpected character '${c}'`);
+      advance(punct.length);
+      tokens.push({ kind: 'punct', text: punct, ...at });
+    }
+  }
+
+  function skipSpaceAndComments(): void {
+    while (index < source.length) {
+      if (/\s/.test(source[index]!)) advance(1);
+      else if (source.startsWith('//', index)) {
+        while (index < source.length && source[index] !== '\n') advance(1);
+      } else if (source.startsWith('/*', index)) {
+        const at = here();
+        const end = source.indexOf('*/', index + 2);
+        if (end < 0) throw fail(at, 'unterminated comment');
+        advance(end + 2 - index);
+      } else return;
+    }
+  }
+
+  function readWhile(accept: (c: string) => boolean): string {
+    const start = index;
+    while (index < source.length && accept(source[index]!)) advance(1);
+    return source.slice(start, index);
+  }
+
+  function readStringReference(at: SourcePosition, sigil: string): Token {
+    advance(1);
+    const name = readWhile(isIdentifierPart);
+    const wildcard = sigil === '$' && source[index] === '*';
+    if (wildcard) advance(1);
+    const kind = ({ $: 'stringId', '#': 'stringCount', '@': 'stringOffset', '!': 'stringLength' } as const)[sigil as '$'];
+    return { kind, text: name + (wildcard ? '*' : ''), ...at };
+  }
+
+  function readNumber(at: SourcePosition): Token {
+    const isHex = source.startsWith('0x', index);
+    if (isHex) advance(2);
+    const digits = readWhile((c) => (isHex ? /[0-9a-fA-F]/ : /[0-9]/).test(c));
+    const text = (isHex ? '0x' : '') + digits;
+    if (digits === '') throw fail(at, 'hexadecimal number without digits');
+    const unit = source.startsWith('KB', index) ? 1024n : source.startsWith('MB', index) ? 1024n * 1024n : 1n;
+    if (unit !== 1n) advance(2);
+    if (index < source.length && isIdentifierPart(source[index]!)) throw fail(here(), `malformed number '${text}${source[index]}'`);
+    return { kind: 'number', text, value: BigInt(text) * unit, ...at };
+  }
+
+  function readText(at: SourcePosition): Token {
+    advance(1);
+    const bytes: number[] = [];
+    const encoder = new TextEncoder();
+    while (true) {
+      const c = source[index];
+      if (c === undefined || c === '\n') throw fail(at, 'unterminated string');
+      if (c === '"') break;
+      if (c !== '\\') {
+        bytes.push(...encoder.encode(c));
+        advance(1);
+        continue;
+      }
+      const escapeAt = here();
+      const kind = source[index + 1];
+      if (kind !== undefined && kind in SIMPLE_ESCAPES) {
+        bytes.push(SIMPLE_ESCAPES[kind]!);
+        advance(2);
+      } else if (kind === 'x' && /^[0-9a-fA-F]{2}$/.test(source.slice(index + 2, index + 4))) {
+        bytes.push(parseInt(source.slice(index + 2, index + 4), 16));
+        advance(4);
+      } else throw fail(escapeAt, `invalid escape sequence '\\${kind ?? ''}'`);
+    }
+    advance(1);
+    return { kind: 'text', text: '', bytes: Uint8Array.from(bytes), ...at };
+  }
+
+  function readHex(at: SourcePosition): Token {
+    const end = source.indexOf('}', index + 1);
+    if (end < 0) throw fail(at, 'unterminated hex string');
+    const text = source.slice(index + 1, end);
+    advance(end + 1 - index);
+    return { kind: 'hex', text, ...at };
+  }
+
+  function readRegex(at: SourcePosition): Token {
+    let end = index + 1;
+    while (end < source.length && source[end] !== '/' && source[end] !== '\n') end += source[end] === '\\' ? 2 : 1;
+    if (source[end] !== '/') throw fail(at, 'unterminated regular expression');
+    const text = source.slice(index + 1, end);
+    advance(end + 1 - index);
+    const flags = readWhile((c) => /[A-Za-z]/.test(c));
+    return { kind: 'regex', text, flags, ...at };
+  }
+}
+
+/** Line and column of character `offset` inside a token whose body starts one character after `start`. */
+export function positionInBody(start: SourcePosition, body: string, offset: number): SourcePosition {
+  const before = body.slice(0, offset);
+  const newline = before.lastIndexOf('\n');
+  if (newline < 0) return { line: start.line, column: start.column + 1 + offset };
+  return { line: start.line + before.split('\n').length - 1, column: offset - newline };
+}
