@@ -15,5 +15,6 @@ const common = {
   logLevel: 'warning',
 };
 
-await build({ ...common, entryPoints: { cli: 'src/cli/entry.ts', index: 'src/index.ts' }, outdir: 'dist' });
+// The scan pool's worker threads load dist/scanWorker.js (src/workers/scanPool.ts finds it beside the bundle).
+await build({ ...common, entryPoints: { cli: 'src/cli/entry.ts', index: 'src/index.ts', scanWorker: 'src/workers/scanWorker.ts' }, outdir: 'dist' });
 if (benches.length > 0) await build({ ...common, entryPoints: benches, outdir: 'dist/bench' });

@@ -1,0 +1,93 @@
+import type { MemoryImage, PhysicalRange } from '../image/types.js';
+import type { MultiNeedleSearcher, NeedleHit } from '../kernels/multiNeedle.js';
+
+/**
+ * A slice of physical address space scanned as one unit of work. It owns the hits that start in
+ * [start, end); `bytes` is how much memory is present in that slice (the gaps hold none).
+ */
+export interface ScanJob {
+  readonly start: number;
+  readonly end: number;
+  readonly bytes: number;
+}
+
+/** Hits as two parallel arrays, so a job's results cross threads as two transferred buffers instead of one cloned object per hit. */
+export interface PackedHits {
+  readonly offsets: Float64Array;
+  readonly needles: Uint32Array;
+}
+
+/**
+ * Cuts the present memory into consecutive jobs of `jobBytes` present bytes each (the last one
+ * shorter). Jobs follow the address order and never overlap, so concatenating their hits in job
+ * order keeps the whole result in address order.
+ */
+export function planScanJobs(ranges: readonly PhysicalRange[], jobBytes: number): ScanJob[] {
+  if (!Number.isSafeInteger(jobBytes) || jobBytes <= 0) throw new RangeError(`jobBytes ${jobBytes} must be a positive integer`);
+  const jobs: ScanJob[] = [];
+  let jobStart: number | undefined;
+  let jobFill = 0;
+  let lastEnd = 0;
+  for (const range of ranges) {
+    for (let at = range.start; at < range.end; ) {
+      jobStart ??= at;
+      const taken = Math.min(range.end - at, jobBytes - jobFill);
+      at += taken;
+      jobFill += taken;
+      lastEnd = at;
+      if (jobFill === jobBytes) {
+        jobs.push({ start: jobStart, end: at, bytes: jobFill });
+        jobStart = undefined;
+        jobFill = 0;
+      }
+    }
+  }
+  if (jobStart !== undefined) jobs.push({ start: jobStart, end: lastEnd, bytes: jobFill });
+  return jobs;
+}
+
+/**
+ * The hits that start in [start, end), with the searcher's own ownership rule carried over to
+ * job edges: the job reads on past `end` by (longest needle - 1) bytes while memory continues
+ * without a gap, so a match crossing `end` is found here and by no other job (the next one only
+ * keeps hits starting at or after its start). Reads go straight from the dump into the searcher's window.
+ */
+export function searchPhysicalSlice(image: MemoryImage, searcher: MultiNeedleSearcher, longestNeedle: number, start: number, end: number): NeedleHit[] {
+  const readEnd = end + Math.max(0, longestNeedle - 1);
+  const clipped: PhysicalRange[] = [];
+  for (const range of image.ranges) {
+    if (range.end <= start || range.end === range.start) continue;
+    if (range.start >= end) {
+      const last = clipped[clipped.length - 1];
+      // Past the job only the stream it ends in continues: a gap ends the job's reading.
+      if (!last || last.end !== range.start || range.start >= readEnd) break;
+    }
+    const from = Math.max(range.start, start);
+    const to = range.end <= end ? range.end : Math.min(range.end, readEnd);
+    clipped.push({ start: from, end: to, fileOffset: range.fileOffset + (from - range.start) });
+  }
+  return searcher.searchImage(withRanges(image, clipped)).filter((hit) => hit.offset < end);
+}
+
+/** `image` seen through `ranges` only, reading from the same open file (closing it is the owner's job). */
+function withRanges(image: MemoryImage, ranges: readonly PhysicalRange[]): MemoryImage {
+  return {
+    path: image.path,
+    format: image.format,
+    ranges,
+    totalBytes: ranges.reduce((sum, range) => sum + (range.end - range.start), 0),
+    notes: image.notes,
+    cpus: image.cpus,
+    read: (physical, into) => image.read(physical, into),
+    readPresent: (physical, into) => image.readPresent(physical, into),
+    close: () => {},
+  };
+}
+
+export function packHits(hits: readonly NeedleHit[]): PackedHits {
+  return { offsets: Float64Array.from(hits, (hit) => hit.offset), needles: Uint32Array.from(hits, (hit) => hit.needle) };
+}
+
+export function unpackHits({ offsets, needles }: PackedHits): NeedleHit[] {
+  return Array.from(offsets, (offset, i) => ({ needle: needles[i]!, offset }));
+}

@@ -1,0 +1,157 @@
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { openImage } from '../image/open.js';
+import { DEFAULT_WINDOW_BYTES } from '../kernels/memoryMap.js';
+import type { NeedleHit } from '../kernels/multiNeedle.js';
+import { planScanJobs, unpackHits, type ScanJob } from './physicalJobs.js';
+import type { ScanWorkerApi, ScanWorkerData } from './scanWorker.js';
+
+/** Coarse enough that per-job messaging and setup vanish next to the reading, fine enough to spread a 512 MiB dump over several threads. */
+export const DEFAULT_JOB_BYTES = 128 * 2 ** 20;
+
+export interface ScanPoolOptions {
+  /** Worker threads (default: the available parallelism). */
+  threads?: number;
+  /** Each worker's search window (see SearcherOptions.windowBytes). */
+  windowBytes?: number;
+  /**
+   * The bundled worker script. The default, scanWorker.js beside the running bundle, is right for
+   * dist/index.js and dist/cli.js; code run from sources (tests) or from dist/bench passes dist/scanWorker.js.
+   */
+  workerScript?: string | URL;
+}
+
+export interface PoolSearchOptions {
+  /** Present bytes per job (default DEFAULT_JOB_BYTES); any positive size gives the same hits. */
+  jobBytes?: number;
+  /** Called as each job finishes (so in steps of about jobBytes), in no particular job order. */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+}
+
+/** The host side of one worker thread: every call also fails, instead of waiting forever, when the thread dies. */
+class ScanThread {
+  private constructor(
+    private readonly worker: Worker,
+    private readonly remote: Comlink.Remote<ScanWorkerApi>,
+    private readonly death: Promise<never>,
+  ) {}
+
+  static start(script: string | URL, data: ScanWorkerData): ScanThread {
+    const worker = new Worker(script, { workerData: data });
+    const death = new Promise<never>((_, reject) => {
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`scan worker thread exited (code ${code})`)));
+    });
+    death.catch(() => {}); // observed through call(); an idle thread's death is not an unhandled rejection
+    return new ScanThread(worker, Comlink.wrap<ScanWorkerApi>(nodeEndpoint(worker)), death);
+  }
+
+  call<T>(request: (remote: Comlink.Remote<ScanWorkerApi>) => Promise<T>): Promise<T> {
+    return Promise.race([request(this.remote), this.death]);
+  }
+
+  async terminate(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
+
+/**
+ * Physical-memory search on several threads, for the same hits as MultiNeedleSearcher.searchImage
+ * in the same order. The dump's present memory is cut into coarse jobs (physicalJobs.ts); each
+ * thread opens the dump by path and searches its jobs with its own WASM instance; job results,
+ * each in address order, are concatenated in job order.
+ */
+export class ScanPool {
+  private closed = false;
+
+  private constructor(private readonly threads: readonly ScanThread[]) {}
+
+  /** Starts the threads and resolves once every one has its window ready. */
+  static async create(options: ScanPoolOptions = {}): Promise<ScanPool> {
+    const count = options.threads ?? availableParallelism();
+    if (!Number.isInteger(count) || count < 1) throw new RangeError(`threads ${count} must be a positive integer`);
+    const script = options.workerScript ?? new URL('./scanWorker.js', import.meta.url);
+    if (!existsSync(script instanceof URL ? fileURLToPath(script) : script)) {
+      throw new Error(`scan worker script ${String(script)} is missing (run npm run build)`);
+    }
+    const data: ScanWorkerData = { windowBytes: options.windowBytes ?? DEFAULT_WINDOW_BYTES };
+    const pool = new ScanPool(Array.from({ length: count }, () => ScanThread.start(script, data)));
+    try {
+      await Promise.all(pool.threads.map((thread) => thread.call((remote) => remote.ready())));
+    } catch (error) {
+      await pool.close();
+      throw error;
+    }
+    return pool;
+  }
+
+  /** Every hit of `needles` (1 to MAX_NEEDLE_LENGTH bytes each) in the dump at `path`, sorted by (offset, needle). */
+  async searchImage(path: string, needles: readonly Uint8Array[], options: PoolSearchOptions = {}): Promise<NeedleHit[]> {
+    if (this.closed) throw new Error('this ScanPool is closed');
+    const { jobs, totalBytes } = planImageJobs(path, options.jobBytes ?? DEFAULT_JOB_BYTES);
+    // Own copies: structured cloning a view would send its whole underlying buffer.
+    const needleCopies = needles.map((needle) => needle.slice());
+    const results: NeedleHit[][] = [];
+    let nextJob = 0;
+    let doneBytes = 0;
+    let failed = false;
+    const drain = async (thread: ScanThread) => {
+      while (!failed && nextJob < jobs.length) {
+        const index = nextJob++;
+        const job = jobs[index]!;
+        try {
+          const packed = await thread.call((remote) => remote.searchPhysical(path, needleCopies, job.start, job.end));
+          results[index] = unpackHits(packed);
+          doneBytes += job.bytes;
+          options.onProgress?.(doneBytes, totalBytes);
+        } catch (error) {
+          failed = true; // the other threads finish the job they hold and take no more
+          throw error;
+        }
+      }
+    };
+    try {
+      const outcomes = await Promise.allSettled(this.threads.map(drain));
+      const failure = outcomes.find((outcome) => outcome.status === 'rejected');
+      if (failure) throw failure.reason;
+    } finally {
+      await Promise.allSettled(this.threads.map((thread) => thread.call((remote) => remote.closeImage())));
+    }
+    return results.flat();
+  }
+
+  /** Terminates every thread; the pool cannot be used afterwards. Safe to call more than once. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.threads.map((thread) => thread.terminate()));
+  }
+}
+
+/** The dump's jobs, read from its ranges on this thread so a bad path or format fails before any job is sent. */
+function planImageJobs(path: string, jobBytes: number): { jobs: ScanJob[]; totalBytes: number } {
+  const image = openImage(path);
+  try {
+    return { jobs: planScanJobs(image.ranges, jobBytes), totalBytes: image.totalBytes };
+  } finally {
+    image.close();
+  }
+}
+
+/** One search on a pool created for it and closed after it, whatever happens. */
+export async function parallelSearchImage(
+  path: string,
+  needles: readonly Uint8Array[],
+  options: ScanPoolOptions & PoolSearchOptions = {},
+): Promise<NeedleHit[]> {
+  const pool = await ScanPool.create(options);
+  try {
+    return await pool.searchImage(path, needles, options);
+  } finally {
+    await pool.close();
+  }
+}
