@@ -1,1 +1,2 @@
 export { findNeedles } from './multiNeedle';
+export { filterAtoms } from './atomFilter';

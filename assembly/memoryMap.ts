@@ -11,11 +11,25 @@
  *   0x020000   256 KiB       needle bytes (each needle at most MAX_NEEDLE_LENGTH)
  *   0x060000   512 KiB       hits: HIT_CAPACITY × { u32 start address, u32 needle slot }
  *   0x100000   windowBytes   scan window: the bytes being searched, chosen at instance creation
+ *   window end 448 KiB       atom tables (filterAtoms), right after the window wherever it ends:
+ *     +0x00000   64 KiB        pair table: byte i is 1 when an atom starts with the bytes that read
+ *                              as the u16 i (a single-byte atom b: every pair b, x), else 0
+ *     +0x10000   257 × u32     single-byte starts: the atoms of one byte b are single-byte ids
+ *                              [starts[b], starts[b + 1])
+ *     +0x11000   4096 × u32    single-byte ids, ascending within each byte value
+ *     +0x15000   4096 × 16 B   prefix entries: u32 value, u32 mask, u32 length, u32 atom id; the
+ *                              atom's bytes as a little-endian u32 under a mask of its length
+ *     +0x25000   65537 × u32   prefix starts: the atoms of 2–4 bytes whose first two bytes read as
+ *                              the u16 i are entries [starts[i], starts[i + 1]), ascending by id
+ *
+ * The atom tables follow the window so that the kernel may read a few bytes past the data's end
+ * without leaving linear memory (it never counts what it reads there as a hit).
  *
  * findNeedles reports hits in address order. It only verifies a candidate address while at least
  * one slot per loaded needle is free, so when the hit area runs short it stops *between* two
  * addresses and stores the first unverified one at SCAN_RESUME_ADDRESS: calling again from there
  * loses and repeats nothing. After a complete scan the resume address equals the scan's end.
+ * filterAtoms writes the same hit records ({ u32 start address, u32 atom id }) under the same rule.
  */
 
 export const WASM_PAGE_BYTES = 0x10000;
@@ -44,3 +58,17 @@ export const WINDOW_ADDRESS = 0x100000;
 // 4 MiB: the bytes just read are still in the CPU cache when the kernel scans them. Measured on a
 // 512 MiB dump: 9.6 GB/s for one needle against 7.6 GB/s with a 32 MiB window (bench/multiNeedle.ts).
 export const DEFAULT_WINDOW_BYTES = 4 * 1024 * 1024;
+
+export const MAX_ATOMS = 4096;
+export const MAX_ATOM_LENGTH = 4;
+export const ATOM_TABLES_BYTES = 0x70000;
+export const ATOM_PAIR_TABLE_OFFSET = 0;
+export const ATOM_SINGLE_STARTS_OFFSET = 0x10000;
+export const ATOM_SINGLE_IDS_OFFSET = 0x11000;
+export const ATOM_ENTRIES_OFFSET = 0x15000;
+export const ATOM_ENTRY_BYTES = 16;
+export const ATOM_ENTRY_VALUE_FIELD = 0;
+export const ATOM_ENTRY_MASK_FIELD = 4;
+export const ATOM_ENTRY_LENGTH_FIELD = 8;
+export const ATOM_ENTRY_ID_FIELD = 12;
+export const ATOM_PREFIX_STARTS_OFFSET = 0x25000;

@@ -8,6 +8,7 @@ import type { MemoryImage } from '../src/image/types.js';
 import { DEFAULT_WINDOW_BYTES } from '../src/kernels/memoryMap.js';
 import { MultiNeedleSearcher, type NeedleHit } from '../src/kernels/multiNeedle.js';
 import { fixturePath } from '../test/support/fixtures.js';
+import { forEachChunk } from './support/chunks.js';
 import { coldAndBest, ROUNDS } from './support/timing.js';
 
 const text = (value: string) => new TextEncoder().encode(value);
@@ -19,42 +20,18 @@ const CASES: ReadonlyArray<{ name: string; needles: Uint8Array[] }> = [
   { name: 'pointer 00 00 00 80 ff ff ff ff', needles: [Uint8Array.from([0, 0, 0, 0x80, 0xff, 0xff, 0xff, 0xff])] },
 ];
 
-interface Stream {
-  readonly start: number;
-  readonly length: number;
-}
-
-/** Touching ranges as one stream, as the searcher sees them. */
-function streamsOf(image: MemoryImage): Stream[] {
-  const streams: Stream[] = [];
-  for (const range of image.ranges) {
-    const last = streams[streams.length - 1];
-    if (last && last.start + last.length === range.start) streams[streams.length - 1] = { start: last.start, length: range.end - last.start };
-    else streams.push({ start: range.start, length: range.end - range.start });
-  }
-  return streams;
-}
-
 /** The searcher's chunking (window, overlap, hits owned by the chunk they start in) with Buffer.indexOf per needle. */
 function searchWithIndexOf(image: MemoryImage, needles: readonly Uint8Array[], chunk: Buffer, scan: boolean): NeedleHit[] {
   const overlap = Math.max(...needles.map((needle) => needle.length)) - 1;
   const hits: NeedleHit[] = [];
-  for (const stream of streamsOf(image)) {
-    for (let chunkStart = 0; chunkStart < stream.length; ) {
-      const chunkLength = Math.min(chunk.length, stream.length - chunkStart);
-      const data = chunk.subarray(0, chunkLength);
-      image.read(stream.start + chunkStart, data);
-      const ownedLength = chunkStart + chunkLength === stream.length ? chunkLength : chunkLength - overlap;
-      if (scan) {
-        needles.forEach((needle, index) => {
-          for (let at = data.indexOf(needle); at >= 0 && at < ownedLength; at = data.indexOf(needle, at + 1)) {
-            hits.push({ needle: index, offset: stream.start + chunkStart + at });
-          }
-        });
+  forEachChunk(image, chunk, overlap, (data, start, ownedLength) => {
+    if (!scan) return;
+    needles.forEach((needle, index) => {
+      for (let at = data.indexOf(needle); at >= 0 && at < ownedLength; at = data.indexOf(needle, at + 1)) {
+        hits.push({ needle: index, offset: start + at });
       }
-      chunkStart += ownedLength;
-    }
-  }
+    });
+  });
   return hits.sort((a, b) => a.offset - b.offset || a.needle - b.needle);
 }
 

@@ -1,9 +1,10 @@
 import { kernelsWasmBase64 } from './generated/wasmBinary.js';
-import { DEFAULT_WINDOW_BYTES, WASM_PAGE_BYTES, WINDOW_ADDRESS } from './memoryMap.js';
+import { ATOM_TABLES_BYTES, DEFAULT_WINDOW_BYTES, WASM_PAGE_BYTES, WINDOW_ADDRESS } from './memoryMap.js';
 import { planNeedleGroups, writeNeedleGroup, type NeedleGroup } from './needleTable.js';
 
 interface KernelExports {
   findNeedles(needleCount: number, dataEnd: number, from: number, positionEnd: number): number;
+  filterAtoms(tables: number, dataEnd: number, from: number, positionEnd: number): number;
 }
 
 const OS_PAGE_BYTES = 4096;
@@ -27,8 +28,11 @@ export class KernelInstance {
   readonly words: Uint32Array;
   /** Where the host puts the bytes to search: reads from a dump land here directly. */
   readonly window: Uint8Array;
+  /** Where filterAtoms finds its tables: right after the window (memoryMap.ts). */
+  readonly atomTablesAddress: number;
   readonly kernels: KernelExports;
   private loadedGroup: NeedleGroup | undefined;
+  private loadedAtomTables: Uint8Array | undefined;
   private busy = false;
 
   /** This thread's instance with a window of `windowBytes`, created on first use. */
@@ -46,7 +50,8 @@ export class KernelInstance {
       throw new RangeError(`windowBytes ${windowBytes} must be a multiple of ${WASM_PAGE_BYTES} between ${WASM_PAGE_BYTES} and ${MAX_WINDOW_BYTES}`);
     }
     kernelsModule ??= new WebAssembly.Module(Buffer.from(kernelsWasmBase64, 'base64'));
-    const pages = (WINDOW_ADDRESS + windowBytes) / WASM_PAGE_BYTES;
+    this.atomTablesAddress = WINDOW_ADDRESS + windowBytes;
+    const pages = (this.atomTablesAddress + ATOM_TABLES_BYTES) / WASM_PAGE_BYTES;
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
     const instance = new WebAssembly.Instance(kernelsModule, { env: { memory } });
     this.kernels = instance.exports as unknown as KernelExports;
@@ -62,6 +67,13 @@ export class KernelInstance {
     if (this.loadedGroup === group) return;
     writeNeedleGroup(this.memory, group);
     this.loadedGroup = group;
+  }
+
+  /** Puts atom tables built by atomFilter.ts after the window unless they are already there. */
+  loadAtomTables(tables: Uint8Array): void {
+    if (this.loadedAtomTables === tables) return;
+    this.memory.set(tables, this.atomTablesAddress);
+    this.loadedAtomTables = tables;
   }
 
   /** Runs `work` as the only user of the window and tables: a callback starting another search on this instance mid-scan would overwrite them. */

@@ -2,8 +2,10 @@ import type { MemoryImage } from '../image/types.js';
 import { KernelInstance } from './kernelInstance.js';
 import { DEFAULT_WINDOW_BYTES, HITS_ADDRESS, HIT_BYTES, HIT_SLOT_FIELD, HIT_START_FIELD, SCAN_RESUME_ADDRESS, WINDOW_ADDRESS } from './memoryMap.js';
 import { planNeedleGroups, type NeedleGroup } from './needleTable.js';
+import { scanBuffer, scanImage, type ImageSearchOptions, type WindowScanner } from './streaming.js';
 
 export { searchReference } from './multiNeedleReference.js';
+export type { ImageSearchOptions } from './streaming.js';
 
 export interface NeedleHit {
   /** Index of the needle in the list the searcher was created with. */
@@ -17,32 +19,21 @@ export interface SearcherOptions {
   windowBytes?: number;
 }
 
-export interface ImageSearchOptions {
-  onProgress?: (doneBytes: number, totalBytes: number) => void;
-  /** Stop once this many hits are found: the result is then the first `limit` hits by offset. */
-  limit?: number;
-}
-
-/** Bytes that follow one another without a gap, searched as one sequence. */
-interface Stream {
-  readonly start: number;
-  readonly length: number;
-  fill(streamOffset: number, into: Uint8Array): void;
-}
-
 /**
  * Exact search for a few byte strings at once, in WASM. Input streams through one fixed window of
- * kernel memory in chunks; consecutive chunks overlap by (longest needle - 1) bytes so that no
- * match across a chunk edge is lost. A chunk reports the hits that *start* before the next chunk
- * starts; a hit starting inside the overlap is left to the next chunk, which holds all of it.
- * So every hit is reported exactly once, in offset order (then needle order).
+ * kernel memory in chunks overlapping by (longest needle - 1) bytes (streaming.ts), so every hit is
+ * reported exactly once, in offset order (then needle order).
  */
 export class MultiNeedleSearcher {
+  private readonly scanner: WindowScanner<NeedleHit>;
+
   private constructor(
     private readonly groups: readonly NeedleGroup[],
-    private readonly overlap: number,
+    overlap: number,
     private readonly kernel: KernelInstance,
-  ) {}
+  ) {
+    this.scanner = { kernel, overlap, hasPatterns: groups.length > 0, scanWindow: (...args) => this.scanWindow(...args) };
+  }
 
   /**
    * Needles are 1 to MAX_NEEDLE_LENGTH (64 KiB) bytes, any number of them (copied: later changes
@@ -57,12 +48,7 @@ export class MultiNeedleSearcher {
 
   /** Every hit in `haystack` (copied into the window a chunk at a time); offsets are `base` + index. */
   searchBuffer(haystack: Uint8Array, base = 0): NeedleHit[] {
-    const stream: Stream = {
-      start: base,
-      length: haystack.length,
-      fill: (streamOffset, into) => into.set(haystack.subarray(streamOffset, streamOffset + into.length)),
-    };
-    return this.search([stream], Infinity, () => {});
+    return scanBuffer(this.scanner, haystack, base);
   }
 
   /**
@@ -70,67 +56,24 @@ export class MultiNeedleSearcher {
    * (`end === next.start`) are one stream; a gap ends it, so no hit spans a gap.
    */
   searchImage(image: MemoryImage, options: ImageSearchOptions = {}): NeedleHit[] {
-    const streams: Stream[] = [];
-    for (const range of image.ranges) {
-      if (range.end === range.start) continue;
-      const last = streams[streams.length - 1];
-      if (last && last.start + last.length === range.start) {
-        streams[streams.length - 1] = imageStream(image, last.start, range.end - last.start);
-      } else {
-        streams.push(imageStream(image, range.start, range.end - range.start));
-      }
-    }
-    let doneBytes = 0;
-    const onProgress = options.onProgress;
-    return this.search(streams, options.limit ?? Infinity, (chunkBytes) => {
-      doneBytes += chunkBytes;
-      onProgress?.(doneBytes, image.totalBytes);
-    });
-  }
-
-  private search(streams: readonly Stream[], limit: number, onChunk: (chunkBytes: number) => void): NeedleHit[] {
-    if (!(limit >= 0)) throw new RangeError(`limit ${limit} must be a non-negative number`);
-    const hits: NeedleHit[] = [];
-    if (this.groups.length === 0 || limit === 0) return hits;
-    return this.kernel.exclusive(() => {
-      for (const stream of streams) {
-        if (this.searchStream(stream, hits, limit, onChunk)) break;
-      }
-      return hits;
-    });
-  }
-
-  /** Appends the stream's hits to `hits`; true once `limit` is reached. */
-  private searchStream(stream: Stream, hits: NeedleHit[], limit: number, onChunk: (chunkBytes: number) => void): boolean {
-    const window = this.kernel.window;
-    for (let chunkStart = 0; chunkStart < stream.length; ) {
-      const chunkLength = Math.min(window.length, stream.length - chunkStart);
-      stream.fill(chunkStart, window.subarray(0, chunkLength));
-      const isLast = chunkStart + chunkLength === stream.length;
-      const ownedLength = isLast ? chunkLength : chunkLength - this.overlap;
-      const chunkHits = this.searchWindow(stream.start + chunkStart, chunkLength, ownedLength, limit - hits.length);
-      for (let i = 0; i < chunkHits.length && hits.length < limit; i++) hits.push(chunkHits[i]!);
-      onChunk(ownedLength);
-      if (hits.length >= limit) return true;
-      chunkStart += ownedLength;
-    }
-    return false;
+    return scanImage(this.scanner, image, options);
   }
 
   /**
-   * Hits starting in the first `ownedLength` bytes of the window's `dataLength`, sorted; with a
-   * single needle group, the kernel stops being called once `wanted` are found.
+   * Appends the hits starting in the first `ownedLength` bytes of the window's `dataLength` to
+   * `into`, sorted; with a single needle group, the kernel stops being called once `into` holds `limit`.
    */
-  private searchWindow(windowBase: number, dataLength: number, ownedLength: number, wanted: number): NeedleHit[] {
+  private scanWindow(windowBase: number, dataLength: number, ownedLength: number, into: NeedleHit[], limit: number): void {
     const { kernel, groups } = this;
     const words = kernel.words;
     const dataEnd = WINDOW_ADDRESS + dataLength;
     const positionEnd = WINDOW_ADDRESS + ownedLength;
-    const hits: NeedleHit[] = [];
+    // Each group's pass covers the whole window, so several groups' hits are merged by a sort; one group's come in order.
+    const hits: NeedleHit[] = groups.length > 1 ? [] : into;
     for (const group of groups) {
       kernel.loadGroup(group);
       let from = WINDOW_ADDRESS;
-      while (from < positionEnd && (groups.length > 1 || hits.length < wanted)) {
+      while (from < positionEnd && (groups.length > 1 || hits.length < limit)) {
         const count = kernel.kernels.findNeedles(group.needles.length, dataEnd, from, positionEnd);
         for (let i = 0; i < count; i++) {
           const hit = (HITS_ADDRESS + i * HIT_BYTES) / 4;
@@ -142,11 +85,9 @@ export class MultiNeedleSearcher {
         from = words[SCAN_RESUME_ADDRESS / 4]!;
       }
     }
-    if (groups.length > 1) hits.sort((a, b) => a.offset - b.offset || a.needle - b.needle);
-    return hits;
+    if (hits !== into) {
+      hits.sort((a, b) => a.offset - b.offset || a.needle - b.needle);
+      for (const hit of hits) into.push(hit);
+    }
   }
-}
-
-function imageStream(image: MemoryImage, start: number, length: number): Stream {
-  return { start, length, fill: (streamOffset, into) => image.read(start + streamOffset, into) };
 }
