@@ -9,23 +9,15 @@ import {
   ATOM_PREFIX_STARTS_OFFSET,
   ATOM_SINGLE_IDS_OFFSET,
   ATOM_SINGLE_STARTS_OFFSET,
-  HITS_ADDRESS,
-  HIT_BYTES,
-  HIT_CAPACITY,
-  HIT_SLOT_FIELD,
-  HIT_START_FIELD,
   SCAN_RESUME_ADDRESS,
 } from './memoryMap';
+import { ALL_VERIFIED, hasRoomFor, hitsRecorded, recordHit, resetHits } from './hitArea';
 
 /** Addresses per zero-page test: four v128s. */
 const STEP: usize = 64;
 /** Addresses per candidate mask (and per zero-run test inside non-zero pages). */
 const BLOCK: usize = 16;
-/** No address in the window is 0 (memoryMap.ts), so it can mean "no stop". */
-const ALL_VERIFIED: usize = 0;
 const NO_ATOM: u32 = u32.MAX_VALUE;
-
-let hitCount: i32 = 0;
 
 /**
  * Every occurrence of the loaded atoms (1–4 bytes, tables at `tables`, layout in memoryMap.ts)
@@ -40,7 +32,7 @@ let hitCount: i32 = 0;
  * never makes a hit, because every atom's length is checked against dataEnd.
  */
 export function filterAtoms(tables: usize, dataEnd: usize, from: usize, positionEnd: usize): i32 {
-  hitCount = 0;
+  resetHits();
   const skipZeros = load<u8>(tables + ATOM_PAIR_TABLE_OFFSET) == 0;
   let at = from;
   let resume = positionEnd;
@@ -59,7 +51,7 @@ export function filterAtoms(tables: usize, dataEnd: usize, from: usize, position
     if (stoppedAt != ALL_VERIFIED) resume = stoppedAt;
   }
   store<u32>(SCAN_RESUME_ADDRESS, <u32>resume);
-  return hitCount;
+  return hitsRecorded();
 }
 
 /** True when every address in [at, at + STEP) starts the pair 00 00: its bytes and the one after are zero. */
@@ -124,7 +116,7 @@ function verifyAt(tables: usize, at: usize, dataEnd: usize): bool {
   const prefixStarts = tables + ATOM_PREFIX_STARTS_OFFSET + ((<usize>load<u16>(at)) << 2);
   let entry = <usize>load<u32>(prefixStarts);
   const entryEnd = <usize>load<u32>(prefixStarts, 4);
-  if (hitCount + <i32>(singleEnd - single) + <i32>(entryEnd - entry) > HIT_CAPACITY) return false;
+  if (!hasRoomFor(<i32>(singleEnd - single) + <i32>(entryEnd - entry))) return false;
   const word = load<u32>(at);
   const room = dataEnd - at;
   const singleIds = tables + ATOM_SINGLE_IDS_OFFSET;
@@ -159,12 +151,4 @@ function entryMatches(tables: usize, entry: usize, word: u32, room: usize): bool
 function nextMatchingEntry(tables: usize, entry: usize, entryEnd: usize, word: u32, room: usize): usize {
   while (entry < entryEnd && !entryMatches(tables, entry, word, room)) entry++;
   return entry;
-}
-
-@inline
-function recordHit(at: usize, atom: u32): void {
-  const hit = <usize>(HITS_ADDRESS + hitCount * HIT_BYTES);
-  store<u32>(hit, <u32>at, HIT_START_FIELD);
-  store<u32>(hit, atom, HIT_SLOT_FIELD);
-  hitCount++;
 }

@@ -3,21 +3,13 @@ import {
   DESCRIPTOR_LENGTH_FIELD,
   DESCRIPTOR_RARE_A_FIELD,
   DESCRIPTOR_RARE_B_FIELD,
-  HITS_ADDRESS,
-  HIT_BYTES,
-  HIT_CAPACITY,
-  HIT_SLOT_FIELD,
-  HIT_START_FIELD,
   NEEDLE_DESCRIPTOR_BYTES,
   NEEDLE_TABLE_ADDRESS,
   SCAN_RESUME_ADDRESS,
 } from './memoryMap';
+import { ALL_VERIFIED, hasRoomFor, hitsRecorded, recordHit, resetHits } from './hitArea';
 
 const BLOCK: usize = 16;
-/** No address in the window is 0 (memoryMap.ts), so it can mean "no stop". */
-const ALL_VERIFIED: usize = 0;
-
-let hitCount: i32 = 0;
 
 /**
  * Exact search for the 1–4 needles loaded in the needle table: every start address in
@@ -27,7 +19,7 @@ let hitCount: i32 = 0;
  * passing it are verified byte by byte.
  */
 export function findNeedles(needleCount: i32, dataEnd: usize, from: usize, positionEnd: usize): i32 {
-  hitCount = 0;
+  resetHits();
   let resume: usize = 0;
   // One specialised copy per group size keeps each needle's pair in registers.
   switch (needleCount) {
@@ -47,7 +39,7 @@ export function findNeedles(needleCount: i32, dataEnd: usize, from: usize, posit
       unreachable();
   }
   store<u32>(SCAN_RESUME_ADDRESS, resume);
-  return hitCount;
+  return hitsRecorded();
 }
 
 @inline
@@ -180,7 +172,7 @@ function verifyCandidates<Mask>(n: i32, at: usize, candidates: Mask, dataEnd: us
 
 /** Records every loaded needle found at `at`; false, recording nothing, when the hit area might not hold them all. */
 function verifyAt(n: i32, at: usize, dataEnd: usize): bool {
-  if (hitCount > HIT_CAPACITY - n) return false;
+  if (!hasRoomFor(n)) return false;
   for (let slot = 0; slot < n; slot++) {
     const entry = descriptor(slot);
     const needle = <usize>load<u32>(entry, DESCRIPTOR_BYTES_FIELD);
@@ -193,10 +185,7 @@ function verifyAt(n: i32, at: usize, dataEnd: usize): bool {
       load<u8>(at + offsetB) == load<u8>(needle + offsetB) &&
       bytesEqual(needle, at, length)
     ) {
-      const hit = <usize>(HITS_ADDRESS + hitCount * HIT_BYTES);
-      store<u32>(hit, <u32>at, HIT_START_FIELD);
-      store<u32>(hit, <u32>slot, HIT_SLOT_FIELD);
-      hitCount++;
+      recordHit(at, <u32>slot);
     }
   }
   return true;
