@@ -86,19 +86,16 @@ export function discoverLinuxKernel(image: MemoryImage, options: DiscoveryOption
   const banners = bannerHits.map((physical) => ({ physical, text: readBanner(image, physical) })).filter((banner) => banner.text !== undefined) as Banner[];
 
   const warnings: string[] = [];
-  let layout: KernelLayout | undefined;
   const vmcoreinfo = vmcoreinfoFromFileNotes(image) ?? firstDefined(osReleaseHits, (physical) => readVmcoreinfoNote(image, physical));
-  if (vmcoreinfo) {
-    layout = layoutFromVmcoreinfo(image, vmcoreinfo, warnings);
-  } else {
-    warnings.push('no VMCOREINFO note in memory: kernel located from its banner and page tables');
-  }
-  if (layout && mappedBanners(new X86AddressSpace(image, layout.dtb, layout.pagingLevels), layout.physBase, banners).length === 0) {
-    warnings.push('VMCOREINFO layout maps no "Linux version" banner: not trusted');
-    layout = undefined;
-  }
-  layout ??= firstDefined(banners, (banner) => layoutFromPageTables(image, banner, initTaskCommHits));
-  if (!layout) {
+  if (!vmcoreinfo) warnings.push('no VMCOREINFO note in memory: kernel located from its banner and page tables');
+  const fromVmcoreinfo = vmcoreinfo && layoutFromVmcoreinfo(image, vmcoreinfo, warnings);
+  let located = fromVmcoreinfo && locateBanners(image, fromVmcoreinfo, banners);
+  if (fromVmcoreinfo && !located) warnings.push('VMCOREINFO layout maps no "Linux version" banner: not trusted');
+  located ??= firstDefined(banners, (banner) => {
+    const scanned = layoutFromPageTables(image, banner, initTaskCommHits);
+    return scanned && locateBanners(image, scanned, banners);
+  });
+  if (!located) {
     throw new VmscopeError(
       'NO_KERNEL_FOUND',
       `no Linux kernel found: ${vmcoreinfo ? 'VMCOREINFO present but its layout is not mapped by its own page tables' : 'no VMCOREINFO note'}, ` +
@@ -108,8 +105,8 @@ export function discoverLinuxKernel(image: MemoryImage, options: DiscoveryOption
       image.ranges[0]?.start ?? 0,
     );
   }
-  const space = new X86AddressSpace(image, layout.dtb, layout.pagingLevels);
-  const found = linuxBanner(space, layout.vmcoreinfo, mappedBanners(space, layout.physBase, banners), warnings);
+  const { layout, space, mapped } = located;
+  const found = linuxBanner(space, layout.vmcoreinfo, mapped, warnings);
   const pageOffsetBase = directMapBase(space, layout.vmcoreinfo, warnings);
   const release = layout.vmcoreinfo?.osRelease ?? releaseFromBanner(found.text);
   if (layout.vmcoreinfo && !found.text.startsWith(`${BANNER_PREFIX}${release} `)) {
@@ -187,9 +184,14 @@ function layoutFromVmcoreinfo(image: MemoryImage, vmcoreinfo: Vmcoreinfo, warnin
   return layout;
 }
 
-/** Banners whose kernel-image virtual address translates back to where they were found. */
-function mappedBanners(space: X86AddressSpace, physBase: bigint, banners: readonly Banner[]): Banner[] {
-  return banners.filter((banner) => space.tryTranslate(kernelImageVirtual(banner.physical, physBase))?.physical === banner.physical);
+/**
+ * The kernel address space a layout implies and the banners it maps (those whose kernel-image
+ * virtual address translates back to where they were found), or undefined when it maps none.
+ */
+function locateBanners(image: MemoryImage, layout: KernelLayout, banners: readonly Banner[]): { layout: KernelLayout; space: X86AddressSpace; mapped: Banner[] } | undefined {
+  const space = new X86AddressSpace(image, layout.dtb, layout.pagingLevels);
+  const mapped = banners.filter((banner) => space.tryTranslate(kernelImageVirtual(banner.physical, layout.physBase))?.physical === banner.physical);
+  return mapped.length > 0 ? { layout, space, mapped } : undefined;
 }
 
 /** struct new_utsname: six 65-byte fields; release is the third, version the fourth. */
