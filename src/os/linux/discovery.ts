@@ -3,6 +3,7 @@ import { MultiNeedleSearcher, type NeedleHit } from '../../kernels/multiNeedle.j
 import { X86AddressSpace, type PagingLevels } from '../../space/x86.js';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
+import { cString } from '../../util/text.js';
 import { MODULES_VADDR, START_KERNEL_MAP } from './layout.js';
 import { readVmcoreinfoNote, vmcoreinfoFromFileNotes, type Vmcoreinfo } from './vmcoreinfo.js';
 
@@ -209,12 +210,6 @@ function linuxBanner(space: X86AddressSpace, vmcoreinfo: Vmcoreinfo | undefined,
   const matching = version === undefined ? [] : mapped.filter((banner) => banner.text.endsWith(` ${version}\n`));
   if (matching.length === 0) warnings.push(`no banner matches the init_uts_ns version ${JSON.stringify(version)}: reporting the first mapped banner`);
   return matching[0] ?? mapped[0]!;
-}
-
-function cString(bytes: Uint8Array, from: number, max: number): string {
-  const field = bytes.subarray(from, from + max);
-  const end = field.indexOf(0);
-  return new TextDecoder('latin1').decode(end < 0 ? field : field.subarray(0, end));
 }
 
 /**

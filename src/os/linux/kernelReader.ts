@@ -2,6 +2,7 @@ import type { X86AddressSpace } from '../../space/x86.js';
 import type { Profile } from '../../symbols/profile.js';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
+import { cString } from '../../util/text.js';
 
 /** Steps any kernel list walk may take before it is declared runaway (a real list is far shorter). */
 export const DEFAULT_MAX_LIST_STEPS = 1 << 20;
@@ -60,9 +61,7 @@ export class KernelReader {
 
   /** A NUL-terminated string of at most `max` bytes (latin1: kernel strings are bytes). */
   cString(address: bigint, max: number): string {
-    const bytes = this.bytes(address, max);
-    const end = bytes.indexOf(0);
-    return new TextDecoder('latin1').decode(end < 0 ? bytes : bytes.subarray(0, end));
+    return cString(this.bytes(address, max));
   }
 
   /** `struct.field` of the object at `base`, as a u64/pointer. */

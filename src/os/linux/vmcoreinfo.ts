@@ -1,5 +1,6 @@
 import type { MemoryImage } from '../../image/types.js';
 import { parseHex } from '../../util/hex.js';
+import { cString } from '../../util/text.js';
 
 /** Where VMCOREINFO was found: in the guest's RAM (the kernel's own ELF note) or in the dump file's notes. */
 export type VmcoreinfoSource = 'memory-note' | 'file-note';
@@ -75,16 +76,13 @@ export function readVmcoreinfoNote(image: MemoryImage, osReleasePhysical: number
   if (descSize === 0 || descSize > MAX_NOTE_BYTES) return undefined;
   const desc = new Uint8Array(descSize);
   if (image.readPresent(osReleasePhysical, desc) < descSize) return undefined;
-  const end = desc.indexOf(0);
-  const text = new TextDecoder('latin1').decode(end < 0 ? desc : desc.subarray(0, end));
-  return new Vmcoreinfo(text, 'memory-note', osReleasePhysical);
+  return new Vmcoreinfo(cString(desc), 'memory-note', osReleasePhysical);
 }
 
 /** A VMCOREINFO note the dump writer put in the file (virsh dump, makedumpfile) needs no scan. */
 export function vmcoreinfoFromFileNotes(image: MemoryImage): Vmcoreinfo | undefined {
   const note = image.notes.find((candidate) => candidate.name === NOTE_NAME);
   if (!note) return undefined;
-  const end = note.desc.indexOf(0);
-  const text = new TextDecoder('latin1').decode(end < 0 ? note.desc : note.desc.subarray(0, end));
+  const text = cString(note.desc);
   return text.startsWith('OSRELEASE=') ? new Vmcoreinfo(text, 'file-note', undefined) : undefined;
 }
