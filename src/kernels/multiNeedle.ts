@@ -7,6 +7,13 @@ import { scanBuffer, scanImage, type ImageSearchOptions, type WindowScanner } fr
 export { searchReference } from './multiNeedleReference.js';
 export type { ImageSearchOptions } from './streaming.js';
 
+/** The 8 bytes a stored pointer to `address` occupies in x86-64 memory (little-endian): a needle for pointer scans. */
+export function pointerNeedle(address: bigint): Uint8Array {
+  const bytes = new Uint8Array(8);
+  new DataView(bytes.buffer).setBigUint64(0, BigInt.asUintN(64, address), true);
+  return bytes;
+}
+
 export interface NeedleHit {
   /** Index of the needle in the list the searcher was created with. */
   readonly needle: number;

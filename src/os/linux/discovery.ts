@@ -1,5 +1,5 @@
 import type { MemoryImage } from '../../image/types.js';
-import { MultiNeedleSearcher, type NeedleHit } from '../../kernels/multiNeedle.js';
+import { MultiNeedleSearcher, pointerNeedle, type NeedleHit } from '../../kernels/multiNeedle.js';
 import { X86AddressSpace, type PagingLevels } from '../../space/x86.js';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
@@ -288,11 +288,7 @@ function layoutFromPageTables(image: MemoryImage, banner: Banner, initTaskCommHi
 
 /** How often each address occurs as an aligned-or-not little-endian u64 anywhere in physical memory. */
 function countPointerReferences(image: MemoryImage, addresses: readonly bigint[]): number[] {
-  const needles = addresses.map((address) => {
-    const bytes = new Uint8Array(8);
-    new DataView(bytes.buffer).setBigUint64(0, address, true);
-    return bytes;
-  });
+  const needles = addresses.map(pointerNeedle);
   const counts = new Array<number>(addresses.length).fill(0);
   for (const hit of MultiNeedleSearcher.create(needles).searchImage(image)) counts[hit.needle]! += 1;
   return counts;

@@ -1,4 +1,4 @@
-import { MultiNeedleSearcher } from '../../kernels/multiNeedle.js';
+import { MultiNeedleSearcher, pointerNeedle } from '../../kernels/multiNeedle.js';
 import { VmscopeError } from '../../util/errors.js';
 import type { LinuxKernel } from './discovery.js';
 import type { KernelReader } from './kernelReader.js';
@@ -70,11 +70,7 @@ export class TaskCarver {
    * the one task in the kernel image, at its symbol.
    */
   carve(onProgress?: (doneBytes: number, totalBytes: number) => void): ExaminedTask[] {
-    const needles = [...this.schedClasses].map((address) => {
-      const bytes = new Uint8Array(8);
-      new DataView(bytes.buffer).setBigUint64(0, address, true);
-      return bytes;
-    });
+    const needles = [...this.schedClasses].map(pointerNeedle);
     const schedClassOffset = this.reader.profile.offsetOf('task_struct', 'sched_class');
     const tasks: ExaminedTask[] = [];
     for (const hit of MultiNeedleSearcher.create(needles).searchImage(this.kernel.image, onProgress ? { onProgress } : {})) {
