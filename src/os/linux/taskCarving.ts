@@ -108,11 +108,11 @@ export class TaskCarver {
     const comm = reader.bytes(info.task + reader.offset('task_struct', 'comm'), TASK_COMM_LEN);
     const end = comm.indexOf(0);
     if (end < 0 || comm.subarray(0, end).some((byte) => byte < 0x20 || byte === 0x7f)) return 'comm is not a NUL-terminated printable name';
-    if (!this.isKernelPointer(info.realParent)) return 'real_parent is not a kernel address';
+    if (!this.kernel.space.isKernelAddress(info.realParent)) return 'real_parent is not a kernel address';
     if (info.realParent !== info.task && !this.isTask(info.realParent)) return 'real_parent is not a task_struct';
     if (info.mm !== 0n && !this.hasPageTables(info.mm)) return 'mm has no page tables';
     const stack = reader.pointerField(info.task, 'task_struct', 'stack');
-    if (stack !== 0n && (!this.isKernelPointer(stack) || (stack & PAGE_MASK) !== 0n)) return 'stack is not a page-aligned kernel address';
+    if (stack !== 0n && (!this.kernel.space.isKernelAddress(stack) || (stack & PAGE_MASK) !== 0n)) return 'stack is not a page-aligned kernel address';
     return undefined;
   }
 
@@ -137,10 +137,6 @@ export class TaskCarver {
       if (!(error instanceof VmscopeError)) throw error;
     }
     return 'stale';
-  }
-
-  private isKernelPointer(address: bigint): boolean {
-    return address >> 63n === 1n && this.kernel.space.isCanonical(address);
   }
 
   private isTask(address: bigint): boolean {
