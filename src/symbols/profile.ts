@@ -60,23 +60,34 @@ export class Profile {
     return address;
   }
 
+  /** Index, in address order, of the first relocatable symbol above `address`. */
+  private firstAbove(address: bigint): number {
+    let low = 0;
+    let high = this.sorted.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (this.sorted[middle]!.address <= address) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+
   /** The nearest symbol at or below `address`, and how far past it the address is. */
   symbolAt(address: bigint): { symbol: ProfileSymbol; offset: bigint } | undefined {
-    let low = 0;
-    let high = this.sorted.length - 1;
-    let best = -1;
-    while (low <= high) {
-      const middle = (low + high) >>> 1;
-      if (this.sorted[middle]!.address <= address) {
-        best = middle;
-        low = middle + 1;
-      } else {
-        high = middle - 1;
-      }
-    }
-    if (best < 0) return undefined;
-    const symbol = this.sorted[best]!;
-    return { symbol, offset: address - symbol.address };
+    const symbol = this.sorted[this.firstAbove(address) - 1];
+    return symbol && { symbol, offset: address - symbol.address };
+  }
+
+  /** The first symbol above `address`: where an object ends whose size kallsyms does not record. */
+  symbolAfter(address: bigint): ProfileSymbol | undefined {
+    return this.sorted[this.firstAbove(address)];
+  }
+
+  /** Every symbol starting exactly at `address` (aliases share addresses). */
+  symbolsAt(address: bigint): ProfileSymbol[] {
+    const found: ProfileSymbol[] = [];
+    for (let index = this.firstAbove(address) - 1; index >= 0 && this.sorted[index]!.address === address; index--) found.push(this.sorted[index]!);
+    return found.reverse();
   }
 
   type(name: string): IsfUserType | undefined {

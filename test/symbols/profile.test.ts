@@ -80,6 +80,12 @@ describe.each(snapshots)('profile derived from $name ($format) alone', ({ name, 
     expect(profile.symbolAt(initTask + 24n)).toMatchObject({ symbol: { name: 'init_task' }, offset: 24n });
     const table = (truth(name).sys_call_table as { entries: Array<{ value: string; symbol: string }> }).entries[0]!;
     expect(profile.symbolAt(BigInt(table.value))?.symbol.name).toBe(table.symbol);
+    // The next symbol bounds init_task, and the aliases at _text all come back together.
+    const after = profile.symbolAfter(initTask)!;
+    expect(after.address).toBeGreaterThan(initTask);
+    expect(profile.symbolAt(after.address - 1n)?.symbol.address).toBeLessThanOrEqual(initTask);
+    const text = profile.requireSymbol('_text');
+    expect(profile.symbolsAt(text).map((symbol) => symbol.name)).toEqual(expect.arrayContaining(['_text', '_stext']));
   });
 
   it('exported ISF round-trips to identical answers', async () => {

@@ -53,21 +53,12 @@ export interface SyscallReport {
 
 /** The kernel's symbols by address: every name at an address, and where the next symbol starts. */
 class KernelSymbols {
-  private readonly names = new Map<bigint, string[]>();
-  private readonly addresses: bigint[];
   private readonly textStart: bigint;
   private readonly textEnd: bigint;
   private readonly imageEnd: bigint;
 
   constructor(private readonly reader: KernelReader) {
     const { profile } = reader;
-    for (const symbol of profile.symbolList) {
-      if (symbol.absolute) continue;
-      const names = this.names.get(symbol.address);
-      if (names) names.push(symbol.name);
-      else this.names.set(symbol.address, [symbol.name]);
-    }
-    this.addresses = [...this.names.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     this.textStart = profile.requireSymbol('_stext');
     this.textEnd = profile.requireSymbol('_etext');
     this.imageEnd = profile.symbol('_end') ?? this.textEnd;
@@ -75,19 +66,15 @@ class KernelSymbols {
 
   /** Where the symbol after `address` starts: the extent of an object whose size kallsyms does not record. */
   nextAfter(address: bigint): bigint | undefined {
-    let low = 0;
-    let high = this.addresses.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (this.addresses[middle]! <= address) low = middle + 1;
-      else high = middle;
-    }
-    return this.addresses[low];
+    return this.reader.profile.symbolAfter(address)?.address;
   }
 
   /** The name of the ABI's syscall handler that starts exactly at `address`, if one does. */
   handlerAt(address: bigint, abi: SyscallAbi): string | undefined {
-    return this.names.get(address)?.find((name) => name === NI_SYSCALL || abi.handlerPrefixes.some((prefix) => name.startsWith(prefix)));
+    return this.reader.profile
+      .symbolsAt(address)
+      .map((symbol) => symbol.name)
+      .find((name) => name === NI_SYSCALL || abi.handlerPrefixes.some((prefix) => name.startsWith(prefix)));
   }
 
   /** `name` or `name+0xoff` for an address inside the kernel image. */
