@@ -1,0 +1,61 @@
+/**
+ * What the monitor knows about one snapshot of a guest: the facts diff and policy judge, read
+ * once from the dump so that a watch loop keeps summaries, never dumps.
+ */
+
+export interface SnapshotProcess {
+  readonly pid: number;
+  readonly ppid: number;
+  readonly comm: string;
+  /** argv as the process's memory holds it; null when unreadable (swapped out, kernel thread). */
+  readonly cmdline: readonly string[] | null;
+  /** task_struct.start_time (ns since boot): with the pid, what makes a process "the same" across snapshots. */
+  readonly startTime: bigint;
+  readonly kernelThread: boolean;
+}
+
+export interface SnapshotModule {
+  readonly name: string;
+  /** Virtual address of the module's struct module. */
+  readonly address: bigint;
+}
+
+export interface SnapshotSyscall {
+  readonly index: number;
+  /** The handler address the table holds. */
+  readonly value: bigint;
+  /** The symbol at that address, or null when it points outside the kernel's symbols. */
+  readonly symbol: string | null;
+  /** The entry points where the kernel's own dispatch says it must not. */
+  readonly hooked: boolean;
+}
+
+/** A signature hit as the monitor keeps it: who holds it, not where. */
+export interface SnapshotSignatureHit {
+  readonly rule: string;
+  readonly string: string;
+  /** null for kernel or unowned memory. */
+  readonly pid: number | null;
+  readonly comm: string | null;
+}
+
+export interface SnapshotSummary {
+  /** The dump the summary was read from. */
+  readonly path: string;
+  /** The kernel's linux_banner: two snapshots compare only when these are equal. */
+  readonly banner: string;
+  /** The guest's wall-clock time at capture (from the kernel's timekeeper), or the file's mtime when unreadable. */
+  readonly capturedAt: Date;
+  readonly capturedAtSource: 'guest-clock' | 'file-mtime';
+  /** Processes on the kernel's task list (thread-group leaders). */
+  readonly processes: readonly SnapshotProcess[];
+  /** Tasks carved from memory but missing from the task list. */
+  readonly hiddenProcesses: readonly SnapshotProcess[];
+  readonly modules: readonly SnapshotModule[];
+  readonly hiddenModules: readonly SnapshotModule[];
+  readonly syscalls: readonly SnapshotSyscall[];
+  /** Present when the summary was taken with rules. */
+  readonly signatures?: readonly SnapshotSignatureHit[];
+  /** Everything that made the summary partial (unreadable structures). */
+  readonly warnings: readonly string[];
+}
