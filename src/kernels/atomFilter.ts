@@ -76,14 +76,21 @@ export class AtomFilter {
     return scanImage(this.scanner, image, options);
   }
 
-  /** Appends the hits starting in the first `ownedLength` bytes of the window's `dataLength` to `into`, in order; the kernel stops being called once `into` holds `limit`. */
-  private scanWindow(windowBase: number, dataLength: number, ownedLength: number, into: AtomHit[], limit: number): void {
+  /** Every hit in the first `dataLength` bytes already in this thread's window, offsets relative to it (see MultiNeedleSearcher.hitsInWindow). */
+  hitsInWindow(dataLength: number): AtomHit[] {
+    const hits: AtomHit[] = [];
+    this.scanWindow(0, dataLength, 0, dataLength, hits, Infinity);
+    return hits;
+  }
+
+  /** Appends the hits starting in `[ownedFrom, ownedTo)` of the window's `dataLength` bytes to `into`, in order; the kernel stops being called once `into` holds `limit`. */
+  private scanWindow(windowBase: number, dataLength: number, ownedFrom: number, ownedTo: number, into: AtomHit[], limit: number): void {
     const { kernel } = this;
     kernel.loadAtomTables(this.tables);
     const words = kernel.words;
     const dataEnd = WINDOW_ADDRESS + dataLength;
-    const positionEnd = WINDOW_ADDRESS + ownedLength;
-    for (let from = WINDOW_ADDRESS; from < positionEnd && into.length < limit; from = words[SCAN_RESUME_ADDRESS / 4]!) {
+    const positionEnd = WINDOW_ADDRESS + ownedTo;
+    for (let from = WINDOW_ADDRESS + ownedFrom; from < positionEnd && into.length < limit; from = words[SCAN_RESUME_ADDRESS / 4]!) {
       const count = kernel.kernels.filterAtoms(kernel.atomTablesAddress, dataEnd, from, positionEnd);
       for (let i = 0; i < count; i++) {
         const hit = (HITS_ADDRESS + i * HIT_BYTES) / 4;

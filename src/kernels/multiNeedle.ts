@@ -67,19 +67,30 @@ export class MultiNeedleSearcher {
   }
 
   /**
-   * Appends the hits starting in the first `ownedLength` bytes of the window's `dataLength` to
+   * Every hit anywhere in the first `dataLength` bytes the caller already put in this thread's
+   * window (KernelInstance.shared of the same size), offsets relative to the window: for scanners
+   * that stream the data themselves and judge each hit with the bytes around it (rules/scanner.ts).
+   */
+  hitsInWindow(dataLength: number): NeedleHit[] {
+    const hits: NeedleHit[] = [];
+    this.scanWindow(0, dataLength, 0, dataLength, hits, Infinity);
+    return hits;
+  }
+
+  /**
+   * Appends the hits starting in `[ownedFrom, ownedTo)` of the window's `dataLength` bytes to
    * `into`, sorted; with a single needle group, the kernel stops being called once `into` holds `limit`.
    */
-  private scanWindow(windowBase: number, dataLength: number, ownedLength: number, into: NeedleHit[], limit: number): void {
+  private scanWindow(windowBase: number, dataLength: number, ownedFrom: number, ownedTo: number, into: NeedleHit[], limit: number): void {
     const { kernel, groups } = this;
     const words = kernel.words;
     const dataEnd = WINDOW_ADDRESS + dataLength;
-    const positionEnd = WINDOW_ADDRESS + ownedLength;
+    const positionEnd = WINDOW_ADDRESS + ownedTo;
     // Each group's pass covers the whole window, so several groups' hits are merged by a sort; one group's come in order.
     const hits: NeedleHit[] = groups.length > 1 ? [] : into;
     for (const group of groups) {
       kernel.loadGroup(group);
-      let from = WINDOW_ADDRESS;
+      let from = WINDOW_ADDRESS + ownedFrom;
       while (from < positionEnd && (groups.length > 1 || hits.length < limit)) {
         const count = kernel.kernels.findNeedles(group.needles.length, dataEnd, from, positionEnd);
         for (let i = 0; i < count; i++) {

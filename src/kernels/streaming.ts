@@ -14,21 +14,23 @@ interface OffsetHit {
 
 /**
  * A kernel that scans one window at a time, for the streaming rules below. `scanWindow` appends to
- * `into` the hits starting in the first `ownedLength` bytes of the window's `dataLength`, sorted,
+ * `into` the hits starting in `[ownedFrom, ownedTo)` of the window's `dataLength` bytes, sorted,
  * with offsets counted from `windowBase`; it may stop early (between two hits of the order) once
  * `into` holds `limit`. Appending in place spares hit-heavy scans a second array of every hit.
  */
 export interface WindowScanner<Hit extends OffsetHit> {
   readonly kernel: KernelInstance;
-  /** Longest pattern - 1: how far consecutive chunks overlap. */
+  /** How far consecutive chunks overlap: longest pattern - 1, plus whatever a match is judged by after its end. */
   readonly overlap: number;
+  /** Bytes before an owned hit a scanner looks at (a rule's `fullword` check); a chunk starts this much before the bytes it owns. */
+  readonly lookbehind?: number;
   /** False when there is nothing to find, so no byte needs reading. */
   readonly hasPatterns: boolean;
-  scanWindow(windowBase: number, dataLength: number, ownedLength: number, into: Hit[], limit: number): void;
+  scanWindow(windowBase: number, dataLength: number, ownedFrom: number, ownedTo: number, into: Hit[], limit: number): void;
 }
 
 /** Bytes that follow one another without a gap, scanned as one sequence. */
-interface Stream {
+export interface Stream {
   readonly start: number;
   readonly length: number;
   fill(streamOffset: number, into: Uint8Array): void;
@@ -37,8 +39,9 @@ interface Stream {
 /**
  * Input streams through the kernel's one window in chunks; consecutive chunks overlap by
  * `scanner.overlap` bytes so that no match across a chunk edge is lost. A chunk reports the hits
- * that *start* before the next chunk starts; a hit starting inside the overlap is left to the next
- * chunk, which holds all of it. So every hit is reported exactly once, in offset order.
+ * that *start* before the next chunk's owned bytes start; a hit starting inside the overlap is
+ * left to the next chunk, which holds all of it (and `scanner.lookbehind` bytes before it). So
+ * every hit is reported exactly once, in offset order.
  */
 export function scanBuffer<Hit extends OffsetHit>(scanner: WindowScanner<Hit>, bytes: Uint8Array, base: number): Hit[] {
   const stream: Stream = {
@@ -72,7 +75,8 @@ export function scanImage<Hit extends OffsetHit>(scanner: WindowScanner<Hit>, im
   });
 }
 
-function scanStreams<Hit extends OffsetHit>(scanner: WindowScanner<Hit>, streams: readonly Stream[], limit: number, onChunk: (chunkBytes: number) => void): Hit[] {
+/** Every hit in `streams`, scanned in order, each on its own (no hit spans two streams). */
+export function scanStreams<Hit extends OffsetHit>(scanner: WindowScanner<Hit>, streams: readonly Stream[], limit: number, onChunk: (chunkBytes: number) => void): Hit[] {
   if (!(limit >= 0)) throw new RangeError(`limit ${limit} must be a non-negative number`);
   const hits: Hit[] = [];
   if (!scanner.hasPatterns || limit === 0) return hits;
@@ -87,18 +91,22 @@ function scanStreams<Hit extends OffsetHit>(scanner: WindowScanner<Hit>, streams
 /** Appends the stream's hits to `hits`; true once `limit` is reached. */
 function scanStream<Hit extends OffsetHit>(scanner: WindowScanner<Hit>, stream: Stream, hits: Hit[], limit: number, onChunk: (chunkBytes: number) => void): boolean {
   const window = scanner.kernel.window;
-  for (let chunkStart = 0; chunkStart < stream.length; ) {
+  const lookbehind = scanner.lookbehind ?? 0;
+  if (window.length <= scanner.overlap + lookbehind) throw new RangeError(`a ${window.length}-byte window cannot hold a ${scanner.overlap + lookbehind}-byte overlap`);
+  for (let ownedStart = 0; ownedStart < stream.length; ) {
+    const chunkStart = Math.max(0, ownedStart - lookbehind);
     const chunkLength = Math.min(window.length, stream.length - chunkStart);
     stream.fill(chunkStart, window.subarray(0, chunkLength));
     const isLast = chunkStart + chunkLength === stream.length;
-    const ownedLength = isLast ? chunkLength : chunkLength - scanner.overlap;
-    scanner.scanWindow(stream.start + chunkStart, chunkLength, ownedLength, hits, limit);
-    onChunk(ownedLength);
+    const ownedFrom = ownedStart - chunkStart;
+    const ownedTo = isLast ? chunkLength : chunkLength - scanner.overlap;
+    scanner.scanWindow(stream.start + chunkStart, chunkLength, ownedFrom, ownedTo, hits, limit);
+    onChunk(ownedTo - ownedFrom);
     if (hits.length >= limit) {
       hits.length = limit;
       return true;
     }
-    chunkStart += ownedLength;
+    ownedStart = chunkStart + ownedTo;
   }
   return false;
 }
