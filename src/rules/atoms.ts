@@ -67,8 +67,21 @@ function asFixedByte(set: ByteSet): FixedByte | undefined {
   return members === 2 ? { value: first, eitherCase: true } : undefined;
 }
 
+/** Copies of a repeated item spelled out by flatten: enough for a full atom from `x{4}` or `\x00{2,}`. */
+const UNROLLED_REPEATS = MAX_ATOM_LENGTH;
+
+/**
+ * The top-level sequence of a pattern. A repeat's mandatory copies are spelled out (up to
+ * UNROLLED_REPEATS, the rest staying a repeat) so `z{4}` offers the atom "zzzz" instead of
+ * leaving the pattern without one.
+ */
 function flatten(node: PatternNode): PatternNode[] {
-  return node.kind === 'concat' ? node.items.flatMap(flatten) : [node];
+  if (node.kind === 'concat') return node.items.flatMap(flatten);
+  if (node.kind !== 'repeat' || node.min === 0) return [node];
+  const unrolled = Math.min(node.min, UNROLLED_REPEATS);
+  const copies = Array.from({ length: unrolled }, () => flatten(node.item)).flat();
+  const rest = node.max - unrolled;
+  return rest === 0 ? copies : [...copies, { ...node, min: node.min - unrolled, max: rest }];
 }
 
 /**

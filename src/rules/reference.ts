@@ -1,22 +1,9 @@
-import type { CompiledRules, CompiledString, LiteralVariant, ProgramVariant } from './compile.js';
-import { evaluateCondition, type StringMatch } from './condition.js';
-import { MAX_MATCH_LENGTH, isAsciiAlphanumeric, isAsciiLetter } from './pattern.js';
-import { PikeVm } from './pikeVm.js';
+import type { CompiledRules, CompiledString, LiteralVariant } from './compile.js';
+import type { StringMatch } from './condition.js';
+import { evaluateRules, type RuleMatch } from './evaluate.js';
+import { acceptMatch, literalMatchesAt, programMatchesIn, type VariantMatch } from './verify.js';
 
-/** One reported string match, as one `0xOFFSET:$id: data` line of `yara -s`. */
-export interface RuleStringMatch {
-  readonly rule: string;
-  readonly string: string;
-  readonly offset: number;
-  readonly length: number;
-}
-
-export interface RuleMatch {
-  readonly rule: string;
-  readonly tags: readonly string[];
-  /** Matches of the rule's non-private strings, string by string (rule order), each by offset. */
-  readonly strings: readonly RuleStringMatch[];
-}
+export type { RuleMatch, RuleStringMatch } from './evaluate.js';
 
 export interface MatchOptions {
   /** Added to every reported offset, and to the offsets conditions see (default 0). */
@@ -49,72 +36,30 @@ export interface MatchOptions {
  */
 export function matchReference(rules: CompiledRules, data: Uint8Array, options: MatchOptions = {}): RuleMatch[] {
   const base = options.base ?? 0;
-  const filesize = BigInt(options.filesize ?? data.length);
-  const ruleResults: boolean[] = [];
-  const reports: RuleMatch[] = [];
-  for (const rule of rules.rules) {
-    const matches = rule.strings.map((string) => stringMatches(string, data, base));
-    const satisfied = evaluateCondition(rule.condition, { matches, filesize, ruleResults });
-    ruleResults.push(satisfied);
-    if (!satisfied || rule.isPrivate) continue;
-    const strings = rule.strings.flatMap((string, i) => (string.isPrivate ? [] : matches[i]!.map((match) => ({ rule: rule.name, string: string.id, ...match }))));
-    reports.push({ rule: rule.name, tags: rule.tags, strings });
-  }
-  const globalFailed = rules.rules.some((rule, i) => rule.isGlobal && !ruleResults[i]);
-  return globalFailed ? [] : reports;
+  const matches = rules.rules.map((rule) => rule.strings.map((string) => stringMatches(string, data, base)));
+  return evaluateRules(rules, matches, options.filesize ?? data.length);
 }
 
 /** Every match of one string, sorted by offset, one per start offset. */
 export function stringMatches(string: CompiledString, data: Uint8Array, base = 0): StringMatch[] {
-  const lengths = new Map<number, number>();
-  const tried = new Set<number>();
-  for (const variant of string.variants) {
-    const found = variant.kind === 'literal' ? literalMatches(variant, data) : programMatches(variant, data);
-    for (const [index, length] of found) {
-      if (lengths.has(index) || (string.firstFormOnly && tried.has(index))) continue;
-      tried.add(index);
-      if (string.fixedOffset !== undefined && base + index !== string.fixedOffset) continue;
-      if (string.fullword && !isFullWord(data, index, length, variant.wide)) continue;
-      lengths.set(index, length);
+  const matchedAt = new Map<number, VariantMatch[]>();
+  string.variants.forEach((variant, index) => {
+    for (const [start, length] of variant.kind === 'literal' ? literalMatches(variant, data) : programMatchesIn(variant, data)) {
+      const matched = matchedAt.get(start);
+      if (matched) matched.push({ variant: index, length });
+      else matchedAt.set(start, [{ variant: index, length }]);
     }
+  });
+  const matches: StringMatch[] = [];
+  for (const [start, matched] of [...matchedAt].sort((a, b) => a[0] - b[0])) {
+    const length = acceptMatch(string, data, base, start, matched);
+    if (length !== undefined) matches.push({ offset: base + start, length });
   }
-  return [...lengths].sort((a, b) => a[0] - b[0]).map(([index, length]) => ({ offset: base + index, length }));
+  return matches;
 }
 
 function* literalMatches(variant: LiteralVariant, data: Uint8Array): Generator<[number, number]> {
-  const { bytes, caseInsensitive } = variant;
-  const fold = (byte: number) => (caseInsensitive && isAsciiLetter(byte) ? byte | 0x20 : byte);
-  const pattern = bytes.map(fold);
-  for (let start = 0; start + bytes.length <= data.length; start++) {
-    let i = 0;
-    while (i < bytes.length && fold(data[start + i]!) === pattern[i]) i++;
-    if (i === bytes.length) yield [start, bytes.length];
+  for (let start = 0; start + variant.bytes.length <= data.length; start++) {
+    if (literalMatchesAt(variant, data, start)) yield [start, variant.bytes.length];
   }
-}
-
-function* programMatches(variant: ProgramVariant, data: Uint8Array): Generator<[number, number]> {
-  const vm = new PikeVm(variant.program);
-  const { firstBytes } = variant.program;
-  // endsBefore[i]: how many positions < i end some match; a start needs one in (start, start + limit].
-  const ends = vm.matchEnds(data);
-  const endsBefore = new Uint32Array(ends.length + 1);
-  for (let i = 0; i < ends.length; i++) endsBefore[i + 1] = endsBefore[i]! + ends[i]!;
-  for (let start = 0; start < data.length; start++) {
-    if (!firstBytes[data[start]!]) continue;
-    const reach = Math.min(data.length, start + MAX_MATCH_LENGTH);
-    if (endsBefore[reach + 1] === endsBefore[start + 1]) continue;
-    const length = vm.matchAt(data, start);
-    if (length > 0) yield [start, length];
-  }
-}
-
-/**
- * YARA's `fullword`: no ASCII letter or digit right before or after the match (for wide
- * strings, no letter-or-digit followed by a zero byte before, nor one after).
- */
-function isFullWord(data: Uint8Array, start: number, length: number, wide: boolean): boolean {
-  const alphanumericAt = (index: number) => index >= 0 && index < data.length && isAsciiAlphanumeric(data[index]!);
-  const end = start + length;
-  if (wide) return !(start >= 2 && data[start - 1] === 0 && alphanumericAt(start - 2)) && !(end + 1 < data.length && data[end + 1] === 0 && alphanumericAt(end));
-  return !alphanumericAt(start - 1) && !alphanumericAt(end);
 }

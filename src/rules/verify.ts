@@ -1,0 +1,86 @@
+import type { CompiledString, LiteralVariant, ProgramVariant } from './compile.js';
+import { MAX_MATCH_LENGTH, isAsciiAlphanumeric, isAsciiLetter } from './pattern.js';
+import { PikeVm } from './pikeVm.js';
+
+/**
+ * The per-offset rules of `yara -s`, shared by the reference matcher (which tries every offset)
+ * and the scanner (which tries the offsets its atoms point at), so the two cannot drift apart.
+ */
+
+/** One variant of a string that matched at some start, with the length it matched. */
+export interface VariantMatch {
+  readonly variant: number;
+  readonly length: number;
+}
+
+/** Whether a literal variant's bytes are at `start` of `data` (ASCII case folded for `nocase`). */
+export function literalMatchesAt(variant: LiteralVariant, data: Uint8Array, start: number): boolean {
+  const { bytes, caseInsensitive } = variant;
+  if (start < 0 || start + bytes.length > data.length) return false;
+  if (!caseInsensitive) {
+    for (let i = 0; i < bytes.length; i++) if (data[start + i] !== bytes[i]) return false;
+    return true;
+  }
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = data[start + i]!;
+    if ((isAsciiLetter(byte) ? byte | 0x20 : byte) !== (isAsciiLetter(bytes[i]!) ? bytes[i]! | 0x20 : bytes[i])) return false;
+  }
+  return true;
+}
+
+/** Reused per program: a Pike VM holds thread lists sized to its program. */
+const machines = new WeakMap<ProgramVariant, PikeVm>();
+
+export function pikeVmFor(variant: ProgramVariant): PikeVm {
+  let vm = machines.get(variant);
+  if (!vm) machines.set(variant, (vm = new PikeVm(variant.program)));
+  return vm;
+}
+
+/**
+ * Every start in `[from, to)` where a program variant matches, with its length: the search for
+ * patterns without an atom, which must try every offset. One unanchored pass marks where matches
+ * end, so a start with no end within reach costs nothing (this keeps regexes that would
+ * backtrack exponentially linear).
+ */
+export function* programMatchesIn(variant: ProgramVariant, data: Uint8Array, from = 0, to = data.length): Generator<[number, number]> {
+  const vm = pikeVmFor(variant);
+  const { firstBytes } = variant.program;
+  // endsBefore[i]: how many positions < i end some match; a start needs one in (start, start + limit].
+  const ends = vm.matchEnds(data);
+  const endsBefore = new Uint32Array(ends.length + 1);
+  for (let i = 0; i < ends.length; i++) endsBefore[i + 1] = endsBefore[i]! + ends[i]!;
+  for (let start = from; start < to; start++) {
+    if (!firstBytes[data[start]!]) continue;
+    const reach = Math.min(data.length, start + MAX_MATCH_LENGTH);
+    if (endsBefore[reach + 1] === endsBefore[start + 1]) continue;
+    const length = vm.matchAt(data, start);
+    if (length > 0) yield [start, length];
+  }
+}
+
+/**
+ * The length `yara -s` reports for the string at data index `start`, given the variants that
+ * matched there in variant order (ascii before wide, lower xor key first), or undefined when the
+ * offset is not reported. The first variant whose match passes `fullword` and the fixed offset
+ * wins; a regex (`firstFormOnly`) only ever tries its first matching form.
+ */
+export function acceptMatch(string: CompiledString, data: Uint8Array, base: number, start: number, matched: readonly VariantMatch[]): number | undefined {
+  if (string.fixedOffset !== undefined && base + start !== string.fixedOffset) return undefined;
+  for (const { variant, length } of matched) {
+    if (!string.fullword || isFullWord(data, start, length, string.variants[variant]!.wide)) return length;
+    if (string.firstFormOnly) return undefined;
+  }
+  return undefined;
+}
+
+/**
+ * YARA's `fullword`: no ASCII letter or digit right before or after the match (for wide
+ * strings, no letter-or-digit followed by a zero byte before, nor one after).
+ */
+function isFullWord(data: Uint8Array, start: number, length: number, wide: boolean): boolean {
+  const alphanumericAt = (index: number) => index >= 0 && index < data.length && isAsciiAlphanumeric(data[index]!);
+  const end = start + length;
+  if (wide) return !(start >= 2 && data[start - 1] === 0 && alphanumericAt(start - 2)) && !(end + 1 < data.length && data[end + 1] === 0 && alphanumericAt(end));
+  return !alphanumericAt(start - 1) && !alphanumericAt(end);
+}
