@@ -3,7 +3,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { compileSource } from '../../src/rules/compile.js';
-import { matchReference } from '../../src/rules/reference.js';
+import { matchReference, type RuleMatch } from '../../src/rules/reference.js';
+import { RuleScanner } from '../../src/rules/scanner.js';
 import { parseYaraOutput, yaraHexData, yaraTextData } from './yaraOutput.js';
 
 /**
@@ -32,10 +33,22 @@ describe('corpus', () => {
   });
 });
 
-describe.each(inputs)('yara -s equivalence on %s', (input) => {
+/** The reference matcher, and the scanner (WASM prefilter + verification) through a 64 KiB window so the inputs cross chunk edges. */
+const matchers: ReadonlyArray<readonly [string, (data: Uint8Array) => RuleMatch[]]> = [
+  ['reference', (data) => matchReference(rules, data)],
+  [
+    'scanner',
+    (data) => {
+      const scanner = RuleScanner.create(rules, { windowBytes: 64 * 1024 });
+      return scanner.evaluate(scanner.scanBuffer(data).hits, data.length);
+    },
+  ],
+];
+
+describe.each(matchers.flatMap(([matcher, match]) => inputs.map((input) => [input, matcher, match] as const)))('yara -s equivalence on %s (%s)', (input, _matcher, match) => {
   const data = new Uint8Array(readFileSync(join(corpusDir, input)));
   const golden = parseYaraOutput(readFileSync(join(rulesDir, 'golden', input.replace(/\.bin$/, '.txt')), 'latin1'));
-  const ours = matchReference(rules, data);
+  const ours = match(data);
 
   it('matches the same rules', () => {
     expect(ours.map((match) => match.rule).sort(), REGENERATE).toEqual(golden.map((report) => report.rule).sort());

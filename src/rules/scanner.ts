@@ -1,0 +1,296 @@
+import type { MemoryImage } from '../image/types.js';
+import { AtomFilter } from '../kernels/atomFilter.js';
+import { KernelInstance } from '../kernels/kernelInstance.js';
+import { DEFAULT_WINDOW_BYTES, MAX_ATOMS, MAX_GROUP_NEEDLES, MAX_NEEDLE_LENGTH } from '../kernels/memoryMap.js';
+import { MultiNeedleSearcher } from '../kernels/multiNeedle.js';
+import { scanBuffer, scanImage, scanStreams, type ImageSearchOptions, type Stream, type WindowScanner } from '../kernels/streaming.js';
+import type { Atom } from './atoms.js';
+import type { CompiledRules, CompiledString, ProgramVariant } from './compile.js';
+import type { StringMatch } from './condition.js';
+import { evaluateRules, type RuleMatch } from './evaluate.js';
+import { isAsciiLetter, otherCase } from './pattern.js';
+import { acceptMatch, literalMatchesAt, pikeVmFor, programMatchesIn, type VariantMatch } from './verify.js';
+
+/** One match of one string: `string` indexes RuleScanner.strings. */
+export interface StringHit {
+  readonly string: number;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** A string of some rule, as the scanner numbers them: rule by rule, in file order. */
+export interface ScannedString {
+  readonly rule: number;
+  /** Index among the rule's strings. */
+  readonly index: number;
+  readonly compiled: CompiledString;
+}
+
+/** YARA's YR_MAX_STRING_MATCHES: a string's matches past this many are dropped, with a warning, so a scan's memory stays bounded. */
+export const MAX_STRING_MATCHES = 1_000_000;
+
+/** Bytes after a match that `fullword` looks at (a wide string's next character is two bytes). */
+const LOOKAHEAD = 2;
+/** Bytes before a match that `fullword` looks at. */
+const LOOKBEHIND = 2;
+
+/** A variant that a needle's hit may belong to, and where the needle sits inside its match. */
+interface Target {
+  readonly string: number;
+  readonly variant: number;
+  readonly offset: number;
+  readonly maxOffset: number;
+  /** A program whose atom may sit at several distances from the start: one start can be reached from several hits. */
+  readonly ranged: boolean;
+}
+
+/** One search kernel with the targets behind each of its needles. */
+interface Prefilter {
+  readonly targets: readonly (readonly Target[])[];
+  /** Needle index and window-relative offset of every hit in the window's first `dataLength` bytes. */
+  hits(dataLength: number): Iterable<{ readonly id: number; readonly offset: number }>;
+}
+
+export interface RuleScannerOptions {
+  /** The kernel window (default DEFAULT_WINDOW_BYTES): must hold the longest match with room to spare. */
+  windowBytes?: number;
+  /** Matches kept per string (default MAX_STRING_MATCHES). */
+  maxMatchesPerString?: number;
+}
+
+export interface RuleScanResult {
+  readonly hits: readonly StringHit[];
+  /** Strings whose matches past maxMatchesPerString were dropped, by index into `strings`. */
+  readonly truncated: readonly number[];
+}
+
+/**
+ * Compiled rules as a streaming scanner (YARA-X's scanner half): the atoms of every string go
+ * into one prefilter kernel — a few exact needles use the multi-needle search, anything more
+ * (or any `nocase` atom, loaded as its case variants) the atom filter — and each atom hit is
+ * verified where it points, in the window that holds it, with the same per-offset rules as the
+ * reference matcher (verify.ts). Strings without an atom are tried at every offset. Chunks
+ * overlap by the longest match plus the bytes `fullword` looks at, and start a little early
+ * for the bytes it looks at before a match, so a window decides every match it owns by itself.
+ */
+export class RuleScanner {
+  readonly strings: readonly ScannedString[];
+  private readonly prefilters: readonly Prefilter[];
+  /** Program variants without an atom, by string and variant. */
+  private readonly everywhere: ReadonlyArray<{ readonly string: number; readonly variant: number }>;
+  private readonly windowScanner: WindowScanner<StringHit>;
+  private counts: Uint32Array;
+  private readonly truncated = new Set<number>();
+
+  private constructor(
+    readonly rules: CompiledRules,
+    private readonly kernel: KernelInstance,
+    private readonly maxMatchesPerString: number,
+  ) {
+    this.strings = rules.rules.flatMap((rule, ruleIndex) => rule.strings.map((compiled, index) => ({ rule: ruleIndex, index, compiled })));
+    const { prefilters, everywhere, longestReach } = planPrefilters(this.strings, kernel.window.length);
+    this.prefilters = prefilters;
+    this.everywhere = everywhere;
+    this.counts = new Uint32Array(this.strings.length);
+    this.windowScanner = {
+      kernel,
+      overlap: Math.max(rules.longestMatch, longestReach) + LOOKAHEAD,
+      lookbehind: LOOKBEHIND,
+      hasPatterns: this.strings.length > 0,
+      // No limit: a rule scan has no "first N hits"; MAX_STRING_MATCHES bounds it per string instead.
+      scanWindow: (windowBase, dataLength, ownedFrom, ownedTo, into) => this.scanWindow(windowBase, dataLength, ownedFrom, ownedTo, into),
+    };
+  }
+
+  static create(rules: CompiledRules, options: RuleScannerOptions = {}): RuleScanner {
+    return new RuleScanner(rules, KernelInstance.shared(options.windowBytes ?? DEFAULT_WINDOW_BYTES), options.maxMatchesPerString ?? MAX_STRING_MATCHES);
+  }
+
+  /** Every string's matches in the physical memory of `image`, in offset order; no match spans a gap between ranges. */
+  scanImage(image: MemoryImage, options: ImageSearchOptions = {}): RuleScanResult {
+    return this.collect(() => scanImage(this.windowScanner, image, options));
+  }
+
+  /** Every string's matches in `bytes`, offsets `base` + index. */
+  scanBuffer(bytes: Uint8Array, base = 0): RuleScanResult {
+    return this.collect(() => scanBuffer(this.windowScanner, bytes, base));
+  }
+
+  /** Every string's matches in streams of bytes the caller assembles (a process's virtual memory), each stream on its own. */
+  scanStreams(streams: readonly Stream[]): RuleScanResult {
+    return this.collect(() => scanStreams(this.windowScanner, streams, Infinity, () => {}));
+  }
+
+  /**
+   * The rules that match, given every string's hits in offset order over the whole scanned data
+   * (one scan, or several scans' hits merged in order), with `filesize` as the data's size.
+   */
+  evaluate(hits: readonly StringHit[], filesize: number): RuleMatch[] {
+    const matches = this.rules.rules.map((rule) => rule.strings.map((): StringMatch[] => []));
+    for (const hit of hits) {
+      const { rule, index } = this.strings[hit.string]!;
+      matches[rule]![index]!.push({ offset: hit.offset, length: hit.length });
+    }
+    return evaluateRules(this.rules, matches, filesize);
+  }
+
+  /** Human-readable name of a scanned string, `rule:$id`. */
+  describe(string: number): string {
+    const { rule, compiled } = this.strings[string]!;
+    return `${this.rules.rules[rule]!.name}:${compiled.id}`;
+  }
+
+  private collect(scan: () => StringHit[]): RuleScanResult {
+    this.counts = new Uint32Array(this.strings.length);
+    this.truncated.clear();
+    const hits = scan();
+    return { hits, truncated: [...this.truncated].sort((a, b) => a - b) };
+  }
+
+  private scanWindow(windowBase: number, dataLength: number, ownedFrom: number, ownedTo: number, into: StringHit[]): void {
+    const data = this.kernel.window.subarray(0, dataLength);
+    // string → start → the variants that matched there; a window's starts are decided together so variant order can apply.
+    const found = new Map<number, Map<number, VariantMatch[]>>();
+    const record = (string: number, start: number, variant: number, length: number) => {
+      let starts = found.get(string);
+      if (!starts) found.set(string, (starts = new Map()));
+      const matched = starts.get(start);
+      if (!matched) starts.set(start, [{ variant, length }]);
+      else if (!matched.some((match) => match.variant === variant)) matched.push({ variant, length });
+    };
+    const triedRanged = new Set<number>();
+    for (const prefilter of this.prefilters) {
+      for (const hit of prefilter.hits(dataLength)) {
+        for (const target of prefilter.targets[hit.id]!) {
+          const first = Math.max(ownedFrom, hit.offset - target.maxOffset);
+          const last = Math.min(ownedTo - 1, hit.offset - target.offset);
+          for (let start = first; start <= last; start++) {
+            if (target.ranged) {
+              // Programs have at most two variants (ascii, wide); starts are below 2^31 (the window's cap).
+              const key = (target.string * 2 + target.variant) * 2 ** 31 + start;
+              if (triedRanged.has(key)) continue;
+              triedRanged.add(key);
+            }
+            const length = this.verify(target, data, start);
+            if (length > 0) record(target.string, start, target.variant, length);
+          }
+        }
+      }
+    }
+    for (const { string, variant } of this.everywhere) {
+      const program = this.strings[string]!.compiled.variants[variant] as ProgramVariant;
+      for (const [start, length] of programMatchesIn(program, data, ownedFrom, ownedTo)) record(string, start, variant, length);
+    }
+    const windowHits: StringHit[] = [];
+    for (const [string, starts] of found) {
+      const compiled = this.strings[string]!.compiled;
+      for (const [start, matched] of starts) {
+        matched.sort((a, b) => a.variant - b.variant);
+        const length = acceptMatch(compiled, data, windowBase, start, matched);
+        if (length !== undefined) windowHits.push({ string, offset: windowBase + start, length });
+      }
+    }
+    windowHits.sort((a, b) => a.offset - b.offset || a.string - b.string);
+    for (const hit of windowHits) {
+      if (this.counts[hit.string]! >= this.maxMatchesPerString) {
+        this.truncated.add(hit.string);
+        continue;
+      }
+      this.counts[hit.string]!++;
+      into.push(hit);
+    }
+  }
+
+  /** Length of the target variant's match at `start`, or 0. */
+  private verify(target: Target, data: Uint8Array, start: number): number {
+    const variant = this.strings[target.string]!.compiled.variants[target.variant]!;
+    if (variant.kind === 'literal') return literalMatchesAt(variant, data, start) ? variant.bytes.length : 0;
+    return Math.max(0, pikeVmFor(variant).matchAt(data, start));
+  }
+}
+
+/**
+ * The needles to search for and what each hit may be. Every variant with an atom contributes
+ * its atom (nocase atoms as each of their case spellings); identical needles are searched once.
+ * When a handful of exact needles cover everything, whole literals are searched instead of
+ * their atoms, so the kernel's hits are already matches.
+ */
+function planPrefilters(strings: readonly ScannedString[], windowBytes: number): {
+  prefilters: Prefilter[];
+  everywhere: Array<{ string: number; variant: number }>;
+  longestReach: number;
+} {
+  const everywhere: Array<{ string: number; variant: number }> = [];
+  const withAtoms: Array<{ target: Target; atom: Atom; literal: Uint8Array | undefined }> = [];
+  strings.forEach(({ compiled }, string) => {
+    compiled.variants.forEach((variant, index) => {
+      if (!variant.atom) {
+        everywhere.push({ string, variant: index });
+        return;
+      }
+      const { offset, maxOffset } = variant.atom;
+      const literal = variant.kind === 'literal' && !variant.caseInsensitive && variant.bytes.length <= MAX_NEEDLE_LENGTH ? variant.bytes : undefined;
+      withAtoms.push({ target: { string, variant: index, offset, maxOffset, ranged: maxOffset > offset }, atom: variant.atom, literal });
+    });
+  });
+  const longestReach = Math.max(0, ...withAtoms.map(({ atom }) => atom.maxOffset + atom.bytes.length));
+  if (longestReach + LOOKAHEAD + LOOKBEHIND >= windowBytes) throw new RangeError(`a match may reach ${longestReach} bytes: more than a ${windowBytes}-byte window holds`);
+
+  if (withAtoms.every(({ atom }) => !atom.caseInsensitive)) {
+    const needles = new Needles();
+    for (const { target, atom, literal } of withAtoms) {
+      if (literal) needles.add(literal, { ...target, offset: 0, maxOffset: 0 });
+      else needles.add(atom.bytes, target);
+    }
+    if (needles.count <= MAX_GROUP_NEEDLES) {
+      const searcher = MultiNeedleSearcher.create(needles.bytes, { windowBytes });
+      const hits = (length: number) => searcher.hitsInWindow(length).map((hit) => ({ id: hit.needle, offset: hit.offset }));
+      return { prefilters: [{ targets: needles.targets, hits }], everywhere, longestReach };
+    }
+  }
+  const atoms = new Needles();
+  for (const { target, atom } of withAtoms) for (const spelling of caseSpellings(atom)) atoms.add(spelling, target);
+  const prefilters: Prefilter[] = [];
+  for (let first = 0; first < atoms.count; first += MAX_ATOMS) {
+    const filter = AtomFilter.create(atoms.bytes.slice(first, first + MAX_ATOMS), { windowBytes });
+    prefilters.push({ targets: atoms.targets.slice(first, first + MAX_ATOMS), hits: (length) => filter.hitsInWindow(length).map((hit) => ({ id: hit.atom, offset: hit.offset })) });
+  }
+  return { prefilters, everywhere, longestReach };
+}
+
+/** Distinct needles, each with every target it serves. */
+class Needles {
+  readonly bytes: Uint8Array[] = [];
+  readonly targets: Target[][] = [];
+  private readonly index = new Map<string, number>();
+
+  get count(): number {
+    return this.bytes.length;
+  }
+
+  add(bytes: Uint8Array, target: Target): void {
+    const key = Buffer.from(bytes).toString('latin1');
+    let id = this.index.get(key);
+    if (id === undefined) {
+      this.index.set(key, (id = this.bytes.length));
+      this.bytes.push(bytes);
+      this.targets.push([]);
+    }
+    this.targets[id]!.push(target);
+  }
+}
+
+/** Every spelling of a `nocase` atom (letters stored lower-case; at most 2^4 for four letters); an exact atom as itself. */
+function caseSpellings(atom: Atom): Uint8Array[] {
+  let spellings = [Uint8Array.from(atom.bytes)];
+  if (!atom.caseInsensitive) return spellings;
+  atom.bytes.forEach((byte, at) => {
+    if (!isAsciiLetter(byte)) return;
+    spellings = spellings.flatMap((spelling) => {
+      const other = Uint8Array.from(spelling);
+      other[at] = otherCase(byte);
+      return [spelling, other];
+    });
+  });
+  return spellings;
+}
