@@ -9,7 +9,7 @@ import type { CompiledRules, CompiledString, ProgramVariant } from './compile.js
 import type { StringMatch } from './condition.js';
 import { evaluateRules, type RuleMatch } from './evaluate.js';
 import { isAsciiLetter, otherCase } from './pattern.js';
-import { acceptMatch, literalMatchesAt, pikeVmFor, programMatchesIn, type VariantMatch } from './verify.js';
+import { acceptMatch, literalMatchesAt, programMatchAt, programMatchesIn, type VariantMatch } from './verify.js';
 
 /** One match of one string: `string` indexes RuleScanner.strings. */
 export interface StringHit {
@@ -36,6 +36,8 @@ const LOOKBEHIND = 2;
 
 /** A variant that a needle's hit may belong to, and where the needle sits inside its match. */
 interface Target {
+  /** Index among all targets. */
+  readonly id: number;
   readonly string: number;
   readonly variant: number;
   readonly offset: number;
@@ -80,6 +82,7 @@ export class RuleScanner {
   private readonly everywhere: ReadonlyArray<{ readonly string: number; readonly variant: number }>;
   private readonly windowScanner: WindowScanner<StringHit>;
   private counts: Uint32Array;
+  private readonly triedThrough: Int32Array;
   private readonly truncated = new Set<number>();
 
   private constructor(
@@ -88,7 +91,8 @@ export class RuleScanner {
     private readonly maxMatchesPerString: number,
   ) {
     this.strings = rules.rules.flatMap((rule, ruleIndex) => rule.strings.map((compiled, index) => ({ rule: ruleIndex, index, compiled })));
-    const { prefilters, everywhere, longestReach } = planPrefilters(this.strings, kernel.window.length);
+    const { prefilters, everywhere, longestReach, targetCount } = planPrefilters(this.strings, kernel.window.length);
+    this.triedThrough = new Int32Array(targetCount);
     this.prefilters = prefilters;
     this.everywhere = everywhere;
     this.counts = new Uint32Array(this.strings.length);
@@ -158,19 +162,15 @@ export class RuleScanner {
       if (!matched) starts.set(start, [{ variant, length }]);
       else if (!matched.some((match) => match.variant === variant)) matched.push({ variant, length });
     };
-    const triedRanged = new Set<number>();
+    // A ranged target's hits come in offset order, so the starts it has tried are always a prefix: one number per target.
+    const triedThrough = this.triedThrough.fill(-1);
     for (const prefilter of this.prefilters) {
       for (const hit of prefilter.hits(dataLength)) {
         for (const target of prefilter.targets[hit.id]!) {
-          const first = Math.max(ownedFrom, hit.offset - target.maxOffset);
+          const first = Math.max(ownedFrom, hit.offset - target.maxOffset, target.ranged ? triedThrough[target.id]! + 1 : 0);
           const last = Math.min(ownedTo - 1, hit.offset - target.offset);
+          if (target.ranged && last >= first) triedThrough[target.id] = last;
           for (let start = first; start <= last; start++) {
-            if (target.ranged) {
-              // Programs have at most two variants (ascii, wide); starts are below 2^31 (the window's cap).
-              const key = (target.string * 2 + target.variant) * 2 ** 31 + start;
-              if (triedRanged.has(key)) continue;
-              triedRanged.add(key);
-            }
             const length = this.verify(target, data, start);
             if (length > 0) record(target.string, start, target.variant, length);
           }
@@ -205,7 +205,7 @@ export class RuleScanner {
   private verify(target: Target, data: Uint8Array, start: number): number {
     const variant = this.strings[target.string]!.compiled.variants[target.variant]!;
     if (variant.kind === 'literal') return literalMatchesAt(variant, data, start) ? variant.bytes.length : 0;
-    return Math.max(0, pikeVmFor(variant).matchAt(data, start));
+    return Math.max(0, programMatchAt(variant, data, start));
   }
 }
 
@@ -219,6 +219,7 @@ function planPrefilters(strings: readonly ScannedString[], windowBytes: number):
   prefilters: Prefilter[];
   everywhere: Array<{ string: number; variant: number }>;
   longestReach: number;
+  targetCount: number;
 } {
   const everywhere: Array<{ string: number; variant: number }> = [];
   const withAtoms: Array<{ target: Target; atom: Atom; literal: Uint8Array | undefined }> = [];
@@ -230,7 +231,7 @@ function planPrefilters(strings: readonly ScannedString[], windowBytes: number):
       }
       const { offset, maxOffset } = variant.atom;
       const literal = variant.kind === 'literal' && !variant.caseInsensitive && variant.bytes.length <= MAX_NEEDLE_LENGTH ? variant.bytes : undefined;
-      withAtoms.push({ target: { string, variant: index, offset, maxOffset, ranged: maxOffset > offset }, atom: variant.atom, literal });
+      withAtoms.push({ target: { id: withAtoms.length, string, variant: index, offset, maxOffset, ranged: maxOffset > offset }, atom: variant.atom, literal });
     });
   });
   const longestReach = Math.max(0, ...withAtoms.map(({ atom }) => atom.maxOffset + atom.bytes.length));
@@ -245,7 +246,7 @@ function planPrefilters(strings: readonly ScannedString[], windowBytes: number):
     if (needles.count <= MAX_GROUP_NEEDLES) {
       const searcher = MultiNeedleSearcher.create(needles.bytes, { windowBytes });
       const hits = (length: number) => searcher.hitsInWindow(length).map((hit) => ({ id: hit.needle, offset: hit.offset }));
-      return { prefilters: [{ targets: needles.targets, hits }], everywhere, longestReach };
+      return { prefilters: [{ targets: needles.targets, hits }], everywhere, longestReach, targetCount: withAtoms.length };
     }
   }
   const atoms = new Needles();
@@ -255,7 +256,7 @@ function planPrefilters(strings: readonly ScannedString[], windowBytes: number):
     const filter = AtomFilter.create(atoms.bytes.slice(first, first + MAX_ATOMS), { windowBytes });
     prefilters.push({ targets: atoms.targets.slice(first, first + MAX_ATOMS), hits: (length) => filter.hitsInWindow(length).map((hit) => ({ id: hit.atom, offset: hit.offset })) });
   }
-  return { prefilters, everywhere, longestReach };
+  return { prefilters, everywhere, longestReach, targetCount: withAtoms.length };
 }
 
 /** Distinct needles, each with every target it serves. */

@@ -1,5 +1,6 @@
 import type { CompiledString, LiteralVariant, ProgramVariant } from './compile.js';
 import { MAX_MATCH_LENGTH, isAsciiAlphanumeric, isAsciiLetter } from './pattern.js';
+import { LazyDfa } from './lazyDfa.js';
 import { PikeVm } from './pikeVm.js';
 
 /**
@@ -28,13 +29,21 @@ export function literalMatchesAt(variant: LiteralVariant, data: Uint8Array, star
   return true;
 }
 
-/** Reused per program: a Pike VM holds thread lists sized to its program. */
+/** Reused per program: a Pike VM holds thread lists sized to its program, a lazy DFA the states it has built. */
 const machines = new WeakMap<ProgramVariant, PikeVm>();
+const anchoredMatchers = new WeakMap<ProgramVariant, { matchAt(data: Uint8Array, start: number): number }>();
 
-export function pikeVmFor(variant: ProgramVariant): PikeVm {
+function pikeVmFor(variant: ProgramVariant): PikeVm {
   let vm = machines.get(variant);
   if (!vm) machines.set(variant, (vm = new PikeVm(variant.program)));
   return vm;
+}
+
+/** Length of the program's preferred match at `start`, or -1: the lazy DFA where the program allows it, the Pike VM otherwise. */
+export function programMatchAt(variant: ProgramVariant, data: Uint8Array, start: number): number {
+  let matcher = anchoredMatchers.get(variant);
+  if (!matcher) anchoredMatchers.set(variant, (matcher = LazyDfa.supports(variant.program) ? new LazyDfa(variant.program) : pikeVmFor(variant)));
+  return matcher.matchAt(data, start);
 }
 
 /**
@@ -54,7 +63,7 @@ export function* programMatchesIn(variant: ProgramVariant, data: Uint8Array, fro
     if (!firstBytes[data[start]!]) continue;
     const reach = Math.min(data.length, start + MAX_MATCH_LENGTH);
     if (endsBefore[reach + 1] === endsBefore[start + 1]) continue;
-    const length = vm.matchAt(data, start);
+    const length = programMatchAt(variant, data, start);
     if (length > 0) yield [start, length];
   }
 }

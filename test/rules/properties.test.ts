@@ -2,6 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { searchReference } from '../../src/kernels/multiNeedle.js';
 import { compileSource } from '../../src/rules/compile.js';
+import { LazyDfa } from '../../src/rules/lazyDfa.js';
+import { PikeVm } from '../../src/rules/pikeVm.js';
 import { stringMatches } from '../../src/rules/reference.js';
 
 const hexByte = (byte: number) => byte.toString(16).padStart(2, '0');
@@ -89,6 +91,23 @@ describe('regular expressions agree with JavaScript RegExp', () => {
         expect(stringMatches(string, data)).toEqual(expected);
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe('the lazy DFA answers as the Pike VM', () => {
+  it('at every start, with the state cache big and tiny (starting over mid-match)', () => {
+    const text = fc.string({ unit: fc.constantFrom('a', 'b', 'c', '\n'), maxLength: 60 });
+    fc.assert(
+      fc.property(regexSource, fc.constantFrom('', 's'), text, fc.constantFrom(4096, 2), (source, flags, input, maxStates) => {
+        const variant = compileSource(`rule r { strings: $a = /${source}/${flags} condition: $a }`).rules[0]!.strings[0]!.variants[0]!;
+        if (variant.kind !== 'program') return;
+        expect(LazyDfa.supports(variant.program)).toBe(true);
+        const data = Uint8Array.from(input, (c) => c.charCodeAt(0));
+        const [vm, dfa] = [new PikeVm(variant.program), new LazyDfa(variant.program, maxStates)];
+        for (let start = 0; start <= data.length; start++) expect(dfa.matchAt(data, start), `/${source}/${flags} at ${start}`).toBe(vm.matchAt(data, start));
+      }),
+      { numRuns: 400 },
     );
   });
 });
