@@ -31,9 +31,10 @@ function logLikelihood(byte: FixedByte): number {
 }
 
 /**
- * The rarest window of up to MAX_ATOM_LENGTH fixed bytes among the runs, scored by the product
- * of the bytes' frequencies in memory, so a run of zeros (the commonest byte) loses to any rarer
- * window, prefix or not.
+ * The cheapest window of up to MAX_ATOM_LENGTH fixed bytes among the runs: scored by the product
+ * of the bytes' frequencies in memory (so a run of zeros, the commonest byte, loses to any rarer
+ * window, prefix or not) times the number of match starts an occurrence leaves to try (so `ab*c`
+ * is found from its `a`, not from a `c` that may sit up to 4 KiB after the start).
  */
 function rarestWindow(runs: ReadonlyArray<{ start: number; maxStart: number; bytes: readonly FixedByte[] }>): Atom | undefined {
   let best: { atom: Atom; score: number } | undefined;
@@ -41,8 +42,9 @@ function rarestWindow(runs: ReadonlyArray<{ start: number; maxStart: number; byt
     const width = Math.min(MAX_ATOM_LENGTH, run.bytes.length);
     for (let at = 0; at + width <= run.bytes.length; at++) {
       const window = run.bytes.slice(at, at + width);
-      const score = window.reduce((sum, byte) => sum + logLikelihood(byte), 0);
-      if (best && (score > best.score || (score === best.score && run.maxStart - run.start >= best.atom.maxOffset - best.atom.offset))) continue;
+      // Expected verifications per scanned byte: how often the atom occurs times how many starts each occurrence implies.
+      const score = window.reduce((sum, byte) => sum + logLikelihood(byte), 0) + Math.log(run.maxStart - run.start + 1);
+      if (best && score >= best.score) continue;
       const caseInsensitive = window.some((byte) => byte.eitherCase);
       const bytes = Uint8Array.from(window, (byte) => (caseInsensitive && byte.eitherCase ? byte.value | 0x20 : byte.value));
       best = { atom: { bytes, offset: run.start + at, maxOffset: run.maxStart + at, caseInsensitive }, score };
@@ -88,7 +90,7 @@ function flatten(node: PatternNode): PatternNode[] {
  * The atom of a hex or regex pattern, from the fixed runs of its top-level sequence: a wildcard,
  * class, alternation or jump ends a run, and a jump or variable repeat widens the range of
  * distances at which later runs sit from the match start (a match is at most MAX_MATCH_LENGTH
- * bytes, which bounds unbounded jumps). Ties go to the atom with the narrower range. Undefined
+ * bytes, which bounds unbounded jumps); see rarestWindow for the choice among runs. Undefined
  * when no byte is fixed: such a pattern must be tried at every offset.
  */
 export function patternAtom(pattern: PatternNode): Atom | undefined {
