@@ -35,3 +35,7 @@ export { processList } from './analyses/pslist.js';
 export { check } from './analyses/check.js';
 export { analyses, findAnalysis } from './analyses/registry.js';
 export type { Analysis, AnalysisResult, Column, Row } from './analyses/types.js';
+export type { SnapshotSummary, SnapshotProcess, SnapshotModule, SnapshotSyscall, SnapshotSignatureHit } from './monitor/snapshot.js';
+export { summarizeSnapshot, isPartialSummary, type SummarizeOptions } from './monitor/summarize.js';
+export { diffSnapshots, type DiffRow, type DiffKind, type DiffChange, type DiffOptions } from './monitor/diff.js';
+export { runDiff, type RunDiffOptions } from './monitor/diffCommand.js';

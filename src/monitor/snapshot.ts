@@ -21,7 +21,15 @@ export interface SnapshotModule {
 }
 
 export interface SnapshotSyscall {
+  /**
+   * The table's symbol (`sys_call_table`, `ia32_sys_call_table`, …), or the dispatcher function
+   * for a jump in its code (`x64_sys_call`): with `index`, what identifies an entry, since the
+   * same index means another syscall in each table.
+   */
+  readonly table: string;
   readonly index: number;
+  /** The syscall's name (e.g. `getdents64`) from the kernel's own handler for that number, when known. */
+  readonly name: string | null;
   /** The handler address the table holds. */
   readonly value: bigint;
   /** The symbol at that address, or null when it points outside the kernel's symbols. */
@@ -56,6 +64,6 @@ export interface SnapshotSummary {
   readonly syscalls: readonly SnapshotSyscall[];
   /** Present when the summary was taken with rules. */
   readonly signatures?: readonly SnapshotSignatureHit[];
-  /** Everything that made the summary partial (unreadable structures). */
+  /** Everything that made the summary partial (unreadable structures), and the fallback to the file's mtime for `capturedAt`. */
   readonly warnings: readonly string[];
 }
