@@ -1,10 +1,12 @@
 import { writeFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { DumpContext } from '../analyses/context.js';
+import { DumpContext, type ContextOptions } from '../analyses/context.js';
 import { exportIsf } from '../analyses/isfExport.js';
 import { analyses } from '../analyses/registry.js';
 import type { AnalysisResult } from '../analyses/types.js';
+import { runDiff } from '../monitor/diffCommand.js';
 import { isVmscopeError } from '../util/errors.js';
+import { registerPolicyCommand } from './policyCommand.js';
 import { createProgress } from './progress.js';
 import { render, type OutputFormat } from './render.js';
 
@@ -34,25 +36,52 @@ function withCommonOptions(command: Command): Command {
     .option('--no-progress', 'never draw a progress bar (it is drawn only when stderr is a terminal)');
 }
 
-/** Open the dump, run one analysis, print it; returns the exit code. */
-async function runOnDump(path: string, options: CommonOptions, analysis: (context: DumpContext) => AnalysisResult | Promise<AnalysisResult>): Promise<number> {
-  const progress = createProgress(options.progress);
-  const context = new DumpContext(path, {
+/** How every command opens a dump: the ISF and profile cache it was given, the progress bar. */
+function contextOptions(options: CommonOptions, progress: ReturnType<typeof createProgress>): ContextOptions {
+  return {
     onProgress: progress.report,
     ...(options.isf ? { isf: options.isf } : {}),
     cacheDir: options.cache ? options.cacheDir : false,
-  });
+  };
+}
+
+/** Print a result in the chosen format, its warnings on stderr; returns the exit code. */
+function printResult(result: AnalysisResult, options: CommonOptions): number {
+  process.stdout.write(render(result, outputFormat(options)));
+  for (const warning of result.warnings) process.stderr.write(`vmscope: warning: ${warning}\n`);
+  return result.partial ? EXIT.findings : (result.exitCode ?? EXIT.ok);
+}
+
+/** Open the dump, run one analysis, print it; returns the exit code. */
+async function runOnDump(path: string, options: CommonOptions, analysis: (context: DumpContext) => AnalysisResult | Promise<AnalysisResult>): Promise<number> {
+  const progress = createProgress(options.progress);
+  const context = new DumpContext(path, contextOptions(options, progress));
   try {
     const result = await analysis(context);
     progress.stop();
-    process.stdout.write(render(result, outputFormat(options)));
-    for (const warning of result.warnings) process.stderr.write(`vmscope: warning: ${warning}\n`);
-    return result.partial ? EXIT.findings : (result.exitCode ?? EXIT.ok);
+    return printResult(result, options);
   } finally {
     progress.stop();
     context.close();
   }
 }
+
+const DIFF_HELP = `Each dump is summarized (the task list with each process's argv, psxview's hidden processes,
+the module list, hidden modules, the syscall table), then the summaries are compared:
+  process         started / ended / changed (a new comm or argv: exec). A process is its pid and
+                  its start time, so a reused pid shows as one process ended and another started.
+                  Kernel threads are left out unless --include-kernel-threads: they come and go.
+  module          loaded / unloaded (matched by name: module addresses are randomized per load)
+  syscall         a table entry that points elsewhere (compared by symbol, so two boots of one
+                  kernel compare despite KASLR), or a dispatcher hook that appeared or disappeared
+  hidden_process  a process hidden from the task list appeared / disappeared
+  hidden_module   a module hidden from the module list appeared / disappeared
+The dumps must be of the same kernel build (equal linux_banner): otherwise diff refuses, exit 2.
+Exit code 1 when anything changed (or a dump was read only in part), 0 when nothing did.
+
+Examples:
+  vmscope diff guest-0900.elf guest-0905.elf
+  vmscope diff guest-0900.elf guest-0905.elf --json | jq '.[] | select(.kind == "process")'`;
 
 export function buildProgram(setExitCode: (code: number) => void): Command {
   const program = new Command('vmscope')
@@ -80,6 +109,7 @@ Examples:
   vmscope kallsyms guest.elf | grep ' sys_call_table$'
   vmscope types guest.elf task_struct          a struct's layout from the dump's BTF
   vmscope isf guest.elf -o linux-6.1.json      a Volatility 3 symbol file for this kernel
+  vmscope diff before.elf after.elf            what changed in the guest between two dumps
 `,
     );
 
@@ -100,6 +130,27 @@ Examples:
       setExitCode(await runOnDump(dump, options, (context) => analysis.run(context, args)));
     });
   }
+
+  withCommonOptions(
+    program
+      .command('diff')
+      .description('what changed in the guest between two dumps of one kernel: processes, modules, syscall table, hidden processes and modules')
+      .argument('<before>', 'the earlier memory dump')
+      .argument('<after>', 'the later memory dump of the same kernel')
+      .option('--include-kernel-threads', 'also report kernel threads that started or ended (kworkers come and go on their own)')
+      .addHelpText('after', `\n${DIFF_HELP}\n`),
+  ).action(async (before: string, after: string, options: CommonOptions & { includeKernelThreads?: boolean }) => {
+    const progress = createProgress(options.progress);
+    try {
+      const result = await runDiff(before, after, { ...contextOptions(options, progress), includeKernelThreads: options.includeKernelThreads === true });
+      progress.stop();
+      setExitCode(printResult(result, options));
+    } finally {
+      progress.stop();
+    }
+  });
+
+  registerPolicyCommand(program, { withCommonOptions, contextOptions, printResult, setExitCode });
 
   program
     .command('isf')
