@@ -1,0 +1,3 @@
+export type { Snapshot, SnapshotSource, SourceOptions, SourceProblem } from './source.js';
+export { FolderSource, type FolderSourceOptions } from './folderSource.js';
+export { GuestGoneError, QmpSource, type QmpSourceOptions } from './qmpSource.js';
