@@ -110,6 +110,31 @@ export class RuleScanner {
     return new RuleScanner(rules, KernelInstance.shared(options.windowBytes ?? DEFAULT_WINDOW_BYTES), options.maxMatchesPerString ?? MAX_STRING_MATCHES);
   }
 
+  /** How far past its owned bytes a window must read: for scans cut into jobs (workers/physicalJobs.ts). */
+  get reach(): { readonly overlap: number; readonly lookbehind: number } {
+    return { overlap: this.windowScanner.overlap, lookbehind: LOOKBEHIND };
+  }
+
+  /**
+   * The results of consecutive parts of one scan (jobs in address order) as one result, with
+   * the per-string cap applied to the whole: each part kept up to the cap on its own.
+   */
+  mergeResults(parts: readonly RuleScanResult[]): RuleScanResult {
+    const counts = new Uint32Array(this.strings.length);
+    const truncated = new Set(parts.flatMap((part) => part.truncated));
+    const hits: StringHit[] = [];
+    for (const part of parts) {
+      for (const hit of part.hits) {
+        if (counts[hit.string]! >= this.maxMatchesPerString) truncated.add(hit.string);
+        else {
+          counts[hit.string]!++;
+          hits.push(hit);
+        }
+      }
+    }
+    return { hits, truncated: [...truncated].sort((a, b) => a - b) };
+  }
+
   /** Every string's matches in the physical memory of `image`, in offset order; no match spans a gap between ranges. */
   scanImage(image: MemoryImage, options: ImageSearchOptions = {}): RuleScanResult {
     return this.collect(() => scanImage(this.windowScanner, image, options));

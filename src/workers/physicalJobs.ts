@@ -1,5 +1,6 @@
 import type { MemoryImage, PhysicalRange } from '../image/types.js';
 import type { MultiNeedleSearcher, NeedleHit } from '../kernels/multiNeedle.js';
+import type { RuleScanResult } from '../rules/scanner.js';
 
 /**
  * A slice of physical address space scanned as one unit of work. It owns the hits that start in
@@ -46,27 +47,47 @@ export function planScanJobs(ranges: readonly PhysicalRange[], jobBytes: number)
   return jobs;
 }
 
+/** How far past its bytes a scan reads: `overlap` after (the longest match and what is judged after it), `lookbehind` before. */
+export interface ScanReach {
+  readonly overlap: number;
+  readonly lookbehind: number;
+}
+
 /**
- * The hits that start in [start, end), with the searcher's own ownership rule carried over to
- * job edges: the job reads on past `end` by (longest needle - 1) bytes while memory continues
- * without a gap, so a match crossing `end` is found here and by no other job (the next one only
- * keeps hits starting at or after its start). Reads go straight from the dump into the searcher's window.
+ * The hits that start in [start, end), with the scanners' own ownership rule carried over to job
+ * edges: the job reads on past `end` by `reach.overlap` bytes while memory continues without a
+ * gap, so a match crossing `end` is found here and by no other job (the next one only keeps hits
+ * starting at or after its start), and it reads `reach.lookbehind` bytes before `start` for the
+ * checks that look back from a match. Reads go straight from the dump into the scanner's window.
  */
-export function searchPhysicalSlice(image: MemoryImage, searcher: MultiNeedleSearcher, longestNeedle: number, start: number, end: number): NeedleHit[] {
-  const readEnd = end + Math.max(0, longestNeedle - 1);
+export function scanPhysicalSlice<Hit extends { readonly offset: number }>(
+  image: MemoryImage,
+  reach: ScanReach,
+  start: number,
+  end: number,
+  scan: (slice: MemoryImage) => readonly Hit[],
+): Hit[] {
+  const readStart = start - reach.lookbehind;
+  const readEnd = end + reach.overlap;
   const clipped: PhysicalRange[] = [];
   for (const range of image.ranges) {
-    if (range.end <= start || range.end === range.start) continue;
+    if (range.end <= readStart || range.end === range.start) continue;
     if (range.start >= end) {
       const last = clipped[clipped.length - 1];
       // Past the job only the stream it ends in continues: a gap ends the job's reading.
       if (!last || last.end !== range.start || range.start >= readEnd) break;
     }
-    const from = Math.max(range.start, start);
+    // Bytes read back across a gap form a stream of their own, so they never join the job's first bytes.
+    const from = Math.max(range.start, readStart);
     const to = range.end <= end ? range.end : Math.min(range.end, readEnd);
     clipped.push({ start: from, end: to, fileOffset: range.fileOffset + (from - range.start) });
   }
-  return searcher.searchImage(withRanges(image, clipped)).filter((hit) => hit.offset < end);
+  return scan(withRanges(image, clipped)).filter((hit) => hit.offset >= start && hit.offset < end);
+}
+
+/** MultiNeedleSearcher's hits in a job: needles look neither back nor past their own bytes. */
+export function searchPhysicalSlice(image: MemoryImage, searcher: MultiNeedleSearcher, longestNeedle: number, start: number, end: number): NeedleHit[] {
+  return scanPhysicalSlice(image, { overlap: Math.max(0, longestNeedle - 1), lookbehind: 0 }, start, end, (slice) => searcher.searchImage(slice));
 }
 
 /** `image` seen through `ranges` only, reading from the same open file (closing it is the owner's job). */
@@ -90,4 +111,25 @@ export function packHits(hits: readonly NeedleHit[]): PackedHits {
 
 export function unpackHits({ offsets, needles }: PackedHits): NeedleHit[] {
   return Array.from(offsets, (offset, i) => ({ needle: needles[i]!, offset }));
+}
+
+/** A job's rule-scan result as parallel arrays (see PackedHits). */
+export interface PackedStringHits {
+  readonly offsets: Float64Array;
+  readonly strings: Uint32Array;
+  readonly lengths: Uint32Array;
+  readonly truncated: readonly number[];
+}
+
+export function packStringHits({ hits, truncated }: RuleScanResult): PackedStringHits {
+  return {
+    offsets: Float64Array.from(hits, (hit) => hit.offset),
+    strings: Uint32Array.from(hits, (hit) => hit.string),
+    lengths: Uint32Array.from(hits, (hit) => hit.length),
+    truncated,
+  };
+}
+
+export function unpackStringHits({ offsets, strings, lengths, truncated }: PackedStringHits): RuleScanResult {
+  return { hits: Array.from(offsets, (offset, i) => ({ string: strings[i]!, offset, length: lengths[i]! })), truncated };
 }

@@ -7,7 +7,8 @@ import { Worker } from 'node:worker_threads';
 import { openImage } from '../image/open.js';
 import { DEFAULT_WINDOW_BYTES } from '../kernels/memoryMap.js';
 import type { NeedleHit } from '../kernels/multiNeedle.js';
-import { planScanJobs, unpackHits, type ScanJob } from './physicalJobs.js';
+import type { RuleScanResult, RuleScanner } from '../rules/scanner.js';
+import { planScanJobs, unpackHits, unpackStringHits, type ScanJob } from './physicalJobs.js';
 import type { ScanWorkerApi, ScanWorkerData } from './scanWorker.js';
 
 /** Coarse enough that per-job messaging and setup vanish next to the reading, fine enough to spread a 512 MiB dump over several threads. */
@@ -91,11 +92,27 @@ export class ScanPool {
 
   /** Every hit of `needles` (1 to MAX_NEEDLE_LENGTH bytes each) in the dump at `path`, sorted by (offset, needle). */
   async searchImage(path: string, needles: readonly Uint8Array[], options: PoolSearchOptions = {}): Promise<NeedleHit[]> {
-    if (this.closed) throw new Error('this ScanPool is closed');
-    const { jobs, totalBytes } = planImageJobs(path, options.jobBytes ?? DEFAULT_JOB_BYTES);
     // Own copies: structured cloning a view would send its whole underlying buffer.
     const needleCopies = needles.map((needle) => needle.slice());
-    const results: NeedleHit[][] = [];
+    const results = await this.runJobs(path, options, async (thread, job) => unpackHits(await thread.call((remote) => remote.searchPhysical(path, needleCopies, job.start, job.end))));
+    return results.flat();
+  }
+
+  /**
+   * Every string match of a rule file's text (compiled by each thread; errors name `file`) in
+   * the dump at `path`: the same result as RuleScanner.scanImage on one thread, given `scanner`,
+   * the same rules compiled here, whose numbering of strings and cap on matches apply.
+   */
+  async scanRules(path: string, scanner: RuleScanner, source: string, file: string, options: PoolSearchOptions = {}): Promise<RuleScanResult> {
+    const parts = await this.runJobs(path, options, async (thread, job) => unpackStringHits(await thread.call((remote) => remote.scanRules(path, source, file, job.start, job.end))));
+    return scanner.mergeResults(parts);
+  }
+
+  /** Runs `work` on every job of the dump, threads taking the next job as they finish one; results in job (address) order. */
+  private async runJobs<T>(path: string, options: PoolSearchOptions, work: (thread: ScanThread, job: ScanJob) => Promise<T>): Promise<T[]> {
+    if (this.closed) throw new Error('this ScanPool is closed');
+    const { jobs, totalBytes } = planImageJobs(path, options.jobBytes ?? DEFAULT_JOB_BYTES);
+    const results: T[] = [];
     let nextJob = 0;
     let doneBytes = 0;
     let failed = false;
@@ -104,8 +121,7 @@ export class ScanPool {
         const index = nextJob++;
         const job = jobs[index]!;
         try {
-          const packed = await thread.call((remote) => remote.searchPhysical(path, needleCopies, job.start, job.end));
-          results[index] = unpackHits(packed);
+          results[index] = await work(thread, job);
           doneBytes += job.bytes;
           options.onProgress?.(doneBytes, totalBytes);
         } catch (error) {
@@ -121,7 +137,7 @@ export class ScanPool {
     } finally {
       await Promise.allSettled(this.threads.map((thread) => thread.call((remote) => remote.closeImage())));
     }
-    return results.flat();
+    return results;
   }
 
   /** Terminates every thread; the pool cannot be used afterwards. Safe to call more than once. */

@@ -10,7 +10,9 @@ import { openImage } from '../image/open.js';
 import type { MemoryImage } from '../image/types.js';
 import { KernelInstance } from '../kernels/kernelInstance.js';
 import { MultiNeedleSearcher } from '../kernels/multiNeedle.js';
-import { packHits, searchPhysicalSlice, type PackedHits } from './physicalJobs.js';
+import { compileSource } from '../rules/compile.js';
+import { RuleScanner } from '../rules/scanner.js';
+import { packHits, packStringHits, scanPhysicalSlice, searchPhysicalSlice, type PackedHits, type PackedStringHits } from './physicalJobs.js';
 
 export interface ScanWorkerData {
   readonly windowBytes: number;
@@ -20,6 +22,14 @@ if (!parentPort) throw new Error('scanWorker.js runs as a worker thread of a Sca
 const port = parentPort;
 const { windowBytes } = workerData as ScanWorkerData;
 KernelInstance.shared(windowBytes);
+
+/** The last rules compiled, by their source: every job of a scan sends the same text. */
+let rulesCache: { source: string; file: string; scanner: RuleScanner } | undefined;
+
+function scannerFor(source: string, file: string): RuleScanner {
+  if (rulesCache?.source !== source || rulesCache.file !== file) rulesCache = { source, file, scanner: RuleScanner.create(compileSource(source, file), { windowBytes }) };
+  return rulesCache.scanner;
+}
 
 /** Kept open between the jobs of one pool search; the pool closes it when the search ends. */
 let image: MemoryImage | undefined;
@@ -45,6 +55,19 @@ const api = {
     const longestNeedle = Math.max(0, ...needles.map((needle) => needle.length));
     const packed = packHits(searchPhysicalSlice(imageAt(path), searcher, longestNeedle, start, end));
     return Comlink.transfer(packed, [packed.offsets.buffer, packed.needles.buffer]);
+  },
+
+  /** Every string match of the rules starting in [start, end) of the dump's physical memory, in offset order. */
+  scanRules(path: string, source: string, file: string, start: number, end: number): PackedStringHits {
+    const scanner = scannerFor(source, file);
+    let truncated: readonly number[] = [];
+    const hits = scanPhysicalSlice(imageAt(path), scanner.reach, start, end, (slice) => {
+      const result = scanner.scanImage(slice);
+      truncated = result.truncated;
+      return result.hits;
+    });
+    const packed = packStringHits({ hits, truncated });
+    return Comlink.transfer(packed, [packed.offsets.buffer, packed.strings.buffer, packed.lengths.buffer]);
   },
 
   closeImage(): void {

@@ -1,10 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openImage } from '../../src/image/open.js';
 import { MultiNeedleSearcher, type NeedleHit } from '../../src/kernels/multiNeedle.js';
+import { compileSource } from '../../src/rules/compile.js';
+import { RuleScanner } from '../../src/rules/scanner.js';
 import { planScanJobs } from '../../src/workers/physicalJobs.js';
 import { parallelSearchImage, ScanPool } from '../../src/workers/scanPool.js';
 import { dumpLikeBytes, plant, pseudoRandomBytes } from '../kernels/haystacks.js';
@@ -194,6 +196,58 @@ describe('ScanPool at job, range and gap edges', () => {
         expect(await pool.searchImage(path, denseNeedles, { jobBytes }), `${threads} threads, ${jobBytes}-byte jobs`).toEqual(expected);
       }
     }
+  });
+});
+
+describe('ScanPool rule scans', () => {
+  const rulesSource = `rule word { strings: $w = "needle" fullword $x = /ne+dle[0-9]{2}/ condition: any of them }
+rule widened { strings: $w = "crosser" wide nocase condition: $w }`;
+  const scannerOf = () => RuleScanner.create(compileSource(rulesSource, 'edges.yar'));
+
+  it('gives the single-threaded scan at job edges: fullword looks back across the edge, matches cross it', async () => {
+    const jobBytes = 100_003;
+    const data = letterFreeBytes(9, 4 * jobBytes + 99);
+    plant(data, text('xneedle'), jobBytes - 1); // "x" ends job 1: "needle" starting job 2 is no full word
+    plant(data, text(' needle '), 2 * jobBytes - 1); // a full word starting exactly on the edge
+    plant(data, text('neeedle42'), 3 * jobBytes - 4); // a regex match across the edge
+    plant(data, new Uint8Array(Buffer.from('CrOsSeR', 'utf16le')), 4 * jobBytes - 7);
+    const path = join(tempDir, 'rule-edges.raw');
+    writeFileSync(path, data);
+    const scanner = scannerOf();
+    const image = openImage(path);
+    const expected = scanner.scanImage(image);
+    image.close();
+    expect(expected.hits.map((hit) => `${scanner.describe(hit.string)}@${hit.offset}`)).toEqual([
+      `word:$w@${2 * jobBytes}`,
+      `word:$x@${3 * jobBytes - 4}`,
+      `widened:$w@${4 * jobBytes - 7}`,
+    ]);
+    for (const [threads, pool] of pools) {
+      for (const jobBytesTried of [jobBytes, jobBytes - 1, jobBytes + 2, 4099]) {
+        const result = await pool.scanRules(path, scanner, rulesSource, 'edges.yar', { jobBytes: jobBytesTried });
+        expect(result, `${threads} threads, ${jobBytesTried}-byte jobs`).toEqual(expected);
+      }
+    }
+  });
+
+  it('gives the single-threaded scan of the yara corpus on a real dump, and caps matches per string over all jobs', async () => {
+    const path = fixturePath('linux61-rootkit', 'lime');
+    const corpus = readFileSync(resolve(dirname(fileURLToPath(import.meta.url)), '../rules/corpus/corpus.yar'), 'utf8');
+    const scanner = RuleScanner.create(compileSource(corpus, 'corpus.yar'), { maxMatchesPerString: 20_000 });
+    const image = openImage(path);
+    const expected = scanner.scanImage(image);
+    image.close();
+    expect(expected.hits.length).toBeGreaterThan(50_000);
+    expect(expected.truncated.length).toBeGreaterThan(0);
+    const result = await pools.get(2)!.scanRules(path, scanner, corpus, 'corpus.yar', { jobBytes: 48 * 2 ** 20 + 7 });
+    expect(result.truncated).toEqual(expected.truncated);
+    expect(result.hits).toEqual(expected.hits);
+  });
+
+  it('reports a rule error from the threads as the compiler does here', async () => {
+    const path = join(tempDir, 'rule-edges.raw');
+    const scanner = scannerOf();
+    await expect(pools.get(1)!.scanRules(path, scanner, 'rule broken { condition: $nope }', 'bad.yar')).rejects.toThrow(/bad\.yar:1:.*\$nope/);
   });
 });
 
