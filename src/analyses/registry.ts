@@ -10,6 +10,7 @@ import { pstreeAnalysis } from './pstree.js';
 import { psxviewAnalysis } from './psxview.js';
 import { syscallsAnalysis } from './syscalls.js';
 import { typesAnalysis } from './typeLayout.js';
+import { yarascanAnalysis } from './yarascan.js';
 import type { Analysis } from './types.js';
 
 /** Every analysis, in the order `--help` lists them. */
@@ -24,6 +25,7 @@ export const analyses: readonly Analysis[] = [
   hiddenModulesAnalysis,
   syscallsAnalysis,
   checkAnalysis,
+  yarascanAnalysis,
   kallsymsAnalysis,
   typesAnalysis,
 ];

@@ -6,6 +6,7 @@ import { analyses } from '../analyses/registry.js';
 import type { AnalysisResult } from '../analyses/types.js';
 import { runDiff } from '../monitor/diffCommand.js';
 import { isVmscopeError } from '../util/errors.js';
+import { parallelScanRules } from '../workers/scanPool.js';
 import { registerPolicyCommand } from './policyCommand.js';
 import { createProgress } from './progress.js';
 import { render, type OutputFormat } from './render.js';
@@ -42,6 +43,7 @@ function contextOptions(options: CommonOptions, progress: ReturnType<typeof crea
     onProgress: progress.report,
     ...(options.isf ? { isf: options.isf } : {}),
     cacheDir: options.cache ? options.cacheDir : false,
+    parallelRuleScan: (request) => parallelScanRules(request),
   };
 }
 

@@ -2,7 +2,7 @@ import type { MemoryImage } from '../image/types.js';
 import { KernelInstance } from './kernelInstance.js';
 import { DEFAULT_WINDOW_BYTES, HITS_ADDRESS, HIT_BYTES, HIT_SLOT_FIELD, HIT_START_FIELD, SCAN_RESUME_ADDRESS, WINDOW_ADDRESS } from './memoryMap.js';
 import { planNeedleGroups, type NeedleGroup } from './needleTable.js';
-import { scanBuffer, scanImage, type ImageSearchOptions, type WindowScanner } from './streaming.js';
+import { scanBuffer, scanImage, scanStreams, type ImageSearchOptions, type Stream, type WindowScanner } from './streaming.js';
 
 export { searchReference } from './multiNeedleReference.js';
 export type { ImageSearchOptions } from './streaming.js';
@@ -64,6 +64,11 @@ export class MultiNeedleSearcher {
    */
   searchImage(image: MemoryImage, options: ImageSearchOptions = {}): NeedleHit[] {
     return scanImage(this.scanner, image, options);
+  }
+
+  /** Every hit in streams the caller assembles (a process's virtual memory), each on its own: no hit spans two. */
+  searchStreams(streams: readonly Stream[]): NeedleHit[] {
+    return scanStreams(this.scanner, streams, Infinity, () => {});
   }
 
   /**

@@ -7,6 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { openImage } from '../image/open.js';
 import { DEFAULT_WINDOW_BYTES } from '../kernels/memoryMap.js';
 import type { NeedleHit } from '../kernels/multiNeedle.js';
+import type { ParallelRuleScanRequest } from '../analyses/context.js';
 import type { RuleScanResult, RuleScanner } from '../rules/scanner.js';
 import { planScanJobs, unpackHits, unpackStringHits, type ScanJob } from './physicalJobs.js';
 import type { ScanWorkerApi, ScanWorkerData } from './scanWorker.js';
@@ -167,6 +168,16 @@ export async function parallelSearchImage(
   const pool = await ScanPool.create(options);
   try {
     return await pool.searchImage(path, needles, options);
+  } finally {
+    await pool.close();
+  }
+}
+
+/** A physical rule scan on a pool created for it and closed after it: the DumpContext's parallelRuleScan. */
+export async function parallelScanRules(request: ParallelRuleScanRequest, options: Omit<ScanPoolOptions, 'threads'> = {}): Promise<RuleScanResult> {
+  const pool = await ScanPool.create({ ...options, threads: request.threads });
+  try {
+    return await pool.scanRules(request.path, request.scanner, request.source, request.file, { onProgress: request.onProgress });
   } finally {
     await pool.close();
   }

@@ -14,6 +14,7 @@ import { scanProcessVirtual } from '../../src/os/linux/virtualScan.js';
 import { X86AddressSpace } from '../../src/space/x86.js';
 import { OverlayImage } from '../support/overlay.js';
 import { dumpFixtures, fixturePath, snapshotNames, truth } from '../support/fixtures.js';
+import { physicallySplitBoundary } from '../support/pages.js';
 
 interface Marker {
   kind: string;
@@ -110,11 +111,11 @@ describe.each(snapshots)('attribution in $name ($format)', ({ name, format }) =>
     },
   );
 
-  it('a virtual scan in small chunks finds exactly what one in large chunks does (hits across chunk edges included)', () => {
+  it('a virtual scan through a 64 KiB window finds exactly what one through the default window does (hits across chunk edges included)', () => {
     const holder = markers[0]!.holder_pid;
     const frequent = [needles[0]!, new TextEncoder().encode('lab_'), new TextEncoder().encode('\x7fELF'), new Uint8Array(12)];
     const whole = scanProcessVirtual(spaceOf(holder), frequent);
-    const chunked = scanProcessVirtual(spaceOf(holder), frequent, { chunkBytes: 4099 });
+    const chunked = scanProcessVirtual(spaceOf(holder), frequent, { windowBytes: 64 * 1024 });
     expect(new Set(whole.map((hit) => hit.needle))).toEqual(new Set([0, 1, 2, 3]));
     expect(chunked).toEqual(whole);
   });
@@ -139,15 +140,9 @@ describe.each(snapshots)('attribution in $name ($format)', ({ name, format }) =>
   it('a string planted across two virtual pages that are not physically adjacent is found by the virtual scan only', () => {
     const holder = users.find((task) => task.comm === 'lab_longargs') ?? users[0]!;
     const space = processAddressSpace(context.kernel, reader, holder.mm);
-    const runs = [...space.mappings(0n, userHalfEnd(space))];
-    // A boundary between two virtually consecutive 4 KiB pages whose frames are not neighbours.
-    const boundary = runs.slice(1).find((run, index) => {
-      const previous = runs[index]!;
-      const previousLastFrame = previous.physical + previous.length - PAGE;
-      return previous.virtual + BigInt(previous.length) === run.virtual && run.physical !== previousLastFrame + PAGE && run.physical !== previousLastFrame;
-    });
+    const boundary = physicallySplitBoundary(space);
     expect(boundary, `pid ${holder.pid} has no virtually contiguous, physically split pages`).toBeDefined();
-    const secondPage = boundary!.virtual;
+    const secondPage = boundary!;
     const needle = randomBytes(32);
     const overlay = new OverlayImage(context.image);
     const overlaySpace = new X86AddressSpace(overlay, space.dtb, space.levels);

@@ -94,6 +94,23 @@ describe('vmscope CLI', () => {
     expect(JSON.parse(viaIsf.stdout)).toEqual(JSON.parse(vmscope('types', dump, 'task_struct', '--json').stdout));
     expect(vmscope('types', dump, 'no_such_struct').stderr).toMatch(/NO_PROFILE: the profile has no struct or union "no_such_struct"/);
   });
+  it('yarascan --json lists each match with its owner; exit 1 on matches, 2 on a bad rule file or a missing --rules', () => {
+    const marker = (truth('linux61-rootkit').markers as Array<{ kind: string; value: string; holder_pid: number }>).find((m) => m.kind === 'labmark')!;
+    const rules = join(work, 'marker.yar');
+    writeFileSync(rules, `rule labmark { strings: $m = "${marker.value}" condition: $m }`);
+    const { code, stdout } = vmscope('yarascan', '--rules', rules, '--threads', '2', fixturePath('linux61-rootkit', 'lime'), '--json');
+    expect(code).toBe(1);
+    const rows = JSON.parse(stdout) as Array<Record<string, unknown>>;
+    expect(Object.keys(rows[0]!)).toEqual(['rule', 'string', 'physical', 'owner', 'pid', 'comm', 'virtual', 'length', 'data']);
+    expect(rows.map((row) => row.pid)).toContain(marker.holder_pid);
+
+    const broken = join(work, 'broken.yar');
+    writeFileSync(broken, 'rule ok { condition: true }\nrule bad { strings: $a = "unterminated condition: $a }');
+    const bad = vmscope('yarascan', '--rules', broken, fixturePath('linux61-rootkit', 'lime'));
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/broken\.yar:2:\d+: .*unterminated/i);
+    expect(vmscope('yarascan', fixturePath('linux61-rootkit', 'lime')).code).toBe(2);
+  });
 });
 
 function truthSymbolCount(name: string): number {

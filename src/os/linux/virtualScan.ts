@@ -1,4 +1,5 @@
 import { MultiNeedleSearcher } from '../../kernels/multiNeedle.js';
+import type { Stream } from '../../kernels/streaming.js';
 import type { X86AddressSpace } from '../../space/x86.js';
 import { userHalfEnd } from './reverseMap.js';
 
@@ -10,11 +11,9 @@ export interface VirtualHit {
 }
 
 export interface VirtualScanOptions {
-  /** Bytes gathered per search call (default 16 MiB); consecutive chunks overlap by the longest needle - 1. */
-  chunkBytes?: number;
+  /** The search window (see SearcherOptions.windowBytes). */
+  windowBytes?: number;
 }
-
-const DEFAULT_CHUNK_BYTES = 16 << 20;
 
 /** Virtually contiguous memory present in the image: pieces in virtual order, each physically contiguous. */
 interface Span {
@@ -23,32 +22,39 @@ interface Span {
   readonly pieces: readonly { readonly physical: number; readonly length: number }[];
 }
 
+export interface ProcessStreams {
+  /** One stream per virtually contiguous span; a stream's offsets are virtual addresses. */
+  readonly streams: readonly Stream[];
+  /** Bytes in spans above 2^53, where a number cannot hold every address (5-level paging only): not scanned. */
+  readonly unreachableBytes: number;
+  readonly totalBytes: number;
+}
+
 /**
- * Every occurrence of the needles in a process's user memory, in virtual order. The mapped user
- * ranges are read as the process sees them, consecutive virtual pages joined whatever their
- * physical frames, so a string split across two frames far apart in RAM is found here while a
- * physical scan cannot see it. Physical memory missing from the image ends a span (no match
- * crosses it), as in the physical scan.
+ * A process's user memory, present in the image, as streams for the scanning kernels: read as
+ * the process sees it, consecutive virtual pages joined whatever their physical frames, so a
+ * string split across two frames far apart in RAM is found while a physical scan cannot see it.
+ * Physical memory missing from the image ends a span (no match crosses it), as in the physical scan.
  */
-export function scanProcessVirtual(space: X86AddressSpace, needles: readonly Uint8Array[], options: VirtualScanOptions = {}): VirtualHit[] {
-  const searcher = MultiNeedleSearcher.create(needles);
-  const overlap = Math.max(1, ...needles.map((needle) => needle.length)) - 1;
-  const chunkBytes = Math.max(options.chunkBytes ?? DEFAULT_CHUNK_BYTES, 2 * overlap + 1);
-  const chunk = new Uint8Array(chunkBytes);
-  const hits: VirtualHit[] = [];
+export function processStreams(space: X86AddressSpace): ProcessStreams {
+  const streams: Stream[] = [];
+  let unreachableBytes = 0;
+  let totalBytes = 0;
   for (const span of presentSpans(space)) {
-    for (let start = 0; start < span.length; ) {
-      const length = Math.min(chunkBytes, span.length - start);
-      fillFromSpan(space, span, start, chunk.subarray(0, length));
-      // A hit starting in the overlap is left to the next chunk, which holds all of it.
-      const owned = start + length === span.length ? length : length - overlap;
-      for (const hit of searcher.searchBuffer(chunk.subarray(0, length))) {
-        if (hit.offset < owned) hits.push({ needle: hit.needle, virtual: span.virtual + BigInt(start + hit.offset) });
-      }
-      start += owned;
+    if (span.virtual + BigInt(span.length) > BigInt(Number.MAX_SAFE_INTEGER)) {
+      unreachableBytes += span.length;
+      continue;
     }
+    totalBytes += span.length;
+    streams.push({ start: Number(span.virtual), length: span.length, fill: (offset, into) => fillFromSpan(space, span, offset, into) });
   }
-  return hits;
+  return { streams, unreachableBytes, totalBytes };
+}
+
+/** Every occurrence of the needles in a process's user memory, in virtual order (see processStreams). */
+export function scanProcessVirtual(space: X86AddressSpace, needles: readonly Uint8Array[], options: VirtualScanOptions = {}): VirtualHit[] {
+  const searcher = MultiNeedleSearcher.create(needles, options);
+  return searcher.searchStreams(processStreams(space).streams).map((hit) => ({ needle: hit.needle, virtual: BigInt(hit.offset) }));
 }
 
 /** The user half's mappings cut to what the image holds, joined into virtually contiguous spans. */
