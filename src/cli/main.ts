@@ -78,6 +78,8 @@ the module list, hidden modules, the syscall table), then the summaries are comp
                   kernel compare despite KASLR), or a dispatcher hook that appeared or disappeared
   hidden_process  a process hidden from the task list appeared / disappeared
   hidden_module   a module hidden from the module list appeared / disappeared
+  signature       with --rules: a rule's string matching in a process (or kernel/unowned memory)
+                  appeared / disappeared
 The dumps must be of the same kernel build (equal linux_banner): otherwise diff refuses, exit 2.
 Exit code 1 when anything changed (or a dump was read only in part), 0 when nothing did.
 
@@ -140,11 +142,16 @@ Examples:
       .argument('<before>', 'the earlier memory dump')
       .argument('<after>', 'the later memory dump of the same kernel')
       .option('--include-kernel-threads', 'also report kernel threads that started or ended (kworkers come and go on their own)')
+      .option('--rules <file>', 'also compare signature hits: which rule matches in which process (a physical yarascan of each dump)')
       .addHelpText('after', `\n${DIFF_HELP}\n`),
-  ).action(async (before: string, after: string, options: CommonOptions & { includeKernelThreads?: boolean }) => {
+  ).action(async (before: string, after: string, options: CommonOptions & { includeKernelThreads?: boolean; rules?: string }) => {
     const progress = createProgress(options.progress);
     try {
-      const result = await runDiff(before, after, { ...contextOptions(options, progress), includeKernelThreads: options.includeKernelThreads === true });
+      const result = await runDiff(before, after, {
+        ...contextOptions(options, progress),
+        includeKernelThreads: options.includeKernelThreads === true,
+        ...(options.rules ? { rulesFiles: [options.rules] } : {}),
+      });
       progress.stop();
       setExitCode(printResult(result, options));
     } finally {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { DumpContext, type ContextOptions } from '../analyses/context.js';
 import type { AnalysisResult, Column } from '../analyses/types.js';
-import { evaluatePolicy, loadPolicy, type Policy } from '../monitor/policy.js';
+import { evaluatePolicy, loadPolicy, policyRulesFiles, type Policy } from '../monitor/policy.js';
 import { isPartialSummary, summarizeSnapshot } from '../monitor/summarize.js';
 import { createProgress } from './progress.js';
 
@@ -27,9 +27,8 @@ export async function runPolicyCheck(policy: Policy, dumpPath: string, options: 
   const context = new DumpContext(dumpPath, options);
   let summary;
   try {
-    // Signature rules (policyRulesFiles) are not passed yet: summarizeSnapshot takes none so far,
-    // and evaluatePolicy then reports each signatures rule as not_evaluated instead of passing it.
-    summary = await summarizeSnapshot(context);
+    const rulesFiles = policyRulesFiles(policy);
+    summary = await summarizeSnapshot(context, rulesFiles.length > 0 ? { rulesFiles } : {});
   } finally {
     context.close();
   }

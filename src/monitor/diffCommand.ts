@@ -2,7 +2,7 @@ import { DumpContext, type ContextOptions } from '../analyses/context.js';
 import type { AnalysisResult, Column } from '../analyses/types.js';
 import { diffSnapshots, type DiffOptions } from './diff.js';
 import type { SnapshotSummary } from './snapshot.js';
-import { isPartialSummary, summarizeSnapshot } from './summarize.js';
+import { isPartialSummary, summarizeSnapshot, type SummarizeOptions } from './summarize.js';
 
 export const diffColumns: readonly Column[] = [
   { key: 'kind', kind: 'text', title: 'Kind' },
@@ -13,13 +13,13 @@ export const diffColumns: readonly Column[] = [
   { key: 'detail', kind: 'text', title: 'Detail' },
 ];
 
-export interface RunDiffOptions extends ContextOptions, DiffOptions {}
+export interface RunDiffOptions extends ContextOptions, DiffOptions, SummarizeOptions {}
 
 /** Open one dump, summarize it, close it: only the summary outlives the call. */
-async function summarizeFile(path: string, options: ContextOptions): Promise<SnapshotSummary> {
+async function summarizeFile(path: string, options: RunDiffOptions): Promise<SnapshotSummary> {
   const context = new DumpContext(path, options);
   try {
-    return await summarizeSnapshot(context);
+    return await summarizeSnapshot(context, options.rulesFiles ? { rulesFiles: options.rulesFiles } : {});
   } finally {
     context.close();
   }

@@ -3,6 +3,7 @@ import type { DumpContext } from '../analyses/context.js';
 import { kernelModules } from '../analyses/hiddenModules.js';
 import { processList } from '../analyses/pslist.js';
 import { psxview } from '../analyses/psxview.js';
+import { yarascan } from '../analyses/yarascan.js';
 import type { KernelReader } from '../os/linux/kernelReader.js';
 import type { ModuleInfo } from '../os/linux/modules.js';
 import { readArguments } from '../os/linux/processSpace.js';
@@ -11,13 +12,13 @@ import { optional, readTask, type TaskInfo } from '../os/linux/tasks.js';
 import type { Profile } from '../symbols/profile.js';
 import { VmscopeError } from '../util/errors.js';
 import { parseHex } from '../util/hex.js';
-import type { SnapshotModule, SnapshotProcess, SnapshotSummary, SnapshotSyscall } from './snapshot.js';
+import type { SnapshotModule, SnapshotProcess, SnapshotSignatureHit, SnapshotSummary, SnapshotSyscall } from './snapshot.js';
 
-/**
- * What a summary gathers besides the defaults. Empty for now: signature rules come here when the
- * scanning side wires them in (the summary's `signatures` stays undefined until then).
- */
-export interface SummarizeOptions {}
+/** What a summary gathers besides the defaults. */
+export interface SummarizeOptions {
+  /** YARA rule files to scan the dump with (a policy's `signatures` rules): fills `signatures`. */
+  rulesFiles?: readonly string[];
+}
 
 /**
  * Before 2000 a guest clock was never set (no RTC: it counts from 1970 at boot), and a value past
@@ -32,7 +33,7 @@ const LATEST_PLAUSIBLE_CLOCK = Date.UTC(2200, 0, 1) / 1000;
  * hidden-modules and syscalls, plus the guest's wall clock. As in those analyses, a broken list
  * or an unreadable object is a warning, not an error: a summary of a damaged dump still compares.
  */
-export async function summarizeSnapshot(context: DumpContext, _options: SummarizeOptions = {}): Promise<SnapshotSummary> {
+export async function summarizeSnapshot(context: DumpContext, options: SummarizeOptions = {}): Promise<SnapshotSummary> {
   const { kernel } = context;
   const warnings: string[] = [...kernel.warnings];
 
@@ -53,6 +54,7 @@ export async function summarizeSnapshot(context: DumpContext, _options: Summariz
     banner: kernel.banner,
     capturedAt: clock.at,
     capturedAtSource: clock.source,
+    ...(options.rulesFiles ? { signatures: await signatureHits(context, options.rulesFiles, warnings) } : {}),
     processes,
     hiddenProcesses,
     modules: modules.modules.map(snapshotModule),
@@ -84,6 +86,21 @@ function snapshotProcess(context: DumpContext, reader: KernelReader, task: TaskI
     if (problems.length === 0) cmdline = argv;
   }
   return { pid: task.pid, ppid: task.ppid, comm: task.comm, cmdline, startTime: task.startTime, kernelThread: task.kernelThread };
+}
+
+/** Who holds each rule's hits, once per (rule, string, holder): a physical yarascan per rule file. */
+async function signatureHits(context: DumpContext, rulesFiles: readonly string[], warnings: string[]): Promise<SnapshotSignatureHit[]> {
+  const hits = new Map<string, SnapshotSignatureHit>();
+  for (const rules of rulesFiles) {
+    const scan = await yarascan(context, { rules });
+    warnings.push(...scan.warnings);
+    for (const row of scan.rows) {
+      const pid = typeof row.pid === 'number' ? row.pid : null;
+      const hit = { rule: String(row.rule), string: String(row.string), pid, comm: pid === null ? null : String(row.comm) };
+      hits.set(`${hit.rule}\0${hit.string}\0${pid}`, hit);
+    }
+  }
+  return [...hits.values()];
 }
 
 /** The processes psxview judges hidden (alive but off the task list), read again as tasks for their start time and argv. */

@@ -1,6 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
@@ -9,6 +11,8 @@ import { evaluatePolicy, parsePolicy, PolicyError, policyRulesFiles, type Policy
 import type { SnapshotProcess, SnapshotSummary } from '../../src/monitor/snapshot.js';
 import { summarizeSnapshot } from '../../src/monitor/summarize.js';
 import { fixturePath, truth } from '../support/fixtures.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 const work = mkdtempSync(join(tmpdir(), 'vmscope-policy-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -475,5 +479,17 @@ describe('vmscope policy check', () => {
     ]);
     expect(Object.keys(rows[0]!)).toEqual(['rule', 'severity', 'action', 'kind', 'pid', 'name', 'comm', 'detail']);
     expect((await vmscope('policy', 'check', fixturePath('linux61-rootkit', 'lime'))).code).toBe(2);
+  });
+  it('a signatures rule flags the process holding a rule\'s hit (the bundled CLI, rules scanned on the pool)', () => {
+    const expected = truth('linux61-clean') as unknown as { markers: Array<{ kind: string; value: string; holder_pid: number; holder_comm: string }> };
+    const eicar = expected.markers.find((marker) => marker.kind === 'eicar')!;
+    writeFileSync(join(work, 'eicar-only.yar'), `rule eicar_test_file { strings: $e = "${eicar.value.replace(/[\\"]/g, (c) => `\\${c}`)}" condition: $e }`);
+    const path = join(work, 'signatures.yaml');
+    writeFileSync(path, stringify({ version: 1, rules: [{ id: 'av', severity: 'high', signatures: { rules_file: 'eicar-only.yar' } }] }));
+    const cli = spawnSync(globalThis.process.execPath, [resolve(repoRoot, 'bin/vmscope.js'), 'policy', 'check', '--policy', path, fixturePath('linux61-clean', 'lime'), '--json', '--cache-dir', cacheDir], { encoding: 'utf8' });
+    expect(cli.status, cli.stderr).toBe(1);
+    const rows = JSON.parse(cli.stdout) as Array<Record<string, unknown>>;
+    expect(rows.every((row) => row.rule === 'av')).toBe(true);
+    expect(rows.map((row) => `${row.pid} ${row.comm}`)).toContain(`${eicar.holder_pid} ${eicar.holder_comm}`);
   });
 });
