@@ -35,6 +35,24 @@ for (const input of inputs) {
 }
 
 /** Inputs that trigger, and narrowly miss, each rule of corpus.yar. */
+/**
+ * Parts of chained hex strings (jumps over 200 bytes) at distances that test which chains yara
+ * completes: several heads before one tail, tails too close, past a bounded gap, a three-part
+ * chain with a middle part in reach of only some heads, a head whose only tail comes much later.
+ */
+function chainsInput() {
+  const data = Buffer.alloc(12000, 0x2e);
+  const put = (offset, bytes) => Buffer.from(bytes).copy(data, offset);
+  for (const offset of [10, 100, 905, 2000]) put(offset, [0x13, 0x37]);
+  for (const offset of [500, 900, 910, 2005, 11000]) put(offset, [0x73, 0x31]);
+  put(3000, [0xaa, 0xbb]);
+  for (const offset of [3002 + 150, 3002 + 260, 3002 + 299, 3002 + 400]) put(offset, [0xcc, 0xdd]);
+  for (const offset of [5000, 6000, 7500]) put(offset, [0x11, 0x22]);
+  for (const offset of [5002 + 250, 7502 + 210]) put(offset, [0x33, 0x44]);
+  for (const offset of [5254 + 100, 5254 + 350, 7714 + 301]) put(offset, [0x55, 0x66]);
+  return data;
+}
+
 function writeInputs() {
   const latin = (text) => Buffer.from(text, 'latin1');
   const wide = (text) => Buffer.from(text, 'utf16le');
@@ -73,6 +91,7 @@ function writeInputs() {
   writeFileSync(join(corpusDir, 'text.bin'), text);
   writeFileSync(join(corpusDir, 'hex.bin'), hex);
   writeFileSync(join(corpusDir, 'random.bin'), random);
+  writeFileSync(join(corpusDir, 'chains.bin'), chainsInput());
   writeMemorySlice();
 }
 

@@ -46,7 +46,21 @@ export interface CompiledString {
   readonly firstFormOnly: boolean;
   /** Some variant has no atom: the prefilter cannot help, every offset must be verified. */
   readonly scanEverywhere: boolean;
+  /**
+   * A hex string cut at its long jumps (YARA's string chaining): `variants` are then its parts in
+   * order, each matched on its own, and `chainGaps[i]` is how far part i + 1 may start after
+   * part i ends. A match is a run of parts from a first to a last one (chains.ts).
+   */
+  readonly chainGaps?: readonly JumpRange[];
 }
+
+export interface JumpRange {
+  readonly min: number;
+  readonly max: number;
+}
+
+/** YARA's STRING_CHAINING_THRESHOLD: a top-level hex jump longer than this splits the string into chained parts. */
+export const CHAINING_THRESHOLD = 200;
 
 /** A parsed rule whose strings are compiled to matchers. */
 export type CompiledRule = Omit<RuleAst, 'position' | 'strings'> & { readonly strings: readonly CompiledString[] };
@@ -76,14 +90,34 @@ function compileRule(rule: RuleAst, file: string): CompiledRule {
     const fixedOffset = string.fixedOffset === undefined ? undefined : Number(string.fixedOffset);
     const firstFormOnly = string.kind === 'regex' && !isLiteralPattern(string.pattern);
     const scanEverywhere = variants.some((variant) => variant.atom === undefined);
-    return { id: string.id, kind: string.kind, isPrivate: string.isPrivate, fullword, fixedOffset, variants, firstFormOnly, scanEverywhere };
+    const common = { id: string.id, kind: string.kind, isPrivate: string.isPrivate, fullword, fixedOffset, variants, firstFormOnly, scanEverywhere };
+    const chainGaps = string.kind === 'hex' ? chainParts(string.pattern).gaps : [];
+    return chainGaps.length > 0 ? { ...common, chainGaps } : common;
   });
   const { name, isPrivate, isGlobal, tags, meta, condition } = rule;
   return { name, isPrivate, isGlobal, tags, meta, strings, condition };
 }
 
+/**
+ * A hex string's parts between top-level jumps longer than CHAINING_THRESHOLD, and those jumps;
+ * one part and no gap when it has none. Such jumps (`[8-]`, `[0-300]`) reach past what one
+ * match can hold, and yara matches the parts separately, which this follows.
+ */
+export function chainParts(pattern: PatternNode): { parts: PatternNode[]; gaps: JumpRange[] } {
+  const items = pattern.kind === 'concat' ? pattern.items : [pattern];
+  const parts: PatternNode[][] = [[]];
+  const gaps: JumpRange[] = [];
+  for (const item of items) {
+    if (item.kind === 'repeat' && !item.greedy && (item.min > CHAINING_THRESHOLD || item.max > CHAINING_THRESHOLD)) {
+      gaps.push({ min: item.min, max: item.max });
+      parts.push([]);
+    } else parts[parts.length - 1]!.push(item);
+  }
+  return { parts: parts.map((part) => (part.length === 1 ? part[0]! : { kind: 'concat', items: part })), gaps };
+}
+
 function compileVariants(string: StringAst, error: (message: string) => Error): MatcherVariant[] {
-  if (string.kind === 'hex') return [programVariant(string.pattern, false, error)];
+  if (string.kind === 'hex') return chainParts(string.pattern).parts.map((part) => programVariant(part, false, error));
   const forms = [...(string.modifiers.ascii ? [false] : []), ...(string.modifiers.wide ? [true] : [])];
   if (string.kind === 'regex') return forms.map((wide) => programVariant(wide ? widen(string.pattern) : string.pattern, wide, error));
   const { nocase, xor } = string.modifiers;

@@ -1,7 +1,7 @@
-import type { CompiledRules, CompiledString, LiteralVariant } from './compile.js';
+import type { CompiledRules, CompiledString, LiteralVariant, ProgramVariant } from './compile.js';
 import type { StringMatch } from './condition.js';
 import { evaluateRules, type RuleMatch } from './evaluate.js';
-import { acceptMatch, literalMatchesAt, programMatchesIn, type VariantMatch } from './verify.js';
+import { acceptMatch, chainMatches, literalMatchesAt, programMatchesIn, type VariantMatch } from './verify.js';
 
 export type { RuleMatch, RuleStringMatch } from './evaluate.js';
 
@@ -42,6 +42,10 @@ export function matchReference(rules: CompiledRules, data: Uint8Array, options: 
 
 /** Every match of one string, sorted by offset, one per start offset. */
 export function stringMatches(string: CompiledString, data: Uint8Array, base = 0): StringMatch[] {
+  if (string.chainGaps) {
+    const parts = string.variants.map((part) => [...programMatchesIn(part as ProgramVariant, data)].map(([start, length]) => ({ offset: base + start, length })));
+    return chainMatches(string, parts, string.chainGaps);
+  }
   const matchedAt = new Map<number, VariantMatch[]>();
   string.variants.forEach((variant, index) => {
     for (const [start, length] of variant.kind === 'literal' ? literalMatches(variant, data) : programMatchesIn(variant, data)) {

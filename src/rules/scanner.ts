@@ -9,7 +9,7 @@ import type { CompiledRules, CompiledString, ProgramVariant } from './compile.js
 import type { StringMatch } from './condition.js';
 import { evaluateRules, type RuleMatch } from './evaluate.js';
 import { isAsciiLetter, otherCase } from './pattern.js';
-import { acceptMatch, literalMatchesAt, programMatchAt, programMatchesIn, type VariantMatch } from './verify.js';
+import { acceptMatch, chainMatches, literalMatchesAt, programMatchAt, programMatchesIn, type VariantMatch } from './verify.js';
 
 /** One match of one string: `string` indexes RuleScanner.strings. */
 export interface StringHit {
@@ -23,7 +23,10 @@ export interface ScannedString {
   readonly rule: number;
   /** Index among the rule's strings. */
   readonly index: number;
+  /** What is searched: the rule's string, or one part of a chained string. */
   readonly compiled: CompiledString;
+  /** Which part of a chained hex string this is; its matches are joined into the string's by evaluate(). */
+  readonly part?: number;
 }
 
 /** YARA's YR_MAX_STRING_MATCHES: a string's matches past this many are dropped, with a warning, so a scan's memory stays bounded. */
@@ -90,7 +93,7 @@ export class RuleScanner {
     private readonly kernel: KernelInstance,
     private readonly maxMatchesPerString: number,
   ) {
-    this.strings = rules.rules.flatMap((rule, ruleIndex) => rule.strings.map((compiled, index) => ({ rule: ruleIndex, index, compiled })));
+    this.strings = rules.rules.flatMap((rule, ruleIndex) => rule.strings.flatMap((compiled, index) => scannedStrings(ruleIndex, index, compiled)));
     const { prefilters, everywhere, longestReach, targetCount } = planPrefilters(this.strings, kernel.window.length);
     this.triedThrough = new Int32Array(targetCount);
     this.prefilters = prefilters;
@@ -156,17 +159,25 @@ export class RuleScanner {
    */
   evaluate(hits: readonly StringHit[], filesize: number): RuleMatch[] {
     const matches = this.rules.rules.map((rule) => rule.strings.map((): StringMatch[] => []));
+    const partMatches = this.rules.rules.map((rule) => rule.strings.map((string) => (string.chainGaps ? string.variants.map((): StringMatch[] => []) : [])));
     for (const hit of hits) {
-      const { rule, index } = this.strings[hit.string]!;
-      matches[rule]![index]!.push({ offset: hit.offset, length: hit.length });
+      const { rule, index, part } = this.strings[hit.string]!;
+      const match = { offset: hit.offset, length: hit.length };
+      if (part === undefined) matches[rule]![index]!.push(match);
+      else partMatches[rule]![index]![part]!.push(match);
     }
+    this.rules.rules.forEach((rule, ruleIndex) =>
+      rule.strings.forEach((string, index) => {
+        if (string.chainGaps) matches[ruleIndex]![index] = chainMatches(string, partMatches[ruleIndex]![index]!, string.chainGaps);
+      }),
+    );
     return evaluateRules(this.rules, matches, filesize);
   }
 
   /** Human-readable name of a scanned string, `rule:$id`. */
   describe(string: number): string {
-    const { rule, compiled } = this.strings[string]!;
-    return `${this.rules.rules[rule]!.name}:${compiled.id}`;
+    const { rule, compiled, part } = this.strings[string]!;
+    return `${this.rules.rules[rule]!.name}:${compiled.id}${part === undefined ? '' : ` (part ${part + 1})`}`;
   }
 
   private collect(scan: () => StringHit[]): RuleScanResult {
@@ -232,6 +243,17 @@ export class RuleScanner {
     if (variant.kind === 'literal') return literalMatchesAt(variant, data, start) ? variant.bytes.length : 0;
     return Math.max(0, programMatchAt(variant, data, start));
   }
+}
+
+/** The scanned strings of one rule string: itself, or each part of a chained hex string as a string of its own. */
+function scannedStrings(rule: number, index: number, compiled: CompiledString): ScannedString[] {
+  if (!compiled.chainGaps) return [{ rule, index, compiled }];
+  return compiled.variants.map((variant, part) => ({
+    rule,
+    index,
+    part,
+    compiled: { id: compiled.id, kind: compiled.kind, isPrivate: compiled.isPrivate, fullword: false, fixedOffset: undefined, variants: [variant], firstFormOnly: false, scanEverywhere: variant.atom === undefined },
+  }));
 }
 
 /**

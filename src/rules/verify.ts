@@ -1,4 +1,6 @@
-import type { CompiledString, LiteralVariant, ProgramVariant } from './compile.js';
+import { resolveChain } from './chains.js';
+import type { CompiledString, JumpRange, LiteralVariant, ProgramVariant } from './compile.js';
+import type { StringMatch } from './condition.js';
 import { MAX_MATCH_LENGTH, isAsciiAlphanumeric, isAsciiLetter } from './pattern.js';
 import { LazyDfa } from './lazyDfa.js';
 import { PikeVm } from './pikeVm.js';
@@ -81,6 +83,12 @@ export function acceptMatch(string: CompiledString, data: Uint8Array, base: numb
     if (string.firstFormOnly) return undefined;
   }
   return undefined;
+}
+
+/** A chained string's matches from its parts' matches (chains.ts), kept only at its fixed offset if it has one. */
+export function chainMatches(string: CompiledString, parts: ReadonlyArray<readonly StringMatch[]>, gaps: readonly JumpRange[]): StringMatch[] {
+  const matches = resolveChain(parts, gaps);
+  return string.fixedOffset === undefined ? matches : matches.filter((match) => match.offset === string.fixedOffset);
 }
 
 /**

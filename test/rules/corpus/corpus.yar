@@ -177,6 +177,20 @@ rule hex_range_jump {
     $a
 }
 
+rule hex_chained_bounded_jump {
+  strings:
+    $a = { AA BB [250-300] CC DD }
+  condition:
+    $a
+}
+
+rule hex_chained_three_parts {
+  strings:
+    $a = { 11 22 [201-] 33 44 [300-] 55 66 }
+  condition:
+    $a
+}
+
 rule hex_open_jump {
   strings:
     $a = { 13 37 [8-] 73 31 }
