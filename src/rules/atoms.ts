@@ -39,18 +39,31 @@ function logLikelihood(byte: FixedByte): number {
 function rarestWindow(runs: ReadonlyArray<{ start: number; maxStart: number; bytes: readonly FixedByte[] }>): Atom | undefined {
   let best: { atom: Atom; score: number } | undefined;
   for (const run of runs) {
-    const width = Math.min(MAX_ATOM_LENGTH, run.bytes.length);
-    for (let at = 0; at + width <= run.bytes.length; at++) {
-      const window = run.bytes.slice(at, at + width);
-      // Expected verifications per scanned byte: how often the atom occurs times how many starts each occurrence implies.
-      const score = window.reduce((sum, byte) => sum + logLikelihood(byte), 0) + Math.log(run.maxStart - run.start + 1);
-      if (best && score >= best.score) continue;
-      const caseInsensitive = window.some((byte) => byte.eitherCase);
-      const bytes = Uint8Array.from(window, (byte) => (caseInsensitive && byte.eitherCase ? byte.value | 0x20 : byte.value));
-      best = { atom: { bytes, offset: run.start + at, maxOffset: run.maxStart + at, caseInsensitive }, score };
+    // Shorter windows never score better on rarity alone; they are there for when the longest ones start 00 00.
+    for (let width = Math.min(MAX_ATOM_LENGTH, run.bytes.length); width >= 1; width--) {
+      for (let at = 0; at + width <= run.bytes.length; at++) {
+        const window = run.bytes.slice(at, at + width);
+        // Expected verifications per scanned byte: how often the atom occurs times how many starts each occurrence implies.
+        const score = window.reduce((sum, byte) => sum + logLikelihood(byte), 0) + Math.log(run.maxStart - run.start + 1) + (startsWithZeroPair(window) ? ZERO_PAIR_PENALTY : 0);
+        if (best && score >= best.score) continue;
+        const caseInsensitive = window.some((byte) => byte.eitherCase);
+        const bytes = Uint8Array.from(window, (byte) => (caseInsensitive && byte.eitherCase ? byte.value | 0x20 : byte.value));
+        best = { atom: { bytes, offset: run.start + at, maxOffset: run.maxStart + at, caseInsensitive }, score };
+      }
     }
   }
   return best?.atom;
+}
+
+/**
+ * An atom starting 00 00 (or the single byte 00, which starts every 00 xx pair) costs the atom filter its zero-page skip for every atom it holds, the
+ * scan then visiting each byte of the mostly-zero dump: such a window is taken only when nothing
+ * else is left (a pattern of zeros).
+ */
+const ZERO_PAIR_PENALTY = 1000;
+
+function startsWithZeroPair(window: readonly FixedByte[]): boolean {
+  return window[0]!.value === 0 && (window.length === 1 || window[1]!.value === 0);
 }
 
 /** Atom of a literal string; `caseInsensitive` for `nocase`. */

@@ -17,6 +17,11 @@ describe('atoms', () => {
     expect(atomOf(compiledString('$a = { 00 00 00 00 DE AD BE EF }'))).toEqual({ bytes: [0xde, 0xad, 0xbe, 0xef], offset: 4, maxOffset: 4, caseInsensitive: false });
   });
 
+  it('never start with 00 00 (the filter would lose its zero-page skip) unless the pattern is all zeros', () => {
+    expect(atomOf(compiledString('$a = { 00 00 00 00 00 00 00 00 48 }'))).toEqual({ bytes: [0x00, 0x48], offset: 7, maxOffset: 7, caseInsensitive: false });
+    expect(atomOf(compiledString('$a = { 00 00 00 00 }')).bytes).toEqual([0, 0, 0, 0]);
+  });
+
   it('prefer one rare byte to a run of zeros, across wildcards', () => {
     expect(atomOf(compiledString('$a = { 00 00 00 00 ?? ?? 41 }'))).toEqual({ bytes: [0x41], offset: 6, maxOffset: 6, caseInsensitive: false });
   });
