@@ -178,10 +178,10 @@ function warnTruncated(scanner: RuleScanner, result: RuleScanResult, warnings: s
   for (const string of result.truncated) warnings.push(`${prefix}${scanner.describe(string)}: too many matches, only the first ones by offset are kept`);
 }
 
-/** Hex of the bytes, then the bytes as text with anything unprintable as a dot (as a hex dump's right column). */
+/** The bytes as text with anything unprintable as a dot (a hex dump's right column; read first in a table), then as hex. */
 function showBytes(bytes: Uint8Array): string {
   const text = Array.from(bytes, (byte) => (byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : '.')).join('');
-  return `${Buffer.from(bytes).toString('hex')} |${text}|`;
+  return `|${text}| ${Buffer.from(bytes).toString('hex')}`;
 }
 
 const parseInteger = (name: string) => (value: string) => {
