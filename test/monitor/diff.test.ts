@@ -9,6 +9,7 @@ import { diffSnapshots, type DiffRow } from '../../src/monitor/diff.js';
 import type { SnapshotProcess, SnapshotSummary, SnapshotSyscall } from '../../src/monitor/snapshot.js';
 import { summarizeSnapshot } from '../../src/monitor/summarize.js';
 import { VmscopeError } from '../../src/util/errors.js';
+import { syntheticSummary } from '../support/summaries.js';
 import { fixturePath, truth, type FixtureFormat } from '../support/fixtures.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -133,19 +134,7 @@ describe('diffSnapshots on synthetic summaries', () => {
     symbol,
     hooked,
   });
-  const snapshot = (path: string, parts: Partial<SnapshotSummary>): SnapshotSummary => ({
-    path,
-    banner,
-    capturedAt: new Date(0),
-    capturedAtSource: 'guest-clock',
-    processes: [],
-    hiddenProcesses: [],
-    modules: [],
-    hiddenModules: [],
-    syscalls: [],
-    warnings: [],
-    ...parts,
-  });
+  const snapshot = (path: string, parts: Partial<SnapshotSummary>): SnapshotSummary => syntheticSummary({ path, banner, ...parts });
 
   it('a reused pid is one process ended and another started', () => {
     const rows = diffSnapshots(

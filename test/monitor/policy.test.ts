@@ -11,6 +11,7 @@ import { evaluatePolicy, parsePolicy, PolicyError, policyRulesFiles, type Policy
 import type { SnapshotProcess, SnapshotSummary } from '../../src/monitor/snapshot.js';
 import { summarizeSnapshot } from '../../src/monitor/summarize.js';
 import { fixturePath, truth } from '../support/fixtures.js';
+import { syntheticSummary } from '../support/summaries.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -177,19 +178,7 @@ function process(pid: number, comm: string, cmdline: string[] | null, kernelThre
 }
 
 function summary(parts: Partial<SnapshotSummary> = {}): SnapshotSummary {
-  return {
-    path: 'synthetic.elf',
-    banner: 'Linux version 6.1.0',
-    capturedAt: new Date('2026-11-24T10:48:40Z'),
-    capturedAtSource: 'guest-clock',
-    processes: [],
-    hiddenProcesses: [],
-    modules: [],
-    hiddenModules: [],
-    syscalls: [],
-    warnings: [],
-    ...parts,
-  };
+  return syntheticSummary({ capturedAt: new Date('2026-11-24T10:48:40Z'), ...parts });
 }
 
 const policy = (rules: unknown[]): Policy => parsePolicy(stringify({ version: 1, rules }), 'synthetic.yaml', { baseDir: work });
