@@ -9,31 +9,13 @@ import { openImage } from '../src/image/open.js';
 import { MultiNeedleSearcher, type NeedleHit } from '../src/kernels/multiNeedle.js';
 import { DEFAULT_JOB_BYTES, ScanPool } from '../src/workers/scanPool.js';
 import { fixturePath } from '../test/support/fixtures.js';
-import { coldAndBest, ROUNDS } from './support/timing.js';
+import { coldAndBest, coldAndBestAsync, ROUNDS } from './support/timing.js';
 
 const text = (value: string) => new TextEncoder().encode(value);
 const NEEDLES = [text('Linux version '), text('OSRELEASE='), text('swapper/0\0\0\0\0\0\0')];
 const THREAD_COUNTS = [1, 2];
 // This bundle lives in dist/bench; the worker bundle one level up.
 const WORKER_SCRIPT = new URL('../scanWorker.js', import.meta.url);
-
-/** coldAndBest for a search that runs on other threads. */
-async function coldAndBestAsync<T>(run: () => Promise<T>): Promise<{ cold: number; best: number; result: T }> {
-  const timed = async () => {
-    const started = process.hrtime.bigint();
-    const result = await run();
-    return { seconds: Number(process.hrtime.bigint() - started) / 1e9, result };
-  };
-  const first = await timed();
-  let best = Infinity;
-  let result = first.result;
-  for (let round = 0; round < ROUNDS; round++) {
-    const next = await timed();
-    best = Math.min(best, next.seconds);
-    result = next.result;
-  }
-  return { cold: first.seconds, best, result };
-}
 
 function sameHits(a: readonly NeedleHit[], b: readonly NeedleHit[]): boolean {
   return a.length === b.length && a.every((hit, i) => hit.offset === b[i]!.offset && hit.needle === b[i]!.needle);
