@@ -39,3 +39,10 @@ export type { SnapshotSummary, SnapshotProcess, SnapshotModule, SnapshotSyscall,
 export { summarizeSnapshot, isPartialSummary, type SummarizeOptions } from './monitor/summarize.js';
 export { diffSnapshots, type DiffRow, type DiffKind, type DiffChange, type DiffOptions } from './monitor/diff.js';
 export { runDiff, type RunDiffOptions } from './monitor/diffCommand.js';
+export { loadPolicy, parsePolicy, evaluatePolicy, policyRulesFiles, PolicyError, type Policy, type Violation } from './monitor/policy.js';
+export { FolderSource, QmpSource, GuestGoneError, type Snapshot, type SnapshotSource, type FolderSourceOptions, type QmpSourceOptions } from './monitor/sources/index.js';
+export { QmpClient } from './monitor/qmp.js';
+export { watch, runWatch, sourceProblemAlert, type WatchAlert, type WatchOptions, type SnapshotTimings } from './monitor/watch.js';
+export { yarascan, yarascanAnalysis, type YarascanOptions } from './analyses/yarascan.js';
+export { RuleScanner, type RuleScanResult, type StringHit } from './rules/scanner.js';
+export { parallelScanRules } from './workers/scanPool.js';

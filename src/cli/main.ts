@@ -10,6 +10,7 @@ import { parallelScanRules } from '../workers/scanPool.js';
 import { registerPolicyCommand } from './policyCommand.js';
 import { createProgress } from './progress.js';
 import { render, type OutputFormat } from './render.js';
+import { registerWatchCommand } from './watchCommand.js';
 
 /** Exit codes: 0 ok, 1 findings or partial results, 2 usage error or unreadable input. */
 export const EXIT = { ok: 0, findings: 1, usage: 2 } as const;
@@ -160,6 +161,7 @@ Examples:
   });
 
   registerPolicyCommand(program, { withCommonOptions, contextOptions, printResult, setExitCode });
+  registerWatchCommand(program, { withCommonOptions, contextOptions, setExitCode });
 
   program
     .command('isf')

@@ -1,0 +1,352 @@
+/**
+ * The watch loop: every snapshot a source hands out is summarized, compared with the previous
+ * one and judged by the policy, and what matters comes out as alerts — the library API behind
+ * `vmscope watch`, for monitors that embed vmscope.
+ *
+ * ```ts
+ * const source = new QmpSource('/run/guest/qmp.sock', { intervalMs: 60_000, signal });
+ * for await (const alert of watch({ source, policy: loadPolicy('policy.yaml'), signal })) {
+ *   console.log(JSON.stringify(alert));          // one NDJSON line per alert
+ * }
+ * ```
+ *
+ * Shape: an async generator, pulled by its consumer. The next snapshot is asked of the source
+ * only when the consumer asks for the next alert, so a slow consumer slows the loop instead of
+ * piling up dumps (each as large as the guest's RAM). `onAlert` is awaited for every alert just
+ * before it is yielded; `runWatch` drains the generator for callback-only use.
+ *
+ * How it ends: normally when `signal` aborts (after the snapshot under analysis is finished and
+ * its alerts are emitted) or when the source ends; by throwing the source's error otherwise
+ * (GuestGoneError for a QEMU that went away), right after an `error` alert saying so.
+ *
+ * What is reported, per snapshot:
+ * - `change`: every diff row against the previous snapshot of the same kernel (none for the
+ *   first). When the kernel banner differs (the guest rebooted into another kernel) a single
+ *   `change` of kind `kernel` says so and the watch starts over: every open violation is
+ *   resolved and the new snapshot is judged as a first one.
+ * - `violation`: a policy violation when it first appears — all of them on the first snapshot.
+ *   A violation that persists is not repeated (a rootkit that stays would flood the alerts and
+ *   re-run its action at every interval); its rule's action runs once, before its alert is
+ *   emitted (so a paused guest is already paused when the alert is read).
+ * - `resolved`: a violation open before that the policy no longer finds.
+ * - `error`: a dump that could not be read (the watch goes on), an action that failed, the
+ *   guest going away.
+ * A violation is "the same" across snapshots when its rule, kind, pid, name and comm are: the
+ * detail (counts, capture times) may change without reopening it.
+ */
+import { spawn } from 'node:child_process';
+import { DumpContext, type ContextOptions } from '../analyses/context.js';
+import { isVmscopeError } from '../util/errors.js';
+import { diffSnapshots, type DiffChange, type DiffKind, type DiffOptions, type DiffRow } from './diff.js';
+import { evaluatePolicy, policyRulesFiles, type Action, type Policy, type Severity, type Violation, type ViolationKind } from './policy.js';
+import type { SnapshotSummary } from './snapshot.js';
+import { GuestGoneError, QmpSource } from './sources/qmpSource.js';
+import type { Snapshot, SnapshotSource, SourceProblem } from './sources/source.js';
+import { summarizeSnapshot } from './summarize.js';
+
+export type AlertType = 'violation' | 'resolved' | 'change' | 'error';
+
+/** Why an `error` alert was emitted. Source problems keep the source's own kind. */
+export type ErrorKind = 'unreadable_dump' | 'action_failed' | 'guest_gone' | 'source_failed' | 'broken_file' | 'dump_skipped' | 'dump_failed';
+
+/**
+ * One alert, shaped for NDJSON: `JSON.stringify(alert)` is the line (snake_case keys, ISO
+ * times, null rather than absent). Fields that do not apply to a type are null.
+ */
+export interface WatchAlert {
+  /** When the alert was emitted. */
+  readonly time: string;
+  readonly type: AlertType;
+  /** The dump concerned (for QMP a temporary file, removed once analysed); null when no dump is. */
+  readonly snapshot: string | null;
+  /** The guest's clock at capture (or the file's mtime, see SnapshotSummary); null when the dump was not read. */
+  readonly captured_at: string | null;
+  /** The policy rule, for violations, resolutions and failed actions. */
+  readonly rule: string | null;
+  readonly severity: Severity | null;
+  readonly action: Action | null;
+  /** A ViolationKind, a DiffKind, `kernel` (rebooted into another kernel) or an ErrorKind. */
+  readonly kind: ViolationKind | DiffKind | 'kernel' | ErrorKind;
+  /** For changes: started/ended/loaded/… (DiffChange). */
+  readonly change: DiffChange | null;
+  readonly pid: number | null;
+  readonly name: string | null;
+  readonly comm: string | null;
+  readonly detail: string;
+}
+
+/** How long each step of one snapshot took, for monitoring the monitor. */
+export interface SnapshotTimings {
+  readonly snapshot: string;
+  /** Waiting for the source (for QMP: the rest of the interval, then QEMU writing the dump). */
+  readonly waitMs: number;
+  /** Opening the dump and summarizing it (profile included: cached on disk after the first). */
+  readonly summarizeMs: number;
+  readonly diffMs: number;
+  readonly policyMs: number;
+  /** Running the actions of new violations (exec, pause). */
+  readonly actionsMs: number;
+  /** Alerts the snapshot produced. */
+  readonly alerts: number;
+}
+
+export interface WatchOptions {
+  readonly source: SnapshotSource;
+  /** Without a policy only changes (and errors) are reported. */
+  readonly policy?: Policy;
+  /** Called (and awaited) with every alert, just before it is yielded. */
+  readonly onAlert?: (alert: WatchAlert) => void | Promise<void>;
+  /** Stops the watch once the snapshot under analysis is done; a wait for the next snapshot is cut short. */
+  readonly signal?: AbortSignal;
+  /** How each dump is opened (ISF, profile cache directory, progress). */
+  readonly contextOptions?: ContextOptions;
+  readonly diffOptions?: DiffOptions;
+  /** Bound on an `exec` action's command; it is killed (and an error alert emitted) after. Default 30 000 ms. */
+  readonly execTimeoutMs?: number;
+  /** Called after each snapshot (an unreadable one too: it took the time it took to fail), with where the time went. */
+  readonly onSnapshotDone?: (timings: SnapshotTimings) => void;
+  /** The alerts' `time` (tests pin it). Default: the real clock. */
+  readonly now?: () => Date;
+}
+
+const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
+const NOTHING_DONE = { waitMs: 0, summarizeMs: 0, diffMs: 0, policyMs: 0, actionsMs: 0, alerts: 0 } as const;
+/** What is kept of an exec'd command's stderr to explain its failure. */
+const STDERR_TAIL_CHARS = 500;
+
+/** Watch the source until the signal aborts or the source ends; see the module comment. */
+export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, void, undefined> {
+  const { source, signal } = options;
+  const now = options.now ?? (() => new Date());
+  const emit = async (fields: AlertFields): Promise<WatchAlert> => {
+    const alert = completeAlert(fields, now());
+    await options.onAlert?.(alert);
+    return alert;
+  };
+
+  const snapshots = source[Symbol.asyncIterator]();
+  // Closing the source while a snapshot is being analysed would close what the analysis still
+  // uses (the QMP connection a pause goes through): only a wait for the next snapshot is cut short.
+  let waitingForSource = false;
+  const stopWaiting = (): void => {
+    if (waitingForSource) void source.close();
+  };
+  signal?.addEventListener('abort', stopWaiting, { once: true });
+
+  // The policy's `signatures` rules need the dump scanned with their rules files while it is open.
+  const rulesFiles = options.policy ? policyRulesFiles(options.policy) : [];
+  const rulesById = new Map((options.policy?.rules ?? []).map((rule) => [rule.id, rule]));
+  let previous: SnapshotSummary | undefined;
+  let open = new Map<string, Violation>();
+  try {
+    while (!signal?.aborted) {
+      const waitStarted = performance.now();
+      let next: IteratorResult<Snapshot>;
+      waitingForSource = true;
+      try {
+        next = await snapshots.next();
+      } catch (error) {
+        yield await emit(sourceFailureAlert(error));
+        throw error;
+      } finally {
+        waitingForSource = false;
+      }
+      if (next.done) return;
+      const snapshot = next.value;
+      const waitMs = performance.now() - waitStarted;
+
+      const summarizeStarted = performance.now();
+      let summary: SnapshotSummary;
+      try {
+        summary = await summarizeFile(snapshot.path, options.contextOptions, rulesFiles);
+      } catch (error) {
+        // Whatever the dump did to the analysis (a VmscopeError, or a bug it tripped), the next dump deserves a look.
+        const reason = isVmscopeError(error) ? error.describe() : error instanceof Error ? error.message : String(error);
+        yield await emit({ type: 'error', snapshot: snapshot.path, kind: 'unreadable_dump', detail: `the dump could not be analysed: ${reason}` });
+        options.onSnapshotDone?.({ ...NOTHING_DONE, snapshot: snapshot.path, waitMs, summarizeMs: performance.now() - summarizeStarted, alerts: 1 });
+        continue;
+      } finally {
+        // Only the summary is needed from here on: a QMP dump (as large as the guest's RAM) goes now.
+        await snapshot.release();
+      }
+      const summarizeMs = performance.now() - summarizeStarted;
+      const about = { snapshot: summary.path, captured_at: summary.capturedAt.toISOString() };
+      let alerts = 0;
+
+      const diffStarted = performance.now();
+      const rebooted = previous !== undefined && previous.banner !== summary.banner;
+      const changes = previous === undefined ? [] : rebooted ? rebootAlerts(previous, summary, open.values()) : diffSnapshots(previous, summary, options.diffOptions).map(changeFields);
+      if (rebooted) open = new Map(); // start over: judged as a first snapshot
+      const diffMs = performance.now() - diffStarted;
+      for (const change of changes) {
+        alerts++;
+        yield await emit({ ...about, ...change });
+      }
+
+      const policyStarted = performance.now();
+      const current = new Map((options.policy ? evaluatePolicy(options.policy, summary) : []).map((violation) => [violationIdentity(violation), violation]));
+      const appeared = [...current].filter(([identity]) => !open.has(identity)).map(([, violation]) => violation);
+      const resolved = [...open].filter(([identity]) => !current.has(identity)).map(([, violation]) => violation);
+      open = current;
+      previous = summary;
+      const policyMs = performance.now() - policyStarted;
+
+      let actionsMs = 0;
+      for (const violation of appeared) {
+        // Built before the action runs (exec hands it to the command), emitted after (a pause is done by the time it is read).
+        const alert = completeAlert({ ...about, ...violationFields(violation), type: 'violation', detail: violation.detail }, now());
+        const actionStarted = performance.now();
+        const failure = await runAction(violation, rulesById.get(violation.rule)?.command, alert, source, options.execTimeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS);
+        actionsMs += performance.now() - actionStarted;
+        await options.onAlert?.(alert);
+        alerts++;
+        yield alert;
+        if (failure) {
+          alerts++;
+          yield await emit({ ...about, ...violationFields(violation), type: 'error', kind: 'action_failed', detail: failure });
+        }
+      }
+      for (const violation of resolved) {
+        alerts++;
+        yield await emit({ ...about, ...violationFields(violation), type: 'resolved', detail: `no longer found: ${violation.detail}` });
+      }
+      options.onSnapshotDone?.({ snapshot: snapshot.path, waitMs, summarizeMs, diffMs, policyMs, actionsMs, alerts });
+    }
+  } finally {
+    signal?.removeEventListener('abort', stopWaiting);
+    // Ends the source's own iteration too (the for-await protocol's return()): sockets and temp files go.
+    await snapshots.return?.();
+  }
+}
+
+/** Drain `watch(options)` for callback-style use (`onAlert`); resolves when the watch ends. */
+export async function runWatch(options: WatchOptions): Promise<void> {
+  for await (const _alert of watch(options)) {
+    // onAlert has seen it.
+  }
+}
+
+/** A source's non-fatal problem (a broken file, a skipped or failed dump) as an `error` alert, for the source's `onProblem`. */
+export function sourceProblemAlert(problem: SourceProblem, time = new Date()): WatchAlert {
+  const kind = problem.kind.replaceAll('-', '_') as ErrorKind;
+  return completeAlert({ type: 'error', snapshot: problem.path ?? null, kind, detail: problem.message }, time);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+type AlertFields = Partial<Omit<WatchAlert, 'time' | 'type' | 'kind' | 'detail'>> & Pick<WatchAlert, 'type' | 'kind' | 'detail'>;
+
+function completeAlert(fields: AlertFields, time: Date): WatchAlert {
+  // Key order is the NDJSON column order: when and what first, then who, then the words.
+  return {
+    time: time.toISOString(),
+    type: fields.type,
+    snapshot: fields.snapshot ?? null,
+    captured_at: fields.captured_at ?? null,
+    rule: fields.rule ?? null,
+    severity: fields.severity ?? null,
+    action: fields.action ?? null,
+    kind: fields.kind,
+    change: fields.change ?? null,
+    pid: fields.pid ?? null,
+    name: fields.name ?? null,
+    comm: fields.comm ?? null,
+    detail: fields.detail,
+  };
+}
+
+async function summarizeFile(path: string, contextOptions: ContextOptions | undefined, rulesFiles: readonly string[]): Promise<SnapshotSummary> {
+  const context = new DumpContext(path, contextOptions);
+  try {
+    // No rules, no scan: an empty list would still give the summary (empty) signatures to diff.
+    return await summarizeSnapshot(context, rulesFiles.length > 0 ? { rulesFiles } : {});
+  } finally {
+    context.close();
+  }
+}
+
+function violationFields(violation: Violation) {
+  const { rule, severity, action, kind, pid, name, comm } = violation;
+  return { rule, severity, action, kind, pid, name, comm };
+}
+
+function changeFields(row: DiffRow): AlertFields {
+  return { type: 'change', kind: row.kind, change: row.change, pid: row.pid, name: row.name, comm: row.comm, detail: row.detail };
+}
+
+function violationIdentity(violation: Violation): string {
+  return JSON.stringify([violation.rule, violation.kind, violation.pid, violation.name, violation.comm]);
+}
+
+/** Another kernel: one `kernel` change saying so, and every open violation resolved (the watch starts over). */
+function rebootAlerts(before: SnapshotSummary, after: SnapshotSummary, open: Iterable<Violation>): AlertFields[] {
+  const banners = `${JSON.stringify(before.banner.trimEnd())} → ${JSON.stringify(after.banner.trimEnd())}`;
+  return [
+    { type: 'change', kind: 'kernel', change: 'changed', detail: `the guest now runs another kernel (${banners}): comparison starts over from this snapshot` },
+    ...[...open].map(
+      (violation): AlertFields => ({ ...violationFields(violation), type: 'resolved', detail: `the guest rebooted into another kernel: ${violation.detail}` }),
+    ),
+  ];
+}
+
+function sourceFailureAlert(error: unknown): AlertFields {
+  const detail = error instanceof Error ? error.message : String(error);
+  return { type: 'error', kind: error instanceof GuestGoneError ? 'guest_gone' : 'source_failed', detail };
+}
+
+/** Run a new violation's action; returns why it failed, or undefined. Never throws: a failed action must not end the watch. */
+async function runAction(violation: Violation, command: readonly string[] | undefined, alert: WatchAlert, source: SnapshotSource, execTimeoutMs: number): Promise<string | undefined> {
+  try {
+    switch (violation.action) {
+      case 'alert':
+        return undefined;
+      case 'exec':
+        return await execWithAlert(command, alert, execTimeoutMs);
+      case 'pause':
+        return await pauseGuest(source);
+    }
+  } catch (error) {
+    return `${violation.action} failed: ${error instanceof Error ? error.message : String(error)}`;
+  }
+}
+
+/** QEMU's `stop` through the connection the QMP source already holds (QEMU serves one QMP client per socket). */
+async function pauseGuest(source: SnapshotSource): Promise<string | undefined> {
+  if (!(source instanceof QmpSource)) return 'pause is impossible: the snapshots do not come from a QEMU guest (only a QMP source can pause one)';
+  const client = source.client;
+  if (!client || client.closed) return `pause failed: no open QMP connection to ${source.socketPath}`;
+  await client.stop();
+  return undefined;
+}
+
+/** Run the rule's command with the alert as one JSON line on stdin, killed after `timeoutMs`. */
+function execWithAlert(command: readonly string[] | undefined, alert: WatchAlert, timeoutMs: number): Promise<string | undefined> {
+  const [program, ...args] = command ?? [];
+  if (program === undefined) return Promise.resolve('exec failed: the rule has no command');
+  const shown = JSON.stringify(command);
+  return new Promise((resolve) => {
+    // stdout is not inherited: the watch's own stdout may be the NDJSON alert stream.
+    const child = spawn(program, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-STDERR_TAIL_CHARS)));
+    // A command that exits without reading its stdin makes the write fail with EPIPE: its exit status says what matters.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(JSON.stringify(alert) + '\n');
+    const why = (text: string): string => `exec ${shown} ${text}${stderr.trim() ? `: ${stderr.trim()}` : ''}`;
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      resolve(why(`could not start: ${error.message}`));
+    });
+    child.once('close', (code, signalName) => {
+      clearTimeout(timer);
+      if (timedOut) resolve(why(`was killed after ${timeoutMs} ms`));
+      else if (code === 0) resolve(undefined);
+      else resolve(why(code !== null ? `exited with status ${code}` : `was killed by ${signalName}`));
+    });
+  });
+}
