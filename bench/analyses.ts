@@ -1,6 +1,6 @@
 /**
  * The core integrity analyses end to end, each run in a fresh (cold) Node process as a user
- * runs the CLI: pslist + psscan + syscalls + hidden-modules on one dump, with the profile
+ * runs the CLI: pslist + psscan + psxview + syscalls + hidden-modules on one dump, with the profile
  * derived from the dump (no cache) and then loaded from the profile cache. Prints wall time,
  * peak RSS, and, as the baseline measured in the same run, the time to read the whole dump once.
  * Usage: node dist/bench/analyses.js [dump] (default: the linux61-rootkit LiME fixture).
@@ -16,7 +16,7 @@ import { openImage } from '../src/image/open.js';
 import { fixturePath } from '../test/support/fixtures.js';
 import { seconds } from './support/timing.js';
 
-const ANALYSES = ['pslist', 'psscan', 'syscalls', 'hidden-modules'];
+const ANALYSES = ['pslist', 'psscan', 'psxview', 'syscalls', 'hidden-modules'];
 
 interface ChildReport {
   seconds: number;

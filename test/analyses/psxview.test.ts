@@ -21,7 +21,6 @@ interface TruthProcess {
 /** Kernel threads (kworkers) may start or exit between the guest's listing and the pause. */
 const KERNEL_THREAD_CHURN = 2;
 /** The budget for a whole psxview (kernel discovery, cached profile, four views) on 512 MiB. */
-const PSXVIEW_BUDGET_MS = 2000;
 
 const cacheDir = mkdtempSync(join(tmpdir(), 'vmscope-psxview-'));
 afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
@@ -104,17 +103,12 @@ describe.each(snapshots)('hidden-process views of $name ($format)', ({ name, for
     for (const row of view.rows.filter((candidate) => !candidate.pslist && !candidate.hidden)) expect(row.state, key(row)).toBe('exited');
   });
 
-  it(`psxview: the whole analysis on a fresh context takes well under ${PSXVIEW_BUDGET_MS} ms`, async () => {
-    const started = performance.now();
+  it('psxview on a fresh context (kernel found again, profile from the cache) gives the same rows', async () => {
     const fresh = new DumpContext(fixturePath(name, format), { cacheDir });
     try {
-      const result = await psxview(fresh);
-      expect(result.rows.length).toBe(view.rows.length);
+      expect((await psxview(fresh)).rows).toEqual(view.rows);
     } finally {
       fresh.close();
     }
-    const elapsed = performance.now() - started;
-    console.log(`psxview on ${name} (${format}): ${elapsed.toFixed(0)} ms including kernel discovery and the cached profile`);
-    expect(elapsed).toBeLessThan(PSXVIEW_BUDGET_MS);
   });
 });
