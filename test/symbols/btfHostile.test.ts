@@ -532,7 +532,7 @@ describe('fuzz', () => {
         for (let i = 0; i + 2 < words.length; i += 3) b.raw(words[i]! % 64, words[i + 1]!, words[i + 2]!);
         const started = performance.now();
         survives(b.build());
-        expect(performance.now() - started).toBeLessThan(1000);
+        expect(performance.now() - started).toBeLessThan(5000); // a hang guard, not a speed target
       }),
       { numRuns: 2000 },
     );

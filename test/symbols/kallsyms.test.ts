@@ -182,7 +182,7 @@ describe.each([
   function expectCorrupt(space: X86AddressSpace, at: KallsymsLocation, table: string, address: bigint): VmscopeError {
     const started = performance.now();
     const error = thrownBy(() => decodeKallsyms(space, at));
-    expect(performance.now() - started).toBeLessThan(500);
+    expect(performance.now() - started).toBeLessThan(5000); // a hang guard, not a speed target
     expect(error.code).toBe('CORRUPT_STRUCTURE');
     expect(error.message).toContain(table);
     expect(error.message).toContain(hex(address));
@@ -286,7 +286,7 @@ describe.each([
           expect(error.file).toBe(context.image.path);
           outcome = error.code;
         }
-        expect(performance.now() - started).toBeLessThan(1500);
+        expect(performance.now() - started).toBeLessThan(10_000); // a hang guard, not a speed target
         outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
       }),
       { numRuns: 40 },
