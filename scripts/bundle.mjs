@@ -15,6 +15,11 @@ const common = {
   logLevel: 'warning',
 };
 
-// The scan pool's worker threads load dist/scanWorker.js (src/workers/scanPool.ts finds it beside the bundle).
-await build({ ...common, entryPoints: { cli: 'src/cli/entry.ts', index: 'src/index.ts', scanWorker: 'src/workers/scanWorker.ts' }, outdir: 'dist' });
+// The scan pool's worker threads load dist/scanWorker.js (src/workers/scanPool.ts finds it beside the bundle),
+// the batch's job threads dist/batchWorker.js (src/batch/jobPool.ts, likewise).
+await build({
+  ...common,
+  entryPoints: { cli: 'src/cli/entry.ts', index: 'src/index.ts', scanWorker: 'src/workers/scanWorker.ts', batchWorker: 'src/batch/batchWorker.ts' },
+  outdir: 'dist',
+});
 if (benches.length > 0) await build({ ...common, entryPoints: benches, outdir: 'dist/bench' });

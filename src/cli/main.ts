@@ -7,6 +7,7 @@ import type { AnalysisResult } from '../analyses/types.js';
 import { runDiff } from '../monitor/diffCommand.js';
 import { isVmscopeError } from '../util/errors.js';
 import { parallelScanRules } from '../workers/scanPool.js';
+import { registerBatchCommand } from './batchCommand.js';
 import { registerPolicyCommand } from './policyCommand.js';
 import { createProgress } from './progress.js';
 import { render, type OutputFormat } from './render.js';
@@ -162,6 +163,7 @@ Examples:
 
   registerPolicyCommand(program, { withCommonOptions, contextOptions, printResult, setExitCode });
   registerWatchCommand(program, { withCommonOptions, contextOptions, setExitCode });
+  registerBatchCommand(program, { setExitCode });
 
   program
     .command('isf')

@@ -1,20 +1,7 @@
+import { rowObject } from '../analyses/rowJson.js';
 import type { AnalysisResult, CellValue, Column, Row } from '../analyses/types.js';
 
 export type OutputFormat = 'table' | 'json' | 'ndjson';
-
-/** JSON contract: bigints never reach JSON.stringify (addresses are already hex strings). */
-function jsonValue(value: CellValue): unknown {
-  if (typeof value === 'bigint') return Number(value);
-  if (Array.isArray(value)) return value.map(jsonValue);
-  if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, jsonValue(inner as CellValue)]));
-  }
-  return value;
-}
-
-function rowObject(row: Row, columns: readonly Column[]): Record<string, unknown> {
-  return Object.fromEntries(columns.filter((column) => column.key in row).map((column) => [column.key, jsonValue(row[column.key]!)]));
-}
 
 export function render(result: AnalysisResult, format: OutputFormat): string {
   const rows = result.rows.map((row) => rowObject(row, result.columns));

@@ -8,6 +8,7 @@ import { runWatch, sourceProblemAlert, type WatchAlert } from '../monitor/watch.
 import { VmscopeError } from '../util/errors.js';
 import type { CommandHelpers } from './policyCommand.js';
 import { createProgress } from './progress.js';
+import { parseByteSize } from './options.js';
 
 /**
  * Exit code of a watch whose QEMU went away (or was never there): beyond main.ts's 0 ok,
@@ -85,7 +86,7 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
       .option('--policy <file>', 'judge every snapshot by this policy (YAML or JSON); without it only changes are reported')
       .option('--alerts <file>', 'append the alerts (NDJSON) to this file instead of writing them to stdout')
       .option('--temp-dir <dir>', 'with --qmp: where QEMU writes the dumps (default the system temp folder)')
-      .option('--disk-budget <size>', 'with --qmp: most disk the dumps held at once may take, e.g. 2G, 512M (default unlimited)', parseSize)
+      .option('--disk-budget <size>', 'with --qmp: most disk the dumps held at once may take, e.g. 2G, 512M (default unlimited)', parseByteSize)
       .option('--include-existing', 'with --folder: also analyse the dumps already in the folder at start')
       .addHelpText('after', `\n${WATCH_HELP}\n`),
   );
@@ -229,12 +230,3 @@ function parsePositiveNumber(text: string): number {
   return value;
 }
 
-const SIZE_UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
-
-/** `2G`, `512M`, `1.5GiB`, `1048576`: binary units, as disk sizes of RAM dumps are. */
-function parseSize(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
-  const multiplier = match ? SIZE_UNITS[match[2]!.toLowerCase()] : undefined;
-  if (!match || multiplier === undefined) throw new InvalidArgumentError('expected a size such as 2G, 512M or a number of bytes');
-  return Math.floor(Number(match[1]) * multiplier);
-}
