@@ -46,3 +46,6 @@ export { watch, runWatch, sourceProblemAlert, type WatchAlert, type WatchOptions
 export { yarascan, yarascanAnalysis, type YarascanOptions } from './analyses/yarascan.js';
 export { RuleScanner, type RuleScanResult, type StringHit } from './rules/scanner.js';
 export { parallelScanRules } from './workers/scanPool.js';
+export { runBatch, runBatchToEnd, type BatchOptions, type BatchSummary } from './batch/batch.js';
+export { runDumpJob, type DumpJobRequest, type DumpResult } from './batch/job.js';
+export { enqueueBatch, waitForBatch, runWorker, parseQueueUrl } from './batch/queue.js';

@@ -12,6 +12,7 @@ import { registerPolicyCommand } from './policyCommand.js';
 import { createProgress } from './progress.js';
 import { render, type OutputFormat } from './render.js';
 import { registerWatchCommand } from './watchCommand.js';
+import { queueBatchExtension, registerWorkerCommand } from './workerCommand.js';
 
 /** Exit codes: 0 ok, 1 findings or partial results, 2 usage error or unreadable input. */
 export const EXIT = { ok: 0, findings: 1, usage: 2 } as const;
@@ -163,7 +164,8 @@ Examples:
 
   registerPolicyCommand(program, { withCommonOptions, contextOptions, printResult, setExitCode });
   registerWatchCommand(program, { withCommonOptions, contextOptions, setExitCode });
-  registerBatchCommand(program, { setExitCode });
+  registerBatchCommand(program, { setExitCode }, [queueBatchExtension]); // --queue/--wait: workerCommand.ts
+  registerWorkerCommand(program, setExitCode);
 
   program
     .command('isf')
