@@ -32,6 +32,18 @@ export interface BatchProgress {
   readonly latest: DumpResult | undefined;
 }
 
+/** Progress after `results` of `total` dumps, counted the same way by local and queued batches. */
+export function batchProgress(results: readonly DumpResult[], total: number, bytes: { analysedBytes: number; bytesToAnalyse: number }, latest: DumpResult | undefined): BatchProgress {
+  return {
+    done: results.length,
+    total,
+    skipped: results.filter((result) => result.skipped).length,
+    failed: results.filter(hasFailed).length,
+    ...bytes,
+    latest,
+  };
+}
+
 export interface BatchOptions {
   /** Dump files and directories (searched recursively for dumps; see looksLikeDump). */
   readonly dumps: readonly string[];
@@ -203,16 +215,7 @@ export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResul
   const results: DumpResult[] = [];
   const bytesToAnalyse = toAnalyse.reduce((sum, dump) => sum + dump.size, 0);
   let analysedBytes = 0;
-  const report = (latest: DumpResult | undefined) =>
-    options.onProgress?.({
-      done: results.length,
-      total: paths.length,
-      skipped: results.filter((result) => result.skipped).length,
-      failed: results.filter(hasFailed).length,
-      analysedBytes,
-      bytesToAnalyse,
-      latest,
-    });
+  const report = (latest: DumpResult | undefined) => options.onProgress?.(batchProgress(results, paths.length, { analysedBytes, bytesToAnalyse }, latest));
   report(undefined);
   for (const skipped of alreadyDone) {
     results.push(skipped);

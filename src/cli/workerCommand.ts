@@ -1,7 +1,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { ESTIMATED_JOB_BYTES, hasFailed, summarize, type BatchSummary } from '../batch/batch.js';
+import { batchProgress, ESTIMATED_JOB_BYTES, summarize, type BatchSummary } from '../batch/batch.js';
 import { expandDumpPaths } from '../batch/inputs.js';
 import type { DumpResult } from '../batch/job.js';
 import { resolveAnalyses } from '../batch/job.js';
@@ -170,15 +170,7 @@ async function enqueueAndWait(queueUrl: string, invocation: BatchInvocation): Pr
         analysedBytes += result.size;
         results.push(result);
         if (invocation.cli.ndjson) process.stdout.write(JSON.stringify(result) + '\n');
-        invocation.onProgress({
-          done: results.length,
-          total: progress.total,
-          skipped: results.filter((dump) => dump.skipped).length,
-          failed: results.filter(hasFailed).length,
-          analysedBytes,
-          bytesToAnalyse,
-          latest: result,
-        });
+        invocation.onProgress(batchProgress(results, progress.total, { analysedBytes, bytesToAnalyse }, result));
       }
     },
   );
