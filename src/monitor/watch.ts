@@ -42,7 +42,7 @@ import { evaluatePolicy, policyRulesFiles, type Action, type Policy, type Severi
 import type { SnapshotSummary } from './snapshot.js';
 import { GuestGoneError, QmpSource } from './sources/qmpSource.js';
 import type { Snapshot, SnapshotSource, SourceProblem } from './sources/source.js';
-import { summarizeSnapshot } from './summarize.js';
+import { isPartialSummary, summarizeSnapshot } from './summarize.js';
 
 export type AlertType = 'violation' | 'resolved' | 'change' | 'error';
 
@@ -184,10 +184,9 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
       }
 
       const policyStarted = performance.now();
-      const current = new Map((options.policy ? evaluatePolicy(options.policy, summary) : []).map((violation) => [violationIdentity(violation), violation]));
-      const appeared = [...current].filter(([identity]) => !open.has(identity)).map(([, violation]) => violation);
-      const resolved = [...open].filter(([identity]) => !current.has(identity)).map(([, violation]) => violation);
-      open = current;
+      const reconciled = reconcileViolations(open, options.policy ? evaluatePolicy(options.policy, summary) : [], isPartialSummary(summary));
+      const { appeared, resolved } = reconciled;
+      open = reconciled.open;
       previous = summary;
       const policyMs = performance.now() - policyStarted;
 
@@ -272,6 +271,20 @@ function violationFields(violation: Violation) {
 
 function changeFields(row: DiffRow): AlertFields {
   return { type: 'change', kind: row.kind, change: row.change, pid: row.pid, name: row.name, comm: row.comm, detail: row.detail };
+}
+
+/**
+ * The violations that appeared and went away since the last snapshot, and those open now. A
+ * partial summary (a list cut short, an unreadable structure) may just not have seen what it
+ * missed: its violations are added, but none is resolved on its word, or a damaged snapshot
+ * would resolve a rootkit and the next one raise it again.
+ */
+export function reconcileViolations(open: ReadonlyMap<string, Violation>, found: readonly Violation[], partial: boolean): { appeared: Violation[]; resolved: Violation[]; open: Map<string, Violation> } {
+  const current = new Map(found.map((violation) => [violationIdentity(violation), violation]));
+  const appeared = [...current].filter(([identity]) => !open.has(identity)).map(([, violation]) => violation);
+  if (partial) return { appeared, resolved: [], open: new Map([...open, ...current]) };
+  const resolved = [...open].filter(([identity]) => !current.has(identity)).map(([, violation]) => violation);
+  return { appeared, resolved, open: current };
 }
 
 function violationIdentity(violation: Violation): string {

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { loadPolicy, type Policy } from '../../src/monitor/policy.js';
+import { loadPolicy, type Policy, type Violation } from '../../src/monitor/policy.js';
 import { FolderSource } from '../../src/monitor/sources/index.js';
-import { watch, type SnapshotTimings, type WatchAlert } from '../../src/monitor/watch.js';
+import { reconcileViolations, watch, type SnapshotTimings, type WatchAlert } from '../../src/monitor/watch.js';
 import { fixturePath, truth } from '../support/fixtures.js';
 
 interface WatchTruth {
@@ -216,5 +216,19 @@ describe('stopping a watch', () => {
     for await (const alert of watch({ source, signal: stop.signal })) alerts.push(alert);
     expect(alerts).toEqual([]);
     expect(Date.now() - started).toBeLessThan(2000);
+  });
+});
+
+describe('reconcileViolations', () => {
+  const violation = (name: string): Violation => ({ rule: 'r', severity: 'high', action: 'alert', kind: 'hidden_module', pid: null, name, comm: null, detail: name });
+
+  it('a complete summary resolves what it no longer sees; a partial one only adds', () => {
+    const [labkit, other] = [violation('labkit'), violation('other')];
+    const first = reconcileViolations(new Map(), [labkit], false);
+    expect([first.appeared, first.resolved]).toEqual([[labkit], []]);
+    const partial = reconcileViolations(first.open, [other], true);
+    expect([partial.appeared, partial.resolved, [...partial.open.values()]]).toEqual([[other], [], [labkit, other]]);
+    const complete = reconcileViolations(partial.open, [other], false);
+    expect([complete.appeared, complete.resolved, [...complete.open.values()]]).toEqual([[], [labkit], [other]]);
   });
 });
