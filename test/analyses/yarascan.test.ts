@@ -98,6 +98,16 @@ describe('yarascan on linux61-rootkit', () => {
     expect(listed).not.toContain(hidden.pid);
   }, 60_000);
 
+  it('--all-processes scans every process, the hidden one included, each in its own address space', async () => {
+    const { markers } = markerRules('linux61-rootkit');
+    const hidden = (truth('linux61-rootkit').rootkit as { hidden_process: { pid: number; comm: string } }).hidden_process;
+    const withHidden = writeRules('all-processes', [...markers.map((marker) => ({ rule: marker.kind, string: yaraText(marker.value) })), { rule: 'hidden_name', string: yaraText(hidden.comm) }]);
+    const { rows } = await yarascan(context, { rules: withHidden, allProcesses: true });
+    expect(rows.every((row) => row.owner === 'process' && typeof row.virtual === 'string')).toBe(true);
+    for (const marker of markers) expect(rows.filter((row) => row.rule === marker.kind).map((row) => row.pid)).toContain(marker.holder_pid);
+    expect(rows.filter((row) => row.rule === 'hidden_name').map((row) => row.pid)).toContain(hidden.pid);
+  }, 60_000);
+
   it('gives the same rows on two pool threads as on one', async () => {
     const { path: rules } = markerRules('linux61-rootkit');
     const single = await yarascan(context, { rules, threads: 1 });
