@@ -116,7 +116,11 @@ Examples:
   vmscope kallsyms guest.elf | grep ' sys_call_table$'
   vmscope types guest.elf task_struct          a struct's layout from the dump's BTF
   vmscope isf guest.elf -o linux-6.1.json      a Volatility 3 symbol file for this kernel
+  vmscope yarascan --rules iocs.yar guest.elf  YARA rules over the dump, each hit with its process
   vmscope diff before.elf after.elf            what changed in the guest between two dumps
+  vmscope policy check --policy p.yaml guest.elf        what the guest does that the policy forbids
+  vmscope watch --qmp guest.qmp --policy p.yaml         snapshot a running QEMU guest, alert on change
+  vmscope batch /srv/dumps --run check --out results    many dumps at once (--queue: on Redis workers)
 `,
     );
 
