@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -233,6 +233,17 @@ describe('vmscope diff', () => {
         ['process', 'started', started.pid, null, started.comm],
       ].sort((a, b) => (a[2] as number) - (b[2] as number)),
     );
+  });
+
+  it('--rules adds the signature hits that appeared: the new process holds its own name', () => {
+    const { started } = pairChanges();
+    const rules = join(mkdtempSync(join(tmpdir(), 'vmscope-diff-rules-')), 'newcomer.yar');
+    writeFileSync(rules, `rule newcomer_name { strings: $name = "${started.comm}" condition: $name }`);
+    const { code, stdout } = vmscope('diff', '--json', '--rules', rules, fixturePath('linux61-t0', 'elf'), fixturePath('linux61-t1', 'elf'));
+    expect(code).toBe(1);
+    const signatures = (JSON.parse(stdout) as Array<Record<string, unknown>>).filter((row) => row.kind === 'signature');
+    expect(signatures.filter((row) => row.pid === started.pid).map((row) => [row.change, row.comm])).toEqual([['appeared', started.comm]]);
+    expect(signatures.every((row) => row.change === 'appeared' || row.pid !== started.pid)).toBe(true);
   });
 
   it('exits 0 with no rows when nothing changed', () => {
