@@ -35,7 +35,8 @@
  *
  * Semantics, and why:
  * - Names compare exactly with `comm` (what task_struct holds: at most 15 bytes, so a long
- *   executable name is cut). Regexes are JavaScript regexes, unanchored (write `^…$`), compiled
+ *   executable name is cut). Regexes are the rules' dialect (rules/searchRegex.ts: run in time linear
+ *   in the guest's text, which an attacker writes), unanchored (write `^…$`), compiled
  *   at load so a bad one is an error with its line, not a silent non-match at 3 a.m.
  * - `argv` matches the cmdline joined with single spaces. A process whose argv is unreadable
  *   (null) never matches a matcher that has `argv`: an allow list then flags it (fail closed), a
@@ -67,6 +68,7 @@ import { dirname, resolve } from 'node:path';
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { compileSource } from '../rules/compile.js';
+import { compileSearchRegex, SearchRegexError, type SearchRegex } from '../rules/searchRegex.js';
 import { VmscopeError } from '../util/errors.js';
 import type { SnapshotModule, SnapshotProcess, SnapshotSummary } from './snapshot.js';
 
@@ -83,8 +85,8 @@ export type Day = (typeof DAYS)[number];
 /** Matches a process by comm (exact `name` or `regex`), optionally also by argv. */
 export interface ProcessMatcher {
   readonly name?: string;
-  readonly regex?: RegExp;
-  readonly argv?: RegExp;
+  readonly regex?: SearchRegex;
+  readonly argv?: SearchRegex;
   /** How the matcher reads in a violation: `lab_db`, `/^lab_/`, `/^lab_/ argv /--port/`. */
   readonly label: string;
 }
@@ -98,7 +100,7 @@ export interface RequiredProcess extends ProcessMatcher {
 }
 
 /** A module name, exact or by regex. */
-export type ModuleMatcher = { readonly name: string; readonly label: string } | { readonly regex: RegExp; readonly label: string };
+export type ModuleMatcher = { readonly name: string; readonly label: string } | { readonly regex: SearchRegex; readonly label: string };
 
 export interface TimeWindow {
   readonly days: ReadonlySet<Day>;
@@ -218,12 +220,10 @@ const nonEmpty = (what: string) => z.string().min(1, `${what} must not be empty`
 
 const regexSchema = nonEmpty('a regex').transform((source, context) => {
   try {
-    return new RegExp(source);
+    return compileSearchRegex(source);
   } catch (error) {
-    // V8 says `Invalid regular expression: /src/: reason`; keep only the reason.
-    const text = error instanceof Error ? error.message : String(error);
-    const prefix = `Invalid regular expression: /${source}/: `;
-    context.addIssue({ code: 'custom', message: `invalid regex /${source}/: ${text.startsWith(prefix) ? text.slice(prefix.length) : text}` });
+    if (!(error instanceof SearchRegexError)) throw error;
+    context.addIssue({ code: 'custom', message: `invalid regex /${source}/: ${error.message}` });
     return z.NEVER;
   }
 });
@@ -231,18 +231,18 @@ const regexSchema = nonEmpty('a regex').transform((source, context) => {
 const matcherShape = { name: nonEmpty('a process name').optional(), regex: regexSchema.optional(), argv: regexSchema.optional() };
 
 /** A process matcher takes `name` xor `regex` (plus optional `argv`). */
-function oneCommMatcher(value: { name?: string | undefined; regex?: RegExp | undefined }, context: z.RefinementCtx): void {
+function oneCommMatcher(value: { name?: string | undefined; regex?: SearchRegex | undefined }, context: z.RefinementCtx): void {
   if ((value.name === undefined) === (value.regex === undefined)) {
     context.addIssue({ code: 'custom', message: 'a process matcher takes exactly one of `name` (exact comm) or `regex` (on comm)' });
   }
 }
 
-function matcherLabel(value: { name?: string | undefined; regex?: RegExp | undefined; argv?: RegExp | undefined }): string {
+function matcherLabel(value: { name?: string | undefined; regex?: SearchRegex | undefined; argv?: SearchRegex | undefined }): string {
   const comm = value.name ?? String(value.regex);
   return value.argv ? `${comm} argv ${String(value.argv)}` : comm;
 }
 
-function toProcessMatcher(value: { name?: string | undefined; regex?: RegExp | undefined; argv?: RegExp | undefined }): ProcessMatcher {
+function toProcessMatcher(value: { name?: string | undefined; regex?: SearchRegex | undefined; argv?: SearchRegex | undefined }): ProcessMatcher {
   return {
     ...(value.name !== undefined ? { name: value.name } : {}),
     ...(value.regex !== undefined ? { regex: value.regex } : {}),
