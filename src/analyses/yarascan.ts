@@ -54,7 +54,8 @@ export interface YarascanOptions {
 export async function yarascan(context: DumpContext, options: YarascanOptions): Promise<AnalysisResult> {
   const source = readRulesFile(options.rules);
   const scanner = RuleScanner.create(compileSource(source, options.rules));
-  const warnings: string[] = [];
+  // As yara's "string may slow down scanning": such a string is tried at every offset of the dump.
+  const warnings = scanner.strings.flatMap(({ compiled }, index) => (compiled.scanEverywhere ? [`${scanner.describe(index)}: no fixed byte to search for, so it is tried at every offset (slow)`] : []));
   const rows = options.pid !== undefined || options.allProcesses ? await scanProcesses(context, scanner, options, warnings) : await scanPhysical(context, scanner, source, options, warnings);
   return { columns, rows, single: false, partial: false, warnings, exitCode: rows.length > 0 ? 1 : 0 };
 }
