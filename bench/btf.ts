@@ -8,7 +8,7 @@ import { openImage } from '../src/image/open.js';
 import { MultiNeedleSearcher } from '../src/kernels/multiNeedle.js';
 import { btfToIsf, carveVmlinuxBtf, parseBtf } from '../src/symbols/btf.js';
 import { fixturePath } from '../test/support/fixtures.js';
-import { coldAndBest as measure, ROUNDS } from './support/timing.js';
+import { coldAndBest as measure } from './support/timing.js';
 
 const path = process.argv[2] ?? fixturePath('linux61-clean', 'elf');
 const image = openImage(path);

@@ -166,6 +166,21 @@ function settingsKey(analyses: readonly string[], rulesFile: string | undefined)
   return createHash('sha256').update(JSON.stringify({ analyses: [...analyses].sort(), rules })).digest('hex');
 }
 
+/** `<outDir>/summary.json`, replaced atomically: a reader never sees half of it. */
+export function writeBatchSummary(outDir: string, summary: BatchSummary): void {
+  writeJsonAtomically(join(outDir, 'summary.json'), summary);
+}
+
+/**
+ * Records results obtained elsewhere (a queued batch's workers) in the output directory's
+ * manifest, so a later local batch over the same dumps skips them as it skips its own.
+ */
+export function recordInManifest(outDir: string, analyses: readonly string[], rulesFile: string | undefined, results: readonly DumpResult[]): void {
+  const manifest = new Manifest(outDir);
+  const settings = settingsKey(analyses, rulesFile);
+  for (const result of results) manifest.record(settings, result);
+}
+
 /** A dump counts as failed when it could not be analysed at all or any analysis of it failed. */
 export const hasFailed = (result: DumpResult) => result.error !== undefined || result.errors.length > 0;
 
@@ -270,7 +285,7 @@ export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResul
     startedAt: startedAt.toISOString(),
     seconds: (performance.now() - started) / 1000,
   });
-  writeJsonAtomically(join(outDir, 'summary.json'), summary);
+  writeBatchSummary(outDir, summary);
   return summary;
 }
 

@@ -1,7 +1,7 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { batchProgress, ESTIMATED_JOB_BYTES, summarize, type BatchSummary } from '../batch/batch.js';
+import { batchProgress, ESTIMATED_JOB_BYTES, recordInManifest, summarize, writeBatchSummary, type BatchSummary } from '../batch/batch.js';
 import { expandDumpPaths } from '../batch/inputs.js';
 import type { DumpResult } from '../batch/job.js';
 import { resolveAnalyses } from '../batch/job.js';
@@ -185,8 +185,7 @@ async function enqueueAndWait(queueUrl: string, invocation: BatchInvocation): Pr
     startedAt: startedAt.toISOString(),
     seconds: (performance.now() - started) / 1000,
   });
-  const summaryPath = join(outDir, 'summary.json');
-  writeFileSync(`${summaryPath}.partial-${process.pid}`, JSON.stringify(summary, null, 2) + '\n');
-  renameSync(`${summaryPath}.partial-${process.pid}`, summaryPath);
+  writeBatchSummary(outDir, summary);
+  recordInManifest(outDir, analyses, invocation.batch.rulesFile, results);
   return summary;
 }
