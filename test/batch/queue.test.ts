@@ -215,6 +215,11 @@ describe.skipIf(!redisServer)('batch on a BullMQ queue (real redis-server, two w
     expect((JSON.parse(again.output) as BatchSummary).totals).toMatchObject({ dumps: 4, analysed: 0, skipped: 4 });
     expect(survivor.lines.filter((line) => / started /.test(line)).length).toBe(startedBefore);
 
+    // A local batch into the same --out skips them too: the queued results are in its manifest.
+    const local = vmscope(['batch', ...paths, '--run', 'check,pslist', '--out', outDir, '--json'], env);
+    expect(await local.exited).toBe(1);
+    expect((JSON.parse(local.output) as BatchSummary).totals).toMatchObject({ dumps: 4, analysed: 0, skipped: 4 });
+
     // SIGTERM: the surviving worker closes gracefully.
     survivor.process.kill('SIGTERM');
     expect(await survivor.exited).toBe(0);
