@@ -1,2 +1,3 @@
 export { findNeedles } from './multiNeedle';
 export { filterAtoms } from './atomFilter';
+export { decodeTable } from './pageTables';

@@ -10,6 +10,9 @@
  *                            u32 bytes address, u32 length, u32 rare offset A, u32 rare offset B
  *   0x020000   256 KiB       needle bytes (each needle at most MAX_NEEDLE_LENGTH)
  *   0x060000   512 KiB       hits: HIT_CAPACITY × { u32 start address, u32 needle slot }
+ *   0x0e0000   4 KiB         page table: the 512 little-endian u64 entries of the one table decodeTable reads
+ *   0x0e1000   512 × 16 B    table records, written by decodeTable: u64 physical address, u32 entry index,
+ *                            u16 entry count, u16 flags (TABLE_RECORD_*)
  *   0x100000   windowBytes   scan window: the bytes being searched, chosen at instance creation
  *   window end 448 KiB       atom tables (filterAtoms), right after the window wherever it ends:
  *     +0x00000   64 KiB        pair table: byte i is 1 when an atom starts with the bytes that read
@@ -30,6 +33,14 @@
  * addresses and stores the first unverified one at SCAN_RESUME_ADDRESS: calling again from there
  * loses and repeats nothing. After a complete scan the resume address equals the scan's end.
  * filterAtoms writes the same hit records ({ u32 start address, u32 atom id }) under the same rule.
+ *
+ * The page-table area is apart from everything a scan uses (needles, hits, resume address, window,
+ * atom tables), and decodeTable touches nothing else, not even the hit count: a page-table walk
+ * may run while a scan is under way (say, from a stream's fill between two chunks) without
+ * KernelInstance.exclusive(), and never disturbs the scan. Walks share the area among themselves,
+ * so the host copies a table in, decodes it and reads the records out in one synchronous call
+ * (src/kernels/pageTables.ts): a walk suspended between two tables (mappings() is a generator)
+ * holds its records on the host, and another walk reusing the area meanwhile cannot change them.
  */
 
 export const WASM_PAGE_BYTES = 0x10000;
@@ -53,6 +64,25 @@ export const HIT_BYTES = 8;
 export const HIT_START_FIELD = 0;
 export const HIT_SLOT_FIELD = 4;
 export const HIT_CAPACITY = 0x10000;
+
+export const PAGE_TABLE_ADDRESS = 0xe0000;
+export const PAGE_TABLE_ENTRIES = 512;
+export const PAGE_TABLE_BYTES = PAGE_TABLE_ENTRIES * 8;
+export const TABLE_RECORDS_ADDRESS = PAGE_TABLE_ADDRESS + PAGE_TABLE_BYTES;
+/** A table yields at most one record per entry. */
+export const TABLE_RECORD_CAPACITY = PAGE_TABLE_ENTRIES;
+export const TABLE_RECORD_BYTES = 16;
+/** The first entry's frame (a leaf's masked to its page size); entry k of the record maps physical + k × page size. */
+export const TABLE_RECORD_PHYSICAL_FIELD = 0;
+export const TABLE_RECORD_INDEX_FIELD = 8;
+/** Consecutive present entries the record stands for: 1 for a table, 1–512 for leaves. */
+export const TABLE_RECORD_COUNT_FIELD = 12;
+export const TABLE_RECORD_FLAGS_FIELD = 14;
+export const TABLE_RECORD_WRITABLE = 1;
+export const TABLE_RECORD_USER = 2;
+export const TABLE_RECORD_NO_EXECUTE = 4;
+/** The entry maps pages (level 1, or a 2 MiB / 1 GiB page at level 2 / 3), else it points to the next table. */
+export const TABLE_RECORD_LEAF = 8;
 
 export const WINDOW_ADDRESS = 0x100000;
 // 4 MiB: the bytes just read are still in the CPU cache when the kernel scans them. Measured on a

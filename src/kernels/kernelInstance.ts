@@ -5,6 +5,7 @@ import { planNeedleGroups, writeNeedleGroup, type NeedleGroup } from './needleTa
 interface KernelExports {
   findNeedles(needleCount: number, dataEnd: number, from: number, positionEnd: number): number;
   filterAtoms(tables: number, dataEnd: number, from: number, positionEnd: number): number;
+  decodeTable(tableAddress: number, level: number, outAddress: number): number;
 }
 
 const OS_PAGE_BYTES = 4096;

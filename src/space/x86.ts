@@ -1,4 +1,5 @@
 import type { MemoryImage } from '../image/types.js';
+import { decodeTable, type TableDecoder, type TableRecord } from '../kernels/pageTables.js';
 import { AbsentMemoryError, PageFaultError, VmscopeError } from '../util/errors.js';
 
 export type PagingLevels = 4 | 5;
@@ -32,6 +33,23 @@ const PAGE_SIZE = 4096;
 /** Page-table pages kept decoded; 4096 pages = 16 MiB covers the kernel and a few processes. */
 const TABLE_CACHE_PAGES = 4096;
 
+/** A table mappings() has open: its decoded entries, the next to visit, and what its parents allow. */
+interface TableFrame {
+  readonly records: readonly TableRecord[];
+  next: number;
+  readonly level: number;
+  /** The virtual address of entry 0, and the span of one entry (a page at level 1). */
+  readonly base: bigint;
+  readonly span: bigint;
+  readonly pageSize: number;
+  /** Entries [firstIndex, endIndex) overlap the walk's bounds. */
+  readonly firstIndex: number;
+  readonly endIndex: number;
+  readonly writable: boolean;
+  readonly user: boolean;
+  readonly executable: boolean;
+}
+
 /**
  * An x86-64 address space: 4- or 5-level paging rooted at a DTB (CR3), 2 MiB and 1 GiB pages.
  * Everything read here comes from the guest, so a bad entry is a typed fault naming the address
@@ -45,6 +63,8 @@ export class X86AddressSpace {
     readonly image: MemoryImage,
     readonly dtb: number,
     readonly levels: PagingLevels = 4,
+    /** Decodes each table mappings() walks: this thread's WASM kernel unless given. */
+    private readonly decoder: TableDecoder = decodeTable,
   ) {
     if (dtb % PAGE_SIZE !== 0) throw new VmscopeError('CORRUPT_STRUCTURE', `DTB 0x${dtb.toString(16)} is not page-aligned`, image.path, dtb);
   }
@@ -140,31 +160,65 @@ export class X86AddressSpace {
    * Every mapping of the space in virtual order, merged into runs. `from`/`to` bound the virtual
    * range (to exclusive, both canonical); the walk touches only present entries, so its cost is
    * bounded by the size of the page tables, not of the address space.
+   *
+   * Each table is decoded by the WASM kernel into its present entries, physically contiguous
+   * leaves already joined (src/kernels/pageTables.ts); the walk here descends depth-first into the
+   * entries that point to tables, one frame per open table, and reads a table only when it
+   * reaches it. Runs of adjacent tables are joined here.
    */
   *mappings(from = 0n, to = 1n << 64n): Generator<MappingRun> {
     // Distinct tables cannot outnumber physical pages; more visits than that means tables that
     // point back into themselves (a hostile or corrupt space), which would otherwise walk 2^36 leaves.
     const budget = { tables: 2 * Math.ceil(this.image.totalBytes / PAGE_SIZE) + 16 };
     let pending: { virtual: bigint; physical: number; length: number; writable: boolean; user: boolean; executable: boolean } | undefined;
-    for (const leaf of this.walk(this.dtb, this.levels, 0n, true, true, true, from, to, budget)) {
+    const open: TableFrame[] = [];
+    const root = this.openTable(this.dtb, this.levels, 0n, true, true, true, from, to, budget);
+    if (root) open.push(root);
+    while (open.length > 0) {
+      const frame = open[open.length - 1]!;
+      const record = frame.records[frame.next++];
+      if (!record) {
+        open.pop();
+        continue;
+      }
+      const writable = frame.writable && record.writable;
+      const user = frame.user && record.user;
+      const executable = frame.executable && !record.noExecute;
+      if (!record.leaf) {
+        let start = frame.base + BigInt(record.index) * frame.span;
+        if (frame.level === this.levels && record.index >= 256) start |= ~((1n << BigInt(this.addressBits)) - 1n) & ((1n << 64n) - 1n);
+        if (start + frame.span <= from || start >= to) continue;
+        const table = this.openTable(record.physical, frame.level - 1, start, writable, user, executable, from, to, budget);
+        if (table) open.push(table);
+        continue;
+      }
+      // Leaves sit at levels 1–3, never at the top where the upper half is sign-extended: entry i
+      // starts at base + i × span, and those overlapping [from, to) are [firstIndex, endIndex).
+      const first = Math.max(record.index, frame.firstIndex);
+      const end = Math.min(record.index + record.count, frame.endIndex);
+      if (first >= end) continue;
+      const virtual = frame.base + BigInt(first) * frame.span;
+      const physical = record.physical + (first - record.index) * frame.pageSize;
+      const length = (end - first) * frame.pageSize;
       if (
         pending &&
-        pending.virtual + BigInt(pending.length) === leaf.virtual &&
-        pending.physical + pending.length === leaf.physical &&
-        pending.writable === leaf.writable &&
-        pending.user === leaf.user &&
-        pending.executable === leaf.executable
+        pending.virtual + BigInt(pending.length) === virtual &&
+        pending.physical + pending.length === physical &&
+        pending.writable === writable &&
+        pending.user === user &&
+        pending.executable === executable
       ) {
-        pending.length += leaf.length;
+        pending.length += length;
       } else {
         if (pending) yield pending;
-        pending = { ...leaf };
+        pending = { virtual, physical, length, writable, user, executable };
       }
     }
     if (pending) yield pending;
   }
 
-  private *walk(
+  /** The table at `tablePhysical` decoded for the walk, counted against the budget; undefined when it is outside the image (it maps nothing we can read). */
+  private openTable(
     tablePhysical: number,
     level: number,
     base: bigint,
@@ -174,41 +228,30 @@ export class X86AddressSpace {
     from: bigint,
     to: bigint,
     budget: { tables: number },
-  ): Generator<MappingRun> {
+  ): TableFrame | undefined {
     if (--budget.tables < 0) {
       throw new VmscopeError('CORRUPT_STRUCTURE', `page tables under DTB 0x${this.dtb.toString(16)} reference more tables than the image has pages (a cycle?)`, this.image.path, tablePhysical);
     }
-    const shift = 12n + 9n * BigInt(level - 1);
-    const span = 1n << shift;
+    const span = 1n << (12n + 9n * BigInt(level - 1));
     let entries: BigUint64Array;
     try {
       entries = this.table(tablePhysical, base, level);
     } catch (error) {
-      if (error instanceof PageFaultError) return; // a table outside the image maps nothing we can read
+      if (error instanceof PageFaultError) return undefined;
       throw error;
     }
-    for (let index = 0; index < 512; index++) {
-      let start = base + BigInt(index) * span;
-      if (level === this.levels && index >= 256) start |= ~((1n << BigInt(this.addressBits)) - 1n) & ((1n << 64n) - 1n);
-      if (start + span <= from || start >= to) continue;
-      const entry = entries[index]!;
-      if ((entry & PRESENT) === 0n) continue;
-      const entryWritable = writable && (entry & WRITABLE) !== 0n;
-      const entryUser = user && (entry & USER) !== 0n;
-      const entryExecutable = executable && (entry & NO_EXECUTE) === 0n;
-      const frame = entry & ADDRESS_MASK;
-      if (level === 1 || ((level === 2 || level === 3) && (entry & LARGE_PAGE) !== 0n)) {
-        yield {
-          virtual: start,
-          physical: Number(frame & ~(span - 1n)),
-          length: Number(span),
-          writable: entryWritable,
-          user: entryUser,
-          executable: entryExecutable,
-        };
-      } else {
-        yield* this.walk(Number(frame), level - 1, start, entryWritable, entryUser, entryExecutable, from, to, budget);
-      }
-    }
+    return {
+      records: this.decoder(new Uint8Array(entries.buffer, entries.byteOffset, PAGE_SIZE), level),
+      next: 0,
+      level,
+      base,
+      span,
+      pageSize: Number(span),
+      firstIndex: from > base ? Number((from - base) / span) : 0,
+      endIndex: to > base ? Number((to - base + span - 1n) / span) : 0,
+      writable,
+      user,
+      executable,
+    };
   }
 }
