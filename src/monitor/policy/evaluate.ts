@@ -1,0 +1,202 @@
+import { hex } from '../../util/hex.js';
+import type { SnapshotModule, SnapshotProcess, SnapshotSummary } from '../snapshot.js';
+import { clock, DAYS, type Action, type Day, type ModuleMatcher, type Policy, type PolicyCheck, type ProcessMatcher, type Severity, type TimeWindow } from './model.js';
+
+// Evaluation.
+
+export type ViolationKind =
+  | 'unexpected_process'
+  | 'too_many_processes'
+  | 'missing_process'
+  | 'forbidden_process'
+  | 'unexpected_module'
+  | 'hidden_process'
+  | 'hidden_module'
+  | 'syscall_hook'
+  | 'signature_hit'
+  | 'outside_time_fence'
+  /** The summary lacks what the check needs (taken without rules, no capture time): never a silent pass. */
+  | 'not_evaluated';
+
+/**
+ * One problem, found by one rule. `pid` and `comm` name the process concerned; `name` names the
+ * other thing concerned (module, `sys_call_table[217]`, signature rule, or the matcher of a count
+ * rule); either may be null.
+ */
+export interface Violation {
+  readonly rule: string;
+  readonly severity: Severity;
+  readonly action: Action;
+  readonly kind: ViolationKind;
+  readonly pid: number | null;
+  readonly name: string | null;
+  readonly comm: string | null;
+  readonly detail: string;
+}
+
+type Finding = Omit<Violation, 'rule' | 'severity' | 'action'>;
+
+/** Judges a summary: every rule's violations, in rule order. Pure: no I/O, no clock but the summary's. */
+export function evaluatePolicy(policy: Policy, summary: SnapshotSummary): Violation[] {
+  return policy.rules.flatMap((rule) =>
+    findings(rule.check, summary).map((finding) => ({ rule: rule.id, severity: rule.severity, action: rule.action, ...finding })),
+  );
+}
+
+function findings(check: PolicyCheck, summary: SnapshotSummary): Finding[] {
+  const userProcesses = summary.processes.filter((process) => !process.kernelThread);
+  switch (check.kind) {
+    case 'allowed_processes': {
+      const unexpected = userProcesses
+        .filter((process) => !check.entries.some((entry) => matchesProcess(entry, process)))
+        .map((process) =>
+          processFinding('unexpected_process', process, `${describeProcess(process)} is not allowed by any entry${process.cmdline === null ? ' (argv unreadable)' : ''}`),
+        );
+      const crowded = check.entries.flatMap((entry) => {
+        if (entry.maxCount === undefined) return [];
+        const matching = userProcesses.filter((process) => matchesProcess(entry, process));
+        if (matching.length <= entry.maxCount) return [];
+        return [otherFinding('too_many_processes', entry.label, `${matching.length} processes match ${entry.label} (pids ${pids(matching)}), at most ${entry.maxCount} allowed`)];
+      });
+      return [...unexpected, ...crowded];
+    }
+    case 'required_processes':
+      return check.entries.flatMap((entry) => {
+        const matching = summary.processes.filter((process) => matchesProcess(entry, process));
+        if (matching.length >= entry.minCount) return [];
+        const found = matching.length === 0 ? 'none is running' : `only ${matching.length} (pids ${pids(matching)})`;
+        return [otherFinding('missing_process', entry.label, `at least ${entry.minCount} process${entry.minCount > 1 ? 'es' : ''} matching ${entry.label} required; ${found}`)];
+      });
+    case 'forbidden_processes':
+      return summary.processes.flatMap((process) => {
+        const entry = check.entries.find((candidate) => matchesProcess(candidate, process));
+        return entry ? [processFinding('forbidden_process', process, `${describeProcess(process)} matches forbidden ${entry.label}`)] : [];
+      });
+    case 'allowed_modules':
+      return summary.modules
+        .filter((module) => !check.entries.some((entry) => matchesModule(entry, module)))
+        .map((module) => otherFinding('unexpected_module', module.name, `module ${module.name} (struct module ${hex(module.address)}) is not allowed`));
+    case 'no_hidden_processes':
+      return summary.hiddenProcesses.map((process) =>
+        processFinding('hidden_process', process, `${describeProcess(process)} is alive but missing from the kernel's task list`),
+      );
+    case 'no_hidden_modules':
+      return summary.hiddenModules.map((module) =>
+        otherFinding('hidden_module', module.name, `module ${module.name} (struct module ${hex(module.address)}) is loaded but missing from the module list`),
+      );
+    case 'syscall_table_intact':
+      // Table entries and dispatcher jumps alike: `table[index]` names which (the same index is another syscall in each).
+      return summary.syscalls
+        .filter((syscall) => syscall.hooked)
+        .map((syscall) => {
+          const entry = `${syscall.table}[${syscall.index}]`;
+          const target = syscall.symbol ?? "outside the kernel's symbols";
+          return otherFinding('syscall_hook', entry, `${entry}${syscall.name ? ` (${syscall.name})` : ''} points to ${hex(syscall.value)} (${target}), not where the kernel's own dispatch says`);
+        });
+    case 'signatures':
+      return signatureFindings(check.rulesFile, check.ruleNames, summary);
+    case 'time_fence':
+      return timeFenceFindings(check, summary);
+  }
+}
+
+function signatureFindings(rulesFile: string, ruleNames: ReadonlySet<string>, summary: SnapshotSummary): Finding[] {
+  if (summary.signatures === undefined) {
+    return [otherFinding('not_evaluated', rulesFile, `the summary was taken without signature rules; take it with ${rulesFile} (policyRulesFiles) to judge this rule`)];
+  }
+  // One violation per (signature rule, holder): many strings or copies of one sample are one problem.
+  const groups = new Map<string, { rule: string; pid: number | null; comm: string | null; strings: Set<string> }>();
+  for (const hit of summary.signatures) {
+    if (!ruleNames.has(hit.rule)) continue;
+    const key = `${hit.rule}\0${hit.pid ?? ''}`;
+    const group = groups.get(key) ?? { rule: hit.rule, pid: hit.pid, comm: hit.comm, strings: new Set<string>() };
+    group.strings.add(hit.string);
+    groups.set(key, group);
+  }
+  return [...groups.values()].map((group) => ({
+    kind: 'signature_hit' as const,
+    pid: group.pid,
+    name: group.rule,
+    comm: group.comm,
+    detail: `signature ${group.rule} (${[...group.strings].join(', ')}) in ${group.pid === null ? 'kernel or unowned memory' : `pid ${group.pid} ${group.comm ?? '?'}`}`,
+  }));
+}
+
+function timeFenceFindings(check: Extract<PolicyCheck, { kind: 'time_fence' }>, summary: SnapshotSummary): Finding[] {
+  const subjectLabel = 'process' in check.subject ? check.subject.process.label : check.subject.module;
+  const local = localTime(summary.capturedAt, check.timeZone);
+  if (local === undefined) return [otherFinding('not_evaluated', subjectLabel, 'the summary has no valid capture time to judge the time fence at')];
+  if (check.windows.some((window) => insideWindow(window, local))) return [];
+
+  const when = `${local.text} ${check.timeZone} (${summary.capturedAtSource})`;
+  const windows = check.windows.map((window) => window.label).join('; ');
+  if ('process' in check.subject) {
+    const matcher = check.subject.process;
+    return summary.processes
+      .filter((process) => matchesProcess(matcher, process))
+      .map((process) => processFinding('outside_time_fence', process, `${describeProcess(process)} is running at ${when}, outside ${windows}`));
+  }
+  const name = check.subject.module;
+  return summary.modules
+    .filter((module) => module.name === name)
+    .map((module) => otherFinding('outside_time_fence', module.name, `module ${module.name} is loaded at ${when}, outside ${windows}`));
+}
+
+interface LocalTime {
+  readonly day: Day;
+  readonly minutes: number;
+  readonly text: string;
+}
+
+/** The capture instant as a wall clock in `timeZone` (Intl does the zone rules, DST included). */
+function localTime(instant: Date, timeZone: string): LocalTime | undefined {
+  if (Number.isNaN(instant.getTime())) return undefined;
+  const parts = new Intl.DateTimeFormat('en-US', {
+    timeZone,
+    hourCycle: 'h23',
+    weekday: 'short',
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+  }).formatToParts(instant);
+  const part = (type: Intl.DateTimeFormatPartTypes) => parts.find((candidate) => candidate.type === type)?.value ?? '';
+  const day = part('weekday').toLowerCase().slice(0, 3) as Day;
+  const minutes = Number(part('hour')) * 60 + Number(part('minute'));
+  return { day, minutes, text: `${part('year')}-${part('month')}-${part('day')} ${day} ${clock(minutes)}` };
+}
+
+/** [from, to) on a listed day; a window crossing midnight continues into the next day's early hours. */
+function insideWindow(window: TimeWindow, local: LocalTime): boolean {
+  if (window.from < window.to) return window.days.has(local.day) && local.minutes >= window.from && local.minutes < window.to;
+  const yesterday = DAYS[(DAYS.indexOf(local.day) + DAYS.length - 1) % DAYS.length]!;
+  return (window.days.has(local.day) && local.minutes >= window.from) || (window.days.has(yesterday) && local.minutes < window.to);
+}
+
+function matchesProcess(matcher: ProcessMatcher, process: SnapshotProcess): boolean {
+  const commMatches = matcher.name !== undefined ? process.comm === matcher.name : matcher.regex !== undefined && matcher.regex.test(process.comm);
+  if (!commMatches) return false;
+  if (matcher.argv === undefined) return true;
+  return process.cmdline !== null && matcher.argv.test(process.cmdline.join(' '));
+}
+
+function matchesModule(matcher: ModuleMatcher, module: SnapshotModule): boolean {
+  return 'name' in matcher ? module.name === matcher.name : matcher.regex.test(module.name);
+}
+
+function processFinding(kind: ViolationKind, process: SnapshotProcess, detail: string): Finding {
+  return { kind, pid: process.pid, name: null, comm: process.comm, detail };
+}
+
+function otherFinding(kind: ViolationKind, name: string, detail: string): Finding {
+  return { kind, pid: null, name, comm: null, detail };
+}
+
+function describeProcess(process: SnapshotProcess): string {
+  return `pid ${process.pid} ${process.comm}${process.kernelThread ? ' (kernel thread)' : ''}`;
+}
+
+function pids(processes: readonly SnapshotProcess[]): string {
+  return processes.map((process) => process.pid).join(', ');
+}
