@@ -79,7 +79,6 @@ export interface Policy {
   readonly rules: readonly PolicyRule[];
 }
 
-// Errors.
 
 /** One problem in a policy file, located at the node that causes it. */
 export interface PolicyProblem {
