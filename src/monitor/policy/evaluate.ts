@@ -2,7 +2,6 @@ import { hex } from '../../util/hex.js';
 import type { SnapshotModule, SnapshotProcess, SnapshotSummary } from '../snapshot.js';
 import { clock, DAYS, type Action, type Day, type ModuleMatcher, type Policy, type PolicyCheck, type ProcessMatcher, type Severity, type TimeWindow } from './model.js';
 
-
 export type ViolationKind =
   | 'unexpected_process'
   | 'too_many_processes'
