@@ -287,8 +287,9 @@ export function reconcileViolations(open: ReadonlyMap<string, Violation>, found:
   return { appeared, resolved, open: current };
 }
 
+/** A violation is the same one in the next snapshot when rule, kind and subject agree; a process is its pid and start time, so a reused pid is a new violation. */
 function violationIdentity(violation: Violation): string {
-  return JSON.stringify([violation.rule, violation.kind, violation.pid, violation.name, violation.comm]);
+  return JSON.stringify([violation.rule, violation.kind, violation.pid, violation.name, violation.comm, violation.startTime?.toString() ?? null]);
 }
 
 /** Another kernel: one `kernel` change saying so, and every open violation resolved (the watch starts over). */

@@ -231,4 +231,13 @@ describe('reconcileViolations', () => {
     const complete = reconcileViolations(partial.open, [other], false);
     expect([complete.appeared, complete.resolved, [...complete.open.values()]]).toEqual([[], [labkit], [other]]);
   });
+
+  it('a pid reused by another process with the same comm is a new violation, the old one resolved', () => {
+    const process = (startTime: bigint): Violation => ({ rule: 'r', severity: 'high', action: 'alert', kind: 'forbidden_process', pid: 42, name: null, comm: 'nc', detail: 'nc', startTime });
+    const [first, reused] = [process(1_000n), process(9_000n)];
+    const opened = reconcileViolations(new Map(), [first], false).open;
+    const next = reconcileViolations(opened, [reused], false);
+    expect([next.appeared, next.resolved]).toEqual([[reused], [first]]);
+    expect(reconcileViolations(next.open, [reused], false).appeared).toEqual([]);
+  });
 });

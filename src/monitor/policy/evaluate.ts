@@ -30,6 +30,8 @@ export interface Violation {
   readonly name: string | null;
   readonly comm: string | null;
   readonly detail: string;
+  /** The process's start time (task_struct.start_time) when the violation is about one: with the pid, what makes it the same process in a later snapshot. */
+  readonly startTime?: bigint;
 }
 
 type Finding = Omit<Violation, 'rule' | 'severity' | 'action'>;
@@ -184,7 +186,7 @@ function matchesModule(matcher: ModuleMatcher, module: SnapshotModule): boolean 
 }
 
 function processFinding(kind: ViolationKind, process: SnapshotProcess, detail: string): Finding {
-  return { kind, pid: process.pid, name: null, comm: process.comm, detail };
+  return { kind, pid: process.pid, name: null, comm: process.comm, detail, startTime: process.startTime };
 }
 
 function otherFinding(kind: ViolationKind, name: string, detail: string): Finding {
