@@ -1,5 +1,6 @@
 import { kernelsWasmBase64 } from './generated/wasmBinary.js';
-import { ATOM_TABLES_BYTES, DEFAULT_WINDOW_BYTES, WASM_PAGE_BYTES, WINDOW_ADDRESS } from './memoryMap.js';
+import { buildAtomTables } from './atomTables.js';
+import { ATOM_TABLES_BYTES, DEFAULT_WINDOW_BYTES, PAGE_TABLE_ADDRESS, TABLE_RECORDS_ADDRESS, WASM_PAGE_BYTES, WINDOW_ADDRESS } from './memoryMap.js';
 import { planNeedleGroups, writeNeedleGroup, type NeedleGroup } from './needleTable.js';
 
 interface KernelExports {
@@ -91,16 +92,22 @@ export class KernelInstance {
   /**
    * V8 first runs WASM code in its baseline tier (about half speed here) and optimizes a function
    * in the background once it has done enough work. Doing that work now, on the zeroed window
-   * where every address is a hit for zero needles so verification runs too, lets the few
-   * milliseconds of optimization overlap the first read from the dump.
+   * where every address is a hit for zero needles and zero atoms so verification runs too, lets
+   * the few milliseconds of optimization overlap the first read from the dump. The warm-up's
+   * needle group and atom tables stay marked loaded, so the first real search loads its own.
    */
   private warmUp(): void {
     const zeros = new Uint8Array(2);
     const group = planNeedleGroups([zeros, zeros, zeros, zeros])[0]!;
     this.loadGroup(group);
+    this.loadAtomTables(buildAtomTables([Uint8Array.of(0), zeros, new Uint8Array(4)]));
+    const end = WINDOW_ADDRESS + WARM_UP_BYTES;
     for (let call = 0; call < WARM_UP_CALLS; call++) {
       const needleCount = 1 + (call % group.needles.length);
-      this.kernels.findNeedles(needleCount, WINDOW_ADDRESS + WARM_UP_BYTES, WINDOW_ADDRESS, WINDOW_ADDRESS + WARM_UP_BYTES);
+      this.kernels.findNeedles(needleCount, end, WINDOW_ADDRESS, end);
+      this.kernels.filterAtoms(this.atomTablesAddress, end, WINDOW_ADDRESS, end);
+      this.kernels.decodeTable(PAGE_TABLE_ADDRESS, 1 + (call % 4), TABLE_RECORDS_ADDRESS);
     }
   }
+
 }
