@@ -1,12 +1,7 @@
 import type { TableRecord } from './pageTables.js';
 import { PAGE_TABLE_BYTES, PAGE_TABLE_ENTRIES } from './memoryMap.js';
+import { ADDRESS_MASK, LARGE_PAGE, NO_EXECUTE, PRESENT, USER, WRITABLE } from './pageTableEntry.js';
 
-const PRESENT = 1n;
-const WRITABLE = 2n;
-const USER = 4n;
-const LARGE_PAGE = 0x80n;
-const NO_EXECUTE = 1n << 63n;
-const ADDRESS_MASK = 0x000ffffffffff000n;
 
 /**
  * The plain-TypeScript definition the WASM table decoder is tested against: one record per present

@@ -1,4 +1,5 @@
 import type { MemoryImage } from '../image/types.js';
+import { ADDRESS_MASK, LARGE_PAGE, NO_EXECUTE, PRESENT, USER, WRITABLE } from '../kernels/pageTableEntry.js';
 import { decodeTable, type TableDecoder, type TableRecord } from '../kernels/pageTables.js';
 import { AbsentMemoryError, PageFaultError, VmscopeError } from '../util/errors.js';
 
@@ -23,12 +24,6 @@ export interface MappingRun {
   readonly executable: boolean;
 }
 
-const PRESENT = 1n;
-const WRITABLE = 2n;
-const USER = 4n;
-const LARGE_PAGE = 0x80n;
-const NO_EXECUTE = 1n << 63n;
-const ADDRESS_MASK = 0x000ffffffffff000n;
 const PAGE_SIZE = 4096;
 /** Page-table pages kept decoded; 4096 pages = 16 MiB covers the kernel and a few processes. */
 const TABLE_CACHE_PAGES = 4096;

@@ -1,5 +1,6 @@
 import type { MappingRun, X86AddressSpace } from '../../src/space/x86.js';
 import { AbsentMemoryError, PageFaultError, VmscopeError } from '../../src/util/errors.js';
+import { ADDRESS_MASK, LARGE_PAGE, NO_EXECUTE, PRESENT, USER, WRITABLE } from '../../src/kernels/pageTableEntry.js';
 
 /**
  * X86AddressSpace.mappings() as it was before the WASM table decoder: every entry of every table
@@ -79,12 +80,6 @@ export function* bigintMappings(space: X86AddressSpace, from = 0n, to = 1n << 64
   if (pending) yield pending;
 }
 
-const PRESENT = 1n;
-const WRITABLE = 2n;
-const USER = 4n;
-const LARGE_PAGE = 0x80n;
-const NO_EXECUTE = 1n << 63n;
-const ADDRESS_MASK = 0x000ffffffffff000n;
 const PAGE_SIZE = 4096;
 const TABLE_CACHE_PAGES = 4096;
 /** The cache of table pages, per space (what X86AddressSpace.tables was, without sharing it). */
