@@ -1,5 +1,7 @@
 import { MAX_MATCH_LENGTH } from './pattern.js';
-import type { Program } from './pikeVm.js';
+import { ThreadList, type Program } from './pikeVm.js';
+
+const NO_INPUT = new Uint8Array(0);
 
 /** States kept per program before the cache starts over: bounds memory at ~1 KiB per state. */
 const MAX_STATES = 4096;
@@ -25,17 +27,14 @@ export class LazyDfa {
   private states: DfaState[] = [];
   private index = new Map<string, number>();
   private startState: number;
-  private readonly marks: Uint32Array;
-  private readonly stack: Int32Array;
-  private generation = 0;
+  private readonly threads: ThreadList;
   private resets = 0;
 
   constructor(
     private readonly program: Program,
     private readonly maxStates = MAX_STATES,
   ) {
-    this.marks = new Uint32Array(program.instructions.length);
-    this.stack = new Int32Array(2 * program.instructions.length + 1);
+    this.threads = new ThreadList(program.instructions.length);
     this.startState = this.intern(this.closure([0]));
   }
 
@@ -87,38 +86,20 @@ export class LazyDfa {
   }
 
   /**
-   * Follows jumps and splits from each of `entries` in order (depth first, preferred branch
-   * first, as the VM's ThreadList.add), keeping consuming instructions until a `match` is reached.
+   * The VM's own epsilon closure (ThreadList.add, in priority order) from each of `entries`, cut
+   * after the first `match`: the threads below it are the ones the VM drops when it matches.
    */
   private closure(entries: readonly number[]): { pcs: Int32Array; hasMatch: boolean; key: string } {
     const { instructions } = this.program;
-    const { marks, stack } = this;
-    if (++this.generation > 0xffffffff) {
-      marks.fill(0);
-      this.generation = 1;
-    }
-    const generation = this.generation;
-    const pcs: number[] = [];
-    let hasMatch = false;
-    for (const entry of entries) {
-      let top = 0;
-      stack[top++] = entry;
-      while (top > 0 && !hasMatch) {
-        const pc = stack[--top]!;
-        if (marks[pc] === generation) continue;
-        marks[pc] = generation;
-        const instruction = instructions[pc]!;
-        if (instruction.op === 'jump') stack[top++] = instruction.to;
-        else if (instruction.op === 'split') {
-          stack[top++] = instruction.other;
-          stack[top++] = instruction.preferred;
-        } else if (instruction.op === 'match') hasMatch = true;
-        else pcs.push(pc);
-      }
-      if (hasMatch) break;
-    }
-    const packed = Int32Array.from(pcs);
-    return { pcs: packed, hasMatch, key: stateKey(packed, hasMatch) };
+    const threads = this.threads;
+    threads.clear();
+    // No assertion is reached (supports() refuses them), so the input the closure sees is irrelevant.
+    for (const entry of entries) threads.add(instructions, entry, NO_INPUT, 0);
+    const all = threads.pcs.subarray(0, threads.length);
+    const matchAt = all.findIndex((pc) => instructions[pc]!.op === 'match');
+    const pcs = matchAt < 0 ? Int32Array.from(all) : all.slice(0, matchAt);
+    const hasMatch = matchAt >= 0;
+    return { pcs, hasMatch, key: stateKey(pcs, hasMatch) };
   }
 
   private intern(state: { pcs: Int32Array; hasMatch: boolean; key: string }): number {

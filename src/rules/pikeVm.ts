@@ -117,8 +117,8 @@ function assertionHolds(at: Extract<Instruction, { op: 'assert' }>['at'], data: 
   }
 }
 
-/** Ordered thread lists with O(1) membership per step, reused across calls on one program. */
-class ThreadList {
+/** Ordered thread lists with O(1) membership per step, reused across calls on one program (the lazy DFA builds its states with one too). */
+export class ThreadList {
   readonly pcs: Int32Array;
   length = 0;
   private readonly mark: Uint32Array;
