@@ -84,9 +84,9 @@ export class RuleScanner {
   /** Program variants without an atom, by string and variant. */
   private readonly everywhere: ReadonlyArray<{ readonly string: number; readonly variant: number }>;
   private readonly windowScanner: WindowScanner<StringHit>;
-  private counts: Uint32Array;
+  /** The current scan's count of kept matches per string. */
+  private cap: MatchCap;
   private readonly triedThrough: Int32Array;
-  private readonly truncated = new Set<number>();
 
   private constructor(
     readonly rules: CompiledRules,
@@ -98,7 +98,7 @@ export class RuleScanner {
     this.triedThrough = new Int32Array(targetCount);
     this.prefilters = prefilters;
     this.everywhere = everywhere;
-    this.counts = new Uint32Array(this.strings.length);
+    this.cap = new MatchCap(this.strings.length, maxMatchesPerString);
     this.windowScanner = {
       kernel,
       overlap: Math.max(rules.longestMatch, longestReach) + LOOKAHEAD,
@@ -123,19 +123,10 @@ export class RuleScanner {
    * the per-string cap applied to the whole: each part kept up to the cap on its own.
    */
   mergeResults(parts: readonly RuleScanResult[]): RuleScanResult {
-    const counts = new Uint32Array(this.strings.length);
-    const truncated = new Set(parts.flatMap((part) => part.truncated));
+    const cap = new MatchCap(this.strings.length, this.maxMatchesPerString, parts.flatMap((part) => part.truncated));
     const hits: StringHit[] = [];
-    for (const part of parts) {
-      for (const hit of part.hits) {
-        if (counts[hit.string]! >= this.maxMatchesPerString) truncated.add(hit.string);
-        else {
-          counts[hit.string]!++;
-          hits.push(hit);
-        }
-      }
-    }
-    return { hits, truncated: [...truncated].sort((a, b) => a - b) };
+    for (const part of parts) cap.keep(part.hits, hits);
+    return { hits, truncated: cap.truncatedStrings() };
   }
 
   /** Every string's matches in the physical memory of `image`, in offset order; no match spans a gap between ranges. */
@@ -181,10 +172,9 @@ export class RuleScanner {
   }
 
   private collect(scan: () => StringHit[]): RuleScanResult {
-    this.counts = new Uint32Array(this.strings.length);
-    this.truncated.clear();
+    this.cap = new MatchCap(this.strings.length, this.maxMatchesPerString);
     const hits = scan();
-    return { hits, truncated: [...this.truncated].sort((a, b) => a - b) };
+    return { hits, truncated: this.cap.truncatedStrings() };
   }
 
   private scanWindow(windowBase: number, dataLength: number, ownedFrom: number, ownedTo: number, into: StringHit[]): void {
@@ -227,14 +217,7 @@ export class RuleScanner {
       }
     }
     windowHits.sort((a, b) => a.offset - b.offset || a.string - b.string);
-    for (const hit of windowHits) {
-      if (this.counts[hit.string]! >= this.maxMatchesPerString) {
-        this.truncated.add(hit.string);
-        continue;
-      }
-      this.counts[hit.string]!++;
-      into.push(hit);
-    }
+    this.cap.keep(windowHits, into);
   }
 
   /** Length of the target variant's match at `start`, or 0. */
@@ -242,6 +225,36 @@ export class RuleScanner {
     const variant = this.strings[target.string]!.compiled.variants[target.variant]!;
     if (variant.kind === 'literal') return literalMatchesAt(variant, data, start) ? variant.bytes.length : 0;
     return Math.max(0, programMatchAt(variant, data, start));
+  }
+}
+
+/** At most `limit` matches per string, the first ones in the order they are offered; which strings lost some. */
+class MatchCap {
+  private readonly counts: Uint32Array;
+  private readonly truncated: Set<number>;
+
+  constructor(
+    stringCount: number,
+    private readonly limit: number,
+    alreadyTruncated: readonly number[] = [],
+  ) {
+    this.counts = new Uint32Array(stringCount);
+    this.truncated = new Set(alreadyTruncated);
+  }
+
+  /** Appends to `into` the hits still within their string's limit, in order. */
+  keep(hits: readonly StringHit[], into: StringHit[]): void {
+    for (const hit of hits) {
+      if (this.counts[hit.string]! >= this.limit) this.truncated.add(hit.string);
+      else {
+        this.counts[hit.string]!++;
+        into.push(hit);
+      }
+    }
+  }
+
+  truncatedStrings(): number[] {
+    return [...this.truncated].sort((a, b) => a - b);
   }
 }
 
