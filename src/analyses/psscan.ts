@@ -36,10 +36,24 @@ function carvedRow({ info, physical, life, taskList }: ExaminedTask): Row {
   };
 }
 
+const carvings = new WeakMap<DumpContext, Promise<ExaminedTask[]>>();
+
+/**
+ * Every task_struct carved from the dump's physical memory, carved once per context: psscan,
+ * psxview and yarascan's attribution all need them, and one carve is a pass over the whole dump.
+ */
+export function carvedTasks(context: DumpContext): Promise<ExaminedTask[]> {
+  let carving = carvings.get(context);
+  if (!carving) {
+    carving = taskCarver(context).then(({ carver }) => carver.carve(context.progress('carving task_structs')));
+    carvings.set(context, carving);
+  }
+  return carving;
+}
+
 /** Every task_struct found in physical memory, whatever list it is or is not on. */
 export async function psscan(context: DumpContext): Promise<AnalysisResult> {
-  const { carver } = await taskCarver(context);
-  return { columns, rows: carver.carve(context.progress('carving task_structs')).map(carvedRow), single: false, partial: false, warnings: [] };
+  return { columns, rows: (await carvedTasks(context)).map(carvedRow), single: false, partial: false, warnings: [] };
 }
 
 export const psscanAnalysis: Analysis = {

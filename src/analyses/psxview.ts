@@ -5,7 +5,7 @@ import { optional } from '../os/linux/tasks.js';
 import { hex } from '../util/hex.js';
 import type { DumpContext } from './context.js';
 import { processList } from './pslist.js';
-import { taskCarver } from './psscan.js';
+import { carvedTasks, taskCarver } from './psscan.js';
 import type { Analysis, AnalysisResult, Column, Row } from './types.js';
 
 /** The independent ways of finding a task, each a boolean column. */
@@ -125,7 +125,7 @@ export async function psxview(context: DumpContext): Promise<AnalysisResult> {
     if (task) view.note(task, 'pid_hash');
   }
 
-  for (const task of carver.carve(context.progress('carving task_structs'))) view.note(task, 'psscan');
+  for (const task of await carvedTasks(context)) view.note(task, 'psscan');
 
   const living = [...view.sightings.values()].filter(({ task }) => task.life !== 'exited').map(({ task }) => task.info.task);
   view.walkChildren([profile.requireSymbol('init_task'), ...living]);

@@ -14,7 +14,7 @@ import { VmscopeError } from '../util/errors.js';
 import { hex } from '../util/hex.js';
 import type { DumpContext } from './context.js';
 import { processList } from './pslist.js';
-import { taskCarver } from './psscan.js';
+import { carvedTasks } from './psscan.js';
 import type { Analysis, AnalysisResult, Column, Row } from './types.js';
 
 const columns: readonly Column[] = [
@@ -120,9 +120,7 @@ async function everyProcess(context: DumpContext, warnings: string[]): Promise<{
   const list = await processList(context);
   warnings.push(...list.warnings);
   const listed = new Set(list.tasks.map((task) => task.task));
-  const { carver } = await taskCarver(context);
-  const hidden = carver
-    .carve(context.progress('carving task_structs'))
+  const hidden = (await carvedTasks(context))
     .filter(({ info, life }) => life === 'alive' && info.pid === info.tgid && !listed.has(info.task))
     .map(({ info }) => info);
   return { kernel: context.kernel, reader: list.reader, processes: [...list.tasks, ...hidden] };
