@@ -36,7 +36,7 @@ export { check } from './analyses/check.js';
 export { analyses, findAnalysis } from './analyses/registry.js';
 export type { Analysis, AnalysisResult, Column, Row } from './analyses/types.js';
 export type { SnapshotSummary, SnapshotProcess, SnapshotModule, SnapshotSyscall, SnapshotSignatureHit } from './monitor/snapshot.js';
-export { summarizeSnapshot, isPartialSummary, type SummarizeOptions } from './monitor/summarize.js';
+export { summarizeSnapshot, summarizeDump, isPartialSummary, type SummarizeOptions } from './monitor/summarize.js';
 export { diffSnapshots, type DiffRow, type DiffKind, type DiffChange, type DiffOptions } from './monitor/diff.js';
 export { runDiff, type RunDiffOptions } from './monitor/diffCommand.js';
 export { loadPolicy, parsePolicy, evaluatePolicy, policyRulesFiles, PolicyError, type Policy, type Violation } from './monitor/policy.js';

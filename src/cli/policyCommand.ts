@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { DumpContext, type ContextOptions } from '../analyses/context.js';
+import type { ContextOptions } from '../analyses/context.js';
 import type { AnalysisResult, Column } from '../analyses/types.js';
 import { evaluatePolicy, loadPolicy, policyRulesFiles, type Policy } from '../monitor/policy.js';
-import { isPartialSummary, summarizeSnapshot } from '../monitor/summarize.js';
+import { isPartialSummary, summarizeDump } from '../monitor/summarize.js';
 import { createProgress } from './progress.js';
 
 type Progress = ReturnType<typeof createProgress>;
@@ -24,14 +24,7 @@ export const policyColumns: readonly Column[] = [
  * the dump is opened so a bad policy fails in milliseconds, not after a summary.
  */
 export async function runPolicyCheck(policy: Policy, dumpPath: string, options: ContextOptions = {}): Promise<AnalysisResult> {
-  const context = new DumpContext(dumpPath, options);
-  let summary;
-  try {
-    const rulesFiles = policyRulesFiles(policy);
-    summary = await summarizeSnapshot(context, rulesFiles.length > 0 ? { rulesFiles } : {});
-  } finally {
-    context.close();
-  }
+  const summary = await summarizeDump(dumpPath, options, { rulesFiles: policyRulesFiles(policy) });
   const violations = evaluatePolicy(policy, summary);
   return {
     columns: policyColumns,

@@ -1,8 +1,7 @@
-import { DumpContext, type ContextOptions } from '../analyses/context.js';
+import type { ContextOptions } from '../analyses/context.js';
 import type { AnalysisResult, Column } from '../analyses/types.js';
 import { diffSnapshots, type DiffOptions } from './diff.js';
-import type { SnapshotSummary } from './snapshot.js';
-import { isPartialSummary, summarizeSnapshot, type SummarizeOptions } from './summarize.js';
+import { isPartialSummary, summarizeDump, type SummarizeOptions } from './summarize.js';
 
 export const diffColumns: readonly Column[] = [
   { key: 'kind', kind: 'text', title: 'Kind' },
@@ -15,24 +14,14 @@ export const diffColumns: readonly Column[] = [
 
 export interface RunDiffOptions extends ContextOptions, DiffOptions, SummarizeOptions {}
 
-/** Open one dump, summarize it, close it: only the summary outlives the call. */
-async function summarizeFile(path: string, options: RunDiffOptions): Promise<SnapshotSummary> {
-  const context = new DumpContext(path, options);
-  try {
-    return await summarizeSnapshot(context, options.rulesFiles ? { rulesFiles: options.rulesFiles } : {});
-  } finally {
-    context.close();
-  }
-}
-
 /**
  * `diff A B`: what changed in the guest from dump A to dump B, one row per change. The dumps are
  * read one after the other (never both open), and the result is like a findings analysis: exit
  * code 1 when anything changed, as diff(1) does, 0 when nothing did.
  */
 export async function runDiff(pathA: string, pathB: string, options: RunDiffOptions = {}): Promise<AnalysisResult> {
-  const before = await summarizeFile(pathA, options);
-  const after = await summarizeFile(pathB, options);
+  const before = await summarizeDump(pathA, options, options);
+  const after = await summarizeDump(pathB, options, options);
   const rows = diffSnapshots(before, after, options);
   const warnings = [...before.warnings.map((warning) => `${pathA}: ${warning}`), ...after.warnings.map((warning) => `${pathB}: ${warning}`)];
   return {

@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import type { DumpContext } from '../analyses/context.js';
+import { DumpContext, type ContextOptions } from '../analyses/context.js';
 import { kernelModules } from '../analyses/hiddenModules.js';
 import { processList } from '../analyses/pslist.js';
 import { psxview } from '../analyses/psxview.js';
@@ -16,7 +16,7 @@ import type { SnapshotModule, SnapshotProcess, SnapshotSignatureHit, SnapshotSum
 
 /** What a summary gathers besides the defaults. */
 export interface SummarizeOptions {
-  /** YARA rule files to scan the dump with (a policy's `signatures` rules): fills `signatures`. */
+  /** YARA rule files to scan the dump with (a policy's `signatures` rules): fills `signatures`; none (or an empty list) leaves it undefined. */
   rulesFiles?: readonly string[];
 }
 
@@ -54,7 +54,8 @@ export async function summarizeSnapshot(context: DumpContext, options: Summarize
     banner: kernel.banner,
     capturedAt: clock.at,
     capturedAtSource: clock.source,
-    ...(options.rulesFiles ? { signatures: await signatureHits(context, options.rulesFiles, warnings) } : {}),
+    // No rules, no scan: empty signatures would claim a scan that found nothing.
+    ...(options.rulesFiles?.length ? { signatures: await signatureHits(context, options.rulesFiles, warnings) } : {}),
     processes,
     hiddenProcesses,
     modules: modules.modules.map(snapshotModule),
@@ -86,6 +87,16 @@ function snapshotProcess(context: DumpContext, reader: KernelReader, task: TaskI
     if (problems.length === 0) cmdline = argv;
   }
   return { pid: task.pid, ppid: task.ppid, comm: task.comm, cmdline, startTime: task.startTime, kernelThread: task.kernelThread };
+}
+
+/** Opens the dump, summarizes it and closes it: what the monitor keeps of a snapshot is the summary alone. */
+export async function summarizeDump(path: string, contextOptions: ContextOptions = {}, options: SummarizeOptions = {}): Promise<SnapshotSummary> {
+  const context = new DumpContext(path, contextOptions);
+  try {
+    return await summarizeSnapshot(context, options);
+  } finally {
+    context.close();
+  }
 }
 
 /** Who holds each rule's hits, once per (rule, string, holder): a physical yarascan per rule file. */

@@ -35,14 +35,14 @@
  * detail (counts, capture times) may change without reopening it.
  */
 import { spawn } from 'node:child_process';
-import { DumpContext, type ContextOptions } from '../analyses/context.js';
+import type { ContextOptions } from '../analyses/context.js';
 import { isVmscopeError } from '../util/errors.js';
 import { diffSnapshots, type DiffChange, type DiffKind, type DiffOptions, type DiffRow } from './diff.js';
 import { evaluatePolicy, policyRulesFiles, type Action, type Policy, type Severity, type Violation, type ViolationKind } from './policy.js';
 import type { SnapshotSummary } from './snapshot.js';
 import { GuestGoneError, QmpSource } from './sources/qmpSource.js';
 import type { Snapshot, SnapshotSource, SourceProblem } from './sources/source.js';
-import { isPartialSummary, summarizeSnapshot } from './summarize.js';
+import { isPartialSummary, summarizeDump } from './summarize.js';
 
 export type AlertType = 'violation' | 'resolved' | 'change' | 'error';
 
@@ -158,7 +158,7 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
       const summarizeStarted = performance.now();
       let summary: SnapshotSummary;
       try {
-        summary = await summarizeFile(snapshot.path, options.contextOptions, rulesFiles);
+        summary = await summarizeDump(snapshot.path, options.contextOptions, { rulesFiles });
       } catch (error) {
         // Whatever the dump did to the analysis (a VmscopeError, or a bug it tripped), the next dump deserves a look.
         const reason = isVmscopeError(error) ? error.describe() : error instanceof Error ? error.message : String(error);
@@ -252,16 +252,6 @@ function completeAlert(fields: AlertFields, time: Date): WatchAlert {
     comm: fields.comm ?? null,
     detail: fields.detail,
   };
-}
-
-async function summarizeFile(path: string, contextOptions: ContextOptions | undefined, rulesFiles: readonly string[]): Promise<SnapshotSummary> {
-  const context = new DumpContext(path, contextOptions);
-  try {
-    // No rules, no scan: an empty list would still give the summary (empty) signatures to diff.
-    return await summarizeSnapshot(context, rulesFiles.length > 0 ? { rulesFiles } : {});
-  } finally {
-    context.close();
-  }
 }
 
 function violationFields(violation: Violation) {
