@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -8,6 +8,7 @@ import { VmscopeError } from '../util/errors.js';
 import { expandDumpPaths, type TempBudget } from './inputs.js';
 import { inProcessRunner, ThreadJobRunner, type DumpJobRunner } from './jobPool.js';
 import { dumpResultSchema, resolveAnalyses, type DumpJobRequest, type DumpResult } from './job.js';
+import { writeFileAtomically } from '../util/files.js';
 
 /**
  * Peak memory one dump job adds, for the memory budget. Measured by bench/batch.ts on the
@@ -155,9 +156,7 @@ class Manifest {
 }
 
 function writeJsonAtomically(path: string, value: unknown): void {
-  const partial = `${path}.partial-${process.pid}`;
-  writeFileSync(partial, JSON.stringify(value, null, 2) + '\n');
-  renameSync(partial, path);
+  writeFileAtomically(path, JSON.stringify(value, null, 2) + '\n');
 }
 
 /** Analyses in order plus the rule file's content hash: a rerun with other analyses or edited rules is other work. */

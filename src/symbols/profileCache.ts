@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { IsfTypes } from './isf.js';
 import { Profile, type ProfileSymbol } from './profile.js';
+import { writeFileAtomically } from '../util/files.js';
 
 /**
  * Derived profiles on disk, keyed by the banner's hash: the second run on the same kernel build
@@ -48,9 +49,7 @@ export function saveProfile(cacheDir: string, profile: Profile, buildId: string 
   };
   mkdirSync(cacheDir, { recursive: true });
   const path = cachePath(cacheDir, profile.banner);
-  const partial = `${path}.partial-${process.pid}`;
-  writeFileSync(partial, JSON.stringify(file, (_key, value: unknown) => (typeof value === 'bigint' ? `${BIGINT_PREFIX}${value}` : value)));
-  renameSync(partial, path);
+  writeFileAtomically(path, JSON.stringify(file, (_key, value: unknown) => (typeof value === 'bigint' ? `${BIGINT_PREFIX}${value}` : value)));
 }
 
 /** The cached profile for this banner (and build id, when the dump has one), or undefined. */
