@@ -1,7 +1,8 @@
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import type { KernelReader } from './kernelReader.js';
-import { moduleAt, moduleSymbolAt, type ModuleInfo } from './modules.js';
+import { CodeOwners } from './codeOwners.js';
+import type { ModuleInfo } from './modules.js';
 import { followSwitch, type SwitchExit } from './x86Switch.js';
 
 /**
@@ -51,18 +52,9 @@ export interface SyscallReport {
   readonly problems: string[];
 }
 
-/** The kernel's symbols by address: every name at an address, and where the next symbol starts. */
+/** The kernel's symbols by address: the ABI's handler names, and where the next symbol starts. */
 class KernelSymbols {
-  private readonly textStart: bigint;
-  private readonly textEnd: bigint;
-  private readonly imageEnd: bigint;
-
-  constructor(private readonly reader: KernelReader) {
-    const { profile } = reader;
-    this.textStart = profile.requireSymbol('_stext');
-    this.textEnd = profile.requireSymbol('_etext');
-    this.imageEnd = profile.symbol('_end') ?? this.textEnd;
-  }
+  constructor(private readonly reader: KernelReader) {}
 
   /** Where the symbol after `address` starts: the extent of an object whose size kallsyms does not record. */
   nextAfter(address: bigint): bigint | undefined {
@@ -71,24 +63,13 @@ class KernelSymbols {
 
   /** The name of the ABI's syscall handler that starts exactly at `address`, if one does. */
   handlerAt(address: bigint, abi: SyscallAbi): string | undefined {
-    return this.reader.profile
-      .symbolsAt(address)
-      .map((symbol) => symbol.name)
-      .find((name) => name === NI_SYSCALL || abi.handlerPrefixes.some((prefix) => name.startsWith(prefix)));
+    return handlerName(this.reader.profile.symbolsAt(address).map((symbol) => symbol.name), abi);
   }
+}
 
-  /** `name` or `name+0xoff` for an address inside the kernel image. */
-  describe(address: bigint, abi: SyscallAbi): string | undefined {
-    if (address < this.textStart || address >= this.imageEnd) return undefined;
-    const handler = this.handlerAt(address, abi);
-    if (handler) return handler;
-    const found = this.reader.profile.symbolAt(address);
-    return found && symbolText(found.symbol.name, found.offset);
-  }
-
-  inText(address: bigint): boolean {
-    return address >= this.textStart && address < this.textEnd;
-  }
+/** The ABI's handler among the names at one address. */
+function handlerName(names: readonly string[], abi: SyscallAbi): string | undefined {
+  return names.find((name) => name === NI_SYSCALL || abi.handlerPrefixes.some((prefix) => name.startsWith(prefix)));
 }
 
 /** `getdents64` from `__x64_sys_getdents64`, `ni_syscall` from `sys_ni_syscall`. */
@@ -124,22 +105,8 @@ function followDispatcher(reader: KernelReader, symbols: KernelSymbols, abi: Sys
   return exits;
 }
 
-/** `name`, or `name+0xoff` past its start (as the kernel's %pS prints it, less the size). */
-function symbolText(name: string, offset: bigint): string {
-  return offset === 0n ? name : `${name}+${hex(offset)}`;
-}
-
-/** Who owns a code address, and its symbol: kernel text, a module (by its own symbols), or unknown. */
-function resolve(reader: KernelReader, symbols: KernelSymbols, modules: readonly ModuleInfo[], abi: SyscallAbi, address: bigint) {
-  const module = moduleAt(modules, address);
-  if (module) {
-    const found = moduleSymbolAt(reader, module, address);
-    return { owner: module.name, symbol: found && symbolText(found.name, found.offset) };
-  }
-  return { owner: symbols.inText(address) ? 'kernel' : 'unknown', symbol: symbols.describe(address, abi) };
-}
-
-function checkAbi(reader: KernelReader, symbols: KernelSymbols, modules: readonly ModuleInfo[], abi: SyscallAbi, problems: string[]): SyscallCheck[] {
+function checkAbi(reader: KernelReader, symbols: KernelSymbols, owners: CodeOwners, abi: SyscallAbi, problems: string[]): SyscallCheck[] {
+  const resolve = (address: bigint) => owners.resolve(address, (names) => handlerName(names, abi));
   const exits = withProblem(problems, abi.dispatcher, () => followDispatcher(reader, symbols, abi, problems));
   const tableStart = reader.profile.symbol(abi.table);
   const table = tableStart === undefined ? [] : (withProblem(problems, abi.table, () => readTable(reader, symbols, tableStart)) ?? []);
@@ -159,13 +126,13 @@ function checkAbi(reader: KernelReader, symbols: KernelSymbols, modules: readonl
 
   const checks: SyscallCheck[] = table.map((address, index) => {
     const expected = kernelHandler(index);
-    const { owner, symbol } = resolve(reader, symbols, modules, abi, address);
+    const { owner, symbol } = resolve(address);
     const hooked = expected !== undefined ? address !== expected : owner !== 'kernel' || !symbols.handlerAt(address, abi);
     return { table: abi.table, kind: 'entry', index, name: nameOf(index), address, symbol, owner, hooked };
   });
   for (const exit of exits ?? []) {
     if (symbols.handlerAt(exit.target, abi)) continue;
-    checks.push({ table: abi.dispatcher, kind: 'dispatcher', index: exit.first, name: nameOf(exit.first), address: exit.target, ...resolve(reader, symbols, modules, abi, exit.target), hooked: true });
+    checks.push({ table: abi.dispatcher, kind: 'dispatcher', index: exit.first, name: nameOf(exit.first), address: exit.target, ...resolve(exit.target), hooked: true });
   }
   return checks;
 }
@@ -190,7 +157,8 @@ function withProblem<T>(problems: string[], what: string, read: () => T): T | un
  */
 export function checkSyscalls(reader: KernelReader, modules: readonly ModuleInfo[]): SyscallReport {
   const symbols = new KernelSymbols(reader);
+  const owners = new CodeOwners(reader, modules);
   const problems: string[] = [];
   if (reader.profile.symbol(NATIVE_TABLE) === undefined) problems.push(`the profile has no ${NATIVE_TABLE}`);
-  return { checks: SYSCALL_ABIS.flatMap((abi) => checkAbi(reader, symbols, modules, abi, problems)), problems };
+  return { checks: SYSCALL_ABIS.flatMap((abi) => checkAbi(reader, symbols, owners, abi, problems)), problems };
 }
