@@ -11,7 +11,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DumpContext } from '../src/analyses/context.js';
-import { processList } from '../src/analyses/pslist.js';
+import { readerProvider } from '../src/analyses/providers/kernel.js';
+import { taskListProvider } from '../src/analyses/providers/processes.js';
 import { decodeTableReference } from '../src/kernels/pageTables.js';
 import { processAddressSpace } from '../src/os/linux/processSpace.js';
 import { userHalfEnd } from '../src/os/linux/reverseMap.js';
@@ -39,7 +40,7 @@ const path = process.argv[2] ?? fixturePath('linux61-clean', 'elf');
 const cacheDir = mkdtempSync(join(tmpdir(), 'vmscope-bench-pagewalk-'));
 const context = new DumpContext(path, { cacheDir });
 try {
-  const list = await processList(context);
+  const list = { ...(await context.get(taskListProvider)), reader: await context.get(readerProvider) };
   const users = list.tasks.filter((task) => !task.kernelThread && task.mm !== 0n);
   const kernel = context.kernel.space;
   const processes = users.map((task) => processAddressSpace(context.kernel, list.reader, task.mm));

@@ -21,36 +21,85 @@ export interface ContextOptions extends ProfileOptions {
   onProgress?: (phase: string, doneBytes: number, totalBytes: number) => void;
   /** Physical rule scans on several threads: the worker pool sits above this layer, so its user plugs it in (the CLI does). */
   parallelRuleScan?: ParallelRuleScan;
+  /**
+   * Threads a scan may use when its analysis is not told (default: the available parallelism).
+   * A batch sets 1: its parallelism is across dumps.
+   */
+  threads?: number;
 }
 
 /**
- * One dump under analysis: the image is opened at once; the kernel and its profile are found
- * on first use and kept, so analyses declare what they need simply by asking for it.
+ * A typed, memoized source of kernel objects (Volatility's requirement, without the class
+ * tree): the task list, carved tasks, the module search, the reverse map, ... Computed at most
+ * once per DumpContext, whoever asks, and free to ask for other providers.
+ */
+export interface Provider<T> {
+  readonly name: string;
+  compute(context: DumpContext): T | Promise<T>;
+}
+
+export function defineProvider<T>(name: string, compute: (context: DumpContext) => T | Promise<T>): Provider<T> {
+  return { name, compute };
+}
+
+/**
+ * One dump under analysis: the image is opened at once; everything else (kernel, profile,
+ * kernel objects) comes from providers, found on first use and kept for the context's life.
  */
 export class DumpContext {
   readonly image: MemoryImage;
+  private readonly provided = new Map<Provider<unknown>, Promise<unknown>>();
+  private readonly computed = new Map<string, number>();
   private kernelCache: LinuxKernel | undefined;
-  private profileCache: Promise<LinuxProfile> | undefined;
 
-  constructor(readonly path: string, private readonly options: ContextOptions = {}) {
+  constructor(
+    readonly path: string,
+    private readonly options: ContextOptions = {},
+  ) {
     this.image = openImage(path);
   }
 
+  /** The value of a provider, computed on first request and shared by every later one. */
+  get<T>(provider: Provider<T>): Promise<T> {
+    let value = this.provided.get(provider) as Promise<T> | undefined;
+    if (!value) {
+      this.computed.set(provider.name, (this.computed.get(provider.name) ?? 0) + 1);
+      value = Promise.resolve().then(() => provider.compute(this));
+      this.provided.set(provider, value);
+    }
+    return value;
+  }
+
+  /** How many times each provider was computed in this context (once, or the memo is broken). */
+  get computations(): ReadonlyMap<string, number> {
+    return this.computed;
+  }
+
   get kernel(): LinuxKernel {
-    this.kernelCache ??= discoverLinuxKernel(this.image, {
-      onProgress: this.progress('locating kernel'),
-    });
+    this.kernelCache ??= discoverLinuxKernel(this.image, { onProgress: this.progress('locating kernel') });
     return this.kernelCache;
   }
 
   /** The profile with how it was obtained (ISF, cache, or derived from this dump). */
   linuxProfile(): Promise<LinuxProfile> {
-    this.profileCache ??= linuxProfile(this.kernel, this.options);
-    return this.profileCache;
+    return this.get(linuxProfileProvider);
+  }
+
+  async profile(): Promise<Profile> {
+    return (await this.linuxProfile()).profile;
+  }
+
+  get profileOptions(): ProfileOptions {
+    return this.options;
   }
 
   get parallelRuleScan(): ParallelRuleScan | undefined {
     return this.options.parallelRuleScan;
+  }
+
+  /** Threads for a scan whose analysis was not told how many. */
+  get defaultThreads(): number | undefined {
+    return this.options.threads;
   }
 
   /** A progress callback for a long phase (drawn by the CLI on a terminal, ignored otherwise). */
@@ -58,11 +107,9 @@ export class DumpContext {
     return (done, total) => this.options.onProgress?.(phase, done, total);
   }
 
-  async profile(): Promise<Profile> {
-    return (await this.linuxProfile()).profile;
-  }
-
   close(): void {
     this.image.close();
   }
 }
+
+export const linuxProfileProvider = defineProvider('profile', (context) => linuxProfile(context.kernel, context.profileOptions));

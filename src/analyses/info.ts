@@ -1,6 +1,6 @@
 import { hex } from '../util/hex.js';
-import type { DumpContext } from './context.js';
-import type { Analysis, AnalysisResult, Column } from './types.js';
+import { imageProvider, kernelProvider } from './providers/kernel.js';
+import { defineAnalysis, type Column } from './types.js';
 
 const columns: readonly Column[] = [
   { key: 'format', kind: 'text', title: 'Format' },
@@ -19,33 +19,32 @@ const columns: readonly Column[] = [
 ];
 
 /** What the dump is and where the kernel sits in it. */
-export function info(context: DumpContext): AnalysisResult {
-  const { image, kernel } = context;
-  const row = {
-    format: image.format,
-    ranges: image.ranges.map((range) => ({ start: hex(range.start), end: hex(range.end) })),
-    total_bytes: image.totalBytes,
-    kernel_release: kernel.release,
-    linux_banner: kernel.banner,
-    kaslr: kernel.kaslr,
-    kaslr_slide: hex(kernel.kaslrSlide),
-    phys_base: hex(kernel.physBase),
-    dtb: hex(kernel.dtb),
-    page_offset_base: hex(kernel.pageOffsetBase),
-    paging_levels: kernel.pagingLevels,
-    discovery: kernel.method,
-    cpu_cr3: image.cpus.map((cpu) => hex(cpu.cr3)),
-  };
-  return { columns, rows: [row], single: true, partial: false, warnings: kernel.warnings };
-}
-
-export const infoAnalysis: Analysis = {
+export const infoAnalysis = defineAnalysis({
   name: 'info',
   description: 'identify the dump format, the kernel release and banner, KASLR slide, phys_base, DTB and direct-map base',
   columns,
-  requires: ['image', 'kernel'],
+  uses: [imageProvider, kernelProvider],
   help: `The kernel is found from the VMCOREINFO note the kernel keeps in RAM; without it, from the
 "Linux version" banner and the kernel's own page tables. Every value is checked by
 translating the kernel's text through the DTB it reports.`,
-  run: (context) => info(context),
-};
+  async compute(inputs) {
+    const image = await inputs.get(imageProvider);
+    const kernel = await inputs.get(kernelProvider);
+    const row = {
+      format: image.format,
+      ranges: image.ranges.map((range) => ({ start: hex(range.start), end: hex(range.end) })),
+      total_bytes: image.totalBytes,
+      kernel_release: kernel.release,
+      linux_banner: kernel.banner,
+      kaslr: kernel.kaslr,
+      kaslr_slide: hex(kernel.kaslrSlide),
+      phys_base: hex(kernel.physBase),
+      dtb: hex(kernel.dtb),
+      page_offset_base: hex(kernel.pageOffsetBase),
+      paging_levels: kernel.pagingLevels,
+      discovery: kernel.method,
+      cpu_cr3: image.cpus.map((cpu) => hex(cpu.cr3)),
+    };
+    return { columns, rows: [row], single: true, partial: false, warnings: kernel.warnings };
+  },
+});

@@ -1,6 +1,6 @@
 import { hex } from '../util/hex.js';
-import type { DumpContext } from './context.js';
-import type { Analysis, AnalysisResult, Column } from './types.js';
+import { kernelProvider, profileProvider } from './providers/kernel.js';
+import { defineAnalysis, type Column } from './types.js';
 
 const columns: readonly Column[] = [
   { key: 'address', kind: 'address', title: 'Address' },
@@ -9,19 +9,18 @@ const columns: readonly Column[] = [
 ];
 
 /** The kernel's symbol table as /proc/kallsyms would print it, from the dump alone. */
-export async function kallsyms(context: DumpContext): Promise<AnalysisResult> {
-  const profile = await context.profile();
-  const rows = profile.symbolList.map((symbol) => ({ address: hex(symbol.address), type: symbol.type ?? '?', name: symbol.name }));
-  return { columns, rows, single: false, partial: false, warnings: context.kernel.warnings };
-}
-
-export const kallsymsAnalysis: Analysis = {
+export const kallsymsAnalysis = defineAnalysis({
   name: 'kallsyms',
   description: "list the kernel's symbols (address, type letter, name) as /proc/kallsyms would, decoded from the dump",
   columns,
-  requires: ['kernel', 'profile'],
+  uses: [kernelProvider, profileProvider],
   help: `Decoded from the kernel's compressed kallsyms tables in memory (located through VMCOREINFO,
 or by a structural scan when it does not name them). Type letters are unknown ("?") when
 the profile comes from an ISF, which does not carry them.`,
-  run: (context) => kallsyms(context),
-};
+  async compute(inputs) {
+    const kernel = await inputs.get(kernelProvider);
+    const { profile } = await inputs.get(profileProvider);
+    const rows = profile.symbolList.map((symbol) => ({ address: hex(symbol.address), type: symbol.type ?? '?', name: symbol.name }));
+    return { columns, rows, single: false, partial: false, warnings: kernel.warnings };
+  },
+});

@@ -1,7 +1,7 @@
 import { MAX_ARGV_BYTES, readArguments } from '../os/linux/processSpace.js';
-import type { DumpContext } from './context.js';
-import { processList } from './pslist.js';
-import type { Analysis, AnalysisResult, Column, Row } from './types.js';
+import { kernelProvider, readerProvider } from './providers/kernel.js';
+import { taskListProvider } from './providers/processes.js';
+import { defineAnalysis, type Column, type Row } from './types.js';
 
 const columns: readonly Column[] = [
   { key: 'pid', kind: 'int', title: 'PID' },
@@ -11,25 +11,26 @@ const columns: readonly Column[] = [
 ];
 
 /** Each listed process with its argv, read from the process's own memory. */
-export async function psaux(context: DumpContext): Promise<AnalysisResult> {
-  const { reader, tasks, warnings } = await processList(context);
-  const rows: Row[] = tasks.map((task) => {
-    const { argv, problems } = readArguments(context.kernel, reader, task);
-    for (const problem of problems) warnings.push(`pid ${task.pid} (${task.comm}): ${problem}`);
-    return { pid: task.pid, ppid: task.ppid, comm: task.comm, argv };
-  });
-  return { columns, rows, single: false, partial: warnings.length > 0, warnings };
-}
-
-export const psauxAnalysis: Analysis = {
+export const psauxAnalysis = defineAnalysis({
   name: 'psaux',
   description: "list the processes of the task list with their command-line arguments, read from each process's own memory",
   columns,
-  requires: ['kernel', 'profile'],
+  uses: [kernelProvider, readerProvider, taskListProvider],
   help: `argv is mm->arg_start..arg_end read through the process's own page tables (mm->pgd), split
 at NULs, as /proc/PID/cmdline shows it; a process that rewrote its argv shows what it wrote.
 At most ${MAX_ARGV_BYTES / 1024} KiB are read per process. Pages that are swapped out or missing from the
 dump end the argv early: the result is partial, with a warning naming the pid.
 Kernel threads have no user memory and show as [comm].`,
-  run: (context) => psaux(context),
-};
+  async compute(inputs) {
+    const kernel = await inputs.get(kernelProvider);
+    const reader = await inputs.get(readerProvider);
+    const list = await inputs.get(taskListProvider);
+    const warnings = [...list.warnings];
+    const rows: Row[] = list.tasks.map((task) => {
+      const { argv, problems } = readArguments(kernel, reader, task);
+      for (const problem of problems) warnings.push(`pid ${task.pid} (${task.comm}): ${problem}`);
+      return { pid: task.pid, ppid: task.ppid, comm: task.comm, argv };
+    });
+    return { columns, rows, single: false, partial: warnings.length > 0, warnings };
+  },
+});

@@ -1,9 +1,11 @@
-import { DEFAULT_MAX_LIST_STEPS, KernelReader, type WalkProblem } from '../os/linux/kernelReader.js';
-import { readTask, walkTaskList, type TaskInfo } from '../os/linux/tasks.js';
+import { z } from 'zod';
+import { DEFAULT_MAX_LIST_STEPS, type KernelReader, type WalkProblem } from '../os/linux/kernelReader.js';
+import { readTask, type TaskInfo } from '../os/linux/tasks.js';
 import { VmscopeError } from '../util/errors.js';
 import { hex } from '../util/hex.js';
-import type { DumpContext } from './context.js';
-import type { Analysis, AnalysisResult, Column, Row } from './types.js';
+import { readerProvider } from './providers/kernel.js';
+import { taskListProvider } from './providers/processes.js';
+import { defineAnalysis, option, type Column, type Row } from './types.js';
 
 export const processColumns: readonly Column[] = [
   { key: 'pid', kind: 'int', title: 'PID' },
@@ -16,20 +18,6 @@ export const processColumns: readonly Column[] = [
   { key: 'start_time', kind: 'int', title: 'Start (ns after boot)' },
   { key: 'kernel_thread', kind: 'bool', title: 'Kernel thread' },
 ];
-
-/** The task list as every process analysis sees it: leaders in list order, and what went wrong walking it. */
-export interface ProcessList {
-  readonly reader: KernelReader;
-  readonly tasks: readonly TaskInfo[];
-  readonly warnings: string[];
-}
-
-export async function processList(context: DumpContext): Promise<ProcessList> {
-  const profile = await context.profile();
-  const reader = new KernelReader(context.kernel.space, profile);
-  const walk = walkTaskList(reader, profile.requireSymbol('init_task'));
-  return { reader, tasks: walk.tasks, warnings: walk.problems.map((problem) => `task list: ${problem.detail}`) };
-}
 
 export function processRow(task: TaskInfo): Row {
   return {
@@ -93,22 +81,21 @@ function withThreads(reader: KernelReader, leaders: readonly TaskInfo[], warning
 }
 
 /** The processes on the kernel's task list (thread-group leaders; every thread with `threads`). */
-export async function pslist(context: DumpContext, options: { threads?: boolean } = {}): Promise<AnalysisResult> {
-  const { reader, tasks, warnings } = await processList(context);
-  const listed = options.threads ? withThreads(reader, tasks, warnings) : tasks;
-  return { columns: processColumns, rows: listed.map(processRow), single: false, partial: warnings.length > 0, warnings };
-}
-
-export const pslistAnalysis: Analysis = {
+export const pslistAnalysis = defineAnalysis({
   name: 'pslist',
   description: "list the processes on the kernel's task list (pid, ppid, command, task_struct, threads, uid, start time)",
   columns: processColumns,
-  requires: ['kernel', 'profile'],
-  options: [{ flags: '--threads', key: 'threads', description: 'list every thread, not one row per thread group' }],
+  uses: [readerProvider, taskListProvider],
+  options: z.object({ threads: option(z.boolean().optional(), { description: 'list every thread, not one row per thread group' }) }),
   help: `Walks init_task.tasks forward, and backward as well when the forward walk breaks (a cycle,
 an unreadable link), so one damaged pointer loses as few processes as possible; every
 problem makes the result partial with a warning. A process unlinked from the list (DKOM)
 does not appear here: compare with psscan/psxview. The swapper (pid 0) is the list head
 and is not listed. ppid is the tgid of real_parent, as ps shows it.`,
-  run: (context, args) => pslist(context, { threads: args.threads === true }),
-};
+  async compute(inputs, options) {
+    const list = await inputs.get(taskListProvider);
+    const warnings = [...list.warnings];
+    const listed = options.threads ? withThreads(await inputs.get(readerProvider), list.tasks, warnings) : list.tasks;
+    return { columns: processColumns, rows: listed.map(processRow), single: false, partial: warnings.length > 0, warnings };
+  },
+});

@@ -1,8 +1,7 @@
-import { KernelReader } from '../os/linux/kernelReader.js';
-import { TaskCarver, type ExaminedTask } from '../os/linux/taskCarving.js';
+import type { ExaminedTask } from '../os/linux/taskCarving.js';
 import { hex } from '../util/hex.js';
-import type { DumpContext } from './context.js';
-import type { Analysis, AnalysisResult, Column, Row } from './types.js';
+import { carvedTasksProvider } from './providers/processes.js';
+import { defineAnalysis, type Column, type Row } from './types.js';
 
 const columns: readonly Column[] = [
   { key: 'pid', kind: 'int', title: 'PID' },
@@ -15,12 +14,6 @@ const columns: readonly Column[] = [
   { key: 'state', kind: 'text', title: 'State' },
   { key: 'task_list', kind: 'text', title: 'Task-list links' },
 ];
-
-/** A carver over this dump's kernel, with the reader it reads through. */
-export async function taskCarver(context: DumpContext): Promise<{ reader: KernelReader; carver: TaskCarver }> {
-  const reader = new KernelReader(context.kernel.space, await context.profile());
-  return { reader, carver: TaskCarver.create(context.kernel, reader) };
-}
 
 function carvedRow({ info, physical, life, taskList }: ExaminedTask): Row {
   return {
@@ -36,31 +29,12 @@ function carvedRow({ info, physical, life, taskList }: ExaminedTask): Row {
   };
 }
 
-const carvings = new WeakMap<DumpContext, Promise<ExaminedTask[]>>();
-
-/**
- * Every task_struct carved from the dump's physical memory, carved once per context: psscan,
- * psxview and yarascan's attribution all need them, and one carve is a pass over the whole dump.
- */
-export function carvedTasks(context: DumpContext): Promise<ExaminedTask[]> {
-  let carving = carvings.get(context);
-  if (!carving) {
-    carving = taskCarver(context).then(({ carver }) => carver.carve(context.progress('carving task_structs')));
-    carvings.set(context, carving);
-  }
-  return carving;
-}
-
 /** Every task_struct found in physical memory, whatever list it is or is not on. */
-export async function psscan(context: DumpContext): Promise<AnalysisResult> {
-  return { columns, rows: (await carvedTasks(context)).map(carvedRow), single: false, partial: false, warnings: [] };
-}
-
-export const psscanAnalysis: Analysis = {
+export const psscanAnalysis = defineAnalysis({
   name: 'psscan',
   description: 'carve task_structs from physical memory without trusting any kernel list, exited ones included',
   columns,
-  requires: ['kernel', 'profile'],
+  uses: [carvedTasksProvider],
   help: `Every task_struct holds the address of its scheduling class (fair_sched_class and the
 others) in sched_class: one pass over the whole dump finds those 8-byte values, and each hit
 is read as the task_struct around it. A candidate is kept when its pid and tgid are in range,
@@ -72,5 +46,7 @@ Rows are in physical order. "task" is the direct-map address (init_task: its sym
 "task_list" tells how the task's own tasks links look: linked (on a list), unlinked (pointing
 to itself, as list_del_init leaves it: DKOM), deleted (poisoned by list_del at exit), or
 stale (never linked: the per-CPU idle tasks, pid 0). psxview compares this with the lists.`,
-  run: (context) => psscan(context),
-};
+  async compute(inputs) {
+    return { columns, rows: (await inputs.get(carvedTasksProvider)).map(carvedRow), single: false, partial: false, warnings: [] };
+  },
+});

@@ -1,7 +1,7 @@
 import type { TaskInfo } from '../os/linux/tasks.js';
-import type { DumpContext } from './context.js';
-import { processColumns, processList, processRow } from './pslist.js';
-import type { Analysis, AnalysisResult, Column, Row } from './types.js';
+import { processColumns, processRow } from './pslist.js';
+import { taskListProvider } from './providers/processes.js';
+import { defineAnalysis, type Column, type Row } from './types.js';
 
 /** Deeper than any real process tree; a forged chain of parents stops being indented here. */
 export const MAX_TREE_DEPTH = 256;
@@ -53,21 +53,20 @@ export function treeOrder(tasks: readonly TaskInfo[], warnings: string[]): Array
 }
 
 /** The processes of the task list as a tree by parent; each row carries its depth. */
-export async function pstree(context: DumpContext): Promise<AnalysisResult> {
-  const { tasks, warnings } = await processList(context);
-  const rows: Row[] = treeOrder(tasks, warnings).map(({ task, depth }) => ({ depth, ...processRow(task) }));
-  return { columns, rows, single: false, partial: warnings.length > 0, warnings };
-}
-
-export const pstreeAnalysis: Analysis = {
+export const pstreeAnalysis = defineAnalysis({
   name: 'pstree',
   description: 'show the processes of the task list as a tree by parent (real_parent), with each row\'s depth',
   columns,
-  requires: ['kernel', 'profile'],
+  uses: [taskListProvider],
   help: `Rows come in tree order: a parent, then its children by pid, each one level deeper.
 Processes whose parent is not on the task list (init and kthreadd, whose parent is the
 swapper, or the children of a hidden process) are roots at depth 0. Parents that form a
 cycle, or a chain deeper than ${MAX_TREE_DEPTH}, cannot hang the walk: such processes are shown
 as roots, with a warning.`,
-  run: (context) => pstree(context),
-};
+  async compute(inputs) {
+    const list = await inputs.get(taskListProvider);
+    const warnings = [...list.warnings];
+    const rows: Row[] = treeOrder(list.tasks, warnings).map(({ task, depth }) => ({ depth, ...processRow(task) }));
+    return { columns, rows, single: false, partial: warnings.length > 0, warnings };
+  },
+});

@@ -11,10 +11,11 @@ import { psxviewAnalysis } from './psxview.js';
 import { syscallsAnalysis } from './syscalls.js';
 import { typesAnalysis } from './typeLayout.js';
 import { yarascanAnalysis } from './yarascan.js';
+import { VmscopeError } from '../util/errors.js';
 import type { Analysis } from './types.js';
 
-/** Every analysis, in the order `--help` lists them. */
-export const analyses: readonly Analysis[] = [
+/** Every analysis, in the order `--help` lists them; registerAnalysis adds more. */
+const registered: Analysis[] = [
   infoAnalysis,
   pslistAnalysis,
   pstreeAnalysis,
@@ -30,6 +31,17 @@ export const analyses: readonly Analysis[] = [
   typesAnalysis,
 ];
 
+export const analyses: readonly Analysis[] = registered;
+
 export function findAnalysis(name: string): Analysis | undefined {
-  return analyses.find((analysis) => analysis.name === name);
+  return registered.find((analysis) => analysis.name === name);
+}
+
+/**
+ * Adds an analysis (a library user's, a plugin's) to every place that lists them: the CLI
+ * built afterwards, `batch --run`, and queue workers that register it too.
+ */
+export function registerAnalysis(analysis: Analysis): void {
+  if (findAnalysis(analysis.name)) throw new VmscopeError('USAGE', `an analysis named "${analysis.name}" is registered already`);
+  registered.push(analysis);
 }

@@ -1,8 +1,8 @@
-import { checkSyscalls, type SyscallCheck } from '../os/linux/syscalls.js';
+import type { SyscallCheck } from '../os/linux/syscalls.js';
 import { hex } from '../util/hex.js';
-import type { DumpContext } from './context.js';
-import { kernelModules } from './hiddenModules.js';
-import type { Analysis, AnalysisResult, Column, Row } from './types.js';
+import { kernelProvider, uniqueWarnings } from './providers/kernel.js';
+import { allModulesProvider, syscallReportProvider } from './providers/modules.js';
+import { defineAnalysis, type Column, type Row } from './types.js';
 
 const columns: readonly Column[] = [
   { key: 'table', kind: 'text', title: 'Table' },
@@ -29,24 +29,11 @@ function syscallRow(check: SyscallCheck): Row {
 }
 
 /** Every syscall table entry and dispatcher jump, resolved and checked against the kernel's own handlers. */
-export async function syscalls(context: DumpContext): Promise<AnalysisResult> {
-  const { reader, modules, hidden, warnings } = await kernelModules(context);
-  const report = checkSyscalls(reader, [...modules, ...hidden.map((found) => found.module)]);
-  const problems = [...warnings, ...report.problems];
-  return {
-    columns,
-    rows: report.checks.map(syscallRow),
-    single: false,
-    partial: problems.length > 0,
-    warnings: [...context.kernel.warnings, ...problems],
-  };
-}
-
-export const syscallsAnalysis: Analysis = {
+export const syscallsAnalysis = defineAnalysis({
   name: 'syscalls',
   description: 'check every syscall table entry and the syscall dispatcher for hooks, naming the owner of each target',
   columns,
-  requires: ['kernel', 'profile'],
+  uses: [kernelProvider, allModulesProvider, syscallReportProvider],
   help: `Each sys_call_table entry (and ia32/x32 tables where the kernel has them) is resolved to a
 symbol and an owner: "kernel" inside kernel text, a module's name (listed or hidden) inside its
 memory, else "unknown". Since the 2024 BHI fix the kernel dispatches through x64_sys_call() and
@@ -54,5 +41,11 @@ friends, a switch compiled to compares and jumps: it is followed for every sysca
 an entry is hooked when it differs from the handler the kernel's own dispatcher calls for that
 number (before the fix: when it is not a syscall handler inside kernel text). Dispatcher jumps
 to anything but a syscall handler are shown as kind "dispatcher" rows, always hooked.`,
-  run: (context) => syscalls(context),
-};
+  async compute(inputs) {
+    const kernel = await inputs.get(kernelProvider);
+    const modules = await inputs.get(allModulesProvider);
+    const report = await inputs.get(syscallReportProvider);
+    const problems = uniqueWarnings(modules.warnings, report.problems);
+    return { columns, rows: report.checks.map(syscallRow), single: false, partial: problems.length > 0, warnings: uniqueWarnings(kernel.warnings, problems) };
+  },
+});

@@ -1,8 +1,9 @@
 import type { IsfTypeDescriptor } from '../symbols/isf.js';
 import type { Profile } from '../symbols/profile.js';
 import { VmscopeError } from '../util/errors.js';
-import type { DumpContext } from './context.js';
-import type { Analysis, AnalysisResult, Column } from './types.js';
+import { z } from 'zod';
+import { profileProvider } from './providers/kernel.js';
+import { defineAnalysis, option, type AnalysisResult, type Column } from './types.js';
 
 const columns: readonly Column[] = [
   { key: 'offset', kind: 'int', title: 'Offset' },
@@ -58,8 +59,7 @@ export function sizeOfType(profile: Profile, type: IsfTypeDescriptor): number | 
 }
 
 /** The layout of one struct or union, fields in offset order. */
-export async function typeLayout(context: DumpContext, name: string): Promise<AnalysisResult> {
-  const profile = await context.profile();
+export function typeLayout(profile: Profile, name: string): AnalysisResult {
   const type = profile.type(name);
   if (!type) throw new VmscopeError('NO_PROFILE', `the profile has no struct or union "${name}"`, profile.source);
   const rows = Object.entries(type.fields)
@@ -75,12 +75,15 @@ export async function typeLayout(context: DumpContext, name: string): Promise<An
   return { columns, rows, single: false, partial: false, warnings: [], title: `${type.kind} ${name}: ${type.size} bytes` };
 }
 
-export const typesAnalysis: Analysis = {
+export const typesAnalysis = defineAnalysis({
   name: 'types',
   description: 'print the layout of a struct or union (offsets, sizes, types, bitfields) from the dump-derived profile',
   columns,
-  requires: ['profile'],
-  arguments: [{ name: 'struct', description: 'struct or union name, e.g. task_struct' }],
+  uses: [profileProvider],
+  options: z.object({ struct: option(z.string().min(1), { description: 'struct or union name, e.g. task_struct' }) }),
+  arguments: ['struct'],
   help: 'Fields inside anonymous structs and unions are listed at their offset in the outer struct.',
-  run: (context, args) => typeLayout(context, String(args.struct)),
-};
+  async compute(inputs, options) {
+    return typeLayout((await inputs.get(profileProvider)).profile, options.struct);
+  },
+});

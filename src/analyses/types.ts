@@ -1,3 +1,7 @@
+import { z } from 'zod';
+import { VmscopeError } from '../util/errors.js';
+import type { DumpContext, ParallelRuleScan, Provider } from './context.js';
+
 /**
  * Analyses produce data, renderers present it (Volatility's TreeGrid split): an analysis
  * declares its columns once, and the table, JSON and NDJSON renderers all follow that list.
@@ -19,9 +23,6 @@ export interface Column {
 export type CellValue = string | number | boolean | bigint | null | readonly CellValue[] | { readonly [key: string]: CellValue };
 export type Row = Readonly<Record<string, CellValue>>;
 
-/** What an analysis needs before it can run; the context provides them lazily. */
-export type Requirement = 'image' | 'kernel' | 'profile';
-
 export interface AnalysisResult {
   readonly columns: readonly Column[];
   readonly rows: readonly Row[];
@@ -36,28 +37,126 @@ export interface AnalysisResult {
   readonly exitCode?: number | undefined;
 }
 
-/** A command-line option an analysis takes, passed to `run` under `key`. */
-export interface AnalysisOption {
-  /** commander flags, e.g. `--pid <pid>` or `--threads` */
-  readonly flags: string;
-  readonly key: string;
+/**
+ * What an option's schema may say beyond its type, for the CLI, batch and queue that are
+ * generated from it: its help line, the flag's value name, and whether it names a file whose
+ * contents must travel with a queued job (workers elsewhere have no copy of it).
+ */
+export interface OptionMeta {
   readonly description: string;
-  readonly parse?: (value: string) => unknown;
+  /** `<file>` in `--rules <file>`; booleans take none. */
+  readonly placeholder?: string;
+  readonly file?: boolean;
 }
 
-/**
- * One analysis (Volatility's plugin): a name, what it needs, the columns it yields. The CLI
- * builds a command from each; the library calls `run` directly.
- */
+/** An option's schema with its CLI metadata. */
+export function option<T extends z.ZodType>(schema: T, meta: OptionMeta): T {
+  return schema.meta({ ...meta }) as T;
+}
+
+/** The metadata an option was declared with. */
+export function optionMeta(schema: z.ZodType): OptionMeta {
+  const meta = z.globalRegistry.get(schema) as Partial<OptionMeta> | undefined;
+  return { description: meta?.description ?? '', ...(meta?.placeholder ? { placeholder: meta.placeholder } : {}), ...(meta?.file ? { file: true } : {}) };
+}
+
+/** What an analysis's rows are to a batch, a queue or a policy: plain data, findings of tampering, or signature hits. */
+export type RowRole = 'data' | 'findings' | 'hits';
+
+/** What an analysis may reach while it runs: only the providers it declared. */
+export interface AnalysisInputs {
+  readonly path: string;
+  get<T>(provider: Provider<T>): Promise<T>;
+  progress(phase: string): (doneBytes: number, totalBytes: number) => void;
+  readonly parallelRuleScan: ParallelRuleScan | undefined;
+  /** Threads a scan uses when its options do not say (the context's setting, else undefined). */
+  readonly defaultThreads: number | undefined;
+}
+
+type AnyOptions = z.ZodObject<z.ZodRawShape>;
+
+/** One analysis as its file declares it (Volatility's plugin with its requirements, without the class tree). */
+export interface AnalysisSpec<Options extends AnyOptions> {
+  readonly name: string;
+  readonly description: string;
+  readonly columns: readonly Column[];
+  /** The providers `compute` may ask for; asking for another is a bug, caught at once. */
+  readonly uses: ReadonlyArray<Provider<unknown>>;
+  /** Its options, typed and validated; the CLI flags, help and batch options are generated from it. */
+  readonly options?: Options;
+  /** Options given as positional arguments after the dump, e.g. the struct name of `types`. */
+  readonly arguments?: ReadonlyArray<Extract<keyof z.output<Options>, string>>;
+  /** More help text: what it shows and how it decides. */
+  readonly help?: string;
+  readonly rows?: RowRole;
+  compute(inputs: AnalysisInputs, options: z.output<Options>): AnalysisResult | Promise<AnalysisResult>;
+}
+
+/** An analysis ready to run: its declaration, plus option validation and a run scoped to its providers. */
 export interface Analysis {
   readonly name: string;
   readonly description: string;
   readonly columns: readonly Column[];
-  readonly requires: readonly Requirement[];
-  /** Positional arguments after the dump, e.g. the struct name of `types`. */
-  readonly arguments?: ReadonlyArray<{ readonly name: string; readonly description: string }>;
-  readonly options?: readonly AnalysisOption[];
-  /** More help text: what it shows and how it decides. */
-  readonly help?: string;
-  run(context: import('./context.js').DumpContext, args: Readonly<Record<string, unknown>>): AnalysisResult | Promise<AnalysisResult>;
+  readonly uses: ReadonlyArray<Provider<unknown>>;
+  readonly options: AnyOptions;
+  readonly arguments: readonly string[];
+  readonly help: string | undefined;
+  readonly rows: RowRole;
+  /** Validates raw options (CLI strings, batch JSON, library objects): a usage error names the flag at fault. */
+  parseOptions(raw: Readonly<Record<string, unknown>>): Record<string, unknown>;
+  run(context: DumpContext, options?: Readonly<Record<string, unknown>>): Promise<AnalysisResult>;
+}
+
+/** `allProcesses` → `--all-processes`. */
+export function flagName(key: string): string {
+  return `--${key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`;
+}
+
+/** Inputs limited to the declared providers. */
+function scopedInputs(context: DumpContext, name: string, uses: ReadonlyArray<Provider<unknown>>): AnalysisInputs {
+  const allowed = new Set(uses);
+  return {
+    path: context.path,
+    get<T>(provider: Provider<T>): Promise<T> {
+      if (!allowed.has(provider)) throw new Error(`analysis ${name} asked for provider "${provider.name}" without declaring it in \`uses\``);
+      return context.get(provider);
+    },
+    progress: (phase) => context.progress(phase),
+    parallelRuleScan: context.parallelRuleScan,
+    defaultThreads: context.defaultThreads,
+  };
+}
+
+export function defineAnalysis<Options extends AnyOptions = z.ZodObject<{}>>(spec: AnalysisSpec<Options>): Analysis {
+  const schema = (spec.options ?? z.object({})) as AnyOptions;
+  const parseOptions = (raw: Readonly<Record<string, unknown>>): Record<string, unknown> => {
+    const parsed = schema.strict().safeParse(raw);
+    if (parsed.success) return parsed.data;
+    const issue = parsed.error.issues[0]!;
+    const key = issue.path[0];
+    if (typeof key !== 'string') throw new VmscopeError('USAGE', `${spec.name}: ${issue.message}`);
+    const where = spec.arguments?.includes(key as never) ? `<${key}>` : flagName(key);
+    if (issue.code === 'unrecognized_keys') throw new VmscopeError('USAGE', `${spec.name} has no option ${issue.keys.map(flagName).join(', ')}`);
+    const field = (schema.shape as Record<string, z.ZodType>)[key];
+    if (field && raw[key] === undefined) {
+      const placeholder = optionMeta(field).placeholder;
+      throw new VmscopeError('USAGE', `${spec.name} needs ${where}${placeholder && !where.startsWith('<') ? ` <${placeholder}>` : ''}`);
+    }
+    throw new VmscopeError('USAGE', `${spec.name} ${where}: ${issue.message}`);
+  };
+  return {
+    name: spec.name,
+    description: spec.description,
+    columns: spec.columns,
+    uses: spec.uses,
+    options: schema,
+    arguments: spec.arguments ?? [],
+    help: spec.help,
+    rows: spec.rows ?? 'data',
+    parseOptions,
+    async run(context, raw = {}) {
+      const options = parseOptions(raw) as z.output<Options>;
+      return spec.compute(scopedInputs(context, spec.name, spec.uses), options);
+    },
+  };
 }

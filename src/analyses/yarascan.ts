@@ -1,10 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import type { LinuxKernel } from '../os/linux/discovery.js';
-import type { KernelReader } from '../os/linux/kernelReader.js';
+import { z } from 'zod';
 import { processAddressSpace } from '../os/linux/processSpace.js';
-import { buildReverseMap, type Attribution, type ReverseMap } from '../os/linux/reverseMap.js';
-import type { TaskInfo } from '../os/linux/tasks.js';
+import type { Attribution, ReverseMap } from '../os/linux/reverseMap.js';
 import { processStreams } from '../os/linux/virtualScan.js';
 import { compileSource } from '../rules/compile.js';
 import type { RuleMatch } from '../rules/evaluate.js';
@@ -13,9 +11,9 @@ import type { X86AddressSpace } from '../space/x86.js';
 import { VmscopeError } from '../util/errors.js';
 import { hex } from '../util/hex.js';
 import type { DumpContext } from './context.js';
-import { processList } from './pslist.js';
-import { carvedTasks } from './psscan.js';
-import type { Analysis, AnalysisResult, Column, Row } from './types.js';
+import { imageProvider, kernelProvider, readerProvider } from './providers/kernel.js';
+import { everyProcessProvider, reverseMapProvider } from './providers/processes.js';
+import { defineAnalysis, option, type AnalysisInputs, type AnalysisResult, type Column, type Row } from './types.js';
 
 const columns: readonly Column[] = [
   { key: 'rule', kind: 'text', title: 'Rule' },
@@ -32,16 +30,22 @@ const columns: readonly Column[] = [
 /** Bytes of each match shown, as hex and as text. */
 const SHOWN_BYTES = 32;
 
-export interface YarascanOptions {
-  /** Path of the rule file. */
-  rules: string;
-  /** Scan this process's virtual memory instead of physical memory. */
-  pid?: number;
-  /** Scan every process's virtual memory instead of physical memory. */
-  allProcesses?: boolean;
-  /** Threads for the physical scan (default: the available parallelism). */
-  threads?: number;
-}
+/** Far more threads than any machine this runs on has cores; each holds a WASM instance and a scan window. */
+export const MAX_SCAN_THREADS = 256;
+
+const optionsSchema = z
+  .object({
+    rules: option(z.string().min(1), { description: 'YARA rule file (required)', placeholder: 'file', file: true }),
+    pid: option(z.coerce.number().int().min(0).optional(), { description: "scan this process's virtual memory instead of physical memory", placeholder: 'pid' }),
+    allProcesses: option(z.boolean().optional(), { description: "scan every process's virtual memory instead of physical memory" }),
+    threads: option(z.coerce.number().int().min(1).max(MAX_SCAN_THREADS).optional(), {
+      description: 'threads for the physical scan (default: the available parallelism)',
+      placeholder: 'n',
+    }),
+  })
+  .refine((options) => options.pid === undefined || !options.allProcesses, { message: '--pid and --all-processes exclude each other' });
+
+export type YarascanOptions = z.output<typeof optionsSchema>;
 
 /**
  * Every match of a YARA rule file in the dump. Physically by default: the whole dump streamed
@@ -51,12 +55,12 @@ export interface YarascanOptions {
  * pages). With a pid or all processes: each process's user memory in virtual order, which also
  * finds strings whose pages are not physically adjacent.
  */
-export async function yarascan(context: DumpContext, options: YarascanOptions): Promise<AnalysisResult> {
+async function scanWithRules(inputs: AnalysisInputs, options: YarascanOptions): Promise<AnalysisResult> {
   const source = readRulesFile(options.rules);
   const scanner = RuleScanner.create(compileSource(source, options.rules));
   // As yara's "string may slow down scanning": such a string is tried at every offset of the dump.
   const warnings = scanner.strings.flatMap(({ compiled }, index) => (compiled.scanEverywhere ? [`${scanner.describe(index)}: no fixed byte to search for, so it is tried at every offset (slow)`] : []));
-  const rows = options.pid !== undefined || options.allProcesses ? await scanProcesses(context, scanner, options, warnings) : await scanPhysical(context, scanner, source, options, warnings);
+  const rows = options.pid !== undefined || options.allProcesses ? await scanProcesses(inputs, scanner, options, warnings) : await scanPhysical(inputs, scanner, source, options, warnings);
   return { columns, rows, single: false, partial: false, warnings, exitCode: rows.length > 0 ? 1 : 0 };
 }
 
@@ -68,21 +72,22 @@ function readRulesFile(path: string): string {
   }
 }
 
-async function scanPhysical(context: DumpContext, scanner: RuleScanner, source: string, options: YarascanOptions, warnings: string[]): Promise<Row[]> {
-  const threads = options.threads ?? availableParallelism();
-  const onProgress = context.progress('scanning with rules');
-  const parallel = context.parallelRuleScan;
+async function scanPhysical(inputs: AnalysisInputs, scanner: RuleScanner, source: string, options: YarascanOptions, warnings: string[]): Promise<Row[]> {
+  const image = await inputs.get(imageProvider);
+  const threads = options.threads ?? inputs.defaultThreads ?? availableParallelism();
+  const onProgress = inputs.progress('scanning with rules');
+  const parallel = inputs.parallelRuleScan;
   const result =
     threads > 1 && parallel
-      ? await parallel({ path: context.path, scanner, source, file: options.rules, threads, onProgress })
-      : scanner.scanImage(context.image, { onProgress });
+      ? await parallel({ path: inputs.path, scanner, source, file: options.rules, threads, onProgress })
+      : scanner.scanImage(image, { onProgress });
   warnTruncated(scanner, result, warnings);
-  const matches = scanner.evaluate(result.hits, context.image.totalBytes);
+  const matches = scanner.evaluate(result.hits, image.totalBytes);
   if (matches.length === 0) return [];
-  const reverseMap = await ownersOrWarn(context, warnings);
+  const reverseMap = await ownersOrWarn(inputs, warnings);
   return matchRows(matches).flatMap(({ rule, string, offset, length }) => {
     const data = new Uint8Array(Math.min(length, SHOWN_BYTES));
-    context.image.read(offset, data);
+    image.read(offset, data);
     const owners: ReadonlyArray<Attribution | { readonly owner: 'unknown' }> = reverseMap?.attribute(offset) ?? [{ owner: 'unknown' }];
     return owners.map((owner) => ({
       rule,
@@ -99,10 +104,10 @@ async function scanPhysical(context: DumpContext, scanner: RuleScanner, source: 
 }
 
 /** The reverse map over every live process, hidden ones included; without a kernel, a warning and no owners. */
-async function ownersOrWarn(context: DumpContext, warnings: string[]): Promise<ReverseMap | undefined> {
+async function ownersOrWarn(inputs: AnalysisInputs, warnings: string[]): Promise<ReverseMap | undefined> {
   try {
-    const { kernel, reader, processes } = await everyProcess(context, warnings);
-    const reverseMap = buildReverseMap(kernel, reader, processes);
+    warnings.push(...(await inputs.get(everyProcessProvider)).warnings);
+    const reverseMap = await inputs.get(reverseMapProvider);
     warnings.push(...reverseMap.problems);
     return reverseMap;
   } catch (error) {
@@ -112,26 +117,15 @@ async function ownersOrWarn(context: DumpContext, warnings: string[]): Promise<R
   }
 }
 
-/**
- * Thread-group leaders on the task list, then those carved from memory but missing from it
- * (hidden by DKOM): a hidden process's pages must not show as unowned.
- */
-async function everyProcess(context: DumpContext, warnings: string[]): Promise<{ kernel: LinuxKernel; reader: KernelReader; processes: TaskInfo[] }> {
-  const list = await processList(context);
-  warnings.push(...list.warnings);
-  const listed = new Set(list.tasks.map((task) => task.task));
-  const hidden = (await carvedTasks(context))
-    .filter(({ info, life }) => life === 'alive' && info.pid === info.tgid && !listed.has(info.task))
-    .map(({ info }) => info);
-  return { kernel: context.kernel, reader: list.reader, processes: [...list.tasks, ...hidden] };
-}
-
-async function scanProcesses(context: DumpContext, scanner: RuleScanner, options: YarascanOptions, warnings: string[]): Promise<Row[]> {
-  const { kernel, reader, processes } = await everyProcess(context, warnings);
+async function scanProcesses(inputs: AnalysisInputs, scanner: RuleScanner, options: YarascanOptions, warnings: string[]): Promise<Row[]> {
+  const kernel = await inputs.get(kernelProvider);
+  const reader = await inputs.get(readerProvider);
+  const { processes, warnings: listWarnings } = await inputs.get(everyProcessProvider);
+  warnings.push(...listWarnings);
   const users = processes.filter((task) => !task.kernelThread && task.mm !== 0n);
   const selected = options.pid === undefined ? users : users.filter((task) => task.pid === options.pid);
   if (selected.length === 0) {
-    throw new VmscopeError('USAGE', `no user process with pid ${options.pid} (on the task list or carved from memory)`, context.path);
+    throw new VmscopeError('USAGE', `no user process with pid ${options.pid} (on the task list or carved from memory)`, inputs.path);
   }
   const rows: Row[] = [];
   for (const task of selected) {
@@ -183,23 +177,18 @@ function showBytes(bytes: Uint8Array): string {
   return `|${text}| ${Buffer.from(bytes).toString('hex')}`;
 }
 
-const parseInteger = (name: string) => (value: string) => {
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 0) throw new VmscopeError('USAGE', `${name} must be a non-negative integer, not "${value}"`);
-  return number;
-};
+/** The library's yarascan: `yarascanAnalysis.run` with typed options. */
+export function yarascan(context: DumpContext, options: z.input<typeof optionsSchema>): Promise<AnalysisResult> {
+  return yarascanAnalysis.run(context, options);
+}
 
-export const yarascanAnalysis: Analysis = {
+export const yarascanAnalysis = defineAnalysis({
   name: 'yarascan',
   description: 'scan the dump with YARA rules and say which process holds every hit',
   columns,
-  requires: ['image'],
-  options: [
-    { flags: '--rules <file>', key: 'rules', description: 'YARA rule file (required)' },
-    { flags: '--pid <pid>', key: 'pid', description: "scan this process's virtual memory instead of physical memory", parse: parseInteger('--pid') },
-    { flags: '--all-processes', key: 'allProcesses', description: "scan every process's virtual memory instead of physical memory" },
-    { flags: '--threads <n>', key: 'threads', description: 'threads for the physical scan (default: the available parallelism)', parse: parseInteger('--threads') },
-  ],
+  uses: [imageProvider, kernelProvider, readerProvider, everyProcessProvider, reverseMapProvider],
+  options: optionsSchema,
+  rows: 'hits',
   help: `Rules follow YARA's syntax (strings with nocase/wide/ascii/fullword/private/xor, hex strings
 with wildcards, jumps and alternations, regular expressions; conditions with counts, offsets,
 ranges, "N of", "for ... of", filesize, private and global rules). Modules (import "pe", ...)
@@ -225,14 +214,5 @@ Examples:
   vmscope yarascan --rules malware.yar guest.elf
   vmscope yarascan --rules markers.yar --pid 4242 guest.lime --json
   vmscope yarascan --rules c2.yar --all-processes guest.raw --ndjson | jq -r .comm | sort -u`,
-  run: (context, args) => {
-    if (typeof args.rules !== 'string') throw new VmscopeError('USAGE', 'yarascan needs --rules <file>');
-    if (args.pid !== undefined && args.allProcesses) throw new VmscopeError('USAGE', '--pid and --all-processes exclude each other');
-    return yarascan(context, {
-      rules: args.rules,
-      ...(args.pid !== undefined ? { pid: args.pid as number } : {}),
-      ...(args.allProcesses ? { allProcesses: true } : {}),
-      ...(args.threads !== undefined ? { threads: args.threads as number } : {}),
-    });
-  },
-};
+  compute: scanWithRules,
+});

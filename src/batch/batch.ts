@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -7,7 +6,8 @@ import { sha256File } from '../image/decompress.js';
 import { VmscopeError } from '../util/errors.js';
 import { expandDumpPaths, type TempBudget } from './inputs.js';
 import { inProcessRunner, ThreadJobRunner, type DumpJobRunner } from './jobPool.js';
-import { dumpResultSchema, resolveAnalyses, type DumpJobRequest, type DumpResult } from './job.js';
+import { dumpResultSchema, type DumpJobRequest, type DumpResult } from './job.js';
+import { relevantOptions, resolveSelection, selectionKey, type AnalysisSelection } from './analysisSelection.js';
 import { writeFileAtomically } from '../util/files.js';
 
 /**
@@ -49,7 +49,8 @@ export interface BatchOptions {
   /** Dump files and directories (searched recursively for dumps; see looksLikeDump). */
   readonly dumps: readonly string[];
   readonly analyses: readonly string[];
-  readonly rulesFile?: string;
+  /** Options for the analyses by key (`rules`, ...): each analysis takes those it declares. */
+  readonly options?: Readonly<Record<string, unknown>>;
   readonly outDir: string;
   /** Dumps analysed at once (default: the available parallelism), lowered to what the memory budget allows. */
   readonly jobs?: number;
@@ -83,7 +84,8 @@ export interface BatchTotals {
 export interface BatchSummary {
   format: 'vmscope-batch-summary/1';
   analyses: string[];
-  rules: string | null;
+  /** The options the analyses took (file paths absolute). */
+  options: Record<string, unknown>;
   jobs: number;
   memoryBudgetBytes: number;
   estimatedJobBytes: number;
@@ -159,12 +161,6 @@ function writeJsonAtomically(path: string, value: unknown): void {
   writeFileAtomically(path, JSON.stringify(value, null, 2) + '\n');
 }
 
-/** Analyses in order plus the rule file's content hash: a rerun with other analyses or edited rules is other work. */
-function settingsKey(analyses: readonly string[], rulesFile: string | undefined): string {
-  const rules = rulesFile && analyses.includes('yarascan') ? sha256File(rulesFile) : null;
-  return createHash('sha256').update(JSON.stringify({ analyses: [...analyses].sort(), rules })).digest('hex');
-}
-
 /** `<outDir>/summary.json`, replaced atomically: a reader never sees half of it. */
 export function writeBatchSummary(outDir: string, summary: BatchSummary): void {
   writeJsonAtomically(join(outDir, 'summary.json'), summary);
@@ -174,9 +170,9 @@ export function writeBatchSummary(outDir: string, summary: BatchSummary): void {
  * Records results obtained elsewhere (a queued batch's workers) in the output directory's
  * manifest, so a later local batch over the same dumps skips them as it skips its own.
  */
-export function recordInManifest(outDir: string, analyses: readonly string[], rulesFile: string | undefined, results: readonly DumpResult[]): void {
+export function recordInManifest(outDir: string, selection: AnalysisSelection, results: readonly DumpResult[]): void {
   const manifest = new Manifest(outDir);
-  const settings = settingsKey(analyses, rulesFile);
+  const settings = selectionKey(selection);
   for (const result of results) manifest.record(settings, result);
 }
 
@@ -207,13 +203,15 @@ export function summarize(results: readonly DumpResult[], header: Omit<BatchSumm
 export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResult, BatchSummary, undefined> {
   const startedAt = new Date();
   const started = performance.now();
-  const analyses = resolveAnalyses(options.analyses, options.rulesFile).map((analysis) => analysis.name);
+  const selection: AnalysisSelection = { analyses: options.analyses, options: options.options ?? {} };
+  const analyses = resolveSelection(selection).map(({ analysis }) => analysis.name);
+  const analysisOptions = relevantOptions(selection);
   const memoryBudgetBytes = options.memoryBudgetBytes ?? totalmem() / 2;
   const jobs = concurrencyFor(options.jobs, memoryBudgetBytes);
   const outDir = resolve(options.outDir);
   mkdirSync(outDir, { recursive: true });
   const paths = expandDumpPaths(options.dumps, outDir);
-  const settings = settingsKey(analyses, options.rulesFile);
+  const settings = selectionKey(selection);
   const manifest = new Manifest(outDir);
 
   const alreadyDone: DumpResult[] = [];
@@ -246,7 +244,7 @@ export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResul
     analyses,
     outDir,
     tempBudget,
-    ...(options.rulesFile ? { rulesFile: resolve(options.rulesFile) } : {}),
+    options: analysisOptions,
     ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
     ...(options.verify ? { verify: true } : {}),
     ...(dump.sha256 ? { sha256: dump.sha256 } : {}),
@@ -277,7 +275,7 @@ export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResul
 
   const summary = summarize(results, {
     analyses,
-    rules: options.rulesFile ? resolve(options.rulesFile) : null,
+    options: analysisOptions,
     jobs: runner.concurrency,
     memoryBudgetBytes,
     estimatedJobBytes: ESTIMATED_JOB_BYTES,

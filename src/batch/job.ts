@@ -3,10 +3,11 @@ import { appendFileSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync 
 import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { DumpContext } from '../analyses/context.js';
-import { findAnalysis } from '../analyses/registry.js';
 import { rowObject } from '../analyses/rowJson.js';
 import type { Analysis, AnalysisResult, Row } from '../analyses/types.js';
+import { kernelProvider } from '../analyses/providers/kernel.js';
 import { sha256File } from '../image/decompress.js';
+import { resolveSelection } from './analysisSelection.js';
 import { VmscopeError } from '../util/errors.js';
 import { compressionOf, decompressToTemp, type DecompressedDump, type TempBudget } from './inputs.js';
 
@@ -18,8 +19,8 @@ export interface DumpJobRequest {
   readonly path: string;
   /** Analysis names as the CLI knows them (`check`, `pslist`, `yarascan`, ...). */
   readonly analyses: readonly string[];
-  /** The YARA rule file, for `yarascan`. */
-  readonly rulesFile?: string;
+  /** Options for them by key (each analysis takes those it declares). */
+  readonly options?: Readonly<Record<string, unknown>>;
   /** Where `<name>-<hash>.ndjson` is written. */
   readonly outDir: string;
   /** Profile cache directory (default $VMSCOPE_CACHE_DIR or ~/.cache/vmscope/profiles; false: none). */
@@ -33,10 +34,10 @@ export interface DumpJobRequest {
 }
 
 /**
- * A finding is something wrong with the guest's kernel: a row of `check` (hidden_process,
- * hidden_module, syscall_hook, dispatcher_hook). Signature matches are `hits`, not findings: a
- * rule file says what to look for, not that its presence is tampering (an EICAR test string
- * is not a rootkit), so they are counted apart and do not set the batch's exit code.
+ * A finding is something wrong with the guest's kernel: a row of an analysis whose rows are
+ * findings (`check`). Signature matches are `hits`, not findings: a rule file says what to look
+ * for, not that its presence is tampering (an EICAR test string is not a rootkit), so they are
+ * counted apart and do not set the batch's exit code.
  */
 const findingSchema = z.object({ kind: z.string(), severity: z.string(), subject: z.string(), detail: z.string() });
 export type BatchFinding = z.infer<typeof findingSchema>;
@@ -51,7 +52,7 @@ export const dumpResultSchema = z.object({
   /** Rows per analysis that ran (an analysis that failed is in `errors` instead). */
   counts: z.record(z.string(), z.number()),
   findings: z.array(findingSchema),
-  /** yarascan rows (one per match and owner). */
+  /** Rows of analyses whose rows are signature hits (yarascan: one per match and owner). */
   hits: z.number(),
   /** Analyses whose rows may be incomplete (a walk was cut short). */
   partial: z.array(z.string()),
@@ -82,18 +83,6 @@ export function parseDumpResult(text: string): DumpResult {
   return dumpResultSchema.parse(JSON.parse(text));
 }
 
-/** Analyses a batch can run: those needing nothing but the dump (and, for yarascan, the rule file). */
-export function resolveAnalyses(names: readonly string[], rulesFile: string | undefined): Analysis[] {
-  if (names.length === 0) throw new VmscopeError('USAGE', 'no analysis to run (--run check,pslist,...)');
-  return [...new Set(names)].map((name) => {
-    const analysis = findAnalysis(name);
-    if (!analysis) throw new VmscopeError('USAGE', `unknown analysis "${name}"`);
-    if (analysis.arguments?.length) throw new VmscopeError('USAGE', `${name} needs arguments and cannot run in a batch`);
-    if (name === 'yarascan' && !rulesFile) throw new VmscopeError('USAGE', 'yarascan in a batch needs --rules <file>');
-    return analysis;
-  });
-}
-
 /** `guest-0900.elf` → `guest-0900.elf-1a2b3c4d.ndjson`: readable, and unique per absolute path. */
 export function outputName(path: string): string {
   const absolute = resolve(path);
@@ -108,11 +97,6 @@ export function ndjsonRow(analysis: string, row: Row, result: AnalysisResult): R
 
 function describeError(error: unknown): string {
   return error instanceof VmscopeError ? error.describe() : `INTERNAL: ${error instanceof Error ? error.message : String(error)}`;
-}
-
-/** Arguments each analysis gets in a batch: a scan runs on this thread, since the batch's parallelism is across dumps. */
-function analysisArgs(analysis: Analysis, request: DumpJobRequest): Record<string, unknown> {
-  return analysis.name === 'yarascan' ? { rules: request.rulesFile, threads: 1 } : {};
 }
 
 /** Rows, warnings and errors go to `<output>.partial-<pid>` as they come, then it is renamed: a reader never sees half a file. */
@@ -152,7 +136,7 @@ export async function runDumpJob(request: DumpJobRequest): Promise<DumpResult> {
     const stat = statSync(path);
     result.size = stat.size;
     result.mtimeMs = stat.mtimeMs;
-    const selected = resolveAnalyses(request.analyses, request.rulesFile);
+    const selected = resolveSelection({ analyses: request.analyses, options: request.options ?? {} });
     if (request.sha256 !== undefined || request.verify) result.sha256 = request.sha256 ?? sha256File(path);
     const compression = compressionOf(path);
     if (compression) decompressed = await decompressToTemp(path, compression, request.tempBudget);
@@ -172,10 +156,11 @@ export async function runDumpJob(request: DumpJobRequest): Promise<DumpResult> {
   return result;
 }
 
-async function analyse(dumpPath: string, selected: readonly Analysis[], request: DumpJobRequest, result: DumpResult, writer: NdjsonWriter): Promise<void> {
-  const context = new DumpContext(dumpPath, request.cacheDir === undefined ? {} : { cacheDir: request.cacheDir });
+async function analyse(dumpPath: string, selected: ReadonlyArray<{ analysis: Analysis; options: Record<string, unknown> }>, request: DumpJobRequest, result: DumpResult, writer: NdjsonWriter): Promise<void> {
+  // A scan runs on this thread: the batch's parallelism is across dumps.
+  const context = new DumpContext(dumpPath, { threads: 1, ...(request.cacheDir === undefined ? {} : { cacheDir: request.cacheDir }) });
   try {
-    if (selected.some((analysis) => analysis.requires.includes('kernel') || analysis.requires.includes('profile'))) {
+    if (selected.some(({ analysis }) => analysis.uses.includes(kernelProvider))) {
       try {
         result.kernel = { release: context.kernel.release, banner: context.kernel.banner };
       } catch (error) {
@@ -183,10 +168,10 @@ async function analyse(dumpPath: string, selected: readonly Analysis[], request:
       }
     }
     let failures = 0;
-    for (const analysis of selected) {
+    for (const { analysis, options } of selected) {
       let output: AnalysisResult;
       try {
-        output = await analysis.run(context, analysisArgs(analysis, request));
+        output = await analysis.run(context, options);
       } catch (error) {
         if (!(error instanceof VmscopeError)) throw error;
         failures++;
@@ -197,8 +182,8 @@ async function analyse(dumpPath: string, selected: readonly Analysis[], request:
       result.counts[analysis.name] = output.rows.length;
       result.warnings += output.warnings.length;
       if (output.partial) result.partial.push(analysis.name);
-      if (analysis.name === 'check') result.findings.push(...output.rows.map((row) => findingSchema.parse(row)));
-      if (analysis.name === 'yarascan') result.hits += output.rows.length;
+      if (analysis.rows === 'findings') result.findings.push(...output.rows.map((row) => findingSchema.parse(row)));
+      if (analysis.rows === 'hits') result.hits += output.rows.length;
       writer.write([...output.rows.map((row) => ndjsonRow(analysis.name, row, output)), ...output.warnings.map((warning) => ({ analysis: analysis.name, warning }))]);
     }
     if (failures === selected.length) result.error = result.errors[0]!.replace(/^[^:]+: /, '');

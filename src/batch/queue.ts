@@ -5,6 +5,7 @@ import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Queue, QueueEvents, Worker, type ConnectionOptions, type Job, type JobsOptions } from 'bullmq';
 import { VmscopeError } from '../util/errors.js';
+import { fileOptionContents, relevantOptions, type AnalysisSelection } from './analysisSelection.js';
 import { emptyDumpResult, type DumpResult } from './job.js';
 import { inProcessRunner, ThreadJobRunner, type DumpJobRunner } from './jobPool.js';
 
@@ -63,8 +64,10 @@ export interface DumpJobData {
   readonly size: number;
   readonly mtimeMs: number;
   readonly analyses: readonly string[];
-  /** The rules file's text travels with the job, so workers need no copy of it. */
-  readonly rules?: { readonly name: string; readonly text: string };
+  /** Options for the analyses, file options as the submitter's paths. */
+  readonly options: Readonly<Record<string, unknown>>;
+  /** The contents of file options (rule files) by key: they travel with the job, so workers need no copy. */
+  readonly files: Readonly<Record<string, { readonly name: string; readonly text: string }>>;
 }
 
 /**
@@ -78,9 +81,7 @@ export interface QueuedDumpResult {
   readonly files?: Readonly<Record<string, string>>;
 }
 
-export interface EnqueueOptions {
-  readonly analyses: readonly string[];
-  readonly rulesFile?: string;
+export interface EnqueueOptions extends AnalysisSelection {
   /** Attempts per job before it fails for good (a thrown job, not a dump with an error result). */
   readonly attempts?: number;
 }
@@ -99,7 +100,8 @@ const CONNECT_TIMEOUT_MS = 10_000;
  */
 export function dumpJobId(data: DumpJobData): string {
   const hash = createHash('sha256');
-  for (const part of [data.path, String(data.size), String(data.mtimeMs), data.analyses.join(','), data.rules?.text ?? '']) {
+  const files = Object.entries(data.files).map(([key, file]) => [key, file.text]);
+  for (const part of [data.path, String(data.size), String(data.mtimeMs), data.analyses.join(','), JSON.stringify(data.options), JSON.stringify(files)]) {
     hash.update(part).update('\0');
   }
   return `dump-${hash.digest('hex').slice(0, 32)}`;
@@ -113,15 +115,16 @@ function dumpJobData(path: string, options: EnqueueOptions): DumpJobData {
     size: stats.size,
     mtimeMs: stats.mtimeMs,
     analyses: [...options.analyses],
-    // Rules matter only to yarascan; leaving them out otherwise keeps the job id stable.
-    ...(options.rulesFile && options.analyses.includes('yarascan') ? { rules: { name: options.rulesFile, text: readFileSync(options.rulesFile, 'utf8') } } : {}),
+    // Only the options the analyses take: an unused one must not change the job id.
+    options: relevantOptions(options),
+    files: fileOptionContents(options),
   };
 }
 
 async function readyOrThrow(client: { waitUntilReady(): Promise<unknown> }, location: QueueLocation): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new VmscopeError('USAGE', `cannot reach Redis at ${location.display} within ${CONNECT_TIMEOUT_MS / 1000} s`)), CONNECT_TIMEOUT_MS);
+    timer = setTimeout(() => reject(new VmscopeError('UNAVAILABLE', `cannot reach Redis at ${location.display} within ${CONNECT_TIMEOUT_MS / 1000} s`)), CONNECT_TIMEOUT_MS);
   });
   try {
     await Promise.race([client.waitUntilReady(), timeout]);
@@ -339,21 +342,22 @@ export async function runWorker(url: string, options: WorkerOptions = {}): Promi
     try {
       rmSync(jobDir, { recursive: true, force: true });
       mkdirSync(jobDir, { recursive: true });
-      let rulesFile: string | undefined;
-      if (data.rules) {
-        rulesFile = join(scratch, 'rules.yar');
-        writeFileSync(rulesFile, data.rules.text);
+      // File options point at this worker's copies of the files that came with the job.
+      const jobOptions: Record<string, unknown> = { ...data.options };
+      for (const [key, file] of Object.entries(data.files)) {
+        jobOptions[key] = join(scratch, `${key}-${basename(file.name)}`);
+        writeFileSync(jobOptions[key] as string, file.text);
       }
       const result = await runner.run({
         path: data.path,
         analyses: [...data.analyses],
         outDir: jobDir,
-        ...(rulesFile ? { rulesFile } : {}),
+        options: jobOptions,
         ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
       });
       // Incomplete means the job was cut short (its thread crashed, a bug), not that the dump is
       // bad: throwing hands it back to BullMQ, which retries it up to the job's attempts.
-      if (!result.complete) throw new Error(result.error ?? 'the dump job did not complete');
+      if (!result.complete) throw new VmscopeError('INPUT_CHANGED', `the dump job did not complete: ${result.error ?? 'no reason given'}`, data.path);
       log(`job ${jobId} done ${data.path} in ${result.seconds.toFixed(1)} s${result.error ? ` (${result.error})` : ''}`);
       if (result.output === null) return { result, worker: name };
       const fileName = basename(result.output);
@@ -419,9 +423,9 @@ function defaultRunner(concurrency: number): DumpJobRunner {
  */
 function assertSameDump(data: DumpJobData): void {
   const stats = statSync(data.path, { throwIfNoEntry: false });
-  if (!stats) throw new Error(`${data.path}: not found on this worker (dumps must be on storage every worker shares)`);
+  if (!stats) throw new VmscopeError('INPUT_CHANGED', 'not found on this worker (dumps must be on storage every worker shares)', data.path);
   if (stats.size !== data.size || stats.mtimeMs !== data.mtimeMs) {
-    throw new Error(`${data.path}: not the file that was enqueued (size ${stats.size}, mtime ${new Date(stats.mtimeMs).toISOString()}; enqueued: size ${data.size}, mtime ${new Date(data.mtimeMs).toISOString()})`);
+    throw new VmscopeError('INPUT_CHANGED', `not the file that was enqueued (size ${stats.size}, mtime ${new Date(stats.mtimeMs).toISOString()}; enqueued: size ${data.size}, mtime ${new Date(data.mtimeMs).toISOString()})`);
   }
 }
 

@@ -4,12 +4,12 @@ import { analyses } from '../analyses/registry.js';
 import type { Column } from '../analyses/types.js';
 import { ESTIMATED_JOB_BYTES, hasFailed, runBatchToEnd, type BatchOptions, type BatchProgress, type BatchSummary } from '../batch/batch.js';
 import type { DumpResult } from '../batch/job.js';
+import { addSharedAnalysisOptions, sharedOptionKeys } from './analysisOptions.js';
 import { render } from './render.js';
 import { parseByteSize } from './options.js';
 
 export interface BatchCliOptions {
   run: string[];
-  rules?: string;
   out: string;
   jobs?: number;
   memoryBudget?: number;
@@ -169,7 +169,7 @@ function batchOptions(dumps: readonly string[], options: BatchCliOptions): Batch
     analyses: options.run,
     outDir: options.out,
     cacheDir: options.cache ? options.cacheDir : false,
-    ...(options.rules !== undefined ? { rulesFile: options.rules } : {}),
+    options: Object.fromEntries(sharedOptionKeys(analyses).filter((key) => options[key] !== undefined).map((key) => [key, options[key]])),
     ...(options.jobs !== undefined ? { jobs: options.jobs } : {}),
     ...(options.memoryBudget !== undefined ? { memoryBudgetBytes: options.memoryBudget } : {}),
     ...(options.verify ? { verify: true } : {}),
@@ -185,7 +185,6 @@ export function registerBatchCommand(program: Command, helpers: { readonly setEx
     .argument('<dump_or_dir...>', 'memory dump files and directories holding them')
     .requiredOption('--run <analyses>', 'comma-separated analyses to run on every dump, e.g. check,pslist,yarascan', parseAnalysisList)
     .requiredOption('--out <dir>', 'directory for the per-dump NDJSON, summary.json and manifest.json')
-    .option('--rules <file>', 'YARA rule file for yarascan')
     .option('--jobs <n>', 'dumps analysed at once (default: the available parallelism, within the memory budget)', parseJobs)
     .option('--memory-budget <size>', 'memory the concurrent jobs may take together, e.g. 2G (default: half the machine)', parseByteSize)
     .option('--verify', 'recognize completed dumps by content sha256 rather than size and mtime')
@@ -197,6 +196,7 @@ export function registerBatchCommand(program: Command, helpers: { readonly setEx
     .option('--cache-dir <dir>', 'where derived profiles are cached (default $VMSCOPE_CACHE_DIR or ~/.cache/vmscope/profiles)')
     .option('--no-progress', 'never draw a progress bar (it is drawn only when stderr is a terminal)')
     .addHelpText('after', `\n${BATCH_HELP}\n`);
+  addSharedAnalysisOptions(command, analyses);
   for (const extension of extensions) extension.addOptions(command);
 
   command.action(async (dumps: string[], options: BatchCliOptions) => {

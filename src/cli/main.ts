@@ -7,6 +7,7 @@ import type { AnalysisResult } from '../analyses/types.js';
 import { runDiff } from '../monitor/diffCommand.js';
 import { isVmscopeError } from '../util/errors.js';
 import { parallelScanRules } from '../workers/scanPool.js';
+import { addAnalysisOptions, givenOptions } from './analysisOptions.js';
 import { registerBatchCommand } from './batchCommand.js';
 import { registerPolicyCommand } from './policyCommand.js';
 import { createProgress } from './progress.js';
@@ -126,19 +127,14 @@ Examples:
 
   for (const analysis of analyses) {
     const command = program.command(analysis.name).description(analysis.description).argument('<dump>', 'memory dump file (raw, LiME or ELF core)');
-    for (const argument of analysis.arguments ?? []) command.argument(`<${argument.name}>`, argument.description);
-    for (const option of analysis.options ?? []) {
-      if (option.parse) command.option(option.flags, option.description, option.parse);
-      else command.option(option.flags, option.description);
-    }
+    addAnalysisOptions(command, analysis);
     if (analysis.help) command.addHelpText('after', `\n${analysis.help}\n`);
     withCommonOptions(command).action(async (dump: string, ...rest: unknown[]) => {
-      const positional = rest.slice(0, analysis.arguments?.length ?? 0);
+      const positional = rest.slice(0, analysis.arguments.length);
       const options = rest[positional.length] as CommonOptions & Record<string, unknown>;
-      const args: Record<string, unknown> = {};
-      analysis.arguments?.forEach((argument, i) => (args[argument.name] = positional[i]));
-      for (const option of analysis.options ?? []) args[option.key] = options[option.key];
-      setExitCode(await runOnDump(dump, options, (context) => analysis.run(context, args)));
+      // Validated before the dump is opened: a bad flag is a usage error, whatever the dump.
+      const given = analysis.parseOptions(givenOptions(analysis, positional, options));
+      setExitCode(await runOnDump(dump, options, (context) => analysis.run(context, given)));
     });
   }
 

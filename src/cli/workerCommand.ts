@@ -4,7 +4,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { batchProgress, ESTIMATED_JOB_BYTES, recordInManifest, summarize, writeBatchSummary, type BatchSummary } from '../batch/batch.js';
 import { expandDumpPaths } from '../batch/inputs.js';
 import type { DumpResult } from '../batch/job.js';
-import { resolveAnalyses } from '../batch/job.js';
+import { relevantOptions, resolveSelection, type AnalysisSelection } from '../batch/analysisSelection.js';
 import { DEFAULT_STALLED_JOB_POLICY, dumpResultOfJob, enqueueBatch, runWorker, waitForBatch } from '../batch/queue.js';
 import { VmscopeError } from '../util/errors.js';
 import type { BatchCommandExtension, BatchInvocation } from './batchCommand.js';
@@ -135,11 +135,12 @@ same paths. Without --wait the command exits once the jobs are enqueued.
 };
 
 async function enqueue(queueUrl: string, { batch }: BatchInvocation) {
-  const analyses = resolveAnalyses(batch.analyses, batch.rulesFile).map((analysis) => analysis.name);
+  const selection: AnalysisSelection = { analyses: batch.analyses, options: batch.options ?? {} };
+  const analyses = resolveSelection(selection).map(({ analysis }) => analysis.name);
   const outDir = resolve(batch.outDir);
   const paths = expandDumpPaths(batch.dumps, outDir);
-  const enqueued = await enqueueBatch(queueUrl, paths, { analyses, ...(batch.rulesFile ? { rulesFile: batch.rulesFile } : {}) });
-  return { analyses, outDir, enqueued };
+  const enqueued = await enqueueBatch(queueUrl, paths, selection);
+  return { analyses, selection, outDir, enqueued };
 }
 
 async function enqueueOnly(queueUrl: string, invocation: BatchInvocation): Promise<null> {
@@ -152,7 +153,7 @@ async function enqueueOnly(queueUrl: string, invocation: BatchInvocation): Promi
 async function enqueueAndWait(queueUrl: string, invocation: BatchInvocation): Promise<BatchSummary> {
   const startedAt = new Date();
   const started = performance.now();
-  const { analyses, outDir, enqueued } = await enqueue(queueUrl, invocation);
+  const { analyses, selection, outDir, enqueued } = await enqueue(queueUrl, invocation);
   mkdirSync(outDir, { recursive: true });
   const results: DumpResult[] = [];
   const workers = new Set<string>();
@@ -177,7 +178,7 @@ async function enqueueAndWait(queueUrl: string, invocation: BatchInvocation): Pr
 
   const summary = summarize(results, {
     analyses,
-    rules: invocation.batch.rulesFile ? resolve(invocation.batch.rulesFile) : null,
+    options: relevantOptions(selection),
     // The local fields: here, how many workers ran the jobs; their memory is theirs to budget.
     jobs: workers.size,
     memoryBudgetBytes: 0,
@@ -186,6 +187,6 @@ async function enqueueAndWait(queueUrl: string, invocation: BatchInvocation): Pr
     seconds: (performance.now() - started) / 1000,
   });
   writeBatchSummary(outDir, summary);
-  recordInManifest(outDir, analyses, invocation.batch.rulesFile, results);
+  recordInManifest(outDir, selection, results);
   return summary;
 }

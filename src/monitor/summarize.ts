@@ -1,17 +1,15 @@
 import { statSync } from 'node:fs';
 import { DumpContext, type ContextOptions } from '../analyses/context.js';
-import { kernelModules } from '../analyses/hiddenModules.js';
-import { processList } from '../analyses/pslist.js';
-import { psxview } from '../analyses/psxview.js';
-import { yarascan } from '../analyses/yarascan.js';
+import { readerProvider, uniqueWarnings } from '../analyses/providers/kernel.js';
+import { allModulesProvider, hiddenModulesProvider, moduleListProvider, syscallReportProvider } from '../analyses/providers/modules.js';
+import { processCrossViewProvider, taskListProvider } from '../analyses/providers/processes.js';
+import { yarascanAnalysis } from '../analyses/yarascan.js';
+import { readGuestClock } from '../os/linux/guestClock.js';
 import type { KernelReader } from '../os/linux/kernelReader.js';
 import type { ModuleInfo } from '../os/linux/modules.js';
 import { readArguments } from '../os/linux/processSpace.js';
-import { checkSyscalls } from '../os/linux/syscalls.js';
-import { optional, readTask, type TaskInfo } from '../os/linux/tasks.js';
-import type { Profile } from '../symbols/profile.js';
+import type { TaskInfo } from '../os/linux/tasks.js';
 import { VmscopeError } from '../util/errors.js';
-import { parseHex } from '../util/hex.js';
 import type { SnapshotModule, SnapshotProcess, SnapshotSignatureHit, SnapshotSummary, SnapshotSyscall } from './snapshot.js';
 
 /** What a summary gathers besides the defaults. */
@@ -21,13 +19,6 @@ export interface SummarizeOptions {
 }
 
 /**
- * Before 2000 a guest clock was never set (no RTC: it counts from 1970 at boot), and a value past
- * 2200 is no clock at all: either way the file's mtime says more about when the dump was taken.
- */
-const EARLIEST_PLAUSIBLE_CLOCK = Date.UTC(2000, 0, 1) / 1000;
-const LATEST_PLAUSIBLE_CLOCK = Date.UTC(2200, 0, 1) / 1000;
-
-/**
  * What the monitor keeps of one dump: processes (with argv), hidden processes, modules, hidden
  * modules and the syscall table, read by the same os-level code as pslist, psaux, psxview,
  * hidden-modules and syscalls, plus the guest's wall clock. As in those analyses, a broken list
@@ -35,20 +26,24 @@ const LATEST_PLAUSIBLE_CLOCK = Date.UTC(2200, 0, 1) / 1000;
  */
 export async function summarizeSnapshot(context: DumpContext, options: SummarizeOptions = {}): Promise<SnapshotSummary> {
   const { kernel } = context;
-  const warnings: string[] = [...kernel.warnings];
+  const reader = await context.get(readerProvider);
+  const listed = await context.get(taskListProvider);
+  const view = await context.get(processCrossViewProvider);
+  const modules = await context.get(moduleListProvider);
+  const hidden = await context.get(hiddenModulesProvider);
+  const syscalls = await context.get(syscallReportProvider);
+  const warnings: string[] = [...kernel.warnings, ...listed.warnings, ...view.warnings, ...(await context.get(allModulesProvider)).warnings, ...syscalls.problems];
 
-  const listed = await processList(context);
-  warnings.push(...listed.warnings);
-  const processes = listed.tasks.map((task) => snapshotProcess(context, listed.reader, task, warnings));
-  const hiddenProcesses = await findHiddenProcesses(context, listed.reader, warnings);
+  const processes = listed.tasks.map((task) => snapshotProcess(context, reader, task, warnings));
+  // Processes psxview judges hidden (alive but off the task list): leaders only, as it shows them.
+  const hiddenProcesses = view.sightings
+    .filter(({ task, hidden: isHidden }) => isHidden && task.info.pid !== 0 && task.info.pid === task.info.tgid)
+    .sort((a, b) => a.task.info.pid - b.task.info.pid || a.task.physical - b.task.physical)
+    .map(({ task }) => snapshotProcess(context, reader, task.info, warnings));
+  const hiddenModules = hidden.hidden.map((found) => found.module);
 
-  const modules = await kernelModules(context);
-  warnings.push(...modules.warnings);
-  const hiddenModules = modules.hidden.map((found) => found.module);
-  const syscalls = checkSyscalls(modules.reader, [...modules.modules, ...hiddenModules]);
-  warnings.push(...syscalls.problems);
-
-  const clock = guestClock(listed.reader) ?? fileClock(context.path, warnings);
+  const guestTime = readGuestClock(reader);
+  const clock: CaptureClock = guestTime ? { at: guestTime, source: 'guest-clock' } : fileClock(context.path, warnings);
   return {
     path: context.path,
     banner: kernel.banner,
@@ -70,8 +65,8 @@ export async function summarizeSnapshot(context: DumpContext, options: Summarize
         hooked: check.hooked,
       }),
     ),
-    // Several sources report the same broken link (psxview walks the task list again).
-    warnings: [...new Set(warnings)],
+    // Several providers report the same broken link (the cross-view walks the task list again).
+    warnings: uniqueWarnings(warnings),
   };
 }
 
@@ -103,7 +98,7 @@ export async function summarizeDump(path: string, contextOptions: ContextOptions
 async function signatureHits(context: DumpContext, rulesFiles: readonly string[], warnings: string[]): Promise<SnapshotSignatureHit[]> {
   const hits = new Map<string, SnapshotSignatureHit>();
   for (const rules of rulesFiles) {
-    const scan = await yarascan(context, { rules });
+    const scan = await yarascanAnalysis.run(context, { rules });
     warnings.push(...scan.warnings);
     for (const row of scan.rows) {
       const pid = typeof row.pid === 'number' ? row.pid : null;
@@ -112,20 +107,6 @@ async function signatureHits(context: DumpContext, rulesFiles: readonly string[]
     }
   }
   return [...hits.values()];
-}
-
-/** The processes psxview judges hidden (alive but off the task list), read again as tasks for their start time and argv. */
-async function findHiddenProcesses(context: DumpContext, reader: KernelReader, warnings: string[]): Promise<SnapshotProcess[]> {
-  const view = await psxview(context);
-  warnings.push(...view.warnings);
-  const hidden: SnapshotProcess[] = [];
-  for (const row of view.rows) {
-    if (row.hidden !== true || typeof row.task !== 'string') continue;
-    const task = optional(() => readTask(reader, parseHex(row.task as string)));
-    if (task) hidden.push(snapshotProcess(context, reader, task, warnings));
-    else warnings.push(`hidden process ${String(row.pid)}: task_struct ${row.task} is unreadable`);
-  }
-  return hidden;
 }
 
 function snapshotModule(module: ModuleInfo): SnapshotModule {
@@ -137,41 +118,8 @@ interface CaptureClock {
   readonly source: SnapshotSummary['capturedAtSource'];
 }
 
-/**
- * The guest's wall clock when it stopped: `tk_core.timekeeper.xtime_sec`, the CLOCK_REALTIME
- * seconds the kernel advances on every tick. Undefined when the kernel's symbols or types do not
- * describe it, or when it holds no plausible date.
- */
-function guestClock(reader: KernelReader): CaptureClock | undefined {
-  const { profile } = reader;
-  const tkCore = profile.symbol('tk_core');
-  const timekeeperOffset = timekeeperInTkCore(profile);
-  if (tkCore === undefined || timekeeperOffset === undefined || !profile.hasField('timekeeper', 'xtime_sec')) return undefined;
-  const seconds = optional(() => reader.u64(tkCore + BigInt(timekeeperOffset) + reader.offset('timekeeper', 'xtime_sec')));
-  if (seconds === undefined || seconds < EARLIEST_PLAUSIBLE_CLOCK || seconds > LATEST_PLAUSIBLE_CLOCK) return undefined;
-  return { at: new Date(Number(seconds) * 1000), source: 'guest-clock' };
-}
-
-/**
- * Where struct timekeeper sits in tk_core. Since 6.13 tk_core is a `struct tk_data`; before, it
- * is declared with an anonymous `struct { seqcount_raw_spinlock_t seq; struct timekeeper
- * timekeeper; }`, which BTF keeps unnamed: it is found by those two members. The offset comes
- * from the profile either way (the sequence counter's size depends on the kernel's lockdep
- * configuration), and is undefined when the candidates disagree.
- */
-function timekeeperInTkCore(profile: Profile): number | undefined {
-  const named = profile.type('tk_data')?.fields.timekeeper;
-  if (named) return named.offset;
-  const offsets = new Set<number>();
-  for (const type of Object.values(profile.types.user_types)) {
-    const { seq, timekeeper } = type.fields;
-    if (seq && timekeeper?.type.kind === 'struct' && timekeeper.type.name === 'timekeeper') offsets.add(timekeeper.offset);
-  }
-  return offsets.size === 1 ? [...offsets][0] : undefined;
-}
-
 /** The warning of a summary whose capture time is the file's mtime. */
-export const CLOCK_FALLBACK_WARNING = `the guest's clock (tk_core.timekeeper.xtime_sec) is unreadable or implausible: capture time is the file's modification time`;
+export const CLOCK_FALLBACK_WARNING = `the guest's clock (the core timekeeper's xtime_sec) is unreadable or implausible: capture time is the file's modification time`;
 
 function fileClock(path: string, warnings: string[]): CaptureClock {
   warnings.push(CLOCK_FALLBACK_WARNING);

@@ -15,6 +15,10 @@ export type ErrorCode =
   | 'NO_KERNEL_FOUND'
   | 'NO_PROFILE'
   | 'CORRUPT_STRUCTURE'
+  /** A service the command needs (Redis) cannot be reached: not the user's mistake, worth retrying. */
+  | 'UNAVAILABLE'
+  /** The input changed or is not what was asked for (a dump replaced under a queued job): retried elsewhere. */
+  | 'INPUT_CHANGED'
   | 'USAGE';
 
 export class VmscopeError extends Error {

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
-import { psaux } from '../../src/analyses/psaux.js';
-import { pslist } from '../../src/analyses/pslist.js';
-import { MAX_TREE_DEPTH, pstree, treeOrder } from '../../src/analyses/pstree.js';
+import { psauxAnalysis } from '../../src/analyses/psaux.js';
+import { pslistAnalysis } from '../../src/analyses/pslist.js';
+import { MAX_TREE_DEPTH, pstreeAnalysis, treeOrder } from '../../src/analyses/pstree.js';
 import type { AnalysisResult, Row } from '../../src/analyses/types.js';
 import { KernelReader } from '../../src/os/linux/kernelReader.js';
 import { MAX_ARGV_BYTES } from '../../src/os/linux/processSpace.js';
@@ -21,7 +21,7 @@ import { OverlayContext, OverlayImage } from '../support/overlay.js';
  * not a speed target), says its answer is partial and why, and still shows what it can.
  */
 const HANG_GUARD_MS = 2000;
-const analyses = { pslist, pstree, psaux } as const;
+const analyses = { pslist: pslistAnalysis, pstree: pstreeAnalysis, psaux: psauxAnalysis } as const;
 type AnalysisName = keyof typeof analyses;
 
 const cacheDir = mkdtempSync(join(tmpdir(), 'vmscope-adversarial-'));
@@ -34,7 +34,7 @@ const clean = {} as Record<AnalysisName, AnalysisResult>;
 beforeAll(async () => {
   base = new DumpContext(fixturePath('linux61-clean', 'raw'), { cacheDir });
   reader = new KernelReader(base.kernel.space, await base.profile());
-  for (const name of Object.keys(analyses) as AnalysisName[]) clean[name] = await analyses[name](base);
+  for (const name of Object.keys(analyses) as AnalysisName[]) clean[name] = await analyses[name].run(base);
   expect(clean.pslist.partial).toBe(false);
 });
 afterAll(() => base.close());
@@ -50,7 +50,7 @@ const field = (base: bigint, struct: string, name: string) => base + reader.offs
 
 async function timed(name: AnalysisName, context: DumpContext): Promise<AnalysisResult> {
   const started = performance.now();
-  const result = await analyses[name](context);
+  const result = await analyses[name].run(context);
   const elapsed = performance.now() - started;
   console.log(`${name}: ${elapsed.toFixed(1)} ms, ${result.rows.length} rows, warnings: ${JSON.stringify(result.warnings)}`);
   expect(elapsed).toBeLessThan(HANG_GUARD_MS);
@@ -104,7 +104,7 @@ describe('a hostile task list in linux61-clean', () => {
     const task = taskOf('lab_cache');
     context.patchKernelU64(field(task, 'task_struct', 'signal'), context.kernel.pageOffsetBase + (1n << 44n));
     const started = performance.now();
-    const result = await pslist(context, { threads: true });
+    const result = await pslistAnalysis.run(context, { threads: true });
     expect(performance.now() - started).toBeLessThan(HANG_GUARD_MS);
     const pid = reader.i32Field(task, 'task_struct', 'pid');
     expect(result.partial).toBe(true);

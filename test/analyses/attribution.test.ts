@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
-import { processList } from '../../src/analyses/pslist.js';
+import { readerProvider } from '../../src/analyses/providers/kernel.js';
+import { taskListProvider } from '../../src/analyses/providers/processes.js';
 import { MultiNeedleSearcher, type NeedleHit } from '../../src/kernels/multiNeedle.js';
 import type { KernelReader } from '../../src/os/linux/kernelReader.js';
 import { processAddressSpace } from '../../src/os/linux/processSpace.js';
@@ -43,7 +44,7 @@ describe.each(snapshots)('attribution in $name ($format)', ({ name, format }) =>
 
   beforeAll(async () => {
     context = new DumpContext(fixturePath(name, format), { cacheDir });
-    const list = await processList(context);
+    const list = { ...(await context.get(taskListProvider)), reader: await context.get(readerProvider) };
     reader = list.reader;
     users = list.tasks.filter((task) => !task.kernelThread && task.mm !== 0n);
     const started = performance.now();

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
-import { hiddenModules } from '../../src/analyses/hiddenModules.js';
-import { lsmod } from '../../src/analyses/lsmod.js';
-import type { AnalysisResult } from '../../src/analyses/types.js';
+import { hiddenModulesAnalysis } from '../../src/analyses/hiddenModules.js';
+import { lsmodAnalysis } from '../../src/analyses/lsmod.js';
+import type { Analysis, AnalysisResult } from '../../src/analyses/types.js';
 import { KernelReader } from '../../src/os/linux/kernelReader.js';
 import { MODULES_END, MODULES_VADDR } from '../../src/os/linux/layout.js';
 import { hex, parseHex } from '../../src/util/hex.js';
@@ -33,14 +33,14 @@ describe.each(snapshots)('modules of $name ($format)', ({ name, format }) => {
   afterAll(() => context.close());
 
   it('lsmod lists exactly /proc/modules', async () => {
-    const result = await lsmod(context);
+    const result = await lsmodAnalysis.run(context);
     expect(result.partial).toBe(false);
     expect(result.warnings).toEqual([]);
     expect(result.rows.map((row) => row.name)).toEqual((expected.modules as Array<{ name: string }>).map((module) => module.name));
   });
 
   it(rootkit ? `hidden-modules reports ${rootkit.module.name}, found by all three sources` : 'hidden-modules reports nothing', async () => {
-    const result = await hiddenModules(context);
+    const result = await hiddenModulesAnalysis.run(context);
     expect(result.partial).toBe(false);
     expect(result.warnings).toEqual([]);
     const hidden = rootkit
@@ -71,9 +71,9 @@ describe('a rewritten module list in linux61-rootkit', () => {
   const prev = (node: bigint) => node + reader.offset('list_head', 'prev');
   const labkitRow = () => ({ name: rootkit.name, base: rootkit.base, size: rootkit.text_size, state: 'MODULE_STATE_LIVE', refcount: 0 });
 
-  async function timed(analysis: (context: DumpContext) => Promise<AnalysisResult>, context: DumpContext): Promise<AnalysisResult> {
+  async function timed(analysis: Analysis, context: DumpContext): Promise<AnalysisResult> {
     const started = performance.now();
-    const result = await analysis(context);
+    const result = await analysis.run(context);
     const elapsed = performance.now() - started;
     console.log(`${analysis.name}: ${elapsed.toFixed(1)} ms, ${result.rows.length} rows, warnings: ${JSON.stringify(result.warnings)}`);
     expect(elapsed).toBeLessThan(HANG_GUARD_MS);
@@ -84,10 +84,10 @@ describe('a rewritten module list in linux61-rootkit', () => {
     const context = new OverlayContext(base);
     for (const link of [head, prev(head)]) context.patchKernelU64(link, labkitList);
     for (const link of [labkitList, prev(labkitList)]) context.patchKernelU64(link, head);
-    const listed = await timed(lsmod, context);
+    const listed = await timed(lsmodAnalysis, context);
     expect(listed.partial).toBe(false);
     expect(listed.rows).toEqual([labkitRow()]);
-    expect((await timed(hiddenModules, context)).rows).toEqual([]);
+    expect((await timed(hiddenModulesAnalysis, context)).rows).toEqual([]);
   });
 
   it.each([
@@ -98,7 +98,7 @@ describe('a rewritten module list in linux61-rootkit', () => {
     context.patchKernelU64(head, labkitList);
     context.patchKernelU64(labkitList, labkitList);
     if (backwardLoop) for (const link of [prev(head), prev(labkitList)]) context.patchKernelU64(link, labkitList);
-    const result = await timed(lsmod, context);
+    const result = await timed(lsmodAnalysis, context);
     expect(result.partial).toBe(true);
     expect(result.warnings.join('\n')).toMatch(/module list: list loops back to 0x[0-9a-f]+/);
     expect(result.rows).toEqual([labkitRow()]);
@@ -109,7 +109,7 @@ describe('a rewritten module list in linux61-rootkit', () => {
     const nowhere = context.kernel.pageOffsetBase + (1n << 44n);
     expect(context.kernel.space.tryTranslate(nowhere)).toBeUndefined();
     context.patchKernelU64(head, nowhere);
-    const result = await timed(lsmod, context);
+    const result = await timed(lsmodAnalysis, context);
     expect(result.partial).toBe(true);
     expect(result.warnings.join('\n')).toContain(nowhere.toString(16));
     expect(result.rows).toEqual([]);
@@ -125,7 +125,7 @@ describe('a rewritten module list in linux61-rootkit', () => {
     const previous = reader.u64(prev(kobjectEntry));
     context.patchKernelU64(previous, next);
     context.patchKernelU64(prev(next), previous);
-    const result = await timed(hiddenModules, context);
+    const result = await timed(hiddenModulesAnalysis, context);
     expect(result.warnings).toEqual([]);
     expect(result.rows).toEqual([expect.objectContaining({ name: rootkit.name, struct_module: rootkit.struct_module, found_by: 'scan' })]);
   });
@@ -134,7 +134,7 @@ describe('a rewritten module list in linux61-rootkit', () => {
     const context = new OverlayContext(base);
     // A name no module can have: the candidate is rejected although mkobj.mod still points back.
     context.patchKernelU64(parseHex(rootkit.struct_module) + reader.offset('module', 'name'), 0x0a0d0a0d0a0d0a0dn);
-    const result = await timed(hiddenModules, context);
+    const result = await timed(hiddenModulesAnalysis, context);
     expect(result.rows).toEqual([]);
     expect(result.partial).toBe(true);
     expect(result.warnings).toEqual([`mod_tree, sysfs: ${rootkit.struct_module} is not a valid struct module`]);
@@ -184,14 +184,14 @@ describe('a struct module forged in linux612-clean (mem[] layout)', () => {
 
   it('linked: lsmod reads its name, text base, total size and users from mem[]', async () => {
     const { context, text } = forge(true);
-    const result = await lsmod(context);
+    const result = await lsmodAnalysis.run(context);
     expect(result.rows).toEqual([{ name: 'forged', base: hex(text), size: 0x1000, state: 'MODULE_STATE_LIVE', refcount: 2 }]);
-    expect((await hiddenModules(context)).rows).toEqual([]);
+    expect((await hiddenModulesAnalysis.run(context)).rows).toEqual([]);
   });
 
   it('unlinked: the scan finds it, and only the scan (it is in neither mod_tree nor sysfs)', async () => {
     const { context, module, text } = forge(false);
-    const result = await hiddenModules(context);
+    const result = await hiddenModulesAnalysis.run(context);
     expect(result.warnings).toEqual([]);
     expect(result.rows).toEqual([{ name: 'forged', struct_module: hex(module), base: hex(text), size: 0x1000, found_by: 'scan' }]);
   });

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
-import { psaux } from '../../src/analyses/psaux.js';
-import { pslist } from '../../src/analyses/pslist.js';
-import { pstree } from '../../src/analyses/pstree.js';
+import { psauxAnalysis } from '../../src/analyses/psaux.js';
+import { pslistAnalysis } from '../../src/analyses/pslist.js';
+import { pstreeAnalysis } from '../../src/analyses/pstree.js';
 import type { Row } from '../../src/analyses/types.js';
 import { dumpFixtures, fixturePath, multiFormatSnapshots, snapshotNames, truth } from '../support/fixtures.js';
 
@@ -47,7 +47,7 @@ describe.each(snapshots)('processes of $name ($format)', ({ name, format }) => {
   afterAll(() => context.close());
 
   it('pslist: exactly the user processes of the task list, with their pid, ppid, comm and thread count', async () => {
-    const result = await pslist(context);
+    const result = await pslistAnalysis.run(context);
     expect(result.partial).toBe(false);
     expect(result.warnings).toEqual([]);
     const users = result.rows.filter((row) => row.kernel_thread === false);
@@ -60,7 +60,7 @@ describe.each(snapshots)('processes of $name ($format)', ({ name, format }) => {
   });
 
   it(`pslist: the kernel threads of the task list, give or take ${KERNEL_THREAD_CHURN} that came or went`, async () => {
-    const found = new Set((await pslist(context)).rows.filter((row) => row.kernel_thread === true).map(pidComm));
+    const found = new Set((await pslistAnalysis.run(context)).rows.filter((row) => row.kernel_thread === true).map(pidComm));
     const expected = new Set(listed.filter((process) => process.kernel_thread).map(pidComm));
     const onlyFound = [...found].filter((thread) => !expected.has(thread));
     const onlyExpected = [...expected].filter((thread) => !found.has(thread));
@@ -69,8 +69,8 @@ describe.each(snapshots)('processes of $name ($format)', ({ name, format }) => {
   });
 
   it('pslist --threads: each leader followed by its other threads, as many as its thread count', async () => {
-    const leaders = (await pslist(context)).rows;
-    const threads = await pslist(context, { threads: true });
+    const leaders = (await pslistAnalysis.run(context)).rows;
+    const threads = await pslistAnalysis.run(context, { threads: true });
     expect(threads.partial).toBe(false);
     expect(threads.rows.length).toBe(leaders.reduce((sum, row) => sum + Number(row.threads), 0));
     const leaderPids = new Set(leaders.map((row) => row.pid));
@@ -79,7 +79,7 @@ describe.each(snapshots)('processes of $name ($format)', ({ name, format }) => {
   });
 
   it('psaux: argv read from each user process\'s own memory equals its /proc cmdline', async () => {
-    const result = await psaux(context);
+    const result = await psauxAnalysis.run(context);
     expect(result.partial).toBe(false);
     const rows = byPid(result.rows);
     for (const process of userProcesses) expect(rows.get(process.pid)?.argv, `pid ${process.pid} ${process.comm}`).toEqual(process.cmdline);
@@ -92,7 +92,7 @@ describe.each(snapshots)('processes of $name ($format)', ({ name, format }) => {
   });
 
   it('pstree: parents before children, depth = parent depth + 1, the lab_tree family as the guest saw it', async () => {
-    const result = await pstree(context);
+    const result = await pstreeAnalysis.run(context);
     expect(result.partial).toBe(false);
     const seen = new Map<number, Row>();
     for (const row of result.rows) {
@@ -100,7 +100,7 @@ describe.each(snapshots)('processes of $name ($format)', ({ name, format }) => {
       expect(row.depth, `pid ${String(row.pid)}`).toBe(parent ? Number(parent.depth) + 1 : 0);
       seen.set(row.pid as number, row);
     }
-    expect(seen.size).toBe((await pslist(context)).rows.length);
+    expect(seen.size).toBe((await pslistAnalysis.run(context)).rows.length);
     const family = (comm: string) => userProcesses.find((process) => process.comm === comm)!;
     const [root, child1, child2, grandchild] = ['lab_tree_root', 'lab_tree_child1', 'lab_tree_child2', 'lab_tree_gchild'].map(family);
     expect([child1!.ppid, child2!.ppid, grandchild!.ppid]).toEqual([root!.pid, root!.pid, child1!.pid]);
@@ -119,7 +119,7 @@ describe('the rootkit snapshot', () => {
     const name = 'linux61-rootkit';
     const hidden = (truth(name).rootkit as { hidden_process: { pid: number; comm: string } }).hidden_process;
     const context = new DumpContext(fixturePath(name, 'lime'), { cacheDir });
-    const result = await pslist(context);
+    const result = await pslistAnalysis.run(context);
     context.close();
     expect(truthProcesses(name).find((process) => process.pid === hidden.pid)).toMatchObject({ in_task_list: false, hidden: true });
     expect(result.rows.map((row) => row.pid)).not.toContain(hidden.pid);
@@ -133,7 +133,7 @@ describe.each(multiFormatSnapshots())('$name in every format', ({ name, formats 
     const results = [];
     for (const format of formats) {
       const context = new DumpContext(fixturePath(name, format), { cacheDir });
-      results.push((await pslist(context)).rows);
+      results.push((await pslistAnalysis.run(context)).rows);
       context.close();
     }
     expect(results[0]!.length).toBeGreaterThan(0);

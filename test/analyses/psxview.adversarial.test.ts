@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
-import { psscan } from '../../src/analyses/psscan.js';
-import { psxview } from '../../src/analyses/psxview.js';
+import { psscanAnalysis } from '../../src/analyses/psscan.js';
+import { psxviewAnalysis } from '../../src/analyses/psxview.js';
 import type { AnalysisResult, Row } from '../../src/analyses/types.js';
 import { KernelReader } from '../../src/os/linux/kernelReader.js';
 import { walkPidNamespace } from '../../src/os/linux/pidNamespace.js';
@@ -29,7 +29,7 @@ let clean: AnalysisResult;
 beforeAll(async () => {
   base = new DumpContext(fixturePath('linux61-clean', 'raw'), { cacheDir });
   reader = new KernelReader(base.kernel.space, await base.profile());
-  clean = await psxview(base);
+  clean = await psxviewAnalysis.run(base);
   expect(clean.partial).toBe(false);
 });
 afterAll(() => base.close());
@@ -44,7 +44,7 @@ const field = (address: bigint, struct: string, name: string) => address + reade
 
 async function timedPsxview(context: DumpContext): Promise<AnalysisResult> {
   const started = performance.now();
-  const result = await psxview(context);
+  const result = await psxviewAnalysis.run(context);
   const elapsed = performance.now() - started;
   console.log(`psxview: ${elapsed.toFixed(1)} ms, ${result.rows.length} rows, warnings: ${JSON.stringify(result.warnings)}`);
   expect(elapsed).toBeLessThan(HANG_GUARD_MS);
@@ -114,7 +114,7 @@ describe('psxview over hostile kernel structures in linux61-clean', () => {
     expect(result.rows.filter((row) => row.hidden)).toEqual([
       expect.objectContaining({ comm: 'lab_db', pslist: false, pid_hash: true, children: true, psscan: true, state: 'alive' }),
     ]);
-    const carved = (await psscan(context)).rows.find((row) => row.comm === 'lab_db');
+    const carved = (await psscanAnalysis.run(context)).rows.find((row) => row.comm === 'lab_db');
     expect(carved).toMatchObject({ state: 'alive', task_list: 'stale' });
   });
 });

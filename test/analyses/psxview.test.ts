@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
-import { psscan } from '../../src/analyses/psscan.js';
-import { psxview } from '../../src/analyses/psxview.js';
+import { psscanAnalysis } from '../../src/analyses/psscan.js';
+import { psxviewAnalysis } from '../../src/analyses/psxview.js';
 import type { AnalysisResult, Row } from '../../src/analyses/types.js';
 import { parseHex } from '../../src/util/hex.js';
 import { dumpFixtures, fixturePath, snapshotNames, truth } from '../support/fixtures.js';
@@ -46,7 +46,7 @@ describe.each(snapshots)('hidden-process views of $name ($format)', ({ name, for
   beforeAll(async () => {
     context = new DumpContext(fixturePath(name, format), { cacheDir });
     await context.profile();
-    [scan, view] = [await psscan(context), await psxview(context)];
+    [scan, view] = [await psscanAnalysis.run(context), await psxviewAnalysis.run(context)];
   });
   afterAll(() => context.close());
 
@@ -106,7 +106,7 @@ describe.each(snapshots)('hidden-process views of $name ($format)', ({ name, for
   it('psxview on a fresh context (kernel found again, profile from the cache) gives the same rows', async () => {
     const fresh = new DumpContext(fixturePath(name, format), { cacheDir });
     try {
-      expect((await psxview(fresh)).rows).toEqual(view.rows);
+      expect((await psxviewAnalysis.run(fresh)).rows).toEqual(view.rows);
     } finally {
       fresh.close();
     }

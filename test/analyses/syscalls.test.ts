@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
-import { syscalls } from '../../src/analyses/syscalls.js';
+import { syscallsAnalysis } from '../../src/analyses/syscalls.js';
 import type { AnalysisResult, Row } from '../../src/analyses/types.js';
 import { KernelReader } from '../../src/os/linux/kernelReader.js';
 import { followSwitch } from '../../src/os/linux/x86Switch.js';
@@ -33,7 +33,7 @@ const hookedOf = (rows: readonly Row[]) => rows.filter((row) => row.hooked === t
 
 async function timedSyscalls(context: DumpContext): Promise<AnalysisResult> {
   const started = performance.now();
-  const result = await syscalls(context);
+  const result = await syscallsAnalysis.run(context);
   const elapsed = performance.now() - started;
   console.log(`syscalls: ${elapsed.toFixed(1)} ms, ${result.rows.length} rows, ${hookedOf(result.rows).length} hooked, warnings: ${JSON.stringify(result.warnings)}`);
   expect(elapsed).toBeLessThan(HANG_GUARD_MS);
@@ -66,7 +66,7 @@ describe.each(snapshots)('syscalls of $name ($format)', ({ name, format }) => {
   });
 
   it(rootkit ? 'exactly one hook: getdents64, owned by the hidden module' : 'no hooked entry and no dispatcher finding', async () => {
-    const { rows } = await syscalls(context);
+    const { rows } = await syscallsAnalysis.run(context);
     const hook = rootkit?.syscall_hook;
     const expected = hook
       ? [{ table: 'sys_call_table', kind: 'entry', index: hook.index, name: hook.syscall, address: hook.hooked, symbol: 'labkit_hook', owner: rootkit.module.name, hooked: true }]
@@ -108,7 +108,7 @@ describe('a tampered syscall path', () => {
   it('two real handlers swapped, or one entered past its start: hooked although inside kernel text', async () => {
     const context = new OverlayContext(clean);
     const start = await tableStart(context);
-    const original = entriesOf((await syscalls(clean)).rows);
+    const original = entriesOf((await syscallsAnalysis.run(clean)).rows);
     const address = (index: number) => parseHex(String(original[index]!.address));
     context.patchKernelU64(start, address(1));
     context.patchKernelU64(start + 8n, address(0));

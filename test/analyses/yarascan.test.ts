@@ -5,7 +5,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
-import { processList } from '../../src/analyses/pslist.js';
+import { readerProvider } from '../../src/analyses/providers/kernel.js';
+import { taskListProvider } from '../../src/analyses/providers/processes.js';
 import type { Row } from '../../src/analyses/types.js';
 import { yarascan } from '../../src/analyses/yarascan.js';
 import { processAddressSpace } from '../../src/os/linux/processSpace.js';
@@ -94,7 +95,7 @@ describe('yarascan on linux61-rootkit', () => {
     const rules = writeRules('hidden', [{ rule: 'hidden_name', string: yaraText(hidden.comm) }]);
     const { rows } = await yarascan(context, { rules, threads: 1 });
     expect(rows.filter((row) => row.owner === 'process').map((row) => row.pid)).toContain(hidden.pid);
-    const listed = (await processList(context)).tasks.map((task) => task.pid);
+    const listed = (await context.get(taskListProvider)).tasks.map((task) => task.pid);
     expect(listed).not.toContain(hidden.pid);
   }, 60_000);
 
@@ -127,7 +128,7 @@ describe('a string across two pages that are not physically adjacent', () => {
     const base = new DumpContext(fixturePath('linux61-clean', 'elf'), { cacheDir });
     try {
       const context = new OverlayContext(base);
-      const { reader, tasks } = await processList(context);
+      const [reader, { tasks }] = [await context.get(readerProvider), await context.get(taskListProvider)];
       const holder = tasks.find((task) => task.comm === 'lab_longargs')!;
       const space = processAddressSpace(context.kernel, reader, holder.mm);
       const boundary = physicallySplitBoundary(space);

@@ -72,7 +72,7 @@ function writeTruncatedCopy(source: string, target: string): void {
   }
 }
 
-const batchOptions = (outDir: string, extra: Partial<BatchOptions> = {}): BatchOptions => ({ dumps: [dumpsDir], analyses: ANALYSES, rulesFile, outDir, cacheDir, ...extra });
+const batchOptions = (outDir: string, extra: Partial<BatchOptions> = {}): BatchOptions => ({ dumps: [dumpsDir], analyses: ANALYSES, options: { rules: rulesFile }, outDir, cacheDir, ...extra });
 /** What a run leaves in outDir for a dump, by dump path. */
 const byPath = (summary: BatchSummary) => new Map(summary.dumps.map((dump) => [dump.path, dump]));
 const ndjsonLines = (result: DumpResult) => readFileSync(result.output!, 'utf8').split('\n').filter((line) => line !== '');

@@ -4,20 +4,20 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it, beforeAll } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
-import { info } from '../../src/analyses/info.js';
+import { infoAnalysis } from '../../src/analyses/info.js';
 import { VmscopeError } from '../../src/util/errors.js';
 import { fixturePath } from '../support/fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'vmscope-bad-'));
 
 /** Run the whole `info` path on a file and return the typed error it must raise, in under a second. */
-function expectTypedError(path: string, code: string): VmscopeError {
+async function expectTypedError(path: string, code: string): Promise<VmscopeError> {
   const started = performance.now();
   let caught: unknown;
   try {
     const context = new DumpContext(path);
     try {
-      info(context);
+      await infoAnalysis.run(context);
     } finally {
       context.close();
     }
@@ -64,47 +64,47 @@ describe('corrupt and hostile dump files give a typed error naming file and offs
     lime = fixturePath('linux61-clean', 'lime');
   });
 
-  it('a zero-length file', () => {
+  it('a zero-length file', async () => {
     const path = join(work, 'empty.raw');
     writeFileSync(path, '');
-    expectTypedError(path, 'EMPTY_FILE');
+    await expectTypedError(path, 'EMPTY_FILE');
   });
 
-  it('a directory', () => {
+  it('a directory', async () => {
     const path = join(work, 'a-directory');
     mkdirSync(path);
-    expect(expectTypedError(path, 'UNREADABLE_FILE').message).toContain('directory');
+    expect((await expectTypedError(path, 'UNREADABLE_FILE')).message).toContain('directory');
   });
 
-  it('a file that does not exist', () => {
-    expectTypedError(join(work, 'missing.elf'), 'UNREADABLE_FILE');
+  it('a file that does not exist', async () => {
+    await expectTypedError(join(work, 'missing.elf'), 'UNREADABLE_FILE');
   });
 
-  it('a random 1 MiB file is raw memory with no kernel in it', () => {
+  it('a random 1 MiB file is raw memory with no kernel in it', async () => {
     const path = join(work, 'random.bin');
     writeFileSync(path, randomBytes(1 << 20));
-    expectTypedError(path, 'NO_KERNEL_FOUND');
+    await expectTypedError(path, 'NO_KERNEL_FOUND');
   });
 
-  it('a compressed dump is recognised and refused with the command that fixes it', () => {
+  it('a compressed dump is recognised and refused with the command that fixes it', async () => {
     const path = join(work, 'dump.elf.zst');
     writeFileSync(path, Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]));
-    expect(expectTypedError(path, 'COMPRESSED_INPUT').message).toContain('zstd -d');
+    expect((await expectTypedError(path, 'COMPRESSED_INPUT')).message).toContain('zstd -d');
   });
 
-  it('an ELF core truncated inside its first PT_LOAD', () => {
+  it('an ELF core truncated inside its first PT_LOAD', async () => {
     const path = join(work, 'truncated.elf');
     copyFileSync(elf, path);
     truncateSync(path, 100 << 20);
-    const error = expectTypedError(path, 'TRUNCATED_FILE');
+    const error = await expectTypedError(path, 'TRUNCATED_FILE');
     expect(error.offset).toBe(programHeader(elf, 1)); // the first PT_LOAD follows the PT_NOTE
   });
 
-  it('an ELF core cut inside its program header table', () => {
-    expectTypedError(headOf(elf, 200, 'cut-phdrs.elf'), 'TRUNCATED_FILE');
+  it('an ELF core cut inside its program header table', async () => {
+    await expectTypedError(headOf(elf, 200, 'cut-phdrs.elf'), 'TRUNCATED_FILE');
   });
 
-  it('an ELF core whose PT_LOADs overlap', () => {
+  it('an ELF core whose PT_LOADs overlap', async () => {
     const path = join(work, 'overlap.elf');
     copyFileSync(elf, path);
     // Move the second PT_LOAD's physical address into the first one's range.
@@ -113,29 +113,29 @@ describe('corrupt and hostile dump files give a typed error naming file and offs
     address.writeBigUInt64LE(0x1000n);
     writeSync(fd, address, 0, 8, programHeader(elf, 2) + 24);
     closeSync(fd);
-    expect(expectTypedError(path, 'CORRUPT_HEADER').message).toContain('overlap');
+    expect((await expectTypedError(path, 'CORRUPT_HEADER')).message).toContain('overlap');
   });
 
-  it('a LiME range whose end is below its start', () => {
+  it('a LiME range whose end is below its start', async () => {
     const path = headOf(lime, 4096, 'backwards.lime', (head) => {
       head.writeBigUInt64LE(0x2000n, 8);
       head.writeBigUInt64LE(0x1000n, 16);
     });
-    expect(expectTypedError(path, 'CORRUPT_HEADER').offset).toBe(16);
+    expect((await expectTypedError(path, 'CORRUPT_HEADER')).offset).toBe(16);
   });
 
-  it('a LiME range past the end of the file', () => {
-    const error = expectTypedError(headOf(lime, 4096, 'short.lime'), 'TRUNCATED_FILE');
+  it('a LiME range past the end of the file', async () => {
+    const error = await expectTypedError(headOf(lime, 4096, 'short.lime'), 'TRUNCATED_FILE');
     expect(error.offset).toBe(0);
   });
 
-  it('a LiME file whose second header is garbage', () => {
+  it('a LiME file whose second header is garbage', async () => {
     const path = join(work, 'bad-second.lime');
     copyFileSync(lime, path);
     const fd = openSync(path, 'r+');
     const secondHeader = 32 + 0x20000000;
     writeSync(fd, Buffer.from('garbage!'), 0, 8, secondHeader);
     closeSync(fd);
-    expect(expectTypedError(path, 'CORRUPT_HEADER').offset).toBe(secondHeader);
+    expect((await expectTypedError(path, 'CORRUPT_HEADER')).offset).toBe(secondHeader);
   });
 });

@@ -3,15 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
-import { info } from '../../src/analyses/info.js';
+import { infoAnalysis } from '../../src/analyses/info.js';
 import { dumpFixtures, fixturePath, multiFormatSnapshots, truth, type FixtureFormat } from '../support/fixtures.js';
 
 const u64 = (text: string) => BigInt.asUintN(64, BigInt(text));
 
-function infoOf(path: string): Record<string, unknown> {
+async function infoOf(path: string): Promise<Record<string, unknown>> {
   const context = new DumpContext(path);
   try {
-    return info(context).rows[0] as Record<string, unknown>;
+    return (await infoAnalysis.run(context)).rows[0] as Record<string, unknown>;
   } finally {
     context.close();
   }
@@ -33,9 +33,9 @@ function expectGuestTruth(row: Record<string, unknown>, name: string): void {
 }
 
 describe.each(dumpFixtures())('info on $name ($format) equals the guest truth', ({ name, format }) => {
-  it('release, banner, slide, phys_base, DTB, page_offset_base, paging levels', () => {
+  it('release, banner, slide, phys_base, DTB, page_offset_base, paging levels', async () => {
     const expected = truth(name);
-    const row = infoOf(fixturePath(name, format));
+    const row = await infoOf(fixturePath(name, format));
     expect(row.format).toBe(format);
     expectGuestTruth(row, name);
     expect(row.kaslr).toBe(expected.layout.kaslr_enabled);
@@ -46,11 +46,12 @@ describe.each(dumpFixtures())('info on $name ($format) equals the guest truth', 
 });
 
 describe.each(multiFormatSnapshots())('every format of $name gives the same kernel facts', ({ name, formats }) => {
-  it('raw, LiME and ELF agree', () => {
-    const facts = formats.map((format) => {
-      const row = infoOf(fixturePath(name, format));
-      return Object.fromEntries(KERNEL_KEYS.map((key) => [key, row[key]]));
-    });
+  it('raw, LiME and ELF agree', async () => {
+    const facts = [];
+    for (const format of formats) {
+      const row = await infoOf(fixturePath(name, format));
+      facts.push(Object.fromEntries(KERNEL_KEYS.map((key) => [key, row[key]])));
+    }
     for (const other of facts.slice(1)) expect(other).toEqual(facts[0]);
   });
 });
@@ -80,8 +81,8 @@ describe('without VMCOREINFO: banner + page tables', () => {
     return path;
   }
 
-  it.each(['linux61-clean', 'linux612-clean'])('%s: same layout found by the fallback route', (name) => {
-    const row = infoOf(blankVmcoreinfo(name, 'raw'));
+  it.each(['linux61-clean', 'linux612-clean'])('%s: same layout found by the fallback route', async (name) => {
+    const row = await infoOf(blankVmcoreinfo(name, 'raw'));
     expect(row.discovery).toBe('page-table-scan');
     expectGuestTruth(row, name);
   });

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
-import { processList } from '../../src/analyses/pslist.js';
+import { readerProvider } from '../../src/analyses/providers/kernel.js';
+import { taskListProvider } from '../../src/analyses/providers/processes.js';
 import { MultiNeedleSearcher } from '../../src/kernels/multiNeedle.js';
 import { decodeTableReference } from '../../src/kernels/pageTables.js';
 import { MODULES_END, MODULES_VADDR, START_KERNEL_MAP } from '../../src/os/linux/layout.js';
@@ -39,7 +40,7 @@ describe(`the kernel-decoded page walk in ${name} (${format})`, () => {
 
   beforeAll(async () => {
     context = new DumpContext(fixturePath(name, format), { cacheDir });
-    const list = await processList(context);
+    const list = { ...(await context.get(taskListProvider)), reader: await context.get(readerProvider) };
     const users = list.tasks.filter((task) => !task.kernelThread && task.mm !== 0n);
     spaces = [{ label: 'kernel', space: context.kernel.space }, ...users.map((task) => ({ label: `pid ${task.pid} ${task.comm}`, space: processAddressSpace(context.kernel, list.reader, task.mm) }))];
     expect(users.length).toBeGreaterThan(10);
