@@ -1,5 +1,15 @@
 import { main } from './main.js';
 
+// A reader that closes our output (`vmscope kallsyms DUMP | head -1`) ends the command quietly
+// with exit 0, as `ls | head` does: whichever writer hit the closed pipe (a table, --help, a
+// warning), the answer it was writing is no longer wanted.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -6,12 +6,14 @@ import { analyses } from '../analyses/registry.js';
 import type { AnalysisResult } from '../analyses/types.js';
 import { runDiff } from '../monitor/diffCommand.js';
 import { isVmscopeError } from '../util/errors.js';
+import { escapeControl } from '../util/text.js';
 import { parallelScanRules } from '../workers/scanPool.js';
 import { addAnalysisOptions, givenOptions } from './analysisOptions.js';
 import { registerBatchCommand } from './batchCommand.js';
 import { registerPolicyCommand } from './policyCommand.js';
 import { createProgress } from './progress.js';
-import { render, type OutputFormat } from './render.js';
+import { renderChunks, type OutputFormat } from './render.js';
+import { OutputClosedError, writeChunks } from './output.js';
 import { registerWatchCommand } from './watchCommand.js';
 import { queueBatchExtension, registerWorkerCommand } from './workerCommand.js';
 
@@ -51,10 +53,10 @@ function contextOptions(options: CommonOptions, progress: ReturnType<typeof crea
   };
 }
 
-/** Print a result in the chosen format, its warnings on stderr; returns the exit code. */
-function printResult(result: AnalysisResult, options: CommonOptions): number {
-  process.stdout.write(render(result, outputFormat(options)));
-  for (const warning of result.warnings) process.stderr.write(`vmscope: warning: ${warning}\n`);
+/** Print a result in the chosen format (streamed), its warnings on stderr; returns the exit code. */
+async function printResult(result: AnalysisResult, options: CommonOptions): Promise<number> {
+  await writeChunks(process.stdout, renderChunks(result, outputFormat(options)));
+  for (const warning of result.warnings) process.stderr.write(`vmscope: warning: ${escapeControl(warning)}\n`);
   return result.partial ? EXIT.findings : (result.exitCode ?? EXIT.ok);
 }
 
@@ -65,7 +67,7 @@ async function runOnDump(path: string, options: CommonOptions, analysis: (contex
   try {
     const result = await analysis(context);
     progress.stop();
-    return printResult(result, options);
+    return await printResult(result, options);
   } finally {
     progress.stop();
     context.close();
@@ -156,7 +158,7 @@ Examples:
         ...(options.rules ? { rulesFiles: [options.rules] } : {}),
       });
       progress.stop();
-      setExitCode(printResult(result, options));
+      setExitCode(await printResult(result, options));
     } finally {
       progress.stop();
     }
@@ -203,8 +205,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       // --help and --version "fail" with exit code 0.
       return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
+    if (error instanceof OutputClosedError) return EXIT.ok;
     if (isVmscopeError(error)) {
-      process.stderr.write(`vmscope: ${error.describe()}\n`);
+      process.stderr.write(`vmscope: ${escapeControl(error.describe())}\n`);
       return EXIT.usage;
     }
     throw error;

@@ -40,7 +40,7 @@ export async function runPolicyCheck(policy: Policy, dumpPath: string, options: 
 export interface CommandHelpers<Options> {
   readonly withCommonOptions: (command: Command) => Command;
   readonly contextOptions: (options: Options, progress: Progress) => ContextOptions;
-  readonly printResult: (result: AnalysisResult, options: Options) => number;
+  readonly printResult: (result: AnalysisResult, options: Options) => Promise<number>;
   readonly setExitCode: (code: number) => void;
 }
 
@@ -94,7 +94,7 @@ export function registerPolicyCommand<Options extends { progress: boolean }>(pro
       try {
         const result = await runPolicyCheck(loaded, dump, helpers.contextOptions(options, progress));
         progress.stop();
-        helpers.setExitCode(helpers.printResult(result, options));
+        helpers.setExitCode(await helpers.printResult(result, options));
       } finally {
         progress.stop();
       }

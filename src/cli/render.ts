@@ -1,23 +1,62 @@
 import { rowObject } from '../analyses/rowJson.js';
 import type { AnalysisResult, CellValue, Column, Row } from '../analyses/types.js';
+import { escapeControl } from '../util/text.js';
 
 export type OutputFormat = 'table' | 'json' | 'ndjson';
 
-export function render(result: AnalysisResult, format: OutputFormat): string {
-  const rows = result.rows.map((row) => rowObject(row, result.columns));
+/** Rows joined into one chunk of output: large enough to write efficiently, small enough to stream millions. */
+const ROWS_PER_CHUNK = 2048;
+
+/**
+ * The result as text, in chunks to be written one after the other: a result of millions of
+ * rows (a kernel's symbols) is never one string, and nothing spreads rows into arguments.
+ */
+export function* renderChunks(result: AnalysisResult, format: OutputFormat): Generator<string> {
   switch (format) {
     case 'json':
-      return JSON.stringify(result.single ? rows[0] ?? null : rows, null, 2) + '\n';
+      if (result.single) {
+        yield JSON.stringify(result.rows[0] ? rowObject(result.rows[0], result.columns) : null, null, 2) + '\n';
+        return;
+      }
+      if (result.rows.length === 0) {
+        yield '[]\n';
+        return;
+      }
+      yield* inChunks(result.rows, (row, index) => `${index === 0 ? '[\n' : ',\n'}${indent(JSON.stringify(rowObject(row, result.columns), null, 2))}`);
+      yield '\n]\n';
+      return;
     case 'ndjson':
-      return rows.map((row) => JSON.stringify(row) + '\n').join('');
+      yield* inChunks(result.rows, (row) => JSON.stringify(rowObject(row, result.columns)) + '\n');
+      return;
     case 'table':
-      return (
-        (result.title ? `${result.title}\n` : '') +
-        (result.single ? renderRecord(result.rows[0] ?? {}, result.columns) : renderTable(result.rows, result.columns))
-      );
+      if (result.title) yield `${escapeControl(result.title)}\n`;
+      if (result.single) yield renderRecord(result.rows[0] ?? {}, result.columns);
+      else yield* renderTable(result.rows, result.columns);
   }
 }
 
+/** The whole result as one string (small results: summaries, tests). */
+export function render(result: AnalysisResult, format: OutputFormat): string {
+  return [...renderChunks(result, format)].join('');
+}
+
+function indent(json: string): string {
+  return json.replace(/^/gm, '  ');
+}
+
+function* inChunks(rows: readonly Row[], line: (row: Row, index: number) => string): Generator<string> {
+  for (let start = 0; start < rows.length; start += ROWS_PER_CHUNK) {
+    let chunk = '';
+    for (let index = start; index < Math.min(rows.length, start + ROWS_PER_CHUNK); index++) chunk += line(rows[index]!, index);
+    yield chunk;
+  }
+}
+
+/**
+ * A cell as a person reads it. Guest strings (comm, argv, module names) are attacker-controlled:
+ * control characters are shown escaped, so a newline or an ESC sequence in a process name can
+ * neither forge a row nor drive the analyst's terminal.
+ */
 function cellText(value: CellValue | undefined, separator = ', '): string {
   if (value === undefined || value === null) return '-';
   if (Array.isArray(value)) return value.length === 0 ? '-' : value.map((item) => cellText(item)).join(separator);
@@ -25,27 +64,34 @@ function cellText(value: CellValue | undefined, separator = ', '): string {
     const record = value as Record<string, CellValue>;
     // Ranges read best as start-end.
     if ('start' in record && 'end' in record && Object.keys(record).length === 2) return `${cellText(record.start)}-${cellText(record.end)}`;
-    return Object.entries(record).map(([key, inner]) => `${key}=${cellText(inner)}`).join(' ');
+    return Object.entries(record)
+      .map(([key, inner]) => `${escapeControl(key)}=${cellText(inner)}`)
+      .join(' ');
   }
-  return String(value);
+  return escapeControl(String(value));
 }
 
 function renderRecord(row: Row, columns: readonly Column[]): string {
   const present = columns.filter((column) => column.key in row);
-  const width = Math.max(...present.map((column) => column.title.length));
-  return present.map((column) => `${column.title.padEnd(width)}  ${cellText(row[column.key]).replace(/\n$/, '')}`).join('\n') + '\n';
+  let width = 0;
+  for (const column of present) width = Math.max(width, column.title.length);
+  return present.map((column) => `${column.title.padEnd(width)}  ${cellText(row[column.key])}`).join('\n') + '\n';
 }
 
-function renderTable(rows: readonly Row[], columns: readonly Column[]): string {
-  const cells = rows.map((row) =>
-    columns.map((column) => {
-      const text = cellText(row[column.key], column.separator);
-      return column.indentByDepth && typeof row.depth === 'number' ? '  '.repeat(row.depth) + text : text;
-    }),
-  );
-  const widths = columns.map((column, i) => Math.max(column.title.length, ...cells.map((line) => line[i]!.length)));
+function* renderTable(rows: readonly Row[], columns: readonly Column[]): Generator<string> {
+  const cell = (row: Row, column: Column) => {
+    const text = cellText(row[column.key], column.separator);
+    return column.indentByDepth && typeof row.depth === 'number' ? '  '.repeat(row.depth) + text : text;
+  };
+  // Widths in a first pass, then the lines in chunks: no row of text is kept for the whole table.
+  const widths = columns.map((column) => column.title.length);
+  for (const row of rows) columns.forEach((column, i) => (widths[i] = Math.max(widths[i]!, cell(row, column).length)));
   const alignRight = columns.map((column) => column.kind === 'int');
   const format = (line: readonly string[]) =>
-    line.map((text, i) => (alignRight[i] ? text.padStart(widths[i]!) : text.padEnd(widths[i]!))).join('  ').trimEnd();
-  return [format(columns.map((column) => column.title)), ...cells.map(format)].join('\n') + '\n';
+    line
+      .map((text, i) => (alignRight[i] ? text.padStart(widths[i]!) : text.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  yield format(columns.map((column) => column.title)) + '\n';
+  yield* inChunks(rows, (row) => format(columns.map((column) => cell(row, column))) + '\n');
 }
