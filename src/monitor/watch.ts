@@ -34,15 +34,17 @@
  * A violation is "the same" across snapshots when its rule, kind, pid, name and comm are: the
  * detail (counts, capture times) may change without reopening it.
  */
-import { spawn } from 'node:child_process';
 import type { ContextOptions } from '../analyses/context.js';
 import { isVmscopeError } from '../util/errors.js';
-import { diffSnapshots, type DiffChange, type DiffKind, type DiffOptions, type DiffRow } from './diff.js';
+import { runAction } from './actions.js';
+import { changeFields, completeAlert, rebootAlerts, reconcileViolations, sourceFailureAlert, violationFields, type AlertFields } from './alerts.js';
+import { diffSnapshots, type DiffChange, type DiffKind, type DiffOptions } from './diff.js';
 import { evaluatePolicy, policyRulesFiles, type Action, type Policy, type Severity, type Violation, type ViolationKind } from './policy.js';
 import type { SnapshotSummary } from './snapshot.js';
-import { GuestGoneError, QmpSource } from './sources/qmpSource.js';
 import type { Snapshot, SnapshotSource, SourceProblem } from './sources/source.js';
 import { isPartialSummary, summarizeDump } from './summarize.js';
+
+export { reconcileViolations } from './alerts.js';
 
 export type AlertType = 'violation' | 'resolved' | 'change' | 'error';
 
@@ -112,7 +114,6 @@ export interface WatchOptions {
 const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
 const NOTHING_DONE = { waitMs: 0, summarizeMs: 0, diffMs: 0, policyMs: 0, actionsMs: 0, alerts: 0 } as const;
 /** What is kept of an exec'd command's stderr to explain its failure. */
-const STDERR_TAIL_CHARS = 500;
 
 /** Watch the source until the signal aborts or the source ends; see the module comment. */
 export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, void, undefined> {
@@ -231,126 +232,3 @@ export function sourceProblemAlert(problem: SourceProblem, time = new Date()): W
   return completeAlert({ type: 'error', snapshot: problem.path ?? null, kind, detail: problem.message }, time);
 }
 
-// ---------------------------------------------------------------------------------------------
-
-type AlertFields = Partial<Omit<WatchAlert, 'time' | 'type' | 'kind' | 'detail'>> & Pick<WatchAlert, 'type' | 'kind' | 'detail'>;
-
-function completeAlert(fields: AlertFields, time: Date): WatchAlert {
-  // Key order is the NDJSON column order: when and what first, then who, then the words.
-  return {
-    time: time.toISOString(),
-    type: fields.type,
-    snapshot: fields.snapshot ?? null,
-    captured_at: fields.captured_at ?? null,
-    rule: fields.rule ?? null,
-    severity: fields.severity ?? null,
-    action: fields.action ?? null,
-    kind: fields.kind,
-    change: fields.change ?? null,
-    pid: fields.pid ?? null,
-    name: fields.name ?? null,
-    comm: fields.comm ?? null,
-    detail: fields.detail,
-  };
-}
-
-function violationFields(violation: Violation) {
-  const { rule, severity, action, kind, pid, name, comm } = violation;
-  return { rule, severity, action, kind, pid, name, comm };
-}
-
-function changeFields(row: DiffRow): AlertFields {
-  return { type: 'change', kind: row.kind, change: row.change, pid: row.pid, name: row.name, comm: row.comm, detail: row.detail };
-}
-
-/**
- * The violations that appeared and went away since the last snapshot, and those open now. A
- * partial summary (a list cut short, an unreadable structure) may just not have seen what it
- * missed: its violations are added, but none is resolved on its word, or a damaged snapshot
- * would resolve a rootkit and the next one raise it again.
- */
-export function reconcileViolations(open: ReadonlyMap<string, Violation>, found: readonly Violation[], partial: boolean): { appeared: Violation[]; resolved: Violation[]; open: Map<string, Violation> } {
-  const current = new Map(found.map((violation) => [violationIdentity(violation), violation]));
-  const appeared = [...current].filter(([identity]) => !open.has(identity)).map(([, violation]) => violation);
-  if (partial) return { appeared, resolved: [], open: new Map([...open, ...current]) };
-  const resolved = [...open].filter(([identity]) => !current.has(identity)).map(([, violation]) => violation);
-  return { appeared, resolved, open: current };
-}
-
-/** A violation is the same one in the next snapshot when rule, kind and subject agree; a process is its pid and start time, so a reused pid is a new violation. */
-function violationIdentity(violation: Violation): string {
-  return JSON.stringify([violation.rule, violation.kind, violation.pid, violation.name, violation.comm, violation.startTime?.toString() ?? null]);
-}
-
-/** Another kernel: one `kernel` change saying so, and every open violation resolved (the watch starts over). */
-function rebootAlerts(before: SnapshotSummary, after: SnapshotSummary, open: Iterable<Violation>): AlertFields[] {
-  const banners = `${JSON.stringify(before.banner.trimEnd())} → ${JSON.stringify(after.banner.trimEnd())}`;
-  return [
-    { type: 'change', kind: 'kernel', change: 'changed', detail: `the guest now runs another kernel (${banners}): comparison starts over from this snapshot` },
-    ...[...open].map(
-      (violation): AlertFields => ({ ...violationFields(violation), type: 'resolved', detail: `the guest rebooted into another kernel: ${violation.detail}` }),
-    ),
-  ];
-}
-
-function sourceFailureAlert(error: unknown): AlertFields {
-  const detail = error instanceof Error ? error.message : String(error);
-  return { type: 'error', kind: error instanceof GuestGoneError ? 'guest_gone' : 'source_failed', detail };
-}
-
-/** Run a new violation's action; returns why it failed, or undefined. Never throws: a failed action must not end the watch. */
-async function runAction(violation: Violation, command: readonly string[] | undefined, alert: WatchAlert, source: SnapshotSource, execTimeoutMs: number): Promise<string | undefined> {
-  try {
-    switch (violation.action) {
-      case 'alert':
-        return undefined;
-      case 'exec':
-        return await execWithAlert(command, alert, execTimeoutMs);
-      case 'pause':
-        return await pauseGuest(source);
-    }
-  } catch (error) {
-    return `${violation.action} failed: ${error instanceof Error ? error.message : String(error)}`;
-  }
-}
-
-/** QEMU's `stop` through the connection the QMP source already holds (QEMU serves one QMP client per socket). */
-async function pauseGuest(source: SnapshotSource): Promise<string | undefined> {
-  if (!(source instanceof QmpSource)) return 'pause is impossible: the snapshots do not come from a QEMU guest (only a QMP source can pause one)';
-  const client = source.client;
-  if (!client || client.closed) return `pause failed: no open QMP connection to ${source.socketPath}`;
-  await client.stop();
-  return undefined;
-}
-
-/** Run the rule's command with the alert as one JSON line on stdin, killed after `timeoutMs`. */
-function execWithAlert(command: readonly string[] | undefined, alert: WatchAlert, timeoutMs: number): Promise<string | undefined> {
-  const [program, ...args] = command ?? [];
-  if (program === undefined) return Promise.resolve('exec failed: the rule has no command');
-  const shown = JSON.stringify(command);
-  return new Promise((resolve) => {
-    // stdout is not inherited: the watch's own stdout may be the NDJSON alert stream.
-    const child = spawn(program, args, { stdio: ['pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-STDERR_TAIL_CHARS)));
-    // A command that exits without reading its stdin makes the write fail with EPIPE: its exit status says what matters.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(JSON.stringify(alert) + '\n');
-    const why = (text: string): string => `exec ${shown} ${text}${stderr.trim() ? `: ${stderr.trim()}` : ''}`;
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      resolve(why(`could not start: ${error.message}`));
-    });
-    child.once('close', (code, signalName) => {
-      clearTimeout(timer);
-      if (timedOut) resolve(why(`was killed after ${timeoutMs} ms`));
-      else if (code === 0) resolve(undefined);
-      else resolve(why(code !== null ? `exited with status ${code}` : `was killed by ${signalName}`));
-    });
-  });
-}

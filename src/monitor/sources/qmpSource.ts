@@ -1,3 +1,4 @@
+import { VmscopeError } from '../../util/errors.js';
 import { mkdtemp, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -165,6 +166,13 @@ export class QmpSource extends ProducingSource {
         });
       },
     };
+  }
+
+  /** QEMU's `stop` through the connection this source already holds (QEMU serves one QMP client per socket). */
+  async pauseGuest(): Promise<void> {
+    const client = this.client;
+    if (!client || client.closed) throw new VmscopeError('UNAVAILABLE', `no open QMP connection to ${this.socketPath}`);
+    await client.stop();
   }
 
   /** Why the next dump must not be taken, or undefined when it fits. */

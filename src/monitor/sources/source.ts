@@ -45,6 +45,8 @@ export interface SnapshotSource extends AsyncIterable<Snapshot> {
    * more than once and from a signal handler while a `for await` is running.
    */
   close(): Promise<void>;
+  /** Pause the guest the snapshots come from (the `pause` action); absent when the source cannot (a folder of dumps). */
+  pauseGuest?(): Promise<void>;
 }
 
 export function reportToStderr(problem: SourceProblem): void {
