@@ -67,7 +67,9 @@ export interface Kprobe {
   readonly traceEvent: KprobeEvent | undefined;
   /** A handler runs outside kernel text. */
   readonly suspicious: boolean;
-  /** The kprobes/list line (`addr  k  sym+0xoff  [mod] [FLAGS]`) and who handles it. */
+  /** The line debugfs `kprobes/list` shows for it: `addr  k  sym+0xoff  [mod] [FLAGS]`. */
+  readonly listing: string;
+  /** The listing and who handles the probe. */
   readonly evidence: string;
 }
 
@@ -159,7 +161,7 @@ function readKprobe(reader: KernelReader, owners: CodeOwners, kernel: KernelHand
   const foreign = handlers.filter((found): found is KprobeHandler => found !== undefined && found.owner !== 'kernel');
   const flagNames = KPROBE_FLAGS.filter(([bit]) => (flags & bit) !== 0).map(([, flag]) => flag);
   const kind = isReturn ? 'r' : 'k';
-  const line = `${hex(probed).slice(2)}  ${kind}  ${name ?? '??'}+${hex(offset)}  ${location.owner === 'kernel' || location.owner === 'unknown' ? ' ' : `[${location.owner}]`} ${flagNames.map((flag) => `[${flag}]`).join('')}`;
+  const listing = `${hex(probed).slice(2)}  ${kind}  ${name ?? '??'}+${hex(offset)}  ${location.owner === 'kernel' || location.owner === 'unknown' ? ' ' : `[${location.owner}]`} ${flagNames.map((flag) => `[${flag}]`).join('')}`;
   const handledBy = traceEvent
     ? `trace event ${traceEvent.event}${traceEvent.programs.length > 0 ? ` running ${traceEvent.programs.map((program) => `bpf program ${program.name} (id ${program.id})`).join(', ')}` : ''}`
     : handlers.filter((found) => found !== undefined).map((found) => `${found.symbol ?? hex(found.address)} (${found.owner})`).join(', ');
@@ -180,7 +182,8 @@ function readKprobe(reader: KernelReader, owners: CodeOwners, kernel: KernelHand
     aggregate: aggregate?.address,
     traceEvent,
     suspicious: foreign.length > 0,
-    evidence: `${line}: ${foreign.length > 0 ? `handled outside kernel text by ${foreign.map((found) => `${found.symbol ?? hex(found.address)} (${found.owner})`).join(', ')}` : `handled by ${handledBy}`}`,
+    listing,
+    evidence: `${listing}: ${foreign.length > 0 ? `handled outside kernel text by ${foreign.map((found) => `${found.symbol ?? hex(found.address)} (${found.owner})`).join(', ')}` : `handled by ${handledBy}`}`,
   };
 }
 
