@@ -1,0 +1,110 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DANGEROUS_BPF_HELPERS, readBpf } from '../../../src/os/linux/bpf.js';
+import { KernelReader } from '../../../src/os/linux/kernelReader.js';
+import { kprobeAttachPoints, readKprobes } from '../../../src/os/linux/kprobes.js';
+import { truth } from '../../support/fixtures.js';
+import { OverlayContext } from '../../support/overlay.js';
+import { openKernel, otherSnapshots, ownersOf, type KernelFixture } from './kernelFixture.js';
+
+interface BpfTruth {
+  programs: Array<{ id: number; type: number; type_name: string; name: string; tag: string; jited_len: number; xlated_len: number; attach: string; helper?: string }>;
+  maps: Array<{ id: number; type: number; type_name: string; name: string; key_size: number; value_size: number; max_entries: number }>;
+}
+
+const HANG_GUARD_MS = 2000;
+const expected = truth('linux61-modern').bpf as BpfTruth;
+
+describe('bpf of linux61-modern', () => {
+  let kernel: KernelFixture;
+  beforeAll(async () => {
+    kernel = await openKernel('linux61-modern', 'elf');
+  });
+  afterAll(() => kernel.close());
+
+  it('every loaded program with its id, type, name, tag, sizes and the helpers it calls', () => {
+    const report = readBpf(kernel.reader, kernel.owners);
+    expect(report.problems).toEqual([]);
+    expect(report.programs).toMatchObject(
+      expected.programs.map((program) => ({
+        id: program.id,
+        type: program.type,
+        typeName: program.type_name,
+        name: program.name,
+        tag: program.tag,
+        jited: true,
+        jitedLength: program.jited_len,
+        xlatedLength: program.xlated_len,
+        calls: (program.helper ? [program.helper] : []).map((helper) => ({ kind: 'helper', name: helper, symbol: `bpf_${helper}`, owner: 'kernel' })),
+      })),
+    );
+  });
+
+  it('names helpers through the kernel: the call lands on the function the BTF enum bpf_func_id names', () => {
+    const { programs } = readBpf(kernel.reader, kernel.owners);
+    const calls = programs.flatMap((program) => program.calls);
+    expect(calls.length).toBeGreaterThan(0);
+    const ids = kernel.reader.profile.types.enums.bpf_func_id!.constants;
+    for (const call of calls) {
+      expect(call.target).toBe(kernel.reader.profile.symbol(call.symbol!));
+      expect(call.helperId).toBe(Number(ids[`BPF_FUNC_${call.name}`]));
+    }
+  });
+
+  it('only the program calling a dangerous helper is suspicious, attached where the kernel records it', () => {
+    const { kprobes } = readKprobes(kernel.reader, kernel.owners);
+    const { programs } = readBpf(kernel.reader, kernel.owners, kprobeAttachPoints(kprobes));
+    const dangerous = expected.programs.filter((program) => program.helper !== undefined && DANGEROUS_BPF_HELPERS.has(program.helper));
+    expect(dangerous.map((program) => program.name)).toEqual(['lab_wuser']);
+    expect(programs.filter((program) => program.suspicious).map((program) => program.id)).toEqual(dangerous.map((program) => program.id));
+    for (const program of dangerous) {
+      const found = programs.find((candidate) => candidate.id === program.id)!;
+      expect(found.attachPoints).toEqual([program.attach]);
+      expect(found.evidence).toBe(`${program.type_name} program ${program.name} (id ${program.id}) calls bpf_${program.helper} (kernel) from ${program.attach}`);
+    }
+  });
+
+  it('every map with its id, type, name and sizes', () => {
+    const { maps } = readBpf(kernel.reader, kernel.owners);
+    expect(maps).toMatchObject(
+      expected.maps.map((map) => ({
+        id: map.id,
+        type: map.type,
+        typeName: map.type_name,
+        name: map.name,
+        keySize: map.key_size,
+        valueSize: map.value_size,
+        maxEntries: map.max_entries,
+        suspicious: false,
+      })),
+    );
+  });
+
+  it('a program claiming an absurd instruction count is read without its instructions, within 2 s, with a problem', () => {
+    const clean = readBpf(kernel.reader, kernel.owners).programs;
+    const victim = clean.find((program) => program.calls.length > 0)!;
+    const overlay = new OverlayContext(kernel.context);
+    const reader = new KernelReader(overlay.kernel.space, kernel.reader.profile);
+    const length = new Uint8Array([0xff, 0xff, 0xff, 0x7f]);
+    overlay.image.patchVirtual(overlay.kernel.space, victim.address + reader.offset('bpf_prog', 'len'), length);
+    const started = performance.now();
+    const report = readBpf(reader, ownersOf(reader));
+    expect(performance.now() - started).toBeLessThan(HANG_GUARD_MS);
+    expect(report.problems).toEqual([expect.stringMatching(new RegExp(`^bpf program 0x[0-9a-f]+ \\(id ${victim.id}\\) claims 2147483647 instructions in \\d+ pages: its instructions are not read$`))]);
+    expect(report.programs.map((program) => program.id)).toEqual(clean.map((program) => program.id));
+    expect(report.programs.find((program) => program.id === victim.id)!.calls).toEqual([]);
+  });
+});
+
+describe.each(otherSnapshots)('bpf of $name ($format)', ({ name, format }) => {
+  let kernel: KernelFixture;
+  beforeAll(async () => {
+    kernel = await openKernel(name, format);
+  });
+  afterAll(() => kernel.close());
+
+  it('no suspicious program and no problem', () => {
+    const report = readBpf(kernel.reader, kernel.owners);
+    expect(report.problems).toEqual([]);
+    expect(report.programs.filter((program) => program.suspicious)).toEqual([]);
+  });
+});
