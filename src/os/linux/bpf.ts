@@ -3,7 +3,9 @@ import { hex } from '../../util/hex.js';
 import type { CodeOwners } from './codeOwners.js';
 import { enumConstants, enumeratorName } from './kernelEnums.js';
 import type { KernelReader } from './kernelReader.js';
+import { openFiles } from './openFiles.js';
 import { walkXarray } from './pidNamespace.js';
+import type { TaskInfo } from './tasks.js';
 
 /** BPF_COMPLEXITY_LIMIT_INSNS: the verifier never accepts a longer program. */
 export const MAX_BPF_INSNS = 1_000_000;
@@ -46,6 +48,13 @@ export interface BpfProgramIdentity {
   readonly name: string;
 }
 
+/** A process holding a bpf object open. */
+export interface BpfHolder {
+  readonly pid: number;
+  readonly comm: string;
+  readonly fd: number;
+}
+
 export interface BpfProgram extends BpfProgramIdentity {
   /** `enum bpf_prog_type` value and its name without BPF_PROG_TYPE_, lowercase (`kprobe`, `socket_filter`). */
   readonly type: number;
@@ -65,8 +74,13 @@ export interface BpfProgram extends BpfProgramIdentity {
   readonly calls: BpfCall[];
   /** Ids of the maps it uses. */
   readonly mapIds: number[];
-  /** Attach points recorded by the kernel: `kprobe:<function>` from kprobe events, `link:<type>` from bpf links. */
+  /**
+   * Attach points recorded by the kernel: `kprobe:<function>` from kprobe events, `link:<type>`
+   * from bpf links, `socket:[inode]` for a socket filter on a socket some process holds open.
+   */
   readonly attachPoints: string[];
+  /** The processes holding it open (empty when no processes were given). */
+  readonly holders: BpfHolder[];
   /** It calls a helper that writes user memory, overrides return values, sends signals or calls bpf(). */
   readonly suspicious: boolean;
   readonly evidence: string;
@@ -82,6 +96,7 @@ export interface BpfMap {
   readonly valueSize: number;
   readonly maxEntries: number;
   readonly flags: number;
+  readonly holders: BpfHolder[];
   /** Maps hold data, not code: never suspicious by themselves. */
   readonly suspicious: false;
   readonly evidence: string;
@@ -95,6 +110,13 @@ export interface BpfReport {
 
 /** Attach points another reader found for programs (e.g. kprobes whose trace event runs them), by program address. */
 export type BpfAttachPoints = ReadonlyMap<bigint, readonly string[]>;
+
+export interface BpfReadOptions {
+  /** Attach points other readers found (see kprobeAttachPoints), by program address. */
+  readonly attachPoints?: BpfAttachPoints;
+  /** Processes whose open files name the holders of programs and maps, and the socket filters on their sockets. */
+  readonly processes?: readonly TaskInfo[];
+}
 
 const unreadable = (error: unknown): error is VmscopeError => error instanceof VmscopeError;
 
@@ -189,7 +211,7 @@ function readProgram(reader: KernelReader, owners: CodeOwners, address: bigint, 
   }
   const user = reader.pointerField(aux, 'bpf_prog_aux', 'user');
   const dangerous = calls.filter((call) => (call.kind === 'helper' && DANGEROUS_BPF_HELPERS.has(call.name)) || (call.kind === 'helper' && call.owner !== 'kernel'));
-  const attachPoints = [...(context.attachPoints.get(address) ?? [])];
+  const attachPoints = [...(context.files.attachPoints.get(address) ?? [])];
   const label = `${typeName ?? `type ${type}`} program ${identity.name || '(unnamed)'} (id ${identity.id})`;
   return {
     ...identity,
@@ -205,6 +227,7 @@ function readProgram(reader: KernelReader, owners: CodeOwners, address: bigint, 
     calls,
     mapIds: usedMaps(reader, aux, what, problems),
     attachPoints,
+    holders: context.files.holders.get(address) ?? [],
     suspicious: dangerous.length > 0,
     evidence:
       dangerous.length > 0
@@ -216,10 +239,10 @@ function readProgram(reader: KernelReader, owners: CodeOwners, address: bigint, 
 interface ProgramContext {
   readonly callBase: bigint;
   readonly helpers: ReadonlyMap<string, { id: number; name: string }>;
-  readonly attachPoints: BpfAttachPoints;
+  readonly files: FileFindings;
 }
 
-function readMap(reader: KernelReader, address: bigint): BpfMap {
+function readMap(reader: KernelReader, address: bigint, holders: ReadonlyMap<bigint, BpfHolder[]>): BpfMap {
   const type = reader.u32Field(address, 'bpf_map', 'map_type');
   const typeName = shortName(enumeratorName(reader.profile, 'bpf_map_type', type), 'BPF_MAP_TYPE_');
   const id = reader.u32Field(address, 'bpf_map', 'id');
@@ -235,6 +258,7 @@ function readMap(reader: KernelReader, address: bigint): BpfMap {
     valueSize,
     maxEntries,
     flags: reader.u32Field(address, 'bpf_map', 'map_flags'),
+    holders: holders.get(address) ?? [],
     suspicious: false,
     evidence: `${typeName ?? `type ${type}`} map ${name || '(unnamed)'} (id ${id}): ${maxEntries} entries of ${keySize}-byte keys and ${valueSize}-byte values`,
   };
@@ -285,30 +309,68 @@ function linkAttachPoints(reader: KernelReader, problems: string[]): Map<bigint,
  * Every loaded eBPF program (`prog_idr`) and map (`map_idr`): identity, type, tag, load time and
  * user, sizes, the helpers and kernel functions each program calls (decoded from its verified
  * instructions, bounded by its allocation and the verifier's limit), and the attach points the
- * kernel records (bpf links, plus `attachPoints` found by other readers, such as kprobe events).
- * A program calling a helper in DANGEROUS_BPF_HELPERS is suspicious; which process holds each
- * object open is not read here (see `bpfObjectOfFile`).
+ * kernel records (bpf links, socket filters on the given processes' sockets, plus
+ * `attachPoints` found by other readers, such as kprobe events), and the processes holding each
+ * open (when `processes` are given). A program calling a helper in DANGEROUS_BPF_HELPERS is suspicious.
  */
-export function readBpf(reader: KernelReader, owners: CodeOwners, attachPoints: BpfAttachPoints = new Map()): BpfReport {
+export function readBpf(reader: KernelReader, owners: CodeOwners, options: BpfReadOptions = {}): BpfReport {
   const problems: string[] = [];
   const callBase = reader.profile.symbol('__bpf_call_base');
   if (callBase === undefined || reader.profile.symbol('prog_idr') === undefined) return { programs: [], maps: [], problems }; // no CONFIG_BPF_SYSCALL
-  const links = linkAttachPoints(reader, problems);
-  const merged = new Map<bigint, string[]>(links);
-  for (const [program, points] of attachPoints) merged.set(program, [...points, ...(merged.get(program) ?? [])]);
-  const context: ProgramContext = { callBase, helpers: helperIds(reader), attachPoints: merged };
+  const files = scanOpenFiles(reader, options.processes ?? [], problems);
+  const add = (points: BpfAttachPoints) => {
+    for (const [program, found] of points) files.attachPoints.set(program, [...(files.attachPoints.get(program) ?? []), ...found]);
+  };
+  add(options.attachPoints ?? new Map());
+  add(linkAttachPoints(reader, problems));
+  const context: ProgramContext = { callBase, helpers: helperIds(reader), files };
   const programs = walkIdr(reader, 'prog_idr', (address) => readProgram(reader, owners, address, context, problems), problems);
-  const maps = walkIdr(reader, 'map_idr', (address) => readMap(reader, address), problems);
+  const maps = walkIdr(reader, 'map_idr', (address) => readMap(reader, address, files.holders), problems);
   return { programs, maps, problems };
 }
 
-/**
- * The bpf object an open file is (its `f_op` is the kernel's bpf_prog_fops, bpf_map_fops or
- * bpf_link_fops, and `private_data` the object), for naming the processes that hold one.
- */
-export function bpfObjectOfFile(reader: KernelReader, file: bigint): { kind: 'program' | 'map' | 'link'; address: bigint } | undefined {
-  const operations = reader.pointerField(file, 'file', 'f_op');
-  const kinds = [['program', 'bpf_prog_fops'], ['map', 'bpf_map_fops'], ['link', 'bpf_link_fops']] as const;
-  const kind = kinds.find(([, symbol]) => reader.profile.symbol(symbol) === operations)?.[0];
-  return kind && { kind, address: reader.pointerField(file, 'file', 'private_data') };
+/** What processes' open files say about bpf objects: who holds each, and the programs filtering their sockets. */
+interface FileFindings {
+  readonly holders: Map<bigint, BpfHolder[]>;
+  readonly attachPoints: Map<bigint, string[]>;
 }
+
+/**
+ * Every open file of `processes` that is a bpf program or map (its `f_op` is the kernel's
+ * bpf_prog_fops or bpf_map_fops, `private_data` the object), and every socket whose `sk_filter`
+ * runs a program (SO_ATTACH_BPF), named `socket:[inode]` as /proc/PID/fd shows it. A file table
+ * shared by several tasks (threads) is read once.
+ */
+function scanOpenFiles(reader: KernelReader, processes: readonly TaskInfo[], problems: string[]): FileFindings {
+  const { profile } = reader;
+  const findings: FileFindings = { holders: new Map(), attachPoints: new Map() };
+  const objects = new Set([profile.symbol('bpf_prog_fops'), profile.symbol('bpf_map_fops')].filter((found) => found !== undefined));
+  const sockets = profile.symbol('socket_file_ops');
+  const tables = new Set<bigint>();
+  for (const process of processes) {
+    const { table, files, problem } = openFiles(reader, process.task);
+    if (problem) problems.push(`pid ${process.pid}: ${problem}`);
+    if (tables.has(table)) continue;
+    tables.add(table);
+    for (const { fd, file } of files) {
+      try {
+        const operations = reader.pointerField(file, 'file', 'f_op');
+        const data = reader.pointerField(file, 'file', 'private_data');
+        if (objects.has(operations)) {
+          findings.holders.set(data, [...(findings.holders.get(data) ?? []), { pid: process.pid, comm: process.comm, fd }]);
+        } else if (operations === sockets && sockets !== undefined) {
+          const filter = reader.pointerField(reader.pointerField(data, 'socket', 'sk'), 'sock', 'sk_filter');
+          if (filter === 0n) continue;
+          const program = reader.pointerField(filter, 'sk_filter', 'prog');
+          const inode = reader.pointerField(reader.pointerField(file, 'file', 'f_inode'), 'inode', 'i_ino');
+          findings.attachPoints.set(program, [...(findings.attachPoints.get(program) ?? []), `socket:[${inode}]`]);
+        }
+      } catch (error) {
+        if (!unreadable(error)) throw error;
+        problems.push(`pid ${process.pid} fd ${fd}: file ${hex(file)} is unreadable: ${error.message}`);
+      }
+    }
+  }
+  return findings;
+}
+

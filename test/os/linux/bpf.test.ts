@@ -2,17 +2,36 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DANGEROUS_BPF_HELPERS, readBpf } from '../../../src/os/linux/bpf.js';
 import { KernelReader } from '../../../src/os/linux/kernelReader.js';
 import { kprobeAttachPoints, readKprobes } from '../../../src/os/linux/kprobes.js';
+import { walkTaskList } from '../../../src/os/linux/tasks.js';
 import { truth } from '../../support/fixtures.js';
 import { OverlayContext } from '../../support/overlay.js';
 import { openKernel, otherSnapshots, ownersOf, type KernelFixture } from './kernelFixture.js';
 
 interface BpfTruth {
-  programs: Array<{ id: number; type: number; type_name: string; name: string; tag: string; jited_len: number; xlated_len: number; attach: string; helper?: string }>;
-  maps: Array<{ id: number; type: number; type_name: string; name: string; key_size: number; value_size: number; max_entries: number }>;
+  programs: Array<{
+    id: number;
+    type: number;
+    type_name: string;
+    name: string;
+    tag: string;
+    jited_len: number;
+    xlated_len: number;
+    attach: string;
+    helper?: string;
+    holder_pid: number;
+    fd: number;
+    sock_inode?: number;
+  }>;
+  maps: Array<{ id: number; type: number; type_name: string; name: string; key_size: number; value_size: number; max_entries: number; holder_pid: number; fd: number }>;
 }
 
 const HANG_GUARD_MS = 2000;
 const expected = truth('linux61-modern').bpf as BpfTruth;
+const processes = truth('linux61-modern').processes as Array<{ pid: number; comm: string }>;
+const commOf = (pid: number) => processes.find((process) => process.pid === pid)!.comm;
+
+/** The processes on the task list, whose open files name holders and socket filters. */
+const processesOf = (reader: KernelReader) => walkTaskList(reader, reader.profile.requireSymbol('init_task')).tasks;
 
 describe('bpf of linux61-modern', () => {
   let kernel: KernelFixture;
@@ -52,7 +71,7 @@ describe('bpf of linux61-modern', () => {
 
   it('only the program calling a dangerous helper is suspicious, attached where the kernel records it', () => {
     const { kprobes } = readKprobes(kernel.reader, kernel.owners);
-    const { programs } = readBpf(kernel.reader, kernel.owners, kprobeAttachPoints(kprobes));
+    const { programs } = readBpf(kernel.reader, kernel.owners, { attachPoints: kprobeAttachPoints(kprobes) });
     const dangerous = expected.programs.filter((program) => program.helper !== undefined && DANGEROUS_BPF_HELPERS.has(program.helper));
     expect(dangerous.map((program) => program.name)).toEqual(['lab_wuser']);
     expect(programs.filter((program) => program.suspicious).map((program) => program.id)).toEqual(dangerous.map((program) => program.id));
@@ -61,6 +80,17 @@ describe('bpf of linux61-modern', () => {
       expect(found.attachPoints).toEqual([program.attach]);
       expect(found.evidence).toBe(`${program.type_name} program ${program.name} (id ${program.id}) calls bpf_${program.helper} (kernel) from ${program.attach}`);
     }
+  });
+
+  it('names the process and fd holding each program and map, and the socket each socket filter is attached to', () => {
+    const report = readBpf(kernel.reader, kernel.owners, { processes: processesOf(kernel.reader) });
+    expect(report.problems).toEqual([]);
+    const holder = (pid: number, fd: number) => [{ pid, fd, comm: commOf(pid) }];
+    expect(report.programs.map(({ id, holders }) => ({ id, holders }))).toEqual(expected.programs.map((program) => ({ id: program.id, holders: holder(program.holder_pid, program.fd) })));
+    expect(report.maps.map(({ id, holders }) => ({ id, holders }))).toEqual(expected.maps.map((map) => ({ id: map.id, holders: holder(map.holder_pid, map.fd) })));
+    const filters = expected.programs.filter((program) => program.sock_inode !== undefined);
+    expect(filters.length).toBeGreaterThan(0);
+    for (const program of filters) expect(report.programs.find((found) => found.id === program.id)!.attachPoints).toEqual([`socket:[${program.sock_inode}]`]);
   });
 
   it('every map with its id, type, name and sizes', () => {
@@ -102,8 +132,8 @@ describe.each(otherSnapshots)('bpf of $name ($format)', ({ name, format }) => {
   });
   afterAll(() => kernel.close());
 
-  it('no suspicious program and no problem', () => {
-    const report = readBpf(kernel.reader, kernel.owners);
+  it('no suspicious program and no problem, reading every process\'s open files', () => {
+    const report = readBpf(kernel.reader, kernel.owners, { processes: processesOf(kernel.reader) });
     expect(report.problems).toEqual([]);
     expect(report.programs.filter((program) => program.suspicious)).toEqual([]);
   });
