@@ -7,6 +7,9 @@ import { openFiles } from './openFiles.js';
 import { walkXarray } from './pidNamespace.js';
 import type { TaskInfo } from './tasks.js';
 
+/** More JIT images (programs, subprograms, trampolines, dispatchers) than a busy host keeps loaded. */
+const MAX_BPF_SYMBOLS = 1 << 16;
+const BPF_SYMBOL_NAME_BYTES = 512;
 /** BPF_COMPLEXITY_LIMIT_INSNS: the verifier never accepts a longer program. */
 export const MAX_BPF_INSNS = 1_000_000;
 /** MAX_USED_MAPS: the verifier's limit of maps one program may use. */
@@ -374,3 +377,35 @@ function scanOpenFiles(reader: KernelReader, processes: readonly TaskInfo[], pro
   return findings;
 }
 
+
+/** A BPF JIT image the kernel lists in /proc/kallsyms (`bpf_prog_<tag>_<name>`, `bpf_trampoline_<key>`, dispatchers). */
+export interface BpfSymbol {
+  readonly start: bigint;
+  readonly end: bigint;
+  readonly name: string;
+}
+
+/**
+ * The kernel's BPF symbols (`bpf_kallsyms`, the list behind the [bpf] lines of /proc/kallsyms):
+ * where JITed programs and BPF trampolines live, so code found there can be named as BPF's.
+ */
+export function readBpfSymbols(reader: KernelReader): { symbols: BpfSymbol[]; problems: string[] } {
+  const head = reader.profile.symbol('bpf_kallsyms');
+  if (head === undefined) return { symbols: [], problems: [] };
+  const walk = reader.walkList(head, reader.offset('bpf_ksym', 'lnode'), { maxSteps: MAX_BPF_SYMBOLS });
+  const problems = walk.problem ? [`bpf_kallsyms: ${walk.problem.detail}`] : [];
+  const symbols: BpfSymbol[] = [];
+  for (const symbol of walk.entries) {
+    try {
+      symbols.push({
+        start: reader.pointerField(symbol, 'bpf_ksym', 'start'),
+        end: reader.pointerField(symbol, 'bpf_ksym', 'end'),
+        name: reader.cString(symbol + reader.offset('bpf_ksym', 'name'), BPF_SYMBOL_NAME_BYTES),
+      });
+    } catch (error) {
+      if (!unreadable(error)) throw error;
+      problems.push(`bpf_kallsyms: bpf_ksym ${hex(symbol)} is unreadable: ${error.message}`);
+    }
+  }
+  return { symbols, problems };
+}

@@ -1,6 +1,7 @@
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
-import type { CodeLocation, CodeOwners } from './codeOwners.js';
+import { readBpfSymbols, type BpfSymbol } from './bpf.js';
+import { symbolText, type CodeLocation, type CodeOwners } from './codeOwners.js';
 import { enumConstants, flagNames } from './kernelEnums.js';
 import type { KernelReader } from './kernelReader.js';
 import { walkHlist } from './pidNamespace.js';
@@ -25,6 +26,12 @@ export interface FtraceTarget {
   /** The function's name (as %ps prints it: no offset), or undefined when no symbol covers it. */
   readonly function: string | undefined;
   readonly owner: string;
+  /**
+   * Where a direct-call ops (FTRACE_OPS_FL_DIRECT: BPF trampolines, or anyone using
+   * register_ftrace_direct) makes this site jump instead of calling the ops' callback. Owner
+   * `bpf` for a BPF JIT image or trampoline.
+   */
+  readonly direct: (CodeLocation & { readonly address: bigint }) | undefined;
 }
 
 /** One registered `struct ftrace_ops` (a tracer, the kprobes' ftrace ops, a livepatch, a rootkit's hook). */
@@ -44,7 +51,7 @@ export interface FtraceOps {
   readonly tracesAll: boolean;
   /** Functions in its notrace hash. */
   readonly excluded: bigint[];
-  /** The callback runs outside kernel text (in a module or in memory no module owns). */
+  /** The callback, or a direct-call target, runs outside kernel text (and outside BPF's JIT images, for direct targets). */
   readonly suspicious: boolean;
   readonly evidence: string;
 }
@@ -113,7 +120,7 @@ const functionName = (location: CodeLocation): string | undefined => location.sy
  * The ips in an ftrace_hash: `1 << size_bits` hlist buckets of `ftrace_func_entry`. A NULL hash
  * is empty (the kernel's EMPTY_HASH is a real, empty hash).
  */
-function hashIps(reader: KernelReader, hash: bigint, what: string, problems: string[]): bigint[] {
+function hashEntries(reader: KernelReader, hash: bigint, what: string, problems: string[]): HashEntry[] {
   if (hash === 0n) return [];
   const sizeBits = reader.pointerField(hash, 'ftrace_hash', 'size_bits');
   const count = reader.pointerField(hash, 'ftrace_hash', 'count');
@@ -125,36 +132,72 @@ function hashIps(reader: KernelReader, hash: bigint, what: string, problems: str
   const buckets = reader.bytes(reader.pointerField(hash, 'ftrace_hash', 'buckets'), 8 << Number(sizeBits));
   const view = new DataView(buckets.buffer);
   const linkOffset = reader.offset('ftrace_func_entry', 'hlist');
-  const ips: bigint[] = [];
+  const hasDirect = reader.profile.hasField('ftrace_func_entry', 'direct');
+  const entries: HashEntry[] = [];
   for (let bucket = 0; bucket < 1 << Number(sizeBits); bucket++) {
-    const walk = walkHlist(reader, view.getBigUint64(bucket * 8, true), linkOffset, MAX_HASH_ENTRIES - ips.length);
+    const walk = walkHlist(reader, view.getBigUint64(bucket * 8, true), linkOffset, MAX_HASH_ENTRIES - entries.length);
     if (walk.problem) problems.push(`${what} ${hex(hash)} bucket ${bucket}: ${walk.problem.detail}`);
-    for (const entry of walk.entries) ips.push(reader.pointerField(entry, 'ftrace_func_entry', 'ip'));
+    for (const entry of walk.entries) {
+      entries.push({ ip: reader.pointerField(entry, 'ftrace_func_entry', 'ip'), direct: hasDirect ? reader.pointerField(entry, 'ftrace_func_entry', 'direct') : 0n });
+    }
   }
-  if (BigInt(ips.length) !== count) problems.push(`${what} ${hex(hash)} says it holds ${count} functions, its buckets hold ${ips.length}`);
-  return ips.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  if (BigInt(entries.length) !== count) problems.push(`${what} ${hex(hash)} says it holds ${count} functions, its buckets hold ${entries.length}`);
+  return entries.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
 }
 
-function target(owners: CodeOwners, ip: bigint): FtraceTarget {
+/** One `ftrace_func_entry`: a function, and for direct-call ops the address its site jumps to. */
+interface HashEntry {
+  readonly ip: bigint;
+  readonly direct: bigint;
+}
+
+/** Owners of direct-call targets: CodeOwners, and BPF's JIT images for what no module owns. */
+class DirectTargets {
+  private symbols: BpfSymbol[] | undefined;
+
+  constructor(
+    private readonly reader: KernelReader,
+    private readonly owners: CodeOwners,
+    private readonly problems: string[],
+  ) {}
+
+  resolve(address: bigint): CodeLocation & { address: bigint } {
+    const location = this.owners.resolve(address);
+    if (location.owner !== 'unknown') return { address, ...location };
+    if (!this.symbols) {
+      const found = readBpfSymbols(this.reader);
+      this.problems.push(...found.problems);
+      this.symbols = found.symbols;
+    }
+    const image = this.symbols.find((symbol) => address >= symbol.start && address < symbol.end);
+    return image ? { address, owner: 'bpf', symbol: symbolText(image.name, address - image.start) } : { address, ...location };
+  }
+}
+
+function target(owners: CodeOwners, directTargets: DirectTargets, { ip, direct }: HashEntry): FtraceTarget {
   const location = owners.resolve(ip);
-  return { ip, function: functionName(location), owner: location.owner };
+  return { ip, function: functionName(location), owner: location.owner, direct: direct === 0n ? undefined : directTargets.resolve(direct) };
 }
 
-function readOps(reader: KernelReader, owners: CodeOwners, address: bigint, opsFlags: ReadonlyMap<string, bigint>, problems: string[]): FtraceOps {
+function readOps(reader: KernelReader, owners: CodeOwners, directTargets: DirectTargets, address: bigint, opsFlags: ReadonlyMap<string, bigint>, problems: string[]): FtraceOps {
   const callback = reader.pointerField(address, 'ftrace_ops', 'func');
   const flags = reader.pointerField(address, 'ftrace_ops', 'flags');
   const funcHash = reader.pointerField(address, 'ftrace_ops', 'func_hash');
   const what = `ftrace_ops ${hex(address)}`;
-  let filter: bigint[] = [];
-  let excluded: bigint[] = [];
+  let filter: HashEntry[] = [];
+  let excluded: HashEntry[] = [];
   if (funcHash !== 0n) {
-    filter = hashIps(reader, reader.pointerField(funcHash, 'ftrace_ops_hash', 'filter_hash'), `${what} filter hash`, problems);
-    excluded = hashIps(reader, reader.pointerField(funcHash, 'ftrace_ops_hash', 'notrace_hash'), `${what} notrace hash`, problems);
+    filter = hashEntries(reader, reader.pointerField(funcHash, 'ftrace_ops_hash', 'filter_hash'), `${what} filter hash`, problems);
+    excluded = hashEntries(reader, reader.pointerField(funcHash, 'ftrace_ops_hash', 'notrace_hash'), `${what} notrace hash`, problems);
   }
   const location = owners.resolve(callback);
-  const targets = filter.map((ip) => target(owners, ip));
-  const suspicious = location.owner !== 'kernel';
-  const attached = filter.length === 0 ? 'every function' : targets.map((found) => found.function ?? hex(found.ip)).join(', ');
+  const targets = filter.map((entry) => target(owners, directTargets, entry));
+  const foreignDirect = targets.filter((found) => found.direct !== undefined && found.direct.owner !== 'kernel' && found.direct.owner !== 'bpf');
+  const suspicious = location.owner !== 'kernel' || foreignDirect.length > 0;
+  const attached =
+    filter.length === 0
+      ? 'every function'
+      : targets.map((found) => `${found.function ?? hex(found.ip)}${found.direct ? ` (jumps to ${found.direct.symbol ?? hex(found.direct.address)}, ${found.direct.owner})` : ''}`).join(', ');
   const names = flagNames(opsFlags, OPS_FLAG, flags);
   return {
     address,
@@ -166,17 +209,18 @@ function readOps(reader: KernelReader, owners: CodeOwners, address: bigint, opsF
     trampoline: reader.pointerField(address, 'ftrace_ops', 'trampoline'),
     targets,
     tracesAll: filter.length === 0,
-    excluded,
+    excluded: excluded.map((entry) => entry.ip),
     suspicious,
-    evidence: `${what} calls ${location.symbol ?? hex(callback)} (${location.owner}${suspicious ? ', outside kernel text' : ''}) on ${attached}${names.length > 0 ? ` [${names.join(',')}]` : ''}`,
+    evidence: `${what} calls ${location.symbol ?? hex(callback)} (${location.owner}${location.owner !== 'kernel' ? ', outside kernel text' : ''}) on ${attached}${names.length > 0 ? ` [${names.join(',')}]` : ''}`,
   };
 }
 
 /**
  * Every ftrace_ops on `ftrace_ops_list`, which ends at the kernel's `ftrace_list_end` (never at
- * NULL): its callback with owner, flags and the functions its filter hash attaches it to. A
- * callback outside kernel text is suspicious: the kernel's own ops (function tracer, kprobes,
- * BPF trampolines, livepatch) all call into kernel text.
+ * NULL): its callback with owner, flags and the functions its filter hash attaches it to (with
+ * the direct-call target of each, for direct ops). A callback outside kernel text is suspicious:
+ * the kernel's own ops (function tracer, kprobes, BPF trampolines, livepatch) all call into
+ * kernel text; so is a direct-call target that is neither kernel text nor a BPF JIT image.
  */
 export function readFtraceOps(reader: KernelReader, owners: CodeOwners): FtraceOpsReport {
   const { profile } = reader;
@@ -186,6 +230,7 @@ export function readFtraceOps(reader: KernelReader, owners: CodeOwners): FtraceO
   const opsFlags = enumConstants(profile, OPS_FLAG);
   const ops: FtraceOps[] = [];
   const problems: string[] = [];
+  const directTargets = new DirectTargets(reader, owners, problems);
   const seen = new Set<bigint>();
   let node: bigint;
   try {
@@ -209,7 +254,7 @@ export function readFtraceOps(reader: KernelReader, owners: CodeOwners): FtraceO
     }
     seen.add(node);
     try {
-      ops.push(readOps(reader, owners, node, opsFlags, problems));
+      ops.push(readOps(reader, owners, directTargets, node, opsFlags, problems));
       node = reader.pointerField(node, 'ftrace_ops', 'next');
     } catch (error) {
       if (!unreadable(error)) throw error;

@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DANGEROUS_BPF_HELPERS, readBpf } from '../../../src/os/linux/bpf.js';
+import { readFileSync } from 'node:fs';
+import { DANGEROUS_BPF_HELPERS, readBpf, readBpfSymbols } from '../../../src/os/linux/bpf.js';
 import { KernelReader } from '../../../src/os/linux/kernelReader.js';
 import { kprobeAttachPoints, readKprobes } from '../../../src/os/linux/kprobes.js';
 import { walkTaskList } from '../../../src/os/linux/tasks.js';
-import { truth } from '../../support/fixtures.js';
+import { parseHex } from '../../../src/util/hex.js';
+import { fixturePath, truth } from '../../support/fixtures.js';
 import { OverlayContext } from '../../support/overlay.js';
 import { openKernel, otherSnapshots, ownersOf, type KernelFixture } from './kernelFixture.js';
 
@@ -91,6 +93,23 @@ describe('bpf of linux61-modern', () => {
     const filters = expected.programs.filter((program) => program.sock_inode !== undefined);
     expect(filters.length).toBeGreaterThan(0);
     for (const program of filters) expect(report.programs.find((found) => found.id === program.id)!.attachPoints).toEqual([`socket:[${program.sock_inode}]`]);
+  });
+
+  it("BPF's symbols are the [bpf] lines of the guest's /proc/kallsyms, each program's JIT image", () => {
+    const kallsyms = readFileSync(fixturePath('linux61-modern', 'kallsyms.txt'), 'latin1')
+      .split('\n')
+      .filter((line) => line.endsWith('\t[bpf]'))
+      .map((line) => ({ start: parseHex(line.split(' ')[0]!), name: line.split(' ')[2]!.split('\t')[0]! }));
+    expect(kallsyms.length).toBe(expected.programs.length);
+    const report = readBpfSymbols(kernel.reader);
+    expect(report.problems).toEqual([]);
+    expect(report.symbols.map(({ start, name }) => ({ start, name }))).toEqual(expect.arrayContaining(kallsyms));
+    const { programs } = readBpf(kernel.reader, kernel.owners);
+    for (const program of programs) {
+      const image = report.symbols.find((symbol) => symbol.start === program.image)!;
+      expect(image.name).toBe(`bpf_prog_${program.tag}_${program.name}`);
+      expect(Number(image.end - image.start)).toBeGreaterThanOrEqual(program.jitedLength);
+    }
   });
 
   it('every map with its id, type, name and sizes', () => {

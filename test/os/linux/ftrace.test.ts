@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readBpf } from '../../../src/os/linux/bpf.js';
 import { enabledFunctions, readFtraceOps, readFtraceRecords, type FtraceOps } from '../../../src/os/linux/ftrace.js';
 import { KernelReader } from '../../../src/os/linux/kernelReader.js';
 import { parseHex } from '../../../src/util/hex.js';
@@ -84,6 +85,41 @@ describe('ftrace of linux61-modern', () => {
     expect(performance.now() - started).toBeLessThan(HANG_GUARD_MS);
     expect(report.problems).toEqual([expect.stringMatching(/^ftrace_ops_list: loops back to 0x[0-9a-f]+ without reaching ftrace_list_end$/)]);
     expect(report.ops.map((found) => found.address)).toEqual(clean.map((found) => found.address));
+  });
+
+  it('a direct-call target in module memory is suspicious; one in a BPF JIT image is BPF\'s', () => {
+    const [hook] = modern.ftrace_hooks;
+    // The kernel's own kprobe ops: not suspicious by its callback, so only the direct target can make it so.
+    const kernelOps = readFtraceOps(kernel.reader, kernel.owners).ops.find((found) => !found.suspicious)!;
+    const entryOf = (reader: KernelReader) => {
+      const funcHash = reader.pointerField(kernelOps.address, 'ftrace_ops', 'func_hash');
+      const filter = reader.pointerField(funcHash, 'ftrace_ops_hash', 'filter_hash');
+      const buckets = reader.pointerField(filter, 'ftrace_hash', 'buckets');
+      const size = 1n << reader.pointerField(filter, 'ftrace_hash', 'size_bits');
+      for (let bucket = 0n; bucket < size; bucket++) {
+        const node = reader.u64(buckets + 8n * bucket);
+        if (node !== 0n) return node - reader.offset('ftrace_func_entry', 'hlist');
+      }
+      throw new Error('empty filter hash');
+    };
+    const image = readBpf(kernel.reader, kernel.owners).programs[0]!.image;
+    const cases = [
+      { direct: parseHex(hook!.func), owner: modern.module.name, symbol: hook!.func_symbol, suspicious: true },
+      { direct: image, owner: 'bpf', symbol: expect.stringMatching(/^bpf_prog_[0-9a-f]{16}_\w+$/), suspicious: false },
+    ];
+    for (const { direct, owner, symbol, suspicious } of cases) {
+      const overlay = new OverlayContext(kernel.context);
+      const reader = new KernelReader(overlay.kernel.space, kernel.reader.profile);
+      const entry = entryOf(reader);
+      overlay.patchKernelU64(entry + reader.offset('ftrace_func_entry', 'direct'), direct);
+      const report = readFtraceOps(reader, ownersOf(reader));
+      expect(report.problems).toEqual([]);
+      const ops = report.ops.find((found) => found.address === kernelOps.address)!;
+      const patched = ops.targets.find((found) => found.ip === reader.pointerField(entry, 'ftrace_func_entry', 'ip'))!;
+      expect(patched.direct).toMatchObject({ address: direct, owner, symbol });
+      expect(ops.suspicious).toBe(suspicious);
+      expect(ops.evidence).toContain(`${patched.function} (jumps to `);
+    }
   });
 
   it('a forged filter hash size is refused with a problem', async () => {
