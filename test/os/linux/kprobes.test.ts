@@ -64,6 +64,32 @@ describe('kprobes of linux61-modern', () => {
     }
   });
 
+  it('an aggregate kprobe is expanded to the probes it holds, which take its flags', () => {
+    const clean = readKprobes(kernel.reader, kernel.owners).kprobes;
+    const aggregate = parseHex(modern.kprobes[0]!.kp);
+    const member = clean.find((found) => found.address !== aggregate)!;
+    const overlay = new OverlayContext(kernel.context);
+    const reader = new KernelReader(overlay.kernel.space, kernel.reader.profile);
+    const field = (probe: bigint, name: string) => probe + reader.offset('kprobe', name);
+    // labkit2's kprobe becomes an aggregate holding the other one, which leaves its own bucket.
+    const table = reader.profile.requireSymbol('kprobe_table');
+    let bucket = table;
+    while (reader.u64(bucket) !== field(member.address, 'hlist')) {
+      bucket += 8n;
+      if (bucket - table > 1n << 16n) throw new Error('the kprobe is at no bucket head');
+    }
+    overlay.patchKernelU64(bucket, reader.u64(field(member.address, 'hlist')));
+    overlay.patchKernelU64(field(aggregate, 'pre_handler'), reader.profile.requireSymbol('aggr_pre_handler'));
+    overlay.patchKernelU64(field(aggregate, 'list'), field(member.address, 'list'));
+    overlay.patchKernelU64(field(member.address, 'list'), field(aggregate, 'list'));
+    overlay.image.patchVirtual(overlay.kernel.space, field(member.address, 'flags'), new Uint8Array(4));
+    overlay.image.patchVirtual(overlay.kernel.space, field(aggregate, 'flags'), new Uint8Array([8 | 4, 0, 0, 0]));
+    const report = readKprobes(reader, ownersOf(reader));
+    expect(report.problems).toEqual([]);
+    expect(report.kprobes).toMatchObject([{ address: member.address, aggregate, flagNames: ['OPTIMIZED', 'FTRACE'], suspicious: false }]);
+    expect(report.kprobes[0]!.listing).toBe(`${member.listing.replace(/ \[FTRACE\]$/, '')} [OPTIMIZED][FTRACE]`);
+  });
+
   it('a kprobe_table chain made cyclic ends within 2 s with a problem, every kprobe still listed', () => {
     const clean = readKprobes(kernel.reader, kernel.owners).kprobes;
     const overlay = new OverlayContext(kernel.context);

@@ -42,6 +42,22 @@ describe('netfilter hooks of linux61-modern', () => {
     expect(report.hooks.filter((hook) => !hook.suspicious).every((hook) => hook.owner === 'kernel')).toBe(true);
   });
 
+  it('an entry whose function is not the one its ops registered is suspicious, even in kernel text', () => {
+    const clean = readNetfilterHooks(kernel.reader, kernel.owners).hooks;
+    const victim = clean.find((hook) => !hook.suspicious)!;
+    const overlay = new OverlayContext(kernel.context);
+    const reader = new KernelReader(overlay.kernel.space, kernel.reader.profile);
+    const array = victim.net + reader.offset('net', 'nf') + reader.offset('netns_nf', `hooks_${victim.family}`) + BigInt(victim.hooknum * 8);
+    const entry = reader.u64(array) + reader.offset('nf_hook_entries', 'hooks') + BigInt(victim.position * reader.profile.sizeOf('nf_hook_entry'));
+    const other = reader.profile.requireSymbol('kprobe_dispatcher');
+    overlay.patchKernelU64(entry + reader.offset('nf_hook_entry', 'hook'), other);
+    const report = readNetfilterHooks(reader, ownersOf(reader));
+    expect(report.problems).toEqual([]);
+    const swapped = report.hooks.find((hook) => hook.ops === victim.ops)!;
+    expect(swapped).toMatchObject({ function: other, symbol: 'kprobe_dispatcher', owner: 'kernel', suspicious: true });
+    expect(swapped.evidence).toContain(`replaces ${victim.symbol} its ops registered`);
+  });
+
   it('a hook point claiming an absurd number of hooks is refused within 2 s with a problem', () => {
     const [hook] = modern.netfilter_hooks;
     const overlay = new OverlayContext(kernel.context);
