@@ -186,9 +186,15 @@ function readOps(reader: KernelReader, owners: CodeOwners, directTargets: Direct
   const what = `ftrace_ops ${hex(address)}`;
   let filter: HashEntry[] = [];
   let excluded: HashEntry[] = [];
-  if (funcHash !== 0n) {
-    filter = hashEntries(reader, reader.pointerField(funcHash, 'ftrace_ops_hash', 'filter_hash'), `${what} filter hash`, problems);
-    excluded = hashEntries(reader, reader.pointerField(funcHash, 'ftrace_ops_hash', 'notrace_hash'), `${what} notrace hash`, problems);
+  // A damaged hash loses the ops' targets, not the ops: its callback is the finding.
+  try {
+    if (funcHash !== 0n) {
+      filter = hashEntries(reader, reader.pointerField(funcHash, 'ftrace_ops_hash', 'filter_hash'), `${what} filter hash`, problems);
+      excluded = hashEntries(reader, reader.pointerField(funcHash, 'ftrace_ops_hash', 'notrace_hash'), `${what} notrace hash`, problems);
+    }
+  } catch (error) {
+    if (!unreadable(error)) throw error;
+    problems.push(`${what}: its hashes are unreadable: ${error.message}`);
   }
   const location = owners.resolve(callback);
   const targets = filter.map((entry) => target(owners, directTargets, entry));
@@ -338,7 +344,7 @@ const opsTraces = (ops: FtraceOps, ip: bigint) => (ops.tracesAll || ops.targets.
  * its R/I/D columns and, for a site calling a dedicated trampoline, every ops with a trampoline
  * that traces it (ftrace_find_tramp_ops_any/next) and the callback behind it.
  */
-export function enabledFunctions(owners: CodeOwners, ops: readonly FtraceOps[], records: readonly FtraceRecord[], reader: KernelReader): EnabledFunctionsReport {
+export function enabledFunctions(reader: KernelReader, owners: CodeOwners, ops: readonly FtraceOps[], records: readonly FtraceRecord[]): EnabledFunctionsReport {
   const { bit } = recordFlags(reader);
   const [regs, ipmodify, direct] = [bit('REGS'), bit('IPMODIFY'), bit('DIRECT')];
   const functions: EnabledFunction[] = [];

@@ -63,7 +63,7 @@ interface HookPoint {
 }
 
 /** `hooks_ipv4` → ipv4 with NFPROTO_IPV4. */
-function families(reader: KernelReader): Array<{ field: string; family: string; pf: number; count: number }> {
+function families(reader: KernelReader): Array<{ field: string; family: string; pf: number; count: number; hookName: (hooknum: number) => string | undefined }> {
   const { profile } = reader;
   const protocols = enumConstants(profile, 'NFPROTO_');
   const fields = profile.type('netns_nf')?.fields ?? {};
@@ -72,7 +72,7 @@ function families(reader: KernelReader): Array<{ field: string; family: string; 
     .flatMap(([field, { type }]) => {
       const family = field.slice('hooks_'.length);
       const pf = protocols.get(`NFPROTO_${family.toUpperCase()}`);
-      return pf === undefined || type.kind !== 'array' ? [] : [{ field, family, pf: Number(pf), count: type.count }];
+      return pf === undefined || type.kind !== 'array' ? [] : [{ field, family, pf: Number(pf), count: type.count, hookName: hookNames(reader, family) }];
     });
 }
 
@@ -192,11 +192,10 @@ export function readNetfilterHooks(reader: KernelReader, owners: CodeOwners): Ne
     try {
       const netInode = reader.u32(net + reader.offset('net', 'ns') + reader.offset('ns_common', 'inum'));
       const nf = net + reader.offset('net', 'nf');
-      for (const { field, family, pf, count } of tables) {
-        const name = hookNames(reader, family);
+      for (const { field, family, pf, count, hookName } of tables) {
         const entries = reader.bytes(nf + reader.offset('netns_nf', field), count * 8);
         for (let hooknum = 0; hooknum < count; hooknum++) {
-          const point = { net, netInode, family, pf, hooknum, hookName: name(hooknum), device: undefined };
+          const point = { net, netInode, family, pf, hooknum, hookName: hookName(hooknum), device: undefined };
           hooks.push(...readHookPoint(reader, owners, new DataView(entries.buffer).getBigUint64(hooknum * 8, true), point, problems));
         }
       }

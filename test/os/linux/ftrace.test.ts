@@ -67,7 +67,7 @@ describe('ftrace of linux61-modern', () => {
     const ops = readFtraceOps(kernel.reader, kernel.owners);
     const records = readFtraceRecords(kernel.reader);
     expect(records.problems).toEqual([]);
-    const report = enabledFunctions(kernel.owners, ops.ops, records.records, kernel.reader);
+    const report = enabledFunctions(kernel.reader, kernel.owners, ops.ops, records.records);
     expect(report.problems).toEqual([]);
     expect(report.functions).toMatchObject(modern.enabled_functions.map(parseEnabledLine));
     expect(report.functions.filter((found) => found.suspicious).map((found) => found.function)).toEqual(modern.ftrace_hooks.map((found) => found.target));
@@ -146,7 +146,7 @@ describe.each(otherSnapshots)('ftrace of $name ($format)', ({ name, format }) =>
   it('no suspicious ftrace_ops or enabled function, and no problem', () => {
     const ops = readFtraceOps(kernel.reader, kernel.owners);
     const records = readFtraceRecords(kernel.reader);
-    const enabled = enabledFunctions(kernel.owners, ops.ops, records.records, kernel.reader);
+    const enabled = enabledFunctions(kernel.reader, kernel.owners, ops.ops, records.records);
     expect([...ops.problems, ...records.problems, ...enabled.problems]).toEqual([]);
     expect(ops.ops.filter((found) => found.suspicious)).toEqual([]);
     expect(enabled.functions.filter((found) => found.suspicious)).toEqual([]);
