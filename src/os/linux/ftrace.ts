@@ -90,6 +90,12 @@ export interface EnabledFunction {
   readonly ipmodify: boolean;
   readonly direct: boolean;
   readonly trampolines: FtraceTrampolineUse[];
+  /**
+   * What the kernel makes this site call: the trampolines above, the direct-call target of a
+   * direct site, else the shared ftrace_caller/ftrace_regs_caller. A call from the site to
+   * anything else is not ftrace's doing.
+   */
+  readonly callTargets: bigint[];
   /** A trampoline here calls a callback outside kernel text. */
   readonly suspicious: boolean;
   /** The line in the kernel's own format, less symbol sizes. */
@@ -346,7 +352,8 @@ const opsTraces = (ops: FtraceOps, ip: bigint) => (ops.tracesAll || ops.targets.
  */
 export function enabledFunctions(reader: KernelReader, owners: CodeOwners, ops: readonly FtraceOps[], records: readonly FtraceRecord[]): EnabledFunctionsReport {
   const { bit } = recordFlags(reader);
-  const [regs, ipmodify, direct] = [bit('REGS'), bit('IPMODIFY'), bit('DIRECT')];
+  const [regs, ipmodify, direct, directEnabled] = [bit('REGS'), bit('IPMODIFY'), bit('DIRECT'), bit('DIRECT_EN')];
+  const sharedCallers = ['ftrace_caller', 'ftrace_regs_caller'].map((name) => reader.profile.symbol(name)).filter((found) => found !== undefined);
   const functions: EnabledFunction[] = [];
   const problems: string[] = [];
   for (const record of records) {
@@ -360,6 +367,8 @@ export function enabledFunctions(reader: KernelReader, owners: CodeOwners, ops: 
     const name = functionName(location);
     if (record.hasTrampoline && trampolines.length === 0) problems.push(`enabled_functions: ${name ?? hex(record.ip)} calls a trampoline no ftrace_ops on the list accounts for`);
     const columns = [[regs, ' R'], [ipmodify, ' I'], [direct, ' D']].map(([flag, text]) => ((record.flags & (flag as bigint)) !== 0n ? text : '  ')).join('');
+    const directTargets = ops.flatMap((candidate) => candidate.targets.filter((found) => found.ip === record.ip && found.direct !== undefined).map((found) => found.direct!.address));
+    const callTargets = record.hasTrampoline ? trampolines.map((use) => use.trampoline) : (record.flags & directEnabled) !== 0n ? directTargets : sharedCallers;
     const tramp = trampolines.map((use) => `\ttramp: ${hex(use.trampoline)} (${use.callbackSymbol ?? hex(use.callback)}) ->${use.callbackSymbol ?? hex(use.callback)}`).join('');
     functions.push({
       ip: record.ip,
@@ -370,6 +379,7 @@ export function enabledFunctions(reader: KernelReader, owners: CodeOwners, ops: 
       ipmodify: (record.flags & ipmodify) !== 0n,
       direct: (record.flags & direct) !== 0n,
       trampolines,
+      callTargets,
       suspicious: trampolines.some((use) => use.callbackOwner !== 'kernel'),
       evidence: `${name ?? hex(record.ip)} (${record.refCount})${columns}${record.hasTrampoline && trampolines.length === 0 ? '\ttramp: ERROR!' : tramp}`,
     });

@@ -73,6 +73,19 @@ describe('ftrace of linux61-modern', () => {
     expect(report.functions.filter((found) => found.suspicious).map((found) => found.function)).toEqual(modern.ftrace_hooks.map((found) => found.target));
   });
 
+  it("each enabled site's call lands on a target the kernel's records account for", () => {
+    const ops = readFtraceOps(kernel.reader, kernel.owners);
+    const records = readFtraceRecords(kernel.reader);
+    const { functions } = enabledFunctions(kernel.reader, kernel.owners, ops.ops, records.records);
+    expect(functions.length).toBe(modern.enabled_functions.length);
+    for (const site of functions) {
+      const bytes = kernel.reader.bytes(site.ip, 5);
+      expect(bytes[0]).toBe(0xe8); // call rel32
+      const target = BigInt.asUintN(64, site.ip + 5n + BigInt(new DataView(bytes.buffer).getInt32(1, true)));
+      expect(site.callTargets).toContain(target);
+    }
+  });
+
   it('an ftrace_ops_list made cyclic ends within 2 s with a problem, every ops still listed', async () => {
     const clean = readFtraceOps(kernel.reader, kernel.owners).ops;
     expect(clean.length).toBeGreaterThanOrEqual(2);
