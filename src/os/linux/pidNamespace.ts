@@ -143,7 +143,7 @@ export function walkPidNamespace(reader: KernelReader, namespace: bigint, maxNod
  * The objects on an hlist (`struct hlist_node` at `linkOffset` in each) from its first node,
  * cycle-checked and bounded like KernelReader.walkList; an hlist ends at a NULL `next`.
  */
-function walkHlist(reader: KernelReader, first: bigint, linkOffset: bigint, maxSteps: number): ListWalk {
+export function walkHlist(reader: KernelReader, first: bigint, linkOffset: bigint, maxSteps: number): ListWalk {
   const entries: bigint[] = [];
   const seen = new Set<bigint>();
   for (let node = first; node !== 0n; ) {
