@@ -34,11 +34,17 @@ async function runInThisProcess(path: string, cacheDir: string | false): Promise
     rows[name] = (await analysis.run(context, {})).rows.length;
   }
   context.close();
-  return { seconds: Number(process.hrtime.bigint() - started) / 1e9, maxRssMiB: process.resourceUsage().maxRSS / 1024, rows };
+  return {
+    seconds: Number(process.hrtime.bigint() - started) / 1e9,
+    maxRssMiB: process.resourceUsage().maxRSS / 1024,
+    rows,
+  };
 }
 
 function runCold(path: string, cacheDir: string | false): ChildReport {
-  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', path, cacheDir || ''], { encoding: 'utf8' });
+  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', path, cacheDir || ''], {
+    encoding: 'utf8',
+  });
   if (child.status !== 0) throw new Error(`child failed: ${child.stderr}`);
   return JSON.parse(child.stdout) as ChildReport;
 }
@@ -47,7 +53,9 @@ function readWholeDump(path: string): number {
   const image = openImage(path);
   const chunk = new Uint8Array(4 << 20);
   const elapsed = seconds(() => {
-    for (const range of image.ranges) for (let at = range.start; at < range.end; at += chunk.length) image.readPresent(at, chunk.subarray(0, Math.min(chunk.length, range.end - at)));
+    for (const range of image.ranges)
+      for (let at = range.start; at < range.end; at += chunk.length)
+        image.readPresent(at, chunk.subarray(0, Math.min(chunk.length, range.end - at)));
   });
   image.close();
   return elapsed;
@@ -67,7 +75,10 @@ if (process.argv[2] === '--child') {
   rmSync(cacheDir, { recursive: true, force: true });
   console.log(`${path}: ${ANALYSES.join(' + ')} in a cold process`);
   console.log(`  baseline: read the whole dump once       ${baseline.toFixed(3)} s`);
-  for (const [label, report] of [['profile derived from the dump', derived], ['profile from the cache       ', cached]] as const) {
+  for (const [label, report] of [
+    ['profile derived from the dump', derived],
+    ['profile from the cache       ', cached],
+  ] as const) {
     console.log(
       `  ${label}  ${report.seconds.toFixed(3)} s  (×${(report.seconds / baseline).toFixed(1)} the read)  peak RSS ${report.maxRssMiB.toFixed(0)} MiB  rows ${JSON.stringify(report.rows)}`,
     );

@@ -63,7 +63,9 @@ function filterWithMap(image: MemoryImage, atoms: readonly Uint8Array[], chunk: 
     const end = Math.min(ownedLength, data.length - (ATOM_LENGTH - 1));
     for (let at = 0; at < end; at++) {
       if (prefixes[data[at]! | (data[at + 1]! << 8)] === 0) continue;
-      const found = atomsByWord.get((data[at]! | (data[at + 1]! << 8) | (data[at + 2]! << 16) | (data[at + 3]! << 24)) >>> 0);
+      const found = atomsByWord.get(
+        (data[at]! | (data[at + 1]! << 8) | (data[at + 2]! << 16) | (data[at + 3]! << 24)) >>> 0,
+      );
       if (found) for (const atom of found) hits.push({ atom, offset: start + at });
     }
   });
@@ -81,7 +83,9 @@ const chunk = new Uint8Array(DEFAULT_WINDOW_BYTES);
 const rate = (seconds: number) => `${(gigabytes / seconds).toFixed(2).padStart(6)} GB/s`;
 const random = randomSource(0x5eed);
 
-console.log(`${path}: ${image.format}, ${(image.totalBytes / 2 ** 20).toFixed(0)} MiB in ${image.ranges.length} ranges, window ${DEFAULT_WINDOW_BYTES / 2 ** 20} MiB, best of ${ROUNDS}`);
+console.log(
+  `${path}: ${image.format}, ${(image.totalBytes / 2 ** 20).toFixed(0)} MiB in ${image.ranges.length} ranges, window ${DEFAULT_WINDOW_BYTES / 2 ** 20} MiB, best of ${ROUNDS}`,
+);
 let mismatches = 0;
 for (const [source, draw] of [
   ['from the dump', (count: number) => atomsFromDump(image, count, random)],

@@ -35,15 +35,36 @@ function linkOrCopy(source: string, target: string): void {
 }
 
 /** One `vmscope batch` process over `inputs`; its summary and wall time. */
-function batch(inputs: readonly string[], outDir: string, jobs: number): { summary: BatchSummary; wallSeconds: number } {
+function batch(
+  inputs: readonly string[],
+  outDir: string,
+  jobs: number,
+): { summary: BatchSummary; wallSeconds: number } {
   const started = performance.now();
   const child = spawnSync(
     process.execPath,
-    [CLI, 'batch', ...inputs, '--run', 'check,pslist,yarascan', '--rules', rulesFile, '--out', outDir, '--jobs', String(jobs), '--cache-dir', cacheDir, '--json', '--no-progress'],
+    [
+      CLI,
+      'batch',
+      ...inputs,
+      '--run',
+      'check,pslist,yarascan',
+      '--rules',
+      rulesFile,
+      '--out',
+      outDir,
+      '--jobs',
+      String(jobs),
+      '--cache-dir',
+      cacheDir,
+      '--json',
+      '--no-progress',
+    ],
     { encoding: 'utf8', maxBuffer: 64 * MiB },
   );
   const wallSeconds = (performance.now() - started) / 1000;
-  if (child.status !== 0 && child.status !== 1) throw new Error(`batch --jobs ${jobs} exited ${child.status}: ${child.stderr}`);
+  if (child.status !== 0 && child.status !== 1)
+    throw new Error(`batch --jobs ${jobs} exited ${child.status}: ${child.stderr}`);
   const summary = JSON.parse(child.stdout) as BatchSummary;
   if (summary.totals.failed > 0) throw new Error(`batch --jobs ${jobs}: ${summary.totals.failed} dumps failed`);
   return { summary, wallSeconds };
@@ -52,7 +73,15 @@ function batch(inputs: readonly string[], outDir: string, jobs: number): { summa
 try {
   mkdirSync(dumpsDir);
   const markers = truth('linux61-rootkit').markers as Array<{ kind: string; value: string }>;
-  writeFileSync(rulesFile, markers.map(({ kind, value }) => `rule ${kind} { strings: $s = "${value.replace(/[\\"]/g, (char) => `\\${char}`)}" condition: $s }`).join('\n'));
+  writeFileSync(
+    rulesFile,
+    markers
+      .map(
+        ({ kind, value }) =>
+          `rule ${kind} { strings: $s = "${value.replace(/[\\"]/g, (char) => `\\${char}`)}" condition: $s }`,
+      )
+      .join('\n'),
+  );
   for (let i = 0; i < COPIES; i++) linkOrCopy(dump, join(dumpsDir, `guest-${i}${extname(dump) || '.raw'}`));
 
   const emptyDir = join(work, 'empty');
@@ -71,7 +100,9 @@ try {
     return { jobs, perMinute, peak: summary.peakRssBytes };
   });
   const [one, two] = runs as [(typeof runs)[0], (typeof runs)[0]];
-  console.log(`speedup --jobs 2 / --jobs 1: ${(two.perMinute / one.perMinute).toFixed(2)}x; peak RSS ratio ${(two.peak / one.peak).toFixed(2)}x`);
+  console.log(
+    `speedup --jobs 2 / --jobs 1: ${(two.perMinute / one.perMinute).toFixed(2)}x; peak RSS ratio ${(two.peak / one.peak).toFixed(2)}x`,
+  );
   console.log(
     `peak RSS of an empty batch ${(baseline / MiB).toFixed(0)} MiB; per dump job measured ${((one.peak - baseline) / MiB).toFixed(0)} MiB (jobs 1), ` +
       `${((two.peak - baseline) / 2 / MiB).toFixed(0)} MiB each (jobs 2); budget estimate ESTIMATED_JOB_BYTES ${(ESTIMATED_JOB_BYTES / MiB).toFixed(0)} MiB`,

@@ -12,9 +12,13 @@ import { coldAndBest as measure } from './support/timing.js';
 
 const path = process.argv[2] ?? fixturePath('linux61-clean', 'elf');
 const image = openImage(path);
-console.log(`${path}: ${image.format}, ${(image.totalBytes / 2 ** 20).toFixed(0)} MiB in ${image.ranges.length} ranges`);
+console.log(
+  `${path}: ${image.format}, ${(image.totalBytes / 2 ** 20).toFixed(0)} MiB in ${image.ranges.length} ranges`,
+);
 
-const search = measure(() => MultiNeedleSearcher.create([Uint8Array.from([0x9f, 0xeb, 0x01, 0x00])]).searchImage(image));
+const search = measure(() =>
+  MultiNeedleSearcher.create([Uint8Array.from([0x9f, 0xeb, 0x01, 0x00])]).searchImage(image),
+);
 const carve = measure(() => carveVmlinuxBtf(image));
 const { bytes, physical } = carve.result;
 const parse = measure(() => parseBtf(bytes, { path, physical }));
@@ -27,6 +31,10 @@ const row = (step: string, timing: { cold: number; best: number }, what: string)
 row('  of which: header search (WASM)', search, `${search.result.length} candidate headers`);
 row('carve (search, read, validating parse)', carve, `${bytes.length} bytes at 0x${physical.toString(16)}`);
 row('parse', parse, `${parse.result.count} types`);
-row('convert to ISF', convert, `${Object.keys(isf.user_types).length} user types, ${Object.keys(isf.enums).length} enums, ${Object.keys(isf.base_types).length} base types`);
+row(
+  'convert to ISF',
+  convert,
+  `${Object.keys(isf.user_types).length} user types, ${Object.keys(isf.enums).length} enums, ${Object.keys(isf.base_types).length} base types`,
+);
 // The carve hands back its parse, so deriving types is carve + convert.
 row('derive (carve + convert)', { cold: carve.cold + convert.cold, best: carve.best + convert.best }, '');

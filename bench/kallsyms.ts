@@ -12,7 +12,10 @@ import { coldAndBest, milliseconds, ROUNDS } from './support/timing.js';
 /** __START_KERNEL_map up to the module area. */
 const KERNEL_IMAGE = { from: 0xffffffff80000000n, to: 0xffffffffc0000000n };
 
-const paths = process.argv.length > 2 ? process.argv.slice(2) : [fixturePath('linux61-clean', 'elf'), fixturePath('linux612-clean', 'elf')];
+const paths =
+  process.argv.length > 2
+    ? process.argv.slice(2)
+    : [fixturePath('linux61-clean', 'elf'), fixturePath('linux612-clean', 'elf')];
 for (const path of paths) {
   const context = new DumpContext(path);
   const { space, release } = context.kernel;

@@ -15,13 +15,21 @@ const text = (value: string) => new TextEncoder().encode(value);
 
 const CASES: ReadonlyArray<{ name: string; needles: Uint8Array[] }> = [
   { name: '"OSRELEASE="', needles: [text('OSRELEASE=')] },
-  { name: 'banner, OSRELEASE=, swapper/0', needles: [text('Linux version '), text('OSRELEASE='), text('swapper/0\0\0\0\0\0\0')] },
+  {
+    name: 'banner, OSRELEASE=, swapper/0',
+    needles: [text('Linux version '), text('OSRELEASE='), text('swapper/0\0\0\0\0\0\0')],
+  },
   // 0xffffffff80000000 (__START_KERNEL_map) little-endian: three zero bytes first.
   { name: 'pointer 00 00 00 80 ff ff ff ff', needles: [Uint8Array.from([0, 0, 0, 0x80, 0xff, 0xff, 0xff, 0xff])] },
 ];
 
 /** The searcher's chunking (window, overlap, hits owned by the chunk they start in) with Buffer.indexOf per needle. */
-function searchWithIndexOf(image: MemoryImage, needles: readonly Uint8Array[], chunk: Buffer, scan: boolean): NeedleHit[] {
+function searchWithIndexOf(
+  image: MemoryImage,
+  needles: readonly Uint8Array[],
+  chunk: Buffer,
+  scan: boolean,
+): NeedleHit[] {
   const overlap = Math.max(...needles.map((needle) => needle.length)) - 1;
   const hits: NeedleHit[] = [];
   forEachChunk(image, chunk, overlap, (data, start, ownedLength) => {
@@ -46,7 +54,9 @@ const windowBytes = process.argv[3] ? Number(process.argv[3]) * 2 ** 20 : DEFAUL
 const chunk = Buffer.alloc(windowBytes);
 const rate = (seconds: number) => `${(gigabytes / seconds).toFixed(2).padStart(6)} GB/s`;
 
-console.log(`${path}: ${image.format}, ${(image.totalBytes / 2 ** 20).toFixed(0)} MiB in ${image.ranges.length} ranges, window ${windowBytes / 2 ** 20} MiB, best of ${ROUNDS}`);
+console.log(
+  `${path}: ${image.format}, ${(image.totalBytes / 2 ** 20).toFixed(0)} MiB in ${image.ranges.length} ranges, window ${windowBytes / 2 ** 20} MiB, best of ${ROUNDS}`,
+);
 const readOnly = coldAndBest(() => searchWithIndexOf(image, [text('x')], chunk, false));
 console.log(`reading alone (into a Buffer, same chunks): ${rate(readOnly.best)}`);
 

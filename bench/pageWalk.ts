@@ -31,7 +31,14 @@ function sameRuns(a: readonly MappingRun[], b: readonly MappingRun[]): boolean {
     a.length === b.length &&
     a.every((run, i) => {
       const other = b[i]!;
-      return run.virtual === other.virtual && run.physical === other.physical && run.length === other.length && run.writable === other.writable && run.user === other.user && run.executable === other.executable;
+      return (
+        run.virtual === other.virtual &&
+        run.physical === other.physical &&
+        run.length === other.length &&
+        run.writable === other.writable &&
+        run.user === other.user &&
+        run.executable === other.executable
+      );
     })
   );
 }
@@ -52,8 +59,14 @@ try {
   ] as const) {
     /** Fresh spaces over the same tables (so fresh table caches), each walked as the reverse map would. */
     const spaces = (decoder?: typeof decodeTableReference): Walked[] =>
-      targets.map((space) => ({ space: new X86AddressSpace(space.image, space.dtb, space.levels, decoder), to: space === kernel ? 1n << 64n : userHalfEnd(space) }));
-    const walkAll = (walked: readonly Walked[], mappings: (space: X86AddressSpace, to: bigint) => Iterable<MappingRun>) => walked.flatMap(({ space, to }) => [...mappings(space, to)]);
+      targets.map((space) => ({
+        space: new X86AddressSpace(space.image, space.dtb, space.levels, decoder),
+        to: space === kernel ? 1n << 64n : userHalfEnd(space),
+      }));
+    const walkAll = (
+      walked: readonly Walked[],
+      mappings: (space: X86AddressSpace, to: bigint) => Iterable<MappingRun>,
+    ) => walked.flatMap(({ space, to }) => [...mappings(space, to)]);
     const wasmSpaces = spaces();
     const referenceSpaces = spaces(decodeTableReference);
     const bigintSpaces = spaces();
@@ -68,7 +81,9 @@ try {
       ['TS reference decode', reference],
       ['BigInt walk (before)', bigint],
     ] as const) {
-      console.log(`  ${label.padEnd(22)} cold ${milliseconds(timing.cold)}   best ${milliseconds(timing.best)}   ×${(timing.best / wasm.best).toFixed(2)} the WASM decode's time`);
+      console.log(
+        `  ${label.padEnd(22)} cold ${milliseconds(timing.cold)}   best ${milliseconds(timing.best)}   ×${(timing.best / wasm.best).toFixed(2)} the WASM decode's time`,
+      );
     }
   }
   if (mismatches > 0) process.exitCode = 1;

@@ -26,7 +26,9 @@ const jobBytes = process.argv[3] ? Number(process.argv[3]) * 2 ** 20 : DEFAULT_J
 const image = openImage(path);
 const gigabytes = image.totalBytes / 1e9;
 const rate = (seconds: number) => `${(gigabytes / seconds).toFixed(2).padStart(6)} GB/s`;
-console.log(`${path}: ${(image.totalBytes / 2 ** 20).toFixed(0)} MiB, jobs of ${jobBytes / 2 ** 20} MiB, needles: banner, OSRELEASE=, swapper/0; best of ${ROUNDS}`);
+console.log(
+  `${path}: ${(image.totalBytes / 2 ** 20).toFixed(0)} MiB, jobs of ${jobBytes / 2 ** 20} MiB, needles: banner, OSRELEASE=, swapper/0; best of ${ROUNDS}`,
+);
 // Two threads only beat one when two CPUs are free: the load says whether the run had them.
 console.log(`${availableParallelism()} CPUs, load average ${loadavg()[0]!.toFixed(2)}`);
 

@@ -33,14 +33,27 @@ const path = process.argv[2] ?? fixturePath('linux61-clean', 'raw');
 const work = mkdtempSync(join(tmpdir(), 'vmscope-bench-yarascan-'));
 const yaraAvailable = spawnSync('yara', ['--version'], { encoding: 'utf8' }).status === 0;
 if (!yaraAvailable) console.log('yara is not installed: the baseline is skipped (Debian: apt-get install yara)');
-console.log(`dump ${path}, load average ${loadavg().map((load) => load.toFixed(2)).join(' ')}`);
+console.log(
+  `dump ${path}, load average ${loadavg()
+    .map((load) => load.toFixed(2))
+    .join(' ')}`,
+);
 
-const labmark = (truth('linux61-clean').markers as Array<{ kind: string; value: string }>).find((marker) => marker.kind === 'labmark')!.value;
+const labmark = (truth('linux61-clean').markers as Array<{ kind: string; value: string }>).find(
+  (marker) => marker.kind === 'labmark',
+)!.value;
 const cases = [
-  { name: '(a) one plain string', source: `rule plain { strings: $a = "${labmark}" condition: $a }`, target: 'gbps' as const },
+  {
+    name: '(a) one plain string',
+    source: `rule plain { strings: $a = "${labmark}" condition: $a }`,
+    target: 'gbps' as const,
+  },
   {
     name: '(b) the rules corpus',
-    source: readFileSync(join(repoRoot, 'test/rules/corpus/corpus.yar'), 'utf8').replace(/^global rule global_small_input/m, 'rule global_small_input'),
+    source: readFileSync(join(repoRoot, 'test/rules/corpus/corpus.yar'), 'utf8').replace(
+      /^global rule global_small_input/m,
+      'rule global_small_input',
+    ),
     target: 'ratio' as const,
   },
 ];
@@ -57,10 +70,18 @@ try {
     const scanner = RuleScanner.create(compileSource(source, 'rules.yar'));
     const single = coldAndBest(() => scanner.scanImage(image));
     const pooled = await coldAndBestAsync(() => pool.scanRules(path, scanner, source, 'rules.yar'));
-    const ours = new Set(scanner.evaluate(pooled.result.hits, image.totalBytes).flatMap((match) => match.strings.map((hit) => `${hit.rule} ${hit.string} ${hit.offset}`)));
+    const ours = new Set(
+      scanner
+        .evaluate(pooled.result.hits, image.totalBytes)
+        .flatMap((match) => match.strings.map((hit) => `${hit.rule} ${hit.string} ${hit.offset}`)),
+    );
     console.log(`\n${name}: ${ours.size} string matches`);
-    console.log(`  vmscope, 1 thread   ${single.best.toFixed(3)} s ${rate(single.best)} (cold ${single.cold.toFixed(3)} s)`);
-    console.log(`  vmscope, ${THREADS} threads  ${pooled.best.toFixed(3)} s ${rate(pooled.best)} (cold ${pooled.cold.toFixed(3)} s)`);
+    console.log(
+      `  vmscope, 1 thread   ${single.best.toFixed(3)} s ${rate(single.best)} (cold ${single.cold.toFixed(3)} s)`,
+    );
+    console.log(
+      `  vmscope, ${THREADS} threads  ${pooled.best.toFixed(3)} s ${rate(pooled.best)} (cold ${pooled.cold.toFixed(3)} s)`,
+    );
     if (target === 'gbps') {
       const best = Math.min(single.best, pooled.best);
       const met = gigabytes / best >= TARGET_PLAIN_GBPS;
@@ -74,13 +95,21 @@ try {
       if (run.status !== 0) throw new Error(`yara failed: ${run.stderr}`);
       output = run.stdout;
     });
-    const theirs = new Set(parseYaraOutput(output).flatMap((report) => report.strings.map((hit) => `${report.rule} ${hit.string} ${hit.offset}`)));
+    const theirs = new Set(
+      parseYaraOutput(output).flatMap((report) =>
+        report.strings.map((hit) => `${report.rule} ${hit.string} ${hit.offset}`),
+      ),
+    );
     const onlyOurs = [...ours].filter((key) => !theirs.has(key));
     const onlyTheirs = [...theirs].filter((key) => !ours.has(key));
     const ratio = yaraTime / pooled.best;
     console.log(`  yara -s             ${yaraTime.toFixed(3)} s ${rate(yaraTime)}`);
-    console.log(`  vmscope ${THREADS} threads / yara: x${ratio.toFixed(2)} (1 thread: x${(yaraTime / single.best).toFixed(2)})`);
-    console.log(`  match sets: ${onlyOurs.length === 0 && onlyTheirs.length === 0 ? `agree (${theirs.size})` : `DIFFER: ${onlyOurs.length} only vmscope (${onlyOurs.slice(0, 3).join('; ')}), ${onlyTheirs.length} only yara (${onlyTheirs.slice(0, 3).join('; ')})`}`);
+    console.log(
+      `  vmscope ${THREADS} threads / yara: x${ratio.toFixed(2)} (1 thread: x${(yaraTime / single.best).toFixed(2)})`,
+    );
+    console.log(
+      `  match sets: ${onlyOurs.length === 0 && onlyTheirs.length === 0 ? `agree (${theirs.size})` : `DIFFER: ${onlyOurs.length} only vmscope (${onlyOurs.slice(0, 3).join('; ')}), ${onlyTheirs.length} only yara (${onlyTheirs.slice(0, 3).join('; ')})`}`,
+    );
     if (onlyOurs.length > 0 || onlyTheirs.length > 0) failures++;
     if (target === 'ratio') {
       const met = ratio >= TARGET_CORPUS_RATIO;

@@ -4,7 +4,9 @@ import { readdirSync } from 'node:fs';
 
 const only = process.argv[2];
 let failed = 0;
-for (const name of readdirSync('dist/bench').filter((file) => file.endsWith('.js')).sort()) {
+for (const name of readdirSync('dist/bench')
+  .filter((file) => file.endsWith('.js'))
+  .sort()) {
   if (only && !name.startsWith(only)) continue;
   console.log(`\n== bench/${name.replace(/\.js$/, '.ts')}`);
   const result = spawnSync(process.execPath, [`dist/bench/${name}`, ...process.argv.slice(3)], { stdio: 'inherit' });

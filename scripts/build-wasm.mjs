@@ -16,10 +16,13 @@ mkdirSync(dirname(generatedPath), { recursive: true });
 const { error } = await asc.main(
   [
     join(root, 'assembly', 'index.ts'),
-    '--outFile', wasmPath,
-    '--enable', 'simd',
+    '--outFile',
+    wasmPath,
+    '--enable',
+    'simd',
     '-O3',
-    '--runtime', 'stub',
+    '--runtime',
+    'stub',
     '--noAssert',
     // The host creates the memory at its final size (src/kernels/kernelInstance.ts): it never grows.
     '--importMemory',

@@ -3,7 +3,9 @@
 import { build } from 'esbuild';
 import { readdirSync } from 'node:fs';
 
-const benches = readdirSync('bench').filter((name) => name.endsWith('.ts')).map((name) => `bench/${name}`);
+const benches = readdirSync('bench')
+  .filter((name) => name.endsWith('.ts'))
+  .map((name) => `bench/${name}`);
 
 const common = {
   bundle: true,
@@ -19,7 +21,12 @@ const common = {
 // the batch's job threads dist/batchWorker.js (src/batch/jobPool.ts, likewise).
 await build({
   ...common,
-  entryPoints: { cli: 'src/cli/entry.ts', index: 'src/index.ts', scanWorker: 'src/workers/scanWorker.ts', batchWorker: 'src/batch/batchWorker.ts' },
+  entryPoints: {
+    cli: 'src/cli/entry.ts',
+    index: 'src/index.ts',
+    scanWorker: 'src/workers/scanWorker.ts',
+    batchWorker: 'src/batch/batchWorker.ts',
+  },
   outdir: 'dist',
 });
 if (benches.length > 0) await build({ ...common, entryPoints: benches, outdir: 'dist/bench' });

@@ -8,7 +8,12 @@ process.stderr.write(`vmscope demo: ${bundled.what}\n`);
 const dump = ensureDecompressed(`fixtures/${bundled.file}`, '.cache/demo', bundled.sha256);
 
 // check exits 1 when it finds tampering, which on this snapshot it must; yarascan when a rule matches.
-for (const args of [['info', dump], ['pstree', dump], ['check', dump], ['yarascan', '--rules', 'fixtures/demo.yar', dump]]) {
+for (const args of [
+  ['info', dump],
+  ['pstree', dump],
+  ['check', dump],
+  ['yarascan', '--rules', 'fixtures/demo.yar', dump],
+]) {
   process.stdout.write(`\n$ vmscope ${args.join(' ')}\n`);
   const result = spawnSync(process.execPath, ['bin/vmscope.js', ...args], { stdio: 'inherit' });
   if (result.status !== 0 && result.status !== 1) process.exit(result.status ?? 1);

@@ -6,7 +6,16 @@
 // `--write-inputs` first rewrites the crafted inputs (text.bin, hex.bin, random.bin) and, when
 // the shared fixtures are present, memory.bin: 48 KiB of a real guest around its kernel banner.
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -26,12 +35,21 @@ try {
 }
 
 mkdirSync(goldenDir, { recursive: true });
-const inputs = readdirSync(corpusDir).filter((name) => name.endsWith('.bin')).sort();
+const inputs = readdirSync(corpusDir)
+  .filter((name) => name.endsWith('.bin'))
+  .sort();
 for (const input of inputs) {
   // Run inside the corpus folder so each rule line names the input as `name.bin`, not a path.
-  const output = execFileSync('yara', ['-s', '-r', 'corpus.yar', input], { cwd: corpusDir, encoding: 'latin1', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 });
+  const output = execFileSync('yara', ['-s', '-r', 'corpus.yar', input], {
+    cwd: corpusDir,
+    encoding: 'latin1',
+    stdio: ['ignore', 'pipe', 'ignore'],
+    maxBuffer: 64 << 20,
+  });
   writeFileSync(join(goldenDir, input.replace(/\.bin$/, '.txt')), output, 'latin1');
-  console.log(`${input}: ${output.split('\n').filter((line) => line.startsWith('0x')).length} string matches (yara ${version})`);
+  console.log(
+    `${input}: ${output.split('\n').filter((line) => line.startsWith('0x')).length} string matches (yara ${version})`,
+  );
 }
 
 /** Inputs that trigger, and narrowly miss, each rule of corpus.yar. */
@@ -61,14 +79,37 @@ function writeInputs() {
     latin('VMSCOPE-MARKER\n'),
     latin('col1\tcol2 | say "hi" | C:\\Windows | \x01\x02\x03ABC | line1\nline2 | line1Xline2\n'),
     latin('MixedCase mixedcase MIXEDCASE mIxEdCaSe\n'),
-    wide('WideText'), latin(' '), wide('widecase'), wide('WIDECASE'), latin(' BothForms '), wide('BothForms'), latin('\n'),
+    wide('WideText'),
+    latin(' '),
+    wide('widecase'),
+    wide('WIDECASE'),
+    latin(' BothForms '),
+    wide('BothForms'),
+    latin('\n'),
     latin('word words sword (word) word_ 1word word-\n'),
-    wide('wword'), latin(' '), wide('xwword'), latin(' '), wide('wwords'), latin(' '), wide('wword'), latin('\n'),
-    xor(latin('XorSecret'), 0x20), latin(' '), xor(latin('XorSecret'), 0x05), latin(' '), xor(latin('XorSecret'), 0x7f), latin(' XorSecret\n'),
-    xor(wide('XorWide'), 0x41), latin(' '), xor(latin('XorWide'), 0x41), latin('\n'),
+    wide('wword'),
+    latin(' '),
+    wide('xwword'),
+    latin(' '),
+    wide('wwords'),
+    latin(' '),
+    wide('wword'),
+    latin('\n'),
+    xor(latin('XorSecret'), 0x20),
+    latin(' '),
+    xor(latin('XorSecret'), 0x05),
+    latin(' '),
+    xor(latin('XorSecret'), 0x7f),
+    latin(' XorSecret\n'),
+    xor(wide('XorWide'), 0x41),
+    latin(' '),
+    xor(latin('XorWide'), 0x41),
+    latin('\n'),
     latin('VMSCOPE-MARKER again, VMSCOPE-lower\n'),
     latin('cat dogs walk, cats run, concat cat. dog run\n'),
-    latin('id=12345 id=12 user@example.com key   value [bracketed] [] abbbc ac xxxy color colour zzzzzz qqqr qr <a><b>\n'),
+    latin(
+      'id=12345 id=12 user@example.com key   value [bracketed] [] abbbc ac xxxy color colour zzzzzz qqqr qr <a><b>\n',
+    ),
     latin('END'),
   ]);
   // prettier-ignore
@@ -98,10 +139,14 @@ function writeInputs() {
 /** 48 KiB at physical 0x2a00000 of the linux61-clean raw dump (decompressed by the test suite into .cache). */
 function writeMemorySlice() {
   const manifestPath = resolve(repoRoot, '../shared/fixtures/MANIFEST.json');
-  const entry = existsSync(manifestPath) ? JSON.parse(readFileSync(manifestPath, 'utf8')).snapshots['linux61-clean']?.formats.raw : undefined;
+  const entry = existsSync(manifestPath)
+    ? JSON.parse(readFileSync(manifestPath, 'utf8')).snapshots['linux61-clean']?.formats.raw
+    : undefined;
   const dump = entry && join(repoRoot, '.cache/fixtures', `${entry.sha256.slice(0, 16)}-linux61-clean.raw`);
   if (!dump || !existsSync(dump)) {
-    console.error('yara-golden: memory.bin kept as is (run the test suite once to decompress the linux61-clean raw fixture)');
+    console.error(
+      'yara-golden: memory.bin kept as is (run the test suite once to decompress the linux61-clean raw fixture)',
+    );
     return;
   }
   const slice = Buffer.alloc(48 * 1024);

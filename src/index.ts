@@ -28,21 +28,66 @@ export * from './analyses/providers/modules.js';
 export * from './analyses/providers/processes.js';
 export { typeLayout } from './analyses/typeLayout.js';
 export { exportIsf } from './analyses/isfExport.js';
-export { ScanPool, parallelSearchImage, DEFAULT_JOB_BYTES, type ScanPoolOptions, type PoolSearchOptions } from './workers/scanPool.js';
+export {
+  ScanPool,
+  parallelSearchImage,
+  DEFAULT_JOB_BYTES,
+  type ScanPoolOptions,
+  type PoolSearchOptions,
+} from './workers/scanPool.js';
 export { parseRules } from './rules/parser.js';
 export { compileRules, compileSource } from './rules/compile.js';
 export { matchReference } from './rules/reference.js';
 export { analyses, findAnalysis, registerAnalysis } from './analyses/registry.js';
-export { defineAnalysis, option, type Analysis, type AnalysisSpec, type AnalysisInputs, type AnalysisResult, type Column, type Row, type RowRole } from './analyses/types.js';
+export {
+  defineAnalysis,
+  option,
+  type Analysis,
+  type AnalysisSpec,
+  type AnalysisInputs,
+  type AnalysisResult,
+  type Column,
+  type Row,
+  type RowRole,
+} from './analyses/types.js';
 export type { Finding, Severity } from './analyses/findings.js';
-export type { SnapshotSummary, SnapshotProcess, SnapshotModule, SnapshotSyscall, SnapshotSignatureHit } from './monitor/snapshot.js';
+export type {
+  SnapshotSummary,
+  SnapshotProcess,
+  SnapshotModule,
+  SnapshotSyscall,
+  SnapshotSignatureHit,
+} from './monitor/snapshot.js';
 export { summarizeSnapshot, summarizeDump, isPartialSummary, type SummarizeOptions } from './monitor/summarize.js';
 export { diffSnapshots, type DiffRow, type DiffKind, type DiffChange, type DiffOptions } from './monitor/diff.js';
 export { runDiff, type RunDiffOptions } from './monitor/diffCommand.js';
-export { loadPolicy, parsePolicy, evaluatePolicy, policyRulesFiles, PolicyError, type Policy, type Violation } from './monitor/policy.js';
-export { FolderSource, QmpSource, GuestGoneError, type Snapshot, type SnapshotSource, type FolderSourceOptions, type QmpSourceOptions } from './monitor/sources/index.js';
+export {
+  loadPolicy,
+  parsePolicy,
+  evaluatePolicy,
+  policyRulesFiles,
+  PolicyError,
+  type Policy,
+  type Violation,
+} from './monitor/policy.js';
+export {
+  FolderSource,
+  QmpSource,
+  GuestGoneError,
+  type Snapshot,
+  type SnapshotSource,
+  type FolderSourceOptions,
+  type QmpSourceOptions,
+} from './monitor/sources/index.js';
 export { QmpClient } from './monitor/qmp.js';
-export { watch, runWatch, sourceProblemAlert, type WatchAlert, type WatchOptions, type SnapshotTimings } from './monitor/watch.js';
+export {
+  watch,
+  runWatch,
+  sourceProblemAlert,
+  type WatchAlert,
+  type WatchOptions,
+  type SnapshotTimings,
+} from './monitor/watch.js';
 export { yarascan, yarascanAnalysis, type YarascanOptions } from './analyses/yarascan.js';
 export { RuleScanner, type RuleScanResult, type StringHit } from './rules/scanner.js';
 export { parallelScanRules } from './workers/scanPool.js';

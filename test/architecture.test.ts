@@ -7,7 +7,21 @@ import { describe, expect, it } from 'vitest';
  * The folder layout is the architecture: a layer may import its own folder and the layers
  * listed before it, never one after it. Order (lowest first), as README.md explains.
  */
-const LAYERS = ['util', 'image', 'kernels', 'space', 'symbols', 'os', 'rules', 'analyses', 'workers', 'monitor', 'batch', 'plugins', 'cli'];
+const LAYERS = [
+  'util',
+  'image',
+  'kernels',
+  'space',
+  'symbols',
+  'os',
+  'rules',
+  'analyses',
+  'workers',
+  'monitor',
+  'batch',
+  'plugins',
+  'cli',
+];
 
 const srcRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../src');
 

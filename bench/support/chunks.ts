@@ -13,7 +13,7 @@ export function forEachChunk<Chunk extends Uint8Array>(
   visit: (data: Chunk, start: number, ownedLength: number) => void,
 ): void {
   for (const stream of streamsOf(image)) {
-    for (let chunkStart = 0; chunkStart < stream.length; ) {
+    for (let chunkStart = 0; chunkStart < stream.length;) {
       const chunkLength = Math.min(chunk.length, stream.length - chunkStart);
       // A Buffer's subarray is a Buffer: the caller's Buffer methods stay usable.
       const data = chunk.subarray(0, chunkLength) as Chunk;
@@ -29,7 +29,8 @@ function streamsOf(image: MemoryImage): Array<{ start: number; length: number }>
   const streams: Array<{ start: number; length: number }> = [];
   for (const range of image.ranges) {
     const last = streams[streams.length - 1];
-    if (last && last.start + last.length === range.start) streams[streams.length - 1] = { start: last.start, length: range.end - last.start };
+    if (last && last.start + last.length === range.start)
+      streams[streams.length - 1] = { start: last.start, length: range.end - last.start };
     else streams.push({ start: range.start, length: range.end - range.start });
   }
   return streams;

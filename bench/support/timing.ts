@@ -15,7 +15,11 @@ export function coldAndBest<T>(run: () => T): { cold: number; best: number; resu
   let result!: T;
   const cold = seconds(() => (result = run()));
   let best = Infinity;
-  for (let round = 0; round < ROUNDS; round++) best = Math.min(best, seconds(() => (result = run())));
+  for (let round = 0; round < ROUNDS; round++)
+    best = Math.min(
+      best,
+      seconds(() => (result = run())),
+    );
   return { cold, best, result };
 }
 

@@ -20,7 +20,8 @@ const columns: readonly Column[] = [
  */
 export const checkAnalysis = defineAnalysis({
   name: 'check',
-  description: 'find tampering: hidden processes, hidden modules, hooked syscall table entries and dispatcher (one row per finding)',
+  description:
+    'find tampering: hidden processes, hidden modules, hooked syscall table entries and dispatcher (one row per finding)',
   columns,
   uses: [kernelProvider, processCrossViewProvider, hiddenModulesProvider, allModulesProvider, syscallReportProvider],
   rows: 'findings',
@@ -35,7 +36,11 @@ Exit code 1 when there is any finding, 0 when the guest looks clean.`,
     const hidden = await inputs.get(hiddenModulesProvider);
     const modules = await inputs.get(allModulesProvider);
     const syscalls = await inputs.get(syscallReportProvider);
-    const findings: Finding[] = [...hiddenProcessFindings(processes), ...hiddenModuleFindings(hidden), ...syscallFindings(syscalls)];
+    const findings: Finding[] = [
+      ...hiddenProcessFindings(processes),
+      ...hiddenModuleFindings(hidden),
+      ...syscallFindings(syscalls),
+    ];
     const problems = uniqueWarnings(processes.warnings, modules.warnings, syscalls.problems);
     return {
       columns,

@@ -112,4 +112,6 @@ export class DumpContext {
   }
 }
 
-export const linuxProfileProvider = defineProvider('profile', (context) => linuxProfile(context.kernel, context.profileOptions));
+export const linuxProfileProvider = defineProvider('profile', (context) =>
+  linuxProfile(context.kernel, context.profileOptions),
+);

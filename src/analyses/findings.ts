@@ -33,7 +33,6 @@ export function hiddenProcessFindings(view: ProcessCrossView): Finding[] {
     }));
 }
 
-
 /** Modules found outside the module list. */
 export function hiddenModuleFindings({ hidden }: HiddenModules): Finding[] {
   return hidden.map(({ module, foundBy }) => ({

@@ -35,6 +35,12 @@ sources that found it. An empty result means nothing is hidden.`,
       found_by: foundBy.join(','),
     }));
     const problems = uniqueWarnings(list.warnings, warnings);
-    return { columns, rows, single: false, partial: problems.length > 0, warnings: uniqueWarnings(kernel.warnings, problems) };
+    return {
+      columns,
+      rows,
+      single: false,
+      partial: problems.length > 0,
+      warnings: uniqueWarnings(kernel.warnings, problems),
+    };
   },
 });

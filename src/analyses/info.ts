@@ -21,7 +21,8 @@ const columns: readonly Column[] = [
 /** What the dump is and where the kernel sits in it. */
 export const infoAnalysis = defineAnalysis({
   name: 'info',
-  description: 'identify the dump format, the kernel release and banner, KASLR slide, phys_base, DTB and direct-map base',
+  description:
+    'identify the dump format, the kernel release and banner, KASLR slide, phys_base, DTB and direct-map base',
   columns,
   uses: [imageProvider, kernelProvider],
   help: `The kernel is found from the VMCOREINFO note the kernel keeps in RAM; without it, from the

@@ -20,7 +20,11 @@ the profile comes from an ISF, which does not carry them.`,
   async compute(inputs) {
     const kernel = await inputs.get(kernelProvider);
     const { profile } = await inputs.get(profileProvider);
-    const rows = profile.symbolList.map((symbol) => ({ address: hex(symbol.address), type: symbol.type ?? '?', name: symbol.name }));
+    const rows = profile.symbolList.map((symbol) => ({
+      address: hex(symbol.address),
+      type: symbol.type ?? '?',
+      name: symbol.name,
+    }));
     return { columns, rows, single: false, partial: false, warnings: kernel.warnings };
   },
 });

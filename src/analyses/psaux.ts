@@ -13,7 +13,8 @@ const columns: readonly Column[] = [
 /** Each listed process with its argv, read from the process's own memory. */
 export const psauxAnalysis = defineAnalysis({
   name: 'psaux',
-  description: "list the processes of the task list with their command-line arguments, read from each process's own memory",
+  description:
+    "list the processes of the task list with their command-line arguments, read from each process's own memory",
   columns,
   uses: [kernelProvider, readerProvider, taskListProvider],
   help: `argv is mm->arg_start..arg_end read through the process's own page tables (mm->pgd), split

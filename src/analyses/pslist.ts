@@ -39,7 +39,11 @@ export function processRow(task: TaskInfo): Row {
  * `signal->thread_head` linking `thread_node`, whose head sits in signal_struct (so it yields
  * the leader too).
  */
-function otherThreads(reader: KernelReader, leader: TaskInfo, maxSteps: number): { addresses: bigint[]; problem: WalkProblem | undefined } {
+function otherThreads(
+  reader: KernelReader,
+  leader: TaskInfo,
+  maxSteps: number,
+): { addresses: bigint[]; problem: WalkProblem | undefined } {
   const walk =
     reader.profile.hasField('signal_struct', 'thread_head') && reader.profile.hasField('task_struct', 'thread_node')
       ? reader.walkList(
@@ -47,7 +51,11 @@ function otherThreads(reader: KernelReader, leader: TaskInfo, maxSteps: number):
           reader.offset('task_struct', 'thread_node'),
           { maxSteps },
         )
-      : reader.walkList(leader.task + reader.offset('task_struct', 'thread_group'), reader.offset('task_struct', 'thread_group'), { maxSteps });
+      : reader.walkList(
+          leader.task + reader.offset('task_struct', 'thread_group'),
+          reader.offset('task_struct', 'thread_group'),
+          { maxSteps },
+        );
   return { addresses: walk.entries.filter((address) => address !== leader.task), problem: walk.problem };
 }
 
@@ -83,10 +91,13 @@ function withThreads(reader: KernelReader, leaders: readonly TaskInfo[], warning
 /** The processes on the kernel's task list (thread-group leaders; every thread with `threads`). */
 export const pslistAnalysis = defineAnalysis({
   name: 'pslist',
-  description: "list the processes on the kernel's task list (pid, ppid, command, task_struct, threads, uid, start time)",
+  description:
+    "list the processes on the kernel's task list (pid, ppid, command, task_struct, threads, uid, start time)",
   columns: processColumns,
   uses: [readerProvider, taskListProvider],
-  options: z.object({ threads: option(z.boolean().optional(), { description: 'list every thread, not one row per thread group' }) }),
+  options: z.object({
+    threads: option(z.boolean().optional(), { description: 'list every thread, not one row per thread group' }),
+  }),
   help: `Walks init_task.tasks forward, and backward as well when the forward walk breaks (a cycle,
 an unreadable link), so one damaged pointer loses as few processes as possible; every
 problem makes the result partial with a warning. A process unlinked from the list (DKOM)
@@ -96,6 +107,12 @@ and is not listed. ppid is the tgid of real_parent, as ps shows it.`,
     const list = await inputs.get(taskListProvider);
     const warnings = [...list.warnings];
     const listed = options.threads ? withThreads(await inputs.get(readerProvider), list.tasks, warnings) : list.tasks;
-    return { columns: processColumns, rows: listed.map(processRow), single: false, partial: warnings.length > 0, warnings };
+    return {
+      columns: processColumns,
+      rows: listed.map(processRow),
+      single: false,
+      partial: warnings.length > 0,
+      warnings,
+    };
   },
 });

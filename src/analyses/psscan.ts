@@ -47,6 +47,12 @@ Rows are in physical order. "task" is the direct-map address (init_task: its sym
 to itself, as list_del_init leaves it: DKOM), deleted (poisoned by list_del at exit), or
 stale (never linked: the per-CPU idle tasks, pid 0). psxview compares this with the lists.`,
   async compute(inputs) {
-    return { columns, rows: (await inputs.get(carvedTasksProvider)).map(carvedRow), single: false, partial: false, warnings: [] };
+    return {
+      columns,
+      rows: (await inputs.get(carvedTasksProvider)).map(carvedRow),
+      single: false,
+      partial: false,
+      warnings: [],
+    };
   },
 });

@@ -46,7 +46,9 @@ export function treeOrder(tasks: readonly TaskInfo[], warnings: string[]): Array
   for (const task of tasks) if (isRoot(task)) placeSubtree(task);
   for (const task of tasks) {
     if (placed.has(task)) continue;
-    warnings.push(`pid ${task.pid} is not below a root within ${MAX_TREE_DEPTH} levels (its parents form a cycle or a chain too deep): shown as a root`);
+    warnings.push(
+      `pid ${task.pid} is not below a root within ${MAX_TREE_DEPTH} levels (its parents form a cycle or a chain too deep): shown as a root`,
+    );
     placeSubtree(task);
   }
   return ordered;
@@ -55,7 +57,7 @@ export function treeOrder(tasks: readonly TaskInfo[], warnings: string[]): Array
 /** The processes of the task list as a tree by parent; each row carries its depth. */
 export const pstreeAnalysis = defineAnalysis({
   name: 'pstree',
-  description: 'show the processes of the task list as a tree by parent (real_parent), with each row\'s depth',
+  description: "show the processes of the task list as a tree by parent (real_parent), with each row's depth",
   columns,
   uses: [taskListProvider],
   help: `Rows come in tree order: a parent, then its children by pid, each one level deeper.

@@ -28,7 +28,8 @@ function viewRow({ task, sources, hidden }: TaskSighting): Row {
 /** Every process found by any view, with which views found it and whether it is hidden from the task list. */
 export const psxviewAnalysis = defineAnalysis({
   name: 'psxview',
-  description: 'cross-view of processes: task list, pid namespace, children lists and memory carving, flagging tasks hidden from the task list',
+  description:
+    'cross-view of processes: task list, pid namespace, children lists and memory carving, flagging tasks hidden from the task list',
   columns,
   uses: [processCrossViewProvider],
   help: `One row per process (thread-group leader) found by any of four views:

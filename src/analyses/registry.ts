@@ -42,6 +42,7 @@ export function findAnalysis(name: string): Analysis | undefined {
  * built afterwards, `batch --run`, and queue workers that register it too.
  */
 export function registerAnalysis(analysis: Analysis): void {
-  if (findAnalysis(analysis.name)) throw new VmscopeError('USAGE', `an analysis named "${analysis.name}" is registered already`);
+  if (findAnalysis(analysis.name))
+    throw new VmscopeError('USAGE', `an analysis named "${analysis.name}" is registered already`);
   registered.push(analysis);
 }

@@ -46,6 +46,12 @@ to anything but a syscall handler are shown as kind "dispatcher" rows, always ho
     const modules = await inputs.get(allModulesProvider);
     const report = await inputs.get(syscallReportProvider);
     const problems = uniqueWarnings(modules.warnings, report.problems);
-    return { columns, rows: report.checks.map(syscallRow), single: false, partial: problems.length > 0, warnings: uniqueWarnings(kernel.warnings, problems) };
+    return {
+      columns,
+      rows: report.checks.map(syscallRow),
+      single: false,
+      partial: problems.length > 0,
+      warnings: uniqueWarnings(kernel.warnings, problems),
+    };
   },
 });

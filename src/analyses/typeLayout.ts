@@ -72,7 +72,14 @@ export function typeLayout(profile: Profile, name: string): AnalysisResult {
       bit_length: fieldType.kind === 'bitfield' ? fieldType.bit_length : null,
     }))
     .sort((a, b) => a.offset - b.offset || (a.bit_position ?? 0) - (b.bit_position ?? 0));
-  return { columns, rows, single: false, partial: false, warnings: [], title: `${type.kind} ${name}: ${type.size} bytes` };
+  return {
+    columns,
+    rows,
+    single: false,
+    partial: false,
+    warnings: [],
+    title: `${type.kind} ${name}: ${type.size} bytes`,
+  };
 }
 
 export const typesAnalysis = defineAnalysis({

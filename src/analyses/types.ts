@@ -20,7 +20,8 @@ export interface Column {
   readonly indentByDepth?: boolean;
 }
 
-export type CellValue = string | number | boolean | bigint | null | readonly CellValue[] | { readonly [key: string]: CellValue };
+export type CellValue =
+  string | number | boolean | bigint | null | readonly CellValue[] | { readonly [key: string]: CellValue };
 export type Row = Readonly<Record<string, CellValue>>;
 
 export interface AnalysisResult {
@@ -51,13 +52,17 @@ export interface OptionMeta {
 
 /** An option's schema with its CLI metadata. */
 export function option<T extends z.ZodType>(schema: T, meta: OptionMeta): T {
-  return schema.meta({ ...meta }) as T;
+  return schema.meta({ ...meta });
 }
 
 /** The metadata an option was declared with. */
 export function optionMeta(schema: z.ZodType): OptionMeta {
   const meta = z.globalRegistry.get(schema) as Partial<OptionMeta> | undefined;
-  return { description: meta?.description ?? '', ...(meta?.placeholder ? { placeholder: meta.placeholder } : {}), ...(meta?.file ? { file: true } : {}) };
+  return {
+    description: meta?.description ?? '',
+    ...(meta?.placeholder ? { placeholder: meta.placeholder } : {}),
+    ...(meta?.file ? { file: true } : {}),
+  };
 }
 
 /** What an analysis's rows are to a batch, a queue or a policy: plain data, findings of tampering, or signature hits. */
@@ -118,7 +123,8 @@ function scopedInputs(context: DumpContext, name: string, uses: ReadonlyArray<Pr
   return {
     path: context.path,
     get<T>(provider: Provider<T>): Promise<T> {
-      if (!allowed.has(provider)) throw new Error(`analysis ${name} asked for provider "${provider.name}" without declaring it in \`uses\``);
+      if (!allowed.has(provider))
+        throw new Error(`analysis ${name} asked for provider "${provider.name}" without declaring it in \`uses\``);
       return context.get(provider);
     },
     progress: (phase) => context.progress(phase),
@@ -127,7 +133,9 @@ function scopedInputs(context: DumpContext, name: string, uses: ReadonlyArray<Pr
   };
 }
 
-export function defineAnalysis<Options extends AnyOptions = z.ZodObject<{}>>(spec: AnalysisSpec<Options>): Analysis {
+export function defineAnalysis<Options extends AnyOptions = z.ZodObject<Record<never, z.ZodType>>>(
+  spec: AnalysisSpec<Options>,
+): Analysis {
   const schema = (spec.options ?? z.object({})) as AnyOptions;
   const parseOptions = (raw: Readonly<Record<string, unknown>>): Record<string, unknown> => {
     const parsed = schema.strict().safeParse(raw);
@@ -136,11 +144,15 @@ export function defineAnalysis<Options extends AnyOptions = z.ZodObject<{}>>(spe
     const key = issue.path[0];
     if (typeof key !== 'string') throw new VmscopeError('USAGE', `${spec.name}: ${issue.message}`);
     const where = spec.arguments?.includes(key as never) ? `<${key}>` : flagName(key);
-    if (issue.code === 'unrecognized_keys') throw new VmscopeError('USAGE', `${spec.name} has no option ${issue.keys.map(flagName).join(', ')}`);
+    if (issue.code === 'unrecognized_keys')
+      throw new VmscopeError('USAGE', `${spec.name} has no option ${issue.keys.map(flagName).join(', ')}`);
     const field = (schema.shape as Record<string, z.ZodType>)[key];
     if (field && raw[key] === undefined) {
       const placeholder = optionMeta(field).placeholder;
-      throw new VmscopeError('USAGE', `${spec.name} needs ${where}${placeholder && !where.startsWith('<') ? ` <${placeholder}>` : ''}`);
+      throw new VmscopeError(
+        'USAGE',
+        `${spec.name} needs ${where}${placeholder && !where.startsWith('<') ? ` <${placeholder}>` : ''}`,
+      );
     }
     throw new VmscopeError('USAGE', `${spec.name} ${where}: ${issue.message}`);
   };

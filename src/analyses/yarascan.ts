@@ -36,14 +36,21 @@ export const MAX_SCAN_THREADS = 256;
 const optionsSchema = z
   .object({
     rules: option(z.string().min(1), { description: 'YARA rule file (required)', placeholder: 'file', file: true }),
-    pid: option(z.coerce.number().int().min(0).optional(), { description: "scan this process's virtual memory instead of physical memory", placeholder: 'pid' }),
-    allProcesses: option(z.boolean().optional(), { description: "scan every process's virtual memory instead of physical memory" }),
+    pid: option(z.coerce.number().int().min(0).optional(), {
+      description: "scan this process's virtual memory instead of physical memory",
+      placeholder: 'pid',
+    }),
+    allProcesses: option(z.boolean().optional(), {
+      description: "scan every process's virtual memory instead of physical memory",
+    }),
     threads: option(z.coerce.number().int().min(1).max(MAX_SCAN_THREADS).optional(), {
       description: 'threads for the physical scan (default: the available parallelism)',
       placeholder: 'n',
     }),
   })
-  .refine((options) => options.pid === undefined || !options.allProcesses, { message: '--pid and --all-processes exclude each other' });
+  .refine((options) => options.pid === undefined || !options.allProcesses, {
+    message: '--pid and --all-processes exclude each other',
+  });
 
 export type YarascanOptions = z.output<typeof optionsSchema>;
 
@@ -59,8 +66,15 @@ async function scanWithRules(inputs: AnalysisInputs, options: YarascanOptions): 
   const source = readRulesFile(options.rules);
   const scanner = RuleScanner.create(compileSource(source, options.rules));
   // As yara's "string may slow down scanning": such a string is tried at every offset of the dump.
-  const warnings = scanner.strings.flatMap(({ compiled }, index) => (compiled.scanEverywhere ? [`${scanner.describe(index)}: no fixed byte to search for, so it is tried at every offset (slow)`] : []));
-  const rows = options.pid !== undefined || options.allProcesses ? await scanProcesses(inputs, scanner, options, warnings) : await scanPhysical(inputs, scanner, source, options, warnings);
+  const warnings = scanner.strings.flatMap(({ compiled }, index) =>
+    compiled.scanEverywhere
+      ? [`${scanner.describe(index)}: no fixed byte to search for, so it is tried at every offset (slow)`]
+      : [],
+  );
+  const rows =
+    options.pid !== undefined || options.allProcesses
+      ? await scanProcesses(inputs, scanner, options, warnings)
+      : await scanPhysical(inputs, scanner, source, options, warnings);
   return { columns, rows, single: false, partial: false, warnings, exitCode: rows.length > 0 ? 1 : 0 };
 }
 
@@ -72,7 +86,13 @@ function readRulesFile(path: string): string {
   }
 }
 
-async function scanPhysical(inputs: AnalysisInputs, scanner: RuleScanner, source: string, options: YarascanOptions, warnings: string[]): Promise<Row[]> {
+async function scanPhysical(
+  inputs: AnalysisInputs,
+  scanner: RuleScanner,
+  source: string,
+  options: YarascanOptions,
+  warnings: string[],
+): Promise<Row[]> {
   const image = await inputs.get(imageProvider);
   const threads = options.threads ?? inputs.defaultThreads ?? availableParallelism();
   const onProgress = inputs.progress('scanning with rules');
@@ -88,7 +108,9 @@ async function scanPhysical(inputs: AnalysisInputs, scanner: RuleScanner, source
   return matchRows(matches).flatMap(({ rule, string, offset, length }) => {
     const data = new Uint8Array(Math.min(length, SHOWN_BYTES));
     image.read(offset, data);
-    const owners: ReadonlyArray<Attribution | { readonly owner: 'unknown' }> = reverseMap?.attribute(offset) ?? [{ owner: 'unknown' }];
+    const owners: ReadonlyArray<Attribution | { readonly owner: 'unknown' }> = reverseMap?.attribute(offset) ?? [
+      { owner: 'unknown' },
+    ];
     return owners.map((owner) => ({
       rule,
       string,
@@ -117,7 +139,12 @@ async function ownersOrWarn(inputs: AnalysisInputs, warnings: string[]): Promise
   }
 }
 
-async function scanProcesses(inputs: AnalysisInputs, scanner: RuleScanner, options: YarascanOptions, warnings: string[]): Promise<Row[]> {
+async function scanProcesses(
+  inputs: AnalysisInputs,
+  scanner: RuleScanner,
+  options: YarascanOptions,
+  warnings: string[],
+): Promise<Row[]> {
   const kernel = await inputs.get(kernelProvider);
   const reader = await inputs.get(readerProvider);
   const { processes, warnings: listWarnings } = await inputs.get(everyProcessProvider);
@@ -125,7 +152,11 @@ async function scanProcesses(inputs: AnalysisInputs, scanner: RuleScanner, optio
   const users = processes.filter((task) => !task.kernelThread && task.mm !== 0n);
   const selected = options.pid === undefined ? users : users.filter((task) => task.pid === options.pid);
   if (selected.length === 0) {
-    throw new VmscopeError('USAGE', `no user process with pid ${options.pid} (on the task list or carved from memory)`, inputs.path);
+    throw new VmscopeError(
+      'USAGE',
+      `no user process with pid ${options.pid} (on the task list or carved from memory)`,
+      inputs.path,
+    );
   }
   const rows: Row[] = [];
   for (const task of selected) {
@@ -138,7 +169,8 @@ async function scanProcesses(inputs: AnalysisInputs, scanner: RuleScanner, optio
       continue;
     }
     const { streams, totalBytes, unreachableBytes } = processStreams(space);
-    if (unreachableBytes > 0) warnings.push(`pid ${task.pid} ${task.comm}: ${unreachableBytes} bytes mapped above 2^53 were not scanned`);
+    if (unreachableBytes > 0)
+      warnings.push(`pid ${task.pid} ${task.comm}: ${unreachableBytes} bytes mapped above 2^53 were not scanned`);
     const result = scanner.scanStreams(streams);
     warnTruncated(scanner, result, warnings, `pid ${task.pid}: `);
     // As `yara -p`: conditions see the process's memory, offsets are virtual addresses.
@@ -163,12 +195,15 @@ async function scanProcesses(inputs: AnalysisInputs, scanner: RuleScanner, optio
   return rows;
 }
 
-function matchRows(matches: readonly RuleMatch[]): Array<{ rule: string; string: string; offset: number; length: number }> {
+function matchRows(
+  matches: readonly RuleMatch[],
+): Array<{ rule: string; string: string; offset: number; length: number }> {
   return matches.flatMap((match) => match.strings);
 }
 
 function warnTruncated(scanner: RuleScanner, result: RuleScanResult, warnings: string[], prefix = ''): void {
-  for (const string of result.truncated) warnings.push(`${prefix}${scanner.describe(string)}: too many matches, only the first ones by offset are kept`);
+  for (const string of result.truncated)
+    warnings.push(`${prefix}${scanner.describe(string)}: too many matches, only the first ones by offset are kept`);
 }
 
 /** The bytes as text with anything unprintable as a dot (a hex dump's right column; read first in a table), then as hex. */

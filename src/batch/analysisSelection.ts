@@ -17,26 +17,32 @@ export interface AnalysisSelection {
 }
 
 /** The analyses of a selection, each with its validated options; usage errors before any work. */
-export function resolveSelection(selection: AnalysisSelection): Array<{ analysis: Analysis; options: Record<string, unknown> }> {
+export function resolveSelection(
+  selection: AnalysisSelection,
+): Array<{ analysis: Analysis; options: Record<string, unknown> }> {
   if (selection.analyses.length === 0) throw new VmscopeError('USAGE', 'no analysis to run (--run check,pslist,...)');
   return [...new Set(selection.analyses)].map((name) => {
     const analysis = findAnalysis(name);
     if (!analysis) throw new VmscopeError('USAGE', `unknown analysis "${name}"`);
-    if (analysis.arguments.length > 0) throw new VmscopeError('USAGE', `${name} needs arguments and cannot run in a batch`);
+    if (analysis.arguments.length > 0)
+      throw new VmscopeError('USAGE', `${name} needs arguments and cannot run in a batch`);
     return { analysis, options: analysis.parseOptions(ownOptions(analysis, selection.options)) };
   });
 }
 
 /** The options the analysis declares, out of all given. */
 function ownOptions(analysis: Analysis, options: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(options).filter(([key, value]) => value !== undefined && key in analysis.options.shape));
+  return Object.fromEntries(
+    Object.entries(options).filter(([key, value]) => value !== undefined && key in analysis.options.shape),
+  );
 }
 
 /** The keys of options that name files, among the selected analyses' declarations. */
 function fileOptionKeys(selection: AnalysisSelection): Set<string> {
   const keys = new Set<string>();
   for (const { analysis } of resolveSelection(selection)) {
-    for (const [key, schema] of Object.entries(analysis.options.shape)) if (optionMeta(schema as never).file) keys.add(key);
+    for (const [key, schema] of Object.entries(analysis.options.shape))
+      if (optionMeta(schema as never).file) keys.add(key);
   }
   return keys;
 }
@@ -49,7 +55,8 @@ export function relevantOptions(selection: AnalysisSelection): Record<string, un
   const files = fileOptionKeys(selection);
   const relevant: Record<string, unknown> = {};
   for (const { options } of resolveSelection(selection)) {
-    for (const [key, value] of Object.entries(options)) relevant[key] = files.has(key) && typeof value === 'string' ? resolve(value) : value;
+    for (const [key, value] of Object.entries(options))
+      relevant[key] = files.has(key) && typeof value === 'string' ? resolve(value) : value;
   }
   return relevant;
 }
@@ -82,7 +89,9 @@ export function selectionKey(selection: AnalysisSelection): string {
       .filter(([key]) => !(key in files))
       .sort(([a], [b]) => a.localeCompare(b)),
   );
-  const contents = Object.fromEntries(Object.entries(files).map(([key, file]) => [key, createHash('sha256').update(file.text).digest('hex')]));
+  const contents = Object.fromEntries(
+    Object.entries(files).map(([key, file]) => [key, createHash('sha256').update(file.text).digest('hex')]),
+  );
   return createHash('sha256')
     .update(JSON.stringify({ analyses: [...new Set(selection.analyses)].sort(), options, files: contents }))
     .digest('hex');

@@ -34,7 +34,12 @@ export interface BatchProgress {
 }
 
 /** Progress after `results` of `total` dumps, counted the same way by local and queued batches. */
-export function batchProgress(results: readonly DumpResult[], total: number, bytes: { analysedBytes: number; bytesToAnalyse: number }, latest: DumpResult | undefined): BatchProgress {
+export function batchProgress(
+  results: readonly DumpResult[],
+  total: number,
+  bytes: { analysedBytes: number; bytesToAnalyse: number },
+  latest: DumpResult | undefined,
+): BatchProgress {
   return {
     done: results.length,
     total,
@@ -101,10 +106,14 @@ export interface BatchSummary {
 /** How many jobs may run at once: the request, lowered to what the budget holds; a budget smaller than one job is refused. */
 export function concurrencyFor(jobs: number | undefined, memoryBudgetBytes: number): number {
   const requested = jobs ?? availableParallelism();
-  if (!Number.isInteger(requested) || requested < 1) throw new VmscopeError('USAGE', `--jobs must be a positive integer, not ${requested}`);
+  if (!Number.isInteger(requested) || requested < 1)
+    throw new VmscopeError('USAGE', `--jobs must be a positive integer, not ${requested}`);
   const affordable = Math.floor(memoryBudgetBytes / ESTIMATED_JOB_BYTES);
   if (affordable < 1) {
-    throw new VmscopeError('USAGE', `a memory budget of ${mebibytes(memoryBudgetBytes)} cannot hold one dump job (about ${mebibytes(ESTIMATED_JOB_BYTES)} each)`);
+    throw new VmscopeError(
+      'USAGE',
+      `a memory budget of ${mebibytes(memoryBudgetBytes)} cannot hold one dump job (about ${mebibytes(ESTIMATED_JOB_BYTES)} each)`,
+    );
   }
   return Math.min(requested, affordable);
 }
@@ -122,7 +131,10 @@ const manifestEntrySchema = z.object({
   sha256: z.string().optional(),
   result: dumpResultSchema,
 });
-const manifestSchema = z.object({ format: z.literal(MANIFEST_FORMAT), entries: z.record(z.string(), manifestEntrySchema) });
+const manifestSchema = z.object({
+  format: z.literal(MANIFEST_FORMAT),
+  entries: z.record(z.string(), manifestEntrySchema),
+});
 type ManifestEntry = z.infer<typeof manifestEntrySchema>;
 
 /** `manifest.json` in the output directory, keyed by absolute dump path, rewritten atomically after every dump. */
@@ -142,17 +154,30 @@ class Manifest {
   }
 
   /** The stored result when this dump, unchanged, was completed with these settings and its output is still there. */
-  completed(path: string, settings: string, identity: { size: number; mtimeMs: number; sha256?: string }): DumpResult | undefined {
+  completed(
+    path: string,
+    settings: string,
+    identity: { size: number; mtimeMs: number; sha256?: string },
+  ): DumpResult | undefined {
     const entry = this.entries[path];
     if (!entry || entry.settings !== settings || !entry.result.complete) return undefined;
-    const unchanged = identity.sha256 !== undefined ? entry.sha256 === identity.sha256 : entry.size === identity.size && entry.mtimeMs === identity.mtimeMs;
+    const unchanged =
+      identity.sha256 !== undefined
+        ? entry.sha256 === identity.sha256
+        : entry.size === identity.size && entry.mtimeMs === identity.mtimeMs;
     if (!unchanged || (entry.result.output !== null && !existsSync(entry.result.output))) return undefined;
     return entry.result;
   }
 
   record(settings: string, result: DumpResult): void {
     if (!result.complete) return;
-    this.entries[result.path] = { settings, size: result.size, mtimeMs: result.mtimeMs, ...(result.sha256 ? { sha256: result.sha256 } : {}), result };
+    this.entries[result.path] = {
+      settings,
+      size: result.size,
+      mtimeMs: result.mtimeMs,
+      ...(result.sha256 ? { sha256: result.sha256 } : {}),
+      result,
+    };
     writeJsonAtomically(this.path, { format: MANIFEST_FORMAT, entries: this.entries });
   }
 }
@@ -179,9 +204,21 @@ export function recordInManifest(outDir: string, selection: AnalysisSelection, r
 /** A dump counts as failed when it could not be analysed at all or any analysis of it failed. */
 export const hasFailed = (result: DumpResult) => result.error !== undefined || result.errors.length > 0;
 
-export function summarize(results: readonly DumpResult[], header: Omit<BatchSummary, 'format' | 'totals' | 'dumps' | 'peakRssBytes'>): BatchSummary {
+export function summarize(
+  results: readonly DumpResult[],
+  header: Omit<BatchSummary, 'format' | 'totals' | 'dumps' | 'peakRssBytes'>,
+): BatchSummary {
   const dumps = [...results].sort((a, b) => a.path.localeCompare(b.path));
-  const totals: BatchTotals = { dumps: dumps.length, analysed: 0, skipped: 0, failed: 0, withFindings: 0, findings: 0, hits: 0, bytes: 0 };
+  const totals: BatchTotals = {
+    dumps: dumps.length,
+    analysed: 0,
+    skipped: 0,
+    failed: 0,
+    withFindings: 0,
+    findings: 0,
+    hits: 0,
+    bytes: 0,
+  };
   for (const dump of dumps) {
     if (dump.skipped) totals.skipped++;
     else totals.analysed++;
@@ -191,7 +228,13 @@ export function summarize(results: readonly DumpResult[], header: Omit<BatchSumm
     totals.hits += dump.hits;
     totals.bytes += dump.size;
   }
-  return { format: 'vmscope-batch-summary/1', ...header, peakRssBytes: process.resourceUsage().maxRSS * 1024, totals, dumps };
+  return {
+    format: 'vmscope-batch-summary/1',
+    ...header,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    totals,
+    dumps,
+  };
 }
 
 /**
@@ -227,7 +270,8 @@ export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResul
   const results: DumpResult[] = [];
   const bytesToAnalyse = toAnalyse.reduce((sum, dump) => sum + dump.size, 0);
   let analysedBytes = 0;
-  const report = (latest: DumpResult | undefined) => options.onProgress?.(batchProgress(results, paths.length, { analysedBytes, bytesToAnalyse }, latest));
+  const report = (latest: DumpResult | undefined) =>
+    options.onProgress?.(batchProgress(results, paths.length, { analysedBytes, bytesToAnalyse }, latest));
   report(undefined);
   for (const skipped of alreadyDone) {
     results.push(skipped);
@@ -237,8 +281,17 @@ export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResul
 
   // No more threads than dumps to analyse; one job at a time runs on this thread unless a worker script is asked for.
   const threads = Math.min(jobs, Math.max(1, toAnalyse.length));
-  const runner: DumpJobRunner = options.runner ?? (threads === 1 && options.workerScript === undefined ? inProcessRunner() : new ThreadJobRunner(threads, options.workerScript));
-  const tempBudget: TempBudget = { ...options.tempBudget, ...(options.tempBudget?.bytes !== undefined ? { bytes: Math.floor(options.tempBudget.bytes / runner.concurrency) } : {}) };
+  const runner: DumpJobRunner =
+    options.runner ??
+    (threads === 1 && options.workerScript === undefined
+      ? inProcessRunner()
+      : new ThreadJobRunner(threads, options.workerScript));
+  const tempBudget: TempBudget = {
+    ...options.tempBudget,
+    ...(options.tempBudget?.bytes !== undefined
+      ? { bytes: Math.floor(options.tempBudget.bytes / runner.concurrency) }
+      : {}),
+  };
   const request = (dump: { path: string; sha256?: string }): DumpJobRequest => ({
     path: dump.path,
     analyses,
@@ -256,7 +309,10 @@ export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResul
     const launch = () => {
       const dump = toAnalyse[next]!;
       const id = next++;
-      inFlight.set(id, runner.run(request(dump)).then((result) => ({ id, result, size: dump.size })));
+      inFlight.set(
+        id,
+        runner.run(request(dump)).then((result) => ({ id, result, size: dump.size })),
+      );
     };
     while (next < toAnalyse.length && inFlight.size < runner.concurrency) launch();
     while (inFlight.size > 0) {
@@ -287,7 +343,10 @@ export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResul
 }
 
 /** Runs the batch to its end and returns the summary (for callers that only want the totals). */
-export async function runBatchToEnd(options: BatchOptions, onResult?: (result: DumpResult) => void): Promise<BatchSummary> {
+export async function runBatchToEnd(
+  options: BatchOptions,
+  onResult?: (result: DumpResult) => void,
+): Promise<BatchSummary> {
   const batch = runBatch(options);
   for (;;) {
     const step = await batch.next();

@@ -1,4 +1,17 @@
-import { closeSync, createReadStream, createWriteStream, mkdtempSync, openSync, readdirSync, readSync, rmSync, statfsSync, statSync, symlinkSync } from 'node:fs';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readSync,
+  rmSync,
+  statfsSync,
+  statSync,
+  symlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, extname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -22,7 +35,19 @@ const COMPRESSION_MAGICS: ReadonlyArray<{ magic: readonly number[]; compression:
 ];
 
 /** Raw physical memory has no magic: these names are taken as dumps (pmemsave, VMware, LiME, cores). */
-const DUMP_EXTENSIONS = new Set(['.raw', '.mem', '.vmem', '.pmem', '.bin', '.dmp', '.dump', '.img', '.elf', '.core', '.lime']);
+const DUMP_EXTENSIONS = new Set([
+  '.raw',
+  '.mem',
+  '.vmem',
+  '.pmem',
+  '.bin',
+  '.dmp',
+  '.dump',
+  '.img',
+  '.elf',
+  '.core',
+  '.lime',
+]);
 const ELF_CORE = 4;
 
 function readHead(path: string, length: number): Uint8Array {
@@ -48,7 +73,8 @@ export function compressionOf(path: string): Compression | undefined {
 export function looksLikeDump(path: string): boolean {
   const head = readHead(path, 18);
   const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  if (head.length >= 18 && head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c && head[3] === 0x46) return view.getUint16(16, true) === ELF_CORE;
+  if (head.length >= 18 && head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c && head[3] === 0x46)
+    return view.getUint16(16, true) === ELF_CORE;
   if (head.length >= 4 && view.getUint32(0, true) === LIME_MAGIC) return true;
   if (COMPRESSION_MAGICS.some(({ magic }) => magic.every((byte, i) => head[i] === byte))) {
     const inner = extname(basename(path).replace(/\.(zst|zstd|gz|xz)$/, ''));
@@ -136,12 +162,21 @@ export interface DecompressedDump {
  * decompressed size is checked against the budget and the free space before writing when the
  * header declares it (zstd), else after writing (gzip, xz) and the copy is deleted if too big.
  */
-export async function decompressToTemp(source: string, compression: Compression, budget: TempBudget = {}): Promise<DecompressedDump> {
+export async function decompressToTemp(
+  source: string,
+  compression: Compression,
+  budget: TempBudget = {},
+): Promise<DecompressedDump> {
   const root = budget.directory ?? tmpdir();
   const limit = Math.min(budget.bytes ?? Infinity, freeBytes(root) - FREE_SPACE_RESERVE);
   const declared = compression === 'zstd' ? zstdContentSize(source) : undefined;
   const refuse = (size: number | string) =>
-    new VmscopeError('USAGE', `decompressed, this dump needs ${size} bytes of temporary space, more than the ${Math.max(0, limit)} available in ${root} (--temp-budget and free space); decompress it yourself`, source, 0);
+    new VmscopeError(
+      'USAGE',
+      `decompressed, this dump needs ${size} bytes of temporary space, more than the ${Math.max(0, limit)} available in ${root} (--temp-budget and free space); decompress it yourself`,
+      source,
+      0,
+    );
   if (declared !== undefined && declared > limit) throw refuse(declared);
   if (limit <= 0) throw refuse('some');
   const directory = mkdtempSync(join(root, 'vmscope-batch-'));
@@ -168,8 +203,10 @@ export async function decompressToTemp(source: string, compression: Compression,
 async function unxzToFile(source: string, target: string): Promise<void> {
   try {
     // xz-decompress is CommonJS (a WASM liblzma build): its class comes through the default export.
-    const decoded = new xzDecompress.XzReadableStream(Readable.toWeb(createReadStream(source)) as ReadableStream<Uint8Array>);
-    await pipeline(Readable.fromWeb(decoded as import('node:stream/web').ReadableStream<Uint8Array>), createWriteStream(target));
+    const decoded = new xzDecompress.XzReadableStream(
+      Readable.toWeb(createReadStream(source)) as ReadableStream<Uint8Array>,
+    );
+    await pipeline(Readable.fromWeb(decoded as WebReadableStream<Uint8Array>), createWriteStream(target));
   } catch (error) {
     throw new VmscopeError('CORRUPT_HEADER', `xz stream is corrupt: ${(error as Error).message}`, source, 0);
   }

@@ -86,7 +86,9 @@ export function parseDumpResult(text: string): DumpResult {
 /** `guest-0900.elf` → `guest-0900.elf-1a2b3c4d.ndjson`: readable, and unique per absolute path. */
 export function outputName(path: string): string {
   const absolute = resolve(path);
-  const safe = basename(absolute).replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100);
+  const safe = basename(absolute)
+    .replace(/[^A-Za-z0-9._-]/g, '_')
+    .slice(0, 100);
   return `${safe}-${createHash('sha256').update(absolute).digest('hex').slice(0, 8)}.ndjson`;
 }
 
@@ -96,7 +98,9 @@ export function ndjsonRow(analysis: string, row: Row, result: AnalysisResult): R
 }
 
 function describeError(error: unknown): string {
-  return error instanceof VmscopeError ? error.describe() : `INTERNAL: ${error instanceof Error ? error.message : String(error)}`;
+  return error instanceof VmscopeError
+    ? error.describe()
+    : `INTERNAL: ${error instanceof Error ? error.message : String(error)}`;
 }
 
 /** Rows, warnings and errors go to `<output>.partial-<pid>` as they come, then it is renamed: a reader never sees half a file. */
@@ -122,7 +126,22 @@ class NdjsonWriter {
  * its end reports (a thread that died, a queue job that failed for good) with its error.
  */
 export function emptyDumpResult(path: string, outcome: Partial<DumpResult> = {}): DumpResult {
-  return { path, size: 0, mtimeMs: 0, kernel: null, counts: {}, findings: [], hits: 0, partial: [], warnings: 0, errors: [], complete: true, output: null, seconds: 0, ...outcome };
+  return {
+    path,
+    size: 0,
+    mtimeMs: 0,
+    kernel: null,
+    counts: {},
+    findings: [],
+    hits: 0,
+    partial: [],
+    warnings: 0,
+    errors: [],
+    complete: true,
+    output: null,
+    seconds: 0,
+    ...outcome,
+  };
 }
 
 /** Runs the chosen analyses once on one dump (one DumpContext: the kernel and profile are found once) and writes its NDJSON. */
@@ -156,9 +175,18 @@ export async function runDumpJob(request: DumpJobRequest): Promise<DumpResult> {
   return result;
 }
 
-async function analyse(dumpPath: string, selected: ReadonlyArray<{ analysis: Analysis; options: Record<string, unknown> }>, request: DumpJobRequest, result: DumpResult, writer: NdjsonWriter): Promise<void> {
+async function analyse(
+  dumpPath: string,
+  selected: ReadonlyArray<{ analysis: Analysis; options: Record<string, unknown> }>,
+  request: DumpJobRequest,
+  result: DumpResult,
+  writer: NdjsonWriter,
+): Promise<void> {
   // A scan runs on this thread: the batch's parallelism is across dumps.
-  const context = new DumpContext(dumpPath, { threads: 1, ...(request.cacheDir === undefined ? {} : { cacheDir: request.cacheDir }) });
+  const context = new DumpContext(dumpPath, {
+    threads: 1,
+    ...(request.cacheDir === undefined ? {} : { cacheDir: request.cacheDir }),
+  });
   try {
     if (selected.some(({ analysis }) => analysis.uses.includes(kernelProvider))) {
       try {
@@ -184,7 +212,10 @@ async function analyse(dumpPath: string, selected: ReadonlyArray<{ analysis: Ana
       if (output.partial) result.partial.push(analysis.name);
       if (analysis.rows === 'findings') result.findings.push(...output.rows.map((row) => findingSchema.parse(row)));
       if (analysis.rows === 'hits') result.hits += output.rows.length;
-      writer.write([...output.rows.map((row) => ndjsonRow(analysis.name, row, output)), ...output.warnings.map((warning) => ({ analysis: analysis.name, warning }))]);
+      writer.write([
+        ...output.rows.map((row) => ndjsonRow(analysis.name, row, output)),
+        ...output.warnings.map((warning) => ({ analysis: analysis.name, warning })),
+      ]);
     }
     if (failures === selected.length) result.error = result.errors[0]!.replace(/^[^:]+: /, '');
   } finally {

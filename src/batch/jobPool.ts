@@ -21,7 +21,10 @@ export function inProcessRunner(): DumpJobRunner {
 
 /** The result of a job whose thread died under it: not complete, so a rerun tries the dump again. */
 function crashedResult(request: DumpJobRequest, error: unknown): DumpResult {
-  return emptyDumpResult(resolve(request.path), { error: `INTERNAL: ${error instanceof Error ? error.message : String(error)}`, complete: false });
+  return emptyDumpResult(resolve(request.path), {
+    error: `INTERNAL: ${error instanceof Error ? error.message : String(error)}`,
+    complete: false,
+  });
 }
 
 /** A worker thread running one dump job at a time; a call fails, instead of waiting forever, when the thread dies. */
@@ -64,7 +67,8 @@ export class ThreadJobRunner implements DumpJobRunner {
     readonly concurrency: number,
     private readonly script: string | URL = new URL('./batchWorker.js', import.meta.url),
   ) {
-    if (!existsSync(script instanceof URL ? fileURLToPath(script) : script)) throw new Error(`batch worker script ${String(script)} is missing (run npm run build)`);
+    if (!existsSync(script instanceof URL ? fileURLToPath(script) : script))
+      throw new Error(`batch worker script ${String(script)} is missing (run npm run build)`);
     for (let i = 0; i < concurrency; i++) this.idle.push(this.start());
   }
 

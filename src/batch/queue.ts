@@ -5,6 +5,14 @@
  * (its id, its data, its return value) and how long a silent worker keeps its job.
  */
 export { parseQueueUrl, type QueueLocation } from './queue/location.js';
-export { DEFAULT_ATTEMPTS, dumpJobId, enqueueBatch, type DumpJobData, type EnqueuedDump, type EnqueueOptions, type QueuedDumpResult } from './queue/jobs.js';
+export {
+  DEFAULT_ATTEMPTS,
+  dumpJobId,
+  enqueueBatch,
+  type DumpJobData,
+  type EnqueuedDump,
+  type EnqueueOptions,
+  type QueuedDumpResult,
+} from './queue/jobs.js';
 export { dumpResultOfJob, waitForBatch, type BatchProgress, type FinishedDumpJob } from './queue/wait.js';
 export { DEFAULT_STALLED_JOB_POLICY, runWorker, type StalledJobPolicy, type WorkerOptions } from './queue/worker.js';

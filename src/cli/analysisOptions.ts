@@ -5,7 +5,9 @@ import { flagName, optionMeta, type Analysis } from '../analyses/types.js';
 /** The option schema under optional/default wrappers: what kind of value the flag takes. */
 function valueType(schema: z.ZodType): string {
   const def = (schema as unknown as { def: { type: string; innerType?: z.ZodType } }).def;
-  return def.innerType && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable') ? valueType(def.innerType) : def.type;
+  return def.innerType && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable')
+    ? valueType(def.innerType)
+    : def.type;
 }
 
 /** One commander option from one schema field: booleans are switches, everything else takes a value. */
@@ -17,7 +19,9 @@ export function commanderOption(key: string, schema: z.ZodType): Option {
 
 /** The analysis's options that are flags (not positional arguments), by key. */
 export function flagOptions(analysis: Analysis): Array<[string, z.ZodType]> {
-  return Object.entries(analysis.options.shape as Record<string, z.ZodType>).filter(([key]) => !analysis.arguments.includes(key));
+  return Object.entries(analysis.options.shape as Record<string, z.ZodType>).filter(
+    ([key]) => !analysis.arguments.includes(key),
+  );
 }
 
 /** Adds the analysis's positional arguments and flags to its command, generated from its declarations. */
@@ -29,7 +33,11 @@ export function addAnalysisOptions(command: Command, analysis: Analysis): Comman
 }
 
 /** What the user gave for the analysis: positional arguments and flags by key (unset flags left out). */
-export function givenOptions(analysis: Analysis, positional: readonly unknown[], flags: Readonly<Record<string, unknown>>): Record<string, unknown> {
+export function givenOptions(
+  analysis: Analysis,
+  positional: readonly unknown[],
+  flags: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
   const given: Record<string, unknown> = {};
   analysis.arguments.forEach((key, index) => (given[key] = positional[index]));
   for (const [key] of flagOptions(analysis)) if (flags[key] !== undefined) given[key] = flags[key];
@@ -39,7 +47,8 @@ export function givenOptions(analysis: Analysis, positional: readonly unknown[],
 /** Each flag key of any of the analyses, once, with the first analysis declaring it. */
 function sharedFlags(analyses: readonly Analysis[]): Map<string, { analysis: Analysis; schema: z.ZodType }> {
   const flags = new Map<string, { analysis: Analysis; schema: z.ZodType }>();
-  for (const analysis of analyses) for (const [key, schema] of flagOptions(analysis)) if (!flags.has(key)) flags.set(key, { analysis, schema });
+  for (const analysis of analyses)
+    for (const [key, schema] of flagOptions(analysis)) if (!flags.has(key)) flags.set(key, { analysis, schema });
   return flags;
 }
 

@@ -2,7 +2,14 @@ import cliProgress from 'cli-progress';
 import { InvalidArgumentError, type Command } from 'commander';
 import { analyses } from '../analyses/registry.js';
 import type { Column } from '../analyses/types.js';
-import { ESTIMATED_JOB_BYTES, hasFailed, runBatchToEnd, type BatchOptions, type BatchProgress, type BatchSummary } from '../batch/batch.js';
+import {
+  ESTIMATED_JOB_BYTES,
+  hasFailed,
+  runBatchToEnd,
+  type BatchOptions,
+  type BatchProgress,
+  type BatchSummary,
+} from '../batch/batch.js';
 import type { DumpResult } from '../batch/job.js';
 import { addSharedAnalysisOptions, sharedOptionKeys } from './analysisOptions.js';
 import { render } from './render.js';
@@ -84,10 +91,16 @@ function parseJobs(text: string): number {
 }
 
 function parseAnalysisList(text: string): string[] {
-  const names = text.split(',').map((name) => name.trim()).filter((name) => name !== '');
+  const names = text
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '');
   const known = new Set(analyses.filter((analysis) => !analysis.arguments?.length).map((analysis) => analysis.name));
   const unknown = names.filter((name) => !known.has(name));
-  if (names.length === 0 || unknown.length > 0) throw new InvalidArgumentError(`unknown analysis ${unknown.join(', ') || '(none given)'}; one of ${[...known].join(', ')}`);
+  if (names.length === 0 || unknown.length > 0)
+    throw new InvalidArgumentError(
+      `unknown analysis ${unknown.join(', ') || '(none given)'}; one of ${[...known].join(', ')}`,
+    );
   return names;
 }
 
@@ -95,7 +108,12 @@ function parseAnalysisList(text: string): string[] {
 function createBatchProgress(enabled: boolean): { report: (progress: BatchProgress) => void; stop: () => void } {
   if (!enabled || !process.stderr.isTTY) return { report: () => {}, stop: () => {} };
   const bar = new cliProgress.SingleBar(
-    { stream: process.stderr, format: 'dumps [{bar}] {value}/{total} {failed} failed, {skipped} skipped  {rate} MiB/s  ETA {etaText}', hideCursor: true, clearOnComplete: true },
+    {
+      stream: process.stderr,
+      format: 'dumps [{bar}] {value}/{total} {failed} failed, {skipped} skipped  {rate} MiB/s  ETA {etaText}',
+      hideCursor: true,
+      clearOnComplete: true,
+    },
     cliProgress.Presets.shades_classic,
   );
   const started = performance.now();
@@ -133,7 +151,13 @@ const tableColumns: readonly Column[] = [
 ];
 
 function status(dump: DumpResult): string {
-  const state = dump.error ?? (dump.errors.length > 0 ? dump.errors.join('; ') : dump.partial.length > 0 ? `partial: ${dump.partial.join(', ')}` : 'ok');
+  const state =
+    dump.error ??
+    (dump.errors.length > 0
+      ? dump.errors.join('; ')
+      : dump.partial.length > 0
+        ? `partial: ${dump.partial.join(', ')}`
+        : 'ok');
   return dump.skipped ? `${state} (done before)` : state;
 }
 
@@ -142,7 +166,10 @@ export function renderBatchSummary(summary: BatchSummary): string {
   const rows = summary.dumps.map((dump) => ({
     dump: dump.path,
     kernel: dump.kernel?.release ?? '-',
-    rows: Object.entries(dump.counts).map(([analysis, count]) => `${analysis}=${count}`).join(' ') || '-',
+    rows:
+      Object.entries(dump.counts)
+        .map(([analysis, count]) => `${analysis}=${count}`)
+        .join(' ') || '-',
     findings: dump.findings.length,
     hits: dump.hits,
     seconds: dump.seconds.toFixed(1),
@@ -169,31 +196,61 @@ function batchOptions(dumps: readonly string[], options: BatchCliOptions): Batch
     analyses: options.run,
     outDir: options.out,
     cacheDir: options.cache ? options.cacheDir : false,
-    options: Object.fromEntries(sharedOptionKeys(analyses).filter((key) => options[key] !== undefined).map((key) => [key, options[key]])),
+    options: Object.fromEntries(
+      sharedOptionKeys(analyses)
+        .filter((key) => options[key] !== undefined)
+        .map((key) => [key, options[key]]),
+    ),
     ...(options.jobs !== undefined ? { jobs: options.jobs } : {}),
     ...(options.memoryBudget !== undefined ? { memoryBudgetBytes: options.memoryBudget } : {}),
     ...(options.verify ? { verify: true } : {}),
-    tempBudget: { ...(options.tempDir !== undefined ? { directory: options.tempDir } : {}), ...(options.tempBudget !== undefined ? { bytes: options.tempBudget } : {}) },
+    tempBudget: {
+      ...(options.tempDir !== undefined ? { directory: options.tempDir } : {}),
+      ...(options.tempBudget !== undefined ? { bytes: options.tempBudget } : {}),
+    },
   };
 }
 
 /** Adds `vmscope batch DUMP_OR_DIR... --run LIST --out DIR` to the program; extensions add their options and may run it elsewhere. */
-export function registerBatchCommand(program: Command, helpers: { readonly setExitCode: (code: number) => void }, extensions: readonly BatchCommandExtension[] = []): void {
+export function registerBatchCommand(
+  program: Command,
+  helpers: { readonly setExitCode: (code: number) => void },
+  extensions: readonly BatchCommandExtension[] = [],
+): void {
   const command = program
     .command('batch')
     .description('run analyses over many dumps (files or directories): NDJSON per dump, summary.json, resumable')
     .argument('<dump_or_dir...>', 'memory dump files and directories holding them')
-    .requiredOption('--run <analyses>', 'comma-separated analyses to run on every dump, e.g. check,pslist,yarascan', parseAnalysisList)
+    .requiredOption(
+      '--run <analyses>',
+      'comma-separated analyses to run on every dump, e.g. check,pslist,yarascan',
+      parseAnalysisList,
+    )
     .requiredOption('--out <dir>', 'directory for the per-dump NDJSON, summary.json and manifest.json')
-    .option('--jobs <n>', 'dumps analysed at once (default: the available parallelism, within the memory budget)', parseJobs)
-    .option('--memory-budget <size>', 'memory the concurrent jobs may take together, e.g. 2G (default: half the machine)', parseByteSize)
+    .option(
+      '--jobs <n>',
+      'dumps analysed at once (default: the available parallelism, within the memory budget)',
+      parseJobs,
+    )
+    .option(
+      '--memory-budget <size>',
+      'memory the concurrent jobs may take together, e.g. 2G (default: half the machine)',
+      parseByteSize,
+    )
     .option('--verify', 'recognize completed dumps by content sha256 rather than size and mtime')
-    .option('--temp-budget <size>', 'most temporary disk for decompressing compressed dumps, e.g. 4G (default: the free space)', parseByteSize)
+    .option(
+      '--temp-budget <size>',
+      'most temporary disk for decompressing compressed dumps, e.g. 4G (default: the free space)',
+      parseByteSize,
+    )
     .option('--temp-dir <dir>', 'where compressed dumps are decompressed (default: the OS temp directory)')
     .option('--json', 'print summary.json instead of the table')
-    .option('--ndjson', 'print each dump\'s result as one JSON line as it completes, no table')
+    .option('--ndjson', "print each dump's result as one JSON line as it completes, no table")
     .option('--no-cache', 'derive every profile again instead of using the on-disk cache')
-    .option('--cache-dir <dir>', 'where derived profiles are cached (default $VMSCOPE_CACHE_DIR or ~/.cache/vmscope/profiles)')
+    .option(
+      '--cache-dir <dir>',
+      'where derived profiles are cached (default $VMSCOPE_CACHE_DIR or ~/.cache/vmscope/profiles)',
+    )
     .option('--no-progress', 'never draw a progress bar (it is drawn only when stderr is a terminal)')
     .addHelpText('after', `\n${BATCH_HELP}\n`);
   addSharedAnalysisOptions(command, analyses);
@@ -202,7 +259,12 @@ export function registerBatchCommand(program: Command, helpers: { readonly setEx
   command.action(async (dumps: string[], options: BatchCliOptions) => {
     const progress = createBatchProgress(options.progress);
     try {
-      const invocation: BatchInvocation = { dumps, cli: options, batch: batchOptions(dumps, options), onProgress: progress.report };
+      const invocation: BatchInvocation = {
+        dumps,
+        cli: options,
+        batch: batchOptions(dumps, options),
+        onProgress: progress.report,
+      };
       let summary: BatchSummary | null | undefined;
       for (const extension of extensions) {
         summary = await extension.run(invocation);

@@ -7,7 +7,9 @@ export class OutputClosedError extends Error {
   }
 }
 
-const isClosedPipe = (error: unknown) => (error as NodeJS.ErrnoException | undefined)?.code === 'EPIPE' || (error as NodeJS.ErrnoException | undefined)?.code === 'ERR_STREAM_DESTROYED';
+const isClosedPipe = (error: unknown) =>
+  (error as NodeJS.ErrnoException | undefined)?.code === 'EPIPE' ||
+  (error as NodeJS.ErrnoException | undefined)?.code === 'ERR_STREAM_DESTROYED';
 
 /**
  * Writes the chunks in order, waiting for the stream to drain when its buffer is full, so

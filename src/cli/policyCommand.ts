@@ -23,7 +23,11 @@ export const policyColumns: readonly Column[] = [
  * since then a violation may be missing), 0 when the dump complies. The policy is loaded before
  * the dump is opened so a bad policy fails in milliseconds, not after a summary.
  */
-export async function runPolicyCheck(policy: Policy, dumpPath: string, options: ContextOptions = {}): Promise<AnalysisResult> {
+export async function runPolicyCheck(
+  policy: Policy,
+  dumpPath: string,
+  options: ContextOptions = {},
+): Promise<AnalysisResult> {
   const summary = await summarizeDump(dumpPath, options, { rulesFiles: policyRulesFiles(policy) });
   const violations = evaluatePolicy(policy, summary);
   return {
@@ -77,7 +81,10 @@ Examples:
   vmscope policy check --policy guest-policy.json guest.elf --json | jq '.[] | select(.severity == "critical")'`;
 
 /** Adds `policy check --policy FILE DUMP` to the program. */
-export function registerPolicyCommand<Options extends { progress: boolean }>(program: Command, helpers: CommandHelpers<Options>): void {
+export function registerPolicyCommand<Options extends { progress: boolean }>(
+  program: Command,
+  helpers: CommandHelpers<Options>,
+): void {
   const policy = program.command('policy').description('judge dumps against a declarative policy (YAML or JSON)');
   helpers
     .withCommonOptions(

@@ -22,7 +22,11 @@ export function* renderChunks(result: AnalysisResult, format: OutputFormat): Gen
         yield '[]\n';
         return;
       }
-      yield* inChunks(result.rows, (row, index) => `${index === 0 ? '[\n' : ',\n'}${indent(JSON.stringify(rowObject(row, result.columns), null, 2))}`);
+      yield* inChunks(
+        result.rows,
+        (row, index) =>
+          `${index === 0 ? '[\n' : ',\n'}${indent(JSON.stringify(rowObject(row, result.columns), null, 2))}`,
+      );
       yield '\n]\n';
       return;
     case 'ndjson':
@@ -47,7 +51,8 @@ function indent(json: string): string {
 function* inChunks(rows: readonly Row[], line: (row: Row, index: number) => string): Generator<string> {
   for (let start = 0; start < rows.length; start += ROWS_PER_CHUNK) {
     let chunk = '';
-    for (let index = start; index < Math.min(rows.length, start + ROWS_PER_CHUNK); index++) chunk += line(rows[index]!, index);
+    for (let index = start; index < Math.min(rows.length, start + ROWS_PER_CHUNK); index++)
+      chunk += line(rows[index]!, index);
     yield chunk;
   }
 }
@@ -63,7 +68,8 @@ function cellText(value: CellValue | undefined, separator = ', '): string {
   if (typeof value === 'object') {
     const record = value as Record<string, CellValue>;
     // Ranges read best as start-end.
-    if ('start' in record && 'end' in record && Object.keys(record).length === 2) return `${cellText(record.start)}-${cellText(record.end)}`;
+    if ('start' in record && 'end' in record && Object.keys(record).length === 2)
+      return `${cellText(record.start)}-${cellText(record.end)}`;
     return Object.entries(record)
       .map(([key, inner]) => `${escapeControl(key)}=${cellText(inner)}`)
       .join(' ');

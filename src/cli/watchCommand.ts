@@ -79,14 +79,27 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
   const command = helpers.withCommonOptions(
     program
       .command('watch')
-      .description('watch a guest: snapshot it (QMP) or take the dumps dropped in a folder, diff each with the last, judge it by a policy, alert and act')
+      .description(
+        'watch a guest: snapshot it (QMP) or take the dumps dropped in a folder, diff each with the last, judge it by a policy, alert and act',
+      )
       .option('--folder <dir>', 'take the dumps written into this folder')
       .option('--qmp <socket>', 'snapshot the QEMU guest behind this QMP unix socket')
-      .option('--interval <seconds>', 'with --qmp: time between the starts of two dumps (default 60)', parsePositiveNumber)
-      .option('--policy <file>', 'judge every snapshot by this policy (YAML or JSON); without it only changes are reported')
+      .option(
+        '--interval <seconds>',
+        'with --qmp: time between the starts of two dumps (default 60)',
+        parsePositiveNumber,
+      )
+      .option(
+        '--policy <file>',
+        'judge every snapshot by this policy (YAML or JSON); without it only changes are reported',
+      )
       .option('--alerts <file>', 'append the alerts (NDJSON) to this file instead of writing them to stdout')
       .option('--temp-dir <dir>', 'with --qmp: where QEMU writes the dumps (default the system temp folder)')
-      .option('--disk-budget <size>', 'with --qmp: most disk the dumps held at once may take, e.g. 2G, 512M (default unlimited)', parseByteSize)
+      .option(
+        '--disk-budget <size>',
+        'with --qmp: most disk the dumps held at once may take, e.g. 2G, 512M (default unlimited)',
+        parseByteSize,
+      )
       .option('--include-existing', 'with --folder: also analyse the dumps already in the folder at start')
       .addHelpText('after', `\n${WATCH_HELP}\n`),
   );
@@ -105,7 +118,10 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
       alerts.write(alert);
     };
     try {
-      const source = openSource(options, { signal: stop.signal, onProblem: (problem) => writeAlert(sourceProblemAlert(problem)) });
+      const source = openSource(options, {
+        signal: stop.signal,
+        onProblem: (problem) => writeAlert(sourceProblemAlert(problem)),
+      });
       await runWatch({
         source,
         ...(policy ? { policy } : {}),
@@ -129,7 +145,8 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
 
 /** Exactly one source, and no option meant for the other one (a silently ignored --interval is a surprise at 3 a.m.). */
 function checkSourceOptions(options: WatchCliOptions): void {
-  if (options.json) throw new VmscopeError('USAGE', 'watch always writes NDJSON (one alert per line): leave out --json');
+  if (options.json)
+    throw new VmscopeError('USAGE', 'watch always writes NDJSON (one alert per line): leave out --json');
   if ((options.folder === undefined) === (options.qmp === undefined)) {
     throw new VmscopeError('USAGE', 'watch needs exactly one source: --folder DIR or --qmp SOCKET');
   }
@@ -140,7 +157,10 @@ function checkSourceOptions(options: WatchCliOptions): void {
         ? ['--include-existing']
         : [];
   if (misplaced.length > 0) {
-    throw new VmscopeError('USAGE', `${misplaced.join(', ')} ${misplaced.length > 1 ? 'do' : 'does'} not apply to ${options.folder !== undefined ? '--folder' : '--qmp'}`);
+    throw new VmscopeError(
+      'USAGE',
+      `${misplaced.join(', ')} ${misplaced.length > 1 ? 'do' : 'does'} not apply to ${options.folder !== undefined ? '--folder' : '--qmp'}`,
+    );
   }
   if (options.folder !== undefined && !isDirectory(options.folder)) {
     throw new VmscopeError('USAGE', `--folder ${options.folder}: not a directory`);
@@ -160,7 +180,8 @@ function isDirectory(path: string): boolean {
 }
 
 function openSource(options: WatchCliOptions, common: SourceOptions): SnapshotSource {
-  if (options.folder !== undefined) return new FolderSource(options.folder, { ...common, includeExisting: options.includeExisting === true });
+  if (options.folder !== undefined)
+    return new FolderSource(options.folder, { ...common, includeExisting: options.includeExisting === true });
   return new QmpSource(options.qmp!, {
     ...common,
     ...(options.interval !== undefined ? { intervalMs: options.interval * 1000 } : {}),
@@ -180,7 +201,8 @@ interface AlertSink {
  * pipe) before the next snapshot is analysed, so a crash or a kill loses no alert already emitted.
  */
 function openAlertSink(path: string | undefined): AlertSink {
-  if (path === undefined) return { write: (alert) => void process.stdout.write(JSON.stringify(alert) + '\n'), close: () => undefined };
+  if (path === undefined)
+    return { write: (alert) => void process.stdout.write(JSON.stringify(alert) + '\n'), close: () => undefined };
   let fd: number;
   try {
     fd = openSync(path, 'a');
@@ -229,4 +251,3 @@ function parsePositiveNumber(text: string): number {
   if (!Number.isFinite(value) || value <= 0) throw new InvalidArgumentError('expected a positive number of seconds');
   return value;
 }
-

@@ -1,7 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { batchProgress, ESTIMATED_JOB_BYTES, recordInManifest, summarize, writeBatchSummary, type BatchSummary } from '../batch/batch.js';
+import {
+  batchProgress,
+  ESTIMATED_JOB_BYTES,
+  recordInManifest,
+  summarize,
+  writeBatchSummary,
+  type BatchSummary,
+} from '../batch/batch.js';
 import { expandDumpPaths } from '../batch/inputs.js';
 import type { DumpResult } from '../batch/job.js';
 import { relevantOptions, resolveSelection, type AnalysisSelection } from '../batch/analysisSelection.js';
@@ -65,10 +72,26 @@ export function registerWorkerCommand(program: Command, setExitCode: (code: numb
     .option('--concurrency <n>', 'dumps this worker runs at once', positiveInteger, 1)
     .option('--out <dir>', 'shared storage for the NDJSON results (default: return them through Redis)')
     .option('--no-cache', 'derive each profile again instead of using the on-disk cache')
-    .option('--cache-dir <dir>', 'where derived profiles are cached (default $VMSCOPE_CACHE_DIR or ~/.cache/vmscope/profiles)')
-    .option('--name <name>', 'this worker\'s name in logs and in each job\'s processedBy (default vmscope-worker@HOST:PID)')
-    .option('--lock-duration <seconds>', 'how long a silent worker keeps its job before another takes it over', positiveSeconds, DEFAULT_STALLED_JOB_POLICY.lockDurationMs / 1000)
-    .option('--stalled-interval <seconds>', 'how often this worker looks for jobs whose worker died', positiveSeconds, DEFAULT_STALLED_JOB_POLICY.stalledIntervalMs / 1000)
+    .option(
+      '--cache-dir <dir>',
+      'where derived profiles are cached (default $VMSCOPE_CACHE_DIR or ~/.cache/vmscope/profiles)',
+    )
+    .option(
+      '--name <name>',
+      "this worker's name in logs and in each job's processedBy (default vmscope-worker@HOST:PID)",
+    )
+    .option(
+      '--lock-duration <seconds>',
+      'how long a silent worker keeps its job before another takes it over',
+      positiveSeconds,
+      DEFAULT_STALLED_JOB_POLICY.lockDurationMs / 1000,
+    )
+    .option(
+      '--stalled-interval <seconds>',
+      'how often this worker looks for jobs whose worker died',
+      positiveSeconds,
+      DEFAULT_STALLED_JOB_POLICY.stalledIntervalMs / 1000,
+    )
     .addHelpText('after', `\n${WORKER_HELP}\n`)
     .action(async (options: WorkerCliOptions) => {
       const stop = new AbortController();
@@ -111,8 +134,16 @@ export function registerWorkerCommand(program: Command, setExitCode: (code: numb
 export const queueBatchExtension: BatchCommandExtension = {
   addOptions(command) {
     command
-      .option('--queue <url>', 'enqueue one job per dump on this BullMQ queue (redis://HOST:PORT/NAME) for `vmscope worker`s, instead of analysing here')
-      .addOption(new Option('--wait', 'with --queue: follow the jobs to their end, then write summary.json and print the summary as a local run does'));
+      .option(
+        '--queue <url>',
+        'enqueue one job per dump on this BullMQ queue (redis://HOST:PORT/NAME) for `vmscope worker`s, instead of analysing here',
+      )
+      .addOption(
+        new Option(
+          '--wait',
+          'with --queue: follow the jobs to their end, then write summary.json and print the summary as a local run does',
+        ),
+      );
     command.addHelpText(
       'after',
       `
@@ -146,7 +177,9 @@ async function enqueue(queueUrl: string, { batch }: BatchInvocation) {
 async function enqueueOnly(queueUrl: string, invocation: BatchInvocation): Promise<null> {
   const { enqueued } = await enqueue(queueUrl, invocation);
   const added = enqueued.filter((job) => job.added).length;
-  process.stdout.write(`queued ${enqueued.length} dumps on ${queueUrl.replace(/\/\/[^@/]*@/, '//')}: ${added} new, ${enqueued.length - added} already there\n`);
+  process.stdout.write(
+    `queued ${enqueued.length} dumps on ${queueUrl.replace(/\/\/[^@/]*@/, '//')}: ${added} new, ${enqueued.length - added} already there\n`,
+  );
   return null;
 }
 

@@ -1,6 +1,18 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync, readFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+  readFileSync,
+} from 'node:fs';
 import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { Decompress } from 'fzstd';
@@ -22,8 +34,11 @@ export function decompressToFile(source: string, target: string, options: { useZ
   try {
     if (source.endsWith('.zst')) {
       if (options.useZstdCli ?? hasZstdCli()) {
-        const result = spawnSync('zstd', ['-d', '-q', '-f', '--long=31', source, '-o', partial], { stdio: ['ignore', 'ignore', 'pipe'] });
-        if (result.status !== 0) throw new VmscopeError('CORRUPT_HEADER', `zstd failed: ${result.stderr.toString().trim()}`, source);
+        const result = spawnSync('zstd', ['-d', '-q', '-f', '--long=31', source, '-o', partial], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        if (result.status !== 0)
+          throw new VmscopeError('CORRUPT_HEADER', `zstd failed: ${result.stderr.toString().trim()}`, source);
       } else {
         zstdWithFzstd(source, partial);
       }
@@ -91,7 +106,10 @@ export function ensureDecompressed(source: string, cacheDir: string, sha256?: st
   mkdirSync(cacheDir, { recursive: true });
   const stat = statSync(source);
   const stem = basename(source).replace(/\.(zst|gz)$/, '');
-  const target = join(cacheDir, sha256 ? `${sha256.slice(0, 16)}-${stem}` : `${stat.size}-${Math.floor(stat.mtimeMs)}-${stem}`);
+  const target = join(
+    cacheDir,
+    sha256 ? `${sha256.slice(0, 16)}-${stem}` : `${stat.size}-${Math.floor(stat.mtimeMs)}-${stem}`,
+  );
   const marker = `${target}.verified`;
   if (existsSync(target) && (!sha256 || existsSync(marker))) return target;
   decompressToFile(source, target);
@@ -99,7 +117,11 @@ export function ensureDecompressed(source: string, cacheDir: string, sha256?: st
     const actual = sha256File(target);
     if (actual !== sha256) {
       rmSync(target, { force: true });
-      throw new VmscopeError('CORRUPT_HEADER', `decompressed sha256 ${actual} differs from the expected ${sha256}`, source);
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `decompressed sha256 ${actual} differs from the expected ${sha256}`,
+        source,
+      );
     }
     writeFileSync(marker, `${sha256}\n`);
   }

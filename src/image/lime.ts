@@ -17,19 +17,40 @@ export function openLime(source: ByteSource): RangeMappedImage {
     const header = readHeader(source, offset, HEADER_BYTES, 'LiME range header');
     const magic = header.getUint32(0, true);
     if (magic !== LIME_MAGIC) {
-      throw new VmscopeError('CORRUPT_HEADER', `LiME header magic is 0x${magic.toString(16)}, expected 0x${LIME_MAGIC.toString(16)}`, source.path, offset);
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `LiME header magic is 0x${magic.toString(16)}, expected 0x${LIME_MAGIC.toString(16)}`,
+        source.path,
+        offset,
+      );
     }
     const version = header.getUint32(4, true);
-    if (version !== 1) throw new VmscopeError('CORRUPT_HEADER', `LiME version ${version} is not supported (only 1)`, source.path, offset + 4);
+    if (version !== 1)
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `LiME version ${version} is not supported (only 1)`,
+        source.path,
+        offset + 4,
+      );
     const start = safeU64(header, 8, source, offset, 'LiME range start');
     const endInclusive = safeU64(header, 16, source, offset, 'LiME range end');
     if (endInclusive < start) {
-      throw new VmscopeError('CORRUPT_HEADER', `LiME range end 0x${endInclusive.toString(16)} is below its start 0x${start.toString(16)}`, source.path, offset + 16);
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `LiME range end 0x${endInclusive.toString(16)} is below its start 0x${start.toString(16)}`,
+        source.path,
+        offset + 16,
+      );
     }
     const length = endInclusive - start + 1;
     const dataOffset = offset + HEADER_BYTES;
     if (dataOffset + length > source.size) {
-      throw new VmscopeError('TRUNCATED_FILE', `LiME range 0x${start.toString(16)}-0x${endInclusive.toString(16)} needs ${length} bytes but the file ends first`, source.path, offset);
+      throw new VmscopeError(
+        'TRUNCATED_FILE',
+        `LiME range 0x${start.toString(16)}-0x${endInclusive.toString(16)} needs ${length} bytes but the file ends first`,
+        source.path,
+        offset,
+      );
     }
     ranges.push({ start, end: start + length, fileOffset: dataOffset });
     offset = dataOffset + length;

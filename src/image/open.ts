@@ -28,7 +28,12 @@ export function openImageSource(source: ByteSource): MemoryImage {
   source.readAt(0, head);
   for (const { magic, name, hint } of COMPRESSED_MAGICS) {
     if (magic.every((byte, i) => head[i] === byte)) {
-      throw new VmscopeError('COMPRESSED_INPUT', `this is a ${name}-compressed file; decompress it first (${hint})`, source.path, 0);
+      throw new VmscopeError(
+        'COMPRESSED_INPUT',
+        `this is a ${name}-compressed file; decompress it first (${hint})`,
+        source.path,
+        0,
+      );
     }
   }
   const view = new DataView(head.buffer);

@@ -27,7 +27,12 @@ export class FileSource implements ByteSource {
     const stat = fstatSync(fd);
     if (!stat.isFile()) {
       closeSync(fd);
-      throw new VmscopeError('UNREADABLE_FILE', stat.isDirectory() ? 'is a directory, not a dump file' : 'is not a regular file', path, 0);
+      throw new VmscopeError(
+        'UNREADABLE_FILE',
+        stat.isDirectory() ? 'is a directory, not a dump file' : 'is not a regular file',
+        path,
+        0,
+      );
     }
     this.fd = fd;
     this.size = stat.size;
@@ -50,7 +55,10 @@ export class FileSource implements ByteSource {
 
 export class BufferSource implements ByteSource {
   readonly size: number;
-  constructor(readonly path: string, private readonly bytes: Uint8Array) {
+  constructor(
+    readonly path: string,
+    private readonly bytes: Uint8Array,
+  ) {
     this.size = bytes.length;
   }
 
@@ -69,7 +77,12 @@ export function readHeader(source: ByteSource, offset: number, length: number, w
   const bytes = new Uint8Array(length);
   const got = source.readAt(offset, bytes);
   if (got < length) {
-    throw new VmscopeError('TRUNCATED_FILE', `file ends inside the ${what} (${got} of ${length} bytes)`, source.path, offset + got);
+    throw new VmscopeError(
+      'TRUNCATED_FILE',
+      `file ends inside the ${what} (${got} of ${length} bytes)`,
+      source.path,
+      offset + got,
+    );
   }
   return new DataView(bytes.buffer);
 }
@@ -78,7 +91,12 @@ export function readHeader(source: ByteSource, offset: number, length: number, w
 export function safeU64(view: DataView, at: number, source: ByteSource, fileOffset: number, what: string): number {
   const value = view.getBigUint64(at, true);
   if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new VmscopeError('CORRUPT_HEADER', `${what} 0x${value.toString(16)} is beyond any real file or memory size`, source.path, fileOffset + at);
+    throw new VmscopeError(
+      'CORRUPT_HEADER',
+      `${what} 0x${value.toString(16)} is beyond any real file or memory size`,
+      source.path,
+      fileOffset + at,
+    );
   }
   return Number(value);
 }

@@ -1,7 +1,15 @@
 import type { MemoryImage } from '../image/types.js';
 import { buildAtomTables } from './atomTables.js';
 import { KernelInstance } from './kernelInstance.js';
-import { DEFAULT_WINDOW_BYTES, HITS_ADDRESS, HIT_BYTES, HIT_SLOT_FIELD, HIT_START_FIELD, SCAN_RESUME_ADDRESS, WINDOW_ADDRESS } from './memoryMap.js';
+import {
+  DEFAULT_WINDOW_BYTES,
+  HITS_ADDRESS,
+  HIT_BYTES,
+  HIT_SLOT_FIELD,
+  HIT_START_FIELD,
+  SCAN_RESUME_ADDRESS,
+  WINDOW_ADDRESS,
+} from './memoryMap.js';
 import { scanBuffer, scanImage, type ImageSearchOptions, type WindowScanner } from './streaming.js';
 
 export { atomFilterReference } from './atomFilterReference.js';
@@ -35,14 +43,24 @@ export class AtomFilter {
     atomCount: number,
     longestAtom: number,
   ) {
-    this.scanner = { kernel, overlap: longestAtom - 1, hasPatterns: atomCount > 0, scanWindow: (...args) => this.scanWindow(...args) };
+    this.scanner = {
+      kernel,
+      overlap: longestAtom - 1,
+      hasPatterns: atomCount > 0,
+      scanWindow: (...args) => this.scanWindow(...args),
+    };
   }
 
   /** Atoms are 1 to MAX_ATOM_LENGTH bytes, at most MAX_ATOMS of them; duplicates each report their own hits. */
   static create(atoms: readonly Uint8Array[], options: AtomFilterOptions = {}): AtomFilter {
     const tables = buildAtomTables(atoms);
     const longestAtom = Math.max(1, ...atoms.map((atom) => atom.length));
-    return new AtomFilter(tables, KernelInstance.shared(options.windowBytes ?? DEFAULT_WINDOW_BYTES), atoms.length, longestAtom);
+    return new AtomFilter(
+      tables,
+      KernelInstance.shared(options.windowBytes ?? DEFAULT_WINDOW_BYTES),
+      atoms.length,
+      longestAtom,
+    );
   }
 
   /** Every hit in `bytes` (copied into the window a chunk at a time); offsets are `base` + index. */
@@ -63,17 +81,31 @@ export class AtomFilter {
   }
 
   /** Appends the hits starting in `[ownedFrom, ownedTo)` of the window's `dataLength` bytes to `into`, in order; the kernel stops being called once `into` holds `limit`. */
-  private scanWindow(windowBase: number, dataLength: number, ownedFrom: number, ownedTo: number, into: AtomHit[], limit: number): void {
+  private scanWindow(
+    windowBase: number,
+    dataLength: number,
+    ownedFrom: number,
+    ownedTo: number,
+    into: AtomHit[],
+    limit: number,
+  ): void {
     const { kernel } = this;
     kernel.loadAtomTables(this.tables);
     const words = kernel.words;
     const dataEnd = WINDOW_ADDRESS + dataLength;
     const positionEnd = WINDOW_ADDRESS + ownedTo;
-    for (let from = WINDOW_ADDRESS + ownedFrom; from < positionEnd && into.length < limit; from = words[SCAN_RESUME_ADDRESS / 4]!) {
+    for (
+      let from = WINDOW_ADDRESS + ownedFrom;
+      from < positionEnd && into.length < limit;
+      from = words[SCAN_RESUME_ADDRESS / 4]!
+    ) {
       const count = kernel.kernels.filterAtoms(kernel.atomTablesAddress, dataEnd, from, positionEnd);
       for (let i = 0; i < count; i++) {
         const hit = (HITS_ADDRESS + i * HIT_BYTES) / 4;
-        into.push({ atom: words[hit + HIT_SLOT_FIELD / 4]!, offset: windowBase + (words[hit + HIT_START_FIELD / 4]! - WINDOW_ADDRESS) });
+        into.push({
+          atom: words[hit + HIT_SLOT_FIELD / 4]!,
+          offset: windowBase + (words[hit + HIT_START_FIELD / 4]! - WINDOW_ADDRESS),
+        });
       }
     }
   }

@@ -10,7 +10,8 @@ import { MAX_ATOM_LENGTH } from './memoryMap.js';
 export function atomFilterReference(bytes: Uint8Array, atoms: readonly Uint8Array[], base = 0): AtomHit[] {
   const indicesByContent = new Map<number, number[]>();
   atoms.forEach((atom, index) => {
-    if (atom.length === 0 || atom.length > MAX_ATOM_LENGTH) throw new RangeError(`atom ${index} is ${atom.length} bytes`);
+    if (atom.length === 0 || atom.length > MAX_ATOM_LENGTH)
+      throw new RangeError(`atom ${index} is ${atom.length} bytes`);
     const key = contentKey(atom, 0, atom.length);
     indicesByContent.set(key, [...(indicesByContent.get(key) ?? []), index]);
   });

@@ -32,21 +32,37 @@ export function buildAtomTables(atoms: readonly Uint8Array[]): Uint8Array {
   const singles = atoms.flatMap((atom, id) => (atom.length === 1 ? [{ byte: atom[0]!, id }] : []));
   singles.sort((a, b) => a.byte - b.byte || a.id - b.id);
   singles.forEach(({ id }, i) => view.setUint32(ATOM_SINGLE_IDS_OFFSET + 4 * i, id, true));
-  writeStarts(view, ATOM_SINGLE_STARTS_OFFSET, 256, singles.map(({ byte }) => byte));
+  writeStarts(
+    view,
+    ATOM_SINGLE_STARTS_OFFSET,
+    256,
+    singles.map(({ byte }) => byte),
+  );
   for (const { byte } of singles) for (let second = 0; second < 256; second++) setPair(byte | (second << 8));
 
   // Longer atoms: entries grouped by their first two bytes (the u16 the kernel loads), ascending by id within a group.
-  const entries = atoms.flatMap((atom, id) => (atom.length > 1 ? [{ pair: atom[0]! | (atom[1]! << 8), atom, id }] : []));
+  const entries = atoms.flatMap((atom, id) =>
+    atom.length > 1 ? [{ pair: atom[0]! | (atom[1]! << 8), atom, id }] : [],
+  );
   entries.sort((a, b) => a.pair - b.pair || a.id - b.id);
   entries.forEach(({ pair, atom, id }, i) => {
     setPair(pair);
     const entry = ATOM_ENTRIES_OFFSET + i * ATOM_ENTRY_BYTES;
-    view.setUint32(entry + ATOM_ENTRY_VALUE_FIELD, atom.reduce((value, byte, at) => value + byte * 2 ** (8 * at), 0), true);
+    view.setUint32(
+      entry + ATOM_ENTRY_VALUE_FIELD,
+      atom.reduce((value, byte, at) => value + byte * 2 ** (8 * at), 0),
+      true,
+    );
     view.setUint32(entry + ATOM_ENTRY_MASK_FIELD, 2 ** (8 * atom.length) - 1, true);
     view.setUint32(entry + ATOM_ENTRY_LENGTH_FIELD, atom.length, true);
     view.setUint32(entry + ATOM_ENTRY_ID_FIELD, id, true);
   });
-  writeStarts(view, ATOM_PREFIX_STARTS_OFFSET, PAIR_COUNT, entries.map(({ pair }) => pair));
+  writeStarts(
+    view,
+    ATOM_PREFIX_STARTS_OFFSET,
+    PAIR_COUNT,
+    entries.map(({ pair }) => pair),
+  );
   return tables;
 }
 

@@ -1,6 +1,13 @@
 import { kernelsWasmBase64 } from './generated/wasmBinary.js';
 import { buildAtomTables } from './atomTables.js';
-import { ATOM_TABLES_BYTES, DEFAULT_WINDOW_BYTES, PAGE_TABLE_ADDRESS, TABLE_RECORDS_ADDRESS, WASM_PAGE_BYTES, WINDOW_ADDRESS } from './memoryMap.js';
+import {
+  ATOM_TABLES_BYTES,
+  DEFAULT_WINDOW_BYTES,
+  PAGE_TABLE_ADDRESS,
+  TABLE_RECORDS_ADDRESS,
+  WASM_PAGE_BYTES,
+  WINDOW_ADDRESS,
+} from './memoryMap.js';
 import { planNeedleGroups, writeNeedleGroup, type NeedleGroup } from './needleTable.js';
 
 interface KernelExports {
@@ -48,8 +55,15 @@ export class KernelInstance {
   }
 
   private constructor(windowBytes: number) {
-    if (!Number.isInteger(windowBytes) || windowBytes <= 0 || windowBytes % WASM_PAGE_BYTES !== 0 || windowBytes > MAX_WINDOW_BYTES) {
-      throw new RangeError(`windowBytes ${windowBytes} must be a multiple of ${WASM_PAGE_BYTES} between ${WASM_PAGE_BYTES} and ${MAX_WINDOW_BYTES}`);
+    if (
+      !Number.isInteger(windowBytes) ||
+      windowBytes <= 0 ||
+      windowBytes % WASM_PAGE_BYTES !== 0 ||
+      windowBytes > MAX_WINDOW_BYTES
+    ) {
+      throw new RangeError(
+        `windowBytes ${windowBytes} must be a multiple of ${WASM_PAGE_BYTES} between ${WASM_PAGE_BYTES} and ${MAX_WINDOW_BYTES}`,
+      );
     }
     kernelsModule ??= new WebAssembly.Module(Buffer.from(kernelsWasmBase64, 'base64'));
     this.atomTablesAddress = WINDOW_ADDRESS + windowBytes;
@@ -80,7 +94,8 @@ export class KernelInstance {
 
   /** Runs `work` as the only user of the window and tables: a callback starting another search on this instance mid-scan would overwrite them. */
   exclusive<T>(work: () => T): T {
-    if (this.busy) throw new Error('this kernel instance is already scanning (a search was started from inside a search callback)');
+    if (this.busy)
+      throw new Error('this kernel instance is already scanning (a search was started from inside a search callback)');
     this.busy = true;
     try {
       return work();
@@ -109,5 +124,4 @@ export class KernelInstance {
       this.kernels.decodeTable(PAGE_TABLE_ADDRESS, 1 + (call % 4), TABLE_RECORDS_ADDRESS);
     }
   }
-
 }

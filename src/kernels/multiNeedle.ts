@@ -1,8 +1,23 @@
 import type { MemoryImage } from '../image/types.js';
 import { KernelInstance } from './kernelInstance.js';
-import { DEFAULT_WINDOW_BYTES, HITS_ADDRESS, HIT_BYTES, HIT_SLOT_FIELD, HIT_START_FIELD, SCAN_RESUME_ADDRESS, WINDOW_ADDRESS } from './memoryMap.js';
+import {
+  DEFAULT_WINDOW_BYTES,
+  HITS_ADDRESS,
+  HIT_BYTES,
+  HIT_SLOT_FIELD,
+  HIT_START_FIELD,
+  SCAN_RESUME_ADDRESS,
+  WINDOW_ADDRESS,
+} from './memoryMap.js';
 import { planNeedleGroups, type NeedleGroup } from './needleTable.js';
-import { scanBuffer, scanImage, scanStreams, type ImageSearchOptions, type Stream, type WindowScanner } from './streaming.js';
+import {
+  scanBuffer,
+  scanImage,
+  scanStreams,
+  type ImageSearchOptions,
+  type Stream,
+  type WindowScanner,
+} from './streaming.js';
 
 export { searchReference } from './multiNeedleReference.js';
 export type { ImageSearchOptions } from './streaming.js';
@@ -39,7 +54,12 @@ export class MultiNeedleSearcher {
     overlap: number,
     private readonly kernel: KernelInstance,
   ) {
-    this.scanner = { kernel, overlap, hasPatterns: groups.length > 0, scanWindow: (...args) => this.scanWindow(...args) };
+    this.scanner = {
+      kernel,
+      overlap,
+      hasPatterns: groups.length > 0,
+      scanWindow: (...args) => this.scanWindow(...args),
+    };
   }
 
   /**
@@ -86,7 +106,14 @@ export class MultiNeedleSearcher {
    * Appends the hits starting in `[ownedFrom, ownedTo)` of the window's `dataLength` bytes to
    * `into`, sorted; with a single needle group, the kernel stops being called once `into` holds `limit`.
    */
-  private scanWindow(windowBase: number, dataLength: number, ownedFrom: number, ownedTo: number, into: NeedleHit[], limit: number): void {
+  private scanWindow(
+    windowBase: number,
+    dataLength: number,
+    ownedFrom: number,
+    ownedTo: number,
+    into: NeedleHit[],
+    limit: number,
+  ): void {
     const { kernel, groups } = this;
     const words = kernel.words;
     const dataEnd = WINDOW_ADDRESS + dataLength;

@@ -23,7 +23,9 @@ export interface NeedleGroup {
 export function planNeedleGroups(needles: readonly Uint8Array[]): NeedleGroup[] {
   needles.forEach((needle, index) => {
     if (needle.length === 0 || needle.length > MAX_NEEDLE_LENGTH) {
-      throw new RangeError(`needle ${index} is ${needle.length} bytes; needles must be 1 to ${MAX_NEEDLE_LENGTH} bytes`);
+      throw new RangeError(
+        `needle ${index} is ${needle.length} bytes; needles must be 1 to ${MAX_NEEDLE_LENGTH} bytes`,
+      );
     }
   });
   const groups: NeedleGroup[] = [];
@@ -40,7 +42,11 @@ export function planNeedleGroups(needles: readonly Uint8Array[]): NeedleGroup[] 
 
 /** Writes a group's bytes and descriptors into the needle table (layout in memoryMap.ts). */
 export function writeNeedleGroup(memory: Uint8Array, group: NeedleGroup): void {
-  const table = new DataView(memory.buffer, memory.byteOffset + NEEDLE_TABLE_ADDRESS, MAX_GROUP_NEEDLES * NEEDLE_DESCRIPTOR_BYTES);
+  const table = new DataView(
+    memory.buffer,
+    memory.byteOffset + NEEDLE_TABLE_ADDRESS,
+    MAX_GROUP_NEEDLES * NEEDLE_DESCRIPTOR_BYTES,
+  );
   group.needles.forEach((needle, slot) => {
     const bytesAddress = NEEDLE_BYTES_ADDRESS + slot * MAX_NEEDLE_LENGTH;
     memory.set(needle, bytesAddress);

@@ -38,9 +38,15 @@ export type TableDecoder = (table: Uint8Array, level: number) => TableRecord[];
  * kernel's page-table area and the records are read back before returning, so calls between the
  * steps of a scan or of another walk neither disturb them nor are disturbed (memoryMap.ts).
  */
-export function decodeTable(table: Uint8Array, level: number, kernel: KernelInstance = KernelInstance.shared()): TableRecord[] {
-  if (table.length !== PAGE_TABLE_BYTES) throw new RangeError(`a page table is ${PAGE_TABLE_BYTES} bytes, not ${table.length}`);
-  if (!(Number.isInteger(level) && level >= 1 && level <= 5)) throw new RangeError(`page-table level ${level} is not 1 to 5`);
+export function decodeTable(
+  table: Uint8Array,
+  level: number,
+  kernel: KernelInstance = KernelInstance.shared(),
+): TableRecord[] {
+  if (table.length !== PAGE_TABLE_BYTES)
+    throw new RangeError(`a page table is ${PAGE_TABLE_BYTES} bytes, not ${table.length}`);
+  if (!(Number.isInteger(level) && level >= 1 && level <= 5))
+    throw new RangeError(`page-table level ${level} is not 1 to 5`);
   kernel.memory.set(table, PAGE_TABLE_ADDRESS);
   const count = kernel.kernels.decodeTable(PAGE_TABLE_ADDRESS, level, TABLE_RECORDS_ADDRESS);
   const { words } = kernel;
@@ -52,7 +58,9 @@ export function decodeTable(table: Uint8Array, level: number, kernel: KernelInst
     records[i] = {
       index: words[record + TABLE_RECORD_INDEX_FIELD / 4]!,
       count: countAndFlags & 0xffff,
-      physical: words[record + TABLE_RECORD_PHYSICAL_FIELD / 4]! + words[record + TABLE_RECORD_PHYSICAL_FIELD / 4 + 1]! * 2 ** 32,
+      physical:
+        words[record + TABLE_RECORD_PHYSICAL_FIELD / 4]! +
+        words[record + TABLE_RECORD_PHYSICAL_FIELD / 4 + 1]! * 2 ** 32,
       writable: (flags & TABLE_RECORD_WRITABLE) !== 0,
       user: (flags & TABLE_RECORD_USER) !== 0,
       noExecute: (flags & TABLE_RECORD_NO_EXECUTE) !== 0,

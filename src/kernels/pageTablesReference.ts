@@ -2,14 +2,14 @@ import type { TableRecord } from './pageTables.js';
 import { PAGE_TABLE_BYTES, PAGE_TABLE_ENTRIES } from './memoryMap.js';
 import { ADDRESS_MASK, LARGE_PAGE, NO_EXECUTE, PRESENT, USER, WRITABLE } from './pageTableEntry.js';
 
-
 /**
  * The plain-TypeScript definition the WASM table decoder is tested against: one record per present
  * entry of the 4 KiB `table` at `level` (1–5), then consecutive leaf records joined when the later
  * one starts where the earlier one's pages end, with the same permission bits.
  */
 export function decodeTableReference(table: Uint8Array, level: number): TableRecord[] {
-  if (table.length !== PAGE_TABLE_BYTES) throw new RangeError(`a page table is ${PAGE_TABLE_BYTES} bytes, not ${table.length}`);
+  if (table.length !== PAGE_TABLE_BYTES)
+    throw new RangeError(`a page table is ${PAGE_TABLE_BYTES} bytes, not ${table.length}`);
   const view = new DataView(table.buffer, table.byteOffset, table.length);
   const pageSize = 2 ** (12 + 9 * (level - 1));
   const records: TableRecord[] = [];

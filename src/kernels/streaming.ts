@@ -26,7 +26,14 @@ export interface WindowScanner<Hit extends OffsetHit> {
   readonly lookbehind?: number;
   /** False when there is nothing to find, so no byte needs reading. */
   readonly hasPatterns: boolean;
-  scanWindow(windowBase: number, dataLength: number, ownedFrom: number, ownedTo: number, into: Hit[], limit: number): void;
+  scanWindow(
+    windowBase: number,
+    dataLength: number,
+    ownedFrom: number,
+    ownedTo: number,
+    into: Hit[],
+    limit: number,
+  ): void;
 }
 
 /** Bytes that follow one another without a gap, scanned as one sequence. */
@@ -56,7 +63,11 @@ export function scanBuffer<Hit extends OffsetHit>(scanner: WindowScanner<Hit>, b
  * Every hit in the physical memory of `image`, read straight into the window. Ranges that touch
  * (`end === next.start`) are one stream; a gap ends it, so no hit spans a gap.
  */
-export function scanImage<Hit extends OffsetHit>(scanner: WindowScanner<Hit>, image: MemoryImage, options: ImageSearchOptions): Hit[] {
+export function scanImage<Hit extends OffsetHit>(
+  scanner: WindowScanner<Hit>,
+  image: MemoryImage,
+  options: ImageSearchOptions,
+): Hit[] {
   const streams: Stream[] = [];
   for (const range of image.ranges) {
     if (range.end === range.start) continue;
@@ -76,7 +87,12 @@ export function scanImage<Hit extends OffsetHit>(scanner: WindowScanner<Hit>, im
 }
 
 /** Every hit in `streams`, scanned in order, each on its own (no hit spans two streams). */
-export function scanStreams<Hit extends OffsetHit>(scanner: WindowScanner<Hit>, streams: readonly Stream[], limit: number, onChunk: (chunkBytes: number) => void): Hit[] {
+export function scanStreams<Hit extends OffsetHit>(
+  scanner: WindowScanner<Hit>,
+  streams: readonly Stream[],
+  limit: number,
+  onChunk: (chunkBytes: number) => void,
+): Hit[] {
   if (!(limit >= 0)) throw new RangeError(`limit ${limit} must be a non-negative number`);
   const hits: Hit[] = [];
   if (!scanner.hasPatterns || limit === 0) return hits;
@@ -89,11 +105,18 @@ export function scanStreams<Hit extends OffsetHit>(scanner: WindowScanner<Hit>, 
 }
 
 /** Appends the stream's hits to `hits`; true once `limit` is reached. */
-function scanStream<Hit extends OffsetHit>(scanner: WindowScanner<Hit>, stream: Stream, hits: Hit[], limit: number, onChunk: (chunkBytes: number) => void): boolean {
+function scanStream<Hit extends OffsetHit>(
+  scanner: WindowScanner<Hit>,
+  stream: Stream,
+  hits: Hit[],
+  limit: number,
+  onChunk: (chunkBytes: number) => void,
+): boolean {
   const window = scanner.kernel.window;
   const lookbehind = scanner.lookbehind ?? 0;
-  if (window.length <= scanner.overlap + lookbehind) throw new RangeError(`a ${window.length}-byte window cannot hold a ${scanner.overlap + lookbehind}-byte overlap`);
-  for (let ownedStart = 0; ownedStart < stream.length; ) {
+  if (window.length <= scanner.overlap + lookbehind)
+    throw new RangeError(`a ${window.length}-byte window cannot hold a ${scanner.overlap + lookbehind}-byte overlap`);
+  for (let ownedStart = 0; ownedStart < stream.length;) {
     const chunkStart = Math.max(0, ownedStart - lookbehind);
     const chunkLength = Math.min(window.length, stream.length - chunkStart);
     stream.fill(chunkStart, window.subarray(0, chunkLength));

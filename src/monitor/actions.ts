@@ -7,7 +7,13 @@ import type { WatchAlert } from './watch.js';
 const STDERR_TAIL_CHARS = 500;
 
 /** Run a new violation's action; returns why it failed, or undefined. Never throws: a failed action must not end the watch. */
-export async function runAction(violation: Violation, command: readonly string[] | undefined, alert: WatchAlert, source: SnapshotSource, execTimeoutMs: number): Promise<string | undefined> {
+export async function runAction(
+  violation: Violation,
+  command: readonly string[] | undefined,
+  alert: WatchAlert,
+  source: SnapshotSource,
+  execTimeoutMs: number,
+): Promise<string | undefined> {
   try {
     switch (violation.action) {
       case 'alert':
@@ -24,13 +30,18 @@ export async function runAction(violation: Violation, command: readonly string[]
 
 /** The guest paused by the source that can (a QEMU guest's): its capability, not its class. */
 async function pauseGuest(source: SnapshotSource): Promise<string | undefined> {
-  if (!source.pauseGuest) return 'pause is impossible: the snapshots do not come from a QEMU guest (only a QMP source can pause one)';
+  if (!source.pauseGuest)
+    return 'pause is impossible: the snapshots do not come from a QEMU guest (only a QMP source can pause one)';
   await source.pauseGuest();
   return undefined;
 }
 
 /** Run the rule's command with the alert as one JSON line on stdin, killed after `timeoutMs`. */
-function execWithAlert(command: readonly string[] | undefined, alert: WatchAlert, timeoutMs: number): Promise<string | undefined> {
+function execWithAlert(
+  command: readonly string[] | undefined,
+  alert: WatchAlert,
+  timeoutMs: number,
+): Promise<string | undefined> {
   const [program, ...args] = command ?? [];
   if (program === undefined) return Promise.resolve('exec failed: the rule has no command');
   const shown = JSON.stringify(command);
@@ -43,7 +54,9 @@ function execWithAlert(command: readonly string[] | undefined, alert: WatchAlert
       timedOut = true;
       child.kill('SIGKILL');
     }, timeoutMs);
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-STDERR_TAIL_CHARS)));
+    child.stderr
+      .setEncoding('utf8')
+      .on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-STDERR_TAIL_CHARS)));
     // A command that exits without reading its stdin makes the write fail with EPIPE: its exit status says what matters.
     child.stdin.on('error', () => undefined);
     child.stdin.end(JSON.stringify(alert) + '\n');

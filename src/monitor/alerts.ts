@@ -4,7 +4,8 @@ import type { SnapshotSummary } from './snapshot.js';
 import { GuestGoneError } from './sources/qmpSource.js';
 import type { WatchAlert } from './watch.js';
 
-export type AlertFields = Partial<Omit<WatchAlert, 'time' | 'type' | 'kind' | 'detail'>> & Pick<WatchAlert, 'type' | 'kind' | 'detail'>;
+export type AlertFields = Partial<Omit<WatchAlert, 'time' | 'type' | 'kind' | 'detail'>> &
+  Pick<WatchAlert, 'type' | 'kind' | 'detail'>;
 
 export function completeAlert(fields: AlertFields, time: Date): WatchAlert {
   // Key order is the NDJSON column order: when and what first, then who, then the words.
@@ -31,7 +32,15 @@ export function violationFields(violation: Violation) {
 }
 
 export function changeFields(row: DiffRow): AlertFields {
-  return { type: 'change', kind: row.kind, change: row.change, pid: row.pid, name: row.name, comm: row.comm, detail: row.detail };
+  return {
+    type: 'change',
+    kind: row.kind,
+    change: row.change,
+    pid: row.pid,
+    name: row.name,
+    comm: row.comm,
+    detail: row.detail,
+  };
 }
 
 /**
@@ -40,7 +49,11 @@ export function changeFields(row: DiffRow): AlertFields {
  * missed: its violations are added, but none is resolved on its word, or a damaged snapshot
  * would resolve a rootkit and the next one raise it again.
  */
-export function reconcileViolations(open: ReadonlyMap<string, Violation>, found: readonly Violation[], partial: boolean): { appeared: Violation[]; resolved: Violation[]; open: Map<string, Violation> } {
+export function reconcileViolations(
+  open: ReadonlyMap<string, Violation>,
+  found: readonly Violation[],
+  partial: boolean,
+): { appeared: Violation[]; resolved: Violation[]; open: Map<string, Violation> } {
   const current = new Map(found.map((violation) => [violationIdentity(violation), violation]));
   const appeared = [...current].filter(([identity]) => !open.has(identity)).map(([, violation]) => violation);
   if (partial) return { appeared, resolved: [], open: new Map([...open, ...current]) };
@@ -50,17 +63,35 @@ export function reconcileViolations(open: ReadonlyMap<string, Violation>, found:
 
 /** A violation is the same one in the next snapshot when rule, kind and subject agree; a process is its pid and start time, so a reused pid is a new violation. */
 export function violationIdentity(violation: Violation): string {
-  return JSON.stringify([violation.rule, violation.kind, violation.pid, violation.name, violation.comm, violation.startTime?.toString() ?? null]);
+  return JSON.stringify([
+    violation.rule,
+    violation.kind,
+    violation.pid,
+    violation.name,
+    violation.comm,
+    violation.startTime?.toString() ?? null,
+  ]);
 }
 
 /** Another kernel: one `kernel` change saying so, and every open violation resolved (the watch starts over). */
-export function rebootAlerts(before: SnapshotSummary, after: SnapshotSummary, open: Iterable<Violation>): AlertFields[] {
+export function rebootAlerts(
+  before: SnapshotSummary,
+  after: SnapshotSummary,
+  open: Iterable<Violation>,
+): AlertFields[] {
   const banners = `${JSON.stringify(before.banner.trimEnd())} → ${JSON.stringify(after.banner.trimEnd())}`;
   return [
-    { type: 'change', kind: 'kernel', change: 'changed', detail: `the guest now runs another kernel (${banners}): comparison starts over from this snapshot` },
-    ...[...open].map(
-      (violation): AlertFields => ({ ...violationFields(violation), type: 'resolved', detail: `the guest rebooted into another kernel: ${violation.detail}` }),
-    ),
+    {
+      type: 'change',
+      kind: 'kernel',
+      change: 'changed',
+      detail: `the guest now runs another kernel (${banners}): comparison starts over from this snapshot`,
+    },
+    ...[...open].map((violation): AlertFields => ({
+      ...violationFields(violation),
+      type: 'resolved',
+      detail: `the guest rebooted into another kernel: ${violation.detail}`,
+    })),
   ];
 }
 
@@ -68,4 +99,3 @@ export function sourceFailureAlert(error: unknown): AlertFields {
   const detail = error instanceof Error ? error.message : String(error);
   return { type: 'error', kind: error instanceof GuestGoneError ? 'guest_gone' : 'source_failed', detail };
 }
-

@@ -1,7 +1,13 @@
 import type { Row } from '../analyses/types.js';
 import { VmscopeError } from '../util/errors.js';
 import { hex } from '../util/hex.js';
-import type { SnapshotModule, SnapshotProcess, SnapshotSignatureHit, SnapshotSummary, SnapshotSyscall } from './snapshot.js';
+import type {
+  SnapshotModule,
+  SnapshotProcess,
+  SnapshotSignatureHit,
+  SnapshotSummary,
+  SnapshotSyscall,
+} from './snapshot.js';
 
 /** Row kinds, in the order rows are sorted. */
 export const DIFF_KINDS = ['process', 'module', 'syscall', 'hidden_process', 'hidden_module', 'signature'] as const;
@@ -91,7 +97,12 @@ function match<T>(before: readonly T[], after: readonly T[], identity: (item: T)
  */
 const processIdentity = (process: SnapshotProcess) => `${process.pid}:${process.startTime}`;
 
-function processRow(kind: 'process' | 'hidden_process', change: DiffChange, process: SnapshotProcess, detail = describeProcess(process)): DiffRow {
+function processRow(
+  kind: 'process' | 'hidden_process',
+  change: DiffChange,
+  process: SnapshotProcess,
+  detail = describeProcess(process),
+): DiffRow {
   return { kind, change, pid: process.pid, name: null, comm: process.comm, detail };
 }
 
@@ -114,10 +125,15 @@ function processRows(before: readonly SnapshotProcess[], after: readonly Snapsho
     // exec() keeps the pid and start time but gives a new comm and argv. An unreadable argv
     // (null) is unknown, not empty: only two readable ones are compared.
     if (old.comm !== now.comm) changes.push(`comm ${old.comm} → ${now.comm}`);
-    if (old.cmdline && now.cmdline && !sameStrings(old.cmdline, now.cmdline)) changes.push(`cmdline ${commandLine(old)} → ${commandLine(now)}`);
+    if (old.cmdline && now.cmdline && !sameStrings(old.cmdline, now.cmdline))
+      changes.push(`cmdline ${commandLine(old)} → ${commandLine(now)}`);
     return changes.length > 0 ? [processRow('process', 'changed', now, changes.join('; '))] : [];
   });
-  return [...removed.map((process) => processRow('process', 'ended', process)), ...added.map((process) => processRow('process', 'started', process)), ...changed];
+  return [
+    ...removed.map((process) => processRow('process', 'ended', process)),
+    ...added.map((process) => processRow('process', 'started', process)),
+    ...changed,
+  ];
 }
 
 function hiddenProcessRows(before: readonly SnapshotProcess[], after: readonly SnapshotProcess[]): DiffRow[] {
@@ -132,9 +148,14 @@ function hiddenProcessRows(before: readonly SnapshotProcess[], after: readonly S
  * Modules match by name: their addresses are randomized at every load, so two boots of one
  * kernel (or a reload) put the same module elsewhere, and a module name is unique in a kernel.
  */
-function moduleRows(kind: 'module' | 'hidden_module', before: readonly SnapshotModule[], after: readonly SnapshotModule[]): DiffRow[] {
+function moduleRows(
+  kind: 'module' | 'hidden_module',
+  before: readonly SnapshotModule[],
+  after: readonly SnapshotModule[],
+): DiffRow[] {
   const { removed, added } = match(before, after, (module) => module.name);
-  const [gone, came]: [DiffChange, DiffChange] = kind === 'module' ? ['unloaded', 'loaded'] : ['disappeared', 'appeared'];
+  const [gone, came]: [DiffChange, DiffChange] =
+    kind === 'module' ? ['unloaded', 'loaded'] : ['disappeared', 'appeared'];
   const row = (change: DiffChange, module: SnapshotModule): DiffRow => ({
     kind,
     change,
@@ -150,7 +171,8 @@ function moduleRows(kind: 'module' | 'hidden_module', before: readonly SnapshotM
  * Where an entry points, as comparable across snapshots: its symbol when it has one (KASLR moves
  * every address between boots of the same kernel, not what they resolve to), its address otherwise.
  */
-const syscallTarget = (syscall: SnapshotSyscall) => `${syscall.symbol ?? hex(syscall.value)}${syscall.hooked ? ' (hooked)' : ''}`;
+const syscallTarget = (syscall: SnapshotSyscall) =>
+  `${syscall.symbol ?? hex(syscall.value)}${syscall.hooked ? ' (hooked)' : ''}`;
 
 function describeSyscallTarget(syscall: SnapshotSyscall): string {
   return `${syscall.symbol ?? '?'} (${hex(syscall.value)}${syscall.hooked ? ', hooked' : ''})`;

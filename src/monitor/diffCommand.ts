@@ -23,7 +23,10 @@ export async function runDiff(pathA: string, pathB: string, options: RunDiffOpti
   const before = await summarizeDump(pathA, options, options);
   const after = await summarizeDump(pathB, options, options);
   const rows = diffSnapshots(before, after, options);
-  const warnings = [...before.warnings.map((warning) => `${pathA}: ${warning}`), ...after.warnings.map((warning) => `${pathB}: ${warning}`)];
+  const warnings = [
+    ...before.warnings.map((warning) => `${pathA}: ${warning}`),
+    ...after.warnings.map((warning) => `${pathB}: ${warning}`),
+  ];
   return {
     columns: diffColumns,
     rows,

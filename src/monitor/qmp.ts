@@ -17,28 +17,43 @@ export class QmpError extends Error {
 
 /** No QEMU answers at the socket path (not started, already gone, wrong path). */
 export class QmpConnectError extends QmpError {
-  constructor(readonly socketPath: string, reason: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly socketPath: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
     super(`cannot connect to QMP at ${socketPath}: ${reason}`, options);
   }
 }
 
 /** The connection closed: QEMU exited (the guest shut down or crashed) or close() was called. */
 export class QmpClosedError extends QmpError {
-  constructor(readonly socketPath: string, readonly command: string | undefined, reason: string) {
+  constructor(
+    readonly socketPath: string,
+    readonly command: string | undefined,
+    reason: string,
+  ) {
     super(`QMP connection to ${socketPath} closed${command ? ` during '${command}'` : ''}: ${reason}`);
   }
 }
 
 /** QEMU did not answer in time. The connection stays usable: a late reply is discarded. */
 export class QmpTimeoutError extends QmpError {
-  constructor(readonly command: string, readonly timeoutMs: number) {
+  constructor(
+    readonly command: string,
+    readonly timeoutMs: number,
+  ) {
     super(`QMP '${command}' got no reply within ${timeoutMs} ms`);
   }
 }
 
 /** QEMU answered with an error object. */
 export class QmpCommandError extends QmpError {
-  constructor(readonly command: string, readonly errorClass: string, readonly description: string) {
+  constructor(
+    readonly command: string,
+    readonly errorClass: string,
+    readonly description: string,
+  ) {
     super(`QMP '${command}' failed: ${errorClass}: ${description}`);
   }
 }
@@ -101,7 +116,12 @@ export class QmpClient {
   private nextId = 1;
   private closedBecause: string | undefined;
 
-  private constructor(private readonly socket: Socket, readonly socketPath: string, greeting: QmpGreeting, commandTimeoutMs: number) {
+  private constructor(
+    private readonly socket: Socket,
+    readonly socketPath: string,
+    greeting: QmpGreeting,
+    commandTimeoutMs: number,
+  ) {
     this.greeting = greeting;
     this.commandTimeoutMs = commandTimeoutMs;
   }
@@ -112,15 +132,25 @@ export class QmpClient {
     const socket = connect(socketPath);
     const lines = new LineReader(socket);
     let client: QmpClient | undefined;
-    const timer = setTimeout(() => socket.destroy(new QmpConnectError(socketPath, `no greeting within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => socket.destroy(new QmpConnectError(socketPath, `no greeting within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     try {
       const greeting = await new Promise<QmpGreeting>((resolve, reject) => {
-        socket.once('error', (error) => reject(error instanceof QmpError ? error : new QmpConnectError(socketPath, error.message, { cause: error })));
+        socket.once('error', (error) =>
+          reject(error instanceof QmpError ? error : new QmpConnectError(socketPath, error.message, { cause: error })),
+        );
         socket.once('close', () => reject(new QmpConnectError(socketPath, 'closed before the greeting')));
         lines.onMessage = (message) => {
           const greeting = (message as { QMP?: QmpGreeting }).QMP;
           if (greeting) resolve(greeting);
-          else reject(new QmpProtocolError(`expected the QMP greeting from ${socketPath}, got ${JSON.stringify(message).slice(0, 200)}`));
+          else
+            reject(
+              new QmpProtocolError(
+                `expected the QMP greeting from ${socketPath}, got ${JSON.stringify(message).slice(0, 200)}`,
+              ),
+            );
         };
         lines.onGarbage = (line) => reject(new QmpProtocolError(`not JSON from ${socketPath}: ${line.slice(0, 200)}`));
       });
@@ -153,8 +183,13 @@ export class QmpClient {
   }
 
   /** Run one command; resolves with its `return` value. */
-  execute<T = unknown>(command: string, args?: Record<string, unknown>, options: { timeoutMs?: number } = {}): Promise<T> {
-    if (this.closedBecause !== undefined) return Promise.reject(new QmpClosedError(this.socketPath, command, this.closedBecause));
+  execute<T = unknown>(
+    command: string,
+    args?: Record<string, unknown>,
+    options: { timeoutMs?: number } = {},
+  ): Promise<T> {
+    if (this.closedBecause !== undefined)
+      return Promise.reject(new QmpClosedError(this.socketPath, command, this.closedBecause));
     const id = `vmscope-${this.nextId++}`;
     const timeoutMs = options.timeoutMs ?? this.commandTimeoutMs;
     return new Promise<T>((resolve, reject) => {
@@ -213,7 +248,11 @@ export class QmpClient {
     let failure: string | undefined;
     const stopListening = this.onEvent((event) => {
       const result = event.data?.['result'] as { status?: string } | undefined;
-      if (event.event === 'DUMP_COMPLETED' && result?.status === 'failed') failure = String(event.data?.['error'] ?? 'no reason given');
+      if (event.event === 'DUMP_COMPLETED' && result?.status === 'failed') {
+        const reason = event.data?.['error'];
+        failure =
+          typeof reason === 'string' ? reason : reason === undefined ? 'no reason given' : JSON.stringify(reason);
+      }
     });
     try {
       const dumpArgs = { paging: false, protocol: `file:${path}` };
@@ -228,14 +267,20 @@ export class QmpClient {
       for (;;) {
         const progress = await this.execute<{ status: string; completed: number; total: number }>('query-dump');
         if (progress.status === 'completed') return;
-        if (progress.status === 'failed') throw new QmpDumpError(`QEMU could not dump guest memory to ${path}: ${failure ?? 'query-dump says failed'}`);
-        if (progress.status === 'none') throw new QmpDumpError(`QEMU reports no dump after dump-guest-memory to ${path}`);
+        if (progress.status === 'failed')
+          throw new QmpDumpError(`QEMU could not dump guest memory to ${path}: ${failure ?? 'query-dump says failed'}`);
+        if (progress.status === 'none')
+          throw new QmpDumpError(`QEMU reports no dump after dump-guest-memory to ${path}`);
         const now = Date.now();
         if (progress.completed !== lastCompleted) {
           lastCompleted = progress.completed;
           lastProgressAt = now;
         }
-        if (now - lastProgressAt > stallTimeoutMs) throw new QmpTimeoutError(`dump-guest-memory (stalled at ${progress.completed} of ${progress.total} bytes)`, stallTimeoutMs);
+        if (now - lastProgressAt > stallTimeoutMs)
+          throw new QmpTimeoutError(
+            `dump-guest-memory (stalled at ${progress.completed} of ${progress.total} bytes)`,
+            stallTimeoutMs,
+          );
         if (now - startedAt > timeoutMs) throw new QmpTimeoutError('dump-guest-memory', timeoutMs);
         await new Promise((resolve) => setTimeout(resolve, pollMs));
       }
@@ -267,7 +312,12 @@ export class QmpClient {
   }
 
   private dispatch(message: unknown): void {
-    const reply = message as { id?: unknown; return?: unknown; error?: { class?: string; desc?: string }; event?: string };
+    const reply = message as {
+      id?: unknown;
+      return?: unknown;
+      error?: { class?: string; desc?: string };
+      event?: string;
+    };
     if (typeof reply.event === 'string') {
       this.recentEvents.push(reply as QmpEvent);
       if (this.recentEvents.length > RECENT_EVENTS_KEPT) this.recentEvents.shift();
@@ -278,7 +328,10 @@ export class QmpClient {
     const call = typeof reply.id === 'string' ? this.pending.get(reply.id) : undefined;
     if (!call) return;
     this.pending.delete(reply.id as string);
-    if (reply.error) call.reject(new QmpCommandError(call.command, reply.error.class ?? 'GenericError', reply.error.desc ?? 'no description'));
+    if (reply.error)
+      call.reject(
+        new QmpCommandError(call.command, reply.error.class ?? 'GenericError', reply.error.desc ?? 'no description'),
+      );
     else call.resolve(reply.return);
   }
 

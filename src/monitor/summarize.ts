@@ -1,7 +1,12 @@
 import { statSync } from 'node:fs';
 import { DumpContext, type ContextOptions } from '../analyses/context.js';
 import { readerProvider, uniqueWarnings } from '../analyses/providers/kernel.js';
-import { allModulesProvider, hiddenModulesProvider, moduleListProvider, syscallReportProvider } from '../analyses/providers/modules.js';
+import {
+  allModulesProvider,
+  hiddenModulesProvider,
+  moduleListProvider,
+  syscallReportProvider,
+} from '../analyses/providers/modules.js';
 import { processCrossViewProvider, taskListProvider } from '../analyses/providers/processes.js';
 import { yarascanAnalysis } from '../analyses/yarascan.js';
 import { readGuestClock } from '../os/linux/guestClock.js';
@@ -10,7 +15,13 @@ import type { ModuleInfo } from '../os/linux/modules.js';
 import { readArguments } from '../os/linux/processSpace.js';
 import type { TaskInfo } from '../os/linux/tasks.js';
 import { VmscopeError } from '../util/errors.js';
-import type { SnapshotModule, SnapshotProcess, SnapshotSignatureHit, SnapshotSummary, SnapshotSyscall } from './snapshot.js';
+import type {
+  SnapshotModule,
+  SnapshotProcess,
+  SnapshotSignatureHit,
+  SnapshotSummary,
+  SnapshotSyscall,
+} from './snapshot.js';
 
 /** What a summary gathers besides the defaults. */
 export interface SummarizeOptions {
@@ -24,7 +35,10 @@ export interface SummarizeOptions {
  * hidden-modules and syscalls, plus the guest's wall clock. As in those analyses, a broken list
  * or an unreadable object is a warning, not an error: a summary of a damaged dump still compares.
  */
-export async function summarizeSnapshot(context: DumpContext, options: SummarizeOptions = {}): Promise<SnapshotSummary> {
+export async function summarizeSnapshot(
+  context: DumpContext,
+  options: SummarizeOptions = {},
+): Promise<SnapshotSummary> {
   const { kernel } = context;
   const reader = await context.get(readerProvider);
   const listed = await context.get(taskListProvider);
@@ -32,7 +46,13 @@ export async function summarizeSnapshot(context: DumpContext, options: Summarize
   const modules = await context.get(moduleListProvider);
   const hidden = await context.get(hiddenModulesProvider);
   const syscalls = await context.get(syscallReportProvider);
-  const warnings: string[] = [...kernel.warnings, ...listed.warnings, ...view.warnings, ...(await context.get(allModulesProvider)).warnings, ...syscalls.problems];
+  const warnings: string[] = [
+    ...kernel.warnings,
+    ...listed.warnings,
+    ...view.warnings,
+    ...(await context.get(allModulesProvider)).warnings,
+    ...syscalls.problems,
+  ];
 
   const processes = listed.tasks.map((task) => snapshotProcess(context, reader, task, warnings));
   // Processes psxview judges hidden (alive but off the task list): leaders only, as it shows them.
@@ -55,16 +75,14 @@ export async function summarizeSnapshot(context: DumpContext, options: Summarize
     hiddenProcesses,
     modules: modules.modules.map(snapshotModule),
     hiddenModules: hiddenModules.map(snapshotModule),
-    syscalls: syscalls.checks.map(
-      (check): SnapshotSyscall => ({
-        table: check.table,
-        index: check.index,
-        name: check.name ?? null,
-        value: check.address,
-        symbol: check.symbol ?? null,
-        hooked: check.hooked,
-      }),
-    ),
+    syscalls: syscalls.checks.map((check): SnapshotSyscall => ({
+      table: check.table,
+      index: check.index,
+      name: check.name ?? null,
+      value: check.address,
+      symbol: check.symbol ?? null,
+      hooked: check.hooked,
+    })),
     // Several providers report the same broken link (the cross-view walks the task list again).
     warnings: uniqueWarnings(warnings),
   };
@@ -74,18 +92,34 @@ export async function summarizeSnapshot(context: DumpContext, options: Summarize
  * A task as the summary keeps it. argv read only in part (a page swapped out or missing from the
  * dump) is kept as null, unknown, rather than as a shorter argv that diff would take for a change.
  */
-function snapshotProcess(context: DumpContext, reader: KernelReader, task: TaskInfo, warnings: string[]): SnapshotProcess {
+function snapshotProcess(
+  context: DumpContext,
+  reader: KernelReader,
+  task: TaskInfo,
+  warnings: string[],
+): SnapshotProcess {
   let cmdline: string[] | null = null;
   if (!task.kernelThread && task.mm !== 0n) {
     const { argv, problems } = readArguments(context.kernel, reader, task);
     for (const problem of problems) warnings.push(`pid ${task.pid} (${task.comm}): ${problem}`);
     if (problems.length === 0) cmdline = argv;
   }
-  return { pid: task.pid, ppid: task.ppid, comm: task.comm, cmdline, startTime: task.startTime, kernelThread: task.kernelThread };
+  return {
+    pid: task.pid,
+    ppid: task.ppid,
+    comm: task.comm,
+    cmdline,
+    startTime: task.startTime,
+    kernelThread: task.kernelThread,
+  };
 }
 
 /** Opens the dump, summarizes it and closes it: what the monitor keeps of a snapshot is the summary alone. */
-export async function summarizeDump(path: string, contextOptions: ContextOptions = {}, options: SummarizeOptions = {}): Promise<SnapshotSummary> {
+export async function summarizeDump(
+  path: string,
+  contextOptions: ContextOptions = {},
+  options: SummarizeOptions = {},
+): Promise<SnapshotSummary> {
   const context = new DumpContext(path, contextOptions);
   try {
     return await summarizeSnapshot(context, options);
@@ -94,15 +128,27 @@ export async function summarizeDump(path: string, contextOptions: ContextOptions
   }
 }
 
+/** A text cell of a row (yarascan's rule, string and comm are strings). */
+const textOf = (value: unknown) => (typeof value === 'string' ? value : JSON.stringify(value));
+
 /** Who holds each rule's hits, once per (rule, string, holder): a physical yarascan per rule file. */
-async function signatureHits(context: DumpContext, rulesFiles: readonly string[], warnings: string[]): Promise<SnapshotSignatureHit[]> {
+async function signatureHits(
+  context: DumpContext,
+  rulesFiles: readonly string[],
+  warnings: string[],
+): Promise<SnapshotSignatureHit[]> {
   const hits = new Map<string, SnapshotSignatureHit>();
   for (const rules of rulesFiles) {
     const scan = await yarascanAnalysis.run(context, { rules });
     warnings.push(...scan.warnings);
     for (const row of scan.rows) {
       const pid = typeof row.pid === 'number' ? row.pid : null;
-      const hit = { rule: String(row.rule), string: String(row.string), pid, comm: pid === null ? null : String(row.comm) };
+      const hit = {
+        rule: textOf(row.rule),
+        string: textOf(row.string),
+        pid,
+        comm: pid === null ? null : textOf(row.comm),
+      };
       hits.set(`${hit.rule}\0${hit.string}\0${pid}`, hit);
     }
   }
@@ -129,7 +175,6 @@ function fileClock(path: string, warnings: string[]): CaptureClock {
     throw new VmscopeError('UNREADABLE_FILE', `cannot read the modification time: ${(error as Error).message}`, path);
   }
 }
-
 
 /**
  * Whether some process, module or syscall may be missing from the summary: any warning but the

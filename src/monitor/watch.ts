@@ -37,9 +37,25 @@
 import type { ContextOptions } from '../analyses/context.js';
 import { isVmscopeError } from '../util/errors.js';
 import { runAction } from './actions.js';
-import { changeFields, completeAlert, rebootAlerts, reconcileViolations, sourceFailureAlert, violationFields, type AlertFields } from './alerts.js';
+import {
+  changeFields,
+  completeAlert,
+  rebootAlerts,
+  reconcileViolations,
+  sourceFailureAlert,
+  violationFields,
+  type AlertFields,
+} from './alerts.js';
 import { diffSnapshots, type DiffChange, type DiffKind, type DiffOptions } from './diff.js';
-import { evaluatePolicy, policyRulesFiles, type Action, type Policy, type Severity, type Violation, type ViolationKind } from './policy.js';
+import {
+  evaluatePolicy,
+  policyRulesFiles,
+  type Action,
+  type Policy,
+  type Severity,
+  type Violation,
+  type ViolationKind,
+} from './policy.js';
 import type { SnapshotSummary } from './snapshot.js';
 import type { Snapshot, SnapshotSource, SourceProblem } from './sources/source.js';
 import { isPartialSummary, summarizeDump } from './summarize.js';
@@ -49,7 +65,8 @@ export { reconcileViolations } from './alerts.js';
 export type AlertType = 'violation' | 'resolved' | 'change' | 'error';
 
 /** Why an `error` alert was emitted. Source problems keep the source's own kind. */
-export type ErrorKind = 'unreadable_dump' | 'action_failed' | 'guest_gone' | 'source_failed' | 'broken_file' | 'dump_skipped' | 'dump_failed';
+export type ErrorKind =
+  'unreadable_dump' | 'action_failed' | 'guest_gone' | 'source_failed' | 'broken_file' | 'dump_skipped' | 'dump_failed';
 
 /**
  * One alert, shaped for NDJSON: `JSON.stringify(alert)` is the line (snake_case keys, ISO
@@ -162,9 +179,24 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
         summary = await summarizeDump(snapshot.path, options.contextOptions, { rulesFiles });
       } catch (error) {
         // Whatever the dump did to the analysis (a VmscopeError, or a bug it tripped), the next dump deserves a look.
-        const reason = isVmscopeError(error) ? error.describe() : error instanceof Error ? error.message : String(error);
-        yield await emit({ type: 'error', snapshot: snapshot.path, kind: 'unreadable_dump', detail: `the dump could not be analysed: ${reason}` });
-        options.onSnapshotDone?.({ ...NOTHING_DONE, snapshot: snapshot.path, waitMs, summarizeMs: performance.now() - summarizeStarted, alerts: 1 });
+        const reason = isVmscopeError(error)
+          ? error.describe()
+          : error instanceof Error
+            ? error.message
+            : String(error);
+        yield await emit({
+          type: 'error',
+          snapshot: snapshot.path,
+          kind: 'unreadable_dump',
+          detail: `the dump could not be analysed: ${reason}`,
+        });
+        options.onSnapshotDone?.({
+          ...NOTHING_DONE,
+          snapshot: snapshot.path,
+          waitMs,
+          summarizeMs: performance.now() - summarizeStarted,
+          alerts: 1,
+        });
         continue;
       } finally {
         // Only the summary is needed from here on: a QMP dump (as large as the guest's RAM) goes now.
@@ -176,7 +208,12 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
 
       const diffStarted = performance.now();
       const rebooted = previous !== undefined && previous.banner !== summary.banner;
-      const changes = previous === undefined ? [] : rebooted ? rebootAlerts(previous, summary, open.values()) : diffSnapshots(previous, summary, options.diffOptions).map(changeFields);
+      const changes =
+        previous === undefined
+          ? []
+          : rebooted
+            ? rebootAlerts(previous, summary, open.values())
+            : diffSnapshots(previous, summary, options.diffOptions).map(changeFields);
       if (rebooted) open = new Map(); // start over: judged as a first snapshot
       const diffMs = performance.now() - diffStarted;
       for (const change of changes) {
@@ -185,7 +222,11 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
       }
 
       const policyStarted = performance.now();
-      const reconciled = reconcileViolations(open, options.policy ? evaluatePolicy(options.policy, summary) : [], isPartialSummary(summary));
+      const reconciled = reconcileViolations(
+        open,
+        options.policy ? evaluatePolicy(options.policy, summary) : [],
+        isPartialSummary(summary),
+      );
       const { appeared, resolved } = reconciled;
       open = reconciled.open;
       previous = summary;
@@ -194,21 +235,41 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
       let actionsMs = 0;
       for (const violation of appeared) {
         // Built before the action runs (exec hands it to the command), emitted after (a pause is done by the time it is read).
-        const alert = completeAlert({ ...about, ...violationFields(violation), type: 'violation', detail: violation.detail }, now());
+        const alert = completeAlert(
+          { ...about, ...violationFields(violation), type: 'violation', detail: violation.detail },
+          now(),
+        );
         const actionStarted = performance.now();
-        const failure = await runAction(violation, rulesById.get(violation.rule)?.command, alert, source, options.execTimeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS);
+        const failure = await runAction(
+          violation,
+          rulesById.get(violation.rule)?.command,
+          alert,
+          source,
+          options.execTimeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
+        );
         actionsMs += performance.now() - actionStarted;
         await options.onAlert?.(alert);
         alerts++;
         yield alert;
         if (failure) {
           alerts++;
-          yield await emit({ ...about, ...violationFields(violation), type: 'error', kind: 'action_failed', detail: failure });
+          yield await emit({
+            ...about,
+            ...violationFields(violation),
+            type: 'error',
+            kind: 'action_failed',
+            detail: failure,
+          });
         }
       }
       for (const violation of resolved) {
         alerts++;
-        yield await emit({ ...about, ...violationFields(violation), type: 'resolved', detail: `no longer found: ${violation.detail}` });
+        yield await emit({
+          ...about,
+          ...violationFields(violation),
+          type: 'resolved',
+          detail: `no longer found: ${violation.detail}`,
+        });
       }
       options.onSnapshotDone?.({ snapshot: snapshot.path, waitMs, summarizeMs, diffMs, policyMs, actionsMs, alerts });
     }
@@ -231,4 +292,3 @@ export function sourceProblemAlert(problem: SourceProblem, time = new Date()): W
   const kind = problem.kind.replaceAll('-', '_') as ErrorKind;
   return completeAlert({ type: 'error', snapshot: problem.path ?? null, kind, detail: problem.message }, time);
 }
-

@@ -41,9 +41,14 @@ interface StringCommon {
 export type StringAst =
   | (StringCommon & { readonly kind: 'text'; readonly bytes: Uint8Array; readonly modifiers: TextModifiers })
   | (StringCommon & { readonly kind: 'hex'; readonly pattern: PatternNode })
-  | (StringCommon & { readonly kind: 'regex'; readonly pattern: PatternNode; readonly modifiers: Omit<TextModifiers, 'xor'> });
+  | (StringCommon & {
+      readonly kind: 'regex';
+      readonly pattern: PatternNode;
+      readonly modifiers: Omit<TextModifiers, 'xor'>;
+    });
 
-export type Quantifier = { readonly kind: 'all' } | { readonly kind: 'any' } | { readonly kind: 'count'; readonly count: Expr };
+export type Quantifier =
+  { readonly kind: 'all' } | { readonly kind: 'any' } | { readonly kind: 'count'; readonly count: Expr };
 
 export type ArithmeticOperator = '+' | '-' | '*' | '\\' | '%' | '&' | '|' | '^' | '<<' | '>>';
 export type ComparisonOperator = '==' | '!=' | '<' | '<=' | '>' | '>=';
@@ -68,6 +73,11 @@ export type Expr = SourcePosition &
     | { readonly kind: 'stringCount'; readonly string: number | undefined }
     | { readonly kind: 'stringOffset' | 'stringLength'; readonly string: number | undefined; readonly index: Expr }
     | { readonly kind: 'of'; readonly quantifier: Quantifier; readonly strings: readonly number[] }
-    | { readonly kind: 'forOf'; readonly quantifier: Quantifier; readonly strings: readonly number[]; readonly body: Expr }
+    | {
+        readonly kind: 'forOf';
+        readonly quantifier: Quantifier;
+        readonly strings: readonly number[];
+        readonly body: Expr;
+      }
     | { readonly kind: 'ruleReference'; readonly rule: number }
   );

@@ -28,7 +28,11 @@ export function resolveChain(parts: ReadonlyArray<readonly StringMatch[]>, gaps:
       return earliest.over(lowerBound(nextStarts, end + min), lowerBound(nextStarts, end + max + 1));
     });
   }
-  return parts[0]!.flatMap((match, i) => (reachableEnd[i]! === Infinity ? [] : [{ offset: match.offset, length: Math.min(reachableEnd[i]! - match.offset, MAX_CHAIN_MATCH_LENGTH) }]));
+  return parts[0]!.flatMap((match, i) =>
+    reachableEnd[i]! === Infinity
+      ? []
+      : [{ offset: match.offset, length: Math.min(reachableEnd[i]! - match.offset, MAX_CHAIN_MATCH_LENGTH) }],
+  );
 }
 
 /** The first index whose value is at least `value` (values sorted ascending). */
@@ -52,7 +56,8 @@ class RangeMinimum {
     this.size = values.length;
     this.tree = new Float64Array(2 * this.size).fill(Infinity);
     this.tree.set(values, this.size);
-    for (let node = this.size - 1; node > 0; node--) this.tree[node] = Math.min(this.tree[2 * node]!, this.tree[2 * node + 1]!);
+    for (let node = this.size - 1; node > 0; node--)
+      this.tree[node] = Math.min(this.tree[2 * node]!, this.tree[2 * node + 1]!);
   }
 
   /** Minimum of values[from..to). */

@@ -90,7 +90,16 @@ function compileRule(rule: RuleAst, file: string): CompiledRule {
     const fixedOffset = string.fixedOffset === undefined ? undefined : Number(string.fixedOffset);
     const firstFormOnly = string.kind === 'regex' && !isLiteralPattern(string.pattern);
     const scanEverywhere = variants.some((variant) => variant.atom === undefined);
-    const common = { id: string.id, kind: string.kind, isPrivate: string.isPrivate, fullword, fixedOffset, variants, firstFormOnly, scanEverywhere };
+    const common = {
+      id: string.id,
+      kind: string.kind,
+      isPrivate: string.isPrivate,
+      fullword,
+      fixedOffset,
+      variants,
+      firstFormOnly,
+      scanEverywhere,
+    };
     const chainGaps = string.kind === 'hex' ? chainParts(string.pattern).gaps : [];
     return chainGaps.length > 0 ? { ...common, chainGaps } : common;
   });
@@ -119,7 +128,8 @@ export function chainParts(pattern: PatternNode): { parts: PatternNode[]; gaps: 
 function compileVariants(string: StringAst, error: (message: string) => Error): MatcherVariant[] {
   if (string.kind === 'hex') return chainParts(string.pattern).parts.map((part) => programVariant(part, false, error));
   const forms = [...(string.modifiers.ascii ? [false] : []), ...(string.modifiers.wide ? [true] : [])];
-  if (string.kind === 'regex') return forms.map((wide) => programVariant(wide ? widen(string.pattern) : string.pattern, wide, error));
+  if (string.kind === 'regex')
+    return forms.map((wide) => programVariant(wide ? widen(string.pattern) : string.pattern, wide, error));
   const { nocase, xor } = string.modifiers;
   return forms.flatMap((wide) => {
     const plain = wide ? widenBytes(string.bytes) : string.bytes;

@@ -45,9 +45,13 @@ function evaluate(expression: Expr, context: ConditionContext, anonymous: number
       return operand === undefined ? undefined : !isTrue(operand);
     }
     case 'and':
-      return isTrue(evaluate(expression.left, context, anonymous)) && isTrue(evaluate(expression.right, context, anonymous));
+      return (
+        isTrue(evaluate(expression.left, context, anonymous)) && isTrue(evaluate(expression.right, context, anonymous))
+      );
     case 'or':
-      return isTrue(evaluate(expression.left, context, anonymous)) || isTrue(evaluate(expression.right, context, anonymous));
+      return (
+        isTrue(evaluate(expression.left, context, anonymous)) || isTrue(evaluate(expression.right, context, anonymous))
+      );
     case 'compare': {
       const [left, right] = [integer(expression.left), integer(expression.right)];
       return left === undefined || right === undefined ? undefined : compare(expression.operator, left, right);
@@ -83,9 +87,16 @@ function evaluate(expression: Expr, context: ConditionContext, anonymous: number
       return BigInt(expression.kind === 'stringOffset' ? match.offset : match.length);
     }
     case 'of':
-      return quantify(expression.quantifier, expression.strings.length, expression.strings.filter((string) => context.matches[string]!.length > 0).length, integer);
+      return quantify(
+        expression.quantifier,
+        expression.strings.length,
+        expression.strings.filter((string) => context.matches[string]!.length > 0).length,
+        integer,
+      );
     case 'forOf': {
-      const satisfied = expression.strings.filter((string) => isTrue(evaluate(expression.body, context, string))).length;
+      const satisfied = expression.strings.filter((string) =>
+        isTrue(evaluate(expression.body, context, string)),
+      ).length;
       return quantify(expression.quantifier, expression.strings.length, satisfied, integer);
     }
     case 'ruleReference':
@@ -93,7 +104,12 @@ function evaluate(expression: Expr, context: ConditionContext, anonymous: number
   }
 }
 
-function quantify(quantifier: Quantifier, total: number, satisfied: number, integer: (operand: Expr) => bigint | undefined): boolean {
+function quantify(
+  quantifier: Quantifier,
+  total: number,
+  satisfied: number,
+  integer: (operand: Expr) => bigint | undefined,
+): boolean {
   switch (quantifier.kind) {
     case 'all':
       return satisfied === total;
@@ -124,7 +140,11 @@ function compare(operator: Extract<Expr, { kind: 'compare' }>['operator'], left:
 }
 
 /** C semantics on int64, as YARA computes: `\` and `%` truncate toward zero, shifts of 64 or more give 0. */
-function arithmetic(operator: Extract<Expr, { kind: 'arithmetic' }>['operator'], left: bigint, right: bigint): bigint | undefined {
+function arithmetic(
+  operator: Extract<Expr, { kind: 'arithmetic' }>['operator'],
+  left: bigint,
+  right: bigint,
+): bigint | undefined {
   switch (operator) {
     case '+':
       return toInt64(left + right);

@@ -14,7 +14,8 @@ export function parseHexString(body: string, fail: BodyFailure): PatternNode {
   const skipSpace = () => {
     while (index < body.length) {
       if (/\s/.test(body[index]!)) index++;
-      else if (body.startsWith('//', index)) index = body.includes('\n', index) ? body.indexOf('\n', index) : body.length;
+      else if (body.startsWith('//', index))
+        index = body.includes('\n', index) ? body.indexOf('\n', index) : body.length;
       else if (body.startsWith('/*', index)) {
         const end = body.indexOf('*/', index + 2);
         if (end < 0) fail(index, 'unterminated comment in hex string');
@@ -43,7 +44,8 @@ export function parseHexString(body: string, fail: BodyFailure): PatternNode {
     if (items.length === 0) fail(index, 'empty hex string or alternative');
     const isJump = (item: PatternNode | undefined) => item?.kind === 'repeat';
     if (depth === 0 && isJump(items[0])) fail(itemOffsets[0]!, 'a hex string cannot start with a jump');
-    if (depth === 0 && isJump(items[items.length - 1])) fail(itemOffsets[items.length - 1]!, 'a hex string cannot end with a jump');
+    if (depth === 0 && isJump(items[items.length - 1]))
+      fail(itemOffsets[items.length - 1]!, 'a hex string cannot end with a jump');
     return { kind: 'concat', items };
   }
 
@@ -65,7 +67,10 @@ export function parseHexString(body: string, fail: BodyFailure): PatternNode {
     if (!/^[0-9A-Fa-f?]{2}$/.test(pair)) fail(index, `invalid hex byte '${pair}'`);
     index += 2;
     const [high, low] = [pair[0]!, pair[1]!].map((nibble) => (nibble === '?' ? undefined : parseInt(nibble, 16)));
-    return { kind: 'byte', set: byteSet((byte) => (high === undefined || byte >> 4 === high) && (low === undefined || (byte & 15) === low)) };
+    return {
+      kind: 'byte',
+      set: byteSet((byte) => (high === undefined || byte >> 4 === high) && (low === undefined || (byte & 15) === low)),
+    };
   }
 
   function parseJump(): PatternNode {
@@ -79,7 +84,8 @@ export function parseHexString(body: string, fail: BodyFailure): PatternNode {
     const min = match[1] === '' ? 0 : Number(match[1]);
     const max = match[2] === '' ? min : match[3] === '' ? Infinity : Number(match[3]);
     if (min > max) fail(start, `jump '[${text}]' has its lower bound above its upper bound`);
-    if (min > MAX_MATCH_LENGTH || (max !== Infinity && max > MAX_MATCH_LENGTH)) fail(start, `jump '[${text}]' is longer than ${MAX_MATCH_LENGTH} bytes`);
+    if (min > MAX_MATCH_LENGTH || (max !== Infinity && max > MAX_MATCH_LENGTH))
+      fail(start, `jump '[${text}]' is longer than ${MAX_MATCH_LENGTH} bytes`);
     return { kind: 'repeat', item: { kind: 'byte', set: byteSet(() => true) }, min, max, greedy: false };
   }
 }

@@ -82,7 +82,11 @@ export class LazyDfa {
     this.resets++;
     this.states = [];
     this.index = new Map();
-    this.startState = this.intern({ pcs: start.pcs, hasMatch: start.hasMatch, key: stateKey(start.pcs, start.hasMatch) });
+    this.startState = this.intern({
+      pcs: start.pcs,
+      hasMatch: start.hasMatch,
+      key: stateKey(start.pcs, start.hasMatch),
+    });
   }
 
   /**

@@ -1,4 +1,14 @@
-import type { ArithmeticOperator, ComparisonOperator, Expr, MetaValue, Quantifier, RuleAst, RuleFile, StringAst, TextModifiers } from './ast.js';
+import type {
+  ArithmeticOperator,
+  ComparisonOperator,
+  Expr,
+  MetaValue,
+  Quantifier,
+  RuleAst,
+  RuleFile,
+  StringAst,
+  TextModifiers,
+} from './ast.js';
 import { ruleError, type SourcePosition } from './errors.js';
 import { parseHexString, type BodyFailure } from './hexString.js';
 import { positionInBody, tokenize, type Token, type TokenKind } from './lexer.js';
@@ -6,9 +16,45 @@ import { MAX_NESTING } from './pattern.js';
 import { parseRegex } from './regex.js';
 
 /** Binary operators by precedence level, loosest first, as in YARA's grammar (`not` sits above `==`). */
-const BINARY_LEVELS: ReadonlyArray<readonly string[]> = [['==', '!='], ['<', '<=', '>', '>='], ['|'], ['^'], ['&'], ['<<', '>>'], ['+', '-'], ['*', '\\', '%']];
+const BINARY_LEVELS: ReadonlyArray<readonly string[]> = [
+  ['==', '!='],
+  ['<', '<=', '>', '>='],
+  ['|'],
+  ['^'],
+  ['&'],
+  ['<<', '>>'],
+  ['+', '-'],
+  ['*', '\\', '%'],
+];
 const COMPARISONS = new Set(['==', '!=', '<', '<=', '>', '>=']);
-const KEYWORDS = new Set(['all', 'and', 'any', 'ascii', 'at', 'condition', 'false', 'filesize', 'for', 'fullword', 'global', 'import', 'in', 'include', 'meta', 'nocase', 'not', 'of', 'or', 'private', 'rule', 'strings', 'them', 'true', 'wide', 'xor']);
+const KEYWORDS = new Set([
+  'all',
+  'and',
+  'any',
+  'ascii',
+  'at',
+  'condition',
+  'false',
+  'filesize',
+  'for',
+  'fullword',
+  'global',
+  'import',
+  'in',
+  'include',
+  'meta',
+  'nocase',
+  'not',
+  'of',
+  'or',
+  'private',
+  'rule',
+  'strings',
+  'them',
+  'true',
+  'wide',
+  'xor',
+]);
 
 /** Whether `token` continues an integer expression (so `$s at 0 + 4` is not an `at` literal). */
 function isBinaryOperator(token: Token): boolean {
@@ -37,13 +83,17 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
   const fail = (at: SourcePosition, message: string): never => {
     throw ruleError(file, at, currentRule, message);
   };
-  const describe = (token: Token) => (token.kind === 'eof' ? 'end of file' : `'${token.kind === 'text' ? '"…"' : token.text}'`);
+  const describe = (token: Token) =>
+    token.kind === 'eof' ? 'end of file' : `'${token.kind === 'text' ? '"…"' : token.text}'`;
   const isPunct = (text: string, token = peek()) => token.kind === 'punct' && token.text === text;
   const isWord = (text: string, token = peek()) => token.kind === 'identifier' && token.text === text;
   const next = () => tokens[index++]!;
-  const expectPunct = (text: string): Token => (isPunct(text) ? next() : fail(peek(), `expected '${text}', found ${describe(peek())}`));
-  const expectWord = (text: string): Token => (isWord(text) ? next() : fail(peek(), `expected '${text}', found ${describe(peek())}`));
-  const expectKind = (kind: TokenKind, what: string): Token => (peek().kind === kind ? next() : fail(peek(), `expected ${what}, found ${describe(peek())}`));
+  const expectPunct = (text: string): Token =>
+    isPunct(text) ? next() : fail(peek(), `expected '${text}', found ${describe(peek())}`);
+  const expectWord = (text: string): Token =>
+    isWord(text) ? next() : fail(peek(), `expected '${text}', found ${describe(peek())}`);
+  const expectKind = (kind: TokenKind, what: string): Token =>
+    peek().kind === kind ? next() : fail(peek(), `expected ${what}, found ${describe(peek())}`);
 
   // The condition parser class must be initialised before any rule is parsed.
   function parseFile(): RuleFile {
@@ -77,7 +127,7 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
     if (isPunct(':')) {
       next();
       while (peek().kind === 'identifier') tags.push(next().text);
-      if (tags.length === 0) fail(peek(), 'expected a tag after \':\'');
+      if (tags.length === 0) fail(peek(), "expected a tag after ':'");
     }
     expectPunct('{');
     const meta = isWord('meta') ? parseMeta() : [];
@@ -88,10 +138,12 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
     const condition = conditionParser.parseCondition();
     if (!isPunct('}')) fail(peek(), `unexpected ${describe(peek())} in condition`);
     const tooDeep = nodeBeyondDepth(condition, MAX_CONDITION_DEPTH);
-    if (tooDeep) fail(tooDeep, `condition more than ${MAX_CONDITION_DEPTH} operators deep (combine strings with 'any of (…)')`);
+    if (tooDeep)
+      fail(tooDeep, `condition more than ${MAX_CONDITION_DEPTH} operators deep (combine strings with 'any of (…)')`);
     next();
     strings.forEach((string, i) => {
-      if (string.id !== '$' && !string.id.startsWith('$_') && !conditionParser.searchedAt.has(i)) fail(string.position, `unreferenced string "${string.id}"`);
+      if (string.id !== '$' && !string.id.startsWith('$_') && !conditionParser.searchedAt.has(i))
+        fail(string.position, `unreferenced string "${string.id}"`);
     });
     const checkedStrings = strings.map((string, i) => ({ ...string, fixedOffset: conditionParser.searchedAt.get(i) }));
     ruleIndex.set(name, rules.length);
@@ -128,35 +180,52 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
       expectPunct('=');
       strings.push(parseString(id, idToken));
     }
-    if (strings.length === 0) fail(peek(), 'expected at least one string after \'strings:\'');
+    if (strings.length === 0) fail(peek(), "expected at least one string after 'strings:'");
     return strings;
   }
 
   function parseString(id: string, position: SourcePosition): StringAst {
     const value = next();
-    const allowed = value.kind === 'text' ? ['nocase', 'wide', 'ascii', 'fullword', 'private', 'xor'] : value.kind === 'regex' ? ['nocase', 'wide', 'ascii', 'fullword', 'private'] : ['private'];
-    if (value.kind !== 'text' && value.kind !== 'hex' && value.kind !== 'regex') fail(value, `expected a string value, found ${describe(value)}`);
+    const allowed =
+      value.kind === 'text'
+        ? ['nocase', 'wide', 'ascii', 'fullword', 'private', 'xor']
+        : value.kind === 'regex'
+          ? ['nocase', 'wide', 'ascii', 'fullword', 'private']
+          : ['private'];
+    if (value.kind !== 'text' && value.kind !== 'hex' && value.kind !== 'regex')
+      fail(value, `expected a string value, found ${describe(value)}`);
     const seen = new Set<string>();
     let xor: TextModifiers['xor'];
     while (peek().kind === 'identifier' && !SECTION_KEYWORDS.has(peek().text)) {
       const modifier = next();
-      if (!allowed.includes(modifier.text)) fail(modifier, `unsupported modifier '${modifier.text}' for ${value.kind} string "${id}"`);
+      if (!allowed.includes(modifier.text))
+        fail(modifier, `unsupported modifier '${modifier.text}' for ${value.kind} string "${id}"`);
       if (seen.has(modifier.text)) fail(modifier, `duplicate modifier '${modifier.text}'`);
       seen.add(modifier.text);
       if (modifier.text === 'xor') xor = parseXorRange();
     }
     if (xor && seen.has('nocase')) fail(value, `'xor' and 'nocase' cannot be combined in "${id}"`);
     const isPrivate = seen.has('private');
-    const bodyFailure: BodyFailure = (offset, message) => fail(positionInBody(value, value.text, offset), `${message} in "${id}"`);
-    const modifiers = { wide: seen.has('wide'), ascii: seen.has('ascii') || !seen.has('wide'), nocase: seen.has('nocase'), fullword: seen.has('fullword') };
-    if (value.kind === 'hex') return { kind: 'hex', id, position, isPrivate, pattern: parseHexString(value.text, bodyFailure) };
+    const bodyFailure: BodyFailure = (offset, message) =>
+      fail(positionInBody(value, value.text, offset), `${message} in "${id}"`);
+    const modifiers = {
+      wide: seen.has('wide'),
+      ascii: seen.has('ascii') || !seen.has('wide'),
+      nocase: seen.has('nocase'),
+      fullword: seen.has('fullword'),
+    };
+    if (value.kind === 'hex')
+      return { kind: 'hex', id, position, isPrivate, pattern: parseHexString(value.text, bodyFailure) };
     if (value.kind === 'text') {
       if (value.bytes!.length === 0) fail(value, `empty string "${id}"`);
       return { kind: 'text', id, position, isPrivate, bytes: value.bytes!, modifiers: { ...modifiers, xor } };
     }
     const unknownFlag = [...value.flags!].find((flag) => flag !== 'i' && flag !== 's');
     if (unknownFlag) fail(value, `unsupported regular expression modifier '${unknownFlag}'`);
-    const flags = { caseInsensitive: value.flags!.includes('i') || modifiers.nocase, dotAll: value.flags!.includes('s') };
+    const flags = {
+      caseInsensitive: value.flags!.includes('i') || modifiers.nocase,
+      dotAll: value.flags!.includes('s'),
+    };
     return { kind: 'regex', id, position, isPrivate, pattern: parseRegex(value.text, flags, bodyFailure), modifiers };
   }
 
@@ -231,7 +300,8 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
         const right = this.parseBinary(level + 1);
         this.expectType(left, 'integer');
         this.expectType(right, 'integer');
-        if ((at.text === '\\' || at.text === '%') && right.kind === 'integer' && right.value === 0n) fail(right, 'division by zero');
+        if ((at.text === '\\' || at.text === '%') && right.kind === 'integer' && right.value === 0n)
+          fail(right, 'division by zero');
         const position = { line: at.line, column: at.column };
         left = COMPARISONS.has(at.text)
           ? { kind: 'compare', operator: at.text as ComparisonOperator, left, right, ...position }
@@ -259,7 +329,10 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
         }
         case 'stringId': {
           next();
-          const string = this.resolveString(token, isWord('at') && peek(1).kind === 'number' && !isBinaryOperator(peek(2)) ? peek(1).value : undefined);
+          const string = this.resolveString(
+            token,
+            isWord('at') && peek(1).kind === 'number' && !isBinaryOperator(peek(2)) ? peek(1).value : undefined,
+          );
           if (isWord('at')) {
             next();
             return { kind: 'stringAt', string, offset: this.integerExpression(), ...position };
@@ -332,10 +405,15 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
     private parseForOf(position: SourcePosition): Expr {
       next(); // for
       const quantifierToken = peek();
-      const unsupported = () => fail(position, "unsupported construct 'for' over integers or identifiers (only 'for any/all/N of … : (…)')");
+      const unsupported = () =>
+        fail(position, "unsupported construct 'for' over integers or identifiers (only 'for any/all/N of … : (…)')");
       let quantifier: Quantifier;
       if (isWord('any') || isWord('all')) quantifier = { kind: next().text as 'any' | 'all' };
-      else if (quantifierToken.kind === 'number') quantifier = { kind: 'count', count: { kind: 'integer', value: next().value!, line: quantifierToken.line, column: quantifierToken.column } };
+      else if (quantifierToken.kind === 'number')
+        quantifier = {
+          kind: 'count',
+          count: { kind: 'integer', value: next().value!, line: quantifierToken.line, column: quantifierToken.column },
+        };
       else return unsupported();
       if (!isWord('of')) unsupported();
       next();
@@ -361,10 +439,13 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
       const chosen = new Set<number>();
       do {
         const token = peek();
-        if (token.kind !== 'stringId' || token.text === '') fail(token, `expected a string name in the set, found ${describe(token)}`);
+        if (token.kind !== 'stringId' || token.text === '')
+          fail(token, `expected a string name in the set, found ${describe(token)}`);
         next();
         const prefix = '$' + token.text.replace(/\*$/, '');
-        const matches = this.strings.flatMap((string, i) => ((token.text.endsWith('*') ? string.id.startsWith(prefix) : string.id === prefix) ? [i] : []));
+        const matches = this.strings.flatMap((string, i) =>
+          (token.text.endsWith('*') ? string.id.startsWith(prefix) : string.id === prefix) ? [i] : [],
+        );
         if (matches.length === 0) fail(token, `undefined string "$${token.text}"`);
         for (const i of matches) {
           chosen.add(i);
@@ -412,7 +493,8 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
     }
 
     private expectType(expression: Expr, type: ExprType): void {
-      if (typeOf(expression) !== type) fail(expression, `expected ${type === 'integer' ? 'an integer' : 'a boolean'} expression`);
+      if (typeOf(expression) !== type)
+        fail(expression, `expected ${type === 'integer' ? 'an integer' : 'a boolean'} expression`);
     }
   }
 
@@ -443,7 +525,9 @@ function operands(expression: Expr): Expr[] {
     case 'of':
       return expression.quantifier.kind === 'count' ? [expression.quantifier.count] : [];
     case 'forOf':
-      return expression.quantifier.kind === 'count' ? [expression.body, expression.quantifier.count] : [expression.body];
+      return expression.quantifier.kind === 'count'
+        ? [expression.body, expression.quantifier.count]
+        : [expression.body];
     default:
       return [];
   }

@@ -8,7 +8,13 @@ export type PatternNode =
   | { readonly kind: 'byte'; readonly set: ByteSet }
   | { readonly kind: 'concat'; readonly items: readonly PatternNode[] }
   | { readonly kind: 'alternation'; readonly options: readonly PatternNode[] }
-  | { readonly kind: 'repeat'; readonly item: PatternNode; readonly min: number; readonly max: number; readonly greedy: boolean }
+  | {
+      readonly kind: 'repeat';
+      readonly item: PatternNode;
+      readonly min: number;
+      readonly max: number;
+      readonly greedy: boolean;
+    }
   | { readonly kind: 'assertion'; readonly at: 'start' | 'end' | 'wordBoundary' | 'notWordBoundary' };
 
 /** Deepest nesting of groups, alternations or condition parentheses: parsing recurses per level. */
@@ -89,14 +95,19 @@ export function lengthBounds(node: PatternNode): { min: number; max: number } {
     case 'assertion':
       return { min: 0, max: 0 };
     case 'concat':
-      return node.items.map(lengthBounds).reduce((a, b) => ({ min: a.min + b.min, max: a.max + b.max }), { min: 0, max: 0 });
+      return node.items
+        .map(lengthBounds)
+        .reduce((a, b) => ({ min: a.min + b.min, max: a.max + b.max }), { min: 0, max: 0 });
     case 'alternation': {
       const bounds = node.options.map(lengthBounds);
       return { min: Math.min(...bounds.map((b) => b.min)), max: Math.max(...bounds.map((b) => b.max)) };
     }
     case 'repeat': {
       const item = lengthBounds(node.item);
-      return { min: item.min * node.min, max: node.max === Infinity ? (item.max === 0 ? 0 : Infinity) : item.max * node.max };
+      return {
+        min: item.min * node.min,
+        max: node.max === Infinity ? (item.max === 0 ? 0 : Infinity) : item.max * node.max,
+      };
     }
   }
 }

@@ -27,7 +27,8 @@ export function compileProgram(pattern: PatternNode): Program {
   type Mutable = { op: 'split'; preferred: number; other: number } | { op: 'jump'; to: number } | Instruction;
   const code: Mutable[] = [];
   const emit = (instruction: Mutable) => {
-    if (code.length >= MAX_PROGRAM_INSTRUCTIONS) throw new RangeError(`pattern needs more than ${MAX_PROGRAM_INSTRUCTIONS} instructions`);
+    if (code.length >= MAX_PROGRAM_INSTRUCTIONS)
+      throw new RangeError(`pattern needs more than ${MAX_PROGRAM_INSTRUCTIONS} instructions`);
     code.push(instruction);
     return code.length - 1;
   };
@@ -102,7 +103,8 @@ function firstBytes(instructions: readonly Instruction[]): ByteSet {
   return set;
 }
 
-const isWord = (data: Uint8Array, index: number) => index >= 0 && index < data.length && (isAsciiAlphanumeric(data[index]!) || data[index] === 0x5f);
+const isWord = (data: Uint8Array, index: number) =>
+  index >= 0 && index < data.length && (isAsciiAlphanumeric(data[index]!) || data[index] === 0x5f);
 
 function assertionHolds(at: Extract<Instruction, { op: 'assert' }>['at'], data: Uint8Array, position: number): boolean {
   switch (at) {
@@ -191,7 +193,8 @@ export class PikeVm {
           matched = position - start;
           break; // lower-priority threads can only give a less preferred match
         }
-        if (position < end && instruction.op === 'byte' && instruction.set[data[position]!]) next.add(instructions, pc + 1, data, position + 1);
+        if (position < end && instruction.op === 'byte' && instruction.set[data[position]!])
+          next.add(instructions, pc + 1, data, position + 1);
       }
       [current, next] = [next, current];
     }
@@ -216,7 +219,8 @@ export class PikeVm {
         const pc = current.pcs[i]!;
         const instruction = instructions[pc]!;
         if (instruction.op === 'match') ends[position] = 1;
-        else if (position < data.length && instruction.op === 'byte' && instruction.set[data[position]!]) next.add(instructions, pc + 1, data, position + 1);
+        else if (position < data.length && instruction.op === 'byte' && instruction.set[data[position]!])
+          next.add(instructions, pc + 1, data, position + 1);
       }
       [current, next] = [next, current];
     }

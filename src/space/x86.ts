@@ -61,7 +61,8 @@ export class X86AddressSpace {
     /** Decodes each table mappings() walks: this thread's WASM kernel unless given. */
     private readonly decoder: TableDecoder = decodeTable,
   ) {
-    if (dtb % PAGE_SIZE !== 0) throw new VmscopeError('CORRUPT_STRUCTURE', `DTB 0x${dtb.toString(16)} is not page-aligned`, image.path, dtb);
+    if (dtb % PAGE_SIZE !== 0)
+      throw new VmscopeError('CORRUPT_STRUCTURE', `DTB 0x${dtb.toString(16)} is not page-aligned`, image.path, dtb);
   }
 
   /** Highest implemented virtual-address bit: 47 with 4 levels, 56 with 5. */
@@ -87,7 +88,12 @@ export class X86AddressSpace {
       this.image.read(physical, page);
     } catch (error) {
       if (error instanceof AbsentMemoryError) {
-        throw new PageFaultError(this.image.path, virtual, level, `page table at physical 0x${physical.toString(16)} is not in the image`);
+        throw new PageFaultError(
+          this.image.path,
+          virtual,
+          level,
+          `page table at physical 0x${physical.toString(16)} is not in the image`,
+        );
       }
       throw error;
     }
@@ -108,7 +114,8 @@ export class X86AddressSpace {
 
   translate(virtual: bigint): Translation {
     const address = BigInt.asUintN(64, virtual);
-    if (!this.isCanonical(address)) throw new PageFaultError(this.image.path, address, this.levels, 'non-canonical address');
+    if (!this.isCanonical(address))
+      throw new PageFaultError(this.image.path, address, this.levels, 'non-canonical address');
     let tablePhysical = this.dtb;
     let writable = true;
     let user = true;
@@ -165,7 +172,9 @@ export class X86AddressSpace {
     // Distinct tables cannot outnumber physical pages; more visits than that means tables that
     // point back into themselves (a hostile or corrupt space), which would otherwise walk 2^36 leaves.
     const budget = { tables: 2 * Math.ceil(this.image.totalBytes / PAGE_SIZE) + 16 };
-    let pending: { virtual: bigint; physical: number; length: number; writable: boolean; user: boolean; executable: boolean } | undefined;
+    let pending:
+      | { virtual: bigint; physical: number; length: number; writable: boolean; user: boolean; executable: boolean }
+      | undefined;
     const open: TableFrame[] = [];
     const root = this.openTable(this.dtb, this.levels, 0n, true, true, true, from, to, budget);
     if (root) open.push(root);
@@ -181,9 +190,20 @@ export class X86AddressSpace {
       const executable = frame.executable && !record.noExecute;
       if (!record.leaf) {
         let start = frame.base + BigInt(record.index) * frame.span;
-        if (frame.level === this.levels && record.index >= 256) start |= ~((1n << BigInt(this.addressBits)) - 1n) & ((1n << 64n) - 1n);
+        if (frame.level === this.levels && record.index >= 256)
+          start |= ~((1n << BigInt(this.addressBits)) - 1n) & ((1n << 64n) - 1n);
         if (start + frame.span <= from || start >= to) continue;
-        const table = this.openTable(record.physical, frame.level - 1, start, writable, user, executable, from, to, budget);
+        const table = this.openTable(
+          record.physical,
+          frame.level - 1,
+          start,
+          writable,
+          user,
+          executable,
+          from,
+          to,
+          budget,
+        );
         if (table) open.push(table);
         continue;
       }
@@ -225,7 +245,12 @@ export class X86AddressSpace {
     budget: { tables: number },
   ): TableFrame | undefined {
     if (--budget.tables < 0) {
-      throw new VmscopeError('CORRUPT_STRUCTURE', `page tables under DTB 0x${this.dtb.toString(16)} reference more tables than the image has pages (a cycle?)`, this.image.path, tablePhysical);
+      throw new VmscopeError(
+        'CORRUPT_STRUCTURE',
+        `page tables under DTB 0x${this.dtb.toString(16)} reference more tables than the image has pages (a cycle?)`,
+        this.image.path,
+        tablePhysical,
+      );
     }
     const span = 1n << (12n + 9n * BigInt(level - 1));
     let entries: BigUint64Array;

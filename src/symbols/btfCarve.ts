@@ -31,7 +31,8 @@ export function carveVmlinuxBtf(image: MemoryImage): CarvedBtf {
   for (const hit of MultiNeedleSearcher.create([BTF_HEADER_NEEDLE]).searchImage(image)) {
     if (image.readPresent(hit.offset, header) < header.length) continue;
     const size = btfBlobSize(header);
-    if (size !== undefined && size > BTF_HEADER_BYTES && size <= MAX_BTF_BYTES) candidates.push({ physical: hit.offset, size });
+    if (size !== undefined && size > BTF_HEADER_BYTES && size <= MAX_BTF_BYTES)
+      candidates.push({ physical: hit.offset, size });
   }
   candidates.sort((a, b) => b.size - a.size || a.physical - b.physical);
 
@@ -49,6 +50,13 @@ export function carveVmlinuxBtf(image: MemoryImage): CarvedBtf {
       rejected.push(`0x${physical.toString(16)}: ${error.message}`);
     }
   }
-  const why = rejected.length === 0 ? 'no BTF header in physical memory' : `${rejected.length} candidate(s) rejected: ${rejected.slice(0, 3).join('; ')}`;
-  throw new VmscopeError('NO_PROFILE', `no vmlinux BTF found (${why}); was the kernel built with CONFIG_DEBUG_INFO_BTF?`, image.path);
+  const why =
+    rejected.length === 0
+      ? 'no BTF header in physical memory'
+      : `${rejected.length} candidate(s) rejected: ${rejected.slice(0, 3).join('; ')}`;
+  throw new VmscopeError(
+    'NO_PROFILE',
+    `no vmlinux BTF found (${why}); was the kernel built with CONFIG_DEBUG_INFO_BTF?`,
+    image.path,
+  );
 }

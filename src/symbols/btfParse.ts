@@ -50,13 +50,37 @@ export type BtfKind =
 
 /** BTF_KIND_* in numeric order (index = kind number); 0 is BTF_KIND_UNKN, never valid in a record. */
 const KINDS: readonly BtfKind[] = [
-  'void', 'int', 'ptr', 'array', 'struct', 'union', 'enum', 'fwd', 'typedef', 'volatile', 'const',
-  'restrict', 'func', 'func_proto', 'var', 'datasec', 'float', 'decl_tag', 'type_tag', 'enum64',
+  'void',
+  'int',
+  'ptr',
+  'array',
+  'struct',
+  'union',
+  'enum',
+  'fwd',
+  'typedef',
+  'volatile',
+  'const',
+  'restrict',
+  'func',
+  'func_proto',
+  'var',
+  'datasec',
+  'float',
+  'decl_tag',
+  'type_tag',
+  'enum64',
 ];
 
 /** Kinds that only name or qualify another type: resolving a type strips them. */
 export type BtfModifierKind = 'typedef' | 'volatile' | 'const' | 'restrict' | 'type_tag';
-export const MODIFIER_KINDS: ReadonlySet<BtfKind> = new Set<BtfKind>(['typedef', 'volatile', 'const', 'restrict', 'type_tag']);
+export const MODIFIER_KINDS: ReadonlySet<BtfKind> = new Set<BtfKind>([
+  'typedef',
+  'volatile',
+  'const',
+  'restrict',
+  'type_tag',
+]);
 
 export interface BtfVoid {
   readonly kind: 'void';
@@ -203,7 +227,14 @@ export type BtfNamedKind = 'struct' | 'union' | 'enum' | 'typedef';
 /** Kinds whose trailing data is fixed: bytes after the 12-byte record header. */
 const FIXED_TRAILER: Partial<Record<BtfKind, number>> = { int: 4, array: 12, var: 4, decl_tag: 4 };
 /** Kinds whose trailing data is vlen entries of this many bytes. */
-const ENTRY_BYTES: Partial<Record<BtfKind, number>> = { struct: 12, union: 12, enum: 8, func_proto: 8, datasec: 12, enum64: 12 };
+const ENTRY_BYTES: Partial<Record<BtfKind, number>> = {
+  struct: 12,
+  union: 12,
+  enum: 8,
+  func_proto: 8,
+  datasec: 12,
+  enum64: 12,
+};
 
 const INT_SIGNED = 1;
 const INT_CHAR = 2;
@@ -221,7 +252,9 @@ function corruptBtf(where: BtfLocation | undefined, blobOffset: number, what: st
 
 /** The one type a pointer, array or modifier leads to; undefined for every other kind. */
 function chainTarget(type: BtfType): number | undefined {
-  return type.kind === 'ptr' || type.kind === 'array' || MODIFIER_KINDS.has(type.kind) ? (type as BtfPointer | BtfArray | BtfModifier).type : undefined;
+  return type.kind === 'ptr' || type.kind === 'array' || MODIFIER_KINDS.has(type.kind)
+    ? (type as BtfPointer | BtfArray | BtfModifier).type
+    : undefined;
 }
 
 /**
@@ -253,7 +286,11 @@ export class BtfTypes {
   private checkReferences(): void {
     const count = this.count;
     const check = (referenced: number, id: number, role: string) => {
-      if (referenced > count) throw this.corrupt(id, `type id ${id} (${this.types[id]!.kind}) ${role} refers to type id ${referenced}, past the last type (${count})`);
+      if (referenced > count)
+        throw this.corrupt(
+          id,
+          `type id ${id} (${this.types[id]!.kind}) ${role} refers to type id ${referenced}, past the last type (${count})`,
+        );
     };
     this.types.forEach((type, id) => {
       switch (type.kind) {
@@ -309,12 +346,20 @@ export class BtfTypes {
         path.push(current);
         current = next;
       }
-      if (depths[current] === VISITING) throw this.corrupt(current, `type id ${current} (${this.types[current]!.kind}) is part of a cycle of pointers, arrays or typedefs`);
+      if (depths[current] === VISITING)
+        throw this.corrupt(
+          current,
+          `type id ${current} (${this.types[current]!.kind}) is part of a cycle of pointers, arrays or typedefs`,
+        );
       let depth = depths[current]!;
       while (path.length > 0) {
         const id = path.pop()!;
         depth += 1;
-        if (depth > MAX_CHAIN_DEPTH) throw this.corrupt(id, `type id ${id} (${this.types[id]!.kind}) starts a chain of pointers, arrays or typedefs deeper than ${MAX_CHAIN_DEPTH}`);
+        if (depth > MAX_CHAIN_DEPTH)
+          throw this.corrupt(
+            id,
+            `type id ${id} (${this.types[id]!.kind}) starts a chain of pointers, arrays or typedefs deeper than ${MAX_CHAIN_DEPTH}`,
+          );
         depths[id] = depth;
       }
     }
@@ -359,7 +404,8 @@ export class BtfTypes {
   /** The type id behind typedefs, const, volatile, restrict and type tags. */
   resolve(id: number): number {
     let current = id;
-    for (let type = this.type(current); MODIFIER_KINDS.has(type.kind); type = this.type(current)) current = (type as BtfModifier).type;
+    for (let type = this.type(current); MODIFIER_KINDS.has(type.kind); type = this.type(current))
+      current = (type as BtfModifier).type;
     return current;
   }
 
@@ -383,7 +429,8 @@ export class BtfTypes {
         break;
       case 'array':
         size = type.count === 0 ? 0 : type.count * this.sizeOf(type.type);
-        if (size > MAX_TYPE_SIZE) throw this.corrupt(id, `array type id ${id} of ${type.count} elements is larger than 4 GiB`);
+        if (size > MAX_TYPE_SIZE)
+          throw this.corrupt(id, `array type id ${id} of ${type.count} elements is larger than 4 GiB`);
         break;
       case 'typedef':
       case 'volatile':
@@ -408,23 +455,35 @@ export class BtfTypes {
     const cached = this.fieldCache.get(id);
     if (cached) return cached;
     const composite = this.type(id);
-    if (composite.kind !== 'struct' && composite.kind !== 'union') throw this.corrupt(id, `type id ${id} (${composite.kind}) is not a struct or union`);
+    if (composite.kind !== 'struct' && composite.kind !== 'union')
+      throw this.corrupt(id, `type id ${id} (${composite.kind}) is not a struct or union`);
     const fields = composite.members.map((member, index): BtfField => {
-      const what = () => `member ${index} (${member.name || 'anonymous'}) of ${composite.kind} ${composite.name || `type id ${id}`}`;
+      const what = () =>
+        `member ${index} (${member.name || 'anonymous'}) of ${composite.kind} ${composite.name || `type id ${id}`}`;
       const resolvedType = this.resolve(member.type);
       const resolved = this.type(resolvedType);
       let { bitOffset } = member;
       let bitSize = member.bitfieldSize;
-      if (bitSize === 0 && resolved.kind === 'int' && (resolved.bitOffset !== 0 || resolved.bits !== resolved.size * 8)) {
+      if (
+        bitSize === 0 &&
+        resolved.kind === 'int' &&
+        (resolved.bitOffset !== 0 || resolved.bits !== resolved.size * 8)
+      ) {
         bitOffset += resolved.bitOffset;
         bitSize = resolved.bits;
       }
       if (bitSize > 0) {
-        if (resolved.kind !== 'int' && resolved.kind !== 'enum' && resolved.kind !== 'enum64') throw this.corrupt(id, `${what()} is a bitfield of ${resolved.kind}`);
-        if (bitSize > resolved.size * 8 || bitOffset + bitSize > composite.size * 8) throw this.corrupt(id, `${what()}: bitfield ${bitOffset}+${bitSize} bits does not fit`);
+        if (resolved.kind !== 'int' && resolved.kind !== 'enum' && resolved.kind !== 'enum64')
+          throw this.corrupt(id, `${what()} is a bitfield of ${resolved.kind}`);
+        if (bitSize > resolved.size * 8 || bitOffset + bitSize > composite.size * 8)
+          throw this.corrupt(id, `${what()}: bitfield ${bitOffset}+${bitSize} bits does not fit`);
       } else {
         if (bitOffset % 8 !== 0) throw this.corrupt(id, `${what()} is not byte aligned (bit offset ${bitOffset})`);
-        if (bitOffset / 8 + this.sizeOf(member.type) > composite.size) throw this.corrupt(id, `${what()} at byte ${bitOffset / 8} runs past the ${composite.size}-byte ${composite.kind}`);
+        if (bitOffset / 8 + this.sizeOf(member.type) > composite.size)
+          throw this.corrupt(
+            id,
+            `${what()} at byte ${bitOffset / 8} runs past the ${composite.size}-byte ${composite.kind}`,
+          );
       }
       return { name: member.name, type: member.type, resolvedType, bitOffset, bitSize };
     });
@@ -448,14 +507,17 @@ export function parseBtf(bytes: Uint8Array, where?: BtfLocation): BtfTypes {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const fail = (blobOffset: number, what: string) => corruptBtf(where, blobOffset, what);
 
-  if (bytes.length < BTF_HEADER_BYTES) throw fail(0, `blob of ${bytes.length} bytes is shorter than the ${BTF_HEADER_BYTES}-byte header`);
+  if (bytes.length < BTF_HEADER_BYTES)
+    throw fail(0, `blob of ${bytes.length} bytes is shorter than the ${BTF_HEADER_BYTES}-byte header`);
   if (view.getUint16(0, true) !== BTF_MAGIC) throw fail(0, `bad magic 0x${view.getUint16(0, true).toString(16)}`);
   if (bytes[2] !== 1) throw fail(2, `unsupported version ${bytes[2]}`);
   if (bytes[3] !== 0) throw fail(3, `unsupported flags 0x${bytes[3]!.toString(16)}`);
   const headerLength = view.getUint32(4, true);
-  if (headerLength < BTF_HEADER_BYTES || headerLength > bytes.length) throw fail(4, `header length ${headerLength} is outside 24..${bytes.length}`);
+  if (headerLength < BTF_HEADER_BYTES || headerLength > bytes.length)
+    throw fail(4, `header length ${headerLength} is outside 24..${bytes.length}`);
   // A longer header is a newer format; the kernel accepts it only when the extra bytes are zero.
-  for (let at = BTF_HEADER_BYTES; at < headerLength; at++) if (bytes[at] !== 0) throw fail(at, 'unknown non-zero header field');
+  for (let at = BTF_HEADER_BYTES; at < headerLength; at++)
+    if (bytes[at] !== 0) throw fail(at, 'unknown non-zero header field');
   const typeOffset = view.getUint32(8, true);
   const typeLength = view.getUint32(12, true);
   const stringOffset = view.getUint32(16, true);
@@ -464,8 +526,10 @@ export function parseBtf(bytes: Uint8Array, where?: BtfLocation): BtfTypes {
   const typeEnd = typeStart + typeLength;
   const stringStart = headerLength + stringOffset;
   const stringEnd = stringStart + stringLength;
-  if (typeEnd > bytes.length) throw fail(8, `type section ${typeOffset}+${typeLength} runs past the ${bytes.length}-byte blob`);
-  if (stringEnd > bytes.length) throw fail(16, `string section ${stringOffset}+${stringLength} runs past the ${bytes.length}-byte blob`);
+  if (typeEnd > bytes.length)
+    throw fail(8, `type section ${typeOffset}+${typeLength} runs past the ${bytes.length}-byte blob`);
+  if (stringEnd > bytes.length)
+    throw fail(16, `string section ${stringOffset}+${stringLength} runs past the ${bytes.length}-byte blob`);
   if (typeOffset % 4 !== 0) throw fail(8, `type section offset ${typeOffset} is not 4-byte aligned`);
   if (typeStart < stringEnd && stringStart < typeEnd) throw fail(8, 'type and string sections overlap');
   if (stringLength === 0 || bytes[stringStart] !== 0 || bytes[stringEnd - 1] !== 0) {
@@ -475,13 +539,14 @@ export function parseBtf(bytes: Uint8Array, where?: BtfLocation): BtfTypes {
   // Latin-1 maps each byte to one UTF-16 unit, so string offsets index the decoded text directly.
   const strings = new TextDecoder('latin1').decode(bytes.subarray(stringStart, stringEnd));
   const nameAt = (nameOffset: number, recordOffset: number): string => {
-    if (nameOffset >= stringLength) throw fail(recordOffset, `name offset ${nameOffset} is past the ${stringLength}-byte string section`);
+    if (nameOffset >= stringLength)
+      throw fail(recordOffset, `name offset ${nameOffset} is past the ${stringLength}-byte string section`);
     return nameOffset === 0 ? '' : strings.slice(nameOffset, strings.indexOf('\0', nameOffset));
   };
 
   const types: BtfType[] = [{ kind: 'void', name: '' }];
   const recordOffsets: number[] = [0];
-  for (let at = typeStart; at < typeEnd; ) {
+  for (let at = typeStart; at < typeEnd;) {
     const id = types.length;
     if (id > MAX_TYPES) throw fail(at, `more than ${MAX_TYPES} types`);
     if (at + TYPE_RECORD_BYTES > typeEnd) throw fail(at, `type id ${id}: record header runs past the type section`);
@@ -493,8 +558,9 @@ export function parseBtf(bytes: Uint8Array, where?: BtfLocation): BtfTypes {
     if (kind === undefined || kind === 'void') throw fail(at, `type id ${id}: unknown kind ${kindNumber}`);
     if ((info & 0x60ff0000) !== 0) throw fail(at, `type id ${id}: unused info bits set (0x${info.toString(16)})`);
     const entryBytes = ENTRY_BYTES[kind];
-    if (entryBytes === undefined && vlen !== 0 && kind !== 'func') throw fail(at, `type id ${id} (${kind}) has vlen ${vlen}, which its kind does not use`);
-    const trailer = entryBytes === undefined ? FIXED_TRAILER[kind] ?? 0 : vlen * entryBytes;
+    if (entryBytes === undefined && vlen !== 0 && kind !== 'func')
+      throw fail(at, `type id ${id} (${kind}) has vlen ${vlen}, which its kind does not use`);
+    const trailer = entryBytes === undefined ? (FIXED_TRAILER[kind] ?? 0) : vlen * entryBytes;
     const body = at + TYPE_RECORD_BYTES;
     if (body + trailer > typeEnd) throw fail(at, `type id ${id} (${kind}, vlen ${vlen}) runs past the type section`);
     const name = nameAt(view.getUint32(at, true), at);
@@ -504,7 +570,16 @@ export function parseBtf(bytes: Uint8Array, where?: BtfLocation): BtfTypes {
     at = body + trailer;
   }
 
-  function parseRecord(kind: Exclude<BtfKind, 'void'>, name: string, sizeOrType: number, vlen: number, kindFlag: boolean, body: number, at: number, id: number): BtfType {
+  function parseRecord(
+    kind: Exclude<BtfKind, 'void'>,
+    name: string,
+    sizeOrType: number,
+    vlen: number,
+    kindFlag: boolean,
+    body: number,
+    at: number,
+    id: number,
+  ): BtfType {
     switch (kind) {
       case 'int': {
         const encoding = view.getUint32(body, true);
@@ -512,15 +587,35 @@ export function parseBtf(bytes: Uint8Array, where?: BtfLocation): BtfTypes {
         const bitOffset = (encoding >>> 16) & 0xff;
         const bits = encoding & 0xff;
         if (![1, 2, 4, 8, 16].includes(sizeOrType)) throw fail(at, `int type id ${id} has size ${sizeOrType}`);
-        if ((encoding & 0xf0000000) !== 0 || ![0, INT_SIGNED, INT_CHAR, INT_BOOL].includes(flags) || bits === 0 || bitOffset + bits > sizeOrType * 8) {
+        if (
+          (encoding & 0xf0000000) !== 0 ||
+          ![0, INT_SIGNED, INT_CHAR, INT_BOOL].includes(flags) ||
+          bits === 0 ||
+          bitOffset + bits > sizeOrType * 8
+        ) {
           throw fail(at, `int type id ${id} has a bad encoding 0x${encoding.toString(16)}`);
         }
-        return { kind, name, size: sizeOrType, signed: (flags & INT_SIGNED) !== 0, char: (flags & INT_CHAR) !== 0, bool: (flags & INT_BOOL) !== 0, bitOffset, bits };
+        return {
+          kind,
+          name,
+          size: sizeOrType,
+          signed: (flags & INT_SIGNED) !== 0,
+          char: (flags & INT_CHAR) !== 0,
+          bool: (flags & INT_BOOL) !== 0,
+          bitOffset,
+          bits,
+        };
       }
       case 'ptr':
         return { kind, name, type: sizeOrType };
       case 'array':
-        return { kind, name, type: view.getUint32(body, true), indexType: view.getUint32(body + 4, true), count: view.getUint32(body + 8, true) };
+        return {
+          kind,
+          name,
+          type: view.getUint32(body, true),
+          indexType: view.getUint32(body + 4, true),
+          count: view.getUint32(body + 8, true),
+        };
       case 'struct':
       case 'union': {
         const members: BtfMember[] = new Array(vlen);
@@ -548,7 +643,10 @@ export function parseBtf(bytes: Uint8Array, where?: BtfLocation): BtfTypes {
           } else {
             const entry = body + i * 12;
             const raw = (BigInt(view.getUint32(entry + 8, true)) << 32n) | BigInt(view.getUint32(entry + 4, true));
-            values[i] = { name: nameAt(view.getUint32(entry, true), entry), value: kindFlag ? BigInt.asIntN(64, raw) : raw };
+            values[i] = {
+              name: nameAt(view.getUint32(entry, true), entry),
+              value: kindFlag ? BigInt.asIntN(64, raw) : raw,
+            };
           }
         }
         return { kind, name, size: sizeOrType, signed: kindFlag, values };
@@ -578,7 +676,11 @@ export function parseBtf(bytes: Uint8Array, where?: BtfLocation): BtfTypes {
         const vars: BtfDatasecVar[] = new Array(vlen);
         for (let i = 0; i < vlen; i++) {
           const entry = body + i * 12;
-          vars[i] = { type: view.getUint32(entry, true), offset: view.getUint32(entry + 4, true), size: view.getUint32(entry + 8, true) };
+          vars[i] = {
+            type: view.getUint32(entry, true),
+            offset: view.getUint32(entry + 4, true),
+            size: view.getUint32(entry + 8, true),
+          };
         }
         return { kind, name, size: sizeOrType, vars };
       }
@@ -600,5 +702,8 @@ export function btfBlobSize(header: Uint8Array): number | undefined {
   if (view.getUint16(0, true) !== BTF_MAGIC || header[2] !== 1 || header[3] !== 0) return undefined;
   const headerLength = view.getUint32(4, true);
   if (headerLength < BTF_HEADER_BYTES) return undefined;
-  return headerLength + Math.max(view.getUint32(8, true) + view.getUint32(12, true), view.getUint32(16, true) + view.getUint32(20, true));
+  return (
+    headerLength +
+    Math.max(view.getUint32(8, true) + view.getUint32(12, true), view.getUint32(16, true) + view.getUint32(20, true))
+  );
 }

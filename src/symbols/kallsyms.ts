@@ -68,16 +68,31 @@ export function decodeKallsyms(space: X86AddressSpace, location: KallsymsLocatio
   const namesEnd = location.markers ?? location.tokenTable;
   const namesBytes = namesEnd - location.names;
   if (namesBytes <= 0n || namesBytes > BigInt(MAX_NAMES_BYTES)) {
-    throw corrupt(space, location.names, `kallsyms_names ${hex(location.names)} to ${hex(namesEnd)} is not a plausible table (0 to ${MAX_NAMES_BYTES} bytes)`);
+    throw corrupt(
+      space,
+      location.names,
+      `kallsyms_names ${hex(location.names)} to ${hex(namesEnd)} is not a plausible table (0 to ${MAX_NAMES_BYTES} bytes)`,
+    );
   }
   const count = symbolCount(space, location.numSyms, Number(namesBytes));
   const tokens = readTokens(space, location.tokenTable, location.tokenIndex);
-  const names = expandNames(space, location.names, readRegion(space, location.names, Number(namesBytes), 'kallsyms_names'), count, tokens);
+  const names = expandNames(
+    space,
+    location.names,
+    readRegion(space, location.names, Number(namesBytes), 'kallsyms_names'),
+    count,
+    tokens,
+  );
   const { addresses, absolute } = readAddresses(space, location, count, names);
   const symbols = new Array<KernelSymbol>(count);
   for (let i = 0; i < count; i++) {
     const start = names.starts[i]!;
-    symbols[i] = { name: names.text.slice(start + 1, names.starts[i + 1]), address: addresses[i]!, type: names.text[start]!, absolute: absolute[i] === 1 };
+    symbols[i] = {
+      name: names.text.slice(start + 1, names.starts[i + 1]),
+      address: addresses[i]!,
+      type: names.text[start]!,
+      absolute: absolute[i] === 1,
+    };
   }
   return symbols;
 }
@@ -106,7 +121,11 @@ interface TokenTable {
 function readTokens(space: X86AddressSpace, tokenTable: bigint, tokenIndex: bigint): TokenTable {
   const tableBytes = tokenIndex - tokenTable;
   if (tableBytes <= 0n || tableBytes > BigInt(MAX_TOKEN_TABLE_BYTES)) {
-    throw corrupt(space, tokenTable, `kallsyms_token_index ${hex(tokenIndex)} does not follow kallsyms_token_table ${hex(tokenTable)} within ${MAX_TOKEN_TABLE_BYTES} bytes`);
+    throw corrupt(
+      space,
+      tokenTable,
+      `kallsyms_token_index ${hex(tokenIndex)} does not follow kallsyms_token_table ${hex(tokenTable)} within ${MAX_TOKEN_TABLE_BYTES} bytes`,
+    );
   }
   const table = readRegion(space, tokenTable, Number(tableBytes), 'kallsyms_token_table');
   const index = new DataView(readRegion(space, tokenIndex, TOKEN_INDEX_BYTES, 'kallsyms_token_index').buffer);
@@ -116,7 +135,8 @@ function readTokens(space: X86AddressSpace, tokenTable: bigint, tokenIndex: bigi
     const offset = index.getUint16(2 * token, true);
     const end = offset < table.length ? table.indexOf(0, offset) : -1;
     if (end < 0) {
-      const problem = offset < table.length ? 'has no NUL terminator before the end of the table' : 'lies past the end of the table';
+      const problem =
+        offset < table.length ? 'has no NUL terminator before the end of the table' : 'lies past the end of the table';
       throw corrupt(
         space,
         tokenTable + BigInt(offset),
@@ -140,7 +160,13 @@ interface ExpandedNames {
  * into one buffer decoded once; per-symbol strings are then slices of it, which keeps a
  * hundred thousand token concatenations (and their garbage) out of the hot path.
  */
-function expandNames(space: X86AddressSpace, base: bigint, names: Uint8Array, count: number, tokens: TokenTable): ExpandedNames {
+function expandNames(
+  space: X86AddressSpace,
+  base: bigint,
+  names: Uint8Array,
+  count: number,
+  tokens: TokenTable,
+): ExpandedNames {
   const starts = new Uint32Array(count + 1);
   const entryEnds = new Uint32Array(count);
   let at = 0;
@@ -148,12 +174,20 @@ function expandNames(space: X86AddressSpace, base: bigint, names: Uint8Array, co
   for (let i = 0; i < count; i++) {
     const next = nextNameEntry(names, at);
     if (next < 0) {
-      throw corrupt(space, base + BigInt(at), `kallsyms_names at ${hex(base)}: entry ${i} of ${count} at ${hex(base + BigInt(at))} runs past the end of the names region (${names.length} bytes)`);
+      throw corrupt(
+        space,
+        base + BigInt(at),
+        `kallsyms_names at ${hex(base)}: entry ${i} of ${count} at ${hex(base + BigInt(at))} runs past the end of the names region (${names.length} bytes)`,
+      );
     }
     let characters = 0;
     for (let j = at + (names[at]! & 0x80 ? 2 : 1); j < next; j++) characters += tokens.length[names[j]!]!;
     if (characters === 0 || characters > MAX_EXPANDED_NAME) {
-      throw corrupt(space, base + BigInt(at), `kallsyms_names entry ${i} at ${hex(base + BigInt(at))} expands to ${characters} characters (a type letter and a name of at most ${MAX_EXPANDED_NAME - 1})`);
+      throw corrupt(
+        space,
+        base + BigInt(at),
+        `kallsyms_names entry ${i} at ${hex(base + BigInt(at))} expands to ${characters} characters (a type letter and a name of at most ${MAX_EXPANDED_NAME - 1})`,
+      );
     }
     starts[i] = total;
     entryEnds[i] = next;
@@ -179,11 +213,18 @@ function expandNames(space: X86AddressSpace, base: bigint, names: Uint8Array, co
   return { text: expanded.toString('latin1'), starts };
 }
 
-function readAddresses(space: X86AddressSpace, location: KallsymsLocation, count: number, names: ExpandedNames): AddressTable {
+function readAddresses(
+  space: X86AddressSpace,
+  location: KallsymsLocation,
+  count: number,
+  names: ExpandedNames,
+): AddressTable {
   if (location.offsets !== undefined) {
     const offsets = new Int32Array(readRegion(space, location.offsets, 4 * count, 'kallsyms_offsets').buffer);
     if (location.relativeBase === undefined) return placeRelativeAddresses(offsets, location.offsets);
-    const relativeBase = new DataView(readRegion(space, location.relativeBase, 8, 'kallsyms_relative_base').buffer).getBigUint64(0, true);
+    const relativeBase = new DataView(
+      readRegion(space, location.relativeBase, 8, 'kallsyms_relative_base').buffer,
+    ).getBigUint64(0, true);
     return relativeAddresses(offsets, relativeBase);
   }
   if (location.addresses !== undefined) {
@@ -193,7 +234,12 @@ function readAddresses(space: X86AddressSpace, location: KallsymsLocation, count
     for (let i = 0; i < count; i++) absolute[i] = names.text[names.starts[i]!]!.toUpperCase() === 'A' ? 1 : 0;
     return { addresses, absolute };
   }
-  throw new VmscopeError('NO_PROFILE', 'kallsyms location has neither kallsyms_offsets nor kallsyms_addresses', space.image.path, location.names);
+  throw new VmscopeError(
+    'NO_PROFILE',
+    'kallsyms location has neither kallsyms_offsets nor kallsyms_addresses',
+    space.image.path,
+    location.names,
+  );
 }
 
 function corrupt(space: X86AddressSpace, address: bigint, message: string): VmscopeError {

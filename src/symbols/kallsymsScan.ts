@@ -103,12 +103,25 @@ export function findKallsyms(space: X86AddressSpace, searchFrom: bigint, searchT
       }
     }
   }
-  const why = runs === 0 ? 'no run of the tokens "0" to "9" (a kallsyms token table) is mapped there' : `${runs} run(s) of the tokens "0" to "9" rejected: ${misses.join('; ')}`;
-  throw new VmscopeError('NO_PROFILE', `no kallsyms tables in ${hex(searchFrom)}–${hex(searchTo)}: ${why}`, space.image.path, searchFrom);
+  const why =
+    runs === 0
+      ? 'no run of the tokens "0" to "9" (a kallsyms token table) is mapped there'
+      : `${runs} run(s) of the tokens "0" to "9" rejected: ${misses.join('; ')}`;
+  throw new VmscopeError(
+    'NO_PROFILE',
+    `no kallsyms tables in ${hex(searchFrom)}–${hex(searchTo)}: ${why}`,
+    space.image.path,
+    searchFrom,
+  );
 }
 
 /** Tables around one digit run, for either label alignment; the budget counts runs that index a token table. */
-function locationAround(space: X86AddressSpace, span: Span, anchor: bigint, budget: ScanBudget): KallsymsLocation | string {
+function locationAround(
+  space: X86AddressSpace,
+  span: Span,
+  anchor: bigint,
+  budget: ScanBudget,
+): KallsymsLocation | string {
   const misses = new Set<string>();
   let indexed = false;
   for (const alignment of TABLE_ALIGNMENTS) {
@@ -126,12 +139,26 @@ function locationAround(space: X86AddressSpace, span: Span, anchor: bigint, budg
   return [...misses].join('; or ');
 }
 
-function tablesBeforeAndAfter(space: X86AddressSpace, span: Span, tokens: TokenTables, alignment: TableAlignment): KallsymsLocation | string {
+function tablesBeforeAndAfter(
+  space: X86AddressSpace,
+  span: Span,
+  tokens: TokenTables,
+  alignment: TableAlignment,
+): KallsymsLocation | string {
   const names = namesBefore(space, span, tokens.tokenTable, alignment);
-  if (!names) return `no kallsyms_num_syms and kallsyms_names before the token table at ${hex(tokens.tokenTable)} end at consistent kallsyms_markers`;
+  if (!names)
+    return `no kallsyms_num_syms and kallsyms_names before the token table at ${hex(tokens.tokenTable)} end at consistent kallsyms_markers`;
   const addresses = addressTables(space, tokens, names, alignment);
-  if (!addresses) return `kallsyms_names at ${hex(names.names)} checks out, but no kallsyms_offsets or kallsyms_addresses beside it holds sorted, mapped addresses`;
-  return { names: names.names, numSyms: names.numSyms, markers: names.markers, tokenTable: tokens.tokenTable, tokenIndex: tokens.tokenIndex, ...addresses };
+  if (!addresses)
+    return `kallsyms_names at ${hex(names.names)} checks out, but no kallsyms_offsets or kallsyms_addresses beside it holds sorted, mapped addresses`;
+  return {
+    names: names.names,
+    numSyms: names.numSyms,
+    markers: names.markers,
+    tokenTable: tokens.tokenTable,
+    tokenIndex: tokens.tokenIndex,
+    ...addresses,
+  };
 }
 
 /** Mapped virtual ranges clipped to [from, to), runs that touch merged: tables may straddle pages of different permissions. */
@@ -152,11 +179,16 @@ function mappedSpans(space: X86AddressSpace, from: bigint, to: bigint): Span[] {
 function* digitTokenRuns(space: X86AddressSpace, span: Span): Generator<bigint> {
   const chunk = Buffer.alloc(SCAN_CHUNK_BYTES);
   const overlap = DIGIT_TOKENS.length - 1;
-  for (let at = span.start; ; ) {
+  for (let at = span.start; ;) {
     const remaining = span.end - at;
-    const data = readMapped(space, at, chunk.subarray(0, remaining < BigInt(chunk.length) ? Number(remaining) : chunk.length));
+    const data = readMapped(
+      space,
+      at,
+      chunk.subarray(0, remaining < BigInt(chunk.length) ? Number(remaining) : chunk.length),
+    );
     // A run found here ends inside this chunk, so it starts before the next chunk does: none is reported twice.
-    for (let hit = data.indexOf(DIGIT_TOKENS); hit >= 0; hit = data.indexOf(DIGIT_TOKENS, hit + 1)) yield at + BigInt(hit);
+    for (let hit = data.indexOf(DIGIT_TOKENS); hit >= 0; hit = data.indexOf(DIGIT_TOKENS, hit + 1))
+      yield at + BigInt(hit);
     if (at + BigInt(data.length) >= span.end) return;
     at += BigInt(data.length - overlap);
   }
@@ -167,7 +199,12 @@ function* digitTokenRuns(space: X86AddressSpace, span: Span): Generator<bigint> 
  * at `anchor`, so a candidate index gives the table's start; the index must then walk the whole
  * table, each token starting right after the previous NUL, up to the index's own aligned start.
  */
-function tokenTablesAround(space: X86AddressSpace, span: Span, anchor: bigint, alignment: TableAlignment): TokenTables | undefined {
+function tokenTablesAround(
+  space: X86AddressSpace,
+  span: Span,
+  anchor: bigint,
+  alignment: TableAlignment,
+): TokenTables | undefined {
   const lowest = anchor - TOKEN_OFFSET_RANGE > span.start ? anchor - TOKEN_OFFSET_RANGE : span.start;
   const windowStart = alignUpAddress(lowest, alignment);
   const highest = anchor + BigInt(MAX_TOKEN_TABLE_BYTES + TOKEN_INDEX_BYTES);
@@ -176,7 +213,11 @@ function tokenTablesAround(space: X86AddressSpace, span: Span, anchor: bigint, a
   const bytes = readMapped(space, windowStart, new Uint8Array(Number(windowEnd - windowStart)));
   const view = new DataView(bytes.buffer);
   const anchorAt = Number(anchor - windowStart);
-  for (let index = alignUp(anchorAt + DIGIT_TOKENS.length, alignment); index + TOKEN_INDEX_BYTES <= bytes.length; index += alignment) {
+  for (
+    let index = alignUp(anchorAt + DIGIT_TOKENS.length, alignment);
+    index + TOKEN_INDEX_BYTES <= bytes.length;
+    index += alignment
+  ) {
     if (view.getUint16(index, true) !== 0) continue;
     const table = anchorAt - view.getUint16(index + 2 * FIRST_DIGIT_TOKEN, true);
     if (table < 0 || table % alignment !== 0) continue;
@@ -204,7 +245,12 @@ function indexWalksTable(table: Uint8Array, view: DataView, index: number, align
  * name entries ending at kallsyms_markers, which sits where the token table's start, N and the
  * marker width put it.
  */
-function namesBefore(space: X86AddressSpace, span: Span, tokenTable: bigint, alignment: TableAlignment): NamesTables | undefined {
+function namesBefore(
+  space: X86AddressSpace,
+  span: Span,
+  tokenTable: bigint,
+  alignment: TableAlignment,
+): NamesTables | undefined {
   const spanStart = alignUpAddress(span.start, alignment);
   let checkedFrom = tokenTable;
   for (let windowBytes = FIRST_NAMES_WINDOW; ; windowBytes *= 4) {
@@ -215,7 +261,13 @@ function namesBefore(space: X86AddressSpace, span: Span, tokenTable: bigint, ali
     const view = new DataView(bytes.buffer);
     for (let names = Number(checkedFrom - start) - alignment; names >= alignment; names -= alignment) {
       const found = namesAt(bytes, view, names, alignment);
-      if (found) return { numSyms: start + BigInt(names - alignment), names: start + BigInt(names), markers: start + BigInt(found.markers), count: found.count };
+      if (found)
+        return {
+          numSyms: start + BigInt(names - alignment),
+          names: start + BigInt(names),
+          markers: start + BigInt(found.markers),
+          count: found.count,
+        };
     }
     if (start === spanStart || windowBytes >= MAX_NAMES_TO_TOKENS) return undefined;
     checkedFrom = start + BigInt(alignment);
@@ -223,26 +275,41 @@ function namesBefore(space: X86AddressSpace, span: Span, tokenTable: bigint, ali
 }
 
 /** `bytes` ends at the token table; `names` is a candidate start of kallsyms_names in it. */
-function namesAt(bytes: Uint8Array, view: DataView, names: number, alignment: TableAlignment): { count: number; markers: number } | undefined {
+function namesAt(
+  bytes: Uint8Array,
+  view: DataView,
+  names: number,
+  alignment: TableAlignment,
+): { count: number; markers: number } | undefined {
   const count = view.getUint32(names - alignment, true);
-  if (count === 0 || count > MAX_SYMBOLS || (alignment === 8 && view.getUint32(names - 4, true) !== 0)) return undefined;
+  if (count === 0 || count > MAX_SYMBOLS || (alignment === 8 && view.getUint32(names - 4, true) !== 0))
+    return undefined;
   if (names + count * MIN_NAME_ENTRY_BYTES > bytes.length) return undefined;
   const markerCount = Math.ceil(count / SYMBOLS_PER_MARKER);
   for (const width of MARKER_WIDTHS) {
     for (const seqsOfNames of [0, alignUp(3 * count, alignment)]) {
       const markers = bytes.length - seqsOfNames - alignUp(width * markerCount, alignment);
       if (markers < names + count * MIN_NAME_ENTRY_BYTES || marker(view, markers, 0, width) !== 0) continue;
-      if (namesEndAtMarkers(bytes.subarray(0, markers), view, names, count, width, alignment)) return { count, markers };
+      if (namesEndAtMarkers(bytes.subarray(0, markers), view, names, count, width, alignment))
+        return { count, markers };
     }
   }
   return undefined;
 }
 
-function namesEndAtMarkers(stream: Uint8Array, view: DataView, names: number, count: number, width: number, alignment: TableAlignment): boolean {
+function namesEndAtMarkers(
+  stream: Uint8Array,
+  view: DataView,
+  names: number,
+  count: number,
+  width: number,
+  alignment: TableAlignment,
+): boolean {
   const markers = stream.length;
   let at = names;
   for (let i = 0; i < count; i++) {
-    if (i % SYMBOLS_PER_MARKER === 0 && marker(view, markers, i / SYMBOLS_PER_MARKER, width) !== at - names) return false;
+    if (i % SYMBOLS_PER_MARKER === 0 && marker(view, markers, i / SYMBOLS_PER_MARKER, width) !== at - names)
+      return false;
     at = nextNameEntry(stream, at);
     if (at < 0) return false;
   }
@@ -254,21 +321,37 @@ function marker(view: DataView, markers: number, index: number, width: number): 
   return width === 8 && view.getUint32(at + 4, true) !== 0 ? -1 : view.getUint32(at, true);
 }
 
-function addressTables(space: X86AddressSpace, tokens: TokenTables, names: NamesTables, alignment: TableAlignment): AddressTables | undefined {
+function addressTables(
+  space: X86AddressSpace,
+  tokens: TokenTables,
+  names: NamesTables,
+  alignment: TableAlignment,
+): AddressTables | undefined {
   const { count } = names;
   const offsetsAfterIndex = tokens.tokenIndex + BigInt(TOKEN_INDEX_BYTES);
   // 7.0 made the offsets place-relative and the labels 4-aligned in one change: …, token_index, offsets.
-  if (alignment === 4) return placeRelativePlausible(space, offsetsAfterIndex, count) ? { offsets: offsetsAfterIndex } : undefined;
+  if (alignment === 4)
+    return placeRelativePlausible(space, offsetsAfterIndex, count) ? { offsets: offsetsAfterIndex } : undefined;
   // …, token_table, token_index, offsets, relative_base: 6.4 to 6.19
-  const afterIndex = { offsets: offsetsAfterIndex, relativeBase: offsetsAfterIndex + BigInt(alignUp(4 * count, alignment)) };
-  if (plausible(space, () => relativeTable(space, afterIndex.offsets, afterIndex.relativeBase, count))) return afterIndex;
+  const afterIndex = {
+    offsets: offsetsAfterIndex,
+    relativeBase: offsetsAfterIndex + BigInt(alignUp(4 * count, alignment)),
+  };
+  if (plausible(space, () => relativeTable(space, afterIndex.offsets, afterIndex.relativeBase, count)))
+    return afterIndex;
   // offsets, relative_base, num_syms, names, …: up to 6.3
   const relativeBase = names.numSyms - 8n;
   const beforeCount = { offsets: relativeBase - BigInt(alignUp(4 * count, alignment)), relativeBase };
-  if (plausible(space, () => relativeTable(space, beforeCount.offsets, beforeCount.relativeBase, count))) return beforeCount;
+  if (plausible(space, () => relativeTable(space, beforeCount.offsets, beforeCount.relativeBase, count)))
+    return beforeCount;
   // addresses, num_syms, names, …: !KALLSYMS_BASE_RELATIVE
   const addresses = names.numSyms - BigInt(8 * count);
-  if (plausible(space, () => ({ addresses: new BigUint64Array(readRegion(space, addresses, 8 * count, 'kallsyms_addresses').buffer) }))) return { addresses };
+  if (
+    plausible(space, () => ({
+      addresses: new BigUint64Array(readRegion(space, addresses, 8 * count, 'kallsyms_addresses').buffer),
+    }))
+  )
+    return { addresses };
   return undefined;
 }
 
@@ -290,7 +373,12 @@ function placeRelativePlausible(space: X86AddressSpace, offsets: bigint, count: 
   return descents <= count * MAX_DESCENT_FRACTION && space.tryTranslate(offsets + BigInt(values[0]!)) !== undefined;
 }
 
-function relativeTable(space: X86AddressSpace, offsets: bigint, relativeBase: bigint, count: number): AddressTable | undefined {
+function relativeTable(
+  space: X86AddressSpace,
+  offsets: bigint,
+  relativeBase: bigint,
+  count: number,
+): AddressTable | undefined {
   const base = new DataView(readRegion(space, relativeBase, 8, 'kallsyms_relative_base').buffer).getBigUint64(0, true);
   if (base < KERNEL_HALF) return undefined;
   return relativeAddresses(offsetsArray(space, offsets, count), base);
@@ -318,7 +406,11 @@ function plausible(space: X86AddressSpace, read: () => Pick<AddressTable, 'addre
     if (i > 0 && address < addresses[i - 1]!) descents += 1;
     firstKernel ??= address >= KERNEL_HALF ? address : undefined;
   }
-  return descents <= addresses.length * MAX_DESCENT_FRACTION && firstKernel !== undefined && space.tryTranslate(firstKernel) !== undefined;
+  return (
+    descents <= addresses.length * MAX_DESCENT_FRACTION &&
+    firstKernel !== undefined &&
+    space.tryTranslate(firstKernel) !== undefined
+  );
 }
 
 /**
@@ -333,7 +425,7 @@ function readMapped<T extends Uint8Array>(space: X86AddressSpace, start: bigint,
     if (!(error instanceof VmscopeError)) throw error;
   }
   into.fill(0);
-  for (let done = 0; done < into.length; ) {
+  for (let done = 0; done < into.length;) {
     const at = start + BigInt(done);
     const end = Math.min(into.length, done + PAGE_BYTES - Number(at % BigInt(PAGE_BYTES)));
     try {

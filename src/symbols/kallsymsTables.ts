@@ -77,7 +77,12 @@ export function readRegion(space: X86AddressSpace, address: bigint, length: numb
     space.read(address, bytes);
   } catch (error) {
     if (!(error instanceof VmscopeError)) throw error;
-    throw new VmscopeError(error.code, `${what} at ${hex(address)} (${length} bytes): ${error.message}`, space.image.path, error.offset);
+    throw new VmscopeError(
+      error.code,
+      `${what} at ${hex(address)} (${length} bytes): ${error.message}`,
+      space.image.path,
+      error.offset,
+    );
   }
   return bytes;
 }

@@ -47,7 +47,9 @@ export class Profile {
       // Local names repeat (static functions in several files); a global definition wins.
       if (!known || (isLocal(known) && !isLocal(symbol))) this.byName.set(symbol.name, symbol);
     }
-    this.sorted = symbolList.filter((symbol) => !symbol.absolute).sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+    this.sorted = symbolList
+      .filter((symbol) => !symbol.absolute)
+      .sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
   }
 
   symbol(name: string): bigint | undefined {
@@ -86,7 +88,8 @@ export class Profile {
   /** Every symbol starting exactly at `address` (aliases share addresses). */
   symbolsAt(address: bigint): ProfileSymbol[] {
     const found: ProfileSymbol[] = [];
-    for (let index = this.firstAbove(address) - 1; index >= 0 && this.sorted[index]!.address === address; index--) found.push(this.sorted[index]!);
+    for (let index = this.firstAbove(address) - 1; index >= 0 && this.sorted[index]!.address === address; index--)
+      found.push(this.sorted[index]!);
     return found.reverse();
   }
 
@@ -110,10 +113,15 @@ export class Profile {
     for (const part of path.split('.')) {
       const container = current.type;
       if (container.kind !== 'struct' && container.kind !== 'union' && container.kind !== 'class') {
-        throw new VmscopeError('NO_PROFILE', `"${path}" of ${typeName}: "${part}" is not inside a struct or union`, this.source);
+        throw new VmscopeError(
+          'NO_PROFILE',
+          `"${path}" of ${typeName}: "${part}" is not inside a struct or union`,
+          this.source,
+        );
       }
       const found = this.memberOf(container.name, part, 0);
-      if (!found) throw new VmscopeError('NO_PROFILE', `${container.kind} ${container.name} has no field "${part}"`, this.source);
+      if (!found)
+        throw new VmscopeError('NO_PROFILE', `${container.kind} ${container.name} has no field "${part}"`, this.source);
       current = { offset: current.offset + found.offset, type: found.type };
     }
     return current;
@@ -148,12 +156,16 @@ export class Profile {
   }
 
   /** Volatility ISF for this profile: link-time addresses, linux_banner's bytes as constant_data. */
-  toIsf(producerVersion: string, metadata: { symbols?: IsfMetadataItem[]; types?: IsfMetadataItem[] } = {}): IsfDocument {
+  toIsf(
+    producerVersion: string,
+    metadata: { symbols?: IsfMetadataItem[]; types?: IsfMetadataItem[] } = {},
+  ): IsfDocument {
     const symbols: Record<string, IsfSymbol> = {};
     for (const [name, symbol] of this.byName) {
       const entry: IsfSymbol = { address: symbol.absolute ? symbol.address : (symbol.address - this.slide) & U64 };
       if (symbol.type === 't' || symbol.type === 'T') entry.type = { kind: 'function' };
-      if (name === 'linux_banner' && this.banner !== undefined) entry.constant_data = Buffer.from(this.banner, 'latin1').toString('base64');
+      if (name === 'linux_banner' && this.banner !== undefined)
+        entry.constant_data = Buffer.from(this.banner, 'latin1').toString('base64');
       symbols[name] = entry;
     }
     return {
@@ -183,7 +195,8 @@ export class Profile {
       });
     }
     const bannerData = document.symbols.linux_banner?.constant_data;
-    const banner = bannerData === undefined ? undefined : Buffer.from(bannerData, 'base64').toString('latin1').replace(/\0+$/, '');
+    const banner =
+      bannerData === undefined ? undefined : Buffer.from(bannerData, 'base64').toString('latin1').replace(/\0+$/, '');
     const types: IsfTypes = { base_types: document.base_types, user_types: document.user_types, enums: document.enums };
     return new Profile(types, symbols, slide, origin, source, banner);
   }
@@ -192,4 +205,3 @@ export class Profile {
 function isLocal(symbol: ProfileSymbol): boolean {
   return symbol.type !== undefined && symbol.type === symbol.type.toLowerCase();
 }
-

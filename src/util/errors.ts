@@ -51,7 +51,12 @@ function hexOffset(offset: number | bigint): string {
 export class AbsentMemoryError extends VmscopeError {
   readonly physical: number;
   constructor(file: string, physical: number, length: number) {
-    super('ABSENT_MEMORY', `physical range 0x${physical.toString(16)}+0x${length.toString(16)} is not in the image`, file, physical);
+    super(
+      'ABSENT_MEMORY',
+      `physical range 0x${physical.toString(16)}+0x${length.toString(16)} is not in the image`,
+      file,
+      physical,
+    );
     this.physical = physical;
   }
 }
@@ -61,7 +66,12 @@ export class PageFaultError extends VmscopeError {
   readonly virtual: bigint;
   readonly level: number;
   constructor(file: string, virtual: bigint, level: number, reason: string) {
-    super('PAGE_FAULT', `virtual 0x${virtual.toString(16)} does not translate: ${reason} at level ${level}`, file, virtual);
+    super(
+      'PAGE_FAULT',
+      `virtual 0x${virtual.toString(16)} does not translate: ${reason} at level ${level}`,
+      file,
+      virtual,
+    );
     this.virtual = virtual;
     this.level = level;
   }

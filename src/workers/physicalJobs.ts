@@ -24,13 +24,14 @@ export interface PackedHits {
  * order keeps the whole result in address order.
  */
 export function planScanJobs(ranges: readonly PhysicalRange[], jobBytes: number): ScanJob[] {
-  if (!Number.isSafeInteger(jobBytes) || jobBytes <= 0) throw new RangeError(`jobBytes ${jobBytes} must be a positive integer`);
+  if (!Number.isSafeInteger(jobBytes) || jobBytes <= 0)
+    throw new RangeError(`jobBytes ${jobBytes} must be a positive integer`);
   const jobs: ScanJob[] = [];
   let jobStart: number | undefined;
   let jobFill = 0;
   let lastEnd = 0;
   for (const range of ranges) {
-    for (let at = range.start; at < range.end; ) {
+    for (let at = range.start; at < range.end;) {
       jobStart ??= at;
       const taken = Math.min(range.end - at, jobBytes - jobFill);
       at += taken;
@@ -86,8 +87,16 @@ export function scanPhysicalSlice<Hit extends { readonly offset: number }>(
 }
 
 /** MultiNeedleSearcher's hits in a job: needles look neither back nor past their own bytes. */
-export function searchPhysicalSlice(image: MemoryImage, searcher: MultiNeedleSearcher, longestNeedle: number, start: number, end: number): NeedleHit[] {
-  return scanPhysicalSlice(image, { overlap: Math.max(0, longestNeedle - 1), lookbehind: 0 }, start, end, (slice) => searcher.searchImage(slice));
+export function searchPhysicalSlice(
+  image: MemoryImage,
+  searcher: MultiNeedleSearcher,
+  longestNeedle: number,
+  start: number,
+  end: number,
+): NeedleHit[] {
+  return scanPhysicalSlice(image, { overlap: Math.max(0, longestNeedle - 1), lookbehind: 0 }, start, end, (slice) =>
+    searcher.searchImage(slice),
+  );
 }
 
 /** `image` seen through `ranges` only, reading from the same open file (closing it is the owner's job). */
@@ -106,7 +115,10 @@ function withRanges(image: MemoryImage, ranges: readonly PhysicalRange[]): Memor
 }
 
 export function packHits(hits: readonly NeedleHit[]): PackedHits {
-  return { offsets: Float64Array.from(hits, (hit) => hit.offset), needles: Uint32Array.from(hits, (hit) => hit.needle) };
+  return {
+    offsets: Float64Array.from(hits, (hit) => hit.offset),
+    needles: Uint32Array.from(hits, (hit) => hit.needle),
+  };
 }
 
 export function unpackHits({ offsets, needles }: PackedHits): NeedleHit[] {
@@ -131,5 +143,8 @@ export function packStringHits({ hits, truncated }: RuleScanResult): PackedStrin
 }
 
 export function unpackStringHits({ offsets, strings, lengths, truncated }: PackedStringHits): RuleScanResult {
-  return { hits: Array.from(offsets, (offset, i) => ({ string: strings[i]!, offset, length: lengths[i]! })), truncated };
+  return {
+    hits: Array.from(offsets, (offset, i) => ({ string: strings[i]!, offset, length: lengths[i]! })),
+    truncated,
+  };
 }

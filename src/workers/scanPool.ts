@@ -92,10 +92,16 @@ export class ScanPool {
   }
 
   /** Every hit of `needles` (1 to MAX_NEEDLE_LENGTH bytes each) in the dump at `path`, sorted by (offset, needle). */
-  async searchImage(path: string, needles: readonly Uint8Array[], options: PoolSearchOptions = {}): Promise<NeedleHit[]> {
+  async searchImage(
+    path: string,
+    needles: readonly Uint8Array[],
+    options: PoolSearchOptions = {},
+  ): Promise<NeedleHit[]> {
     // Own copies: structured cloning a view would send its whole underlying buffer.
     const needleCopies = needles.map((needle) => needle.slice());
-    const results = await this.runJobs(path, options, async (thread, job) => unpackHits(await thread.call((remote) => remote.searchPhysical(path, needleCopies, job.start, job.end))));
+    const results = await this.runJobs(path, options, async (thread, job) =>
+      unpackHits(await thread.call((remote) => remote.searchPhysical(path, needleCopies, job.start, job.end))),
+    );
     return results.flat();
   }
 
@@ -104,13 +110,25 @@ export class ScanPool {
    * the dump at `path`: the same result as RuleScanner.scanImage on one thread, given `scanner`,
    * the same rules compiled here, whose numbering of strings and cap on matches apply.
    */
-  async scanRules(path: string, scanner: RuleScanner, source: string, file: string, options: PoolSearchOptions = {}): Promise<RuleScanResult> {
-    const parts = await this.runJobs(path, options, async (thread, job) => unpackStringHits(await thread.call((remote) => remote.scanRules(path, source, file, job.start, job.end))));
+  async scanRules(
+    path: string,
+    scanner: RuleScanner,
+    source: string,
+    file: string,
+    options: PoolSearchOptions = {},
+  ): Promise<RuleScanResult> {
+    const parts = await this.runJobs(path, options, async (thread, job) =>
+      unpackStringHits(await thread.call((remote) => remote.scanRules(path, source, file, job.start, job.end))),
+    );
     return scanner.mergeResults(parts);
   }
 
   /** Runs `work` on every job of the dump, threads taking the next job as they finish one; results in job (address) order. */
-  private async runJobs<T>(path: string, options: PoolSearchOptions, work: (thread: ScanThread, job: ScanJob) => Promise<T>): Promise<T[]> {
+  private async runJobs<T>(
+    path: string,
+    options: PoolSearchOptions,
+    work: (thread: ScanThread, job: ScanJob) => Promise<T>,
+  ): Promise<T[]> {
     if (this.closed) throw new Error('this ScanPool is closed');
     const { jobs, totalBytes } = planImageJobs(path, options.jobBytes ?? DEFAULT_JOB_BYTES);
     const results: T[] = [];
@@ -174,10 +192,15 @@ export async function parallelSearchImage(
 }
 
 /** A physical rule scan on a pool created for it and closed after it: the DumpContext's parallelRuleScan. */
-export async function parallelScanRules(request: ParallelRuleScanRequest, options: Omit<ScanPoolOptions, 'threads'> = {}): Promise<RuleScanResult> {
+export async function parallelScanRules(
+  request: ParallelRuleScanRequest,
+  options: Omit<ScanPoolOptions, 'threads'> = {},
+): Promise<RuleScanResult> {
   const pool = await ScanPool.create({ ...options, threads: request.threads });
   try {
-    return await pool.scanRules(request.path, request.scanner, request.source, request.file, { onProgress: request.onProgress });
+    return await pool.scanRules(request.path, request.scanner, request.source, request.file, {
+      onProgress: request.onProgress,
+    });
   } finally {
     await pool.close();
   }

@@ -52,7 +52,9 @@ async function timed(name: AnalysisName, context: DumpContext): Promise<Analysis
   const started = performance.now();
   const result = await analyses[name].run(context);
   const elapsed = performance.now() - started;
-  console.log(`${name}: ${elapsed.toFixed(1)} ms, ${result.rows.length} rows, warnings: ${JSON.stringify(result.warnings)}`);
+  console.log(
+    `${name}: ${elapsed.toFixed(1)} ms, ${result.rows.length} rows, warnings: ${JSON.stringify(result.warnings)}`,
+  );
   expect(elapsed).toBeLessThan(HANG_GUARD_MS);
   return result;
 }
@@ -63,7 +65,10 @@ describe('a hostile task list in linux61-clean', () => {
   it.each(Object.keys(analyses) as AnalysisName[])('%s: tasks.next looping back to an earlier task', async (name) => {
     const context = new OverlayContext(base);
     // lab_db's next now points at lab_worker_1's list node: the forward walk goes round forever.
-    context.patchKernelU64(field(taskOf('lab_db'), 'task_struct', 'tasks'), field(taskOf('lab_worker_1'), 'task_struct', 'tasks'));
+    context.patchKernelU64(
+      field(taskOf('lab_db'), 'task_struct', 'tasks'),
+      field(taskOf('lab_worker_1'), 'task_struct', 'tasks'),
+    );
     const result = await timed(name, context);
     expect(result.partial).toBe(true);
     expect(result.warnings.join('\n')).toMatch(/task list: list loops back to 0x[0-9a-f]+/);
@@ -79,12 +84,14 @@ describe('a hostile task list in linux61-clean', () => {
     context.patchKernelU64(field(taskOf('lab_web'), 'task_struct', 'tasks'), nowhere);
     const result = await timed(name, context);
     expect(result.partial).toBe(true);
-    expect(result.warnings.join('\n')).toMatch(/task list: 0x[0-9a-f]+ points to 0x[0-9a-f]+, which is unreadable: .*does not translate/);
+    expect(result.warnings.join('\n')).toMatch(
+      /task list: 0x[0-9a-f]+ points to 0x[0-9a-f]+, which is unreadable: .*does not translate/,
+    );
     // The tasks past the break (lab_cache onwards) are found walking backward from the head.
     expect(pids(result.rows)).toEqual(pids(clean[name].rows));
   });
 
-  it('pstree: parents forming a cycle (a child made its grandchild\'s child)', async () => {
+  it("pstree: parents forming a cycle (a child made its grandchild's child)", async () => {
     const context = new OverlayContext(base);
     const child = taskOf('lab_tree_child1');
     const grandchild = taskOf('lab_tree_gchild');
@@ -92,7 +99,9 @@ describe('a hostile task list in linux61-clean', () => {
     const result = await timed('pstree', context);
     expect(result.partial).toBe(true);
     const childPid = reader.i32Field(child, 'task_struct', 'pid');
-    expect(result.warnings).toEqual([expect.stringMatching(new RegExp(`^pid ${childPid} is not below a root .* cycle`))]);
+    expect(result.warnings).toEqual([
+      expect.stringMatching(new RegExp(`^pid ${childPid} is not below a root .* cycle`)),
+    ]);
     // Every process still appears exactly once; the cycle is cut at its first member.
     expect(pids(result.rows)).toEqual(pids(clean.pstree.rows));
     const rows = new Map(result.rows.map((row) => [row.pid, row]));
@@ -108,7 +117,9 @@ describe('a hostile task list in linux61-clean', () => {
     expect(performance.now() - started).toBeLessThan(HANG_GUARD_MS);
     const pid = reader.i32Field(task, 'task_struct', 'pid');
     expect(result.partial).toBe(true);
-    expect(result.warnings).toEqual([expect.stringMatching(new RegExp(`^threads of pid ${pid}: list node 0x[0-9a-f]+ is unreadable`))]);
+    expect(result.warnings).toEqual([
+      expect.stringMatching(new RegExp(`^threads of pid ${pid}: list node 0x[0-9a-f]+ is unreadable`)),
+    ]);
     // The process is still listed; only its thread count is unknown.
     expect(result.rows.find((row) => row.pid === pid)).toMatchObject({ comm: 'lab_cache', threads: null });
     expect(pids(result.rows)).toEqual(pids(clean.pslist.rows));
@@ -116,7 +127,8 @@ describe('a hostile task list in linux61-clean', () => {
 });
 
 describe('pstree order over forged parents', () => {
-  const task = (pid: number, ppid: number) => ({ task: BigInt(pid), pid, tgid: pid, ppid, comm: `t${pid}` }) as TaskInfo;
+  const task = (pid: number, ppid: number) =>
+    ({ task: BigInt(pid), pid, tgid: pid, ppid, comm: `t${pid}` }) as TaskInfo;
 
   it(`a chain of parents deeper than ${MAX_TREE_DEPTH} is cut there: the rest starts again at depth 0, with a warning`, () => {
     const chain = Array.from({ length: 2 * MAX_TREE_DEPTH + 10 }, (_, i) => task(i + 1, i));
@@ -128,10 +140,15 @@ describe('pstree order over forged parents', () => {
     expect(warnings).toHaveLength(2);
   });
 
-  it('tasks that are their own parent, or each other\'s, are each placed once', () => {
+  it("tasks that are their own parent, or each other's, are each placed once", () => {
     const warnings: string[] = [];
     const ordered = treeOrder([task(5, 5), task(6, 7), task(7, 6), task(8, 6)], warnings);
-    expect(ordered.map(({ task, depth }) => [task.pid, depth])).toEqual([[5, 0], [6, 0], [7, 1], [8, 1]]);
+    expect(ordered.map(({ task, depth }) => [task.pid, depth])).toEqual([
+      [5, 0],
+      [6, 0],
+      [7, 1],
+      [8, 1],
+    ]);
     expect(warnings).toEqual([expect.stringMatching(/^pid 6 is not below a root/)]);
   });
 });
@@ -152,7 +169,9 @@ describe('hostile argument ranges in linux61-clean', () => {
     }
     const pid = reader.i32Field(task, 'task_struct', 'pid');
     expect(result.partial).toBe(true);
-    expect(result.warnings[0]).toBe(`pid ${pid} (lab_worker_1): argv claims ${1 << 30} bytes (0x${argStart.toString(16)}..0x${(argStart + (1n << 30n)).toString(16)}); read only the first ${MAX_ARGV_BYTES}`);
+    expect(result.warnings[0]).toBe(
+      `pid ${pid} (lab_worker_1): argv claims ${1 << 30} bytes (0x${argStart.toString(16)}..0x${(argStart + (1n << 30n)).toString(16)}); read only the first ${MAX_ARGV_BYTES}`,
+    );
     expect(result.warnings.every((warning) => warning.startsWith(`pid ${pid} `))).toBe(true);
     // What was read starts with the real arguments (the environment strings follow them).
     const before = clean.psaux.rows.find((row) => row.pid === pid)!.argv as string[];
@@ -173,7 +192,13 @@ describe('hostile argument ranges in linux61-clean', () => {
     const result = await timed('psaux', context);
     const pid = reader.i32Field(task, 'task_struct', 'pid');
     expect(result.partial).toBe(true);
-    expect(result.warnings).toEqual([expect.stringMatching(new RegExp(`^pid ${pid} \\(lab_secret\\): argv is readable only up to byte 0 of 64: virtual 0x1000 does not translate`))]);
+    expect(result.warnings).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^pid ${pid} \\(lab_secret\\): argv is readable only up to byte 0 of 64: virtual 0x1000 does not translate`,
+        ),
+      ),
+    ]);
     expect(result.rows.find((row) => row.pid === pid)).toMatchObject({ comm: 'lab_secret', argv: [] });
     expect(pids(result.rows)).toEqual(pids(clean.psaux.rows));
   });

@@ -9,7 +9,14 @@ import { taskListProvider } from '../../src/analyses/providers/processes.js';
 import { MultiNeedleSearcher, type NeedleHit } from '../../src/kernels/multiNeedle.js';
 import type { KernelReader } from '../../src/os/linux/kernelReader.js';
 import { processAddressSpace } from '../../src/os/linux/processSpace.js';
-import { attributeHits, buildReverseMap, kernelImageSections, userHalfEnd, type AttributedHit, type ReverseMap } from '../../src/os/linux/reverseMap.js';
+import {
+  attributeHits,
+  buildReverseMap,
+  kernelImageSections,
+  userHalfEnd,
+  type AttributedHit,
+  type ReverseMap,
+} from '../../src/os/linux/reverseMap.js';
 import type { TaskInfo } from '../../src/os/linux/tasks.js';
 import { scanProcessVirtual } from '../../src/os/linux/virtualScan.js';
 import { X86AddressSpace } from '../../src/space/x86.js';
@@ -58,7 +65,8 @@ describe.each(snapshots)('attribution in $name ($format)', ({ name, format }) =>
   }, 120_000);
   afterAll(() => context.close());
 
-  const spaceOf = (pid: number) => processAddressSpace(context.kernel, reader, users.find((task) => task.pid === pid)!.mm);
+  const spaceOf = (pid: number) =>
+    processAddressSpace(context.kernel, reader, users.find((task) => task.pid === pid)!.mm);
 
   it('the reverse map has walked every user process without a problem', () => {
     expect(reverseMap.problems).toEqual([]);
@@ -79,9 +87,14 @@ describe.each(snapshots)('attribution in $name ($format)', ({ name, format }) =>
     ({ index, holder_pid, holder_comm, kind }) => {
       const found = rows.filter((row) => row.hit.needle === index);
       expect(found.length).toBeGreaterThan(0);
-      const summary = found.map((row) => `0x${row.physical.toString(16)} ${ownerLabel(row)}${row.owner === 'process' ? ` @0x${row.virtual.toString(16)}` : ''}`);
+      const summary = found.map(
+        (row) =>
+          `0x${row.physical.toString(16)} ${ownerLabel(row)}${row.owner === 'process' ? ` @0x${row.virtual.toString(16)}` : ''}`,
+      );
       console.log(`${name} ${kind}: ${found.length} attributed rows: ${summary.join('; ')}`);
-      expect(found.some((row) => row.owner === 'process' && row.pid === holder_pid && row.comm === holder_comm)).toBe(true);
+      expect(found.some((row) => row.owner === 'process' && row.pid === holder_pid && row.comm === holder_comm)).toBe(
+        true,
+      );
       // Markers live in user memory, page cache, slab and freed pages: never in the kernel's own sections.
       expect(found.filter((row) => row.owner === 'kernel')).toEqual([]);
       // The holder's comm is what pslist says for that pid.
@@ -95,13 +108,21 @@ describe.each(snapshots)('attribution in $name ($format)', ({ name, format }) =>
       const space = spaceOf(holder_pid);
       const started = performance.now();
       const hits = scanProcessVirtual(space, needles);
-      console.log(`${name}: virtual scan of pid ${holder_pid} in ${(performance.now() - started).toFixed(0)} ms, ${hits.length} hits`);
+      console.log(
+        `${name}: virtual scan of pid ${holder_pid} in ${(performance.now() - started).toFixed(0)} ms, ${hits.length} hits`,
+      );
       const attributed = new Set(
-        rows.flatMap((row) => (row.hit.needle === index && row.owner === 'process' && row.pid === holder_pid ? [`${row.physical}@${row.virtual}`] : [])),
+        rows.flatMap((row) =>
+          row.hit.needle === index && row.owner === 'process' && row.pid === holder_pid
+            ? [`${row.physical}@${row.virtual}`]
+            : [],
+        ),
       );
       const virtualHits = hits.filter((hit) => hit.needle === index);
       expect(virtualHits.length).toBeGreaterThan(0);
-      const agreeing = virtualHits.filter((hit) => attributed.has(`${space.translate(hit.virtual).physical}@${hit.virtual}`));
+      const agreeing = virtualHits.filter((hit) =>
+        attributed.has(`${space.translate(hit.virtual).physical}@${hit.virtual}`),
+      );
       expect(agreeing.length).toBeGreaterThan(0);
       // Every virtual hit reads back as the marker through the process's own tables.
       for (const hit of virtualHits) {
@@ -114,7 +135,12 @@ describe.each(snapshots)('attribution in $name ($format)', ({ name, format }) =>
 
   it('a virtual scan through a 64 KiB window finds exactly what one through the default window does (hits across chunk edges included)', () => {
     const holder = markers[0]!.holder_pid;
-    const frequent = [needles[0]!, new TextEncoder().encode('lab_'), new TextEncoder().encode('\x7fELF'), new Uint8Array(12)];
+    const frequent = [
+      needles[0]!,
+      new TextEncoder().encode('lab_'),
+      new TextEncoder().encode('\x7fELF'),
+      new Uint8Array(12),
+    ];
     const whole = scanProcessVirtual(spaceOf(holder), frequent);
     const chunked = scanProcessVirtual(spaceOf(holder), frequent, { windowBytes: 64 * 1024 });
     expect(new Set(whole.map((hit) => hit.needle))).toEqual(new Set([0, 1, 2, 3]));
@@ -135,7 +161,8 @@ describe.each(snapshots)('attribution in $name ($format)', ({ name, format }) =>
     const mappings = reverseMap.lookup(widest.physical + 0x123);
     console.log(`${name}: physical 0x${widest.physical.toString(16)} is mapped by ${mappings.length} processes`);
     expect(new Set(mappings.map((mapping) => mapping.pid)).size).toBeGreaterThan(1);
-    for (const { pid, virtual } of mappings) expect(spaceOf(pid).translate(virtual).physical).toBe(widest.physical + 0x123);
+    for (const { pid, virtual } of mappings)
+      expect(spaceOf(pid).translate(virtual).physical).toBe(widest.physical + 0x123);
   });
 
   it('a string planted across two virtual pages that are not physically adjacent is found by the virtual scan only', () => {
@@ -160,8 +187,12 @@ describe.each(snapshots)('attribution in $name ($format)', ({ name, format }) =>
     );
     // Both halves are in physical memory, each in its own frame, but never side by side.
     expect(physicalHits.filter((hit) => hit.needle === 0)).toEqual([]);
-    expect(physicalHits.filter((hit) => hit.needle === 1).map((hit) => hit.offset)).toEqual([overlaySpace.translate(secondPage - 16n).physical]);
-    expect(physicalHits.filter((hit) => hit.needle === 2).map((hit) => hit.offset)).toEqual([overlaySpace.translate(secondPage).physical]);
+    expect(physicalHits.filter((hit) => hit.needle === 1).map((hit) => hit.offset)).toEqual([
+      overlaySpace.translate(secondPage - 16n).physical,
+    ]);
+    expect(physicalHits.filter((hit) => hit.needle === 2).map((hit) => hit.offset)).toEqual([
+      overlaySpace.translate(secondPage).physical,
+    ]);
   }, 60_000);
 
   it('every user process finds itself in the reverse map at the virtual addresses it maps', () => {
@@ -169,10 +200,17 @@ describe.each(snapshots)('attribution in $name ($format)', ({ name, format }) =>
       const space = processAddressSpace(context.kernel, reader, task.mm);
       const runs = [...space.mappings(0n, userHalfEnd(space))];
       expect(runs.length, `pid ${task.pid}`).toBeGreaterThan(0);
-      const samples = [runs[0]!, runs[runs.length >> 1]!, runs[runs.length - 1]!].flatMap((run) => [run.virtual, run.virtual + BigInt(run.length) - 0x11n]);
+      const samples = [runs[0]!, runs[runs.length >> 1]!, runs[runs.length - 1]!].flatMap((run) => [
+        run.virtual,
+        run.virtual + BigInt(run.length) - 0x11n,
+      ]);
       for (const virtual of samples) {
         const { physical } = space.translate(virtual);
-        expect(reverseMap.lookup(physical), `pid ${task.pid} 0x${virtual.toString(16)}`).toContainEqual({ pid: task.pid, comm: task.comm, virtual });
+        expect(reverseMap.lookup(physical), `pid ${task.pid} 0x${virtual.toString(16)}`).toContainEqual({
+          pid: task.pid,
+          comm: task.comm,
+          virtual,
+        });
       }
     }
   });

@@ -15,15 +15,23 @@ function check(path: string): { code: number | null; findings: Array<Record<stri
     encoding: 'utf8',
     env: { ...process.env, VMSCOPE_CACHE_DIR: cacheDir },
   });
-  return { code: result.status, findings: JSON.parse(result.stdout || '[]') as Array<Record<string, unknown>>, stderr: result.stderr };
+  return {
+    code: result.status,
+    findings: JSON.parse(result.stdout || '[]') as Array<Record<string, unknown>>,
+    stderr: result.stderr,
+  };
 }
 
 const clean = snapshotNames().filter((name) => truth(name).mode !== 'rootkit');
 
 describe('vmscope check', () => {
-  it('flags exactly the rootkit\'s hidden process, hidden module and syscall hook, and exits 1', () => {
+  it("flags exactly the rootkit's hidden process, hidden module and syscall hook, and exits 1", () => {
     const expected = truth('linux61-rootkit') as unknown as {
-      rootkit: { hidden_process: { pid: number; comm: string; task_struct: string }; module: { name: string; struct_module: string }; syscall_hook: { index: number; syscall: string; hooked: string } };
+      rootkit: {
+        hidden_process: { pid: number; comm: string; task_struct: string };
+        module: { name: string; struct_module: string };
+        syscall_hook: { index: number; syscall: string; hooked: string };
+      };
     };
     const { code, findings } = check(fixturePath('linux61-rootkit', 'lime'));
     expect(code).toBe(1);

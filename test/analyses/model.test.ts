@@ -35,7 +35,9 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 describe('providers are computed once per context, whoever asks', () => {
   it('check + yarascan (physical and --all-processes) + a summary with rules: each kernel object once', async () => {
     const rules = join(work, 'marker.yar');
-    const marker = (truth('linux61-rootkit').markers as Array<{ kind: string; value: string }>).find((entry) => entry.kind === 'labmark')!;
+    const marker = (truth('linux61-rootkit').markers as Array<{ kind: string; value: string }>).find(
+      (entry) => entry.kind === 'labmark',
+    )!;
     writeFileSync(rules, `rule labmark { strings: $m = "${marker.value}" condition: $m }`);
     const context = new DumpContext(fixturePath('linux61-rootkit', 'lime'), { cacheDir });
     try {
@@ -45,7 +47,19 @@ describe('providers are computed once per context, whoever asks', () => {
       await yarascanAnalysis.run(context, { rules, threads: 1 });
       await summarizeSnapshot(context, { rulesFiles: [rules] });
       const counts = Object.fromEntries(context.computations);
-      for (const provider of ['profile', 'reader', 'task list', 'carved tasks', 'pid namespace', 'process cross-view', 'module list', 'hidden module search', 'syscall tables', 'every process', 'reverse map']) {
+      for (const provider of [
+        'profile',
+        'reader',
+        'task list',
+        'carved tasks',
+        'pid namespace',
+        'process cross-view',
+        'module list',
+        'hidden module search',
+        'syscall tables',
+        'every process',
+        'reverse map',
+      ]) {
         expect(counts[provider], provider).toBe(1);
       }
     } finally {
@@ -73,10 +87,16 @@ describe('providers are computed once per context, whoever asks', () => {
   });
 
   it('an analysis asking for a provider it did not declare fails at once', async () => {
-    const sneaky = defineAnalysis({ name: 'sneaky', description: 'reads the task list undeclared', columns: [], uses: [readerProvider], compute: async (inputs) => {
-      await inputs.get(taskListProvider);
-      return { columns: [], rows: [], single: false, partial: false, warnings: [] };
-    } });
+    const sneaky = defineAnalysis({
+      name: 'sneaky',
+      description: 'reads the task list undeclared',
+      columns: [],
+      uses: [readerProvider],
+      compute: async (inputs) => {
+        await inputs.get(taskListProvider);
+        return { columns: [], rows: [], single: false, partial: false, warnings: [] };
+      },
+    });
     const context = new DumpContext(fixturePath('linux61-clean', 'raw'), { cacheDir });
     try {
       await expect(sneaky.run(context)).rejects.toThrow(/without declaring it/);
@@ -91,7 +111,11 @@ describe('check composes typed provider results, never rows', () => {
     for (const file of ['check.ts', 'findings.ts']) {
       const source = readFileSync(join(repoRoot, 'src/analyses', file), 'utf8');
       const imports = [...source.matchAll(/from '\.\/([\w/]+)\.js'/g)].map((match) => match[1]!);
-      for (const imported of imports) expect(imported.startsWith('providers/') || ['findings', 'types'].includes(imported), `${file} imports ./${imported}`).toBe(true);
+      for (const imported of imports)
+        expect(
+          imported.startsWith('providers/') || ['findings', 'types'].includes(imported),
+          `${file} imports ./${imported}`,
+        ).toBe(true);
     }
     // Every provider check uses is a provider (has compute), none an analysis (has columns).
     for (const used of checkAnalysis.uses) expect('columns' in used).toBe(false);
@@ -107,10 +131,14 @@ const userTasks: Analysis = defineAnalysis({
     { key: 'comm', kind: 'text', title: 'Command' },
   ],
   uses: [taskListProvider],
-  options: z.object({ abovePid: option(z.coerce.number().int().min(0), { description: 'only pids above this', placeholder: 'pid' }) }),
+  options: z.object({
+    abovePid: option(z.coerce.number().int().min(0), { description: 'only pids above this', placeholder: 'pid' }),
+  }),
   async compute(inputs, options) {
     const { tasks, warnings } = await inputs.get(taskListProvider);
-    const rows = tasks.filter((task) => !task.kernelThread && task.pid > options.abovePid).map((task) => ({ pid: task.pid, comm: task.comm }));
+    const rows = tasks
+      .filter((task) => !task.kernelThread && task.pid > options.abovePid)
+      .map((task) => ({ pid: task.pid, comm: task.comm }));
     return { columns: this.columns, rows, single: false, partial: false, warnings };
   },
 });
@@ -133,7 +161,9 @@ describe('a new analysis runs everywhere from its declaration', () => {
     } finally {
       write.mockRestore();
     }
-    expect((JSON.parse(printed) as Array<{ pid: number }>).map((row) => row.pid).sort((a, b) => a - b)).toEqual(expectedPids());
+    expect((JSON.parse(printed) as Array<{ pid: number }>).map((row) => row.pid).sort((a, b) => a - b)).toEqual(
+      expectedPids(),
+    );
     const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
       expect(await main(['test-user-tasks', dump(), '--above-pid', 'many'])).toBe(2);
@@ -144,12 +174,21 @@ describe('a new analysis runs everywhere from its declaration', () => {
 
   it('in batch --run', async () => {
     const outDir = join(work, 'batch');
-    const summary = await runBatchToEnd({ dumps: [dump()], analyses: ['test-user-tasks'], options: { abovePid: 100, rules: 'unused.yar' }, outDir, cacheDir });
+    const summary = await runBatchToEnd({
+      dumps: [dump()],
+      analyses: ['test-user-tasks'],
+      options: { abovePid: 100, rules: 'unused.yar' },
+      outDir,
+      cacheDir,
+    });
     const [result] = summary.dumps;
     expect(result!.errors).toEqual([]);
     expect(result!.counts['test-user-tasks']).toBe(expectedPids().length);
     expect(summary.options).toEqual({ abovePid: 100 }); // the rules option is no analysis's here: dropped
-    const rows = readFileSync(result!.output!, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { analysis: string; pid: number });
+    const rows = readFileSync(result!.output!, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { analysis: string; pid: number });
     expect(rows.every((row) => row.analysis === 'test-user-tasks')).toBe(true);
   });
 
@@ -162,15 +201,30 @@ describe('a new analysis runs everywhere from its declaration', () => {
     await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
     const port = (server.address() as { port: number }).port;
     await new Promise((done) => server.close(done));
-    const redis: ChildProcess = spawn(redisServer!, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', work], { stdio: 'ignore' });
+    const redis: ChildProcess = spawn(
+      redisServer!,
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', work],
+      { stdio: 'ignore' },
+    );
     const abort = new AbortController();
     try {
       await new Promise((done) => setTimeout(done, 500));
       const url = `redis://127.0.0.1:${port}/model-test`;
       const outDir = join(work, 'queue');
-      const worker = runWorker(url, { runner: inProcessRunner(), outDir, cacheDir, signal: abort.signal, log: () => {} });
+      const worker = runWorker(url, {
+        runner: inProcessRunner(),
+        outDir,
+        cacheDir,
+        signal: abort.signal,
+        log: () => {},
+      });
       const enqueued = await enqueueBatch(url, [dump()], { analyses: ['test-user-tasks'], options: { abovePid: 100 } });
-      const finished = (await waitForBatch(url, enqueued.map((job) => job.jobId)))[0]!;
+      const finished = (
+        await waitForBatch(
+          url,
+          enqueued.map((job) => job.jobId),
+        )
+      )[0]!;
       expect(finished.state).toBe('completed');
       if (finished.state !== 'completed') return;
       expect(finished.value.result.counts['test-user-tasks']).toBe(expectedPids().length);

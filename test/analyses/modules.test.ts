@@ -36,18 +36,33 @@ describe.each(snapshots)('modules of $name ($format)', ({ name, format }) => {
     const result = await lsmodAnalysis.run(context);
     expect(result.partial).toBe(false);
     expect(result.warnings).toEqual([]);
-    expect(result.rows.map((row) => row.name)).toEqual((expected.modules as Array<{ name: string }>).map((module) => module.name));
+    expect(result.rows.map((row) => row.name)).toEqual(
+      (expected.modules as Array<{ name: string }>).map((module) => module.name),
+    );
   });
 
-  it(rootkit ? `hidden-modules reports ${rootkit.module.name}, found by all three sources` : 'hidden-modules reports nothing', async () => {
-    const result = await hiddenModulesAnalysis.run(context);
-    expect(result.partial).toBe(false);
-    expect(result.warnings).toEqual([]);
-    const hidden = rootkit
-      ? [{ name: rootkit.module.name, struct_module: rootkit.module.struct_module, base: rootkit.module.base, size: rootkit.module.text_size, found_by: 'scan,mod_tree,sysfs' }]
-      : [];
-    expect(result.rows).toEqual(hidden);
-  });
+  it(
+    rootkit
+      ? `hidden-modules reports ${rootkit.module.name}, found by all three sources`
+      : 'hidden-modules reports nothing',
+    async () => {
+      const result = await hiddenModulesAnalysis.run(context);
+      expect(result.partial).toBe(false);
+      expect(result.warnings).toEqual([]);
+      const hidden = rootkit
+        ? [
+            {
+              name: rootkit.module.name,
+              struct_module: rootkit.module.struct_module,
+              base: rootkit.module.base,
+              size: rootkit.module.text_size,
+              found_by: 'scan,mod_tree,sysfs',
+            },
+          ]
+        : [];
+      expect(result.rows).toEqual(hidden);
+    },
+  );
 });
 
 /**
@@ -69,13 +84,21 @@ describe('a rewritten module list in linux61-rootkit', () => {
   afterAll(() => base.close());
 
   const prev = (node: bigint) => node + reader.offset('list_head', 'prev');
-  const labkitRow = () => ({ name: rootkit.name, base: rootkit.base, size: rootkit.text_size, state: 'MODULE_STATE_LIVE', refcount: 0 });
+  const labkitRow = () => ({
+    name: rootkit.name,
+    base: rootkit.base,
+    size: rootkit.text_size,
+    state: 'MODULE_STATE_LIVE',
+    refcount: 0,
+  });
 
   async function timed(analysis: Analysis, context: DumpContext): Promise<AnalysisResult> {
     const started = performance.now();
     const result = await analysis.run(context);
     const elapsed = performance.now() - started;
-    console.log(`${analysis.name}: ${elapsed.toFixed(1)} ms, ${result.rows.length} rows, warnings: ${JSON.stringify(result.warnings)}`);
+    console.log(
+      `${analysis.name}: ${elapsed.toFixed(1)} ms, ${result.rows.length} rows, warnings: ${JSON.stringify(result.warnings)}`,
+    );
     expect(elapsed).toBeLessThan(HANG_GUARD_MS);
     return result;
   }
@@ -117,17 +140,23 @@ describe('a rewritten module list in linux61-rootkit', () => {
 
   it('also gone from mod_tree and sysfs: the scan of the module area alone still finds it', async () => {
     const context = new OverlayContext(base);
-    const trees = reader.profile.requireSymbol('mod_tree') + reader.offset('mod_tree_root', 'root') + reader.offset('latch_tree_root', 'tree');
+    const trees =
+      reader.profile.requireSymbol('mod_tree') +
+      reader.offset('mod_tree_root', 'root') +
+      reader.offset('latch_tree_root', 'tree');
     for (const latch of [0n, 1n]) context.patchKernelU64(trees + latch * BigInt(reader.profile.sizeOf('rb_root')), 0n);
     // Unlink the module's kobject from the module_kset list, as kobject_del would.
-    const kobjectEntry = parseHex(rootkit.struct_module) + reader.offset('module', 'mkobj') + reader.offset('kobject', 'entry');
+    const kobjectEntry =
+      parseHex(rootkit.struct_module) + reader.offset('module', 'mkobj') + reader.offset('kobject', 'entry');
     const next = reader.u64(kobjectEntry);
     const previous = reader.u64(prev(kobjectEntry));
     context.patchKernelU64(previous, next);
     context.patchKernelU64(prev(next), previous);
     const result = await timed(hiddenModulesAnalysis, context);
     expect(result.warnings).toEqual([]);
-    expect(result.rows).toEqual([expect.objectContaining({ name: rootkit.name, struct_module: rootkit.struct_module, found_by: 'scan' })]);
+    expect(result.rows).toEqual([
+      expect.objectContaining({ name: rootkit.name, struct_module: rootkit.struct_module, found_by: 'scan' }),
+    ]);
   });
 
   it('a struct module that fails validation is not reported, but the sources that point at it are named', async () => {
@@ -158,11 +187,14 @@ describe('a struct module forged in linux612-clean (mem[] layout)', () => {
   function forge(linked: boolean): { context: OverlayContext; module: bigint; text: bigint } {
     const context = new OverlayContext(base);
     const { profile } = reader;
-    const run = [...context.kernel.space.mappings(MODULES_VADDR, MODULES_END)].find((candidate) => candidate.length >= 0x3000)!;
+    const run = [...context.kernel.space.mappings(MODULES_VADDR, MODULES_END)].find(
+      (candidate) => candidate.length >= 0x3000,
+    )!;
     const text = run.virtual;
     const module = run.virtual + 0x1000n;
     const at = (path: string) => module + reader.offset('module', path);
-    const write = (address: bigint, bytes: Uint8Array) => context.image.patchVirtual(context.kernel.space, address, bytes);
+    const write = (address: bigint, bytes: Uint8Array) =>
+      context.image.patchVirtual(context.kernel.space, address, bytes);
     write(at('name'), new TextEncoder().encode('forged\0'));
     write(at('state'), new Uint8Array(4)); // MODULE_STATE_LIVE
     write(at('refcnt'), Uint8Array.of(3, 0, 0, 0));
@@ -178,14 +210,17 @@ describe('a struct module forged in linux612-clean (mem[] layout)', () => {
     const [next, prev] = linked ? [head, head] : [0xdead000000000100n, 0xdead000000000122n];
     context.patchKernelU64(at('list'), next);
     context.patchKernelU64(at('list') + reader.offset('list_head', 'prev'), prev);
-    if (linked) for (const link of [head, head + reader.offset('list_head', 'prev')]) context.patchKernelU64(link, at('list'));
+    if (linked)
+      for (const link of [head, head + reader.offset('list_head', 'prev')]) context.patchKernelU64(link, at('list'));
     return { context, module, text };
   }
 
   it('linked: lsmod reads its name, text base, total size and users from mem[]', async () => {
     const { context, text } = forge(true);
     const result = await lsmodAnalysis.run(context);
-    expect(result.rows).toEqual([{ name: 'forged', base: hex(text), size: 0x1000, state: 'MODULE_STATE_LIVE', refcount: 2 }]);
+    expect(result.rows).toEqual([
+      { name: 'forged', base: hex(text), size: 0x1000, state: 'MODULE_STATE_LIVE', refcount: 2 },
+    ]);
     expect((await hiddenModulesAnalysis.run(context)).rows).toEqual([]);
   });
 
@@ -193,6 +228,8 @@ describe('a struct module forged in linux612-clean (mem[] layout)', () => {
     const { context, module, text } = forge(false);
     const result = await hiddenModulesAnalysis.run(context);
     expect(result.warnings).toEqual([]);
-    expect(result.rows).toEqual([{ name: 'forged', struct_module: hex(module), base: hex(text), size: 0x1000, found_by: 'scan' }]);
+    expect(result.rows).toEqual([
+      { name: 'forged', struct_module: hex(module), base: hex(text), size: 0x1000, found_by: 'scan' },
+    ]);
   });
 });

@@ -51,20 +51,31 @@ describe.each(snapshots)('processes of $name ($format)', ({ name, format }) => {
     expect(result.partial).toBe(false);
     expect(result.warnings).toEqual([]);
     const users = result.rows.filter((row) => row.kernel_thread === false);
-    expect(users.map((row) => row.pid).sort((a, b) => Number(a) - Number(b))).toEqual(userProcesses.map((process) => process.pid).sort((a, b) => a - b));
+    expect(users.map((row) => row.pid).sort((a, b) => Number(a) - Number(b))).toEqual(
+      userProcesses.map((process) => process.pid).sort((a, b) => a - b),
+    );
     const rows = byPid(users);
     for (const process of userProcesses) {
-      expect(rows.get(process.pid), `pid ${process.pid}`).toMatchObject({ ppid: process.ppid, comm: process.comm, threads: process.threads, tgid: process.pid });
+      expect(rows.get(process.pid), `pid ${process.pid}`).toMatchObject({
+        ppid: process.ppid,
+        comm: process.comm,
+        threads: process.threads,
+        tgid: process.pid,
+      });
     }
     for (const row of result.rows) expect(row.task).toMatch(/^0xffff[0-9a-f]{12}$/);
   });
 
   it(`pslist: the kernel threads of the task list, give or take ${KERNEL_THREAD_CHURN} that came or went`, async () => {
-    const found = new Set((await pslistAnalysis.run(context)).rows.filter((row) => row.kernel_thread === true).map(pidComm));
+    const found = new Set(
+      (await pslistAnalysis.run(context)).rows.filter((row) => row.kernel_thread === true).map(pidComm),
+    );
     const expected = new Set(listed.filter((process) => process.kernel_thread).map(pidComm));
     const onlyFound = [...found].filter((thread) => !expected.has(thread));
     const onlyExpected = [...expected].filter((thread) => !found.has(thread));
-    console.log(`${name}: ${found.size} kernel threads found, ${expected.size} in the truth; only found: [${onlyFound.join(', ')}], only in the truth: [${onlyExpected.join(', ')}]`);
+    console.log(
+      `${name}: ${found.size} kernel threads found, ${expected.size} in the truth; only found: [${onlyFound.join(', ')}], only in the truth: [${onlyExpected.join(', ')}]`,
+    );
     expect(onlyFound.length + onlyExpected.length).toBeLessThanOrEqual(KERNEL_THREAD_CHURN);
   });
 
@@ -78,17 +89,19 @@ describe.each(snapshots)('processes of $name ($format)', ({ name, format }) => {
     expect(new Set(threads.rows.map((row) => row.task)).size).toBe(threads.rows.length);
   });
 
-  it('psaux: argv read from each user process\'s own memory equals its /proc cmdline', async () => {
+  it("psaux: argv read from each user process's own memory equals its /proc cmdline", async () => {
     const result = await psauxAnalysis.run(context);
     expect(result.partial).toBe(false);
     const rows = byPid(result.rows);
-    for (const process of userProcesses) expect(rows.get(process.pid)?.argv, `pid ${process.pid} ${process.comm}`).toEqual(process.cmdline);
+    for (const process of userProcesses)
+      expect(rows.get(process.pid)?.argv, `pid ${process.pid} ${process.comm}`).toEqual(process.cmdline);
     const longArgs = userProcesses.find((process) => process.comm === 'lab_longargs')!;
     // 200 arguments over 4 KiB: the read crosses at least one page boundary.
     expect(longArgs.cmdline.length).toBeGreaterThan(200);
     expect(longArgs.cmdline.join('\0').length).toBeGreaterThan(4096);
     const userPids = new Set(userProcesses.map((process) => process.pid));
-    for (const row of result.rows) if (!userPids.has(row.pid as number)) expect(row.argv).toEqual([`[${String(row.comm)}]`]);
+    for (const row of result.rows)
+      if (!userPids.has(row.pid as number)) expect(row.argv).toEqual([`[${String(row.comm)}]`]);
   });
 
   it('pstree: parents before children, depth = parent depth + 1, the lab_tree family as the guest saw it', async () => {
@@ -102,7 +115,12 @@ describe.each(snapshots)('processes of $name ($format)', ({ name, format }) => {
     }
     expect(seen.size).toBe((await pslistAnalysis.run(context)).rows.length);
     const family = (comm: string) => userProcesses.find((process) => process.comm === comm)!;
-    const [root, child1, child2, grandchild] = ['lab_tree_root', 'lab_tree_child1', 'lab_tree_child2', 'lab_tree_gchild'].map(family);
+    const [root, child1, child2, grandchild] = [
+      'lab_tree_root',
+      'lab_tree_child1',
+      'lab_tree_child2',
+      'lab_tree_gchild',
+    ].map(family);
     expect([child1!.ppid, child2!.ppid, grandchild!.ppid]).toEqual([root!.pid, root!.pid, child1!.pid]);
     const order = result.rows.map((row) => row.pid);
     const depthOf = (pid: number) => seen.get(pid)!.depth;
@@ -121,7 +139,10 @@ describe('the rootkit snapshot', () => {
     const context = new DumpContext(fixturePath(name, 'lime'), { cacheDir });
     const result = await pslistAnalysis.run(context);
     context.close();
-    expect(truthProcesses(name).find((process) => process.pid === hidden.pid)).toMatchObject({ in_task_list: false, hidden: true });
+    expect(truthProcesses(name).find((process) => process.pid === hidden.pid)).toMatchObject({
+      in_task_list: false,
+      hidden: true,
+    });
     expect(result.rows.map((row) => row.pid)).not.toContain(hidden.pid);
     expect(result.rows.map((row) => row.comm)).not.toContain(hidden.comm);
     expect(result.partial).toBe(false);

@@ -46,12 +46,23 @@ async function timedPsxview(context: DumpContext): Promise<AnalysisResult> {
   const started = performance.now();
   const result = await psxviewAnalysis.run(context);
   const elapsed = performance.now() - started;
-  console.log(`psxview: ${elapsed.toFixed(1)} ms, ${result.rows.length} rows, warnings: ${JSON.stringify(result.warnings)}`);
+  console.log(
+    `psxview: ${elapsed.toFixed(1)} ms, ${result.rows.length} rows, warnings: ${JSON.stringify(result.warnings)}`,
+  );
   expect(elapsed).toBeLessThan(HANG_GUARD_MS);
   return result;
 }
 
-const views = (rows: readonly Row[]) => rows.map(({ pid, comm, pslist, pid_hash, children, psscan: carved, hidden }) => ({ pid, comm, pslist, pid_hash, children, psscan: carved, hidden }));
+const views = (rows: readonly Row[]) =>
+  rows.map(({ pid, comm, pslist, pid_hash, children, psscan: carved, hidden }) => ({
+    pid,
+    comm,
+    pslist,
+    pid_hash,
+    children,
+    psscan: carved,
+    hidden,
+  }));
 
 describe('psxview over hostile kernel structures in linux61-clean', () => {
   it('an xarray node of the pid namespace pointing back to the root: the loop is reported, every pid still found', async () => {
@@ -60,7 +71,9 @@ describe('psxview over hostile kernel structures in linux61-clean', () => {
     const head = reader.pointerField(xarray, 'xarray', 'xa_head');
     const root = head - 2n;
     const slots = field(root, 'xa_node', 'slots');
-    const emptySlot = Array.from({ length: 64 }, (_, slot) => slot).find((slot) => reader.u64(slots + BigInt(8 * slot)) === 0n)!;
+    const emptySlot = Array.from({ length: 64 }, (_, slot) => slot).find(
+      (slot) => reader.u64(slots + BigInt(8 * slot)) === 0n,
+    )!;
     context.patchKernelU64(slots + BigInt(8 * emptySlot), head);
     const result = await timedPsxview(context);
     expect(result.partial).toBe(true);
@@ -70,19 +83,27 @@ describe('psxview over hostile kernel structures in linux61-clean', () => {
 
   it('a pid namespace larger than the node bound: the walk stops there and says so', () => {
     const bounded = walkPidNamespace(reader, reader.profile.requireSymbol('init_pid_ns'), 2);
-    expect(bounded.problems).toEqual([expect.objectContaining({ kind: 'step-limit', detail: 'stopped after 2 xarray nodes' })]);
+    expect(bounded.problems).toEqual([
+      expect.objectContaining({ kind: 'step-limit', detail: 'stopped after 2 xarray nodes' }),
+    ]);
     const whole = walkPidNamespace(reader, reader.profile.requireSymbol('init_pid_ns'));
     expect(whole.problems).toEqual([]);
     expect(bounded.found.length).toBeGreaterThan(0);
     expect(bounded.found.length).toBeLessThan(whole.found.length);
   });
 
-  it("a children list looping back to an earlier child: the loop is reported, every child still found", async () => {
+  it('a children list looping back to an earlier child: the loop is reported, every child still found', async () => {
     const context = new OverlayContext(base);
     const init = taskOf('init');
-    const siblings = reader.walkList(field(init, 'task_struct', 'children'), reader.offset('task_struct', 'sibling')).entries;
+    const siblings = reader.walkList(
+      field(init, 'task_struct', 'children'),
+      reader.offset('task_struct', 'sibling'),
+    ).entries;
     expect(siblings.length).toBeGreaterThan(2);
-    context.patchKernelU64(field(siblings.at(-1)!, 'task_struct', 'sibling'), field(siblings[0]!, 'task_struct', 'sibling'));
+    context.patchKernelU64(
+      field(siblings.at(-1)!, 'task_struct', 'sibling'),
+      field(siblings[0]!, 'task_struct', 'sibling'),
+    );
     const result = await timedPsxview(context);
     expect(result.partial).toBe(true);
     expect(result.warnings.join('\n')).toMatch(/children of 0x[0-9a-f]+: list loops back to 0x[0-9a-f]+/);
@@ -99,7 +120,12 @@ describe('psxview over hostile kernel structures in linux61-clean', () => {
     expect(result.partial).toBe(true);
     expect(result.warnings.join('\n')).toMatch(/pid namespace, pid \d+: 0x[0-9a-f]+ is not a task_struct/);
     expect(result.rows.filter((row) => row.hidden)).toEqual([]);
-    expect(result.rows.find((row) => row.comm === 'lab_db')).toMatchObject({ pslist: true, pid_hash: false, children: true, psscan: true });
+    expect(result.rows.find((row) => row.comm === 'lab_db')).toMatchObject({
+      pslist: true,
+      pid_hash: false,
+      children: true,
+      psscan: true,
+    });
   });
 
   it("a naive DKOM unlink (neighbours rewired, the task's own links left) is hidden, and only it", async () => {
@@ -112,7 +138,14 @@ describe('psxview over hostile kernel structures in linux61-clean', () => {
     const result = await timedPsxview(context);
     expect(result.partial).toBe(false);
     expect(result.rows.filter((row) => row.hidden)).toEqual([
-      expect.objectContaining({ comm: 'lab_db', pslist: false, pid_hash: true, children: true, psscan: true, state: 'alive' }),
+      expect.objectContaining({
+        comm: 'lab_db',
+        pslist: false,
+        pid_hash: true,
+        children: true,
+        psscan: true,
+        state: 'alive',
+      }),
     ]);
     const carved = (await psscanAnalysis.run(context)).rows.find((row) => row.comm === 'lab_db');
     expect(carved).toMatchObject({ state: 'alive', task_list: 'stale' });

@@ -58,10 +58,22 @@ describe.each(snapshots)('hidden-process views of $name ($format)', ({ name, for
     for (const process of users) {
       // The guest's rootkit hides with list_del_init, which leaves the task's links on itself.
       const taskList = process.hidden === true ? 'unlinked' : 'linked';
-      expect(alive.find((row) => row.pid === process.pid), key(process)).toMatchObject({ comm: process.comm, ppid: process.ppid, tgid: process.pid, kernel_thread: false, task_list: taskList });
+      expect(
+        alive.find((row) => row.pid === process.pid),
+        key(process),
+      ).toMatchObject({
+        comm: process.comm,
+        ppid: process.ppid,
+        tgid: process.pid,
+        kernel_thread: false,
+        task_list: taskList,
+      });
     }
     // Each task's direct-map address maps to the physical address it was carved at.
-    for (const row of scan.rows) expect(context.kernel.space.translate(parseHex(String(row.task))).physical, key(row)).toBe(Number(parseHex(String(row.physical))));
+    for (const row of scan.rows)
+      expect(context.kernel.space.translate(parseHex(String(row.task))).physical, key(row)).toBe(
+        Number(parseHex(String(row.physical))),
+      );
   });
 
   it('psscan: what the guest did not list is an exited task, an idle task (pid 0) or kernel-thread churn', () => {
@@ -71,12 +83,15 @@ describe.each(snapshots)('hidden-process views of $name ($format)', ({ name, for
     expect(unexplained.every((row) => row.kernel_thread === true)).toBe(true);
     expect(unexplained.length).toBeLessThanOrEqual(KERNEL_THREAD_CHURN);
     // Reaped tasks left the task list through list_del, which poisons prev.
-    for (const row of unlisted.filter((candidate) => candidate.state === 'exited')) expect(row.task_list, key(row)).toBe('deleted');
+    for (const row of unlisted.filter((candidate) => candidate.state === 'exited'))
+      expect(row.task_list, key(row)).toBe('deleted');
   });
 
   it('psscan: one idle task per CPU, swapper/0 being init_task at its symbol address', async () => {
     const idle = scan.rows.filter((row) => row.pid === 0);
-    expect(idle.map((row) => row.comm).sort()).toEqual(Array.from({ length: truth(name).cpu_count as number }, (_, cpu) => `swapper/${cpu}`));
+    expect(idle.map((row) => row.comm).sort()).toEqual(
+      Array.from({ length: truth(name).cpu_count as number }, (_, cpu) => `swapper/${cpu}`),
+    );
     const initTask = (await context.profile()).requireSymbol('init_task');
     expect(idle.find((row) => row.comm === 'swapper/0')?.task).toBe(`0x${initTask.toString(16)}`);
   });
@@ -90,7 +105,14 @@ describe.each(snapshots)('hidden-process views of $name ($format)', ({ name, for
     for (const process of users) {
       const hidden = process.hidden === true;
       const row = view.rows.find((candidate) => candidate.pid === process.pid && candidate.state === 'alive');
-      expect(row, key(process)).toMatchObject({ comm: process.comm, pslist: !hidden, pid_hash: true, children: true, psscan: true, hidden });
+      expect(row, key(process)).toMatchObject({
+        comm: process.comm,
+        pslist: !hidden,
+        pid_hash: true,
+        children: true,
+        psscan: true,
+        hidden,
+      });
       if (hidden) expect(parseHex(String(row!.task))).toBe(parseHex(rootkit!.hidden_process.task_struct));
     }
   });
@@ -100,7 +122,8 @@ describe.each(snapshots)('hidden-process views of $name ($format)', ({ name, for
     expect(missing(kernelThreads, everywhere).length).toBeLessThanOrEqual(KERNEL_THREAD_CHURN);
     // Rows are processes: no idle task, and only exited tasks outside the task list.
     expect(view.rows.some((row) => row.pid === 0)).toBe(false);
-    for (const row of view.rows.filter((candidate) => !candidate.pslist && !candidate.hidden)) expect(row.state, key(row)).toBe('exited');
+    for (const row of view.rows.filter((candidate) => !candidate.pslist && !candidate.hidden))
+      expect(row.state, key(row)).toBe('exited');
   });
 
   it('psxview on a fresh context (kernel found again, profile from the cache) gives the same rows', async () => {

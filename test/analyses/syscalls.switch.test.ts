@@ -78,7 +78,6 @@ class SwitchAssembler {
     taken();
     this.compile(takenGoesRight ? right : left, fallback);
   }
-
 }
 
 describe('following a compiled switch', () => {
@@ -86,23 +85,27 @@ describe('following a compiled switch', () => {
     const handler = (index: number) => 0xffffffff82000000n + BigInt(index) * 0x40n;
     const fallback = 0xffffffff8f000000n;
     fc.assert(
-      fc.property(fc.uniqueArray(fc.integer({ min: 0, max: U32_MAX }), { maxLength: 200 }), fc.array(fc.integer({ min: 0, max: U32_MAX }), { maxLength: 20 }), (values, probes) => {
-        const cases = values.sort((a, b) => a - b).map((value, index) => [value, handler(index)] as const);
-        const assembler = new SwitchAssembler(START);
-        assembler.compile(cases, fallback);
-        const map = followSwitch(assembler.code, START);
-        expect(map.stops).toEqual([]);
-        // Only real jumps are exits: one per case and one per empty half, never bytes read out of an immediate.
-        const targets = new Set([...cases.map(([, target]) => target), fallback]);
-        for (const exit of map.exits) expect(targets.has(exit.target)).toBe(true);
-        // The exits partition all 2^32 values.
-        const covered = map.exits.reduce((total, exit) => total + (exit.last - exit.first + 1), 0);
-        expect(covered).toBe(U32_MAX + 1);
-        const expected = new Map(cases);
-        for (const nr of [...values, ...values.map((value) => (value + 1) >>> 0), ...probes, 0, U32_MAX]) {
-          expect(targetOf(map, nr), `nr ${nr}`).toBe(expected.get(nr) ?? fallback);
-        }
-      }),
+      fc.property(
+        fc.uniqueArray(fc.integer({ min: 0, max: U32_MAX }), { maxLength: 200 }),
+        fc.array(fc.integer({ min: 0, max: U32_MAX }), { maxLength: 20 }),
+        (values, probes) => {
+          const cases = values.sort((a, b) => a - b).map((value, index) => [value, handler(index)] as const);
+          const assembler = new SwitchAssembler(START);
+          assembler.compile(cases, fallback);
+          const map = followSwitch(assembler.code, START);
+          expect(map.stops).toEqual([]);
+          // Only real jumps are exits: one per case and one per empty half, never bytes read out of an immediate.
+          const targets = new Set([...cases.map(([, target]) => target), fallback]);
+          for (const exit of map.exits) expect(targets.has(exit.target)).toBe(true);
+          // The exits partition all 2^32 values.
+          const covered = map.exits.reduce((total, exit) => total + (exit.last - exit.first + 1), 0);
+          expect(covered).toBe(U32_MAX + 1);
+          const expected = new Map(cases);
+          for (const nr of [...values, ...values.map((value) => (value + 1) >>> 0), ...probes, 0, U32_MAX]) {
+            expect(targetOf(map, nr), `nr ${nr}`).toBe(expected.get(nr) ?? fallback);
+          }
+        },
+      ),
       { numRuns: 200 },
     );
   });
@@ -135,12 +138,17 @@ describe('following a compiled switch', () => {
     assembler.emit(0x48, 0x89, 0xf0); // mov %rsi,%rax: not part of a switch
     const map = followSwitch(assembler.code, START);
     expect(map.exits).toEqual([]);
-    expect(map.stops).toEqual([{ first: 11, last: U32_MAX, at: START + 11n, reason: 'cannot decode instruction bytes 4889f0' }]);
+    expect(map.stops).toEqual([
+      { first: 11, last: U32_MAX, at: START + 11n, reason: 'cannot decode instruction bytes 4889f0' },
+    ]);
   });
 
   it('gives up after its instruction budget with one stop covering every unfinished value', () => {
     const assembler = new SwitchAssembler(START);
-    assembler.compile(Array.from({ length: 64 }, (_, index) => [index * 3, 0xffffffff82000000n + BigInt(index)] as const), 0xffffffff8f000000n);
+    assembler.compile(
+      Array.from({ length: 64 }, (_, index) => [index * 3, 0xffffffff82000000n + BigInt(index)] as const),
+      0xffffffff8f000000n,
+    );
     const map = followSwitch(assembler.code, START, { maxSteps: 20 });
     expect(map.stops).toHaveLength(1);
     expect(map.stops[0]!.reason).toMatch(/^gave up after 20 instructions with \d+ paths unfinished$/);
@@ -153,6 +161,8 @@ describe('following a compiled switch', () => {
 
   it('does not branch on flags that no compare of the switch value set', () => {
     const code = Uint8Array.from([0x83, 0xf8, 0x05, 0x74, 0x00]); // cmp $5,%eax; je
-    expect(followSwitch(code, START).stops).toEqual([{ first: 0, last: U32_MAX, at: START, reason: 'compares register 0, not the switch value' }]);
+    expect(followSwitch(code, START).stops).toEqual([
+      { first: 0, last: U32_MAX, at: START, reason: 'compares register 0, not the switch value' },
+    ]);
   });
 });

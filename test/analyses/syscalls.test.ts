@@ -35,7 +35,9 @@ async function timedSyscalls(context: DumpContext): Promise<AnalysisResult> {
   const started = performance.now();
   const result = await syscallsAnalysis.run(context);
   const elapsed = performance.now() - started;
-  console.log(`syscalls: ${elapsed.toFixed(1)} ms, ${result.rows.length} rows, ${hookedOf(result.rows).length} hooked, warnings: ${JSON.stringify(result.warnings)}`);
+  console.log(
+    `syscalls: ${elapsed.toFixed(1)} ms, ${result.rows.length} rows, ${hookedOf(result.rows).length} hooked, warnings: ${JSON.stringify(result.warnings)}`,
+  );
   expect(elapsed).toBeLessThan(HANG_GUARD_MS);
   return result;
 }
@@ -50,7 +52,7 @@ describe.each(snapshots)('syscalls of $name ($format)', ({ name, format }) => {
   });
   afterAll(() => context.close());
 
-  it('every sys_call_table entry is the guest\'s, resolved to its handler in kernel text', async () => {
+  it("every sys_call_table entry is the guest's, resolved to its handler in kernel text", async () => {
     const result = await timedSyscalls(context);
     expect(result.partial).toBe(false);
     expect(result.warnings).toEqual([]);
@@ -61,19 +63,37 @@ describe.each(snapshots)('syscalls of $name ($format)', ({ name, format }) => {
       expect(row.index).toBe(index);
       expect(row.address).toBe(expected.value);
       if (row.hooked) continue;
-      expect(row, `entry ${index}`).toMatchObject({ symbol: expected.symbol, owner: 'kernel', name: expected.symbol.replace(/^__x64_sys_/, '') });
+      expect(row, `entry ${index}`).toMatchObject({
+        symbol: expected.symbol,
+        owner: 'kernel',
+        name: expected.symbol.replace(/^__x64_sys_/, ''),
+      });
     }
   });
 
-  it(rootkit ? 'exactly one hook: getdents64, owned by the hidden module' : 'no hooked entry and no dispatcher finding', async () => {
-    const { rows } = await syscallsAnalysis.run(context);
-    const hook = rootkit?.syscall_hook;
-    const expected = hook
-      ? [{ table: 'sys_call_table', kind: 'entry', index: hook.index, name: hook.syscall, address: hook.hooked, symbol: 'labkit_hook', owner: rootkit.module.name, hooked: true }]
-      : [];
-    expect(hookedOf(rows)).toEqual(expected);
-    expect(rows.filter((row) => row.kind === 'dispatcher')).toEqual([]);
-  });
+  it(
+    rootkit ? 'exactly one hook: getdents64, owned by the hidden module' : 'no hooked entry and no dispatcher finding',
+    async () => {
+      const { rows } = await syscallsAnalysis.run(context);
+      const hook = rootkit?.syscall_hook;
+      const expected = hook
+        ? [
+            {
+              table: 'sys_call_table',
+              kind: 'entry',
+              index: hook.index,
+              name: hook.syscall,
+              address: hook.hooked,
+              symbol: 'labkit_hook',
+              owner: rootkit.module.name,
+              hooked: true,
+            },
+          ]
+        : [];
+      expect(hookedOf(rows)).toEqual(expected);
+      expect(rows.filter((row) => row.kind === 'dispatcher')).toEqual([]);
+    },
+  );
 });
 
 describe('a tampered syscall path', () => {
@@ -101,7 +121,16 @@ describe('a tampered syscall path', () => {
     const result = await timedSyscalls(context);
     expect(result.partial).toBe(false);
     expect(hookedOf(result.rows)).toEqual([
-      { table: 'sys_call_table', kind: 'entry', index: 0, name: 'read', address: hex(nowhere), symbol: null, owner: 'unknown', hooked: true },
+      {
+        table: 'sys_call_table',
+        kind: 'entry',
+        index: 0,
+        name: 'read',
+        address: hex(nowhere),
+        symbol: null,
+        owner: 'unknown',
+        hooked: true,
+      },
     ]);
   });
 
@@ -121,12 +150,15 @@ describe('a tampered syscall path', () => {
     ]);
   });
 
-  it('x64_sys_call\'s jump for execve redirected into the hidden module: one dispatcher finding', async () => {
+  it("x64_sys_call's jump for execve redirected into the hidden module: one dispatcher finding", async () => {
     const context = new OverlayContext(rootkit);
     const profile = await context.profile();
     const reader = new KernelReader(context.kernel.space, profile);
     const dispatcher = profile.requireSymbol('x64_sys_call');
-    const end = profile.symbolList.reduce((nearest, symbol) => (symbol.address > dispatcher && symbol.address < nearest ? symbol.address : nearest), dispatcher + 0x10000n);
+    const end = profile.symbolList.reduce(
+      (nearest, symbol) => (symbol.address > dispatcher && symbol.address < nearest ? symbol.address : nearest),
+      dispatcher + 0x10000n,
+    );
     const { exits } = followSwitch(reader.bytes(dispatcher, Number(end - dispatcher)), dispatcher);
     const execve = exits.find((exit) => exit.first === 59 && exit.last === 59)!;
     // A rel32 jmp (e9) or jcc (0f 8x): its displacement is the instruction's last four bytes.
@@ -137,18 +169,36 @@ describe('a tampered syscall path', () => {
     context.image.patchVirtual(context.kernel.space, rel32At, displacement);
 
     const rows = hookedOf((await timedSyscalls(context)).rows);
-    expect(rows).toContainEqual({ table: 'x64_sys_call', kind: 'dispatcher', index: 59, name: 'execve', address: hex(hook), symbol: 'labkit_hook', owner: 'labkit', hooked: true });
+    expect(rows).toContainEqual({
+      table: 'x64_sys_call',
+      kind: 'dispatcher',
+      index: 59,
+      name: 'execve',
+      address: hex(hook),
+      symbol: 'labkit_hook',
+      owner: 'labkit',
+      hooked: true,
+    });
     // The table entry still points to the real handler, which is no longer what runs: only the dispatcher row says so.
-    expect(rows.map((row) => `${String(row.table)}[${String(row.index)}]`)).toEqual(['sys_call_table[217]', 'x64_sys_call[59]']);
+    expect(rows.map((row) => `${String(row.table)}[${String(row.index)}]`)).toEqual([
+      'sys_call_table[217]',
+      'x64_sys_call[59]',
+    ]);
   });
 
   it('a dispatcher it cannot follow: partial, and the table is still checked symbol by symbol', async () => {
     const context = new OverlayContext(rootkit);
     // mov %rsi,%rax and a nop over x64_sys_call's first five bytes (its ftrace nop).
-    context.image.patchVirtual(context.kernel.space, (await context.profile()).requireSymbol('x64_sys_call'), Uint8Array.from([0x48, 0x89, 0xf0, 0x66, 0x90]));
+    context.image.patchVirtual(
+      context.kernel.space,
+      (await context.profile()).requireSymbol('x64_sys_call'),
+      Uint8Array.from([0x48, 0x89, 0xf0, 0x66, 0x90]),
+    );
     const result = await timedSyscalls(context);
     expect(result.partial).toBe(true);
-    expect(result.warnings).toEqual([expect.stringMatching(/^x64_sys_call: syscalls 0-4294967295 not checked: cannot decode instruction bytes 4889f0/)]);
+    expect(result.warnings).toEqual([
+      expect.stringMatching(/^x64_sys_call: syscalls 0-4294967295 not checked: cannot decode instruction bytes 4889f0/),
+    ]);
     expect(hookedOf(result.rows).map((row) => [row.index, row.owner])).toEqual([[217, 'labkit']]);
   });
 });

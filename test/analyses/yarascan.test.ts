@@ -34,14 +34,23 @@ const hexString = (bytes: Uint8Array) => `{ ${Buffer.from(bytes).toString('hex')
 
 function writeRules(name: string, rules: ReadonlyArray<{ rule: string; string: string }>): string {
   const path = join(work, `${name}.yar`);
-  writeFileSync(path, rules.map(({ rule, string }) => `rule ${rule} { strings: $s = ${string} condition: $s }`).join('\n'));
+  writeFileSync(
+    path,
+    rules.map(({ rule, string }) => `rule ${rule} { strings: $s = ${string} condition: $s }`).join('\n'),
+  );
   return path;
 }
 
 /** One rule per truth marker, named after its kind, built from the truth file. */
 function markerRules(name: string): { path: string; markers: Marker[] } {
   const markers = truth(name).markers as Marker[];
-  return { path: writeRules(`${name}-markers`, markers.map((marker) => ({ rule: marker.kind, string: yaraText(marker.value) }))), markers };
+  return {
+    path: writeRules(
+      `${name}-markers`,
+      markers.map((marker) => ({ rule: marker.kind, string: yaraText(marker.value) })),
+    ),
+    markers,
+  };
 }
 
 const snapshots = snapshotNames().map((name) => dumpFixtures().find((fixture) => fixture.name === name)!);
@@ -60,25 +69,37 @@ describe.each(snapshots)('yarascan on $name ($format)', ({ name, format }) => {
   }, 120_000);
   afterAll(() => context.close());
 
-  it.each(markers)('matches the $kind marker and attributes a hit to its holder (pid $holder_pid, $holder_comm)', ({ kind, value, holder_pid, holder_comm }) => {
-    const found = rows.filter((row) => row.rule === kind);
-    expect(found.length).toBeGreaterThan(0);
-    for (const row of found) expect(row.data).toContain(Buffer.from(value.slice(0, 32)).toString('hex'));
-    expect(found.filter((row) => row.owner === 'process').map((row) => `${row.pid} ${row.comm}`)).toContain(`${holder_pid} ${holder_comm}`);
-  });
+  it.each(markers)(
+    'matches the $kind marker and attributes a hit to its holder (pid $holder_pid, $holder_comm)',
+    ({ kind, value, holder_pid, holder_comm }) => {
+      const found = rows.filter((row) => row.rule === kind);
+      expect(found.length).toBeGreaterThan(0);
+      for (const row of found) expect(row.data).toContain(Buffer.from(value.slice(0, 32)).toString('hex'));
+      expect(found.filter((row) => row.owner === 'process').map((row) => `${row.pid} ${row.comm}`)).toContain(
+        `${holder_pid} ${holder_comm}`,
+      );
+    },
+  );
 
   it('--pid scans the holder of the LABMARK token in its virtual memory and finds it where the physical scan placed it', async () => {
     const holder = markers.find((marker) => marker.kind === 'labmark')!;
     const virtual = await yarascan(context, { rules, pid: holder.holder_pid });
     expect(virtual.rows.length).toBeGreaterThan(0);
-    for (const row of virtual.rows) expect([row.pid, row.comm, row.owner]).toEqual([holder.holder_pid, holder.holder_comm, 'process']);
+    for (const row of virtual.rows)
+      expect([row.pid, row.comm, row.owner]).toEqual([holder.holder_pid, holder.holder_comm, 'process']);
     const physicalOfHolder = (rule: string) =>
       rows
         .filter((row) => row.rule === rule && row.pid === holder.holder_pid)
         .map((row) => `${row.physical} ${row.virtual}`)
         .sort();
     for (const rule of ['labmark', 'eicar']) {
-      expect(virtual.rows.filter((row) => row.rule === rule).map((row) => `${row.physical} ${row.virtual}`).sort(), rule).toEqual(physicalOfHolder(rule));
+      expect(
+        virtual.rows
+          .filter((row) => row.rule === rule)
+          .map((row) => `${row.physical} ${row.virtual}`)
+          .sort(),
+        rule,
+      ).toEqual(physicalOfHolder(rule));
     }
   }, 60_000);
 });
@@ -91,7 +112,8 @@ describe('yarascan on linux61-rootkit', () => {
   afterAll(() => context.close());
 
   it("attributes hits in a DKOM-hidden process's memory to it (the reverse map includes carved processes)", async () => {
-    const hidden = (truth('linux61-rootkit').rootkit as { hidden_process: { pid: number; comm: string } }).hidden_process;
+    const hidden = (truth('linux61-rootkit').rootkit as { hidden_process: { pid: number; comm: string } })
+      .hidden_process;
     const rules = writeRules('hidden', [{ rule: 'hidden_name', string: yaraText(hidden.comm) }]);
     const { rows } = await yarascan(context, { rules, threads: 1 });
     expect(rows.filter((row) => row.owner === 'process').map((row) => row.pid)).toContain(hidden.pid);
@@ -101,18 +123,26 @@ describe('yarascan on linux61-rootkit', () => {
 
   it('--all-processes scans every process, the hidden one included, each in its own address space', async () => {
     const { markers } = markerRules('linux61-rootkit');
-    const hidden = (truth('linux61-rootkit').rootkit as { hidden_process: { pid: number; comm: string } }).hidden_process;
-    const withHidden = writeRules('all-processes', [...markers.map((marker) => ({ rule: marker.kind, string: yaraText(marker.value) })), { rule: 'hidden_name', string: yaraText(hidden.comm) }]);
+    const hidden = (truth('linux61-rootkit').rootkit as { hidden_process: { pid: number; comm: string } })
+      .hidden_process;
+    const withHidden = writeRules('all-processes', [
+      ...markers.map((marker) => ({ rule: marker.kind, string: yaraText(marker.value) })),
+      { rule: 'hidden_name', string: yaraText(hidden.comm) },
+    ]);
     const { rows } = await yarascan(context, { rules: withHidden, allProcesses: true });
     expect(rows.every((row) => row.owner === 'process' && typeof row.virtual === 'string')).toBe(true);
-    for (const marker of markers) expect(rows.filter((row) => row.rule === marker.kind).map((row) => row.pid)).toContain(marker.holder_pid);
+    for (const marker of markers)
+      expect(rows.filter((row) => row.rule === marker.kind).map((row) => row.pid)).toContain(marker.holder_pid);
     expect(rows.filter((row) => row.rule === 'hidden_name').map((row) => row.pid)).toContain(hidden.pid);
   }, 60_000);
 
   it('gives the same rows on two pool threads as on one', async () => {
     const { path: rules } = markerRules('linux61-rootkit');
     const single = await yarascan(context, { rules, threads: 1 });
-    const pooled = new DumpContext(context.path, { cacheDir, parallelRuleScan: (request) => parallelScanRules(request, { workerScript: WORKER_SCRIPT }) });
+    const pooled = new DumpContext(context.path, {
+      cacheDir,
+      parallelRuleScan: (request) => parallelScanRules(request, { workerScript: WORKER_SCRIPT }),
+    });
     try {
       const parallel = await yarascan(pooled, { rules, threads: 2 });
       expect(parallel.rows).toEqual(single.rows);
@@ -143,9 +173,14 @@ describe('a string across two pages that are not physically adjacent', () => {
       const physical = await yarascan(context, { rules, threads: 1 });
       // The half is there (one row per process mapping its page), the whole never is.
       expect(new Set(physical.rows.map((row) => row.rule))).toEqual(new Set(['first_half']));
-      expect(physical.rows.map((row) => `${row.pid} ${row.virtual}`)).toContain(`${holder.pid} 0x${(boundary! - 16n).toString(16)}`);
+      expect(physical.rows.map((row) => `${row.pid} ${row.virtual}`)).toContain(
+        `${holder.pid} 0x${(boundary! - 16n).toString(16)}`,
+      );
       const virtual = await yarascan(context, { rules, pid: holder.pid });
-      expect(virtual.rows.map((row) => `${row.rule} ${row.virtual}`)).toEqual([`whole 0x${(boundary! - 16n).toString(16)}`, `first_half 0x${(boundary! - 16n).toString(16)}`]);
+      expect(virtual.rows.map((row) => `${row.rule} ${row.virtual}`)).toEqual([
+        `whole 0x${(boundary! - 16n).toString(16)}`,
+        `first_half 0x${(boundary! - 16n).toString(16)}`,
+      ]);
     } finally {
       base.close();
     }

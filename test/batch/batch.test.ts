@@ -1,11 +1,30 @@
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
 import { findAnalysis } from '../../src/analyses/registry.js';
-import { concurrencyFor, ESTIMATED_JOB_BYTES, runBatchToEnd, type BatchOptions, type BatchSummary } from '../../src/batch/batch.js';
+import {
+  concurrencyFor,
+  ESTIMATED_JOB_BYTES,
+  runBatchToEnd,
+  type BatchOptions,
+  type BatchSummary,
+} from '../../src/batch/batch.js';
 import { expandDumpPaths } from '../../src/batch/inputs.js';
 import { inProcessRunner, type DumpJobRunner } from '../../src/batch/jobPool.js';
 import { parseDumpResult, runDumpJob, serializeDumpResult, type DumpResult } from '../../src/batch/job.js';
@@ -35,9 +54,15 @@ interface Marker {
 /** One rule per distinct truth marker (LABMARK tokens, the EICAR string) of every snapshot. */
 function writeMarkerRules(): void {
   const values = new Map<string, string>();
-  for (const name of snapshotNames()) for (const marker of truth(name).markers as Marker[]) values.set(marker.value, marker.kind);
+  for (const name of snapshotNames())
+    for (const marker of truth(name).markers as Marker[]) values.set(marker.value, marker.kind);
   const yaraText = (value: string) => `"${value.replace(/[\\"]/g, (char) => `\\${char}`)}"`;
-  writeFileSync(rulesFile, [...values].map(([value, kind], i) => `rule ${kind}_${i} { strings: $s = ${yaraText(value)} condition: $s }`).join('\n'));
+  writeFileSync(
+    rulesFile,
+    [...values]
+      .map(([value, kind], i) => `rule ${kind}_${i} { strings: $s = ${yaraText(value)} condition: $s }`)
+      .join('\n'),
+  );
 }
 
 /** A job runner on this thread that counts the jobs it is given: the proof that a rerun does no analysis work. */
@@ -55,7 +80,11 @@ function countingRunner(): DumpJobRunner & { jobs: number } {
   return runner;
 }
 
-const fixtures = dumpFixtures().map(({ name, format }) => ({ name, format, link: join(dumpsDir, `${name}.${format}`) }));
+const fixtures = dumpFixtures().map(({ name, format }) => ({
+  name,
+  format,
+  link: join(dumpsDir, `${name}.${format}`),
+}));
 const compressedRootkit = join(dumpsDir, 'rootkit-copy.lime.zst');
 const truncated = join(dumpsDir, 'truncated.elf');
 
@@ -72,10 +101,20 @@ function writeTruncatedCopy(source: string, target: string): void {
   }
 }
 
-const batchOptions = (outDir: string, extra: Partial<BatchOptions> = {}): BatchOptions => ({ dumps: [dumpsDir], analyses: ANALYSES, options: { rules: rulesFile }, outDir, cacheDir, ...extra });
+const batchOptions = (outDir: string, extra: Partial<BatchOptions> = {}): BatchOptions => ({
+  dumps: [dumpsDir],
+  analyses: ANALYSES,
+  options: { rules: rulesFile },
+  outDir,
+  cacheDir,
+  ...extra,
+});
 /** What a run leaves in outDir for a dump, by dump path. */
 const byPath = (summary: BatchSummary) => new Map(summary.dumps.map((dump) => [dump.path, dump]));
-const ndjsonLines = (result: DumpResult) => readFileSync(result.output!, 'utf8').split('\n').filter((line) => line !== '');
+const ndjsonLines = (result: DumpResult) =>
+  readFileSync(result.output!, 'utf8')
+    .split('\n')
+    .filter((line) => line !== '');
 
 let firstRunner: ReturnType<typeof countingRunner>;
 let first: BatchSummary;
@@ -92,39 +131,60 @@ beforeAll(async () => {
   symlinkSync(join(sharedFixtures, 'linux61-clean.kallsyms.txt.zst'), join(dumpsDir, 'clean.kallsyms.txt.zst'));
   firstRunner = countingRunner();
   yielded = [];
-  first = await runBatchToEnd(batchOptions(join(work, 'out-1'), { runner: firstRunner }), (result) => yielded.push(result));
+  first = await runBatchToEnd(batchOptions(join(work, 'out-1'), { runner: firstRunner }), (result) =>
+    yielded.push(result),
+  );
 }, 300_000);
 
 describe('batch over every shared fixture (check, pslist, yarascan)', () => {
   it('takes the dumps of the directory and nothing else', () => {
-    expect(first.dumps.map((dump) => basename(dump.path)).sort()).toEqual([...fixtures.map((fixture) => basename(fixture.link)), 'rootkit-copy.lime.zst', 'truncated.elf'].sort());
+    expect(first.dumps.map((dump) => basename(dump.path)).sort()).toEqual(
+      [...fixtures.map((fixture) => basename(fixture.link)), 'rootkit-copy.lime.zst', 'truncated.elf'].sort(),
+    );
     expect(firstRunner.jobs).toBe(fixtures.length + 2);
     expect(yielded.map((result) => result.path).sort()).toEqual(first.dumps.map((dump) => dump.path));
   });
 
-  it.each(fixtures)('$name ($format): the same rows, in the same order, as each analysis run on its own', async ({ link }) => {
-    const result = byPath(first).get(link)!;
-    expect(result.error).toBeUndefined();
-    expect(result.errors).toEqual([]);
-    const lines = ndjsonLines(result).map((line) => JSON.parse(line) as Record<string, unknown>);
-    const context = new DumpContext(link, { cacheDir });
-    try {
-      for (const name of ANALYSES) {
-        const single = await findAnalysis(name)!.run(context, name === 'yarascan' ? { rules: rulesFile, threads: 1 } : {});
-        const batched = lines.filter((line) => line.analysis === name && !('warning' in line) && !('error' in line)).map(({ analysis: _analysis, ...row }) => JSON.stringify(row) + '\n');
-        expect(batched.join('')).toBe(render(single, 'ndjson'));
-        expect(result.counts[name]).toBe(single.rows.length);
-        expect(lines.filter((line) => line.analysis === name && 'warning' in line).map((line) => line.warning)).toEqual(single.warnings);
+  it.each(fixtures)(
+    '$name ($format): the same rows, in the same order, as each analysis run on its own',
+    async ({ link }) => {
+      const result = byPath(first).get(link)!;
+      expect(result.error).toBeUndefined();
+      expect(result.errors).toEqual([]);
+      const lines = ndjsonLines(result).map((line) => JSON.parse(line) as Record<string, unknown>);
+      const context = new DumpContext(link, { cacheDir });
+      try {
+        for (const name of ANALYSES) {
+          const single = await findAnalysis(name)!.run(
+            context,
+            name === 'yarascan' ? { rules: rulesFile, threads: 1 } : {},
+          );
+          const batched = lines
+            .filter((line) => line.analysis === name && !('warning' in line) && !('error' in line))
+            .map(({ analysis: _analysis, ...row }) => JSON.stringify(row) + '\n');
+          expect(batched.join('')).toBe(render(single, 'ndjson'));
+          expect(result.counts[name]).toBe(single.rows.length);
+          expect(
+            lines.filter((line) => line.analysis === name && 'warning' in line).map((line) => line.warning),
+          ).toEqual(single.warnings);
+        }
+      } finally {
+        context.close();
       }
-    } finally {
-      context.close();
-    }
-    expect(result.kernel?.release).toBe(truth(fixtures.find((fixture) => fixture.link === link)!.name).kernel.release);
-  }, 120_000);
+      expect(result.kernel?.release).toBe(
+        truth(fixtures.find((fixture) => fixture.link === link)!.name).kernel.release,
+      );
+    },
+    120_000,
+  );
 
   it("lists the rootkit's findings (in both its plain and compressed copies) and no finding elsewhere", () => {
     const { rootkit } = truth('linux61-rootkit') as unknown as {
-      rootkit: { hidden_process: { pid: number; comm: string }; module: { name: string }; syscall_hook: { index: number; syscall: string } };
+      rootkit: {
+        hidden_process: { pid: number; comm: string };
+        module: { name: string };
+        syscall_hook: { index: number; syscall: string };
+      };
     };
     const expected = [
       `hidden_module ${rootkit.module.name}`,
@@ -133,7 +193,9 @@ describe('batch over every shared fixture (check, pslist, yarascan)', () => {
     ];
     for (const dump of first.dumps) {
       const isRootkit = dump.path.includes('rootkit');
-      expect(dump.findings.map((finding) => `${finding.kind} ${finding.subject}`).sort(), dump.path).toEqual(isRootkit ? expected : []);
+      expect(dump.findings.map((finding) => `${finding.kind} ${finding.subject}`).sort(), dump.path).toEqual(
+        isRootkit ? expected : [],
+      );
     }
     const rootkitFindings = first.dumps.filter((dump) => dump.path.includes('rootkit')).map((dump) => dump.findings);
     expect(rootkitFindings).toHaveLength(2);
@@ -141,7 +203,8 @@ describe('batch over every shared fixture (check, pslist, yarascan)', () => {
     expect(first.totals.withFindings).toBe(2);
     expect(first.totals.findings).toBe(6);
     // Hits are not findings: every snapshot holds its markers.
-    for (const dump of first.dumps.filter((dump) => dump.error === undefined)) expect(dump.hits, dump.path).toBeGreaterThan(0);
+    for (const dump of first.dumps.filter((dump) => dump.error === undefined))
+      expect(dump.hits, dump.path).toBeGreaterThan(0);
   });
 
   it('decompresses a compressed dump to a temporary file, deletes it after, and gives the same rows as the plain copy', () => {
@@ -167,7 +230,9 @@ describe('batch over every shared fixture (check, pslist, yarascan)', () => {
   });
 
   it('a rerun does no analysis work: no job reaches the runner, every dump is skipped, no output is rewritten', async () => {
-    const outputs = first.dumps.filter((dump) => dump.output).map((dump) => [dump.output!, statSync(dump.output!).mtimeMs] as const);
+    const outputs = first.dumps
+      .filter((dump) => dump.output)
+      .map((dump) => [dump.output!, statSync(dump.output!).mtimeMs] as const);
     const runner = countingRunner();
     const again = await runBatchToEnd(batchOptions(join(work, 'out-1'), { runner }));
     expect(runner.jobs).toBe(0);
@@ -182,9 +247,13 @@ describe('batch over every shared fixture (check, pslist, yarascan)', () => {
   it('--jobs 2 on worker threads gives the same results as --jobs 1', async () => {
     const parallel = await runBatchToEnd(batchOptions(join(work, 'out-2'), { jobs: 2, workerScript: WORKER_SCRIPT }));
     expect(parallel.jobs).toBe(2);
-    const comparable = ({ seconds: _seconds, output, ...rest }: DumpResult) => ({ ...rest, output: output && basename(output) });
+    const comparable = ({ seconds: _seconds, output, ...rest }: DumpResult) => ({
+      ...rest,
+      output: output && basename(output),
+    });
     expect(parallel.dumps.map(comparable)).toEqual(first.dumps.map(comparable));
-    for (const dump of parallel.dumps.filter((dump) => dump.output)) expect(ndjsonLines(dump)).toEqual(ndjsonLines(byPath(first).get(dump.path)!));
+    for (const dump of parallel.dumps.filter((dump) => dump.output))
+      expect(ndjsonLines(dump)).toEqual(ndjsonLines(byPath(first).get(dump.path)!));
   }, 300_000);
 });
 
@@ -203,7 +272,13 @@ describe('batch inputs and budgets', () => {
   it('refuses to decompress a dump larger than its temporary-space budget, without writing anything', async () => {
     const tempDir = join(work, 'temp');
     mkdirSync(tempDir, { recursive: true });
-    const result = await runDumpJob({ path: compressedRootkit, analyses: ['pslist'], outDir: join(work, 'out-budget'), cacheDir, tempBudget: { directory: tempDir, bytes: 64 * 2 ** 20 } });
+    const result = await runDumpJob({
+      path: compressedRootkit,
+      analyses: ['pslist'],
+      outDir: join(work, 'out-budget'),
+      cacheDir,
+      tempBudget: { directory: tempDir, bytes: 64 * 2 ** 20 },
+    });
     expect(result.error).toMatch(/USAGE: decompressed, this dump needs 537133120 bytes of temporary space/);
     expect(result.output).toBeNull();
     expect(readdirSync(tempDir)).toEqual([]);
@@ -224,7 +299,11 @@ describe('batch inputs and budgets', () => {
   });
 
   it('refuses unknown analyses and yarascan without rules before any work', async () => {
-    await expect(runBatchToEnd({ dumps: [dumpsDir], analyses: ['nonesuch'], outDir: join(work, 'out-usage') })).rejects.toThrow(/unknown analysis "nonesuch"/);
-    await expect(runBatchToEnd({ dumps: [dumpsDir], analyses: ['yarascan'], outDir: join(work, 'out-usage') })).rejects.toThrow(/needs --rules/);
+    await expect(
+      runBatchToEnd({ dumps: [dumpsDir], analyses: ['nonesuch'], outDir: join(work, 'out-usage') }),
+    ).rejects.toThrow(/unknown analysis "nonesuch"/);
+    await expect(
+      runBatchToEnd({ dumps: [dumpsDir], analyses: ['yarascan'], outDir: join(work, 'out-usage') }),
+    ).rejects.toThrow(/needs --rules/);
   });
 });

@@ -23,7 +23,8 @@ const redisServer = (process.env.PATH ?? '')
   .filter((dir) => dir !== '')
   .map((dir) => join(dir, 'redis-server'))
   .find((path) => existsSync(path));
-if (!redisServer) console.warn('test/batch/queue.test.ts: skipped: redis-server is not installed (apt-get install redis-server)');
+if (!redisServer)
+  console.warn('test/batch/queue.test.ts: skipped: redis-server is not installed (apt-get install redis-server)');
 
 /** Short enough that the takeover happens within seconds; safe since jobs run on worker threads. */
 const LOCK_DURATION_SECONDS = 4;
@@ -72,7 +73,15 @@ class Child {
     const seen = this.lines.map((line) => line.match(pattern)).find((match) => match !== null);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolveLine, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; got:\n${this.lines.join('\n')}\n${this.stderr}`)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `no line matching ${pattern} within ${timeoutMs} ms; got:\n${this.lines.join('\n')}\n${this.stderr}`,
+            ),
+          ),
+        timeoutMs,
+      );
       this.waiters.push({
         pattern,
         resolve: (match) => {
@@ -90,7 +99,10 @@ class Child {
 
 const children: ChildProcess[] = [];
 function vmscope(args: string[], env: NodeJS.ProcessEnv): Child {
-  const child = spawn(process.execPath, [join(repoRoot, 'bin/vmscope.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(repoRoot, 'bin/vmscope.js'), ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.push(child);
   return new Child(child);
 }
@@ -130,7 +142,11 @@ describe.skipIf(!redisServer)('batch on a BullMQ queue (real redis-server, two w
     port = await freeLoopbackPort();
     queueUrl = `redis://127.0.0.1:${port}/vmscope-test`;
     // No RDB snapshots, no AOF: nothing of the test's Redis outlives it.
-    const server = spawn(redisServer!, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', work], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const server = spawn(
+      redisServer!,
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', work],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     redis = server; // skipIf above: redisServer is set here
     await new Child(server).line(/Ready to accept connections/, 20_000);
   });
@@ -148,8 +164,17 @@ describe.skipIf(!redisServer)('batch on a BullMQ queue (real redis-server, two w
 
   it('runs every dump exactly once although a worker is killed mid-job', async () => {
     const workerArgs = (name: string) => [
-      'worker', '--queue', queueUrl, '--out', outDir, '--name', name,
-      '--lock-duration', String(LOCK_DURATION_SECONDS), '--stalled-interval', String(STALLED_INTERVAL_SECONDS),
+      'worker',
+      '--queue',
+      queueUrl,
+      '--out',
+      outDir,
+      '--name',
+      name,
+      '--lock-duration',
+      String(LOCK_DURATION_SECONDS),
+      '--stalled-interval',
+      String(STALLED_INTERVAL_SECONDS),
     ];
     const doomed = vmscope(workerArgs('worker-a'), env);
     const survivor = vmscope(workerArgs('worker-b'), env);
@@ -157,10 +182,13 @@ describe.skipIf(!redisServer)('batch on a BullMQ queue (real redis-server, two w
 
     const paths = DUMPS.map((dump) => fixturePath(dump.name, dump.format));
     const batchStarted = performance.now();
-    const batch = vmscope(['batch', ...paths, '--run', 'check,pslist', '--out', outDir, '--queue', queueUrl, '--wait', '--json'], env);
+    const batch = vmscope(
+      ['batch', ...paths, '--run', 'check,pslist', '--out', outDir, '--queue', queueUrl, '--wait', '--json'],
+      env,
+    );
 
     // Killed as soon as it says it has a job: the job is active under worker-a's lock.
-    const [, killedJobId, killedPath] = (await doomed.line(/^job (\S+) started (.+) \(attempt 1\)/))!;
+    const [, killedJobId, killedPath] = await doomed.line(/^job (\S+) started (.+) \(attempt 1\)/);
     doomed.process.kill('SIGKILL');
     const killedAt = performance.now();
     await doomed.exited;
@@ -171,7 +199,9 @@ describe.skipIf(!redisServer)('batch on a BullMQ queue (real redis-server, two w
     const batchSeconds = (performance.now() - batchStarted) / 1000;
     expect(batch.stderr).toBe('');
     expect(code).toBe(1); // the rootkit's findings
-    console.log(`queued batch: ${paths.length} dumps in ${batchSeconds.toFixed(1)} s with 2 workers (one killed); takeover of the stalled job ${takeoverSeconds.toFixed(1)} s after SIGKILL (lock ${LOCK_DURATION_SECONDS} s, stalled check every ${STALLED_INTERVAL_SECONDS} s)`);
+    console.log(
+      `queued batch: ${paths.length} dumps in ${batchSeconds.toFixed(1)} s with 2 workers (one killed); takeover of the stalled job ${takeoverSeconds.toFixed(1)} s after SIGKILL (lock ${LOCK_DURATION_SECONDS} s, stalled check every ${STALLED_INTERVAL_SECONDS} s)`,
+    );
 
     // Every dump's result exactly once, in the printed summary and in summary.json alike.
     const summary = JSON.parse(batch.output) as BatchSummary;
@@ -184,7 +214,10 @@ describe.skipIf(!redisServer)('batch on a BullMQ queue (real redis-server, two w
     }
 
     // One NDJSON per dump, nothing half-written left by the killed worker; the manifest lets a local rerun skip them.
-    const leftovers = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() ? leftovers(join(dir, entry.name)) : [entry.name]));
+    const leftovers = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+        entry.isDirectory() ? leftovers(join(dir, entry.name)) : [entry.name],
+      );
     expect(leftovers(outDir).sort()).toEqual([...paths.map(outputName), 'manifest.json', 'summary.json'].sort());
 
     // The killed job was finished by the other worker, once: its stored result names worker-b.
@@ -200,17 +233,31 @@ describe.skipIf(!redisServer)('batch on a BullMQ queue (real redis-server, two w
     expect(survivor.lines.filter((line) => line.startsWith(`job ${killedJobId} done`))).toHaveLength(1);
 
     // The taken-over dump's rows are the single-dump commands' rows.
-    const rows = readFileSync(join(outDir, outputName(killedPath!)), 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    const rows = readFileSync(join(outDir, outputName(killedPath!)), 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
     for (const analysis of ['check', 'pslist']) {
-      const single = spawnSync(process.execPath, [join(repoRoot, 'bin/vmscope.js'), analysis, killedPath!, '--ndjson'], { encoding: 'utf8', env: { ...process.env, ...env } });
-      const expected = single.stdout.trimEnd().split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as Record<string, unknown>);
+      const single = spawnSync(
+        process.execPath,
+        [join(repoRoot, 'bin/vmscope.js'), analysis, killedPath!, '--ndjson'],
+        { encoding: 'utf8', env: { ...process.env, ...env } },
+      );
+      const expected = single.stdout
+        .trimEnd()
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
       const batched = rows.filter((row) => row.analysis === analysis).map(({ analysis: _, ...row }) => row);
       expect(batched).toEqual(expected);
     }
 
     // Enqueueing the same batch again adds no job and runs nothing: the stored results are reused.
     const startedBefore = survivor.lines.filter((line) => / started /.test(line)).length;
-    const again = vmscope(['batch', ...paths, '--run', 'check,pslist', '--out', outDir, '--queue', queueUrl, '--wait', '--json'], env);
+    const again = vmscope(
+      ['batch', ...paths, '--run', 'check,pslist', '--out', outDir, '--queue', queueUrl, '--wait', '--json'],
+      env,
+    );
     expect(await again.exited).toBe(1);
     expect((JSON.parse(again.output) as BatchSummary).totals).toMatchObject({ dumps: 4, analysed: 0, skipped: 4 });
     expect(survivor.lines.filter((line) => / started /.test(line)).length).toBe(startedBefore);

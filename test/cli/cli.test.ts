@@ -25,7 +25,18 @@ describe('vmscope CLI', () => {
     expect(code).toBe(0);
     expect(stderr).toBe(''); // piped: no progress bar, and a clean dump has no warning
     const document = JSON.parse(stdout) as Record<string, unknown>;
-    for (const key of ['format', 'ranges', 'kernel_release', 'linux_banner', 'kaslr', 'kaslr_slide', 'phys_base', 'dtb', 'page_offset_base', 'paging_levels']) {
+    for (const key of [
+      'format',
+      'ranges',
+      'kernel_release',
+      'linux_banner',
+      'kaslr',
+      'kaslr_slide',
+      'phys_base',
+      'dtb',
+      'page_offset_base',
+      'paging_levels',
+    ]) {
       expect(document).toHaveProperty(key);
     }
     expect(document.dtb).toBe('0x' + BigInt(truth('linux61-rootkit').layout.init_top_pgt_phys).toString(16));
@@ -74,7 +85,11 @@ describe('vmscope CLI', () => {
     expect(code).toBe(0);
     const rows = JSON.parse(stdout) as Array<{ address: string; type: string; name: string }>;
     expect(rows.length).toBe(truthSymbolCount('linux612-clean'));
-    expect(rows).toContainEqual({ address: `0x${BigInt(truth('linux612-clean').layout.text_virt).toString(16)}`, type: 'T', name: '_text' });
+    expect(rows).toContainEqual({
+      address: `0x${BigInt(truth('linux612-clean').layout.text_virt).toString(16)}`,
+      type: 'T',
+      name: '_text',
+    });
   });
 
   it('types prints a struct layout; isf writes an ISF that --isf reads back to the same layout', () => {
@@ -92,16 +107,38 @@ describe('vmscope CLI', () => {
     const viaIsf = vmscope('types', fixturePath('linux61-rootkit', 'lime'), 'task_struct', '--json', '--isf', isf);
     expect(viaIsf.code).toBe(0);
     expect(JSON.parse(viaIsf.stdout)).toEqual(JSON.parse(vmscope('types', dump, 'task_struct', '--json').stdout));
-    expect(vmscope('types', dump, 'no_such_struct').stderr).toMatch(/NO_PROFILE: the profile has no struct or union "no_such_struct"/);
+    expect(vmscope('types', dump, 'no_such_struct').stderr).toMatch(
+      /NO_PROFILE: the profile has no struct or union "no_such_struct"/,
+    );
   });
   it('yarascan --json lists each match with its owner; exit 1 on matches, 2 on a bad rule file or a missing --rules', () => {
-    const marker = (truth('linux61-rootkit').markers as Array<{ kind: string; value: string; holder_pid: number }>).find((m) => m.kind === 'labmark')!;
+    const marker = (
+      truth('linux61-rootkit').markers as Array<{ kind: string; value: string; holder_pid: number }>
+    ).find((m) => m.kind === 'labmark')!;
     const rules = join(work, 'marker.yar');
     writeFileSync(rules, `rule labmark { strings: $m = "${marker.value}" condition: $m }`);
-    const { code, stdout } = vmscope('yarascan', '--rules', rules, '--threads', '2', fixturePath('linux61-rootkit', 'lime'), '--json');
+    const { code, stdout } = vmscope(
+      'yarascan',
+      '--rules',
+      rules,
+      '--threads',
+      '2',
+      fixturePath('linux61-rootkit', 'lime'),
+      '--json',
+    );
     expect(code).toBe(1);
     const rows = JSON.parse(stdout) as Array<Record<string, unknown>>;
-    expect(Object.keys(rows[0]!)).toEqual(['rule', 'string', 'physical', 'owner', 'pid', 'comm', 'virtual', 'length', 'data']);
+    expect(Object.keys(rows[0]!)).toEqual([
+      'rule',
+      'string',
+      'physical',
+      'owner',
+      'pid',
+      'comm',
+      'virtual',
+      'length',
+      'data',
+    ]);
     expect(rows.map((row) => row.pid)).toContain(marker.holder_pid);
 
     const broken = join(work, 'broken.yar');

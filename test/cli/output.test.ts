@@ -32,7 +32,9 @@ function pipeline(command: string) {
 
 /** One dump per snapshot (its first format). */
 const oneDumpEach = snapshotNames().map((name) => {
-  const format = (['elf', 'raw', 'lime'] as const).find((candidate) => candidate in manifest().snapshots[name]!.formats)!;
+  const format = (['elf', 'raw', 'lime'] as const).find(
+    (candidate) => candidate in manifest().snapshots[name]!.formats,
+  )!;
   return { name, format };
 });
 
@@ -41,7 +43,11 @@ describe('kallsyms prints a table of every symbol', () => {
     const dump = fixturePath(name, format);
     spawnSync(process.execPath, [cli, 'info', dump], { env }); // warms the profile cache
     // GNU time's user+system seconds of vmscope alone, on the last line of stderr.
-    const result = spawnSync('/usr/bin/time', ['-f', '%U %S', process.execPath, cli, 'kallsyms', dump], { encoding: 'utf8', env, maxBuffer: 256 << 20 });
+    const result = spawnSync('/usr/bin/time', ['-f', '%U %S', process.execPath, cli, 'kallsyms', dump], {
+      encoding: 'utf8',
+      env,
+      maxBuffer: 256 << 20,
+    });
     expect(result.status, result.stderr).toBe(0);
     const lines = result.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^Address\s+Type\s+Name$/);
@@ -104,13 +110,21 @@ describe('guest strings are escaped in what a person reads', () => {
     const row = lines.find((line) => new RegExp(`^\\s*${pid}\\s`).test(line))!;
     expect(row).toContain('x\\x0a999 1 r\\x1b[2J');
     // JSON keeps the exact bytes, escaped as JSON escapes them.
-    const json = JSON.parse(spawnSync(process.execPath, [cli, 'pslist', copy, '--json'], { encoding: 'utf8', env }).stdout) as Array<{ pid: number; comm: string }>;
+    const json = JSON.parse(
+      spawnSync(process.execPath, [cli, 'pslist', copy, '--json'], { encoding: 'utf8', env }).stdout,
+    ) as Array<{ pid: number; comm: string }>;
     expect(json.find((entry) => entry.pid === pid)!.comm).toBe('x\n999 1 r\x1b[2J');
   });
 
   it('a rendered table never holds a raw control character', () => {
     const text = render(
-      { columns: [{ key: 'comm', kind: 'text', title: 'Command' }], rows: [{ comm: 'a\nb' }, { comm: ['c\rd'] }], single: false, partial: false, warnings: [] },
+      {
+        columns: [{ key: 'comm', kind: 'text', title: 'Command' }],
+        rows: [{ comm: 'a\nb' }, { comm: ['c\rd'] }],
+        single: false,
+        partial: false,
+        warnings: [],
+      },
       'table',
     );
     expect(text).toBe('Command\na\\x0ab\nc\\x0dd\n');
@@ -127,10 +141,12 @@ describe('the guest clock', () => {
       const tkCore = reader.profile.requireSymbol('tk_core');
       // The same kernel as 6.16 lays it out: no tk_core, the core timekeeper first in timekeeper_data.
       const moved = Object.create(reader.profile) as Profile;
-      moved.symbol = (name: string) => (name === 'tk_core' ? undefined : name === 'timekeeper_data' ? tkCore : reader.profile.symbol(name));
+      moved.symbol = (name: string) =>
+        name === 'tk_core' ? undefined : name === 'timekeeper_data' ? tkCore : reader.profile.symbol(name);
       expect(readGuestClock(new KernelReader(context.kernel.space, moved))).toEqual(clock);
       const neither = Object.create(reader.profile) as Profile;
-      neither.symbol = (name: string) => (name === 'tk_core' || name === 'timekeeper_data' ? undefined : reader.profile.symbol(name));
+      neither.symbol = (name: string) =>
+        name === 'tk_core' || name === 'timekeeper_data' ? undefined : reader.profile.symbol(name);
       expect(readGuestClock(new KernelReader(context.kernel.space, neither))).toBeUndefined();
     } finally {
       context.close();

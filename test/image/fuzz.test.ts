@@ -46,7 +46,10 @@ const mutation = fc.record({
   words: fc.array(
     fc.tuple(
       fc.nat(),
-      fc.oneof(fc.constantFrom(0n, 1n, 0xffffffffn, 0x7fffffffffffffffn, 0xffffffffffffffffn, 1n << 53n), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n })),
+      fc.oneof(
+        fc.constantFrom(0n, 1n, 0xffffffffn, 0x7fffffffffffffffn, 0xffffffffffffffffn, 1n << 53n),
+        fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+      ),
     ),
     { maxLength: 4 },
   ),
@@ -70,7 +73,8 @@ function parseMutated(size: number, regions: Array<{ offset: number; bytes: Uint
   try {
     const image = openImageSource(new SparseSource('fuzzed', size, regions));
     // A parsed image must be self-consistent: sorted, disjoint ranges within the file.
-    for (let i = 1; i < image.ranges.length; i++) expect(image.ranges[i]!.start).toBeGreaterThanOrEqual(image.ranges[i - 1]!.end);
+    for (let i = 1; i < image.ranges.length; i++)
+      expect(image.ranges[i]!.start).toBeGreaterThanOrEqual(image.ranges[i - 1]!.end);
     for (const range of image.ranges) expect(range.fileOffset + (range.end - range.start)).toBeLessThanOrEqual(size);
   } catch (error) {
     if (!(error instanceof VmscopeError)) throw error;
@@ -117,7 +121,9 @@ describe('fuzzing the dump parsers with mutated real headers', () => {
   });
 
   it('the unmutated headers parse to the real ranges (the fuzz baseline is meaningful)', () => {
-    const image = openImageSource(new SparseSource('real', 537135059, [{ offset: 0, bytes: readRegion(elfPath, 0, 0x7c8) }]));
+    const image = openImageSource(
+      new SparseSource('real', 537135059, [{ offset: 0, bytes: readRegion(elfPath, 0, 0x7c8) }]),
+    );
     expect(image.ranges.map((range) => [range.start, range.end])).toEqual([
       [0, 0x20000000],
       [0xfffc0000, 0x100000000],

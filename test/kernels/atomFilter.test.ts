@@ -65,7 +65,9 @@ function atomSet(seed: number, count: number, haystack: Uint8Array): Uint8Array[
 
 function expectSameHits(actual: readonly AtomHit[], expected: readonly AtomHit[]): void {
   expect(actual.length).toBe(expected.length);
-  const firstDifference = actual.findIndex((hit, i) => hit.offset !== expected[i]!.offset || hit.atom !== expected[i]!.atom);
+  const firstDifference = actual.findIndex(
+    (hit, i) => hit.offset !== expected[i]!.offset || hit.atom !== expected[i]!.atom,
+  );
   expect(firstDifference, `first difference at hit ${firstDifference}`).toBe(-1);
 }
 
@@ -79,7 +81,9 @@ describe('atom tables layout', () => {
       { name: 'prefix starts', start: ATOM_PREFIX_STARTS_OFFSET, end: ATOM_PREFIX_STARTS_OFFSET + 0x10001 * 4 },
     ];
     for (let i = 1; i < tables.length; i++) {
-      expect(tables[i]!.start, `${tables[i]!.name} after ${tables[i - 1]!.name}`).toBeGreaterThanOrEqual(tables[i - 1]!.end);
+      expect(tables[i]!.start, `${tables[i]!.name} after ${tables[i - 1]!.name}`).toBeGreaterThanOrEqual(
+        tables[i - 1]!.end,
+      );
     }
     expect(tables[tables.length - 1]!.end).toBeLessThanOrEqual(ATOM_TABLES_BYTES);
     expect(ATOM_TABLES_BYTES % WASM_PAGE_BYTES).toBe(0);
@@ -95,7 +99,13 @@ describe('atom tables layout', () => {
 describe('AtomFilter.filterBuffer', () => {
   it('finds atoms of every length, overlapping and duplicated, in offset then atom order', () => {
     const bytes = Uint8Array.from([0x41, 0x42, 0x43, 0x44, 0x41, 0x42, 0x41, 0x42, 0x43]);
-    const atoms = [Uint8Array.of(0x42, 0x43), Uint8Array.of(0x41), Uint8Array.of(0x41, 0x42, 0x43, 0x44), Uint8Array.of(0x42, 0x43), Uint8Array.of(0x41, 0x42, 0x43)];
+    const atoms = [
+      Uint8Array.of(0x42, 0x43),
+      Uint8Array.of(0x41),
+      Uint8Array.of(0x41, 0x42, 0x43, 0x44),
+      Uint8Array.of(0x42, 0x43),
+      Uint8Array.of(0x41, 0x42, 0x43),
+    ];
     expect(AtomFilter.create(atoms, { windowBytes: WINDOW }).filterBuffer(bytes, 100)).toEqual([
       { atom: 1, offset: 100 },
       { atom: 2, offset: 100 },
@@ -113,7 +123,13 @@ describe('AtomFilter.filterBuffer', () => {
   it('reports an atom ending on the last byte and none running past it', () => {
     const bytes = new Uint8Array(1000);
     bytes.set([0x11, 0x22, 0x33], 997);
-    const atoms = [Uint8Array.of(0x33), Uint8Array.of(0x22, 0x33), Uint8Array.of(0x11, 0x22, 0x33), Uint8Array.of(0x11, 0x22, 0x33, 0x00), Uint8Array.of(0x33, 0x00)];
+    const atoms = [
+      Uint8Array.of(0x33),
+      Uint8Array.of(0x22, 0x33),
+      Uint8Array.of(0x11, 0x22, 0x33),
+      Uint8Array.of(0x11, 0x22, 0x33, 0x00),
+      Uint8Array.of(0x33, 0x00),
+    ];
     expect(AtomFilter.create(atoms, { windowBytes: WINDOW }).filterBuffer(bytes)).toEqual([
       { atom: 2, offset: 997 },
       { atom: 1, offset: 998 },
@@ -148,15 +164,27 @@ describe('AtomFilter.filterBuffer', () => {
     const first = AtomFilter.create([Uint8Array.of(2, 3)], { windowBytes: WINDOW });
     const second = AtomFilter.create([Uint8Array.of(4), Uint8Array.of(1, 2, 3)], { windowBytes: WINDOW });
     expect(first.filterBuffer(bytes)).toEqual([{ atom: 0, offset: 1 }]);
-    expect(second.filterBuffer(bytes)).toEqual([{ atom: 1, offset: 0 }, { atom: 0, offset: 3 }]);
+    expect(second.filterBuffer(bytes)).toEqual([
+      { atom: 1, offset: 0 },
+      { atom: 0, offset: 3 },
+    ]);
     expect(first.filterBuffer(bytes)).toEqual([{ atom: 0, offset: 1 }]);
   });
 
   it('loses no hit when one window holds more hits than the hit area', () => {
     // 128 KiB of zeros and five zero atoms: five hits per byte, ten times the hit slots.
     const bytes = new Uint8Array(300 * 1024);
-    const atoms = [Uint8Array.of(0), Uint8Array.of(0, 0), Uint8Array.of(0, 0, 0), Uint8Array.of(0, 0, 0, 0), Uint8Array.of(0)];
-    expectSameHits(AtomFilter.create(atoms, { windowBytes: 128 * 1024 }).filterBuffer(bytes), atomFilterReference(bytes, atoms));
+    const atoms = [
+      Uint8Array.of(0),
+      Uint8Array.of(0, 0),
+      Uint8Array.of(0, 0, 0),
+      Uint8Array.of(0, 0, 0, 0),
+      Uint8Array.of(0),
+    ];
+    expectSameHits(
+      AtomFilter.create(atoms, { windowBytes: 128 * 1024 }).filterBuffer(bytes),
+      atomFilterReference(bytes, atoms),
+    );
   });
 
   it('agrees with the reference on dump-like bytes, 1 to 4096 random atoms and hits at window edges', () => {
@@ -178,7 +206,10 @@ describe('AtomFilter.filterBuffer', () => {
             plant(bytes, atom, bytes.length - atom.length);
             for (const edge of edges) plant(bytes, atom, edge + edgeShifts[index % edgeShifts.length]!);
           });
-          expectSameHits(AtomFilter.create(atoms, { windowBytes }).filterBuffer(bytes, base), atomFilterReference(bytes, atoms, base));
+          expectSameHits(
+            AtomFilter.create(atoms, { windowBytes }).filterBuffer(bytes, base),
+            atomFilterReference(bytes, atoms, base),
+          );
         },
       ),
       { numRuns: 50 },
@@ -201,7 +232,9 @@ describe('AtomFilter.filterImage', () => {
     plant(file, atoms[2]!, WINDOW - 1); // across the first chunk edge
     const image = new RangeMappedImage(new BufferSource('memory', file), 'raw', ranges);
     const reports: number[] = [];
-    const hits = AtomFilter.create(atoms, { windowBytes: WINDOW }).filterImage(image, { onProgress: (done) => reports.push(done) });
+    const hits = AtomFilter.create(atoms, { windowBytes: WINDOW }).filterImage(image, {
+      onProgress: (done) => reports.push(done),
+    });
     const expected = [
       ...atomFilterReference(file.subarray(0, 300 * KiB), atoms, 0),
       ...atomFilterReference(file.subarray(300 * KiB), atoms, 512 * KiB),
@@ -215,10 +248,14 @@ describe('AtomFilter.filterImage', () => {
 
   it('stops at the limit with the first hits by offset', () => {
     const file = zerosAndRandom(3, 300_000, 60);
-    const image = new RangeMappedImage(new BufferSource('memory', file), 'raw', [{ start: 0, end: file.length, fileOffset: 0 }]);
+    const image = new RangeMappedImage(new BufferSource('memory', file), 'raw', [
+      { start: 0, end: file.length, fileOffset: 0 },
+    ]);
     const atoms = [Uint8Array.of(0), Uint8Array.of(0, 0)];
     for (const limit of [0, 7, 70_000]) {
-      expect(AtomFilter.create(atoms, { windowBytes: WINDOW }).filterImage(image, { limit })).toEqual(atomFilterReference(file, atoms).slice(0, limit));
+      expect(AtomFilter.create(atoms, { windowBytes: WINDOW }).filterImage(image, { limit })).toEqual(
+        atomFilterReference(file, atoms).slice(0, limit),
+      );
     }
   });
 });
@@ -230,7 +267,10 @@ describe('filterAtoms', () => {
     kernel.loadAtomTables(buildAtomTables([Uint8Array.of(0), Uint8Array.of(0, 0), Uint8Array.of(0)]));
     kernel.window.fill(0);
     const dataEnd = WINDOW_ADDRESS + kernel.window.length;
-    const hitAt = (i: number) => ({ start: kernel.words[(HITS_ADDRESS + i * HIT_BYTES + HIT_START_FIELD) / 4]!, atom: kernel.words[(HITS_ADDRESS + i * HIT_BYTES + HIT_SLOT_FIELD) / 4]! });
+    const hitAt = (i: number) => ({
+      start: kernel.words[(HITS_ADDRESS + i * HIT_BYTES + HIT_START_FIELD) / 4]!,
+      atom: kernel.words[(HITS_ADDRESS + i * HIT_BYTES + HIT_SLOT_FIELD) / 4]!,
+    });
 
     const first = kernel.kernels.filterAtoms(kernel.atomTablesAddress, dataEnd, WINDOW_ADDRESS, dataEnd);
     const resume = kernel.words[SCAN_RESUME_ADDRESS / 4]!;

@@ -27,7 +27,9 @@ describe('chooseRarePair', () => {
         const { offsetA, offsetB } = chooseRarePair(needle);
         expect(offsetA).not.toBe(offsetB);
         const frequencyAt = (offset: number) => TYPICAL_BYTE_FREQUENCY[needle[offset]!]!;
-        const sorted = Array.from(needle.keys()).map(frequencyAt).sort((a, b) => a - b);
+        const sorted = Array.from(needle.keys())
+          .map(frequencyAt)
+          .sort((a, b) => a - b);
         expect([frequencyAt(offsetA), frequencyAt(offsetB)].sort((a, b) => a - b)).toEqual(sorted.slice(0, 2));
       }),
     );

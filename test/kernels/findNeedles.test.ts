@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { KernelInstance } from '../../src/kernels/kernelInstance.js';
-import { HITS_ADDRESS, HIT_BYTES, HIT_CAPACITY, HIT_SLOT_FIELD, HIT_START_FIELD, SCAN_RESUME_ADDRESS, WINDOW_ADDRESS } from '../../src/kernels/memoryMap.js';
+import {
+  HITS_ADDRESS,
+  HIT_BYTES,
+  HIT_CAPACITY,
+  HIT_SLOT_FIELD,
+  HIT_START_FIELD,
+  SCAN_RESUME_ADDRESS,
+  WINDOW_ADDRESS,
+} from '../../src/kernels/memoryMap.js';
 import { planNeedleGroups } from '../../src/kernels/needleTable.js';
 
 /** The raw kernel contract of memoryMap.ts, below the searcher: capacity, resume address, hit records. */

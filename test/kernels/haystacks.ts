@@ -33,9 +33,19 @@ export type NeedleSpec =
   | { readonly kind: 'slice'; readonly at: number; readonly length: number };
 
 export const needleSpec: fc.Arbitrary<NeedleSpec> = fc.oneof(
-  fc.record({ kind: fc.constant('bytes' as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 3 }).map((b) => b.map((x) => [0x00, 0xff, 0x61, 0x62][x % 4]!)) }),
-  fc.record({ kind: fc.constant('bytes' as const), bytes: fc.array(alphabetByte, { minLength: 1, maxLength: 40 }).map((b) => Uint8Array.from(b)) }),
-  fc.record({ kind: fc.constant('zeroPrefixed' as const), zeros: fc.integer({ min: 1, max: 12 }), bytes: fc.array(alphabetByte, { minLength: 1, maxLength: 8 }).map((b) => Uint8Array.from(b)) }),
+  fc.record({
+    kind: fc.constant('bytes' as const),
+    bytes: fc.uint8Array({ minLength: 1, maxLength: 3 }).map((b) => b.map((x) => [0x00, 0xff, 0x61, 0x62][x % 4]!)),
+  }),
+  fc.record({
+    kind: fc.constant('bytes' as const),
+    bytes: fc.array(alphabetByte, { minLength: 1, maxLength: 40 }).map((b) => Uint8Array.from(b)),
+  }),
+  fc.record({
+    kind: fc.constant('zeroPrefixed' as const),
+    zeros: fc.integer({ min: 1, max: 12 }),
+    bytes: fc.array(alphabetByte, { minLength: 1, maxLength: 8 }).map((b) => Uint8Array.from(b)),
+  }),
   fc.record({ kind: fc.constant('slice' as const), at: fc.nat(), length: fc.integer({ min: 1, max: 300 }) }),
 );
 

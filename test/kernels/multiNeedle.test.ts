@@ -21,7 +21,9 @@ describe('MultiNeedleSearcher.searchBuffer', () => {
 
   it('finds needles at the very start and the very end, offset by base', () => {
     const haystack = bytes('OSRELEASE=6.1.0 ... Linux version ');
-    const searcher = MultiNeedleSearcher.create([bytes('Linux version '), bytes('OSRELEASE=')], { windowBytes: SMALL_WINDOW });
+    const searcher = MultiNeedleSearcher.create([bytes('Linux version '), bytes('OSRELEASE=')], {
+      windowBytes: SMALL_WINDOW,
+    });
     expect(searcher.searchBuffer(haystack, 0x1000)).toEqual([
       { needle: 1, offset: 0x1000 },
       { needle: 0, offset: 0x1000 + haystack.length - 14 },
@@ -57,7 +59,9 @@ describe('MultiNeedleSearcher.searchBuffer', () => {
   });
 
   it('returns nothing for an empty haystack or no needles', () => {
-    expect(MultiNeedleSearcher.create([bytes('a')], { windowBytes: SMALL_WINDOW }).searchBuffer(new Uint8Array(0))).toEqual([]);
+    expect(
+      MultiNeedleSearcher.create([bytes('a')], { windowBytes: SMALL_WINDOW }).searchBuffer(new Uint8Array(0)),
+    ).toEqual([]);
     expect(MultiNeedleSearcher.create([], { windowBytes: SMALL_WINDOW }).searchBuffer(bytes('abc'))).toEqual([]);
   });
 
@@ -81,7 +85,9 @@ describe('MultiNeedleSearcher.searchBuffer', () => {
     const hits = MultiNeedleSearcher.create(needles, { windowBytes: 128 * 1024 }).searchBuffer(haystack);
     const expected = searchReference(haystack, needles);
     expect(hits.length).toBe(expected.length);
-    const firstDifference = hits.findIndex((hit, i) => hit.offset !== expected[i]!.offset || hit.needle !== expected[i]!.needle);
+    const firstDifference = hits.findIndex(
+      (hit, i) => hit.offset !== expected[i]!.offset || hit.needle !== expected[i]!.needle,
+    );
     expect(firstDifference).toBe(-1);
   });
 
@@ -138,10 +144,17 @@ describe('MultiNeedleSearcher.searchBuffer', () => {
 
   it('stops at the limit with the first hits by offset', () => {
     const haystack = dumpLikeBytes(3, 200_000);
-    const image = new RangeMappedImage(new BufferSource('memory', haystack), 'raw', [{ start: 0, end: haystack.length, fileOffset: 0 }]);
+    const image = new RangeMappedImage(new BufferSource('memory', haystack), 'raw', [
+      { start: 0, end: haystack.length, fileOffset: 0 },
+    ]);
     const needles = [bytes('ab'), bytes('ba'), bytes('cab'), Uint8Array.of(0xff, 0), Uint8Array.of(0x62, 0x62)];
     expect(searchReference(haystack, needles).length).toBeGreaterThan(5000);
-    for (const [selection, limit] of [[needles, 10], [needles, 5000], [needles.slice(0, 1), 7], [needles.slice(0, 1), 0]] as const) {
+    for (const [selection, limit] of [
+      [needles, 10],
+      [needles, 5000],
+      [needles.slice(0, 1), 7],
+      [needles.slice(0, 1), 0],
+    ] as const) {
       const hits = MultiNeedleSearcher.create(selection, { windowBytes: SMALL_WINDOW }).searchImage(image, { limit });
       expect(hits).toEqual(searchReference(haystack, selection).slice(0, limit));
     }

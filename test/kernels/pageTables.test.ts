@@ -29,12 +29,25 @@ function tableOf(entries: readonly bigint[]): Uint8Array {
 const segment = fc.record({
   length: fc.integer({ min: 1, max: 96 }),
   present: fc.integer({ min: 0, max: 3 }).map((roll) => roll > 0),
-  frame: fc.oneof(fc.bigInt({ min: 0n, max: (1n << 40n) - 1n }), fc.bigInt({ min: 0n, max: 63n }), fc.constant((1n << 40n) - 4n)),
-  step: fc.oneof({ arbitrary: fc.constantFrom(...PAGE_SIZES), weight: 4 }, { arbitrary: fc.constantFrom(0n, 1n << 13n, -(1n << 12n)), weight: 1 }),
+  frame: fc.oneof(
+    fc.bigInt({ min: 0n, max: (1n << 40n) - 1n }),
+    fc.bigInt({ min: 0n, max: 63n }),
+    fc.constant((1n << 40n) - 4n),
+  ),
+  step: fc.oneof(
+    { arbitrary: fc.constantFrom(...PAGE_SIZES), weight: 4 },
+    { arbitrary: fc.constantFrom(0n, 1n << 13n, -(1n << 12n)), weight: 1 },
+  ),
   bits: fc.constantFrom(0n, WRITABLE, USER, WRITABLE | USER, NO_EXECUTE, WRITABLE | USER | NO_EXECUTE),
   large: fc.boolean(),
   ignored: fc.subarray(IGNORED_BITS),
-  changes: fc.array(fc.record({ at: fc.nat({ max: 95 }), flip: fc.constantFrom(WRITABLE, USER, NO_EXECUTE, LARGE_PAGE, PRESENT, ...IGNORED_BITS) }), { maxLength: 3 }),
+  changes: fc.array(
+    fc.record({
+      at: fc.nat({ max: 95 }),
+      flip: fc.constantFrom(WRITABLE, USER, NO_EXECUTE, LARGE_PAGE, PRESENT, ...IGNORED_BITS),
+    }),
+    { maxLength: 3 },
+  ),
 });
 
 type Segment = typeof segment extends fc.Arbitrary<infer T> ? T : never;
@@ -62,7 +75,9 @@ describe('page-table records layout', () => {
   it('puts the table and its records after the hits and before the window, each field inside its record', () => {
     expect(map.PAGE_TABLE_ADDRESS).toBeGreaterThanOrEqual(map.HITS_ADDRESS + map.HIT_CAPACITY * map.HIT_BYTES);
     expect(map.TABLE_RECORDS_ADDRESS).toBeGreaterThanOrEqual(map.PAGE_TABLE_ADDRESS + map.PAGE_TABLE_BYTES);
-    expect(map.TABLE_RECORDS_ADDRESS + map.TABLE_RECORD_CAPACITY * map.TABLE_RECORD_BYTES).toBeLessThanOrEqual(map.WINDOW_ADDRESS);
+    expect(map.TABLE_RECORDS_ADDRESS + map.TABLE_RECORD_CAPACITY * map.TABLE_RECORD_BYTES).toBeLessThanOrEqual(
+      map.WINDOW_ADDRESS,
+    );
     expect(map.TABLE_RECORD_PHYSICAL_FIELD + 8).toBeLessThanOrEqual(map.TABLE_RECORD_INDEX_FIELD);
     expect(map.TABLE_RECORD_INDEX_FIELD + 4).toBeLessThanOrEqual(map.TABLE_RECORD_COUNT_FIELD);
     // The host reads count and flags as one u32: count in the low half, flags in the high half.
@@ -74,13 +89,25 @@ describe('page-table records layout', () => {
 
 describe('decodeTable', () => {
   it('makes a fully contiguous page table one record, and splits it where a frame or a permission changes', () => {
-    const frames = Array.from({ length: 512 }, (_, i) => ((0x12345n + BigInt(i)) << 12n) | PRESENT | WRITABLE | USER | NO_EXECUTE | 0x60n);
-    expect(decodeTable(tableOf(frames), 1)).toEqual([{ index: 0, count: 512, physical: 0x12345000, writable: true, user: true, noExecute: true, leaf: true }]);
+    const frames = Array.from(
+      { length: 512 },
+      (_, i) => ((0x12345n + BigInt(i)) << 12n) | PRESENT | WRITABLE | USER | NO_EXECUTE | 0x60n,
+    );
+    expect(decodeTable(tableOf(frames), 1)).toEqual([
+      { index: 0, count: 512, physical: 0x12345000, writable: true, user: true, noExecute: true, leaf: true },
+    ]);
     const split = [...frames];
     split[100] = split[100]! & ~WRITABLE;
     split[300] = 0n;
     split[400] = split[400]! + 0x1000n;
-    expect(decodeTable(tableOf(split), 1).map(({ index, count, physical, writable }) => ({ index, count, physical, writable }))).toEqual([
+    expect(
+      decodeTable(tableOf(split), 1).map(({ index, count, physical, writable }) => ({
+        index,
+        count,
+        physical,
+        writable,
+      })),
+    ).toEqual([
       { index: 0, count: 100, physical: 0x12345000, writable: true },
       { index: 100, count: 1, physical: 0x12345000 + 100 * 0x1000, writable: false },
       { index: 101, count: 199, physical: 0x12345000 + 101 * 0x1000, writable: true },
@@ -91,18 +118,29 @@ describe('decodeTable', () => {
   });
 
   it('takes large pages as leaves at levels 2 and 3 only, masking their frames to the page size; never merges tables', () => {
-    const entries = [((1n << 30n) + 0x1ff000n) | PRESENT | LARGE_PAGE, ((1n << 30n) + (2n << 20n)) | PRESENT | LARGE_PAGE, 0xffff000000001000n | PRESENT];
+    const entries = [
+      ((1n << 30n) + 0x1ff000n) | PRESENT | LARGE_PAGE,
+      ((1n << 30n) + (2n << 20n)) | PRESENT | LARGE_PAGE,
+      0xffff000000001000n | PRESENT,
+    ];
     const table = tableOf(entries);
-    expect(decodeTable(table, 2).map(({ index, count, physical, leaf }) => ({ index, count, physical, leaf }))).toEqual([
-      { index: 0, count: 2, physical: 2 ** 30, leaf: true },
-      { index: 2, count: 1, physical: 0xf_0000_0000_1000, leaf: false },
-    ]);
+    expect(decodeTable(table, 2).map(({ index, count, physical, leaf }) => ({ index, count, physical, leaf }))).toEqual(
+      [
+        { index: 0, count: 2, physical: 2 ** 30, leaf: true },
+        { index: 2, count: 1, physical: 0xf_0000_0000_1000, leaf: false },
+      ],
+    );
     expect(decodeTable(table, 3).map(({ physical, count, leaf }) => ({ physical, count, leaf }))).toEqual([
       { physical: 2 ** 30, count: 1, leaf: true },
       { physical: 2 ** 30, count: 1, leaf: true },
       { physical: 0xf_0000_0000_1000, count: 1, leaf: false },
     ]);
-    for (const level of [4, 5]) expect(decodeTable(table, level).map(({ count, leaf }) => ({ count, leaf }))).toEqual([{ count: 1, leaf: false }, { count: 1, leaf: false }, { count: 1, leaf: false }]);
+    for (const level of [4, 5])
+      expect(decodeTable(table, level).map(({ count, leaf }) => ({ count, leaf }))).toEqual([
+        { count: 1, leaf: false },
+        { count: 1, leaf: false },
+        { count: 1, leaf: false },
+      ]);
     expect(decodeTable(tableOf([]), 1)).toEqual([]);
   });
 
@@ -111,7 +149,8 @@ describe('decodeTable', () => {
     fc.assert(
       fc.property(fc.array(segment, { minLength: 1, maxLength: 24 }), (segments) => {
         const table = tableOf(buildTable(segments));
-        for (const level of LEVELS) expect(decodeTable(table, level, kernel)).toEqual(decodeTableReference(table, level));
+        for (const level of LEVELS)
+          expect(decodeTable(table, level, kernel)).toEqual(decodeTableReference(table, level));
       }),
       { numRuns: 300 },
     );
@@ -126,6 +165,8 @@ describe('decodeTable', () => {
     const before = guarded.map(([start, end]) => kernel.memory.slice(start, end));
     const entries = Array.from({ length: 512 }, (_, i) => (BigInt(i * 7) << 12n) | PRESENT);
     expect(decodeTable(tableOf(entries), 1, kernel)).toHaveLength(512);
-    guarded.forEach(([start, end], i) => expect(kernel.memory.subarray(start, end).every((byte, at) => byte === before[i]![at])).toBe(true));
+    guarded.forEach(([start, end], i) =>
+      expect(kernel.memory.subarray(start, end).every((byte, at) => byte === before[i]![at])).toBe(true),
+    );
   });
 });

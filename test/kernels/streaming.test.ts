@@ -51,7 +51,13 @@ const marker = (text: string) => new TextEncoder().encode(text);
 describe('MultiNeedleSearcher.searchImage', () => {
   it('finds hits across chunk edges and touching ranges exactly once, and none across gaps', () => {
     const file = new Uint8Array(FILE_BYTES);
-    const needles = [marker('CHUNK-EDGE'), marker('OVERLAP'), marker('TOUCHING'), marker('ACROSS-GAP'), marker('FILE-ORDER')];
+    const needles = [
+      marker('CHUNK-EDGE'),
+      marker('OVERLAP'),
+      marker('TOUCHING'),
+      marker('ACROSS-GAP'),
+      marker('FILE-ORDER'),
+    ];
     const overlap = 9;
     const secondChunkEnd = 2 * WINDOW - overlap;
     // Lies wholly in the overlap of the first two chunks: only the second may report it.
@@ -87,7 +93,9 @@ describe('MultiNeedleSearcher.searchImage', () => {
           const overlap = Math.max(...needles.map((needle) => needle.length)) - 1;
           const edges = [
             ...RANGES.flatMap((range) => [range.start, range.end]),
-            ...STREAMS.flatMap(({ start, end }) => chunkEdges(end - start, WINDOW, overlap).map((edge) => start + edge)),
+            ...STREAMS.flatMap(({ start, end }) =>
+              chunkEdges(end - start, WINDOW, overlap).map((edge) => start + edge),
+            ),
           ];
           needles.forEach((needle, index) => {
             for (const edge of edges) {
@@ -95,12 +103,15 @@ describe('MultiNeedleSearcher.searchImage', () => {
               // Plant in physical memory, byte by byte, so copies spanning touching ranges are contiguous.
               for (let i = 0; i < needle.length; i++) {
                 const physical = at + i;
-                if (RANGES.some((range) => physical >= range.start && physical < range.end)) file[fileOffsetOf(physical)] = needle[i]!;
+                if (RANGES.some((range) => physical >= range.start && physical < range.end))
+                  file[fileOffsetOf(physical)] = needle[i]!;
               }
             }
           });
           const image = imageOf(file);
-          expect(MultiNeedleSearcher.create(needles, { windowBytes: WINDOW }).searchImage(image)).toEqual(expectedHits(image, needles));
+          expect(MultiNeedleSearcher.create(needles, { windowBytes: WINDOW }).searchImage(image)).toEqual(
+            expectedHits(image, needles),
+          );
         },
       ),
       { numRuns: 40 },
@@ -122,7 +133,9 @@ describe('MultiNeedleSearcher.searchImage', () => {
   it('refuses to start a search from inside a progress callback', () => {
     const image = imageOf(new Uint8Array(FILE_BYTES));
     const searcher = MultiNeedleSearcher.create([marker('ab')], { windowBytes: WINDOW });
-    expect(() => searcher.searchImage(image, { onProgress: () => searcher.searchBuffer(marker('abab')) })).toThrow(/already scanning/);
+    expect(() => searcher.searchImage(image, { onProgress: () => searcher.searchBuffer(marker('abab')) })).toThrow(
+      /already scanning/,
+    );
     expect(searcher.searchBuffer(marker('abab'))).toEqual([
       { needle: 0, offset: 0 },
       { needle: 0, offset: 2 },

@@ -48,10 +48,12 @@ describe('diffSnapshots on real snapshots', () => {
   it('t0 → t1: exactly the killed process ended and the new one started', async () => {
     const { killed, started } = pairChanges();
     const rows = diffSnapshots(await summary('linux61-t0', 'elf'), await summary('linux61-t1', 'elf'));
-    expect(rows.map(brief)).toEqual([
-      { kind: 'process', change: 'ended', pid: killed.pid, comm: killed.comm },
-      { kind: 'process', change: 'started', pid: started.pid, comm: started.comm },
-    ].sort((a, b) => a.pid - b.pid));
+    expect(rows.map(brief)).toEqual(
+      [
+        { kind: 'process', change: 'ended', pid: killed.pid, comm: killed.comm },
+        { kind: 'process', change: 'started', pid: started.pid, comm: started.comm },
+      ].sort((a, b) => a.pid - b.pid),
+    );
     const startedRow = rows.find((row) => row.change === 'started')!;
     expect(startedRow.detail).toContain(`/bin/${started.comm}`);
   });
@@ -59,10 +61,12 @@ describe('diffSnapshots on real snapshots', () => {
   it('t1 → t0: the reverse', async () => {
     const { killed, started } = pairChanges();
     const rows = diffSnapshots(await summary('linux61-t1', 'elf'), await summary('linux61-t0', 'elf'));
-    expect(rows.map(brief)).toEqual([
-      { kind: 'process', change: 'started', pid: killed.pid, comm: killed.comm },
-      { kind: 'process', change: 'ended', pid: started.pid, comm: started.comm },
-    ].sort((a, b) => a.pid - b.pid));
+    expect(rows.map(brief)).toEqual(
+      [
+        { kind: 'process', change: 'started', pid: killed.pid, comm: killed.comm },
+        { kind: 'process', change: 'ended', pid: started.pid, comm: started.comm },
+      ].sort((a, b) => a.pid - b.pid),
+    );
   });
 
   it('one snapshot in two formats has no differences at all', async () => {
@@ -93,16 +97,28 @@ describe('diffSnapshots on real snapshots', () => {
   it("clean → rootkit (another boot of the same kernel): the rootkit's hidden process, hidden module and hook", async () => {
     expect(truth('linux61-clean').kernel.linux_banner).toBe(truth('linux61-rootkit').kernel.linux_banner);
     const { rootkit } = truth('linux61-rootkit') as unknown as {
-      rootkit: { hidden_process: { pid: number; comm: string }; module: { name: string; struct_module: string }; syscall_hook: { index: number; syscall: string; hooked: string; original_symbol: string } };
+      rootkit: {
+        hidden_process: { pid: number; comm: string };
+        module: { name: string; struct_module: string };
+        syscall_hook: { index: number; syscall: string; hooked: string; original_symbol: string };
+      };
     };
     const clean = await summary('linux61-clean', 'elf');
     const infected = await summary('linux61-rootkit', 'lime');
     const rows = diffSnapshots(clean, infected);
     const integrity = rows.filter((row) => row.kind !== 'process');
-    expect(integrity.map((row) => ({ kind: row.kind, change: row.change, pid: row.pid, name: row.name, comm: row.comm }))).toEqual([
+    expect(
+      integrity.map((row) => ({ kind: row.kind, change: row.change, pid: row.pid, name: row.name, comm: row.comm })),
+    ).toEqual([
       // No syscall row but the hook: entries compare by symbol, which KASLR does not move.
       { kind: 'syscall', change: 'changed', pid: null, name: rootkit.syscall_hook.syscall, comm: null },
-      { kind: 'hidden_process', change: 'appeared', pid: rootkit.hidden_process.pid, name: null, comm: rootkit.hidden_process.comm },
+      {
+        kind: 'hidden_process',
+        change: 'appeared',
+        pid: rootkit.hidden_process.pid,
+        name: null,
+        comm: rootkit.hidden_process.comm,
+      },
       { kind: 'hidden_module', change: 'appeared', pid: null, name: rootkit.module.name, comm: null },
     ]);
     const [hook, , module] = integrity;
@@ -111,14 +127,22 @@ describe('diffSnapshots on real snapshots', () => {
     expect(hook!.detail).toContain(`${BigInt(rootkit.syscall_hook.hooked).toString(16)}, hooked)`);
     expect(module!.detail).toContain(BigInt(rootkit.module.struct_module).toString(16));
 
-    const reverse = diffSnapshots(infected, clean).filter((row) => row.kind === 'hidden_process' || row.kind === 'hidden_module');
+    const reverse = diffSnapshots(infected, clean).filter(
+      (row) => row.kind === 'hidden_process' || row.kind === 'hidden_module',
+    );
     expect(reverse.map((row) => row.change)).toEqual(['disappeared', 'disappeared']);
   });
 });
 
 describe('diffSnapshots on synthetic summaries', () => {
   const banner = 'Linux version 6.1.0-test (synthetic)\n';
-  const process = (pid: number, startTime: bigint, comm: string, cmdline: string[] | null, kernelThread = false): SnapshotProcess => ({
+  const process = (
+    pid: number,
+    startTime: bigint,
+    comm: string,
+    cmdline: string[] | null,
+    kernelThread = false,
+  ): SnapshotProcess => ({
     pid,
     ppid: 1,
     comm,
@@ -134,7 +158,8 @@ describe('diffSnapshots on synthetic summaries', () => {
     symbol,
     hooked,
   });
-  const snapshot = (path: string, parts: Partial<SnapshotSummary>): SnapshotSummary => syntheticSummary({ path, banner, ...parts });
+  const snapshot = (path: string, parts: Partial<SnapshotSummary>): SnapshotSummary =>
+    syntheticSummary({ path, banner, ...parts });
 
   it('a reused pid is one process ended and another started', () => {
     const rows = diffSnapshots(
@@ -150,12 +175,38 @@ describe('diffSnapshots on synthetic summaries', () => {
 
   it('the same process with a new argv or comm is changed, old → new; an unreadable argv is no change', () => {
     const rows = diffSnapshots(
-      snapshot('a', { processes: [process(10, 1n, 'worker', ['worker', '--idle']), process(11, 2n, 'sh', ['sh']), process(12, 3n, 'db', ['db', '-p', '1'])] }),
-      snapshot('b', { processes: [process(10, 1n, 'worker', ['worker', '--busy']), process(11, 2n, 'miner', ['miner', '-o', 'pool']), process(12, 3n, 'db', null)] }),
+      snapshot('a', {
+        processes: [
+          process(10, 1n, 'worker', ['worker', '--idle']),
+          process(11, 2n, 'sh', ['sh']),
+          process(12, 3n, 'db', ['db', '-p', '1']),
+        ],
+      }),
+      snapshot('b', {
+        processes: [
+          process(10, 1n, 'worker', ['worker', '--busy']),
+          process(11, 2n, 'miner', ['miner', '-o', 'pool']),
+          process(12, 3n, 'db', null),
+        ],
+      }),
     );
     expect(rows).toEqual([
-      { kind: 'process', change: 'changed', pid: 10, name: null, comm: 'worker', detail: 'cmdline worker --idle → worker --busy' },
-      { kind: 'process', change: 'changed', pid: 11, name: null, comm: 'miner', detail: 'comm sh → miner; cmdline sh → miner -o pool' },
+      {
+        kind: 'process',
+        change: 'changed',
+        pid: 10,
+        name: null,
+        comm: 'worker',
+        detail: 'cmdline worker --idle → worker --busy',
+      },
+      {
+        kind: 'process',
+        change: 'changed',
+        pid: 11,
+        name: null,
+        comm: 'miner',
+        detail: 'comm sh → miner; cmdline sh → miner -o pool',
+      },
     ]);
   });
 
@@ -172,15 +223,35 @@ describe('diffSnapshots on synthetic summaries', () => {
   it('syscalls compare by symbol (KASLR moves values), by value when unresolved', () => {
     const rows = diffSnapshots(
       snapshot('a', { syscalls: [syscall(0, 0x1000n, 'read'), syscall(1, 0x2000n, null), syscall(2, 0x3000n, null)] }),
-      snapshot('b', { syscalls: [syscall(0, 0x9000n, 'read'), syscall(1, 0x2000n, null), syscall(2, 0x3100n, null, true)] }),
+      snapshot('b', {
+        syscalls: [syscall(0, 0x9000n, 'read'), syscall(1, 0x2000n, null), syscall(2, 0x3100n, null, true)],
+      }),
     );
-    expect(rows).toEqual([{ kind: 'syscall', change: 'changed', pid: null, name: 'call2', comm: null, detail: 'sys_call_table[2]: ? (0x3000) → ? (0x3100, hooked)' }]);
+    expect(rows).toEqual([
+      {
+        kind: 'syscall',
+        change: 'changed',
+        pid: null,
+        name: 'call2',
+        comm: null,
+        detail: 'sys_call_table[2]: ? (0x3000) → ? (0x3100, hooked)',
+      },
+    ]);
   });
 
   it('modules load and unload by name; hidden ones appear and disappear', () => {
     const rows = diffSnapshots(
-      snapshot('a', { modules: [{ name: 'e1000', address: 0x10n }], hiddenModules: [{ name: 'old_kit', address: 0x20n }] }),
-      snapshot('b', { modules: [{ name: 'e1000', address: 0x99n }, { name: 'nf_tables', address: 0x30n }], hiddenModules: [{ name: 'new_kit', address: 0x40n }] }),
+      snapshot('a', {
+        modules: [{ name: 'e1000', address: 0x10n }],
+        hiddenModules: [{ name: 'old_kit', address: 0x20n }],
+      }),
+      snapshot('b', {
+        modules: [
+          { name: 'e1000', address: 0x99n },
+          { name: 'nf_tables', address: 0x30n },
+        ],
+        hiddenModules: [{ name: 'new_kit', address: 0x40n }],
+      }),
     );
     expect(rows.map((row) => [row.kind, row.change, row.name])).toEqual([
       ['module', 'loaded', 'nf_tables'],
@@ -190,9 +261,16 @@ describe('diffSnapshots on synthetic summaries', () => {
   });
 
   it('signatures compare by (rule, string, pid), and only when both summaries have them', () => {
-    const hit = (rule: string, string: string, pid: number | null) => ({ rule, string, pid, comm: pid === null ? null : 'p' });
+    const hit = (rule: string, string: string, pid: number | null) => ({
+      rule,
+      string,
+      pid,
+      comm: pid === null ? null : 'p',
+    });
     const before = snapshot('a', { signatures: [hit('eicar', '$s', 7), hit('marker', '$a', 8)] });
-    const after = snapshot('b', { signatures: [hit('eicar', '$s', 7), hit('marker', '$a', 9), hit('marker', '$a', null)] });
+    const after = snapshot('b', {
+      signatures: [hit('eicar', '$s', 7), hit('marker', '$a', 9), hit('marker', '$a', null)],
+    });
     expect(diffSnapshots(before, after).map((row) => [row.kind, row.change, row.name, row.pid])).toEqual([
       ['signature', 'appeared', 'marker', null],
       ['signature', 'disappeared', 'marker', 8],
@@ -222,11 +300,18 @@ function vmscope(...args: string[]) {
 describe('vmscope diff', () => {
   it('prints the changes as JSON rows and exits 1', () => {
     const { killed, started } = pairChanges();
-    const { code, stdout, stderr } = vmscope('diff', '--json', fixturePath('linux61-t0', 'elf'), fixturePath('linux61-t1', 'elf'));
+    const { code, stdout, stderr } = vmscope(
+      'diff',
+      '--json',
+      fixturePath('linux61-t0', 'elf'),
+      fixturePath('linux61-t1', 'elf'),
+    );
     expect(stderr).toBe('');
     expect(code).toBe(1);
     const rows = JSON.parse(stdout) as Array<Record<string, unknown>>;
-    expect(rows.map((row) => Object.keys(row))).toEqual(rows.map(() => ['kind', 'change', 'pid', 'name', 'comm', 'detail']));
+    expect(rows.map((row) => Object.keys(row))).toEqual(
+      rows.map(() => ['kind', 'change', 'pid', 'name', 'comm', 'detail']),
+    );
     expect(rows.map((row) => [row.kind, row.change, row.pid, row.name, row.comm])).toEqual(
       [
         ['process', 'ended', killed.pid, null, killed.comm],
@@ -239,21 +324,40 @@ describe('vmscope diff', () => {
     const { started } = pairChanges();
     const rules = join(mkdtempSync(join(tmpdir(), 'vmscope-diff-rules-')), 'newcomer.yar');
     writeFileSync(rules, `rule newcomer_name { strings: $name = "${started.comm}" condition: $name }`);
-    const { code, stdout } = vmscope('diff', '--json', '--rules', rules, fixturePath('linux61-t0', 'elf'), fixturePath('linux61-t1', 'elf'));
+    const { code, stdout } = vmscope(
+      'diff',
+      '--json',
+      '--rules',
+      rules,
+      fixturePath('linux61-t0', 'elf'),
+      fixturePath('linux61-t1', 'elf'),
+    );
     expect(code).toBe(1);
     const signatures = (JSON.parse(stdout) as Array<Record<string, unknown>>).filter((row) => row.kind === 'signature');
-    expect(signatures.filter((row) => row.pid === started.pid).map((row) => [row.change, row.comm])).toEqual([['appeared', started.comm]]);
+    expect(signatures.filter((row) => row.pid === started.pid).map((row) => [row.change, row.comm])).toEqual([
+      ['appeared', started.comm],
+    ]);
     expect(signatures.every((row) => row.change === 'appeared' || row.pid !== started.pid)).toBe(true);
   });
 
   it('exits 0 with no rows when nothing changed', () => {
-    const { code, stdout } = vmscope('diff', fixturePath('linux61-clean', 'elf'), fixturePath('linux61-clean', 'lime'), '--ndjson');
+    const { code, stdout } = vmscope(
+      'diff',
+      fixturePath('linux61-clean', 'elf'),
+      fixturePath('linux61-clean', 'lime'),
+      '--ndjson',
+    );
     expect(code).toBe(0);
     expect(stdout).toBe('');
   });
 
   it('refuses different kernels: exit 2, one line naming both banners', () => {
-    const { code, stdout, stderr } = vmscope('diff', '--json', fixturePath('linux61-t0', 'elf'), fixturePath('linux612-clean', 'elf'));
+    const { code, stdout, stderr } = vmscope(
+      'diff',
+      '--json',
+      fixturePath('linux61-t0', 'elf'),
+      fixturePath('linux612-clean', 'elf'),
+    );
     expect(code).toBe(2);
     expect(stdout).toBe('');
     expect(stderr.trimEnd().split('\n')).toHaveLength(1);

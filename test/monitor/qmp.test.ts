@@ -8,7 +8,9 @@ import { QmpClient, QmpClosedError, QmpCommandError, QmpConnectError, QmpTimeout
 import { GuestGoneError, QmpSource, type Snapshot, type SourceProblem } from '../../src/monitor/sources/index.js';
 import { bootGuest, qemuUnavailableReason, type LiveGuest } from '../support/liveGuest.js';
 
-const GREETING = { QMP: { version: { qemu: { major: 7, minor: 2, micro: 22 }, package: 'fake' }, capabilities: ['oob'] } };
+const GREETING = {
+  QMP: { version: { qemu: { major: 7, minor: 2, micro: 22 }, package: 'fake' }, capabilities: ['oob'] },
+};
 
 interface Command {
   execute: string;
@@ -83,7 +85,9 @@ describe('QmpClient against a fake QMP server', () => {
   }
 
   it('reads the greeting and negotiates capabilities before any command', async () => {
-    const server = await serve((command, _socket, send) => send({ return: { status: 'running', running: true }, id: command.id }));
+    const server = await serve((command, _socket, send) =>
+      send({ return: { status: 'running', running: true }, id: command.id }),
+    );
     const client = await connect(server);
     expect(client.greeting.version.qemu.major).toBe(7);
     expect(server.received[0]?.execute).toBe('qmp_capabilities');
@@ -112,7 +116,9 @@ describe('QmpClient against a fake QMP server', () => {
   });
 
   it('turns a QMP error reply into QmpCommandError', async () => {
-    const server = await serve((command, _socket, send) => send({ error: { class: 'CommandNotFound', desc: 'The command nope has not been found' }, id: command.id }));
+    const server = await serve((command, _socket, send) =>
+      send({ error: { class: 'CommandNotFound', desc: 'The command nope has not been found' }, id: command.id }),
+    );
     const client = await connect(server);
     const error = await client.execute('nope').catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(QmpCommandError);
@@ -167,7 +173,10 @@ describe('QmpClient against a fake QMP server', () => {
         polls++;
         if (polls < 3) send({ return: { status: 'active', completed: polls, total: 3 }, id: command.id });
         else if (fail) {
-          send({ event: 'DUMP_COMPLETED', data: { result: { status: 'failed', completed: 2, total: 3 }, error: 'No space left on device' } });
+          send({
+            event: 'DUMP_COMPLETED',
+            data: { result: { status: 'failed', completed: 2, total: 3 }, error: 'No space left on device' },
+          });
           send({ return: { status: 'failed', completed: 2, total: 3 }, id: command.id });
         } else send({ return: { status: 'completed', completed: 3, total: 3 }, id: command.id });
       }
@@ -182,11 +191,17 @@ describe('QmpClient against a fake QMP server', () => {
 
   it('QmpSource ends with GuestGoneError when QEMU goes away, and skips dumps over budget', async () => {
     const server = await serve((command, socket, send) => {
-      if (command.execute === 'query-memory-size-summary') send({ return: { 'base-memory': 512 << 20 }, id: command.id });
+      if (command.execute === 'query-memory-size-summary')
+        send({ return: { 'base-memory': 512 << 20 }, id: command.id });
       else socket.destroy(); // QEMU dies as the dump starts
     });
     const problems: SourceProblem[] = [];
-    const overBudget = new QmpSource(server.socketPath, { tempDir: dir, diskBudgetBytes: 100 << 20, intervalMs: 50, onProblem: (problem) => problems.push(problem) });
+    const overBudget = new QmpSource(server.socketPath, {
+      tempDir: dir,
+      diskBudgetBytes: 100 << 20,
+      intervalMs: 50,
+      onProblem: (problem) => problems.push(problem),
+    });
     const iterator = overBudget[Symbol.asyncIterator]();
     const stopper = setTimeout(() => void overBudget.close(), 200);
     expect((await iterator.next()).done).toBe(true);
@@ -196,7 +211,9 @@ describe('QmpClient against a fake QMP server', () => {
     expect(problems[0]!.message).toMatch(/budget/);
 
     const dying = new QmpSource(server.socketPath, { tempDir: dir, onProblem: (problem) => problems.push(problem) });
-    const error = await dying[Symbol.asyncIterator]().next().catch((caught: unknown) => caught);
+    const error = await dying[Symbol.asyncIterator]()
+      .next()
+      .catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(GuestGoneError);
     expect((error as Error).message).toMatch(/went away/);
 
@@ -228,7 +245,10 @@ describe('QmpSource against a fake QEMU that writes dump files', () => {
         setTimeout(() => writeFileSync(path, Buffer.alloc(4096)), dumpMs);
         send({ return: {}, id: command.id });
       } else if (command.execute === 'query-dump') {
-        send({ return: { status: Date.now() >= doneAt + 20 ? 'completed' : 'active', completed: 0, total: 4096 }, id: command.id });
+        send({
+          return: { status: Date.now() >= doneAt + 20 ? 'completed' : 'active', completed: 0, total: 4096 },
+          id: command.id,
+        });
       }
     });
     await server.listen();
@@ -256,7 +276,13 @@ describe('QmpSource against a fake QEMU that writes dump files', () => {
     const qemu = await fakeQemu(300);
     const controller = new AbortController();
     const problems: SourceProblem[] = [];
-    const source = new QmpSource(qemu.socketPath, { tempDir: dir, minFreeBytes: 0, signal: controller.signal, dump: { pollMs: 10 }, onProblem: (problem) => problems.push(problem) });
+    const source = new QmpSource(qemu.socketPath, {
+      tempDir: dir,
+      minFreeBytes: 0,
+      signal: controller.signal,
+      dump: { pollMs: 10 },
+      onProblem: (problem) => problems.push(problem),
+    });
     setTimeout(() => controller.abort(), 100);
     const yielded: string[] = [];
     for await (const snapshot of source) yielded.push(snapshot.path);
@@ -267,7 +293,12 @@ describe('QmpSource against a fake QEMU that writes dump files', () => {
 
   it('notices the guest going away while waiting for the next interval', async () => {
     const qemu = await fakeQemu(10);
-    const source = new QmpSource(qemu.socketPath, { tempDir: dir, minFreeBytes: 0, intervalMs: 60_000, dump: { pollMs: 10 } });
+    const source = new QmpSource(qemu.socketPath, {
+      tempDir: dir,
+      minFreeBytes: 0,
+      intervalMs: 60_000,
+      dump: { pollMs: 10 },
+    });
     const iterator = source[Symbol.asyncIterator]();
     const first = await iterator.next();
     await (first.value as Snapshot).release();
@@ -293,52 +324,62 @@ describe.skipIf(unavailable !== undefined)('QmpSource on a live guest (QEMU TCG)
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('boots the rootkit guest, snapshots it, releases the dump, pauses it, and ends with GuestGoneError when QEMU dies', { timeout: 300_000 }, async () => {
-    guest = await bootGuest({ mode: 'rootkit', tmpDir: dir });
-    console.log(`live guest: boot to LAB:READY took ${guest.bootMs} ms`);
+  it(
+    'boots the rootkit guest, snapshots it, releases the dump, pauses it, and ends with GuestGoneError when QEMU dies',
+    { timeout: 300_000 },
+    async () => {
+      guest = await bootGuest({ mode: 'rootkit', tmpDir: dir });
+      console.log(`live guest: boot to LAB:READY took ${guest.bootMs} ms`);
 
-    const problems: SourceProblem[] = [];
-    const source = new QmpSource(guest.qmpSocket, { tempDir: dir, intervalMs: 60_000, onProblem: (problem) => problems.push(problem) });
-    const startedAt = Date.now();
-    let snapshotPath: string | undefined;
-    for await (const snapshot of source) {
-      console.log(`live guest: one dump-guest-memory took ${Date.now() - startedAt} ms (${statSync(snapshot.path).size} bytes)`);
-      snapshotPath = snapshot.path;
-      const image = openImage(snapshot.path);
-      try {
-        expect(image.format).toBe('elf');
-        expect(image.totalBytes).toBeGreaterThanOrEqual(500 << 20);
-        expect(image.cpus.length).toBe(2);
-      } finally {
-        image.close();
+      const problems: SourceProblem[] = [];
+      const source = new QmpSource(guest.qmpSocket, {
+        tempDir: dir,
+        intervalMs: 60_000,
+        onProblem: (problem) => problems.push(problem),
+      });
+      const startedAt = Date.now();
+      let snapshotPath: string | undefined;
+      for await (const snapshot of source) {
+        console.log(
+          `live guest: one dump-guest-memory took ${Date.now() - startedAt} ms (${statSync(snapshot.path).size} bytes)`,
+        );
+        snapshotPath = snapshot.path;
+        const image = openImage(snapshot.path);
+        try {
+          expect(image.format).toBe('elf');
+          expect(image.totalBytes).toBeGreaterThanOrEqual(500 << 20);
+          expect(image.cpus.length).toBe(2);
+        } finally {
+          image.close();
+        }
+        await snapshot.release();
+        expect(existsSync(snapshot.path)).toBe(false);
+        break; // leaving the loop closes the source and its QMP connection
       }
-      await snapshot.release();
-      expect(existsSync(snapshot.path)).toBe(false);
-      break; // leaving the loop closes the source and its QMP connection
-    }
-    expect(snapshotPath).toBeDefined();
-    expect(problems).toEqual([]);
+      expect(snapshotPath).toBeDefined();
+      expect(problems).toEqual([]);
 
-    // QEMU serves one QMP client at a time: the source's connection is closed, a new one gets in.
-    const client = await QmpClient.connect(guest.qmpSocket);
-    try {
-      expect((await client.queryStatus()).running).toBe(true);
-      await client.stop();
-      expect(await client.queryStatus()).toMatchObject({ running: false, status: 'paused' });
-    } finally {
-      await client.close();
-    }
+      // QEMU serves one QMP client at a time: the source's connection is closed, a new one gets in.
+      const client = await QmpClient.connect(guest.qmpSocket);
+      try {
+        expect((await client.queryStatus()).running).toBe(true);
+        await client.stop();
+        expect(await client.queryStatus()).toMatchObject({ running: false, status: 'paused' });
+      } finally {
+        await client.close();
+      }
 
-    // A paused guest dumps too (and stays paused); then QEMU dies while the source waits for its next interval.
-    const watched = new QmpSource(guest.qmpSocket, { tempDir: dir, intervalMs: 60_000 });
-    const iterator = watched[Symbol.asyncIterator]();
-    const paused = await iterator.next();
-    expect(paused.done).toBe(false);
-    await (paused.value as Snapshot).release();
-    expect((await watched.client!.queryStatus()).status).toBe('paused');
-    setTimeout(() => void guest!.kill(), 200);
-    const gone = await iterator.next().catch((caught: unknown) => caught);
-    expect(gone).toBeInstanceOf(GuestGoneError);
-    console.log(`live guest: after kill, the source ended with: ${(gone as Error).message}`);
-  });
+      // A paused guest dumps too (and stays paused); then QEMU dies while the source waits for its next interval.
+      const watched = new QmpSource(guest.qmpSocket, { tempDir: dir, intervalMs: 60_000 });
+      const iterator = watched[Symbol.asyncIterator]();
+      const paused = await iterator.next();
+      expect(paused.done).toBe(false);
+      await (paused.value as Snapshot).release();
+      expect((await watched.client!.queryStatus()).status).toBe('paused');
+      setTimeout(() => void guest!.kill(), 200);
+      const gone = await iterator.next().catch((caught: unknown) => caught);
+      expect(gone).toBeInstanceOf(GuestGoneError);
+      console.log(`live guest: after kill, the source ended with: ${(gone as Error).message}`);
+    },
+  );
 });

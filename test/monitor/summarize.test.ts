@@ -17,7 +17,9 @@ interface CaptureTruth {
   processes: Array<{ pid: number; comm: string; cmdline: string[]; kernel_thread: boolean; in_task_list: boolean }>;
 }
 
-const snapshots = ['linux61-t0', 'linux61-t1', 'linux612-clean'].map((name) => dumpFixtures().find((fixture) => fixture.name === name)!);
+const snapshots = ['linux61-t0', 'linux61-t1', 'linux612-clean'].map((name) =>
+  dumpFixtures().find((fixture) => fixture.name === name)!,
+);
 
 describe.each(snapshots)('summary of $name ($format)', ({ name, format }) => {
   const expected = truth(name) as unknown as CaptureTruth;
@@ -37,9 +39,15 @@ describe.each(snapshots)('summary of $name ($format)', ({ name, format }) => {
       const userProcesses = expected.processes.filter((process) => !process.kernel_thread && process.in_task_list);
       const summarized = new Map(summary.processes.map((process) => [process.pid, process]));
       for (const process of userProcesses) {
-        expect(summarized.get(process.pid), `pid ${process.pid}`).toMatchObject({ comm: process.comm, cmdline: process.cmdline, kernelThread: false });
+        expect(summarized.get(process.pid), `pid ${process.pid}`).toMatchObject({
+          comm: process.comm,
+          cmdline: process.cmdline,
+          kernelThread: false,
+        });
       }
-      expect(summary.processes.filter((process) => process.kernelThread).every((process) => process.cmdline === null)).toBe(true);
+      expect(
+        summary.processes.filter((process) => process.kernelThread).every((process) => process.cmdline === null),
+      ).toBe(true);
       expect(summary.hiddenProcesses).toEqual([]);
       expect(summary.hiddenModules).toEqual([]);
       expect(summary.syscalls.filter((syscall) => syscall.hooked)).toEqual([]);

@@ -21,7 +21,9 @@ const contextOptions = { cacheDir: join(work, 'profiles') };
 const t0 = truth('linux61-t0') as unknown as WatchTruth;
 const t1 = truth('linux61-t1') as unknown as WatchTruth;
 const rootkit = truth('linux61-rootkit') as unknown as WatchTruth;
-const userNames = (expected: WatchTruth) => [...new Set(expected.processes.filter((process) => !process.kernel_thread).map((process) => process.comm))];
+const userNames = (expected: WatchTruth) => [
+  ...new Set(expected.processes.filter((process) => !process.kernel_thread).map((process) => process.comm)),
+];
 
 /** A node script that appends its stdin to the file named by its argument: what an exec action received. */
 const recorder = join(work, 'record-stdin.mjs');
@@ -39,7 +41,15 @@ function writePolicy(name: string, rules: unknown[]): Policy {
 
 /** What a test asserts of an alert: no times, no paths. */
 function brief(alert: WatchAlert) {
-  return { type: alert.type, rule: alert.rule, kind: alert.kind, change: alert.change, pid: alert.pid, name: alert.name, comm: alert.comm };
+  return {
+    type: alert.type,
+    rule: alert.rule,
+    kind: alert.kind,
+    change: alert.change,
+    pid: alert.pid,
+    name: alert.name,
+    comm: alert.comm,
+  };
 }
 
 const snapshotName = (alert: WatchAlert) => (alert.snapshot ? basename(alert.snapshot) : null);
@@ -65,8 +75,20 @@ describe('watch over a folder of real snapshots', () => {
     const policy = writePolicy('policy.yaml', [
       { id: 'known-processes', severity: 'high', allowed_processes: userNames(t0).map((comm) => ({ name: comm })) },
       { id: 'no-worker-3', severity: 'low', forbidden_processes: [{ name: t1.diff.killed.comm }] },
-      { id: 'no-hidden-processes', severity: 'critical', action: 'exec', command: [process.execPath, recorder, execReceived], no_hidden_processes: true },
-      { id: 'no-hidden-modules', severity: 'critical', action: 'exec', command: [process.execPath, '-e', 'process.stderr.write("notifier is down"); process.exit(3)'], no_hidden_modules: true },
+      {
+        id: 'no-hidden-processes',
+        severity: 'critical',
+        action: 'exec',
+        command: [process.execPath, recorder, execReceived],
+        no_hidden_processes: true,
+      },
+      {
+        id: 'no-hidden-modules',
+        severity: 'critical',
+        action: 'exec',
+        command: [process.execPath, '-e', 'process.stderr.write("notifier is down"); process.exit(3)'],
+        no_hidden_modules: true,
+      },
       { id: 'syscalls', severity: 'critical', action: 'pause', syscall_table_intact: true },
     ]);
     const folder = join(work, 'dumps');
@@ -80,10 +102,13 @@ describe('watch over a folder of real snapshots', () => {
       if (timings.length < sequence.length) link(timings.length);
       else stop.abort();
     };
-    for await (const alert of watch({ source, policy, signal: stop.signal, contextOptions, onSnapshotDone })) alerts.push(alert);
+    for await (const alert of watch({ source, policy, signal: stop.signal, contextOptions, onSnapshotDone }))
+      alerts.push(alert);
     for (const done of timings) {
       const ms = (value: number) => `${(value / 1000).toFixed(2)} s`;
-      console.log(`watch: ${basename(done.snapshot)}: wait ${ms(done.waitMs)}, summarize ${ms(done.summarizeMs)}, diff ${ms(done.diffMs)}, policy ${ms(done.policyMs)}, actions ${ms(done.actionsMs)}, ${done.alerts} alerts`);
+      console.log(
+        `watch: ${basename(done.snapshot)}: wait ${ms(done.waitMs)}, summarize ${ms(done.summarizeMs)}, diff ${ms(done.diffMs)}, policy ${ms(done.policyMs)}, actions ${ms(done.actionsMs)}, ${done.alerts} alerts`,
+      );
     }
   }, 600_000);
 
@@ -94,20 +119,56 @@ describe('watch over a folder of real snapshots', () => {
   it('the first snapshot alerts every violation, and reports no change', () => {
     const worker3 = t0.processes.find((process) => process.comm === t1.diff.killed.comm)!;
     expect(bySnapshot('1-t0.elf').map(brief)).toEqual([
-      { type: 'violation', rule: 'no-worker-3', kind: 'forbidden_process', change: null, pid: worker3.pid, name: null, comm: worker3.comm },
+      {
+        type: 'violation',
+        rule: 'no-worker-3',
+        kind: 'forbidden_process',
+        change: null,
+        pid: worker3.pid,
+        name: null,
+        comm: worker3.comm,
+      },
     ]);
   });
 
-  it('t0 → t1: the truth\'s ended and started processes are the changes; the new process violates once; the gone one resolves', () => {
+  it("t0 → t1: the truth's ended and started processes are the changes; the new process violates once; the gone one resolves", () => {
     const { killed, started } = t1.diff;
     expect(bySnapshot('2-t1.elf').map(brief)).toEqual([
       { type: 'change', rule: null, kind: 'process', change: 'ended', pid: killed.pid, name: null, comm: killed.comm },
-      { type: 'change', rule: null, kind: 'process', change: 'started', pid: started.pid, name: null, comm: started.comm },
-      { type: 'violation', rule: 'known-processes', kind: 'unexpected_process', change: null, pid: started.pid, name: null, comm: started.comm },
-      { type: 'resolved', rule: 'no-worker-3', kind: 'forbidden_process', change: null, pid: killed.pid, name: null, comm: killed.comm },
+      {
+        type: 'change',
+        rule: null,
+        kind: 'process',
+        change: 'started',
+        pid: started.pid,
+        name: null,
+        comm: started.comm,
+      },
+      {
+        type: 'violation',
+        rule: 'known-processes',
+        kind: 'unexpected_process',
+        change: null,
+        pid: started.pid,
+        name: null,
+        comm: started.comm,
+      },
+      {
+        type: 'resolved',
+        rule: 'no-worker-3',
+        kind: 'forbidden_process',
+        change: null,
+        pid: killed.pid,
+        name: null,
+        comm: killed.comm,
+      },
     ]);
     const violation = bySnapshot('2-t1.elf').find((alert) => alert.type === 'violation')!;
-    expect(violation).toMatchObject({ severity: 'high', action: 'alert', snapshot: expect.stringMatching(/2-t1\.elf$/) });
+    expect(violation).toMatchObject({
+      severity: 'high',
+      action: 'alert',
+      snapshot: expect.stringMatching(/2-t1\.elf$/),
+    });
     expect(Date.parse(violation.captured_at!)).not.toBeNaN();
     expect(Date.parse(violation.time)).not.toBeNaN();
   });
@@ -117,12 +178,14 @@ describe('watch over a folder of real snapshots', () => {
   });
 
   it('a dump that cannot be analysed is an error alert, and the watch goes on', () => {
-    expect(bySnapshot('4-garbage.raw').map((alert) => [alert.type, alert.kind])).toEqual([['error', 'unreadable_dump']]);
+    expect(bySnapshot('4-garbage.raw').map((alert) => [alert.type, alert.kind])).toEqual([
+      ['error', 'unreadable_dump'],
+    ]);
     expect(bySnapshot('4-garbage.raw')[0]!.detail).toMatch(/NO_KERNEL_FOUND|could not be analysed/);
     expect(bySnapshot('5-rootkit.lime').length).toBeGreaterThan(0);
   });
 
-  it('the rootkit\'s violations alert once each, and each rule\'s action runs: exec gets the alert on stdin, failures are error alerts', () => {
+  it("the rootkit's violations alert once each, and each rule's action runs: exec gets the alert on stdin, failures are error alerts", () => {
     const { hidden_process: hidden, module, syscall_hook: hook } = rootkit.rootkit;
     const snapshotAlerts = bySnapshot('5-rootkit.lime').filter((alert) => alert.type !== 'change');
     const worker3 = rootkit.processes.find((process) => process.comm === t1.diff.killed.comm)!;
@@ -140,12 +203,33 @@ describe('watch over a folder of real snapshots', () => {
     expect(snapshotAlerts[5]!.detail).toMatch(/^pause is impossible/);
 
     // The exec'd command read exactly the alert that was emitted, as one JSON line.
-    const received = readFileSync(execReceived, 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line) as WatchAlert);
+    const received = readFileSync(execReceived, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as WatchAlert);
     expect(received).toEqual([snapshotAlerts[1]]);
     // Another boot of the same kernel still diffs, and the diff sees the rootkit's work too.
-    const changes = bySnapshot('5-rootkit.lime').filter((alert) => alert.type === 'change').map(brief);
-    expect(changes).toContainEqual({ type: 'change', rule: null, kind: 'hidden_process', change: 'appeared', pid: hidden.pid, name: null, comm: hidden.comm });
-    expect(changes).toContainEqual({ type: 'change', rule: null, kind: 'hidden_module', change: 'appeared', pid: null, name: module.name, comm: null });
+    const changes = bySnapshot('5-rootkit.lime')
+      .filter((alert) => alert.type === 'change')
+      .map(brief);
+    expect(changes).toContainEqual({
+      type: 'change',
+      rule: null,
+      kind: 'hidden_process',
+      change: 'appeared',
+      pid: hidden.pid,
+      name: null,
+      comm: hidden.comm,
+    });
+    expect(changes).toContainEqual({
+      type: 'change',
+      rule: null,
+      kind: 'hidden_module',
+      change: 'appeared',
+      pid: null,
+      name: module.name,
+      comm: null,
+    });
   });
 
   it('another kernel (a reboot into 6.12) is one change alert; open violations resolve and the watch starts over', () => {
@@ -164,19 +248,39 @@ describe('watch over a folder of real snapshots', () => {
   });
 });
 
-describe('watch with a policy\'s signature rules', () => {
-  it('scans each dump with the policy\'s rules files: a hit is a violation, never not_evaluated', async () => {
+describe("watch with a policy's signature rules", () => {
+  it("scans each dump with the policy's rules files: a hit is a violation, never not_evaluated", async () => {
     const folder = mkdtempSync(join(work, 'signatures-'));
     symlinkSync(fixturePath('linux61-t0', 'elf'), join(folder, 't0.elf'));
-    writeFileSync(join(work, 'eicar.yar'), 'rule eicar_test_string {\n  strings:\n    $eicar = "EICAR-STANDARD-ANTIVIRUS-TEST-FILE"\n  condition:\n    $eicar\n}\n');
-    const policy = writePolicy('signatures.yaml', [{ id: 'no-malware', severity: 'high', signatures: { rules_file: 'eicar.yar' } }]);
+    writeFileSync(
+      join(work, 'eicar.yar'),
+      'rule eicar_test_string {\n  strings:\n    $eicar = "EICAR-STANDARD-ANTIVIRUS-TEST-FILE"\n  condition:\n    $eicar\n}\n',
+    );
+    const policy = writePolicy('signatures.yaml', [
+      { id: 'no-malware', severity: 'high', signatures: { rules_file: 'eicar.yar' } },
+    ]);
     const stop = new AbortController();
     const source = new FolderSource(folder, { pollMs: 50, settleMs: 100, includeExisting: true });
     const alerts: WatchAlert[] = [];
-    for await (const alert of watch({ source, policy, signal: stop.signal, contextOptions, onSnapshotDone: () => stop.abort() })) alerts.push(alert);
+    for await (const alert of watch({
+      source,
+      policy,
+      signal: stop.signal,
+      contextOptions,
+      onSnapshotDone: () => stop.abort(),
+    }))
+      alerts.push(alert);
     const sample = t0.processes.find((process) => process.comm === 'lab_av_sample')!;
     expect(alerts.map((alert) => alert.kind)).not.toContain('not_evaluated');
-    expect(alerts.map(brief)).toContainEqual({ type: 'violation', rule: 'no-malware', kind: 'signature_hit', change: null, pid: sample.pid, name: 'eicar_test_string', comm: 'lab_av_sample' });
+    expect(alerts.map(brief)).toContainEqual({
+      type: 'violation',
+      rule: 'no-malware',
+      kind: 'signature_hit',
+      change: null,
+      pid: sample.pid,
+      name: 'eicar_test_string',
+      comm: 'lab_av_sample',
+    });
   }, 300_000);
 });
 
@@ -186,7 +290,11 @@ describe('stopping a watch', () => {
     symlinkSync(fixturePath('linux61-t0', 'elf'), join(folder, 'a.elf'));
     symlinkSync(fixturePath('linux61-t1', 'elf'), join(folder, 'b.elf'));
     const policy = writePolicy('forbid-workers.yaml', [
-      { id: 'no-workers', severity: 'medium', forbidden_processes: [{ name: 'lab_worker_1' }, { name: 'lab_worker_2' }] },
+      {
+        id: 'no-workers',
+        severity: 'medium',
+        forbidden_processes: [{ name: 'lab_worker_1' }, { name: 'lab_worker_2' }],
+      },
     ]);
     const stop = new AbortController();
     const source = new FolderSource(folder, { pollMs: 50, settleMs: 100, includeExisting: true });
@@ -220,7 +328,16 @@ describe('stopping a watch', () => {
 });
 
 describe('reconcileViolations', () => {
-  const violation = (name: string): Violation => ({ rule: 'r', severity: 'high', action: 'alert', kind: 'hidden_module', pid: null, name, comm: null, detail: name });
+  const violation = (name: string): Violation => ({
+    rule: 'r',
+    severity: 'high',
+    action: 'alert',
+    kind: 'hidden_module',
+    pid: null,
+    name,
+    comm: null,
+    detail: name,
+  });
 
   it('a complete summary resolves what it no longer sees; a partial one only adds', () => {
     const [labkit, other] = [violation('labkit'), violation('other')];
@@ -233,7 +350,17 @@ describe('reconcileViolations', () => {
   });
 
   it('a pid reused by another process with the same comm is a new violation, the old one resolved', () => {
-    const process = (startTime: bigint): Violation => ({ rule: 'r', severity: 'high', action: 'alert', kind: 'forbidden_process', pid: 42, name: null, comm: 'nc', detail: 'nc', startTime });
+    const process = (startTime: bigint): Violation => ({
+      rule: 'r',
+      severity: 'high',
+      action: 'alert',
+      kind: 'forbidden_process',
+      pid: 42,
+      name: null,
+      comm: 'nc',
+      detail: 'nc',
+      startTime,
+    });
     const [first, reused] = [process(1_000n), process(9_000n)];
     const opened = reconcileViolations(new Map(), [first], false).open;
     const next = reconcileViolations(opened, [reused], false);

@@ -18,7 +18,16 @@ async function infoOf(path: string): Promise<Record<string, unknown>> {
 }
 
 /** The kernel facts `info` reports, which must not depend on the dump format. */
-const KERNEL_KEYS = ['kernel_release', 'linux_banner', 'kaslr', 'kaslr_slide', 'phys_base', 'dtb', 'page_offset_base', 'paging_levels'] as const;
+const KERNEL_KEYS = [
+  'kernel_release',
+  'linux_banner',
+  'kaslr',
+  'kaslr_slide',
+  'phys_base',
+  'dtb',
+  'page_offset_base',
+  'paging_levels',
+] as const;
 
 /** The `info` facts the guest itself reported, compared exactly. */
 function expectGuestTruth(row: Record<string, unknown>, name: string): void {
@@ -41,7 +50,8 @@ describe.each(dumpFixtures())('info on $name ($format) equals the guest truth', 
     expect(row.kaslr).toBe(expected.layout.kaslr_enabled);
     expect(row.discovery).toBe('vmcoreinfo');
     // JSON contract: lowercase 0x-hex strings for addresses.
-    for (const key of ['kaslr_slide', 'phys_base', 'dtb', 'page_offset_base']) expect(row[key]).toMatch(/^0x[0-9a-f]+$/);
+    for (const key of ['kaslr_slide', 'phys_base', 'dtb', 'page_offset_base'])
+      expect(row[key]).toMatch(/^0x[0-9a-f]+$/);
   });
 });
 

@@ -33,30 +33,65 @@ describe('the packed package in a strict TypeScript consumer', () => {
   it('packs, installs, type-checks with strict: true and runs on a fixture', () => {
     const packDir = join(work, 'pack');
     mkdirSync(packDir);
-    execFileSync('npm', ['pack', '--pack-destination', packDir, '--silent'], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] });
-    const tarball = join(packDir, readdirSync(packDir).find((name) => name.endsWith('.tgz'))!);
+    execFileSync('npm', ['pack', '--pack-destination', packDir, '--silent'], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    const tarball = join(
+      packDir,
+      readdirSync(packDir).find((name) => name.endsWith('.tgz'))!,
+    );
     const listing = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n');
     expect(listing).toContain('package/dist/types/src/index.d.ts');
-    expect(listing.some((path) => path.startsWith('package/build/') || path.startsWith('package/src/') || path.startsWith('package/dist/bench/'))).toBe(false);
+    expect(
+      listing.some(
+        (path) =>
+          path.startsWith('package/build/') ||
+          path.startsWith('package/src/') ||
+          path.startsWith('package/dist/bench/'),
+      ),
+    ).toBe(false);
 
     const project = join(work, 'consumer');
     mkdirSync(project);
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
     writeFileSync(
       join(project, 'tsconfig.json'),
-      JSON.stringify({ compilerOptions: { strict: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', types: ['node'], outDir: 'out' }, include: ['main.ts'] }),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          types: ['node'],
+          outDir: 'out',
+        },
+        include: ['main.ts'],
+      }),
     );
     writeFileSync(join(project, 'main.ts'), CONSUMER);
     // Dependencies come from npm's cache (npm ci filled it); the registry only when missing there.
-    execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--silent', tarball, '@types/node@20'], { cwd: project, stdio: ['ignore', 'ignore', 'inherit'] });
-    const compile = spawnSync(process.execPath, [join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', project], { encoding: 'utf8' });
+    execFileSync(
+      'npm',
+      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--silent', tarball, '@types/node@20'],
+      { cwd: project, stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    const compile = spawnSync(process.execPath, [join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', project], {
+      encoding: 'utf8',
+    });
     expect(compile.stdout + compile.stderr).toBe('');
     expect(compile.status).toBe(0);
 
-    const marker = (truth('linux61-rootkit').markers as Array<{ kind: string; value: string; holder_pid: number }>).find((entry) => entry.kind === 'labmark')!;
+    const marker = (
+      truth('linux61-rootkit').markers as Array<{ kind: string; value: string; holder_pid: number }>
+    ).find((entry) => entry.kind === 'labmark')!;
     const rules = join(work, 'marker.yar');
     writeFileSync(rules, `rule labmark { strings: $m = "${marker.value}" condition: $m }`);
-    const run = spawnSync(process.execPath, [join(project, 'out/main.js'), fixturePath('linux61-rootkit', 'lime'), rules, join(work, 'profiles')], { encoding: 'utf8', cwd: project });
+    const run = spawnSync(
+      process.execPath,
+      [join(project, 'out/main.js'), fixturePath('linux61-rootkit', 'lime'), rules, join(work, 'profiles')],
+      { encoding: 'utf8', cwd: project },
+    );
     expect(run.stderr).toBe('');
     const output = JSON.parse(run.stdout) as { release: string; holders: number[]; watch: string };
     expect(output.release).toBe(truth('linux61-rootkit').kernel.release);

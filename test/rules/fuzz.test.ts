@@ -21,16 +21,80 @@ function compileOrRefuse(source: string): ReturnType<typeof compileSource> | und
 }
 
 /** Pieces of YARA syntax, so mutations reach deep into the parser instead of failing at the first byte. */
-const TOKENS = ['rule', 'private', 'global', 'strings:', 'condition:', 'meta:', '{', '}', '(', ')', '[', ']', '$a', '$', '#a', '@a[1]', '!a[1]', '"x\\x00"', '/a+b?/i', '{ 41 ?? [2-4] (42 | 43) }', 'nocase', 'wide', 'ascii', 'fullword', 'xor(1-3)', 'and', 'or', 'not', 'of', 'them', 'all', 'any', 'for', 'in', '..', 'at', 'filesize', '0x10', '1MB', '==', '<', '+', '\\', '%', '<<', ':', ',', '=', '\n', ' ', '"', '/*', '*/', '//', 'import "pe"'];
+const TOKENS = [
+  'rule',
+  'private',
+  'global',
+  'strings:',
+  'condition:',
+  'meta:',
+  '{',
+  '}',
+  '(',
+  ')',
+  '[',
+  ']',
+  '$a',
+  '$',
+  '#a',
+  '@a[1]',
+  '!a[1]',
+  '"x\\x00"',
+  '/a+b?/i',
+  '{ 41 ?? [2-4] (42 | 43) }',
+  'nocase',
+  'wide',
+  'ascii',
+  'fullword',
+  'xor(1-3)',
+  'and',
+  'or',
+  'not',
+  'of',
+  'them',
+  'all',
+  'any',
+  'for',
+  'in',
+  '..',
+  'at',
+  'filesize',
+  '0x10',
+  '1MB',
+  '==',
+  '<',
+  '+',
+  '\\',
+  '%',
+  '<<',
+  ':',
+  ',',
+  '=',
+  '\n',
+  ' ',
+  '"',
+  '/*',
+  '*/',
+  '//',
+  'import "pe"',
+];
 
 describe('the rule parser and compiler on hostile input', () => {
   it('mutated corpus text compiles or is refused with file:line:column, never another error', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(fc.nat(corpus.length), fc.nat(40), fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 4 }))), { minLength: 1, maxLength: 6 }),
+        fc.array(
+          fc.tuple(
+            fc.nat(corpus.length),
+            fc.nat(40),
+            fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 4 })),
+          ),
+          { minLength: 1, maxLength: 6 },
+        ),
         (edits) => {
           let source = corpus;
-          for (const [at, removed, inserted] of edits) source = source.slice(0, at) + inserted + source.slice(at + removed);
+          for (const [at, removed, inserted] of edits)
+            source = source.slice(0, at) + inserted + source.slice(at + removed);
           compileOrRefuse(source);
         },
       ),

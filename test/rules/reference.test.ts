@@ -3,11 +3,13 @@ import { compileSource } from '../../src/rules/compile.js';
 import { matchReference } from '../../src/rules/reference.js';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
-const matchingRules = (source: string, data: string, options = {}) => matchReference(compileSource(source), bytes(data), options).map((match) => match.rule);
+const matchingRules = (source: string, data: string, options = {}) =>
+  matchReference(compileSource(source), bytes(data), options).map((match) => match.rule);
 
 describe('reference matcher semantics', () => {
   it('reports nothing when a global rule fails, and never reports private rules', () => {
-    const rules = 'global rule gate { strings: $a = "ok" condition: $a }\nprivate rule hidden { condition: true }\nrule shown { condition: hidden }';
+    const rules =
+      'global rule gate { strings: $a = "ok" condition: $a }\nprivate rule hidden { condition: true }\nrule shown { condition: hidden }';
     expect(matchingRules(rules, 'ok')).toEqual(['gate', 'shown']);
     expect(matchingRules(rules, 'no')).toEqual([]);
   });
@@ -33,7 +35,11 @@ describe('reference matcher semantics', () => {
 
   it('does not fall back to the wide form of a regex whose ascii form fullword rejects (yara 4.2 does the same)', () => {
     const data = new Uint8Array([0x78, 0x41, 0x00, 0x20]); // "xA\0 "
-    const offsets = (strings: string) => matchReference(compileSource(`rule r { strings: ${strings} condition: $a }`), data)[0]?.strings.map((match) => [match.offset, match.length]);
+    const offsets = (strings: string) =>
+      matchReference(compileSource(`rule r { strings: ${strings} condition: $a }`), data)[0]?.strings.map((match) => [
+        match.offset,
+        match.length,
+      ]);
     expect(offsets('$a = /\\w/ wide ascii fullword')).toBeUndefined();
     expect(offsets('$a = /A/ wide ascii fullword')).toEqual([[1, 2]]); // a literal regex is a text string to yara
     expect(offsets('$a = "A" wide ascii fullword')).toEqual([[1, 2]]);
@@ -42,6 +48,9 @@ describe('reference matcher semantics', () => {
   it('reports one match per offset: the first variant, fullword checked per variant', () => {
     const rules = compileSource('rule r { strings: $a = "ab" ascii wide fullword condition: $a }');
     const data = new Uint8Array([0x61, 0x62, 0x20, 0x61, 0x00, 0x62, 0x00, 0x20, 0x78, 0x61, 0x62]);
-    expect(matchReference(rules, data)[0]?.strings.map((match) => [match.offset, match.length])).toEqual([[0, 2], [3, 4]]);
+    expect(matchReference(rules, data)[0]?.strings.map((match) => [match.offset, match.length])).toEqual([
+      [0, 2],
+      [3, 4],
+    ]);
   });
 });

@@ -29,7 +29,9 @@ export function parseYaraOutput(text: string): YaraRuleReport[] {
 
 /** Bytes as yara -s prints a text or regex string's match. */
 export function yaraTextData(bytes: Uint8Array): string {
-  return Array.from(bytes, (byte) => (byte >= 32 && byte <= 126 ? String.fromCharCode(byte) : `\\x${byte.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
+  return Array.from(bytes, (byte) =>
+    byte >= 32 && byte <= 126 ? String.fromCharCode(byte) : `\\x${byte.toString(16).toUpperCase().padStart(2, '0')}`,
+  ).join('');
 }
 
 /** yara -s prints at most this many bytes of a hex string's match, then "...". */
@@ -37,6 +39,8 @@ const MAX_PRINTED_HEX_BYTES = 64;
 
 /** Bytes as yara -s prints a hex string's match. */
 export function yaraHexData(bytes: Uint8Array): string {
-  const printed = Array.from(bytes.subarray(0, MAX_PRINTED_HEX_BYTES), (byte) => byte.toString(16).toUpperCase().padStart(2, '0')).join(' ');
+  const printed = Array.from(bytes.subarray(0, MAX_PRINTED_HEX_BYTES), (byte) =>
+    byte.toString(16).toUpperCase().padStart(2, '0'),
+  ).join(' ');
   return bytes.length > MAX_PRINTED_HEX_BYTES ? `${printed} ...` : printed;
 }

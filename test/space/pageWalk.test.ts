@@ -42,7 +42,13 @@ describe(`the kernel-decoded page walk in ${name} (${format})`, () => {
     context = new DumpContext(fixturePath(name, format), { cacheDir });
     const list = { ...(await context.get(taskListProvider)), reader: await context.get(readerProvider) };
     const users = list.tasks.filter((task) => !task.kernelThread && task.mm !== 0n);
-    spaces = [{ label: 'kernel', space: context.kernel.space }, ...users.map((task) => ({ label: `pid ${task.pid} ${task.comm}`, space: processAddressSpace(context.kernel, list.reader, task.mm) }))];
+    spaces = [
+      { label: 'kernel', space: context.kernel.space },
+      ...users.map((task) => ({
+        label: `pid ${task.pid} ${task.comm}`,
+        space: processAddressSpace(context.kernel, list.reader, task.mm),
+      })),
+    ];
     expect(users.length).toBeGreaterThan(10);
   }, 120_000);
   afterAll(() => context.close());
@@ -51,7 +57,9 @@ describe(`the kernel-decoded page walk in ${name} (${format})`, () => {
     let runCount = 0;
     const compare = (label: string, space: X86AddressSpace, from: bigint, to: bigint) => {
       const runs = [...space.mappings(from, to)];
-      expect(runs, `${label} [0x${from.toString(16)}, 0x${to.toString(16)})`).toEqual([...bigintMappings(space, from, to)]);
+      expect(runs, `${label} [0x${from.toString(16)}, 0x${to.toString(16)})`).toEqual([
+        ...bigintMappings(space, from, to),
+      ]);
       runCount += runs.length;
     };
     for (const { label, space } of spaces) {

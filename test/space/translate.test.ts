@@ -21,7 +21,7 @@ describe.each(dumpFixtures())('kernel address space of $name ($format)', ({ name
       for (const load of expected.layout.kcore_loads) {
         if (u64(load.paddr) === (1n << 64n) - 1n) continue; // vmalloc/vmemmap: no fixed physical address
         const size = u64(load.size);
-        for (const offset of [0n, size / 2n & ~0xfffn, size - 0x1000n]) {
+        for (const offset of [0n, (size / 2n) & ~0xfffn, size - 0x1000n]) {
           expect(BigInt(space.translate(u64(load.vaddr) + offset).physical)).toBe(u64(load.paddr) + offset);
           checked++;
         }
@@ -100,7 +100,9 @@ describe('hostile page tables', () => {
     const memory = new Uint8Array(1 << 20);
     const table = new BigUint64Array(memory.buffer, 0x1000, 512);
     table.fill(0x1000n | 0x7n);
-    const image = new RangeMappedImage(new BufferSource('cyclic', memory), 'raw', [{ start: 0, end: memory.length, fileOffset: 0 }]);
+    const image = new RangeMappedImage(new BufferSource('cyclic', memory), 'raw', [
+      { start: 0, end: memory.length, fileOffset: 0 },
+    ]);
     const space = new X86AddressSpace(image, 0x1000, 4);
     // translate terminates: 4 levels, whatever the entries say
     expect(space.translate(0x12345678n).physical).toBe(0x1000 + 0x678);
@@ -116,7 +118,9 @@ describe('hostile page tables', () => {
   it('a page table outside the image is a page fault, not a crash', () => {
     const memory = new Uint8Array(1 << 16);
     new BigUint64Array(memory.buffer, 0x1000, 512)[0] = 0x7fff_f000n | 0x7n;
-    const image = new RangeMappedImage(new BufferSource('sparse', memory), 'raw', [{ start: 0, end: memory.length, fileOffset: 0 }]);
+    const image = new RangeMappedImage(new BufferSource('sparse', memory), 'raw', [
+      { start: 0, end: memory.length, fileOffset: 0 },
+    ]);
     const space = new X86AddressSpace(image, 0x1000, 4);
     expect(() => space.translate(0n)).toThrow(/not in the image/);
     expect([...space.mappings()]).toEqual([]);

@@ -19,7 +19,12 @@ export function* bigintMappings(space: X86AddressSpace, from = 0n, to = 1n << 64
       space.image.read(physical, page);
     } catch (error) {
       if (error instanceof AbsentMemoryError) {
-        throw new PageFaultError(space.image.path, virtual, level, `page table at physical 0x${physical.toString(16)} is not in the image`);
+        throw new PageFaultError(
+          space.image.path,
+          virtual,
+          level,
+          `page table at physical 0x${physical.toString(16)} is not in the image`,
+        );
       }
       throw error;
     }
@@ -29,9 +34,22 @@ export function* bigintMappings(space: X86AddressSpace, from = 0n, to = 1n << 64
     return entries;
   };
 
-  function* walk(tablePhysical: number, level: number, base: bigint, writable: boolean, user: boolean, executable: boolean, budget: { tables: number }): Generator<MappingRun> {
+  function* walk(
+    tablePhysical: number,
+    level: number,
+    base: bigint,
+    writable: boolean,
+    user: boolean,
+    executable: boolean,
+    budget: { tables: number },
+  ): Generator<MappingRun> {
     if (--budget.tables < 0) {
-      throw new VmscopeError('CORRUPT_STRUCTURE', `page tables under DTB 0x${space.dtb.toString(16)} reference more tables than the image has pages (a cycle?)`, space.image.path, tablePhysical);
+      throw new VmscopeError(
+        'CORRUPT_STRUCTURE',
+        `page tables under DTB 0x${space.dtb.toString(16)} reference more tables than the image has pages (a cycle?)`,
+        space.image.path,
+        tablePhysical,
+      );
     }
     const shift = 12n + 9n * BigInt(level - 1);
     const span = 1n << shift;
@@ -44,7 +62,8 @@ export function* bigintMappings(space: X86AddressSpace, from = 0n, to = 1n << 64
     }
     for (let index = 0; index < 512; index++) {
       let start = base + BigInt(index) * span;
-      if (level === space.levels && index >= 256) start |= ~((1n << BigInt(space.addressBits)) - 1n) & ((1n << 64n) - 1n);
+      if (level === space.levels && index >= 256)
+        start |= ~((1n << BigInt(space.addressBits)) - 1n) & ((1n << 64n) - 1n);
       if (start + span <= from || start >= to) continue;
       const entry = entries[index]!;
       if ((entry & PRESENT) === 0n) continue;
@@ -53,7 +72,14 @@ export function* bigintMappings(space: X86AddressSpace, from = 0n, to = 1n << 64
       const entryExecutable = executable && (entry & NO_EXECUTE) === 0n;
       const frame = entry & ADDRESS_MASK;
       if (level === 1 || ((level === 2 || level === 3) && (entry & LARGE_PAGE) !== 0n)) {
-        yield { virtual: start, physical: Number(frame & ~(span - 1n)), length: Number(span), writable: entryWritable, user: entryUser, executable: entryExecutable };
+        yield {
+          virtual: start,
+          physical: Number(frame & ~(span - 1n)),
+          length: Number(span),
+          writable: entryWritable,
+          user: entryUser,
+          executable: entryExecutable,
+        };
       } else {
         yield* walk(Number(frame), level - 1, start, entryWritable, entryUser, entryExecutable, budget);
       }
@@ -61,7 +87,9 @@ export function* bigintMappings(space: X86AddressSpace, from = 0n, to = 1n << 64
   }
 
   const budget = { tables: 2 * Math.ceil(space.image.totalBytes / PAGE_SIZE) + 16 };
-  let pending: { virtual: bigint; physical: number; length: number; writable: boolean; user: boolean; executable: boolean } | undefined;
+  let pending:
+    | { virtual: bigint; physical: number; length: number; writable: boolean; user: boolean; executable: boolean }
+    | undefined;
   for (const leaf of walk(space.dtb, space.levels, 0n, true, true, true, budget)) {
     if (
       pending &&

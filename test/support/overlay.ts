@@ -39,13 +39,14 @@ export class OverlayImage implements MemoryImage {
    */
   patch(physical: number, bytes: Uint8Array): void {
     const present = this.base.readPresent(physical, new Uint8Array(bytes.length));
-    if (present < bytes.length) throw new Error(`cannot patch 0x${physical.toString(16)}+0x${bytes.length.toString(16)}: not in the base image`);
+    if (present < bytes.length)
+      throw new Error(`cannot patch 0x${physical.toString(16)}+0x${bytes.length.toString(16)}: not in the base image`);
     this.patches.push({ physical, bytes: bytes.slice() });
   }
 
   /** Write `bytes` at a virtual address of `space`, page by page (virtual pages need not be physically adjacent). */
   patchVirtual(space: X86AddressSpace, virtual: bigint, bytes: Uint8Array): void {
-    for (let done = 0; done < bytes.length; ) {
+    for (let done = 0; done < bytes.length;) {
       const { physical, pageSize } = space.translate(virtual + BigInt(done));
       const length = Math.min(bytes.length - done, pageSize - (physical % pageSize));
       this.patch(physical, bytes.subarray(done, done + length));
@@ -100,7 +101,11 @@ export class OverlayContext extends DumpContext {
     const overlay = new OverlayImage(base.image);
     this.image = overlay;
     const kernel = base.kernel;
-    this.overlayKernel = { ...kernel, image: overlay, space: new X86AddressSpace(overlay, kernel.dtb, kernel.pagingLevels) };
+    this.overlayKernel = {
+      ...kernel,
+      image: overlay,
+      space: new X86AddressSpace(overlay, kernel.dtb, kernel.pagingLevels),
+    };
   }
 
   override get kernel(): LinuxKernel {

@@ -13,7 +13,11 @@ export function physicallySplitBoundary(space: X86AddressSpace): bigint | undefi
   const boundary = runs.slice(1).find((run, index) => {
     const previous = runs[index]!;
     const previousLastFrame = previous.physical + previous.length - PAGE;
-    return previous.virtual + BigInt(previous.length) === run.virtual && run.physical !== previousLastFrame + PAGE && run.physical !== previousLastFrame;
+    return (
+      previous.virtual + BigInt(previous.length) === run.virtual &&
+      run.physical !== previousLastFrame + PAGE &&
+      run.physical !== previousLastFrame
+    );
   });
   return boundary?.virtual;
 }

@@ -22,9 +22,13 @@ describe('carveVmlinuxBtf on the shared fixtures', () => {
         // The kernel's own /proc/kcore mapping of its image: the .BTF section lies within it
         // (the dumps also hold a stale, partly overwritten copy lower down, which must lose).
         const text = u64(expected.layout.text_virt);
-        const kernelImage = expected.layout.kcore_loads.find((load) => u64(load.vaddr) <= text && text < u64(load.vaddr) + u64(load.size))!;
+        const kernelImage = expected.layout.kcore_loads.find(
+          (load) => u64(load.vaddr) <= text && text < u64(load.vaddr) + u64(load.size),
+        )!;
         expect(BigInt(carved.physical)).toBeGreaterThanOrEqual(u64(kernelImage.paddr));
-        expect(BigInt(carved.physical + carved.bytes.length)).toBeLessThanOrEqual(u64(kernelImage.paddr) + u64(kernelImage.size));
+        expect(BigInt(carved.physical + carved.bytes.length)).toBeLessThanOrEqual(
+          u64(kernelImage.paddr) + u64(kernelImage.size),
+        );
         expect(carved.types.find('struct', 'task_struct')).toBeDefined();
       } finally {
         image.close();

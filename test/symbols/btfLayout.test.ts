@@ -1,7 +1,14 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openImage } from '../../src/image/open.js';
 import { discoverLinuxKernel } from '../../src/os/linux/discovery.js';
-import { btfIsfNames, btfToIsf, carveVmlinuxBtf, parseBtf, type BtfIsfNames, type BtfTypes } from '../../src/symbols/btf.js';
+import {
+  btfIsfNames,
+  btfToIsf,
+  carveVmlinuxBtf,
+  parseBtf,
+  type BtfIsfNames,
+  type BtfTypes,
+} from '../../src/symbols/btf.js';
 import type { IsfField, IsfTypeDescriptor, IsfTypes, IsfUserType } from '../../src/symbols/isf.js';
 import { fixturePath } from '../support/fixtures.js';
 
@@ -52,7 +59,10 @@ describe.each(['linux61-clean', 'linux612-clean'])('layouts from the BTF of %s',
   /** The ISF user type a C struct, union or typedef name stands for (typedefs resolved through BTF). */
   function userTypeNamed(cName: string): { isfName: string; btfId: number } | undefined {
     const typedef = types.find('typedef', cName);
-    const id = types.find('struct', cName) ?? types.find('union', cName) ?? (typedef === undefined ? undefined : types.resolve(typedef));
+    const id =
+      types.find('struct', cName) ??
+      types.find('union', cName) ??
+      (typedef === undefined ? undefined : types.resolve(typedef));
     const isfName = id === undefined ? undefined : names.userTypes.get(id);
     return isfName === undefined ? undefined : { isfName, btfId: id! };
   }
@@ -67,13 +77,20 @@ describe.each(['linux61-clean', 'linux612-clean'])('layouts from the BTF of %s',
     const id = types.find('struct', 'list_head')!;
     expect(types.sizeOf(id)).toBe(16);
     const fields = types.fields(id);
-    expect(fields.map((f) => [f.name, f.bitOffset, f.bitSize])).toEqual([['next', 0, 0], ['prev', 64, 0]]);
+    expect(fields.map((f) => [f.name, f.bitOffset, f.bitSize])).toEqual([
+      ['next', 0, 0],
+      ['prev', 64, 0],
+    ]);
     for (const f of fields) {
       const pointer = types.type(f.resolvedType);
       expect(pointer.kind).toBe('ptr');
       expect(types.resolve((pointer as { type: number }).type)).toBe(id);
     }
-    expect(isf.user_types.list_head).toEqual({ kind: 'struct', size: 16, fields: { next: { offset: 0, type: pointerTo('list_head') }, prev: { offset: 8, type: pointerTo('list_head') } } });
+    expect(isf.user_types.list_head).toEqual({
+      kind: 'struct',
+      size: 16,
+      fields: { next: { offset: 0, type: pointerTo('list_head') }, prev: { offset: 8, type: pointerTo('list_head') } },
+    });
   });
 
   it("agrees with every OFFSET, SIZE and LENGTH the kernel's own VMCOREINFO states", () => {
@@ -83,7 +100,12 @@ describe.each(['linux61-clean', 'linux612-clean'])('layouts from the BTF of %s',
     for (const [key, value] of vmcoreinfo) {
       const match = /^(OFFSET|SIZE|LENGTH)\((\w+)(?:\.(\w+))?\)$/.exec(key);
       if (!match) continue;
-      const [, what, cName, fieldName] = match as unknown as [string, 'OFFSET' | 'SIZE' | 'LENGTH', string, string | undefined];
+      const [, what, cName, fieldName] = match as unknown as [
+        string,
+        'OFFSET' | 'SIZE' | 'LENGTH',
+        string,
+        string | undefined,
+      ];
       // LENGTH(mem_section) and the like count array symbols, not struct fields.
       if (what === 'LENGTH' && fieldName === undefined) continue;
       const target = userTypeNamed(cName);
@@ -157,9 +179,13 @@ describe.each(['linux61-clean', 'linux612-clean'])('layouts from the BTF of %s',
     // They live in mm_struct's anonymous (randomizable) struct; the ISF keeps that member too.
     const anonymous = Object.values(mm.fields).filter((f) => f.anonymous);
     expect(anonymous.length).toBeGreaterThan(0);
-    const holder = anonymous.find((f) => f.type.kind === 'struct' && isf.user_types[f.type.name]!.fields.arg_start !== undefined)!;
+    const holder = anonymous.find(
+      (f) => f.type.kind === 'struct' && isf.user_types[f.type.name]!.fields.arg_start !== undefined,
+    )!;
     expect(holder).toBeDefined();
-    expect(holder.offset + isf.user_types[(holder.type as { name: string }).name]!.fields.arg_start!.offset).toBe(offsets[0]);
+    expect(holder.offset + isf.user_types[(holder.type as { name: string }).name]!.fields.arg_start!.offset).toBe(
+      offsets[0],
+    );
     expect(types.fields(types.find('struct', 'mm_struct')!).some((member) => member.name === 'arg_start')).toBe(false);
   });
 
@@ -169,7 +195,12 @@ describe.each(['linux61-clean', 'linux612-clean'])('layouts from the BTF of %s',
     // MODULE_NAME_LEN is 64 - sizeof(unsigned long).
     expect(field('module', 'name').type).toEqual({ kind: 'array', count: 56, subtype: { kind: 'base', name: 'char' } });
     expect(field('module', 'state').type).toEqual({ kind: 'enum', name: 'module_state' });
-    expect(isf.enums.module_state!.constants).toMatchObject({ MODULE_STATE_LIVE: 0, MODULE_STATE_COMING: 1, MODULE_STATE_GOING: 2, MODULE_STATE_UNFORMED: 3 });
+    expect(isf.enums.module_state!.constants).toMatchObject({
+      MODULE_STATE_LIVE: 0,
+      MODULE_STATE_COMING: 1,
+      MODULE_STATE_GOING: 2,
+      MODULE_STATE_UNFORMED: 3,
+    });
     for (const fieldName of ['list', 'name', 'state']) {
       const found = field('module', fieldName);
       expect(found.offset + isfSize(isf, found.type)).toBeLessThanOrEqual(module.size);
@@ -180,21 +211,33 @@ describe.each(['linux61-clean', 'linux612-clean'])('layouts from the BTF of %s',
     } else {
       const mem = field('module', 'mem');
       // One entry per enum mod_mem_type value below MOD_MEM_NUM_TYPES.
-      expect(mem.type).toEqual({ kind: 'array', count: isf.enums.mod_mem_type!.constants.MOD_MEM_NUM_TYPES, subtype: { kind: 'struct', name: 'module_memory' } });
+      expect(mem.type).toEqual({
+        kind: 'array',
+        count: isf.enums.mod_mem_type!.constants.MOD_MEM_NUM_TYPES,
+        subtype: { kind: 'struct', name: 'module_memory' },
+      });
       expect(mem.offset + isfSize(isf, mem.type)).toBeLessThanOrEqual(module.size);
       expect(module.fields.core_layout).toBeUndefined();
     }
   });
 
-  it('a C name the kernel defines twice belongs to the definition in use: dmaengine\'s struct dma_chan, printk\'s struct console', () => {
+  it("a C name the kernel defines twice belongs to the definition in use: dmaengine's struct dma_chan, printk's struct console", () => {
     expect(types.findAll('struct', 'dma_chan').length).toBe(2);
-    expect(Object.keys(isf.user_types.dma_chan!.fields)).toEqual(expect.arrayContaining(['device', 'cookie', 'chan_id', 'client_count']));
-    expect(Object.keys(isf.user_types.console!.fields)).toEqual(expect.arrayContaining(['name', 'write', 'device', 'flags', 'index']));
+    expect(Object.keys(isf.user_types.dma_chan!.fields)).toEqual(
+      expect.arrayContaining(['device', 'cookie', 'chan_id', 'client_count']),
+    );
+    expect(Object.keys(isf.user_types.console!.fields)).toEqual(
+      expect.arrayContaining(['name', 'write', 'device', 'flags', 'index']),
+    );
   });
 
   it('the ISF is self-consistent: every field lies inside its type and every reference resolves', () => {
     // Names the kernel only ever declares (`struct foo;`), never defines.
-    const fwdOnly = new Set(types.types.flatMap((type) => (type.kind === 'fwd' && types.find(type.union ? 'union' : 'struct', type.name) === undefined ? [type.name] : [])));
+    const fwdOnly = new Set(
+      types.types.flatMap((type) =>
+        type.kind === 'fwd' && types.find(type.union ? 'union' : 'struct', type.name) === undefined ? [type.name] : [],
+      ),
+    );
     const problems: string[] = [];
     const resolves = (type: IsfTypeDescriptor, where: string, behindPointer: boolean): void => {
       switch (type.kind) {
@@ -211,13 +254,15 @@ describe.each(['linux61-clean', 'linux612-clean'])('layouts from the BTF of %s',
         case 'union':
         case 'class':
           // Only a pointer may name a struct the kernel declares but never defines.
-          if (!isf.user_types[type.name] && !(behindPointer && fwdOnly.has(type.name))) problems.push(`${where}: ${type.kind} ${type.name}`);
+          if (!isf.user_types[type.name] && !(behindPointer && fwdOnly.has(type.name)))
+            problems.push(`${where}: ${type.kind} ${type.name}`);
           break;
         case 'enum':
           if (!isf.enums[type.name]) problems.push(`${where}: enum ${type.name}`);
           break;
         case 'bitfield':
-          if (type.bit_position + type.bit_length > isfSize(isf, type.type) * 8) problems.push(`${where}: bitfield overflows its storage`);
+          if (type.bit_position + type.bit_length > isfSize(isf, type.type) * 8)
+            problems.push(`${where}: bitfield overflows its storage`);
           resolves(type.type, where, behindPointer);
           break;
         case 'function':
@@ -230,12 +275,14 @@ describe.each(['linux61-clean', 'linux612-clean'])('layouts from the BTF of %s',
       for (const [fieldName, f] of Object.entries(userType.fields)) {
         fields += 1;
         resolves(f.type, `${typeName}.${fieldName}`, false);
-        if (f.offset + isfSize(isf, f.type) > userType.size) problems.push(`${typeName}.${fieldName} ends past ${userType.size}`);
+        if (f.offset + isfSize(isf, f.type) > userType.size)
+          problems.push(`${typeName}.${fieldName} ends past ${userType.size}`);
       }
     }
     for (const [enumName, enumeration] of Object.entries(isf.enums)) {
       const base = isf.base_types[enumeration.base];
-      if (!base || base.kind !== 'int' || base.size !== enumeration.size) problems.push(`enum ${enumName}: base ${enumeration.base}`);
+      if (!base || base.kind !== 'int' || base.size !== enumeration.size)
+        problems.push(`enum ${enumName}: base ${enumeration.base}`);
     }
     expect(problems).toEqual([]);
     expect(fields).toBeGreaterThan(50_000);
@@ -245,7 +292,8 @@ describe.each(['linux61-clean', 'linux612-clean'])('layouts from the BTF of %s',
 
   it('converts deterministically: a fresh parse of the same bytes gives the same ISF text', () => {
     const again = btfToIsf(parseBtf(btf.slice()));
-    const text = (value: IsfTypes) => JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+    const text = (value: IsfTypes) =>
+      JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
     expect(text(again)).toBe(text(isf));
   });
 });

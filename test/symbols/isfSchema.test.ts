@@ -26,7 +26,13 @@ function keysWithin(value: object, keys: string[], where: string, problems: stri
 }
 
 /** Behind a pointer a struct may be opaque (BTF only forward-declares types that modules define). */
-function checkDescriptor(type: IsfTypeDescriptor, where: string, document: IsfDocument, problems: string[], behindPointer = false): void {
+function checkDescriptor(
+  type: IsfTypeDescriptor,
+  where: string,
+  document: IsfDocument,
+  problems: string[],
+  behindPointer = false,
+): void {
   switch (type.kind) {
     case 'base':
       keysWithin(type, ['kind', 'name'], where, problems);
@@ -45,7 +51,8 @@ function checkDescriptor(type: IsfTypeDescriptor, where: string, document: IsfDo
     case 'union':
     case 'class':
       keysWithin(type, ['kind', 'name'], where, problems);
-      if (!behindPointer && !(type.name in document.user_types)) problems.push(`${where}: unknown ${type.kind} ${type.name}`);
+      if (!behindPointer && !(type.name in document.user_types))
+        problems.push(`${where}: unknown ${type.kind} ${type.name}`);
       break;
     case 'enum':
       keysWithin(type, ['kind', 'name'], where, problems);
@@ -56,7 +63,8 @@ function checkDescriptor(type: IsfTypeDescriptor, where: string, document: IsfDo
       break;
     case 'bitfield':
       keysWithin(type, ['kind', 'bit_position', 'bit_length', 'type'], where, problems);
-      if (type.type.kind !== 'base' && type.type.kind !== 'enum') problems.push(`${where}: bitfield of ${type.type.kind}`);
+      if (type.type.kind !== 'base' && type.type.kind !== 'enum')
+        problems.push(`${where}: bitfield of ${type.type.kind}`);
       checkDescriptor(type.type, `${where}:bits`, document, problems);
       break;
     default:
@@ -94,7 +102,8 @@ describe.each(['linux61-clean', 'linux612-clean'])('ISF exported from %s', (name
         checkDescriptor(field.type, `${typeName}.${fieldName}`, document, problems);
       }
     }
-    for (const [enumName, enumeration] of Object.entries(document.enums)) keysWithin(enumeration, allowed.enumeration, `enums.${enumName}`, problems);
+    for (const [enumName, enumeration] of Object.entries(document.enums))
+      keysWithin(enumeration, allowed.enumeration, `enums.${enumName}`, problems);
     for (const [symbolName, symbol] of Object.entries(document.symbols)) {
       keysWithin(symbol, allowed.symbol, `symbols.${symbolName}`, problems);
       if (symbol.type) checkDescriptor(symbol.type, `symbols.${symbolName}`, document, problems);
@@ -103,12 +112,15 @@ describe.each(['linux61-clean', 'linux612-clean'])('ISF exported from %s', (name
   });
 
   it('has what Volatility needs to pick and place it: linux_banner bytes and link-time kernel symbols', () => {
-    expect(Buffer.from(document.symbols.linux_banner!.constant_data!, 'base64').toString('latin1')).toMatch(/^Linux version /);
+    expect(Buffer.from(document.symbols.linux_banner!.constant_data!, 'base64').toString('latin1')).toMatch(
+      /^Linux version /,
+    );
     // Link-time (unrandomized) addresses: _text sits at __START_KERNEL (0xffffffff81000000).
     expect(BigInt(document.symbols._text!.address)).toBe(0xffffffff81000000n);
     for (const needed of ['init_task', 'init_top_pgt', 'sys_call_table', 'modules']) {
       expect(document.symbols[needed], needed).toBeDefined();
     }
-    for (const struct of ['task_struct', 'mm_struct', 'module', 'list_head', 'cred']) expect(document.user_types[struct], struct).toBeDefined();
+    for (const struct of ['task_struct', 'mm_struct', 'module', 'list_head', 'cred'])
+      expect(document.user_types[struct], struct).toBeDefined();
   });
 });

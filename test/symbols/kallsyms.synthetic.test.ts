@@ -30,12 +30,60 @@ interface Layout {
 }
 
 const LAYOUTS: readonly Layout[] = [
-  { name: '6.1: absolute per-CPU, offsets first, seqs before tokens', encoding: 'absolute-percpu', addressesFirst: true, seqsBeforeTokens: true, markerWidth: 4, countWidth: 4, alignment: 8 },
-  { name: '6.12: absolute per-CPU, offsets after the token index', encoding: 'absolute-percpu', addressesFirst: false, seqsBeforeTokens: false, markerWidth: 4, countWidth: 4, alignment: 8 },
-  { name: '6.15: plain relative offsets', encoding: 'relative', addressesFirst: false, seqsBeforeTokens: false, markerWidth: 4, countWidth: 4, alignment: 8 },
-  { name: '7.0: place-relative offsets, 4-byte labels', encoding: 'place-relative', addressesFirst: false, seqsBeforeTokens: false, markerWidth: 4, countWidth: 4, alignment: 4 },
-  { name: '4.x: u64 count and markers', encoding: 'absolute-percpu', addressesFirst: true, seqsBeforeTokens: false, markerWidth: 8, countWidth: 8, alignment: 8 },
-  { name: '!KALLSYMS_BASE_RELATIVE: u64 kallsyms_addresses', encoding: 'addresses', addressesFirst: true, seqsBeforeTokens: false, markerWidth: 8, countWidth: 8, alignment: 8 },
+  {
+    name: '6.1: absolute per-CPU, offsets first, seqs before tokens',
+    encoding: 'absolute-percpu',
+    addressesFirst: true,
+    seqsBeforeTokens: true,
+    markerWidth: 4,
+    countWidth: 4,
+    alignment: 8,
+  },
+  {
+    name: '6.12: absolute per-CPU, offsets after the token index',
+    encoding: 'absolute-percpu',
+    addressesFirst: false,
+    seqsBeforeTokens: false,
+    markerWidth: 4,
+    countWidth: 4,
+    alignment: 8,
+  },
+  {
+    name: '6.15: plain relative offsets',
+    encoding: 'relative',
+    addressesFirst: false,
+    seqsBeforeTokens: false,
+    markerWidth: 4,
+    countWidth: 4,
+    alignment: 8,
+  },
+  {
+    name: '7.0: place-relative offsets, 4-byte labels',
+    encoding: 'place-relative',
+    addressesFirst: false,
+    seqsBeforeTokens: false,
+    markerWidth: 4,
+    countWidth: 4,
+    alignment: 4,
+  },
+  {
+    name: '4.x: u64 count and markers',
+    encoding: 'absolute-percpu',
+    addressesFirst: true,
+    seqsBeforeTokens: false,
+    markerWidth: 8,
+    countWidth: 8,
+    alignment: 8,
+  },
+  {
+    name: '!KALLSYMS_BASE_RELATIVE: u64 kallsyms_addresses',
+    encoding: 'addresses',
+    addressesFirst: true,
+    seqsBeforeTokens: false,
+    markerWidth: 8,
+    countWidth: 8,
+    alignment: 8,
+  },
 ];
 
 function mulberry32(seed: number): () => number {
@@ -58,7 +106,8 @@ function symbolSet(seed: number, count: number, encoding: Encoding, longNames: b
   const pick = (from: string) => from[Math.floor(random() * from.length)]!;
   const symbols: KernelSymbol[] = [];
   if (encoding === 'absolute-percpu' || encoding === 'addresses') {
-    for (let i = 0; i < 20; i++) symbols.push({ name: `percpu_var${i}`, address: BigInt(i * 0x40), type: 'A', absolute: true });
+    for (let i = 0; i < 20; i++)
+      symbols.push({ name: `percpu_var${i}`, address: BigInt(i * 0x40), type: 'A', absolute: true });
   }
   symbols.push({ name: '_text', address: IMAGE_BASE, type: 'T', absolute: false });
   symbols.push({ name: 'digits_0123456789', address: IMAGE_BASE, type: 'T', absolute: false });
@@ -80,16 +129,20 @@ function tokenTable(strings: readonly string[]): string[] {
   for (const text of strings) {
     for (let i = 0; i < text.length; i++) {
       tokens[text.charCodeAt(i)] = text[i]!;
-      for (const length of [2, 3]) if (i + length <= text.length) frequency.set(text.slice(i, i + length), (frequency.get(text.slice(i, i + length)) ?? 0) + 1);
+      for (const length of [2, 3])
+        if (i + length <= text.length)
+          frequency.set(text.slice(i, i + length), (frequency.get(text.slice(i, i + length)) ?? 0) + 1);
     }
   }
-  const frequent = [...frequency.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([token]) => token);
+  const frequent = [...frequency.entries()]
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    .map(([token]) => token);
   return tokens.map((token, i) => token ?? frequent.shift() ?? `unused${i}`);
 }
 
 function compress(text: string, codes: ReadonlyMap<string, number>): number[] {
   const compressed: number[] = [];
-  for (let at = 0; at < text.length; ) {
+  for (let at = 0; at < text.length;) {
     const length = [3, 2, 1].find((candidate) => codes.has(text.slice(at, at + candidate)))!;
     compressed.push(codes.get(text.slice(at, at + length))!);
     at += length;
@@ -166,7 +219,10 @@ function buildImage(
   strings.forEach((text, i) => {
     if (i % 256 === 0) markers.push(stream.length);
     const compressed = compress(text, codes);
-    stream.push(...(compressed.length < 0x80 ? [compressed.length] : [0x80 | (compressed.length & 0x7f), compressed.length >> 7]), ...compressed);
+    stream.push(
+      ...(compressed.length < 0x80 ? [compressed.length] : [0x80 | (compressed.length & 0x7f), compressed.length >> 7]),
+      ...compressed,
+    );
   });
   const seqsOfNames = strings
     .map((text, i) => ({ text: text.slice(1), i }))
@@ -203,10 +259,14 @@ function buildImage(
     }
     location.offsets = at(writer.label());
     if (layout.encoding === 'place-relative') {
-      for (const [i, symbol] of symbols.entries()) writer.u32(Number(symbol.address - (location.offsets + BigInt(4 * i))));
+      for (const [i, symbol] of symbols.entries())
+        writer.u32(Number(symbol.address - (location.offsets + BigInt(4 * i))));
       return;
     }
-    const relativeBase = symbols.reduce((lowest, symbol) => (!symbol.absolute && symbol.address < lowest ? symbol.address : lowest), 1n << 64n);
+    const relativeBase = symbols.reduce(
+      (lowest, symbol) => (!symbol.absolute && symbol.address < lowest ? symbol.address : lowest),
+      1n << 64n,
+    );
     for (const symbol of symbols) {
       if (layout.encoding === 'relative') writer.u32(Number(symbol.address - relativeBase));
       else writer.u32(symbol.absolute ? Number(symbol.address) : Number(relativeBase - symbol.address - 1n));
@@ -252,7 +312,9 @@ function mappedAtKernelBase(image: Uint8Array): X86AddressSpace {
   for (let table = 0; table < pageTables; table++) entry(2 * PAGE + (8 + table) * 8, (3 + table) * PAGE); // PD[8…]: 0xffffffff81000000
   for (let page = 0; page < pages; page++) entry(3 * PAGE + page * 8, imagePhysical + page * PAGE);
   memory.set(image, imagePhysical);
-  const dump = new RangeMappedImage(new BufferSource('synthetic', memory), 'raw', [{ start: 0, end: memory.length, fileOffset: 0 }]);
+  const dump = new RangeMappedImage(new BufferSource('synthetic', memory), 'raw', [
+    { start: 0, end: memory.length, fileOffset: 0 },
+  ]);
   return new X86AddressSpace(dump, 0, 4);
 }
 
@@ -283,14 +345,18 @@ describe('synthetic kallsyms: decoys planted for the scan', () => {
   it('gives up after 1024 digit runs, quickly', () => {
     const { image } = buildImage(symbols, layout, 5, { digitRuns: 1100, tokenTables: 0 });
     const started = performance.now();
-    expect(() => findKallsyms(mappedAtKernelBase(image), IMAGE_BASE, IMAGE_BASE + BigInt(image.length))).toThrow(/gave up after 1024 digit runs and 0 token tables/);
+    expect(() => findKallsyms(mappedAtKernelBase(image), IMAGE_BASE, IMAGE_BASE + BigInt(image.length))).toThrow(
+      /gave up after 1024 digit runs and 0 token tables/,
+    );
     expect(performance.now() - started).toBeLessThan(10_000); // a hang guard (CI shares 2 cores), not a speed target
   });
 
   it('gives up after 8 token tables that lead nowhere, quickly', () => {
     const { image } = buildImage(symbols, layout, 5, { digitRuns: 0, tokenTables: 10 });
     const started = performance.now();
-    expect(() => findKallsyms(mappedAtKernelBase(image), IMAGE_BASE, IMAGE_BASE + BigInt(image.length))).toThrow(/gave up after 8 digit runs and 8 token tables/);
+    expect(() => findKallsyms(mappedAtKernelBase(image), IMAGE_BASE, IMAGE_BASE + BigInt(image.length))).toThrow(
+      /gave up after 8 digit runs and 8 token tables/,
+    );
     expect(performance.now() - started).toBeLessThan(10_000); // a hang guard, not a speed target
   });
 });
@@ -300,29 +366,45 @@ describe('synthetic kallsyms: names', () => {
 
   it('a name of 128 tokens or more has a two-byte length (6.1+ "big" symbols)', () => {
     const symbols = symbolSet(7, 300, layout.encoding, false);
-    const long = { name: 'x'.repeat(200) + NAME_CHARACTERS.repeat(8), address: symbols[symbols.length - 1]!.address + 16n, type: 't', absolute: false };
+    const long = {
+      name: 'x'.repeat(200) + NAME_CHARACTERS.repeat(8),
+      address: symbols[symbols.length - 1]!.address + 16n,
+      type: 't',
+      absolute: false,
+    };
     symbols.push(long);
     const { image, location, namesStream } = buildImage(symbols, layout, 7);
     // The last entry's length byte has its top bit set.
     let at = 0;
-    for (let i = 0; i < symbols.length - 1; i++) at += (namesStream[at]! & 0x80 ? 2 + ((namesStream[at]! & 0x7f) | (namesStream[at + 1]! << 7)) : 1 + namesStream[at]!);
+    for (let i = 0; i < symbols.length - 1; i++)
+      at +=
+        namesStream[at]! & 0x80 ? 2 + ((namesStream[at]! & 0x7f) | (namesStream[at + 1]! << 7)) : 1 + namesStream[at]!;
     expect(namesStream[at]! & 0x80).toBe(0x80);
     expect(decodeKallsyms(mappedAtKernelBase(image), location).at(-1)).toEqual(long);
   });
 
   it('a name longer than KSYM_NAME_LEN is refused, naming the entry', () => {
     const symbols = symbolSet(8, 300, layout.encoding, false);
-    symbols.push({ name: 'y'.repeat(600), address: symbols[symbols.length - 1]!.address + 16n, type: 't', absolute: false });
+    symbols.push({
+      name: 'y'.repeat(600),
+      address: symbols[symbols.length - 1]!.address + 16n,
+      type: 't',
+      absolute: false,
+    });
     const { image, location } = buildImage(symbols, layout, 8);
     const space = mappedAtKernelBase(image);
     expect(() => decodeKallsyms(space, location)).toThrow(VmscopeError);
-    expect(() => decodeKallsyms(space, location)).toThrow(new RegExp(`kallsyms_names entry ${symbols.length - 1} at 0x[0-9a-f]+ expands to 601 characters`));
+    expect(() => decodeKallsyms(space, location)).toThrow(
+      new RegExp(`kallsyms_names entry ${symbols.length - 1} at 0x[0-9a-f]+ expands to 601 characters`),
+    );
   });
 
   it('a location with neither offsets nor addresses is refused', () => {
     const symbols = symbolSet(9, 300, layout.encoding, false);
     const { image, location } = buildImage(symbols, layout, 9);
     const { offsets: _offsets, relativeBase: _relativeBase, ...namesOnly } = location;
-    expect(() => decodeKallsyms(mappedAtKernelBase(image), namesOnly)).toThrow(/neither kallsyms_offsets nor kallsyms_addresses/);
+    expect(() => decodeKallsyms(mappedAtKernelBase(image), namesOnly)).toThrow(
+      /neither kallsyms_offsets nor kallsyms_addresses/,
+    );
   });
 });

@@ -37,7 +37,10 @@ function procLine(symbol: KernelSymbol): string {
 }
 
 /** The ELF core when the snapshot has one, else its first format. */
-const snapshots = snapshotNames().map((name) => ({ name, format: dumpFixtures().find((fixture) => fixture.name === name)!.format }));
+const snapshots = snapshotNames().map((name) => ({
+  name,
+  format: dumpFixtures().find((fixture) => fixture.name === name)!.format,
+}));
 
 describe.each(snapshots)('kallsyms of $name ($format)', ({ name, format }) => {
   let context: DumpContext;
@@ -48,7 +51,9 @@ describe.each(snapshots)('kallsyms of $name ($format)', ({ name, format }) => {
 
   it('decodes every vmlinux line of the guest /proc/kallsyms: address, type letter and name, in order', () => {
     const { space, vmcoreinfo } = context.kernel;
-    const lines = readFileSync(fixturePath(name, 'kallsyms.txt'), 'latin1').split('\n').filter((line) => line !== '');
+    const lines = readFileSync(fixturePath(name, 'kallsyms.txt'), 'latin1')
+      .split('\n')
+      .filter((line) => line !== '');
     // Module, BPF, ftrace and kprobe symbols carry a `\t[owner]` suffix: they are not in vmlinux's tables.
     const vmlinux = lines.filter((line) => !/\t\[[^\]]+\]$/.test(line));
     const started = performance.now();
@@ -74,7 +79,11 @@ describe.each(snapshots)('kallsyms of $name ($format)', ({ name, format }) => {
     expect(matched).toBe(vmlinux.length);
     expect(symbols.length).toBe(vmlinux.length);
     const firstDifference = decoded.findIndex((line, i) => line !== vmlinux[i]);
-    expect(firstDifference < 0 ? undefined : { index: firstDifference, decoded: decoded[firstDifference], guest: vmlinux[firstDifference] }).toBeUndefined();
+    expect(
+      firstDifference < 0
+        ? undefined
+        : { index: firstDifference, decoded: decoded[firstDifference], guest: vmlinux[firstDifference] },
+    ).toBeUndefined();
     expect(milliseconds).toBeLessThan(1000);
   });
 
@@ -88,7 +97,9 @@ describe.each(snapshots)('kallsyms of $name ($format)', ({ name, format }) => {
     expect(symbols.find((symbol) => symbol.name === '__per_cpu_start')?.address).toBe(0n);
     // Relocatable symbols moved with the slide: _text sits at the default 0xffffffff81000000 plus it.
     expect(symbols.find((symbol) => symbol.name === '_text')?.address).toBe(0xffffffff81000000n + kaslrSlide);
-    expect(symbols.filter((symbol) => !symbol.absolute).every((symbol) => symbol.address >= KERNEL_IMAGE.from)).toBe(true);
+    expect(symbols.filter((symbol) => !symbol.absolute).every((symbol) => symbol.address >= KERNEL_IMAGE.from)).toBe(
+      true,
+    );
   });
 
   it('the structural scan finds the tables VMCOREINFO names, and they decode the same', () => {
@@ -114,7 +125,9 @@ describe.each(snapshots)('kallsyms of $name ($format)', ({ name, format }) => {
     expect([markerTable.getUint32(0, true), markerTable.getUint32(4, true)]).toEqual([0, entryStarts[256]]);
 
     // The table order differs: 6.1 puts the addresses before the count, 6.12 after the token index.
-    const order = Object.entries(found).sort(([, a], [, b]) => (a! < b! ? -1 : 1)).map(([key]) => key);
+    const order = Object.entries(found)
+      .sort(([, a], [, b]) => (a! < b! ? -1 : 1))
+      .map(([key]) => key);
     expect(order).toEqual(
       release.startsWith('6.1.')
         ? ['offsets', 'relativeBase', 'numSyms', 'names', 'markers', 'tokenTable', 'tokenIndex']
@@ -129,7 +142,6 @@ function readBytes(context: DumpContext, address: bigint, length: number): Uint8
   context.kernel.space.read(address, bytes);
   return bytes;
 }
-
 
 function u32(value: number): Uint8Array {
   const bytes = new Uint8Array(4);
@@ -154,7 +166,9 @@ const mutation = fc.record({
   /** single bytes set anywhere in the region */
   bytes: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 16 }),
   /** a run of one value (zeros, 0xff, a big-length prefix…) */
-  fill: fc.option(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 4096 }), fc.constantFrom(0, 0x80, 0xff, 0x41)), { nil: undefined }),
+  fill: fc.option(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 4096 }), fc.constantFrom(0, 0x80, 0xff, 0x41)), {
+    nil: undefined,
+  }),
 });
 
 type Mutation = typeof mutation extends fc.Arbitrary<infer T> ? T : never;
@@ -199,7 +213,9 @@ describe.each([
     // The scan then finds no count in front of the names stream.
     const missed = thrownBy(() => findKallsyms(space, KERNEL_IMAGE.from, KERNEL_IMAGE.to));
     expect(missed.code).toBe('NO_PROFILE');
-    expect(missed.message).toContain(`kallsyms_num_syms and kallsyms_names before the token table at ${hex(location.tokenTable)}`);
+    expect(missed.message).toContain(
+      `kallsyms_num_syms and kallsyms_names before the token table at ${hex(location.tokenTable)}`,
+    );
   });
 
   it('num_syms = 0 is refused', () => {
@@ -210,7 +226,11 @@ describe.each([
 
   it('a token table without NUL terminators is refused, naming the table', () => {
     const { image, space } = patched();
-    image.patchVirtual(space, location.tokenTable, new Uint8Array(Number(location.tokenIndex - location.tokenTable)).fill(0x41));
+    image.patchVirtual(
+      space,
+      location.tokenTable,
+      new Uint8Array(Number(location.tokenIndex - location.tokenTable)).fill(0x41),
+    );
     const error = expectCorrupt(space, location, 'kallsyms_token_table', location.tokenTable);
     expect(error.message).toContain('no NUL terminator');
   });
@@ -221,7 +241,9 @@ describe.each([
     new DataView(index.buffer).setUint16(0, 0xffff, true);
     image.patchVirtual(space, location.tokenIndex + 2n * 7n, index);
     const error = expectCorrupt(space, location, 'kallsyms_token_table', location.tokenTable + 0xffffn);
-    expect(error.message).toContain(`token 7 at ${hex(location.tokenTable + 0xffffn)} (offset 0xffff) lies past the end of the table`);
+    expect(error.message).toContain(
+      `token 7 at ${hex(location.tokenTable + 0xffffn)} (offset 0xffff) lies past the end of the table`,
+    );
   });
 
   it('a names stream cut short by its region is refused where it runs past', () => {
@@ -230,7 +252,9 @@ describe.each([
     const truncated = { ...location, markers: location.names + 400_000n };
     const error = thrownBy(() => decodeKallsyms(space, truncated));
     expect(error.code).toBe('CORRUPT_STRUCTURE');
-    expect(error.message).toMatch(/^kallsyms_names at 0x[0-9a-f]+: entry \d+ of \d+ at 0x[0-9a-f]+ runs past the end of the names region \(400000 bytes\)$/);
+    expect(error.message).toMatch(
+      /^kallsyms_names at 0x[0-9a-f]+: entry \d+ of \d+ at 0x[0-9a-f]+ runs past the end of the names region \(400000 bytes\)$/,
+    );
     expect(error.offset! >= location.names && error.offset! < truncated.markers).toBe(true);
   });
 
@@ -238,7 +262,9 @@ describe.each([
     const { space } = patched();
     let imageEnd = 0n;
     for (const run of space.mappings(KERNEL_IMAGE.from, KERNEL_IMAGE.to)) imageEnd = run.virtual + BigInt(run.length);
-    const error = thrownBy(() => decodeKallsyms(space, { ...location, names: imageEnd - 0x1000n, markers: imageEnd + 0x100000n }));
+    const error = thrownBy(() =>
+      decodeKallsyms(space, { ...location, names: imageEnd - 0x1000n, markers: imageEnd + 0x100000n }),
+    );
     expect(error.code).toBe('PAGE_FAULT');
     expect(error.message).toContain(`kallsyms_names at ${hex(imageEnd - 0x1000n)}`);
     expect(error.offset).toBe(imageEnd);
@@ -264,8 +290,14 @@ describe.each([
   function mutated({ region, bytes, fill }: Mutation): X86AddressSpace {
     const { image, space } = patched();
     const { start, length } = regionBytes(region);
-    if (fill) image.patchVirtual(space, start + BigInt(fill[0] % length), new Uint8Array(Math.min(fill[1], length - (fill[0] % length))).fill(fill[2]));
-    for (const [position, value] of bytes) image.patchVirtual(space, start + BigInt(position % length), Uint8Array.of(value));
+    if (fill)
+      image.patchVirtual(
+        space,
+        start + BigInt(fill[0] % length),
+        new Uint8Array(Math.min(fill[1], length - (fill[0] % length))).fill(fill[2]),
+      );
+    for (const [position, value] of bytes)
+      image.patchVirtual(space, start + BigInt(position % length), Uint8Array.of(value));
     return space;
   }
 
@@ -280,7 +312,9 @@ describe.each([
         try {
           const symbols = decodeKallsyms(space, location);
           expect(symbols.length).toBeLessThanOrEqual(namesBytes / 2);
-          expect(symbols.reduce((longest, symbol) => Math.max(longest, symbol.name.length), 0)).toBeLessThan(MAX_EXPANDED_NAME);
+          expect(symbols.reduce((longest, symbol) => Math.max(longest, symbol.name.length), 0)).toBeLessThan(
+            MAX_EXPANDED_NAME,
+          );
         } catch (error) {
           if (!(error instanceof VmscopeError)) throw error;
           expect(error.file).toBe(context.image.path);

@@ -92,7 +92,9 @@ describe.each(snapshots)('profile derived from $name ($format) alone', ({ name, 
     const text = await exportIsf(context);
     const document = parseIsf(text, 'exported.json');
     expect(document.metadata.format).toMatch(/^6\./);
-    expect(Buffer.from(document.symbols.linux_banner!.constant_data!, 'base64').toString('latin1')).toBe(context.kernel.banner);
+    expect(Buffer.from(document.symbols.linux_banner!.constant_data!, 'base64').toString('latin1')).toBe(
+      context.kernel.banner,
+    );
     const reloaded = Profile.fromIsf(document, context.kernel.kaslrSlide, 'isf', 'exported.json');
     for (const [struct, fields] of Object.entries(FIELDS)) {
       expect(reloaded.sizeOf(struct)).toBe(profile.sizeOf(struct));

@@ -49,7 +49,8 @@ let tempDir: string;
 
 beforeAll(async () => {
   tempDir = mkdtempSync(join(tmpdir(), 'vmscope-scanpool-'));
-  for (const threads of THREAD_COUNTS) pools.set(threads, await ScanPool.create({ threads, workerScript: WORKER_SCRIPT }));
+  for (const threads of THREAD_COUNTS)
+    pools.set(threads, await ScanPool.create({ threads, workerScript: WORKER_SCRIPT }));
 });
 
 afterAll(async () => {
@@ -100,7 +101,10 @@ describe('ScanPool on a real dump', () => {
     image.close();
     const presentBytesBefore = (address: number) =>
       ranges.reduce((sum, range) => sum + Math.max(0, Math.min(range.end, address) - range.start), 0);
-    edgeInsideHit = presentBytesBefore(expected.find((hit) => hit.needle === 4 && presentBytesBefore(hit.offset) >= 16 * 2 ** 20)!.offset) + 3;
+    edgeInsideHit =
+      presentBytesBefore(
+        expected.find((hit) => hit.needle === 4 && presentBytesBefore(hit.offset) >= 16 * 2 ** 20)!.offset,
+      ) + 3;
   });
 
   for (const threads of THREAD_COUNTS) {
@@ -155,7 +159,10 @@ describe('ScanPool at job, range and gap edges', () => {
     expect(singleThreaded(path, needles)).toEqual(planted);
     for (const [threads, pool] of pools) {
       for (const jobBytesTried of [jobBytes, jobBytes - 1, jobBytes + 1, 4099, data.length]) {
-        expect(await pool.searchImage(path, needles, { jobBytes: jobBytesTried }), `${threads} threads, ${jobBytesTried}-byte jobs`).toEqual(planted);
+        expect(
+          await pool.searchImage(path, needles, { jobBytes: jobBytesTried }),
+          `${threads} threads, ${jobBytesTried}-byte jobs`,
+        ).toEqual(planted);
       }
     }
   });
@@ -174,13 +181,19 @@ describe('ScanPool at job, range and gap edges', () => {
     plant(r4.bytes, crosser, r4.bytes.length - 16);
     const path = join(tempDir, 'gaps.lime');
     writeFileSync(path, limeFile([r1, r2, r3, r4]));
-    const planted: NeedleHit[] = [0x30000 - 5, 0xa0000 - 16, 0xc0000, 0xd0000 - 16].map((offset) => ({ needle: 0, offset }));
+    const planted: NeedleHit[] = [0x30000 - 5, 0xa0000 - 16, 0xc0000, 0xd0000 - 16].map((offset) => ({
+      needle: 0,
+      offset,
+    }));
 
     expect(singleThreaded(path, needles)).toEqual(planted);
     for (const [threads, pool] of pools) {
       // 0x20000: a job edge on the r1/r2 seam; 0x40000: one on the r2/r3 gap.
       for (const jobBytes of [0x20000, 0x20000 - 3, 0x40000, 4099, 2 ** 20]) {
-        expect(await pool.searchImage(path, needles, { jobBytes }), `${threads} threads, ${jobBytes}-byte jobs`).toEqual(planted);
+        expect(
+          await pool.searchImage(path, needles, { jobBytes }),
+          `${threads} threads, ${jobBytes}-byte jobs`,
+        ).toEqual(planted);
       }
     }
   });
@@ -193,7 +206,10 @@ describe('ScanPool at job, range and gap edges', () => {
     expect(expected.length).toBeGreaterThan(10_000);
     for (const [threads, pool] of pools) {
       for (const jobBytes of [997, 4096, 65_537]) {
-        expect(await pool.searchImage(path, denseNeedles, { jobBytes }), `${threads} threads, ${jobBytes}-byte jobs`).toEqual(expected);
+        expect(
+          await pool.searchImage(path, denseNeedles, { jobBytes }),
+          `${threads} threads, ${jobBytes}-byte jobs`,
+        ).toEqual(expected);
       }
     }
   });
@@ -247,7 +263,9 @@ rule widened { strings: $w = "crosser" wide nocase condition: $w }`;
   it('reports a rule error from the threads as the compiler does here', async () => {
     const path = join(tempDir, 'rule-edges.raw');
     const scanner = scannerOf();
-    await expect(pools.get(1)!.scanRules(path, scanner, 'rule broken { condition: $nope }', 'bad.yar')).rejects.toThrow(/bad\.yar:1:.*\$nope/);
+    await expect(pools.get(1)!.scanRules(path, scanner, 'rule broken { condition: $nope }', 'bad.yar')).rejects.toThrow(
+      /bad\.yar:1:.*\$nope/,
+    );
   });
 });
 
@@ -256,13 +274,17 @@ describe('ScanPool failures', () => {
     const path = join(tempDir, 'small.raw');
     writeFileSync(path, letterFreeBytes(5, 10_000));
     const pool = pools.get(2)!;
-    await expect(pool.searchImage(path, [new Uint8Array(0)], { jobBytes: 1000 })).rejects.toThrow(/needle 0 is 0 bytes/);
+    await expect(pool.searchImage(path, [new Uint8Array(0)], { jobBytes: 1000 })).rejects.toThrow(
+      /needle 0 is 0 bytes/,
+    );
     await expect(pool.searchImage(join(tempDir, 'absent.raw'), [text('x')])).rejects.toThrow(/ENOENT|absent\.raw/);
     expect(await pool.searchImage(path, [text('BOUNDARY')], { jobBytes: 1000 })).toEqual([]);
   });
 
   it('refuses to start without the worker bundle, and a closed pool refuses work', async () => {
-    await expect(ScanPool.create({ threads: 1, workerScript: join(tempDir, 'noWorker.js') })).rejects.toThrow(/missing \(run npm run build\)/);
+    await expect(ScanPool.create({ threads: 1, workerScript: join(tempDir, 'noWorker.js') })).rejects.toThrow(
+      /missing \(run npm run build\)/,
+    );
     const pool = await ScanPool.create({ threads: 1, workerScript: WORKER_SCRIPT });
     await pool.close();
     await expect(pool.searchImage(WORKER_SCRIPT, [text('x')])).rejects.toThrow(/closed/);

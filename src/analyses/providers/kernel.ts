@@ -2,7 +2,10 @@ import { KernelReader } from '../../os/linux/kernelReader.js';
 import { defineProvider } from '../context.js';
 
 /** Typed reads of kernel objects through the kernel's address space and this dump's profile. */
-export const readerProvider = defineProvider('reader', async (context) => new KernelReader(context.kernel.space, await context.profile()));
+export const readerProvider = defineProvider(
+  'reader',
+  async (context) => new KernelReader(context.kernel.space, await context.profile()),
+);
 
 /** Warnings of the providers an analysis used, each once and in order: several providers may report one problem. */
 export function uniqueWarnings(...lists: ReadonlyArray<readonly string[]>): string[] {

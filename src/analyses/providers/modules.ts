@@ -13,7 +13,10 @@ export interface ModuleList {
 export const moduleListProvider = defineProvider<ModuleList>('module list', async (context) => {
   const walk = walkModuleList(await context.get(readerProvider));
   // Both directions of a walk may stop at the same node: say so once.
-  return { modules: walk.modules, warnings: [...new Set(walk.problems.map((problem) => `module list: ${problem.detail}`))] };
+  return {
+    modules: walk.modules,
+    warnings: [...new Set(walk.problems.map((problem) => `module list: ${problem.detail}`))],
+  };
 });
 
 /** Modules found in the module area, mod_tree or sysfs but missing from the list. */
@@ -32,7 +35,10 @@ export const hiddenModulesProvider = defineProvider<HiddenModules>('hidden modul
 /** Every module the kernel holds, listed or hidden: the owners of code outside the kernel. */
 export const allModulesProvider = defineProvider<ModuleList>('all modules', async (context) => {
   const [list, hidden] = [await context.get(moduleListProvider), await context.get(hiddenModulesProvider)];
-  return { modules: [...list.modules, ...hidden.hidden.map((found) => found.module)], warnings: [...list.warnings, ...hidden.warnings] };
+  return {
+    modules: [...list.modules, ...hidden.hidden.map((found) => found.module)],
+    warnings: [...list.warnings, ...hidden.warnings],
+  };
 });
 
 /** Who owns a pointer: kernel text, a module (listed or hidden), or unknown memory. */

@@ -20,7 +20,9 @@ export const taskListProvider = defineProvider<TaskList>('task list', async (con
 });
 
 /** A carver over this dump's kernel: checks any address for being a task_struct. */
-export const taskCarverProvider = defineProvider('task carver', async (context) => TaskCarver.create(context.kernel, await context.get(readerProvider)));
+export const taskCarverProvider = defineProvider('task carver', async (context) =>
+  TaskCarver.create(context.kernel, await context.get(readerProvider)),
+);
 
 /** Every task_struct carved from physical memory: one pass over the whole dump, made once. */
 export const carvedTasksProvider = defineProvider<readonly ExaminedTask[]>('carved tasks', async (context) => {
@@ -138,9 +140,15 @@ export const processCrossViewProvider = defineProvider<ProcessCrossView>('proces
     if (task) view.note(task, 'pid_hash');
   }
   for (const task of await context.get(carvedTasksProvider)) view.note(task, 'psscan');
-  const living = [...view.sightings.values()].filter(({ task }) => task.life !== 'exited').map(({ task }) => task.info.task);
+  const living = [...view.sightings.values()]
+    .filter(({ task }) => task.life !== 'exited')
+    .map(({ task }) => task.info.task);
   view.walkChildren([reader.profile.requireSymbol('init_task'), ...living]);
-  const sightings = [...view.sightings.values()].map(({ task, sources }) => ({ task, sources, hidden: isHidden(task, sources) }));
+  const sightings = [...view.sightings.values()].map(({ task, sources }) => ({
+    task,
+    sources,
+    hidden: isHidden(task, sources),
+  }));
   return { sightings, warnings: [...listed.warnings, ...pids.warnings, ...view.warnings] };
 });
 

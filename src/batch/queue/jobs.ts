@@ -47,7 +47,14 @@ export const DEFAULT_ATTEMPTS = 3;
 export function dumpJobId(data: DumpJobData): string {
   const hash = createHash('sha256');
   const files = Object.entries(data.files).map(([key, file]) => [key, file.text]);
-  for (const part of [data.path, String(data.size), String(data.mtimeMs), data.analyses.join(','), JSON.stringify(data.options), JSON.stringify(files)]) {
+  for (const part of [
+    data.path,
+    String(data.size),
+    String(data.mtimeMs),
+    data.analyses.join(','),
+    JSON.stringify(data.options),
+    JSON.stringify(files),
+  ]) {
     hash.update(part).update('\0');
   }
   return `dump-${hash.digest('hex').slice(0, 32)}`;
@@ -79,7 +86,11 @@ export interface EnqueuedDump {
  * Adds one job per dump. Re-enqueueing is idempotent (see dumpJobId); a job that had failed
  * for good is retried, so rerunning a batch resumes it the way a local rerun does.
  */
-export async function enqueueBatch(url: string, dumps: readonly string[], options: EnqueueOptions): Promise<EnqueuedDump[]> {
+export async function enqueueBatch(
+  url: string,
+  dumps: readonly string[],
+  options: EnqueueOptions,
+): Promise<EnqueuedDump[]> {
   const location = parseQueueUrl(url);
   const queue = new Queue<DumpJobData, QueuedDumpResult>(location.queueName, { connection: location.connection });
   try {
@@ -96,7 +107,8 @@ export async function enqueueBatch(url: string, dumps: readonly string[], option
       const jobId = dumpJobId(data);
       const existing = await queue.getJob(jobId);
       if (existing) {
-        if ((await existing.getState()) === 'failed') await existing.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+        if ((await existing.getState()) === 'failed')
+          await existing.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
         enqueued.push({ path: data.path, size: data.size, jobId, added: false });
         continue;
       }

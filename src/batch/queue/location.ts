@@ -22,10 +22,14 @@ export function parseQueueUrl(url: string): QueueLocation {
   const queueName = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
   // BullMQ joins its Redis keys with ':' (bull:NAME:id), so a ':' in the name would alias keys.
   if (!/^[A-Za-z0-9._-]+$/.test(queueName)) {
-    throw new VmscopeError('USAGE', `--queue ${url}: the path must be the queue name (letters, digits, . _ -), e.g. redis://127.0.0.1:6379/vmscope`);
+    throw new VmscopeError(
+      'USAGE',
+      `--queue ${url}: the path must be the queue name (letters, digits, . _ -), e.g. redis://127.0.0.1:6379/vmscope`,
+    );
   }
   const db = Number(parsed.searchParams.get('db') ?? '0');
-  if (!Number.isInteger(db) || db < 0) throw new VmscopeError('USAGE', `--queue ${url}: db must be a non-negative integer`);
+  if (!Number.isInteger(db) || db < 0)
+    throw new VmscopeError('USAGE', `--queue ${url}: db must be a non-negative integer`);
   const port = parsed.port === '' ? 6379 : Number(parsed.port);
   const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
   return {
@@ -44,10 +48,22 @@ export function parseQueueUrl(url: string): QueueLocation {
 
 /** Fail fast when Redis is not there, rather than ioredis's endless reconnects. */
 const CONNECT_TIMEOUT_MS = 10_000;
-export async function readyOrThrow(client: { waitUntilReady(): Promise<unknown> }, location: QueueLocation): Promise<void> {
+export async function readyOrThrow(
+  client: { waitUntilReady(): Promise<unknown> },
+  location: QueueLocation,
+): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new VmscopeError('UNAVAILABLE', `cannot reach Redis at ${location.display} within ${CONNECT_TIMEOUT_MS / 1000} s`)), CONNECT_TIMEOUT_MS);
+    timer = setTimeout(
+      () =>
+        reject(
+          new VmscopeError(
+            'UNAVAILABLE',
+            `cannot reach Redis at ${location.display} within ${CONNECT_TIMEOUT_MS / 1000} s`,
+          ),
+        ),
+      CONNECT_TIMEOUT_MS,
+    );
   });
   try {
     await Promise.race([client.waitUntilReady(), timeout]);

@@ -44,7 +44,7 @@ export async function waitForBatch(
   const queue = new Queue<DumpJobData, QueuedDumpResult>(location.queueName, { connection: location.connection });
   const events = new QueueEvents(location.queueName, { connection: location.connection });
   // An event during a sweep is remembered, so the next wait does not sleep through it.
-  let eventSinceSweep = false;
+  let eventSinceSweep: boolean;
   let wake: (() => void) | undefined;
   const wakeUp = () => {
     eventSinceSweep = true;
@@ -80,13 +80,16 @@ export async function waitForBatch(
       }
       for (const job of finishedNow) finished.set(job.jobId, job);
       const done = [...finished.values()];
-      onProgress?.({
-        total: jobIds.length,
-        completed: done.filter((job) => job.state === 'completed').length,
-        failed: done.filter((job) => job.state === 'failed').length,
-        active,
-        waiting,
-      }, finishedNow);
+      onProgress?.(
+        {
+          total: jobIds.length,
+          completed: done.filter((job) => job.state === 'completed').length,
+          failed: done.filter((job) => job.state === 'failed').length,
+          active,
+          waiting,
+        },
+        finishedNow,
+      );
       if (finished.size === jobIds.length) return jobIds.map((jobId) => finished.get(jobId)!);
       if (!eventSinceSweep) {
         await new Promise<void>((resolveWait) => {
@@ -107,8 +110,17 @@ export async function waitForBatch(
   }
 }
 
-function finishedJob(job: Job<DumpJobData, QueuedDumpResult>, state: 'completed' | 'failed', finishedBefore: boolean): FinishedDumpJob {
-  const common = { jobId: job.id!, attemptsMade: job.attemptsMade, finishedBefore, ...(job.processedBy ? { processedBy: job.processedBy } : {}) };
+function finishedJob(
+  job: Job<DumpJobData, QueuedDumpResult>,
+  state: 'completed' | 'failed',
+  finishedBefore: boolean,
+): FinishedDumpJob {
+  const common = {
+    jobId: job.id!,
+    attemptsMade: job.attemptsMade,
+    finishedBefore,
+    ...(job.processedBy ? { processedBy: job.processedBy } : {}),
+  };
   return state === 'completed'
     ? { ...common, state, value: job.returnvalue }
     : { ...common, state, data: job.data, failedReason: job.failedReason };

@@ -1,4 +1,14 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +31,11 @@ export interface StalledJobPolicy {
   /** Times a job may be taken over before it fails for good (a dump that kills every worker). */
   readonly maxStalledCount: number;
 }
-export const DEFAULT_STALLED_JOB_POLICY: StalledJobPolicy = { lockDurationMs: 30_000, stalledIntervalMs: 15_000, maxStalledCount: 2 };
+export const DEFAULT_STALLED_JOB_POLICY: StalledJobPolicy = {
+  lockDurationMs: 30_000,
+  stalledIntervalMs: 15_000,
+  maxStalledCount: 2,
+};
 
 /** Beside the NDJSON in a shared --out: one folder per running job (see processDump). */
 const JOB_FOLDER = '.vmscope-jobs';
@@ -81,11 +95,23 @@ export async function runWorker(url: string, options: WorkerOptions = {}): Promi
       });
       // Incomplete means the job was cut short (its thread crashed, a bug), not that the dump is
       // bad: throwing hands it back to BullMQ, which retries it up to the job's attempts.
-      if (!result.complete) throw new VmscopeError('INPUT_CHANGED', `the dump job did not complete: ${result.error ?? 'no reason given'}`, data.path);
-      log(`job ${jobId} done ${data.path} in ${result.seconds.toFixed(1)} s${result.error ? ` (${result.error})` : ''}`);
+      if (!result.complete)
+        throw new VmscopeError(
+          'INPUT_CHANGED',
+          `the dump job did not complete: ${result.error ?? 'no reason given'}`,
+          data.path,
+        );
+      log(
+        `job ${jobId} done ${data.path} in ${result.seconds.toFixed(1)} s${result.error ? ` (${result.error})` : ''}`,
+      );
       if (result.output === null) return { result, worker: name };
       const fileName = basename(result.output);
-      if (!options.outDir) return { result: { ...result, output: fileName }, worker: name, files: { [fileName]: readFileSync(result.output, 'utf8') } };
+      if (!options.outDir)
+        return {
+          result: { ...result, output: fileName },
+          worker: name,
+          files: { [fileName]: readFileSync(result.output, 'utf8') },
+        };
       const shared = join(options.outDir, fileName);
       renameSync(result.output, shared);
       return { result: { ...result, output: shared }, worker: name };
@@ -147,9 +173,17 @@ function defaultRunner(concurrency: number): DumpJobRunner {
  */
 function assertSameDump(data: DumpJobData): void {
   const stats = statSync(data.path, { throwIfNoEntry: false });
-  if (!stats) throw new VmscopeError('INPUT_CHANGED', 'not found on this worker (dumps must be on storage every worker shares)', data.path);
+  if (!stats)
+    throw new VmscopeError(
+      'INPUT_CHANGED',
+      'not found on this worker (dumps must be on storage every worker shares)',
+      data.path,
+    );
   if (stats.size !== data.size || stats.mtimeMs !== data.mtimeMs) {
-    throw new VmscopeError('INPUT_CHANGED', `not the file that was enqueued (size ${stats.size}, mtime ${new Date(stats.mtimeMs).toISOString()}; enqueued: size ${data.size}, mtime ${new Date(data.mtimeMs).toISOString()})`);
+    throw new VmscopeError(
+      'INPUT_CHANGED',
+      `not the file that was enqueued (size ${stats.size}, mtime ${new Date(stats.mtimeMs).toISOString()}; enqueued: size ${data.size}, mtime ${new Date(data.mtimeMs).toISOString()})`,
+    );
   }
 }
 

@@ -1,6 +1,17 @@
 import { hex } from '../../util/hex.js';
 import type { SnapshotModule, SnapshotProcess, SnapshotSummary } from '../snapshot.js';
-import { clock, DAYS, type Action, type Day, type ModuleMatcher, type Policy, type PolicyCheck, type ProcessMatcher, type Severity, type TimeWindow } from './model.js';
+import {
+  clock,
+  DAYS,
+  type Action,
+  type Day,
+  type ModuleMatcher,
+  type Policy,
+  type PolicyCheck,
+  type ProcessMatcher,
+  type Severity,
+  type TimeWindow,
+} from './model.js';
 
 export type ViolationKind =
   | 'unexpected_process'
@@ -39,7 +50,12 @@ type Finding = Omit<Violation, 'rule' | 'severity' | 'action'>;
 /** Judges a summary: every rule's violations, in rule order. Pure: no I/O, no clock but the summary's. */
 export function evaluatePolicy(policy: Policy, summary: SnapshotSummary): Violation[] {
   return policy.rules.flatMap((rule) =>
-    findings(rule.check, summary).map((finding) => ({ rule: rule.id, severity: rule.severity, action: rule.action, ...finding })),
+    findings(rule.check, summary).map((finding) => ({
+      rule: rule.id,
+      severity: rule.severity,
+      action: rule.action,
+      ...finding,
+    })),
   );
 }
 
@@ -50,13 +66,23 @@ function findings(check: PolicyCheck, summary: SnapshotSummary): Finding[] {
       const unexpected = userProcesses
         .filter((process) => !check.entries.some((entry) => matchesProcess(entry, process)))
         .map((process) =>
-          processFinding('unexpected_process', process, `${describeProcess(process)} is not allowed by any entry${process.cmdline === null ? ' (argv unreadable)' : ''}`),
+          processFinding(
+            'unexpected_process',
+            process,
+            `${describeProcess(process)} is not allowed by any entry${process.cmdline === null ? ' (argv unreadable)' : ''}`,
+          ),
         );
       const crowded = check.entries.flatMap((entry) => {
         if (entry.maxCount === undefined) return [];
         const matching = userProcesses.filter((process) => matchesProcess(entry, process));
         if (matching.length <= entry.maxCount) return [];
-        return [otherFinding('too_many_processes', entry.label, `${matching.length} processes match ${entry.label} (pids ${pids(matching)}), at most ${entry.maxCount} allowed`)];
+        return [
+          otherFinding(
+            'too_many_processes',
+            entry.label,
+            `${matching.length} processes match ${entry.label} (pids ${pids(matching)}), at most ${entry.maxCount} allowed`,
+          ),
+        ];
       });
       return [...unexpected, ...crowded];
     }
@@ -65,24 +91,52 @@ function findings(check: PolicyCheck, summary: SnapshotSummary): Finding[] {
         const matching = summary.processes.filter((process) => matchesProcess(entry, process));
         if (matching.length >= entry.minCount) return [];
         const found = matching.length === 0 ? 'none is running' : `only ${matching.length} (pids ${pids(matching)})`;
-        return [otherFinding('missing_process', entry.label, `at least ${entry.minCount} process${entry.minCount > 1 ? 'es' : ''} matching ${entry.label} required; ${found}`)];
+        return [
+          otherFinding(
+            'missing_process',
+            entry.label,
+            `at least ${entry.minCount} process${entry.minCount > 1 ? 'es' : ''} matching ${entry.label} required; ${found}`,
+          ),
+        ];
       });
     case 'forbidden_processes':
       return summary.processes.flatMap((process) => {
         const entry = check.entries.find((candidate) => matchesProcess(candidate, process));
-        return entry ? [processFinding('forbidden_process', process, `${describeProcess(process)} matches forbidden ${entry.label}`)] : [];
+        return entry
+          ? [
+              processFinding(
+                'forbidden_process',
+                process,
+                `${describeProcess(process)} matches forbidden ${entry.label}`,
+              ),
+            ]
+          : [];
       });
     case 'allowed_modules':
       return summary.modules
         .filter((module) => !check.entries.some((entry) => matchesModule(entry, module)))
-        .map((module) => otherFinding('unexpected_module', module.name, `module ${module.name} (struct module ${hex(module.address)}) is not allowed`));
+        .map((module) =>
+          otherFinding(
+            'unexpected_module',
+            module.name,
+            `module ${module.name} (struct module ${hex(module.address)}) is not allowed`,
+          ),
+        );
     case 'no_hidden_processes':
       return summary.hiddenProcesses.map((process) =>
-        processFinding('hidden_process', process, `${describeProcess(process)} is alive but missing from the kernel's task list`),
+        processFinding(
+          'hidden_process',
+          process,
+          `${describeProcess(process)} is alive but missing from the kernel's task list`,
+        ),
       );
     case 'no_hidden_modules':
       return summary.hiddenModules.map((module) =>
-        otherFinding('hidden_module', module.name, `module ${module.name} (struct module ${hex(module.address)}) is loaded but missing from the module list`),
+        otherFinding(
+          'hidden_module',
+          module.name,
+          `module ${module.name} (struct module ${hex(module.address)}) is loaded but missing from the module list`,
+        ),
       );
     case 'syscall_table_intact':
       // Table entries and dispatcher jumps alike: `table[index]` names which (the same index is another syscall in each).
@@ -91,7 +145,11 @@ function findings(check: PolicyCheck, summary: SnapshotSummary): Finding[] {
         .map((syscall) => {
           const entry = `${syscall.table}[${syscall.index}]`;
           const target = syscall.symbol ?? "outside the kernel's symbols";
-          return otherFinding('syscall_hook', entry, `${entry}${syscall.name ? ` (${syscall.name})` : ''} points to ${hex(syscall.value)} (${target}), not where the kernel's own dispatch says`);
+          return otherFinding(
+            'syscall_hook',
+            entry,
+            `${entry}${syscall.name ? ` (${syscall.name})` : ''} points to ${hex(syscall.value)} (${target}), not where the kernel's own dispatch says`,
+          );
         });
     case 'signatures':
       return signatureFindings(check.rulesFile, check.ruleNames, summary);
@@ -102,7 +160,13 @@ function findings(check: PolicyCheck, summary: SnapshotSummary): Finding[] {
 
 function signatureFindings(rulesFile: string, ruleNames: ReadonlySet<string>, summary: SnapshotSummary): Finding[] {
   if (summary.signatures === undefined) {
-    return [otherFinding('not_evaluated', rulesFile, `the summary was taken without signature rules; take it with ${rulesFile} (policyRulesFiles) to judge this rule`)];
+    return [
+      otherFinding(
+        'not_evaluated',
+        rulesFile,
+        `the summary was taken without signature rules; take it with ${rulesFile} (policyRulesFiles) to judge this rule`,
+      ),
+    ];
   }
   // One violation per (signature rule, holder): many strings or copies of one sample are one problem.
   const groups = new Map<string, { rule: string; pid: number | null; comm: string | null; strings: Set<string> }>();
@@ -125,7 +189,10 @@ function signatureFindings(rulesFile: string, ruleNames: ReadonlySet<string>, su
 function timeFenceFindings(check: Extract<PolicyCheck, { kind: 'time_fence' }>, summary: SnapshotSummary): Finding[] {
   const subjectLabel = 'process' in check.subject ? check.subject.process.label : check.subject.module;
   const local = localTime(summary.capturedAt, check.timeZone);
-  if (local === undefined) return [otherFinding('not_evaluated', subjectLabel, 'the summary has no valid capture time to judge the time fence at')];
+  if (local === undefined)
+    return [
+      otherFinding('not_evaluated', subjectLabel, 'the summary has no valid capture time to judge the time fence at'),
+    ];
   if (check.windows.some((window) => insideWindow(window, local))) return [];
 
   const when = `${local.text} ${check.timeZone} (${summary.capturedAtSource})`;
@@ -134,12 +201,20 @@ function timeFenceFindings(check: Extract<PolicyCheck, { kind: 'time_fence' }>, 
     const matcher = check.subject.process;
     return summary.processes
       .filter((process) => matchesProcess(matcher, process))
-      .map((process) => processFinding('outside_time_fence', process, `${describeProcess(process)} is running at ${when}, outside ${windows}`));
+      .map((process) =>
+        processFinding(
+          'outside_time_fence',
+          process,
+          `${describeProcess(process)} is running at ${when}, outside ${windows}`,
+        ),
+      );
   }
   const name = check.subject.module;
   return summary.modules
     .filter((module) => module.name === name)
-    .map((module) => otherFinding('outside_time_fence', module.name, `module ${module.name} is loaded at ${when}, outside ${windows}`));
+    .map((module) =>
+      otherFinding('outside_time_fence', module.name, `module ${module.name} is loaded at ${when}, outside ${windows}`),
+    );
 }
 
 interface LocalTime {
@@ -169,13 +244,20 @@ function localTime(instant: Date, timeZone: string): LocalTime | undefined {
 
 /** [from, to) on a listed day; a window crossing midnight continues into the next day's early hours. */
 function insideWindow(window: TimeWindow, local: LocalTime): boolean {
-  if (window.from < window.to) return window.days.has(local.day) && local.minutes >= window.from && local.minutes < window.to;
+  if (window.from < window.to)
+    return window.days.has(local.day) && local.minutes >= window.from && local.minutes < window.to;
   const yesterday = DAYS[(DAYS.indexOf(local.day) + DAYS.length - 1) % DAYS.length]!;
-  return (window.days.has(local.day) && local.minutes >= window.from) || (window.days.has(yesterday) && local.minutes < window.to);
+  return (
+    (window.days.has(local.day) && local.minutes >= window.from) ||
+    (window.days.has(yesterday) && local.minutes < window.to)
+  );
 }
 
 function matchesProcess(matcher: ProcessMatcher, process: SnapshotProcess): boolean {
-  const commMatches = matcher.name !== undefined ? process.comm === matcher.name : matcher.regex !== undefined && matcher.regex.test(process.comm);
+  const commMatches =
+    matcher.name !== undefined
+      ? process.comm === matcher.name
+      : matcher.regex !== undefined && matcher.regex.test(process.comm);
   if (!commMatches) return false;
   if (matcher.argv === undefined) return true;
   return process.cmdline !== null && matcher.argv.test(process.cmdline.join(' '));

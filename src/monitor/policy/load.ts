@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
-import { z } from 'zod';
+import { type z } from 'zod';
 import { VmscopeError } from '../../util/errors.js';
 import { PolicyError, type Policy, type PolicyProblem } from './model.js';
 import { policySchema } from './schema.js';
@@ -19,7 +19,11 @@ export function loadPolicy(path: string): Policy {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new VmscopeError('UNREADABLE_FILE', `cannot read policy: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, path);
+    throw new VmscopeError(
+      'UNREADABLE_FILE',
+      `cannot read policy: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      path,
+    );
   }
   return parsePolicy(text, path);
 }
@@ -37,7 +41,11 @@ export function parsePolicy(text: string, file = '<policy>', options: ParseOptio
     // yaml's own messages already say what is wrong; its position is the offending token.
     throw new PolicyError(
       file,
-      document.errors.map((error) => ({ ...at(error.pos[0]), path: '', message: `YAML: ${error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}` })),
+      document.errors.map((error) => ({
+        ...at(error.pos[0]),
+        path: '',
+        message: `YAML: ${error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`,
+      })),
     );
   }
 
@@ -46,7 +54,9 @@ export function parsePolicy(text: string, file = '<policy>', options: ParseOptio
     value = document.toJS({ maxAliasCount: 100 });
   } catch (error) {
     // toJS refuses alias bombs (ReferenceError) and the like: still the user's input.
-    throw new PolicyError(file, [{ ...at(0), path: '', message: `YAML: ${error instanceof Error ? error.message : String(error)}` }]);
+    throw new PolicyError(file, [
+      { ...at(0), path: '', message: `YAML: ${error instanceof Error ? error.message : String(error)}` },
+    ]);
   }
 
   const result = policySchema(options.baseDir ?? dirname(resolve(file))).safeParse(value);
@@ -62,23 +72,42 @@ export function policyRulesFiles(policy: Policy): string[] {
 
 type Segment = PropertyKey;
 
-function problemsOf(issues: readonly z.core.$ZodIssue[], value: unknown, document: Document, at: (offset: number) => { line: number; column: number }): PolicyProblem[] {
+function problemsOf(
+  issues: readonly z.core.$ZodIssue[],
+  value: unknown,
+  document: Document,
+  at: (offset: number) => { line: number; column: number },
+): PolicyProblem[] {
   // A typo'd key shows up twice — unknown, and the required key it was meant to be missing — so
   // missing-key issues in an object that also has unknown keys are left out: one problem, one error.
-  const withUnknownKeys = new Set(issues.filter((issue) => issue.code === 'unrecognized_keys').map((issue) => pathKey(issue.path)));
+  const withUnknownKeys = new Set(
+    issues.filter((issue) => issue.code === 'unrecognized_keys').map((issue) => pathKey(issue.path)),
+  );
   const located: Array<PolicyProblem & { offset: number }> = [];
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) {
         const path = [...issue.path, key];
-        located.push({ offset: locate(document, path, true), path: pathText(path), message: `unknown key "${key}" ${issue.message.replace(/^unknown key /, '')}`, line: 0, column: 0 });
+        located.push({
+          offset: locate(document, path, true),
+          path: pathText(path),
+          message: `unknown key "${key}" ${issue.message.replace(/^unknown key /, '')}`,
+          line: 0,
+          column: 0,
+        });
       }
       continue;
     }
     const missing = isMissingKey(value, issue.path);
     if (missing && withUnknownKeys.has(pathKey(issue.path.slice(0, -1)))) continue;
     const message = missing ? 'required key is missing' : lowerFirst(issue.message);
-    located.push({ offset: locate(document, issue.path, false), path: pathText(issue.path), message, line: 0, column: 0 });
+    located.push({
+      offset: locate(document, issue.path, false),
+      path: pathText(issue.path),
+      message,
+      line: 0,
+      column: 0,
+    });
   }
   return located
     .sort((a, b) => a.offset - b.offset)
@@ -93,7 +122,12 @@ function isMissingKey(value: unknown, path: readonly Segment[]): boolean {
     if (parent === null || typeof parent !== 'object') return false;
     parent = (parent as Record<PropertyKey, unknown>)[segment];
   }
-  return parent !== null && typeof parent === 'object' && !Array.isArray(parent) && !Object.hasOwn(parent, path[path.length - 1]!);
+  return (
+    parent !== null &&
+    typeof parent === 'object' &&
+    !Array.isArray(parent) &&
+    !Object.hasOwn(parent, path[path.length - 1]!)
+  );
 }
 
 /**
@@ -133,7 +167,9 @@ function keyText(key: unknown): string {
 }
 
 function pathText(path: readonly Segment[]): string {
-  return path.map((segment, i) => (typeof segment === 'number' ? `[${segment}]` : `${i === 0 ? '' : '.'}${String(segment)}`)).join('');
+  return path
+    .map((segment, i) => (typeof segment === 'number' ? `[${segment}]` : `${i === 0 ? '' : '.'}${String(segment)}`))
+    .join('');
 }
 
 function pathKey(path: readonly Segment[]): string {
@@ -144,4 +180,3 @@ function lowerFirst(text: string): string {
   // zod's "Invalid input: expected string, received number" reads better after a path as "expected string, received number".
   return text.replace(/^Invalid (input|option): /, '').replace(/^./, (c) => c.toLowerCase());
 }
-

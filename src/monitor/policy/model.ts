@@ -28,7 +28,8 @@ export interface RequiredProcess extends ProcessMatcher {
 }
 
 /** A module name, exact or by regex. */
-export type ModuleMatcher = { readonly name: string; readonly label: string } | { readonly regex: SearchRegex; readonly label: string };
+export type ModuleMatcher =
+  { readonly name: string; readonly label: string } | { readonly regex: SearchRegex; readonly label: string };
 
 export interface TimeWindow {
   readonly days: ReadonlySet<Day>;
@@ -79,7 +80,6 @@ export interface Policy {
   readonly rules: readonly PolicyRule[];
 }
 
-
 /** One problem in a policy file, located at the node that causes it. */
 export interface PolicyProblem {
   /** 1-based. */
@@ -103,7 +103,11 @@ export class PolicyError extends VmscopeError {
 
   constructor(file: string, problems: readonly PolicyProblem[]) {
     const first = problems[0] ?? { line: 1, column: 1, path: '', message: 'invalid policy' };
-    super('USAGE', `${file}:${first.line}:${first.column}: ${first.path ? `${first.path}: ` : ''}${first.message}`, file);
+    super(
+      'USAGE',
+      `${file}:${first.line}:${first.column}: ${first.path ? `${first.path}: ` : ''}${first.message}`,
+      file,
+    );
     this.name = 'PolicyError';
     this.line = first.line;
     this.column = first.column;
@@ -114,7 +118,10 @@ export class PolicyError extends VmscopeError {
   /** `file:line:column: USAGE: path: what is wrong` — the position where the CLI contract puts the offset. */
   override describe(): string {
     const problem = this.problems[0]!;
-    const more = this.problems.length > 1 ? ` (and ${this.problems.length - 1} more problem${this.problems.length > 2 ? 's' : ''})` : '';
+    const more =
+      this.problems.length > 1
+        ? ` (and ${this.problems.length - 1} more problem${this.problems.length > 2 ? 's' : ''})`
+        : '';
     return `${this.file}:${problem.line}:${problem.column}: ${this.code}: ${problem.path ? `${problem.path}: ` : ''}${problem.message}${more}`;
   }
 }

@@ -53,21 +53,39 @@ const regexSchema = nonEmpty('a regex').transform((source, context) => {
   }
 });
 
-const matcherShape = { name: nonEmpty('a process name').optional(), regex: regexSchema.optional(), argv: regexSchema.optional() };
+const matcherShape = {
+  name: nonEmpty('a process name').optional(),
+  regex: regexSchema.optional(),
+  argv: regexSchema.optional(),
+};
 
 /** A process matcher takes `name` xor `regex` (plus optional `argv`). */
-function oneCommMatcher(value: { name?: string | undefined; regex?: SearchRegex | undefined }, context: z.RefinementCtx): void {
+function oneCommMatcher(
+  value: { name?: string | undefined; regex?: SearchRegex | undefined },
+  context: z.RefinementCtx,
+): void {
   if ((value.name === undefined) === (value.regex === undefined)) {
-    context.addIssue({ code: 'custom', message: 'a process matcher takes exactly one of `name` (exact comm) or `regex` (on comm)' });
+    context.addIssue({
+      code: 'custom',
+      message: 'a process matcher takes exactly one of `name` (exact comm) or `regex` (on comm)',
+    });
   }
 }
 
-function matcherLabel(value: { name?: string | undefined; regex?: SearchRegex | undefined; argv?: SearchRegex | undefined }): string {
+function matcherLabel(value: {
+  name?: string | undefined;
+  regex?: SearchRegex | undefined;
+  argv?: SearchRegex | undefined;
+}): string {
   const comm = value.name ?? String(value.regex);
   return value.argv ? `${comm} argv ${String(value.argv)}` : comm;
 }
 
-function toProcessMatcher(value: { name?: string | undefined; regex?: SearchRegex | undefined; argv?: SearchRegex | undefined }): ProcessMatcher {
+function toProcessMatcher(value: {
+  name?: string | undefined;
+  regex?: SearchRegex | undefined;
+  argv?: SearchRegex | undefined;
+}): ProcessMatcher {
   return {
     ...(value.name !== undefined ? { name: value.name } : {}),
     ...(value.regex !== undefined ? { regex: value.regex } : {}),
@@ -77,12 +95,15 @@ function toProcessMatcher(value: { name?: string | undefined; regex?: SearchRege
 }
 
 const processMatcher = strict(matcherShape).superRefine(oneCommMatcher).transform(toProcessMatcher);
-const allowedProcess = strict({ ...matcherShape, max_count: z.int().min(0).optional() }).superRefine(oneCommMatcher).transform(
-  (value): AllowedProcess => ({ ...toProcessMatcher(value), ...(value.max_count !== undefined ? { maxCount: value.max_count } : {}) }),
-);
-const requiredProcess = strict({ ...matcherShape, min_count: z.int().min(1).default(1) }).superRefine(oneCommMatcher).transform(
-  (value): RequiredProcess => ({ ...toProcessMatcher(value), minCount: value.min_count }),
-);
+const allowedProcess = strict({ ...matcherShape, max_count: z.int().min(0).optional() })
+  .superRefine(oneCommMatcher)
+  .transform((value): AllowedProcess => ({
+    ...toProcessMatcher(value),
+    ...(value.max_count !== undefined ? { maxCount: value.max_count } : {}),
+  }));
+const requiredProcess = strict({ ...matcherShape, min_count: z.int().min(1).default(1) })
+  .superRefine(oneCommMatcher)
+  .transform((value): RequiredProcess => ({ ...toProcessMatcher(value), minCount: value.min_count }));
 
 const moduleRegexObject = strict({ regex: regexSchema });
 /**
@@ -110,9 +131,13 @@ function timeSchema(allowEndOfDay: boolean) {
   return z.string().transform((text, context) => {
     const match = TIME.exec(text);
     const minutes = match ? Number(match[1]) * 60 + Number(match[2]) : NaN;
-    const valid = match !== null && Number(match[2]) < 60 && (minutes < 24 * 60 || (allowEndOfDay && minutes === 24 * 60));
+    const valid =
+      match !== null && Number(match[2]) < 60 && (minutes < 24 * 60 || (allowEndOfDay && minutes === 24 * 60));
     if (valid) return minutes;
-    context.addIssue({ code: 'custom', message: `invalid time "${text}": expected HH:MM from 00:00 to 23:59${allowEndOfDay ? ' (or 24:00 for end of day)' : ''}` });
+    context.addIssue({
+      code: 'custom',
+      message: `invalid time "${text}": expected HH:MM from 00:00 to 23:59${allowEndOfDay ? ' (or 24:00 for end of day)' : ''}`,
+    });
     return z.NEVER;
   });
 }
@@ -124,23 +149,29 @@ const windowSchema = strict({
 })
   .superRefine((value, context) => {
     if (value.from === value.to) {
-      context.addIssue({ code: 'custom', path: ['to'], message: 'from and to are equal: an empty (or whole-day?) window; write from "00:00" to "24:00" for a whole day' });
+      context.addIssue({
+        code: 'custom',
+        path: ['to'],
+        message:
+          'from and to are equal: an empty (or whole-day?) window; write from "00:00" to "24:00" for a whole day',
+      });
     }
   })
-  .transform(
-    (value): TimeWindow => ({
-      days: new Set(value.days ?? DAYS),
-      from: value.from,
-      to: value.to,
-      label: `${value.days ? value.days.join(',') : 'daily'} ${clock(value.from)}-${clock(value.to)}`,
-    }),
-  );
+  .transform((value): TimeWindow => ({
+    days: new Set(value.days ?? DAYS),
+    from: value.from,
+    to: value.to,
+    label: `${value.days ? value.days.join(',') : 'daily'} ${clock(value.from)}-${clock(value.to)}`,
+  }));
 
 const timeZoneSchema = nonEmpty('a time zone').superRefine((zone, context) => {
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: zone });
   } catch {
-    context.addIssue({ code: 'custom', message: `unknown time zone "${zone}" (expected an IANA name such as Europe/Berlin or UTC)` });
+    context.addIssue({
+      code: 'custom',
+      message: `unknown time zone "${zone}" (expected an IANA name such as Europe/Berlin or UTC)`,
+    });
   }
 });
 
@@ -151,7 +182,10 @@ const timeFenceSchema = strict({
   windows: z.array(windowSchema).min(1, 'a time fence needs at least one window'),
 }).superRefine((value, context) => {
   if ((value.process === undefined) === (value.module === undefined)) {
-    context.addIssue({ code: 'custom', message: 'a time fence names exactly one subject: `process: {name|regex}` or `module: name`' });
+    context.addIssue({
+      code: 'custom',
+      message: 'a time fence names exactly one subject: `process: {name|regex}` or `module: name`',
+    });
   }
 });
 
@@ -165,7 +199,11 @@ function signaturesSchema(baseDir: string) {
     try {
       source = readFileSync(rulesFile, 'utf8');
     } catch (error) {
-      context.addIssue({ code: 'custom', path: ['rules_file'], message: `cannot read rules file ${rulesFile}: ${(error as NodeJS.ErrnoException).code ?? String(error)}` });
+      context.addIssue({
+        code: 'custom',
+        path: ['rules_file'],
+        message: `cannot read rules file ${rulesFile}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      });
       return z.NEVER;
     }
     try {
@@ -189,7 +227,10 @@ function ruleSchema(baseDir: string) {
     description: z.string().optional(),
     allowed_processes: z.array(allowedProcess).optional(),
     required_processes: z.array(requiredProcess).min(1, 'required_processes must list at least one process').optional(),
-    forbidden_processes: z.array(processMatcher).min(1, 'forbidden_processes must list at least one process').optional(),
+    forbidden_processes: z
+      .array(processMatcher)
+      .min(1, 'forbidden_processes must list at least one process')
+      .optional(),
     allowed_modules: z.array(moduleMatcher).optional(),
     no_hidden_processes: mustBeTrue('no_hidden_processes').optional(),
     no_hidden_modules: mustBeTrue('no_hidden_modules').optional(),
@@ -203,13 +244,25 @@ function ruleSchema(baseDir: string) {
         context.addIssue({ code: 'custom', message: `a rule needs one check: one of ${CHECK_KEYS.join(', ')}` });
       }
       for (const extra of present.slice(1)) {
-        context.addIssue({ code: 'custom', path: [extra], message: `a rule holds exactly one check and this one already has ${present[0]}: make it a rule of its own` });
+        context.addIssue({
+          code: 'custom',
+          path: [extra],
+          message: `a rule holds exactly one check and this one already has ${present[0]}: make it a rule of its own`,
+        });
       }
       if (rule.action === 'exec' && rule.command === undefined) {
-        context.addIssue({ code: 'custom', path: ['action'], message: 'action exec needs `command: [program, args...]`' });
+        context.addIssue({
+          code: 'custom',
+          path: ['action'],
+          message: 'action exec needs `command: [program, args...]`',
+        });
       }
       if (rule.action !== 'exec' && rule.command !== undefined) {
-        context.addIssue({ code: 'custom', path: ['command'], message: `command is only run by action exec (this rule's action is ${rule.action})` });
+        context.addIssue({
+          code: 'custom',
+          path: ['command'],
+          message: `command is only run by action exec (this rule's action is ${rule.action})`,
+        });
       }
     })
     .transform((rule): PolicyRule => ({
@@ -232,7 +285,9 @@ interface RawChecks {
   no_hidden_modules?: true | undefined;
   syscall_table_intact?: true | undefined;
   signatures?: { rulesFile: string; ruleNames: ReadonlySet<string> } | undefined;
-  time_fence?: { process?: ProcessMatcher | undefined; module?: string | undefined; timezone: string; windows: TimeWindow[] } | undefined;
+  time_fence?:
+    | { process?: ProcessMatcher | undefined; module?: string | undefined; timezone: string; windows: TimeWindow[] }
+    | undefined;
 }
 
 function toCheck(rule: RawChecks): PolicyCheck {
@@ -264,7 +319,12 @@ export function policySchema(baseDir: string) {
         rules.forEach((rule, index) => {
           const first = seen.get(rule.id);
           if (first === undefined) seen.set(rule.id, index);
-          else context.addIssue({ code: 'custom', path: [index, 'id'], message: `duplicate rule id "${rule.id}" (first used by rules[${first}])` });
+          else
+            context.addIssue({
+              code: 'custom',
+              path: [index, 'id'],
+              message: `duplicate rule id "${rule.id}" (first used by rules[${first}])`,
+            });
         });
       }),
   });

@@ -39,7 +39,8 @@ interface FileState {
 }
 
 /** Is the file's structure whole: 'complete', 'incomplete' (retry later) or an error for a bad file. */
-type Completeness = { kind: 'complete' } | { kind: 'incomplete'; reason: string } | { kind: 'unusable'; reason: string; cause: unknown };
+type Completeness =
+  { kind: 'complete' } | { kind: 'incomplete'; reason: string } | { kind: 'unusable'; reason: string; cause: unknown };
 
 /**
  * Dumps dropped into a folder by something else (virsh dump, a hypervisor's snapshot hook, scp).
@@ -64,7 +65,10 @@ export class FolderSource extends ProducingSource {
   private readonly files = new Map<string, FileState>();
   private folderUnreadable = false;
 
-  constructor(readonly dir: string, options: FolderSourceOptions = {}) {
+  constructor(
+    readonly dir: string,
+    options: FolderSourceOptions = {},
+  ) {
     super(options);
     this.pollMs = options.pollMs ?? 1000;
     this.settleMs = options.settleMs ?? 2000;
@@ -80,14 +84,15 @@ export class FolderSource extends ProducingSource {
       firstPoll = false;
       for (const path of ready) {
         if (this.stopping.aborted) return;
-        yield { path, receivedAt: new Date(), release: async () => undefined };
+        yield { path, receivedAt: new Date(), release: () => Promise.resolve() };
       }
       if (!(await pause(this.pollMs, this.stopping))) return;
     }
   }
 
-  protected async cleanup(): Promise<void> {
+  protected cleanup(): Promise<void> {
     this.files.clear();
+    return Promise.resolve();
   }
 
   /** One look at the folder: update what is known of each file, return the ones now complete, oldest first. */
@@ -121,7 +126,10 @@ export class FolderSource extends ProducingSource {
         this.reportProblem({
           kind: 'broken-file',
           path,
-          message: completeness.kind === 'unusable' ? reason : `still incomplete after ${Math.round(quietFor / 1000)} s without changing: ${reason}`,
+          message:
+            completeness.kind === 'unusable'
+              ? reason
+              : `still incomplete after ${Math.round(quietFor / 1000)} s without changing: ${reason}`,
           cause: completeness.kind === 'unusable' ? completeness.cause : undefined,
         });
       }
@@ -138,7 +146,12 @@ export class FolderSource extends ProducingSource {
     } catch (error) {
       // The folder may be an unmounted share for a while: report once, keep polling.
       if (!this.folderUnreadable) {
-        this.reportProblem({ kind: 'broken-file', path: this.dir, message: `cannot list the folder: ${(error as Error).message}`, cause: error });
+        this.reportProblem({
+          kind: 'broken-file',
+          path: this.dir,
+          message: `cannot list the folder: ${(error as Error).message}`,
+          cause: error,
+        });
       }
       this.folderUnreadable = true;
       return found;

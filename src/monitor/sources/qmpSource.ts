@@ -2,12 +2,23 @@ import { VmscopeError } from '../../util/errors.js';
 import { mkdtemp, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { QmpClient, QmpClosedError, QmpConnectError, QmpError, type DumpOptions, type QmpConnectOptions } from '../qmp.js';
+import {
+  QmpClient,
+  QmpClosedError,
+  QmpConnectError,
+  QmpError,
+  type DumpOptions,
+  type QmpConnectOptions,
+} from '../qmp.js';
 import { pause, ProducingSource, type Snapshot, type SourceOptions } from './source.js';
 
 /** The QEMU behind the socket is gone (exited, crashed, never started): no snapshot will come again. */
 export class GuestGoneError extends Error {
-  constructor(readonly socketPath: string, reason: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly socketPath: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
     super(`the guest behind ${socketPath} went away: ${reason}`, options);
     this.name = 'GuestGoneError';
   }
@@ -62,7 +73,10 @@ export class QmpSource extends ProducingSource {
   private lastDumpBytes = 0;
   private sequence = 0;
 
-  constructor(readonly socketPath: string, private readonly options: QmpSourceOptions = {}) {
+  constructor(
+    readonly socketPath: string,
+    private readonly options: QmpSourceOptions = {},
+  ) {
     super(options);
     this.intervalMs = options.intervalMs ?? 60_000;
     this.baseTempDir = options.tempDir ?? tmpdir();
@@ -148,7 +162,12 @@ export class QmpSource extends ProducingSource {
       bytes = (await stat(path)).size;
     } catch (error) {
       // QEMU said completed but the file is not where we asked (another mount namespace, a wrapper rewriting paths).
-      this.reportProblem({ kind: 'dump-failed', path, message: `QEMU reported the dump done but it cannot be read: ${(error as Error).message}`, cause: error });
+      this.reportProblem({
+        kind: 'dump-failed',
+        path,
+        message: `QEMU reported the dump done but it cannot be read: ${(error as Error).message}`,
+        cause: error,
+      });
       return undefined;
     }
     this.lastDumpBytes = bytes;
@@ -192,7 +211,9 @@ export class QmpSource extends ProducingSource {
 
   private async expectedDumpBytes(client: QmpClient): Promise<number> {
     try {
-      const memory = await client.execute<{ 'base-memory': number; 'plugged-memory'?: number }>('query-memory-size-summary');
+      const memory = await client.execute<{ 'base-memory': number; 'plugged-memory'?: number }>(
+        'query-memory-size-summary',
+      );
       return Math.max(this.lastDumpBytes, memory['base-memory'] + (memory['plugged-memory'] ?? 0));
     } catch (error) {
       if (error instanceof QmpClosedError) throw error;

@@ -29,7 +29,13 @@ const TAG_BYTES = 8;
  * memory, change a function's return value, signal processes, or drive bpf() itself. Names as
  * the kernel's `enum bpf_func_id` spells them after BPF_FUNC_.
  */
-export const DANGEROUS_BPF_HELPERS: ReadonlySet<string> = new Set(['probe_write_user', 'override_return', 'send_signal', 'send_signal_thread', 'sys_bpf']);
+export const DANGEROUS_BPF_HELPERS: ReadonlySet<string> = new Set([
+  'probe_write_user',
+  'override_return',
+  'send_signal',
+  'send_signal_thread',
+  'sys_bpf',
+]);
 
 /** One call a program makes, resolved through the kernel (imm is `func - __bpf_call_base` after verification). */
 export interface BpfCall {
@@ -159,7 +165,13 @@ function helperIds(reader: KernelReader): Map<string, { id: number; name: string
  * rewrites a call's `imm` to the function's distance from `__bpf_call_base`, so each resolves
  * through the kernel's symbols to the function the program really calls.
  */
-function decodeCalls(reader: KernelReader, owners: CodeOwners, instructions: Uint8Array, callBase: bigint, helpers: ReadonlyMap<string, { id: number; name: string }>): BpfCall[] {
+function decodeCalls(
+  reader: KernelReader,
+  owners: CodeOwners,
+  instructions: Uint8Array,
+  callBase: bigint,
+  helpers: ReadonlyMap<string, { id: number; name: string }>,
+): BpfCall[] {
   const view = new DataView(instructions.buffer, instructions.byteOffset, instructions.byteLength);
   const calls = new Map<bigint, BpfCall>();
   for (let at = 0; at + INSN_SIZE <= instructions.length; at += INSN_SIZE) {
@@ -192,10 +204,18 @@ function usedMaps(reader: KernelReader, aux: bigint, what: string, problems: str
   }
   const table = reader.bytes(reader.pointerField(aux, 'bpf_prog_aux', 'used_maps'), count * 8);
   const view = new DataView(table.buffer);
-  return Array.from({ length: count }, (_, index) => reader.u32Field(view.getBigUint64(index * 8, true), 'bpf_map', 'id'));
+  return Array.from({ length: count }, (_, index) =>
+    reader.u32Field(view.getBigUint64(index * 8, true), 'bpf_map', 'id'),
+  );
 }
 
-function readProgram(reader: KernelReader, owners: CodeOwners, address: bigint, context: ProgramContext, problems: string[]): BpfProgram {
+function readProgram(
+  reader: KernelReader,
+  owners: CodeOwners,
+  address: bigint,
+  context: ProgramContext,
+  problems: string[],
+): BpfProgram {
   const identity = bpfProgramIdentity(reader, address);
   const what = `bpf program ${hex(address)} (id ${identity.id})`;
   const aux = reader.pointerField(address, 'bpf_prog', 'aux');
@@ -208,12 +228,24 @@ function readProgram(reader: KernelReader, owners: CodeOwners, address: bigint, 
   let calls: BpfCall[] = [];
   // The instructions live in the program's own allocation (`pages` pages), and no verified program is longer than the verifier's limit.
   if (length > MAX_BPF_INSNS || Number(reader.offset('bpf_prog', 'insnsi')) + length * INSN_SIZE > allocated) {
-    problems.push(`${what} claims ${length} instructions in ${allocated / PAGE_SIZE} pages: its instructions are not read`);
+    problems.push(
+      `${what} claims ${length} instructions in ${allocated / PAGE_SIZE} pages: its instructions are not read`,
+    );
   } else {
-    calls = decodeCalls(reader, owners, reader.bytes(instructionsAt, length * INSN_SIZE), context.callBase, context.helpers);
+    calls = decodeCalls(
+      reader,
+      owners,
+      reader.bytes(instructionsAt, length * INSN_SIZE),
+      context.callBase,
+      context.helpers,
+    );
   }
   const user = reader.pointerField(aux, 'bpf_prog_aux', 'user');
-  const dangerous = calls.filter((call) => (call.kind === 'helper' && DANGEROUS_BPF_HELPERS.has(call.name)) || (call.kind === 'helper' && call.owner !== 'kernel'));
+  const dangerous = calls.filter(
+    (call) =>
+      (call.kind === 'helper' && DANGEROUS_BPF_HELPERS.has(call.name)) ||
+      (call.kind === 'helper' && call.owner !== 'kernel'),
+  );
   const attachPoints = [...(context.files.attachPoints.get(address) ?? [])];
   const label = `${typeName ?? `type ${type}`} program ${identity.name || '(unnamed)'} (id ${identity.id})`;
   return {
@@ -250,7 +282,9 @@ function readMap(reader: KernelReader, address: bigint, holders: ReadonlyMap<big
   const typeName = shortName(enumeratorName(reader.profile, 'bpf_map_type', type), 'BPF_MAP_TYPE_');
   const id = reader.u32Field(address, 'bpf_map', 'id');
   const name = reader.cString(address + reader.offset('bpf_map', 'name'), NAME_BYTES);
-  const [keySize, valueSize, maxEntries] = ['key_size', 'value_size', 'max_entries'].map((field) => reader.u32Field(address, 'bpf_map', field)) as [number, number, number];
+  const [keySize, valueSize, maxEntries] = ['key_size', 'value_size', 'max_entries'].map((field) =>
+    reader.u32Field(address, 'bpf_map', field),
+  ) as [number, number, number];
   return {
     address,
     id,
@@ -271,7 +305,12 @@ function readMap(reader: KernelReader, address: bigint, holders: ReadonlyMap<big
  * Objects filed in one of bpf's IDRs (`prog_idr`, `map_idr`, `link_idr`), each read by `read`;
  * an object whose id is not the number it is filed under, or that does not read, is a problem.
  */
-function walkIdr<T extends { id: number }>(reader: KernelReader, symbol: string, read: (address: bigint) => T, problems: string[]): T[] {
+function walkIdr<T extends { id: number }>(
+  reader: KernelReader,
+  symbol: string,
+  read: (address: bigint) => T,
+  problems: string[],
+): T[] {
   const idr = reader.profile.symbol(symbol);
   if (idr === undefined) return [];
   const base = BigInt(reader.u32Field(idr, 'idr', 'idr_base'));
@@ -281,7 +320,8 @@ function walkIdr<T extends { id: number }>(reader: KernelReader, symbol: string,
   for (const { index, entry } of walk.found) {
     try {
       const object = read(entry);
-      if (BigInt(object.id) !== index + base) problems.push(`${symbol}: ${hex(entry)} filed under id ${index + base} says it is id ${object.id}`);
+      if (BigInt(object.id) !== index + base)
+        problems.push(`${symbol}: ${hex(entry)} filed under id ${index + base} says it is id ${object.id}`);
       found.push(object);
     } catch (error) {
       if (!unreadable(error)) throw error;
@@ -300,11 +340,15 @@ function linkAttachPoints(reader: KernelReader, problems: string[]): Map<bigint,
     (address) => ({
       id: reader.u32Field(address, 'bpf_link', 'id'),
       program: reader.pointerField(address, 'bpf_link', 'prog'),
-      type: shortName(enumeratorName(reader.profile, 'bpf_link_type', reader.u32Field(address, 'bpf_link', 'type')), 'BPF_LINK_TYPE_'),
+      type: shortName(
+        enumeratorName(reader.profile, 'bpf_link_type', reader.u32Field(address, 'bpf_link', 'type')),
+        'BPF_LINK_TYPE_',
+      ),
     }),
     problems,
   );
-  for (const link of links) points.set(link.program, [...(points.get(link.program) ?? []), `link:${link.type ?? 'unknown'}`]);
+  for (const link of links)
+    points.set(link.program, [...(points.get(link.program) ?? []), `link:${link.type ?? 'unknown'}`]);
   return points;
 }
 
@@ -319,15 +363,22 @@ function linkAttachPoints(reader: KernelReader, problems: string[]): Map<bigint,
 export function readBpf(reader: KernelReader, owners: CodeOwners, options: BpfReadOptions = {}): BpfReport {
   const problems: string[] = [];
   const callBase = reader.profile.symbol('__bpf_call_base');
-  if (callBase === undefined || reader.profile.symbol('prog_idr') === undefined) return { programs: [], maps: [], problems }; // no CONFIG_BPF_SYSCALL
+  if (callBase === undefined || reader.profile.symbol('prog_idr') === undefined)
+    return { programs: [], maps: [], problems }; // no CONFIG_BPF_SYSCALL
   const files = scanOpenFiles(reader, options.processes ?? [], problems);
   const add = (points: BpfAttachPoints) => {
-    for (const [program, found] of points) files.attachPoints.set(program, [...(files.attachPoints.get(program) ?? []), ...found]);
+    for (const [program, found] of points)
+      files.attachPoints.set(program, [...(files.attachPoints.get(program) ?? []), ...found]);
   };
   add(options.attachPoints ?? new Map());
   add(linkAttachPoints(reader, problems));
   const context: ProgramContext = { callBase, helpers: helperIds(reader), files };
-  const programs = walkIdr(reader, 'prog_idr', (address) => readProgram(reader, owners, address, context, problems), problems);
+  const programs = walkIdr(
+    reader,
+    'prog_idr',
+    (address) => readProgram(reader, owners, address, context, problems),
+    problems,
+  );
   const maps = walkIdr(reader, 'map_idr', (address) => readMap(reader, address, files.holders), problems);
   return { programs, maps, problems };
 }
@@ -347,7 +398,9 @@ interface FileFindings {
 function scanOpenFiles(reader: KernelReader, processes: readonly TaskInfo[], problems: string[]): FileFindings {
   const { profile } = reader;
   const findings: FileFindings = { holders: new Map(), attachPoints: new Map() };
-  const objects = new Set([profile.symbol('bpf_prog_fops'), profile.symbol('bpf_map_fops')].filter((found) => found !== undefined));
+  const objects = new Set(
+    [profile.symbol('bpf_prog_fops'), profile.symbol('bpf_map_fops')].filter((found) => found !== undefined),
+  );
   const sockets = profile.symbol('socket_file_ops');
   const tables = new Set<bigint>();
   for (const process of processes) {
@@ -360,7 +413,10 @@ function scanOpenFiles(reader: KernelReader, processes: readonly TaskInfo[], pro
         const operations = reader.pointerField(file, 'file', 'f_op');
         const data = reader.pointerField(file, 'file', 'private_data');
         if (objects.has(operations)) {
-          findings.holders.set(data, [...(findings.holders.get(data) ?? []), { pid: process.pid, comm: process.comm, fd }]);
+          findings.holders.set(data, [
+            ...(findings.holders.get(data) ?? []),
+            { pid: process.pid, comm: process.comm, fd },
+          ]);
         } else if (operations === sockets && sockets !== undefined) {
           const filter = reader.pointerField(reader.pointerField(data, 'socket', 'sk'), 'sock', 'sk_filter');
           if (filter === 0n) continue;
@@ -376,7 +432,6 @@ function scanOpenFiles(reader: KernelReader, processes: readonly TaskInfo[], pro
   }
   return findings;
 }
-
 
 /** A BPF JIT image the kernel lists in /proc/kallsyms (`bpf_prog_<tag>_<name>`, `bpf_trampoline_<key>`, dispatchers). */
 export interface BpfSymbol {

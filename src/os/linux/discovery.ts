@@ -84,10 +84,13 @@ export function discoverLinuxKernel(image: MemoryImage, options: DiscoveryOption
   const hits = searcher.searchImage(image, options.onProgress ? { onProgress: options.onProgress } : {});
   const byNeedle = (needle: number) => hits.filter((hit: NeedleHit) => hit.needle === needle).map((hit) => hit.offset);
   const [osReleaseHits, bannerHits, initTaskCommHits] = [byNeedle(0), byNeedle(1), byNeedle(2)];
-  const banners = bannerHits.map((physical) => ({ physical, text: readBanner(image, physical) })).filter((banner) => banner.text !== undefined) as Banner[];
+  const banners = bannerHits
+    .map((physical) => ({ physical, text: readBanner(image, physical) }))
+    .filter((banner) => banner.text !== undefined) as Banner[];
 
   const warnings: string[] = [];
-  const vmcoreinfo = vmcoreinfoFromFileNotes(image) ?? firstDefined(osReleaseHits, (physical) => readVmcoreinfoNote(image, physical));
+  const vmcoreinfo =
+    vmcoreinfoFromFileNotes(image) ?? firstDefined(osReleaseHits, (physical) => readVmcoreinfoNote(image, physical));
   if (!vmcoreinfo) warnings.push('no VMCOREINFO note in memory: kernel located from its banner and page tables');
   const fromVmcoreinfo = vmcoreinfo && layoutFromVmcoreinfo(image, vmcoreinfo, warnings);
   let located = fromVmcoreinfo && locateBanners(image, fromVmcoreinfo, banners);
@@ -158,7 +161,11 @@ function releaseFromBanner(banner: string): string {
   return banner.slice(BANNER_PREFIX.length).split(' ', 1)[0]!;
 }
 
-function layoutFromVmcoreinfo(image: MemoryImage, vmcoreinfo: Vmcoreinfo, warnings: string[]): KernelLayout | undefined {
+function layoutFromVmcoreinfo(
+  image: MemoryImage,
+  vmcoreinfo: Vmcoreinfo,
+  warnings: string[],
+): KernelLayout | undefined {
   const physBase = vmcoreinfo.number('phys_base');
   const dtbVirtual = vmcoreinfo.symbol('init_top_pgt') ?? vmcoreinfo.symbol('swapper_pg_dir');
   if (physBase === undefined || dtbVirtual === undefined) {
@@ -172,13 +179,22 @@ function layoutFromVmcoreinfo(image: MemoryImage, vmcoreinfo: Vmcoreinfo, warnin
   }
   const pagingLevels: PagingLevels = vmcoreinfo.number('pgtable_l5_enabled') === 1n ? 5 : 4;
   const kaslrSlide = vmcoreinfo.kernelOffset ?? 0n;
-  const layout: KernelLayout = { method: 'vmcoreinfo', kaslrSlide, physBase, dtb: Number(dtb), pagingLevels, vmcoreinfo };
+  const layout: KernelLayout = {
+    method: 'vmcoreinfo',
+    kaslrSlide,
+    physBase,
+    dtb: Number(dtb),
+    pagingLevels,
+    vmcoreinfo,
+  };
   // The DTB must map the kernel's own text where phys_base says it is.
   const stext = vmcoreinfo.symbol('_stext');
   if (stext !== undefined) {
     const translated = new X86AddressSpace(image, layout.dtb, pagingLevels).tryTranslate(stext);
     if (!translated || BigInt(translated.physical) !== kernelImagePhysical(stext, physBase)) {
-      warnings.push(`VMCOREINFO's DTB ${hex(dtb)} does not map _stext ${hex(stext)} to phys_base + offset: not trusted`);
+      warnings.push(
+        `VMCOREINFO's DTB ${hex(dtb)} does not map _stext ${hex(stext)} to phys_base + offset: not trusted`,
+      );
       return undefined;
     }
   }
@@ -189,9 +205,15 @@ function layoutFromVmcoreinfo(image: MemoryImage, vmcoreinfo: Vmcoreinfo, warnin
  * The kernel address space a layout implies and the banners it maps (those whose kernel-image
  * virtual address translates back to where they were found), or undefined when it maps none.
  */
-function locateBanners(image: MemoryImage, layout: KernelLayout, banners: readonly Banner[]): { layout: KernelLayout; space: X86AddressSpace; mapped: Banner[] } | undefined {
+function locateBanners(
+  image: MemoryImage,
+  layout: KernelLayout,
+  banners: readonly Banner[],
+): { layout: KernelLayout; space: X86AddressSpace; mapped: Banner[] } | undefined {
   const space = new X86AddressSpace(image, layout.dtb, layout.pagingLevels);
-  const mapped = banners.filter((banner) => space.tryTranslate(kernelImageVirtual(banner.physical, layout.physBase))?.physical === banner.physical);
+  const mapped = banners.filter(
+    (banner) => space.tryTranslate(kernelImageVirtual(banner.physical, layout.physBase))?.physical === banner.physical,
+  );
   return mapped.length > 0 ? { layout, space, mapped } : undefined;
 }
 
@@ -205,10 +227,18 @@ const UTS_VERSION = 3 * UTS_FIELD;
  * build number is known: "# SMP" instead of "#1 SMP"). linux_banner is the one that ends with
  * the version init_uts_ns reports, as `uname -v` does.
  */
-function linuxBanner(space: X86AddressSpace, vmcoreinfo: Vmcoreinfo | undefined, mapped: readonly Banner[], warnings: string[]): Banner {
+function linuxBanner(
+  space: X86AddressSpace,
+  vmcoreinfo: Vmcoreinfo | undefined,
+  mapped: readonly Banner[],
+  warnings: string[],
+): Banner {
   const version = utsVersion(space, vmcoreinfo);
   const matching = version === undefined ? [] : mapped.filter((banner) => banner.text.endsWith(` ${version}\n`));
-  if (matching.length === 0) warnings.push(`no banner matches the init_uts_ns version ${JSON.stringify(version)}: reporting the first mapped banner`);
+  if (matching.length === 0)
+    warnings.push(
+      `no banner matches the init_uts_ns version ${JSON.stringify(version)}: reporting the first mapped banner`,
+    );
   return matching[0] ?? mapped[0]!;
 }
 
@@ -230,7 +260,10 @@ function utsVersion(space: X86AddressSpace, vmcoreinfo: Vmcoreinfo | undefined):
   }
   const candidates = findUtsNames(space);
   if (candidates.length <= 1) return candidates[0]?.version;
-  const references = countPointerReferences(space.image, candidates.map((candidate) => candidate.virtual));
+  const references = countPointerReferences(
+    space.image,
+    candidates.map((candidate) => candidate.virtual),
+  );
   const best = references.indexOf(Math.max(...references));
   return references[best]! > 0 ? candidates[best]!.version : undefined;
 }
@@ -244,11 +277,15 @@ function findUtsNames(space: X86AddressSpace): Array<{ virtual: bigint; version:
   const found: Array<{ virtual: bigint; version: string }> = [];
   for (const run of space.mappings(START_KERNEL_MAP, MODULES_VADDR)) {
     for (let offset = 0; offset < run.length; offset += chunk.length - 6 * UTS_FIELD) {
-      const got = space.image.readPresent(run.physical + offset, chunk.subarray(0, Math.min(chunk.length, run.length - offset)));
+      const got = space.image.readPresent(
+        run.physical + offset,
+        chunk.subarray(0, Math.min(chunk.length, run.length - offset)),
+      );
       for (let at = chunk.indexOf(needle); at >= 0 && at + 6 * UTS_FIELD <= got; at = chunk.indexOf(needle, at + 1)) {
         const release = cString(chunk, at + UTS_RELEASE, UTS_FIELD);
         const version = cString(chunk, at + UTS_VERSION, UTS_FIELD);
-        if (/^[\x21-\x7e]+$/.test(release) && /^#[\x20-\x7e]+$/.test(version)) found.push({ virtual: run.virtual + BigInt(offset + at), version });
+        if (/^[\x21-\x7e]+$/.test(release) && /^#[\x20-\x7e]+$/.test(version))
+          found.push({ virtual: run.virtual + BigInt(offset + at), version });
       }
       if (got < chunk.length) break;
     }
@@ -264,7 +301,11 @@ function findUtsNames(space: X86AddressSpace): Array<{ virtual: bigint; version:
  * pass those tests too (a kernel thread's borrowed mm, a page freed from the image and reused):
  * init_top_pgt is the one init_mm.pgd points to by its kernel-image address.
  */
-function layoutFromPageTables(image: MemoryImage, banner: Banner, initTaskCommHits: readonly number[]): KernelLayout | undefined {
+function layoutFromPageTables(
+  image: MemoryImage,
+  banner: Banner,
+  initTaskCommHits: readonly number[],
+): KernelLayout | undefined {
   const candidates: KernelLayout[] = [];
   const chunk = new Uint8Array(2 << 20);
   const from = Math.max(0, banner.physical - DTB_SEARCH_RADIUS) & ~0xfff;
@@ -281,7 +322,10 @@ function layoutFromPageTables(image: MemoryImage, banner: Banner, initTaskCommHi
     }
   }
   if (candidates.length <= 1) return candidates[0];
-  const references = countPointerReferences(image, candidates.map((candidate) => kernelImageVirtual(candidate.dtb, candidate.physBase)));
+  const references = countPointerReferences(
+    image,
+    candidates.map((candidate) => kernelImageVirtual(candidate.dtb, candidate.physBase)),
+  );
   const best = references.indexOf(Math.max(...references));
   return references[best]! > 0 ? candidates[best] : undefined;
 }
@@ -300,7 +344,13 @@ function looksLikeKernelTopLevelTable(entries: BigUint64Array, first: number): b
   return true;
 }
 
-function kernelImageLayout(image: MemoryImage, dtb: number, pagingLevels: PagingLevels, banner: Banner, initTaskCommHits: readonly number[]): KernelLayout | undefined {
+function kernelImageLayout(
+  image: MemoryImage,
+  dtb: number,
+  pagingLevels: PagingLevels,
+  banner: Banner,
+  initTaskCommHits: readonly number[],
+): KernelLayout | undefined {
   const space = new X86AddressSpace(image, dtb, pagingLevels);
   let text: { virtual: bigint; physical: number } | undefined;
   let imageEnd = 0;
@@ -321,7 +371,14 @@ function kernelImageLayout(image: MemoryImage, dtb: number, pagingLevels: Paging
   const textStart = text;
   if (!initTaskCommHits.some((physical) => physical >= textStart.physical && physical < imageEnd)) return undefined;
   const physBase = (BigInt(textStart.physical) - (textStart.virtual - START_KERNEL_MAP)) & U64;
-  return { method: 'page-table-scan', kaslrSlide: (textStart.virtual - DEFAULT_START_KERNEL) & U64, physBase, dtb, pagingLevels, vmcoreinfo: undefined };
+  return {
+    method: 'page-table-scan',
+    kaslrSlide: (textStart.virtual - DEFAULT_START_KERNEL) & U64,
+    physBase,
+    dtb,
+    pagingLevels,
+    vmcoreinfo: undefined,
+  };
 }
 
 /**
@@ -336,13 +393,21 @@ function directMapBase(space: X86AddressSpace, vmcoreinfo: Vmcoreinfo | undefine
     base = run.virtual - BigInt(run.physical);
     break;
   }
-  if (base === undefined) throw new VmscopeError('NO_KERNEL_FOUND', 'the kernel page tables map no direct-map region', space.image.path, space.dtb);
+  if (base === undefined)
+    throw new VmscopeError(
+      'NO_KERNEL_FOUND',
+      'the kernel page tables map no direct-map region',
+      space.image.path,
+      space.dtb,
+    );
   if (base % PUD_SIZE !== 0n) warnings.push(`direct map base ${hex(base)} is not 1 GiB aligned`);
   const memSection = vmcoreinfo?.symbol('mem_section');
   if (memSection !== undefined && memSection >= region.start && memSection < region.end) {
     const translated = space.tryTranslate(memSection);
     if (translated && memSection - BigInt(translated.physical) !== base) {
-      warnings.push(`mem_section ${hex(memSection)} implies a direct map at ${hex(memSection - BigInt(translated.physical))}, page tables say ${hex(base)}`);
+      warnings.push(
+        `mem_section ${hex(memSection)} implies a direct map at ${hex(memSection - BigInt(translated.physical))}, page tables say ${hex(base)}`,
+      );
     }
   }
   return base;

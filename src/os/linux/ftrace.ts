@@ -144,10 +144,14 @@ function hashEntries(reader: KernelReader, hash: bigint, what: string, problems:
     const walk = walkHlist(reader, view.getBigUint64(bucket * 8, true), linkOffset, MAX_HASH_ENTRIES - entries.length);
     if (walk.problem) problems.push(`${what} ${hex(hash)} bucket ${bucket}: ${walk.problem.detail}`);
     for (const entry of walk.entries) {
-      entries.push({ ip: reader.pointerField(entry, 'ftrace_func_entry', 'ip'), direct: hasDirect ? reader.pointerField(entry, 'ftrace_func_entry', 'direct') : 0n });
+      entries.push({
+        ip: reader.pointerField(entry, 'ftrace_func_entry', 'ip'),
+        direct: hasDirect ? reader.pointerField(entry, 'ftrace_func_entry', 'direct') : 0n,
+      });
     }
   }
-  if (BigInt(entries.length) !== count) problems.push(`${what} ${hex(hash)} says it holds ${count} functions, its buckets hold ${entries.length}`);
+  if (BigInt(entries.length) !== count)
+    problems.push(`${what} ${hex(hash)} says it holds ${count} functions, its buckets hold ${entries.length}`);
   return entries.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
 }
 
@@ -176,16 +180,30 @@ class DirectTargets {
       this.symbols = found.symbols;
     }
     const image = this.symbols.find((symbol) => address >= symbol.start && address < symbol.end);
-    return image ? { address, owner: 'bpf', symbol: symbolText(image.name, address - image.start) } : { address, ...location };
+    return image
+      ? { address, owner: 'bpf', symbol: symbolText(image.name, address - image.start) }
+      : { address, ...location };
   }
 }
 
 function target(owners: CodeOwners, directTargets: DirectTargets, { ip, direct }: HashEntry): FtraceTarget {
   const location = owners.resolve(ip);
-  return { ip, function: functionName(location), owner: location.owner, direct: direct === 0n ? undefined : directTargets.resolve(direct) };
+  return {
+    ip,
+    function: functionName(location),
+    owner: location.owner,
+    direct: direct === 0n ? undefined : directTargets.resolve(direct),
+  };
 }
 
-function readOps(reader: KernelReader, owners: CodeOwners, directTargets: DirectTargets, address: bigint, opsFlags: ReadonlyMap<string, bigint>, problems: string[]): FtraceOps {
+function readOps(
+  reader: KernelReader,
+  owners: CodeOwners,
+  directTargets: DirectTargets,
+  address: bigint,
+  opsFlags: ReadonlyMap<string, bigint>,
+  problems: string[],
+): FtraceOps {
   const callback = reader.pointerField(address, 'ftrace_ops', 'func');
   const flags = reader.pointerField(address, 'ftrace_ops', 'flags');
   const funcHash = reader.pointerField(address, 'ftrace_ops', 'func_hash');
@@ -195,8 +213,18 @@ function readOps(reader: KernelReader, owners: CodeOwners, directTargets: Direct
   // A damaged hash loses the ops' targets, not the ops: its callback is the finding.
   try {
     if (funcHash !== 0n) {
-      filter = hashEntries(reader, reader.pointerField(funcHash, 'ftrace_ops_hash', 'filter_hash'), `${what} filter hash`, problems);
-      excluded = hashEntries(reader, reader.pointerField(funcHash, 'ftrace_ops_hash', 'notrace_hash'), `${what} notrace hash`, problems);
+      filter = hashEntries(
+        reader,
+        reader.pointerField(funcHash, 'ftrace_ops_hash', 'filter_hash'),
+        `${what} filter hash`,
+        problems,
+      );
+      excluded = hashEntries(
+        reader,
+        reader.pointerField(funcHash, 'ftrace_ops_hash', 'notrace_hash'),
+        `${what} notrace hash`,
+        problems,
+      );
     }
   } catch (error) {
     if (!unreadable(error)) throw error;
@@ -204,12 +232,19 @@ function readOps(reader: KernelReader, owners: CodeOwners, directTargets: Direct
   }
   const location = owners.resolve(callback);
   const targets = filter.map((entry) => target(owners, directTargets, entry));
-  const foreignDirect = targets.filter((found) => found.direct !== undefined && found.direct.owner !== 'kernel' && found.direct.owner !== 'bpf');
+  const foreignDirect = targets.filter(
+    (found) => found.direct !== undefined && found.direct.owner !== 'kernel' && found.direct.owner !== 'bpf',
+  );
   const suspicious = location.owner !== 'kernel' || foreignDirect.length > 0;
   const attached =
     filter.length === 0
       ? 'every function'
-      : targets.map((found) => `${found.function ?? hex(found.ip)}${found.direct ? ` (jumps to ${found.direct.symbol ?? hex(found.direct.address)}, ${found.direct.owner})` : ''}`).join(', ');
+      : targets
+          .map(
+            (found) =>
+              `${found.function ?? hex(found.ip)}${found.direct ? ` (jumps to ${found.direct.symbol ?? hex(found.direct.address)}, ${found.direct.owner})` : ''}`,
+          )
+          .join(', ');
   const names = flagNames(opsFlags, OPS_FLAG, flags);
   return {
     address,
@@ -278,7 +313,11 @@ export function readFtraceOps(reader: KernelReader, owners: CodeOwners): FtraceO
 }
 
 /** The FTRACE_FL_* flags of dyn_ftrace records, and the reference count below the lowest of them. */
-function recordFlags(reader: KernelReader): { flags: Map<string, bigint>; refMask: bigint; bit: (name: string) => bigint } {
+function recordFlags(reader: KernelReader): {
+  flags: Map<string, bigint>;
+  refMask: bigint;
+  bit: (name: string) => bigint;
+} {
   const flags = enumConstants(reader.profile, RECORD_FLAG);
   const singleBits = [...flags.values()].filter((bit) => bit !== 0n && (bit & (bit - 1n)) === 0n);
   // The count lives in the bits below FTRACE_REF_MAX_SHIFT, where the lowest flag starts.
@@ -343,17 +382,25 @@ export function readFtraceRecords(reader: KernelReader): FtraceRecordReport {
 }
 
 /** Does `ops` trace `ip` (the kernel's hash_contains_ip: in the filter or no filter, and not excluded)? */
-const opsTraces = (ops: FtraceOps, ip: bigint) => (ops.tracesAll || ops.targets.some((found) => found.ip === ip)) && !ops.excluded.includes(ip);
+const opsTraces = (ops: FtraceOps, ip: bigint) =>
+  (ops.tracesAll || ops.targets.some((found) => found.ip === ip)) && !ops.excluded.includes(ip);
 
 /**
  * The kernel's tracefs `enabled_functions`: every enabled ftrace site with its reference count,
  * its R/I/D columns and, for a site calling a dedicated trampoline, every ops with a trampoline
  * that traces it (ftrace_find_tramp_ops_any/next) and the callback behind it.
  */
-export function enabledFunctions(reader: KernelReader, owners: CodeOwners, ops: readonly FtraceOps[], records: readonly FtraceRecord[]): EnabledFunctionsReport {
+export function enabledFunctions(
+  reader: KernelReader,
+  owners: CodeOwners,
+  ops: readonly FtraceOps[],
+  records: readonly FtraceRecord[],
+): EnabledFunctionsReport {
   const { bit } = recordFlags(reader);
   const [regs, ipmodify, direct, directEnabled] = [bit('REGS'), bit('IPMODIFY'), bit('DIRECT'), bit('DIRECT_EN')];
-  const sharedCallers = ['ftrace_caller', 'ftrace_regs_caller'].map((name) => reader.profile.symbol(name)).filter((found) => found !== undefined);
+  const sharedCallers = ['ftrace_caller', 'ftrace_regs_caller']
+    .map((name) => reader.profile.symbol(name))
+    .filter((found) => found !== undefined);
   const functions: EnabledFunction[] = [];
   const problems: string[] = [];
   for (const record of records) {
@@ -362,14 +409,42 @@ export function enabledFunctions(reader: KernelReader, owners: CodeOwners, ops: 
     const trampolines: FtraceTrampolineUse[] = record.hasTrampoline
       ? ops
           .filter((candidate) => candidate.trampoline !== 0n && opsTraces(candidate, record.ip))
-          .map((found) => ({ trampoline: found.trampoline, ops: found.address, callback: found.callback, callbackSymbol: found.callbackSymbol, callbackOwner: found.callbackOwner }))
+          .map((found) => ({
+            trampoline: found.trampoline,
+            ops: found.address,
+            callback: found.callback,
+            callbackSymbol: found.callbackSymbol,
+            callbackOwner: found.callbackOwner,
+          }))
       : [];
     const name = functionName(location);
-    if (record.hasTrampoline && trampolines.length === 0) problems.push(`enabled_functions: ${name ?? hex(record.ip)} calls a trampoline no ftrace_ops on the list accounts for`);
-    const columns = [[regs, ' R'], [ipmodify, ' I'], [direct, ' D']].map(([flag, text]) => ((record.flags & (flag as bigint)) !== 0n ? text : '  ')).join('');
-    const directTargets = ops.flatMap((candidate) => candidate.targets.filter((found) => found.ip === record.ip && found.direct !== undefined).map((found) => found.direct!.address));
-    const callTargets = record.hasTrampoline ? trampolines.map((use) => use.trampoline) : (record.flags & directEnabled) !== 0n ? directTargets : sharedCallers;
-    const tramp = trampolines.map((use) => `\ttramp: ${hex(use.trampoline)} (${use.callbackSymbol ?? hex(use.callback)}) ->${use.callbackSymbol ?? hex(use.callback)}`).join('');
+    if (record.hasTrampoline && trampolines.length === 0)
+      problems.push(
+        `enabled_functions: ${name ?? hex(record.ip)} calls a trampoline no ftrace_ops on the list accounts for`,
+      );
+    const columns = [
+      [regs, ' R'],
+      [ipmodify, ' I'],
+      [direct, ' D'],
+    ]
+      .map(([flag, text]) => ((record.flags & (flag as bigint)) !== 0n ? text : '  '))
+      .join('');
+    const directTargets = ops.flatMap((candidate) =>
+      candidate.targets
+        .filter((found) => found.ip === record.ip && found.direct !== undefined)
+        .map((found) => found.direct!.address),
+    );
+    const callTargets = record.hasTrampoline
+      ? trampolines.map((use) => use.trampoline)
+      : (record.flags & directEnabled) !== 0n
+        ? directTargets
+        : sharedCallers;
+    const tramp = trampolines
+      .map(
+        (use) =>
+          `\ttramp: ${hex(use.trampoline)} (${use.callbackSymbol ?? hex(use.callback)}) ->${use.callbackSymbol ?? hex(use.callback)}`,
+      )
+      .join('');
     functions.push({
       ip: record.ip,
       function: name,

@@ -24,8 +24,11 @@ export function readGuestClock(reader: KernelReader): Date | undefined {
   const { profile } = reader;
   const base = CORE_TIMEKEEPER_SYMBOLS.map((name) => profile.symbol(name)).find((address) => address !== undefined);
   const timekeeperOffset = timekeeperInTkData(profile);
-  if (base === undefined || timekeeperOffset === undefined || !profile.hasField('timekeeper', 'xtime_sec')) return undefined;
-  const seconds = optional(() => reader.u64(base + BigInt(timekeeperOffset) + reader.offset('timekeeper', 'xtime_sec')));
+  if (base === undefined || timekeeperOffset === undefined || !profile.hasField('timekeeper', 'xtime_sec'))
+    return undefined;
+  const seconds = optional(() =>
+    reader.u64(base + BigInt(timekeeperOffset) + reader.offset('timekeeper', 'xtime_sec')),
+  );
   if (seconds === undefined || seconds < EARLIEST_PLAUSIBLE_CLOCK || seconds > LATEST_PLAUSIBLE_CLOCK) return undefined;
   return new Date(Number(seconds) * 1000);
 }
@@ -43,7 +46,8 @@ function timekeeperInTkData(profile: Profile): number | undefined {
   const offsets = new Set<number>();
   for (const type of Object.values(profile.types.user_types)) {
     const { seq, timekeeper } = type.fields;
-    if (seq && timekeeper?.type.kind === 'struct' && timekeeper.type.name === 'timekeeper') offsets.add(timekeeper.offset);
+    if (seq && timekeeper?.type.kind === 'struct' && timekeeper.type.name === 'timekeeper')
+      offsets.add(timekeeper.offset);
   }
   return offsets.size === 1 ? [...offsets][0] : undefined;
 }

@@ -82,7 +82,11 @@ export class KernelReader {
    * link loses only what lies between the two break points. Entries keep list order: the
    * forward part, then what only the backward walk reached.
    */
-  walkListBothWays(head: bigint, linkOffset: bigint, maxSteps?: number): { entries: bigint[]; problems: WalkProblem[] } {
+  walkListBothWays(
+    head: bigint,
+    linkOffset: bigint,
+    maxSteps?: number,
+  ): { entries: bigint[]; problems: WalkProblem[] } {
     const options = maxSteps === undefined ? {} : { maxSteps };
     const forward = this.walkList(head, linkOffset, options);
     if (!forward.problem) return { entries: forward.entries, problems: [] };
@@ -100,7 +104,11 @@ export class KernelReader {
    * (cycle), at an unreadable node or after `maxSteps`; `verifyBackLinks` also requires
    * `next->prev == node`, which a naive DKOM unlink or a forged pointer breaks.
    */
-  walkList(head: bigint, linkOffset: bigint, options: { direction?: 'next' | 'prev'; maxSteps?: number; verifyBackLinks?: boolean } = {}): ListWalk {
+  walkList(
+    head: bigint,
+    linkOffset: bigint,
+    options: { direction?: 'next' | 'prev'; maxSteps?: number; verifyBackLinks?: boolean } = {},
+  ): ListWalk {
     const forward = (options.direction ?? 'next') === 'next';
     const nextOffset = this.offset('list_head', forward ? 'next' : 'prev');
     const backOffset = this.offset('list_head', forward ? 'prev' : 'next');
@@ -109,26 +117,48 @@ export class KernelReader {
     const entries: bigint[] = [];
     let node = head;
     for (let step = 0; ; step++) {
-      if (step >= maxSteps) return { entries, problem: { kind: 'step-limit', at: node, detail: `stopped after ${maxSteps} entries` } };
+      if (step >= maxSteps)
+        return { entries, problem: { kind: 'step-limit', at: node, detail: `stopped after ${maxSteps} entries` } };
       let next: bigint;
       try {
         next = this.u64(node + nextOffset);
         if (options.verifyBackLinks && next !== head && this.u64(next + backOffset) !== node) {
-          return { entries, problem: { kind: 'broken-link', at: next, detail: `${hex(next)} does not link back to ${hex(node)}` } };
+          return {
+            entries,
+            problem: { kind: 'broken-link', at: next, detail: `${hex(next)} does not link back to ${hex(node)}` },
+          };
         }
       } catch (error) {
         if (!(error instanceof VmscopeError)) throw error;
-        return { entries, problem: { kind: 'unreadable', at: node, detail: `list node ${hex(node)} is unreadable: ${error.message}` } };
+        return {
+          entries,
+          problem: { kind: 'unreadable', at: node, detail: `list node ${hex(node)} is unreadable: ${error.message}` },
+        };
       }
       if (next === head) return { entries, problem: undefined };
-      if (seen.has(next)) return { entries, problem: { kind: 'cycle', at: next, detail: `list loops back to ${hex(next)} without returning to its head ${hex(head)}` } };
+      if (seen.has(next))
+        return {
+          entries,
+          problem: {
+            kind: 'cycle',
+            at: next,
+            detail: `list loops back to ${hex(next)} without returning to its head ${hex(head)}`,
+          },
+        };
       // Only a node whose own link reads is an entry: a pointer into unmapped memory ends the
       // walk there instead of yielding an object that every later read would fail on.
       try {
         this.u64(next + nextOffset);
       } catch (error) {
         if (!(error instanceof VmscopeError)) throw error;
-        return { entries, problem: { kind: 'unreadable', at: next, detail: `${hex(node)} points to ${hex(next)}, which is unreadable: ${error.message}` } };
+        return {
+          entries,
+          problem: {
+            kind: 'unreadable',
+            at: next,
+            detail: `${hex(node)} points to ${hex(next)}, which is unreadable: ${error.message}`,
+          },
+        };
       }
       seen.add(next);
       entries.push(next - linkOffset);

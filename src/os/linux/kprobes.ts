@@ -107,7 +107,10 @@ function traceEventOf(reader: KernelReader, traceKprobe: bigint, problems: strin
   const event = reader.pointerField(traceKprobe, 'trace_kprobe', 'tp.event');
   const call = event + reader.offset('trace_probe_event', 'call');
   const name = reader.cString(reader.pointerField(call, 'trace_event_call', 'name'), MAX_EVENT_NAME);
-  const system = reader.cString(reader.pointerField(event + reader.offset('trace_probe_event', 'class'), 'trace_event_class', 'system'), MAX_EVENT_NAME);
+  const system = reader.cString(
+    reader.pointerField(event + reader.offset('trace_probe_event', 'class'), 'trace_event_class', 'system'),
+    MAX_EVENT_NAME,
+  );
   const programs: BpfProgramIdentity[] = [];
   const array = reader.pointerField(call, 'trace_event_call', 'prog_array');
   if (array !== 0n) {
@@ -133,7 +136,14 @@ interface KernelHandlers {
   readonly kretprobeDispatcher: bigint | undefined;
 }
 
-function readKprobe(reader: KernelReader, owners: CodeOwners, kernel: KernelHandlers, address: bigint, aggregate: { address: bigint; flags: number } | undefined, problems: string[]): Kprobe {
+function readKprobe(
+  reader: KernelReader,
+  owners: CodeOwners,
+  kernel: KernelHandlers,
+  address: bigint,
+  aggregate: { address: bigint; flags: number } | undefined,
+  problems: string[],
+): Kprobe {
   const probed = reader.pointerField(address, 'kprobe', 'addr');
   const preHandler = reader.pointerField(address, 'kprobe', 'pre_handler');
   const own = reader.u32Field(address, 'kprobe', 'flags');
@@ -143,9 +153,14 @@ function readKprobe(reader: KernelReader, owners: CodeOwners, kernel: KernelHand
   const isReturn = kernel.kretprobe !== undefined && preHandler === kernel.kretprobe;
   const kretprobe = address - reader.offset('kretprobe', 'kp');
   const returnHandler = isReturn ? handler(owners, reader.pointerField(kretprobe, 'kretprobe', 'handler')) : undefined;
-  const entryHandler = isReturn ? handler(owners, reader.pointerField(kretprobe, 'kretprobe', 'entry_handler')) : undefined;
+  const entryHandler = isReturn
+    ? handler(owners, reader.pointerField(kretprobe, 'kretprobe', 'entry_handler'))
+    : undefined;
   let traceEvent: KprobeEvent | undefined;
-  if ((kernel.dispatcher !== undefined && preHandler === kernel.dispatcher) || (kernel.kretprobeDispatcher !== undefined && returnHandler?.address === kernel.kretprobeDispatcher)) {
+  if (
+    (kernel.dispatcher !== undefined && preHandler === kernel.dispatcher) ||
+    (kernel.kretprobeDispatcher !== undefined && returnHandler?.address === kernel.kretprobeDispatcher)
+  ) {
     try {
       traceEvent = traceEventOf(reader, address - reader.offset('trace_kprobe', 'rp.kp'), problems);
     } catch (error) {
@@ -164,7 +179,10 @@ function readKprobe(reader: KernelReader, owners: CodeOwners, kernel: KernelHand
   const listing = `${hex(probed).slice(2)}  ${kind}  ${name ?? '??'}+${hex(offset)}  ${location.owner === 'kernel' || location.owner === 'unknown' ? ' ' : `[${location.owner}]`} ${flagNames.map((flag) => `[${flag}]`).join('')}`;
   const handledBy = traceEvent
     ? `trace event ${traceEvent.event}${traceEvent.programs.length > 0 ? ` running ${traceEvent.programs.map((program) => `bpf program ${program.name} (id ${program.id})`).join(', ')}` : ''}`
-    : handlers.filter((found) => found !== undefined).map((found) => `${found.symbol ?? hex(found.address)} (${found.owner})`).join(', ');
+    : handlers
+        .filter((found) => found !== undefined)
+        .map((found) => `${found.symbol ?? hex(found.address)} (${found.owner})`)
+        .join(', ');
   return {
     address,
     probed,
@@ -221,16 +239,26 @@ export function readKprobes(reader: KernelReader, owners: CodeOwners): KprobeRep
   for (let bucket = 0; bucket < size && seen.size < MAX_KPROBES; bucket++) {
     const where = `kprobe_table[${bucket}]`;
     try {
-      const walk = walkHlist(reader, reader.u64(table + BigInt(bucket) * headSize), linkOffset, MAX_KPROBES - seen.size);
+      const walk = walkHlist(
+        reader,
+        reader.u64(table + BigInt(bucket) * headSize),
+        linkOffset,
+        MAX_KPROBES - seen.size,
+      );
       if (walk.problem) problems.push(`${where}: ${walk.problem.detail}`);
       for (const probe of walk.entries) {
         try {
-          if (kernel.aggregate === undefined || reader.pointerField(probe, 'kprobe', 'pre_handler') !== kernel.aggregate) {
+          if (
+            kernel.aggregate === undefined ||
+            reader.pointerField(probe, 'kprobe', 'pre_handler') !== kernel.aggregate
+          ) {
             add(probe, undefined, where);
             continue;
           }
           const aggregate = { address: probe, flags: reader.u32Field(probe, 'kprobe', 'flags') };
-          const children = reader.walkList(probe + reader.offset('kprobe', 'list'), reader.offset('kprobe', 'list'), { maxSteps: MAX_KPROBES - seen.size });
+          const children = reader.walkList(probe + reader.offset('kprobe', 'list'), reader.offset('kprobe', 'list'), {
+            maxSteps: MAX_KPROBES - seen.size,
+          });
           if (children.problem) problems.push(`${where}: aggregate kprobe ${hex(probe)}: ${children.problem.detail}`);
           for (const child of children.entries) add(child, aggregate, where);
         } catch (error) {

@@ -71,9 +71,13 @@ function moduleRegions(reader: KernelReader, module: bigint): ModuleRegion[] {
     const mem = profile.field('module', 'mem');
     const count = mem.type.kind === 'array' ? mem.type.count : 1;
     const stride = BigInt(profile.sizeOf('module_memory'));
-    return Array.from({ length: count }, (_, index) => readRegion(reader, module + BigInt(mem.offset) + BigInt(index) * stride, 'module_memory'));
+    return Array.from({ length: count }, (_, index) =>
+      readRegion(reader, module + BigInt(mem.offset) + BigInt(index) * stride, 'module_memory'),
+    );
   }
-  return ['core_layout', 'init_layout'].map((layout) => readRegion(reader, module + reader.offset('module', layout), 'module_layout'));
+  return ['core_layout', 'init_layout'].map((layout) =>
+    readRegion(reader, module + reader.offset('module', layout), 'module_layout'),
+  );
 }
 
 /** The enumerator of enum `type` whose value is `value`. */
@@ -110,7 +114,11 @@ function readModule(reader: KernelReader, address: bigint): ModuleInfo {
 
 /** The modules on the kernel's `modules` list, as lsmod and /proc/modules see them. */
 export function walkModuleList(reader: KernelReader): ModuleListWalk {
-  const walk = reader.walkListBothWays(reader.profile.requireSymbol('modules'), reader.offset('module', 'list'), MAX_MODULES);
+  const walk = reader.walkListBothWays(
+    reader.profile.requireSymbol('modules'),
+    reader.offset('module', 'list'),
+    MAX_MODULES,
+  );
   const modules: ModuleInfo[] = [];
   const problems = [...walk.problems];
   for (const address of walk.entries) {
@@ -118,14 +126,19 @@ export function walkModuleList(reader: KernelReader): ModuleListWalk {
       modules.push(readModule(reader, address));
     } catch (error) {
       if (!(error instanceof VmscopeError)) throw error;
-      problems.push({ kind: 'unreadable', at: address, detail: `struct module at ${hex(address)} is unreadable: ${error.message}` });
+      problems.push({
+        kind: 'unreadable',
+        at: address,
+        detail: `struct module at ${hex(address)} is unreadable: ${error.message}`,
+      });
     }
   }
   return { modules, problems };
 }
 
 const inModuleArea = (address: bigint) => address >= MODULES_VADDR && address < MODULES_END;
-const isLink = (reader: KernelReader, pointer: bigint) => reader.space.isKernelAddress(pointer) || LIST_POISONS.has(pointer);
+const isLink = (reader: KernelReader, pointer: bigint) =>
+  reader.space.isKernelAddress(pointer) || LIST_POISONS.has(pointer);
 
 /**
  * The struct module at `address` if it looks like a real one: its sysfs kobject points back to
@@ -139,8 +152,11 @@ function plausibleModule(reader: KernelReader, address: bigint): ModuleInfo | un
     const listPrev = reader.u64(address + reader.offset('module', 'list') + reader.offset('list_head', 'prev'));
     if (!isLink(reader, listNext) || !isLink(reader, listPrev)) return undefined;
     const module = readModule(reader, address);
-    const regionsInArea = module.regions.every((region) => inModuleArea(region.base) && region.base + BigInt(region.size) <= MODULES_END);
-    const valid = MODULE_NAME.test(module.name) && module.stateName !== undefined && module.regions.length > 0 && regionsInArea;
+    const regionsInArea = module.regions.every(
+      (region) => inModuleArea(region.base) && region.base + BigInt(region.size) <= MODULES_END,
+    );
+    const valid =
+      MODULE_NAME.test(module.name) && module.stateName !== undefined && module.regions.length > 0 && regionsInArea;
     return valid ? module : undefined;
   } catch (error) {
     if (error instanceof VmscopeError) return undefined;
@@ -162,7 +178,10 @@ function scanModuleArea(reader: KernelReader, problems: string[]): bigint[] {
   try {
     for (const run of space.mappings(MODULES_VADDR, MODULES_END)) {
       for (let done = 0; done < run.length; done += chunk.length) {
-        const filled = space.image.readPresent(run.physical + done, chunk.subarray(0, Math.min(chunk.length, run.length - done)));
+        const filled = space.image.readPresent(
+          run.physical + done,
+          chunk.subarray(0, Math.min(chunk.length, run.length - done)),
+        );
         const virtual = run.virtual + BigInt(done);
         // Module-area addresses have 0xffffffff as their high half: compare 32-bit halves as numbers.
         const low = Number(virtual & 0xffffffffn);
@@ -222,7 +241,9 @@ function sysfsModules(reader: KernelReader, problems: string[]): bigint[] {
   const ksetPointer = reader.profile.symbol('module_kset');
   if (ksetPointer === undefined) return [];
   const linkOffset = reader.offset('module_kobject', 'kobj') + reader.offset('kobject', 'entry');
-  const walk = reader.walkList(reader.u64(ksetPointer) + reader.offset('kset', 'list'), linkOffset, { maxSteps: MAX_MODULES });
+  const walk = reader.walkList(reader.u64(ksetPointer) + reader.offset('kset', 'list'), linkOffset, {
+    maxSteps: MAX_MODULES,
+  });
   if (walk.problem) problems.push(`sysfs module_kset: ${walk.problem.detail}`);
   const modules: bigint[] = [];
   for (const kobject of walk.entries) {
@@ -274,33 +295,49 @@ export function findHiddenModules(reader: KernelReader, listed: readonly ModuleI
 
 /** The module whose memory holds `address`, if any. */
 export function moduleAt(modules: readonly ModuleInfo[], address: bigint): ModuleInfo | undefined {
-  return modules.find((module) => module.regions.some((region) => address >= region.base && address < region.base + BigInt(region.size)));
+  return modules.find((module) =>
+    module.regions.some((region) => address >= region.base && address < region.base + BigInt(region.size)),
+  );
 }
 
 /**
  * The module's own symbol at or below `address` (from its kallsyms: `module.kallsyms`, the
  * symbols it keeps after load), and the offset past it; undefined when it has none there.
  */
-export function moduleSymbolAt(reader: KernelReader, module: ModuleInfo, address: bigint): { name: string; offset: bigint } | undefined {
+export function moduleSymbolAt(
+  reader: KernelReader,
+  module: ModuleInfo,
+  address: bigint,
+): { name: string; offset: bigint } | undefined {
   try {
     const kallsyms = reader.pointerField(module.address, 'module', 'kallsyms');
     const count = reader.u32Field(kallsyms, 'mod_kallsyms', 'num_symtab');
     if (count > MAX_MODULE_SYMBOLS) return undefined;
     const { profile } = reader;
     const symbolSize = profile.sizeOf('elf64_sym');
-    const [nameField, infoField, valueField] = ['st_name', 'st_info', 'st_value'].map((name) => profile.offsetOf('elf64_sym', name)) as [number, number, number];
+    const [nameField, infoField, valueField] = ['st_name', 'st_info', 'st_value'].map((name) =>
+      profile.offsetOf('elf64_sym', name),
+    ) as [number, number, number];
     const table = reader.bytes(reader.pointerField(kallsyms, 'mod_kallsyms', 'symtab'), count * symbolSize);
     const view = new DataView(table.buffer);
     let best: { nameOffset: number; value: bigint } | undefined;
     for (let at = 0; at < table.length; at += symbolSize) {
       const value = view.getBigUint64(at + valueField, true);
       const type = view.getUint8(at + infoField) & 0xf;
-      if (ELF_SYMBOL_TYPES.has(type) && value <= address && moduleAt([module], value) && (!best || value > best.value)) {
+      if (
+        ELF_SYMBOL_TYPES.has(type) &&
+        value <= address &&
+        moduleAt([module], value) &&
+        (!best || value > best.value)
+      ) {
         best = { nameOffset: view.getUint32(at + nameField, true), value };
       }
     }
     if (!best) return undefined;
-    const name = reader.cString(reader.pointerField(kallsyms, 'mod_kallsyms', 'strtab') + BigInt(best.nameOffset), MAX_SYMBOL_NAME);
+    const name = reader.cString(
+      reader.pointerField(kallsyms, 'mod_kallsyms', 'strtab') + BigInt(best.nameOffset),
+      MAX_SYMBOL_NAME,
+    );
     return { name, offset: address - best.value };
   } catch (error) {
     if (error instanceof VmscopeError) return undefined;

@@ -63,7 +63,15 @@ interface HookPoint {
 }
 
 /** `hooks_ipv4` → ipv4 with NFPROTO_IPV4. */
-function families(reader: KernelReader): Array<{ field: string; family: string; pf: number; count: number; hookName: (hooknum: number) => string | undefined }> {
+function families(
+  reader: KernelReader,
+): Array<{
+  field: string;
+  family: string;
+  pf: number;
+  count: number;
+  hookName: (hooknum: number) => string | undefined;
+}> {
   const { profile } = reader;
   const protocols = enumConstants(profile, 'NFPROTO_');
   const fields = profile.type('netns_nf')?.fields ?? {};
@@ -72,26 +80,42 @@ function families(reader: KernelReader): Array<{ field: string; family: string; 
     .flatMap(([field, { type }]) => {
       const family = field.slice('hooks_'.length);
       const pf = protocols.get(`NFPROTO_${family.toUpperCase()}`);
-      return pf === undefined || type.kind !== 'array' ? [] : [{ field, family, pf: Number(pf), count: type.count, hookName: hookNames(reader, family) }];
+      return pf === undefined || type.kind !== 'array'
+        ? []
+        : [{ field, family, pf: Number(pf), count: type.count, hookName: hookNames(reader, family) }];
     });
 }
 
 function hookNames(reader: KernelReader, family: string): (hooknum: number) => string | undefined {
   if (family === 'arp') return (hooknum) => ARP_HOOKS[hooknum];
-  const [prefix, constants] = family === 'netdev' ? ['NF_NETDEV_', enumConstants(reader.profile, 'NF_NETDEV_')] : ['NF_INET_', enumConstants(reader.profile, 'NF_INET_')];
-  return (hooknum) => [...constants].find(([name, value]) => value === BigInt(hooknum) && !name.endsWith('NUMHOOKS'))?.[0].slice(prefix.length);
+  const [prefix, constants] =
+    family === 'netdev'
+      ? ['NF_NETDEV_', enumConstants(reader.profile, 'NF_NETDEV_')]
+      : ['NF_INET_', enumConstants(reader.profile, 'NF_INET_')];
+  return (hooknum) =>
+    [...constants]
+      .find(([name, value]) => value === BigInt(hooknum) && !name.endsWith('NUMHOOKS'))?.[0]
+      .slice(prefix.length);
 }
 
 /**
  * The hooks of one `struct nf_hook_entries`: `num_hook_entries` {hook, priv} pairs, followed in
  * the same allocation by the `nf_hook_ops *orig_ops[]` that registered them (which hold the priority).
  */
-function readEntries(reader: KernelReader, owners: CodeOwners, entries: bigint, point: HookPoint, problems: string[]): NetfilterHook[] {
+function readEntries(
+  reader: KernelReader,
+  owners: CodeOwners,
+  entries: bigint,
+  point: HookPoint,
+  problems: string[],
+): NetfilterHook[] {
   const where = `${point.family}${point.device ? ` ${point.device}` : ''} ${point.hookName ?? point.hooknum} of net ${hex(point.net)}`;
   const count = reader.bytes(entries + reader.offset('nf_hook_entries', 'num_hook_entries'), 2);
   const total = count[0]! | (count[1]! << 8);
   if (total > MAX_HOOK_ENTRIES) {
-    problems.push(`${where}: nf_hook_entries ${hex(entries)} claims ${total} hooks (the kernel allows ${MAX_HOOK_ENTRIES}): not read`);
+    problems.push(
+      `${where}: nf_hook_entries ${hex(entries)} claims ${total} hooks (the kernel allows ${MAX_HOOK_ENTRIES}): not read`,
+    );
     return [];
   }
   const entrySize = reader.profile.sizeOf('nf_hook_entry');
@@ -116,7 +140,10 @@ function readEntries(reader: KernelReader, owners: CodeOwners, entries: bigint, 
     const swapped = registered !== undefined && registered !== hook;
     const outside = location.owner !== 'kernel';
     const name = location.symbol ?? hex(hook);
-    const reasons = [...(outside ? [`runs outside kernel text (${location.owner})`] : []), ...(swapped ? [`replaces ${owners.resolve(registered!).symbol ?? hex(registered!)} its ops registered`] : [])];
+    const reasons = [
+      ...(outside ? [`runs outside kernel text (${location.owner})`] : []),
+      ...(swapped ? [`replaces ${owners.resolve(registered!).symbol ?? hex(registered!)} its ops registered`] : []),
+    ];
     found.push({
       ...point,
       position,
@@ -133,19 +160,33 @@ function readEntries(reader: KernelReader, owners: CodeOwners, entries: bigint, 
 }
 
 /** The hooks at one hook point, or none when its entries pointer is NULL (nothing registered). */
-function readHookPoint(reader: KernelReader, owners: CodeOwners, entries: bigint, point: HookPoint, problems: string[]): NetfilterHook[] {
+function readHookPoint(
+  reader: KernelReader,
+  owners: CodeOwners,
+  entries: bigint,
+  point: HookPoint,
+  problems: string[],
+): NetfilterHook[] {
   if (entries === 0n) return [];
   try {
     return readEntries(reader, owners, entries, point, problems);
   } catch (error) {
     if (!unreadable(error)) throw error;
-    problems.push(`${point.family} hook ${point.hooknum} of net ${hex(point.net)}: nf_hook_entries ${hex(entries)} is unreadable: ${error.message}`);
+    problems.push(
+      `${point.family} hook ${point.hooknum} of net ${hex(point.net)}: nf_hook_entries ${hex(entries)} is unreadable: ${error.message}`,
+    );
     return [];
   }
 }
 
 /** Ingress/egress hooks hanging on the namespace's devices (CONFIG_NETFILTER_INGRESS/EGRESS). */
-function deviceHooks(reader: KernelReader, owners: CodeOwners, net: bigint, netInode: number, problems: string[]): NetfilterHook[] {
+function deviceHooks(
+  reader: KernelReader,
+  owners: CodeOwners,
+  net: bigint,
+  netInode: number,
+  problems: string[],
+): NetfilterHook[] {
   const { profile } = reader;
   const pf = enumConstants(profile, 'NFPROTO_NETDEV').get('NFPROTO_NETDEV');
   const points = [
@@ -154,7 +195,9 @@ function deviceHooks(reader: KernelReader, owners: CodeOwners, net: bigint, netI
   ].filter(([field]) => profile.hasField('net_device', field!));
   if (pf === undefined || points.length === 0) return [];
   const hookNumbers = enumConstants(profile, 'NF_NETDEV_');
-  const walk = reader.walkList(net + reader.offset('net', 'dev_base_head'), reader.offset('net_device', 'dev_list'), { maxSteps: MAX_DEVICES });
+  const walk = reader.walkList(net + reader.offset('net', 'dev_base_head'), reader.offset('net_device', 'dev_list'), {
+    maxSteps: MAX_DEVICES,
+  });
   if (walk.problem) problems.push(`devices of net ${hex(net)}: ${walk.problem.detail}`);
   const hooks: NetfilterHook[] = [];
   for (const device of walk.entries) {
@@ -162,8 +205,18 @@ function deviceHooks(reader: KernelReader, owners: CodeOwners, net: bigint, netI
       const name = reader.cString(device + reader.offset('net_device', 'name'), DEVICE_NAME_BYTES);
       for (const [field, constant] of points) {
         const hooknum = Number(hookNumbers.get(constant!) ?? 0n);
-        const point = { net, netInode, family: 'netdev', pf: Number(pf), hooknum, hookName: constant!.slice('NF_NETDEV_'.length), device: name };
-        hooks.push(...readHookPoint(reader, owners, reader.pointerField(device, 'net_device', field!), point, problems));
+        const point = {
+          net,
+          netInode,
+          family: 'netdev',
+          pf: Number(pf),
+          hooknum,
+          hookName: constant!.slice('NF_NETDEV_'.length),
+          device: name,
+        };
+        hooks.push(
+          ...readHookPoint(reader, owners, reader.pointerField(device, 'net_device', field!), point, problems),
+        );
       }
     } catch (error) {
       if (!unreadable(error)) throw error;
@@ -196,7 +249,15 @@ export function readNetfilterHooks(reader: KernelReader, owners: CodeOwners): Ne
         const entries = reader.bytes(nf + reader.offset('netns_nf', field), count * 8);
         for (let hooknum = 0; hooknum < count; hooknum++) {
           const point = { net, netInode, family, pf, hooknum, hookName: hookName(hooknum), device: undefined };
-          hooks.push(...readHookPoint(reader, owners, new DataView(entries.buffer).getBigUint64(hooknum * 8, true), point, problems));
+          hooks.push(
+            ...readHookPoint(
+              reader,
+              owners,
+              new DataView(entries.buffer).getBigUint64(hooknum * 8, true),
+              point,
+              problems,
+            ),
+          );
         }
       }
       hooks.push(...deviceHooks(reader, owners, net, netInode, problems));

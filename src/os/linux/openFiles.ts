@@ -30,7 +30,8 @@ export function openFiles(reader: KernelReader, task: bigint): OpenFileTable {
     if (table === 0n) return { table, files: [], problem: undefined };
     const fdt = reader.pointerField(table, 'files_struct', 'fdt');
     const slots = reader.u32Field(fdt, 'fdtable', 'max_fds');
-    if (slots > MAX_OPEN_FDS) return { table, files: [], problem: `files_struct ${hex(table)} claims ${slots} file descriptors: not read` };
+    if (slots > MAX_OPEN_FDS)
+      return { table, files: [], problem: `files_struct ${hex(table)} claims ${slots} file descriptors: not read` };
     const array = reader.bytes(reader.pointerField(fdt, 'fdtable', 'fd'), slots * 8);
     const view = new DataView(array.buffer);
     const files: OpenFile[] = [];

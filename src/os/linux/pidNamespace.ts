@@ -52,7 +52,12 @@ export function walkXarray(reader: KernelReader, xarray: bigint, maxNodes = MAX_
   let exhausted = false;
 
   /** `slot` of `parent` (or the head, for the root) holds `entry`, covering indices from `index`. */
-  const visit = (entry: bigint, index: bigint, parent: { node: bigint; shift: number } | undefined, slot: number): void => {
+  const visit = (
+    entry: bigint,
+    index: bigint,
+    parent: { node: bigint; shift: number } | undefined,
+    slot: number,
+  ): void => {
     if (entry === 0n) return;
     if ((entry & XA_INTERNAL_MASK) !== XA_INTERNAL_TAG) {
       if ((entry & 1n) === 0n) entries.push({ index, entry });
@@ -61,7 +66,11 @@ export function walkXarray(reader: KernelReader, xarray: bigint, maxNodes = MAX_
     if (entry <= XA_MAX_MARKER) return;
     const node = entry - XA_INTERNAL_TAG;
     if (seen.has(node)) {
-      problems.push({ kind: 'cycle', at: node, detail: `xarray node ${hex(node)} is reached twice (a loop in the tree)` });
+      problems.push({
+        kind: 'cycle',
+        at: node,
+        detail: `xarray node ${hex(node)} is reached twice (a loop in the tree)`,
+      });
       return;
     }
     if (seen.size >= maxNodes) {
@@ -75,19 +84,37 @@ export function walkXarray(reader: KernelReader, xarray: bigint, maxNodes = MAX_
       bytes = reader.bytes(node, layout.size);
     } catch (error) {
       if (!(error instanceof VmscopeError)) throw error;
-      problems.push({ kind: 'unreadable', at: node, detail: `xarray node ${hex(node)} is unreadable: ${error.message}` });
+      problems.push({
+        kind: 'unreadable',
+        at: node,
+        detail: `xarray node ${hex(node)} is unreadable: ${error.message}`,
+      });
       return;
     }
     const view = new DataView(bytes.buffer);
     const shift = view.getUint8(layout.shift);
     const expectedShift = parent ? parent.shift - chunkShift : shift;
     const parentPointer = view.getBigUint64(layout.parent, true);
-    if (shift !== expectedShift || shift % chunkShift !== 0 || parentPointer !== (parent?.node ?? 0n) || (parent && view.getUint8(layout.offset) !== slot)) {
-      problems.push({ kind: 'broken-link', at: node, detail: `xarray node ${hex(node)} (shift ${shift}, parent ${hex(parentPointer)}) does not fit where it hangs${parent ? ` (slot ${slot} of ${hex(parent.node)})` : ''}` });
+    if (
+      shift !== expectedShift ||
+      shift % chunkShift !== 0 ||
+      parentPointer !== (parent?.node ?? 0n) ||
+      (parent && view.getUint8(layout.offset) !== slot)
+    ) {
+      problems.push({
+        kind: 'broken-link',
+        at: node,
+        detail: `xarray node ${hex(node)} (shift ${shift}, parent ${hex(parentPointer)}) does not fit where it hangs${parent ? ` (slot ${slot} of ${hex(parent.node)})` : ''}`,
+      });
       return;
     }
     for (let child = 0; child < slots.count; child++) {
-      visit(view.getBigUint64(layout.slots + 8 * child, true), index + (BigInt(child) << BigInt(shift)), { node, shift }, child);
+      visit(
+        view.getBigUint64(layout.slots + 8 * child, true),
+        index + (BigInt(child) << BigInt(shift)),
+        { node, shift },
+        child,
+      );
     }
   };
 
@@ -107,13 +134,18 @@ export interface PidTask {
  * Walking init_pid_ns finds every task of every namespace, since a pid is allocated in each
  * ancestor namespace too. DKOM on the task list leaves this untouched (/proc reads it).
  */
-export function walkPidNamespace(reader: KernelReader, namespace: bigint, maxNodes = MAX_XARRAY_NODES): Collected<PidTask> {
+export function walkPidNamespace(
+  reader: KernelReader,
+  namespace: bigint,
+  maxNodes = MAX_XARRAY_NODES,
+): Collected<PidTask> {
   const { profile } = reader;
   const idr = namespace + reader.offset('pid_namespace', 'idr');
   const idrBase = BigInt(reader.u32Field(idr, 'idr', 'idr_base'));
   const level = reader.u32Field(namespace, 'pid_namespace', 'level');
   const pidType = Number(profile.types.enums.pid_type?.constants.PIDTYPE_PID ?? 0);
-  const numberOffset = reader.offset('pid', 'numbers') + BigInt(level * profile.sizeOf('upid')) + reader.offset('upid', 'nr');
+  const numberOffset =
+    reader.offset('pid', 'numbers') + BigInt(level * profile.sizeOf('upid')) + reader.offset('upid', 'nr');
   const headOffset = reader.offset('pid', 'tasks') + BigInt(pidType * profile.sizeOf('hlist_head'));
   const linkOffset = reader.offset('task_struct', 'pid_links') + BigInt(pidType * profile.sizeOf('hlist_node'));
 
@@ -125,16 +157,29 @@ export function walkPidNamespace(reader: KernelReader, namespace: bigint, maxNod
     let first: bigint;
     try {
       const filed = BigInt(reader.i32(pid + numberOffset));
-      if (filed !== number) problems.push({ kind: 'broken-link', at: pid, detail: `struct pid ${hex(pid)} filed under ${number} says it is ${filed}` });
+      if (filed !== number)
+        problems.push({
+          kind: 'broken-link',
+          at: pid,
+          detail: `struct pid ${hex(pid)} filed under ${number} says it is ${filed}`,
+        });
       first = reader.u64(pid + headOffset);
     } catch (error) {
       if (!(error instanceof VmscopeError)) throw error;
-      problems.push({ kind: 'unreadable', at: pid, detail: `struct pid ${hex(pid)} (pid ${number}) is unreadable: ${error.message}` });
+      problems.push({
+        kind: 'unreadable',
+        at: pid,
+        detail: `struct pid ${hex(pid)} (pid ${number}) is unreadable: ${error.message}`,
+      });
       continue;
     }
     const hlist = walkHlist(reader, first, linkOffset, MAX_TASKS_PER_PID);
     tasks.push(...hlist.entries.map((task) => ({ pid: Number(number), task })));
-    if (hlist.problem) problems.push({ ...hlist.problem, detail: `tasks of struct pid ${hex(pid)} (pid ${number}): ${hlist.problem.detail}` });
+    if (hlist.problem)
+      problems.push({
+        ...hlist.problem,
+        detail: `tasks of struct pid ${hex(pid)} (pid ${number}): ${hlist.problem.detail}`,
+      });
   }
   return { found: tasks, problems };
 }
@@ -146,9 +191,11 @@ export function walkPidNamespace(reader: KernelReader, namespace: bigint, maxNod
 export function walkHlist(reader: KernelReader, first: bigint, linkOffset: bigint, maxSteps: number): ListWalk {
   const entries: bigint[] = [];
   const seen = new Set<bigint>();
-  for (let node = first; node !== 0n; ) {
-    if (seen.has(node)) return { entries, problem: { kind: 'cycle', at: node, detail: `hlist loops back to ${hex(node)}` } };
-    if (entries.length >= maxSteps) return { entries, problem: { kind: 'step-limit', at: node, detail: `stopped after ${maxSteps} entries` } };
+  for (let node = first; node !== 0n;) {
+    if (seen.has(node))
+      return { entries, problem: { kind: 'cycle', at: node, detail: `hlist loops back to ${hex(node)}` } };
+    if (entries.length >= maxSteps)
+      return { entries, problem: { kind: 'step-limit', at: node, detail: `stopped after ${maxSteps} entries` } };
     try {
       const next = reader.pointerField(node, 'hlist_node', 'next');
       seen.add(node);
@@ -156,7 +203,10 @@ export function walkHlist(reader: KernelReader, first: bigint, linkOffset: bigin
       node = next;
     } catch (error) {
       if (!(error instanceof VmscopeError)) throw error;
-      return { entries, problem: { kind: 'unreadable', at: node, detail: `hlist node ${hex(node)} is unreadable: ${error.message}` } };
+      return {
+        entries,
+        problem: { kind: 'unreadable', at: node, detail: `hlist node ${hex(node)} is unreadable: ${error.message}` },
+      };
     }
   }
   return { entries, problem: undefined };

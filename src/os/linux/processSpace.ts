@@ -18,7 +18,12 @@ export function processAddressSpace(kernel: LinuxKernel, reader: KernelReader, m
   const pgd = reader.pointerField(mm, 'mm_struct', 'pgd');
   const physical = pgd - kernel.pageOffsetBase;
   if (physical < 0n || physical >= BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new VmscopeError('CORRUPT_STRUCTURE', `mm_struct ${hex(mm)}: pgd ${hex(pgd)} is not a direct-map address`, kernel.image.path, mm);
+    throw new VmscopeError(
+      'CORRUPT_STRUCTURE',
+      `mm_struct ${hex(mm)}: pgd ${hex(pgd)} is not a direct-map address`,
+      kernel.image.path,
+      mm,
+    );
   }
   return new X86AddressSpace(kernel.image, Number(physical), kernel.pagingLevels);
 }
@@ -61,7 +66,12 @@ export interface ProcessArguments {
  * A process's argv as /proc/PID/cmdline shows it: `mm->arg_start..arg_end` of its own address
  * space, split at NULs. Kernel threads have no user memory; they show as `[comm]`, as ps does.
  */
-export function readArguments(kernel: LinuxKernel, reader: KernelReader, task: TaskInfo, maxBytes = MAX_ARGV_BYTES): ProcessArguments {
+export function readArguments(
+  kernel: LinuxKernel,
+  reader: KernelReader,
+  task: TaskInfo,
+  maxBytes = MAX_ARGV_BYTES,
+): ProcessArguments {
   if (task.kernelThread || task.mm === 0n) return { argv: [`[${task.comm}]`], problems: [] };
   const problems: string[] = [];
   let start: bigint;

@@ -80,7 +80,11 @@ export class ReverseMap {
   /** Every process mapping of `physical`, by pid then virtual address; empty when no process maps it. */
   lookup(physical: number): ProcessMapping[] {
     const found: ProcessMapping[] = [];
-    for (let index = lastStartingAtOrBefore(this.runs, physical); index >= 0 && this.reach[index]! > physical; index--) {
+    for (
+      let index = lastStartingAtOrBefore(this.runs, physical);
+      index >= 0 && this.reach[index]! > physical;
+      index--
+    ) {
       const run = this.runs[index]!;
       if (run.end <= physical) continue;
       const { pid, comm } = this.processes[run.process]!;
@@ -143,12 +147,16 @@ export function kernelImageSections(kernel: LinuxKernel, profile: Profile): Phys
 
 /** What the kernel owns outright: its image sections and whatever its module window maps, merged and sorted. */
 function kernelOwnedSpans(kernel: LinuxKernel, profile: Profile): PhysicalSpan[] {
-  const moduleMemory = [...kernel.space.mappings(MODULES_VADDR, MODULES_END)].map((run) => ({ physical: run.physical, end: run.physical + run.length }));
+  const moduleMemory = [...kernel.space.mappings(MODULES_VADDR, MODULES_END)].map((run) => ({
+    physical: run.physical,
+    end: run.physical + run.length,
+  }));
   const spans = [...kernelImageSections(kernel, profile), ...moduleMemory].sort((a, b) => a.physical - b.physical);
   const merged: PhysicalSpan[] = [];
   for (const span of spans) {
     const last = merged[merged.length - 1];
-    if (last && span.physical <= last.end) merged[merged.length - 1] = { physical: last.physical, end: Math.max(last.end, span.end) };
+    if (last && span.physical <= last.end)
+      merged[merged.length - 1] = { physical: last.physical, end: Math.max(last.end, span.end) };
     else merged.push(span);
   }
   return merged;
@@ -160,7 +168,11 @@ function kernelOwnedSpans(kernel: LinuxKernel, profile: Profile): PhysicalSpan[]
  * user half is walked: the kernel half of every process is the kernel's own mapping, and would
  * make every kernel page look owned by every process.
  */
-export function reverseMapFromSpaces(processes: readonly ProcessSpace[], kernelSpans: readonly PhysicalSpan[] = [], problems: string[] = []): ReverseMap {
+export function reverseMapFromSpaces(
+  processes: readonly ProcessSpace[],
+  kernelSpans: readonly PhysicalSpan[] = [],
+  problems: string[] = [],
+): ReverseMap {
   const runs: OwnedRun[] = [];
   processes.forEach(({ pid, space }, process) => {
     try {
@@ -198,6 +210,11 @@ export function buildReverseMap(kernel: LinuxKernel, reader: KernelReader, tasks
 }
 
 /** Each physical hit with who holds it: one row per process mapping (shared pages give several), or one kernel/unowned row. */
-export function attributeHits<T extends { readonly offset: number }>(reverseMap: ReverseMap, hits: readonly T[]): AttributedHit<T>[] {
-  return hits.flatMap((hit) => reverseMap.attribute(hit.offset).map((attribution) => ({ physical: hit.offset, hit, ...attribution })));
+export function attributeHits<T extends { readonly offset: number }>(
+  reverseMap: ReverseMap,
+  hits: readonly T[],
+): AttributedHit<T>[] {
+  return hits.flatMap((hit) =>
+    reverseMap.attribute(hit.offset).map((attribution) => ({ physical: hit.offset, hit, ...attribution })),
+  );
 }

@@ -21,7 +21,11 @@ const SYSCALL_ABIS: readonly SyscallAbi[] = [
   { table: NATIVE_TABLE, dispatcher: 'x64_sys_call', handlerPrefixes: ['__x64_sys_'] },
   { table: 'ia32_sys_call_table', dispatcher: 'ia32_sys_call', handlerPrefixes: ['__ia32_sys_', '__ia32_compat_sys_'] },
   // x32 shares the native handlers; its compat ones are __x64_compat_sys_* since 5.x, __x32_compat_sys_* before.
-  { table: 'x32_sys_call_table', dispatcher: 'x32_sys_call', handlerPrefixes: ['__x64_sys_', '__x64_compat_sys_', '__x32_compat_sys_'] },
+  {
+    table: 'x32_sys_call_table',
+    dispatcher: 'x32_sys_call',
+    handlerPrefixes: ['__x64_sys_', '__x64_compat_sys_', '__x32_compat_sys_'],
+  },
 ];
 /** What unimplemented numbers point to in every ABI (besides its `__<abi>_sys_ni_syscall` stub). */
 const NI_SYSCALL = 'sys_ni_syscall';
@@ -63,7 +67,10 @@ class KernelSymbols {
 
   /** The name of the ABI's syscall handler that starts exactly at `address`, if one does. */
   handlerAt(address: bigint, abi: SyscallAbi): string | undefined {
-    return handlerName(this.reader.profile.symbolsAt(address).map((symbol) => symbol.name), abi);
+    return handlerName(
+      this.reader.profile.symbolsAt(address).map((symbol) => symbol.name),
+      abi,
+    );
   }
 }
 
@@ -93,23 +100,39 @@ function readTable(reader: KernelReader, symbols: KernelSymbols, start: bigint):
 }
 
 /** The dispatcher's jumps out of its switch, or undefined when this kernel has none. */
-function followDispatcher(reader: KernelReader, symbols: KernelSymbols, abi: SyscallAbi, problems: string[]): SwitchExit[] | undefined {
+function followDispatcher(
+  reader: KernelReader,
+  symbols: KernelSymbols,
+  abi: SyscallAbi,
+  problems: string[],
+): SwitchExit[] | undefined {
   const start = reader.profile.symbol(abi.dispatcher);
   if (start === undefined) return undefined;
   const end = symbols.nextAfter(start) ?? start + BigInt(MAX_DISPATCHER_BYTES);
   const code = reader.bytes(start, Math.min(MAX_DISPATCHER_BYTES, Number(end - start)));
   const { exits, stops } = followSwitch(code, start);
   for (const stop of stops) {
-    problems.push(`${abi.dispatcher}: syscalls ${stop.first}-${stop.last} not checked: ${stop.reason} at ${hex(stop.at)}`);
+    problems.push(
+      `${abi.dispatcher}: syscalls ${stop.first}-${stop.last} not checked: ${stop.reason} at ${hex(stop.at)}`,
+    );
   }
   return exits;
 }
 
-function checkAbi(reader: KernelReader, symbols: KernelSymbols, owners: CodeOwners, abi: SyscallAbi, problems: string[]): SyscallCheck[] {
+function checkAbi(
+  reader: KernelReader,
+  symbols: KernelSymbols,
+  owners: CodeOwners,
+  abi: SyscallAbi,
+  problems: string[],
+): SyscallCheck[] {
   const resolve = (address: bigint) => owners.resolve(address, (names) => handlerName(names, abi));
   const exits = withProblem(problems, abi.dispatcher, () => followDispatcher(reader, symbols, abi, problems));
   const tableStart = reader.profile.symbol(abi.table);
-  const table = tableStart === undefined ? [] : (withProblem(problems, abi.table, () => readTable(reader, symbols, tableStart)) ?? []);
+  const table =
+    tableStart === undefined
+      ? []
+      : (withProblem(problems, abi.table, () => readTable(reader, symbols, tableStart)) ?? []);
   /** The kernel's own handler for `nr`: where its dispatcher sends it, when that is a handler. */
   const kernelHandler = (nr: number) => {
     const target = exits?.find((exit) => exit.first <= nr && nr <= exit.last)?.target;
@@ -127,12 +150,21 @@ function checkAbi(reader: KernelReader, symbols: KernelSymbols, owners: CodeOwne
   const checks: SyscallCheck[] = table.map((address, index) => {
     const expected = kernelHandler(index);
     const { owner, symbol } = resolve(address);
-    const hooked = expected !== undefined ? address !== expected : owner !== 'kernel' || !symbols.handlerAt(address, abi);
+    const hooked =
+      expected !== undefined ? address !== expected : owner !== 'kernel' || !symbols.handlerAt(address, abi);
     return { table: abi.table, kind: 'entry', index, name: nameOf(index), address, symbol, owner, hooked };
   });
   for (const exit of exits ?? []) {
     if (symbols.handlerAt(exit.target, abi)) continue;
-    checks.push({ table: abi.dispatcher, kind: 'dispatcher', index: exit.first, name: nameOf(exit.first), address: exit.target, ...resolve(exit.target), hooked: true });
+    checks.push({
+      table: abi.dispatcher,
+      kind: 'dispatcher',
+      index: exit.first,
+      name: nameOf(exit.first),
+      address: exit.target,
+      ...resolve(exit.target),
+      hooked: true,
+    });
   }
   return checks;
 }

@@ -9,7 +9,14 @@ import { readTask, TASK_COMM_LEN, type TaskInfo } from './tasks.js';
  * `task_struct.sched_class` always holds one of their addresses, from fork to free, and little
  * else in memory holds these exact 8 bytes: they are the needles that find every task_struct.
  */
-const SCHED_CLASSES = ['stop_sched_class', 'dl_sched_class', 'rt_sched_class', 'fair_sched_class', 'ext_sched_class', 'idle_sched_class'];
+const SCHED_CLASSES = [
+  'stop_sched_class',
+  'dl_sched_class',
+  'rt_sched_class',
+  'fair_sched_class',
+  'ext_sched_class',
+  'idle_sched_class',
+];
 /** PID_MAX_LIMIT on 64-bit kernels: no pid or tgid is larger. */
 export const PID_MAX_LIMIT = 4194304;
 /** task_struct.exit_state bits (include/linux/sched.h). */
@@ -58,7 +65,12 @@ export class TaskCarver {
   static create(kernel: LinuxKernel, reader: KernelReader): TaskCarver {
     const { profile } = reader;
     const classes = SCHED_CLASSES.map((name) => profile.symbol(name)).filter((address) => address !== undefined);
-    if (classes.length === 0) throw new VmscopeError('NO_PROFILE', 'the profile has none of the *_sched_class symbols that identify task_structs', profile.source);
+    if (classes.length === 0)
+      throw new VmscopeError(
+        'NO_PROFILE',
+        'the profile has none of the *_sched_class symbols that identify task_structs',
+        profile.source,
+      );
     const initTask = profile.requireSymbol('init_task');
     return new TaskCarver(kernel, reader, new Set(classes), initTask, kernel.space.tryTranslate(initTask)?.physical);
   }
@@ -73,11 +85,15 @@ export class TaskCarver {
     const needles = [...this.schedClasses].map(pointerNeedle);
     const schedClassOffset = this.reader.profile.offsetOf('task_struct', 'sched_class');
     const tasks: ExaminedTask[] = [];
-    for (const hit of MultiNeedleSearcher.create(needles).searchImage(this.kernel.image, onProgress ? { onProgress } : {})) {
+    for (const hit of MultiNeedleSearcher.create(needles).searchImage(
+      this.kernel.image,
+      onProgress ? { onProgress } : {},
+    )) {
       const physical = hit.offset - schedClassOffset;
       // Pointers in a task_struct are 8-byte aligned; an unaligned hit is other data.
       if (hit.offset % 8 !== 0 || physical < 0) continue;
-      const virtual = physical === this.initTaskPhysical ? this.initTask : this.kernel.pageOffsetBase + BigInt(physical);
+      const virtual =
+        physical === this.initTaskPhysical ? this.initTask : this.kernel.pageOffsetBase + BigInt(physical);
       if (this.kernel.space.tryTranslate(virtual)?.physical !== physical) continue;
       const task = this.inspect(virtual);
       if (typeof task !== 'string') tasks.push(task);
@@ -103,16 +119,19 @@ export class TaskCarver {
    */
   private implausibility(info: TaskInfo): string | undefined {
     const { reader } = this;
-    if (!(info.pid >= 0 && info.pid <= PID_MAX_LIMIT && info.tgid >= 0 && info.tgid <= PID_MAX_LIMIT)) return `pid ${info.pid} / tgid ${info.tgid} out of range`;
+    if (!(info.pid >= 0 && info.pid <= PID_MAX_LIMIT && info.tgid >= 0 && info.tgid <= PID_MAX_LIMIT))
+      return `pid ${info.pid} / tgid ${info.tgid} out of range`;
     if (info.pid === 0 && !info.kernelThread) return 'pid 0 is only the per-CPU idle tasks, which are kernel threads';
     const comm = reader.bytes(info.task + reader.offset('task_struct', 'comm'), TASK_COMM_LEN);
     const end = comm.indexOf(0);
-    if (end < 0 || comm.subarray(0, end).some((byte) => byte < 0x20 || byte === 0x7f)) return 'comm is not a NUL-terminated printable name';
+    if (end < 0 || comm.subarray(0, end).some((byte) => byte < 0x20 || byte === 0x7f))
+      return 'comm is not a NUL-terminated printable name';
     if (!this.kernel.space.isKernelAddress(info.realParent)) return 'real_parent is not a kernel address';
     if (info.realParent !== info.task && !this.isTask(info.realParent)) return 'real_parent is not a task_struct';
     if (info.mm !== 0n && !this.hasPageTables(info.mm)) return 'mm has no page tables';
     const stack = reader.pointerField(info.task, 'task_struct', 'stack');
-    if (stack !== 0n && (!this.kernel.space.isKernelAddress(stack) || (stack & PAGE_MASK) !== 0n)) return 'stack is not a page-aligned kernel address';
+    if (stack !== 0n && (!this.kernel.space.isKernelAddress(stack) || (stack & PAGE_MASK) !== 0n))
+      return 'stack is not a page-aligned kernel address';
     return undefined;
   }
 
@@ -120,8 +139,14 @@ export class TaskCarver {
   examine(info: TaskInfo): ExaminedTask {
     const { reader } = this;
     const exitState = reader.i32Field(info.task, 'task_struct', 'exit_state');
-    const life: TaskLife = (exitState & EXIT_DEAD) !== 0 ? 'exited' : (exitState & EXIT_ZOMBIE) !== 0 ? 'zombie' : 'alive';
-    return { info, physical: this.kernel.space.translate(info.task).physical, life, taskList: this.taskListLink(info.task) };
+    const life: TaskLife =
+      (exitState & EXIT_DEAD) !== 0 ? 'exited' : (exitState & EXIT_ZOMBIE) !== 0 ? 'zombie' : 'alive';
+    return {
+      info,
+      physical: this.kernel.space.translate(info.task).physical,
+      life,
+      taskList: this.taskListLink(info.task),
+    };
   }
 
   private taskListLink(task: bigint): TaskListLink {
@@ -132,7 +157,11 @@ export class TaskCarver {
     if (next === node && prev === node) return 'unlinked';
     if (prev === LIST_POISON2) return 'deleted';
     try {
-      if (reader.pointerField(next, 'list_head', 'prev') === node && reader.pointerField(prev, 'list_head', 'next') === node) return 'linked';
+      if (
+        reader.pointerField(next, 'list_head', 'prev') === node &&
+        reader.pointerField(prev, 'list_head', 'next') === node
+      )
+        return 'linked';
     } catch (error) {
       if (!(error instanceof VmscopeError)) throw error;
     }
@@ -152,7 +181,10 @@ export class TaskCarver {
   private hasPageTables(mm: bigint): boolean {
     try {
       const pgd = this.reader.pointerField(mm, 'mm_struct', 'pgd');
-      return (pgd & PAGE_MASK) === 0n && this.kernel.space.tryTranslate(pgd)?.physical === Number(pgd - this.kernel.pageOffsetBase);
+      return (
+        (pgd & PAGE_MASK) === 0n &&
+        this.kernel.space.tryTranslate(pgd)?.physical === Number(pgd - this.kernel.pageOffsetBase)
+      );
     } catch (error) {
       if (error instanceof VmscopeError) return false;
       throw error;

@@ -41,9 +41,15 @@ export function readTask(reader: KernelReader, task: bigint): TaskInfo {
     mm: reader.pointerField(task, 'task_struct', 'mm'),
     flags,
     kernelThread: (flags & PF_KTHREAD) !== 0,
-    uid: optional(() => reader.u32(reader.pointerField(task, 'task_struct', 'real_cred') + reader.offset('cred', 'uid'))) ?? null,
+    uid:
+      optional(() =>
+        reader.u32(reader.pointerField(task, 'task_struct', 'real_cred') + reader.offset('cred', 'uid')),
+      ) ?? null,
     startTime: reader.u64(task + reader.offset('task_struct', 'start_time')),
-    threads: optional(() => reader.i32Field(reader.pointerField(task, 'task_struct', 'signal'), 'signal_struct', 'nr_threads')) ?? null,
+    threads:
+      optional(() =>
+        reader.i32Field(reader.pointerField(task, 'task_struct', 'signal'), 'signal_struct', 'nr_threads'),
+      ) ?? null,
   };
 }
 
@@ -76,7 +82,11 @@ export function walkTaskList(reader: KernelReader, initTask: bigint, maxSteps?: 
       tasks.push(readTask(reader, address));
     } catch (error) {
       if (!(error instanceof VmscopeError)) throw error;
-      problems.push({ kind: 'unreadable', at: address, detail: `task_struct at 0x${address.toString(16)} is unreadable: ${error.message}` });
+      problems.push({
+        kind: 'unreadable',
+        at: address,
+        detail: `task_struct at 0x${address.toString(16)} is unreadable: ${error.message}`,
+      });
     }
   }
   return { tasks, problems };

@@ -46,15 +46,25 @@ export function processStreams(space: X86AddressSpace): ProcessStreams {
       continue;
     }
     totalBytes += span.length;
-    streams.push({ start: Number(span.virtual), length: span.length, fill: (offset, into) => fillFromSpan(space, span, offset, into) });
+    streams.push({
+      start: Number(span.virtual),
+      length: span.length,
+      fill: (offset, into) => fillFromSpan(space, span, offset, into),
+    });
   }
   return { streams, unreachableBytes, totalBytes };
 }
 
 /** Every occurrence of the needles in a process's user memory, in virtual order (see processStreams). */
-export function scanProcessVirtual(space: X86AddressSpace, needles: readonly Uint8Array[], options: VirtualScanOptions = {}): VirtualHit[] {
+export function scanProcessVirtual(
+  space: X86AddressSpace,
+  needles: readonly Uint8Array[],
+  options: VirtualScanOptions = {},
+): VirtualHit[] {
   const searcher = MultiNeedleSearcher.create(needles, options);
-  return searcher.searchStreams(processStreams(space).streams).map((hit) => ({ needle: hit.needle, virtual: BigInt(hit.offset) }));
+  return searcher
+    .searchStreams(processStreams(space).streams)
+    .map((hit) => ({ needle: hit.needle, virtual: BigInt(hit.offset) }));
 }
 
 /** The user half's mappings cut to what the image holds, joined into virtually contiguous spans. */

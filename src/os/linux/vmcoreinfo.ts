@@ -13,7 +13,11 @@ export type VmcoreinfoSource = 'memory-note' | 'file-note';
 export class Vmcoreinfo {
   readonly entries: ReadonlyMap<string, string>;
 
-  constructor(readonly text: string, readonly source: VmcoreinfoSource, readonly physical: number | undefined) {
+  constructor(
+    readonly text: string,
+    readonly source: VmcoreinfoSource,
+    readonly physical: number | undefined,
+  ) {
     const entries = new Map<string, string>();
     for (const line of text.split('\n')) {
       const equals = line.indexOf('=');
@@ -72,7 +76,8 @@ export function readVmcoreinfoNote(image: MemoryImage, osReleasePhysical: number
   const descSize = view.getUint32(4, true);
   const type = view.getUint32(8, true);
   const name = new TextDecoder().decode(header.subarray(12, 12 + NOTE_NAME.length));
-  if (nameSize !== NOTE_NAME.length + 1 || type !== 0 || name !== NOTE_NAME || header[12 + NOTE_NAME.length] !== 0) return undefined;
+  if (nameSize !== NOTE_NAME.length + 1 || type !== 0 || name !== NOTE_NAME || header[12 + NOTE_NAME.length] !== 0)
+    return undefined;
   if (descSize === 0 || descSize > MAX_NOTE_BYTES) return undefined;
   const desc = new Uint8Array(descSize);
   if (image.readPresent(osReleasePhysical, desc) < descSize) return undefined;

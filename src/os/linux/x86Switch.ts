@@ -91,20 +91,29 @@ function decode(code: Uint8Array, at: number): Instruction | undefined {
   const cmpRegister = registerOperand(next, 7); // 81 /7 and 83 /7 are cmp
   let instruction: Instruction | undefined;
   if (opcode === 0x90) instruction = { op: 'nop', length: size(1) };
-  else if (opcode === 0xc3 || opcode === 0xcc) instruction = { op: 'end', length: size(1) }; // ret, int3
+  else if (opcode === 0xc3 || opcode === 0xcc)
+    instruction = { op: 'end', length: size(1) }; // ret, int3
   else if (opcode === 0xeb) instruction = { op: 'jmp', length: size(2), displacement: view.getInt8(i + 1) };
-  else if (opcode === 0xe9 || opcode === 0xe8) instruction = { op: opcode === 0xe9 ? 'jmp' : 'call', length: size(5), displacement: view.getInt32(i + 1, true) };
-  else if (opcode >= 0x70 && opcode <= 0x7f) instruction = { op: 'branch', length: size(2), condition: opcode & 0xf, displacement: view.getInt8(i + 1) };
-  else if (opcode === 0x3d) instruction = { op: 'compare', length: size(5), register: 0, value: view.getUint32(i + 1, true) }; // cmp $imm32, %eax
-  else if (opcode === 0x81 && cmpRegister !== undefined) instruction = { op: 'compare', length: size(6), register: cmpRegister, value: view.getUint32(i + 2, true) };
-  else if (opcode === 0x83 && cmpRegister !== undefined) instruction = { op: 'compare', length: size(3), register: cmpRegister, value: view.getInt8(i + 2) >>> 0 };
+  else if (opcode === 0xe9 || opcode === 0xe8)
+    instruction = { op: opcode === 0xe9 ? 'jmp' : 'call', length: size(5), displacement: view.getInt32(i + 1, true) };
+  else if (opcode >= 0x70 && opcode <= 0x7f)
+    instruction = { op: 'branch', length: size(2), condition: opcode & 0xf, displacement: view.getInt8(i + 1) };
+  else if (opcode === 0x3d)
+    instruction = { op: 'compare', length: size(5), register: 0, value: view.getUint32(i + 1, true) }; // cmp $imm32, %eax
+  else if (opcode === 0x81 && cmpRegister !== undefined)
+    instruction = { op: 'compare', length: size(6), register: cmpRegister, value: view.getUint32(i + 2, true) };
+  else if (opcode === 0x83 && cmpRegister !== undefined)
+    instruction = { op: 'compare', length: size(3), register: cmpRegister, value: view.getInt8(i + 2) >>> 0 };
   else if (opcode === 0x85 && registerOperand(next, next & 7) !== undefined) {
     instruction = { op: 'compare', length: size(2), register: next & 7, value: 0 }; // test %reg, %reg (the same register twice)
   } else if (opcode === 0x0f) {
     if (next === 0x1f) instruction = { op: 'nop', length: size(2 + modrmLength(code, i + 2)) };
-    else if (next === 0x1e && prefixes.includes(REP) && code[i + 2] === 0xfa) instruction = { op: 'nop', length: size(3) }; // endbr64
-    else if (next === 0x0b) instruction = { op: 'end', length: size(2) }; // ud2
-    else if (next >= 0x80 && next <= 0x8f) instruction = { op: 'branch', length: size(6), condition: next & 0xf, displacement: view.getInt32(i + 2, true) };
+    else if (next === 0x1e && prefixes.includes(REP) && code[i + 2] === 0xfa)
+      instruction = { op: 'nop', length: size(3) }; // endbr64
+    else if (next === 0x0b)
+      instruction = { op: 'end', length: size(2) }; // ud2
+    else if (next >= 0x80 && next <= 0x8f)
+      instruction = { op: 'branch', length: size(6), condition: next & 0xf, displacement: view.getInt32(i + 2, true) };
   }
   // A 16-bit operand size would change what a compare or a jump reads; only nop padding carries it.
   if (instruction && instruction.op !== 'nop' && prefixes.includes(OPERAND_SIZE)) return undefined;
@@ -147,7 +156,9 @@ function conditionRanges(condition: number, value: number): Range[] | undefined 
 }
 
 function intersect(range: Range, ranges: readonly Range[]): Range[] {
-  return ranges.map(([first, last]): Range => [Math.max(first, range[0]), Math.min(last, range[1])]).filter(([first, last]) => first <= last);
+  return ranges
+    .map(([first, last]): Range => [Math.max(first, range[0]), Math.min(last, range[1])])
+    .filter(([first, last]) => first <= last);
 }
 
 interface PathState {
@@ -171,7 +182,8 @@ export function followSwitch(code: Uint8Array, start: bigint, options: FollowOpt
   padded.set(code);
   let steps = 0;
   const at = (offset: number) => start + BigInt(offset);
-  const stop = (state: PathState, offset: number, reason: string) => stops.push({ first: state.range[0], last: state.range[1], at: at(offset), reason });
+  const stop = (state: PathState, offset: number, reason: string) =>
+    stops.push({ first: state.range[0], last: state.range[1], at: at(offset), reason });
   /** Continue at `target` inside the function, or record the exit when it leaves. */
   const transfer = (state: PathState, site: number, target: number) => {
     if (target >= 0 && target < code.length) pending.push({ ...state, offset: target });
@@ -188,14 +200,23 @@ export function followSwitch(code: Uint8Array, start: bigint, options: FollowOpt
       const unfinished = [state, ...pending];
       const first = unfinished.reduce((lowest, path) => Math.min(lowest, path.range[0]), U32_MAX);
       const last = unfinished.reduce((highest, path) => Math.max(highest, path.range[1]), 0);
-      stops.push({ first, last, at: at(state.offset), reason: `gave up after ${maxSteps} instructions with ${unfinished.length} paths unfinished` });
+      stops.push({
+        first,
+        last,
+        at: at(state.offset),
+        reason: `gave up after ${maxSteps} instructions with ${unfinished.length} paths unfinished`,
+      });
       break;
     }
     const decoded = state.offset < code.length ? decode(padded, state.offset) : undefined;
     const instruction = decoded && state.offset + decoded.length <= code.length ? decoded : undefined;
     if (!instruction) {
       const bytes = Buffer.from(code.subarray(state.offset, state.offset + 8)).toString('hex');
-      stop(state, state.offset, state.offset < code.length ? `cannot decode instruction bytes ${bytes}` : 'runs past the end of the function');
+      stop(
+        state,
+        state.offset,
+        state.offset < code.length ? `cannot decode instruction bytes ${bytes}` : 'runs past the end of the function',
+      );
       continue;
     }
     const next = state.offset + instruction.length;
@@ -211,19 +232,32 @@ export function followSwitch(code: Uint8Array, start: bigint, options: FollowOpt
         break;
       case 'call':
         // A handler that does not return (exit, exit_group), or one called before a ret: either way nr's handler.
-        exits.push({ first: state.range[0], last: state.range[1], site: at(state.offset), target: at(next + instruction.displacement) });
+        exits.push({
+          first: state.range[0],
+          last: state.range[1],
+          site: at(state.offset),
+          target: at(next + instruction.displacement),
+        });
         break;
       case 'jmp':
         transfer(state, state.offset, next + instruction.displacement);
         break;
       case 'branch': {
         const taken = state.compared === undefined ? undefined : conditionRanges(instruction.condition, state.compared);
-        const notTaken = state.compared === undefined ? undefined : conditionRanges(instruction.condition ^ 1, state.compared);
+        const notTaken =
+          state.compared === undefined ? undefined : conditionRanges(instruction.condition ^ 1, state.compared);
         if (!taken || !notTaken) {
-          stop(state, state.offset, state.compared === undefined ? 'branches on flags no compare of the switch value set' : `branch condition ${instruction.condition} is not an unsigned compare`);
+          stop(
+            state,
+            state.offset,
+            state.compared === undefined
+              ? 'branches on flags no compare of the switch value set'
+              : `branch condition ${instruction.condition} is not an unsigned compare`,
+          );
           break;
         }
-        for (const range of intersect(state.range, taken)) transfer({ ...state, range }, state.offset, next + instruction.displacement);
+        for (const range of intersect(state.range, taken))
+          transfer({ ...state, range }, state.offset, next + instruction.displacement);
         for (const range of intersect(state.range, notTaken)) pending.push({ ...state, range, offset: next });
         break;
       }

@@ -24,7 +24,17 @@ interface BpfTruth {
     fd: number;
     sock_inode?: number;
   }>;
-  maps: Array<{ id: number; type: number; type_name: string; name: string; key_size: number; value_size: number; max_entries: number; holder_pid: number; fd: number }>;
+  maps: Array<{
+    id: number;
+    type: number;
+    type_name: string;
+    name: string;
+    key_size: number;
+    value_size: number;
+    max_entries: number;
+    holder_pid: number;
+    fd: number;
+  }>;
 }
 
 const HANG_GUARD_MS = 2000;
@@ -55,7 +65,12 @@ describe('bpf of linux61-modern', () => {
         jited: true,
         jitedLength: program.jited_len,
         xlatedLength: program.xlated_len,
-        calls: (program.helper ? [program.helper] : []).map((helper) => ({ kind: 'helper', name: helper, symbol: `bpf_${helper}`, owner: 'kernel' })),
+        calls: (program.helper ? [program.helper] : []).map((helper) => ({
+          kind: 'helper',
+          name: helper,
+          symbol: `bpf_${helper}`,
+          owner: 'kernel',
+        })),
       })),
     );
   });
@@ -74,13 +89,19 @@ describe('bpf of linux61-modern', () => {
   it('only the program calling a dangerous helper is suspicious, attached where the kernel records it', () => {
     const { kprobes } = readKprobes(kernel.reader, kernel.owners);
     const { programs } = readBpf(kernel.reader, kernel.owners, { attachPoints: kprobeAttachPoints(kprobes) });
-    const dangerous = expected.programs.filter((program) => program.helper !== undefined && DANGEROUS_BPF_HELPERS.has(program.helper));
+    const dangerous = expected.programs.filter(
+      (program) => program.helper !== undefined && DANGEROUS_BPF_HELPERS.has(program.helper),
+    );
     expect(dangerous.map((program) => program.name)).toEqual(['lab_wuser']);
-    expect(programs.filter((program) => program.suspicious).map((program) => program.id)).toEqual(dangerous.map((program) => program.id));
+    expect(programs.filter((program) => program.suspicious).map((program) => program.id)).toEqual(
+      dangerous.map((program) => program.id),
+    );
     for (const program of dangerous) {
       const found = programs.find((candidate) => candidate.id === program.id)!;
       expect(found.attachPoints).toEqual([program.attach]);
-      expect(found.evidence).toBe(`${program.type_name} program ${program.name} (id ${program.id}) calls bpf_${program.helper} (kernel) from ${program.attach}`);
+      expect(found.evidence).toBe(
+        `${program.type_name} program ${program.name} (id ${program.id}) calls bpf_${program.helper} (kernel) from ${program.attach}`,
+      );
     }
   });
 
@@ -88,11 +109,18 @@ describe('bpf of linux61-modern', () => {
     const report = readBpf(kernel.reader, kernel.owners, { processes: processesOf(kernel.reader) });
     expect(report.problems).toEqual([]);
     const holder = (pid: number, fd: number) => [{ pid, fd, comm: commOf(pid) }];
-    expect(report.programs.map(({ id, holders }) => ({ id, holders }))).toEqual(expected.programs.map((program) => ({ id: program.id, holders: holder(program.holder_pid, program.fd) })));
-    expect(report.maps.map(({ id, holders }) => ({ id, holders }))).toEqual(expected.maps.map((map) => ({ id: map.id, holders: holder(map.holder_pid, map.fd) })));
+    expect(report.programs.map(({ id, holders }) => ({ id, holders }))).toEqual(
+      expected.programs.map((program) => ({ id: program.id, holders: holder(program.holder_pid, program.fd) })),
+    );
+    expect(report.maps.map(({ id, holders }) => ({ id, holders }))).toEqual(
+      expected.maps.map((map) => ({ id: map.id, holders: holder(map.holder_pid, map.fd) })),
+    );
     const filters = expected.programs.filter((program) => program.sock_inode !== undefined);
     expect(filters.length).toBeGreaterThan(0);
-    for (const program of filters) expect(report.programs.find((found) => found.id === program.id)!.attachPoints).toEqual([`socket:[${program.sock_inode}]`]);
+    for (const program of filters)
+      expect(report.programs.find((found) => found.id === program.id)!.attachPoints).toEqual([
+        `socket:[${program.sock_inode}]`,
+      ]);
   });
 
   it("BPF's symbols are the [bpf] lines of the guest's /proc/kallsyms, each program's JIT image", () => {
@@ -138,7 +166,13 @@ describe('bpf of linux61-modern', () => {
     const started = performance.now();
     const report = readBpf(reader, ownersOf(reader));
     expect(performance.now() - started).toBeLessThan(HANG_GUARD_MS);
-    expect(report.problems).toEqual([expect.stringMatching(new RegExp(`^bpf program 0x[0-9a-f]+ \\(id ${victim.id}\\) claims 2147483647 instructions in \\d+ pages: its instructions are not read$`))]);
+    expect(report.problems).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^bpf program 0x[0-9a-f]+ \\(id ${victim.id}\\) claims 2147483647 instructions in \\d+ pages: its instructions are not read$`,
+        ),
+      ),
+    ]);
     expect(report.programs.map((program) => program.id)).toEqual(clean.map((program) => program.id));
     expect(report.programs.find((program) => program.id === victim.id)!.calls).toEqual([]);
   });
@@ -151,7 +185,7 @@ describe.each(otherSnapshots)('bpf of $name ($format)', ({ name, format }) => {
   });
   afterAll(() => kernel.close());
 
-  it('no suspicious program and no problem, reading every process\'s open files', () => {
+  it("no suspicious program and no problem, reading every process's open files", () => {
     const report = readBpf(kernel.reader, kernel.owners, { processes: processesOf(kernel.reader) });
     expect(report.problems).toEqual([]);
     expect(report.programs.filter((program) => program.suspicious)).toEqual([]);

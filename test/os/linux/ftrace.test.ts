@@ -21,7 +21,10 @@ const modern = truth('linux61-modern').modern as ModernTruth;
  * dedicated trampoline `\ttramp: ADDR (callback+0x0/0xSIZE [module]) ->callback…`.
  */
 function parseEnabledLine(line: string) {
-  const match = /^(\S+) \((\d+)\)( R|  )( I|  )( D|  )(?:\ttramp: (0x[0-9a-f]+) \((\w+)\+0x0\/0x[0-9a-f]+(?: \[(\w+)\])?\) ->.*)?$/.exec(line);
+  const match =
+    /^(\S+) \((\d+)\)( R| {2})( I| {2})( D| {2})(?:\ttramp: (0x[0-9a-f]+) \((\w+)\+0x0\/0x[0-9a-f]+(?: \[(\w+)\])?\) ->.*)?$/.exec(
+      line,
+    );
   if (!match) throw new Error(`unexpected enabled_functions line ${JSON.stringify(line)}`);
   const [, name, count, regs, ipmodify, direct, trampoline, callback, module] = match;
   return {
@@ -30,7 +33,9 @@ function parseEnabledLine(line: string) {
     regs: regs === ' R',
     ipmodify: ipmodify === ' I',
     direct: direct === ' D',
-    trampolines: trampoline ? [{ trampoline: parseHex(trampoline), callbackSymbol: callback, callbackOwner: module ?? 'kernel' }] : [],
+    trampolines: trampoline
+      ? [{ trampoline: parseHex(trampoline), callbackSymbol: callback, callbackOwner: module ?? 'kernel' }]
+      : [],
   };
 }
 
@@ -55,11 +60,17 @@ describe('ftrace of linux61-modern', () => {
       suspicious: true,
     });
     expect(ops!.flagNames).toContain('ENABLED');
-    expect(ops!.evidence).toContain(`calls ${hook!.func_symbol} (${modern.module.name}, outside kernel text) on ${hook!.target}`);
-    expect(report.ops.filter((found) => found.suspicious).map((found) => found.address)).toEqual(modern.ftrace_hooks.map((found) => parseHex(found.ops)));
+    expect(ops!.evidence).toContain(
+      `calls ${hook!.func_symbol} (${modern.module.name}, outside kernel text) on ${hook!.target}`,
+    );
+    expect(report.ops.filter((found) => found.suspicious).map((found) => found.address)).toEqual(
+      modern.ftrace_hooks.map((found) => parseHex(found.ops)),
+    );
     // The kprobes' shared ftrace_ops is the kernel's own: listed, not a finding.
     const kernelOps = report.ops.filter((found: FtraceOps) => !found.suspicious);
-    expect(kernelOps.map((found) => [found.callbackSymbol, found.callbackOwner])).toEqual([['kprobe_ftrace_handler', 'kernel']]);
+    expect(kernelOps.map((found) => [found.callbackSymbol, found.callbackOwner])).toEqual([
+      ['kprobe_ftrace_handler', 'kernel'],
+    ]);
     expect(kernelOps[0]!.flagNames).toContain('SAVE_REGS');
   });
 
@@ -70,7 +81,9 @@ describe('ftrace of linux61-modern', () => {
     const report = enabledFunctions(kernel.reader, kernel.owners, ops.ops, records.records);
     expect(report.problems).toEqual([]);
     expect(report.functions).toMatchObject(modern.enabled_functions.map(parseEnabledLine));
-    expect(report.functions.filter((found) => found.suspicious).map((found) => found.function)).toEqual(modern.ftrace_hooks.map((found) => found.target));
+    expect(report.functions.filter((found) => found.suspicious).map((found) => found.function)).toEqual(
+      modern.ftrace_hooks.map((found) => found.target),
+    );
   });
 
   it("each enabled site's call lands on a target the kernel's records account for", () => {
@@ -86,7 +99,7 @@ describe('ftrace of linux61-modern', () => {
     }
   });
 
-  it('an ftrace_ops_list made cyclic ends within 2 s with a problem, every ops still listed', async () => {
+  it('an ftrace_ops_list made cyclic ends within 2 s with a problem, every ops still listed', () => {
     const clean = readFtraceOps(kernel.reader, kernel.owners).ops;
     expect(clean.length).toBeGreaterThanOrEqual(2);
     const overlay = new OverlayContext(kernel.context);
@@ -96,11 +109,13 @@ describe('ftrace of linux61-modern', () => {
     const started = performance.now();
     const report = readFtraceOps(reader, ownersOf(reader));
     expect(performance.now() - started).toBeLessThan(HANG_GUARD_MS);
-    expect(report.problems).toEqual([expect.stringMatching(/^ftrace_ops_list: loops back to 0x[0-9a-f]+ without reaching ftrace_list_end$/)]);
+    expect(report.problems).toEqual([
+      expect.stringMatching(/^ftrace_ops_list: loops back to 0x[0-9a-f]+ without reaching ftrace_list_end$/),
+    ]);
     expect(report.ops.map((found) => found.address)).toEqual(clean.map((found) => found.address));
   });
 
-  it('a direct-call target in module memory is suspicious; one in a BPF JIT image is BPF\'s', () => {
+  it("a direct-call target in module memory is suspicious; one in a BPF JIT image is BPF's", () => {
     const [hook] = modern.ftrace_hooks;
     // The kernel's own kprobe ops: not suspicious by its callback, so only the direct target can make it so.
     const kernelOps = readFtraceOps(kernel.reader, kernel.owners).ops.find((found) => !found.suspicious)!;
@@ -135,7 +150,7 @@ describe('ftrace of linux61-modern', () => {
     }
   });
 
-  it('a forged filter hash size is refused with a problem', async () => {
+  it('a forged filter hash size is refused with a problem', () => {
     const [hook] = modern.ftrace_hooks;
     const overlay = new OverlayContext(kernel.context);
     const reader = new KernelReader(overlay.kernel.space, kernel.reader.profile);
@@ -145,7 +160,9 @@ describe('ftrace of linux61-modern', () => {
     const started = performance.now();
     const report = readFtraceOps(reader, ownersOf(reader));
     expect(performance.now() - started).toBeLessThan(HANG_GUARD_MS);
-    expect(report.problems).toEqual([expect.stringMatching(/filter hash 0x[0-9a-f]+ claims 1 entries in 1099511627776 buckets: not read/)]);
+    expect(report.problems).toEqual([
+      expect.stringMatching(/filter hash 0x[0-9a-f]+ claims 1 entries in 1099511627776 buckets: not read/),
+    ]);
   });
 });
 

@@ -41,8 +41,12 @@ describe('kprobes of linux61-modern', () => {
       traceEvent: undefined,
       suspicious: true,
     });
-    expect(probe!.evidence).toContain(`handled outside kernel text by ${hook!.pre_handler_symbol} (${modern.module.name})`);
-    expect(report.kprobes.filter((found) => found.suspicious).map((found) => found.address)).toEqual(modern.kprobes.map((found) => parseHex(found.kp)));
+    expect(probe!.evidence).toContain(
+      `handled outside kernel text by ${hook!.pre_handler_symbol} (${modern.module.name})`,
+    );
+    expect(report.kprobes.filter((found) => found.suspicious).map((found) => found.address)).toEqual(
+      modern.kprobes.map((found) => parseHex(found.kp)),
+    );
   });
 
   it("lists what the kernel's kprobes/list shows", () => {
@@ -59,7 +63,9 @@ describe('kprobes of linux61-modern', () => {
       const target = program.attach.slice('kprobe:'.length);
       const probe = kprobes.find((found) => found.function === target);
       expect(probe).toMatchObject({ suspicious: false, preHandler: { symbol: 'kprobe_dispatcher', owner: 'kernel' } });
-      expect(probe!.traceEvent!.programs.map(({ id, name }) => ({ id, name }))).toEqual([{ id: program.id, name: program.name }]);
+      expect(probe!.traceEvent!.programs.map(({ id, name }) => ({ id, name }))).toEqual([
+        { id: program.id, name: program.name },
+      ]);
       expect(kprobeAttachPoints(kprobes).get(probe!.traceEvent!.programs[0]!.address)).toEqual([program.attach]);
     }
   });
@@ -86,7 +92,9 @@ describe('kprobes of linux61-modern', () => {
     overlay.image.patchVirtual(overlay.kernel.space, field(aggregate, 'flags'), new Uint8Array([8 | 4, 0, 0, 0]));
     const report = readKprobes(reader, ownersOf(reader));
     expect(report.problems).toEqual([]);
-    expect(report.kprobes).toMatchObject([{ address: member.address, aggregate, flagNames: ['OPTIMIZED', 'FTRACE'], suspicious: false }]);
+    expect(report.kprobes).toMatchObject([
+      { address: member.address, aggregate, flagNames: ['OPTIMIZED', 'FTRACE'], suspicious: false },
+    ]);
     expect(report.kprobes[0]!.listing).toBe(`${member.listing.replace(/ \[FTRACE\]$/, '')} [OPTIMIZED][FTRACE]`);
   });
 
@@ -96,7 +104,10 @@ describe('kprobes of linux61-modern', () => {
     const reader = new KernelReader(overlay.kernel.space, kernel.reader.profile);
     // The labkit2 kprobe's hlist link points back at itself.
     const probe = parseHex(modern.kprobes[0]!.kp);
-    overlay.patchKernelU64(probe + reader.offset('kprobe', 'hlist') + reader.offset('hlist_node', 'next'), probe + reader.offset('kprobe', 'hlist'));
+    overlay.patchKernelU64(
+      probe + reader.offset('kprobe', 'hlist') + reader.offset('hlist_node', 'next'),
+      probe + reader.offset('kprobe', 'hlist'),
+    );
     const started = performance.now();
     const report = readKprobes(reader, ownersOf(reader));
     expect(performance.now() - started).toBeLessThan(HANG_GUARD_MS);

@@ -8,7 +8,15 @@ import { openKernel, otherSnapshots, ownersOf, type KernelFixture } from './kern
 
 interface ModernTruth {
   module: { name: string };
-  netfilter_hooks: Array<{ hook: string; hook_symbol: string; pf: number; hooknum: number; priority: number; ops: string; net: string }>;
+  netfilter_hooks: Array<{
+    hook: string;
+    hook_symbol: string;
+    pf: number;
+    hooknum: number;
+    priority: number;
+    ops: string;
+    net: string;
+  }>;
 }
 
 const HANG_GUARD_MS = 2000;
@@ -47,8 +55,15 @@ describe('netfilter hooks of linux61-modern', () => {
     const victim = clean.find((hook) => !hook.suspicious)!;
     const overlay = new OverlayContext(kernel.context);
     const reader = new KernelReader(overlay.kernel.space, kernel.reader.profile);
-    const array = victim.net + reader.offset('net', 'nf') + reader.offset('netns_nf', `hooks_${victim.family}`) + BigInt(victim.hooknum * 8);
-    const entry = reader.u64(array) + reader.offset('nf_hook_entries', 'hooks') + BigInt(victim.position * reader.profile.sizeOf('nf_hook_entry'));
+    const array =
+      victim.net +
+      reader.offset('net', 'nf') +
+      reader.offset('netns_nf', `hooks_${victim.family}`) +
+      BigInt(victim.hooknum * 8);
+    const entry =
+      reader.u64(array) +
+      reader.offset('nf_hook_entries', 'hooks') +
+      BigInt(victim.position * reader.profile.sizeOf('nf_hook_entry'));
     const other = reader.profile.requireSymbol('kprobe_dispatcher');
     overlay.patchKernelU64(entry + reader.offset('nf_hook_entry', 'hook'), other);
     const report = readNetfilterHooks(reader, ownersOf(reader));
@@ -62,13 +77,25 @@ describe('netfilter hooks of linux61-modern', () => {
     const [hook] = modern.netfilter_hooks;
     const overlay = new OverlayContext(kernel.context);
     const reader = new KernelReader(overlay.kernel.space, kernel.reader.profile);
-    const array = parseHex(hook!.net) + reader.offset('net', 'nf') + reader.offset('netns_nf', 'hooks_ipv4') + BigInt(hook!.hooknum * 8);
+    const array =
+      parseHex(hook!.net) +
+      reader.offset('net', 'nf') +
+      reader.offset('netns_nf', 'hooks_ipv4') +
+      BigInt(hook!.hooknum * 8);
     const entries = reader.u64(array);
-    overlay.image.patchVirtual(overlay.kernel.space, entries + reader.offset('nf_hook_entries', 'num_hook_entries'), new Uint8Array([0xff, 0xff]));
+    overlay.image.patchVirtual(
+      overlay.kernel.space,
+      entries + reader.offset('nf_hook_entries', 'num_hook_entries'),
+      new Uint8Array([0xff, 0xff]),
+    );
     const started = performance.now();
     const report = readNetfilterHooks(reader, ownersOf(reader));
     expect(performance.now() - started).toBeLessThan(HANG_GUARD_MS);
-    expect(report.problems).toEqual([expect.stringMatching(/^ipv4 PRE_ROUTING of net 0x[0-9a-f]+: nf_hook_entries 0x[0-9a-f]+ claims 65535 hooks \(the kernel allows 1024\): not read$/)]);
+    expect(report.problems).toEqual([
+      expect.stringMatching(
+        /^ipv4 PRE_ROUTING of net 0x[0-9a-f]+: nf_hook_entries 0x[0-9a-f]+ claims 65535 hooks \(the kernel allows 1024\): not read$/,
+      ),
+    ]);
     expect(report.hooks.filter((found) => found.suspicious)).toEqual([]);
   });
 });
@@ -85,6 +112,8 @@ describe.each(otherSnapshots)('netfilter hooks of $name ($format)', ({ name, for
     expect(report.problems).toEqual([]);
     expect(report.hooks.filter((hook) => hook.suspicious)).toEqual([]);
     expect(report.hooks.length).toBeGreaterThan(0);
-    expect(report.hooks.every((hook) => hook.owner === 'kernel' && hook.symbol !== undefined && hook.priority !== undefined)).toBe(true);
+    expect(
+      report.hooks.every((hook) => hook.owner === 'kernel' && hook.symbol !== undefined && hook.priority !== undefined),
+    ).toBe(true);
   });
 });
