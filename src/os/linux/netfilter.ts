@@ -63,9 +63,7 @@ interface HookPoint {
 }
 
 /** `hooks_ipv4` → ipv4 with NFPROTO_IPV4. */
-function families(
-  reader: KernelReader,
-): Array<{
+function families(reader: KernelReader): Array<{
   field: string;
   family: string;
   pf: number;
