@@ -1,6 +1,8 @@
 import type { HiddenModules } from './providers/modules.js';
 import type { ProcessCrossView } from './providers/processes.js';
 import type { SyscallReport } from '../os/linux/syscalls.js';
+import { moduleOwnerName } from '../os/linux/codeOwners.js';
+import { isModuleName } from '../os/linux/modules.js';
 import { hex } from '../util/hex.js';
 
 export type Severity = 'critical' | 'high' | 'medium';
@@ -35,12 +37,18 @@ export function hiddenProcessFindings(view: ProcessCrossView): Finding[] {
 
 /** Modules found outside the module list. */
 export function hiddenModuleFindings({ hidden }: HiddenModules): Finding[] {
-  return hidden.map(({ module, foundBy }) => ({
-    kind: 'hidden_module',
-    severity: 'critical',
-    subject: module.name,
-    detail: `struct module ${hex(module.address)} (base ${hex(module.base)}, ${module.size} bytes) is not on the module list; found by ${foundBy.join(',')}`,
-  }));
+  return hidden.map(({ module, foundBy }) => {
+    const oddities = [
+      ...(isModuleName(module.name) ? [] : [`its name ${JSON.stringify(module.name)} is no module name`]),
+      ...(module.stateName === undefined ? [`its state ${module.state} is no module_state`] : []),
+    ];
+    return {
+      kind: 'hidden_module',
+      severity: 'critical',
+      subject: moduleOwnerName(module),
+      detail: `struct module ${hex(module.address)} (base ${hex(module.base)}, ${module.size} bytes) is not on the module list; found by ${foundBy.join(',')}${oddities.map((oddity) => `; ${oddity}`).join('')}`,
+    };
+  });
 }
 
 /** Syscall table entries and dispatcher jumps that do not lead to the kernel's own handler. */

@@ -161,8 +161,10 @@ describe('a rewritten module list in linux61-rootkit', () => {
 
   it('a struct module that fails validation is not reported, but the sources that point at it are named', async () => {
     const context = new OverlayContext(base);
-    // A name no module can have: the candidate is rejected although mkobj.mod still points back.
-    context.patchKernelU64(parseHex(rootkit.struct_module) + reader.offset('module', 'name'), 0x0a0d0a0d0a0d0a0dn);
+    // List links no kernel would leave (not a kernel address, not list_del's poison): the
+    // candidate is rejected although mkobj.mod still points back. (Its name alone would not
+    // do: a module can blank its own name, see test/analyses/evasion.test.ts.)
+    context.patchKernelU64(parseHex(rootkit.struct_module) + reader.offset('module', 'list'), 0x0a0d0a0d0a0d0a0dn);
     const result = await timed(hiddenModulesAnalysis, context);
     expect(result.rows).toEqual([]);
     expect(result.partial).toBe(true);

@@ -1,6 +1,6 @@
 import { hex } from '../../util/hex.js';
 import type { KernelReader } from './kernelReader.js';
-import { moduleAt, moduleSymbolAt, type ModuleInfo } from './modules.js';
+import { isModuleName, moduleAt, moduleSymbolAt, type ModuleInfo } from './modules.js';
 
 /** Where a code (or data) pointer leads: who owns the memory, and the symbol it lands on. */
 export interface CodeLocation {
@@ -8,6 +8,11 @@ export interface CodeLocation {
   readonly owner: string;
   /** `name` or `name+0xoff` (as the kernel's %pS prints it, less the size); undefined when none is known. */
   readonly symbol: string | undefined;
+}
+
+/** A module as an owner: its name, or its struct's address when the name was blanked or garbled (never "unknown"). */
+export function moduleOwnerName(module: ModuleInfo): string {
+  return isModuleName(module.name) ? module.name : `module@${hex(module.address)}`;
 }
 
 /** `name`, or `name+0xoff` past its start. */
@@ -57,7 +62,7 @@ export class CodeOwners {
     const module = this.moduleAt(address);
     if (module) {
       const found = moduleSymbolAt(this.reader, module, address);
-      return { owner: module.name, symbol: found && symbolText(found.name, found.offset) };
+      return { owner: moduleOwnerName(module), symbol: found && symbolText(found.name, found.offset) };
     }
     return { owner: this.inKernelText(address) ? 'kernel' : 'unknown', symbol: this.kernelSymbol(address, preferName) };
   }

@@ -13,7 +13,10 @@ const MODULE_REF_BASE = 1;
 const LIST_POISONS = new Set([0xdead000000000100n, 0xdead000000000122n]);
 const ELF_SYMBOL_TYPES = new Set([1, 2]); // STT_OBJECT, STT_FUNC
 /** Module names are C identifiers as modprobe writes them (dashes become underscores, but insmod keeps them). */
+/** What the kernel accepts as a module's name. */
 const MODULE_NAME = /^[\w-]+$/;
+
+export const isModuleName = (name: string) => MODULE_NAME.test(name);
 
 /** One range of a module's memory (a core/init layout before 6.4, a `mem[]` entry since). */
 export interface ModuleRegion {
@@ -141,9 +144,9 @@ const isLink = (reader: KernelReader, pointer: bigint) =>
   reader.space.isKernelAddress(pointer) || LIST_POISONS.has(pointer);
 
 /**
- * The struct module at `address` if it looks like a real one: its sysfs kobject points back to
- * it (`mkobj.mod`, the strong check), its name is a module name, its state a `module_state`, its
- * list links kernel pointers (or list_del's poison) and its memory inside the module area.
+ * The struct module at `address` if it is a real one by structure: its sysfs kobject points back
+ * to it (`mkobj.mod`, the strong check), its list links are kernel pointers (or list_del's
+ * poison) and its memory lies inside the module area.
  */
 function plausibleModule(reader: KernelReader, address: bigint): ModuleInfo | undefined {
   try {
@@ -155,9 +158,10 @@ function plausibleModule(reader: KernelReader, address: bigint): ModuleInfo | un
     const regionsInArea = module.regions.every(
       (region) => inModuleArea(region.base) && region.base + BigInt(region.size) <= MODULES_END,
     );
-    const valid =
-      MODULE_NAME.test(module.name) && module.stateName !== undefined && module.regions.length > 0 && regionsInArea;
-    return valid ? module : undefined;
+    // Name and state are the module's own to scribble on (a zeroed name, a bogus state): a
+    // struct that is a module by its self-pointer, links and memory stays one, and is only
+    // more suspicious for them.
+    return module.regions.length > 0 && regionsInArea ? module : undefined;
   } catch (error) {
     if (error instanceof VmscopeError) return undefined;
     throw error;

@@ -86,6 +86,11 @@ export function readArguments(
     return { argv: [], problems: [`mm_struct ${hex(task.mm)} is unreadable: ${error.message}`] };
   }
   if (end < start) return { argv: [], problems: [`arg_end ${hex(end)} is below arg_start ${hex(start)}`] };
+  // argv lives in the process's own (lower) half: a range reaching the kernel's half would print
+  // kernel memory as a process's arguments.
+  if (end > 1n << BigInt(space.addressBits - 1)) {
+    return { argv: [], problems: [`argv ${hex(start)}..${hex(end)} is not in user memory`] };
+  }
   let length = end - start;
   if (length > BigInt(maxBytes)) {
     problems.push(`argv claims ${length} bytes (${hex(start)}..${hex(end)}); read only the first ${maxBytes}`);

@@ -113,8 +113,9 @@ export class TaskCarver {
   }
 
   /**
-   * Why the object at `info.task` cannot be a task_struct, or undefined when it can: ids in
-   * range, a printable NUL-terminated comm, a real_parent that is a task itself, an mm that is
+   * Why the object at `info.task` cannot be a task_struct, or undefined when it can, judged by
+   * what the kernel enforces and a task cannot change about itself: ids in range, a
+   * NUL-terminated comm, a real_parent and group_leader that are tasks themselves, an mm that is
    * absent (kernel thread, exited task) or has page tables, a page-aligned stack.
    */
   private implausibility(info: TaskInfo): string | undefined {
@@ -122,12 +123,14 @@ export class TaskCarver {
     if (!(info.pid >= 0 && info.pid <= PID_MAX_LIMIT && info.tgid >= 0 && info.tgid <= PID_MAX_LIMIT))
       return `pid ${info.pid} / tgid ${info.tgid} out of range`;
     if (info.pid === 0 && !info.kernelThread) return 'pid 0 is only the per-CPU idle tasks, which are kernel threads';
+    // The kernel keeps comm NUL-terminated (set_task_comm) but lets a task name itself with any
+    // other byte (prctl PR_SET_NAME): its contents must never decide whether it is a task.
     const comm = reader.bytes(info.task + reader.offset('task_struct', 'comm'), TASK_COMM_LEN);
-    const end = comm.indexOf(0);
-    if (end < 0 || comm.subarray(0, end).some((byte) => byte < 0x20 || byte === 0x7f))
-      return 'comm is not a NUL-terminated printable name';
+    if (comm.indexOf(0) < 0) return 'comm is not NUL-terminated';
     if (!this.kernel.space.isKernelAddress(info.realParent)) return 'real_parent is not a kernel address';
     if (info.realParent !== info.task && !this.isTask(info.realParent)) return 'real_parent is not a task_struct';
+    const leader = reader.pointerField(info.task, 'task_struct', 'group_leader');
+    if (leader !== info.task && !this.isTask(leader)) return 'group_leader is not a task_struct';
     if (info.mm !== 0n && !this.hasPageTables(info.mm)) return 'mm has no page tables';
     const stack = reader.pointerField(info.task, 'task_struct', 'stack');
     if (stack !== 0n && (!this.kernel.space.isKernelAddress(stack) || (stack & PAGE_MASK) !== 0n))

@@ -89,5 +89,15 @@ export function walkTaskList(reader: KernelReader, initTask: bigint, maxSteps?: 
       });
     }
   }
+  // A running kernel always has init and kthreadd on its list: an empty one was cut (init_task's
+  // links pointed back at itself), not found empty.
+  if (addresses.length === 0) {
+    problems.push({
+      kind: 'broken-link',
+      at: initTask + linkOffset,
+      detail:
+        'the task list is empty (init_task.tasks points to itself), which no running kernel has: the list was cut',
+    });
+  }
   return { tasks, problems };
 }
