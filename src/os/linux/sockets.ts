@@ -1,0 +1,350 @@
+import { SocketAddress } from 'node:net';
+import { VmscopeError } from '../../util/errors.js';
+import { hex } from '../../util/hex.js';
+import type { OpenFile } from './files.js';
+import type { KernelReader } from './kernelReader.js';
+import { StructBytes } from './structBytes.js';
+import type { TaskInfo } from './tasks.js';
+
+/** Address families (include/linux/socket.h), ABI. */
+const AF_UNIX = 1;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const FAMILY_NAMES: Record<number, string> = { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6', 16: 'AF_NETLINK', 17: 'AF_PACKET', 40: 'AF_VSOCK', 44: 'AF_XDP' };
+/** IP protocol numbers (include/uapi/linux/in.h), ABI. */
+const IP_PROTOCOLS: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmp', 136: 'udplite' };
+const SOCK_RAW = 3;
+/** TCP states (include/net/tcp_states.h, the `st` column of /proc/net/tcp), named as netstat and ss name them; CLOSE is UNCONN, as ss shows an unconnected socket. */
+const STATE_NAMES: Record<number, string> = {
+  1: 'ESTABLISHED', 2: 'SYN_SENT', 3: 'SYN_RECV', 4: 'FIN_WAIT1', 5: 'FIN_WAIT2', 6: 'TIME_WAIT', 7: 'UNCONN',
+  8: 'CLOSE_WAIT', 9: 'LAST_ACK', 10: 'LISTEN', 11: 'CLOSING', 12: 'NEW_SYN_RECV', 13: 'BOUND_INACTIVE',
+};
+/** TIME_WAIT and NEW_SYN_RECV entries of the established hash are only a sock_common (inet_timewait_sock, request_sock). */
+const TCP_TIME_WAIT = 6;
+const TCP_NEW_SYN_RECV = 12;
+/** Buckets read from one kernel hash table at most: 2^24 covers the largest machines' ehash; a forged mask must not be walked. */
+export const MAX_HASH_BUCKETS = 1 << 24;
+/** Sockets followed along one bucket chain at most. */
+const MAX_CHAIN = 1 << 16;
+const BUCKETS_PER_READ = 4096;
+
+/** Where a socket was found: a process's fd table, or one of the kernel's lookup tables. */
+export type SocketSource = 'fd' | 'tcp_established' | 'tcp_listening' | 'tcp_bound' | 'udp';
+
+export interface SocketRecord {
+  /** Address of the `struct sock` (or sock_common for TIME_WAIT entries). */
+  readonly sock: bigint;
+  /** The holding process and fd; null when no fd table holds the socket. */
+  readonly pid: number | null;
+  readonly comm: string | null;
+  readonly fd: number | null;
+  readonly family: string;
+  /** `tcp`, `udp`, `tcp6`, `udp6`, `unix`, `raw`, `netlink`, … */
+  readonly proto: string;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly state: string;
+  readonly inode: number;
+  /** A unix socket's bound path (`@name` for the abstract namespace), '' when unbound. */
+  readonly unixPath: string;
+  /** sk_prot->name (`TCP`, `UDPv6`, `UNIX`), or null when sk_prot does not point to a readable struct proto. */
+  readonly protocolName: string | null;
+  readonly sources: SocketSource[];
+  /** What could not be read of this socket. */
+  readonly problems: string[];
+}
+
+export interface SocketTables {
+  readonly sockets: SocketRecord[];
+  /** Why a table walk stopped early; per-socket problems are on each record. */
+  readonly problems: string[];
+}
+
+/** A process and the files its fd table holds (from readOpenFiles). */
+export interface SocketHolder {
+  readonly task: TaskInfo;
+  readonly files: readonly OpenFile[];
+}
+
+type SocketFacts = Omit<SocketRecord, 'pid' | 'comm' | 'fd' | 'sources'>;
+
+/**
+ * Every socket: those in the holders' fd tables (f_op is socket_file_ops: private_data is the
+ * struct socket) and those in the kernel's TCP hash tables (established, listening, bound) and
+ * UDP hash, so a socket no process holds and one hidden from /proc/net both appear. One record
+ * per (process, fd), plus one per socket that only a table holds.
+ */
+export function readSockets(reader: KernelReader, holders: readonly SocketHolder[]): SocketTables {
+  const problems: string[] = [];
+  const socketFileOps = reader.profile.symbol('socket_file_ops');
+  const facts = new Map<bigint, SocketFacts>();
+  const sourcesOf = new Map<bigint, Set<SocketSource>>();
+  const note = (sock: bigint, source: SocketSource, inode?: number) => {
+    if (!facts.has(sock)) facts.set(sock, readSocket(reader, sock, inode));
+    let sources = sourcesOf.get(sock);
+    if (!sources) sourcesOf.set(sock, (sources = new Set()));
+    sources.add(source);
+  };
+
+  const held: Array<{ holder: SocketHolder; file: OpenFile; sock: bigint }> = [];
+  if (socketFileOps === undefined) problems.push('the profile has no socket_file_ops: sockets are found in the kernel tables only');
+  for (const holder of holders) {
+    for (const file of holder.files) {
+      if (socketFileOps === undefined || file.operations !== socketFileOps) continue;
+      try {
+        const sock = reader.pointerField(file.privateData, 'socket', 'sk');
+        if (sock === 0n) continue;
+        note(sock, 'fd', file.inode);
+        held.push({ holder, file, sock });
+      } catch (error) {
+        if (!(error instanceof VmscopeError)) throw error;
+        problems.push(`pid ${holder.task.pid} fd ${file.fd}: struct socket ${hex(file.privateData)} is unreadable: ${error.message}`);
+      }
+    }
+  }
+  for (const { sock, source } of tableSockets(reader, problems)) note(sock, source);
+
+  const sources = (sock: bigint): SocketSource[] => [...sourcesOf.get(sock)!].sort();
+  const sockets: SocketRecord[] = held.map(({ holder, file, sock }) => ({
+    ...facts.get(sock)!,
+    pid: holder.task.pid,
+    comm: holder.task.comm,
+    fd: file.fd,
+    sources: sources(sock),
+  }));
+  const heldSocks = new Set(held.map(({ sock }) => sock));
+  for (const [sock, socket] of facts) {
+    if (!heldSocks.has(sock)) sockets.push({ ...socket, pid: null, comm: null, fd: null, sources: sources(sock) });
+  }
+  return { sockets, problems };
+}
+
+/** One socket's facts; what cannot be read is a problem on the record, never an exception. */
+function readSocket(reader: KernelReader, sock: bigint, fileInode: number | undefined): SocketFacts {
+  const problems: string[] = [];
+  const empty: SocketFacts = {
+    sock, family: 'unknown', proto: 'unknown', localAddress: '', localPort: 0, remoteAddress: '', remotePort: 0,
+    state: 'unknown', inode: fileInode ?? 0, unixPath: '', protocolName: null, problems,
+  };
+  let common: StructBytes;
+  try {
+    common = StructBytes.read(reader, 'sock_common', sock);
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    problems.push(`sock ${hex(sock)} is unreadable: ${error.message}`);
+    return empty;
+  }
+  const familyNumber = common.unsigned('skc_family');
+  const stateNumber = common.unsigned('skc_state');
+  const family = FAMILY_NAMES[familyNumber] ?? `AF_${familyNumber}`;
+  const state = STATE_NAMES[stateNumber] ?? `STATE_${stateNumber}`;
+  const addresses = inetAddresses(common, familyNumber);
+  const protocolName = protoName(reader, common.u64('skc_prot'), problems);
+  const facts = { ...empty, family, state, ...addresses, protocolName };
+  if ((familyNumber === AF_INET || familyNumber === AF_INET6) && (stateNumber === TCP_TIME_WAIT || stateNumber === TCP_NEW_SYN_RECV)) {
+    return { ...facts, proto: familyNumber === AF_INET6 ? 'tcp6' : 'tcp' };
+  }
+  let full: StructBytes;
+  try {
+    full = StructBytes.read(reader, 'sock', sock);
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    problems.push(`sock ${hex(sock)} beyond its sock_common is unreadable: ${error.message}`);
+    return facts;
+  }
+  const proto = protoOf(familyNumber, full.unsigned('sk_type'), full.unsigned('sk_protocol'));
+  const inode = fileInode ?? socketInode(reader, full.u64('sk_socket'), problems);
+  const unixPath = familyNumber === AF_UNIX ? unixAddress(reader, sock, problems) : '';
+  return { ...facts, proto, inode, unixPath };
+}
+
+function inetAddresses(common: StructBytes, family: number): Pick<SocketRecord, 'localAddress' | 'localPort' | 'remoteAddress' | 'remotePort'> {
+  if (family !== AF_INET && family !== AF_INET6) return { localAddress: '', localPort: 0, remoteAddress: '', remotePort: 0 };
+  // skc_num is the local port in host order; skc_dport is in network order, as are the addresses.
+  const dport = common.fieldBytes('skc_dport', 2);
+  const ports = { localPort: common.unsigned('skc_num'), remotePort: (dport[0]! << 8) | dport[1]! };
+  if (family === AF_INET) {
+    return { localAddress: common.fieldBytes('skc_rcv_saddr', 4).join('.'), remoteAddress: common.fieldBytes('skc_daddr', 4).join('.'), ...ports };
+  }
+  return { localAddress: ipv6(common.fieldBytes('skc_v6_rcv_saddr', 16)), remoteAddress: ipv6(common.fieldBytes('skc_v6_daddr', 16)), ...ports };
+}
+
+/** An IPv6 address as `ip` prints it: compressed, lowercase, IPv4-mapped in dotted form. */
+function ipv6(bytes: Uint8Array): string {
+  const groups: string[] = [];
+  for (let index = 0; index < 16; index += 2) groups.push(((bytes[index]! << 8) | bytes[index + 1]!).toString(16));
+  return new SocketAddress({ address: groups.join(':'), family: 'ipv6' }).address;
+}
+
+function protoOf(family: number, type: number, protocol: number): string {
+  if (family === AF_UNIX) return 'unix';
+  if (family !== AF_INET && family !== AF_INET6) return (FAMILY_NAMES[family] ?? `af${family}`).replace(/^AF_/, '').toLowerCase();
+  const suffix = family === AF_INET6 ? '6' : '';
+  if (type === SOCK_RAW) return `raw${suffix}`;
+  return `${IP_PROTOCOLS[protocol] ?? `ipproto${protocol}`}${suffix}`;
+}
+
+/** sk_prot->name, checked to be a short printable C string: anything else means sk_prot is not a struct proto. */
+function protoName(reader: KernelReader, prot: bigint, problems: string[]): string | null {
+  const size = arrayBytes(reader, 'proto', 'name');
+  try {
+    const bytes = reader.bytes(prot + reader.offset('proto', 'name'), size);
+    const end = bytes.indexOf(0);
+    const name = new TextDecoder('latin1').decode(bytes.subarray(0, Math.max(end, 0)));
+    if (end > 0 && /^[\x21-\x7e]+$/.test(name)) return name;
+    problems.push(`sk_prot ${hex(prot)} does not point to a struct proto (its name is not a short printable string)`);
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    problems.push(`sk_prot ${hex(prot)} is unreadable: ${error.message}`);
+  }
+  return null;
+}
+
+function arrayBytes(reader: KernelReader, struct: string, field: string): number {
+  const { type } = reader.profile.field(struct, field);
+  return type.kind === 'array' ? type.count : 0;
+}
+
+/** SOCK_INODE(): the inode allocated with the struct socket (struct socket_alloc). */
+function socketInode(reader: KernelReader, socket: bigint, problems: string[]): number {
+  if (socket === 0n) return 0;
+  try {
+    const inode = socket - reader.offset('socket_alloc', 'socket') + reader.offset('socket_alloc', 'vfs_inode');
+    return Number(reader.pointerField(inode, 'inode', 'i_ino'));
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    problems.push(`socket ${hex(socket)} is unreadable: ${error.message}`);
+    return 0;
+  }
+}
+
+/** unix_sock->addr: sun_path of `len - sizeof(sun_family)` bytes; a leading NUL is the abstract namespace, shown `@name` as ss does. */
+function unixAddress(reader: KernelReader, sock: bigint, problems: string[]): string {
+  try {
+    const address = reader.pointerField(sock, 'unix_sock', 'addr');
+    if (address === 0n) return '';
+    const length = reader.i32Field(address, 'unix_address', 'len') - reader.profile.offsetOf('sockaddr_un', 'sun_path');
+    const pathLength = Math.min(Math.max(length, 0), arrayBytes(reader, 'sockaddr_un', 'sun_path'));
+    const bytes = reader.bytes(address + reader.offset('unix_address', 'name') + reader.offset('sockaddr_un', 'sun_path'), pathLength);
+    if (bytes[0] === 0) return '@' + new TextDecoder().decode(bytes.subarray(1));
+    const end = bytes.indexOf(0);
+    return new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    problems.push(`unix address of sock ${hex(sock)} is unreadable: ${error.message}`);
+    return '';
+  }
+}
+
+/** Every sock in tcp_hashinfo (established, listening, bound) and udp_table, with the table it was found in. */
+function* tableSockets(reader: KernelReader, problems: string[]): Generator<{ sock: bigint; source: SocketSource }> {
+  const { profile } = reader;
+  const commonNulls = reader.offset('sock_common', 'skc_nulls_node');
+  const tcp = profile.symbol('tcp_hashinfo');
+  if (tcp === undefined) problems.push('the profile has no tcp_hashinfo: TCP sockets come from fd tables only');
+  else {
+    const hashinfo = StructBytes.read(reader, 'inet_hashinfo', tcp);
+    const established = { struct: 'inet_ehash_bucket', head: reader.offset('inet_ehash_bucket', 'chain') };
+    for (const head of chainHeads(reader, 'tcp ehash', hashinfo.u64('ehash'), hashinfo.u32('ehash_mask') + 1, established, problems)) {
+      for (const sock of chain(reader, 'tcp ehash', head, commonNulls, true, problems)) yield { sock, source: 'tcp_established' };
+    }
+    const listening = profile.hasField('inet_listen_hashbucket', 'nulls_head')
+      ? { head: reader.offset('inet_listen_hashbucket', 'nulls_head'), link: commonNulls, nulls: true }
+      : { head: reader.offset('inet_listen_hashbucket', 'head'), link: reader.offset('inet_connection_sock', 'icsk_listen_portaddr_node'), nulls: false };
+    for (const head of chainHeads(reader, 'tcp lhash2', hashinfo.u64('lhash2'), hashinfo.u32('lhash2_mask') + 1, { struct: 'inet_listen_hashbucket', head: listening.head }, problems)) {
+      for (const sock of chain(reader, 'tcp lhash2', head, listening.link, listening.nulls, problems)) yield { sock, source: 'tcp_listening' };
+    }
+    for (const sock of boundSockets(reader, hashinfo, problems)) yield { sock, source: 'tcp_bound' };
+  }
+  const udp = profile.symbol('udp_table');
+  if (udp === undefined) problems.push('the profile has no udp_table: UDP sockets come from fd tables only');
+  else {
+    const table = StructBytes.read(reader, 'udp_table', udp);
+    const link = reader.offset('sock_common', 'skc_node');
+    for (const head of chainHeads(reader, 'udp hash', table.u64('hash'), table.u32('mask') + 1, { struct: 'udp_hslot', head: reader.offset('udp_hslot', 'head') }, problems)) {
+      for (const sock of chain(reader, 'udp hash', head, link, false, problems)) yield { sock, source: 'udp' };
+    }
+  }
+}
+
+/** tcp bhash: bind buckets, each with its owners (through bind2 buckets on kernels that have them in between). */
+function* boundSockets(reader: KernelReader, hashinfo: StructBytes, problems: string[]): Generator<bigint> {
+  const { profile } = reader;
+  const bindLink = reader.offset('sock_common', 'skc_bind_node');
+  const bindBuckets = { struct: 'inet_bind_hashbucket', head: reader.offset('inet_bind_hashbucket', 'chain') };
+  const viaBind2 = !profile.hasField('inet_bind_bucket', 'owners') && profile.hasField('inet_bind_bucket', 'bhash2');
+  for (const head of chainHeads(reader, 'tcp bhash', hashinfo.u64('bhash'), hashinfo.u32('bhash_size'), bindBuckets, problems)) {
+    for (const bind of chain(reader, 'tcp bhash', head, reader.offset('inet_bind_bucket', 'node'), false, problems)) {
+      if (!viaBind2) {
+        yield* chain(reader, 'tcp bhash owners', bind + reader.offset('inet_bind_bucket', 'owners'), bindLink, false, problems);
+        continue;
+      }
+      for (const bind2 of chain(reader, 'tcp bhash2', bind + reader.offset('inet_bind_bucket', 'bhash2'), reader.offset('inet_bind2_bucket', 'bhash_node'), false, problems)) {
+        yield* chain(reader, 'tcp bhash2 owners', bind2 + reader.offset('inet_bind2_bucket', 'owners'), bindLink, false, problems);
+      }
+    }
+  }
+}
+
+/** Addresses of the non-empty chain heads (neither NULL nor a nulls marker) of a hash array of `bucket.struct`, read in blocks. */
+function* chainHeads(reader: KernelReader, table: string, array: bigint, count: number, bucket: { struct: string; head: bigint }, problems: string[]): Generator<bigint> {
+  const size = reader.profile.sizeOf(bucket.struct);
+  const headOffset = Number(bucket.head);
+  if (count > MAX_HASH_BUCKETS) {
+    problems.push(`${table} claims ${count} buckets; read only the first ${MAX_HASH_BUCKETS}`);
+    count = MAX_HASH_BUCKETS;
+  }
+  for (let first = 0; first < count; first += BUCKETS_PER_READ) {
+    const length = Math.min(BUCKETS_PER_READ, count - first);
+    let block: Uint8Array;
+    try {
+      block = reader.bytes(array + BigInt(first * size), length * size);
+    } catch (error) {
+      if (!(error instanceof VmscopeError)) throw error;
+      problems.push(`${table} ${hex(array)} is unreadable from bucket ${first}: ${error.message}`);
+      return;
+    }
+    const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
+    for (let index = 0; index < length; index++) {
+      const firstNode = view.getBigUint64(index * size + headOffset, true);
+      if (firstNode !== 0n && (firstNode & 1n) === 0n) yield array + BigInt((first + index) * size) + bucket.head;
+    }
+  }
+}
+
+/**
+ * The objects on one hlist (NULL-terminated) or hlist_nulls (ended by an odd "nulls" marker)
+ * chain whose head is at `head`, as `node - linkOffset`; cycle-checked and bounded.
+ */
+function* chain(reader: KernelReader, table: string, head: bigint, linkOffset: bigint, nulls: boolean, problems: string[]): Generator<bigint> {
+  const seen = new Set<bigint>();
+  let node: bigint;
+  try {
+    node = reader.u64(head);
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    problems.push(`${table} chain head ${hex(head)} is unreadable: ${error.message}`);
+    return;
+  }
+  while (node !== 0n && !(nulls && (node & 1n) === 1n)) {
+    if (seen.has(node)) {
+      problems.push(`${table} chain at ${hex(head)} loops back to ${hex(node)}`);
+      return;
+    }
+    if (seen.size >= MAX_CHAIN) {
+      problems.push(`${table} chain at ${hex(head)} is longer than ${MAX_CHAIN}: walk stopped`);
+      return;
+    }
+    seen.add(node);
+    yield node - linkOffset;
+    try {
+      node = reader.u64(node);
+    } catch (error) {
+      if (!(error instanceof VmscopeError)) throw error;
+      problems.push(`${table} chain node ${hex(node)} is unreadable: ${error.message}`);
+      return;
+    }
+  }
+}
