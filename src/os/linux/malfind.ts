@@ -6,8 +6,8 @@ import { VM_EXEC, VM_WRITE, type MemoryRegion } from './vmas.js';
 
 /** Bytes shown from the start of each suspicious region. */
 export const MALFIND_BYTES = 64;
-/** Instructions disassembled from those bytes at most. */
-const MAX_INSTRUCTIONS = 12;
+/** Instructions disassembled from those bytes at most (64 bytes of x86-64 hold about this many). */
+const MAX_INSTRUCTIONS = 24;
 const ELF_MAGIC = [0x7f, 0x45, 0x4c, 0x46];
 
 const ANONYMOUS_EXECUTABLE =
