@@ -15,7 +15,20 @@ export function executablePath(reader: KernelReader, task: TaskInfo): ResolvedPa
     file = reader.pointerField(task.mm, 'mm_struct', 'exe_file');
   } catch (error) {
     if (!(error instanceof VmscopeError)) throw error;
-    return { path: '', problems: [`mm_struct ${hex(task.mm)} is unreadable: ${error.message}`] };
+    return { path: '', kind: 'unknown', deleted: false, problems: [`mm_struct ${hex(task.mm)} is unreadable: ${error.message}`] };
   }
   return file === 0n ? undefined : filePath(reader, file);
+}
+
+/** How a process runs without an executable on disk, judged from the kernel's own view of the file. */
+export type FilelessKind = 'memfd' | 'pseudo_file' | 'deleted_file';
+
+/**
+ * A memfd (memfd_create names its file "memfd:NAME") or another pseudo file never linked into
+ * a directory, or a file unlinked since exec; undefined for an executable still on disk.
+ */
+export function filelessKind(executable: ResolvedPath): FilelessKind | undefined {
+  if (executable.kind === 'pseudo') return executable.path.startsWith('/memfd:') ? 'memfd' : 'pseudo_file';
+  if (executable.kind === 'filesystem' && executable.deleted) return 'deleted_file';
+  return undefined;
 }

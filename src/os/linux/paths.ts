@@ -9,9 +9,19 @@ const NAME_MAX = 255;
 /** Dentries and mounts crossed per path: PATH_MAX bytes hold at most this many "/x" components. */
 const MAX_PATH_STEPS = PATH_MAX / 2;
 
+/**
+ * Where a path came from: the directory tree, or one of the kernel's d_dname callbacks for
+ * files outside it (a socket, a pipe, an anonymous inode, or a pseudo file such as a memfd or
+ * SysV shared memory segment, which the kernel prints as "/NAME (deleted)").
+ */
+export type PathKind = 'filesystem' | 'socket' | 'pipe' | 'anon_inode' | 'pseudo' | 'unknown';
+
 export interface ResolvedPath {
   /** The path as /proc/PID/maps, /proc/PID/exe and /proc/PID/fd print it, or what could be rebuilt of it. */
   readonly path: string;
+  readonly kind: PathKind;
+  /** The kernel adds " (deleted)": an unlinked file, or a pseudo file that never had a directory entry. */
+  readonly deleted: boolean;
   /** Why the path is incomplete (a loop in the dentry chain, an unreadable dentry); empty when whole. */
   readonly problems: string[];
 }
@@ -28,11 +38,11 @@ export interface FileIdentity {
  * (fs/d_path.c callers): sockets, pipes and anonymous inodes as /proc/PID/fd shows them, and
  * pseudo files such as memfds as "/NAME (deleted)" (simple_dname, set by alloc_file_pseudo).
  */
-const DYNAMIC_NAMES: Record<string, (name: string, inode: number) => string> = {
-  sockfs_dname: (_name, inode) => `socket:[${inode}]`,
-  pipefs_dname: (_name, inode) => `pipe:[${inode}]`,
-  anon_inodefs_dname: (name) => `anon_inode:${name}`,
-  simple_dname: (name) => `/${name} (deleted)`,
+const DYNAMIC_NAMES: Record<string, { kind: PathKind; deleted: boolean; format: (name: string, inode: number) => string }> = {
+  sockfs_dname: { kind: 'socket', deleted: false, format: (_name, inode) => `socket:[${inode}]` },
+  pipefs_dname: { kind: 'pipe', deleted: false, format: (_name, inode) => `pipe:[${inode}]` },
+  anon_inodefs_dname: { kind: 'anon_inode', deleted: false, format: (name) => `anon_inode:${name}` },
+  simple_dname: { kind: 'pseudo', deleted: true, format: (name) => `/${name} (deleted)` },
 };
 
 /** The path of a `struct file`, from its f_path as d_path() builds it. */
@@ -45,7 +55,7 @@ export function filePath(reader: KernelReader, file: bigint): ResolvedPath {
     dentry = reader.pointerField(pathAt, 'path', 'dentry');
   } catch (error) {
     if (!(error instanceof VmscopeError)) throw error;
-    return { path: '', problems: [`file ${hex(file)} is unreadable: ${error.message}`] };
+    return unreadablePath(`file ${hex(file)} is unreadable: ${error.message}`);
   }
   return dentryPath(reader, mnt, dentry);
 }
@@ -64,17 +74,22 @@ export function dentryPath(reader: KernelReader, vfsmount: bigint, dentry: bigin
     const parent = reader.pointerField(dentry, 'dentry', 'd_parent');
     const mountRoot = reader.pointerField(vfsmount, 'vfsmount', 'mnt_root');
     const dynamic = dynamicName(reader, dentry, parent === dentry && dentry === mountRoot, problems);
-    if (dynamic !== undefined) return { path: dynamic, problems };
+    if (dynamic !== undefined) return { ...dynamic, problems };
     const path = prependPath(reader, vfsmount, dentry, problems);
-    return { path: isUnlinked(reader, dentry, parent) ? `${path} (deleted)` : path, problems };
+    const deleted = isUnlinked(reader, dentry, parent);
+    return { path: deleted ? `${path} (deleted)` : path, kind: 'filesystem', deleted, problems };
   } catch (error) {
     if (!(error instanceof VmscopeError)) throw error;
-    return { path: '', problems: [...problems, `dentry ${hex(dentry)} is unreadable: ${error.message}`] };
+    return unreadablePath(...problems, `dentry ${hex(dentry)} is unreadable: ${error.message}`);
   }
 }
 
+function unreadablePath(...problems: string[]): ResolvedPath {
+  return { path: '', kind: 'unknown', deleted: false, problems };
+}
+
 /** The name a d_op->d_dname callback would print, or undefined when the dentry has none. */
-function dynamicName(reader: KernelReader, dentry: bigint, isMountRoot: boolean, problems: string[]): string | undefined {
+function dynamicName(reader: KernelReader, dentry: bigint, isMountRoot: boolean, problems: string[]): Omit<ResolvedPath, 'problems'> | undefined {
   const operations = reader.pointerField(dentry, 'dentry', 'd_op');
   if (operations === 0n || isMountRoot) return undefined;
   const callback = reader.pointerField(operations, 'dentry_operations', 'd_dname');
@@ -82,10 +97,10 @@ function dynamicName(reader: KernelReader, dentry: bigint, isMountRoot: boolean,
   const name = componentName(reader, dentry);
   const inode = dentryInode(reader, dentry);
   const symbol = reader.profile.symbolAt(callback);
-  const format = symbol && symbol.offset === 0n ? DYNAMIC_NAMES[symbol.symbol.name] : undefined;
-  if (format) return format(name, inode);
+  const known = symbol && symbol.offset === 0n ? DYNAMIC_NAMES[symbol.symbol.name] : undefined;
+  if (known) return { path: known.format(name, inode), kind: known.kind, deleted: known.deleted };
   problems.push(`dentry ${hex(dentry)} is named by ${symbol ? `${symbol.symbol.name}+${hex(symbol.offset)}` : hex(callback)}, which is not decoded: showing its d_name`);
-  return name;
+  return { path: name, kind: 'unknown', deleted: false };
 }
 
 function prependPath(reader: KernelReader, vfsmount: bigint, start: bigint, problems: string[]): string {

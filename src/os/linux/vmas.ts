@@ -11,6 +11,8 @@ export const VM_WRITE = 0x2n;
 export const VM_EXEC = 0x4n;
 export const VM_MAYSHARE = 0x80n;
 const PAGE_SHIFT = 12n;
+/** ANON_VMA_NAME_MAX_LEN: prctl refuses longer names. */
+const ANON_NAME_MAX = 80;
 
 /** One line of /proc/PID/maps. */
 export interface MemoryRegion {
@@ -133,7 +135,7 @@ class RegionNames {
     if (special !== undefined) return { ...anonymous, path: special, special: true };
     if (start <= this.brk && end >= this.startBrk) return { ...anonymous, path: '[heap]', special: false };
     if (start <= this.startStack && end >= this.startStack) return { ...anonymous, path: '[stack]', special: false };
-    return { ...anonymous, path: '', special: false };
+    return { ...anonymous, path: this.anonymousName(vma, problems), special: false };
   }
 
   private fileName(file: bigint, problems: string[]): { path: string; inode: number; dev: string } {
@@ -152,6 +154,20 @@ class RegionNames {
       this.paths.set(file, known);
     }
     return known;
+  }
+
+  /** `[anon:NAME]` for anonymous memory named with prctl(PR_SET_VMA_ANON_NAME), on kernels built with it. */
+  private anonymousName(vma: StructBytes, problems: string[]): string {
+    if (!this.reader.profile.hasField('vm_area_struct', 'anon_name')) return '';
+    const name = vma.u64('anon_name');
+    if (name === 0n) return '';
+    try {
+      return `[anon:${this.reader.cString(name + this.reader.offset('anon_vma_name', 'name'), ANON_NAME_MAX)}]`;
+    } catch (error) {
+      if (!(error instanceof VmscopeError)) throw error;
+      problems.push(`anon_name of vm_area_struct ${hex(vma.address)} is unreadable: ${error.message}`);
+      return '';
+    }
   }
 
   /**

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { executablePath } from '../../../src/os/linux/exe.js';
+import { executablePath, filelessKind } from '../../../src/os/linux/exe.js';
 import { readMemoryRegions, type MemoryRegion } from '../../../src/os/linux/vmas.js';
 import { hex } from '../../../src/util/hex.js';
 import { truth } from '../../support/fixtures.js';
@@ -43,6 +43,15 @@ describe('linux61-modern: memory regions and executables against the guest\'s /p
     expect(names('lab_injected')).toEqual(new Set(['/bin/labmodern', '', '[heap]', '[stack]', '[vvar]', '[vdso]']));
   });
 
+  it('fileless: exactly the memfd and the deleted executable of the truth, each of its kind', () => {
+    const fileless = fixture.tasks.flatMap((task) => {
+      const exe = executablePath(fixture.reader, task);
+      const kind = exe && filelessKind(exe);
+      return kind ? [{ pid: task.pid, comm: task.comm, exe: exe.path, kind }] : [];
+    });
+    expect(fileless).toEqual(truth('linux61-modern').fileless);
+  });
+
   it('exe equals /proc/PID/exe for every process (none for kernel threads)', () => {
     const listed = new Set(fixture.tasks.map((task) => task.pid));
     for (const pid of Object.keys(expected.exe).map(Number)) expect(listed.has(pid), `pid ${pid} listed`).toBe(true);
@@ -76,6 +85,7 @@ describe.each([
       expect(task, `pid ${pid} on the task list`).toBeDefined();
       const exe = executablePath(fixture.reader, task!);
       expect(exe?.path, `pid ${pid} has an executable`).toMatch(/^\/\S+$/);
+      expect(filelessKind(exe!)).toBeUndefined();
       const { regions, problems } = readMemoryRegions(fixture.reader, task!.mm);
       expect(problems).toEqual([]);
       expect(regions.some((region) => region.path === exe!.path && region.perms === 'r-xp'), `pid ${pid}: ${exe!.path} mapped r-x`).toBe(true);
