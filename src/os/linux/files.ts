@@ -1,7 +1,7 @@
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import type { KernelReader } from './kernelReader.js';
-import { filePath, inodeIdentity } from './paths.js';
+import { filePath, inodeIdentity, type PathKind } from './paths.js';
 import { StructBytes } from './structBytes.js';
 import type { TaskInfo } from './tasks.js';
 
@@ -20,6 +20,10 @@ export interface OpenFile {
   readonly flags: number;
   /** `/dev/null`, `socket:[10868]`, `pipe:[42]`, `anon_inode:bpf-prog`, `/memfd:x (deleted)`, … */
   readonly path: string;
+  /** A file in the directory tree, a socket, a pipe, an anonymous inode (bpf, perf, eventfd), a pseudo file (memfd). */
+  readonly kind: PathKind;
+  /** The kernel prints " (deleted)" after its path. */
+  readonly deleted: boolean;
   readonly inode: number;
   readonly dev: string;
   /** f_op: which file_operations serve the file (socket_file_ops for sockets). */
@@ -111,6 +115,8 @@ function readOpenFile(reader: KernelReader, fd: number, file: bigint, problems: 
     file,
     flags: bytes.u32('f_flags'),
     path: resolved.path,
+    kind: resolved.kind,
+    deleted: resolved.deleted,
     ...identity,
     operations: bytes.u64('f_op'),
     privateData: bytes.u64('private_data'),

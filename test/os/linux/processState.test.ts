@@ -101,7 +101,7 @@ describe('linux61-modern: what each process holds, against the guest\'s /proc', 
     expect(problems).toEqual([]);
     expect(Object.fromEntries(files.map((file) => [String(file.fd), file.path]))).toEqual(modern.fds[String(pid)]);
     for (const socket of modern.sockets.filter((candidate) => candidate.pid === pid)) {
-      expect(files.find((file) => file.fd === socket.fd)).toMatchObject({ path: `socket:[${socket.inode}]`, inode: socket.inode });
+      expect(files.find((file) => file.fd === socket.fd)).toMatchObject({ path: `socket:[${socket.inode}]`, kind: 'socket', inode: socket.inode });
     }
   });
 
