@@ -3,7 +3,7 @@ import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import type { OpenFile } from './files.js';
 import type { KernelReader } from './kernelReader.js';
-import { StructBytes } from './structBytes.js';
+import { arrayLength, StructBytes } from './structBytes.js';
 import type { TaskInfo } from './tasks.js';
 
 /** Address families (include/linux/socket.h), ABI. */
@@ -188,7 +188,7 @@ function protoOf(family: number, type: number, protocol: number): string {
 
 /** sk_prot->name, checked to be a short printable C string: anything else means sk_prot is not a struct proto. */
 function protoName(reader: KernelReader, prot: bigint, problems: string[]): string | null {
-  const size = arrayBytes(reader, 'proto', 'name');
+  const size = arrayLength(reader.profile, 'proto', 'name');
   try {
     const bytes = reader.bytes(prot + reader.offset('proto', 'name'), size);
     const end = bytes.indexOf(0);
@@ -200,11 +200,6 @@ function protoName(reader: KernelReader, prot: bigint, problems: string[]): stri
     problems.push(`sk_prot ${hex(prot)} is unreadable: ${error.message}`);
   }
   return null;
-}
-
-function arrayBytes(reader: KernelReader, struct: string, field: string): number {
-  const { type } = reader.profile.field(struct, field);
-  return type.kind === 'array' ? type.count : 0;
 }
 
 /** SOCK_INODE(): the inode allocated with the struct socket (struct socket_alloc). */
@@ -226,7 +221,7 @@ function unixAddress(reader: KernelReader, sock: bigint, problems: string[]): st
     const address = reader.pointerField(sock, 'unix_sock', 'addr');
     if (address === 0n) return '';
     const length = reader.i32Field(address, 'unix_address', 'len') - reader.profile.offsetOf('sockaddr_un', 'sun_path');
-    const pathLength = Math.min(Math.max(length, 0), arrayBytes(reader, 'sockaddr_un', 'sun_path'));
+    const pathLength = Math.min(Math.max(length, 0), arrayLength(reader.profile, 'sockaddr_un', 'sun_path'));
     const bytes = reader.bytes(address + reader.offset('unix_address', 'name') + reader.offset('sockaddr_un', 'sun_path'), pathLength);
     if (bytes[0] === 0) return '@' + new TextDecoder().decode(bytes.subarray(1));
     const end = bytes.indexOf(0);
