@@ -1,7 +1,11 @@
 import { Code, Decoder, DecoderOptions, Formatter, FormatterSyntax } from 'iced-x86';
 import type { X86AddressSpace } from '../../space/x86.js';
+import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
-import { readUntilFault } from './processSpace.js';
+import type { LinuxKernel } from './discovery.js';
+import type { KernelReader } from './kernelReader.js';
+import { processAddressSpace, readUntilFault } from './processSpace.js';
+import type { TaskInfo } from './tasks.js';
 import { VM_EXEC, VM_WRITE, type MemoryRegion } from './vmas.js';
 
 /** Bytes shown from the start of each suspicious region. */
@@ -17,6 +21,11 @@ const WRITABLE_EXECUTABLE =
 
 /** One region malfind reports: what is suspicious about it and what it starts with. */
 export interface SuspiciousRegion {
+  readonly pid: number;
+  readonly comm: string;
+  readonly start: bigint;
+  readonly end: bigint;
+  readonly perms: string;
   readonly region: MemoryRegion;
   /** Why the region is reported, with the benign explanation that also fits (JIT compilers). */
   readonly reason: string;
@@ -30,12 +39,31 @@ export interface SuspiciousRegion {
   readonly problems: string[];
 }
 
+export interface ProcessSuspiciousRegions {
+  readonly regions: SuspiciousRegion[];
+  /** Why the process's memory could not be read at all (its page tables are unreadable). */
+  readonly problems: string[];
+}
+
 /**
- * The regions of one process that hold code no file accounts for (executable and anonymous)
- * or code that can be rewritten (writable and executable). The kernel's own special mappings
- * (vDSO) are executable and anonymous by design and are not reported.
+ * The regions of one process (from readMemoryRegions) that hold code no file accounts for
+ * (executable and anonymous) or code that can be rewritten (writable and executable), with
+ * their first bytes read through the process's own page tables. The kernel's own special
+ * mappings (vDSO) are executable and anonymous by design and are not reported.
  */
-export function findSuspiciousRegions(space: X86AddressSpace, regions: readonly MemoryRegion[]): SuspiciousRegion[] {
+export function findSuspiciousRegions(kernel: LinuxKernel, reader: KernelReader, task: TaskInfo, regions: readonly MemoryRegion[]): ProcessSuspiciousRegions {
+  if (!regions.some((region) => suspicion(region).length > 0)) return { regions: [], problems: [] };
+  let space: X86AddressSpace;
+  try {
+    space = processAddressSpace(kernel, reader, task.mm);
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    return { regions: [], problems: [`address space of pid ${task.pid} is unreadable: ${error.message}`] };
+  }
+  return { regions: suspiciousRegions(space, task, regions), problems: [] };
+}
+
+function suspiciousRegions(space: X86AddressSpace, task: TaskInfo, regions: readonly MemoryRegion[]): SuspiciousRegion[] {
   const found: SuspiciousRegion[] = [];
   for (const region of regions) {
     const reasons = suspicion(region);
@@ -43,6 +71,11 @@ export function findSuspiciousRegions(space: X86AddressSpace, regions: readonly 
     const length = Number(region.end - region.start < BigInt(MALFIND_BYTES) ? region.end - region.start : BigInt(MALFIND_BYTES));
     const { bytes, fault } = readUntilFault(space, region.start, length);
     found.push({
+      pid: task.pid,
+      comm: task.comm,
+      start: region.start,
+      end: region.end,
+      perms: region.perms,
       region,
       reason: reasons.join('; '),
       bytes,

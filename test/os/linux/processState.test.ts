@@ -2,7 +2,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readEnvironment } from '../../../src/os/linux/environment.js';
 import { readOpenFiles } from '../../../src/os/linux/files.js';
 import { findSuspiciousRegions } from '../../../src/os/linux/malfind.js';
-import { processAddressSpace } from '../../../src/os/linux/processSpace.js';
 import { readSockets, type SocketRecord } from '../../../src/os/linux/sockets.js';
 import { readMemoryRegions } from '../../../src/os/linux/vmas.js';
 import { hex, parseHex } from '../../../src/util/hex.js';
@@ -24,6 +23,7 @@ interface TruthSocket {
 }
 interface TruthInjected {
   pid: number;
+  comm: string;
   start: string;
   end: string;
   perms: string;
@@ -62,9 +62,9 @@ function allSuspiciousRegions(fixture: LinuxFixture) {
   return fixture.tasks
     .filter((task) => !task.kernelThread)
     .flatMap((task) => {
-      const { regions } = readMemoryRegions(fixture.reader, task.mm);
-      const space = processAddressSpace(fixture.context.kernel, fixture.reader, task.mm);
-      return findSuspiciousRegions(space, regions).map((found) => ({ pid: task.pid, comm: task.comm, ...found }));
+      const found = findSuspiciousRegions(fixture.context.kernel, fixture.reader, task, readMemoryRegions(fixture.reader, task.mm).regions);
+      expect(found.problems).toEqual([]);
+      return found.regions;
     });
 }
 
@@ -113,8 +113,8 @@ describe('linux61-modern: what each process holds, against the guest\'s /proc', 
   it('malfind: exactly lab_injected\'s two regions among user processes, with their bytes and code', () => {
     const found = allSuspiciousRegions(fixture);
     const expected = [...modern.injected].sort((a, b) => (parseHex(a.start) < parseHex(b.start) ? -1 : 1));
-    expect(found.map(({ pid, region }) => ({ pid, start: hex(region.start), end: hex(region.end), perms: region.perms.slice(0, 3) }))).toEqual(
-      expected.map(({ pid, start, end, perms }) => ({ pid, start, end, perms })),
+    expect(found.map(({ pid, comm, start, end, perms }) => ({ pid, comm, start: hex(start), end: hex(end), perms: perms.slice(0, 3) }))).toEqual(
+      expected.map(({ pid, comm, start, end, perms }) => ({ pid, comm, start, end, perms })),
     );
     for (const [index, region] of found.entries()) {
       const truthRegion = expected[index]!;
