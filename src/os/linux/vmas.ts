@@ -92,14 +92,16 @@ function walkVmaList(reader: KernelReader, first: bigint, maxEntries: number): {
   for (let vma = first; vma !== 0n; ) {
     if (seen.has(vma)) return { entries, problems: [`VMA list loops back to ${hex(vma)}`] };
     if (entries.length >= maxEntries) return { entries, problems: [`VMA list longer than ${maxEntries}: walk stopped`] };
-    seen.add(vma);
-    entries.push(vma);
+    let next: bigint;
     try {
-      vma = reader.pointerField(vma, 'vm_area_struct', 'vm_next');
+      next = reader.pointerField(vma, 'vm_area_struct', 'vm_next');
     } catch (error) {
       if (!(error instanceof VmscopeError)) throw error;
       return { entries, problems: [`vm_area_struct ${hex(vma)} is unreadable: ${error.message}`] };
     }
+    seen.add(vma);
+    entries.push(vma);
+    vma = next;
   }
   return { entries, problems: [] };
 }
