@@ -3,6 +3,7 @@ import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import type { OpenFile } from './files.js';
 import type { KernelReader } from './kernelReader.js';
+import { tableSockets, type SocketSource } from './socketTables.js';
 import { arrayLength, StructBytes } from './structBytes.js';
 import type { TaskInfo } from './tasks.js';
 
@@ -22,14 +23,9 @@ const STATE_NAMES: Record<number, string> = {
 /** TIME_WAIT and NEW_SYN_RECV entries of the established hash are only a sock_common (inet_timewait_sock, request_sock). */
 const TCP_TIME_WAIT = 6;
 const TCP_NEW_SYN_RECV = 12;
-/** Buckets read from one kernel hash table at most: 2^24 covers the largest machines' ehash; a forged mask must not be walked. */
-export const MAX_HASH_BUCKETS = 1 << 24;
-/** Sockets followed along one bucket chain at most. */
-const MAX_CHAIN = 1 << 16;
-const BUCKETS_PER_READ = 4096;
 
-/** Where a socket was found: a process's fd table, or one of the kernel's lookup tables. */
-export type SocketSource = 'fd' | 'tcp_established' | 'tcp_listening' | 'tcp_bound' | 'udp';
+
+export type { SocketSource } from './socketTables.js';
 
 export interface SocketRecord {
   /** Address of the `struct sock` (or sock_common for TIME_WAIT entries). */
@@ -230,116 +226,5 @@ function unixAddress(reader: KernelReader, sock: bigint, problems: string[]): st
     if (!(error instanceof VmscopeError)) throw error;
     problems.push(`unix address of sock ${hex(sock)} is unreadable: ${error.message}`);
     return '';
-  }
-}
-
-/** Every sock in tcp_hashinfo (established, listening, bound) and udp_table, with the table it was found in. */
-function* tableSockets(reader: KernelReader, problems: string[]): Generator<{ sock: bigint; source: SocketSource }> {
-  const { profile } = reader;
-  const commonNulls = reader.offset('sock_common', 'skc_nulls_node');
-  const tcp = profile.symbol('tcp_hashinfo');
-  if (tcp === undefined) problems.push('the profile has no tcp_hashinfo: TCP sockets come from fd tables only');
-  else {
-    const hashinfo = StructBytes.read(reader, 'inet_hashinfo', tcp);
-    const established = { struct: 'inet_ehash_bucket', head: reader.offset('inet_ehash_bucket', 'chain') };
-    for (const head of chainHeads(reader, 'tcp ehash', hashinfo.u64('ehash'), hashinfo.u32('ehash_mask') + 1, established, problems)) {
-      for (const sock of chain(reader, 'tcp ehash', head, commonNulls, true, problems)) yield { sock, source: 'tcp_established' };
-    }
-    const listening = profile.hasField('inet_listen_hashbucket', 'nulls_head')
-      ? { head: reader.offset('inet_listen_hashbucket', 'nulls_head'), link: commonNulls, nulls: true }
-      : { head: reader.offset('inet_listen_hashbucket', 'head'), link: reader.offset('inet_connection_sock', 'icsk_listen_portaddr_node'), nulls: false };
-    for (const head of chainHeads(reader, 'tcp lhash2', hashinfo.u64('lhash2'), hashinfo.u32('lhash2_mask') + 1, { struct: 'inet_listen_hashbucket', head: listening.head }, problems)) {
-      for (const sock of chain(reader, 'tcp lhash2', head, listening.link, listening.nulls, problems)) yield { sock, source: 'tcp_listening' };
-    }
-    for (const sock of boundSockets(reader, hashinfo, problems)) yield { sock, source: 'tcp_bound' };
-  }
-  const udp = profile.symbol('udp_table');
-  if (udp === undefined) problems.push('the profile has no udp_table: UDP sockets come from fd tables only');
-  else {
-    const table = StructBytes.read(reader, 'udp_table', udp);
-    const link = reader.offset('sock_common', 'skc_node');
-    for (const head of chainHeads(reader, 'udp hash', table.u64('hash'), table.u32('mask') + 1, { struct: 'udp_hslot', head: reader.offset('udp_hslot', 'head') }, problems)) {
-      for (const sock of chain(reader, 'udp hash', head, link, false, problems)) yield { sock, source: 'udp' };
-    }
-  }
-}
-
-/** tcp bhash: bind buckets, each with its owners (through bind2 buckets on kernels that have them in between). */
-function* boundSockets(reader: KernelReader, hashinfo: StructBytes, problems: string[]): Generator<bigint> {
-  const { profile } = reader;
-  const bindLink = reader.offset('sock_common', 'skc_bind_node');
-  const bindBuckets = { struct: 'inet_bind_hashbucket', head: reader.offset('inet_bind_hashbucket', 'chain') };
-  const viaBind2 = !profile.hasField('inet_bind_bucket', 'owners') && profile.hasField('inet_bind_bucket', 'bhash2');
-  for (const head of chainHeads(reader, 'tcp bhash', hashinfo.u64('bhash'), hashinfo.u32('bhash_size'), bindBuckets, problems)) {
-    for (const bind of chain(reader, 'tcp bhash', head, reader.offset('inet_bind_bucket', 'node'), false, problems)) {
-      if (!viaBind2) {
-        yield* chain(reader, 'tcp bhash owners', bind + reader.offset('inet_bind_bucket', 'owners'), bindLink, false, problems);
-        continue;
-      }
-      for (const bind2 of chain(reader, 'tcp bhash2', bind + reader.offset('inet_bind_bucket', 'bhash2'), reader.offset('inet_bind2_bucket', 'bhash_node'), false, problems)) {
-        yield* chain(reader, 'tcp bhash2 owners', bind2 + reader.offset('inet_bind2_bucket', 'owners'), bindLink, false, problems);
-      }
-    }
-  }
-}
-
-/** Addresses of the non-empty chain heads (neither NULL nor a nulls marker) of a hash array of `bucket.struct`, read in blocks. */
-function* chainHeads(reader: KernelReader, table: string, array: bigint, count: number, bucket: { struct: string; head: bigint }, problems: string[]): Generator<bigint> {
-  const size = reader.profile.sizeOf(bucket.struct);
-  const headOffset = Number(bucket.head);
-  if (count > MAX_HASH_BUCKETS) {
-    problems.push(`${table} claims ${count} buckets; read only the first ${MAX_HASH_BUCKETS}`);
-    count = MAX_HASH_BUCKETS;
-  }
-  for (let first = 0; first < count; first += BUCKETS_PER_READ) {
-    const length = Math.min(BUCKETS_PER_READ, count - first);
-    let block: Uint8Array;
-    try {
-      block = reader.bytes(array + BigInt(first * size), length * size);
-    } catch (error) {
-      if (!(error instanceof VmscopeError)) throw error;
-      problems.push(`${table} ${hex(array)} is unreadable from bucket ${first}: ${error.message}`);
-      return;
-    }
-    const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
-    for (let index = 0; index < length; index++) {
-      const firstNode = view.getBigUint64(index * size + headOffset, true);
-      if (firstNode !== 0n && (firstNode & 1n) === 0n) yield array + BigInt((first + index) * size) + bucket.head;
-    }
-  }
-}
-
-/**
- * The objects on one hlist (NULL-terminated) or hlist_nulls (ended by an odd "nulls" marker)
- * chain whose head is at `head`, as `node - linkOffset`; cycle-checked and bounded.
- */
-function* chain(reader: KernelReader, table: string, head: bigint, linkOffset: bigint, nulls: boolean, problems: string[]): Generator<bigint> {
-  const seen = new Set<bigint>();
-  let node: bigint;
-  try {
-    node = reader.u64(head);
-  } catch (error) {
-    if (!(error instanceof VmscopeError)) throw error;
-    problems.push(`${table} chain head ${hex(head)} is unreadable: ${error.message}`);
-    return;
-  }
-  while (node !== 0n && !(nulls && (node & 1n) === 1n)) {
-    if (seen.has(node)) {
-      problems.push(`${table} chain at ${hex(head)} loops back to ${hex(node)}`);
-      return;
-    }
-    if (seen.size >= MAX_CHAIN) {
-      problems.push(`${table} chain at ${hex(head)} is longer than ${MAX_CHAIN}: walk stopped`);
-      return;
-    }
-    seen.add(node);
-    yield node - linkOffset;
-    try {
-      node = reader.u64(node);
-    } catch (error) {
-      if (!(error instanceof VmscopeError)) throw error;
-      problems.push(`${table} chain node ${hex(node)} is unreadable: ${error.message}`);
-      return;
-    }
   }
 }

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { executablePath } from '../../../src/os/linux/exe.js';
 import { MAX_FDS, readOpenFiles } from '../../../src/os/linux/files.js';
+import { MAX_HASH_BUCKETS } from '../../../src/os/linux/socketTables.js';
 import { readSockets } from '../../../src/os/linux/sockets.js';
 import { readMemoryRegions } from '../../../src/os/linux/vmas.js';
 import { hex } from '../../../src/util/hex.js';
@@ -120,12 +121,29 @@ describe('hostile sockets in linux61-modern', () => {
     expect(row).toMatchObject({ pid: null, comm: null, fd: null, localPort: 4444, state: 'LISTEN', inode: 10870, sources: ['tcp_bound', 'tcp_listening'] });
   });
 
+  it('tcp_hashinfo claiming 2^32 established buckets, its ehash array unreadable: problems, every other table still walked', async () => {
+    const hashinfo = base.reader.profile.requireSymbol('tcp_hashinfo');
+    const mask = field(hashinfo, 'inet_hashinfo', 'ehash_mask');
+    const fixture = await forged([[mask, base.reader.u64(mask) | 0xffffffffn]]);
+    const result = timed(() => sockets(fixture));
+    expect(result.problems[0]).toBe(`tcp_hashinfo (tcp_established) claims ${2 ** 32} buckets; read only the first ${MAX_HASH_BUCKETS}`);
+    expect(result.problems.at(-1)).toMatch(/^tcp_hashinfo \(tcp_established\): 16 chains are broken, the table is forged or corrupt: walk stopped at bucket \d+$|^tcp_hashinfo \(tcp_established\) buckets at 0x[0-9a-f]+ are unreadable from bucket \d+/);
+    expect(result.sockets.map((socket) => socket.sock).sort()).toEqual(sockets(base).sockets.map((socket) => socket.sock).sort());
+
+    const nowhere = base.context.kernel.pageOffsetBase + (1n << 44n);
+    const unreadable = await forged([[field(hashinfo, 'inet_hashinfo', 'ehash'), nowhere]]);
+    const partial = timed(() => sockets(unreadable));
+    expect(partial.problems).toEqual([expect.stringMatching(new RegExp(`^tcp_hashinfo \\(tcp_established\\) buckets at ${hex(nowhere)} are unreadable from bucket 0`))]);
+    expect(partial.sockets.find((socket) => socket.localPort === 4444)!.sources).toEqual(['fd', 'tcp_bound', 'tcp_listening']);
+    expect(partial.sockets.find((socket) => socket.comm === 'lab_beacon')!.sources).toEqual(['fd', 'tcp_bound']);
+  });
+
   it('an established-hash chain looping on itself: cut, reported, every socket still found', async () => {
     const beacon = sockets(base).sockets.find((socket) => socket.comm === 'lab_beacon')!;
     const link = field(beacon.sock, 'sock_common', 'skc_nulls_node');
     const fixture = await forged([[link, link]]);
     const result = timed(() => sockets(fixture));
-    expect(result.problems).toEqual([expect.stringMatching(new RegExp(`^tcp ehash chain at 0x[0-9a-f]+ loops back to ${hex(link)}`))]);
+    expect(result.problems).toEqual([expect.stringMatching(new RegExp(`^tcp_hashinfo \\(tcp_established\\) chain at 0x[0-9a-f]+ loops back to ${hex(link)}`))]);
     expect(result.sockets.map((socket) => socket.sock).sort()).toEqual(sockets(base).sockets.map((socket) => socket.sock).sort());
   });
 });
