@@ -11,6 +11,8 @@ export const VM_WRITE = 0x2n;
 export const VM_EXEC = 0x4n;
 export const VM_MAYSHARE = 0x80n;
 const PAGE_SHIFT = 12n;
+/** Entries of a tree that are not this process's VMAs before the rest of the tree is judged forged and skipped. */
+const MAX_REJECTED_VMAS = 16;
 /** ANON_VMA_NAME_MAX_LEN: prctl refuses longer names. */
 const ANON_NAME_MAX = 80;
 
@@ -64,20 +66,34 @@ export function readMemoryRegions(reader: KernelReader, mm: bigint, limits: Mapl
   const names = new RegionNames(reader, mmBytes);
   const regions: MemoryRegion[] = [];
   const seen = new Set<bigint>();
+  let rejected = 0;
   for (const vma of walk.entries) {
+    if (rejected >= MAX_REJECTED_VMAS) {
+      problems.push(`${rejected} entries are not this process's VMAs: the tree is forged or corrupt, the rest is skipped`);
+      break;
+    }
     if (seen.has(vma)) {
       problems.push(`vm_area_struct ${hex(vma)} is in the tree twice: listed once`);
       continue;
     }
     seen.add(vma);
+    const rejection = (problem: string) => {
+      problems.push(problem);
+      rejected++;
+    };
+    let bytes: StructBytes;
     try {
-      const region = names.region(StructBytes.read(reader, 'vm_area_struct', vma), problems);
-      if (region.end <= region.start) problems.push(`vm_area_struct ${hex(vma)} ends at ${hex(region.end)}, not above its start ${hex(region.start)}: skipped`);
-      else regions.push(region);
+      bytes = StructBytes.read(reader, 'vm_area_struct', vma);
     } catch (error) {
       if (!(error instanceof VmscopeError)) throw error;
-      problems.push(`vm_area_struct ${hex(vma)} is unreadable: ${error.message}`);
+      rejection(`vm_area_struct ${hex(vma)} is unreadable: ${error.message}`);
+      continue;
     }
+    // Every VMA points back to its mm: an entry that does not is not one of this process's regions.
+    const owner = bytes.u64('vm_mm');
+    if (owner !== mm) rejection(`vm_area_struct ${hex(vma)} belongs to mm ${hex(owner)}, not ${hex(mm)}: skipped`);
+    else if (bytes.u64('vm_end') <= bytes.u64('vm_start')) rejection(`vm_area_struct ${hex(vma)} ends at ${hex(bytes.u64('vm_end'))}, not above its start ${hex(bytes.u64('vm_start'))}: skipped`);
+    else regions.push(names.region(bytes, problems));
   }
   regions.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   const mapCount = mmBytes.u32('map_count');

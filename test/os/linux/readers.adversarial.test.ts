@@ -62,6 +62,21 @@ describe('hostile process memory structures in linux61-modern', () => {
     expect(clean.slice(0, regions.length)).toEqual(regions);
   });
 
+  it('a maple leaf holding another process\'s VMA: that entry is skipped with a problem, the others kept', async () => {
+    const task = base.task('lab_http');
+    const clean = readMemoryRegions(base.reader, task.mm).regions;
+    const root = base.reader.u64(field(field(task.mm, 'mm_struct', 'mm_mt'), 'maple_tree', 'ma_root'));
+    // lab_http's few regions fit in one leaf, the root; one of its slots holds the first region's VMA (slot 0 is the gap below it).
+    const slots = Array.from({ length: 16 }, (_, index) => (root & ~0xffn) + base.reader.offset('maple_range_64', 'slot') + BigInt(index * 8));
+    const first = slots.find((slot) => base.reader.u64(slot) === clean[0]!.vma);
+    expect(first).toBeDefined();
+    const foreign = readMemoryRegions(base.reader, base.task('lab_dns').mm).regions[0]!.vma;
+    const fixture = await forged([[first!, foreign]]);
+    const { regions, problems } = timed(() => readMemoryRegions(fixture.reader, task.mm));
+    expect(problems).toEqual([`vm_area_struct ${hex(foreign)} belongs to mm ${hex(base.task('lab_dns').mm)}, not ${hex(task.mm)}: skipped`]);
+    expect(regions).toEqual(clean.slice(1));
+  });
+
   it('an fd table claiming max_fds 2^31: read up to MAX_FDS, with a problem, the real fds still there', async () => {
     const task = base.task('lab_http');
     const clean = readOpenFiles(base.reader, task).files;
