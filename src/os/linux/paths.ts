@@ -8,6 +8,7 @@ export const PATH_MAX = 4096;
 const NAME_MAX = 255;
 /** Dentries and mounts crossed per path: PATH_MAX bytes hold at most this many "/x" components. */
 const MAX_PATH_STEPS = PATH_MAX / 2;
+const utf8 = new TextDecoder();
 
 /**
  * Where a path came from: the directory tree, or one of the kernel's d_dname callbacks for
@@ -157,7 +158,7 @@ function componentName(reader: KernelReader, dentry: bigint): string {
   const qstr = dentry + reader.offset('dentry', 'd_name');
   const length = Math.min(reader.u32(qstr + reader.offset('qstr', 'len')), NAME_MAX);
   const name = reader.pointerField(qstr, 'qstr', 'name');
-  return new TextDecoder().decode(reader.bytes(name, length));
+  return utf8.decode(reader.bytes(name, length));
 }
 
 function dentryInode(reader: KernelReader, dentry: bigint): number {

@@ -1,11 +1,14 @@
 import { SocketAddress } from 'node:net';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
+import { cString } from '../../util/text.js';
 import type { OpenFile } from './files.js';
 import type { KernelReader } from './kernelReader.js';
 import { tableSockets, type SocketSource } from './socketTables.js';
 import { arrayLength, StructBytes } from './structBytes.js';
 import type { TaskInfo } from './tasks.js';
+
+export type { SocketSource } from './socketTables.js';
 
 /** Address families (include/linux/socket.h), ABI. */
 const AF_UNIX = 1;
@@ -23,9 +26,7 @@ const STATE_NAMES: Record<number, string> = {
 /** TIME_WAIT and NEW_SYN_RECV entries of the established hash are only a sock_common (inet_timewait_sock, request_sock). */
 const TCP_TIME_WAIT = 6;
 const TCP_NEW_SYN_RECV = 12;
-
-
-export type { SocketSource } from './socketTables.js';
+const utf8 = new TextDecoder();
 
 export interface SocketRecord {
   /** Address of the `struct sock` (or sock_common for TIME_WAIT entries). */
@@ -187,9 +188,8 @@ function protoName(reader: KernelReader, prot: bigint, problems: string[]): stri
   const size = arrayLength(reader.profile, 'proto', 'name');
   try {
     const bytes = reader.bytes(prot + reader.offset('proto', 'name'), size);
-    const end = bytes.indexOf(0);
-    const name = new TextDecoder('latin1').decode(bytes.subarray(0, Math.max(end, 0)));
-    if (end > 0 && /^[\x21-\x7e]+$/.test(name)) return name;
+    const name = cString(bytes);
+    if (name.length > 0 && name.length < bytes.length && /^[\x21-\x7e]+$/.test(name)) return name;
     problems.push(`sk_prot ${hex(prot)} does not point to a struct proto (its name is not a short printable string)`);
   } catch (error) {
     if (!(error instanceof VmscopeError)) throw error;
@@ -219,9 +219,9 @@ function unixAddress(reader: KernelReader, sock: bigint, problems: string[]): st
     const length = reader.i32Field(address, 'unix_address', 'len') - reader.profile.offsetOf('sockaddr_un', 'sun_path');
     const pathLength = Math.min(Math.max(length, 0), arrayLength(reader.profile, 'sockaddr_un', 'sun_path'));
     const bytes = reader.bytes(address + reader.offset('unix_address', 'name') + reader.offset('sockaddr_un', 'sun_path'), pathLength);
-    if (bytes[0] === 0) return '@' + new TextDecoder().decode(bytes.subarray(1));
+    if (bytes[0] === 0) return '@' + utf8.decode(bytes.subarray(1));
     const end = bytes.indexOf(0);
-    return new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
+    return utf8.decode(end < 0 ? bytes : bytes.subarray(0, end));
   } catch (error) {
     if (!(error instanceof VmscopeError)) throw error;
     problems.push(`unix address of sock ${hex(sock)} is unreadable: ${error.message}`);
