@@ -5,9 +5,10 @@ import { openLinuxFixture, readersOver, type LinuxFixture } from '../../support/
 import { OverlayContext } from '../../support/overlay.js';
 
 /**
- * No fixture process holds a unix socket, so this turns lab_dns's UDP socket into one in
- * memory: its family becomes AF_UNIX and unix_sock->addr points to a unix_address written
+ * Socket shapes no fixture holds, made from real sockets in memory. A unix socket: lab_dns's
+ * UDP socket gets family AF_UNIX and a unix_sock->addr pointing to a unix_address written
  * beside it, as unix_bind() leaves them (len counts sun_family and, for a pathname, the NUL).
+ * A TIME_WAIT entry: lab_beacon's connection in that state, read as the sock_common it is.
  */
 let base: LinuxFixture;
 beforeAll(async () => {
@@ -32,8 +33,11 @@ async function boundUnixSocket(sunPath: Uint8Array) {
   context.image.patchVirtual(context.kernel.space, address, bytes);
   context.patchKernelU64(sock + reader.offset('unix_sock', 'addr'), address);
   const fixture = await readersOver(context);
-  const { sockets } = readSockets(fixture.reader, fixture.tasks.map((holder) => ({ task: holder, ...readOpenFiles(fixture.reader, holder) })));
-  return { row: sockets.find((socket) => socket.sock === sock)!, inode: file.inode, pid: task.pid };
+  return { row: socketsOf(fixture).find((socket) => socket.sock === sock)!, inode: file.inode, pid: task.pid };
+}
+
+function socketsOf(fixture: LinuxFixture) {
+  return readSockets(fixture.reader, fixture.tasks.map((task) => ({ task, ...readOpenFiles(fixture.reader, task) }))).sockets;
 }
 
 describe('unix sockets', () => {
@@ -45,5 +49,16 @@ describe('unix sockets', () => {
   it('an abstract socket shows as @name, as ss shows it', async () => {
     const { row } = await boundUnixSocket(new Uint8Array([0, ...new TextEncoder().encode('lab-abstract')]));
     expect(row).toMatchObject({ proto: 'unix', unixPath: '@lab-abstract' });
+  });
+});
+
+describe('TIME_WAIT entries of the established hash', () => {
+  it('are read as a sock_common: addresses, ports and state, nothing beyond', async () => {
+    const beacon = socketsOf(base).find((socket) => socket.comm === 'lab_beacon')!;
+    const context = new OverlayContext(base.context);
+    const tcpTimeWait = 6;
+    context.image.patchVirtual(context.kernel.space, beacon.sock + base.reader.offset('sock_common', 'skc_state'), new Uint8Array([tcpTimeWait]));
+    const row = socketsOf(await readersOver(context)).find((socket) => socket.sock === beacon.sock)!;
+    expect(row).toEqual({ ...beacon, state: 'TIME_WAIT' });
   });
 });
