@@ -58,6 +58,9 @@ describe('TIME_WAIT entries of the established hash', () => {
     const context = new OverlayContext(base.context);
     const tcpTimeWait = 6;
     context.image.patchVirtual(context.kernel.space, beacon.sock + base.reader.offset('sock_common', 'skc_state'), new Uint8Array([tcpTimeWait]));
+    // An inet_timewait_sock ends where sock_common does: what lies beyond (here a sk_protocol of UDP) is not read.
+    const ipprotoUdp = 17;
+    context.image.patchVirtual(context.kernel.space, beacon.sock + base.reader.offset('sock', 'sk_protocol'), new Uint8Array([ipprotoUdp, 0]));
     const row = socketsOf(await readersOver(context)).find((socket) => socket.sock === beacon.sock)!;
     expect(row).toEqual({ ...beacon, state: 'TIME_WAIT' });
   });
