@@ -46,6 +46,8 @@ export interface SocketRecord {
   readonly inode: number;
   /** A unix socket's bound path (`@name` for the abstract namespace), '' when unbound. */
   readonly unixPath: string;
+  /** The network namespace's inode (as /proc/PID/ns/net shows it, `net:[N]`), or null when unreadable: containers reuse addresses and ports. */
+  readonly netns: number | null;
   /** sk_prot->name (`TCP`, `UDPv6`, `UNIX`), or null when sk_prot does not point to a readable struct proto. */
   readonly protocolName: string | null;
   readonly sources: SocketSource[];
@@ -123,7 +125,7 @@ function readSocket(reader: KernelReader, sock: bigint, fileInode: number | unde
   const problems: string[] = [];
   const empty: SocketFacts = {
     sock, family: 'unknown', proto: 'unknown', localAddress: '', localPort: 0, remoteAddress: '', remotePort: 0,
-    state: 'unknown', inode: fileInode ?? 0, unixPath: '', protocolName: null, problems,
+    state: 'unknown', inode: fileInode ?? 0, unixPath: '', netns: null, protocolName: null, problems,
   };
   let common: StructBytes;
   try {
@@ -139,7 +141,8 @@ function readSocket(reader: KernelReader, sock: bigint, fileInode: number | unde
   const state = STATE_NAMES[stateNumber] ?? `STATE_${stateNumber}`;
   const addresses = inetAddresses(common, familyNumber);
   const protocolName = protoName(reader, common.u64('skc_prot'), problems);
-  const facts = { ...empty, family, state, ...addresses, protocolName };
+  const netns = namespaceInode(reader, common, problems);
+  const facts = { ...empty, family, state, ...addresses, netns, protocolName };
   if ((familyNumber === AF_INET || familyNumber === AF_INET6) && (stateNumber === TCP_TIME_WAIT || stateNumber === TCP_NEW_SYN_RECV)) {
     return { ...facts, proto: familyNumber === AF_INET6 ? 'tcp6' : 'tcp' };
   }
@@ -196,6 +199,19 @@ function protoName(reader: KernelReader, prot: bigint, problems: string[]): stri
     problems.push(`sk_prot ${hex(prot)} is unreadable: ${error.message}`);
   }
   return null;
+}
+
+/** sock_net(sk)->ns.inum; on a kernel without CONFIG_NET_NS skc_net holds no pointer and every socket is in init_net. */
+function namespaceInode(reader: KernelReader, common: StructBytes, problems: string[]): number | null {
+  const net = reader.profile.hasField('sock_common', 'skc_net.net') ? common.u64('skc_net.net') : reader.profile.symbol('init_net');
+  if (net === undefined) return null;
+  try {
+    return reader.u32(net + reader.offset('net', 'ns') + reader.offset('ns_common', 'inum'));
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    problems.push(`network namespace ${hex(net)} is unreadable: ${error.message}`);
+    return null;
+  }
 }
 
 /** SOCK_INODE(): the inode allocated with the struct socket (struct socket_alloc). */

@@ -81,6 +81,11 @@ describe('linux61-modern: what each process holds, against the guest\'s /proc', 
     expect(sockets.flatMap((socket) => socket.problems)).toEqual([]);
     const expected = modern.sockets.map(({ pid, comm, proto, local_addr, local_port, remote_addr, remote_port, state, inode, fd }) => ({ pid, comm, proto, local_addr, local_port, remote_addr, remote_port, state, inode, fd }));
     expect(sockets.map(asTruth).sort(byPidAndFd)).toEqual(expected.sort(byPidAndFd));
+    // The lab runs in the initial network namespace.
+    const initNet = fixture.reader.profile.requireSymbol('init_net');
+    const initNamespace = fixture.reader.u32(initNet + fixture.reader.offset('net', 'ns') + fixture.reader.offset('ns_common', 'inum'));
+    expect(initNamespace).toBeGreaterThan(0);
+    expect(new Set(sockets.map((socket) => socket.netns))).toEqual(new Set([initNamespace]));
   });
 
   it('sockets: the listener on 4444 that /proc/net/tcp hides is in the kernel\'s listening hash as well as lab_backdoor\'s fd table', () => {
