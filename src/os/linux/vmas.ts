@@ -77,28 +77,36 @@ export function readMemoryRegions(reader: KernelReader, mm: bigint, limits: Mapl
       continue;
     }
     seen.add(vma);
-    const rejection = (problem: string) => {
-      problems.push(problem);
+    const checked = ownVma(reader, mm, vma);
+    if (typeof checked === 'string') {
+      problems.push(checked);
       rejected++;
-    };
-    let bytes: StructBytes;
-    try {
-      bytes = StructBytes.read(reader, 'vm_area_struct', vma);
-    } catch (error) {
-      if (!(error instanceof VmscopeError)) throw error;
-      rejection(`vm_area_struct ${hex(vma)} is unreadable: ${error.message}`);
-      continue;
-    }
-    // Every VMA points back to its mm: an entry that does not is not one of this process's regions.
-    const owner = bytes.u64('vm_mm');
-    if (owner !== mm) rejection(`vm_area_struct ${hex(vma)} belongs to mm ${hex(owner)}, not ${hex(mm)}: skipped`);
-    else if (bytes.u64('vm_end') <= bytes.u64('vm_start')) rejection(`vm_area_struct ${hex(vma)} ends at ${hex(bytes.u64('vm_end'))}, not above its start ${hex(bytes.u64('vm_start'))}: skipped`);
-    else regions.push(names.region(bytes, problems));
+    } else regions.push(names.region(checked, problems));
   }
   regions.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   const mapCount = mmBytes.u32('map_count');
   if (problems.length === 0 && regions.length !== mapCount) problems.push(`found ${regions.length} regions, but mm->map_count says ${mapCount}`);
   return { regions, problems };
+}
+
+/**
+ * The vm_area_struct at `vma` when it is one of this mm's regions (every VMA points back to its
+ * mm, and ends above its start), or why it is not.
+ */
+function ownVma(reader: KernelReader, mm: bigint, vma: bigint): StructBytes | string {
+  let bytes: StructBytes;
+  try {
+    bytes = StructBytes.read(reader, 'vm_area_struct', vma);
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    return `vm_area_struct ${hex(vma)} is unreadable: ${error.message}`;
+  }
+  const owner = bytes.u64('vm_mm');
+  if (owner !== mm) return `vm_area_struct ${hex(vma)} belongs to mm ${hex(owner)}, not ${hex(mm)}: skipped`;
+  const start = bytes.u64('vm_start');
+  const end = bytes.u64('vm_end');
+  if (end <= start) return `vm_area_struct ${hex(vma)} ends at ${hex(end)}, not above its start ${hex(start)}: skipped`;
+  return bytes;
 }
 
 /** Before 6.1: mm->mmap, a NULL-terminated list through vm_next. */
