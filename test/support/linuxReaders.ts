@@ -31,7 +31,8 @@ export async function readersOver(context: DumpContext, close: () => void = () =
   const profile = await context.profile();
   const reader = new KernelReader(context.kernel.space, profile);
   const { tasks, problems } = walkTaskList(reader, profile.requireSymbol('init_task'));
-  if (problems.length > 0) throw new Error(`task list of ${context.path}: ${problems.map((problem) => problem.detail).join('; ')}`);
+  if (problems.length > 0)
+    throw new Error(`task list of ${context.path}: ${problems.map((problem) => problem.detail).join('; ')}`);
   return {
     context,
     reader,

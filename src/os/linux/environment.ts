@@ -18,8 +18,19 @@ export interface ProcessEnvironment {
  * pages, split at NULs. What the process later changed in place is what is shown, as there.
  * Kernel threads have none.
  */
-export function readEnvironment(kernel: LinuxKernel, reader: KernelReader, task: TaskInfo, maxBytes = MAX_ENVIRONMENT_BYTES): ProcessEnvironment {
+export function readEnvironment(
+  kernel: LinuxKernel,
+  reader: KernelReader,
+  task: TaskInfo,
+  maxBytes = MAX_ENVIRONMENT_BYTES,
+): ProcessEnvironment {
   if (task.kernelThread || task.mm === 0n) return { variables: [], problems: [] };
-  const { strings, problems } = readUserStrings(kernel, reader, task.mm, { start: 'env_start', end: 'env_end', what: 'environment' }, maxBytes);
+  const { strings, problems } = readUserStrings(
+    kernel,
+    reader,
+    task.mm,
+    { start: 'env_start', end: 'env_end', what: 'environment' },
+    maxBytes,
+  );
   return { variables: strings, problems };
 }

@@ -15,7 +15,12 @@ export function executablePath(reader: KernelReader, task: TaskInfo): ResolvedPa
     file = reader.pointerField(task.mm, 'mm_struct', 'exe_file');
   } catch (error) {
     if (!(error instanceof VmscopeError)) throw error;
-    return { path: '', kind: 'unknown', deleted: false, problems: [`mm_struct ${hex(task.mm)} is unreadable: ${error.message}`] };
+    return {
+      path: '',
+      kind: 'unknown',
+      deleted: false,
+      problems: [`mm_struct ${hex(task.mm)} is unreadable: ${error.message}`],
+    };
   }
   return file === 0n ? undefined : filePath(reader, file);
 }

@@ -51,7 +51,12 @@ export interface ProcessSuspiciousRegions {
  * their first bytes read through the process's own page tables. The kernel's own special
  * mappings (vDSO) are executable and anonymous by design and are not reported.
  */
-export function findSuspiciousRegions(kernel: LinuxKernel, reader: KernelReader, task: TaskInfo, regions: readonly MemoryRegion[]): ProcessSuspiciousRegions {
+export function findSuspiciousRegions(
+  kernel: LinuxKernel,
+  reader: KernelReader,
+  task: TaskInfo,
+  regions: readonly MemoryRegion[],
+): ProcessSuspiciousRegions {
   if (!regions.some((region) => suspicion(region).length > 0)) return { regions: [], problems: [] };
   let space: X86AddressSpace;
   try {
@@ -63,12 +68,18 @@ export function findSuspiciousRegions(kernel: LinuxKernel, reader: KernelReader,
   return { regions: suspiciousRegions(space, task, regions), problems: [] };
 }
 
-function suspiciousRegions(space: X86AddressSpace, task: TaskInfo, regions: readonly MemoryRegion[]): SuspiciousRegion[] {
+function suspiciousRegions(
+  space: X86AddressSpace,
+  task: TaskInfo,
+  regions: readonly MemoryRegion[],
+): SuspiciousRegion[] {
   const found: SuspiciousRegion[] = [];
   for (const region of regions) {
     const reasons = suspicion(region);
     if (reasons.length === 0) continue;
-    const length = Number(region.end - region.start < BigInt(MALFIND_BYTES) ? region.end - region.start : BigInt(MALFIND_BYTES));
+    const length = Number(
+      region.end - region.start < BigInt(MALFIND_BYTES) ? region.end - region.start : BigInt(MALFIND_BYTES),
+    );
     const { bytes, fault } = readUntilFault(space, region.start, length);
     found.push({
       pid: task.pid,
@@ -81,7 +92,11 @@ function suspiciousRegions(space: X86AddressSpace, task: TaskInfo, regions: read
       bytes,
       disassembly: disassemble(bytes, region.start),
       elfHeader: ELF_MAGIC.every((byte, index) => bytes[index] === byte),
-      problems: fault ? [`only ${bytes.length} of the first ${length} bytes at ${hex(region.start)} are in the dump: ${fault.message}`] : [],
+      problems: fault
+        ? [
+            `only ${bytes.length} of the first ${length} bytes at ${hex(region.start)} are in the dump: ${fault.message}`,
+          ]
+        : [],
     });
   }
   return found;

@@ -41,7 +41,11 @@ interface NodeLayout {
  * pivot that reaches the node's maximum. Depth, node count and entry count are bounded and a
  * node reached twice is a cycle: a forged tree yields what was found and problems saying why.
  */
-export function walkMapleTree(reader: KernelReader, tree: bigint, limits: MapleTreeLimits = DEFAULT_MAPLE_LIMITS): MapleTreeWalk {
+export function walkMapleTree(
+  reader: KernelReader,
+  tree: bigint,
+  limits: MapleTreeLimits = DEFAULT_MAPLE_LIMITS,
+): MapleTreeWalk {
   const problems: string[] = [];
   const entries: bigint[] = [];
   let root: bigint;
@@ -70,7 +74,9 @@ export function walkMapleTree(reader: KernelReader, tree: bigint, limits: MapleT
       break;
     }
     if (depth > MAPLE_HEIGHT_MAX) {
-      problems.push(`maple tree ${hex(tree)} is deeper than ${MAPLE_HEIGHT_MAX} at node ${hex(node)}: its subtree is skipped`);
+      problems.push(
+        `maple tree ${hex(tree)} is deeper than ${MAPLE_HEIGHT_MAX} at node ${hex(node)}: its subtree is skipped`,
+      );
       continue;
     }
     seen.add(node);
@@ -110,7 +116,11 @@ function isNode(entry: bigint): boolean {
   return (entry & 3n) === 2n && entry > MAPLE_RESERVED_RANGE;
 }
 
-function* occupiedSlots(bytes: StructBytes, layout: NodeLayout, max: bigint): Generator<{ slot: bigint; pivot: bigint }> {
+function* occupiedSlots(
+  bytes: StructBytes,
+  layout: NodeLayout,
+  max: bigint,
+): Generator<{ slot: bigint; pivot: bigint }> {
   const pivotOffset = bytes.offset('pivot');
   const slotOffset = bytes.offset('slot');
   const view = new DataView(bytes.bytes.buffer, bytes.bytes.byteOffset, bytes.bytes.byteLength);
@@ -133,7 +143,8 @@ function nodeLayouts(reader: KernelReader): { layouts: Map<number, NodeLayout>; 
   });
   const value = (name: string): number => {
     const found = constants[name];
-    if (found === undefined) throw new VmscopeError('NO_PROFILE', `enum maple_type has no ${name}`, reader.profile.source);
+    if (found === undefined)
+      throw new VmscopeError('NO_PROFILE', `enum maple_type has no ${name}`, reader.profile.source);
     return Number(found);
   };
   const range = layout('maple_range_64');

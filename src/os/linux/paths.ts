@@ -39,7 +39,10 @@ export interface FileIdentity {
  * (fs/d_path.c callers): sockets, pipes and anonymous inodes as /proc/PID/fd shows them, and
  * pseudo files such as memfds as "/NAME (deleted)" (simple_dname, set by alloc_file_pseudo).
  */
-const DYNAMIC_NAMES: Record<string, { kind: PathKind; deleted: boolean; format: (name: string, inode: number) => string }> = {
+const DYNAMIC_NAMES: Record<
+  string,
+  { kind: PathKind; deleted: boolean; format: (name: string, inode: number) => string }
+> = {
   sockfs_dname: { kind: 'socket', deleted: false, format: (_name, inode) => `socket:[${inode}]` },
   pipefs_dname: { kind: 'pipe', deleted: false, format: (_name, inode) => `pipe:[${inode}]` },
   anon_inodefs_dname: { kind: 'anon_inode', deleted: false, format: (name) => `anon_inode:${name}` },
@@ -90,7 +93,12 @@ function unreadablePath(...problems: string[]): ResolvedPath {
 }
 
 /** The name a d_op->d_dname callback would print, or undefined when the dentry has none. */
-function dynamicName(reader: KernelReader, dentry: bigint, isMountRoot: boolean, problems: string[]): Omit<ResolvedPath, 'problems'> | undefined {
+function dynamicName(
+  reader: KernelReader,
+  dentry: bigint,
+  isMountRoot: boolean,
+  problems: string[],
+): Omit<ResolvedPath, 'problems'> | undefined {
   const operations = reader.pointerField(dentry, 'dentry', 'd_op');
   if (operations === 0n || isMountRoot) return undefined;
   const callback = reader.pointerField(operations, 'dentry_operations', 'd_dname');
@@ -100,7 +108,9 @@ function dynamicName(reader: KernelReader, dentry: bigint, isMountRoot: boolean,
   const symbol = reader.profile.symbolAt(callback);
   const known = symbol && symbol.offset === 0n ? DYNAMIC_NAMES[symbol.symbol.name] : undefined;
   if (known) return { path: known.format(name, inode), kind: known.kind, deleted: known.deleted };
-  problems.push(`dentry ${hex(dentry)} is named by ${symbol ? `${symbol.symbol.name}+${hex(symbol.offset)}` : hex(callback)}, which is not decoded: showing its d_name`);
+  problems.push(
+    `dentry ${hex(dentry)} is named by ${symbol ? `${symbol.symbol.name}+${hex(symbol.offset)}` : hex(callback)}, which is not decoded: showing its d_name`,
+  );
   return { path: name, kind: 'unknown', deleted: false };
 }
 
@@ -126,7 +136,9 @@ function prependPath(reader: KernelReader, vfsmount: bigint, start: bigint, prob
     const mountRoot = reader.pointerField(mount + mountOfVfsmount, 'vfsmount', 'mnt_root');
     if (dentry === mountRoot || dentry === parent) {
       if (dentry !== mountRoot) {
-        problems.push(`dentry ${hex(dentry)} is a root but not its mount's root ${hex(mountRoot)}: path escaped its mount`);
+        problems.push(
+          `dentry ${hex(dentry)} is a root but not its mount's root ${hex(mountRoot)}: path escaped its mount`,
+        );
         break;
       }
       const parentMount = reader.pointerField(mount, 'mount', 'mnt_parent');

@@ -18,7 +18,12 @@ export function processAddressSpace(kernel: LinuxKernel, reader: KernelReader, m
   const pgd = reader.pointerField(mm, 'mm_struct', 'pgd');
   const physical = pgd - kernel.pageOffsetBase;
   if (physical < 0n || physical >= BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new VmscopeError('CORRUPT_STRUCTURE', `mm_struct ${hex(mm)}: pgd ${hex(pgd)} is not a direct-map address`, kernel.image.path, mm);
+    throw new VmscopeError(
+      'CORRUPT_STRUCTURE',
+      `mm_struct ${hex(mm)}: pgd ${hex(pgd)} is not a direct-map address`,
+      kernel.image.path,
+      mm,
+    );
   }
   return new X86AddressSpace(kernel.image, Number(physical), kernel.pagingLevels);
 }
@@ -61,9 +66,20 @@ export interface ProcessArguments {
  * A process's argv as /proc/PID/cmdline shows it: `mm->arg_start..arg_end` of its own address
  * space, split at NULs. Kernel threads have no user memory; they show as `[comm]`, as ps does.
  */
-export function readArguments(kernel: LinuxKernel, reader: KernelReader, task: TaskInfo, maxBytes = MAX_ARGV_BYTES): ProcessArguments {
+export function readArguments(
+  kernel: LinuxKernel,
+  reader: KernelReader,
+  task: TaskInfo,
+  maxBytes = MAX_ARGV_BYTES,
+): ProcessArguments {
   if (task.kernelThread || task.mm === 0n) return { argv: [`[${task.comm}]`], problems: [] };
-  const { strings, problems } = readUserStrings(kernel, reader, task.mm, { start: 'arg_start', end: 'arg_end', what: 'argv' }, maxBytes);
+  const { strings, problems } = readUserStrings(
+    kernel,
+    reader,
+    task.mm,
+    { start: 'arg_start', end: 'arg_end', what: 'argv' },
+    maxBytes,
+  );
   return { argv: strings, problems };
 }
 
@@ -80,7 +96,13 @@ export interface UserStringArea {
  * at most `maxBytes` (the bounds are guest-controlled), keeping what was readable before the
  * first absent page.
  */
-export function readUserStrings(kernel: LinuxKernel, reader: KernelReader, mm: bigint, area: UserStringArea, maxBytes: number): { strings: string[]; problems: string[] } {
+export function readUserStrings(
+  kernel: LinuxKernel,
+  reader: KernelReader,
+  mm: bigint,
+  area: UserStringArea,
+  maxBytes: number,
+): { strings: string[]; problems: string[] } {
   const problems: string[] = [];
   let start: bigint;
   let end: bigint;

@@ -23,14 +23,23 @@ const INET_FAMILIES = new Set([2, 10]);
  */
 export function tableSockets(reader: KernelReader, problems: string[]): Array<{ sock: bigint; source: SocketSource }> {
   const found: Array<{ sock: bigint; source: SocketSource }> = [];
-  const walk = (source: SocketSource, symbol: string, struct: string, socks: (walk: HashTableWalk, table: StructBytes) => Iterable<bigint>) => {
+  const walk = (
+    source: SocketSource,
+    symbol: string,
+    struct: string,
+    socks: (walk: HashTableWalk, table: StructBytes) => Iterable<bigint>,
+  ) => {
     const table = reader.profile.symbol(symbol);
     if (table === undefined) {
       problems.push(`the profile has no ${symbol}: its sockets come from fd tables only`);
       return;
     }
     try {
-      for (const sock of socks(new HashTableWalk(reader, `${symbol} (${source})`, problems), StructBytes.read(reader, struct, table))) found.push({ sock, source });
+      for (const sock of socks(
+        new HashTableWalk(reader, `${symbol} (${source})`, problems),
+        StructBytes.read(reader, struct, table),
+      ))
+        found.push({ sock, source });
     } catch (error) {
       if (!(error instanceof VmscopeError)) throw error;
       problems.push(`${symbol} (${source}) cannot be walked: ${error.message}`);
@@ -56,8 +65,15 @@ function* establishedSockets(walk: HashTableWalk, hashinfo: StructBytes): Genera
 function* listeningSockets(walk: HashTableWalk, hashinfo: StructBytes): Generator<bigint> {
   const { reader } = walk;
   const nulls = reader.profile.hasField('inet_listen_hashbucket', 'nulls_head');
-  const link = nulls ? reader.offset('sock_common', 'skc_nulls_node') : reader.offset('inet_connection_sock', 'icsk_listen_portaddr_node');
-  for (const head of walk.heads(hashinfo.u64('lhash2'), hashinfo.u32('lhash2_mask') + 1, 'inet_listen_hashbucket', nulls ? 'nulls_head' : 'head')) {
+  const link = nulls
+    ? reader.offset('sock_common', 'skc_nulls_node')
+    : reader.offset('inet_connection_sock', 'icsk_listen_portaddr_node');
+  for (const head of walk.heads(
+    hashinfo.u64('lhash2'),
+    hashinfo.u32('lhash2_mask') + 1,
+    'inet_listen_hashbucket',
+    nulls ? 'nulls_head' : 'head',
+  )) {
     yield* walk.sockets(head, link, nulls);
   }
 }
@@ -74,7 +90,11 @@ function* boundSockets(walk: HashTableWalk, hashinfo: StructBytes): Generator<bi
         yield* walk.sockets(bind + reader.offset('inet_bind_bucket', 'owners'), ownerLink, false);
         continue;
       }
-      for (const bind2 of walk.chain(bind + reader.offset('inet_bind_bucket', 'bhash2'), reader.offset('inet_bind2_bucket', 'bhash_node'), false)) {
+      for (const bind2 of walk.chain(
+        bind + reader.offset('inet_bind_bucket', 'bhash2'),
+        reader.offset('inet_bind2_bucket', 'bhash_node'),
+        false,
+      )) {
         yield* walk.sockets(bind2 + reader.offset('inet_bind2_bucket', 'owners'), ownerLink, false);
       }
     }
@@ -119,13 +139,17 @@ class HashTableWalk {
         block = this.reader.bytes(array + BigInt(first * size), length * size);
       } catch (error) {
         if (!(error instanceof VmscopeError)) throw error;
-        this.problems.push(`${this.table} buckets at ${hex(array)} are unreadable from bucket ${first}: ${error.message}`);
+        this.problems.push(
+          `${this.table} buckets at ${hex(array)} are unreadable from bucket ${first}: ${error.message}`,
+        );
         return;
       }
       const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
       for (let index = 0; index < length; index++) {
         if (this.brokenChains >= MAX_BROKEN_CHAINS) {
-          this.problems.push(`${this.table}: ${this.brokenChains} chains are broken, the table is forged or corrupt: walk stopped at bucket ${first + index}`);
+          this.problems.push(
+            `${this.table}: ${this.brokenChains} chains are broken, the table is forged or corrupt: walk stopped at bucket ${first + index}`,
+          );
           return;
         }
         const firstNode = view.getBigUint64(index * size + headOffset, true);
@@ -146,7 +170,12 @@ class HashTableWalk {
    * The objects on one hlist (NULL-terminated) or hlist_nulls (ended by an odd "nulls" marker)
    * chain whose head is at `head`, as `node - linkOffset`; cycle-checked and bounded.
    */
-  *chain(head: bigint, linkOffset: bigint, nulls: boolean, invalid: (object: bigint) => string | undefined = () => undefined): Generator<bigint> {
+  *chain(
+    head: bigint,
+    linkOffset: bigint,
+    nulls: boolean,
+    invalid: (object: bigint) => string | undefined = () => undefined,
+  ): Generator<bigint> {
     const seen = new Set<bigint>();
     let node = head;
     for (;;) {
@@ -154,7 +183,8 @@ class HashTableWalk {
         node = this.reader.u64(node);
         if (node === 0n || (nulls && (node & 1n) === 1n)) return;
         if (seen.has(node)) return this.broken(`chain at ${hex(head)} loops back to ${hex(node)}`);
-        if (seen.size >= MAX_CHAIN) return this.broken(`chain at ${hex(head)} is longer than ${MAX_CHAIN}: walk stopped`);
+        if (seen.size >= MAX_CHAIN)
+          return this.broken(`chain at ${hex(head)} is longer than ${MAX_CHAIN}: walk stopped`);
         const reason = invalid(node - linkOffset);
         if (reason !== undefined) return this.broken(`chain at ${hex(head)} leads to ${reason}`);
       } catch (error) {

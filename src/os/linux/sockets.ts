@@ -14,14 +14,33 @@ export type { SocketSource } from './socketTables.js';
 const AF_UNIX = 1;
 const AF_INET = 2;
 const AF_INET6 = 10;
-const FAMILY_NAMES: Record<number, string> = { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6', 16: 'AF_NETLINK', 17: 'AF_PACKET', 40: 'AF_VSOCK', 44: 'AF_XDP' };
+const FAMILY_NAMES: Record<number, string> = {
+  1: 'AF_UNIX',
+  2: 'AF_INET',
+  10: 'AF_INET6',
+  16: 'AF_NETLINK',
+  17: 'AF_PACKET',
+  40: 'AF_VSOCK',
+  44: 'AF_XDP',
+};
 /** IP protocol numbers (include/uapi/linux/in.h), ABI. */
 const IP_PROTOCOLS: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmp', 136: 'udplite' };
 const SOCK_RAW = 3;
 /** TCP states (include/net/tcp_states.h, the `st` column of /proc/net/tcp), named as netstat and ss name them; CLOSE is UNCONN, as ss shows an unconnected socket. */
 const STATE_NAMES: Record<number, string> = {
-  1: 'ESTABLISHED', 2: 'SYN_SENT', 3: 'SYN_RECV', 4: 'FIN_WAIT1', 5: 'FIN_WAIT2', 6: 'TIME_WAIT', 7: 'UNCONN',
-  8: 'CLOSE_WAIT', 9: 'LAST_ACK', 10: 'LISTEN', 11: 'CLOSING', 12: 'NEW_SYN_RECV', 13: 'BOUND_INACTIVE',
+  1: 'ESTABLISHED',
+  2: 'SYN_SENT',
+  3: 'SYN_RECV',
+  4: 'FIN_WAIT1',
+  5: 'FIN_WAIT2',
+  6: 'TIME_WAIT',
+  7: 'UNCONN',
+  8: 'CLOSE_WAIT',
+  9: 'LAST_ACK',
+  10: 'LISTEN',
+  11: 'CLOSING',
+  12: 'NEW_SYN_RECV',
+  13: 'BOUND_INACTIVE',
 };
 /** TIME_WAIT and NEW_SYN_RECV entries of the established hash are only a sock_common (inet_timewait_sock, request_sock). */
 const TCP_TIME_WAIT = 6;
@@ -88,7 +107,8 @@ export function readSockets(reader: KernelReader, holders: readonly SocketHolder
   };
 
   const held: Array<{ holder: SocketHolder; file: OpenFile; sock: bigint }> = [];
-  if (socketFileOps === undefined) problems.push('the profile has no socket_file_ops: sockets are found in the kernel tables only');
+  if (socketFileOps === undefined)
+    problems.push('the profile has no socket_file_ops: sockets are found in the kernel tables only');
   for (const holder of holders) {
     for (const file of holder.files) {
       if (socketFileOps === undefined || file.operations !== socketFileOps) continue;
@@ -99,7 +119,9 @@ export function readSockets(reader: KernelReader, holders: readonly SocketHolder
         held.push({ holder, file, sock });
       } catch (error) {
         if (!(error instanceof VmscopeError)) throw error;
-        problems.push(`pid ${holder.task.pid} fd ${file.fd}: struct socket ${hex(file.privateData)} is unreadable: ${error.message}`);
+        problems.push(
+          `pid ${holder.task.pid} fd ${file.fd}: struct socket ${hex(file.privateData)} is unreadable: ${error.message}`,
+        );
       }
     }
   }
@@ -124,8 +146,19 @@ export function readSockets(reader: KernelReader, holders: readonly SocketHolder
 function readSocket(reader: KernelReader, sock: bigint, fileInode: number | undefined): SocketFacts {
   const problems: string[] = [];
   const empty: SocketFacts = {
-    sock, family: 'unknown', proto: 'unknown', localAddress: '', localPort: 0, remoteAddress: '', remotePort: 0,
-    state: 'unknown', inode: fileInode ?? 0, unixPath: '', netns: null, protocolName: null, problems,
+    sock,
+    family: 'unknown',
+    proto: 'unknown',
+    localAddress: '',
+    localPort: 0,
+    remoteAddress: '',
+    remotePort: 0,
+    state: 'unknown',
+    inode: fileInode ?? 0,
+    unixPath: '',
+    netns: null,
+    protocolName: null,
+    problems,
   };
   let common: StructBytes;
   try {
@@ -143,7 +176,10 @@ function readSocket(reader: KernelReader, sock: bigint, fileInode: number | unde
   const protocolName = protoName(reader, common.u64('skc_prot'), problems);
   const netns = namespaceInode(reader, common, problems);
   const facts = { ...empty, family, state, ...addresses, netns, protocolName };
-  if ((familyNumber === AF_INET || familyNumber === AF_INET6) && (stateNumber === TCP_TIME_WAIT || stateNumber === TCP_NEW_SYN_RECV)) {
+  if (
+    (familyNumber === AF_INET || familyNumber === AF_INET6) &&
+    (stateNumber === TCP_TIME_WAIT || stateNumber === TCP_NEW_SYN_RECV)
+  ) {
     return { ...facts, proto: familyNumber === AF_INET6 ? 'tcp6' : 'tcp' };
   }
   let full: StructBytes;
@@ -160,15 +196,27 @@ function readSocket(reader: KernelReader, sock: bigint, fileInode: number | unde
   return { ...facts, proto, inode, unixPath };
 }
 
-function inetAddresses(common: StructBytes, family: number): Pick<SocketRecord, 'localAddress' | 'localPort' | 'remoteAddress' | 'remotePort'> {
-  if (family !== AF_INET && family !== AF_INET6) return { localAddress: '', localPort: 0, remoteAddress: '', remotePort: 0 };
+function inetAddresses(
+  common: StructBytes,
+  family: number,
+): Pick<SocketRecord, 'localAddress' | 'localPort' | 'remoteAddress' | 'remotePort'> {
+  if (family !== AF_INET && family !== AF_INET6)
+    return { localAddress: '', localPort: 0, remoteAddress: '', remotePort: 0 };
   // skc_num is the local port in host order; skc_dport is in network order, as are the addresses.
   const dport = common.fieldBytes('skc_dport', 2);
   const ports = { localPort: common.unsigned('skc_num'), remotePort: (dport[0]! << 8) | dport[1]! };
   if (family === AF_INET) {
-    return { localAddress: common.fieldBytes('skc_rcv_saddr', 4).join('.'), remoteAddress: common.fieldBytes('skc_daddr', 4).join('.'), ...ports };
+    return {
+      localAddress: common.fieldBytes('skc_rcv_saddr', 4).join('.'),
+      remoteAddress: common.fieldBytes('skc_daddr', 4).join('.'),
+      ...ports,
+    };
   }
-  return { localAddress: ipv6(common.fieldBytes('skc_v6_rcv_saddr', 16)), remoteAddress: ipv6(common.fieldBytes('skc_v6_daddr', 16)), ...ports };
+  return {
+    localAddress: ipv6(common.fieldBytes('skc_v6_rcv_saddr', 16)),
+    remoteAddress: ipv6(common.fieldBytes('skc_v6_daddr', 16)),
+    ...ports,
+  };
 }
 
 /** An IPv6 address as `ip` prints it: compressed, lowercase, IPv4-mapped in dotted form. */
@@ -180,7 +228,8 @@ function ipv6(bytes: Uint8Array): string {
 
 function protoOf(family: number, type: number, protocol: number): string {
   if (family === AF_UNIX) return 'unix';
-  if (family !== AF_INET && family !== AF_INET6) return (FAMILY_NAMES[family] ?? `af${family}`).replace(/^AF_/, '').toLowerCase();
+  if (family !== AF_INET && family !== AF_INET6)
+    return (FAMILY_NAMES[family] ?? `af${family}`).replace(/^AF_/, '').toLowerCase();
   const suffix = family === AF_INET6 ? '6' : '';
   if (type === SOCK_RAW) return `raw${suffix}`;
   return `${IP_PROTOCOLS[protocol] ?? `ipproto${protocol}`}${suffix}`;
@@ -203,7 +252,9 @@ function protoName(reader: KernelReader, prot: bigint, problems: string[]): stri
 
 /** sock_net(sk)->ns.inum; on a kernel without CONFIG_NET_NS skc_net holds no pointer and every socket is in init_net. */
 function namespaceInode(reader: KernelReader, common: StructBytes, problems: string[]): number | null {
-  const net = reader.profile.hasField('sock_common', 'skc_net.net') ? common.u64('skc_net.net') : reader.profile.symbol('init_net');
+  const net = reader.profile.hasField('sock_common', 'skc_net.net')
+    ? common.u64('skc_net.net')
+    : reader.profile.symbol('init_net');
   if (net === undefined) return null;
   try {
     return reader.u32(net + reader.offset('net', 'ns') + reader.offset('ns_common', 'inum'));
@@ -234,7 +285,10 @@ function unixAddress(reader: KernelReader, sock: bigint, problems: string[]): st
     if (address === 0n) return '';
     const length = reader.i32Field(address, 'unix_address', 'len') - reader.profile.offsetOf('sockaddr_un', 'sun_path');
     const pathLength = Math.min(Math.max(length, 0), arrayLength(reader.profile, 'sockaddr_un', 'sun_path'));
-    const bytes = reader.bytes(address + reader.offset('unix_address', 'name') + reader.offset('sockaddr_un', 'sun_path'), pathLength);
+    const bytes = reader.bytes(
+      address + reader.offset('unix_address', 'name') + reader.offset('sockaddr_un', 'sun_path'),
+      pathLength,
+    );
     if (bytes[0] === 0) return '@' + utf8.decode(bytes.subarray(1));
     const end = bytes.indexOf(0);
     return utf8.decode(end < 0 ? bytes : bytes.subarray(0, end));

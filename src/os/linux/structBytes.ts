@@ -68,7 +68,11 @@ export class StructBytes {
     if (size === 2) return BigInt(this.view.getUint16(offset, true));
     if (size === 4) return BigInt(this.view.getUint32(offset, true));
     if (size === 8) return this.view.getBigUint64(offset, true);
-    throw new VmscopeError('NO_PROFILE', `${this.struct}: a field at offset ${offset} is not an integer of 1, 2, 4 or 8 bytes`, this.profile.source);
+    throw new VmscopeError(
+      'NO_PROFILE',
+      `${this.struct}: a field at offset ${offset} is not an integer of 1, 2, 4 or 8 bytes`,
+      this.profile.source,
+    );
   }
 }
 

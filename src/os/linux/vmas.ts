@@ -49,7 +49,11 @@ export interface ProcessRegions {
  * profile's fields, not the version. Regions are in address order, each named as
  * show_map_vma() names it.
  */
-export function readMemoryRegions(reader: KernelReader, mm: bigint, limits: MapleTreeLimits = DEFAULT_MAPLE_LIMITS): ProcessRegions {
+export function readMemoryRegions(
+  reader: KernelReader,
+  mm: bigint,
+  limits: MapleTreeLimits = DEFAULT_MAPLE_LIMITS,
+): ProcessRegions {
   const problems: string[] = [];
   let mmBytes: StructBytes;
   try {
@@ -69,7 +73,9 @@ export function readMemoryRegions(reader: KernelReader, mm: bigint, limits: Mapl
   let rejected = 0;
   for (const vma of walk.entries) {
     if (rejected >= MAX_REJECTED_VMAS) {
-      problems.push(`${rejected} entries are not this process's VMAs: the tree is forged or corrupt, the rest is skipped`);
+      problems.push(
+        `${rejected} entries are not this process's VMAs: the tree is forged or corrupt, the rest is skipped`,
+      );
       break;
     }
     if (seen.has(vma)) {
@@ -85,7 +91,8 @@ export function readMemoryRegions(reader: KernelReader, mm: bigint, limits: Mapl
   }
   regions.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   const mapCount = mmBytes.u32('map_count');
-  if (problems.length === 0 && regions.length !== mapCount) problems.push(`found ${regions.length} regions, but mm->map_count says ${mapCount}`);
+  if (problems.length === 0 && regions.length !== mapCount)
+    problems.push(`found ${regions.length} regions, but mm->map_count says ${mapCount}`);
   return { regions, problems };
 }
 
@@ -110,12 +117,17 @@ function ownVma(reader: KernelReader, mm: bigint, vma: bigint): StructBytes | st
 }
 
 /** Before 6.1: mm->mmap, a NULL-terminated list through vm_next. */
-function walkVmaList(reader: KernelReader, first: bigint, maxEntries: number): { entries: bigint[]; problems: string[] } {
+function walkVmaList(
+  reader: KernelReader,
+  first: bigint,
+  maxEntries: number,
+): { entries: bigint[]; problems: string[] } {
   const entries: bigint[] = [];
   const seen = new Set<bigint>();
-  for (let vma = first; vma !== 0n; ) {
+  for (let vma = first; vma !== 0n;) {
     if (seen.has(vma)) return { entries, problems: [`VMA list loops back to ${hex(vma)}`] };
-    if (entries.length >= maxEntries) return { entries, problems: [`VMA list longer than ${maxEntries}: walk stopped`] };
+    if (entries.length >= maxEntries)
+      return { entries, problems: [`VMA list longer than ${maxEntries}: walk stopped`] };
     let next: bigint;
     try {
       next = reader.pointerField(vma, 'vm_area_struct', 'vm_next');
@@ -154,7 +166,13 @@ class RegionNames {
     const perms = `${flags & VM_READ ? 'r' : '-'}${flags & VM_WRITE ? 'w' : '-'}${flags & VM_EXEC ? 'x' : '-'}${flags & VM_MAYSHARE ? 's' : 'p'}`;
     const base = { vma: vma.address, start, end, flags, perms };
     if (file !== 0n) {
-      return { ...base, offset: vma.u64('vm_pgoff') << PAGE_SHIFT, file, ...this.fileName(file, problems), special: false };
+      return {
+        ...base,
+        offset: vma.u64('vm_pgoff') << PAGE_SHIFT,
+        file,
+        ...this.fileName(file, problems),
+        special: false,
+      };
     }
     const anonymous = { ...base, offset: 0n, file, inode: 0, dev: '00:00' };
     const special = this.specialName(vma, problems);
@@ -205,7 +223,11 @@ class RegionNames {
     if (operations === 0n) return undefined;
     try {
       const nameCallback = this.reader.pointerField(operations, 'vm_operations_struct', 'name');
-      if (nameCallback === 0n || this.reader.profile.symbolsAt(nameCallback).every((symbol) => symbol.name !== 'special_mapping_name')) return undefined;
+      if (
+        nameCallback === 0n ||
+        this.reader.profile.symbolsAt(nameCallback).every((symbol) => symbol.name !== 'special_mapping_name')
+      )
+        return undefined;
       const mapping = vma.u64('vm_private_data');
       return this.reader.cString(this.reader.pointerField(mapping, 'vm_special_mapping', 'name'), 64);
     } catch (error) {

@@ -51,7 +51,8 @@ const asTruth = (socket: SocketRecord) => ({
   inode: socket.inode,
   fd: socket.fd,
 });
-const byPidAndFd = (a: { pid: number | null; fd: number | null }, b: { pid: number | null; fd: number | null }) => (a.pid! - b.pid!) || (a.fd! - b.fd!);
+const byPidAndFd = (a: { pid: number | null; fd: number | null }, b: { pid: number | null; fd: number | null }) =>
+  a.pid! - b.pid! || a.fd! - b.fd!;
 
 function allSockets(fixture: LinuxFixture) {
   const holders = fixture.tasks.map((task) => ({ task, ...readOpenFiles(fixture.reader, task) }));
@@ -62,13 +63,18 @@ function allSuspiciousRegions(fixture: LinuxFixture) {
   return fixture.tasks
     .filter((task) => !task.kernelThread)
     .flatMap((task) => {
-      const found = findSuspiciousRegions(fixture.context.kernel, fixture.reader, task, readMemoryRegions(fixture.reader, task.mm).regions);
+      const found = findSuspiciousRegions(
+        fixture.context.kernel,
+        fixture.reader,
+        task,
+        readMemoryRegions(fixture.reader, task.mm).regions,
+      );
       expect(found.problems).toEqual([]);
       return found.regions;
     });
 }
 
-describe('linux61-modern: what each process holds, against the guest\'s /proc', () => {
+describe("linux61-modern: what each process holds, against the guest's /proc", () => {
   let fixture: LinuxFixture;
   beforeAll(async () => {
     fixture = await openLinuxFixture('linux61-modern', 'elf');
@@ -79,25 +85,50 @@ describe('linux61-modern: what each process holds, against the guest\'s /proc', 
     const { sockets, problems } = allSockets(fixture);
     expect(problems).toEqual([]);
     expect(sockets.flatMap((socket) => socket.problems)).toEqual([]);
-    const expected = modern.sockets.map(({ pid, comm, proto, local_addr, local_port, remote_addr, remote_port, state, inode, fd }) => ({ pid, comm, proto, local_addr, local_port, remote_addr, remote_port, state, inode, fd }));
+    const expected = modern.sockets.map(
+      ({ pid, comm, proto, local_addr, local_port, remote_addr, remote_port, state, inode, fd }) => ({
+        pid,
+        comm,
+        proto,
+        local_addr,
+        local_port,
+        remote_addr,
+        remote_port,
+        state,
+        inode,
+        fd,
+      }),
+    );
     expect(sockets.map(asTruth).sort(byPidAndFd)).toEqual(expected.sort(byPidAndFd));
     // The lab runs in the initial network namespace.
     const initNet = fixture.reader.profile.requireSymbol('init_net');
-    const initNamespace = fixture.reader.u32(initNet + fixture.reader.offset('net', 'ns') + fixture.reader.offset('ns_common', 'inum'));
+    const initNamespace = fixture.reader.u32(
+      initNet + fixture.reader.offset('net', 'ns') + fixture.reader.offset('ns_common', 'inum'),
+    );
     expect(initNamespace).toBeGreaterThan(0);
     expect(new Set(sockets.map((socket) => socket.netns))).toEqual(new Set([initNamespace]));
   });
 
-  it('sockets: the listener on 4444 that /proc/net/tcp hides is in the kernel\'s listening hash as well as lab_backdoor\'s fd table', () => {
+  it("sockets: the listener on 4444 that /proc/net/tcp hides is in the kernel's listening hash as well as lab_backdoor's fd table", () => {
     const hidden = modern.sockets.filter((socket) => !socket.in_proc_net);
     expect(hidden.map((socket) => socket.local_port)).toEqual([4444]);
     const found = allSockets(fixture).sockets.find((socket) => socket.localPort === 4444)!;
-    expect(found).toMatchObject({ comm: 'lab_backdoor', state: 'LISTEN', protocolName: 'TCP', inode: hidden[0]!.inode });
+    expect(found).toMatchObject({
+      comm: 'lab_backdoor',
+      state: 'LISTEN',
+      protocolName: 'TCP',
+      inode: hidden[0]!.inode,
+    });
     expect(found.sources).toEqual(expect.arrayContaining(['fd', 'tcp_listening']));
   });
 
   it('sockets: the IPv6 listener is printed as ip prints it', () => {
-    expect(allSockets(fixture).sockets.find((socket) => socket.proto === 'tcp6')).toMatchObject({ family: 'AF_INET6', localAddress: '::', localPort: 8443, protocolName: 'TCPv6' });
+    expect(allSockets(fixture).sockets.find((socket) => socket.proto === 'tcp6')).toMatchObject({
+      family: 'AF_INET6',
+      localAddress: '::',
+      localPort: 8443,
+      protocolName: 'TCPv6',
+    });
   });
 
   it.each(Object.keys(modern.fds).map(Number))('fds of pid %i equal /proc/PID/fd, socket inodes included', (pid) => {
@@ -106,28 +137,43 @@ describe('linux61-modern: what each process holds, against the guest\'s /proc', 
     expect(problems).toEqual([]);
     expect(Object.fromEntries(files.map((file) => [String(file.fd), file.path]))).toEqual(modern.fds[String(pid)]);
     for (const socket of modern.sockets.filter((candidate) => candidate.pid === pid)) {
-      expect(files.find((file) => file.fd === socket.fd)).toMatchObject({ path: `socket:[${socket.inode}]`, kind: 'socket', inode: socket.inode });
+      expect(files.find((file) => file.fd === socket.fd)).toMatchObject({
+        path: `socket:[${socket.inode}]`,
+        kind: 'socket',
+        inode: socket.inode,
+      });
     }
   });
 
   it.each(Object.keys(modern.environ).map(Number))('environment of pid %i equals /proc/PID/environ', (pid) => {
     const task = fixture.tasks.find((candidate) => candidate.pid === pid)!;
-    expect(readEnvironment(fixture.context.kernel, fixture.reader, task)).toEqual({ variables: modern.environ[String(pid)], problems: [] });
+    expect(readEnvironment(fixture.context.kernel, fixture.reader, task)).toEqual({
+      variables: modern.environ[String(pid)],
+      problems: [],
+    });
   });
 
-  it('malfind: exactly lab_injected\'s two regions among user processes, with their bytes and code', () => {
+  it("malfind: exactly lab_injected's two regions among user processes, with their bytes and code", () => {
     const found = allSuspiciousRegions(fixture);
     const expected = [...modern.injected].sort((a, b) => (parseHex(a.start) < parseHex(b.start) ? -1 : 1));
-    expect(found.map(({ pid, comm, start, end, perms }) => ({ pid, comm, start: hex(start), end: hex(end), perms: perms.slice(0, 3) }))).toEqual(
-      expected.map(({ pid, comm, start, end, perms }) => ({ pid, comm, start, end, perms })),
-    );
+    expect(
+      found.map(({ pid, comm, start, end, perms }) => ({
+        pid,
+        comm,
+        start: hex(start),
+        end: hex(end),
+        perms: perms.slice(0, 3),
+      })),
+    ).toEqual(expected.map(({ pid, comm, start, end, perms }) => ({ pid, comm, start, end, perms })));
     for (const [index, region] of found.entries()) {
       const truthRegion = expected[index]!;
       expect(region.problems).toEqual([]);
       expect(region.bytes).toHaveLength(64);
       expect(Buffer.from(region.bytes).toString('hex').startsWith(truthRegion.code_hex)).toBe(true);
       if (truthRegion.marker_offset + truthRegion.marker.length <= 64) {
-        expect(Buffer.from(region.bytes).toString('latin1').indexOf(truthRegion.marker)).toBe(truthRegion.marker_offset);
+        expect(Buffer.from(region.bytes).toString('latin1').indexOf(truthRegion.marker)).toBe(
+          truthRegion.marker_offset,
+        );
       }
       expect(region.elfHeader).toBe(false);
       expect(region.reason).toMatch(/backed by no file.*JIT/);

@@ -38,7 +38,10 @@ function timed<T>(read: () => T): T {
 }
 
 function sockets(fixture: LinuxFixture) {
-  return readSockets(fixture.reader, fixture.tasks.map((task) => ({ task, ...readOpenFiles(fixture.reader, task) })));
+  return readSockets(
+    fixture.reader,
+    fixture.tasks.map((task) => ({ task, ...readOpenFiles(fixture.reader, task) })),
+  );
 }
 
 describe('hostile process memory structures in linux61-modern', () => {
@@ -56,31 +59,42 @@ describe('hostile process memory structures in linux61-modern', () => {
     expect(base.reader.u64(secondSlot)).not.toBe(0n);
     const fixture = await forged([[secondSlot, root & ~2n]]);
     const { regions, problems } = timed(() => readMemoryRegions(fixture.reader, task.mm));
-    expect(problems).toEqual([expect.stringMatching(new RegExp(`^maple tree 0x[0-9a-f]+ reaches node ${hex(node)} twice \\(a cycle\\)`))]);
+    expect(problems).toEqual([
+      expect.stringMatching(new RegExp(`^maple tree 0x[0-9a-f]+ reaches node ${hex(node)} twice \\(a cycle\\)`)),
+    ]);
     expect(regions.length).toBeGreaterThan(0);
     expect(regions.length).toBeLessThan(clean.length);
     expect(clean.slice(0, regions.length)).toEqual(regions);
   });
 
-  it('a maple leaf holding another process\'s VMA: that entry is skipped with a problem, the others kept', async () => {
+  it("a maple leaf holding another process's VMA: that entry is skipped with a problem, the others kept", async () => {
     const task = base.task('lab_http');
     const clean = readMemoryRegions(base.reader, task.mm).regions;
     const root = base.reader.u64(field(field(task.mm, 'mm_struct', 'mm_mt'), 'maple_tree', 'ma_root'));
     // lab_http's few regions fit in one leaf, the root; one of its slots holds the first region's VMA (slot 0 is the gap below it).
-    const slots = Array.from({ length: 16 }, (_, index) => (root & ~0xffn) + base.reader.offset('maple_range_64', 'slot') + BigInt(index * 8));
+    const slots = Array.from(
+      { length: 16 },
+      (_, index) => (root & ~0xffn) + base.reader.offset('maple_range_64', 'slot') + BigInt(index * 8),
+    );
     const first = slots.find((slot) => base.reader.u64(slot) === clean[0]!.vma);
     expect(first).toBeDefined();
     const foreign = readMemoryRegions(base.reader, base.task('lab_dns').mm).regions[0]!.vma;
     const fixture = await forged([[first!, foreign]]);
     const { regions, problems } = timed(() => readMemoryRegions(fixture.reader, task.mm));
-    expect(problems).toEqual([`vm_area_struct ${hex(foreign)} belongs to mm ${hex(base.task('lab_dns').mm)}, not ${hex(task.mm)}: skipped`]);
+    expect(problems).toEqual([
+      `vm_area_struct ${hex(foreign)} belongs to mm ${hex(base.task('lab_dns').mm)}, not ${hex(task.mm)}: skipped`,
+    ]);
     expect(regions).toEqual(clean.slice(1));
   });
 
   it('an fd table claiming max_fds 2^31: read up to MAX_FDS, with a problem, the real fds still there', async () => {
     const task = base.task('lab_http');
     const clean = readOpenFiles(base.reader, task).files;
-    const fdt = base.reader.pointerField(base.reader.pointerField(task.task, 'task_struct', 'files'), 'files_struct', 'fdt');
+    const fdt = base.reader.pointerField(
+      base.reader.pointerField(task.task, 'task_struct', 'files'),
+      'files_struct',
+      'fdt',
+    );
     const maxFds = field(fdt, 'fdtable', 'max_fds');
     // max_fds is a u32 sharing its word with padding: keep the upper half.
     const fixture = await forged([[maxFds, (base.reader.u64(maxFds) & ~0xffffffffn) | (1n << 31n)]]);
@@ -88,7 +102,9 @@ describe('hostile process memory structures in linux61-modern', () => {
     expect(problems[0]).toBe(`fd table ${hex(fdt)} claims max_fds ${2 ** 31}; read only the first ${MAX_FDS}`);
     expect(files.slice(0, clean.length)).toEqual(clean);
     // Past the real table the "fds" are whatever memory follows: the walk gives up on them, bounded.
-    expect(problems.at(-1)).toMatch(/fds point to unreadable files: the table is forged or corrupt, walk stopped$|is unreadable from fd \d+/);
+    expect(problems.at(-1)).toMatch(
+      /fds point to unreadable files: the table is forged or corrupt, walk stopped$|is unreadable from fd \d+/,
+    );
   });
 
   it('a dentry chain that loops (/bin made a child of /bin/labmodern): paths are cut at the loop, with a problem', async () => {
@@ -114,26 +130,60 @@ describe('hostile sockets in linux61-modern', () => {
   };
 
   it.each([
-    ['an unmapped address', (sock: bigint) => base.context.kernel.pageOffsetBase + (1n << 44n) + (sock & 0xfffn), /^sk_prot 0x[0-9a-f]+ is unreadable/],
-    ['readable memory that is no struct proto', (sock: bigint) => sock + 0x1000n, /^sk_prot 0x[0-9a-f]+ does not point to a struct proto/],
-  ] as const)('sk_prot pointing to %s: a problem on the row, every other field still read', async (_, target, problem) => {
-    const { sock } = backdoorSock();
-    const clean = sockets(base).sockets;
-    const fixture = await forged([[field(sock, 'sock_common', 'skc_prot'), target(sock)]]);
-    const result = timed(() => sockets(fixture));
-    const row = result.sockets.find((socket) => socket.sock === sock)!;
-    expect(row.problems).toEqual([expect.stringMatching(problem)]);
-    expect(row).toMatchObject({ protocolName: null, pid: 120, fd: 3, proto: 'tcp', localAddress: '0.0.0.0', localPort: 4444, state: 'LISTEN', inode: 10870 });
-    expect(result.sockets.filter((socket) => socket.sock !== sock)).toEqual(clean.filter((socket) => socket.sock !== sock));
-  });
+    [
+      'an unmapped address',
+      (sock: bigint) => base.context.kernel.pageOffsetBase + (1n << 44n) + (sock & 0xfffn),
+      /^sk_prot 0x[0-9a-f]+ is unreadable/,
+    ],
+    [
+      'readable memory that is no struct proto',
+      (sock: bigint) => sock + 0x1000n,
+      /^sk_prot 0x[0-9a-f]+ does not point to a struct proto/,
+    ],
+  ] as const)(
+    'sk_prot pointing to %s: a problem on the row, every other field still read',
+    async (_, target, problem) => {
+      const { sock } = backdoorSock();
+      const clean = sockets(base).sockets;
+      const fixture = await forged([[field(sock, 'sock_common', 'skc_prot'), target(sock)]]);
+      const result = timed(() => sockets(fixture));
+      const row = result.sockets.find((socket) => socket.sock === sock)!;
+      expect(row.problems).toEqual([expect.stringMatching(problem)]);
+      expect(row).toMatchObject({
+        protocolName: null,
+        pid: 120,
+        fd: 3,
+        proto: 'tcp',
+        localAddress: '0.0.0.0',
+        localPort: 4444,
+        state: 'LISTEN',
+        inode: 10870,
+      });
+      expect(result.sockets.filter((socket) => socket.sock !== sock)).toEqual(
+        clean.filter((socket) => socket.sock !== sock),
+      );
+    },
+  );
 
   it('a socket no fd table holds any more still appears, from the listening hash, without a pid', async () => {
     const { task, sock } = backdoorSock();
-    const fdt = base.reader.pointerField(base.reader.pointerField(task.task, 'task_struct', 'files'), 'files_struct', 'fdt');
+    const fdt = base.reader.pointerField(
+      base.reader.pointerField(task.task, 'task_struct', 'files'),
+      'files_struct',
+      'fdt',
+    );
     const slot = base.reader.pointerField(fdt, 'fdtable', 'fd') + 3n * 8n;
     const fixture = await forged([[slot, 0n]]);
     const row = timed(() => sockets(fixture)).sockets.find((socket) => socket.sock === sock)!;
-    expect(row).toMatchObject({ pid: null, comm: null, fd: null, localPort: 4444, state: 'LISTEN', inode: 10870, sources: ['tcp_bound', 'tcp_listening'] });
+    expect(row).toMatchObject({
+      pid: null,
+      comm: null,
+      fd: null,
+      localPort: 4444,
+      state: 'LISTEN',
+      inode: 10870,
+      sources: ['tcp_bound', 'tcp_listening'],
+    });
   });
 
   it('tcp_hashinfo claiming 2^32 established buckets, its ehash array unreadable: problems, every other table still walked', async () => {
@@ -141,15 +191,31 @@ describe('hostile sockets in linux61-modern', () => {
     const mask = field(hashinfo, 'inet_hashinfo', 'ehash_mask');
     const fixture = await forged([[mask, base.reader.u64(mask) | 0xffffffffn]]);
     const result = timed(() => sockets(fixture));
-    expect(result.problems[0]).toBe(`tcp_hashinfo (tcp_established) claims ${2 ** 32} buckets; read only the first ${MAX_HASH_BUCKETS}`);
-    expect(result.problems.at(-1)).toMatch(/^tcp_hashinfo \(tcp_established\): 16 chains are broken, the table is forged or corrupt: walk stopped at bucket \d+$|^tcp_hashinfo \(tcp_established\) buckets at 0x[0-9a-f]+ are unreadable from bucket \d+/);
-    expect(result.sockets.map((socket) => socket.sock).sort()).toEqual(sockets(base).sockets.map((socket) => socket.sock).sort());
+    expect(result.problems[0]).toBe(
+      `tcp_hashinfo (tcp_established) claims ${2 ** 32} buckets; read only the first ${MAX_HASH_BUCKETS}`,
+    );
+    expect(result.problems.at(-1)).toMatch(
+      /^tcp_hashinfo \(tcp_established\): 16 chains are broken, the table is forged or corrupt: walk stopped at bucket \d+$|^tcp_hashinfo \(tcp_established\) buckets at 0x[0-9a-f]+ are unreadable from bucket \d+/,
+    );
+    expect(result.sockets.map((socket) => socket.sock).sort()).toEqual(
+      sockets(base)
+        .sockets.map((socket) => socket.sock)
+        .sort(),
+    );
 
     const nowhere = base.context.kernel.pageOffsetBase + (1n << 44n);
     const unreadable = await forged([[field(hashinfo, 'inet_hashinfo', 'ehash'), nowhere]]);
     const partial = timed(() => sockets(unreadable));
-    expect(partial.problems).toEqual([expect.stringMatching(new RegExp(`^tcp_hashinfo \\(tcp_established\\) buckets at ${hex(nowhere)} are unreadable from bucket 0`))]);
-    expect(partial.sockets.find((socket) => socket.localPort === 4444)!.sources).toEqual(['fd', 'tcp_bound', 'tcp_listening']);
+    expect(partial.problems).toEqual([
+      expect.stringMatching(
+        new RegExp(`^tcp_hashinfo \\(tcp_established\\) buckets at ${hex(nowhere)} are unreadable from bucket 0`),
+      ),
+    ]);
+    expect(partial.sockets.find((socket) => socket.localPort === 4444)!.sources).toEqual([
+      'fd',
+      'tcp_bound',
+      'tcp_listening',
+    ]);
     expect(partial.sockets.find((socket) => socket.comm === 'lab_beacon')!.sources).toEqual(['fd', 'tcp_bound']);
   });
 
@@ -158,7 +224,15 @@ describe('hostile sockets in linux61-modern', () => {
     const link = field(beacon.sock, 'sock_common', 'skc_nulls_node');
     const fixture = await forged([[link, link]]);
     const result = timed(() => sockets(fixture));
-    expect(result.problems).toEqual([expect.stringMatching(new RegExp(`^tcp_hashinfo \\(tcp_established\\) chain at 0x[0-9a-f]+ loops back to ${hex(link)}`))]);
-    expect(result.sockets.map((socket) => socket.sock).sort()).toEqual(sockets(base).sockets.map((socket) => socket.sock).sort());
+    expect(result.problems).toEqual([
+      expect.stringMatching(
+        new RegExp(`^tcp_hashinfo \\(tcp_established\\) chain at 0x[0-9a-f]+ loops back to ${hex(link)}`),
+      ),
+    ]);
+    expect(result.sockets.map((socket) => socket.sock).sort()).toEqual(
+      sockets(base)
+        .sockets.map((socket) => socket.sock)
+        .sort(),
+    );
   });
 });

@@ -24,9 +24,13 @@ function forgedWords(structures: bigint[], size: number) {
   const value = fc.oneof(
     fc.bigInt({ min: 0n, max: 0xffffn }),
     fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
-    fc.tuple(fc.constantFrom(...structures), fc.integer({ min: -512, max: 512 })).map(([at, delta]) => at + BigInt(delta)),
+    fc
+      .tuple(fc.constantFrom(...structures), fc.integer({ min: -512, max: 512 }))
+      .map(([at, delta]) => at + BigInt(delta)),
   );
-  const place = fc.tuple(fc.constantFrom(...structures), fc.integer({ min: 0, max: size / 8 - 1 })).map(([at, word]) => at + BigInt(word * 8));
+  const place = fc
+    .tuple(fc.constantFrom(...structures), fc.integer({ min: 0, max: size / 8 - 1 }))
+    .map(([at, word]) => at + BigInt(word * 8));
   return fc.array(fc.tuple(place, value), { minLength: 1, maxLength: 6 });
 }
 
@@ -46,20 +50,27 @@ function promptly<T>(read: () => T): T {
 describe('readers over randomly damaged linux61-modern structures', () => {
   it('maple tree nodes of lab_injected', async () => {
     const task = base.task('lab_injected');
-    const root = base.reader.u64(task.mm + base.reader.offset('mm_struct', 'mm_mt') + base.reader.offset('maple_tree', 'ma_root'));
+    const root = base.reader.u64(
+      task.mm + base.reader.offset('mm_struct', 'mm_mt') + base.reader.offset('maple_tree', 'ma_root'),
+    );
     const rootNode = root & ~0xffn;
-    const children = Array.from({ length: 4 }, (_, slot) => base.reader.u64(rootNode + base.reader.offset('maple_arange_64', 'slot') + BigInt(slot * 8)))
+    const children = Array.from({ length: 4 }, (_, slot) =>
+      base.reader.u64(rootNode + base.reader.offset('maple_arange_64', 'slot') + BigInt(slot * 8)),
+    )
       .filter((child) => child > 4096n)
       .map((child) => child & ~0xffn);
     await fc.assert(
-      fc.asyncProperty(forgedWords([rootNode, ...children], base.reader.profile.sizeOf('maple_node')), async (patches) => {
-        const fixture = await damaged(patches);
-        const { regions } = promptly(() => readMemoryRegions(fixture.reader, task.mm));
-        for (const [index, region] of regions.entries()) {
-          expect(region.end).toBeGreaterThan(region.start);
-          if (index > 0) expect(region.start).toBeGreaterThanOrEqual(regions[index - 1]!.start);
-        }
-      }),
+      fc.asyncProperty(
+        forgedWords([rootNode, ...children], base.reader.profile.sizeOf('maple_node')),
+        async (patches) => {
+          const fixture = await damaged(patches);
+          const { regions } = promptly(() => readMemoryRegions(fixture.reader, task.mm));
+          for (const [index, region] of regions.entries()) {
+            expect(region.end).toBeGreaterThan(region.start);
+            if (index > 0) expect(region.start).toBeGreaterThanOrEqual(regions[index - 1]!.start);
+          }
+        },
+      ),
       { numRuns: RUNS },
     );
   });
@@ -79,8 +90,9 @@ describe('readers over randomly damaged linux61-modern structures', () => {
     );
   });
 
-  it('every socket\'s sock', async () => {
-    const holders = (fixture: LinuxFixture) => fixture.tasks.map((task) => ({ task, ...readOpenFiles(fixture.reader, task) }));
+  it("every socket's sock", async () => {
+    const holders = (fixture: LinuxFixture) =>
+      fixture.tasks.map((task) => ({ task, ...readOpenFiles(fixture.reader, task) }));
     const socks = readSockets(base.reader, holders(base)).sockets.map((socket) => socket.sock);
     await fc.assert(
       fc.asyncProperty(forgedWords(socks, base.reader.profile.sizeOf('sock')), async (patches) => {

@@ -28,7 +28,11 @@ async function boundUnixSocket(sunPath: Uint8Array) {
   const address = sock + BigInt(reader.profile.sizeOf('unix_sock'));
   const sunPathOffset = reader.profile.offsetOf('sockaddr_un', 'sun_path');
   const bytes = new Uint8Array(reader.profile.offsetOf('unix_address', 'name') + sunPathOffset + sunPath.length);
-  new DataView(bytes.buffer).setInt32(reader.profile.offsetOf('unix_address', 'len'), sunPathOffset + sunPath.length, true);
+  new DataView(bytes.buffer).setInt32(
+    reader.profile.offsetOf('unix_address', 'len'),
+    sunPathOffset + sunPath.length,
+    true,
+  );
   bytes.set(sunPath, reader.profile.offsetOf('unix_address', 'name') + sunPathOffset);
   context.image.patchVirtual(context.kernel.space, address, bytes);
   context.patchKernelU64(sock + reader.offset('unix_sock', 'addr'), address);
@@ -37,13 +41,26 @@ async function boundUnixSocket(sunPath: Uint8Array) {
 }
 
 function socketsOf(fixture: LinuxFixture) {
-  return readSockets(fixture.reader, fixture.tasks.map((task) => ({ task, ...readOpenFiles(fixture.reader, task) }))).sockets;
+  return readSockets(
+    fixture.reader,
+    fixture.tasks.map((task) => ({ task, ...readOpenFiles(fixture.reader, task) })),
+  ).sockets;
 }
 
 describe('unix sockets', () => {
   it('a pathname socket shows its path', async () => {
     const { row, inode, pid } = await boundUnixSocket(new TextEncoder().encode('/run/lab.sock\0'));
-    expect(row).toMatchObject({ pid, fd: 3, family: 'AF_UNIX', proto: 'unix', unixPath: '/run/lab.sock', localAddress: '', localPort: 0, inode, state: 'UNCONN' });
+    expect(row).toMatchObject({
+      pid,
+      fd: 3,
+      family: 'AF_UNIX',
+      proto: 'unix',
+      unixPath: '/run/lab.sock',
+      localAddress: '',
+      localPort: 0,
+      inode,
+      state: 'UNCONN',
+    });
   });
 
   it('an abstract socket shows as @name, as ss shows it', async () => {
@@ -57,10 +74,18 @@ describe('TIME_WAIT entries of the established hash', () => {
     const beacon = socketsOf(base).find((socket) => socket.comm === 'lab_beacon')!;
     const context = new OverlayContext(base.context);
     const tcpTimeWait = 6;
-    context.image.patchVirtual(context.kernel.space, beacon.sock + base.reader.offset('sock_common', 'skc_state'), new Uint8Array([tcpTimeWait]));
+    context.image.patchVirtual(
+      context.kernel.space,
+      beacon.sock + base.reader.offset('sock_common', 'skc_state'),
+      new Uint8Array([tcpTimeWait]),
+    );
     // An inet_timewait_sock ends where sock_common does: what lies beyond (here a sk_protocol of UDP) is not read.
     const ipprotoUdp = 17;
-    context.image.patchVirtual(context.kernel.space, beacon.sock + base.reader.offset('sock', 'sk_protocol'), new Uint8Array([ipprotoUdp, 0]));
+    context.image.patchVirtual(
+      context.kernel.space,
+      beacon.sock + base.reader.offset('sock', 'sk_protocol'),
+      new Uint8Array([ipprotoUdp, 0]),
+    );
     const row = socketsOf(await readersOver(context)).find((socket) => socket.sock === beacon.sock)!;
     expect(row).toEqual({ ...beacon, state: 'TIME_WAIT' });
   });

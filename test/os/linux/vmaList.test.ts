@@ -28,14 +28,23 @@ function listProfile(profile: Profile): { profile: Profile; mmap: number; vmNext
   const mmap = profile.offsetOf('mm_struct', 'mm_mt') + profile.offsetOf('maple_tree', 'ma_root');
   const vmNext = profile.offsetOf('vm_area_struct', 'vm_userfaultfd_ctx');
   delete mm.fields['mm_mt'];
-  for (const [name, field] of Object.entries(mm.fields)) if (field.anonymous && field.offset === 0) delete mm.fields[name];
+  for (const [name, field] of Object.entries(mm.fields))
+    if (field.anonymous && field.offset === 0) delete mm.fields[name];
   mm.fields['mmap'] = { type: pointer, offset: mmap };
   vma.fields['vm_next'] = { type: pointer, offset: vmNext };
-  return { profile: new Profile(types, profile.symbolList, profile.slide, profile.origin, profile.source, profile.banner), mmap, vmNext };
+  return {
+    profile: new Profile(types, profile.symbolList, profile.slide, profile.origin, profile.source, profile.banner),
+    mmap,
+    vmNext,
+  };
 }
 
 /** lab_injected's regions read through the list: `next(index)` gives the vm_next of each VMA. */
-function readThroughList(next: (index: number, vmas: bigint[]) => bigint): { regions: MemoryRegion[]; problems: string[]; clean: MemoryRegion[] } {
+function readThroughList(next: (index: number, vmas: bigint[]) => bigint): {
+  regions: MemoryRegion[];
+  problems: string[];
+  clean: MemoryRegion[];
+} {
   const task = base.task('lab_injected');
   const clean = readMemoryRegions(base.reader, task.mm).regions;
   const { profile, mmap, vmNext } = listProfile(base.reader.profile);
@@ -62,8 +71,14 @@ describe('the VMA list of kernels before the maple tree', () => {
 
   it('a vm_next into unmapped memory ends the list there, with a problem', () => {
     const nowhere = base.context.kernel.pageOffsetBase + (1n << 44n);
-    const { regions, problems, clean } = readThroughList((index, vmas) => (index === 3 ? nowhere : vmas[index + 1] ?? 0n));
-    expect(problems).toEqual([expect.stringMatching(new RegExp(`^vm_area_struct ${hex(nowhere)} is unreadable: virtual 0x[0-9a-f]+ does not translate`))]);
+    const { regions, problems, clean } = readThroughList((index, vmas) =>
+      index === 3 ? nowhere : (vmas[index + 1] ?? 0n),
+    );
+    expect(problems).toEqual([
+      expect.stringMatching(
+        new RegExp(`^vm_area_struct ${hex(nowhere)} is unreadable: virtual 0x[0-9a-f]+ does not translate`),
+      ),
+    ]);
     expect(regions).toEqual(clean.slice(0, 4));
   });
 });

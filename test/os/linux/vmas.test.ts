@@ -16,7 +16,7 @@ const asProcMaps = (region: MemoryRegion) => ({
   path: region.path,
 });
 
-describe('linux61-modern: memory regions and executables against the guest\'s /proc', () => {
+describe("linux61-modern: memory regions and executables against the guest's /proc", () => {
   const expected = truth('linux61-modern') as unknown as {
     maps: Record<string, Array<Record<string, unknown>>>;
     exe: Record<string, string | null>;
@@ -28,16 +28,20 @@ describe('linux61-modern: memory regions and executables against the guest\'s /p
   });
   afterAll(() => fixture.close());
 
-  it.each(Object.keys(expected.maps).map(Number))('pid %i: regions equal /proc/PID/maps (start, end, perms, offset, dev, inode, path)', (pid) => {
-    const task = fixture.tasks.find((candidate) => candidate.pid === pid);
-    expect(task, `pid ${pid} on the task list`).toBeDefined();
-    const { regions, problems } = readMemoryRegions(fixture.reader, task!.mm);
-    expect(problems).toEqual([]);
-    expect(regions.map(asProcMaps)).toEqual(expected.maps[String(pid)]);
-  });
+  it.each(Object.keys(expected.maps).map(Number))(
+    'pid %i: regions equal /proc/PID/maps (start, end, perms, offset, dev, inode, path)',
+    (pid) => {
+      const task = fixture.tasks.find((candidate) => candidate.pid === pid);
+      expect(task, `pid ${pid} on the task list`).toBeDefined();
+      const { regions, problems } = readMemoryRegions(fixture.reader, task!.mm);
+      expect(problems).toEqual([]);
+      expect(regions.map(asProcMaps)).toEqual(expected.maps[String(pid)]);
+    },
+  );
 
   it('the memfd and the deleted executable are named as the kernel names them', () => {
-    const names = (comm: string) => new Set(readMemoryRegions(fixture.reader, fixture.task(comm).mm).regions.map((region) => region.path));
+    const names = (comm: string) =>
+      new Set(readMemoryRegions(fixture.reader, fixture.task(comm).mm).regions.map((region) => region.path));
     expect(names('lab_fileless')).toContain('/memfd:lab_payload (deleted)');
     expect(names('lab_deleted')).toContain('/tmp/lab_deleted (deleted)');
     expect(names('lab_injected')).toEqual(new Set(['/bin/labmodern', '', '[heap]', '[stack]', '[vvar]', '[vdso]']));
@@ -88,8 +92,16 @@ describe.each([
       expect(filelessKind(exe!)).toBeUndefined();
       const { regions, problems } = readMemoryRegions(fixture.reader, task!.mm);
       expect(problems).toEqual([]);
-      expect(regions.some((region) => region.path === exe!.path && region.perms === 'r-xp'), `pid ${pid}: ${exe!.path} mapped r-x`).toBe(true);
-      expect(regions.filter((region) => region.special).map((region) => region.path).sort()).toEqual(['[vdso]', '[vvar]']);
+      expect(
+        regions.some((region) => region.path === exe!.path && region.perms === 'r-xp'),
+        `pid ${pid}: ${exe!.path} mapped r-x`,
+      ).toBe(true);
+      expect(
+        regions
+          .filter((region) => region.special)
+          .map((region) => region.path)
+          .sort(),
+      ).toEqual(['[vdso]', '[vvar]']);
     }
   });
 });
