@@ -73,36 +73,66 @@ export function readArguments(
   maxBytes = MAX_ARGV_BYTES,
 ): ProcessArguments {
   if (task.kernelThread || task.mm === 0n) return { argv: [`[${task.comm}]`], problems: [] };
+  const { strings, problems } = readUserStrings(
+    kernel,
+    reader,
+    task.mm,
+    { start: 'arg_start', end: 'arg_end', what: 'argv' },
+    maxBytes,
+  );
+  return { argv: strings, problems };
+}
+
+/** Which NUL-separated string area of an mm_struct to read: argv or the environment. */
+export interface UserStringArea {
+  readonly start: 'arg_start' | 'env_start';
+  readonly end: 'arg_end' | 'env_end';
+  /** Named in problems. */
+  readonly what: string;
+}
+
+/**
+ * The NUL-separated strings between two mm_struct fields, read from the process's own pages:
+ * at most `maxBytes` (the bounds are guest-controlled), keeping what was readable before the
+ * first absent page.
+ */
+export function readUserStrings(
+  kernel: LinuxKernel,
+  reader: KernelReader,
+  mm: bigint,
+  area: UserStringArea,
+  maxBytes: number,
+): { strings: string[]; problems: string[] } {
   const problems: string[] = [];
   let start: bigint;
   let end: bigint;
   let space: X86AddressSpace;
   try {
-    start = reader.pointerField(task.mm, 'mm_struct', 'arg_start');
-    end = reader.pointerField(task.mm, 'mm_struct', 'arg_end');
-    space = processAddressSpace(kernel, reader, task.mm);
+    start = reader.pointerField(mm, 'mm_struct', area.start);
+    end = reader.pointerField(mm, 'mm_struct', area.end);
+    space = processAddressSpace(kernel, reader, mm);
   } catch (error) {
     if (!(error instanceof VmscopeError)) throw error;
-    return { argv: [], problems: [`mm_struct ${hex(task.mm)} is unreadable: ${error.message}`] };
+    return { strings: [], problems: [`mm_struct ${hex(mm)} is unreadable: ${error.message}`] };
   }
-  if (end < start) return { argv: [], problems: [`arg_end ${hex(end)} is below arg_start ${hex(start)}`] };
-  // argv lives in the process's own (lower) half: a range reaching the kernel's half would print
-  // kernel memory as a process's arguments.
+  if (end < start) return { strings: [], problems: [`${area.end} ${hex(end)} is below ${area.start} ${hex(start)}`] };
+  // argv and the environment live in the process's own (lower) half: a range reaching the
+  // kernel's half would print kernel memory as a process's strings.
   if (end > 1n << BigInt(space.addressBits - 1)) {
-    return { argv: [], problems: [`argv ${hex(start)}..${hex(end)} is not in user memory`] };
+    return { strings: [], problems: [`${area.what} ${hex(start)}..${hex(end)} is not in user memory`] };
   }
   let length = end - start;
   if (length > BigInt(maxBytes)) {
-    problems.push(`argv claims ${length} bytes (${hex(start)}..${hex(end)}); read only the first ${maxBytes}`);
+    problems.push(`${area.what} claims ${length} bytes (${hex(start)}..${hex(end)}); read only the first ${maxBytes}`);
     length = BigInt(maxBytes);
   }
   const { bytes, fault } = readUntilFault(space, start, Number(length));
-  if (fault) problems.push(`argv is readable only up to byte ${bytes.length} of ${length}: ${fault.message}`);
-  return { argv: splitArguments(bytes), problems };
+  if (fault) problems.push(`${area.what} is readable only up to byte ${bytes.length} of ${length}: ${fault.message}`);
+  return { strings: splitStrings(bytes), problems };
 }
 
-/** NUL-separated arguments; the NUL ending the last one does not start another. */
-function splitArguments(bytes: Uint8Array): string[] {
+/** NUL-separated strings; the NUL ending the last one does not start another. */
+function splitStrings(bytes: Uint8Array): string[] {
   if (bytes.length === 0) return [];
   const text = new TextDecoder().decode(bytes[bytes.length - 1] === 0 ? bytes.subarray(0, bytes.length - 1) : bytes);
   return text.split('\0');
