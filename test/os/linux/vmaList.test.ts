@@ -21,7 +21,7 @@ beforeAll(async () => {
 afterAll(() => base.close());
 
 function listProfile(profile: Profile): { profile: Profile; mmap: number; vmNext: number } {
-  const types = structuredClone(profile.types) as IsfTypes;
+  const types = structuredClone<IsfTypes>(profile.types);
   const mm = types.user_types['mm_struct']!;
   const vma = types.user_types['vm_area_struct']!;
   const pointer = vma.fields['vm_file']!.type;
