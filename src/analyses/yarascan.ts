@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { processAddressSpace } from '../os/linux/processSpace.js';
@@ -9,6 +8,7 @@ import type { RuleMatch } from '../rules/evaluate.js';
 import { RuleScanner, type RuleScanResult } from '../rules/scanner.js';
 import type { X86AddressSpace } from '../space/x86.js';
 import { VmscopeError } from '../util/errors.js';
+import { readInputFile } from '../util/files.js';
 import { hex } from '../util/hex.js';
 import type { DumpContext } from './context.js';
 import { imageProvider, kernelProvider, readerProvider } from './providers/kernel.js';
@@ -78,12 +78,11 @@ async function scanWithRules(inputs: AnalysisInputs, options: YarascanOptions): 
   return { columns, rows, single: false, partial: false, warnings, exitCode: rows.length > 0 ? 1 : 0 };
 }
 
+/** Far larger than any real rule set (a 2,500-rule community set is ~1 MiB): anything bigger is refused, not parsed. */
+export const MAX_RULES_FILE_BYTES = 64 << 20;
+
 function readRulesFile(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new VmscopeError('USAGE', `cannot read the rule file: ${(error as Error).message}`, path);
-  }
+  return readInputFile(path, 'rule file', MAX_RULES_FILE_BYTES).toString('utf8');
 }
 
 async function scanPhysical(

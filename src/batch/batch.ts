@@ -252,7 +252,7 @@ export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResul
   const memoryBudgetBytes = options.memoryBudgetBytes ?? totalmem() / 2;
   const jobs = concurrencyFor(options.jobs, memoryBudgetBytes);
   const outDir = resolve(options.outDir);
-  mkdirSync(outDir, { recursive: true });
+  makeOutputFolder(outDir);
   const paths = expandDumpPaths(options.dumps, outDir);
   const settings = selectionKey(selection);
   const manifest = new Manifest(outDir);
@@ -353,4 +353,18 @@ export async function runBatchToEnd(
     if (step.done) return step.value;
     onResult?.(step.value);
   }
+}
+
+/** The output folder, made when missing; a file (or anything else) in its place is a usage error before any work. */
+export function makeOutputFolder(outDir: string): void {
+  try {
+    mkdirSync(outDir, { recursive: true });
+  } catch (error) {
+    throw new VmscopeError(
+      'USAGE',
+      `--out must be a folder: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      outDir,
+    );
+  }
+  if (!statSync(outDir).isDirectory()) throw new VmscopeError('USAGE', '--out must be a folder, not a file', outDir);
 }

@@ -10,6 +10,7 @@ import {
   rmSync,
   statfsSync,
   statSync,
+  type Stats,
   symlinkSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -87,12 +88,20 @@ export function looksLikeDump(path: string): boolean {
 export function expandDumpPaths(inputs: readonly string[], exclude?: string): string[] {
   const excluded = exclude === undefined ? undefined : resolve(exclude);
   const found = new Set<string>();
+  // Folders by device and inode: a link back up the tree (a symlink loop) is walked once.
+  const walked = new Set<string>();
   const walk = (directory: string): void => {
     if (directory === excluded) return;
+    const identity = statSync(directory, { throwIfNoEntry: false });
+    if (!identity) return;
+    const key = `${identity.dev}:${identity.ino}`;
+    if (walked.has(key)) return;
+    walked.add(key);
     for (const entry of readdirSync(directory, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
       const path = join(directory, entry.name);
-      // Links are followed (a folder of links to dumps is a batch too) and kept under their own name.
-      const target = entry.isSymbolicLink() ? statSync(path, { throwIfNoEntry: false }) : entry;
+      // Links are followed (a folder of links to dumps is a batch too) and kept under their own name;
+      // a link that cannot be followed (dangling, or ELOOP) is not a dump.
+      const target = entry.isSymbolicLink() ? linkTarget(path) : entry;
       if (target?.isDirectory()) walk(path);
       else if (target?.isFile() && looksLikeDump(path)) found.add(path);
     }
@@ -109,6 +118,14 @@ export function expandDumpPaths(inputs: readonly string[], exclude?: string): st
     else found.add(path);
   }
   return [...found];
+}
+
+function linkTarget(path: string): Stats | undefined {
+  try {
+    return statSync(path, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
 }
 
 /** The decompressed size a zstd frame header declares (the zstd CLI writes it for files), if any. */

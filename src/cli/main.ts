@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { DumpContext, type ContextOptions } from '../analyses/context.js';
 import { exportIsf } from '../analyses/isfExport.js';
@@ -6,6 +5,7 @@ import { analyses } from '../analyses/registry.js';
 import type { AnalysisResult } from '../analyses/types.js';
 import { runDiff } from '../monitor/diffCommand.js';
 import { isVmscopeError } from '../util/errors.js';
+import { checkOutputPath, writeOutputFile } from '../util/files.js';
 import { escapeControl } from '../util/text.js';
 import { parallelScanRules } from '../workers/scanPool.js';
 import { addAnalysisOptions, givenOptions } from './analysisOptions.js';
@@ -214,10 +214,11 @@ Examples:
       '\nVolatility 3 picks it up from its symbols/linux/ directory (as .json or compressed .json.xz).\n',
     )
     .action(async (dump: string, options: { output?: string; cache: boolean; cacheDir?: string }) => {
+      if (options.output) checkOutputPath(options.output, [dump]);
       const context = new DumpContext(dump, { cacheDir: options.cache ? options.cacheDir : false });
       try {
         const text = await exportIsf(context);
-        if (options.output) writeFileSync(options.output, text);
+        if (options.output) writeOutputFile(options.output, text);
         else process.stdout.write(text);
         setExitCode(EXIT.ok);
       } finally {

@@ -1,9 +1,9 @@
-import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import {
   batchProgress,
   ESTIMATED_JOB_BYTES,
+  makeOutputFolder,
   recordInManifest,
   summarize,
   writeBatchSummary,
@@ -187,7 +187,7 @@ async function enqueueAndWait(queueUrl: string, invocation: BatchInvocation): Pr
   const startedAt = new Date();
   const started = performance.now();
   const { analyses, selection, outDir, enqueued } = await enqueue(queueUrl, invocation);
-  mkdirSync(outDir, { recursive: true });
+  makeOutputFolder(outDir);
   const results: DumpResult[] = [];
   const workers = new Set<string>();
   const pathOfJob = new Map(enqueued.map((job) => [job.jobId, job.path]));

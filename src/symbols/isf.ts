@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { parse } from 'lossless-json';
 import xzDecompress from 'xz-decompress';
 import { VmscopeError } from '../util/errors.js';
+import { readInputFile } from '../util/files.js';
 
 /**
  * Volatility 3's Intermediate Symbol Format (schema 6.x), the interchange format for profiles:
@@ -122,14 +122,13 @@ function validateIsf(document: unknown, path: string): asserts document is IsfDo
     fail(`metadata.format ${JSON.stringify(format)} is not a supported ISF version (4.x to 6.x)`);
 }
 
+/** A kernel's ISF is 5-40 MB of JSON (a few MB as .xz): bounds on the file and on what it decompresses to. */
+export const MAX_ISF_FILE_BYTES = 256 << 20;
+export const MAX_ISF_JSON_BYTES = 512 << 20;
+
 /** Read `file.json` or `file.json.xz` (the form Volatility's symbol packs ship in). */
 export async function readIsfFile(path: string): Promise<IsfDocument> {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (error) {
-    throw new VmscopeError('UNREADABLE_FILE', `cannot read ISF: ${(error as Error).message}`, path, 0);
-  }
+  let bytes: Uint8Array = readInputFile(path, 'ISF', MAX_ISF_FILE_BYTES);
   if (XZ_MAGIC.every((byte, i) => bytes[i] === byte)) bytes = await unxz(bytes, path);
   return parseIsf(new TextDecoder().decode(bytes), path);
 }
@@ -140,8 +139,26 @@ async function unxz(compressed: Uint8Array, path: string): Promise<Uint8Array> {
     const stream = new xzDecompress.XzReadableStream(
       Readable.toWeb(Readable.from([compressed])) as ReadableStream<Uint8Array>,
     );
-    return new Uint8Array(await new Response(stream).arrayBuffer());
+    // Read piece by piece and stop at the bound: an xz bomb must not decompress into memory whole.
+    const pieces: Uint8Array[] = [];
+    let total = 0;
+    const reader = stream.getReader();
+    for (let piece = await reader.read(); !piece.done; piece = await reader.read()) {
+      total += piece.value.length;
+      if (total > MAX_ISF_JSON_BYTES) {
+        await reader.cancel();
+        throw new VmscopeError(
+          'CORRUPT_STRUCTURE',
+          `decompresses to more than ${MAX_ISF_JSON_BYTES} bytes: no ISF is that large`,
+          path,
+          0,
+        );
+      }
+      pieces.push(piece.value);
+    }
+    return Buffer.concat(pieces);
   } catch (error) {
+    if (error instanceof VmscopeError) throw error;
     throw new VmscopeError('CORRUPT_STRUCTURE', `xz stream is corrupt: ${(error as Error).message}`, path, 0);
   }
 }

@@ -93,13 +93,17 @@ export class Profile {
     return found.reverse();
   }
 
+  /** A struct or union by name. Names are looked up as own keys only: `__proto__` or `toString` name no type. */
   type(name: string): IsfUserType | undefined {
-    return this.types.user_types[name];
+    return ownEntry(this.types.user_types, name);
   }
 
   /** Size of a struct/union, base type or enum. */
   sizeOf(name: string): number {
-    const size = this.types.user_types[name]?.size ?? this.types.base_types[name]?.size ?? this.types.enums[name]?.size;
+    const size =
+      ownEntry(this.types.user_types, name)?.size ??
+      ownEntry(this.types.base_types, name)?.size ??
+      ownEntry(this.types.enums, name)?.size;
     if (size === undefined) throw new VmscopeError('NO_PROFILE', `the profile has no type "${name}"`, this.source);
     return size;
   }
@@ -142,9 +146,9 @@ export class Profile {
   }
 
   private memberOf(typeName: string, name: string, depth: number): ResolvedField | undefined {
-    const type = this.types.user_types[typeName];
+    const type = ownEntry(this.types.user_types, typeName);
     if (!type) throw new VmscopeError('NO_PROFILE', `the profile has no type "${typeName}"`, this.source);
-    const direct = type.fields[name];
+    const direct = ownEntry(type.fields, name);
     if (direct) return direct;
     if (depth >= MAX_ANONYMOUS_DEPTH) return undefined;
     for (const member of Object.values(type.fields)) {
@@ -204,4 +208,9 @@ export class Profile {
 
 function isLocal(symbol: ProfileSymbol): boolean {
   return symbol.type !== undefined && symbol.type === symbol.type.toLowerCase();
+}
+
+/** `record[key]` when it is the record's own entry: names typed by a user or read from an ISF must not reach Object.prototype. */
+function ownEntry<T>(record: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
 }

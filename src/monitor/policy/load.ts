@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import { type z } from 'zod';
-import { VmscopeError } from '../../util/errors.js';
+import { readInputFile } from '../../util/files.js';
 import { PolicyError, type Policy, type PolicyProblem } from './model.js';
 import { policySchema } from './schema.js';
 
@@ -13,19 +12,12 @@ export interface ParseOptions {
   readonly baseDir?: string;
 }
 
+/** A policy is a page or two of YAML: a larger file is refused before YAML parses (and expands) it. */
+export const MAX_POLICY_BYTES = 1 << 20;
+
 /** Reads and validates a policy file; throws PolicyError (or VmscopeError when unreadable). */
 export function loadPolicy(path: string): Policy {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new VmscopeError(
-      'UNREADABLE_FILE',
-      `cannot read policy: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
-      path,
-    );
-  }
-  return parsePolicy(text, path);
+  return parsePolicy(readInputFile(path, 'policy', MAX_POLICY_BYTES).toString('utf8'), path);
 }
 
 /** Validates policy text; `file` names it in errors. Throws PolicyError, and nothing else, on bad input. */
