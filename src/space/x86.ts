@@ -168,10 +168,19 @@ export class X86AddressSpace {
    * entries that point to tables, one frame per open table, and reads a table only when it
    * reaches it. Runs of adjacent tables are joined here.
    */
+  /** Table references skipped by mappings() because the table was reached before in the same walk (see openTable). */
+  aliasedTables = 0;
+
   *mappings(from = 0n, to = 1n << 64n): Generator<MappingRun> {
     // Distinct tables cannot outnumber physical pages; more visits than that means tables that
     // point back into themselves (a hostile or corrupt space), which would otherwise walk 2^36 leaves.
-    const budget = { tables: 2 * Math.ceil(this.image.totalBytes / PAGE_SIZE) + 16 };
+    // A process's own (lower) half is a tree of tables: there, one reached twice is a crafted
+    // loop or alias (see openTable). The kernel's half legitimately shares tables between mappings.
+    const userHalfOnly = to <= 1n << BigInt(this.addressBits - 1);
+    const budget = {
+      tables: 2 * Math.ceil(this.image.totalBytes / PAGE_SIZE) + 16,
+      seen: userHalfOnly ? new Set<number>() : undefined,
+    };
     let pending:
       | { virtual: bigint; physical: number; length: number; writable: boolean; user: boolean; executable: boolean }
       | undefined;
@@ -242,8 +251,17 @@ export class X86AddressSpace {
     executable: boolean,
     from: bigint,
     to: bigint,
-    budget: { tables: number },
+    budget: { tables: number; seen: Set<number> | undefined },
   ): TableFrame | undefined {
+    // A process's tables form a tree: one table reached twice in one walk of the user half (an
+    // entry pointing back at its own table, many entries aliasing one table of 1 GiB pages) is a
+    // crafted loop that would make the walk yield the same mappings 2^27 times. Each table is
+    // walked once.
+    if (budget.seen?.has(tablePhysical)) {
+      this.aliasedTables++;
+      return undefined;
+    }
+    budget.seen?.add(tablePhysical);
     if (--budget.tables < 0) {
       throw new VmscopeError(
         'CORRUPT_STRUCTURE',

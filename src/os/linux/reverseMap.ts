@@ -176,7 +176,13 @@ export function reverseMapFromSpaces(
   const runs: OwnedRun[] = [];
   processes.forEach(({ pid, space }, process) => {
     try {
+      const aliasedBefore = space.aliasedTables;
       for (const run of space.mappings(0n, userHalfEnd(space))) runs.push(ownedRun(run, process));
+      const aliased = space.aliasedTables - aliasedBefore;
+      if (aliased > 0)
+        problems.push(
+          `pid ${pid}: page tables reach ${aliased} tables a second time (a crafted loop or alias): each was walked once`,
+        );
     } catch (error) {
       if (!(error instanceof VmscopeError)) throw error;
       problems.push(`pid ${pid}: page tables unreadable: ${error.message}`);
@@ -197,8 +203,17 @@ function ownedRun(run: MappingRun, process: number): OwnedRun {
 export function buildReverseMap(kernel: LinuxKernel, reader: KernelReader, tasks: readonly TaskInfo[]): ReverseMap {
   const problems: string[] = [];
   const processes: ProcessSpace[] = [];
+  // One walk per address space: tasks sharing an mm (vfork children, or thousands of task_structs
+  // sprayed into free memory that all name one mm) would repeat the same runs again and again.
+  const walked = new Map<bigint, number>();
+  let sharing = 0;
   for (const task of tasks) {
     if (task.kernelThread || task.mm === 0n) continue;
+    if (walked.has(task.mm)) {
+      sharing++;
+      continue;
+    }
+    walked.set(task.mm, task.pid);
     try {
       processes.push({ pid: task.pid, comm: task.comm, space: processAddressSpace(kernel, reader, task.mm) });
     } catch (error) {
@@ -206,8 +221,16 @@ export function buildReverseMap(kernel: LinuxKernel, reader: KernelReader, tasks
       problems.push(`pid ${task.pid} ${task.comm}: no address space: ${error.message}`);
     }
   }
+  if (sharing > MAX_SHARED_ADDRESS_SPACES) {
+    problems.push(
+      `${sharing} tasks name an mm another task has (far more than vfork explains): each address space is attributed to its first task only`,
+    );
+  }
   return reverseMapFromSpaces(processes, kernelOwnedSpans(kernel, reader.profile), problems);
 }
+
+/** Processes sharing an address space without being threads: vfork children, briefly; more than this is no workload. */
+const MAX_SHARED_ADDRESS_SPACES = 64;
 
 /** Each physical hit with who holds it: one row per process mapping (shared pages give several), or one kernel/unowned row. */
 export function attributeHits<T extends { readonly offset: number }>(
