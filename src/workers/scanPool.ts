@@ -11,6 +11,7 @@ import type { ParallelRuleScanRequest } from '../analyses/context.js';
 import type { RuleScanResult, RuleScanner } from '../rules/scanner.js';
 import { planScanJobs, unpackHits, unpackStringHits, type ScanJob } from './physicalJobs.js';
 import type { ScanWorkerApi, ScanWorkerData } from './scanWorker.js';
+import { installTypedErrorTransfer } from './typedErrors.js';
 
 /** Coarse enough that per-job messaging and setup vanish next to the reading, fine enough to spread a 512 MiB dump over several threads. */
 export const DEFAULT_JOB_BYTES = 128 * 2 ** 20;
@@ -43,6 +44,7 @@ class ScanThread {
   ) {}
 
   static start(script: string | URL, data: ScanWorkerData): ScanThread {
+    installTypedErrorTransfer();
     const worker = new Worker(script, { workerData: data });
     const death = new Promise<never>((_, reject) => {
       worker.once('error', reject);

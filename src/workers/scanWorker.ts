@@ -20,6 +20,7 @@ import {
   type PackedHits,
   type PackedStringHits,
 } from './physicalJobs.js';
+import { installTypedErrorTransfer } from './typedErrors.js';
 
 export interface ScanWorkerData {
   readonly windowBytes: number;
@@ -28,6 +29,7 @@ export interface ScanWorkerData {
 if (!parentPort) throw new Error('scanWorker.js runs as a worker thread of a ScanPool, not on its own');
 const port = parentPort;
 const { windowBytes } = workerData as ScanWorkerData;
+installTypedErrorTransfer();
 KernelInstance.shared(windowBytes);
 
 /** The last rules compiled, by their source: every job of a scan sends the same text. */

@@ -1,3 +1,4 @@
+import { VmscopeError } from '../../src/util/errors.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -279,6 +280,26 @@ describe('ScanPool failures', () => {
     );
     await expect(pool.searchImage(join(tempDir, 'absent.raw'), [text('x')])).rejects.toThrow(/ENOENT|absent\.raw/);
     expect(await pool.searchImage(path, [text('BOUNDARY')], { jobBytes: 1000 })).toEqual([]);
+  });
+
+  it('a typed error in a thread arrives typed, with its code and file, not as an internal error', async () => {
+    const pool = pools.get(2)!;
+    const absent = join(tempDir, 'absent-typed.raw');
+    const error = (await pool.searchImage(absent, [text('x')]).catch((caught: unknown) => caught)) as VmscopeError;
+    expect(error).toBeInstanceOf(VmscopeError);
+    expect(error.code).toBe('UNREADABLE_FILE');
+    expect(error.file).toBe(absent);
+    const truncated = join(tempDir, 'truncated.lime');
+    // A LiME header announcing 1 MiB that the file does not hold.
+    const header = Buffer.alloc(32);
+    header.writeUInt32LE(0x4c694d45, 0);
+    header.writeUInt32LE(1, 4);
+    header.writeBigUInt64LE(0n, 8);
+    header.writeBigUInt64LE(0xfffffn, 16);
+    writeFileSync(truncated, Buffer.concat([header, Buffer.alloc(4096)]));
+    const cut = (await pool.searchImage(truncated, [text('x')]).catch((caught: unknown) => caught)) as VmscopeError;
+    expect(cut).toBeInstanceOf(VmscopeError);
+    expect(cut.code).toBe('TRUNCATED_FILE');
   });
 
   it('refuses to start without the worker bundle, and a closed pool refuses work', async () => {
