@@ -192,6 +192,11 @@ class IsfConverter {
     return { base_types: this.baseTypes, user_types, enums };
   }
 
+  /** How a value of type `id` (a variable, a typedef's target) is described; data types only. */
+  describe(id: number): IsfTypeDescriptor {
+    return this.descriptor(id);
+  }
+
   /**
    * How a field, pointer target or array element of type `id` is described (shared, memoized).
    * Recursion follows pointer/array/typedef chains, which BtfTypes proved finite and short.
@@ -340,5 +345,11 @@ class IsfConverter {
 
 /** The ISF base_types, user_types and enums for every type in the blob; same blob, same output. */
 export function btfToIsf(types: BtfTypes): IsfTypes {
-  return new IsfConverter(types).convert();
+  return btfIsfConversion(types).isf;
+}
+
+/** The ISF type sections, and how any BTF type id (a variable's, a typedef's) is described in them. */
+export function btfIsfConversion(types: BtfTypes): { isf: IsfTypes; describe: (id: number) => IsfTypeDescriptor } {
+  const converter = new IsfConverter(types);
+  return { isf: converter.convert(), describe: (id) => converter.describe(id) };
 }
