@@ -1,10 +1,10 @@
-import { writeFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { DumpContext, type ContextOptions } from '../analyses/context.js';
 import { exportIsf } from '../analyses/isfExport.js';
 import { analyses } from '../analyses/registry.js';
 import type { AnalysisResult } from '../analyses/types.js';
 import { runDiff } from '../monitor/diffCommand.js';
+import { writeIsfFile } from '../symbols/isf.js';
 import { isVmscopeError } from '../util/errors.js';
 import { parallelScanRules } from '../workers/scanPool.js';
 import { registerBatchCommand } from './batchCommand.js';
@@ -175,7 +175,7 @@ Examples:
     .command('isf')
     .description('write a Volatility 3 ISF (symbols + types) for the dump\'s kernel, derived from the dump itself')
     .argument('<dump>', 'memory dump file')
-    .option('-o, --output <file>', 'write to this file instead of stdout')
+    .option('-o, --output <file>', 'write to this file instead of stdout (xz-compressed when it ends in .xz)')
     .option('--no-cache', 'derive the profile again instead of using the on-disk cache')
     .option('--cache-dir <dir>', 'where derived profiles are cached')
     .addHelpText('after', '\nVolatility 3 picks it up from its symbols/linux/ directory (as .json or compressed .json.xz).\n')
@@ -183,7 +183,7 @@ Examples:
       const context = new DumpContext(dump, { cacheDir: options.cache ? options.cacheDir : false });
       try {
         const text = await exportIsf(context);
-        if (options.output) writeFileSync(options.output, text);
+        if (options.output) writeIsfFile(options.output, text);
         else process.stdout.write(text);
         setExitCode(EXIT.ok);
       } finally {
