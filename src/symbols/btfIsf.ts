@@ -269,12 +269,16 @@ class IsfConverter {
     for (const field of layout) if (field.name !== '' && !(field.name in fields)) fields[field.name] = this.field(field, composite);
 
     const anonymous: Array<{ offset: number; type: number }> = [];
+    let unnamed = 0;
     for (const field of layout) {
+      if (field.name !== '') continue;
+      // dwarf2json numbers a struct's unnamed members in declaration order: unnamed_field_0, _1, … (hex).
+      const name = `unnamed_field_${(unnamed++).toString(16)}`;
       const inner = this.types.type(field.resolvedType);
-      // Unnamed padding bitfields carry no data; only unnamed structs and unions hold fields.
-      if (field.name !== '' || (inner.kind !== 'struct' && inner.kind !== 'union')) continue;
+      // Unnamed padding bitfields are counted but carry no data (and Volatility would look for their fields); only unnamed structs and unions hold fields.
+      if (inner.kind !== 'struct' && inner.kind !== 'union') continue;
       const offset = field.bitOffset / 8;
-      fields[uniqueName(`unnamed_field_${offset.toString(16)}`, fields)] = { offset, type: this.descriptor(field.resolvedType), anonymous: true };
+      fields[uniqueName(name, fields)] = { offset, type: this.descriptor(field.resolvedType), anonymous: true };
       anonymous.push({ offset, type: field.resolvedType });
     }
     let nesting = 0;

@@ -250,11 +250,11 @@ describe('parseBtf decodes every kind', () => {
     expect(fields.b).toEqual({ offset: 8, type: { kind: 'base', name: 'int' } });
     expect(fields.c).toEqual({ offset: 12, type: { kind: 'bitfield', bit_position: 0, bit_length: 3, type: { kind: 'base', name: 'int' } } });
     expect(fields.tail!.offset).toBe(16);
-    expect(fields.unnamed_field_8).toEqual({ offset: 8, type: { kind: 'union', name: `unnamed_btf_${innerUnion}` }, anonymous: true });
+    expect(fields.unnamed_field_0).toEqual({ offset: 8, type: { kind: 'union', name: `unnamed_btf_${innerUnion}` }, anonymous: true });
     // The anonymous types themselves exist, so a consumer that walks `anonymous` members finds the same offsets.
     expect(isf.user_types[`unnamed_btf_${innerUnion}`]!.fields.unnamed_field_0).toEqual({ offset: 0, type: { kind: 'struct', name: `unnamed_btf_${innerStruct}` }, anonymous: true });
     expect(isf.user_types[`unnamed_btf_${innerStruct}`]!.fields.b!.offset).toBe(0);
-    expect(Object.keys(fields)).toEqual(['head', 'tail', 'unnamed_field_8', 'a', 'b', 'c']);
+    expect(Object.keys(fields)).toEqual(['head', 'tail', 'unnamed_field_0', 'a', 'b', 'c']);
     expect(outer).toBeGreaterThan(0);
   });
 
