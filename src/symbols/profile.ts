@@ -1,6 +1,6 @@
 import { VmscopeError } from '../util/errors.js';
 import type { IsfDocument, IsfMetadataItem, IsfSymbol, IsfTypeDescriptor, IsfTypes, IsfUserType } from './isf.js';
-import { KERNEL_DECLARATIONS, type SymbolTypeEntry, type SymbolTypeSource } from './symbolTypes.js';
+import type { SymbolTypeEntry, SymbolTypeSource } from './symbolTypes.js';
 
 export interface ProfileSymbol {
   readonly name: string;
@@ -61,7 +61,7 @@ export class Profile {
     for (const symbol of symbolList) {
       const known = this.byName.get(symbol.name);
       // Local names repeat (static functions in several files); a global definition wins.
-      if (!known || (isLocal(known) && !isLocal(symbol))) this.byName.set(symbol.name, symbol);
+      if (!known || (isLocalSymbol(known) && !isLocalSymbol(symbol))) this.byName.set(symbol.name, symbol);
     }
     this.sorted = symbolList.filter((symbol) => !symbol.absolute).sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
   }
@@ -247,12 +247,13 @@ export class Profile {
 
 const SOURCE_NAMES: Record<SymbolTypeSource, string> = {
   'btf-percpu': 'symbol types from BTF (per-CPU DATASEC, offsets matching kallsyms)',
-  declared: `symbol types from kernel declarations (vmscope's table of ${Object.keys(KERNEL_DECLARATIONS).length}) resolved in BTF, each fitting its kallsyms extent`,
+  declared: "symbol types from kernel declarations (vmscope's table) resolved in BTF, each fitting its kallsyms extent",
   'declared-extent': 'symbol types from kernel declarations resolved in BTF, array length from the kallsyms extent',
   isf: 'symbol types from the ISF read',
 };
 
-function isLocal(symbol: ProfileSymbol): boolean {
+/** A file-local symbol (lowercase kallsyms letter): a global of the same name takes precedence. */
+export function isLocalSymbol(symbol: ProfileSymbol): boolean {
   return symbol.type !== undefined && symbol.type === symbol.type.toLowerCase();
 }
 

@@ -1,6 +1,6 @@
 import type { BtfTypes } from './btfParse.js';
 import type { IsfTypeDescriptor, IsfTypes } from './isf.js';
-import type { ProfileSymbol } from './profile.js';
+import { isLocalSymbol, type ProfileSymbol } from './profile.js';
 
 /**
  * Types of the kernel's global variables, which a Volatility ISF gives each data symbol
@@ -119,7 +119,7 @@ export function typeDataSymbols(inputs: SymbolTypeInputs): SymbolTyping {
   for (const symbol of inputs.symbols) {
     const known = byName.get(symbol.name);
     // As Profile resolves names: a global definition wins over a file-local one of the same name.
-    if (!known || (isLocal(known) && !isLocal(symbol))) byName.set(symbol.name, symbol);
+    if (!known || (isLocalSymbol(known) && !isLocalSymbol(symbol))) byName.set(symbol.name, symbol);
   }
 
   for (const [name, type] of perCpuTypes(inputs, byName)) types.set(name, { type, source: 'btf-percpu' });
@@ -128,7 +128,7 @@ export function typeDataSymbols(inputs: SymbolTypeInputs): SymbolTyping {
   for (const [name, declaration] of Object.entries(KERNEL_DECLARATIONS)) {
     const symbol = byName.get(name);
     if (symbol === undefined || types.has(name) || symbol.type?.toUpperCase() === 'T') continue;
-    const typed = declaredType(name, declaration, symbol, extents, inputs);
+    const typed = declaredType(declaration, symbol, extents, inputs);
     if (typeof typed === 'string') refused.push(`${name}: ${typed}`);
     else types.set(name, typed);
   }
@@ -148,10 +148,6 @@ function perCpuTypes(inputs: SymbolTypeInputs, byName: ReadonlyMap<string, Profi
     }
   }
   return found;
-}
-
-function isLocal(symbol: ProfileSymbol): boolean {
-  return symbol.type !== undefined && symbol.type === symbol.type.toLowerCase();
 }
 
 /** Where each relocatable symbol's object can end at the latest: the next symbol's address. */
@@ -189,7 +185,7 @@ function parseDeclaration(text: string): ParsedDeclaration {
   return { base: base!, pointers: stars!.length, count: count === undefined ? undefined : count === '' ? null : Number(count) };
 }
 
-function declaredType(name: string, declaration: KernelDeclaration, symbol: ProfileSymbol, extents: Extents, inputs: SymbolTypeInputs): SymbolTypeEntry | string {
+function declaredType(declaration: KernelDeclaration, symbol: ProfileSymbol, extents: Extents, inputs: SymbolTypeInputs): SymbolTypeEntry | string {
   const parsed = parseDeclaration(declaration.type);
   let element = resolveBase(parsed.base, inputs);
   if (element === undefined) return `this kernel's BTF has no type "${parsed.base}" (declared ${declaration.type} in ${declaration.file})`;
