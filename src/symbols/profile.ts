@@ -216,8 +216,8 @@ export class Profile {
       bySource.get(source)!.push(name);
     }
     for (const [source, names] of bySource) {
-      // Hundreds of per-CPU variables come from BTF: a count says enough; the declared few are each named.
-      const which = source === 'btf-percpu' ? `${names.length} variables` : names.sort().join(' ');
+      // Hundreds of variables come from BTF: a count says enough; the declared few are each named.
+      const which = source === 'btf-datasec' ? `${names.length} variables` : names.sort().join(' ');
       types.push({ kind: 'dwarf', name: `${SOURCE_NAMES[source]}: ${which}` });
     }
     return { symbols, types };
@@ -246,7 +246,7 @@ export class Profile {
 }
 
 const SOURCE_NAMES: Record<SymbolTypeSource, string> = {
-  'btf-percpu': 'symbol types from BTF (per-CPU DATASEC, offsets matching kallsyms)',
+  'btf-datasec': 'symbol types from BTF DATASEC variables placed where kallsyms puts them',
   declared: "symbol types from kernel declarations (vmscope's table) resolved in BTF, each fitting its kallsyms extent",
   'declared-extent': 'symbol types from kernel declarations resolved in BTF, array length from the kallsyms extent',
   isf: 'symbol types from the ISF read',

@@ -5,9 +5,9 @@ import { isLocalSymbol, type ProfileSymbol } from './profile.js';
 /**
  * Types of the kernel's global variables, which a Volatility ISF gives each data symbol
  * (`object_from_symbol` refuses a symbol without one). BTF describes every type but, of the
- * variables, only the per-CPU ones (its `.data..percpu` DATASEC); so:
- *  - a per-CPU variable takes its type from BTF, when its DATASEC offset is the value kallsyms
- *    gives the symbol;
+ * variables, usually only the per-CPU ones (its `.data..percpu` DATASEC); so:
+ *  - a variable in a BTF DATASEC takes its type from BTF, when kallsyms puts the symbol where
+ *    the DATASEC does;
  *  - any other variable Volatility's Linux plugins read takes the type the kernel source
  *    declares it with (KERNEL_DECLARATIONS), resolved against this kernel's BTF; a declaration
  *    of unknown length (`[]`) takes its length from the symbol's extent (up to the next kallsyms
@@ -17,8 +17,8 @@ import { isLocalSymbol, type ProfileSymbol } from './profile.js';
 
 /** Where a symbol's type came from (named in the ISF metadata). */
 export type SymbolTypeSource =
-  /** BTF's per-CPU DATASEC, confirmed by the kallsyms value. */
-  | 'btf-percpu'
+  /** A BTF DATASEC variable (per-CPU ones on every kernel; all globals where pahole's global_var is on), placed where kallsyms says. */
+  | 'btf-datasec'
   /** vmscope's table of kernel declarations, resolved against BTF, fitting the symbol's extent. */
   | 'declared'
   /** As 'declared', with the array's length measured from the symbol's extent. */
@@ -122,7 +122,7 @@ export function typeDataSymbols(inputs: SymbolTypeInputs): SymbolTyping {
     if (!known || (isLocalSymbol(known) && !isLocalSymbol(symbol))) byName.set(symbol.name, symbol);
   }
 
-  for (const [name, type] of perCpuTypes(inputs, byName)) types.set(name, { type, source: 'btf-percpu' });
+  for (const [name, type] of btfVariableTypes(inputs, byName)) types.set(name, { type, source: 'btf-datasec' });
 
   const extents = new Extents(inputs.symbols);
   for (const [name, declaration] of Object.entries(KERNEL_DECLARATIONS)) {
@@ -135,19 +135,39 @@ export function typeDataSymbols(inputs: SymbolTypeInputs): SymbolTyping {
   return { types, refused };
 }
 
-/** Per-CPU variables: BTF names their type; kallsyms gives them as absolute offsets into the per-CPU area, which the DATASEC must agree with. */
-function perCpuTypes(inputs: SymbolTypeInputs, byName: ReadonlyMap<string, ProfileSymbol>): Map<string, IsfTypeDescriptor> {
+/**
+ * Variables BTF places in a DATASEC, where kallsyms confirms the place. Per-CPU variables
+ * (`.data..percpu`, in every vmlinux BTF): kallsyms gives their offset in the per-CPU area,
+ * which must be the DATASEC offset. Other sections (`.data`, `.bss`, `.rodata`, described when
+ * pahole's global_var feature is on): their DATASEC offsets are section-relative, so the section's
+ * base is the one address that most of its variables' kallsyms addresses agree on, and only the
+ * variables that lie exactly there are typed.
+ */
+function btfVariableTypes(inputs: SymbolTypeInputs, byName: ReadonlyMap<string, ProfileSymbol>): Map<string, IsfTypeDescriptor> {
   const found = new Map<string, IsfTypeDescriptor>();
   for (const section of inputs.btf.types) {
-    if (section.kind !== 'datasec' || section.name !== '.data..percpu') continue;
+    if (section.kind !== 'datasec') continue;
+    const perCpu = section.name === '.data..percpu';
+    const placed: Array<{ name: string; type: number; offset: bigint; symbol: ProfileSymbol }> = [];
     for (const entry of section.vars) {
       const variable = inputs.btf.type(entry.type);
-      if (variable.kind !== 'var') continue;
-      const symbol = byName.get(variable.name);
-      if (symbol?.absolute && symbol.address === BigInt(entry.offset)) found.set(variable.name, inputs.describe(variable.type));
+      const symbol = variable.kind === 'var' ? byName.get(variable.name) : undefined;
+      if (variable.kind === 'var' && symbol !== undefined && symbol.absolute === perCpu) placed.push({ name: variable.name, type: variable.type, offset: BigInt(entry.offset), symbol });
     }
+    const base = perCpu ? 0n : agreedBase(placed.map(({ symbol, offset }) => symbol.address - offset));
+    if (base === undefined) continue;
+    for (const { name, type, offset, symbol } of placed) if (symbol.address === base + offset) found.set(name, inputs.describe(type));
   }
   return found;
+}
+
+/** The section base most variables agree on, when at least two do and they outnumber the rest. */
+function agreedBase(candidates: readonly bigint[]): bigint | undefined {
+  const votes = new Map<bigint, number>();
+  for (const candidate of candidates) votes.set(candidate, (votes.get(candidate) ?? 0) + 1);
+  let best: [bigint, number] | undefined;
+  for (const vote of votes) if (best === undefined || vote[1] > best[1]) best = vote;
+  return best !== undefined && best[1] >= 2 && best[1] * 2 > candidates.length ? best[0] : undefined;
 }
 
 /** Where each relocatable symbol's object can end at the latest: the next symbol's address. */

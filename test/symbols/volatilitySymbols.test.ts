@@ -4,13 +4,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
 import { exportIsf } from '../../src/analyses/isfExport.js';
-import { carveVmlinuxBtf, btfIsfConversion } from '../../src/symbols/btf.js';
+import { btfIsfConversion, carveVmlinuxBtf, parseBtf } from '../../src/symbols/btf.js';
 import { parseIsf, readIsfFile, writeIsfFile, type IsfDocument, type IsfTypeDescriptor } from '../../src/symbols/isf.js';
 import { Profile } from '../../src/symbols/profile.js';
 import { typeDataSymbols } from '../../src/symbols/symbolTypes.js';
 import { VmscopeError } from '../../src/util/errors.js';
 import volatility from '../../src/symbols/volatilitySymbols.json' with { type: 'json' };
 import { fixturePath, truth } from '../support/fixtures.js';
+import { BtfBuilder } from './btfBuilder.js';
 
 interface ListedSymbol {
   symbol: string;
@@ -113,7 +114,7 @@ describe.each(['linux61-clean', 'linux612-clean'])('symbol types in the ISF expo
     expect(btf.name).toContain(`${truth(name).kernel.btf.size} bytes`);
     const declared = types!.find((item) => item.name!.startsWith('symbol types from kernel declarations') && item.name!.includes('init_task'));
     expect(declared?.name?.split(': ')[1]?.split(' ')).toContain('modules');
-    expect(types!.some((item) => /per-CPU DATASEC.*: \d+ variables$/.test(item.name!))).toBe(true);
+    expect(types!.some((item) => /BTF DATASEC variables.*: \d+ variables$/.test(item.name!))).toBe(true);
     // A per-CPU variable typed from BTF: runqueues is a struct rq.
     expect(document.symbols.runqueues!.type).toEqual({ kind: 'struct', name: 'rq' });
   });
@@ -164,6 +165,32 @@ describe('a kernel declaration the kernel contradicts is refused, not trusted', 
     expect(typing.refused.find((why) => why.startsWith('init_task:'))).toMatch(/next symbol is 64 bytes after it/);
     expect(typing.types.get('modules')).toEqual({ type: { kind: 'struct', name: 'list_head' }, source: 'declared' });
     expect(typing.types.has('runqueues')).toBe(false);
+  });
+});
+
+describe('global variables in BTF (pahole global_var)', () => {
+  it('types each variable of a .bss DATASEC that kallsyms places at the section base its neighbours agree on, and only those', () => {
+    const b = new BtfBuilder();
+    const long = b.int('long unsigned int', 8);
+    const pair = b.composite('struct', 'pair', 16, [['a', long, 0], ['b', long, 64]]);
+    const vars = (['first', 'second', 'third', 'moved'] as const).map((name) => b.variable(name, name === 'first' ? pair : long, 1));
+    b.datasec('.bss', 0x100, [[vars[0]!, 0x10, 16], [vars[1]!, 0x40, 8], [vars[2]!, 0x48, 8], [vars[3]!, 0x50, 8]]);
+    const btf = parseBtf(b.build());
+    const { isf, describe: describeType } = btfIsfConversion(btf);
+    const base = 0xffffffff83000000n;
+    const symbols = [
+      { name: 'first', address: base + 0x10n, type: 'B', absolute: false },
+      { name: 'second', address: base + 0x40n, type: 'b', absolute: false },
+      { name: 'third', address: base + 0x48n, type: 'B', absolute: false },
+      // Not where the DATASEC says: a different object of that name, left untyped.
+      { name: 'moved', address: base + 0x1000n, type: 'B', absolute: false },
+    ];
+    const typing = typeDataSymbols({ btf, isf, describe: describeType, symbols });
+    expect(typing.types.get('first')).toEqual({ type: { kind: 'struct', name: 'pair' }, source: 'btf-datasec' });
+    expect(typing.types.get('third')).toEqual({ type: { kind: 'base', name: 'long unsigned int' }, source: 'btf-datasec' });
+    expect(typing.types.has('moved')).toBe(false);
+    // With only one variable placed, no base is agreed: nothing is typed from that section.
+    expect(typeDataSymbols({ btf, isf, describe: describeType, symbols: symbols.slice(0, 1) }).types.size).toBe(0);
   });
 });
 
