@@ -217,7 +217,7 @@ export class Profile {
     }
     for (const [source, names] of bySource) {
       // Hundreds of variables come from BTF: a count says enough; the declared few are each named.
-      const which = source === 'btf-datasec' ? `${names.length} variables` : names.sort().join(' ');
+      const which = source === 'btf-datasec' || source === 'code-use' ? `${names.length} variables` : names.sort().join(' ');
       types.push({ kind: 'dwarf', name: `${SOURCE_NAMES[source]}: ${which}` });
     }
     return { symbols, types };
@@ -247,6 +247,7 @@ export class Profile {
 
 const SOURCE_NAMES: Record<SymbolTypeSource, string> = {
   'btf-datasec': 'symbol types from BTF DATASEC variables placed where kallsyms puts them',
+  'code-use': "symbol types from kernel code passing the symbol's address to a function whose BTF prototype types that parameter, fitting the kallsyms extent",
   declared: "symbol types from kernel declarations (vmscope's table) resolved in BTF, each fitting its kallsyms extent",
   'declared-extent': 'symbol types from kernel declarations resolved in BTF, array length from the kallsyms extent',
   isf: 'symbol types from the ISF read',

@@ -1,4 +1,5 @@
 import type { BtfTypes } from './btfParse.js';
+import { codeUseEvidence } from './codeUseTypes.js';
 import type { IsfTypeDescriptor, IsfTypes } from './isf.js';
 import { isLocalSymbol, type ProfileSymbol } from './profile.js';
 
@@ -8,18 +9,23 @@ import { isLocalSymbol, type ProfileSymbol } from './profile.js';
  * variables, usually only the per-CPU ones (its `.data..percpu` DATASEC); so:
  *  - a variable in a BTF DATASEC takes its type from BTF, when kallsyms puts the symbol where
  *    the DATASEC does;
+ *  - a variable whose address the kernel's code passes to functions takes the type their BTF
+ *    prototypes give that parameter (codeUseTypes.ts), when it fits the symbol's extent tightly;
  *  - any other variable Volatility's Linux plugins read takes the type the kernel source
  *    declares it with (KERNEL_DECLARATIONS), resolved against this kernel's BTF; a declaration
  *    of unknown length (`[]`) takes its length from the symbol's extent (up to the next kallsyms
  *    symbol), and every declaration must fit that extent or it is refused: a kernel that changed
- *    the variable's type is caught rather than described wrongly.
+ *    the variable's type is caught rather than described wrongly, as is one the code uses as
+ *    another type.
  */
 
 /** Where a symbol's type came from (named in the ISF metadata). */
 export type SymbolTypeSource =
   /** A BTF DATASEC variable (per-CPU ones on every kernel; all globals where pahole's global_var is on), placed where kallsyms says. */
   | 'btf-datasec'
-  /** vmscope's table of kernel declarations, resolved against BTF, fitting the symbol's extent. */
+  /** Kernel code passes the symbol's address to a function whose BTF prototype types that parameter; the type fits the symbol's extent tightly. */
+  | 'code-use'
+  /** vmscope's table of kernel declarations, resolved against BTF, fitting the symbol's extent (and agreeing with the code's use, where it has one). */
   | 'declared'
   /** As 'declared', with the array's length measured from the symbol's extent. */
   | 'declared-extent'
@@ -98,7 +104,7 @@ export interface SymbolTypeInputs {
   /** The ISF descriptor of a BTF type id (btfIsfConversion's `describe`). */
   readonly describe: (id: number) => IsfTypeDescriptor;
   readonly symbols: readonly ProfileSymbol[];
-  /** This dump's bytes at a (KASLR-applied) kernel address, or undefined when unreadable: to tell an array's padding from its elements. */
+  /** This dump's bytes at a (KASLR-applied) kernel address, or undefined when unreadable: kernel text for the code's use of variables, and arrays' padding. */
   readonly read?: (address: bigint, length: number) => Uint8Array | undefined;
 }
 
@@ -109,6 +115,10 @@ export interface SymbolTyping {
 }
 
 const POINTER_BYTES = 8;
+/** Nesting followed when looking for a type at offset 0 (real kernels nest a few levels). */
+const MAX_HOLD_DEPTH = 16;
+/** Alignment padding after a variable stays below a cache line; more room than that means the type seen is only the start of the object. */
+const TIGHT_FIT_SLACK = 64n;
 /** Far beyond any kernel table the declarations size from their extent (IDT: 256, syscalls: about 460). */
 const MAX_EXTENT_ELEMENTS = 1 << 16;
 
@@ -124,15 +134,79 @@ export function typeDataSymbols(inputs: SymbolTypeInputs): SymbolTyping {
 
   for (const [name, type] of btfVariableTypes(inputs, byName)) types.set(name, { type, source: 'btf-datasec' });
 
+  const codeUse = usedTypes(inputs, byName);
   const extents = new Extents(inputs.symbols);
   for (const [name, declaration] of Object.entries(KERNEL_DECLARATIONS)) {
     const symbol = byName.get(name);
     if (symbol === undefined || types.has(name) || symbol.type?.toUpperCase() === 'T') continue;
     const typed = declaredType(declaration, symbol, extents, inputs);
+    const used = codeUse.get(name);
     if (typeof typed === 'string') refused.push(`${name}: ${typed}`);
-    else types.set(name, typed);
+    else if (used && !holdsAtStart(typed.type, used, inputs.isf) && !holdsAtStart(used, typed.type, inputs.isf)) {
+      refused.push(`${name}: declared ${declaration.type}, but the kernel's code passes it as ${describeType(used)}`);
+    } else types.set(name, typed);
+  }
+  for (const [name, type] of codeUse) {
+    const symbol = byName.get(name)!;
+    if (types.has(name) || name in KERNEL_DECLARATIONS) continue;
+    const size = sizeOf(type, inputs.isf);
+    const extent = extents.of(symbol.address);
+    // A variable passed only through its first member (a lock heading a bigger struct) would be typed as that member: a tight fit rules it out.
+    if (size !== undefined && extent !== undefined && BigInt(size) <= extent && extent - BigInt(size) < TIGHT_FIT_SLACK) types.set(name, { type, source: 'code-use' });
   }
   return { types, refused };
+}
+
+/**
+ * For each data symbol whose address kernel code passes to BTF-typed functions: the one type
+ * that holds every type it is passed as at its start (`__cpu_online_mask` is passed as a
+ * `struct cpumask *` and as the `unsigned long *` of its bits: it is a cpumask); none when the
+ * uses disagree.
+ */
+function usedTypes(inputs: SymbolTypeInputs, byName: ReadonlyMap<string, ProfileSymbol>): Map<string, IsfTypeDescriptor> {
+  const used = new Map<string, IsfTypeDescriptor>();
+  const start = byName.get('_stext')?.address;
+  const end = byName.get('_etext')?.address;
+  if (!inputs.read || start === undefined || end === undefined || end <= start) return used;
+  const evidence = codeUseEvidence({ btf: inputs.btf, describe: inputs.describe, symbols: inputs.symbols, text: { start, end }, read: inputs.read });
+  for (const [name, byType] of evidence) {
+    // Zero-sized types (lock_class_key without lockdep) share their address with the next object: they say nothing.
+    const candidates = [...byType.values()].map(({ type }) => type).filter((type) => (sizeOf(type, inputs.isf) ?? 0) > 0);
+    const holder = candidates.find((type) => candidates.every((other) => holdsAtStart(type, other, inputs.isf)));
+    if (holder) used.set(name, holder);
+  }
+  return used;
+}
+
+/** Whether a value of type `outer` has `inner` at offset 0: itself, its first element, or a member at offset 0, recursively. */
+function holdsAtStart(outer: IsfTypeDescriptor, inner: IsfTypeDescriptor, isf: IsfTypes, depth = 0): boolean {
+  if (sameType(outer, inner)) return true;
+  if (depth >= MAX_HOLD_DEPTH) return false;
+  if (outer.kind === 'array') return holdsAtStart(outer.subtype, inner, isf, depth + 1);
+  if (outer.kind !== 'struct' && outer.kind !== 'union') return false;
+  const fields = isf.user_types[outer.name]?.fields ?? {};
+  return Object.values(fields).some((field) => field.offset === 0 && field.type.kind !== 'bitfield' && holdsAtStart(field.type, inner, isf, depth + 1));
+}
+
+function sameType(a: IsfTypeDescriptor, b: IsfTypeDescriptor): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function describeType(type: IsfTypeDescriptor): string {
+  switch (type.kind) {
+    case 'pointer':
+      return `${describeType(type.subtype)} *`;
+    case 'array':
+      return `${describeType(type.subtype)}[${type.count}]`;
+    case 'struct':
+    case 'union':
+    case 'enum':
+      return `${type.kind} ${type.name}`;
+    case 'base':
+      return type.name;
+    default:
+      return type.kind;
+  }
 }
 
 /**

@@ -7,6 +7,7 @@ import { exportIsf } from '../../src/analyses/isfExport.js';
 import { btfIsfConversion, carveVmlinuxBtf, parseBtf } from '../../src/symbols/btf.js';
 import { parseIsf, readIsfFile, writeIsfFile, type IsfDocument, type IsfTypeDescriptor } from '../../src/symbols/isf.js';
 import { Profile } from '../../src/symbols/profile.js';
+import { codeUseEvidence } from '../../src/symbols/codeUseTypes.js';
 import { typeDataSymbols } from '../../src/symbols/symbolTypes.js';
 import { VmscopeError } from '../../src/util/errors.js';
 import volatility from '../../src/symbols/volatilitySymbols.json' with { type: 'json' };
@@ -117,6 +118,10 @@ describe.each(['linux61-clean', 'linux612-clean'])('symbol types in the ISF expo
     expect(types!.some((item) => /BTF DATASEC variables.*: \d+ variables$/.test(item.name!))).toBe(true);
     // A per-CPU variable typed from BTF: runqueues is a struct rq.
     expect(document.symbols.runqueues!.type).toEqual({ kind: 'struct', name: 'rq' });
+    // Variables typed from the code's use of them: DEFINE_MUTEX(module_mutex); the online-CPU mask, passed both as a cpumask and as its bits.
+    expect(types!.find((item) => item.name!.startsWith('symbol types from kernel code'))?.name).toMatch(/: \d{4,} variables$/);
+    expect(document.symbols.module_mutex!.type).toEqual({ kind: 'struct', name: 'mutex' });
+    expect(document.symbols.__cpu_online_mask!.type).toEqual({ kind: 'struct', name: 'cpumask' });
   });
 });
 
@@ -165,6 +170,66 @@ describe('a kernel declaration the kernel contradicts is refused, not trusted', 
     expect(typing.refused.find((why) => why.startsWith('init_task:'))).toMatch(/next symbol is 64 bytes after it/);
     expect(typing.types.get('modules')).toEqual({ type: { kind: 'struct', name: 'list_head' }, source: 'declared' });
     expect(typing.types.has('runqueues')).toBe(false);
+  });
+});
+
+/** Kernel text that calls `target` with `&variable` in %rdi (`mov $variable, %rdi`) and again by `lea variable(%rip), %rdi`. */
+function callingCode(textStart: bigint, target: bigint, variable: bigint): Uint8Array {
+  const code = new Uint8Array(64).fill(0x90);
+  const view = new DataView(code.buffer);
+  code.set([0x48, 0xc7, 0xc7], 0);
+  view.setInt32(3, Number(BigInt.asIntN(32, variable)), true);
+  code[7] = 0xe8;
+  view.setInt32(8, Number(target - (textStart + 12n)), true);
+  code.set([0x48, 0x8d, 0x3d], 20);
+  view.setInt32(23, Number(variable - (textStart + 27n)), true);
+  code[27] = 0xe8;
+  view.setInt32(28, Number(target - (textStart + 32n)), true);
+  return code;
+}
+
+describe('types from how kernel code uses a variable', () => {
+  let btf: ReturnType<typeof carveVmlinuxBtf>['types'];
+  let conversion: ReturnType<typeof btfIsfConversion>;
+  beforeAll(() => {
+    const context = new DumpContext(fixturePath('linux612-clean', 'elf'), { cacheDir: false });
+    btf = carveVmlinuxBtf(context.image).types;
+    context.close();
+    conversion = btfIsfConversion(btf);
+  });
+
+  const text = 0xffffffff81000000n;
+  const data = 0xffffffff82000000n;
+  const symbolsFor = (variable: string, room: bigint) => [
+    { name: '_stext', address: text, type: 'T', absolute: false },
+    { name: 'mutex_lock', address: text + 0x100n, type: 'T', absolute: false },
+    { name: '_etext', address: text + 0x200n, type: 'T', absolute: false },
+    { name: variable, address: data, type: 'D', absolute: false },
+    { name: 'after', address: data + room, type: 'D', absolute: false },
+  ];
+  const reader = (code: Uint8Array) => (address: bigint, length: number) => {
+    const bytes = new Uint8Array(length);
+    if (address >= text && address < text + 0x200n) bytes.set(code.subarray(0, Math.min(code.length, length)));
+    return bytes;
+  };
+
+  it("types a variable passed to mutex_lock(struct mutex *) as a struct mutex, from mov-imm32 and lea-rip forms alike", () => {
+    const room = BigInt(conversion.isf.user_types.mutex!.size);
+    const typing = typeDataSymbols({ btf, isf: conversion.isf, describe: conversion.describe, symbols: symbolsFor('some_lock', room), read: reader(callingCode(text, text + 0x100n, data)) });
+    expect(typing.types.get('some_lock')).toEqual({ type: { kind: 'struct', name: 'mutex' }, source: 'code-use' });
+    const evidence = codeUseEvidence({ btf, describe: conversion.describe, symbols: symbolsFor('some_lock', room), text: { start: text, end: text + 0x200n }, read: reader(callingCode(text, text + 0x100n, data)) });
+    expect([...evidence.get('some_lock')!.values()]).toEqual([{ type: { kind: 'struct', name: 'mutex' }, sites: 2 }]);
+  });
+
+  it('does not take the type of a first member for the object when the object is much bigger than it', () => {
+    const typing = typeDataSymbols({ btf, isf: conversion.isf, describe: conversion.describe, symbols: symbolsFor('lock_holder', 4096n), read: reader(callingCode(text, text + 0x100n, data)) });
+    expect(typing.types.has('lock_holder')).toBe(false);
+  });
+
+  it("refuses a declaration the kernel's code contradicts", () => {
+    const typing = typeDataSymbols({ btf, isf: conversion.isf, describe: conversion.describe, symbols: symbolsFor('modules', 64n), read: reader(callingCode(text, text + 0x100n, data)) });
+    expect(typing.types.has('modules')).toBe(false);
+    expect(typing.refused).toEqual(['modules: declared struct list_head, but the kernel\'s code passes it as struct mutex']);
   });
 });
 
