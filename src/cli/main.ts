@@ -32,11 +32,21 @@ function outputFormat(options: CommonOptions): OutputFormat {
 
 function withCommonOptions(command: Command): Command {
   return command
-    .addOption(new Option('--json', 'print one JSON document (an object for info, an array of rows otherwise)').conflicts('ndjson'))
+    .addOption(
+      new Option('--json', 'print one JSON document (an object for info, an array of rows otherwise)').conflicts(
+        'ndjson',
+      ),
+    )
     .addOption(new Option('--ndjson', 'print one JSON object per row, one per line'))
-    .option('--isf <file>', 'use this Volatility ISF (.json or .json.xz) instead of deriving symbols and types from the dump')
+    .option(
+      '--isf <file>',
+      'use this Volatility ISF (.json or .json.xz) instead of deriving symbols and types from the dump',
+    )
     .option('--no-cache', 'derive the profile again instead of using the on-disk cache')
-    .option('--cache-dir <dir>', 'where derived profiles are cached (default $VMSCOPE_CACHE_DIR or ~/.cache/vmscope/profiles)')
+    .option(
+      '--cache-dir <dir>',
+      'where derived profiles are cached (default $VMSCOPE_CACHE_DIR or ~/.cache/vmscope/profiles)',
+    )
     .option('--no-progress', 'never draw a progress bar (it is drawn only when stderr is a terminal)');
 }
 
@@ -58,7 +68,11 @@ function printResult(result: AnalysisResult, options: CommonOptions): number {
 }
 
 /** Open the dump, run one analysis, print it; returns the exit code. */
-async function runOnDump(path: string, options: CommonOptions, analysis: (context: DumpContext) => AnalysisResult | Promise<AnalysisResult>): Promise<number> {
+async function runOnDump(
+  path: string,
+  options: CommonOptions,
+  analysis: (context: DumpContext) => AnalysisResult | Promise<AnalysisResult>,
+): Promise<number> {
   const progress = createProgress(options.progress);
   const context = new DumpContext(path, contextOptions(options, progress));
   try {
@@ -92,7 +106,9 @@ Examples:
 
 export function buildProgram(setExitCode: (code: number) => void): Command {
   const program = new Command('vmscope')
-    .description('Memory introspection for raw guest memory snapshots: find the kernel, its processes and what was tampered with, from nothing but the dump.')
+    .description(
+      'Memory introspection for raw guest memory snapshots: find the kernel, its processes and what was tampered with, from nothing but the dump.',
+    )
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     // Set before the subcommands are added so they inherit it: usage errors become exit code 2.
@@ -125,7 +141,10 @@ Examples:
     );
 
   for (const analysis of analyses) {
-    const command = program.command(analysis.name).description(analysis.description).argument('<dump>', 'memory dump file (raw, LiME or ELF core)');
+    const command = program
+      .command(analysis.name)
+      .description(analysis.description)
+      .argument('<dump>', 'memory dump file (raw, LiME or ELF core)');
     for (const argument of analysis.arguments ?? []) command.argument(`<${argument.name}>`, argument.description);
     for (const option of analysis.options ?? []) {
       if (option.parse) command.option(option.flags, option.description, option.parse);
@@ -145,26 +164,40 @@ Examples:
   withCommonOptions(
     program
       .command('diff')
-      .description('what changed in the guest between two dumps of one kernel: processes, modules, syscall table, hidden processes and modules')
+      .description(
+        'what changed in the guest between two dumps of one kernel: processes, modules, syscall table, hidden processes and modules',
+      )
       .argument('<before>', 'the earlier memory dump')
       .argument('<after>', 'the later memory dump of the same kernel')
-      .option('--include-kernel-threads', 'also report kernel threads that started or ended (kworkers come and go on their own)')
-      .option('--rules <file>', 'also compare signature hits: which rule matches in which process (a physical yarascan of each dump)')
+      .option(
+        '--include-kernel-threads',
+        'also report kernel threads that started or ended (kworkers come and go on their own)',
+      )
+      .option(
+        '--rules <file>',
+        'also compare signature hits: which rule matches in which process (a physical yarascan of each dump)',
+      )
       .addHelpText('after', `\n${DIFF_HELP}\n`),
-  ).action(async (before: string, after: string, options: CommonOptions & { includeKernelThreads?: boolean; rules?: string }) => {
-    const progress = createProgress(options.progress);
-    try {
-      const result = await runDiff(before, after, {
-        ...contextOptions(options, progress),
-        includeKernelThreads: options.includeKernelThreads === true,
-        ...(options.rules ? { rulesFiles: [options.rules] } : {}),
-      });
-      progress.stop();
-      setExitCode(printResult(result, options));
-    } finally {
-      progress.stop();
-    }
-  });
+  ).action(
+    async (
+      before: string,
+      after: string,
+      options: CommonOptions & { includeKernelThreads?: boolean; rules?: string },
+    ) => {
+      const progress = createProgress(options.progress);
+      try {
+        const result = await runDiff(before, after, {
+          ...contextOptions(options, progress),
+          includeKernelThreads: options.includeKernelThreads === true,
+          ...(options.rules ? { rulesFiles: [options.rules] } : {}),
+        });
+        progress.stop();
+        setExitCode(printResult(result, options));
+      } finally {
+        progress.stop();
+      }
+    },
+  );
 
   registerPolicyCommand(program, { withCommonOptions, contextOptions, printResult, setExitCode });
   registerWatchCommand(program, { withCommonOptions, contextOptions, setExitCode });
@@ -173,12 +206,15 @@ Examples:
 
   program
     .command('isf')
-    .description('write a Volatility 3 ISF (symbols + types) for the dump\'s kernel, derived from the dump itself')
+    .description("write a Volatility 3 ISF (symbols + types) for the dump's kernel, derived from the dump itself")
     .argument('<dump>', 'memory dump file')
     .option('-o, --output <file>', 'write to this file instead of stdout (xz-compressed when it ends in .xz)')
     .option('--no-cache', 'derive the profile again instead of using the on-disk cache')
     .option('--cache-dir <dir>', 'where derived profiles are cached')
-    .addHelpText('after', '\nVolatility 3 picks it up from its symbols/linux/ directory (as .json or compressed .json.xz).\n')
+    .addHelpText(
+      'after',
+      '\nVolatility 3 picks it up from its symbols/linux/ directory (as .json or compressed .json.xz).\n',
+    )
     .action(async (dump: string, options: { output?: string; cache: boolean; cacheDir?: string }) => {
       const context = new DumpContext(dump, { cacheDir: options.cache ? options.cacheDir : false });
       try {

@@ -1,4 +1,13 @@
-import { MAX_CHAIN_DEPTH, MODIFIER_KINDS, type BtfComposite, type BtfEnum, type BtfField, type BtfFloat, type BtfInt, type BtfTypes } from './btfParse.js';
+import {
+  MAX_CHAIN_DEPTH,
+  MODIFIER_KINDS,
+  type BtfComposite,
+  type BtfEnum,
+  type BtfField,
+  type BtfFloat,
+  type BtfInt,
+  type BtfTypes,
+} from './btfParse.js';
 import type { IsfBaseType, IsfEnum, IsfField, IsfTypeDescriptor, IsfTypes, IsfUserType } from './isf.js';
 
 /**
@@ -48,7 +57,12 @@ function uniqueName(base: string, taken: ReadonlySet<string> | Record<string, un
  * names it directly (`typedef struct {…} atomic_t`) when that name is free; everything else is
  * `unnamed_btf_<id>` or `<name>_btf_<id>`.
  */
-function nameNamespace(types: BtfTypes, ids: readonly number[], typedefAliases: ReadonlyMap<number, string>, uses: Uint32Array): Map<number, string> {
+function nameNamespace(
+  types: BtfTypes,
+  ids: readonly number[],
+  typedefAliases: ReadonlyMap<number, string>,
+  uses: Uint32Array,
+): Map<number, string> {
   const names = new Map<number, string>();
   const taken = new Set<string>();
   const assign = (id: number, name: string) => {
@@ -82,7 +96,11 @@ function countUses(types: BtfTypes): Uint32Array {
   const uses = new Uint32Array(types.types.length);
   const use = (id: number) => {
     let current = id;
-    for (let type = types.type(current); type.kind === 'ptr' || type.kind === 'array' || MODIFIER_KINDS.has(type.kind); type = types.type(current)) {
+    for (
+      let type = types.type(current);
+      type.kind === 'ptr' || type.kind === 'array' || MODIFIER_KINDS.has(type.kind);
+      type = types.type(current)
+    ) {
       current = (type as { type: number }).type;
     }
     uses[current]! += 1;
@@ -106,7 +124,10 @@ function baseTypeOf(type: BtfInt | BtfFloat): IsfBaseType {
 const sameBase = (a: IsfBaseType, b: IsfBaseType) => a.kind === b.kind && a.size === b.size && a.signed === b.signed;
 
 /** Base type names: identical definitions share a name, a conflicting redefinition gets its own. */
-function nameBaseTypes(types: BtfTypes, ids: readonly number[]): { names: Map<number, string>; baseTypes: Record<string, IsfBaseType> } {
+function nameBaseTypes(
+  types: BtfTypes,
+  ids: readonly number[],
+): { names: Map<number, string>; baseTypes: Record<string, IsfBaseType> } {
   const baseTypes = record<IsfBaseType>();
   baseTypes.void = VOID;
   baseTypes.pointer = POINTER;
@@ -260,13 +281,16 @@ class IsfConverter {
   private convertComposite(id: number, depth: number): { userType: IsfUserType; nesting: number } {
     const known = this.userTypes.get(id);
     if (known) return known;
-    if (this.converting.has(id)) throw this.types.corrupt(id, `type id ${id} contains itself through anonymous members`);
-    if (depth > MAX_CHAIN_DEPTH) throw this.types.corrupt(id, `type id ${id} nests anonymous members deeper than ${MAX_CHAIN_DEPTH}`);
+    if (this.converting.has(id))
+      throw this.types.corrupt(id, `type id ${id} contains itself through anonymous members`);
+    if (depth > MAX_CHAIN_DEPTH)
+      throw this.types.corrupt(id, `type id ${id} nests anonymous members deeper than ${MAX_CHAIN_DEPTH}`);
     this.converting.add(id);
     const composite = this.types.type(id) as BtfComposite;
     const fields = record<IsfField>();
     const layout = this.types.fields(id);
-    for (const field of layout) if (field.name !== '' && !(field.name in fields)) fields[field.name] = this.field(field, composite);
+    for (const field of layout)
+      if (field.name !== '' && !(field.name in fields)) fields[field.name] = this.field(field, composite);
 
     const anonymous: Array<{ offset: number; type: number }> = [];
     let unnamed = 0;
@@ -286,10 +310,15 @@ class IsfConverter {
     for (const member of anonymous) {
       const inner = this.convertComposite(member.type, depth + 1);
       nesting = Math.max(nesting, inner.nesting + 1);
-      if (nesting > MAX_CHAIN_DEPTH) throw this.types.corrupt(id, `type id ${id} nests anonymous members deeper than ${MAX_CHAIN_DEPTH}`);
+      if (nesting > MAX_CHAIN_DEPTH)
+        throw this.types.corrupt(id, `type id ${id} nests anonymous members deeper than ${MAX_CHAIN_DEPTH}`);
       for (const [name, innerField] of Object.entries(inner.userType.fields)) {
         if (innerField.anonymous || name in fields) continue;
-        if (--this.flattenedBudget < 0) throw this.types.corrupt(id, `type id ${id}: anonymous members expand to more fields than the blob could describe`);
+        if (--this.flattenedBudget < 0)
+          throw this.types.corrupt(
+            id,
+            `type id ${id}: anonymous members expand to more fields than the blob could describe`,
+          );
         fields[name] = { offset: member.offset + innerField.offset, type: innerField.type };
       }
     }
@@ -312,8 +341,13 @@ class IsfConverter {
     if (start + storageBits > composite.size * 8) start = Math.max(0, composite.size * 8 - storageBits);
     if (field.bitOffset < start || end > start + storageBits) start = field.bitOffset - (field.bitOffset % 8);
     const type: IsfTypeDescriptor =
-      storage.kind === 'int' ? { kind: 'base', name: this.names.baseTypes.get(field.resolvedType)! } : { kind: 'enum', name: this.names.enums.get(field.resolvedType)! };
-    return { offset: start / 8, type: { kind: 'bitfield', bit_position: field.bitOffset - start, bit_length: field.bitSize, type } };
+      storage.kind === 'int'
+        ? { kind: 'base', name: this.names.baseTypes.get(field.resolvedType)! }
+        : { kind: 'enum', name: this.names.enums.get(field.resolvedType)! };
+    return {
+      offset: start / 8,
+      type: { kind: 'bitfield', bit_position: field.bitOffset - start, bit_length: field.bitSize, type },
+    };
   }
 
   private enumType(type: BtfEnum): IsfEnum {

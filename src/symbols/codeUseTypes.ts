@@ -41,17 +41,26 @@ const MAX_SETUPS = 3;
 const CHUNK = 1 << 20;
 
 /** An argument setup at `at`: `48 c7 c7+r imm32` (mov, sign-extended) or `48 8d 3d/35/15 disp32` (lea rip-relative). */
-function argumentSetup(bytes: Uint8Array, view: DataView, at: number, address: bigint): { parameter: number; value: bigint } | undefined {
+function argumentSetup(
+  bytes: Uint8Array,
+  view: DataView,
+  at: number,
+  address: bigint,
+): { parameter: number; value: bigint } | undefined {
   if (bytes[at] !== 0x48) return undefined;
   const opcode = bytes[at + 1];
   const modrm = bytes[at + 2]!;
   if (opcode === 0xc7 && modrm >> 3 === 0x18) {
     const parameter = ARGUMENT_REGISTERS.get(modrm & 7);
-    return parameter === undefined ? undefined : { parameter, value: BigInt.asUintN(64, BigInt(view.getInt32(at + 3, true))) };
+    return parameter === undefined
+      ? undefined
+      : { parameter, value: BigInt.asUintN(64, BigInt(view.getInt32(at + 3, true))) };
   }
   if (opcode === 0x8d && (modrm & 0xc7) === 0x05) {
     const parameter = ARGUMENT_REGISTERS.get((modrm >> 3) & 7);
-    return parameter === undefined ? undefined : { parameter, value: BigInt.asUintN(64, address + BigInt(SETUP_BYTES) + BigInt(view.getInt32(at + 3, true))) };
+    return parameter === undefined
+      ? undefined
+      : { parameter, value: BigInt.asUintN(64, address + BigInt(SETUP_BYTES) + BigInt(view.getInt32(at + 3, true))) };
   }
   return undefined;
 }
@@ -69,7 +78,9 @@ function pointerParameters(btf: BtfTypes): Map<string, Array<number | undefined>
       if (pointer.kind !== 'ptr') return undefined;
       const pointee = btf.resolve(pointer.type);
       const kind = btf.type(pointee).kind;
-      return kind === 'struct' || kind === 'union' || kind === 'int' || kind === 'enum' || kind === 'enum64' ? pointee : undefined;
+      return kind === 'struct' || kind === 'union' || kind === 'int' || kind === 'enum' || kind === 'enum64'
+        ? pointee
+        : undefined;
     });
     const known = byName.get(type.name);
     // Static functions of one name in several files: usable only if their pointer parameters agree.
@@ -117,7 +128,9 @@ export function codeUseEvidence(inputs: CodeUseInputs): CodeUseEvidence {
 
   const overlap = SETUP_BYTES * MAX_SETUPS + CALL_BYTES;
   for (let start = inputs.text.start; start < inputs.text.end; start += BigInt(CHUNK)) {
-    const length = Number(inputs.text.end - start < BigInt(CHUNK + overlap) ? inputs.text.end - start : BigInt(CHUNK + overlap));
+    const length = Number(
+      inputs.text.end - start < BigInt(CHUNK + overlap) ? inputs.text.end - start : BigInt(CHUNK + overlap),
+    );
     const bytes = inputs.read(start, length);
     if (bytes === undefined) continue;
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);

@@ -86,7 +86,9 @@ const BIGINT_MARK = '\u0000u64:';
  * cannot occur in any real name); this is several times faster than a lossless serializer.
  */
 export function stringifyIsf(document: IsfDocument): string {
-  const text = JSON.stringify(document, (_key, value: unknown) => (typeof value === 'bigint' ? `${BIGINT_MARK}${value}` : value));
+  const text = JSON.stringify(document, (_key, value: unknown) =>
+    typeof value === 'bigint' ? `${BIGINT_MARK}${value}` : value,
+  );
   return text.replace(/"\\u0000u64:(-?\d+)"/g, '$1') + '\n';
 }
 
@@ -118,7 +120,8 @@ function validateIsf(document: unknown, path: string): asserts document is IsfDo
     if (typeof record[section] !== 'object' || record[section] === null) fail(`missing "${section}"`);
   }
   const format = (record.metadata as Record<string, unknown>).format;
-  if (typeof format !== 'string' || !/^[4-6]\.\d+\.\d+$/.test(format)) fail(`metadata.format ${JSON.stringify(format)} is not a supported ISF version (4.x to 6.x)`);
+  if (typeof format !== 'string' || !/^[4-6]\.\d+\.\d+$/.test(format))
+    fail(`metadata.format ${JSON.stringify(format)} is not a supported ISF version (4.x to 6.x)`);
 }
 
 /** Read `file.json` or `file.json.xz` (the form Volatility's symbol packs ship in). */
@@ -136,7 +139,9 @@ export async function readIsfFile(path: string): Promise<IsfDocument> {
 async function unxz(compressed: Uint8Array, path: string): Promise<Uint8Array> {
   try {
     // xz-decompress is CommonJS (a WASM liblzma build): its class comes through the default export.
-    const stream = new xzDecompress.XzReadableStream(Readable.toWeb(Readable.from([compressed])) as ReadableStream<Uint8Array>);
+    const stream = new xzDecompress.XzReadableStream(
+      Readable.toWeb(Readable.from([compressed])) as ReadableStream<Uint8Array>,
+    );
     return new Uint8Array(await new Response(stream).arrayBuffer());
   } catch (error) {
     throw new VmscopeError('CORRUPT_STRUCTURE', `xz stream is corrupt: ${(error as Error).message}`, path, 0);
@@ -158,9 +163,15 @@ export function writeIsfFile(path: string, text: string): void {
     writeFileAtomically(path, text);
     return;
   }
-  const result = spawnSync('xz', ['--compress', '--stdout', '--threads=0', '-6'], { input: text, maxBuffer: MAX_XZ_OUTPUT });
+  const result = spawnSync('xz', ['--compress', '--stdout', '--threads=0', '-6'], {
+    input: text,
+    maxBuffer: MAX_XZ_OUTPUT,
+  });
   if (result.error || result.status !== 0) {
-    const why = (result.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' ? 'the xz command is not installed (Debian/Ubuntu: apt-get install xz-utils)' : `xz failed: ${result.error?.message ?? result.stderr.toString().trim()}`;
+    const why =
+      (result.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT'
+        ? 'the xz command is not installed (Debian/Ubuntu: apt-get install xz-utils)'
+        : `xz failed: ${result.error?.message ?? result.stderr.toString().trim()}`;
     throw new VmscopeError('USAGE', `cannot write a .xz ISF: ${why}; or write plain JSON with -o FILE.json`, path);
   }
   writeFileAtomically(path, result.stdout);

@@ -63,7 +63,9 @@ export class Profile {
       // Local names repeat (static functions in several files); a global definition wins.
       if (!known || (isLocalSymbol(known) && !isLocalSymbol(symbol))) this.byName.set(symbol.name, symbol);
     }
-    this.sorted = symbolList.filter((symbol) => !symbol.absolute).sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+    this.sorted = symbolList
+      .filter((symbol) => !symbol.absolute)
+      .sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
   }
 
   symbol(name: string): bigint | undefined {
@@ -102,7 +104,8 @@ export class Profile {
   /** Every symbol starting exactly at `address` (aliases share addresses). */
   symbolsAt(address: bigint): ProfileSymbol[] {
     const found: ProfileSymbol[] = [];
-    for (let index = this.firstAbove(address) - 1; index >= 0 && this.sorted[index]!.address === address; index--) found.push(this.sorted[index]!);
+    for (let index = this.firstAbove(address) - 1; index >= 0 && this.sorted[index]!.address === address; index--)
+      found.push(this.sorted[index]!);
     return found.reverse();
   }
 
@@ -131,10 +134,15 @@ export class Profile {
     for (const part of path.split('.')) {
       const container = current.type;
       if (container.kind !== 'struct' && container.kind !== 'union' && container.kind !== 'class') {
-        throw new VmscopeError('NO_PROFILE', `"${path}" of ${typeName}: "${part}" is not inside a struct or union`, this.source);
+        throw new VmscopeError(
+          'NO_PROFILE',
+          `"${path}" of ${typeName}: "${part}" is not inside a struct or union`,
+          this.source,
+        );
       }
       const found = this.memberOf(container.name, part, 0);
-      if (!found) throw new VmscopeError('NO_PROFILE', `${container.kind} ${container.name} has no field "${part}"`, this.source);
+      if (!found)
+        throw new VmscopeError('NO_PROFILE', `${container.kind} ${container.name} has no field "${part}"`, this.source);
       current = { offset: current.offset + found.offset, type: found.type };
     }
     return current;
@@ -181,7 +189,8 @@ export class Profile {
         const typed = this.symbolType(name);
         if (typed) entry.type = typed.type;
       }
-      if (name === 'linux_banner' && this.banner !== undefined) entry.constant_data = Buffer.from(this.banner, 'latin1').toString('base64');
+      if (name === 'linux_banner' && this.banner !== undefined)
+        entry.constant_data = Buffer.from(this.banner, 'latin1').toString('base64');
       symbols[name] = entry;
     }
     return {
@@ -205,7 +214,12 @@ export class Profile {
     if (sources) {
       const located = sources.kallsyms === 'vmcoreinfo' ? 'located by VMCOREINFO' : 'located by a structural scan';
       symbols.push({ kind: 'symtab', name: `kallsyms from memory (${located})` });
-      types.push({ kind: 'dwarf', name: `vmlinux BTF from memory (${sources.btf.bytes} bytes)`, hash_type: 'sha256', hash_value: sources.btf.sha256 });
+      types.push({
+        kind: 'dwarf',
+        name: `vmlinux BTF from memory (${sources.btf.bytes} bytes)`,
+        hash_type: 'sha256',
+        hash_value: sources.btf.sha256,
+      });
     } else if (this.origin === 'isf') {
       symbols.push({ kind: 'symtab', name: `ISF ${this.source}` });
       types.push({ kind: 'dwarf', name: `ISF ${this.source}` });
@@ -217,7 +231,8 @@ export class Profile {
     }
     for (const [source, names] of bySource) {
       // Hundreds of variables come from BTF: a count says enough; the declared few are each named.
-      const which = source === 'btf-datasec' || source === 'code-use' ? `${names.length} variables` : names.sort().join(' ');
+      const which =
+        source === 'btf-datasec' || source === 'code-use' ? `${names.length} variables` : names.sort().join(' ');
       types.push({ kind: 'dwarf', name: `${SOURCE_NAMES[source]}: ${which}` });
     }
     return { symbols, types };
@@ -228,7 +243,8 @@ export class Profile {
     const symbols: ProfileSymbol[] = [];
     const symbolTypes = new Map<string, SymbolTypeEntry>();
     for (const [name, entry] of Object.entries(document.symbols)) {
-      if (entry.type !== undefined && entry.type.kind !== 'function') symbolTypes.set(name, { type: entry.type, source: 'isf' });
+      if (entry.type !== undefined && entry.type.kind !== 'function')
+        symbolTypes.set(name, { type: entry.type, source: 'isf' });
       const linkAddress = BigInt.asUintN(64, BigInt(entry.address));
       const absolute = linkAddress < KERNEL_HALF;
       symbols.push({
@@ -239,7 +255,8 @@ export class Profile {
       });
     }
     const bannerData = document.symbols.linux_banner?.constant_data;
-    const banner = bannerData === undefined ? undefined : Buffer.from(bannerData, 'base64').toString('latin1').replace(/\0+$/, '');
+    const banner =
+      bannerData === undefined ? undefined : Buffer.from(bannerData, 'base64').toString('latin1').replace(/\0+$/, '');
     const types: IsfTypes = { base_types: document.base_types, user_types: document.user_types, enums: document.enums };
     return new Profile(types, symbols, slide, origin, source, banner, { symbolTypes });
   }
@@ -247,7 +264,8 @@ export class Profile {
 
 const SOURCE_NAMES: Record<SymbolTypeSource, string> = {
   'btf-datasec': 'symbol types from BTF DATASEC variables placed where kallsyms puts them',
-  'code-use': "symbol types from kernel code passing the symbol's address to a function whose BTF prototype types that parameter, fitting the kallsyms extent",
+  'code-use':
+    "symbol types from kernel code passing the symbol's address to a function whose BTF prototype types that parameter, fitting the kallsyms extent",
   declared: "symbol types from kernel declarations (vmscope's table) resolved in BTF, each fitting its kallsyms extent",
   'declared-extent': 'symbol types from kernel declarations resolved in BTF, array length from the kallsyms extent',
   isf: 'symbol types from the ISF read',
@@ -257,4 +275,3 @@ const SOURCE_NAMES: Record<SymbolTypeSource, string> = {
 export function isLocalSymbol(symbol: ProfileSymbol): boolean {
   return symbol.type !== undefined && symbol.type === symbol.type.toLowerCase();
 }
-

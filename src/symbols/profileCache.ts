@@ -31,7 +31,10 @@ interface CacheFile {
 }
 
 export function defaultProfileCacheDir(): string {
-  return process.env.VMSCOPE_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'vmscope', 'profiles');
+  return (
+    process.env.VMSCOPE_CACHE_DIR ??
+    join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'vmscope', 'profiles')
+  );
 }
 
 function cachePath(cacheDir: string, banner: string): string {
@@ -56,27 +59,52 @@ export function saveProfile(cacheDir: string, profile: Profile, buildId: string 
   };
   mkdirSync(cacheDir, { recursive: true });
   const path = cachePath(cacheDir, profile.banner);
-  writeFileAtomically(path, JSON.stringify(file, (_key, value: unknown) => (typeof value === 'bigint' ? `${BIGINT_PREFIX}${value}` : value)));
+  writeFileAtomically(
+    path,
+    JSON.stringify(file, (_key, value: unknown) => (typeof value === 'bigint' ? `${BIGINT_PREFIX}${value}` : value)),
+  );
 }
 
 /** The cached profile for this banner (and build id, when the dump has one), or undefined. */
-export function loadProfile(cacheDir: string, banner: string, buildId: string | undefined, slide: bigint, source: string): Profile | undefined {
+export function loadProfile(
+  cacheDir: string,
+  banner: string,
+  buildId: string | undefined,
+  slide: bigint,
+  source: string,
+): Profile | undefined {
   let file: CacheFile;
   try {
     file = JSON.parse(readFileSync(cachePath(cacheDir, banner), 'utf8')) as CacheFile;
   } catch {
     return undefined; // absent or unreadable: derive again
   }
-  if (file.format !== FORMAT || file.banner !== banner || (buildId !== undefined && file.build_id !== null && file.build_id !== buildId)) return undefined;
+  if (
+    file.format !== FORMAT ||
+    file.banner !== banner ||
+    (buildId !== undefined && file.build_id !== null && file.build_id !== buildId)
+  )
+    return undefined;
   for (const enumeration of Object.values(file.types.enums)) {
     for (const [name, value] of Object.entries(enumeration.constants)) {
-      if (typeof value === 'string' && (value as string).startsWith(BIGINT_PREFIX)) enumeration.constants[name] = BigInt((value as string).slice(BIGINT_PREFIX.length));
+      if (typeof value === 'string' && (value as string).startsWith(BIGINT_PREFIX))
+        enumeration.constants[name] = BigInt((value as string).slice(BIGINT_PREFIX.length));
     }
   }
   const symbols: ProfileSymbol[] = file.symbols.map(([name, hexAddress, type, absolute]) => {
     const linkAddress = BigInt(`0x${hexAddress}`);
-    return { name, address: absolute ? linkAddress : (linkAddress + slide) & U64, type: type || undefined, absolute: absolute === 1 };
+    return {
+      name,
+      address: absolute ? linkAddress : (linkAddress + slide) & U64,
+      type: type || undefined,
+      absolute: absolute === 1,
+    };
   });
-  const symbolTypes = new Map<string, SymbolTypeEntry>(file.symbol_types.map(([name, type, typeSource]) => [name, { type, source: typeSource }]));
-  return new Profile(file.types, symbols, slide, 'cache', source, banner, { symbolTypes, ...(file.sources ? { sources: file.sources } : {}) });
+  const symbolTypes = new Map<string, SymbolTypeEntry>(
+    file.symbol_types.map(([name, type, typeSource]) => [name, { type, source: typeSource }]),
+  );
+  return new Profile(file.types, symbols, slide, 'cache', source, banner, {
+    symbolTypes,
+    ...(file.sources ? { sources: file.sources } : {}),
+  });
 }

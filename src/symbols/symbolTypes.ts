@@ -83,7 +83,10 @@ export const KERNEL_DECLARATIONS: Readonly<Record<string, KernelDeclaration>> = 
   phys_base: { type: 'long unsigned int', file: 'arch/x86/include/asm/page_64.h: extern unsigned long phys_base' },
   mem_section: { type: 'struct mem_section **', file: 'mm/sparse.c (SPARSEMEM_EXTREME)' },
   mem_map: { type: 'struct page *', file: 'mm/memory.c (FLATMEM)' },
-  init_top_pgt: { type: 'pgd_t[512]', file: 'arch/x86/include/asm/pgtable_64.h (extern pgd_t init_top_pgt[]; PTRS_PER_PGD is 512 at 4 and 5 levels)' },
+  init_top_pgt: {
+    type: 'pgd_t[512]',
+    file: 'arch/x86/include/asm/pgtable_64.h (extern pgd_t init_top_pgt[]; PTRS_PER_PGD is 512 at 4 and 5 levels)',
+  },
   iomem_resource: { type: 'struct resource', file: 'kernel/resource.c' },
   tcp4_seq_afinfo: { type: 'struct tcp_seq_afinfo', file: 'net/ipv4/tcp_ipv4.c' },
   tcp6_seq_afinfo: { type: 'struct tcp_seq_afinfo', file: 'net/ipv6/tcp_ipv6.c' },
@@ -152,7 +155,8 @@ export function typeDataSymbols(inputs: SymbolTypeInputs): SymbolTyping {
     const size = sizeOf(type, inputs.isf);
     const extent = extents.of(symbol.address);
     // A variable passed only through its first member (a lock heading a bigger struct) would be typed as that member: a tight fit rules it out.
-    if (size !== undefined && extent !== undefined && BigInt(size) <= extent && extent - BigInt(size) < TIGHT_FIT_SLACK) types.set(name, { type, source: 'code-use' });
+    if (size !== undefined && extent !== undefined && BigInt(size) <= extent && extent - BigInt(size) < TIGHT_FIT_SLACK)
+      types.set(name, { type, source: 'code-use' });
   }
   return { types, refused };
 }
@@ -163,15 +167,26 @@ export function typeDataSymbols(inputs: SymbolTypeInputs): SymbolTyping {
  * `struct cpumask *` and as the `unsigned long *` of its bits: it is a cpumask); none when the
  * uses disagree.
  */
-function usedTypes(inputs: SymbolTypeInputs, byName: ReadonlyMap<string, ProfileSymbol>): Map<string, IsfTypeDescriptor> {
+function usedTypes(
+  inputs: SymbolTypeInputs,
+  byName: ReadonlyMap<string, ProfileSymbol>,
+): Map<string, IsfTypeDescriptor> {
   const used = new Map<string, IsfTypeDescriptor>();
   const start = byName.get('_stext')?.address;
   const end = byName.get('_etext')?.address;
   if (!inputs.read || start === undefined || end === undefined || end <= start) return used;
-  const evidence = codeUseEvidence({ btf: inputs.btf, describe: inputs.describe, symbols: inputs.symbols, text: { start, end }, read: inputs.read });
+  const evidence = codeUseEvidence({
+    btf: inputs.btf,
+    describe: inputs.describe,
+    symbols: inputs.symbols,
+    text: { start, end },
+    read: inputs.read,
+  });
   for (const [name, byType] of evidence) {
     // Zero-sized types (lock_class_key without lockdep) share their address with the next object: they say nothing.
-    const candidates = [...byType.values()].map(({ type }) => type).filter((type) => (sizeOf(type, inputs.isf) ?? 0) > 0);
+    const candidates = [...byType.values()]
+      .map(({ type }) => type)
+      .filter((type) => (sizeOf(type, inputs.isf) ?? 0) > 0);
     const holder = candidates.find((type) => candidates.every((other) => holdsAtStart(type, other, inputs.isf)));
     if (holder) used.set(name, holder);
   }
@@ -185,7 +200,9 @@ function holdsAtStart(outer: IsfTypeDescriptor, inner: IsfTypeDescriptor, isf: I
   if (outer.kind === 'array') return holdsAtStart(outer.subtype, inner, isf, depth + 1);
   if (outer.kind !== 'struct' && outer.kind !== 'union') return false;
   const fields = isf.user_types[outer.name]?.fields ?? {};
-  return Object.values(fields).some((field) => field.offset === 0 && field.type.kind !== 'bitfield' && holdsAtStart(field.type, inner, isf, depth + 1));
+  return Object.values(fields).some(
+    (field) => field.offset === 0 && field.type.kind !== 'bitfield' && holdsAtStart(field.type, inner, isf, depth + 1),
+  );
 }
 
 function sameType(a: IsfTypeDescriptor, b: IsfTypeDescriptor): boolean {
@@ -217,7 +234,10 @@ function describeType(type: IsfTypeDescriptor): string {
  * base is the one address that most of its variables' kallsyms addresses agree on, and only the
  * variables that lie exactly there are typed.
  */
-function btfVariableTypes(inputs: SymbolTypeInputs, byName: ReadonlyMap<string, ProfileSymbol>): Map<string, IsfTypeDescriptor> {
+function btfVariableTypes(
+  inputs: SymbolTypeInputs,
+  byName: ReadonlyMap<string, ProfileSymbol>,
+): Map<string, IsfTypeDescriptor> {
   const found = new Map<string, IsfTypeDescriptor>();
   for (const section of inputs.btf.types) {
     if (section.kind !== 'datasec') continue;
@@ -226,11 +246,13 @@ function btfVariableTypes(inputs: SymbolTypeInputs, byName: ReadonlyMap<string, 
     for (const entry of section.vars) {
       const variable = inputs.btf.type(entry.type);
       const symbol = variable.kind === 'var' ? byName.get(variable.name) : undefined;
-      if (variable.kind === 'var' && symbol !== undefined && symbol.absolute === perCpu) placed.push({ name: variable.name, type: variable.type, offset: BigInt(entry.offset), symbol });
+      if (variable.kind === 'var' && symbol !== undefined && symbol.absolute === perCpu)
+        placed.push({ name: variable.name, type: variable.type, offset: BigInt(entry.offset), symbol });
     }
     const base = perCpu ? 0n : agreedBase(placed.map(({ symbol, offset }) => symbol.address - offset));
     if (base === undefined) continue;
-    for (const { name, type, offset, symbol } of placed) if (symbol.address === base + offset) found.set(name, inputs.describe(type));
+    for (const { name, type, offset, symbol } of placed)
+      if (symbol.address === base + offset) found.set(name, inputs.describe(type));
   }
   return found;
 }
@@ -249,7 +271,9 @@ class Extents {
   private readonly addresses: bigint[];
 
   constructor(symbols: readonly ProfileSymbol[]) {
-    this.addresses = [...new Set(symbols.filter((symbol) => !symbol.absolute).map((symbol) => symbol.address))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    this.addresses = [...new Set(symbols.filter((symbol) => !symbol.absolute).map((symbol) => symbol.address))].sort(
+      (a, b) => (a < b ? -1 : a > b ? 1 : 0),
+    );
   }
 
   of(address: bigint): bigint | undefined {
@@ -276,33 +300,51 @@ function parseDeclaration(text: string): ParsedDeclaration {
   const match = /^([A-Za-z_][A-Za-z0-9_ ]*?)\s*(\**)\s*(?:\[(\d*)\])?$/.exec(text);
   if (!match) throw new Error(`malformed kernel declaration "${text}"`);
   const [, base, stars, count] = match;
-  return { base: base!, pointers: stars!.length, count: count === undefined ? undefined : count === '' ? null : Number(count) };
+  return {
+    base: base!,
+    pointers: stars!.length,
+    count: count === undefined ? undefined : count === '' ? null : Number(count),
+  };
 }
 
-function declaredType(declaration: KernelDeclaration, symbol: ProfileSymbol, extents: Extents, inputs: SymbolTypeInputs): SymbolTypeEntry | string {
+function declaredType(
+  declaration: KernelDeclaration,
+  symbol: ProfileSymbol,
+  extents: Extents,
+  inputs: SymbolTypeInputs,
+): SymbolTypeEntry | string {
   const parsed = parseDeclaration(declaration.type);
   let element = resolveBase(parsed.base, inputs);
-  if (element === undefined) return `this kernel's BTF has no type "${parsed.base}" (declared ${declaration.type} in ${declaration.file})`;
+  if (element === undefined)
+    return `this kernel's BTF has no type "${parsed.base}" (declared ${declaration.type} in ${declaration.file})`;
   for (let i = 0; i < parsed.pointers; i++) element = { kind: 'pointer', subtype: element };
   const extent = symbol.absolute ? undefined : extents.of(symbol.address);
   const elementSize = sizeOf(element, inputs.isf);
   if (elementSize === undefined || elementSize === 0) return `declared ${declaration.type}, whose size is unknown`;
 
   if (parsed.count === undefined || parsed.count !== null) {
-    const type: IsfTypeDescriptor = parsed.count === undefined ? element : { kind: 'array', count: parsed.count, subtype: element };
+    const type: IsfTypeDescriptor =
+      parsed.count === undefined ? element : { kind: 'array', count: parsed.count, subtype: element };
     const size = sizeOf(type, inputs.isf)!;
-    if (extent !== undefined && BigInt(size) > extent) return `declared ${declaration.type} (${size} bytes), but the next symbol is ${extent} bytes after it`;
+    if (extent !== undefined && BigInt(size) > extent)
+      return `declared ${declaration.type} (${size} bytes), but the next symbol is ${extent} bytes after it`;
     return { type, source: 'declared' };
   }
   if (extent === undefined) return `declared ${declaration.type}: its length needs the next symbol, and there is none`;
   let count = Math.min(MAX_EXTENT_ELEMENTS, Number(extent / BigInt(elementSize)));
-  if (declaration.nonZeroElements && inputs.read) count = withoutZeroTail(symbol.address, count, elementSize, inputs.read);
+  if (declaration.nonZeroElements && inputs.read)
+    count = withoutZeroTail(symbol.address, count, elementSize, inputs.read);
   if (count === 0) return `declared ${declaration.type}, but no element fits before the next symbol`;
   return { type: { kind: 'array', count, subtype: element }, source: 'declared-extent' };
 }
 
 /** The element count less trailing all-zero elements (alignment padding before the next symbol). */
-function withoutZeroTail(address: bigint, count: number, elementSize: number, read: NonNullable<SymbolTypeInputs['read']>): number {
+function withoutZeroTail(
+  address: bigint,
+  count: number,
+  elementSize: number,
+  read: NonNullable<SymbolTypeInputs['read']>,
+): number {
   const bytes = read(address, count * elementSize);
   if (bytes === undefined) return count;
   let kept = count;

@@ -1,8 +1,25 @@
 /** A BTF blob writer for tests (shared by the hostile-input and symbol-typing tests). */
 /** BTF_KIND_* numbers (include/uapi/linux/btf.h). */
 export const KIND = {
-  int: 1, ptr: 2, array: 3, struct: 4, union: 5, enum: 6, fwd: 7, typedef: 8, volatile: 9, const: 10,
-  restrict: 11, func: 12, func_proto: 13, var: 14, datasec: 15, float: 16, decl_tag: 17, type_tag: 18, enum64: 19,
+  int: 1,
+  ptr: 2,
+  array: 3,
+  struct: 4,
+  union: 5,
+  enum: 6,
+  fwd: 7,
+  typedef: 8,
+  volatile: 9,
+  const: 10,
+  restrict: 11,
+  func: 12,
+  func_proto: 13,
+  var: 14,
+  datasec: 15,
+  float: 16,
+  decl_tag: 17,
+  type_tag: 18,
+  enum64: 19,
 } as const;
 
 export type Member = readonly [name: string, type: number, bitOffset: number, bitfieldSize?: number];
@@ -30,13 +47,26 @@ export class BtfBuilder {
     return ++this.count;
   }
 
-  private add(kind: number, name: string, vlen: number, kindFlag: boolean, sizeOrType: number, trailer: readonly number[] = []): number {
+  private add(
+    kind: number,
+    name: string,
+    vlen: number,
+    kindFlag: boolean,
+    sizeOrType: number,
+    trailer: readonly number[] = [],
+  ): number {
     return this.raw(this.str(name), ((kindFlag ? 1 : 0) << 31) | (kind << 24) | vlen, sizeOrType, trailer);
   }
 
-  int(name: string, size: number, options: { signed?: boolean; char?: boolean; bool?: boolean; bits?: number; bitOffset?: number } = {}): number {
+  int(
+    name: string,
+    size: number,
+    options: { signed?: boolean; char?: boolean; bool?: boolean; bits?: number; bitOffset?: number } = {},
+  ): number {
     const encoding = (options.signed ? 1 : 0) | (options.char ? 2 : 0) | (options.bool ? 4 : 0);
-    return this.add(KIND.int, name, 0, false, size, [(encoding << 24) | ((options.bitOffset ?? 0) << 16) | (options.bits ?? size * 8)]);
+    return this.add(KIND.int, name, 0, false, size, [
+      (encoding << 24) | ((options.bitOffset ?? 0) << 16) | (options.bits ?? size * 8),
+    ]);
   }
   ptr(type: number): number {
     return this.add(KIND.ptr, '', 0, false, type);
@@ -46,14 +76,29 @@ export class BtfBuilder {
   }
   composite(kind: 'struct' | 'union', name: string, size: number, members: readonly Member[]): number {
     const kindFlag = members.some((member) => member[3] !== undefined);
-    const trailer = members.flatMap(([memberName, type, bitOffset, bitfieldSize]) => [this.str(memberName), type, kindFlag ? ((bitfieldSize ?? 0) << 24) | bitOffset : bitOffset]);
+    const trailer = members.flatMap(([memberName, type, bitOffset, bitfieldSize]) => [
+      this.str(memberName),
+      type,
+      kindFlag ? ((bitfieldSize ?? 0) << 24) | bitOffset : bitOffset,
+    ]);
     return this.add(KIND[kind], name, members.length, kindFlag, size, trailer);
   }
   enum(name: string, size: number, signed: boolean, values: ReadonlyArray<readonly [string, number]>): number {
-    return this.add(KIND.enum, name, values.length, signed, size, values.flatMap(([valueName, value]) => [this.str(valueName), value]));
+    return this.add(
+      KIND.enum,
+      name,
+      values.length,
+      signed,
+      size,
+      values.flatMap(([valueName, value]) => [this.str(valueName), value]),
+    );
   }
   enum64(name: string, size: number, signed: boolean, values: ReadonlyArray<readonly [string, bigint]>): number {
-    const trailer = values.flatMap(([valueName, value]) => [this.str(valueName), Number(BigInt.asUintN(32, value)), Number(BigInt.asUintN(32, value >> 32n))]);
+    const trailer = values.flatMap(([valueName, value]) => [
+      this.str(valueName),
+      Number(BigInt.asUintN(32, value)),
+      Number(BigInt.asUintN(32, value >> 32n)),
+    ]);
     return this.add(KIND.enum64, name, values.length, signed, size, trailer);
   }
   fwd(name: string, union: boolean): number {
@@ -66,12 +111,23 @@ export class BtfBuilder {
     return this.add(KIND.func, name, linkage, false, proto);
   }
   funcProto(returnType: number, params: ReadonlyArray<readonly [string, number]>): number {
-    return this.add(KIND.func_proto, '', params.length, false, returnType, params.flatMap(([name, type]) => [this.str(name), type]));
+    return this.add(
+      KIND.func_proto,
+      '',
+      params.length,
+      false,
+      returnType,
+      params.flatMap(([name, type]) => [this.str(name), type]),
+    );
   }
   variable(name: string, type: number, linkage: number): number {
     return this.add(KIND.var, name, 0, false, type, [linkage]);
   }
-  datasec(name: string, size: number, vars: ReadonlyArray<readonly [type: number, offset: number, size: number]>): number {
+  datasec(
+    name: string,
+    size: number,
+    vars: ReadonlyArray<readonly [type: number, offset: number, size: number]>,
+  ): number {
     return this.add(KIND.datasec, name, vars.length, false, size, vars.flat());
   }
   float(name: string, size: number): number {

@@ -1,6 +1,12 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
-import { btfIsfConversion, btfIsfNames, carveVmlinuxBtf, type BtfIsfNames, type BtfTypes } from '../../src/symbols/btf.js';
+import {
+  btfIsfConversion,
+  btfIsfNames,
+  carveVmlinuxBtf,
+  type BtfIsfNames,
+  type BtfTypes,
+} from '../../src/symbols/btf.js';
 import type { IsfField, IsfTypeDescriptor, IsfTypes } from '../../src/symbols/isf.js';
 import volatility from '../../src/symbols/volatilitySymbols.json' with { type: 'json' };
 import { fixturePath } from '../support/fixtures.js';
@@ -54,7 +60,8 @@ function compareComposite(btf: BtfTypes, names: BtfIsfNames, isf: IsfTypes, name
   const problems: string[] = [];
   const composite = btf.type(id);
   const converted = isf.user_types[name]!;
-  if (composite.kind !== 'struct' && composite.kind !== 'union') return [`${name}: BTF id ${id} is a ${composite.kind}`];
+  if (composite.kind !== 'struct' && composite.kind !== 'union')
+    return [`${name}: BTF id ${id} is a ${composite.kind}`];
   if (converted.kind !== composite.kind) problems.push(`${name}: kind ${converted.kind}, BTF says ${composite.kind}`);
   if (converted.size !== composite.size) problems.push(`${name}: size ${converted.size}, BTF says ${composite.size}`);
 
@@ -69,12 +76,16 @@ function compareComposite(btf: BtfTypes, names: BtfIsfNames, isf: IsfTypes, name
       if (inner.kind !== 'struct' && inner.kind !== 'union') continue;
       const offset = field.bitOffset / 8;
       const entry = converted.fields[key];
-      if (!entry?.anonymous || entry.offset !== offset) problems.push(`${name}: ${key} should be the anonymous ${inner.kind} at ${offset}, is ${JSON.stringify(entry)}`);
+      if (!entry?.anonymous || entry.offset !== offset)
+        problems.push(
+          `${name}: ${key} should be the anonymous ${inner.kind} at ${offset}, is ${JSON.stringify(entry)}`,
+        );
       else {
         accounted.add(key);
         anonymous.push({ field: entry, id: field.resolvedType });
         const expected = expectedDescriptor(btf, names, field.type);
-        if (JSON.stringify(entry.type) !== JSON.stringify(expected)) problems.push(`${name}.${key}: ${JSON.stringify(entry.type)}, BTF says ${JSON.stringify(expected)}`);
+        if (JSON.stringify(entry.type) !== JSON.stringify(expected))
+          problems.push(`${name}.${key}: ${JSON.stringify(entry.type)}, BTF says ${JSON.stringify(expected)}`);
       }
       continue;
     }
@@ -85,21 +96,35 @@ function compareComposite(btf: BtfTypes, names: BtfIsfNames, isf: IsfTypes, name
       continue;
     }
     if (field.bitSize === 0) {
-      if (converted_.offset !== field.bitOffset / 8) problems.push(`${name}.${field.name}: offset ${converted_.offset}, BTF says ${field.bitOffset / 8}`);
+      if (converted_.offset !== field.bitOffset / 8)
+        problems.push(`${name}.${field.name}: offset ${converted_.offset}, BTF says ${field.bitOffset / 8}`);
       const expected = expectedDescriptor(btf, names, field.type);
-      if (JSON.stringify(converted_.type) !== JSON.stringify(expected)) problems.push(`${name}.${field.name}: ${JSON.stringify(converted_.type)}, BTF says ${JSON.stringify(expected)}`);
+      if (JSON.stringify(converted_.type) !== JSON.stringify(expected))
+        problems.push(
+          `${name}.${field.name}: ${JSON.stringify(converted_.type)}, BTF says ${JSON.stringify(expected)}`,
+        );
     } else {
       const bits = converted_.type;
       if (bits.kind !== 'bitfield') {
         problems.push(`${name}.${field.name}: a ${field.bitSize}-bit field written as ${bits.kind}`);
         continue;
       }
-      if (converted_.offset * 8 + bits.bit_position !== field.bitOffset) problems.push(`${name}.${field.name}: bit ${converted_.offset * 8 + bits.bit_position}, BTF says ${field.bitOffset}`);
-      if (bits.bit_length !== field.bitSize) problems.push(`${name}.${field.name}: ${bits.bit_length} bits, BTF says ${field.bitSize}`);
+      if (converted_.offset * 8 + bits.bit_position !== field.bitOffset)
+        problems.push(
+          `${name}.${field.name}: bit ${converted_.offset * 8 + bits.bit_position}, BTF says ${field.bitOffset}`,
+        );
+      if (bits.bit_length !== field.bitSize)
+        problems.push(`${name}.${field.name}: ${bits.bit_length} bits, BTF says ${field.bitSize}`);
       const storage = expectedDescriptor(btf, names, field.type);
-      if (JSON.stringify(bits.type) !== JSON.stringify(storage)) problems.push(`${name}.${field.name}: bits of ${JSON.stringify(bits.type)}, BTF says ${JSON.stringify(storage)}`);
+      if (JSON.stringify(bits.type) !== JSON.stringify(storage))
+        problems.push(
+          `${name}.${field.name}: bits of ${JSON.stringify(bits.type)}, BTF says ${JSON.stringify(storage)}`,
+        );
       const storageSize = btf.sizeOf(field.resolvedType);
-      if (converted_.offset < 0 || converted_.offset + storageSize > composite.size) problems.push(`${name}.${field.name}: its ${storageSize}-byte storage unit at ${converted_.offset} leaves the struct`);
+      if (converted_.offset < 0 || converted_.offset + storageSize > composite.size)
+        problems.push(
+          `${name}.${field.name}: its ${storageSize}-byte storage unit at ${converted_.offset} leaves the struct`,
+        );
     }
   }
   // Fields of anonymous members are also the parent's, at the summed offset (unless the parent declares the name).
@@ -109,7 +134,10 @@ function compareComposite(btf: BtfTypes, names: BtfIsfNames, isf: IsfTypes, name
       if (innerField.anonymous || accounted.has(fieldName)) continue;
       const lifted = converted.fields[fieldName];
       if (!lifted) problems.push(`${name}.${fieldName}: the anonymous member's field is not reachable from ${name}`);
-      else if (lifted.offset !== field.offset + innerField.offset) problems.push(`${name}.${fieldName}: lifted to ${lifted.offset}, belongs at ${field.offset + innerField.offset}`);
+      else if (lifted.offset !== field.offset + innerField.offset)
+        problems.push(
+          `${name}.${fieldName}: lifted to ${lifted.offset}, belongs at ${field.offset + innerField.offset}`,
+        );
       accounted.add(fieldName);
     }
   }
@@ -162,12 +190,18 @@ describe.each(['linux61-clean', 'linux612-clean'])('ISF types Volatility touches
         continue;
       }
       const definition = btf.type(id);
-      if (definition.kind !== 'enum' && definition.kind !== 'enum64') throw new Error(`${type} is a ${definition.kind}`);
+      if (definition.kind !== 'enum' && definition.kind !== 'enum64')
+        throw new Error(`${type} is a ${definition.kind}`);
       const converted = isf.enums[type]!;
       const base = isf.base_types[converted.base]!;
-      expect({ kind: base.kind, size: base.size, signed: base.signed }).toEqual({ kind: 'int', size: definition.size, signed: definition.signed });
+      expect({ kind: base.kind, size: base.size, signed: base.signed }).toEqual({
+        kind: 'int',
+        size: definition.size,
+        signed: definition.signed,
+      });
       expect(converted.size).toBe(definition.size);
-      for (const { name, value } of definition.values) expect(BigInt(converted.constants[name]!), `${type}.${name}`).toBe(value);
+      for (const { name, value } of definition.values)
+        expect(BigInt(converted.constants[name]!), `${type}.${name}`).toBe(value);
     }
   });
 
@@ -175,7 +209,10 @@ describe.each(['linux61-clean', 'linux612-clean'])('ISF types Volatility touches
     const comm = isf.user_types.task_struct!.fields.comm!;
     expect(comm.type).toEqual({ kind: 'array', count: 16, subtype: { kind: 'base', name: 'char' } });
     expect(isf.base_types.char).toMatchObject({ kind: 'char', size: 1 });
-    expect(isf.user_types.file_operations!.fields.read!.type).toEqual({ kind: 'pointer', subtype: { kind: 'function' } });
+    expect(isf.user_types.file_operations!.fields.read!.type).toEqual({
+      kind: 'pointer',
+      subtype: { kind: 'function' },
+    });
     const state = isf.user_types.sock!.fields.sk_state ?? isf.user_types.sock_common!.fields.skc_state!;
     expect(state.type).toMatchObject({ kind: 'base' });
     const bitfield = Object.values(isf.user_types.task_struct!.fields).find((field) => field.type.kind === 'bitfield');

@@ -5,7 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
 import { exportIsf } from '../../src/analyses/isfExport.js';
 import { btfIsfConversion, carveVmlinuxBtf, parseBtf } from '../../src/symbols/btf.js';
-import { parseIsf, readIsfFile, writeIsfFile, type IsfDocument, type IsfTypeDescriptor } from '../../src/symbols/isf.js';
+import {
+  parseIsf,
+  readIsfFile,
+  writeIsfFile,
+  type IsfDocument,
+  type IsfTypeDescriptor,
+} from '../../src/symbols/isf.js';
 import { Profile } from '../../src/symbols/profile.js';
 import { codeUseEvidence } from '../../src/symbols/codeUseTypes.js';
 import { typeDataSymbols } from '../../src/symbols/symbolTypes.js';
@@ -56,9 +62,26 @@ describe('the committed list of Volatility 3 symbol lookups', () => {
       expect(entry.expects.length, entry.symbol).toBeGreaterThan(0);
       expect(['object', 'address'], entry.symbol).toContain(entry.use);
       expect(entry.sources.length, entry.symbol).toBeGreaterThan(0);
-      for (const source of entry.sources) expect(source, entry.symbol).toMatch(/^volatility3\/framework\/\S+\.py(:\d+|@[0-9a-f]{40}: .+)$/);
+      for (const source of entry.sources)
+        expect(source, entry.symbol).toMatch(/^volatility3\/framework\/\S+\.py(:\d+|@[0-9a-f]{40}: .+)$/);
     }
-    for (const issueNamed of ['init_task', 'modules', 'init_pid_ns', 'sys_call_table', 'ia32_sys_call_table', 'idt_table', 'mod_tree', 'module_kset', 'net_namespace_list', 'tty_drivers', 'keyboard_notifier_list', 'prb', 'log_buf', 'prog_idr', 'nf_hooks']) {
+    for (const issueNamed of [
+      'init_task',
+      'modules',
+      'init_pid_ns',
+      'sys_call_table',
+      'ia32_sys_call_table',
+      'idt_table',
+      'mod_tree',
+      'module_kset',
+      'net_namespace_list',
+      'tty_drivers',
+      'keyboard_notifier_list',
+      'prb',
+      'log_buf',
+      'prog_idr',
+      'nf_hooks',
+    ]) {
       expect(listed.map((entry) => entry.symbol)).toContain(issueNamed);
     }
   });
@@ -93,7 +116,10 @@ describe.each(['linux61-clean', 'linux612-clean'])('symbol types in the ISF expo
     expect(document.symbols.init_task!.type).toEqual({ kind: 'struct', name: 'task_struct' });
     expect(document.symbols.modules!.type).toEqual({ kind: 'struct', name: 'list_head' });
     expect(document.symbols.net_namespace_list!.type).toEqual({ kind: 'struct', name: 'list_head' });
-    expect(document.symbols.prb!.type).toEqual({ kind: 'pointer', subtype: { kind: 'struct', name: 'printk_ringbuffer' } });
+    expect(document.symbols.prb!.type).toEqual({
+      kind: 'pointer',
+      subtype: { kind: 'struct', name: 'printk_ringbuffer' },
+    });
     expect(document.symbols.log_buf!.type).toEqual({ kind: 'pointer', subtype: { kind: 'base', name: 'char' } });
   });
 
@@ -113,13 +139,17 @@ describe.each(['linux61-clean', 'linux612-clean'])('symbol types in the ISF expo
     const btf = types!.find((item) => item.hash_value !== undefined)!;
     expect(btf.hash_value).toBe(truth(name).kernel.btf.sha256);
     expect(btf.name).toContain(`${truth(name).kernel.btf.size} bytes`);
-    const declared = types!.find((item) => item.name!.startsWith('symbol types from kernel declarations') && item.name!.includes('init_task'));
+    const declared = types!.find(
+      (item) => item.name!.startsWith('symbol types from kernel declarations') && item.name!.includes('init_task'),
+    );
     expect(declared?.name?.split(': ')[1]?.split(' ')).toContain('modules');
     expect(types!.some((item) => /BTF DATASEC variables.*: \d+ variables$/.test(item.name!))).toBe(true);
     // A per-CPU variable typed from BTF: runqueues is a struct rq.
     expect(document.symbols.runqueues!.type).toEqual({ kind: 'struct', name: 'rq' });
     // Variables typed from the code's use of them: DEFINE_MUTEX(module_mutex); the online-CPU mask, passed both as a cpumask and as its bits.
-    expect(types!.find((item) => item.name!.startsWith('symbol types from kernel code'))?.name).toMatch(/: \d{4,} variables$/);
+    expect(types!.find((item) => item.name!.startsWith('symbol types from kernel code'))?.name).toMatch(
+      /: \d{4,} variables$/,
+    );
     expect(document.symbols.module_mutex!.type).toEqual({ kind: 'struct', name: 'mutex' });
     expect(document.symbols.__cpu_online_mask!.type).toEqual({ kind: 'struct', name: 'cpumask' });
   });
@@ -213,23 +243,49 @@ describe('types from how kernel code uses a variable', () => {
     return bytes;
   };
 
-  it("types a variable passed to mutex_lock(struct mutex *) as a struct mutex, from mov-imm32 and lea-rip forms alike", () => {
+  it('types a variable passed to mutex_lock(struct mutex *) as a struct mutex, from mov-imm32 and lea-rip forms alike', () => {
     const room = BigInt(conversion.isf.user_types.mutex!.size);
-    const typing = typeDataSymbols({ btf, isf: conversion.isf, describe: conversion.describe, symbols: symbolsFor('some_lock', room), read: reader(callingCode(text, text + 0x100n, data)) });
+    const typing = typeDataSymbols({
+      btf,
+      isf: conversion.isf,
+      describe: conversion.describe,
+      symbols: symbolsFor('some_lock', room),
+      read: reader(callingCode(text, text + 0x100n, data)),
+    });
     expect(typing.types.get('some_lock')).toEqual({ type: { kind: 'struct', name: 'mutex' }, source: 'code-use' });
-    const evidence = codeUseEvidence({ btf, describe: conversion.describe, symbols: symbolsFor('some_lock', room), text: { start: text, end: text + 0x200n }, read: reader(callingCode(text, text + 0x100n, data)) });
+    const evidence = codeUseEvidence({
+      btf,
+      describe: conversion.describe,
+      symbols: symbolsFor('some_lock', room),
+      text: { start: text, end: text + 0x200n },
+      read: reader(callingCode(text, text + 0x100n, data)),
+    });
     expect([...evidence.get('some_lock')!.values()]).toEqual([{ type: { kind: 'struct', name: 'mutex' }, sites: 2 }]);
   });
 
   it('does not take the type of a first member for the object when the object is much bigger than it', () => {
-    const typing = typeDataSymbols({ btf, isf: conversion.isf, describe: conversion.describe, symbols: symbolsFor('lock_holder', 4096n), read: reader(callingCode(text, text + 0x100n, data)) });
+    const typing = typeDataSymbols({
+      btf,
+      isf: conversion.isf,
+      describe: conversion.describe,
+      symbols: symbolsFor('lock_holder', 4096n),
+      read: reader(callingCode(text, text + 0x100n, data)),
+    });
     expect(typing.types.has('lock_holder')).toBe(false);
   });
 
   it("refuses a declaration the kernel's code contradicts", () => {
-    const typing = typeDataSymbols({ btf, isf: conversion.isf, describe: conversion.describe, symbols: symbolsFor('modules', 64n), read: reader(callingCode(text, text + 0x100n, data)) });
+    const typing = typeDataSymbols({
+      btf,
+      isf: conversion.isf,
+      describe: conversion.describe,
+      symbols: symbolsFor('modules', 64n),
+      read: reader(callingCode(text, text + 0x100n, data)),
+    });
     expect(typing.types.has('modules')).toBe(false);
-    expect(typing.refused).toEqual(['modules: declared struct list_head, but the kernel\'s code passes it as struct mutex']);
+    expect(typing.refused).toEqual([
+      "modules: declared struct list_head, but the kernel's code passes it as struct mutex",
+    ]);
   });
 });
 
@@ -237,9 +293,19 @@ describe('global variables in BTF (pahole global_var)', () => {
   it('types each variable of a .bss DATASEC that kallsyms places at the section base its neighbours agree on, and only those', () => {
     const b = new BtfBuilder();
     const long = b.int('long unsigned int', 8);
-    const pair = b.composite('struct', 'pair', 16, [['a', long, 0], ['b', long, 64]]);
-    const vars = (['first', 'second', 'third', 'moved'] as const).map((name) => b.variable(name, name === 'first' ? pair : long, 1));
-    b.datasec('.bss', 0x100, [[vars[0]!, 0x10, 16], [vars[1]!, 0x40, 8], [vars[2]!, 0x48, 8], [vars[3]!, 0x50, 8]]);
+    const pair = b.composite('struct', 'pair', 16, [
+      ['a', long, 0],
+      ['b', long, 64],
+    ]);
+    const vars = (['first', 'second', 'third', 'moved'] as const).map((name) =>
+      b.variable(name, name === 'first' ? pair : long, 1),
+    );
+    b.datasec('.bss', 0x100, [
+      [vars[0]!, 0x10, 16],
+      [vars[1]!, 0x40, 8],
+      [vars[2]!, 0x48, 8],
+      [vars[3]!, 0x50, 8],
+    ]);
     const btf = parseBtf(b.build());
     const { isf, describe: describeType } = btfIsfConversion(btf);
     const base = 0xffffffff83000000n;
@@ -252,7 +318,10 @@ describe('global variables in BTF (pahole global_var)', () => {
     ];
     const typing = typeDataSymbols({ btf, isf, describe: describeType, symbols });
     expect(typing.types.get('first')).toEqual({ type: { kind: 'struct', name: 'pair' }, source: 'btf-datasec' });
-    expect(typing.types.get('third')).toEqual({ type: { kind: 'base', name: 'long unsigned int' }, source: 'btf-datasec' });
+    expect(typing.types.get('third')).toEqual({
+      type: { kind: 'base', name: 'long unsigned int' },
+      source: 'btf-datasec',
+    });
     expect(typing.types.has('moved')).toBe(false);
     // With only one variable placed, no base is agreed: nothing is typed from that section.
     expect(typeDataSymbols({ btf, isf, describe: describeType, symbols: symbols.slice(0, 1) }).types.size).toBe(0);
@@ -260,7 +329,13 @@ describe('global variables in BTF (pahole global_var)', () => {
 });
 
 describe('writing an ISF', () => {
-  const text = JSON.stringify({ metadata: { format: '6.2.0', linux: {} }, base_types: {}, user_types: {}, enums: {}, symbols: { a: { address: 1 } } });
+  const text = JSON.stringify({
+    metadata: { format: '6.2.0', linux: {} },
+    base_types: {},
+    user_types: {},
+    enums: {},
+    symbols: { a: { address: 1 } },
+  });
 
   it('compresses to xz when the name ends in .xz, and reads back to the same document', async () => {
     const path = join(work, 'out.json.xz');

@@ -10,7 +10,6 @@ import { hex } from '../../util/hex.js';
 import { kernelImageVirtual, type LinuxKernel } from './discovery.js';
 import { MODULES_VADDR, START_KERNEL_MAP } from './layout.js';
 
-
 export interface ProfileOptions {
   /** A Volatility ISF (`.json` or `.json.xz`) to use instead of deriving one from the dump. */
   isf?: string;
@@ -59,7 +58,13 @@ export function deriveProfile(kernel: LinuxKernel): LinuxProfile {
   const symbols = decodeKallsyms(kernel.space, kallsyms);
   const btf = carveVmlinuxBtf(kernel.image);
   const { isf: types, describe } = btfIsfConversion(btf.types);
-  const typing = typeDataSymbols({ btf: btf.types, isf: types, describe, symbols, read: (address, length) => readKernel(kernel, address, length) });
+  const typing = typeDataSymbols({
+    btf: btf.types,
+    isf: types,
+    describe,
+    symbols,
+    read: (address, length) => readKernel(kernel, address, length),
+  });
   const btfSha256 = createHash('sha256').update(btf.bytes).digest('hex');
   const profile = new Profile(types, symbols, kernel.kaslrSlide, 'derived', kernel.image.path, kernel.banner, {
     symbolTypes: typing.types,
@@ -96,7 +101,8 @@ function kallsymsFromVmcoreinfo(kernel: LinuxKernel): KallsymsLocation | undefin
   const numSyms = info?.symbol('kallsyms_num_syms');
   const tokenTable = info?.symbol('kallsyms_token_table');
   const tokenIndex = info?.symbol('kallsyms_token_index');
-  if (!info || names === undefined || numSyms === undefined || tokenTable === undefined || tokenIndex === undefined) return undefined;
+  if (!info || names === undefined || numSyms === undefined || tokenTable === undefined || tokenIndex === undefined)
+    return undefined;
   const location: KallsymsLocation = { names, numSyms, tokenTable, tokenIndex };
   const offsets = info.symbol('kallsyms_offsets');
   const relativeBase = info.symbol('kallsyms_relative_base');
@@ -116,10 +122,20 @@ async function profileFromIsf(kernel: LinuxKernel, path: string): Promise<Profil
   const banner = profile.symbol('linux_banner');
   const expected = kernelImageVirtual(kernel.bannerPhysical, kernel.physBase);
   if (banner !== undefined && banner !== expected) {
-    throw new VmscopeError('NO_PROFILE', `ISF does not match this kernel: its linux_banner lands at ${hex(banner)}, the dump's is at ${hex(expected)}`, path, 0);
+    throw new VmscopeError(
+      'NO_PROFILE',
+      `ISF does not match this kernel: its linux_banner lands at ${hex(banner)}, the dump's is at ${hex(expected)}`,
+      path,
+      0,
+    );
   }
   if (profile.banner !== undefined && profile.banner.replace(/\n$/, '') !== kernel.banner.replace(/\n$/, '')) {
-    throw new VmscopeError('NO_PROFILE', `ISF is for another kernel build: its banner is "${profile.banner.trim()}"`, path, 0);
+    throw new VmscopeError(
+      'NO_PROFILE',
+      `ISF is for another kernel build: its banner is "${profile.banner.trim()}"`,
+      path,
+      0,
+    );
   }
   return profile;
 }
