@@ -1,4 +1,3 @@
-import { provenanceMetadata } from '../os/linux/profile.js';
 import { stringifyIsf } from '../symbols/isf.js';
 import type { DumpContext } from './context.js';
 
@@ -6,6 +5,5 @@ export const PRODUCER_VERSION = '0.1.0';
 
 /** `isf`: the dump's profile as a Volatility 3 ISF document (JSON text). */
 export async function exportIsf(context: DumpContext): Promise<string> {
-  const { profile, provenance } = await context.linuxProfile();
-  return stringifyIsf(profile.toIsf(PRODUCER_VERSION, provenanceMetadata(provenance)));
+  return stringifyIsf((await context.profile()).toIsf(PRODUCER_VERSION));
 }

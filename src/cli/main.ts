@@ -4,8 +4,9 @@ import { exportIsf } from '../analyses/isfExport.js';
 import { analyses } from '../analyses/registry.js';
 import type { AnalysisResult } from '../analyses/types.js';
 import { runDiff } from '../monitor/diffCommand.js';
+import { writeIsfFile } from '../symbols/isf.js';
 import { isVmscopeError } from '../util/errors.js';
-import { checkOutputPath, writeOutputFile } from '../util/files.js';
+import { checkOutputPath } from '../util/files.js';
 import { escapeControl } from '../util/text.js';
 import { parallelScanRules } from '../workers/scanPool.js';
 import { addAnalysisOptions, givenOptions } from './analysisOptions.js';
@@ -206,7 +207,7 @@ Examples:
     .command('isf')
     .description("write a Volatility 3 ISF (symbols + types) for the dump's kernel, derived from the dump itself")
     .argument('<dump>', 'memory dump file')
-    .option('-o, --output <file>', 'write to this file instead of stdout')
+    .option('-o, --output <file>', 'write to this file instead of stdout (xz-compressed when it ends in .xz)')
     .option('--no-cache', 'derive the profile again instead of using the on-disk cache')
     .option('--cache-dir <dir>', 'where derived profiles are cached')
     .addHelpText(
@@ -218,7 +219,7 @@ Examples:
       const context = new DumpContext(dump, { cacheDir: options.cache ? options.cacheDir : false });
       try {
         const text = await exportIsf(context);
-        if (options.output) writeOutputFile(options.output, text);
+        if (options.output) writeIsfFile(options.output, text);
         else process.stdout.write(text);
         setExitCode(EXIT.ok);
       } finally {

@@ -3,7 +3,7 @@
  * Volatility ISF types.
  */
 export { carveVmlinuxBtf, type CarvedBtf } from './btfCarve.js';
-export { btfIsfNames, btfToIsf, type BtfIsfNames } from './btfIsf.js';
+export { btfIsfConversion, btfIsfNames, btfToIsf, type BtfIsfNames } from './btfIsf.js';
 export {
   BtfTypes,
   parseBtf,

@@ -213,6 +213,11 @@ class IsfConverter {
     return { base_types: this.baseTypes, user_types, enums };
   }
 
+  /** How a value of type `id` (a variable, a typedef's target) is described; data types only. */
+  describe(id: number): IsfTypeDescriptor {
+    return this.descriptor(id);
+  }
+
   /**
    * How a field, pointer target or array element of type `id` is described (shared, memoized).
    * Recursion follows pointer/array/typedef chains, which BtfTypes proved finite and short.
@@ -288,16 +293,16 @@ class IsfConverter {
       if (field.name !== '' && !(field.name in fields)) fields[field.name] = this.field(field, composite);
 
     const anonymous: Array<{ offset: number; type: number }> = [];
+    let unnamed = 0;
     for (const field of layout) {
+      if (field.name !== '') continue;
+      // dwarf2json numbers a struct's unnamed members in declaration order: unnamed_field_0, _1, … (hex).
+      const name = `unnamed_field_${(unnamed++).toString(16)}`;
       const inner = this.types.type(field.resolvedType);
-      // Unnamed padding bitfields carry no data; only unnamed structs and unions hold fields.
-      if (field.name !== '' || (inner.kind !== 'struct' && inner.kind !== 'union')) continue;
+      // Unnamed padding bitfields are counted but carry no data (and Volatility would look for their fields); only unnamed structs and unions hold fields.
+      if (inner.kind !== 'struct' && inner.kind !== 'union') continue;
       const offset = field.bitOffset / 8;
-      fields[uniqueName(`unnamed_field_${offset.toString(16)}`, fields)] = {
-        offset,
-        type: this.descriptor(field.resolvedType),
-        anonymous: true,
-      };
+      fields[uniqueName(name, fields)] = { offset, type: this.descriptor(field.resolvedType), anonymous: true };
       anonymous.push({ offset, type: field.resolvedType });
     }
     let nesting = 0;
@@ -378,5 +383,11 @@ class IsfConverter {
 
 /** The ISF base_types, user_types and enums for every type in the blob; same blob, same output. */
 export function btfToIsf(types: BtfTypes): IsfTypes {
-  return new IsfConverter(types).convert();
+  return btfIsfConversion(types).isf;
+}
+
+/** The ISF type sections, and how any BTF type id (a variable's, a typedef's) is described in them. */
+export function btfIsfConversion(types: BtfTypes): { isf: IsfTypes; describe: (id: number) => IsfTypeDescriptor } {
+  const converter = new IsfConverter(types);
+  return { isf: converter.convert(), describe: (id) => converter.describe(id) };
 }

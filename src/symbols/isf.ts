@@ -1,8 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { parse } from 'lossless-json';
 import xzDecompress from 'xz-decompress';
 import { VmscopeError } from '../util/errors.js';
-import { readInputFile } from '../util/files.js';
+import { readInputFile, writeOutputFile } from '../util/files.js';
 
 /**
  * Volatility 3's Intermediate Symbol Format (schema 6.x), the interchange format for profiles:
@@ -161,4 +162,33 @@ async function unxz(compressed: Uint8Array, path: string): Promise<Uint8Array> {
     if (error instanceof VmscopeError) throw error;
     throw new VmscopeError('CORRUPT_STRUCTURE', `xz stream is corrupt: ${(error as Error).message}`, path, 0);
   }
+}
+
+/** An exported ISF is about 12 MiB of JSON; xz makes it about 1 MiB. */
+const MAX_XZ_OUTPUT = 256 << 20;
+
+/**
+ * Write ISF text to `path`, xz-compressed when the name ends in `.xz` (the form Volatility's
+ * symbol packs use; it reads both). Compression runs the `xz` command (xz-utils: the reference
+ * implementation, on every mainstream distribution, threaded with -T0): the npm xz compressors
+ * need Node 22 (node-liblzma, @napi-rs/lzma 1.5) or store without compressing (@napi-rs/lzma
+ * 1.4). Without `xz` the error says how to get it, or to write plain `.json`.
+ */
+export function writeIsfFile(path: string, text: string): void {
+  if (!path.endsWith('.xz')) {
+    writeOutputFile(path, text);
+    return;
+  }
+  const result = spawnSync('xz', ['--compress', '--stdout', '--threads=0', '-6'], {
+    input: text,
+    maxBuffer: MAX_XZ_OUTPUT,
+  });
+  if (result.error || result.status !== 0) {
+    const why =
+      (result.error)?.code === 'ENOENT'
+        ? 'the xz command is not installed (Debian/Ubuntu: apt-get install xz-utils)'
+        : `xz failed: ${result.error?.message ?? result.stderr.toString().trim()}`;
+    throw new VmscopeError('USAGE', `cannot write a .xz ISF: ${why}; or write plain JSON with -o FILE.json`, path);
+  }
+  writeOutputFile(path, result.stdout);
 }

@@ -1,5 +1,6 @@
 import { VmscopeError } from '../util/errors.js';
 import type { IsfDocument, IsfMetadataItem, IsfSymbol, IsfTypeDescriptor, IsfTypes, IsfUserType } from './isf.js';
+import type { SymbolTypeEntry, SymbolTypeSource } from './symbolTypes.js';
 
 export interface ProfileSymbol {
   readonly name: string;
@@ -13,6 +14,20 @@ export interface ProfileSymbol {
 
 /** Where a profile came from: a user's ISF file, the dump itself, or the on-disk cache of a derived one. */
 export type ProfileOrigin = 'isf' | 'derived' | 'cache';
+
+/** What a profile derived from a dump was built from: named in its ISF metadata, kept in the cache with it. */
+export interface ProfileSources {
+  /** How the kallsyms tables were located in memory. */
+  readonly kallsyms: 'vmcoreinfo' | 'scan';
+  readonly btf: { readonly sha256: string; readonly bytes: number };
+}
+
+/** What a profile knows beyond types and symbols. */
+export interface ProfileDetails {
+  /** Data symbols' types, by name (functions are typed from their kallsyms letter). */
+  readonly symbolTypes?: ReadonlyMap<string, SymbolTypeEntry>;
+  readonly sources?: ProfileSources;
+}
 
 export interface ResolvedField {
   readonly offset: number;
@@ -41,11 +56,12 @@ export class Profile {
     /** Named in errors: the ISF file or the dump the profile was derived from. */
     readonly source: string,
     readonly banner: string | undefined,
+    readonly details: ProfileDetails = {},
   ) {
     for (const symbol of symbolList) {
       const known = this.byName.get(symbol.name);
       // Local names repeat (static functions in several files); a global definition wins.
-      if (!known || (isLocal(known) && !isLocal(symbol))) this.byName.set(symbol.name, symbol);
+      if (!known || (isLocalSymbol(known) && !isLocalSymbol(symbol))) this.byName.set(symbol.name, symbol);
     }
     this.sorted = symbolList
       .filter((symbol) => !symbol.absolute)
@@ -91,6 +107,11 @@ export class Profile {
     for (let index = this.firstAbove(address) - 1; index >= 0 && this.sorted[index]!.address === address; index--)
       found.push(this.sorted[index]!);
     return found.reverse();
+  }
+
+  /** The type of a data symbol, and where it came from, when the profile knows it. */
+  symbolType(name: string): SymbolTypeEntry | undefined {
+    return this.details.symbolTypes?.get(name);
   }
 
   /** A struct or union by name. Names are looked up as own keys only: `__proto__` or `toString` name no type. */
@@ -159,15 +180,19 @@ export class Profile {
     return undefined;
   }
 
-  /** Volatility ISF for this profile: link-time addresses, linux_banner's bytes as constant_data. */
-  toIsf(
-    producerVersion: string,
-    metadata: { symbols?: IsfMetadataItem[]; types?: IsfMetadataItem[] } = {},
-  ): IsfDocument {
+  /**
+   * Volatility ISF for this profile: link-time addresses, linux_banner's bytes as constant_data,
+   * each data symbol's type where known, and metadata naming where symbols and types came from.
+   */
+  toIsf(producerVersion: string): IsfDocument {
     const symbols: Record<string, IsfSymbol> = {};
     for (const [name, symbol] of this.byName) {
       const entry: IsfSymbol = { address: symbol.absolute ? symbol.address : (symbol.address - this.slide) & U64 };
       if (symbol.type === 't' || symbol.type === 'T') entry.type = { kind: 'function' };
+      else {
+        const typed = this.symbolType(name);
+        if (typed) entry.type = typed.type;
+      }
       if (name === 'linux_banner' && this.banner !== undefined)
         entry.constant_data = Buffer.from(this.banner, 'latin1').toString('base64');
       symbols[name] = entry;
@@ -176,7 +201,7 @@ export class Profile {
       metadata: {
         format: '6.2.0',
         producer: { name: 'vmscope', version: producerVersion, datetime: new Date().toISOString() },
-        linux: metadata,
+        linux: this.isfMetadata(),
       },
       base_types: this.types.base_types,
       user_types: this.types.user_types,
@@ -185,10 +210,45 @@ export class Profile {
     };
   }
 
+  /** Sources as ISF metadata items (schema 6 allows only kind, name and hash): the names say the rest. */
+  private isfMetadata(): { symbols: IsfMetadataItem[]; types: IsfMetadataItem[] } {
+    const { sources } = this.details;
+    const symbols: IsfMetadataItem[] = [];
+    const types: IsfMetadataItem[] = [];
+    if (sources) {
+      const located = sources.kallsyms === 'vmcoreinfo' ? 'located by VMCOREINFO' : 'located by a structural scan';
+      symbols.push({ kind: 'symtab', name: `kallsyms from memory (${located})` });
+      types.push({
+        kind: 'dwarf',
+        name: `vmlinux BTF from memory (${sources.btf.bytes} bytes)`,
+        hash_type: 'sha256',
+        hash_value: sources.btf.sha256,
+      });
+    } else if (this.origin === 'isf') {
+      symbols.push({ kind: 'symtab', name: `ISF ${this.source}` });
+      types.push({ kind: 'dwarf', name: `ISF ${this.source}` });
+    }
+    const bySource = new Map<SymbolTypeSource, string[]>();
+    for (const [name, { source }] of this.details.symbolTypes ?? []) {
+      if (!bySource.has(source)) bySource.set(source, []);
+      bySource.get(source)!.push(name);
+    }
+    for (const [source, names] of bySource) {
+      // Hundreds of variables come from BTF: a count says enough; the declared few are each named.
+      const which =
+        source === 'btf-datasec' || source === 'code-use' ? `${names.length} variables` : names.sort().join(' ');
+      types.push({ kind: 'dwarf', name: `${SOURCE_NAMES[source]}: ${which}` });
+    }
+    return { symbols, types };
+  }
+
   /** A profile from an ISF document; `slide` moves its link-time addresses to this dump's. */
   static fromIsf(document: IsfDocument, slide: bigint, origin: ProfileOrigin, source: string): Profile {
     const symbols: ProfileSymbol[] = [];
+    const symbolTypes = new Map<string, SymbolTypeEntry>();
     for (const [name, entry] of Object.entries(document.symbols)) {
+      if (entry.type !== undefined && entry.type.kind !== 'function')
+        symbolTypes.set(name, { type: entry.type, source: 'isf' });
       const linkAddress = BigInt.asUintN(64, BigInt(entry.address));
       const absolute = linkAddress < KERNEL_HALF;
       symbols.push({
@@ -202,11 +262,21 @@ export class Profile {
     const banner =
       bannerData === undefined ? undefined : Buffer.from(bannerData, 'base64').toString('latin1').replace(/\0+$/, '');
     const types: IsfTypes = { base_types: document.base_types, user_types: document.user_types, enums: document.enums };
-    return new Profile(types, symbols, slide, origin, source, banner);
+    return new Profile(types, symbols, slide, origin, source, banner, { symbolTypes });
   }
 }
 
-function isLocal(symbol: ProfileSymbol): boolean {
+const SOURCE_NAMES: Record<SymbolTypeSource, string> = {
+  'btf-datasec': 'symbol types from BTF DATASEC variables placed where kallsyms puts them',
+  'code-use':
+    "symbol types from kernel code passing the symbol's address to a function whose BTF prototype types that parameter, fitting the kallsyms extent",
+  declared: "symbol types from kernel declarations (vmscope's table) resolved in BTF, each fitting its kallsyms extent",
+  'declared-extent': 'symbol types from kernel declarations resolved in BTF, array length from the kallsyms extent',
+  isf: 'symbol types from the ISF read',
+};
+
+/** A file-local symbol (lowercase kallsyms letter): a global of the same name takes precedence. */
+export function isLocalSymbol(symbol: ProfileSymbol): boolean {
   return symbol.type !== undefined && symbol.type === symbol.type.toLowerCase();
 }
 

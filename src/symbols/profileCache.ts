@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import type { IsfTypes } from './isf.js';
-import { Profile, type ProfileSymbol } from './profile.js';
+import type { IsfTypeDescriptor, IsfTypes } from './isf.js';
+import { Profile, type ProfileSources, type ProfileSymbol } from './profile.js';
+import type { SymbolTypeEntry, SymbolTypeSource } from './symbolTypes.js';
 import { writeFileAtomically } from '../util/files.js';
 
 /**
@@ -12,7 +13,7 @@ import { writeFileAtomically } from '../util/files.js';
  * with another KASLR slide reuses them. The format is vmscope's own (an ISF cannot hold duplicate
  * symbol names or kallsyms type letters) and plain JSON, so it loads with the native parser.
  */
-const FORMAT = 'vmscope-profile-cache/1';
+const FORMAT = 'vmscope-profile-cache/2';
 const U64 = (1n << 64n) - 1n;
 const BIGINT_PREFIX = 'u64:';
 
@@ -23,6 +24,10 @@ interface CacheFile {
   /** [name, link-time address in hex, type letter or "", 1 when absolute] */
   symbols: Array<[string, string, string, 0 | 1]>;
   types: IsfTypes;
+  /** [name, type, source] of each typed data symbol. */
+  symbol_types: Array<[string, IsfTypeDescriptor, SymbolTypeSource]>;
+  /** What the profile was derived from, so an ISF exported from the cache names it as one derived afresh would. */
+  sources: ProfileSources | null;
 }
 
 export function defaultProfileCacheDir(): string {
@@ -49,6 +54,8 @@ export function saveProfile(cacheDir: string, profile: Profile, buildId: string 
       symbol.absolute ? 1 : 0,
     ]),
     types: profile.types,
+    symbol_types: [...(profile.details.symbolTypes ?? [])].map(([name, { type, source }]) => [name, type, source]),
+    sources: profile.details.sources ?? null,
   };
   mkdirSync(cacheDir, { recursive: true });
   const path = cachePath(cacheDir, profile.banner);
@@ -93,5 +100,11 @@ export function loadProfile(
       absolute: absolute === 1,
     };
   });
-  return new Profile(file.types, symbols, slide, 'cache', source, banner);
+  const symbolTypes = new Map<string, SymbolTypeEntry>(
+    file.symbol_types.map(([name, type, typeSource]) => [name, { type, source: typeSource }]),
+  );
+  return new Profile(file.types, symbols, slide, 'cache', source, banner, {
+    symbolTypes,
+    ...(file.sources ? { sources: file.sources } : {}),
+  });
 }

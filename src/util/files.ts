@@ -2,10 +2,10 @@ import { readFileSync, renameSync, statSync, writeFileSync, type Stats } from 'n
 import { dirname, resolve } from 'node:path';
 import { VmscopeError } from './errors.js';
 
-/** Writes `text` to `path` through a temporary file in the same folder: a reader sees the old file or the whole new one, never part of it. */
-export function writeFileAtomically(path: string, text: string): void {
+/** Writes `data` to `path` through a temporary file in the same folder: a reader sees the old file or the whole new one, never part of it. */
+export function writeFileAtomically(path: string, data: string | Uint8Array): void {
   const partial = `${path}.partial-${process.pid}`;
-  writeFileSync(partial, text);
+  writeFileSync(partial, data);
   renameSync(partial, path);
 }
 

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { btfToIsf, carveVmlinuxBtf } from '../../symbols/btf.js';
-import { readIsfFile, type IsfMetadataItem } from '../../symbols/isf.js';
+import { btfIsfConversion, carveVmlinuxBtf } from '../../symbols/btf.js';
+import { readIsfFile } from '../../symbols/isf.js';
 import { decodeKallsyms, findKallsyms, type KallsymsLocation } from '../../symbols/kallsyms.js';
 import { Profile } from '../../symbols/profile.js';
 import { defaultProfileCacheDir, loadProfile, saveProfile } from '../../symbols/profileCache.js';
+import { typeDataSymbols } from '../../symbols/symbolTypes.js';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import { kernelImageVirtual, type LinuxKernel } from './discovery.js';
@@ -16,13 +17,15 @@ export interface ProfileOptions {
   cacheDir?: string | false;
 }
 
-/** How a derived profile was put together, for `info`-style explanations and the ISF metadata. */
+/** How a derived profile was put together, for `info`-style explanations (the ISF metadata comes from the profile's own sources). */
 export interface ProfileProvenance {
   readonly kallsyms: KallsymsLocation;
   readonly kallsymsFoundBy: 'vmcoreinfo' | 'scan';
   readonly btfPhysical: number;
   readonly btfBytes: number;
   readonly btfSha256: string;
+  /** Kernel declarations this kernel's BTF or kallsyms contradicts, each with why (their symbols stay untyped). */
+  readonly refusedDeclarations: readonly string[];
 }
 
 export interface LinuxProfile {
@@ -48,14 +51,25 @@ export async function linuxProfile(kernel: LinuxKernel, options: ProfileOptions 
   return derived;
 }
 
-/** Decode kallsyms and BTF from the dump itself. */
+/** Decode kallsyms and BTF from the dump itself, and type the data symbols from both. */
 export function deriveProfile(kernel: LinuxKernel): LinuxProfile {
   const fromVmcoreinfo = kallsymsFromVmcoreinfo(kernel);
   const kallsyms = fromVmcoreinfo ?? findKallsyms(kernel.space, START_KERNEL_MAP, MODULES_VADDR);
   const symbols = decodeKallsyms(kernel.space, kallsyms);
   const btf = carveVmlinuxBtf(kernel.image);
-  const types = btfToIsf(btf.types);
-  const profile = new Profile(types, symbols, kernel.kaslrSlide, 'derived', kernel.image.path, kernel.banner);
+  const { isf: types, describe } = btfIsfConversion(btf.types);
+  const typing = typeDataSymbols({
+    btf: btf.types,
+    isf: types,
+    describe,
+    symbols,
+    read: (address, length) => readKernel(kernel, address, length),
+  });
+  const btfSha256 = createHash('sha256').update(btf.bytes).digest('hex');
+  const profile = new Profile(types, symbols, kernel.kaslrSlide, 'derived', kernel.image.path, kernel.banner, {
+    symbolTypes: typing.types,
+    sources: { kallsyms: fromVmcoreinfo ? 'vmcoreinfo' : 'scan', btf: { sha256: btfSha256, bytes: btf.bytes.length } },
+  });
   return {
     profile,
     provenance: {
@@ -63,9 +77,21 @@ export function deriveProfile(kernel: LinuxKernel): LinuxProfile {
       kallsymsFoundBy: fromVmcoreinfo ? 'vmcoreinfo' : 'scan',
       btfPhysical: btf.physical,
       btfBytes: btf.bytes.length,
-      btfSha256: createHash('sha256').update(btf.bytes).digest('hex'),
+      btfSha256,
+      refusedDeclarations: typing.refused,
     },
   };
+}
+
+function readKernel(kernel: LinuxKernel, address: bigint, length: number): Uint8Array | undefined {
+  const bytes = new Uint8Array(length);
+  try {
+    kernel.space.read(address, bytes);
+  } catch (error) {
+    if (error instanceof VmscopeError) return undefined;
+    throw error;
+  }
+  return bytes;
 }
 
 /** Since 6.0 VMCOREINFO names the kallsyms tables (for makedumpfile/crash); older kernels need the scan. */
@@ -112,17 +138,4 @@ async function profileFromIsf(kernel: LinuxKernel, path: string): Promise<Profil
     );
   }
   return profile;
-}
-
-/** ISF metadata naming where a derived profile's parts came from. */
-export function provenanceMetadata(provenance: ProfileProvenance | undefined): {
-  symbols: IsfMetadataItem[];
-  types: IsfMetadataItem[];
-} {
-  return {
-    symbols: [{ kind: 'symtab', name: `kallsyms from memory (${provenance?.kallsymsFoundBy ?? 'cache'})` }],
-    types: provenance
-      ? [{ kind: 'dwarf', name: 'vmlinux BTF from memory', hash_type: 'sha256', hash_value: provenance.btfSha256 }]
-      : [],
-  };
 }
