@@ -185,7 +185,7 @@ export function writeIsfFile(path: string, text: string): void {
   });
   if (result.error || result.status !== 0) {
     const why =
-      (result.error)?.code === 'ENOENT'
+      result.error && 'code' in result.error && result.error.code === 'ENOENT'
         ? 'the xz command is not installed (Debian/Ubuntu: apt-get install xz-utils)'
         : `xz failed: ${result.error?.message ?? result.stderr.toString().trim()}`;
     throw new VmscopeError('USAGE', `cannot write a .xz ISF: ${why}; or write plain JSON with -o FILE.json`, path);

@@ -9,6 +9,7 @@ import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import { kernelImageVirtual, type LinuxKernel } from './discovery.js';
 import { MODULES_VADDR, START_KERNEL_MAP } from './layout.js';
+import { dumpFingerprint } from './profileFingerprint.js';
 
 export interface ProfileOptions {
   /** A Volatility ISF (`.json` or `.json.xz`) to use instead of deriving one from the dump. */
@@ -42,19 +43,35 @@ export async function linuxProfile(kernel: LinuxKernel, options: ProfileOptions 
   if (options.isf) return { profile: await profileFromIsf(kernel, options.isf), provenance: undefined };
   const cacheDir = options.cacheDir === undefined ? defaultProfileCacheDir() : options.cacheDir;
   const buildId = kernel.vmcoreinfo?.entries.get('BUILD-ID');
+  const kallsyms = kallsymsLocation(kernel);
   if (cacheDir) {
-    const cached = loadProfile(cacheDir, kernel.banner, buildId, kernel.kaslrSlide, kernel.image.path);
+    // A cached profile is used only when this dump's own BTF and kallsyms hash to what it was derived from.
+    const cached = loadProfile(cacheDir, kernel.banner, buildId, kernel.kaslrSlide, kernel.image.path, (candidate) =>
+      dumpFingerprint(kernel, kallsyms, candidate),
+    );
     if (cached) return { profile: cached, provenance: undefined };
   }
-  const derived = deriveProfile(kernel);
-  if (cacheDir) saveProfile(cacheDir, derived.profile, buildId);
+  const derived = deriveProfile(kernel, kallsyms);
+  const fingerprint = dumpFingerprint(kernel, kallsyms, derived.profile);
+  if (cacheDir && fingerprint) {
+    const problem = saveProfile(cacheDir, derived.profile, buildId, fingerprint);
+    // A cache that cannot be written costs the next run a derivation, never this one its answer.
+    if (problem) (kernel.warnings as string[]).push(`profile cache: ${problem}`);
+  }
   return derived;
 }
 
+/** Where the kallsyms tables are: named by VMCOREINFO (6.0+), else found by a structural scan. */
+function kallsymsLocation(kernel: LinuxKernel): KallsymsLocation {
+  return kallsymsFromVmcoreinfo(kernel) ?? findKallsyms(kernel.space, START_KERNEL_MAP, MODULES_VADDR);
+}
+
 /** Decode kallsyms and BTF from the dump itself, and type the data symbols from both. */
-export function deriveProfile(kernel: LinuxKernel): LinuxProfile {
-  const fromVmcoreinfo = kallsymsFromVmcoreinfo(kernel);
-  const kallsyms = fromVmcoreinfo ?? findKallsyms(kernel.space, START_KERNEL_MAP, MODULES_VADDR);
+export function deriveProfile(
+  kernel: LinuxKernel,
+  kallsyms: KallsymsLocation = kallsymsLocation(kernel),
+): LinuxProfile {
+  const fromVmcoreinfo = kernel.vmcoreinfo?.symbol('kallsyms_names') === kallsyms.names;
   const symbols = decodeKallsyms(kernel.space, kallsyms);
   const btf = carveVmlinuxBtf(kernel.image);
   const { isf: types, describe } = btfIsfConversion(btf.types);
