@@ -1,5 +1,7 @@
 import { VmscopeError } from '../util/errors.js';
 import { openElfCore } from './elf.js';
+import { FlattenedSource, isFlattened } from './flattened.js';
+import { isKdump, openKdump } from './kdump.js';
 import { LIME_MAGIC, openLime } from './lime.js';
 import { RangeMappedImage } from './rangeImage.js';
 import { FileSource, type ByteSource } from './source.js';
@@ -24,7 +26,7 @@ export function openImage(path: string): MemoryImage {
 
 export function openImageSource(source: ByteSource): MemoryImage {
   if (source.size === 0) throw new VmscopeError('EMPTY_FILE', 'the file is empty', source.path, 0);
-  const head = new Uint8Array(Math.min(16, source.size));
+  const head = new Uint8Array(Math.min(32, source.size));
   source.readAt(0, head);
   for (const { magic, name, hint } of COMPRESSED_MAGICS) {
     if (magic.every((byte, i) => head[i] === byte)) {
@@ -36,6 +38,8 @@ export function openImageSource(source: ByteSource): MemoryImage {
     return openElfCore(source);
   }
   if (head.length >= 4 && view.getUint32(0, true) === LIME_MAGIC) return openLime(source);
+  if (isKdump(head)) return openKdump(source);
+  if (isFlattened(head)) return openKdump(new FlattenedSource(source), 'flattened');
   // Raw (pmemsave, /dev/mem copies, VMware .vmem): file offset = physical address, all present.
   return new RangeMappedImage(source, 'raw', [{ start: 0, end: source.size, fileOffset: 0 }]);
 }

@@ -8,7 +8,7 @@ import { ensureDecompressed } from '../../src/image/decompress.js';
  * the guest's own ground truth. Tests decompress what they need into the gitignored .cache once,
  * keyed by the manifest's sha256.
  */
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const sharedFixtures = process.env.VMSCOPE_FIXTURES ?? resolve(repoRoot, '../shared/fixtures');
 export const cacheDir = join(repoRoot, '.cache', 'fixtures');
 

@@ -1,0 +1,50 @@
+import { inflateSync } from 'node:zlib';
+import { decompress as zstdDecompress } from 'fzstd';
+import snappy from 'snappyjs';
+import { VmscopeError } from '../util/errors.js';
+import { lzo1xDecompress } from './lzo1x.js';
+
+/**
+ * One decoder per compression a capture format uses, each bounded by the size the format
+ * promises: a page or chunk that would inflate past it (a decompression bomb) or falls short is
+ * a typed error naming the file and the offset of its compressed bytes. The libraries:
+ * - zlib: Node's own (`inflateSync` with `maxOutputLength`, so a bomb stops at the bound);
+ * - snappy: `snappyjs`, pure JS and the most used snappy package, no native build to allow;
+ * - zstd: `fzstd`, already the project's pure-JS zstd decoder;
+ * - lzo: our bounded port of lzo1x_decompress_safe (lzo1x.ts: no usable npm decoder for Node).
+ */
+export type Codec = 'zlib' | 'lzo' | 'snappy' | 'zstd';
+
+export function decodeExactly(codec: Codec, input: Uint8Array, expectedLength: number, path: string, fileOffset: number): Uint8Array {
+  let output: Uint8Array;
+  try {
+    output = decode(codec, input, expectedLength);
+  } catch (error) {
+    if (error instanceof VmscopeError) throw error;
+    throw new VmscopeError('CORRUPT_HEADER', `${codec} data of ${input.length} bytes does not decode to ${expectedLength} bytes: ${(error as Error).message}`, path, fileOffset);
+  }
+  if (output.length !== expectedLength) {
+    throw new VmscopeError('CORRUPT_HEADER', `${codec} data of ${input.length} bytes decodes to ${output.length} bytes, expected ${expectedLength}`, path, fileOffset);
+  }
+  return output;
+}
+
+function decode(codec: Codec, input: Uint8Array, expectedLength: number): Uint8Array {
+  switch (codec) {
+    case 'zlib': {
+      // Past maxOutputLength Node throws ERR_BUFFER_TOO_LARGE instead of allocating on.
+      const inflated = inflateSync(input, { maxOutputLength: expectedLength });
+      return new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.length);
+    }
+    case 'snappy':
+      return snappy.uncompress(input, expectedLength);
+    case 'zstd': {
+      // fzstd writes into the given buffer and fails when the frame needs more.
+      const into = new Uint8Array(expectedLength);
+      const result = zstdDecompress(input, into);
+      return result;
+    }
+    case 'lzo':
+      return lzo1xDecompress(input, expectedLength);
+  }
+}
