@@ -1,8 +1,10 @@
 import { VmscopeError } from '../util/errors.js';
 import { openElfCore } from './elf.js';
+import { AVML_MAGIC, openAvml } from './avml.js';
 import { FlattenedSource, isFlattened } from './flattened.js';
 import { isKdump, openKdump } from './kdump.js';
 import { LIME_MAGIC, openLime } from './lime.js';
+import { isMigrationStream, openMigrationStream } from './migration.js';
 import { RangeMappedImage } from './rangeImage.js';
 import { FileSource, type ByteSource } from './source.js';
 import type { MemoryImage } from './types.js';
@@ -38,8 +40,10 @@ export function openImageSource(source: ByteSource): MemoryImage {
     return openElfCore(source);
   }
   if (head.length >= 4 && view.getUint32(0, true) === LIME_MAGIC) return openLime(source);
+  if (head.length >= 4 && view.getUint32(0, true) === AVML_MAGIC) return openAvml(source);
   if (isKdump(head)) return openKdump(source);
   if (isFlattened(head)) return openKdump(new FlattenedSource(source), 'flattened');
+  if (isMigrationStream(head)) return openMigrationStream(source);
   // Raw (pmemsave, /dev/mem copies, VMware .vmem): file offset = physical address, all present.
   return new RangeMappedImage(source, 'raw', [{ start: 0, end: source.size, fileOffset: 0 }]);
 }
