@@ -46,7 +46,7 @@ export function multiFormatSnapshots(): Array<{ name: string; formats: FixtureFo
 }
 
 /** Path of the decompressed file (`elf`, `lime`, `raw` or `kallsyms.txt`), decompressing it on first use. */
-export function fixturePath(name: string, format: FixtureFormat | 'kallsyms.txt'): string {
+export function fixturePath(name: string, format: FixtureFormat | 'avml' | 'kallsyms.txt'): string {
   const entry = manifest().snapshots[name]?.formats[format];
   if (!entry) throw new Error(`fixture ${name} has no ${format}`);
   const source = join(sharedFixtures, entry.file);
