@@ -39,6 +39,7 @@ export class FlattenedSource implements ByteSource {
     if (version !== 1n) throw new VmscopeError('CORRUPT_HEADER', `flattened-format version ${version} is not supported (only 1)`, stream.path, 24);
     let at = FLATTENED_HEADER_BYTES;
     let size = 0;
+    const records: Array<{ start: number; length: number; streamOffset: number }> = [];
     for (let count = 0; ; count++) {
       if (count === MAX_RECORDS) throw new VmscopeError('CORRUPT_HEADER', `more than ${MAX_RECORDS} records`, stream.path, at);
       const record = readHeader(stream, at, RECORD_HEADER_BYTES, 'flattened-format record header (is the stream cut short? its end record is missing)');
@@ -52,16 +53,20 @@ export class FlattenedSource implements ByteSource {
       if (dataAt + Number(length) > stream.size) {
         throw new VmscopeError('TRUNCATED_FILE', `record of ${length} bytes runs past the end of the stream`, stream.path, at);
       }
-      this.place(Number(offset), Number(length), dataAt);
+      if (length > 0n) records.push({ start: Number(offset), length: Number(length), streamOffset: dataAt });
       size = Math.max(size, Number(offset + length));
       at = dataAt + Number(length);
     }
     this.size = size;
+    // Writers emit records out of order (QEMU interleaves descriptors and page data) but rarely
+    // overlapping: sort once; only overlaps need the replay in write order.
+    const sorted = [...records].sort((a, b) => a.start - b.start);
+    const overlapping = sorted.some((record, i) => i > 0 && record.start < sorted[i - 1]!.start + sorted[i - 1]!.length);
+    for (const record of overlapping ? records : sorted) this.place(record.start, record.length, record.streamOffset);
   }
 
   /** Put a record in the index, trimming what it overwrites. */
   private place(start: number, length: number, streamOffset: number): void {
-    if (length === 0) return;
     const end = start + length;
     const last = this.starts.length - 1;
     if (last < 0 || this.starts[last]! + this.lengths[last]! <= start) {
