@@ -1,4 +1,7 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
 import { info } from '../../src/analyses/info.js';
 import { findAnalysis } from '../../src/analyses/registry.js';
@@ -6,6 +9,10 @@ import { openImage } from '../../src/image/open.js';
 import type { MemoryImage } from '../../src/image/types.js';
 import { formatCapture, formatCaptureUnavailable, type FormatCapture } from '../support/formatCapture.js';
 import { formatSet, type FormatFile } from '../support/formatSet.js';
+
+/** One profile cache for the file: every format of the capture derives the same kernel's profile once. */
+const profileCache = mkdtempSync(join(tmpdir(), 'vmscope-formats-profiles-'));
+afterAll(() => rmSync(profileCache, { recursive: true, force: true }));
 
 const PAGE = 4096;
 /** The kernel facts `info` reports, which must not depend on the capture format. */
@@ -48,7 +55,7 @@ function pageCount(image: MemoryImage): number {
 }
 
 async function rowsOf(path: string, analysis: string): Promise<{ rows: Array<Record<string, unknown>>; partial: boolean; warnings: readonly string[] }> {
-  const context = new DumpContext(path, { cacheDir: false });
+  const context = new DumpContext(path, { cacheDir: profileCache });
   try {
     const result = await findAnalysis(analysis)!.run(context, {});
     return { rows: result.rows as Array<Record<string, unknown>>, partial: result.partial, warnings: result.warnings };
@@ -58,7 +65,7 @@ async function rowsOf(path: string, analysis: string): Promise<{ rows: Array<Rec
 }
 
 function kernelFacts(path: string): Record<string, unknown> {
-  const context = new DumpContext(path, { cacheDir: false });
+  const context = new DumpContext(path, { cacheDir: profileCache });
   try {
     const row = info(context).rows[0] as Record<string, unknown>;
     return Object.fromEntries(KERNEL_KEYS.map((key) => [key, row[key]]));
@@ -132,7 +139,7 @@ describe.skipIf(unavailable !== undefined)('one paused guest captured in every f
 
   it('the kdump sub-header\'s VMCOREINFO and ELF notes reach discovery: CPU state and a file-note VMCOREINFO', () => {
     const snappyV6 = files.find((file) => file.name.startsWith('kdump-snappy.v6'))!;
-    const context = new DumpContext(snappyV6.path, { cacheDir: false });
+    const context = new DumpContext(snappyV6.path, { cacheDir: profileCache });
     try {
       expect(context.kernel.vmcoreinfo?.source).toBe('file-note');
       expect(context.image.cpus.map((cpu) => cpu.cr3)).toEqual(openImage(capture.elf).cpus.map((cpu) => cpu.cr3));

@@ -1,6 +1,7 @@
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
 import { info } from '../../src/analyses/info.js';
 import { processList } from '../../src/analyses/pslist.js';
@@ -12,6 +13,10 @@ import { AbsentMemoryError } from '../../src/util/errors.js';
 import { formatCapture, formatCaptureUnavailable, type FormatCapture } from '../support/formatCapture.js';
 import { kdumpFrom, vmcoreinfoText } from '../support/formatSet.js';
 
+/** One profile cache for the file: every format of the capture derives the same kernel's profile once. */
+const profileCache = mkdtempSync(join(tmpdir(), 'vmscope-formats-profiles-'));
+afterAll(() => rmSync(profileCache, { recursive: true, force: true }));
+
 const PAGE = 4096;
 const unavailable = formatCaptureUnavailable();
 
@@ -22,7 +27,7 @@ const unavailable = formatCaptureUnavailable();
  * kernel's page flags would also drop free pages, which only makes a real level-31 dump smaller.
  */
 async function userPageFrames(elf: string): Promise<Set<number>> {
-  const context = new DumpContext(elf, { cacheDir: false });
+  const context = new DumpContext(elf, { cacheDir: profileCache });
   try {
     const { tasks, reader } = await processList(context);
     const frames = new Set<number>();
@@ -40,7 +45,7 @@ async function userPageFrames(elf: string): Promise<Set<number>> {
 }
 
 async function run(path: string, analysis: string) {
-  const context = new DumpContext(path, { cacheDir: false });
+  const context = new DumpContext(path, { cacheDir: profileCache });
   try {
     return await findAnalysis(analysis)!.run(context, {});
   } finally {
@@ -81,7 +86,7 @@ describe.skipIf(unavailable !== undefined)('a kdump filtered as dump level 31 (u
 
   it('kernel analyses are exact: the same kernel facts, check findings and process list as the ELF core', { timeout: 900_000 }, async () => {
     const facts = (path: string) => {
-      const context = new DumpContext(path, { cacheDir: false });
+      const context = new DumpContext(path, { cacheDir: profileCache });
       try {
         const row = info(context).rows[0] as Record<string, unknown>;
         return [row.kernel_release, row.linux_banner, row.kaslr_slide, row.phys_base, row.dtb, row.page_offset_base];
