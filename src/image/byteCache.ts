@@ -4,8 +4,13 @@
  * not inflated again while it stays among the most recently used.
  */
 export class ByteLruCache {
-  /** Map iteration order is insertion order: the first key is the least recently used. */
-  private readonly entries = new Map<number, Uint8Array>();
+  /**
+   * Approximate LRU by second chance (CLOCK): a hit only marks its entry, the Map keeps insertion
+   * order, and eviction walks from the oldest entry, giving a marked one another round at the end.
+   * A strict LRU moves every hit to the end of the Map (a delete and an insert per page read),
+   * which measured as the most expensive step of reading a compressed dump.
+   */
+  private readonly entries = new Map<number, { value: Uint8Array; used: boolean }>();
   private heldBytes = 0;
 
   constructor(readonly budgetBytes: number) {
@@ -17,28 +22,31 @@ export class ByteLruCache {
   }
 
   get(key: number): Uint8Array | undefined {
-    const value = this.entries.get(key);
-    if (value !== undefined) {
-      this.entries.delete(key);
-      this.entries.set(key, value);
-    }
-    return value;
+    const entry = this.entries.get(key);
+    if (entry === undefined) return undefined;
+    entry.used = true;
+    return entry.value;
   }
 
   /** Keep `value` under `key`, evicting the least recently used entries beyond the budget. */
   set(key: number, value: Uint8Array): void {
     const old = this.entries.get(key);
     if (old !== undefined) {
-      this.heldBytes -= old.length;
+      this.heldBytes -= old.value.length;
       this.entries.delete(key);
     }
     if (value.length > this.budgetBytes) return;
-    this.entries.set(key, value);
+    this.entries.set(key, { value, used: false });
     this.heldBytes += value.length;
-    for (const [oldest, bytes] of this.entries) {
-      if (this.heldBytes <= this.budgetBytes) break;
+    while (this.heldBytes > this.budgetBytes) {
+      const [oldest, entry] = this.entries.entries().next().value as [number, { value: Uint8Array; used: boolean }];
       this.entries.delete(oldest);
-      this.heldBytes -= bytes.length;
+      if (entry.used && oldest !== key) {
+        entry.used = false;
+        this.entries.set(oldest, entry);
+      } else {
+        this.heldBytes -= entry.value.length;
+      }
     }
   }
 
