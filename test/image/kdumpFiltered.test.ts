@@ -71,7 +71,7 @@ describe.skipIf(unavailable !== undefined)('a kdump filtered as dump level 31 (u
   }, 900_000);
 
   it('excluded pages are absent (never zeros) and info reports the dump level and the bytes left out', () => {
-    expect(userFrames.size).toBeGreaterThan(1000);
+    expect(userFrames.size).toBeGreaterThan(100);
     const image = openImage(filtered);
     try {
       expect(image.details).toMatchObject({ dumpLevel: 31, complete: true, compression: ['zlib'] });
