@@ -30,6 +30,8 @@ interface ChildReport {
 }
 
 const NEEDLE = new TextEncoder().encode('LABMARK-7f3a9c');
+/** Run from dist/bench: the pool's thread script is the bundle's dist/scanWorker.js. */
+const WORKER_SCRIPT = new URL('../scanWorker.js', import.meta.url);
 
 async function measure(path: string, cacheDir: string): Promise<ChildReport> {
   const image = openImage(path);
@@ -42,7 +44,7 @@ async function measure(path: string, cacheDir: string): Promise<ChildReport> {
   context.close();
   const checkSeconds = Number(process.hrtime.bigint() - started) / 1e9;
   started = process.hrtime.bigint();
-  const hits = await parallelSearchImage(path, [NEEDLE], { threads: 2 });
+  const hits = await parallelSearchImage(path, [NEEDLE], { threads: 2, workerScript: WORKER_SCRIPT });
   const scanSeconds = Number(process.hrtime.bigint() - started) / 1e9;
   return { format, checkSeconds, checkRows: rows, scanSeconds, scanHits: hits.length, guestBytes, maxRssMiB: process.resourceUsage().maxRSS / 1024 };
 }
