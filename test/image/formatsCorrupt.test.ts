@@ -147,6 +147,32 @@ describe('corrupt kdump files give a typed error naming file and offset', () => 
   });
 });
 
+describe('an incomplete kdump (DUMP_DH_COMPRESSED_INCOMPLETE: the writer ran out of space)', () => {
+  it('opens; pages whose descriptors were never written are absent, the rest read exactly', () => {
+    const path = syntheticKdump('incomplete.kdump');
+    const { descriptors } = kdumpLayout(path);
+    const contents = readFileSync(path);
+    const view = new DataView(contents.buffer, contents.byteOffset);
+    view.setUint32(424, view.getUint32(424, true) | 0x8, true);
+    // The last 10 dumped pages: descriptors zeroed, as makedumpfile leaves them when it stops.
+    const dumped = 64; // the writer dumps every synthetic page (zero pages share the zero page)
+    contents.fill(0, descriptors + (dumped - 10) * 24, descriptors + dumped * 24);
+    writeFileSync(path, contents);
+    const image = openImage(path);
+    try {
+      expect(image.details).toMatchObject({ complete: false });
+      expect(image.totalBytes).toBe(54 * PAGE);
+      const memory = syntheticMemory();
+      const page = new Uint8Array(PAGE);
+      image.read(53 * PAGE, page);
+      expect(page).toEqual(memory.subarray(53 * PAGE, 54 * PAGE));
+      expect(image.readPresent(54 * PAGE, page)).toBe(0);
+    } finally {
+      image.close();
+    }
+  });
+});
+
 describe('LZO1X decoding', () => {
   it('decodes literal runs of every length class and a hand-assembled stream with an M2 match', () => {
     for (const length of [1, 3, 4, 238, 239, 4096]) {
