@@ -52,7 +52,7 @@ export function openImageSource(source: ByteSource): MemoryImage {
   const head = headOf(source);
   const compression = compressionOfHead(head);
   if (compression !== undefined) {
-    throw new VmscopeError('COMPRESSED_INPUT', `this is a ${compression}-compressed file inside a compressed file; decompress it first (${DECOMPRESS_HINTS[compression]})`, source.path, 0);
+    throw new VmscopeError('COMPRESSED_INPUT', `this is ${compression}-compressed data; only a dump opened by path is decompressed (and only one level): decompress it first (${DECOMPRESS_HINTS[compression]})`, source.path, 0);
   }
   const view = new DataView(head.buffer);
   if (head.length >= 4 && head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c && head[3] === 0x46) {
