@@ -31,7 +31,7 @@ interface ChunkIndex {
   compressed: boolean[];
 }
 
-export function openAvml(source: ByteSource): AvmlImage {
+export function openAvml(source: ByteSource, cacheBytes?: number): AvmlImage {
   const chunks: ChunkIndex = { physical: [], length: [], fileOffset: [], storedLength: [], compressed: [] };
   const ranges: PhysicalRange[] = [];
   let offset = 0;
@@ -56,7 +56,7 @@ export function openAvml(source: ByteSource): AvmlImage {
     ranges.push({ start, end: endInclusive + 1, fileOffset: -1 });
     offset = streamEnd + TRAILER_BYTES;
   }
-  return new AvmlImage(source, ranges, chunks);
+  return new AvmlImage(source, ranges, chunks, cacheBytes);
 }
 
 /** Index the chunks of one block's framed stream; returns the file offset just past it. */
@@ -119,8 +119,8 @@ export function maskedCrc32c(data: Uint8Array): number {
 }
 
 export class AvmlImage extends DecodedImage {
-  constructor(source: ByteSource, ranges: PhysicalRange[], private readonly chunks: ChunkIndex) {
-    super(source, 'avml', ranges, { compression: ['snappy'], version: 2 });
+  constructor(source: ByteSource, ranges: PhysicalRange[], private readonly chunks: ChunkIndex, cacheBytes?: number) {
+    super(source, 'avml', ranges, { compression: ['snappy'], version: 2 }, [], [], cacheBytes);
   }
 
   private chunkAt(physical: number): number {

@@ -22,11 +22,11 @@ export abstract class DecodedImage implements MemoryImage {
     readonly details: FormatDetails,
     readonly notes: readonly ElfNote[] = [],
     readonly cpus: readonly CpuState[] = [],
-    cacheBytes: number = cacheBudgetFromEnvironment(),
+    cacheBytes: number | undefined = undefined,
   ) {
     this.path = source.path;
     this.totalBytes = ranges.reduce((sum, range) => sum + (range.end - range.start), 0);
-    this.cache = new ByteLruCache(cacheBytes);
+    this.cache = new ByteLruCache(cacheBytes ?? cacheBudgetFromEnvironment());
   }
 
   /** Fill `into` with the bytes at `physical`, all of which lie inside one present range. */

@@ -69,7 +69,7 @@ interface KdumpLayout {
   readonly notes: ElfNote[];
 }
 
-export function openKdump(source: ByteSource, fileLayout: 'random-access' | 'flattened' = 'random-access'): KdumpImage {
+export function openKdump(source: ByteSource, fileLayout: 'random-access' | 'flattened' = 'random-access', cacheBytes?: number): KdumpImage {
   const layout = parseLayout(source);
   const index = new DumpedPageIndex(source, layout);
   const complete = (layout.status & DUMP_DH_COMPRESSED_INCOMPLETE) === 0;
@@ -84,7 +84,7 @@ export function openKdump(source: ByteSource, fileLayout: 'random-access' | 'fla
     version: layout.version,
     excludedBytes: layout.maxMapnr * layout.blockSize - presentBytes,
   };
-  return new KdumpImage(source, layout, index, ranges, details);
+  return new KdumpImage(source, layout, index, ranges, details, cacheBytes);
 }
 
 function parseLayout(source: ByteSource): KdumpLayout {
@@ -253,8 +253,8 @@ function writtenRuns(source: ByteSource, layout: KdumpLayout, index: DumpedPageI
 export class KdumpImage extends DecodedImage {
   private readonly blockSize: number;
 
-  constructor(source: ByteSource, private readonly layout: KdumpLayout, private readonly index: DumpedPageIndex, ranges: PhysicalRange[], details: FormatDetails) {
-    super(source, 'kdump', ranges, details, layout.notes, cpuStates(layout.notes));
+  constructor(source: ByteSource, private readonly layout: KdumpLayout, private readonly index: DumpedPageIndex, ranges: PhysicalRange[], details: FormatDetails, cacheBytes?: number) {
+    super(source, 'kdump', ranges, details, layout.notes, cpuStates(layout.notes), cacheBytes);
     this.blockSize = layout.blockSize;
   }
 

@@ -14,18 +14,26 @@ import type { CpuState, ElfNote, FormatDetails, ImageFormat, MemoryImage, Physic
 const DECOMPRESS_HINTS: Record<Compression, string> = { zstd: 'zstd -d --long=31 FILE', gzip: 'gunzip -k FILE', xz: 'xz -dk FILE' };
 const HEAD_BYTES = 32;
 
+export interface OpenOptions {
+  /**
+   * Bytes of decoded pages/chunks the image keeps (compressed formats only). Default 256 MiB or
+   * VMSCOPE_IMAGE_CACHE_MIB; a reader that passes over memory once (a scan thread) needs little.
+   */
+  readonly cacheBytes?: number;
+}
+
 /**
  * Open a dump by content, not by name: ELF core, LiME, AVML, kdump-compressed (random-access or
  * flattened), QEMU migration stream (bare or in a libvirt save image) by their magic, anything
  * else is raw. A file compressed as a whole (zstd, gzip, xz) is read from a decompressed
  * temporary copy (container.ts); the image keeps the name the user gave.
  */
-export function openImage(path: string): MemoryImage {
+export function openImage(path: string, options: OpenOptions = {}): MemoryImage {
   const source = new FileSource(path);
   let compression: Compression | undefined;
   try {
     compression = compressionOfHead(headOf(source));
-    if (compression === undefined) return openImageSource(source);
+    if (compression === undefined) return openImageSource(source, options);
   } catch (error) {
     source.close();
     throw error;
@@ -34,7 +42,7 @@ export function openImage(path: string): MemoryImage {
   const plain = new FileSource(decompressedCopy(path, compression));
   const named: ByteSource = { path, size: plain.size, readAt: (offset, into) => plain.readAt(offset, into), close: () => plain.close() };
   try {
-    return new ContainedImage(openImageSource(named), compression);
+    return new ContainedImage(openImageSource(named, options), compression);
   } catch (error) {
     plain.close();
     throw error;
@@ -47,7 +55,7 @@ function headOf(source: ByteSource): Uint8Array {
   return head;
 }
 
-export function openImageSource(source: ByteSource): MemoryImage {
+export function openImageSource(source: ByteSource, options: OpenOptions = {}): MemoryImage {
   if (source.size === 0) throw new VmscopeError('EMPTY_FILE', 'the file is empty', source.path, 0);
   const head = headOf(source);
   const compression = compressionOfHead(head);
@@ -59,9 +67,9 @@ export function openImageSource(source: ByteSource): MemoryImage {
     return openElfCore(source);
   }
   if (head.length >= 4 && view.getUint32(0, true) === LIME_MAGIC) return openLime(source);
-  if (head.length >= 4 && view.getUint32(0, true) === AVML_MAGIC) return openAvml(source);
-  if (isKdump(head)) return openKdump(source);
-  if (isFlattened(head)) return openKdump(new FlattenedSource(source), 'flattened');
+  if (head.length >= 4 && view.getUint32(0, true) === AVML_MAGIC) return openAvml(source, options.cacheBytes);
+  if (isKdump(head)) return openKdump(source, 'random-access', options.cacheBytes);
+  if (isFlattened(head)) return openKdump(new FlattenedSource(source), 'flattened', options.cacheBytes);
   if (isMigrationStream(head)) return openMigrationStream(source);
   // Raw (pmemsave, /dev/mem copies, VMware .vmem): file offset = physical address, all present.
   return new RangeMappedImage(source, 'raw', [{ start: 0, end: source.size, fileOffset: 0 }]);

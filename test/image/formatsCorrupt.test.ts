@@ -86,15 +86,20 @@ function expectTypedError(path: string, code: string, offset?: number): VmscopeE
 }
 
 describe('corrupt kdump files give a typed error naming file and offset', () => {
-  it('the synthetic dump itself reads back exactly (the baseline of the cases below)', () => {
-    const image = openImage(syntheticKdump('good.kdump'));
-    try {
-      const memory = new Uint8Array(64 * PAGE);
-      image.read(0, memory);
-      expect(Buffer.compare(memory, syntheticMemory())).toBe(0);
-      expect(image.notes.find((note) => note.name === 'VMCOREINFO')).toBeDefined();
-    } finally {
-      image.close();
+  it('the synthetic dump itself reads back exactly, with the default cache and with a one-page cache (the baseline of the cases below)', () => {
+    const path = syntheticKdump('good.kdump');
+    for (const options of [{}, { cacheBytes: PAGE }]) {
+      const image = openImage(path, options);
+      try {
+        const memory = new Uint8Array(64 * PAGE);
+        image.read(0, memory);
+        expect(Buffer.compare(memory, syntheticMemory())).toBe(0);
+        image.read(0, memory);
+        expect(Buffer.compare(memory, syntheticMemory())).toBe(0);
+        expect(image.notes.find((note) => note.name === 'VMCOREINFO')).toBeDefined();
+      } finally {
+        image.close();
+      }
     }
   });
 
