@@ -21,6 +21,8 @@ const HEADER_BYTES = 32;
 const TRAILER_BYTES = 8;
 const MAX_CHUNK_BYTES = 65536;
 const STREAM_IDENTIFIER = 'sNaPpY';
+/** Distinct chunks remembered for reuse (at most 8 MiB of stored and decoded bytes). */
+const MAX_REPEATED_CHUNKS = 64;
 
 interface ChunkIndex {
   physical: number[];
@@ -135,17 +137,31 @@ export class AvmlImage extends DecodedImage {
     return low;
   }
 
+  /**
+   * Chunks stored byte for byte alike decode alike: half the chunks of a real AVML capture are one
+   * all-zero chunk (1359 of 2820 in the fixture). A CRC seen a second time keeps its chunk (up
+   * to MAX_REPEATED_CHUNKS of them) with what it decoded to; a chunk whose stored bytes (CRC
+   * included) equal a kept one is not decoded again.
+   */
+  private readonly repeated = new Map<number, { stored: Uint8Array; data: Uint8Array }>();
+  private readonly crcSightings = new Map<number, number>();
+
   private decodeChunk(index: number): Uint8Array {
     const at = this.chunks.fileOffset[index]!;
     const stored = new Uint8Array(this.chunks.storedLength[index]!);
     readExactly(this.source, at + 4, stored, 'a snappy chunk');
     const expectedCrc = new DataView(stored.buffer).getUint32(0, true);
+    const seen = this.repeated.get(expectedCrc);
+    if (seen && seen.stored.length === stored.length && Buffer.compare(seen.stored, stored) === 0) return seen.data;
     const payload = stored.subarray(4);
     const data = this.chunks.compressed[index] ? decodeExactly('snappy', payload, this.chunks.length[index]!, this.path, at) : payload;
     const actualCrc = maskedCrc32c(data);
     if (actualCrc !== expectedCrc) {
       throw new VmscopeError('CORRUPT_HEADER', `snappy chunk CRC-32C 0x${actualCrc.toString(16)} differs from the stored 0x${expectedCrc.toString(16)}`, this.path, at);
     }
+    const sightings = (this.crcSightings.get(expectedCrc) ?? 0) + 1;
+    this.crcSightings.set(expectedCrc, sightings);
+    if (!seen && sightings >= 2 && this.repeated.size < MAX_REPEATED_CHUNKS) this.repeated.set(expectedCrc, { stored, data });
     return data;
   }
 
