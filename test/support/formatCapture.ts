@@ -91,11 +91,12 @@ async function captureOnce(): Promise<FormatCapture> {
     if (existsSync(join(dir, 'complete'))) return describeCapture(dir);
     try {
       mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), String(process.pid));
       break;
     } catch {
-      // Another test file captures now; a lock older than the timeout is from a killed run.
-      if (Date.now() - statSync(lock).mtimeMs > CAPTURE_TIMEOUT_MS) rmSync(lock, { recursive: true, force: true });
-      if (Date.now() > deadline) throw new Error(`waited ${CAPTURE_TIMEOUT_MS} ms for ${lock}`);
+      // Another test process captures now; a lock whose process is gone is from a killed run.
+      if (!lockHolderAlive(lock)) rmSync(lock, { recursive: true, force: true });
+      else if (Date.now() > deadline) throw new Error(`waited ${CAPTURE_TIMEOUT_MS} ms for ${lock}`);
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }
@@ -104,6 +105,23 @@ async function captureOnce(): Promise<FormatCapture> {
     return describeCapture(dir);
   } finally {
     rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+function lockHolderAlive(lock: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(lock, 'pid'), 'utf8'));
+  } catch {
+    // Just created, pid not written yet: alive unless the lock is old.
+    const stat = statSync(lock, { throwIfNoEntry: false });
+    return stat !== undefined && Date.now() - stat.mtimeMs < 10_000;
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
 
