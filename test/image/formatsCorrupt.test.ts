@@ -178,6 +178,23 @@ describe('an incomplete kdump (DUMP_DH_COMPRESSED_INCOMPLETE: the writer ran out
   });
 });
 
+describe('one file of a split kdump (makedumpfile --split)', () => {
+  it.each([2, 6] as const)('header v%i: pages of its pfn range read exactly, the others are absent', (version) => {
+    const path = join(work, `split-v${version}.kdump`);
+    writeKdump(openImageSource(new BufferSource('synthetic', syntheticMemory())), path, { codec: 'zlib', version, split: { startPfn: 20, endPfn: 40 } });
+    const image = openImage(path);
+    try {
+      expect(image.ranges.map((range) => [range.start, range.end])).toEqual([[20 * PAGE, 40 * PAGE]]);
+      const bytes = new Uint8Array(20 * PAGE);
+      image.read(20 * PAGE, bytes);
+      expect(bytes).toEqual(syntheticMemory().subarray(20 * PAGE, 40 * PAGE));
+      expect(image.readPresent(19 * PAGE, new Uint8Array(PAGE))).toBe(0);
+    } finally {
+      image.close();
+    }
+  });
+});
+
 describe('LZO1X decoding', () => {
   it('decodes literal runs of every length class and a hand-assembled stream with an M2 match', () => {
     for (const length of [1, 3, 4, 238, 239, 4096]) {

@@ -30,6 +30,8 @@ export interface KdumpOptions {
   readonly vmcoreinfo?: string;
   /** Written into the sub-header (v4+): the ELF notes (CPU state). */
   readonly notes?: readonly ElfNote[];
+  /** One file of a split dump (v2+, makedumpfile --split): full bitmaps, descriptors and data of [startPfn, endPfn) only. */
+  readonly split?: { readonly startPfn: number; readonly endPfn: number };
 }
 
 /** Per-page encoders: real compression where a package writes it; zstd and lzo as valid frames of stored data. */
@@ -141,8 +143,11 @@ export function writeKdump(image: MemoryImage, path: string, options: KdumpOptio
   const subHeaderBlocks = signature === 'DISKDUMP' ? 0 : Math.ceil(subHeaderBytes / PAGE);
   const bitmapOffset = (1 + subHeaderBlocks) * PAGE;
   const descriptorsOffset = bitmapOffset + 2 * bitmapBytes;
+  const firstPfn = options.split?.startPfn ?? 0;
+  const endPfn = options.split?.endPfn ?? maxMapnr;
+  const dumped = (pfn: number): boolean => pfn >= firstPfn && pfn < endPfn && (bitmap2[pfn >> 3]! & (1 << (pfn & 7))) !== 0;
   let dumpedPages = 0;
-  for (const byte of bitmap2) for (let bits = byte; bits; bits &= bits - 1) dumpedPages++;
+  for (let pfn = firstPfn; pfn < endPfn; pfn++) if (dumped(pfn)) dumpedPages++;
 
   const fd = openSync(path, 'w');
   try {
@@ -172,6 +177,11 @@ export function writeKdump(image: MemoryImage, path: string, options: KdumpOptio
         subView.setBigUint64(56, BigInt(notes.length), true);
       }
       if (version >= 6) subView.setBigUint64(96, BigInt(maxMapnr), true);
+      if (version >= 2 && options.split) {
+        subView.setInt32(12, 1, true);
+        subView.setBigUint64(version >= 6 ? 80 : 16, BigInt(firstPfn), true);
+        subView.setBigUint64(version >= 6 ? 88 : 24, BigInt(endPfn), true);
+      }
       sub.set(notes, 104);
       sub.set(vmcoreinfo, 104 + notes.length);
       writeSync(fd, sub, 0, sub.length, PAGE);
@@ -189,8 +199,8 @@ export function writeKdump(image: MemoryImage, path: string, options: KdumpOptio
     const descriptors = new Uint8Array(dumpedPages * PAGE_DESC_BYTES);
     const descriptorView = new DataView(descriptors.buffer);
     let index = 0;
-    for (let pfn = 0; pfn < maxMapnr; pfn++) {
-      if (!(bitmap2[pfn >> 3]! & (1 << (pfn & 7)))) continue;
+    for (let pfn = firstPfn; pfn < endPfn; pfn++) {
+      if (!dumped(pfn)) continue;
       image.read(pfn * PAGE, page);
       if (diskdump) {
         writeSync(fd, page, 0, PAGE, dataAt);
