@@ -71,6 +71,7 @@ export function formatSet(capture: FormatCapture): FormatFile[] {
     { name: 'migration (QEMU migrate exec:cat)', path: capture.migration, format: 'migration', complete: true },
   ];
   for (const [format, path] of Object.entries(capture.kdumpFlat)) files.push({ name: `${format} flattened (QEMU)`, path, format: 'kdump', complete: true });
+  if (!capture.kdumpZlib) console.warn('makedumpfile is not installed (apt-get install makedumpfile): the random-access kdump-zlib (makedumpfile -R of QEMU\'s flattened dump) is left out of the format set');
   if (capture.kdumpZlib) {
     const rearranged = capture.kdumpZlib;
     files.push({ name: 'kdump-zlib (makedumpfile -R of QEMU)', path: rearranged, format: 'kdump', complete: true });
