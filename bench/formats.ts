@@ -46,11 +46,22 @@ async function measure(path: string, cacheDir: string): Promise<ChildReport> {
   started = process.hrtime.bigint();
   const hits = await parallelSearchImage(path, [NEEDLE], { threads: 2, workerScript: WORKER_SCRIPT });
   const scanSeconds = Number(process.hrtime.bigint() - started) / 1e9;
-  return { format, checkSeconds, checkRows: rows, scanSeconds, scanHits: hits.length, guestBytes, maxRssMiB: process.resourceUsage().maxRSS / 1024 };
+  return {
+    format,
+    checkSeconds,
+    checkRows: rows,
+    scanSeconds,
+    scanHits: hits.length,
+    guestBytes,
+    maxRssMiB: process.resourceUsage().maxRSS / 1024,
+  };
 }
 
 function runCold(path: string, cacheDir: string): ChildReport {
-  const result = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--one', path, cacheDir], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const result = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--one', path, cacheDir], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   if (result.status !== 0) throw new Error(`measuring ${path} failed: ${result.stderr}`);
   return JSON.parse(result.stdout.trim().split('\n').pop()!) as ChildReport;
 }
@@ -66,14 +77,21 @@ async function main(): Promise<void> {
     const groups: Array<{ baseline: string; others: string[] }> = [
       {
         baseline: capture.raw,
-        others: [capture.elf, ...(capture.kdumpZlib ? [capture.kdumpZlib] : []), ...Object.values(capture.kdumpFlat), capture.migration],
+        others: [
+          capture.elf,
+          ...(capture.kdumpZlib ? [capture.kdumpZlib] : []),
+          ...Object.values(capture.kdumpFlat),
+          capture.migration,
+        ],
       },
       { baseline: fixturePath('linux61-rootkit', 'lime'), others: [fixturePath('linux61-rootkit', 'avml')] },
     ];
     for (const { baseline, others } of groups) {
       runCold(baseline, cacheDir); // derives the profile into the cache: every measured run then loads it
       const base = runCold(baseline, cacheDir);
-      console.log(`\nbaseline ${base.format}: check ${base.checkSeconds.toFixed(2)} s, scan ${base.scanSeconds.toFixed(2)} s (${(base.guestBytes / base.scanSeconds / 1e9).toFixed(2)} GB/s), peak RSS ${base.maxRssMiB.toFixed(0)} MiB`);
+      console.log(
+        `\nbaseline ${base.format}: check ${base.checkSeconds.toFixed(2)} s, scan ${base.scanSeconds.toFixed(2)} s (${(base.guestBytes / base.scanSeconds / 1e9).toFixed(2)} GB/s), peak RSS ${base.maxRssMiB.toFixed(0)} MiB`,
+      );
       console.log('format                 check      vs base  scan (2 threads)   GB/s  vs base  peak RSS  rows hits');
       for (const path of others) {
         const report = runCold(path, cacheDir);
@@ -82,7 +100,8 @@ async function main(): Promise<void> {
             `${report.scanSeconds.toFixed(2).padStart(10)} s  ${(report.guestBytes / report.scanSeconds / 1e9).toFixed(2).padStart(10)}  ${(report.scanSeconds / base.scanSeconds).toFixed(2).padStart(6)}x  ` +
             `${report.maxRssMiB.toFixed(0).padStart(5)} MiB  ${String(report.checkRows).padStart(4)} ${String(report.scanHits).padStart(4)}`,
         );
-        if (report.checkRows !== base.checkRows) console.log(`  !! ${path}: ${report.checkRows} check rows, the baseline has ${base.checkRows}`);
+        if (report.checkRows !== base.checkRows)
+          console.log(`  !! ${path}: ${report.checkRows} check rows, the baseline has ${base.checkRows}`);
       }
     }
   } finally {

@@ -40,20 +40,49 @@ export function openAvml(source: ByteSource, cacheBytes?: number): AvmlImage {
   while (offset < source.size) {
     const header = readHeader(source, offset, HEADER_BYTES, 'AVML block header');
     const magic = header.getUint32(0, true);
-    if (magic !== AVML_MAGIC) throw new VmscopeError('CORRUPT_HEADER', `AVML block magic is 0x${magic.toString(16)}, expected 0x${AVML_MAGIC.toString(16)}`, source.path, offset);
+    if (magic !== AVML_MAGIC)
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `AVML block magic is 0x${magic.toString(16)}, expected 0x${AVML_MAGIC.toString(16)}`,
+        source.path,
+        offset,
+      );
     const version = header.getUint32(4, true);
-    if (version !== 2) throw new VmscopeError('CORRUPT_HEADER', `AVML version ${version} is not supported (only 2: snappy-compressed blocks)`, source.path, offset + 4);
+    if (version !== 2)
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `AVML version ${version} is not supported (only 2: snappy-compressed blocks)`,
+        source.path,
+        offset + 4,
+      );
     const start = safeU64(header, 8, source, offset, 'AVML block start');
     const endInclusive = safeU64(header, 16, source, offset, 'AVML block end');
-    if (endInclusive < start) throw new VmscopeError('CORRUPT_HEADER', `AVML block end 0x${endInclusive.toString(16)} is below its start 0x${start.toString(16)}`, source.path, offset + 16);
+    if (endInclusive < start)
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `AVML block end 0x${endInclusive.toString(16)} is below its start 0x${start.toString(16)}`,
+        source.path,
+        offset + 16,
+      );
     const last = ranges[ranges.length - 1];
-    if (last && start < last.end) throw new VmscopeError('CORRUPT_HEADER', `AVML block 0x${start.toString(16)} overlaps or precedes the previous block`, source.path, offset + 8);
+    if (last && start < last.end)
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `AVML block 0x${start.toString(16)} overlaps or precedes the previous block`,
+        source.path,
+        offset + 8,
+      );
     const streamStart = offset + HEADER_BYTES;
     const streamEnd = indexStream(source, streamStart, start, endInclusive - start + 1, chunks);
     const trailer = readHeader(source, streamEnd, TRAILER_BYTES, 'AVML block trailer (stream size)');
     const declared = trailer.getBigUint64(0, true);
     if (declared !== BigInt(streamEnd - streamStart)) {
-      throw new VmscopeError('CORRUPT_HEADER', `AVML block trailer says ${declared} stream bytes, the stream has ${streamEnd - streamStart}`, source.path, streamEnd);
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `AVML block trailer says ${declared} stream bytes, the stream has ${streamEnd - streamStart}`,
+        source.path,
+        streamEnd,
+      );
     }
     ranges.push({ start, end: endInclusive + 1, fileOffset: -1 });
     offset = streamEnd + TRAILER_BYTES;
@@ -62,18 +91,42 @@ export function openAvml(source: ByteSource, cacheBytes?: number): AvmlImage {
 }
 
 /** Index the chunks of one block's framed stream; returns the file offset just past it. */
-function indexStream(source: ByteSource, at: number, physical: number, blockLength: number, chunks: ChunkIndex): number {
+function indexStream(
+  source: ByteSource,
+  at: number,
+  physical: number,
+  blockLength: number,
+  chunks: ChunkIndex,
+): number {
   let produced = 0;
   const head = new Uint8Array(4 + 4 + 5);
   let first = true;
   while (produced < blockLength) {
     const got = source.readAt(at, head);
-    if (got < 4) throw new VmscopeError('TRUNCATED_FILE', `file ends inside an AVML block's snappy stream (${produced} of ${blockLength} bytes)`, source.path, at + got);
+    if (got < 4)
+      throw new VmscopeError(
+        'TRUNCATED_FILE',
+        `file ends inside an AVML block's snappy stream (${produced} of ${blockLength} bytes)`,
+        source.path,
+        at + got,
+      );
     const type = head[0]!;
     const length = head[1]! | (head[2]! << 8) | (head[3]! << 16);
     const dataAt = at + 4;
-    if (dataAt + length > source.size) throw new VmscopeError('TRUNCATED_FILE', `snappy chunk of ${length} bytes runs past the end of the file`, source.path, at);
-    if (first && type !== 0xff) throw new VmscopeError('CORRUPT_HEADER', `snappy stream starts with chunk type 0x${type.toString(16)}, not the stream identifier`, source.path, at);
+    if (dataAt + length > source.size)
+      throw new VmscopeError(
+        'TRUNCATED_FILE',
+        `snappy chunk of ${length} bytes runs past the end of the file`,
+        source.path,
+        at,
+      );
+    if (first && type !== 0xff)
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `snappy stream starts with chunk type 0x${type.toString(16)}, not the stream identifier`,
+        source.path,
+        at,
+      );
     first = false;
     if (type === 0xff) {
       const identifier = new Uint8Array(length);
@@ -82,11 +135,28 @@ function indexStream(source: ByteSource, at: number, physical: number, blockLeng
         throw new VmscopeError('CORRUPT_HEADER', 'snappy stream identifier is not "sNaPpY"', source.path, at);
       }
     } else if (type === 0x00 || type === 0x01) {
-      if (length < 4 || length - 4 > MAX_CHUNK_BYTES + 32) throw new VmscopeError('CORRUPT_HEADER', `snappy data chunk of ${length} bytes is not plausible`, source.path, at);
+      if (length < 4 || length - 4 > MAX_CHUNK_BYTES + 32)
+        throw new VmscopeError(
+          'CORRUPT_HEADER',
+          `snappy data chunk of ${length} bytes is not plausible`,
+          source.path,
+          at,
+        );
       const uncompressed = type === 0x01 ? length - 4 : varintAt(head, 8, got, source.path, at);
-      if (uncompressed > MAX_CHUNK_BYTES || uncompressed === 0) throw new VmscopeError('CORRUPT_HEADER', `snappy chunk claims ${uncompressed} bytes (at most ${MAX_CHUNK_BYTES})`, source.path, at);
+      if (uncompressed > MAX_CHUNK_BYTES || uncompressed === 0)
+        throw new VmscopeError(
+          'CORRUPT_HEADER',
+          `snappy chunk claims ${uncompressed} bytes (at most ${MAX_CHUNK_BYTES})`,
+          source.path,
+          at,
+        );
       if (produced + uncompressed > blockLength) {
-        throw new VmscopeError('CORRUPT_HEADER', `snappy stream holds more than the block's ${blockLength} bytes`, source.path, at);
+        throw new VmscopeError(
+          'CORRUPT_HEADER',
+          `snappy stream holds more than the block's ${blockLength} bytes`,
+          source.path,
+          at,
+        );
       }
       chunks.physical.push(physical + produced);
       chunks.length.push(uncompressed);
@@ -95,7 +165,12 @@ function indexStream(source: ByteSource, at: number, physical: number, blockLeng
       chunks.compressed.push(type === 0x00);
       produced += uncompressed;
     } else if (type < 0x80) {
-      throw new VmscopeError('CORRUPT_HEADER', `snappy chunk type 0x${type.toString(16)} is reserved and unskippable`, source.path, at);
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `snappy chunk type 0x${type.toString(16)} is reserved and unskippable`,
+        source.path,
+        at,
+      );
     }
     // 0x80-0xfe: skippable (0xfe is padding).
     at = dataAt + length;
@@ -121,7 +196,12 @@ export function maskedCrc32c(data: Uint8Array): number {
 }
 
 export class AvmlImage extends DecodedImage {
-  constructor(source: ByteSource, ranges: PhysicalRange[], private readonly chunks: ChunkIndex, cacheBytes?: number) {
+  constructor(
+    source: ByteSource,
+    ranges: PhysicalRange[],
+    private readonly chunks: ChunkIndex,
+    cacheBytes?: number,
+  ) {
     super(source, 'avml', ranges, { compression: ['snappy'], version: 2 }, [], [], cacheBytes);
   }
 
@@ -154,14 +234,22 @@ export class AvmlImage extends DecodedImage {
     const seen = this.repeated.get(expectedCrc);
     if (seen && seen.stored.length === stored.length && Buffer.compare(seen.stored, stored) === 0) return seen.data;
     const payload = stored.subarray(4);
-    const data = this.chunks.compressed[index] ? decodeExactly('snappy', payload, this.chunks.length[index]!, this.path, at) : payload;
+    const data = this.chunks.compressed[index]
+      ? decodeExactly('snappy', payload, this.chunks.length[index]!, this.path, at)
+      : payload;
     const actualCrc = maskedCrc32c(data);
     if (actualCrc !== expectedCrc) {
-      throw new VmscopeError('CORRUPT_HEADER', `snappy chunk CRC-32C 0x${actualCrc.toString(16)} differs from the stored 0x${expectedCrc.toString(16)}`, this.path, at);
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `snappy chunk CRC-32C 0x${actualCrc.toString(16)} differs from the stored 0x${expectedCrc.toString(16)}`,
+        this.path,
+        at,
+      );
     }
     const sightings = (this.crcSightings.get(expectedCrc) ?? 0) + 1;
     this.crcSightings.set(expectedCrc, sightings);
-    if (!seen && sightings >= 2 && this.repeated.size < MAX_REPEATED_CHUNKS) this.repeated.set(expectedCrc, { stored, data });
+    if (!seen && sightings >= 2 && this.repeated.size < MAX_REPEATED_CHUNKS)
+      this.repeated.set(expectedCrc, { stored, data });
     return data;
   }
 

@@ -17,16 +17,32 @@ import { lzo1xDecompress } from './lzo1x.js';
  */
 export type Codec = 'zlib' | 'lzo' | 'snappy' | 'zstd';
 
-export function decodeExactly(codec: Codec, input: Uint8Array, expectedLength: number, path: string, fileOffset: number): Uint8Array {
+export function decodeExactly(
+  codec: Codec,
+  input: Uint8Array,
+  expectedLength: number,
+  path: string,
+  fileOffset: number,
+): Uint8Array {
   let output: Uint8Array;
   try {
     output = decode(codec, input, expectedLength);
   } catch (error) {
     if (error instanceof VmscopeError) throw error;
-    throw new VmscopeError('CORRUPT_HEADER', `${codec} data of ${input.length} bytes does not decode to ${expectedLength} bytes: ${(error as Error).message}`, path, fileOffset);
+    throw new VmscopeError(
+      'CORRUPT_HEADER',
+      `${codec} data of ${input.length} bytes does not decode to ${expectedLength} bytes: ${(error as Error).message}`,
+      path,
+      fileOffset,
+    );
   }
   if (output.length !== expectedLength) {
-    throw new VmscopeError('CORRUPT_HEADER', `${codec} data of ${input.length} bytes decodes to ${output.length} bytes, expected ${expectedLength}`, path, fileOffset);
+    throw new VmscopeError(
+      'CORRUPT_HEADER',
+      `${codec} data of ${input.length} bytes decodes to ${output.length} bytes, expected ${expectedLength}`,
+      path,
+      fileOffset,
+    );
   }
   return output;
 }

@@ -1,4 +1,14 @@
-import { closeSync, existsSync, mkdirSync, openSync, readSync, realpathSync, rmSync, statfsSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  realpathSync,
+  rmSync,
+  statfsSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -31,7 +41,10 @@ export interface TempBudget {
 
 export function tempBudgetFromEnvironment(): TempBudget {
   const mib = Number(process.env.VMSCOPE_TEMP_BUDGET_MIB);
-  return { directory: process.env.VMSCOPE_TEMP_DIR ?? tmpdir(), bytes: Number.isFinite(mib) && mib > 0 ? mib * 2 ** 20 : Infinity };
+  return {
+    directory: process.env.VMSCOPE_TEMP_DIR ?? tmpdir(),
+    bytes: Number.isFinite(mib) && mib > 0 ? mib * 2 ** 20 : Infinity,
+  };
 }
 
 let processDirectory: string | undefined;
@@ -63,16 +76,28 @@ export function zstdDeclaredSize(head: Uint8Array): number | undefined {
 }
 
 /** Path of the plain copy of compressed `path`, made on first use within the budget. */
-export function decompressedCopy(path: string, compression: Compression, budget: TempBudget = tempBudgetFromEnvironment()): string {
+export function decompressedCopy(
+  path: string,
+  compression: Compression,
+  budget: TempBudget = tempBudgetFromEnvironment(),
+): string {
   const stat = statSync(path);
-  const key = createHash('sha256').update(`${realpathSync(path)}\0${stat.size}\0${stat.mtimeMs}`).digest('hex').slice(0, 24);
+  const key = createHash('sha256')
+    .update(`${realpathSync(path)}\0${stat.size}\0${stat.mtimeMs}`)
+    .digest('hex')
+    .slice(0, 24);
   const directory = copiesDirectory(budget.directory);
   const target = join(directory, key);
   if (existsSync(target)) return target;
   const free = statfsSync(directory);
   const limit = Math.min(budget.bytes, Number(free.bavail) * Number(free.bsize) - FREE_SPACE_RESERVE);
   const refuse = (size: number | string): VmscopeError =>
-    new VmscopeError('USAGE', `decompressed, this ${compression} dump needs ${size} bytes of temporary space, more than the ${Math.max(0, limit)} available in ${budget.directory} (VMSCOPE_TEMP_BUDGET_MIB, VMSCOPE_TEMP_DIR and free space); decompress it yourself`, path, 0);
+    new VmscopeError(
+      'USAGE',
+      `decompressed, this ${compression} dump needs ${size} bytes of temporary space, more than the ${Math.max(0, limit)} available in ${budget.directory} (VMSCOPE_TEMP_BUDGET_MIB, VMSCOPE_TEMP_DIR and free space); decompress it yourself`,
+      path,
+      0,
+    );
   const head = new Uint8Array(18);
   const fd = openSync(path, 'r');
   try {

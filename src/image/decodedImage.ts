@@ -62,7 +62,11 @@ export abstract class DecodedImage implements MemoryImage {
 export function readExactly(source: ByteSource, offset: number, into: Uint8Array, what: string): void {
   const got = source.readAt(offset, into);
   if (got < into.length) {
-    throw new VmscopeError('TRUNCATED_FILE', `file ends inside ${what} (${got} of ${into.length} bytes at 0x${offset.toString(16)})`, source.path, offset + got);
+    throw new VmscopeError(
+      'TRUNCATED_FILE',
+      `file ends inside ${what} (${got} of ${into.length} bytes at 0x${offset.toString(16)})`,
+      source.path,
+      offset + got,
+    );
   }
 }
-

@@ -1,6 +1,18 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync, readFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+  readFileSync,
+} from 'node:fs';
 import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { Decompress } from 'fzstd';
@@ -19,7 +31,9 @@ function cliToFile(command: string, args: readonly string[], source: string, par
   const output = openSync(partial, 'w');
   try {
     const result = spawnSync(command, [...args, source], { stdio: ['ignore', output, 'pipe'] });
-    return result.status === 0 ? undefined : result.stderr.toString().trim() || `${command} exited with ${result.status}`;
+    return result.status === 0
+      ? undefined
+      : result.stderr.toString().trim() || `${command} exited with ${result.status}`;
   } finally {
     closeSync(output);
   }
@@ -32,14 +46,23 @@ function cliToFile(command: string, args: readonly string[], source: string, par
  * slower, but it needs nothing from the machine); gzip uses `gzip -dc` (or Node's zlib in memory
  * when gzip is missing); xz needs the `xz` command (apt-get install xz-utils).
  */
-export function decompressToFile(source: string, target: string, options: { useZstdCli?: boolean; compression?: Compression } = {}): void {
+export function decompressToFile(
+  source: string,
+  target: string,
+  options: { useZstdCli?: boolean; compression?: Compression } = {},
+): void {
   const partial = `${target}.partial-${process.pid}`;
-  const compression = options.compression ?? (source.endsWith('.zst') ? 'zstd' : source.endsWith('.gz') ? 'gzip' : source.endsWith('.xz') ? 'xz' : undefined);
+  const compression =
+    options.compression ??
+    (source.endsWith('.zst') ? 'zstd' : source.endsWith('.gz') ? 'gzip' : source.endsWith('.xz') ? 'xz' : undefined);
   try {
     if (compression === 'zstd') {
       if (options.useZstdCli ?? hasCli('zstd')) {
-        const result = spawnSync('zstd', ['-d', '-q', '-f', '--long=31', source, '-o', partial], { stdio: ['ignore', 'ignore', 'pipe'] });
-        if (result.status !== 0) throw new VmscopeError('CORRUPT_HEADER', `zstd failed: ${result.stderr.toString().trim()}`, source, 0);
+        const result = spawnSync('zstd', ['-d', '-q', '-f', '--long=31', source, '-o', partial], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        if (result.status !== 0)
+          throw new VmscopeError('CORRUPT_HEADER', `zstd failed: ${result.stderr.toString().trim()}`, source, 0);
       } else {
         zstdWithFzstd(source, partial);
       }
@@ -51,7 +74,13 @@ export function decompressToFile(source: string, target: string, options: { useZ
         writeFileSync(partial, gunzipSync(readFileSync(source)));
       }
     } else if (compression === 'xz') {
-      if (!hasCli('xz')) throw new VmscopeError('COMPRESSED_INPUT', 'this is an xz-compressed file and the xz command is missing (apt-get install xz-utils, or xz -dk FILE elsewhere)', source, 0);
+      if (!hasCli('xz'))
+        throw new VmscopeError(
+          'COMPRESSED_INPUT',
+          'this is an xz-compressed file and the xz command is missing (apt-get install xz-utils, or xz -dk FILE elsewhere)',
+          source,
+          0,
+        );
       const failure = cliToFile('xz', ['-dc'], source, partial);
       if (failure !== undefined) throw new VmscopeError('CORRUPT_HEADER', `xz failed: ${failure}`, source, 0);
     } else {
@@ -116,7 +145,10 @@ export function ensureDecompressed(source: string, cacheDir: string, sha256?: st
   mkdirSync(cacheDir, { recursive: true });
   const stat = statSync(source);
   const stem = basename(source).replace(/\.(zst|gz)$/, '');
-  const target = join(cacheDir, sha256 ? `${sha256.slice(0, 16)}-${stem}` : `${stat.size}-${Math.floor(stat.mtimeMs)}-${stem}`);
+  const target = join(
+    cacheDir,
+    sha256 ? `${sha256.slice(0, 16)}-${stem}` : `${stat.size}-${Math.floor(stat.mtimeMs)}-${stem}`,
+  );
   const marker = `${target}.verified`;
   if (existsSync(target) && (!sha256 || existsSync(marker))) return target;
   decompressToFile(source, target);
@@ -124,7 +156,11 @@ export function ensureDecompressed(source: string, cacheDir: string, sha256?: st
     const actual = sha256File(target);
     if (actual !== sha256) {
       rmSync(target, { force: true });
-      throw new VmscopeError('CORRUPT_HEADER', `decompressed sha256 ${actual} differs from the expected ${sha256}`, source);
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `decompressed sha256 ${actual} differs from the expected ${sha256}`,
+        source,
+      );
     }
     writeFileSync(marker, `${sha256}\n`);
   }

@@ -35,23 +35,46 @@ export class FlattenedSource implements ByteSource {
     const header = readHeader(stream, 0, 32, 'flattened-format header');
     const type = header.getBigInt64(16, false);
     const version = header.getBigInt64(24, false);
-    if (type !== 1n) throw new VmscopeError('CORRUPT_HEADER', `flattened-format type ${type} is not 1 (a dump file)`, stream.path, 16);
-    if (version !== 1n) throw new VmscopeError('CORRUPT_HEADER', `flattened-format version ${version} is not supported (only 1)`, stream.path, 24);
+    if (type !== 1n)
+      throw new VmscopeError('CORRUPT_HEADER', `flattened-format type ${type} is not 1 (a dump file)`, stream.path, 16);
+    if (version !== 1n)
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `flattened-format version ${version} is not supported (only 1)`,
+        stream.path,
+        24,
+      );
     let at = FLATTENED_HEADER_BYTES;
     let size = 0;
     const records: Array<{ start: number; length: number; streamOffset: number }> = [];
     for (let count = 0; ; count++) {
-      if (count === MAX_RECORDS) throw new VmscopeError('CORRUPT_HEADER', `more than ${MAX_RECORDS} records`, stream.path, at);
-      const record = readHeader(stream, at, RECORD_HEADER_BYTES, 'flattened-format record header (is the stream cut short? its end record is missing)');
+      if (count === MAX_RECORDS)
+        throw new VmscopeError('CORRUPT_HEADER', `more than ${MAX_RECORDS} records`, stream.path, at);
+      const record = readHeader(
+        stream,
+        at,
+        RECORD_HEADER_BYTES,
+        'flattened-format record header (is the stream cut short? its end record is missing)',
+      );
       const offset = record.getBigInt64(0, false);
       const length = record.getBigInt64(8, false);
       if (offset === -1n && length === -1n) break;
       if (offset < 0n || length < 0n || offset + length > BigInt(Number.MAX_SAFE_INTEGER)) {
-        throw new VmscopeError('CORRUPT_HEADER', `record (offset ${offset}, size ${length}) is not a place in a dump file`, stream.path, at);
+        throw new VmscopeError(
+          'CORRUPT_HEADER',
+          `record (offset ${offset}, size ${length}) is not a place in a dump file`,
+          stream.path,
+          at,
+        );
       }
       const dataAt = at + RECORD_HEADER_BYTES;
       if (dataAt + Number(length) > stream.size) {
-        throw new VmscopeError('TRUNCATED_FILE', `record of ${length} bytes runs past the end of the stream`, stream.path, at);
+        throw new VmscopeError(
+          'TRUNCATED_FILE',
+          `record of ${length} bytes runs past the end of the stream`,
+          stream.path,
+          at,
+        );
       }
       if (length > 0n) records.push({ start: Number(offset), length: Number(length), streamOffset: dataAt });
       size = Math.max(size, Number(offset + length));
@@ -61,7 +84,9 @@ export class FlattenedSource implements ByteSource {
     // Writers emit records out of order (QEMU interleaves descriptors and page data) but rarely
     // overlapping: sort once; only overlaps need the replay in write order.
     const sorted = [...records].sort((a, b) => a.start - b.start);
-    const overlapping = sorted.some((record, i) => i > 0 && record.start < sorted[i - 1]!.start + sorted[i - 1]!.length);
+    const overlapping = sorted.some(
+      (record, i) => i > 0 && record.start < sorted[i - 1]!.start + sorted[i - 1]!.length,
+    );
     for (const record of overlapping ? records : sorted) this.place(record.start, record.length, record.streamOffset);
   }
 
@@ -122,7 +147,13 @@ export class FlattenedSource implements ByteSource {
       const within = at - segmentStart;
       const length = Math.min(total - done, this.lengths[index]! - within);
       const got = this.stream.readAt(this.streamOffsets[index]! + within, into.subarray(done, done + length));
-      if (got < length) throw new VmscopeError('TRUNCATED_FILE', 'stream ends inside a record (was it truncated after opening?)', this.path, this.streamOffsets[index]! + within + got);
+      if (got < length)
+        throw new VmscopeError(
+          'TRUNCATED_FILE',
+          'stream ends inside a record (was it truncated after opening?)',
+          this.path,
+          this.streamOffsets[index]! + within + got,
+        );
       done += length;
       index++;
     }

@@ -69,11 +69,17 @@ interface KdumpLayout {
   readonly notes: ElfNote[];
 }
 
-export function openKdump(source: ByteSource, fileLayout: 'random-access' | 'flattened' = 'random-access', cacheBytes?: number): KdumpImage {
+export function openKdump(
+  source: ByteSource,
+  fileLayout: 'random-access' | 'flattened' = 'random-access',
+  cacheBytes?: number,
+): KdumpImage {
   const layout = parseLayout(source);
   const index = new DumpedPageIndex(source, layout);
   const complete = (layout.status & DUMP_DH_COMPRESSED_INCOMPLETE) === 0;
-  const ranges = complete ? bitmapRuns(index.bitmap, layout.startPfn, layout.endPfn, layout.blockSize) : writtenRuns(source, layout, index);
+  const ranges = complete
+    ? bitmapRuns(index.bitmap, layout.startPfn, layout.endPfn, layout.blockSize)
+    : writtenRuns(source, layout, index);
   const compression = CODEC_FLAGS.filter(([flag]) => (layout.status & flag) !== 0).map(([, codec]) => codec);
   const presentBytes = ranges.reduce((sum, range) => sum + (range.end - range.start), 0);
   const details: FormatDetails = {
@@ -90,21 +96,39 @@ export function openKdump(source: ByteSource, fileLayout: 'random-access' | 'fla
 function parseLayout(source: ByteSource): KdumpLayout {
   const header = readHeader(source, 0, HEADER_BYTES, 'kdump disk_dump_header');
   const signature = String.fromCharCode(...new Uint8Array(header.buffer, 0, 8));
-  if (!(KDUMP_SIGNATURES as readonly string[]).includes(signature)) throw new VmscopeError('UNKNOWN_FORMAT', `signature "${signature}" is not KDUMP or DISKDUMP`, source.path, 0);
+  if (!(KDUMP_SIGNATURES as readonly string[]).includes(signature))
+    throw new VmscopeError('UNKNOWN_FORMAT', `signature "${signature}" is not KDUMP or DISKDUMP`, source.path, 0);
   const isDiskdump = signature === 'DISKDUMP';
   const version = header.getInt32(8, true);
-  if (version < 1 || version > 6) throw new VmscopeError('CORRUPT_HEADER', `kdump header version ${version} is not one of 1-6`, source.path, 8);
+  if (version < 1 || version > 6)
+    throw new VmscopeError('CORRUPT_HEADER', `kdump header version ${version} is not one of 1-6`, source.path, 8);
   const status = header.getUint32(424, true);
   const blockSize = header.getInt32(428, true);
   if (blockSize < 1024 || blockSize > 1 << 16 || (blockSize & (blockSize - 1)) !== 0) {
-    throw new VmscopeError('CORRUPT_HEADER', `block size ${blockSize} is not a page size (a power of two, 1 KiB to 64 KiB)`, source.path, 428);
+    throw new VmscopeError(
+      'CORRUPT_HEADER',
+      `block size ${blockSize} is not a page size (a power of two, 1 KiB to 64 KiB)`,
+      source.path,
+      428,
+    );
   }
   const subHeaderBlocks = header.getInt32(432, true);
   const bitmapBlocks = header.getUint32(436, true);
-  if (subHeaderBlocks < 0 || subHeaderBlocks > 1 << 16) throw new VmscopeError('CORRUPT_HEADER', `sub-header size ${subHeaderBlocks} blocks is not plausible`, source.path, 432);
+  if (subHeaderBlocks < 0 || subHeaderBlocks > 1 << 16)
+    throw new VmscopeError(
+      'CORRUPT_HEADER',
+      `sub-header size ${subHeaderBlocks} blocks is not plausible`,
+      source.path,
+      432,
+    );
   const bitmapBytes = bitmapBlocks * blockSize;
   if (bitmapBlocks === 0 || bitmapBlocks % 2 !== 0 || bitmapBytes > MAX_BITMAP_BYTES) {
-    throw new VmscopeError('CORRUPT_HEADER', `bitmap of ${bitmapBlocks} blocks is not two equal bitmaps of plausible size`, source.path, 436);
+    throw new VmscopeError(
+      'CORRUPT_HEADER',
+      `bitmap of ${bitmapBlocks} blocks is not two equal bitmaps of plausible size`,
+      source.path,
+      436,
+    );
   }
   let maxMapnr = header.getUint32(440, true);
   let startPfn = 0;
@@ -112,10 +136,21 @@ function parseLayout(source: ByteSource): KdumpLayout {
   let dumpLevel: number | undefined;
   const notes: ElfNote[] = [];
   if (!isDiskdump && subHeaderBlocks > 0) {
-    const sub = readHeader(source, blockSize, Math.min(SUB_HEADER_BYTES, subHeaderBlocks * blockSize), 'kdump sub-header');
+    const sub = readHeader(
+      source,
+      blockSize,
+      Math.min(SUB_HEADER_BYTES, subHeaderBlocks * blockSize),
+      'kdump sub-header',
+    );
     const field = (at: number, what: string): number => {
       const value = sub.getBigUint64(at, true);
-      if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new VmscopeError('CORRUPT_HEADER', `${what} 0x${value.toString(16)} is beyond any real size`, source.path, blockSize + at);
+      if (value > BigInt(Number.MAX_SAFE_INTEGER))
+        throw new VmscopeError(
+          'CORRUPT_HEADER',
+          `${what} 0x${value.toString(16)} is beyond any real size`,
+          source.path,
+          blockSize + at,
+        );
       return Number(value);
     };
     dumpLevel = sub.getInt32(8, true);
@@ -125,13 +160,25 @@ function parseLayout(source: ByteSource): KdumpLayout {
     if (split) {
       startPfn = version >= 6 ? field(80, 'start_pfn_64') : field(16, 'start_pfn');
       endPfn = version >= 6 ? field(88, 'end_pfn_64') : field(24, 'end_pfn');
-      if (startPfn > endPfn || endPfn > maxMapnr) throw new VmscopeError('CORRUPT_HEADER', `split pfn range 0x${startPfn.toString(16)}-0x${endPfn.toString(16)} is not inside 0-0x${maxMapnr.toString(16)}`, source.path, blockSize + 16);
+      if (startPfn > endPfn || endPfn > maxMapnr)
+        throw new VmscopeError(
+          'CORRUPT_HEADER',
+          `split pfn range 0x${startPfn.toString(16)}-0x${endPfn.toString(16)} is not inside 0-0x${maxMapnr.toString(16)}`,
+          source.path,
+          blockSize + 16,
+        );
     }
     if (version >= 4) {
       const offset = field(48, 'note offset');
       const size = field(56, 'note size');
       if (size > 0) {
-        if (size > MAX_NOTE_BYTES) throw new VmscopeError('CORRUPT_HEADER', `ELF notes of ${size} bytes are implausibly large`, source.path, blockSize + 56);
+        if (size > MAX_NOTE_BYTES)
+          throw new VmscopeError(
+            'CORRUPT_HEADER',
+            `ELF notes of ${size} bytes are implausibly large`,
+            source.path,
+            blockSize + 56,
+          );
         notes.push(...parseNotes(source, offset, size));
       }
     }
@@ -139,7 +186,13 @@ function parseLayout(source: ByteSource): KdumpLayout {
       const offset = field(32, 'VMCOREINFO offset');
       const size = field(40, 'VMCOREINFO size');
       if (size > 0) {
-        if (size > MAX_VMCOREINFO_BYTES) throw new VmscopeError('CORRUPT_HEADER', `VMCOREINFO of ${size} bytes is implausibly large`, source.path, blockSize + 40);
+        if (size > MAX_VMCOREINFO_BYTES)
+          throw new VmscopeError(
+            'CORRUPT_HEADER',
+            `VMCOREINFO of ${size} bytes is implausibly large`,
+            source.path,
+            blockSize + 40,
+          );
         const desc = new Uint8Array(size);
         readExactly(source, offset, desc, 'the VMCOREINFO text');
         notes.push({ name: 'VMCOREINFO', type: 0, descFileOffset: offset, desc });
@@ -148,7 +201,12 @@ function parseLayout(source: ByteSource): KdumpLayout {
   }
   const bitmapOffset = (1 + subHeaderBlocks) * blockSize;
   if (maxMapnr > (bitmapBytes / 2) * 8) {
-    throw new VmscopeError('CORRUPT_HEADER', `max_mapnr 0x${maxMapnr.toString(16)} needs more bits than the ${bitmapBytes / 2}-byte bitmap holds`, source.path, version >= 6 ? blockSize + 96 : 440);
+    throw new VmscopeError(
+      'CORRUPT_HEADER',
+      `max_mapnr 0x${maxMapnr.toString(16)} needs more bits than the ${bitmapBytes / 2}-byte bitmap holds`,
+      source.path,
+      version >= 6 ? blockSize + 96 : 440,
+    );
   }
   return {
     version,
@@ -243,7 +301,8 @@ function writtenRuns(source: ByteSource, layout: KdumpLayout, index: DumpedPageI
       }
       if (!written) continue;
       const last = runs[runs.length - 1];
-      if (last && last.end === at) runs[runs.length - 1] = { start: last.start, end: at + layout.blockSize, fileOffset: -1 };
+      if (last && last.end === at)
+        runs[runs.length - 1] = { start: last.start, end: at + layout.blockSize, fileOffset: -1 };
       else runs.push({ start: at, end: at + layout.blockSize, fileOffset: -1 });
     }
   }
@@ -253,19 +312,29 @@ function writtenRuns(source: ByteSource, layout: KdumpLayout, index: DumpedPageI
 export class KdumpImage extends DecodedImage {
   private readonly blockSize: number;
 
-  constructor(source: ByteSource, private readonly layout: KdumpLayout, private readonly index: DumpedPageIndex, ranges: PhysicalRange[], details: FormatDetails, cacheBytes?: number) {
+  constructor(
+    source: ByteSource,
+    private readonly layout: KdumpLayout,
+    private readonly index: DumpedPageIndex,
+    ranges: PhysicalRange[],
+    details: FormatDetails,
+    cacheBytes?: number,
+  ) {
     super(source, 'kdump', ranges, details, layout.notes, cpuStates(layout.notes), cacheBytes);
     this.blockSize = layout.blockSize;
   }
 
   private descriptor(index: number): { offset: number; size: number; flags: number; at: number } {
     const chunk = Math.floor(index / DESCRIPTORS_PER_CHUNK);
-    const bytes = this.cache.through(-1 - chunk, () => readDescriptorChunk(this.source, this.layout, this.index.dumpedPages, chunk));
+    const bytes = this.cache.through(-1 - chunk, () =>
+      readDescriptorChunk(this.source, this.layout, this.index.dumpedPages, chunk),
+    );
     const within = (index % DESCRIPTORS_PER_CHUNK) * PAGE_DESC_BYTES;
     const view = new DataView(bytes.buffer, bytes.byteOffset + within, PAGE_DESC_BYTES);
     const offset = view.getBigInt64(0, true);
     const at = this.layout.descriptorsOffset + index * PAGE_DESC_BYTES;
-    if (offset < 0n || offset > BigInt(Number.MAX_SAFE_INTEGER)) throw new VmscopeError('CORRUPT_HEADER', `page descriptor offset ${offset} is not a file offset`, this.path, at);
+    if (offset < 0n || offset > BigInt(Number.MAX_SAFE_INTEGER))
+      throw new VmscopeError('CORRUPT_HEADER', `page descriptor offset ${offset} is not a file offset`, this.path, at);
     return { offset: Number(offset), size: view.getUint32(8, true), flags: view.getUint32(12, true), at };
   }
 
@@ -285,17 +354,38 @@ export class KdumpImage extends DecodedImage {
   }
 
   private decodePage(pfn: number, offset: number, size: number, flags: number, descriptorAt: number): Uint8Array {
-    if (offset === 0) throw new VmscopeError('CORRUPT_HEADER', `page 0x${pfn.toString(16)} has an empty descriptor in a dump marked complete`, this.path, descriptorAt);
+    if (offset === 0)
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `page 0x${pfn.toString(16)} has an empty descriptor in a dump marked complete`,
+        this.path,
+        descriptorAt,
+      );
     const codecs = CODEC_FLAGS.filter(([flag]) => (flags & flag) !== 0);
     if (codecs.length > 1 || (flags & ~CODEC_FLAGS.reduce((all, [flag]) => all | flag, 0)) !== 0) {
-      throw new VmscopeError('CORRUPT_HEADER', `page descriptor flags 0x${flags.toString(16)} name no single compression`, this.path, descriptorAt + 12);
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `page descriptor flags 0x${flags.toString(16)} name no single compression`,
+        this.path,
+        descriptorAt + 12,
+      );
     }
     const limit = codecs.length === 0 ? this.blockSize : 2 * this.blockSize;
     if (size === 0 || size > limit || (codecs.length === 0 && size !== this.blockSize)) {
-      throw new VmscopeError('CORRUPT_HEADER', `page descriptor size ${size} is not plausible for a ${this.blockSize}-byte page`, this.path, descriptorAt + 8);
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `page descriptor size ${size} is not plausible for a ${this.blockSize}-byte page`,
+        this.path,
+        descriptorAt + 8,
+      );
     }
     if (offset + size > this.source.size) {
-      throw new VmscopeError('TRUNCATED_FILE', `page 0x${pfn.toString(16)}'s data at 0x${offset.toString(16)}+0x${size.toString(16)} lies past the end of the file (0x${this.source.size.toString(16)})`, this.path, descriptorAt);
+      throw new VmscopeError(
+        'TRUNCATED_FILE',
+        `page 0x${pfn.toString(16)}'s data at 0x${offset.toString(16)}+0x${size.toString(16)} lies past the end of the file (0x${this.source.size.toString(16)})`,
+        this.path,
+        descriptorAt,
+      );
     }
     const stored = new Uint8Array(size);
     readExactly(this.source, offset, stored, `page 0x${pfn.toString(16)}`);
@@ -337,7 +427,7 @@ function bitmapRuns(bitmap: Uint8Array, startPfn: number, endPfn: number, blockS
     if (runStart >= 0) runs.push({ start: runStart * blockSize, end: pfn * blockSize, fileOffset: -1 });
     runStart = -1;
   };
-  for (let pfn = startPfn; pfn < endPfn; ) {
+  for (let pfn = startPfn; pfn < endPfn;) {
     const byte = bitmap[pfn >>> 3]!;
     if ((pfn & 7) === 0 && pfn + 8 <= endPfn && (byte === 0 || byte === 0xff)) {
       if (byte === 0) close(pfn);

@@ -80,15 +80,35 @@ export function openMigrationStream(source: ByteSource): MigrationImage {
     const compressed = header.getUint32(28, true);
     if (compressed !== 0) {
       const name = LIBVIRT_COMPRESSIONS[compressed] ?? `format ${compressed}`;
-      throw new VmscopeError('COMPRESSED_INPUT', `libvirt compressed this saved image's QEMU stream with ${name}: decompress the bytes after offset 0x${(LIBVIRT_HEADER_BYTES + dataLength).toString(16)} first`, source.path, 28);
+      throw new VmscopeError(
+        'COMPRESSED_INPUT',
+        `libvirt compressed this saved image's QEMU stream with ${name}: decompress the bytes after offset 0x${(LIBVIRT_HEADER_BYTES + dataLength).toString(16)} first`,
+        source.path,
+        28,
+      );
     }
     start = LIBVIRT_HEADER_BYTES + dataLength;
-    wrapper = text === 'LibvirtQemudPart' ? 'libvirt save image (LibvirtQemudPart: the save did not finish)' : 'libvirt save image';
+    wrapper =
+      text === 'LibvirtQemudPart'
+        ? 'libvirt save image (LibvirtQemudPart: the save did not finish)'
+        : 'libvirt save image';
   }
   const head = readHeader(source, start, 8, 'QEMU migration stream header');
-  if (head.getUint32(0, false) !== QEVM_MAGIC) throw new VmscopeError('CORRUPT_HEADER', 'no QEVM magic where the QEMU migration stream should start', source.path, start);
+  if (head.getUint32(0, false) !== QEVM_MAGIC)
+    throw new VmscopeError(
+      'CORRUPT_HEADER',
+      'no QEVM magic where the QEMU migration stream should start',
+      source.path,
+      start,
+    );
   const version = head.getUint32(4, false);
-  if (version !== 3) throw new VmscopeError('CORRUPT_HEADER', `QEMU migration stream version ${version} is not supported (only 3)`, source.path, start + 4);
+  if (version !== 3)
+    throw new VmscopeError(
+      'CORRUPT_HEADER',
+      `QEMU migration stream version ${version} is not supported (only 3)`,
+      source.path,
+      start + 4,
+    );
   const reader = new StreamReader(source, start + 8);
   const state = new StreamIndex(source.path);
   state.run(reader);
@@ -122,7 +142,12 @@ class StreamIndex {
     for (;;) {
       if (reader.atEnd) {
         if (this.ramComplete) return;
-        throw new VmscopeError('TRUNCATED_FILE', 'migration stream ends before its RAM section is complete', this.path, reader.position);
+        throw new VmscopeError(
+          'TRUNCATED_FILE',
+          'migration stream ends before its RAM section is complete',
+          this.path,
+          reader.position,
+        );
       }
       const at = reader.position;
       const type = reader.u8('a section type');
@@ -148,7 +173,12 @@ class StreamIndex {
             return this.requireRam(at);
           }
           if (name !== 'ram') {
-            throw new VmscopeError('UNKNOWN_FORMAT', `iterable section "${name}" cannot be skipped (the stream gives no length); only RAM is read`, this.path, at);
+            throw new VmscopeError(
+              'UNKNOWN_FORMAT',
+              `iterable section "${name}" cannot be skipped (the stream gives no length); only RAM is read`,
+              this.path,
+              at,
+            );
           }
           this.ramSection = sectionId;
           this.ramItems(reader);
@@ -159,7 +189,12 @@ class StreamIndex {
         case QEMU_VM_SECTION_END: {
           const sectionId = reader.u32be('a section id');
           if (sectionId !== this.ramSection) {
-            throw new VmscopeError('UNKNOWN_FORMAT', `section ${sectionId} is not the RAM section and cannot be skipped`, this.path, at);
+            throw new VmscopeError(
+              'UNKNOWN_FORMAT',
+              `section ${sectionId} is not the RAM section and cannot be skipped`,
+              this.path,
+              at,
+            );
           }
           this.ramItems(reader);
           this.footer(reader, sectionId);
@@ -167,19 +202,31 @@ class StreamIndex {
           break;
         }
         default:
-          throw new VmscopeError('CORRUPT_HEADER', `byte 0x${type.toString(16)} is not a migration section type`, this.path, at);
+          throw new VmscopeError(
+            'CORRUPT_HEADER',
+            `byte 0x${type.toString(16)} is not a migration section type`,
+            this.path,
+            at,
+          );
       }
     }
   }
 
   private requireRam(at: number): void {
-    if (!this.ramComplete) throw new VmscopeError('CORRUPT_HEADER', 'device state or end of stream before the RAM section ended', this.path, at);
+    if (!this.ramComplete)
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        'device state or end of stream before the RAM section ended',
+        this.path,
+        at,
+      );
   }
 
   /** The machine type, then the subsections QEMU 7-9 may add (target page bits, capabilities, uuid). */
   private configuration(reader: StreamReader): void {
     const length = reader.u32be('the configuration name length');
-    if (length > 256) throw new VmscopeError('CORRUPT_HEADER', `machine name of ${length} bytes`, this.path, reader.position - 4);
+    if (length > 256)
+      throw new VmscopeError('CORRUPT_HEADER', `machine name of ${length} bytes`, this.path, reader.position - 4);
     this.machine = String.fromCharCode(...reader.bytes(length, 'the machine name'));
     while (!reader.atEnd && reader.peek('a subsection') === QEMU_VM_SUBSECTION) {
       const at = reader.position;
@@ -188,14 +235,25 @@ class StreamIndex {
       reader.u32be('a subsection version');
       if (name === 'configuration/target-page-bits') {
         const bits = reader.u32be('the target page bits');
-        if (bits !== 12) throw new VmscopeError('UNKNOWN_FORMAT', `target pages of 2^${bits} bytes: only 4 KiB pages are read`, this.path, at);
+        if (bits !== 12)
+          throw new VmscopeError(
+            'UNKNOWN_FORMAT',
+            `target pages of 2^${bits} bytes: only 4 KiB pages are read`,
+            this.path,
+            at,
+          );
       } else if (name === 'configuration/capabilities') {
         const count = reader.u32be('the capability count');
         for (let i = 0; i < count; i++) reader.shortString('a capability');
       } else if (name === 'configuration/uuid') {
         reader.skip(16, 'the VM uuid');
       } else {
-        throw new VmscopeError('UNKNOWN_FORMAT', `configuration subsection "${name}" is unknown and carries no length`, this.path, at);
+        throw new VmscopeError(
+          'UNKNOWN_FORMAT',
+          `configuration subsection "${name}" is unknown and carries no length`,
+          this.path,
+          at,
+        );
       }
     }
   }
@@ -205,7 +263,13 @@ class StreamIndex {
     const at = reader.position;
     reader.u8('a section footer');
     const id = reader.u32be('a section footer id');
-    if (id !== sectionId) throw new VmscopeError('CORRUPT_HEADER', `section footer names section ${id}, expected ${sectionId}`, this.path, at);
+    if (id !== sectionId)
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `section footer names section ${id}, expected ${sectionId}`,
+        this.path,
+        at,
+      );
   }
 
   /** RAM items up to and including RAM_SAVE_FLAG_EOS. */
@@ -221,28 +285,63 @@ class StreamIndex {
       }
       if (flags & RAM_SAVE_FLAG_EOS) return;
       if (flags & (RAM_SAVE_FLAG_XBZRLE | RAM_SAVE_FLAG_COMPRESS_PAGE | RAM_SAVE_FLAG_HOOK)) {
-        throw new VmscopeError('UNKNOWN_FORMAT', `RAM item flags 0x${flags.toString(16)}: XBZRLE, compressed or RDMA pages are not supported (migrate without those capabilities)`, this.path, at);
+        throw new VmscopeError(
+          'UNKNOWN_FORMAT',
+          `RAM item flags 0x${flags.toString(16)}: XBZRLE, compressed or RDMA pages are not supported (migrate without those capabilities)`,
+          this.path,
+          at,
+        );
       }
       if (flags === RAM_SAVE_FLAG_MULTIFD_FLUSH) continue;
-      if (!(flags & (RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_PAGE)) || (flags & ~(RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE)) !== 0) {
-        throw new VmscopeError('CORRUPT_HEADER', `RAM item flags 0x${flags.toString(16)} are not a page`, this.path, at);
+      if (
+        !(flags & (RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_PAGE)) ||
+        (flags & ~(RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE)) !== 0
+      ) {
+        throw new VmscopeError(
+          'CORRUPT_HEADER',
+          `RAM item flags 0x${flags.toString(16)} are not a page`,
+          this.path,
+          at,
+        );
       }
       if (!(flags & RAM_SAVE_FLAG_CONTINUE)) {
         const nameAt = reader.position;
         const name = reader.shortString('a RAM block id');
         this.current = this.blocks.get(name);
-        if (!this.current) throw new VmscopeError('CORRUPT_HEADER', `RAM block "${name}" was never declared in the stream's block list`, this.path, nameAt);
+        if (!this.current)
+          throw new VmscopeError(
+            'CORRUPT_HEADER',
+            `RAM block "${name}" was never declared in the stream's block list`,
+            this.path,
+            nameAt,
+          );
       } else if (!this.current) {
-        throw new VmscopeError('CORRUPT_HEADER', 'RAM_SAVE_FLAG_CONTINUE on the first page: no block to continue', this.path, at);
+        throw new VmscopeError(
+          'CORRUPT_HEADER',
+          'RAM_SAVE_FLAG_CONTINUE on the first page: no block to continue',
+          this.path,
+          at,
+        );
       }
       const current = this.current;
       if (address >= BigInt(current.bytes)) {
-        throw new VmscopeError('CORRUPT_HEADER', `page 0x${address.toString(16)} is past the end of RAM block "${current.name}" (0x${current.bytes.toString(16)} bytes)`, this.path, at);
+        throw new VmscopeError(
+          'CORRUPT_HEADER',
+          `page 0x${address.toString(16)} is past the end of RAM block "${current.name}" (0x${current.bytes.toString(16)} bytes)`,
+          this.path,
+          at,
+        );
       }
       const page = Number(address) / PAGE_BYTES;
       if (flags & RAM_SAVE_FLAG_ZERO) {
         const fill = reader.u8('a zero page fill byte');
-        if (fill !== 0) throw new VmscopeError('CORRUPT_HEADER', `zero page with fill byte 0x${fill.toString(16)}`, this.path, reader.position - 1);
+        if (fill !== 0)
+          throw new VmscopeError(
+            'CORRUPT_HEADER',
+            `zero page with fill byte 0x${fill.toString(16)}`,
+            this.path,
+            reader.position - 1,
+          );
         current.pages[page] = ZERO;
       } else {
         current.pages[page] = reader.position;
@@ -258,10 +357,20 @@ class StreamIndex {
       const name = reader.shortString('a RAM block id');
       const bytes = reader.u64be('a RAM block length');
       if (bytes > remaining || (bytes & BigInt(PAGE_MASK)) !== 0n || bytes > BigInt(Number.MAX_SAFE_INTEGER)) {
-        throw new VmscopeError('CORRUPT_HEADER', `RAM block "${name}" of 0x${bytes.toString(16)} bytes does not fit the declared 0x${total.toString(16)} total`, this.path, at);
+        throw new VmscopeError(
+          'CORRUPT_HEADER',
+          `RAM block "${name}" of 0x${bytes.toString(16)} bytes does not fit the declared 0x${total.toString(16)} total`,
+          this.path,
+          at,
+        );
       }
-      if (this.blocks.has(name)) throw new VmscopeError('CORRUPT_HEADER', `RAM block "${name}" is declared twice`, this.path, at);
-      this.blocks.set(name, { name, bytes: Number(bytes), pages: new Float64Array(Number(bytes) / PAGE_BYTES).fill(ABSENT) });
+      if (this.blocks.has(name))
+        throw new VmscopeError('CORRUPT_HEADER', `RAM block "${name}" is declared twice`, this.path, at);
+      this.blocks.set(name, {
+        name,
+        bytes: Number(bytes),
+        pages: new Float64Array(Number(bytes) / PAGE_BYTES).fill(ABSENT),
+      });
       remaining -= bytes;
     }
   }
@@ -278,13 +387,21 @@ function guestPhysicalMappings(blocks: ReadonlyMap<string, RamBlock>, machine: s
   const isQ35 = machine !== undefined && /q35/.test(machine);
   const ram = blocks.get('pc.ram');
   if (ram) {
-    const lowLimit = isQ35 ? (ram.bytes >= 0xb0000000 ? 0x80000000 : ram.bytes) : ram.bytes >= 0xe0000000 ? 0xc0000000 : ram.bytes;
+    const lowLimit = isQ35
+      ? ram.bytes >= 0xb0000000
+        ? 0x80000000
+        : ram.bytes
+      : ram.bytes >= 0xe0000000
+        ? 0xc0000000
+        : ram.bytes;
     const below = Math.min(ram.bytes, lowLimit);
     mappings.push({ physical: 0, length: below, block: ram, blockOffset: 0 });
-    if (ram.bytes > below) mappings.push({ physical: 2 ** 32, length: ram.bytes - below, block: ram, blockOffset: below });
+    if (ram.bytes > below)
+      mappings.push({ physical: 2 ** 32, length: ram.bytes - below, block: ram, blockOffset: below });
   }
   const bios = blocks.get('pc.bios');
-  if (bios && bios.bytes <= 16 << 20) mappings.push({ physical: 2 ** 32 - bios.bytes, length: bios.bytes, block: bios, blockOffset: 0 });
+  if (bios && bios.bytes <= 16 << 20)
+    mappings.push({ physical: 2 ** 32 - bios.bytes, length: bios.bytes, block: bios, blockOffset: 0 });
   return mappings.sort((a, b) => a.physical - b.physical);
 }
 
@@ -299,7 +416,11 @@ function presentRanges(mappings: readonly Mapping[]): PhysicalRange[] {
       const present = i < pageCount && mapping.block.pages[firstPage + i]! !== ABSENT;
       if (present && runStart < 0) runStart = i;
       if (!present && runStart >= 0) {
-        ranges.push({ start: mapping.physical + runStart * PAGE_BYTES, end: mapping.physical + i * PAGE_BYTES, fileOffset: -1 });
+        ranges.push({
+          start: mapping.physical + runStart * PAGE_BYTES,
+          end: mapping.physical + i * PAGE_BYTES,
+          fileOffset: -1,
+        });
         runStart = -1;
       }
     }
@@ -308,13 +429,26 @@ function presentRanges(mappings: readonly Mapping[]): PhysicalRange[] {
 }
 
 export class MigrationImage extends DecodedImage {
-  constructor(source: ByteSource, ranges: PhysicalRange[], details: FormatDetails, private readonly mappings: readonly Mapping[]) {
+  constructor(
+    source: ByteSource,
+    ranges: PhysicalRange[],
+    details: FormatDetails,
+    private readonly mappings: readonly Mapping[],
+  ) {
     super(source, 'migration', ranges, details);
   }
 
   private mappingAt(physical: number): Mapping {
-    const mapping = this.mappings.find((candidate) => physical >= candidate.physical && physical < candidate.physical + candidate.length);
-    if (!mapping) throw new VmscopeError('ABSENT_MEMORY', `physical 0x${physical.toString(16)} is in no RAM block`, this.path, physical);
+    const mapping = this.mappings.find(
+      (candidate) => physical >= candidate.physical && physical < candidate.physical + candidate.length,
+    );
+    if (!mapping)
+      throw new VmscopeError(
+        'ABSENT_MEMORY',
+        `physical 0x${physical.toString(16)} is in no RAM block`,
+        this.path,
+        physical,
+      );
     return mapping;
   }
 
@@ -333,11 +467,20 @@ export class MigrationImage extends DecodedImage {
       } else {
         // Coalesce following pages stored back to back in the stream into one read.
         let next = page + 1;
-        while (done + length < into.length && next * PAGE_BYTES < mapping.blockOffset + mapping.length && mapping.block.pages[next] === entry + (next - page) * PAGE_BYTES) {
+        while (
+          done + length < into.length &&
+          next * PAGE_BYTES < mapping.blockOffset + mapping.length &&
+          mapping.block.pages[next] === entry + (next - page) * PAGE_BYTES
+        ) {
           length = Math.min(into.length - done, length + PAGE_BYTES);
           next++;
         }
-        readExactly(this.source, entry + within, into.subarray(done, done + length), `RAM page 0x${(page * PAGE_BYTES).toString(16)} of "${mapping.block.name}"`);
+        readExactly(
+          this.source,
+          entry + within,
+          into.subarray(done, done + length),
+          `RAM page 0x${(page * PAGE_BYTES).toString(16)} of "${mapping.block.name}"`,
+        );
       }
       done += length;
     }

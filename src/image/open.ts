@@ -11,7 +11,11 @@ import { RangeMappedImage } from './rangeImage.js';
 import { FileSource, type ByteSource } from './source.js';
 import type { CpuState, ElfNote, FormatDetails, ImageFormat, MemoryImage, PhysicalRange } from './types.js';
 
-const DECOMPRESS_HINTS: Record<Compression, string> = { zstd: 'zstd -d --long=31 FILE', gzip: 'gunzip -k FILE', xz: 'xz -dk FILE' };
+const DECOMPRESS_HINTS: Record<Compression, string> = {
+  zstd: 'zstd -d --long=31 FILE',
+  gzip: 'gunzip -k FILE',
+  xz: 'xz -dk FILE',
+};
 const HEAD_BYTES = 32;
 
 export interface OpenOptions {
@@ -40,7 +44,12 @@ export function openImage(path: string, options: OpenOptions = {}): MemoryImage 
   }
   source.close();
   const plain = new FileSource(decompressedCopy(path, compression));
-  const named: ByteSource = { path, size: plain.size, readAt: (offset, into) => plain.readAt(offset, into), close: () => plain.close() };
+  const named: ByteSource = {
+    path,
+    size: plain.size,
+    readAt: (offset, into) => plain.readAt(offset, into),
+    close: () => plain.close(),
+  };
   try {
     return new ContainedImage(openImageSource(named, options), compression);
   } catch (error) {
@@ -60,7 +69,12 @@ export function openImageSource(source: ByteSource, options: OpenOptions = {}): 
   const head = headOf(source);
   const compression = compressionOfHead(head);
   if (compression !== undefined) {
-    throw new VmscopeError('COMPRESSED_INPUT', `this is ${compression}-compressed data; only a dump opened by path is decompressed (and only one level): decompress it first (${DECOMPRESS_HINTS[compression]})`, source.path, 0);
+    throw new VmscopeError(
+      'COMPRESSED_INPUT',
+      `this is ${compression}-compressed data; only a dump opened by path is decompressed (and only one level): decompress it first (${DECOMPRESS_HINTS[compression]})`,
+      source.path,
+      0,
+    );
   }
   const view = new DataView(head.buffer);
   if (head.length >= 4 && head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c && head[3] === 0x46) {
@@ -79,7 +93,10 @@ export function openImageSource(source: ByteSource, options: OpenOptions = {}): 
 class ContainedImage implements MemoryImage {
   readonly details: FormatDetails;
 
-  constructor(private readonly inner: MemoryImage, container: Compression) {
+  constructor(
+    private readonly inner: MemoryImage,
+    container: Compression,
+  ) {
     this.details = { ...inner.details, container };
   }
 

@@ -48,7 +48,12 @@ export class RangeMappedImage implements MemoryImage {
     while (done < into.length) {
       const got = this.source.readAt(fileOffset + done, into.subarray(done));
       if (got === 0) {
-        throw new VmscopeError('TRUNCATED_FILE', 'file ends inside a memory range (was it truncated after opening?)', this.path, fileOffset + done);
+        throw new VmscopeError(
+          'TRUNCATED_FILE',
+          'file ends inside a memory range (was it truncated after opening?)',
+          this.path,
+          fileOffset + done,
+        );
       }
       done += got;
     }

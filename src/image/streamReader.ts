@@ -15,7 +15,10 @@ export class StreamReader {
   private bufferLength = 0;
   position: number;
 
-  constructor(private readonly source: ByteSource, start: number) {
+  constructor(
+    private readonly source: ByteSource,
+    start: number,
+  ) {
     this.position = start;
   }
 
@@ -31,7 +34,12 @@ export class StreamReader {
       this.bufferLength = this.source.readAt(this.position, this.buffer);
     }
     if (end > this.bufferStart + this.bufferLength) {
-      throw new VmscopeError('TRUNCATED_FILE', `file ends inside ${what} (needs ${count} bytes at 0x${this.position.toString(16)})`, this.source.path, this.bufferStart + this.bufferLength);
+      throw new VmscopeError(
+        'TRUNCATED_FILE',
+        `file ends inside ${what} (needs ${count} bytes at 0x${this.position.toString(16)})`,
+        this.source.path,
+        this.bufferStart + this.bufferLength,
+      );
     }
     return this.position - this.bufferStart;
   }
@@ -81,7 +89,12 @@ export class StreamReader {
   /** Skip `count` bytes that must be in the file. */
   skip(count: number, what: string): void {
     if (this.position + count > this.source.size) {
-      throw new VmscopeError('TRUNCATED_FILE', `file ends inside ${what} (needs ${count} bytes at 0x${this.position.toString(16)})`, this.source.path, this.source.size);
+      throw new VmscopeError(
+        'TRUNCATED_FILE',
+        `file ends inside ${what} (needs ${count} bytes at 0x${this.position.toString(16)})`,
+        this.source.path,
+        this.source.size,
+      );
     }
     this.position += count;
   }

@@ -47,7 +47,11 @@ export interface FormatDetails {
   /** Pages the dump leaves out (kdump's excluded pages, AVML's omitted zero blocks), in bytes. */
   readonly excludedBytes?: number;
   /** Migration: the RAM blocks of the stream and where each lands in guest-physical memory. */
-  readonly ramBlocks?: ReadonlyArray<{ readonly name: string; readonly bytes: number; readonly mappedAt: readonly number[] }>;
+  readonly ramBlocks?: ReadonlyArray<{
+    readonly name: string;
+    readonly bytes: number;
+    readonly mappedAt: readonly number[];
+  }>;
   /** Migration: the machine type from the stream's configuration section; libvirt header if any. */
   readonly machine?: string;
   readonly wrapper?: string;

@@ -37,7 +37,8 @@ describe('AVML (linux61-rootkit: the same snapshot as its LiME file)', () => {
           avml.read(at, mine.subarray(0, length));
           lime.read(at, expected.subarray(0, length));
           for (let page = 0; page < length; page += PAGE) {
-            if (Buffer.compare(mine.subarray(page, page + PAGE), expected.subarray(page, page + PAGE)) !== 0) throw new Error(`page 0x${(at + page).toString(16)} differs`);
+            if (Buffer.compare(mine.subarray(page, page + PAGE), expected.subarray(page, page + PAGE)) !== 0)
+              throw new Error(`page 0x${(at + page).toString(16)} differs`);
             pages++;
           }
         }
@@ -59,21 +60,27 @@ describe('AVML (linux61-rootkit: the same snapshot as its LiME file)', () => {
     }
   });
 
-  it('the same kernel facts as the guest reported, and the same check, pslist and psaux rows as the LiME file', { timeout: 600_000 }, async () => {
-    const avml = fixturePath('linux61-rootkit', 'avml');
-    const context = new DumpContext(avml, { cacheDir: profileCache });
-    try {
-      const row = info(context).rows[0] as Record<string, unknown>;
-      const expected = truth('linux61-rootkit');
-      expect(row.kernel_release).toBe(expected.kernel.release);
-      expect(row.linux_banner).toBe(expected.kernel.linux_banner);
-      expect(BigInt(row.dtb as string)).toBe(BigInt(expected.layout.init_top_pgt_phys));
-      expect(BigInt(row.page_offset_base as string)).toBe(BigInt(expected.layout.page_offset_base_value));
-    } finally {
-      context.close();
-    }
-    for (const analysis of ['check', 'pslist', 'psaux']) {
-      expect(await rowsOf(avml, analysis), analysis).toEqual(await rowsOf(fixturePath('linux61-rootkit', 'lime'), analysis));
-    }
-  });
+  it(
+    'the same kernel facts as the guest reported, and the same check, pslist and psaux rows as the LiME file',
+    { timeout: 600_000 },
+    async () => {
+      const avml = fixturePath('linux61-rootkit', 'avml');
+      const context = new DumpContext(avml, { cacheDir: profileCache });
+      try {
+        const row = info(context).rows[0] as Record<string, unknown>;
+        const expected = truth('linux61-rootkit');
+        expect(row.kernel_release).toBe(expected.kernel.release);
+        expect(row.linux_banner).toBe(expected.kernel.linux_banner);
+        expect(BigInt(row.dtb as string)).toBe(BigInt(expected.layout.init_top_pgt_phys));
+        expect(BigInt(row.page_offset_base as string)).toBe(BigInt(expected.layout.page_offset_base_value));
+      } finally {
+        context.close();
+      }
+      for (const analysis of ['check', 'pslist', 'psaux']) {
+        expect(await rowsOf(avml, analysis), analysis).toEqual(
+          await rowsOf(fixturePath('linux61-rootkit', 'lime'), analysis),
+        );
+      }
+    },
+  );
 });

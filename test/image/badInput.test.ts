@@ -1,4 +1,14 @@
-import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, truncateSync, openSync, readSync, closeSync, writeSync } from 'node:fs';
+import {
+  mkdtempSync,
+  mkdirSync,
+  writeFileSync,
+  copyFileSync,
+  truncateSync,
+  openSync,
+  readSync,
+  closeSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';

@@ -11,17 +11,24 @@ const memoryLike = fc
   .array(
     fc.oneof(
       fc.integer({ min: 1, max: 3000 }).map((length) => new Uint8Array(length)),
-      fc.tuple(fc.uint8Array({ minLength: 1, maxLength: 12 }), fc.integer({ min: 1, max: 400 })).map(([word, times]) => {
-        const out = new Uint8Array(word.length * times);
-        for (let i = 0; i < times; i++) out.set(word, i * word.length);
-        return out;
-      }),
+      fc
+        .tuple(fc.uint8Array({ minLength: 1, maxLength: 12 }), fc.integer({ min: 1, max: 400 }))
+        .map(([word, times]) => {
+          const out = new Uint8Array(word.length * times);
+          for (let i = 0; i < times; i++) out.set(word, i * word.length);
+          return out;
+        }),
       fc.uint8Array({ minLength: 1, maxLength: 2000 }),
     ),
     { maxLength: 40 },
   )
   .map((parts) => {
-    const out = new Uint8Array(Math.min(65536, parts.reduce((sum, part) => sum + part.length, 0)));
+    const out = new Uint8Array(
+      Math.min(
+        65536,
+        parts.reduce((sum, part) => sum + part.length, 0),
+      ),
+    );
     let at = 0;
     for (const part of parts) {
       if (at >= out.length) break;
@@ -39,7 +46,8 @@ describe('page and chunk decoders', () => {
         expect(decodeExactly('zlib', deflateSync(data), data.length, 'dump', 0)).toEqual(data);
         expect(decodeExactly('snappy', snappyjs.compress(data), data.length, 'dump', 0)).toEqual(data);
         // The writer's frame header holds sizes of 256 bytes and more (a 2-byte content size).
-        if (data.length >= 256) expect(decodeExactly('zstd', zstdStoredFrame(data), data.length, 'dump', 0)).toEqual(data);
+        if (data.length >= 256)
+          expect(decodeExactly('zstd', zstdStoredFrame(data), data.length, 'dump', 0)).toEqual(data);
         expect(decodeExactly('lzo', lzoLiteralStream(data), data.length, 'dump', 0)).toEqual(data);
       }),
       { numRuns: 200 },
@@ -62,6 +70,8 @@ describe('page and chunk decoders', () => {
       expect(caught, codec).toBeInstanceOf(VmscopeError);
       expect((caught as VmscopeError).offset).toBe(0x1234);
     }
-    expect(decodeExactly('zstd', zstdStoredFrame(big.subarray(0, 4096)), 4096, 'dump', 0)).toEqual(big.subarray(0, 4096));
+    expect(decodeExactly('zstd', zstdStoredFrame(big.subarray(0, 4096)), 4096, 'dump', 0)).toEqual(
+      big.subarray(0, 4096),
+    );
   });
 });

@@ -16,10 +16,20 @@ afterAll(() => rmSync(profileCache, { recursive: true, force: true }));
 
 const PAGE = 4096;
 /** The kernel facts `info` reports, which must not depend on the capture format. */
-const KERNEL_KEYS = ['kernel_release', 'linux_banner', 'kaslr', 'kaslr_slide', 'phys_base', 'dtb', 'page_offset_base', 'paging_levels'] as const;
+const KERNEL_KEYS = [
+  'kernel_release',
+  'linux_banner',
+  'kaslr',
+  'kaslr_slide',
+  'phys_base',
+  'dtb',
+  'page_offset_base',
+  'paging_levels',
+] as const;
 
 const unavailable = formatCaptureUnavailable();
-if (unavailable) console.warn(`skipping the capture-format tests: ${unavailable} (they boot the fixtures' guest once under QEMU)`);
+if (unavailable)
+  console.warn(`skipping the capture-format tests: ${unavailable} (they boot the fixtures' guest once under QEMU)`);
 
 /**
  * Every present page of `image` equals the reference's bytes, read 64 KiB at a time and compared
@@ -37,7 +47,12 @@ function comparePages(image: MemoryImage, raw: MemoryImage, elf: MemoryImage): n
       image.read(at, chunk.subarray(0, length));
       for (let page = 0; page < length; page += PAGE) {
         const physical = at + page;
-        const reference = physical >= 0xa0000 && physical < 0x100000 ? elf : raw.readPresent(physical, expected.subarray(0, PAGE)) === PAGE ? raw : elf;
+        const reference =
+          physical >= 0xa0000 && physical < 0x100000
+            ? elf
+            : raw.readPresent(physical, expected.subarray(0, PAGE)) === PAGE
+              ? raw
+              : elf;
         reference.read(physical, expected.subarray(0, PAGE));
         const mine = chunk.subarray(page, page + PAGE);
         if (Buffer.compare(mine, expected.subarray(0, PAGE)) !== 0) {
@@ -54,7 +69,10 @@ function pageCount(image: MemoryImage): number {
   return image.totalBytes / PAGE;
 }
 
-async function rowsOf(path: string, analysis: string): Promise<{ rows: Array<Record<string, unknown>>; partial: boolean; warnings: readonly string[] }> {
+async function rowsOf(
+  path: string,
+  analysis: string,
+): Promise<{ rows: Array<Record<string, unknown>>; partial: boolean; warnings: readonly string[] }> {
   const context = new DumpContext(path, { cacheDir: profileCache });
   try {
     const result = await findAnalysis(analysis)!.run(context, {});
@@ -111,33 +129,41 @@ describe.skipIf(unavailable !== undefined)('one paused guest captured in every f
     }
   });
 
-  it('every format holds the same bytes as the raw file for every present page, and the unfiltered ones every page of the ELF core', { timeout: 900_000 }, () => {
-    const raw = openImage(capture.raw);
-    const elf = openImage(capture.elf);
-    try {
-      for (const file of files) {
-        const image = openImage(file.path);
-        try {
-          const compared = comparePages(image, raw, elf);
-          expect(compared, file.name).toBe(pageCount(image));
-          const spans = (of: MemoryImage) => of.ranges.map(({ start, end }) => ({ start, end }));
-          if (file.complete) expect(spans(image), file.name).toEqual(spans(elf));
-        } finally {
-          image.close();
+  it(
+    'every format holds the same bytes as the raw file for every present page, and the unfiltered ones every page of the ELF core',
+    { timeout: 900_000 },
+    () => {
+      const raw = openImage(capture.raw);
+      const elf = openImage(capture.elf);
+      try {
+        for (const file of files) {
+          const image = openImage(file.path);
+          try {
+            const compared = comparePages(image, raw, elf);
+            expect(compared, file.name).toBe(pageCount(image));
+            const spans = (of: MemoryImage) => of.ranges.map(({ start, end }) => ({ start, end }));
+            if (file.complete) expect(spans(image), file.name).toEqual(spans(elf));
+          } finally {
+            image.close();
+          }
         }
+      } finally {
+        raw.close();
+        elf.close();
       }
-    } finally {
-      raw.close();
-      elf.close();
-    }
-  });
+    },
+  );
 
-  it('kernel discovery gives the same release, banner, slide, phys_base, DTB and page_offset_base on every format', { timeout: 900_000 }, () => {
-    expect(elfFacts.kernel_release).toBe('6.1.0-56-amd64');
-    for (const file of files) expect(kernelFacts(file.path), file.name).toEqual(elfFacts);
-  });
+  it(
+    'kernel discovery gives the same release, banner, slide, phys_base, DTB and page_offset_base on every format',
+    { timeout: 900_000 },
+    () => {
+      expect(elfFacts.kernel_release).toBe('6.1.0-56-amd64');
+      for (const file of files) expect(kernelFacts(file.path), file.name).toEqual(elfFacts);
+    },
+  );
 
-  it('the kdump sub-header\'s VMCOREINFO and ELF notes reach discovery: CPU state and a file-note VMCOREINFO', () => {
+  it("the kdump sub-header's VMCOREINFO and ELF notes reach discovery: CPU state and a file-note VMCOREINFO", () => {
     const snappyV6 = files.find((file) => file.name.startsWith('kdump-snappy.v6'))!;
     const context = new DumpContext(snappyV6.path, { cacheDir: profileCache });
     try {
@@ -155,24 +181,28 @@ describe.skipIf(unavailable !== undefined)('one paused guest captured in every f
     }
   });
 
-  it('check finds the same hidden process, hidden module and hooked syscall on every format; pslist and psaux agree', { timeout: 1_800_000 }, async () => {
-    const reference = {
-      check: await rowsOf(capture.elf, 'check'),
-      pslist: await rowsOf(capture.elf, 'pslist'),
-      psaux: await rowsOf(capture.elf, 'psaux'),
-    };
-    const kinds = reference.check.rows.map((row) => row.kind).sort();
-    expect(kinds).toEqual(['hidden_module', 'hidden_process', 'syscall_hook']);
-    const hidden = reference.check.rows.find((row) => row.kind === 'hidden_process')!;
-    expect(String(hidden.subject)).toMatch(new RegExp(`^pid ${capture.hiddenPid} `));
-    const hook = reference.check.rows.find((row) => row.kind === 'syscall_hook')!;
-    expect(String(hook.subject)).toContain(`sys_call_table[${capture.hookedSyscall}]`);
-    expect(reference.pslist.rows.length).toBeGreaterThan(20);
-    for (const file of files.filter((candidate) => candidate.path !== capture.elf)) {
-      for (const analysis of ['check', 'pslist', 'psaux'] as const) {
-        const result = await rowsOf(file.path, analysis);
-        expect(result.rows, `${analysis} on ${file.name}`).toEqual(reference[analysis].rows);
+  it(
+    'check finds the same hidden process, hidden module and hooked syscall on every format; pslist and psaux agree',
+    { timeout: 1_800_000 },
+    async () => {
+      const reference = {
+        check: await rowsOf(capture.elf, 'check'),
+        pslist: await rowsOf(capture.elf, 'pslist'),
+        psaux: await rowsOf(capture.elf, 'psaux'),
+      };
+      const kinds = reference.check.rows.map((row) => row.kind).sort();
+      expect(kinds).toEqual(['hidden_module', 'hidden_process', 'syscall_hook']);
+      const hidden = reference.check.rows.find((row) => row.kind === 'hidden_process')!;
+      expect(String(hidden.subject)).toMatch(new RegExp(`^pid ${capture.hiddenPid} `));
+      const hook = reference.check.rows.find((row) => row.kind === 'syscall_hook')!;
+      expect(String(hook.subject)).toContain(`sys_call_table[${capture.hookedSyscall}]`);
+      expect(reference.pslist.rows.length).toBeGreaterThan(20);
+      for (const file of files.filter((candidate) => candidate.path !== capture.elf)) {
+        for (const analysis of ['check', 'pslist', 'psaux'] as const) {
+          const result = await rowsOf(file.path, analysis);
+          expect(result.rows, `${analysis} on ${file.name}`).toEqual(reference[analysis].rows);
+        }
       }
-    }
-  });
+    },
+  );
 });

@@ -65,7 +65,8 @@ function expectTypedError(path: string, code: string, offset?: number): VmscopeE
     try {
       const buffer = new Uint8Array(1 << 20);
       for (const range of image.ranges) {
-        for (let at = range.start; at < range.end; at += buffer.length) image.read(at, buffer.subarray(0, Math.min(buffer.length, range.end - at)));
+        for (let at = range.start; at < range.end; at += buffer.length)
+          image.read(at, buffer.subarray(0, Math.min(buffer.length, range.end - at)));
       }
     } finally {
       image.close();
@@ -181,7 +182,11 @@ describe('an incomplete kdump (DUMP_DH_COMPRESSED_INCOMPLETE: the writer ran out
 describe('one file of a split kdump (makedumpfile --split)', () => {
   it.each([2, 6] as const)('header v%i: pages of its pfn range read exactly, the others are absent', (version) => {
     const path = join(work, `split-v${version}.kdump`);
-    writeKdump(openImageSource(new BufferSource('synthetic', syntheticMemory())), path, { codec: 'zlib', version, split: { startPfn: 20, endPfn: 40 } });
+    writeKdump(openImageSource(new BufferSource('synthetic', syntheticMemory())), path, {
+      codec: 'zlib',
+      version,
+      split: { startPfn: 20, endPfn: 40 },
+    });
     const image = openImage(path);
     try {
       expect(image.ranges.map((range) => [range.start, range.end])).toEqual([[20 * PAGE, 40 * PAGE]]);
@@ -208,7 +213,9 @@ describe('LZO1X decoding', () => {
 
   it('refuses output past the bound, matches before the start and cut streams', () => {
     expect(() => lzo1xDecompress(lzoLiteralStream(new Uint8Array(8192)), 4096)).toThrow(/overrun|past the output size/);
-    expect(() => lzo1xDecompress(Uint8Array.from([17 + 1, 0x61, (7 << 5) | (7 << 2), 0xff, 0x11, 0, 0]), 64)).toThrow(/before the output start/);
+    expect(() => lzo1xDecompress(Uint8Array.from([17 + 1, 0x61, (7 << 5) | (7 << 2), 0xff, 0x11, 0, 0]), 64)).toThrow(
+      /before the output start/,
+    );
     expect(() => lzo1xDecompress(Uint8Array.from([17 + 3, 0x61]), 3)).toThrow(/input overrun/);
   });
 });
@@ -269,7 +276,11 @@ describe('corrupt AVML and migration files', () => {
 
 /** A file of `size` bytes whose `head` is real (mutated) bytes and whose rest reads as zeros. */
 class SparseSource implements ByteSource {
-  constructor(readonly path: string, readonly size: number, private readonly head: Uint8Array) {}
+  constructor(
+    readonly path: string,
+    readonly size: number,
+    private readonly head: Uint8Array,
+  ) {}
   readAt(offset: number, into: Uint8Array): number {
     const length = Math.max(0, Math.min(into.length, this.size - offset));
     into.fill(0, 0, length);
@@ -281,12 +292,25 @@ class SparseSource implements ByteSource {
 
 const mutation = fc.record({
   flips: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }),
-  words: fc.array(fc.tuple(fc.nat(), fc.oneof(fc.constantFrom(0n, 1n, 0xffffffffn, 0x7fffffffffffffffn, 0xffffffffffffffffn), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }))), { maxLength: 3 }),
+  words: fc.array(
+    fc.tuple(
+      fc.nat(),
+      fc.oneof(
+        fc.constantFrom(0n, 1n, 0xffffffffn, 0x7fffffffffffffffn, 0xffffffffffffffffn),
+        fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+      ),
+    ),
+    { maxLength: 3 },
+  ),
   truncateTo: fc.option(fc.nat(), { nil: undefined }),
 });
 
 /** Mutations land in the first `span` bytes (the headers), the rest of the file kept. */
-function mutated(original: Uint8Array, span: number, change: typeof mutation extends fc.Arbitrary<infer T> ? T : never): Uint8Array {
+function mutated(
+  original: Uint8Array,
+  span: number,
+  change: typeof mutation extends fc.Arbitrary<infer T> ? T : never,
+): Uint8Array {
   const bytes = original.slice();
   const view = new DataView(bytes.buffer);
   for (const [position, value] of change.flips) bytes[position % span] = value;
@@ -299,7 +323,8 @@ function parseAndRead(source: ByteSource): void {
   const started = performance.now();
   try {
     const image = openImageSource(source);
-    for (let i = 1; i < image.ranges.length; i++) expect(image.ranges[i]!.start).toBeGreaterThanOrEqual(image.ranges[i - 1]!.end);
+    for (let i = 1; i < image.ranges.length; i++)
+      expect(image.ranges[i]!.start).toBeGreaterThanOrEqual(image.ranges[i - 1]!.end);
     const buffer = new Uint8Array(1 << 16);
     let read = 0;
     for (const range of image.ranges) {
@@ -320,7 +345,10 @@ describe('fuzzing the kdump, migration and AVML header parsers with mutated copi
     const original = new Uint8Array(readFileSync(syntheticKdump('fuzz.kdump')));
     const { descriptors } = kdumpLayout(join(work, 'fuzz.kdump'));
     const span = descriptors + 64 * 24;
-    fc.assert(fc.property(mutation, (change) => parseAndRead(new BufferSource('fuzzed', mutated(original, span, change)))), { numRuns: 1500 });
+    fc.assert(
+      fc.property(mutation, (change) => parseAndRead(new BufferSource('fuzzed', mutated(original, span, change)))),
+      { numRuns: 1500 },
+    );
   });
 
   it('AVML: block header and snappy chunk headers', () => {

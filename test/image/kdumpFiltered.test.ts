@@ -65,7 +65,14 @@ describe.skipIf(unavailable !== undefined)('a kdump filtered as dump level 31 (u
     mkdirSync(dir, { recursive: true });
     filtered = join(dir, 'kdump-level31');
     if (!existsSync(filtered)) {
-      kdumpFrom(capture.elf, `${filtered}.partial`, { codec: 'zlib', version: 6, dumpLevel: 31, exclude: userFrames, excludeZeroPages: true, vmcoreinfo: vmcoreinfoText(capture.raw) });
+      kdumpFrom(capture.elf, `${filtered}.partial`, {
+        codec: 'zlib',
+        version: 6,
+        dumpLevel: 31,
+        exclude: userFrames,
+        excludeZeroPages: true,
+        vmcoreinfo: vmcoreinfoText(capture.raw),
+      });
       renameSync(`${filtered}.partial`, filtered);
     }
   }, 900_000);
@@ -84,30 +91,38 @@ describe.skipIf(unavailable !== undefined)('a kdump filtered as dump level 31 (u
     }
   });
 
-  it('kernel analyses are exact: the same kernel facts, check findings and process list as the ELF core', { timeout: 900_000 }, async () => {
-    const facts = (path: string) => {
-      const context = new DumpContext(path, { cacheDir: profileCache });
-      try {
-        const row = info(context).rows[0] as Record<string, unknown>;
-        return [row.kernel_release, row.linux_banner, row.kaslr_slide, row.phys_base, row.dtb, row.page_offset_base];
-      } finally {
-        context.close();
+  it(
+    'kernel analyses are exact: the same kernel facts, check findings and process list as the ELF core',
+    { timeout: 900_000 },
+    async () => {
+      const facts = (path: string) => {
+        const context = new DumpContext(path, { cacheDir: profileCache });
+        try {
+          const row = info(context).rows[0] as Record<string, unknown>;
+          return [row.kernel_release, row.linux_banner, row.kaslr_slide, row.phys_base, row.dtb, row.page_offset_base];
+        } finally {
+          context.close();
+        }
+      };
+      expect(facts(filtered)).toEqual(facts(capture.elf));
+      for (const analysis of ['check', 'pslist', 'psscan', 'lsmod']) {
+        const [mine, reference] = [await run(filtered, analysis), await run(capture.elf, analysis)];
+        expect(mine.rows, analysis).toEqual(reference.rows);
       }
-    };
-    expect(facts(filtered)).toEqual(facts(capture.elf));
-    for (const analysis of ['check', 'pslist', 'psscan', 'lsmod']) {
-      const [mine, reference] = [await run(filtered, analysis), await run(capture.elf, analysis)];
-      expect(mine.rows, analysis).toEqual(reference.rows);
-    }
-  });
+    },
+  );
 
-  it('user-memory analyses are partial with a reason naming the pid: psaux cannot read argv from excluded pages', { timeout: 900_000 }, async () => {
-    const mine = await run(filtered, 'psaux');
-    const reference = await run(capture.elf, 'psaux');
-    expect(reference.partial).toBe(false);
-    expect(mine.partial).toBe(true);
-    expect(mine.warnings.some((warning) => /^pid \d+ .*not in the image/.test(warning))).toBe(true);
-    // Same processes; kernel threads keep their [comm], user processes lose argv they cannot read.
-    expect(mine.rows.map((row) => row.pid)).toEqual(reference.rows.map((row) => row.pid));
-  });
+  it(
+    'user-memory analyses are partial with a reason naming the pid: psaux cannot read argv from excluded pages',
+    { timeout: 900_000 },
+    async () => {
+      const mine = await run(filtered, 'psaux');
+      const reference = await run(capture.elf, 'psaux');
+      expect(reference.partial).toBe(false);
+      expect(mine.partial).toBe(true);
+      expect(mine.warnings.some((warning) => /^pid \d+ .*not in the image/.test(warning))).toBe(true);
+      // Same processes; kernel threads keep their [comm], user processes lose argv they cannot read.
+      expect(mine.rows.map((row) => row.pid)).toEqual(reference.rows.map((row) => row.pid));
+    },
+  );
 });

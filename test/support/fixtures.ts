@@ -34,14 +34,21 @@ export function snapshotNames(): string[] {
 /** Every (snapshot, dump format) pair the fixtures hold. */
 export function dumpFixtures(): Array<{ name: string; format: FixtureFormat }> {
   return Object.entries(manifest().snapshots).flatMap(([name, snapshot]) =>
-    (['elf', 'lime', 'raw'] as const).filter((format) => format in snapshot.formats).map((format) => ({ name, format })),
+    (['elf', 'lime', 'raw'] as const)
+      .filter((format) => format in snapshot.formats)
+      .map((format) => ({ name, format })),
   );
 }
 
 /** Snapshots held in more than one dump format, with those formats. */
 export function multiFormatSnapshots(): Array<{ name: string; formats: FixtureFormat[] }> {
   return snapshotNames()
-    .map((name) => ({ name, formats: dumpFixtures().filter((fixture) => fixture.name === name).map((fixture) => fixture.format) }))
+    .map((name) => ({
+      name,
+      formats: dumpFixtures()
+        .filter((fixture) => fixture.name === name)
+        .map((fixture) => fixture.format),
+    }))
     .filter((snapshot) => snapshot.formats.length > 1);
 }
 

@@ -44,7 +44,8 @@ export function formatCaptureUnavailable(): string | undefined {
 
 function guestHash(): string {
   const hash = createHash('sha256');
-  for (const file of ['vmlinuz-6.1.0-56-amd64', 'initramfs-6.1.0-56-amd64.cpio.gz']) hash.update(readFileSync(join(sharedFixtures, 'guest', file)));
+  for (const file of ['vmlinuz-6.1.0-56-amd64', 'initramfs-6.1.0-56-amd64.cpio.gz'])
+    hash.update(readFileSync(join(sharedFixtures, 'guest', file)));
   hash.update('capture-v1');
   return hash.digest('hex').slice(0, 16);
 }
@@ -143,7 +144,11 @@ async function capture(dir: string): Promise<void> {
       await client.execute('dump-guest-memory', { paging: false, protocol: `file:${join(work, 'guest.elf')}` });
       for (const format of KDUMP_FORMATS) {
         if (!capability.formats.includes(format)) continue;
-        await client.execute('dump-guest-memory', { paging: false, protocol: `file:${join(work, `${format}.flat`)}`, format });
+        await client.execute('dump-guest-memory', {
+          paging: false,
+          protocol: `file:${join(work, `${format}.flat`)}`,
+          format,
+        });
       }
       await client.execute('pmemsave', { val: 0, size: GUEST_RAM, filename: join(work, 'guest.raw') });
       await migrateToFile(client, join(work, 'guest.migration'));
@@ -157,7 +162,9 @@ async function capture(dir: string): Promise<void> {
   }
   const flatZlib = join(work, 'kdump-zlib.flat');
   if (existsSync(flatZlib) && spawnSync('makedumpfile', ['-v'], { stdio: 'ignore' }).status === 0) {
-    const result = spawnSync('sh', ['-c', 'makedumpfile -R "$1" < "$2"', 'sh', join(work, 'kdump-zlib'), flatZlib], { encoding: 'utf8' });
+    const result = spawnSync('sh', ['-c', 'makedumpfile -R "$1" < "$2"', 'sh', join(work, 'kdump-zlib'), flatZlib], {
+      encoding: 'utf8',
+    });
     if (result.status !== 0) throw new Error(`makedumpfile -R failed: ${result.stderr}`);
   }
   writeFileSync(join(work, 'complete'), `${new Date().toISOString()}\n`);
@@ -172,7 +179,8 @@ async function migrateToFile(client: QmpClient, path: string): Promise<void> {
   for (;;) {
     const state = await client.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
     if (state.status === 'completed') return;
-    if (state.status === 'failed' || state.status === 'cancelled') throw new Error(`migration to ${path} ${state.status}: ${state['error-desc'] ?? ''}`);
+    if (state.status === 'failed' || state.status === 'cancelled')
+      throw new Error(`migration to ${path} ${state.status}: ${state['error-desc'] ?? ''}`);
     if (Date.now() > deadline) throw new Error(`migration to ${path} did not complete in ${CAPTURE_TIMEOUT_MS} ms`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }

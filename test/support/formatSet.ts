@@ -70,12 +70,21 @@ export function formatSet(capture: FormatCapture): FormatFile[] {
     { name: 'raw (QEMU pmemsave)', path: capture.raw, format: 'raw', complete: false },
     { name: 'migration (QEMU migrate exec:cat)', path: capture.migration, format: 'migration', complete: true },
   ];
-  for (const [format, path] of Object.entries(capture.kdumpFlat)) files.push({ name: `${format} flattened (QEMU)`, path, format: 'kdump', complete: true });
-  if (!capture.kdumpZlib) console.warn('makedumpfile is not installed (apt-get install makedumpfile): the random-access kdump-zlib (makedumpfile -R of QEMU\'s flattened dump) is left out of the format set');
+  for (const [format, path] of Object.entries(capture.kdumpFlat))
+    files.push({ name: `${format} flattened (QEMU)`, path, format: 'kdump', complete: true });
+  if (!capture.kdumpZlib)
+    console.warn(
+      "makedumpfile is not installed (apt-get install makedumpfile): the random-access kdump-zlib (makedumpfile -R of QEMU's flattened dump) is left out of the format set",
+    );
   if (capture.kdumpZlib) {
     const rearranged = capture.kdumpZlib;
     files.push({ name: 'kdump-zlib (makedumpfile -R of QEMU)', path: rearranged, format: 'kdump', complete: true });
-    files.push({ name: 'kdump-zlib flattened again, first record overwritten', path: derive(dir, 'kdump-zlib.reflat', (path) => writeFlattened(rearranged, path)), format: 'kdump', complete: true });
+    files.push({
+      name: 'kdump-zlib flattened again, first record overwritten',
+      path: derive(dir, 'kdump-zlib.reflat', (path) => writeFlattened(rearranged, path)),
+      format: 'kdump',
+      complete: true,
+    });
   }
   const ours: Array<[string, KdumpOptions]> = [
     ['kdump-snappy.v6', { codec: 'snappy', version: 6, vmcoreinfo, notes }],
@@ -86,11 +95,36 @@ export function formatSet(capture: FormatCapture): FormatFile[] {
     ['diskdump', { codec: 'none', signature: 'DISKDUMP', version: 1 }],
   ];
   for (const [name, options] of ours) {
-    files.push({ name: `${name} (test writer)`, path: derive(dir, name, (path) => kdumpFrom(capture.elf, path, options)), format: 'kdump', complete: true });
+    files.push({
+      name: `${name} (test writer)`,
+      path: derive(dir, name, (path) => kdumpFrom(capture.elf, path, options)),
+      format: 'kdump',
+      complete: true,
+    });
   }
-  files.push({ name: 'libvirt save image', path: derive(dir, 'libvirt.save', (path) => writeLibvirtSave(capture.migration, path)), format: 'migration', complete: true });
-  files.push({ name: 'raw.zst', path: derive(dir, 'raw.zst', (path) => compressWhole(capture.raw, path, 'zstd')), format: 'raw', complete: false });
-  files.push({ name: 'migration.gz', path: derive(dir, 'migration.gz', (path) => compressWhole(capture.migration, path, 'gzip')), format: 'migration', complete: true });
-  files.push({ name: 'kdump-snappy.xz', path: derive(dir, 'kdump-snappy.xz', (path) => compressWhole(join(dir, 'kdump-snappy.v6'), path, 'xz')), format: 'kdump', complete: true });
+  files.push({
+    name: 'libvirt save image',
+    path: derive(dir, 'libvirt.save', (path) => writeLibvirtSave(capture.migration, path)),
+    format: 'migration',
+    complete: true,
+  });
+  files.push({
+    name: 'raw.zst',
+    path: derive(dir, 'raw.zst', (path) => compressWhole(capture.raw, path, 'zstd')),
+    format: 'raw',
+    complete: false,
+  });
+  files.push({
+    name: 'migration.gz',
+    path: derive(dir, 'migration.gz', (path) => compressWhole(capture.migration, path, 'gzip')),
+    format: 'migration',
+    complete: true,
+  });
+  files.push({
+    name: 'kdump-snappy.xz',
+    path: derive(dir, 'kdump-snappy.xz', (path) => compressWhole(join(dir, 'kdump-snappy.v6'), path, 'xz')),
+    format: 'kdump',
+    complete: true,
+  });
   return files;
 }

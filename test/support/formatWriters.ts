@@ -137,7 +137,8 @@ export function writeKdump(image: MemoryImage, path: string, options: KdumpOptio
       bitmap2[pfn >> 3]! |= 1 << (pfn & 7);
     }
   }
-  const vmcoreinfo = version >= 3 && options.vmcoreinfo !== undefined ? new TextEncoder().encode(options.vmcoreinfo) : new Uint8Array(0);
+  const vmcoreinfo =
+    version >= 3 && options.vmcoreinfo !== undefined ? new TextEncoder().encode(options.vmcoreinfo) : new Uint8Array(0);
   const notes = version >= 4 && options.notes ? encodeNotes(options.notes) : new Uint8Array(0);
   const subHeaderBytes = 104 + notes.length + vmcoreinfo.length;
   const subHeaderBlocks = signature === 'DISKDUMP' ? 0 : Math.ceil(subHeaderBytes / PAGE);
@@ -145,7 +146,8 @@ export function writeKdump(image: MemoryImage, path: string, options: KdumpOptio
   const descriptorsOffset = bitmapOffset + 2 * bitmapBytes;
   const firstPfn = options.split?.startPfn ?? 0;
   const endPfn = options.split?.endPfn ?? maxMapnr;
-  const dumped = (pfn: number): boolean => pfn >= firstPfn && pfn < endPfn && (bitmap2[pfn >> 3]! & (1 << (pfn & 7))) !== 0;
+  const dumped = (pfn: number): boolean =>
+    pfn >= firstPfn && pfn < endPfn && (bitmap2[pfn >> 3]! & (1 << (pfn & 7))) !== 0;
   let dumpedPages = 0;
   for (let pfn = firstPfn; pfn < endPfn; pfn++) if (dumped(pfn)) dumpedPages++;
 
@@ -215,7 +217,8 @@ export function writeKdump(image: MemoryImage, path: string, options: KdumpOptio
         const encoded = encodePage(options.codec, page);
         // makedumpfile stores a page raw when compression does not shrink it; our stored-data
         // zstd and lzo frames are kept anyway so every page goes through the decoder.
-        const keep = options.codec !== 'none' && (encoded.length < PAGE || options.codec === 'zstd' || options.codec === 'lzo');
+        const keep =
+          options.codec !== 'none' && (encoded.length < PAGE || options.codec === 'zstd' || options.codec === 'lzo');
         const stored = keep ? encoded : page;
         writeSync(fd, stored, 0, stored.length, dataAt);
         offset = dataAt;
@@ -285,7 +288,11 @@ export function writeFlattened(source: string, path: string, recordBytes = 1 << 
 }
 
 /** A libvirt save image (`virsh save`): the 92-byte header, the domain XML padded, then the QEMU stream. */
-export function writeLibvirtSave(migration: string, path: string, magic: 'LibvirtQemudSave' | 'LibvirtQemudPart' = 'LibvirtQemudSave'): void {
+export function writeLibvirtSave(
+  migration: string,
+  path: string,
+  magic: 'LibvirtQemudSave' | 'LibvirtQemudPart' = 'LibvirtQemudSave',
+): void {
   const xml = new TextEncoder().encode('<domain type="kvm"><name>lab</name></domain>\n\0');
   const dataLength = Math.ceil((92 + xml.length) / 4096) * 4096 - 92;
   const header = new Uint8Array(92 + dataLength);
@@ -313,7 +320,11 @@ export function writeLibvirtSave(migration: string, path: string, magic: 'Libvir
 
 /** `path` compressed as a whole with the zstd, gzip or xz command. */
 export function compressWhole(source: string, path: string, compression: 'zstd' | 'gzip' | 'xz'): void {
-  const command = { zstd: ['zstd', '-q', '-1', '-T2', '-f', '-c'], gzip: ['gzip', '-1', '-c'], xz: ['xz', '-0', '-T2', '-c'] }[compression];
+  const command = {
+    zstd: ['zstd', '-q', '-1', '-T2', '-f', '-c'],
+    gzip: ['gzip', '-1', '-c'],
+    xz: ['xz', '-0', '-T2', '-c'],
+  }[compression];
   const output = openSync(path, 'w');
   try {
     const result = spawnSync(command[0]!, [...command.slice(1), source], { stdio: ['ignore', output, 'pipe'] });
@@ -337,11 +348,16 @@ export interface MigrationPage {
  * footers, the end of RAM, then EOF. Blocks may be far larger than the pages sent (sparse), so the
  * guest-physical placement of multi-GiB RAM can be tested without the memory.
  */
-export function migrationStream(machine: string, blocks: ReadonlyArray<{ name: string; bytes: number }>, pages: readonly MigrationPage[]): Uint8Array {
+export function migrationStream(
+  machine: string,
+  blocks: ReadonlyArray<{ name: string; bytes: number }>,
+  pages: readonly MigrationPage[],
+): Uint8Array {
   const out: number[] = [];
   const u8 = (value: number) => out.push(value & 0xff);
   const u32 = (value: number) => [24, 16, 8, 0].forEach((shift) => u8(value >>> shift));
-  const u64 = (value: bigint) => [56n, 48n, 40n, 32n, 24n, 16n, 8n, 0n].forEach((shift) => u8(Number((value >> shift) & 0xffn)));
+  const u64 = (value: bigint) =>
+    [56n, 48n, 40n, 32n, 24n, 16n, 8n, 0n].forEach((shift) => u8(Number((value >> shift) & 0xffn)));
   const idstr = (text: string) => {
     u8(text.length);
     for (const char of text) u8(char.charCodeAt(0));

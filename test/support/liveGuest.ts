@@ -43,7 +43,8 @@ export function qemuUnavailableReason(): string | undefined {
     return `${QEMU_BINARY} is not installed (apt-get install qemu-system-x86)`;
   }
   for (const file of [kernelPath, initrdPath]) {
-    if (!existsSync(file)) return `the guest kernel/initramfs is missing: ${file} (../shared/fixtures must sit beside the repo)`;
+    if (!existsSync(file))
+      return `the guest kernel/initramfs is missing: ${file} (../shared/fixtures must sit beside the repo)`;
   }
   return undefined;
 }
@@ -74,16 +75,43 @@ export interface BootOptions {
   extraArgs?: readonly string[];
 }
 
-export async function bootGuest({ mode, tmpDir, readyTimeoutMs = 180_000, extraArgs = [] }: BootOptions): Promise<LiveGuest> {
+export async function bootGuest({
+  mode,
+  tmpDir,
+  readyTimeoutMs = 180_000,
+  extraArgs = [],
+}: BootOptions): Promise<LiveGuest> {
   const qmpSocket = join(tmpDir, 'qmp.sock');
   const consolePath = join(tmpDir, 'console.log');
-  if (Buffer.byteLength(qmpSocket) > MAX_UNIX_SOCKET_PATH) throw new Error(`QMP socket path too long for a unix socket: ${qmpSocket}`);
+  if (Buffer.byteLength(qmpSocket) > MAX_UNIX_SOCKET_PATH)
+    throw new Error(`QMP socket path too long for a unix socket: ${qmpSocket}`);
   const qemuArgs = [
-    '-M', 'pc', '-accel', 'tcg', '-cpu', 'max,la57=off', '-smp', '2', '-m', '512M', '-nodefaults',
-    '-display', 'none', '-serial', `file:${consolePath}`, '-serial', 'null',
-    '-qmp', `unix:${qmpSocket},server=on,wait=off`,
-    '-kernel', kernelPath, '-initrd', initrdPath,
-    '-append', `console=ttyS0 labmode=${mode} panic=-1`, '-no-reboot',
+    '-M',
+    'pc',
+    '-accel',
+    'tcg',
+    '-cpu',
+    'max,la57=off',
+    '-smp',
+    '2',
+    '-m',
+    '512M',
+    '-nodefaults',
+    '-display',
+    'none',
+    '-serial',
+    `file:${consolePath}`,
+    '-serial',
+    'null',
+    '-qmp',
+    `unix:${qmpSocket},server=on,wait=off`,
+    '-kernel',
+    kernelPath,
+    '-initrd',
+    initrdPath,
+    '-append',
+    `console=ttyS0 labmode=${mode} panic=-1`,
+    '-no-reboot',
     ...extraArgs,
   ];
   // $$ is the shell's pid, which `exec` hands to QEMU: the watchdog kills QEMU once our end of
@@ -109,8 +137,14 @@ export async function bootGuest({ mode, tmpDir, readyTimeoutMs = 180_000, extraA
     for (;;) {
       const text = existsSync(consolePath) ? readFileSync(consolePath, 'utf8') : '';
       if (pattern.test(text)) return;
-      if (hasExited) throw new Error(`QEMU exited before the console showed ${pattern}: ${stderr.trim() || 'no stderr'}\n${text.slice(-2000)}`);
-      if (Date.now() > deadline) throw new Error(`the console did not show ${pattern} within ${timeoutMs} ms; last lines:\n${text.slice(-2000)}`);
+      if (hasExited)
+        throw new Error(
+          `QEMU exited before the console showed ${pattern}: ${stderr.trim() || 'no stderr'}\n${text.slice(-2000)}`,
+        );
+      if (Date.now() > deadline)
+        throw new Error(
+          `the console did not show ${pattern} within ${timeoutMs} ms; last lines:\n${text.slice(-2000)}`,
+        );
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   };
