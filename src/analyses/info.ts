@@ -1,9 +1,11 @@
+import type { FormatDetails } from '../image/types.js';
 import { hex } from '../util/hex.js';
 import { imageProvider, kernelProvider } from './providers/kernel.js';
 import { defineAnalysis, type Column } from './types.js';
 
 const columns: readonly Column[] = [
   { key: 'format', kind: 'text', title: 'Format' },
+  { key: 'format_details', kind: 'text', title: 'Format details' },
   { key: 'ranges', kind: 'list', title: 'Physical ranges' },
   { key: 'total_bytes', kind: 'int', title: 'Total bytes' },
   { key: 'kernel_release', kind: 'text', title: 'Kernel release' },
@@ -17,6 +19,28 @@ const columns: readonly Column[] = [
   { key: 'discovery', kind: 'text', title: 'Found by' },
   { key: 'cpu_cr3', kind: 'list', title: 'CPU CR3 (ELF notes)' },
 ];
+
+/**
+ * What a capture format says about itself, in one line: compression, kdump's dump level and
+ * completeness, excluded memory, a migration stream's machine and RAM blocks; null for plain formats.
+ */
+function formatDetails(details: FormatDetails | undefined): string | null {
+  if (!details) return null;
+  const parts = [
+    details.container && `decompressed from ${details.container}`,
+    details.layout && `${details.layout} layout`,
+    details.version !== undefined && `version ${details.version}`,
+    details.compression?.length && `compression ${details.compression.join('+')}`,
+    details.dumpLevel !== undefined && `dump level ${details.dumpLevel}`,
+    details.complete === false && 'INCOMPLETE (the writer ran out of space)',
+    details.excludedBytes && `${details.excludedBytes} bytes left out`,
+    details.machine && `machine ${details.machine}`,
+    details.wrapper && `inside ${details.wrapper}`,
+    details.ramBlocks?.length &&
+      `RAM blocks ${details.ramBlocks.map((block) => `${block.name} (${block.bytes} bytes)`).join(', ')}`,
+  ].filter((part): part is string => typeof part === 'string' && part !== '');
+  return parts.length > 0 ? parts.join('; ') : null;
+}
 
 /** What the dump is and where the kernel sits in it. */
 export const infoAnalysis = defineAnalysis({
@@ -33,6 +57,7 @@ translating the kernel's text through the DTB it reports.`,
     const kernel = await inputs.get(kernelProvider);
     const row = {
       format: image.format,
+      format_details: formatDetails(image.details),
       ranges: image.ranges.map((range) => ({ start: hex(range.start), end: hex(range.end) })),
       total_bytes: image.totalBytes,
       kernel_release: kernel.release,

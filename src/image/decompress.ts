@@ -20,32 +20,71 @@ import { VmscopeError } from '../util/errors.js';
 
 const STREAM_CHUNK = 4 << 20;
 
-function hasZstdCli(): boolean {
-  return spawnSync('zstd', ['--version'], { stdio: 'ignore' }).status === 0;
+function hasCli(name: string): boolean {
+  return spawnSync(name, ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+export type Compression = 'zstd' | 'gzip' | 'xz';
+
+/** `source` decompressed by `command -dc` into the open file `output`; undefined when it worked. */
+function cliToFile(command: string, args: readonly string[], source: string, partial: string): string | undefined {
+  const output = openSync(partial, 'w');
+  try {
+    const result = spawnSync(command, [...args, source], { stdio: ['ignore', output, 'pipe'] });
+    return result.status === 0
+      ? undefined
+      : result.stderr.toString().trim() || `${command} exited with ${result.status}`;
+  } finally {
+    closeSync(output);
+  }
 }
 
 /**
- * Decompress a `.zst` or `.gz` dump to `target`, atomically (a partial file never has the final
- * name). zstd uses the CLI when installed (about 0.4 s per 512 MiB) and otherwise the pure-JS
- * fzstd stream decoder (about 100× slower, but it needs nothing from the machine).
+ * Decompress a `.zst`, `.gz` or `.xz` dump to `target`, atomically (a partial file never has the
+ * final name). `compression` defaults to the one the suffix names. zstd uses the CLI when
+ * installed (about 0.4 s per 512 MiB) and otherwise the pure-JS fzstd stream decoder (about 100×
+ * slower, but it needs nothing from the machine); gzip uses `gzip -dc` (or Node's zlib in memory
+ * when gzip is missing); xz needs the `xz` command (apt-get install xz-utils).
  */
-export function decompressToFile(source: string, target: string, options: { useZstdCli?: boolean } = {}): void {
+export function decompressToFile(
+  source: string,
+  target: string,
+  options: { useZstdCli?: boolean; compression?: Compression } = {},
+): void {
   const partial = `${target}.partial-${process.pid}`;
+  const compression =
+    options.compression ??
+    (source.endsWith('.zst') ? 'zstd' : source.endsWith('.gz') ? 'gzip' : source.endsWith('.xz') ? 'xz' : undefined);
   try {
-    if (source.endsWith('.zst')) {
-      if (options.useZstdCli ?? hasZstdCli()) {
+    if (compression === 'zstd') {
+      if (options.useZstdCli ?? hasCli('zstd')) {
         const result = spawnSync('zstd', ['-d', '-q', '-f', '--long=31', source, '-o', partial], {
           stdio: ['ignore', 'ignore', 'pipe'],
         });
         if (result.status !== 0)
-          throw new VmscopeError('CORRUPT_HEADER', `zstd failed: ${result.stderr.toString().trim()}`, source);
+          throw new VmscopeError('CORRUPT_HEADER', `zstd failed: ${result.stderr.toString().trim()}`, source, 0);
       } else {
         zstdWithFzstd(source, partial);
       }
-    } else if (source.endsWith('.gz')) {
-      writeFileSync(partial, gunzipSync(readFileSync(source)));
+    } else if (compression === 'gzip') {
+      if (hasCli('gzip')) {
+        const failure = cliToFile('gzip', ['-dc'], source, partial);
+        if (failure !== undefined) throw new VmscopeError('CORRUPT_HEADER', `gzip failed: ${failure}`, source, 0);
+      } else {
+        writeFileSync(partial, gunzipSync(readFileSync(source)));
+      }
+    } else if (compression === 'xz') {
+      if (!hasCli('xz'))
+        throw new VmscopeError(
+          'COMPRESSED_INPUT',
+          'this is an xz-compressed file and the xz command is missing (apt-get install xz-utils, or xz -dk FILE elsewhere)',
+          source,
+          0,
+        );
+      const failure = cliToFile('xz', ['-dc'], source, partial);
+      if (failure !== undefined) throw new VmscopeError('CORRUPT_HEADER', `xz failed: ${failure}`, source, 0);
     } else {
-      throw new VmscopeError('USAGE', 'only .zst and .gz inputs can be decompressed', source);
+      throw new VmscopeError('USAGE', 'only .zst, .gz and .xz inputs can be decompressed', source);
     }
     renameSync(partial, target);
   } finally {
@@ -72,7 +111,7 @@ function zstdWithFzstd(source: string, target: string): void {
     }
   } catch (error) {
     if (error instanceof VmscopeError) throw error;
-    throw new VmscopeError('CORRUPT_HEADER', `zstd stream is corrupt: ${(error as Error).message}`, source);
+    throw new VmscopeError('CORRUPT_HEADER', `zstd stream is corrupt: ${(error as Error).message}`, source, 0);
   } finally {
     closeSync(input);
     closeSync(output);

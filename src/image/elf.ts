@@ -102,7 +102,7 @@ export function openElfCore(source: ByteSource): RangeMappedImage {
   return new RangeMappedImage(source, 'elf', sortedDisjoint(ranges, source), notes, cpuStates(notes));
 }
 
-function parseNotes(source: ByteSource, offset: number, size: number): ElfNote[] {
+export function parseNotes(source: ByteSource, offset: number, size: number): ElfNote[] {
   if (size > MAX_NOTE_SEGMENT_BYTES) {
     throw new VmscopeError('CORRUPT_HEADER', `note segment of ${size} bytes is implausibly large`, source.path, offset);
   }
@@ -146,7 +146,7 @@ function align4(value: number): number {
 }
 
 /** Pair the i-th NT_PRSTATUS (rip) with the i-th QEMU CPU-state note (cr3): QEMU writes one of each per vCPU. */
-function cpuStates(notes: readonly ElfNote[]): CpuState[] {
+export function cpuStates(notes: readonly ElfNote[]): CpuState[] {
   const prstatus = notes.filter((note) => note.name === 'CORE' && note.type === NT_PRSTATUS);
   const qemu = notes.filter((note) => note.name === 'QEMU' && note.desc.length >= QEMU_CPU_STATE_CR3_OFFSET + 8);
   const states: CpuState[] = [];

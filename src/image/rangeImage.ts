@@ -23,23 +23,9 @@ export class RangeMappedImage implements MemoryImage {
     this.totalBytes = ranges.reduce((sum, range) => sum + (range.end - range.start), 0);
   }
 
-  /** Index of the range holding `physical`, or -1. */
-  private rangeIndexOf(physical: number): number {
-    let low = 0;
-    let high = this.ranges.length - 1;
-    while (low <= high) {
-      const middle = (low + high) >>> 1;
-      const range = this.ranges[middle]!;
-      if (physical < range.start) high = middle - 1;
-      else if (physical >= range.end) low = middle + 1;
-      else return middle;
-    }
-    return -1;
-  }
-
   readPresent(physical: number, into: Uint8Array): number {
     let filled = 0;
-    let index = this.rangeIndexOf(physical);
+    let index = rangeIndexOf(this.ranges, physical);
     while (filled < into.length && index >= 0 && index < this.ranges.length) {
       const range = this.ranges[index]!;
       const at = physical + filled;
@@ -76,4 +62,18 @@ export class RangeMappedImage implements MemoryImage {
   close(): void {
     this.source.close();
   }
+}
+
+/** Index of the range holding `physical` in sorted, disjoint `ranges`, or -1. */
+export function rangeIndexOf(ranges: readonly PhysicalRange[], physical: number): number {
+  let low = 0;
+  let high = ranges.length - 1;
+  while (low <= high) {
+    const middle = (low + high) >>> 1;
+    const range = ranges[middle]!;
+    if (physical < range.start) high = middle - 1;
+    else if (physical >= range.end) low = middle + 1;
+    else return middle;
+  }
+  return -1;
 }

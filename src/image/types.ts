@@ -3,7 +3,7 @@
  * reads. Physical addresses and file offsets are JS numbers (exact up to 2^53, i.e. 8 PiB);
  * virtual addresses, which need all 64 bits, are bigints in the layers above.
  */
-export type ImageFormat = 'raw' | 'lime' | 'elf';
+export type ImageFormat = 'raw' | 'lime' | 'elf' | 'kdump' | 'migration' | 'avml';
 
 /** A run of physical memory present in the image, `end` exclusive, stored at `fileOffset`. */
 export interface PhysicalRange {
@@ -27,9 +27,41 @@ export interface CpuState {
   readonly rip: bigint;
 }
 
+/**
+ * What `info` shows about the capture beyond its format: how it was compressed and, for kdump,
+ * its dump level and whether it is complete. Every key is optional: raw, LiME and ELF have none.
+ */
+export interface FormatDetails {
+  /** The whole file was `zstd`/`gzip`/`xz`-compressed and read from a decompressed temporary copy. */
+  readonly container?: 'zstd' | 'gzip' | 'xz';
+  /** kdump: `flattened` (makedumpfile's stream, indexed in one pass) or `random-access`. */
+  readonly layout?: 'flattened' | 'random-access';
+  /** Page or block compression: kdump `zlib`/`lzo`/`snappy`/`zstd`/`none` (all seen), AVML `snappy`. */
+  readonly compression?: readonly string[];
+  /** kdump: makedumpfile's dump level (31 = zero, cache, user and free pages excluded). */
+  readonly dumpLevel?: number;
+  /** kdump: false when DUMP_DH_COMPRESSED_INCOMPLETE is set (the writer ran out of space). */
+  readonly complete?: boolean;
+  /** kdump `KDUMP   ` / `DISKDUMP` header version; migration stream version; AVML version. */
+  readonly version?: number;
+  /** Pages the dump leaves out (kdump's excluded pages, AVML's omitted zero blocks), in bytes. */
+  readonly excludedBytes?: number;
+  /** Migration: the RAM blocks of the stream and where each lands in guest-physical memory. */
+  readonly ramBlocks?: ReadonlyArray<{
+    readonly name: string;
+    readonly bytes: number;
+    readonly mappedAt: readonly number[];
+  }>;
+  /** Migration: the machine type from the stream's configuration section; libvirt header if any. */
+  readonly machine?: string;
+  readonly wrapper?: string;
+}
+
 export interface MemoryImage {
   readonly path: string;
   readonly format: ImageFormat;
+  /** Format specifics for `info` (compression, dump level, completeness); absent for plain formats. */
+  readonly details?: FormatDetails;
   /** Sorted by start, non-overlapping. */
   readonly ranges: readonly PhysicalRange[];
   /** Bytes of physical memory present (the sum of the ranges). */

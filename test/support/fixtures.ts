@@ -8,7 +8,7 @@ import { ensureDecompressed } from '../../src/image/decompress.js';
  * the guest's own ground truth. Tests decompress what they need into the gitignored .cache once,
  * keyed by the manifest's sha256.
  */
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const sharedFixtures = process.env.VMSCOPE_FIXTURES ?? resolve(repoRoot, '../shared/fixtures');
 export const cacheDir = join(repoRoot, '.cache', 'fixtures');
 
@@ -53,7 +53,7 @@ export function multiFormatSnapshots(): Array<{ name: string; formats: FixtureFo
 }
 
 /** Path of the decompressed file (`elf`, `lime`, `raw` or `kallsyms.txt`), decompressing it on first use. */
-export function fixturePath(name: string, format: FixtureFormat | 'kallsyms.txt'): string {
+export function fixturePath(name: string, format: FixtureFormat | 'avml' | 'kallsyms.txt'): string {
   const entry = manifest().snapshots[name]?.formats[format];
   if (!entry) throw new Error(`fixture ${name} has no ${format}`);
   const source = join(sharedFixtures, entry.file);

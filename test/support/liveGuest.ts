@@ -71,9 +71,16 @@ export interface BootOptions {
   tmpDir: string;
   /** Bound on boot to `LAB:READY`. Default 180 s: a loaded 2-core box under TCG is slow. */
   readyTimeoutMs?: number;
+  /** More QEMU arguments (e.g. `-device vmcoreinfo`, as libvirt adds). */
+  extraArgs?: readonly string[];
 }
 
-export async function bootGuest({ mode, tmpDir, readyTimeoutMs = 180_000 }: BootOptions): Promise<LiveGuest> {
+export async function bootGuest({
+  mode,
+  tmpDir,
+  readyTimeoutMs = 180_000,
+  extraArgs = [],
+}: BootOptions): Promise<LiveGuest> {
   const qmpSocket = join(tmpDir, 'qmp.sock');
   const consolePath = join(tmpDir, 'console.log');
   if (Buffer.byteLength(qmpSocket) > MAX_UNIX_SOCKET_PATH)
@@ -105,6 +112,7 @@ export async function bootGuest({ mode, tmpDir, readyTimeoutMs = 180_000 }: Boot
     '-append',
     `console=ttyS0 labmode=${mode} panic=-1`,
     '-no-reboot',
+    ...extraArgs,
   ];
   // $$ is the shell's pid, which `exec` hands to QEMU: the watchdog kills QEMU once our end of
   // stdin closes. stdin goes to the subshell through fd 3 because sh gives a background job

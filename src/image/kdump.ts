@@ -1,0 +1,447 @@
+import { VmscopeError } from '../util/errors.js';
+import { decodeExactly, type Codec } from './codecs.js';
+import { DecodedImage, readExactly } from './decodedImage.js';
+import { cpuStates, parseNotes } from './elf.js';
+import { readHeader, type ByteSource } from './source.js';
+import type { ElfNote, FormatDetails, PhysicalRange } from './types.js';
+
+/**
+ * The kdump-compressed format (makedumpfile, QEMU `dump-guest-memory -z/-l/-s`, `virsh dump
+ * --format=kdump-*`; `DISKDUMP` is its uncompressed ancestor), as makedumpfile's diskdump_mod.h
+ * lays it out, in blocks of `block_size` bytes:
+ *   block 0: disk_dump_header (signature, header_version 1-6, utsname, status, block_size, sizes);
+ *   blocks 1..sub_hdr_size: kdump_sub_header (phys_base, dump_level, split pfns (v2), VMCOREINFO (v3),
+ *     ELF notes (v4), erase info (v5), 64-bit start/end pfn and max_mapnr (v6));
+ *   bitmap_blocks blocks: bitmap 1 (pages that exist) then bitmap 2 (pages dumped), one bit per pfn;
+ *   one 24-byte page_desc {offset, size, flags, page_flags} per bit set in bitmap 2, in pfn order;
+ *   the pages' data (one shared zero page, then each page, compressed or not).
+ * A page's descriptor is found by counting the set bits of bitmap 2 before it: per-group prefix
+ * sums make that a lookup plus at most one group's popcount. Pages not in bitmap 2 (excluded by
+ * the dump level, or never written in an incomplete dump) are absent, never zeros.
+ */
+export const KDUMP_SIGNATURES = ['KDUMP   ', 'DISKDUMP'] as const;
+const HEADER_BYTES = 464;
+const SUB_HEADER_BYTES = 104;
+const PAGE_DESC_BYTES = 24;
+/** disk_dump_header.status bits. */
+const DUMP_DH_COMPRESSED_ZLIB = 0x1;
+const DUMP_DH_COMPRESSED_LZO = 0x2;
+const DUMP_DH_COMPRESSED_SNAPPY = 0x4;
+const DUMP_DH_COMPRESSED_INCOMPLETE = 0x8;
+const DUMP_DH_COMPRESSED_ZSTD = 0x20;
+const CODEC_FLAGS: ReadonlyArray<[number, Codec]> = [
+  [DUMP_DH_COMPRESSED_ZLIB, 'zlib'],
+  [DUMP_DH_COMPRESSED_LZO, 'lzo'],
+  [DUMP_DH_COMPRESSED_SNAPPY, 'snappy'],
+  [DUMP_DH_COMPRESSED_ZSTD, 'zstd'],
+];
+/** pfns per prefix-sum group: 64 bytes of bitmap, so a lookup counts at most 64 bytes. */
+const GROUP_PFNS = 512;
+/** Descriptors read (and cached) together. */
+const DESCRIPTORS_PER_CHUNK = 1024;
+/** A bitmap larger than this would describe more than 16 TiB of 4 KiB pages: a corrupt header. */
+const MAX_BITMAP_BYTES = 1 << 30;
+const MAX_NOTE_BYTES = 64 << 20;
+const MAX_VMCOREINFO_BYTES = 1 << 20;
+
+const POPCOUNT = Uint8Array.from({ length: 256 }, (_, byte) => {
+  let count = 0;
+  for (let bits = byte; bits; bits &= bits - 1) count++;
+  return count;
+});
+
+export function isKdump(head: Uint8Array): boolean {
+  const text = String.fromCharCode(...head.subarray(0, 8));
+  return (KDUMP_SIGNATURES as readonly string[]).includes(text);
+}
+
+interface KdumpLayout {
+  readonly version: number;
+  readonly isDiskdump: boolean;
+  readonly status: number;
+  readonly blockSize: number;
+  readonly dumpLevel: number | undefined;
+  readonly maxMapnr: number;
+  readonly startPfn: number;
+  readonly endPfn: number;
+  readonly bitmap2Offset: number;
+  readonly descriptorsOffset: number;
+  readonly notes: ElfNote[];
+}
+
+export function openKdump(
+  source: ByteSource,
+  fileLayout: 'random-access' | 'flattened' = 'random-access',
+  cacheBytes?: number,
+): KdumpImage {
+  const layout = parseLayout(source);
+  const index = new DumpedPageIndex(source, layout);
+  const complete = (layout.status & DUMP_DH_COMPRESSED_INCOMPLETE) === 0;
+  const ranges = complete
+    ? bitmapRuns(index.bitmap, layout.startPfn, layout.endPfn, layout.blockSize)
+    : writtenRuns(source, layout, index);
+  const compression = CODEC_FLAGS.filter(([flag]) => (layout.status & flag) !== 0).map(([, codec]) => codec);
+  const presentBytes = ranges.reduce((sum, range) => sum + (range.end - range.start), 0);
+  const details: FormatDetails = {
+    layout: fileLayout,
+    compression: compression.length > 0 ? compression : ['none'],
+    ...(layout.dumpLevel === undefined ? {} : { dumpLevel: layout.dumpLevel }),
+    complete,
+    version: layout.version,
+    excludedBytes: layout.maxMapnr * layout.blockSize - presentBytes,
+  };
+  return new KdumpImage(source, layout, index, ranges, details, cacheBytes);
+}
+
+function parseLayout(source: ByteSource): KdumpLayout {
+  const header = readHeader(source, 0, HEADER_BYTES, 'kdump disk_dump_header');
+  const signature = String.fromCharCode(...new Uint8Array(header.buffer, 0, 8));
+  if (!(KDUMP_SIGNATURES as readonly string[]).includes(signature))
+    throw new VmscopeError('UNKNOWN_FORMAT', `signature "${signature}" is not KDUMP or DISKDUMP`, source.path, 0);
+  const isDiskdump = signature === 'DISKDUMP';
+  const version = header.getInt32(8, true);
+  if (version < 1 || version > 6)
+    throw new VmscopeError('CORRUPT_HEADER', `kdump header version ${version} is not one of 1-6`, source.path, 8);
+  const status = header.getUint32(424, true);
+  const blockSize = header.getInt32(428, true);
+  if (blockSize < 1024 || blockSize > 1 << 16 || (blockSize & (blockSize - 1)) !== 0) {
+    throw new VmscopeError(
+      'CORRUPT_HEADER',
+      `block size ${blockSize} is not a page size (a power of two, 1 KiB to 64 KiB)`,
+      source.path,
+      428,
+    );
+  }
+  const subHeaderBlocks = header.getInt32(432, true);
+  const bitmapBlocks = header.getUint32(436, true);
+  if (subHeaderBlocks < 0 || subHeaderBlocks > 1 << 16)
+    throw new VmscopeError(
+      'CORRUPT_HEADER',
+      `sub-header size ${subHeaderBlocks} blocks is not plausible`,
+      source.path,
+      432,
+    );
+  const bitmapBytes = bitmapBlocks * blockSize;
+  if (bitmapBlocks === 0 || bitmapBlocks % 2 !== 0 || bitmapBytes > MAX_BITMAP_BYTES) {
+    throw new VmscopeError(
+      'CORRUPT_HEADER',
+      `bitmap of ${bitmapBlocks} blocks is not two equal bitmaps of plausible size`,
+      source.path,
+      436,
+    );
+  }
+  let maxMapnr = header.getUint32(440, true);
+  let startPfn = 0;
+  let endPfn = maxMapnr;
+  let dumpLevel: number | undefined;
+  const notes: ElfNote[] = [];
+  if (!isDiskdump && subHeaderBlocks > 0) {
+    const sub = readHeader(
+      source,
+      blockSize,
+      Math.min(SUB_HEADER_BYTES, subHeaderBlocks * blockSize),
+      'kdump sub-header',
+    );
+    const field = (at: number, what: string): number => {
+      const value = sub.getBigUint64(at, true);
+      if (value > BigInt(Number.MAX_SAFE_INTEGER))
+        throw new VmscopeError(
+          'CORRUPT_HEADER',
+          `${what} 0x${value.toString(16)} is beyond any real size`,
+          source.path,
+          blockSize + at,
+        );
+      return Number(value);
+    };
+    dumpLevel = sub.getInt32(8, true);
+    const split = version >= 2 && sub.getInt32(12, true) !== 0;
+    if (version >= 6) maxMapnr = field(96, 'max_mapnr_64');
+    endPfn = maxMapnr;
+    if (split) {
+      startPfn = version >= 6 ? field(80, 'start_pfn_64') : field(16, 'start_pfn');
+      endPfn = version >= 6 ? field(88, 'end_pfn_64') : field(24, 'end_pfn');
+      if (startPfn > endPfn || endPfn > maxMapnr)
+        throw new VmscopeError(
+          'CORRUPT_HEADER',
+          `split pfn range 0x${startPfn.toString(16)}-0x${endPfn.toString(16)} is not inside 0-0x${maxMapnr.toString(16)}`,
+          source.path,
+          blockSize + 16,
+        );
+    }
+    if (version >= 4) {
+      const offset = field(48, 'note offset');
+      const size = field(56, 'note size');
+      if (size > 0) {
+        if (size > MAX_NOTE_BYTES)
+          throw new VmscopeError(
+            'CORRUPT_HEADER',
+            `ELF notes of ${size} bytes are implausibly large`,
+            source.path,
+            blockSize + 56,
+          );
+        notes.push(...parseNotes(source, offset, size));
+      }
+    }
+    if (version >= 3 && !notes.some((note) => note.name === 'VMCOREINFO')) {
+      const offset = field(32, 'VMCOREINFO offset');
+      const size = field(40, 'VMCOREINFO size');
+      if (size > 0) {
+        if (size > MAX_VMCOREINFO_BYTES)
+          throw new VmscopeError(
+            'CORRUPT_HEADER',
+            `VMCOREINFO of ${size} bytes is implausibly large`,
+            source.path,
+            blockSize + 40,
+          );
+        const desc = new Uint8Array(size);
+        readExactly(source, offset, desc, 'the VMCOREINFO text');
+        notes.push({ name: 'VMCOREINFO', type: 0, descFileOffset: offset, desc });
+      }
+    }
+  }
+  const bitmapOffset = (1 + subHeaderBlocks) * blockSize;
+  if (maxMapnr > (bitmapBytes / 2) * 8) {
+    throw new VmscopeError(
+      'CORRUPT_HEADER',
+      `max_mapnr 0x${maxMapnr.toString(16)} needs more bits than the ${bitmapBytes / 2}-byte bitmap holds`,
+      source.path,
+      version >= 6 ? blockSize + 96 : 440,
+    );
+  }
+  return {
+    version,
+    isDiskdump,
+    status,
+    blockSize,
+    dumpLevel,
+    maxMapnr,
+    startPfn,
+    endPfn,
+    bitmap2Offset: bitmapOffset + bitmapBytes / 2,
+    descriptorsOffset: bitmapOffset + bitmapBytes,
+    notes,
+  };
+}
+
+/** Bitmap 2 and its per-group prefix sums: a dumped page's descriptor index without a linear count. */
+class DumpedPageIndex {
+  readonly bitmap: Uint8Array;
+  /** Set bits of bitmap 2 before each group of GROUP_PFNS pfns. */
+  private readonly groupPrefix: Float64Array;
+  private readonly firstIndex: number;
+  readonly dumpedPages: number;
+
+  constructor(source: ByteSource, layout: KdumpLayout) {
+    const { maxMapnr, startPfn, endPfn } = layout;
+    const bitmap = new Uint8Array(Math.ceil(maxMapnr / 8));
+    readExactly(source, layout.bitmap2Offset, bitmap, 'bitmap 2 (dumped pages)');
+    // Bits at or past max_mapnr are ignored, so a stray bit there cannot claim a descriptor.
+    if (maxMapnr % 8 !== 0) bitmap[bitmap.length - 1]! &= (1 << (maxMapnr % 8)) - 1;
+    const groups = Math.ceil(maxMapnr / GROUP_PFNS);
+    const groupPrefix = new Float64Array(groups + 1);
+    const groupBytes = GROUP_PFNS / 8;
+    for (let group = 0; group < groups; group++) {
+      let count = 0;
+      const end = Math.min(bitmap.length, (group + 1) * groupBytes);
+      for (let at = group * groupBytes; at < end; at++) count += POPCOUNT[bitmap[at]!]!;
+      groupPrefix[group + 1] = groupPrefix[group]! + count;
+    }
+    this.bitmap = bitmap;
+    this.groupPrefix = groupPrefix;
+    this.firstIndex = countBits(bitmap, groupPrefix, startPfn);
+    this.dumpedPages = countBits(bitmap, groupPrefix, endPfn) - this.firstIndex;
+    const complete = (layout.status & DUMP_DH_COMPRESSED_INCOMPLETE) === 0;
+    const perPage = layout.isDiskdump ? layout.blockSize : PAGE_DESC_BYTES;
+    const tableEnd = layout.descriptorsOffset + this.dumpedPages * perPage;
+    if (complete && tableEnd > source.size) {
+      const held = Math.max(0, Math.floor((source.size - layout.descriptorsOffset) / perPage));
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `bitmap 2 claims ${this.dumpedPages} dumped pages but the file ends after ${held} ${layout.isDiskdump ? 'pages' : 'page descriptors'} (needs 0x${tableEnd.toString(16)} bytes, has 0x${source.size.toString(16)})`,
+        source.path,
+        layout.bitmap2Offset,
+      );
+    }
+  }
+
+  /** Position of page `pfn` among the dumped pages (its descriptor's index). */
+  indexOf(pfn: number): number {
+    return countBits(this.bitmap, this.groupPrefix, pfn) - this.firstIndex;
+  }
+}
+
+/** Descriptors `chunk * DESCRIPTORS_PER_CHUNK` on; zeros past the end of the file (an incomplete dump's unwritten ones). */
+function readDescriptorChunk(source: ByteSource, layout: KdumpLayout, dumpedPages: number, chunk: number): Uint8Array {
+  const count = Math.min(DESCRIPTORS_PER_CHUNK, dumpedPages - chunk * DESCRIPTORS_PER_CHUNK);
+  const table = new Uint8Array(count * PAGE_DESC_BYTES);
+  const got = source.readAt(layout.descriptorsOffset + chunk * DESCRIPTORS_PER_CHUNK * PAGE_DESC_BYTES, table);
+  table.fill(0, got);
+  return table;
+}
+
+/** An incomplete dump's pages: those whose descriptor was written (offset non-zero) and whose data lies in the file. */
+function writtenRuns(source: ByteSource, layout: KdumpLayout, index: DumpedPageIndex): PhysicalRange[] {
+  const runs: PhysicalRange[] = [];
+  let chunk = -1;
+  let table: Uint8Array = new Uint8Array(0);
+  for (const run of bitmapRuns(index.bitmap, layout.startPfn, layout.endPfn, layout.blockSize)) {
+    for (let at = run.start; at < run.end; at += layout.blockSize) {
+      const position = index.indexOf(at / layout.blockSize);
+      let written: boolean;
+      if (layout.isDiskdump) {
+        written = layout.descriptorsOffset + (position + 1) * layout.blockSize <= source.size;
+      } else {
+        if (Math.floor(position / DESCRIPTORS_PER_CHUNK) !== chunk) {
+          chunk = Math.floor(position / DESCRIPTORS_PER_CHUNK);
+          table = readDescriptorChunk(source, layout, index.dumpedPages, chunk);
+        }
+        const view = new DataView(table.buffer, (position % DESCRIPTORS_PER_CHUNK) * PAGE_DESC_BYTES, PAGE_DESC_BYTES);
+        const offset = Number(view.getBigInt64(0, true));
+        written = offset > 0 && offset + view.getUint32(8, true) <= source.size;
+      }
+      if (!written) continue;
+      const last = runs[runs.length - 1];
+      if (last && last.end === at)
+        runs[runs.length - 1] = { start: last.start, end: at + layout.blockSize, fileOffset: -1 };
+      else runs.push({ start: at, end: at + layout.blockSize, fileOffset: -1 });
+    }
+  }
+  return runs;
+}
+
+export class KdumpImage extends DecodedImage {
+  private readonly blockSize: number;
+
+  constructor(
+    source: ByteSource,
+    private readonly layout: KdumpLayout,
+    private readonly index: DumpedPageIndex,
+    ranges: PhysicalRange[],
+    details: FormatDetails,
+    cacheBytes?: number,
+  ) {
+    super(source, 'kdump', ranges, details, layout.notes, cpuStates(layout.notes), cacheBytes);
+    this.blockSize = layout.blockSize;
+  }
+
+  private descriptor(index: number): { offset: number; size: number; flags: number; at: number } {
+    const chunk = Math.floor(index / DESCRIPTORS_PER_CHUNK);
+    const bytes = this.cache.through(-1 - chunk, () =>
+      readDescriptorChunk(this.source, this.layout, this.index.dumpedPages, chunk),
+    );
+    const within = (index % DESCRIPTORS_PER_CHUNK) * PAGE_DESC_BYTES;
+    const view = new DataView(bytes.buffer, bytes.byteOffset + within, PAGE_DESC_BYTES);
+    const offset = view.getBigInt64(0, true);
+    const at = this.layout.descriptorsOffset + index * PAGE_DESC_BYTES;
+    if (offset < 0n || offset > BigInt(Number.MAX_SAFE_INTEGER))
+      throw new VmscopeError('CORRUPT_HEADER', `page descriptor offset ${offset} is not a file offset`, this.path, at);
+    return { offset: Number(offset), size: view.getUint32(8, true), flags: view.getUint32(12, true), at };
+  }
+
+  /** The decoded page `pfn` (present: bitmap 2 has its bit). */
+  private page(pfn: number): Uint8Array {
+    const index = this.index.indexOf(pfn);
+    if (this.layout.isDiskdump) {
+      const offset = this.layout.descriptorsOffset + index * this.blockSize;
+      return this.cache.through(offset, () => {
+        const bytes = new Uint8Array(this.blockSize);
+        readExactly(this.source, offset, bytes, `page 0x${pfn.toString(16)}`);
+        return bytes;
+      });
+    }
+    const { offset, size, flags, at } = this.descriptor(index);
+    return this.cache.through(offset, () => this.decodePage(pfn, offset, size, flags, at));
+  }
+
+  private decodePage(pfn: number, offset: number, size: number, flags: number, descriptorAt: number): Uint8Array {
+    if (offset === 0)
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `page 0x${pfn.toString(16)} has an empty descriptor in a dump marked complete`,
+        this.path,
+        descriptorAt,
+      );
+    const codecs = CODEC_FLAGS.filter(([flag]) => (flags & flag) !== 0);
+    if (codecs.length > 1 || (flags & ~CODEC_FLAGS.reduce((all, [flag]) => all | flag, 0)) !== 0) {
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `page descriptor flags 0x${flags.toString(16)} name no single compression`,
+        this.path,
+        descriptorAt + 12,
+      );
+    }
+    const limit = codecs.length === 0 ? this.blockSize : 2 * this.blockSize;
+    if (size === 0 || size > limit || (codecs.length === 0 && size !== this.blockSize)) {
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `page descriptor size ${size} is not plausible for a ${this.blockSize}-byte page`,
+        this.path,
+        descriptorAt + 8,
+      );
+    }
+    if (offset + size > this.source.size) {
+      throw new VmscopeError(
+        'TRUNCATED_FILE',
+        `page 0x${pfn.toString(16)}'s data at 0x${offset.toString(16)}+0x${size.toString(16)} lies past the end of the file (0x${this.source.size.toString(16)})`,
+        this.path,
+        descriptorAt,
+      );
+    }
+    const stored = new Uint8Array(size);
+    readExactly(this.source, offset, stored, `page 0x${pfn.toString(16)}`);
+    if (codecs.length === 0) return stored;
+    const codec = codecs[0]![1];
+    return decodeExactly(codec, stored, this.blockSize, this.path, offset);
+  }
+
+  protected fill(physical: number, into: Uint8Array): void {
+    let done = 0;
+    while (done < into.length) {
+      const at = physical + done;
+      const pfn = Math.floor(at / this.blockSize);
+      const within = at - pfn * this.blockSize;
+      const length = Math.min(into.length - done, this.blockSize - within);
+      into.set(this.page(pfn).subarray(within, within + length), done);
+      done += length;
+    }
+  }
+}
+
+/** Set bits of `bitmap` below `pfn`. */
+function countBits(bitmap: Uint8Array, groupPrefix: Float64Array, pfn: number): number {
+  const group = Math.floor(pfn / GROUP_PFNS);
+  let count = groupPrefix[Math.min(group, groupPrefix.length - 1)]!;
+  if (group >= groupPrefix.length - 1) return count;
+  const byteEnd = pfn >>> 3;
+  for (let at = group * (GROUP_PFNS / 8); at < byteEnd; at++) count += POPCOUNT[bitmap[at]!]!;
+  const bits = pfn & 7;
+  if (bits) count += POPCOUNT[bitmap[byteEnd]! & ((1 << bits) - 1)]!;
+  return count;
+}
+
+/** Runs of set bits in [startPfn, endPfn) as physical ranges. */
+function bitmapRuns(bitmap: Uint8Array, startPfn: number, endPfn: number, blockSize: number): PhysicalRange[] {
+  const runs: PhysicalRange[] = [];
+  let runStart = -1;
+  const close = (pfn: number): void => {
+    if (runStart >= 0) runs.push({ start: runStart * blockSize, end: pfn * blockSize, fileOffset: -1 });
+    runStart = -1;
+  };
+  for (let pfn = startPfn; pfn < endPfn;) {
+    const byte = bitmap[pfn >>> 3]!;
+    if ((pfn & 7) === 0 && pfn + 8 <= endPfn && (byte === 0 || byte === 0xff)) {
+      if (byte === 0) close(pfn);
+      else if (runStart < 0) runStart = pfn;
+      pfn += 8;
+      continue;
+    }
+    if (byte & (1 << (pfn & 7))) {
+      if (runStart < 0) runStart = pfn;
+    } else {
+      close(pfn);
+    }
+    pfn++;
+  }
+  close(endPfn);
+  return runs;
+}

@@ -1,0 +1,77 @@
+import { deflateSync } from 'node:zlib';
+import fc from 'fast-check';
+import snappyjs from 'snappyjs';
+import { describe, expect, it } from 'vitest';
+import { decodeExactly } from '../../src/image/codecs.js';
+import { VmscopeError } from '../../src/util/errors.js';
+import { lzoLiteralStream, zstdStoredFrame } from '../support/formatWriters.js';
+
+/** Memory-like bytes: runs of zeros, repeated words, and noise, so every snappy element kind appears. */
+const memoryLike = fc
+  .array(
+    fc.oneof(
+      fc.integer({ min: 1, max: 3000 }).map((length) => new Uint8Array(length)),
+      fc
+        .tuple(fc.uint8Array({ minLength: 1, maxLength: 12 }), fc.integer({ min: 1, max: 400 }))
+        .map(([word, times]) => {
+          const out = new Uint8Array(word.length * times);
+          for (let i = 0; i < times; i++) out.set(word, i * word.length);
+          return out;
+        }),
+      fc.uint8Array({ minLength: 1, maxLength: 2000 }),
+    ),
+    { maxLength: 40 },
+  )
+  .map((parts) => {
+    const out = new Uint8Array(
+      Math.min(
+        65536,
+        parts.reduce((sum, part) => sum + part.length, 0),
+      ),
+    );
+    let at = 0;
+    for (const part of parts) {
+      if (at >= out.length) break;
+      out.set(part.subarray(0, out.length - at), at);
+      at += part.length;
+    }
+    return out;
+  });
+
+describe('page and chunk decoders', () => {
+  it('zlib, snappy, zstd and lzo pages decode to what was encoded, on memory-like inputs', () => {
+    fc.assert(
+      fc.property(memoryLike, (data) => {
+        if (data.length === 0) return;
+        expect(decodeExactly('zlib', deflateSync(data), data.length, 'dump', 0)).toEqual(data);
+        expect(decodeExactly('snappy', snappyjs.compress(data), data.length, 'dump', 0)).toEqual(data);
+        // The writer's frame header holds sizes of 256 bytes and more (a 2-byte content size).
+        if (data.length >= 256)
+          expect(decodeExactly('zstd', zstdStoredFrame(data), data.length, 'dump', 0)).toEqual(data);
+        expect(decodeExactly('lzo', lzoLiteralStream(data), data.length, 'dump', 0)).toEqual(data);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('every codec refuses to inflate past the page size with a typed error at the data offset', () => {
+    const big = new Uint8Array(8192).fill(7);
+    for (const [codec, encoded] of [
+      ['zlib', deflateSync(big)],
+      ['snappy', snappyjs.compress(big)],
+      ['zstd', zstdStoredFrame(big)],
+    ] as const) {
+      let caught: unknown;
+      try {
+        decodeExactly(codec, encoded, 4096, 'dump', 0x1234);
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught, codec).toBeInstanceOf(VmscopeError);
+      expect((caught as VmscopeError).offset).toBe(0x1234);
+    }
+    expect(decodeExactly('zstd', zstdStoredFrame(big.subarray(0, 4096)), 4096, 'dump', 0)).toEqual(
+      big.subarray(0, 4096),
+    );
+  });
+});
