@@ -1,5 +1,6 @@
 import { closeSync, fsyncSync, openSync, statSync, writeSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
+import { readHostMetadata } from '../monitor/hostMetadata.js';
 import { loadPolicy } from '../monitor/policy.js';
 import { FolderSource } from '../monitor/sources/folderSource.js';
 import { GuestGoneError, QmpSource } from '../monitor/sources/qmpSource.js';
@@ -21,6 +22,7 @@ interface WatchCliOptions {
   qmp?: string;
   interval?: number;
   policy?: string;
+  hostMetadata?: string;
   alerts?: string;
   tempDir?: string;
   diskBudget?: number;
@@ -93,6 +95,10 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
         '--policy <file>',
         'judge every snapshot by this policy (YAML or JSON); without it only changes are reported',
       )
+      .option(
+        '--host-metadata <file>',
+        "the host's location for geo_fence rules (JSON: region, postal_code, timezone), re-read for every snapshot",
+      )
       .option('--alerts <file>', 'append the alerts (NDJSON) to this file instead of writing them to stdout')
       .option('--temp-dir <dir>', 'with --qmp: where QEMU writes the dumps (default the system temp folder)')
       .option(
@@ -109,6 +115,7 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
     checkSourceOptions(options);
     // Everything that can be wrong with the arguments fails here, before a dump is taken.
     const policy = options.policy !== undefined ? loadPolicy(options.policy) : undefined;
+    if (options.hostMetadata !== undefined) readHostMetadata(options.hostMetadata);
     const alerts = openAlertSink(options.alerts);
     const stop = new AbortController();
     const removeSignalHandlers = stopOnSignals(stop);
@@ -125,6 +132,7 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
       await runWatch({
         source,
         ...(policy ? { policy } : {}),
+        ...(options.hostMetadata !== undefined ? { hostMetadataFile: options.hostMetadata } : {}),
         signal: stop.signal,
         contextOptions: helpers.contextOptions(options, progress),
         onAlert: writeAlert,
