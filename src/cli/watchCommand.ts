@@ -32,14 +32,17 @@ interface WatchCliOptions {
 }
 
 const WATCH_HELP = `Each snapshot is summarized (processes with argv, hidden processes, modules, hidden modules,
-the syscall table, the guest's clock), compared with the previous one and judged by the policy.
+the syscall table, sockets, executable memory, environments, the guest's clock, and the host
+metadata of --host-metadata, re-read every time), compared with the previous one and judged by
+the policy.
 Alerts are appended as NDJSON, one object per line, to --alerts FILE or stdout:
 
   {"time":"…","type":"violation","snapshot":"…","captured_at":"…","rule":"hidden","severity":"critical",
    "action":"pause","kind":"hidden_process","change":null,"pid":115,"name":null,"comm":"lab_hideme","detail":"…"}
 
   type  change     a diff row against the previous snapshot (kind process, module, syscall,
-                   hidden_process, hidden_module, signature; change started/ended/…), or kind
+                   hidden_process, hidden_module, signature, socket, executable_region;
+                   change started/ended/opened/closed/…), or kind
                    "kernel": the guest rebooted into another kernel and the comparison starts over
         violation  a policy violation when it FIRST appears (every one on the first snapshot);
                    one that persists is not repeated and its action runs once

@@ -51,7 +51,9 @@ export interface SummarizeOptions {
 /**
  * What the monitor keeps of one dump: processes (with argv), hidden processes, modules, hidden
  * modules and the syscall table, read by the same os-level code as pslist, psaux, psxview,
- * hidden-modules and syscalls, plus the guest's wall clock. As in those analyses, a broken list
+ * hidden-modules and syscalls; inet sockets, executable regions, fileless executables and
+ * environments from the providers of sockstat, maps, malfind, pslist's exe and envars; the
+ * guest's wall clock, the host's capture time and the host's location. As in those analyses, a broken list
  * or an unreadable object is a warning, not an error: a summary of a damaged dump still compares.
  */
 export async function summarizeSnapshot(
