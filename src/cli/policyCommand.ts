@@ -87,7 +87,7 @@ YAML or JSON:
 Other checks: required_processes, forbidden_processes, allowed_modules, signatures
 (rules_file relative to the policy). geo_fence judges the host metadata given with
 --host-metadata (none: a violation); max_clock_skew compares the guest's clock with the dump
-file's modification time. check only reports each violation with its rule's action;
+file's modification time (watch --qmp: the time the dump was asked for). check only reports each violation with its rule's action;
 it runs no command and pauses nothing.
 Exit code 1 when any rule is violated (or the dump was read only in part), 0 when none is,
 2 when the policy or the dump cannot be used (the error names file:line:column).

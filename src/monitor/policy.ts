@@ -83,9 +83,10 @@
  *   with region, postal_code, timezone, re-read for every snapshot so a migration is seen) must
  *   match one entry, every key the entry gives being equal. No metadata (none given, or
  *   unreadable) is a violation: the fence fails closed.
- * - `max_clock_skew`: the guest's clock against the host's capture time (the dump file's
- *   modification time, which QEMU and a folder's writer set when the dump is written). An
- *   unreadable guest clock is a violation too: a time fence cannot trust it.
+ * - `max_clock_skew`: the guest's clock against the host's capture time: the source's (a QMP
+ *   source's: when it asked QEMU for the dump), else the dump file's modification time (set
+ *   by whoever wrote the dump). An unreadable guest clock is a violation too: a time fence
+ *   cannot trust it.
  * - `no_injected_code`: executable memory backed by no file in a user process (malfind's
  *   anonymous executable regions; the vDSO excluded), one violation per region.
  * - `no_fileless_processes`: a process whose executable is a memfd, a pseudo file or deleted.

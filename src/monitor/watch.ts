@@ -181,6 +181,7 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
         summary = await summarizeDump(snapshot.path, options.contextOptions, {
           rulesFiles,
           ...(options.hostMetadataFile !== undefined ? { hostMetadataFile: options.hostMetadataFile } : {}),
+          ...(snapshot.capturedAt ? { hostCapturedAt: snapshot.capturedAt } : {}),
         });
       } catch (error) {
         // Whatever the dump did to the analysis (a VmscopeError, or a bug it tripped), the next dump deserves a look.

@@ -15,7 +15,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 class ListSource implements SnapshotSource {
   pauses = 0;
   constructor(
-    private readonly paths: readonly string[],
+    private readonly snapshots: ReadonlyArray<{ path: string; capturedAt: Date }>,
     private readonly before: (index: number) => void,
   ) {}
 
@@ -23,12 +23,12 @@ class ListSource implements SnapshotSource {
     let index = 0;
     return {
       next: (): Promise<IteratorResult<Snapshot>> => {
-        if (index >= this.paths.length) return Promise.resolve({ done: true, value: undefined });
+        if (index >= this.snapshots.length) return Promise.resolve({ done: true, value: undefined });
         this.before(index);
-        const path = this.paths[index++]!;
+        const { path, capturedAt } = this.snapshots[index++]!;
         return Promise.resolve({
           done: false,
-          value: { path, receivedAt: new Date(), release: () => Promise.resolve() },
+          value: { path, receivedAt: new Date(), capturedAt, release: () => Promise.resolve() },
         });
       },
     };
@@ -75,10 +75,17 @@ describe('watch applies the network, location and process-state rules, with thei
           },
           { id: 'where', severity: 'critical', action: 'pause', geo_fence: { allow: [{ region: 'eu-central' }] } },
           { id: 'injected', severity: 'critical', no_injected_code: true },
+          { id: 'clock', severity: 'high', max_clock_skew: '300s' },
         ],
       }),
     );
-    source = new ListSource([modern, modern], (index) => {
+    // The host's capture time as the source reports it: the truth's for the first, an hour later for the second.
+    const captured = Date.parse((truth('linux61-modern').capture as { captured_at_utc: string }).captured_at_utc);
+    const snapshots = [
+      { path: modern, capturedAt: new Date(captured) },
+      { path: modern, capturedAt: new Date(captured + 3_600_000) },
+    ];
+    source = new ListSource(snapshots, (index) => {
       // The guest migrates between the two snapshots: the file is read anew for each.
       writeFileSync(hostMetadata, JSON.stringify({ region: index === 0 ? 'eu-central' : 'us-east' }));
     });
@@ -107,14 +114,20 @@ describe('watch applies the network, location and process-state rules, with thei
     expect(received.map((alert) => [alert.rule, alert.name])).toEqual([['ports', 'tcp/4444']]);
   });
 
-  it('the second snapshot: the migrated host violates the geo fence once and the guest is paused; nothing else repeats', () => {
+  it('the second snapshot: the migrated host violates the geo fence once and the guest is paused, the clock an hour off is flagged; nothing else repeats', () => {
     const violations = alerts.filter((alert) => alert.type === 'violation');
     expect(violations.filter((alert) => alert.rule === 'where').map((alert) => alert.kind)).toEqual([
       'outside_geo_fence',
     ]);
     expect(source.pauses).toBe(1);
+    // The source's capture time is what the guest clock is judged against: right on the first, an hour off on the second.
+    const clock = violations.filter((alert) => alert.rule === 'clock');
+    expect(clock.map((alert) => alert.kind)).toEqual(['clock_skew']);
+    expect(clock[0]!.detail).toMatch(/ 3\d{3} s behind, more than the 300 s allowed/);
+    // Alerted with the second snapshot's: after its geo-fence violation (rules alert in policy order).
+    expect(violations.indexOf(clock[0]!)).toBeGreaterThan(violations.findIndex((alert) => alert.rule === 'where'));
     // Persisting violations (4444, the injected code) are not alerted again; the same dump twice has no change.
-    expect(violations).toHaveLength(4);
+    expect(violations).toHaveLength(5);
     expect(alerts.filter((alert) => alert.type === 'change')).toEqual([]);
     expect(alerts.filter((alert) => alert.type === 'error')).toEqual([]);
   });
