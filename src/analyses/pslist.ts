@@ -4,6 +4,8 @@ import { readTask, type TaskInfo } from '../os/linux/tasks.js';
 import { VmscopeError } from '../util/errors.js';
 import { hex } from '../util/hex.js';
 import { readerProvider } from './providers/kernel.js';
+import type { ResolvedPath } from '../os/linux/paths.js';
+import { executablesProvider, type PerProcess } from './providers/processContext.js';
 import { taskListProvider } from './providers/processes.js';
 import { defineAnalysis, option, type Column, type Row } from './types.js';
 
@@ -32,6 +34,10 @@ export function processRow(task: TaskInfo): Row {
     kernel_thread: task.kernelThread,
   };
 }
+
+/** /proc/PID/exe as a column: null for kernel threads and processes without an executable file. */
+export const exeColumn: Column = { key: 'exe', kind: 'text', title: 'Executable' };
+const pslistColumns: readonly Column[] = [...processColumns, exeColumn];
 
 /**
  * The other threads of a thread group, leader excluded, in at most `maxSteps` list steps.
@@ -88,13 +94,23 @@ function withThreads(reader: KernelReader, leaders: readonly TaskInfo[], warning
   return tasks;
 }
 
+/** Each thread group's executable path, by tgid (threads share the leader's mm), its problems added to `warnings`. */
+export async function executableByGroup(
+  executables: Promise<PerProcess<ResolvedPath | undefined>>,
+  warnings: string[],
+): Promise<Map<number, string>> {
+  const found = await executables;
+  warnings.push(...found.warnings.filter((warning) => !warnings.includes(warning)));
+  return new Map(found.entries.flatMap(({ task, value }) => (value ? [[task.tgid, value.path] as const] : [])));
+}
+
 /** The processes on the kernel's task list (thread-group leaders; every thread with `threads`). */
 export const pslistAnalysis = defineAnalysis({
   name: 'pslist',
   description:
     "list the processes on the kernel's task list (pid, ppid, command, task_struct, threads, uid, start time)",
-  columns: processColumns,
-  uses: [readerProvider, taskListProvider],
+  columns: pslistColumns,
+  uses: [readerProvider, taskListProvider, executablesProvider],
   options: z.object({
     threads: option(z.boolean().optional(), { description: 'list every thread, not one row per thread group' }),
   }),
@@ -102,14 +118,17 @@ export const pslistAnalysis = defineAnalysis({
 an unreadable link), so one damaged pointer loses as few processes as possible; every
 problem makes the result partial with a warning. A process unlinked from the list (DKOM)
 does not appear here: compare with psscan/psxview. The swapper (pid 0) is the list head
-and is not listed. ppid is the tgid of real_parent, as ps shows it.`,
+and is not listed. ppid is the tgid of real_parent, as ps shows it. exe is the path of
+mm->exe_file as /proc/PID/exe shows it ("/memfd:NAME (deleted)" for a memfd, " (deleted)" for
+an unlinked file); threads share their leader's.`,
   async compute(inputs, options) {
     const list = await inputs.get(taskListProvider);
     const warnings = [...list.warnings];
     const listed = options.threads ? withThreads(await inputs.get(readerProvider), list.tasks, warnings) : list.tasks;
+    const exe = await executableByGroup(inputs.get(executablesProvider), warnings);
     return {
-      columns: processColumns,
-      rows: listed.map(processRow),
+      columns: pslistColumns,
+      rows: listed.map((task) => ({ ...processRow(task), exe: exe.get(task.tgid) ?? null })),
       single: false,
       partial: warnings.length > 0,
       warnings,

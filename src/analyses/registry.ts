@@ -1,4 +1,9 @@
 import { checkAnalysis } from './check.js';
+import { envarsAnalysis } from './envars.js';
+import { lsofAnalysis } from './lsof.js';
+import { malfindAnalysis } from './malfind.js';
+import { mapsAnalysis } from './maps.js';
+import { sockstatAnalysis } from './sockstat.js';
 import { hiddenModulesAnalysis } from './hiddenModules.js';
 import { infoAnalysis } from './info.js';
 import { kallsymsAnalysis } from './kallsyms.js';
@@ -25,6 +30,11 @@ const registered: Analysis[] = [
   lsmodAnalysis,
   hiddenModulesAnalysis,
   syscallsAnalysis,
+  sockstatAnalysis,
+  mapsAnalysis,
+  malfindAnalysis,
+  envarsAnalysis,
+  lsofAnalysis,
   checkAnalysis,
   yarascanAnalysis,
   kallsymsAnalysis,

@@ -101,6 +101,8 @@ the module list, hidden modules, the syscall table), then the summaries are comp
   hidden_module   a module hidden from the module list appeared / disappeared
   signature       with --rules: a rule's string matching in a process (or kernel/unowned memory)
                   appeared / disappeared
+  socket          an inet socket opened / closed, or its state changed (ESTABLISHED → CLOSE_WAIT)
+  executable_region  executable memory that appeared in a process present in both dumps
 The dumps must be of the same kernel build (equal linux_banner): otherwise diff refuses, exit 2.
 Exit code 1 when anything changed (or a dump was read only in part), 0 when nothing did.
 

@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import type { ContextOptions } from '../analyses/context.js';
 import type { AnalysisResult, Column } from '../analyses/types.js';
 import { evaluatePolicy, loadPolicy, policyRulesFiles, type Policy } from '../monitor/policy.js';
-import { isPartialSummary, summarizeDump } from '../monitor/summarize.js';
+import { readHostMetadata } from '../monitor/hostMetadata.js';
+import { isPartialSummary, summarizeDump, type SummarizeOptions } from '../monitor/summarize.js';
 import { createProgress } from './progress.js';
 
 type Progress = ReturnType<typeof createProgress>;
@@ -27,8 +28,9 @@ export async function runPolicyCheck(
   policy: Policy,
   dumpPath: string,
   options: ContextOptions = {},
+  summarizeOptions: Omit<SummarizeOptions, 'rulesFiles'> = {},
 ): Promise<AnalysisResult> {
-  const summary = await summarizeDump(dumpPath, options, { rulesFiles: policyRulesFiles(policy) });
+  const summary = await summarizeDump(dumpPath, options, { ...summarizeOptions, rulesFiles: policyRulesFiles(policy) });
   const violations = evaluatePolicy(policy, summary);
   return {
     columns: policyColumns,
@@ -70,8 +72,22 @@ YAML or JSON:
         timezone: Europe/Berlin
         windows: [{ days: [sat, sun], from: "22:00", to: "04:00" }]
 
+    - { id: ports, severity: high, listening_ports: { allow: [{ port: 8080 }, { port: 5353, proto: udp }] } }
+    - id: office-hours-traffic
+      severity: high
+      network_fence:                      # established connections only inside the windows
+        timezone: Europe/Berlin
+        windows: [{ days: [mon, tue, wed, thu, fri], from: "09:00", to: "17:00" }]
+    - { id: where, severity: critical, geo_fence: { allow: [{ region: eu-central }, { postal_code: "10115" }] } }
+    - { id: clock, severity: high, max_clock_skew: 300s }
+    - { id: injected, severity: critical, no_injected_code: true }
+    - { id: fileless, severity: critical, no_fileless_processes: true }
+    - { id: preload, severity: high, forbidden_environment: [{ name: LD_PRELOAD }] }
+
 Other checks: required_processes, forbidden_processes, allowed_modules, signatures
-(rules_file relative to the policy). check only reports each violation with its rule's action;
+(rules_file relative to the policy). geo_fence judges the host metadata given with
+--host-metadata (none: a violation); max_clock_skew compares the guest's clock with the dump
+file's modification time (watch --qmp: the time the dump was asked for). check only reports each violation with its rule's action;
 it runs no command and pauses nothing.
 Exit code 1 when any rule is violated (or the dump was read only in part), 0 when none is,
 2 when the policy or the dump cannot be used (the error names file:line:column).
@@ -93,13 +109,24 @@ export function registerPolicyCommand<Options extends { progress: boolean }>(
         .description('judge one dump against a policy: one row per violation')
         .argument('<dump>', 'memory dump file (raw, LiME or ELF core)')
         .requiredOption('--policy <file>', 'the policy file (YAML or JSON)')
+        .option(
+          '--host-metadata <file>',
+          "the host's location for geo_fence rules: JSON with region, postal_code, timezone",
+        )
         .addHelpText('after', `\n${POLICY_HELP}\n`),
     )
-    .action(async (dump: string, options: Options & { policy: string }) => {
+    .action(async (dump: string, options: Options & { policy: string; hostMetadata?: string }) => {
       const loaded = loadPolicy(options.policy);
+      // A bad metadata file is the user's mistake: said now, not as a geo-fence violation after the summary.
+      if (options.hostMetadata !== undefined) readHostMetadata(options.hostMetadata);
       const progress = createProgress(options.progress);
       try {
-        const result = await runPolicyCheck(loaded, dump, helpers.contextOptions(options, progress));
+        const result = await runPolicyCheck(
+          loaded,
+          dump,
+          helpers.contextOptions(options, progress),
+          options.hostMetadata !== undefined ? { hostMetadataFile: options.hostMetadata } : {},
+        );
         progress.stop();
         helpers.setExitCode(await helpers.printResult(result, options));
       } finally {

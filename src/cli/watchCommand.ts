@@ -1,5 +1,6 @@
 import { closeSync, fsyncSync, openSync, statSync, writeSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
+import { readHostMetadata } from '../monitor/hostMetadata.js';
 import { loadPolicy } from '../monitor/policy.js';
 import { FolderSource } from '../monitor/sources/folderSource.js';
 import { GuestGoneError, QmpSource } from '../monitor/sources/qmpSource.js';
@@ -21,6 +22,7 @@ interface WatchCliOptions {
   qmp?: string;
   interval?: number;
   policy?: string;
+  hostMetadata?: string;
   alerts?: string;
   tempDir?: string;
   diskBudget?: number;
@@ -30,14 +32,17 @@ interface WatchCliOptions {
 }
 
 const WATCH_HELP = `Each snapshot is summarized (processes with argv, hidden processes, modules, hidden modules,
-the syscall table, the guest's clock), compared with the previous one and judged by the policy.
+the syscall table, sockets, executable memory, environments, the guest's clock, and the host
+metadata of --host-metadata, re-read every time), compared with the previous one and judged by
+the policy.
 Alerts are appended as NDJSON, one object per line, to --alerts FILE or stdout:
 
   {"time":"…","type":"violation","snapshot":"…","captured_at":"…","rule":"hidden","severity":"critical",
    "action":"pause","kind":"hidden_process","change":null,"pid":115,"name":null,"comm":"lab_hideme","detail":"…"}
 
   type  change     a diff row against the previous snapshot (kind process, module, syscall,
-                   hidden_process, hidden_module, signature; change started/ended/…), or kind
+                   hidden_process, hidden_module, signature, socket, executable_region;
+                   change started/ended/opened/closed/…), or kind
                    "kernel": the guest rebooted into another kernel and the comparison starts over
         violation  a policy violation when it FIRST appears (every one on the first snapshot);
                    one that persists is not repeated and its action runs once
@@ -93,6 +98,10 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
         '--policy <file>',
         'judge every snapshot by this policy (YAML or JSON); without it only changes are reported',
       )
+      .option(
+        '--host-metadata <file>',
+        "the host's location for geo_fence rules (JSON: region, postal_code, timezone), re-read for every snapshot",
+      )
       .option('--alerts <file>', 'append the alerts (NDJSON) to this file instead of writing them to stdout')
       .option('--temp-dir <dir>', 'with --qmp: where QEMU writes the dumps (default the system temp folder)')
       .option(
@@ -109,6 +118,7 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
     checkSourceOptions(options);
     // Everything that can be wrong with the arguments fails here, before a dump is taken.
     const policy = options.policy !== undefined ? loadPolicy(options.policy) : undefined;
+    if (options.hostMetadata !== undefined) readHostMetadata(options.hostMetadata);
     const alerts = openAlertSink(options.alerts);
     const stop = new AbortController();
     const removeSignalHandlers = stopOnSignals(stop);
@@ -125,6 +135,7 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
       await runWatch({
         source,
         ...(policy ? { policy } : {}),
+        ...(options.hostMetadata !== undefined ? { hostMetadataFile: options.hostMetadata } : {}),
         signal: stop.signal,
         contextOptions: helpers.contextOptions(options, progress),
         onAlert: writeAlert,

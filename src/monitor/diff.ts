@@ -4,17 +4,38 @@ import { hex } from '../util/hex.js';
 import type {
   SnapshotModule,
   SnapshotProcess,
+  SnapshotRegion,
   SnapshotSignatureHit,
+  SnapshotSocket,
   SnapshotSummary,
   SnapshotSyscall,
 } from './snapshot.js';
 
 /** Row kinds, in the order rows are sorted. */
-export const DIFF_KINDS = ['process', 'module', 'syscall', 'hidden_process', 'hidden_module', 'signature'] as const;
+export const DIFF_KINDS = [
+  'process',
+  'module',
+  'syscall',
+  'hidden_process',
+  'hidden_module',
+  'signature',
+  'socket',
+  'executable_region',
+] as const;
 export type DiffKind = (typeof DIFF_KINDS)[number];
 
-/** processes: started/ended/changed; modules: loaded/unloaded; everything else: appeared/disappeared/changed. Sorted in this order within a subject. */
-const DIFF_CHANGES = ['ended', 'started', 'unloaded', 'loaded', 'disappeared', 'appeared', 'changed'] as const;
+/** processes: started/ended/changed; modules: loaded/unloaded; sockets: closed/opened/changed; everything else: appeared/disappeared/changed. Sorted in this order within a subject. */
+const DIFF_CHANGES = [
+  'ended',
+  'started',
+  'unloaded',
+  'loaded',
+  'closed',
+  'opened',
+  'disappeared',
+  'appeared',
+  'changed',
+] as const;
 export type DiffChange = (typeof DIFF_CHANGES)[number];
 
 /** One difference between two snapshots of the same kernel. */
@@ -65,6 +86,8 @@ export function diffSnapshots(before: SnapshotSummary, after: SnapshotSummary, o
     ...hiddenProcessRows(before.hiddenProcesses, after.hiddenProcesses),
     ...moduleRows('hidden_module', before.hiddenModules, after.hiddenModules),
     ...(before.signatures && after.signatures ? signatureRows(before.signatures, after.signatures) : []),
+    ...socketRows(before.sockets, after.sockets),
+    ...executableRegionRows(before, after),
   ];
   return rows.sort(compareRows);
 }
@@ -208,6 +231,68 @@ function signatureRows(before: readonly SnapshotSignatureHit[], after: readonly 
     detail: `${hit.rule} ${hit.string} in ${hit.pid === null ? 'kernel or unowned memory' : `pid ${hit.pid} (${hit.comm ?? '?'})`}`,
   });
   return [...removed.map((hit) => row('disappeared', hit)), ...added.map((hit) => row('appeared', hit))];
+}
+
+/** A socket is the same while its holder, protocol, endpoints and inode are: a state change (ESTABLISHED → CLOSE_WAIT) is a change of it. */
+const socketIdentity = (socket: SnapshotSocket) =>
+  JSON.stringify([
+    socket.pid,
+    socket.proto,
+    socket.localAddress,
+    socket.localPort,
+    socket.remoteAddress,
+    socket.remotePort,
+    socket.inode,
+  ]);
+
+function describeSocket(socket: SnapshotSocket): string {
+  const remote = socket.remotePort === 0 ? '' : ` ↔ ${socket.remoteAddress}:${socket.remotePort}`;
+  const holder = socket.pid === null ? 'no process' : `pid ${socket.pid} (${socket.comm ?? '?'})`;
+  return `${socket.proto} ${socket.localAddress}:${socket.localPort}${remote} ${socket.state}, inode ${socket.inode}, held by ${holder}`;
+}
+
+/** Inet sockets opened and closed, and those whose state changed. */
+function socketRows(before: readonly SnapshotSocket[], after: readonly SnapshotSocket[]): DiffRow[] {
+  const { removed, added, kept } = match(before, after, socketIdentity);
+  const row = (change: DiffChange, socket: SnapshotSocket, detail = describeSocket(socket)): DiffRow => ({
+    kind: 'socket',
+    change,
+    pid: socket.pid,
+    name: `${socket.proto}/${socket.localPort}`,
+    comm: socket.comm,
+    detail,
+  });
+  return [
+    ...removed.map((socket) => row('closed', socket)),
+    ...added.map((socket) => row('opened', socket)),
+    ...kept
+      .filter(([old, now]) => old.state !== now.state)
+      .map(([old, now]) => row('changed', now, `${describeSocket(now)}: state ${old.state} → ${now.state}`)),
+  ];
+}
+
+/**
+ * Executable regions that appeared in a process present in both snapshots (a new process's
+ * regions are its start, already reported): code loaded or injected since the last snapshot.
+ */
+function executableRegionRows(before: SnapshotSummary, after: SnapshotSummary): DiffRow[] {
+  const owner = (region: SnapshotRegion) => `${region.pid}:${region.startTime}`;
+  const owners = new Set(before.executableRegions.map(owner));
+  const regionIdentity = (region: SnapshotRegion) =>
+    JSON.stringify([owner(region), String(region.start), String(region.end), region.perms, region.path]);
+  const { added } = match(
+    before.executableRegions,
+    after.executableRegions.filter((region) => owners.has(owner(region))),
+    regionIdentity,
+  );
+  return added.map((region) => ({
+    kind: 'executable_region',
+    change: 'appeared',
+    pid: region.pid,
+    name: `${hex(region.start)}-${hex(region.end)}`,
+    comm: region.comm,
+    detail: `${region.perms} ${hex(region.start)}-${hex(region.end)} ${region.path || (region.injected ? 'anonymous (injected code?)' : 'anonymous')}`,
+  }));
 }
 
 function sameStrings(a: readonly string[], b: readonly string[]): boolean {

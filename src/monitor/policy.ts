@@ -31,6 +31,21 @@
  *       windows:
  *         - { days: [mon, tue, wed, thu, fri], from: "08:00", to: "18:00" }
  *         - { days: [sat], from: "22:00", to: "02:00" }   # crosses midnight: Sat 22:00 to Sun 02:00
+ *   - id: r10
+ *     severity: high
+ *     listening_ports:               # every other listening (TCP) or bound (UDP) port is a violation
+ *       allow: [{ port: 8080 }, { port: 8443, proto: tcp }, { port: 5353, proto: udp }]
+ *   - id: r11
+ *     severity: high
+ *     network_fence:                 # established connections only inside the windows
+ *       process: { regex: "^lab_" }  # optional: only these processes' connections
+ *       timezone: Europe/Berlin
+ *       windows: [{ days: [mon, tue, wed, thu, fri], from: "09:00", to: "17:00" }]
+ *   - { id: r12, severity: critical, geo_fence: { allow: [{ region: eu-central-1 }, { postal_code: "10115", timezone: Europe/Berlin }] } }
+ *   - { id: r13, severity: high, max_clock_skew: 300s }          # or 5m, 1h, or a number of seconds
+ *   - { id: r14, severity: critical, no_injected_code: true }
+ *   - { id: r15, severity: critical, no_fileless_processes: true }
+ *   - { id: r16, severity: high, forbidden_environment: [{ name: LD_PRELOAD }, { name: PATH, value_regex: "^/tmp" }] }
  * ```
  *
  * Semantics, and why:
@@ -57,6 +72,26 @@
  *   capture time in `timezone`, to the minute. Windows are [from, to): `to: "24:00"` means end
  *   of day; `from` later than `to` crosses midnight and belongs to the day it starts on (listed
  *   in `days`); `from` equal to `to` is refused as ambiguous. `days` defaults to every day.
+ * - `listening_ports`: a TCP socket in LISTEN or a UDP socket bound to a port and connected to
+ *   none (UNCONN), held by any process (hidden ones included) or by none, is a violation naming
+ *   pid, comm, proto and port unless an entry allows its port (and proto: `tcp` covers tcp and
+ *   tcp6, `udp` udp and udp6; none: both). Ports are 1-65535.
+ * - `network_fence`: an ESTABLISHED socket at the capture time (the guest's clock, as
+ *   time_fence) outside every window is a violation. One per socket: a connection between two
+ *   processes of the guest (loopback) is reported at BOTH ends, each naming its own process.
+ * - `geo_fence`: the host metadata (`--host-metadata FILE` of `policy check` and `watch`: JSON
+ *   with region, postal_code, timezone, re-read for every snapshot so a migration is seen) must
+ *   match one entry, every key the entry gives being equal. No metadata (none given, or
+ *   unreadable) is a violation: the fence fails closed.
+ * - `max_clock_skew`: the guest's clock against the host's capture time: the source's (a QMP
+ *   source's: when it asked QEMU for the dump), else the dump file's modification time (set
+ *   by whoever wrote the dump). An unreadable guest clock is a violation too: a time fence
+ *   cannot trust it.
+ * - `no_injected_code`: executable memory backed by no file in a user process (malfind's
+ *   anonymous executable regions; the vDSO excluded), one violation per region.
+ * - `no_fileless_processes`: a process whose executable is a memfd, a pseudo file or deleted.
+ * - `forbidden_environment`: a process whose environment holds the variable (exact name), with a
+ *   value matching `value_regex` when given.
  * - Actions are carried on each violation; `policy check` only reports them — running `exec`
  *   commands or pausing a guest is the watch loop's job.
  *

@@ -47,6 +47,60 @@ export interface SnapshotSignatureHit {
   readonly comm: string | null;
 }
 
+/** An inet socket (TCP, UDP, over IPv4 or IPv6) as the monitor keeps it; unix sockets are left out (they come and go with every local connection). */
+export interface SnapshotSocket {
+  /** The holding process; null for a socket only the kernel's tables hold. */
+  readonly pid: number | null;
+  readonly comm: string | null;
+  /** `tcp`, `tcp6`, `udp`, `udp6`, … */
+  readonly proto: string;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** As ss names it: LISTEN, ESTABLISHED, UNCONN, … */
+  readonly state: string;
+  readonly inode: number;
+}
+
+/** An executable memory region of a user process. */
+export interface SnapshotRegion {
+  readonly pid: number;
+  readonly comm: string;
+  readonly startTime: bigint;
+  readonly start: bigint;
+  readonly end: bigint;
+  readonly perms: string;
+  /** The mapped file's path, `[vdso]`, or '' for anonymous memory. */
+  readonly path: string;
+  /** Executable memory backed by no file (malfind's injected code; the vDSO excluded). */
+  readonly injected: boolean;
+}
+
+/** A user process running from a memfd, a pseudo file or a deleted file. */
+export interface SnapshotFileless {
+  readonly pid: number;
+  readonly comm: string;
+  readonly startTime: bigint;
+  readonly exe: string;
+  readonly kind: 'memfd' | 'pseudo_file' | 'deleted_file';
+}
+
+/** A user process's environment (`NAME=value` strings). */
+export interface SnapshotEnvironment {
+  readonly pid: number;
+  readonly comm: string;
+  readonly startTime: bigint;
+  readonly variables: readonly string[];
+}
+
+/** Where the host that ran the guest was when the snapshot was taken (the monitor's `--host-metadata` file). */
+export interface HostMetadata {
+  readonly region?: string;
+  readonly postal_code?: string;
+  readonly timezone?: string;
+}
+
 export interface SnapshotSummary {
   /** The dump the summary was read from. */
   readonly path: string;
@@ -62,6 +116,20 @@ export interface SnapshotSummary {
   readonly modules: readonly SnapshotModule[];
   readonly hiddenModules: readonly SnapshotModule[];
   readonly syscalls: readonly SnapshotSyscall[];
+  /** Inet sockets held by any process (hidden ones included) or in the kernel's TCP/UDP tables. */
+  readonly sockets: readonly SnapshotSocket[];
+  /** Executable regions of every user process (hidden ones included). */
+  readonly executableRegions: readonly SnapshotRegion[];
+  readonly filelessProcesses: readonly SnapshotFileless[];
+  readonly environments: readonly SnapshotEnvironment[];
+  /** The guest's own wall clock (the kernel's timekeeper); null when unreadable or implausible. */
+  readonly guestClock: Date | null;
+  /** When the host took the snapshot: the source's capture time, else the dump file's modification time. */
+  readonly hostCapturedAt: Date;
+  /** The host's location at capture; null when the monitor was given none or could not read it (see hostProblem). */
+  readonly host: HostMetadata | null;
+  /** Why `host` is null when host metadata was asked for. */
+  readonly hostProblem: string | null;
   /** Present when the summary was taken with rules. */
   readonly signatures?: readonly SnapshotSignatureHit[];
   /** Everything that made the summary partial (unreadable structures), and the fallback to the file's mtime for `capturedAt`. */

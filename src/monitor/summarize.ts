@@ -7,18 +7,33 @@ import {
   moduleListProvider,
   syscallReportProvider,
 } from '../analyses/providers/modules.js';
+import {
+  environmentProvider,
+  executablesProvider,
+  memoryRegionsProvider,
+  socketsProvider,
+  suspiciousRegionsProvider,
+} from '../analyses/providers/processContext.js';
 import { processCrossViewProvider, taskListProvider } from '../analyses/providers/processes.js';
 import { yarascanAnalysis } from '../analyses/yarascan.js';
+import { filelessKind } from '../os/linux/exe.js';
 import { readGuestClock } from '../os/linux/guestClock.js';
 import type { KernelReader } from '../os/linux/kernelReader.js';
 import type { ModuleInfo } from '../os/linux/modules.js';
 import { readArguments } from '../os/linux/processSpace.js';
 import type { TaskInfo } from '../os/linux/tasks.js';
-import { VmscopeError } from '../util/errors.js';
+import { VM_EXEC } from '../os/linux/vmas.js';
+import { isVmscopeError, VmscopeError } from '../util/errors.js';
+import { readHostMetadata } from './hostMetadata.js';
 import type {
+  HostMetadata,
+  SnapshotEnvironment,
+  SnapshotFileless,
   SnapshotModule,
   SnapshotProcess,
+  SnapshotRegion,
   SnapshotSignatureHit,
+  SnapshotSocket,
   SnapshotSummary,
   SnapshotSyscall,
 } from './snapshot.js';
@@ -27,12 +42,18 @@ import type {
 export interface SummarizeOptions {
   /** YARA rule files to scan the dump with (a policy's `signatures` rules): fills `signatures`; none (or an empty list) leaves it undefined. */
   rulesFiles?: readonly string[];
+  /** The host's location (JSON: region, postal_code, timezone), read now: `host`, or `hostProblem` when unreadable. */
+  hostMetadataFile?: string;
+  /** When the host took the snapshot, when the source knows it; default the dump file's modification time. */
+  hostCapturedAt?: Date;
 }
 
 /**
  * What the monitor keeps of one dump: processes (with argv), hidden processes, modules, hidden
  * modules and the syscall table, read by the same os-level code as pslist, psaux, psxview,
- * hidden-modules and syscalls, plus the guest's wall clock. As in those analyses, a broken list
+ * hidden-modules and syscalls; inet sockets, executable regions, fileless executables and
+ * environments from the providers of sockstat, maps, malfind, pslist's exe and envars; the
+ * guest's wall clock, the host's capture time and the host's location. As in those analyses, a broken list
  * or an unreadable object is a warning, not an error: a summary of a damaged dump still compares.
  */
 export async function summarizeSnapshot(
@@ -64,6 +85,7 @@ export async function summarizeSnapshot(
 
   const guestTime = readGuestClock(reader);
   const clock: CaptureClock = guestTime ? { at: guestTime, source: 'guest-clock' } : fileClock(context.path, warnings);
+  const processState = await summarizeProcessState(context, warnings);
   return {
     path: context.path,
     banner: kernel.banner,
@@ -83,6 +105,10 @@ export async function summarizeSnapshot(
       symbol: check.symbol ?? null,
       hooked: check.hooked,
     })),
+    ...processState,
+    guestClock: guestTime ?? null,
+    hostCapturedAt: options.hostCapturedAt ?? fileModified(context.path),
+    ...hostLocation(options.hostMetadataFile),
     // Several providers report the same broken link (the cross-view walks the task list again).
     warnings: uniqueWarnings(warnings),
   };
@@ -169,11 +195,87 @@ export const CLOCK_FALLBACK_WARNING = `the guest's clock (the core timekeeper's 
 
 function fileClock(path: string, warnings: string[]): CaptureClock {
   warnings.push(CLOCK_FALLBACK_WARNING);
+  return { at: fileModified(path), source: 'file-mtime' };
+}
+
+function fileModified(path: string): Date {
   try {
-    return { at: statSync(path).mtime, source: 'file-mtime' };
+    return statSync(path).mtime;
   } catch (error) {
     throw new VmscopeError('UNREADABLE_FILE', `cannot read the modification time: ${(error as Error).message}`, path);
   }
+}
+
+/** The host metadata file read now (a migrated guest is seen at its next snapshot); its problem kept, never thrown: a geo fence fails closed on it. */
+function hostLocation(file: string | undefined): { host: HostMetadata | null; hostProblem: string | null } {
+  if (file === undefined) return { host: null, hostProblem: null };
+  try {
+    return { host: readHostMetadata(file), hostProblem: null };
+  } catch (error) {
+    if (!isVmscopeError(error)) throw error;
+    return { host: null, hostProblem: error.describe() };
+  }
+}
+
+type ProcessState = Pick<SnapshotSummary, 'sockets' | 'executableRegions' | 'filelessProcesses' | 'environments'>;
+
+/** Inet sockets, executable regions, fileless executables and environments: what network and process-state rules judge. */
+async function summarizeProcessState(context: DumpContext, warnings: string[]): Promise<ProcessState> {
+  const tables = await context.get(socketsProvider);
+  const regions = await context.get(memoryRegionsProvider);
+  const suspicious = await context.get(suspiciousRegionsProvider);
+  const executables = await context.get(executablesProvider);
+  const environment = await context.get(environmentProvider);
+  warnings.push(
+    ...tables.problems,
+    ...regions.warnings,
+    ...suspicious.warnings,
+    ...executables.warnings,
+    ...environment.warnings,
+  );
+  const sockets = tables.sockets
+    .filter((socket) => socket.family === 'AF_INET' || socket.family === 'AF_INET6')
+    .map((socket): SnapshotSocket => ({
+      pid: socket.pid,
+      comm: socket.comm,
+      proto: socket.proto,
+      localAddress: socket.localAddress,
+      localPort: socket.localPort,
+      remoteAddress: socket.remoteAddress,
+      remotePort: socket.remotePort,
+      state: socket.state,
+      inode: socket.inode,
+    }));
+  const executableRegions = regions.entries.flatMap(({ task, value }) => {
+    const injected = new Set(
+      (suspicious.byTask.get(task.task)?.regions ?? [])
+        .filter(({ region }) => region.file === 0n)
+        .map(({ region }) => region.vma),
+    );
+    return value.regions
+      .filter((region) => (region.flags & VM_EXEC) !== 0n)
+      .map((region): SnapshotRegion => ({
+        pid: task.pid,
+        comm: task.comm,
+        startTime: task.startTime,
+        start: region.start,
+        end: region.end,
+        perms: region.perms,
+        path: region.path,
+        injected: injected.has(region.vma),
+      }));
+  });
+  const filelessProcesses = executables.entries.flatMap(({ task, value }): SnapshotFileless[] => {
+    const kind = value && filelessKind(value);
+    return kind ? [{ pid: task.pid, comm: task.comm, startTime: task.startTime, exe: value.path, kind }] : [];
+  });
+  const environments = environment.entries.map(({ task, value }): SnapshotEnvironment => ({
+    pid: task.pid,
+    comm: task.comm,
+    startTime: task.startTime,
+    variables: value.variables,
+  }));
+  return { sockets, executableRegions, filelessProcesses, environments };
 }
 
 /**

@@ -124,6 +124,8 @@ export interface WatchOptions {
   readonly execTimeoutMs?: number;
   /** Called after each snapshot (an unreadable one too: it took the time it took to fail), with where the time went. */
   readonly onSnapshotDone?: (timings: SnapshotTimings) => void;
+  /** The host's location (JSON: region, postal_code, timezone) for `geo_fence` rules, re-read for every snapshot (a live migration is seen). */
+  readonly hostMetadataFile?: string;
   /** The alerts' `time` (tests pin it). Default: the real clock. */
   readonly now?: () => Date;
 }
@@ -176,7 +178,11 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
       const summarizeStarted = performance.now();
       let summary: SnapshotSummary;
       try {
-        summary = await summarizeDump(snapshot.path, options.contextOptions, { rulesFiles });
+        summary = await summarizeDump(snapshot.path, options.contextOptions, {
+          rulesFiles,
+          ...(options.hostMetadataFile !== undefined ? { hostMetadataFile: options.hostMetadataFile } : {}),
+          ...(snapshot.capturedAt ? { hostCapturedAt: snapshot.capturedAt } : {}),
+        });
       } catch (error) {
         // Whatever the dump did to the analysis (a VmscopeError, or a bug it tripped), the next dump deserves a look.
         const reason = isVmscopeError(error)

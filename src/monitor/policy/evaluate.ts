@@ -1,10 +1,13 @@
 import { hex } from '../../util/hex.js';
-import type { SnapshotModule, SnapshotProcess, SnapshotSummary } from '../snapshot.js';
+import type { SnapshotModule, SnapshotProcess, SnapshotSocket, SnapshotSummary } from '../snapshot.js';
 import {
   clock,
   DAYS,
   type Action,
+  type AllowedLocation,
+  type AllowedPort,
   type Day,
+  type ForbiddenVariable,
   type ModuleMatcher,
   type Policy,
   type PolicyCheck,
@@ -24,6 +27,15 @@ export type ViolationKind =
   | 'syscall_hook'
   | 'signature_hit'
   | 'outside_time_fence'
+  | 'unexpected_listener'
+  | 'connection_outside_fence'
+  | 'outside_geo_fence'
+  /** No host metadata to judge a geo fence by: a fence fails closed. */
+  | 'unknown_location'
+  | 'clock_skew'
+  | 'injected_code'
+  | 'fileless_process'
+  | 'forbidden_environment'
   /** The summary lacks what the check needs (taken without rules, no capture time): never a silent pass. */
   | 'not_evaluated';
 
@@ -155,7 +167,174 @@ function findings(check: PolicyCheck, summary: SnapshotSummary): Finding[] {
       return signatureFindings(check.rulesFile, check.ruleNames, summary);
     case 'time_fence':
       return timeFenceFindings(check, summary);
+    case 'listening_ports':
+      return summary.sockets
+        .filter(isListening)
+        .filter((socket) => !check.allow.some((entry) => allowsPort(entry, socket)))
+        .map((socket) => ({
+          kind: 'unexpected_listener' as const,
+          pid: socket.pid,
+          name: `${baseProto(socket)}/${socket.localPort}`,
+          comm: socket.comm,
+          detail: `${describeHolder(socket)} ${socket.state === 'LISTEN' ? 'listens' : 'is bound'} on ${baseProto(socket)} ${endpoint(socket.localAddress, socket.localPort)}, a port the policy does not allow`,
+        }));
+    case 'network_fence':
+      return networkFenceFindings(check, summary);
+    case 'geo_fence':
+      return geoFenceFindings(check.allow, summary);
+    case 'max_clock_skew':
+      return clockSkewFindings(check.seconds, summary);
+    case 'no_injected_code':
+      return summary.executableRegions
+        .filter((region) => region.injected)
+        .map((region) => ({
+          kind: 'injected_code' as const,
+          pid: region.pid,
+          name: `${hex(region.start)}-${hex(region.end)}`,
+          comm: region.comm,
+          detail: `pid ${region.pid} ${region.comm} has ${region.perms} memory ${hex(region.start)}-${hex(region.end)} backed by no file (injected code, or a JIT compiler's)`,
+          startTime: region.startTime,
+        }));
+    case 'no_fileless_processes':
+      return summary.filelessProcesses.map((process) => ({
+        kind: 'fileless_process' as const,
+        pid: process.pid,
+        name: process.exe,
+        comm: process.comm,
+        detail: `pid ${process.pid} ${process.comm} runs from ${process.kind === 'memfd' ? 'a memfd' : process.kind === 'deleted_file' ? 'a deleted file' : 'a pseudo file'}: ${process.exe}`,
+        startTime: process.startTime,
+      }));
+    case 'forbidden_environment':
+      return summary.environments.flatMap((process) =>
+        check.entries.flatMap((entry) =>
+          process.variables
+            .filter((variable) => matchesVariable(entry, variable))
+            .map((variable) => ({
+              kind: 'forbidden_environment' as const,
+              pid: process.pid,
+              name: entry.name,
+              comm: process.comm,
+              detail: `pid ${process.pid} ${process.comm} has ${variable} in its environment (forbidden: ${entry.label})`,
+              startTime: process.startTime,
+            })),
+        ),
+      );
   }
+}
+
+/** A TCP socket in LISTEN, or a UDP socket bound to a port and connected to none. */
+function isListening(socket: SnapshotSocket): boolean {
+  if (baseProto(socket) === 'tcp') return socket.state === 'LISTEN';
+  return baseProto(socket) === 'udp' && socket.state === 'UNCONN' && socket.localPort !== 0;
+}
+
+/** `tcp6` → `tcp`: a port rule is about the port, over either IP version. */
+const baseProto = (socket: SnapshotSocket) => socket.proto.replace(/6$/, '');
+
+function allowsPort(entry: AllowedPort, socket: SnapshotSocket): boolean {
+  return entry.port === socket.localPort && (entry.proto === undefined || entry.proto === baseProto(socket));
+}
+
+const endpoint = (address: string, port: number) =>
+  address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+const describeHolder = (socket: SnapshotSocket) =>
+  socket.pid === null ? 'a socket no process holds' : `pid ${socket.pid} ${socket.comm ?? '?'}`;
+
+/**
+ * Established connections outside the fence's windows, at the capture time. One violation per
+ * socket: a connection between two processes of the guest (loopback) is reported at both ends,
+ * each naming its own process, so an allow-listed peer does not hide the other.
+ */
+function networkFenceFindings(
+  check: Extract<PolicyCheck, { kind: 'network_fence' }>,
+  summary: SnapshotSummary,
+): Finding[] {
+  const local = localTime(summary.capturedAt, check.timeZone);
+  if (local === undefined)
+    return [
+      otherFinding('not_evaluated', 'network', 'the summary has no valid capture time to judge the network fence at'),
+    ];
+  if (check.windows.some((window) => insideWindow(window, local))) return [];
+  const when = `${local.text} ${check.timeZone} (${summary.capturedAtSource})`;
+  const windows = check.windows.map((window) => window.label).join('; ');
+  const processes = new Map(summary.processes.map((process) => [process.pid, process]));
+  const { process: matcher } = check;
+  return summary.sockets
+    .filter((socket) => socket.state === 'ESTABLISHED')
+    .filter((socket) => {
+      if (matcher === undefined) return true;
+      const holder = socket.pid === null ? undefined : processes.get(socket.pid);
+      return holder !== undefined && matchesProcess(matcher, holder);
+    })
+    .map((socket) => {
+      const holder = socket.pid === null ? undefined : processes.get(socket.pid);
+      const connection = `${baseProto(socket)} ${endpoint(socket.localAddress, socket.localPort)} ↔ ${endpoint(socket.remoteAddress, socket.remotePort)}`;
+      return {
+        kind: 'connection_outside_fence' as const,
+        pid: socket.pid,
+        name: connection,
+        comm: socket.comm,
+        detail: `${describeHolder(socket)} has an established connection ${connection} at ${when}, outside ${windows}`,
+        ...(holder ? { startTime: holder.startTime } : {}),
+      };
+    });
+}
+
+/** The host must be at one allowed location; no metadata is a violation (fail closed). */
+function geoFenceFindings(allow: readonly AllowedLocation[], summary: SnapshotSummary): Finding[] {
+  const { host } = summary;
+  if (host === null)
+    return [
+      otherFinding(
+        'unknown_location',
+        'host',
+        `the host's location is unknown (${summary.hostProblem ?? 'no host metadata was given: --host-metadata FILE'}): a geo fence cannot pass without it`,
+      ),
+    ];
+  const matches = (entry: AllowedLocation) =>
+    (entry.region === undefined || entry.region === host.region) &&
+    (entry.postalCode === undefined || entry.postalCode === host.postal_code) &&
+    (entry.timezone === undefined || entry.timezone === host.timezone);
+  if (allow.some(matches)) return [];
+  const where = Object.entries(host)
+    .map(([key, value]) => `${key} ${String(value)}`)
+    .join(', ');
+  return [
+    otherFinding(
+      'outside_geo_fence',
+      'host',
+      `the host is at ${where || 'an empty location'}, none of the allowed: ${allow.map((entry) => entry.label).join('; ')}`,
+    ),
+  ];
+}
+
+/** The guest's clock against the host's capture time: a guest that lies about time defeats time fences. An unreadable guest clock fails closed. */
+function clockSkewFindings(maxSeconds: number, summary: SnapshotSummary): Finding[] {
+  const host = summary.hostCapturedAt.toISOString();
+  if (summary.guestClock === null)
+    return [
+      otherFinding(
+        'clock_skew',
+        'clock',
+        `the guest's clock is unreadable or implausible; the host captured at ${host}`,
+      ),
+    ];
+  const skew = (summary.guestClock.getTime() - summary.hostCapturedAt.getTime()) / 1000;
+  if (Math.abs(skew) <= maxSeconds) return [];
+  return [
+    otherFinding(
+      'clock_skew',
+      'clock',
+      `the guest's clock says ${summary.guestClock.toISOString()}, the host captured at ${host}: ${Math.abs(skew).toFixed(0)} s ${skew < 0 ? 'behind' : 'ahead'}, more than the ${maxSeconds} s allowed`,
+    ),
+  ];
+}
+
+function matchesVariable(entry: ForbiddenVariable, variable: string): boolean {
+  const equals = variable.indexOf('=');
+  const name = equals < 0 ? variable : variable.slice(0, equals);
+  if (name !== entry.name) return false;
+  return entry.valueRegex === undefined || (equals >= 0 && entry.valueRegex.test(variable.slice(equals + 1)));
 }
 
 function signatureFindings(rulesFile: string, ruleNames: ReadonlySet<string>, summary: SnapshotSummary): Finding[] {

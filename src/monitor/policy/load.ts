@@ -92,6 +92,8 @@ function problemsOf(
     }
     const missing = isMissingKey(value, issue.path);
     if (missing && withUnknownKeys.has(pathKey(issue.path.slice(0, -1)))) continue;
+    // Likewise a whole-object refinement ("names at least one of …") of an object with a typo'd key.
+    if (issue.code === 'custom' && withUnknownKeys.has(pathKey(issue.path))) continue;
     const message = missing ? 'required key is missing' : lowerFirst(issue.message);
     located.push({
       offset: locate(document, issue.path, false),

@@ -39,6 +39,28 @@ export interface TimeWindow {
   readonly label: string;
 }
 
+/** A listening (TCP) or bound (UDP) port a guest may have open; no proto: either. */
+export interface AllowedPort {
+  readonly port: number;
+  readonly proto?: 'tcp' | 'udp';
+  readonly label: string;
+}
+
+/** A host location a guest may run at: every key given must equal the host metadata's. */
+export interface AllowedLocation {
+  readonly region?: string;
+  readonly postalCode?: string;
+  readonly timezone?: string;
+  readonly label: string;
+}
+
+/** An environment variable no process may have: by exact name, optionally only with a value matching a regex. */
+export interface ForbiddenVariable {
+  readonly name: string;
+  readonly valueRegex?: SearchRegex;
+  readonly label: string;
+}
+
 export type PolicyCheck =
   | { readonly kind: 'allowed_processes'; readonly entries: readonly AllowedProcess[] }
   | { readonly kind: 'required_processes'; readonly entries: readonly RequiredProcess[] }
@@ -59,7 +81,20 @@ export type PolicyCheck =
       readonly subject: { readonly process: ProcessMatcher } | { readonly module: string };
       readonly windows: readonly TimeWindow[];
       readonly timeZone: string;
-    };
+    }
+  | { readonly kind: 'listening_ports'; readonly allow: readonly AllowedPort[] }
+  | {
+      readonly kind: 'network_fence';
+      /** Only connections of the processes it matches; every connection when absent. */
+      readonly process?: ProcessMatcher;
+      readonly windows: readonly TimeWindow[];
+      readonly timeZone: string;
+    }
+  | { readonly kind: 'geo_fence'; readonly allow: readonly AllowedLocation[] }
+  | { readonly kind: 'max_clock_skew'; readonly seconds: number }
+  | { readonly kind: 'no_injected_code' }
+  | { readonly kind: 'no_fileless_processes' }
+  | { readonly kind: 'forbidden_environment'; readonly entries: readonly ForbiddenVariable[] };
 
 export type CheckKind = PolicyCheck['kind'];
 

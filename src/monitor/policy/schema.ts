@@ -9,8 +9,11 @@ import {
   clock,
   DAYS,
   SEVERITIES,
+  type AllowedLocation,
+  type AllowedPort,
   type AllowedProcess,
   type CheckKind,
+  type ForbiddenVariable,
   type ModuleMatcher,
   type PolicyCheck,
   type PolicyRule,
@@ -31,6 +34,13 @@ const CHECK_KEYS = [
   'syscall_table_intact',
   'signatures',
   'time_fence',
+  'listening_ports',
+  'network_fence',
+  'geo_fence',
+  'max_clock_skew',
+  'no_injected_code',
+  'no_fileless_processes',
+  'forbidden_environment',
 ] as const satisfies readonly CheckKind[];
 
 /** A strict object whose unknown-key error lists the keys it does take (the likely typo fix). */
@@ -189,6 +199,70 @@ const timeFenceSchema = strict({
   }
 });
 
+const allowedPort = strict({
+  port: z.int('a port is a whole number').min(1, 'a port is from 1 to 65535').max(65535, 'a port is from 1 to 65535'),
+  proto: z.enum(['tcp', 'udp']).optional(),
+}).transform((value): AllowedPort => ({
+  port: value.port,
+  ...(value.proto ? { proto: value.proto } : {}),
+  label: `${value.port}${value.proto ? `/${value.proto}` : ''}`,
+}));
+
+const listeningPortsSchema = strict({ allow: z.array(allowedPort) });
+
+const networkFenceSchema = strict({
+  process: processMatcher.optional(),
+  timezone: timeZoneSchema,
+  windows: z.array(windowSchema).min(1, 'a network fence needs at least one window'),
+});
+
+const allowedLocation = strict({
+  region: nonEmpty('a region').optional(),
+  postal_code: nonEmpty('a postal code').optional(),
+  timezone: timeZoneSchema.optional(),
+})
+  .superRefine((value, context) => {
+    if (value.region === undefined && value.postal_code === undefined && value.timezone === undefined)
+      context.addIssue({ code: 'custom', message: 'a location names at least one of region, postal_code, timezone' });
+  })
+  .transform((value): AllowedLocation => ({
+    ...(value.region !== undefined ? { region: value.region } : {}),
+    ...(value.postal_code !== undefined ? { postalCode: value.postal_code } : {}),
+    ...(value.timezone !== undefined ? { timezone: value.timezone } : {}),
+    label: Object.entries(value)
+      .map(([key, text]) => `${key} ${text}`)
+      .join(', '),
+  }));
+
+const geoFenceSchema = strict({ allow: z.array(allowedLocation).min(1, 'a geo fence allows at least one location') });
+
+const SKEW_UNITS = { s: 1, m: 60, h: 3600 } as const;
+/** `300s`, `5m`, `1h`, or a number of seconds. */
+const clockSkewSchema = z.union([z.number(), z.string()]).transform((value, context) => {
+  const match = typeof value === 'string' ? /^(\d+(?:\.\d+)?)\s*([smh])$/.exec(value.trim()) : null;
+  const seconds =
+    typeof value === 'number'
+      ? value
+      : match
+        ? Number(match[1]) * SKEW_UNITS[match[2] as keyof typeof SKEW_UNITS]
+        : NaN;
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds;
+  context.addIssue({
+    code: 'custom',
+    message: `invalid clock skew ${JSON.stringify(value)}: expected seconds, or a number with s, m or h (300s, 5m, 1h)`,
+  });
+  return z.NEVER;
+});
+
+const forbiddenVariable = strict({
+  name: nonEmpty('a variable name'),
+  value_regex: regexSchema.optional(),
+}).transform((value): ForbiddenVariable => ({
+  name: value.name,
+  ...(value.value_regex !== undefined ? { valueRegex: value.value_regex } : {}),
+  label: value.value_regex !== undefined ? `${value.name}=${String(value.value_regex)}` : value.name,
+}));
+
 const mustBeTrue = (key: string) =>
   z.literal(true, { error: `${key} can only be true (remove the rule to turn the check off)` });
 
@@ -237,6 +311,16 @@ function ruleSchema(baseDir: string) {
     syscall_table_intact: mustBeTrue('syscall_table_intact').optional(),
     signatures: signaturesSchema(baseDir).optional(),
     time_fence: timeFenceSchema.optional(),
+    listening_ports: listeningPortsSchema.optional(),
+    network_fence: networkFenceSchema.optional(),
+    geo_fence: geoFenceSchema.optional(),
+    max_clock_skew: clockSkewSchema.optional(),
+    no_injected_code: mustBeTrue('no_injected_code').optional(),
+    no_fileless_processes: mustBeTrue('no_fileless_processes').optional(),
+    forbidden_environment: z
+      .array(forbiddenVariable)
+      .min(1, 'forbidden_environment must list at least one variable')
+      .optional(),
   })
     .superRefine((rule, context) => {
       const present = CHECK_KEYS.filter((key) => rule[key] !== undefined);
@@ -288,6 +372,13 @@ interface RawChecks {
   time_fence?:
     | { process?: ProcessMatcher | undefined; module?: string | undefined; timezone: string; windows: TimeWindow[] }
     | undefined;
+  listening_ports?: { allow: AllowedPort[] } | undefined;
+  network_fence?: { process?: ProcessMatcher | undefined; timezone: string; windows: TimeWindow[] } | undefined;
+  geo_fence?: { allow: AllowedLocation[] } | undefined;
+  max_clock_skew?: number | undefined;
+  no_injected_code?: true | undefined;
+  no_fileless_processes?: true | undefined;
+  forbidden_environment?: ForbiddenVariable[] | undefined;
 }
 
 function toCheck(rule: RawChecks): PolicyCheck {
@@ -304,6 +395,21 @@ function toCheck(rule: RawChecks): PolicyCheck {
     const subject = fence.process ? { process: fence.process } : { module: fence.module! };
     return { kind: 'time_fence', subject, windows: fence.windows, timeZone: fence.timezone };
   }
+  if (rule.listening_ports) return { kind: 'listening_ports', allow: rule.listening_ports.allow };
+  if (rule.network_fence) {
+    const fence = rule.network_fence;
+    return {
+      kind: 'network_fence',
+      ...(fence.process ? { process: fence.process } : {}),
+      windows: fence.windows,
+      timeZone: fence.timezone,
+    };
+  }
+  if (rule.geo_fence) return { kind: 'geo_fence', allow: rule.geo_fence.allow };
+  if (rule.max_clock_skew !== undefined) return { kind: 'max_clock_skew', seconds: rule.max_clock_skew };
+  if (rule.no_injected_code) return { kind: 'no_injected_code' };
+  if (rule.no_fileless_processes) return { kind: 'no_fileless_processes' };
+  if (rule.forbidden_environment) return { kind: 'forbidden_environment', entries: rule.forbidden_environment };
   // The refinement above guarantees one check; reaching here is a bug, not bad input.
   throw new Error('policy rule without a check passed validation');
 }

@@ -140,6 +140,8 @@ export class QmpSource extends ProducingSource {
   /** One dump, or undefined when it was skipped or failed (reported as a problem). */
   private async takeSnapshot(client: QmpClient): Promise<Snapshot | undefined> {
     const path = join(this.dumpDir!, `guest-${String(++this.sequence).padStart(6, '0')}-${Date.now()}.elf`);
+    // dump-guest-memory stops the guest while it copies: its memory is as of the request, made just after.
+    const capturedAt = new Date();
     try {
       const refusal = await this.refusalForDisk(client);
       if (refusal) {
@@ -176,6 +178,7 @@ export class QmpSource extends ProducingSource {
     return {
       path,
       receivedAt: new Date(),
+      capturedAt,
       release: async () => {
         if (released) return;
         released = true;

@@ -9,6 +9,8 @@ export interface Snapshot {
   readonly path: string;
   /** When the source saw the dump complete (not when the guest was paused). */
   readonly receivedAt: Date;
+  /** The host's clock when the guest's memory was captured, when the source knows it (QMP: when the dump was asked for); else the file's modification time stands for it. */
+  readonly capturedAt?: Date;
   /** Done with the file: deletes it when the source made it (QMP), a no-op for files it found (folder). */
   release(): Promise<void>;
 }
