@@ -123,8 +123,10 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
       'after',
       `
 Dump formats are detected by content: ELF cores (QEMU dump-guest-memory, virsh dump),
-LiME, and raw physical memory (QEMU pmemsave, .vmem). Compressed dumps must be
-decompressed first (zstd -d --long=31 dump.elf.zst).
+LiME, raw physical memory (QEMU pmemsave, .vmem), kdump-compressed (makedumpfile, QEMU
+kdump-*; the flattened form is indexed in one pass, error offsets are those of the
+makedumpfile -R layout), QEMU migration streams (virsh save, migrate exec:cat), AVML, and
+.zst/.gz/.xz copies of any of them (decompressed to a temporary file).
 
 No symbol file is needed: symbols come from the kernel's own kallsyms tables and types
 from its BTF, both read from the dump (and cached by kernel banner). --isf uses a
