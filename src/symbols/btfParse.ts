@@ -26,51 +26,36 @@ export interface BtfLocation {
   readonly physical: number;
 }
 
-export type BtfKind =
-  | 'void'
-  | 'int'
-  | 'ptr'
-  | 'array'
-  | 'struct'
-  | 'union'
-  | 'enum'
-  | 'fwd'
-  | 'typedef'
-  | 'volatile'
-  | 'const'
-  | 'restrict'
-  | 'func'
-  | 'func_proto'
-  | 'var'
-  | 'datasec'
-  | 'float'
-  | 'decl_tag'
-  | 'type_tag'
-  | 'enum64';
+/**
+ * Every BTF_KIND_*, in numeric order (index = kind number; 0 is BTF_KIND_UNKN, never valid in a
+ * record), with the bytes that follow its 12-byte record: a fixed trailer, or vlen entries of a
+ * size. The one list of kinds: the kind type, the record walk and the bounds all come from it.
+ */
+const KIND_RECORDS = [
+  { kind: 'void' },
+  { kind: 'int', trailer: 4 },
+  { kind: 'ptr' },
+  { kind: 'array', trailer: 12 },
+  { kind: 'struct', entryBytes: 12 },
+  { kind: 'union', entryBytes: 12 },
+  { kind: 'enum', entryBytes: 8 },
+  { kind: 'fwd' },
+  { kind: 'typedef' },
+  { kind: 'volatile' },
+  { kind: 'const' },
+  { kind: 'restrict' },
+  { kind: 'func' },
+  { kind: 'func_proto', entryBytes: 8 },
+  { kind: 'var', trailer: 4 },
+  { kind: 'datasec', entryBytes: 12 },
+  { kind: 'float' },
+  { kind: 'decl_tag', trailer: 4 },
+  { kind: 'type_tag' },
+  { kind: 'enum64', entryBytes: 12 },
+] as const satisfies ReadonlyArray<{ kind: string; trailer?: number; entryBytes?: number }>;
 
-/** BTF_KIND_* in numeric order (index = kind number); 0 is BTF_KIND_UNKN, never valid in a record. */
-const KINDS: readonly BtfKind[] = [
-  'void',
-  'int',
-  'ptr',
-  'array',
-  'struct',
-  'union',
-  'enum',
-  'fwd',
-  'typedef',
-  'volatile',
-  'const',
-  'restrict',
-  'func',
-  'func_proto',
-  'var',
-  'datasec',
-  'float',
-  'decl_tag',
-  'type_tag',
-  'enum64',
-];
+export type BtfKind = (typeof KIND_RECORDS)[number]['kind'];
+type KindRecord = { readonly kind: BtfKind; readonly trailer?: number; readonly entryBytes?: number };
 
 /** Kinds that only name or qualify another type: resolving a type strips them. */
 export type BtfModifierKind = 'typedef' | 'volatile' | 'const' | 'restrict' | 'type_tag';
@@ -223,18 +208,6 @@ export interface BtfField {
 
 /** Name lookups, one namespace per kind as in C (a struct and a typedef may share a name). */
 export type BtfNamedKind = 'struct' | 'union' | 'enum' | 'typedef';
-
-/** Kinds whose trailing data is fixed: bytes after the 12-byte record header. */
-const FIXED_TRAILER: Partial<Record<BtfKind, number>> = { int: 4, array: 12, var: 4, decl_tag: 4 };
-/** Kinds whose trailing data is vlen entries of this many bytes. */
-const ENTRY_BYTES: Partial<Record<BtfKind, number>> = {
-  struct: 12,
-  union: 12,
-  enum: 8,
-  func_proto: 8,
-  datasec: 12,
-  enum64: 12,
-};
 
 const INT_SIGNED = 1;
 const INT_CHAR = 2;
@@ -554,13 +527,15 @@ export function parseBtf(bytes: Uint8Array, where?: BtfLocation): BtfTypes {
     const vlen = info & 0xffff;
     const kindNumber = (info >>> 24) & 0x1f;
     const kindFlag = info >>> 31 === 1;
-    const kind = KINDS[kindNumber];
-    if (kind === undefined || kind === 'void') throw fail(at, `type id ${id}: unknown kind ${kindNumber}`);
+    const record: KindRecord | undefined = KIND_RECORDS[kindNumber];
+    const kind = record?.kind;
+    if (record === undefined || kind === undefined || kind === 'void')
+      throw fail(at, `type id ${id}: unknown kind ${kindNumber}`);
     if ((info & 0x60ff0000) !== 0) throw fail(at, `type id ${id}: unused info bits set (0x${info.toString(16)})`);
-    const entryBytes = ENTRY_BYTES[kind];
+    const { entryBytes } = record;
     if (entryBytes === undefined && vlen !== 0 && kind !== 'func')
       throw fail(at, `type id ${id} (${kind}) has vlen ${vlen}, which its kind does not use`);
-    const trailer = entryBytes === undefined ? (FIXED_TRAILER[kind] ?? 0) : vlen * entryBytes;
+    const trailer = entryBytes === undefined ? (record.trailer ?? 0) : vlen * entryBytes;
     const body = at + TYPE_RECORD_BYTES;
     if (body + trailer > typeEnd) throw fail(at, `type id ${id} (${kind}, vlen ${vlen}) runs past the type section`);
     const name = nameAt(view.getUint32(at, true), at);
