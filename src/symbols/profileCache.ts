@@ -183,6 +183,7 @@ function readCandidate(path: string, banner: string, buildId: string | undefined
         enumeration.constants[name] = BigInt((value as string).slice(BIGINT_PREFIX.length));
     }
   }
+  if (!file.symbols.every(isSymbolEntry)) return undefined;
   const symbols: ProfileSymbol[] = file.symbols.map(([name, hexAddress, type, absolute]) => {
     const linkAddress = BigInt(`0x${hexAddress}`);
     return {
@@ -200,6 +201,20 @@ function readCandidate(path: string, banner: string, buildId: string | undefined
     ...(file.sources ? { sources: file.sources } : {}),
   });
   return { profile, fingerprint: data.fingerprint };
+}
+
+const HEX_ADDRESS = /^[0-9a-f]{1,16}$/;
+
+function isSymbolEntry(entry: unknown): entry is [string, string, string, 0 | 1] {
+  return (
+    Array.isArray(entry) &&
+    entry.length === 4 &&
+    typeof entry[0] === 'string' &&
+    typeof entry[1] === 'string' &&
+    HEX_ADDRESS.test(entry[1]) &&
+    typeof entry[2] === 'string' &&
+    (entry[3] === 0 || entry[3] === 1)
+  );
 }
 
 /** A profile cache file is tens of MiB at most (a 6.12 kernel's is ~16 MiB). */
