@@ -1,5 +1,6 @@
 import type { RuleAst, RuleFile, StringAst } from './ast.js';
 import { literalAtom, patternAtom, type Atom } from './atoms.js';
+import { base64Forms } from './base64.js';
 import { ruleError } from './errors.js';
 import { parseRules } from './parser.js';
 import { MAX_MATCH_LENGTH, isLiteralPattern, lengthBounds, widen, type PatternNode } from './pattern.js';
@@ -120,7 +121,8 @@ function compileVariants(string: StringAst, error: (message: string) => Error): 
   if (string.kind === 'hex') return chainParts(string.pattern).parts.map((part) => programVariant(part, false, error));
   const forms = [...(string.modifiers.ascii ? [false] : []), ...(string.modifiers.wide ? [true] : [])];
   if (string.kind === 'regex') return forms.map((wide) => programVariant(wide ? widen(string.pattern) : string.pattern, wide, error));
-  const { nocase, xor } = string.modifiers;
+  const { nocase, xor, base64, base64wide } = string.modifiers;
+  if (base64 || base64wide) return base64Variants(forms.map((wide) => (wide ? widenBytes(string.bytes) : string.bytes)), base64, base64wide);
   return forms.flatMap((wide) => {
     const plain = wide ? widenBytes(string.bytes) : string.bytes;
     const keys = xor ? Array.from({ length: xor.max - xor.min + 1 }, (_, i) => xor.min + i) : [undefined];
@@ -129,6 +131,15 @@ function compileVariants(string: StringAst, error: (message: string) => Error): 
       return { kind: 'literal', bytes, caseInsensitive: nocase, wide, xorKey, atom: literalAtom(bytes, nocase) };
     });
   });
+}
+
+/** Every encoded form of every plaintext form: `base64` as they are, `base64wide` as UTF-16LE. */
+function base64Variants(plaintexts: readonly Uint8Array[], base64: Uint8Array | undefined, base64wide: Uint8Array | undefined): LiteralVariant[] {
+  const literal = (bytes: Uint8Array, wide: boolean): LiteralVariant => ({ kind: 'literal', bytes, caseInsensitive: false, wide, xorKey: undefined, atom: literalAtom(bytes, false) });
+  return plaintexts.flatMap((plaintext) => [
+    ...(base64 ? base64Forms(plaintext, base64).map((bytes) => literal(bytes, false)) : []),
+    ...(base64wide ? base64Forms(plaintext, base64wide).map((bytes) => literal(widenBytes(bytes), true)) : []),
+  ]);
 }
 
 function programVariant(pattern: PatternNode, wide: boolean, error: (message: string) => Error): ProgramVariant {

@@ -1,5 +1,7 @@
 import type { CompiledRules } from './compile.js';
 import { evaluateCondition, type StringMatch } from './condition.js';
+import type { ModuleData } from './modules/types.js';
+import type { ScannedUnit } from './unit.js';
 
 /** One reported string match, as one `0xOFFSET:$id: data` line of `yara -s`. */
 export interface RuleStringMatch {
@@ -21,12 +23,13 @@ export interface RuleMatch {
  * offset): conditions in file order, so a rule may refer to the ones before it; private rules
  * and private strings are evaluated but not reported; a failing global rule reports nothing.
  */
-export function evaluateRules(rules: CompiledRules, matches: ReadonlyArray<ReadonlyArray<readonly StringMatch[]>>, filesize: number): RuleMatch[] {
+export function evaluateRules(rules: CompiledRules, matches: ReadonlyArray<ReadonlyArray<readonly StringMatch[]>>, filesize: number, unit?: ScannedUnit): RuleMatch[] {
   const ruleResults: boolean[] = [];
+  const modules = new Map<string, ModuleData>();
   const reports: RuleMatch[] = [];
   rules.rules.forEach((rule, ruleIndex) => {
     const ruleMatches = matches[ruleIndex]!;
-    const satisfied = evaluateCondition(rule.condition, { matches: ruleMatches, filesize: BigInt(filesize), ruleResults });
+    const satisfied = evaluateCondition(rule.condition, { matches: ruleMatches, filesize: BigInt(filesize), ruleResults, unit, modules });
     ruleResults.push(satisfied);
     if (!satisfied || rule.isPrivate) return;
     const strings = rule.strings.flatMap((string, i) => (string.isPrivate ? [] : ruleMatches[i]!.map((match) => ({ rule: rule.name, string: string.id, ...match }))));

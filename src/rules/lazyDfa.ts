@@ -116,3 +116,84 @@ export class LazyDfa {
 function stateKey(pcs: Int32Array, hasMatch: boolean): string {
   return `${hasMatch ? 'm' : ''}${pcs.join(',')}`;
 }
+
+/**
+ * Where matches end, from any start: the Pike VM's unanchored matchEnds as a lazily built DFA
+ * (a state is the set of live instructions, a fresh thread entering at every position), so a
+ * pattern with no fixed byte to search for costs one table lookup per byte instead of a walk
+ * over its live threads. Order does not matter for "does some match end here", so states are
+ * sets and far fewer than the anchored DFA's. Programs with assertions stay on the VM.
+ */
+export class UnanchoredEndsDfa {
+  private states: Array<{ readonly pcs: Int32Array; readonly hasMatch: boolean; readonly next: Int32Array }> = [];
+  private index = new Map<string, number>();
+  private readonly threads: ThreadList;
+  private readonly startPcs: readonly number[];
+  private readonly startState: number;
+
+  constructor(
+    private readonly program: Program,
+    private readonly maxStates = MAX_STATES,
+  ) {
+    this.threads = new ThreadList(program.instructions.length);
+    this.startPcs = [0];
+    this.startState = this.intern([]);
+  }
+
+  /** ends[i] is 1 when some non-empty or empty match ends at position i (as PikeVm.matchEnds). */
+  matchEnds(data: Uint8Array): Uint8Array {
+    const ends = new Uint8Array(data.length + 1);
+    let state = this.startState;
+    for (let position = 0; ; position++) {
+      const current = this.states[state]!;
+      if (current.hasMatch) ends[position] = 1;
+      if (position >= data.length) break;
+      const byte = data[position]!;
+      let next = current.next[byte]!;
+      if (next < 0) {
+        if (this.states.length >= this.maxStates) this.reset();
+        next = this.step(this.states[state] ?? this.states[this.startState]!, byte);
+        const from = this.states[state];
+        if (from) from.next[byte] = next;
+      }
+      state = next;
+    }
+    return ends;
+  }
+
+  private step(current: { readonly pcs: Int32Array }, byte: number): number {
+    const { instructions } = this.program;
+    const targets: number[] = [];
+    for (const pc of current.pcs) {
+      const instruction = instructions[pc]!;
+      if (instruction.op === 'byte' && instruction.set[byte]) targets.push(pc + 1);
+    }
+    return this.intern(targets);
+  }
+
+  /** Forgets every state (keeping the start): bounded memory whatever the pattern. */
+  private reset(): void {
+    this.states = [];
+    this.index = new Map();
+    this.intern([]);
+  }
+
+  /** The state for threads at `entries` plus a new thread at the program's start. */
+  private intern(entries: readonly number[]): number {
+    const { instructions } = this.program;
+    const threads = this.threads;
+    threads.clear();
+    for (const entry of [...entries, ...this.startPcs]) threads.add(instructions, entry, NO_INPUT, 0);
+    const all = Array.from(threads.pcs.subarray(0, threads.length));
+    const hasMatch = all.some((pc) => instructions[pc]!.op === 'match');
+    const pcs = Int32Array.from(all.filter((pc) => instructions[pc]!.op === 'byte').sort((a, b) => a - b));
+    const key = stateKey(pcs, hasMatch);
+    let id = this.index.get(key);
+    if (id === undefined) {
+      id = this.states.length;
+      this.states.push({ pcs, hasMatch, next: new Int32Array(256).fill(-1) });
+      this.index.set(key, id);
+    }
+    return id;
+  }
+}

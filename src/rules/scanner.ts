@@ -9,6 +9,7 @@ import type { CompiledRules, CompiledString, ProgramVariant } from './compile.js
 import type { StringMatch } from './condition.js';
 import { evaluateRules, type RuleMatch } from './evaluate.js';
 import { isAsciiLetter, otherCase } from './pattern.js';
+import type { ScannedUnit } from './unit.js';
 import { acceptMatch, chainMatches, literalMatchesAt, programMatchAt, programMatchesIn, type VariantMatch } from './verify.js';
 
 /** One match of one string: `string` indexes RuleScanner.strings. */
@@ -146,9 +147,10 @@ export class RuleScanner {
 
   /**
    * The rules that match, given every string's hits in offset order over the whole scanned data
-   * (one scan, or several scans' hits merged in order), with `filesize` as the data's size.
+   * (one scan, or several scans' hits merged in order), with `filesize` as the data's size and
+   * `unit` the bytes `uint32(…)` and the modules read (without it, they are undefined).
    */
-  evaluate(hits: readonly StringHit[], filesize: number): RuleMatch[] {
+  evaluate(hits: readonly StringHit[], filesize: number, unit?: ScannedUnit): RuleMatch[] {
     const matches = this.rules.rules.map((rule) => rule.strings.map((): StringMatch[] => []));
     const partMatches = this.rules.rules.map((rule) => rule.strings.map((string) => (string.chainGaps ? string.variants.map((): StringMatch[] => []) : [])));
     for (const hit of hits) {
@@ -162,7 +164,7 @@ export class RuleScanner {
         if (string.chainGaps) matches[ruleIndex]![index] = chainMatches(string, partMatches[ruleIndex]![index]!, string.chainGaps);
       }),
     );
-    return evaluateRules(this.rules, matches, filesize);
+    return evaluateRules(this.rules, matches, filesize, unit);
   }
 
   /** Human-readable name of a scanned string, `rule:$id`. */

@@ -2,7 +2,7 @@ import { resolveChain } from './chains.js';
 import type { CompiledString, JumpRange, LiteralVariant, ProgramVariant } from './compile.js';
 import type { StringMatch } from './condition.js';
 import { MAX_MATCH_LENGTH, isAsciiAlphanumeric, isAsciiLetter } from './pattern.js';
-import { LazyDfa } from './lazyDfa.js';
+import { LazyDfa, UnanchoredEndsDfa } from './lazyDfa.js';
 import { PikeVm } from './pikeVm.js';
 
 /**
@@ -41,6 +41,15 @@ function pikeVmFor(variant: ProgramVariant): PikeVm {
   return vm;
 }
 
+const endsFinders = new WeakMap<ProgramVariant, { matchEnds(data: Uint8Array): Uint8Array }>();
+
+/** The unanchored DFA where the program allows it, the Pike VM otherwise. */
+function endsFinderFor(variant: ProgramVariant): { matchEnds(data: Uint8Array): Uint8Array } {
+  let finder = endsFinders.get(variant);
+  if (!finder) endsFinders.set(variant, (finder = LazyDfa.supports(variant.program) ? new UnanchoredEndsDfa(variant.program) : pikeVmFor(variant)));
+  return finder;
+}
+
 /** Length of the program's preferred match at `start`, or -1: the lazy DFA where the program allows it, the Pike VM otherwise. */
 export function programMatchAt(variant: ProgramVariant, data: Uint8Array, start: number): number {
   let matcher = anchoredMatchers.get(variant);
@@ -55,10 +64,9 @@ export function programMatchAt(variant: ProgramVariant, data: Uint8Array, start:
  * backtrack exponentially linear).
  */
 export function* programMatchesIn(variant: ProgramVariant, data: Uint8Array, from = 0, to = data.length): Generator<[number, number]> {
-  const vm = pikeVmFor(variant);
   const { firstBytes } = variant.program;
   // endsBefore[i]: how many positions < i end some match; a start needs one in (start, start + limit].
-  const ends = vm.matchEnds(data);
+  const ends = endsFinderFor(variant).matchEnds(data);
   const endsBefore = new Uint32Array(ends.length + 1);
   for (let i = 0; i < ends.length; i++) endsBefore[i + 1] = endsBefore[i]! + ends[i]!;
   for (let start = from; start < to; start++) {
