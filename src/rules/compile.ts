@@ -1,5 +1,5 @@
 import type { RuleAst, RuleFile, StringAst } from './ast.js';
-import { literalAtom, patternAtom, type Atom } from './atoms.js';
+import { WEAK_ATOM_RATE, atomVerificationRate, literalAtom, patternAtom, type Atom } from './atoms.js';
 import { base64Forms } from './base64.js';
 import { ruleError } from './errors.js';
 import { parseRules } from './parser.js';
@@ -145,7 +145,10 @@ function base64Variants(plaintexts: readonly Uint8Array[], base64: Uint8Array | 
 function programVariant(pattern: PatternNode, wide: boolean, error: (message: string) => Error): ProgramVariant {
   try {
     const maxLength = Math.min(MAX_MATCH_LENGTH, lengthBounds(pattern).max);
-    return { kind: 'program', program: compileProgram(pattern), wide, atom: patternAtom(pattern), maxLength };
+    const atom = patternAtom(pattern);
+    // A pattern whose best atom would flood verification is searched by its automaton instead.
+    const usefulAtom = atom && atomVerificationRate(atom) <= WEAK_ATOM_RATE ? atom : undefined;
+    return { kind: 'program', program: compileProgram(pattern), wide, atom: usefulAtom, maxLength };
   } catch (cause) {
     if (cause instanceof RangeError) throw error(`pattern too large: ${cause.message}`);
     throw cause;

@@ -125,57 +125,64 @@ function stateKey(pcs: Int32Array, hasMatch: boolean): string {
  * sets and far fewer than the anchored DFA's. Programs with assertions stay on the VM.
  */
 export class UnanchoredEndsDfa {
-  private states: Array<{ readonly pcs: Int32Array; readonly hasMatch: boolean; readonly next: Int32Array }> = [];
+  /** Live byte instructions of each state. */
+  private pcs: Int32Array[] = [];
+  /** transitions[state * 256 + byte]: the next state, -1 until computed (one flat table: one lookup per byte). */
+  private transitions = new Int32Array(256 * 4).fill(-1);
+  private accepting = new Uint8Array(4);
   private index = new Map<string, number>();
   private readonly threads: ThreadList;
-  private readonly startPcs: readonly number[];
-  private readonly startState: number;
 
   constructor(
     private readonly program: Program,
     private readonly maxStates = MAX_STATES,
   ) {
     this.threads = new ThreadList(program.instructions.length);
-    this.startPcs = [0];
-    this.startState = this.intern([]);
+    this.intern([]);
   }
 
-  /** ends[i] is 1 when some non-empty or empty match ends at position i (as PikeVm.matchEnds). */
+  /** ends[i] is 1 when some match ends at position i (as PikeVm.matchEnds). */
   matchEnds(data: Uint8Array): Uint8Array {
     const ends = new Uint8Array(data.length + 1);
-    let state = this.startState;
-    for (let position = 0; ; position++) {
-      const current = this.states[state]!;
-      if (current.hasMatch) ends[position] = 1;
-      if (position >= data.length) break;
+    let state = 0;
+    let transitions = this.transitions;
+    let accepting = this.accepting;
+    const length = data.length;
+    for (let position = 0; position < length; position++) {
+      if (accepting[state] === 1) ends[position] = 1;
       const byte = data[position]!;
-      let next = current.next[byte]!;
+      let next = transitions[state * 256 + byte]!;
       if (next < 0) {
-        if (this.states.length >= this.maxStates) this.reset();
-        next = this.step(this.states[state] ?? this.states[this.startState]!, byte);
-        const from = this.states[state];
-        if (from) from.next[byte] = next;
+        if (this.pcs.length >= this.maxStates) state = this.reset(state);
+        next = this.step(state, byte);
+        transitions = this.transitions;
+        accepting = this.accepting;
+        transitions[state * 256 + byte] = next;
       }
       state = next;
     }
+    if (accepting[state] === 1) ends[length] = 1;
     return ends;
   }
 
-  private step(current: { readonly pcs: Int32Array }, byte: number): number {
+  private step(state: number, byte: number): number {
     const { instructions } = this.program;
     const targets: number[] = [];
-    for (const pc of current.pcs) {
+    for (const pc of this.pcs[state]!) {
       const instruction = instructions[pc]!;
       if (instruction.op === 'byte' && instruction.set[byte]) targets.push(pc + 1);
     }
     return this.intern(targets);
   }
 
-  /** Forgets every state (keeping the start): bounded memory whatever the pattern. */
-  private reset(): void {
-    this.states = [];
+  /** Forgets every state but the start and `state` (renumbered 0 and 1): bounded memory whatever the pattern. */
+  private reset(state: number): number {
+    const kept = this.pcs[state]!;
+    this.pcs = [];
     this.index = new Map();
+    this.transitions.fill(-1);
     this.intern([]);
+    return this.intern(Array.from(kept));
   }
 
   /** The state for threads at `entries` plus a new thread at the program's start. */
@@ -183,17 +190,26 @@ export class UnanchoredEndsDfa {
     const { instructions } = this.program;
     const threads = this.threads;
     threads.clear();
-    for (const entry of [...entries, ...this.startPcs]) threads.add(instructions, entry, NO_INPUT, 0);
+    for (const entry of entries) threads.add(instructions, entry, NO_INPUT, 0);
+    threads.add(instructions, 0, NO_INPUT, 0);
     const all = Array.from(threads.pcs.subarray(0, threads.length));
     const hasMatch = all.some((pc) => instructions[pc]!.op === 'match');
     const pcs = Int32Array.from(all.filter((pc) => instructions[pc]!.op === 'byte').sort((a, b) => a - b));
     const key = stateKey(pcs, hasMatch);
     let id = this.index.get(key);
-    if (id === undefined) {
-      id = this.states.length;
-      this.states.push({ pcs, hasMatch, next: new Int32Array(256).fill(-1) });
-      this.index.set(key, id);
+    if (id !== undefined) return id;
+    id = this.pcs.length;
+    this.pcs.push(pcs);
+    this.index.set(key, id);
+    if (id >= this.accepting.length) {
+      const transitions = new Int32Array(this.transitions.length * 2).fill(-1);
+      transitions.set(this.transitions);
+      this.transitions = transitions;
+      const accepting = new Uint8Array(this.accepting.length * 2);
+      accepting.set(this.accepting);
+      this.accepting = accepting;
     }
+    this.accepting[id] = hasMatch ? 1 : 0;
     return id;
   }
 }

@@ -195,6 +195,7 @@ export class RuleScanner {
     for (const prefilter of this.prefilters) {
       for (const hit of prefilter.hits(dataLength)) {
         for (const target of prefilter.targets[hit.id]!) {
+          if (this.cap.exhausted(target.string)) continue;
           const first = Math.max(ownedFrom, hit.offset - target.maxOffset, target.ranged ? triedThrough[target.id]! + 1 : 0);
           const last = Math.min(ownedTo - 1, hit.offset - target.offset);
           if (target.ranged && last >= first) triedThrough[target.id] = last;
@@ -206,6 +207,7 @@ export class RuleScanner {
       }
     }
     for (const { string, variant } of this.everywhere) {
+      if (this.cap.exhausted(string)) continue;
       const program = this.strings[string]!.compiled.variants[variant] as ProgramVariant;
       for (const [start, length] of programMatchesIn(program, data, ownedFrom, ownedTo)) record(string, start, variant, length);
     }
@@ -253,6 +255,11 @@ class MatchCap {
         into.push(hit);
       }
     }
+  }
+
+  /** Whether the string already lost a match to the limit: any further match of it would be dropped, so need not be looked for. */
+  exhausted(string: number): boolean {
+    return this.truncated.has(string);
   }
 
   truncatedStrings(): number[] {

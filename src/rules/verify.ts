@@ -70,12 +70,23 @@ export function* programMatchesIn(variant: ProgramVariant, data: Uint8Array, fro
   const endsBefore = new Uint32Array(ends.length + 1);
   for (let i = 0; i < ends.length; i++) endsBefore[i + 1] = endsBefore[i]! + ends[i]!;
   for (let start = from; start < to; start++) {
-    if (!firstBytes[data[start]!]) continue;
     const reach = Math.min(data.length, start + MAX_MATCH_LENGTH);
-    if (endsBefore[reach + 1] === endsBefore[start + 1]) continue;
+    if (endsBefore[reach + 1] === endsBefore[start + 1]) {
+      // No match ends within reach: skip to where the next end comes into reach.
+      if (endsBefore[data.length + 1] === endsBefore[reach + 1]) return;
+      start = Math.max(start, nextEnd(ends, reach + 1) - MAX_MATCH_LENGTH - 1);
+      continue;
+    }
+    if (!firstBytes[data[start]!]) continue;
     const length = programMatchAt(variant, data, start);
     if (length > 0) yield [start, length];
   }
+}
+
+/** The first index at or after `from` where a match ends (ends has one there: the caller checked). */
+function nextEnd(ends: Uint8Array, from: number): number {
+  const found = ends.indexOf(1, from);
+  return found < 0 ? ends.length : found;
 }
 
 /**
