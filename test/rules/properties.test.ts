@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { searchReference } from '../../src/kernels/multiNeedle.js';
 import { compileSource } from '../../src/rules/compile.js';
-import { LazyDfa } from '../../src/rules/lazyDfa.js';
+import { LazyDfa, UnanchoredEndsDfa } from '../../src/rules/lazyDfa.js';
 import { PikeVm } from '../../src/rules/pikeVm.js';
 import { stringMatches } from '../../src/rules/reference.js';
 
@@ -106,6 +106,21 @@ describe('the lazy DFA answers as the Pike VM', () => {
         const data = Uint8Array.from(input, (c) => c.charCodeAt(0));
         const [vm, dfa] = [new PikeVm(variant.program), new LazyDfa(variant.program, maxStates)];
         for (let start = 0; start <= data.length; start++) expect(dfa.matchAt(data, start), `/${source}/${flags} at ${start}`).toBe(vm.matchAt(data, start));
+      }),
+      { numRuns: 400 },
+    );
+  });
+});
+
+describe('the unanchored DFA finds the match ends the Pike VM finds', () => {
+  it('at every position, with the state cache big and tiny (starting over mid-input)', () => {
+    const text = fc.string({ unit: fc.constantFrom('a', 'b', 'c', '\n'), maxLength: 80 });
+    fc.assert(
+      fc.property(regexSource, fc.constantFrom('', 's'), text, fc.constantFrom(4096, 2), (source, flags, input, maxStates) => {
+        const variant = compileSource(`rule r { strings: $a = /${source}/${flags} condition: $a }`).rules[0]!.strings[0]!.variants[0]!;
+        if (variant.kind !== 'program') return;
+        const data = Uint8Array.from(input, (c) => c.charCodeAt(0));
+        expect(new UnanchoredEndsDfa(variant.program, maxStates).matchEnds(data), `/${source}/${flags}`).toEqual(new PikeVm(variant.program).matchEnds(data));
       }),
       { numRuns: 400 },
     );
