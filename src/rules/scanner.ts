@@ -10,7 +10,8 @@ import type { StringMatch } from './condition.js';
 import { evaluateRules, type RuleMatch } from './evaluate.js';
 import { isAsciiLetter, otherCase } from './pattern.js';
 import type { ScannedUnit } from './unit.js';
-import { acceptMatch, chainMatches, literalMatchesAt, programMatchAt, programMatchesIn, type VariantMatch } from './verify.js';
+import { LazyDfa, UnanchoredEndsDfa } from './lazyDfa.js';
+import { acceptMatch, chainMatches, literalMatchesAt, programMatchAt, programMatchesBeforeEnds, programMatchesIn, type VariantMatch } from './verify.js';
 
 /** One match of one string: `string` indexes RuleScanner.strings. */
 export interface StringHit {
@@ -82,8 +83,10 @@ export interface RuleScanResult {
 export class RuleScanner {
   readonly strings: readonly ScannedString[];
   private readonly prefilters: readonly Prefilter[];
-  /** Program variants without an atom, by string and variant. */
-  private readonly everywhere: ReadonlyArray<{ readonly string: number; readonly variant: number }>;
+  /** Program variants without an atom, by string and variant, with their program's index in everywhereDfa when it has one. */
+  private readonly everywhere: ReadonlyArray<{ readonly string: number; readonly variant: number; readonly dfaIndex: number | undefined }>;
+  /** The match-end automaton of every atomless program without assertions. */
+  private readonly everywhereDfa: UnanchoredEndsDfa | undefined;
   private readonly windowScanner: WindowScanner<StringHit>;
   /** The current scan's count of kept matches per string. */
   private cap: MatchCap;
@@ -98,7 +101,10 @@ export class RuleScanner {
     const { prefilters, everywhere, longestReach, targetCount } = planPrefilters(this.strings, kernel.window.length);
     this.triedThrough = new Int32Array(targetCount);
     this.prefilters = prefilters;
-    this.everywhere = everywhere;
+    const programOf = ({ string, variant }: { string: number; variant: number }) => (this.strings[string]!.compiled.variants[variant] as ProgramVariant).program;
+    const automatable = everywhere.filter((entry) => LazyDfa.supports(programOf(entry)));
+    this.everywhereDfa = automatable.length > 0 ? new UnanchoredEndsDfa(automatable.map(programOf)) : undefined;
+    this.everywhere = everywhere.map((entry) => ({ ...entry, dfaIndex: automatable.includes(entry) ? automatable.indexOf(entry) : undefined }));
     this.cap = new MatchCap(this.strings.length, maxMatchesPerString);
     this.windowScanner = {
       kernel,
@@ -206,11 +212,14 @@ export class RuleScanner {
         }
       }
     }
-    for (const { string, variant } of this.everywhere) {
-      if (this.cap.exhausted(string)) continue;
+    // Patterns without a useful atom: one DFA pass over the window for all of them, then starts tried only where an end is in reach.
+    const ends = this.everywhereDfa?.matchEnds(data);
+    this.everywhere.forEach(({ string, variant, dfaIndex }) => {
+      if (this.cap.exhausted(string)) return;
       const program = this.strings[string]!.compiled.variants[variant] as ProgramVariant;
-      for (const [start, length] of programMatchesIn(program, data, ownedFrom, ownedTo)) record(string, start, variant, length);
-    }
+      const matches = dfaIndex === undefined ? programMatchesIn(program, data, ownedFrom, ownedTo) : programMatchesBeforeEnds(program, data, ends![dfaIndex]!, ownedFrom, ownedTo);
+      for (const [start, length] of matches) record(string, start, variant, length);
+    });
     const windowHits: StringHit[] = [];
     for (const [string, starts] of found) {
       const compiled = this.strings[string]!.compiled;

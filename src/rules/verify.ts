@@ -41,13 +41,17 @@ function pikeVmFor(variant: ProgramVariant): PikeVm {
   return vm;
 }
 
-const endsFinders = new WeakMap<ProgramVariant, { matchEnds(data: Uint8Array): Uint8Array }>();
+const endsFinders = new WeakMap<ProgramVariant, UnanchoredEndsDfa>();
 
-/** The unanchored DFA where the program allows it, the Pike VM otherwise. */
-function endsFinderFor(variant: ProgramVariant): { matchEnds(data: Uint8Array): Uint8Array } {
+/** Positions (ascending) where some match of the program ends: the unanchored DFA where the program allows it, the Pike VM otherwise. */
+export function matchEndPositions(variant: ProgramVariant, data: Uint8Array): Int32Array {
+  if (!LazyDfa.supports(variant.program)) {
+    const marks = pikeVmFor(variant).matchEnds(data);
+    return Int32Array.from(marks.keys()).filter((position) => marks[position] === 1);
+  }
   let finder = endsFinders.get(variant);
-  if (!finder) endsFinders.set(variant, (finder = LazyDfa.supports(variant.program) ? new UnanchoredEndsDfa(variant.program) : pikeVmFor(variant)));
-  return finder;
+  if (!finder) endsFinders.set(variant, (finder = new UnanchoredEndsDfa([variant.program])));
+  return finder.matchEnds(data)[0]!;
 }
 
 /** Length of the program's preferred match at `start`, or -1: the lazy DFA where the program allows it, the Pike VM otherwise. */
@@ -64,29 +68,29 @@ export function programMatchAt(variant: ProgramVariant, data: Uint8Array, start:
  * backtrack exponentially linear).
  */
 export function* programMatchesIn(variant: ProgramVariant, data: Uint8Array, from = 0, to = data.length): Generator<[number, number]> {
+  yield* programMatchesBeforeEnds(variant, data, matchEndPositions(variant, data), from, to);
+}
+
+/**
+ * programMatchesIn given where the program's matches end (`ends`, ascending, as
+ * matchEndPositions gives them): only starts with an end within reach are tried, and the
+ * stretches with none are skipped at once.
+ */
+export function* programMatchesBeforeEnds(variant: ProgramVariant, data: Uint8Array, ends: Int32Array, from = 0, to = data.length): Generator<[number, number]> {
   const { firstBytes } = variant.program;
-  // endsBefore[i]: how many positions < i end some match; a start needs one in (start, start + limit].
-  const ends = endsFinderFor(variant).matchEnds(data);
-  const endsBefore = new Uint32Array(ends.length + 1);
-  for (let i = 0; i < ends.length; i++) endsBefore[i + 1] = endsBefore[i]! + ends[i]!;
+  let next = 0; // index in ends of the first end after `start`
   for (let start = from; start < to; start++) {
-    const reach = Math.min(data.length, start + MAX_MATCH_LENGTH);
-    if (endsBefore[reach + 1] === endsBefore[start + 1]) {
-      // No match ends within reach: skip to where the next end comes into reach.
-      if (endsBefore[data.length + 1] === endsBefore[reach + 1]) return;
-      start = Math.max(start, nextEnd(ends, reach + 1) - MAX_MATCH_LENGTH - 1);
+    while (next < ends.length && ends[next]! <= start) next++;
+    if (next === ends.length) return;
+    const end = ends[next]!;
+    if (end > start + MAX_MATCH_LENGTH) {
+      start = end - MAX_MATCH_LENGTH - 1; // the next start with this end in reach
       continue;
     }
     if (!firstBytes[data[start]!]) continue;
     const length = programMatchAt(variant, data, start);
     if (length > 0) yield [start, length];
   }
-}
-
-/** The first index at or after `from` where a match ends (ends has one there: the caller checked). */
-function nextEnd(ends: Uint8Array, from: number): number {
-  const found = ends.indexOf(1, from);
-  return found < 0 ? ends.length : found;
 }
 
 /**
