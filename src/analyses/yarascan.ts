@@ -9,6 +9,7 @@ import { processStreams } from '../os/linux/virtualScan.js';
 import { compileSource } from '../rules/compile.js';
 import type { RuleMatch } from '../rules/evaluate.js';
 import { RuleScanner, type RuleScanResult } from '../rules/scanner.js';
+import { imageUnit } from '../rules/unit.js';
 import type { X86AddressSpace } from '../space/x86.js';
 import { VmscopeError } from '../util/errors.js';
 import { hex } from '../util/hex.js';
@@ -77,7 +78,7 @@ async function scanPhysical(context: DumpContext, scanner: RuleScanner, source: 
       ? await parallel({ path: context.path, scanner, source, file: options.rules, threads, onProgress })
       : scanner.scanImage(context.image, { onProgress });
   warnTruncated(scanner, result, warnings);
-  const matches = scanner.evaluate(result.hits, context.image.totalBytes);
+  const matches = scanner.evaluate(result.hits, context.image.totalBytes, imageUnit(context.image));
   if (matches.length === 0) return [];
   const reverseMap = await ownersOrWarn(context, warnings);
   return matchRows(matches).flatMap(({ rule, string, offset, length }) => {

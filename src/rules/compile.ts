@@ -81,7 +81,7 @@ export function compileSource(source: string, file = '<rules>'): CompiledRules {
 export function compileRules(parsed: RuleFile): CompiledRules {
   const rules = parsed.rules.map((rule) => compileRule(rule, parsed.file));
   const lengths = rules.flatMap((rule) => rule.strings.flatMap((string) => string.variants.map(variantMaxLength)));
-  return { file: parsed.file, rules, longestMatch: Math.max(0, ...lengths) };
+  return { file: parsed.file, rules, longestMatch: lengths.reduce((longest, length) => Math.max(longest, length), 0) };
 }
 
 function compileRule(rule: RuleAst, file: string): CompiledRule {

@@ -312,7 +312,8 @@ function planPrefilters(strings: readonly ScannedString[], windowBytes: number):
       withAtoms.push({ target: { id: withAtoms.length, string, variant: index, offset, maxOffset, ranged: maxOffset > offset }, atom: variant.atom, literal });
     });
   });
-  const longestReach = Math.max(0, ...withAtoms.map(({ atom }) => atom.maxOffset + atom.bytes.length));
+  // reduce, not Math.max(...): spreading hundreds of thousands of arguments overflows the stack.
+  const longestReach = withAtoms.reduce((longest, { atom }) => Math.max(longest, atom.maxOffset + atom.bytes.length), 0);
   if (longestReach + LOOKAHEAD + LOOKBEHIND >= windowBytes) throw new RangeError(`a match may reach ${longestReach} bytes: more than a ${windowBytes}-byte window holds`);
 
   if (withAtoms.every(({ atom }) => !atom.caseInsensitive)) {
