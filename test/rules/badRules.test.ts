@@ -21,7 +21,7 @@ describe('bad rules give a clear error with file, line and column', () => {
   it.each([
     ['unterminated string', 'rule x {\n  strings:\n    $a = "abc\n  condition:\n    $a\n}', 'rules.yar:3:10: unterminated string'],
     ['unknown identifier', 'rule x {\n  condition:\n    true and nothing_here\n}', 'rules.yar:3:14: rule "x": unknown identifier \'nothing_here\''],
-    ['module import', 'import "pe"\nrule x { condition: true }', "rules.yar:1:8: unsupported module 'pe' (supported: math, hash)"],
+    ['module import', 'import "pe"\nrule x { condition: true }', "rules.yar:1:8: unsupported module 'pe' (supported: math, hash, elf)"],
     ['module without import', 'rule x { condition: math.entropy(0, filesize) > 7 }', 'rules.yar:1:21: rule "x": module \'math\' used without \'import "math"\''],
     ['module overload', 'import "math"\nrule x { condition: math.in_range(2, 1, 3) }', 'rules.yar:2:34: rule "x": no \'math.in_range\' takes (integer, integer, integer); it takes (float, float, float)'],
     ['module field', 'rule x {\n  condition:\n    pe.imports("a", "b")\n}', 'rules.yar:3:5: rule "x": unsupported construct \'pe.imports\''],
