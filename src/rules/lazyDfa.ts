@@ -6,6 +6,14 @@ const NO_INPUT = new Uint8Array(0);
 /** States kept per program before the cache starts over: bounds memory at ~1 KiB per state. */
 const MAX_STATES = 4096;
 
+/**
+ * States kept by every anchored DFA together (~1 KiB each): a rule set has thousands of programs,
+ * and 4,096 states each would take gigabytes. A DFA that needs a state past the budget starts
+ * its own cache over (answers stay exact; only speed depends on the cache).
+ */
+const GLOBAL_STATE_BUDGET = 16_384;
+let liveStates = 0;
+
 interface DfaState {
   /** Byte-consuming instructions in priority order, those below a reachable `match` cut off. */
   readonly pcs: Int32Array;
@@ -72,7 +80,7 @@ export class LazyDfa {
       if (instruction.op === 'byte' && instruction.set[byte]) targets.push(pc + 1);
     }
     const closure = this.closure(targets);
-    if (this.states.length >= this.maxStates && !this.index.has(closure.key)) this.reset();
+    if ((this.states.length >= this.maxStates || liveStates >= GLOBAL_STATE_BUDGET) && !this.index.has(closure.key)) this.reset();
     return this.intern(closure);
   }
 
@@ -80,6 +88,7 @@ export class LazyDfa {
   private reset(): void {
     const start = this.states[this.startState]!;
     this.resets++;
+    liveStates -= this.states.length;
     this.states = [];
     this.index = new Map();
     this.startState = this.intern({ pcs: start.pcs, hasMatch: start.hasMatch, key: stateKey(start.pcs, start.hasMatch) });
@@ -106,6 +115,7 @@ export class LazyDfa {
     let id = this.index.get(state.key);
     if (id === undefined) {
       id = this.states.length;
+      liveStates++;
       this.states.push({ pcs: state.pcs, hasMatch: state.hasMatch, next: new Int32Array(256).fill(-1) });
       this.index.set(state.key, id);
     }
