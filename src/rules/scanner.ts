@@ -213,12 +213,21 @@ export class RuleScanner {
       }
     }
     // Patterns without a useful atom: one DFA pass over the window for all of them, then starts tried only where an end is in reach.
-    const ends = this.everywhereDfa?.matchEnds(data);
+    const automatonNeeded = this.everywhere.some(({ string, dfaIndex }) => dfaIndex !== undefined && !this.cap.exhausted(string));
+    const ends = automatonNeeded ? this.everywhereDfa?.matchEnds(data) : undefined;
     this.everywhere.forEach(({ string, variant, dfaIndex }) => {
       if (this.cap.exhausted(string)) return;
       const program = this.strings[string]!.compiled.variants[variant] as ProgramVariant;
       const matches = dfaIndex === undefined ? programMatchesIn(program, data, ownedFrom, ownedTo) : programMatchesBeforeEnds(program, data, ends![dfaIndex]!, ownedFrom, ownedTo);
-      for (const [start, length] of matches) record(string, start, variant, length);
+      // Starts come in order: past what the cap keeps (and one more, to know it was exceeded) they would be dropped,
+      // unless `fullword` or a fixed offset may still reject some of the first ones.
+      const { fullword, fixedOffset } = this.strings[string]!.compiled;
+      const wanted = fullword || fixedOffset !== undefined ? Infinity : this.cap.remaining(string) + 1;
+      let taken = 0;
+      for (const [start, length] of matches) {
+        record(string, start, variant, length);
+        if (++taken >= wanted) break;
+      }
     });
     const windowHits: StringHit[] = [];
     for (const [string, starts] of found) {
@@ -264,6 +273,11 @@ class MatchCap {
         into.push(hit);
       }
     }
+  }
+
+  /** How many more matches of the string are kept. */
+  remaining(string: number): number {
+    return Math.max(0, this.limit - this.counts[string]!);
   }
 
   /** Whether the string already lost a match to the limit: any further match of it would be dropped, so need not be looked for. */
