@@ -7,7 +7,9 @@
  * two threads, condition evaluation), its total, `yara -s`'s total (its process included), the
  * ratio, GB/s, and whether the (rule, string, offset) sets agree; peak RSS of this process (the
  * pool's threads included) at the end. Targets: (a) and (b) >= 3x yara, (c) >= 5 GB/s.
- * Usage: node dist/bench/yarascan.js [raw dump] [community.yar]. Needs `yara` (Debian: apt-get
+ * Usage: node dist/bench/yarascan.js [raw dump] [community.yar] [another rule set…]: each further
+ * rule file (another public set, to check nothing is tuned to the community one) is one more case
+ * with the (a)/(b) target. Needs `yara` (Debian: apt-get
  * install yara) for the baseline; without it, vmscope's numbers are printed and the baseline is skipped.
  */
 import { spawnSync } from 'node:child_process';
@@ -53,6 +55,7 @@ const cases = [
   { name: '(a) eight everyday rules', source: EVERYDAY, target: 'ratio' as const },
   { name: '(b) the community set', source: readFileSync(communityPath, 'utf8'), target: 'ratio' as const },
   { name: '(c) one plain string', source: `rule plain { strings: $a = "${labmark}" condition: $a }`, target: 'gbps' as const },
+  ...process.argv.slice(4).map((file, i) => ({ name: `(${String.fromCharCode(0x64 + i)}) ${file}`, source: readFileSync(file, 'utf8'), target: 'ratio' as const })),
 ];
 
 const image = openImage(path);
