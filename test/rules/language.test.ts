@@ -86,6 +86,11 @@ describe('operators', () => {
     );
   });
 
+  it('leave hex bytes that look like exponents (5e, 1E) to the hex string, wherever it starts', () => {
+    const data = Uint8Array.from([0x5e, 0x5e, 0x1e, 0x3e]);
+    expect(holds('$a and $b', data, '$a = { 5e 5E 1e 3e } $b =\n /* bytes */ { 5e\n 5e }')).toBe(true);
+  });
+
   it('read hexadecimal, octal and size suffixes', () => {
     expect(holds('0x10 == 16 and 0o17 == 15 and 2KB == 2048 and 1MB == 1048576', new Uint8Array(1))).toBe(true);
   });
