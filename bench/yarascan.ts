@@ -38,9 +38,15 @@ const communityPath = process.argv[3] ?? resolve(repoRoot, '../shared/rules/comm
 const work = mkdtempSync(join(tmpdir(), 'vmscope-bench-yarascan-'));
 const yaraAvailable = spawnSync('yara', ['--version'], { encoding: 'utf8' }).status === 0;
 if (!yaraAvailable) console.log('yara is not installed: the baseline is skipped (Debian: apt-get install yara)');
-console.log(`dump ${path}, load average ${loadavg().map((load) => load.toFixed(2)).join(' ')}`);
+console.log(
+  `dump ${path}, load average ${loadavg()
+    .map((load) => load.toFixed(2))
+    .join(' ')}`,
+);
 
-const labmark = (truth('linux61-clean').markers as Array<{ kind: string; value: string }>).find((marker) => marker.kind === 'labmark')!.value;
+const labmark = (truth('linux61-clean').markers as Array<{ kind: string; value: string }>).find(
+  (marker) => marker.kind === 'labmark',
+)!.value;
 const EVERYDAY = `
 rule plain_shell { strings: $a = "/bin/sh -c" condition: $a }
 rule nocase_password { strings: $a = "password=" nocase condition: #a > 0 }
@@ -54,8 +60,18 @@ rule elf_header { strings: $a = { 7F 45 4C 46 02 01 01 } condition: for any i in
 const cases = [
   { name: '(a) eight everyday rules', source: EVERYDAY, target: 'ratio' as const },
   { name: '(b) the community set', source: readFileSync(communityPath, 'utf8'), target: 'ratio' as const },
-  { name: '(c) one plain string', source: `rule plain { strings: $a = "${labmark}" condition: $a }`, target: 'gbps' as const },
-  ...process.argv.slice(4).map((file, i) => ({ name: `(${String.fromCharCode(0x64 + i)}) ${file}`, source: readFileSync(file, 'utf8'), target: 'ratio' as const })),
+  {
+    name: '(c) one plain string',
+    source: `rule plain { strings: $a = "${labmark}" condition: $a }`,
+    target: 'gbps' as const,
+  },
+  ...process.argv
+    .slice(4)
+    .map((file, i) => ({
+      name: `(${String.fromCharCode(0x64 + i)}) ${file}`,
+      source: readFileSync(file, 'utf8'),
+      target: 'ratio' as const,
+    })),
 ];
 
 const image = openImage(path);
@@ -63,7 +79,13 @@ const gigabytes = image.totalBytes / 1e9;
 const rate = (time: number) => `${(gigabytes / time).toFixed(2).padStart(6)} GB/s`;
 const secondsSince = (started: bigint) => Number(process.hrtime.bigint() - started) / 1e9;
 const keys = (matches: ReadonlyArray<{ rule: string; strings: ReadonlyArray<{ string: string; offset: number }> }>) =>
-  new Set(matches.flatMap((match) => (match.strings.length === 0 ? [match.rule] : match.strings.map((hit) => `${match.rule} ${hit.string} ${hit.offset}`))));
+  new Set(
+    matches.flatMap((match) =>
+      match.strings.length === 0
+        ? [match.rule]
+        : match.strings.map((hit) => `${match.rule} ${hit.string} ${hit.offset}`),
+    ),
+  );
 const poolStarted = process.hrtime.bigint();
 const pool = await ScanPool.create({ threads: THREADS, workerScript: WORKER_SCRIPT });
 console.log(`pool of ${THREADS} threads ready in ${secondsSince(poolStarted).toFixed(3)} s`);
@@ -80,8 +102,12 @@ try {
     const matches: RuleMatch[] = scanner.evaluate(result.hits, image.totalBytes, imageUnit(image));
     const total = secondsSince(started);
     const ours = keys(matches);
-    console.log(`\n${name}: ${scanner.rules.rules.length} rules, ${ours.size} string matches, ${result.truncated.length} strings capped`);
-    console.log(`  vmscope: compile ${compiled.toFixed(3)} s, scan ${(scanned - compiled).toFixed(3)} s, evaluate ${(total - scanned).toFixed(3)} s; total ${total.toFixed(3)} s ${rate(total)}`);
+    console.log(
+      `\n${name}: ${scanner.rules.rules.length} rules, ${ours.size} string matches, ${result.truncated.length} strings capped`,
+    );
+    console.log(
+      `  vmscope: compile ${compiled.toFixed(3)} s, scan ${(scanned - compiled).toFixed(3)} s, evaluate ${(total - scanned).toFixed(3)} s; total ${total.toFixed(3)} s ${rate(total)}`,
+    );
     // Before yara's output is read into this process: the scan's own peak (the pool's threads share it).
     console.log(`  peak RSS so far ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB (target < 512 MiB)`);
     if (target === 'gbps') {
@@ -100,7 +126,9 @@ try {
     const ratio = yaraTime / total;
     console.log(`  yara -s: total ${yaraTime.toFixed(3)} s ${rate(yaraTime)}`);
     console.log(`  vmscope (${THREADS} threads) / yara: x${ratio.toFixed(2)}`);
-    console.log(`  match sets: ${onlyOurs.length === 0 && onlyTheirs.length === 0 ? `agree (${theirs.size})` : `DIFFER: ${onlyOurs.length} only vmscope (${onlyOurs.slice(0, 3).join('; ')}), ${onlyTheirs.length} only yara (${onlyTheirs.slice(0, 3).join('; ')})`}`);
+    console.log(
+      `  match sets: ${onlyOurs.length === 0 && onlyTheirs.length === 0 ? `agree (${theirs.size})` : `DIFFER: ${onlyOurs.length} only vmscope (${onlyOurs.slice(0, 3).join('; ')}), ${onlyTheirs.length} only yara (${onlyTheirs.slice(0, 3).join('; ')})`}`,
+    );
     if (onlyOurs.length > 0 || onlyTheirs.length > 0) failures++;
     if (target === 'ratio') {
       const met = ratio >= TARGET_RATIO;

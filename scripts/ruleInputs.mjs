@@ -53,7 +53,11 @@ export function peHeader({ is64 = false, dll = false } = {}) {
   page.writeUInt16LE(is64 ? 3 : 2, optional + 68);
   page.writeUInt32LE(16, optional + (is64 ? 108 : 92));
   let section = optional + optionalSize;
-  for (const [name, rva] of [['.text', 0x1000], ['.rdata', 0x2000], ['.data', 0x3000]]) {
+  for (const [name, rva] of [
+    ['.text', 0x1000],
+    ['.rdata', 0x2000],
+    ['.data', 0x3000],
+  ]) {
     page.write(name, section, 'latin1');
     page.writeUInt32LE(0x1000, section + 8);
     page.writeUInt32LE(rva, section + 12);
@@ -112,7 +116,12 @@ function headerFile(first, ...rest) {
 export function communityInputs() {
   return {
     'random-1m.bin': pseudoRandomBytes(1 << 20),
-    'headers-pe.bin': headerFile(peHeader(), peHeader({ is64: true, dll: true }), elfHeader(), elfHeader({ is64: false, type: 3 })),
+    'headers-pe.bin': headerFile(
+      peHeader(),
+      peHeader({ is64: true, dll: true }),
+      elfHeader(),
+      elfHeader({ is64: false, type: 3 }),
+    ),
     'headers-elf.bin': headerFile(elfHeader({ type: 3 }), peHeader({ dll: true }), elfHeader({ is64: false })),
   };
 }
@@ -132,7 +141,11 @@ export function matchSummary(matches) {
   }
   lines.sort();
   const sortedRules = Object.fromEntries(Object.entries(rules).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-  return { matches: lines.length, rules: sortedRules, sha256: createHash('sha256').update(lines.join('\n')).digest('hex') };
+  return {
+    matches: lines.length,
+    rules: sortedRules,
+    sha256: createHash('sha256').update(lines.join('\n')).digest('hex'),
+  };
 }
 
 /** `yara -s` output as rules with their string matches (offsets only; test/rules/yaraOutput.ts also reads the data). */

@@ -12,7 +12,16 @@
 // linux61-clean and linux612-clean dumps (minutes each: yara is slow on this set's regexes).
 // `--yara-output NAME=FILE` takes a saved `yara -s` output for input NAME instead of running yara.
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { communityInputs, matchSummary, yaraMatches } from './ruleInputs.mjs';
@@ -38,19 +47,30 @@ if (process.argv.includes('--community')) {
 }
 
 mkdirSync(goldenDir, { recursive: true });
-const inputs = readdirSync(corpusDir).filter((name) => name.endsWith('.bin')).sort();
+const inputs = readdirSync(corpusDir)
+  .filter((name) => name.endsWith('.bin'))
+  .sort();
 for (const input of inputs) {
   // Run inside the corpus folder so each rule line names the input as `name.bin`, not a path.
-  const output = execFileSync('yara', ['-s', '-r', 'corpus.yar', input], { cwd: corpusDir, encoding: 'latin1', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 });
+  const output = execFileSync('yara', ['-s', '-r', 'corpus.yar', input], {
+    cwd: corpusDir,
+    encoding: 'latin1',
+    stdio: ['ignore', 'pipe', 'ignore'],
+    maxBuffer: 64 << 20,
+  });
   writeFileSync(join(goldenDir, input.replace(/\.bin$/, '.txt')), output, 'latin1');
-  console.log(`${input}: ${output.split('\n').filter((line) => line.startsWith('0x')).length} string matches (yara ${version})`);
+  console.log(
+    `${input}: ${output.split('\n').filter((line) => line.startsWith('0x')).length} string matches (yara ${version})`,
+  );
 }
 
 function writeCommunityGoldens() {
   const rules = resolve(repoRoot, '../shared/rules/community/community.yar');
   const outputDir = join(goldenDir, 'community');
   mkdirSync(outputDir, { recursive: true });
-  const saved = new Map(process.argv.flatMap((arg, i) => (process.argv[i - 1] === '--yara-output' ? [arg.split('=')] : [])));
+  const saved = new Map(
+    process.argv.flatMap((arg, i) => (process.argv[i - 1] === '--yara-output' ? [arg.split('=')] : [])),
+  );
   const temporary = join(repoRoot, '.cache', 'rule-inputs');
   mkdirSync(temporary, { recursive: true });
   const inputs = Object.entries(communityInputs()).map(([name, bytes]) => {
@@ -65,7 +85,11 @@ function writeCommunityGoldens() {
   for (const [name, path] of inputs) {
     const output = saved.has(name)
       ? readFileSync(saved.get(name), 'latin1')
-      : execFileSync('yara', ['-s', '-w', rules, path], { encoding: 'latin1', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 30 });
+      : execFileSync('yara', ['-s', '-w', rules, path], {
+          encoding: 'latin1',
+          stdio: ['ignore', 'pipe', 'ignore'],
+          maxBuffer: 1 << 30,
+        });
     const summary = { yara: version, input: name, ...matchSummary(yaraMatches(output)) };
     writeFileSync(join(outputDir, `${name}.json`), JSON.stringify(summary, null, 1) + '\n');
     console.log(`${name}: ${Object.keys(summary.rules).length} rules, ${summary.matches} matches (yara ${version})`);
@@ -75,7 +99,9 @@ function writeCommunityGoldens() {
 /** The decompressed raw dump of a fixture (the test suite decompresses it into .cache once), or undefined. */
 function rawFixture(name) {
   const manifestPath = resolve(repoRoot, '../shared/fixtures/MANIFEST.json');
-  const entry = existsSync(manifestPath) ? JSON.parse(readFileSync(manifestPath, 'utf8')).snapshots[name]?.formats.raw : undefined;
+  const entry = existsSync(manifestPath)
+    ? JSON.parse(readFileSync(manifestPath, 'utf8')).snapshots[name]?.formats.raw
+    : undefined;
   const dump = entry && join(repoRoot, '.cache/fixtures', `${entry.sha256.slice(0, 16)}-${name}.raw`);
   return dump && existsSync(dump) ? dump : undefined;
 }
@@ -107,14 +133,37 @@ function writeInputs() {
     latin('VMSCOPE-MARKER\n'),
     latin('col1\tcol2 | say "hi" | C:\\Windows | \x01\x02\x03ABC | line1\nline2 | line1Xline2\n'),
     latin('MixedCase mixedcase MIXEDCASE mIxEdCaSe\n'),
-    wide('WideText'), latin(' '), wide('widecase'), wide('WIDECASE'), latin(' BothForms '), wide('BothForms'), latin('\n'),
+    wide('WideText'),
+    latin(' '),
+    wide('widecase'),
+    wide('WIDECASE'),
+    latin(' BothForms '),
+    wide('BothForms'),
+    latin('\n'),
     latin('word words sword (word) word_ 1word word-\n'),
-    wide('wword'), latin(' '), wide('xwword'), latin(' '), wide('wwords'), latin(' '), wide('wword'), latin('\n'),
-    xor(latin('XorSecret'), 0x20), latin(' '), xor(latin('XorSecret'), 0x05), latin(' '), xor(latin('XorSecret'), 0x7f), latin(' XorSecret\n'),
-    xor(wide('XorWide'), 0x41), latin(' '), xor(latin('XorWide'), 0x41), latin('\n'),
+    wide('wword'),
+    latin(' '),
+    wide('xwword'),
+    latin(' '),
+    wide('wwords'),
+    latin(' '),
+    wide('wword'),
+    latin('\n'),
+    xor(latin('XorSecret'), 0x20),
+    latin(' '),
+    xor(latin('XorSecret'), 0x05),
+    latin(' '),
+    xor(latin('XorSecret'), 0x7f),
+    latin(' XorSecret\n'),
+    xor(wide('XorWide'), 0x41),
+    latin(' '),
+    xor(latin('XorWide'), 0x41),
+    latin('\n'),
     latin('VMSCOPE-MARKER again, VMSCOPE-lower\n'),
     latin('cat dogs walk, cats run, concat cat. dog run\n'),
-    latin('id=12345 id=12 user@example.com key   value [bracketed] [] abbbc ac xxxy color colour zzzzzz qqqr qr <a><b>\n'),
+    latin(
+      'id=12345 id=12 user@example.com key   value [bracketed] [] abbbc ac xxxy color colour zzzzzz qqqr qr <a><b>\n',
+    ),
     latin('END'),
   ]);
   // prettier-ignore
@@ -145,7 +194,9 @@ function writeInputs() {
 function writeMemorySlice() {
   const dump = rawFixture('linux61-clean');
   if (!dump) {
-    console.error('yara-golden: memory.bin kept as is (run the test suite once to decompress the linux61-clean raw fixture)');
+    console.error(
+      'yara-golden: memory.bin kept as is (run the test suite once to decompress the linux61-clean raw fixture)',
+    );
     return;
   }
   const slice = Buffer.alloc(48 * 1024);

@@ -56,8 +56,15 @@ export async function yarascan(context: DumpContext, options: YarascanOptions): 
   const source = readRulesFile(options.rules);
   const scanner = RuleScanner.create(compileSource(source, options.rules));
   // As yara's "string may slow down scanning": such a string is tried at every offset of the dump.
-  const warnings = scanner.strings.flatMap(({ compiled }, index) => (compiled.scanEverywhere ? [`${scanner.describe(index)}: no fixed byte to search for, so it is tried at every offset (slow)`] : []));
-  const rows = options.pid !== undefined || options.allProcesses ? await scanProcesses(context, scanner, options, warnings) : await scanPhysical(context, scanner, source, options, warnings);
+  const warnings = scanner.strings.flatMap(({ compiled }, index) =>
+    compiled.scanEverywhere
+      ? [`${scanner.describe(index)}: no fixed byte to search for, so it is tried at every offset (slow)`]
+      : [],
+  );
+  const rows =
+    options.pid !== undefined || options.allProcesses
+      ? await scanProcesses(context, scanner, options, warnings)
+      : await scanPhysical(context, scanner, source, options, warnings);
   return { columns, rows, single: false, partial: false, warnings, exitCode: rows.length > 0 ? 1 : 0 };
 }
 
@@ -69,7 +76,13 @@ function readRulesFile(path: string): string {
   }
 }
 
-async function scanPhysical(context: DumpContext, scanner: RuleScanner, source: string, options: YarascanOptions, warnings: string[]): Promise<Row[]> {
+async function scanPhysical(
+  context: DumpContext,
+  scanner: RuleScanner,
+  source: string,
+  options: YarascanOptions,
+  warnings: string[],
+): Promise<Row[]> {
   const threads = options.threads ?? availableParallelism();
   const onProgress = context.progress('scanning with rules');
   const parallel = context.parallelRuleScan;
@@ -84,7 +97,9 @@ async function scanPhysical(context: DumpContext, scanner: RuleScanner, source: 
   return matchRows(matches).flatMap(({ rule, string, offset, length }) => {
     const data = new Uint8Array(Math.min(length, SHOWN_BYTES));
     context.image.read(offset, data);
-    const owners: ReadonlyArray<Attribution | { readonly owner: 'unknown' }> = reverseMap?.attribute(offset) ?? [{ owner: 'unknown' }];
+    const owners: ReadonlyArray<Attribution | { readonly owner: 'unknown' }> = reverseMap?.attribute(offset) ?? [
+      { owner: 'unknown' },
+    ];
     return owners.map((owner) => ({
       rule,
       string,
@@ -117,7 +132,10 @@ async function ownersOrWarn(context: DumpContext, warnings: string[]): Promise<R
  * Thread-group leaders on the task list, then those carved from memory but missing from it
  * (hidden by DKOM): a hidden process's pages must not show as unowned.
  */
-async function everyProcess(context: DumpContext, warnings: string[]): Promise<{ kernel: LinuxKernel; reader: KernelReader; processes: TaskInfo[] }> {
+async function everyProcess(
+  context: DumpContext,
+  warnings: string[],
+): Promise<{ kernel: LinuxKernel; reader: KernelReader; processes: TaskInfo[] }> {
   const list = await processList(context);
   warnings.push(...list.warnings);
   const listed = new Set(list.tasks.map((task) => task.task));
@@ -127,12 +145,21 @@ async function everyProcess(context: DumpContext, warnings: string[]): Promise<{
   return { kernel: context.kernel, reader: list.reader, processes: [...list.tasks, ...hidden] };
 }
 
-async function scanProcesses(context: DumpContext, scanner: RuleScanner, options: YarascanOptions, warnings: string[]): Promise<Row[]> {
+async function scanProcesses(
+  context: DumpContext,
+  scanner: RuleScanner,
+  options: YarascanOptions,
+  warnings: string[],
+): Promise<Row[]> {
   const { kernel, reader, processes } = await everyProcess(context, warnings);
   const users = processes.filter((task) => !task.kernelThread && task.mm !== 0n);
   const selected = options.pid === undefined ? users : users.filter((task) => task.pid === options.pid);
   if (selected.length === 0) {
-    throw new VmscopeError('USAGE', `no user process with pid ${options.pid} (on the task list or carved from memory)`, context.path);
+    throw new VmscopeError(
+      'USAGE',
+      `no user process with pid ${options.pid} (on the task list or carved from memory)`,
+      context.path,
+    );
   }
   const rows: Row[] = [];
   for (const task of selected) {
@@ -145,7 +172,8 @@ async function scanProcesses(context: DumpContext, scanner: RuleScanner, options
       continue;
     }
     const { streams, totalBytes, unreachableBytes } = processStreams(space);
-    if (unreachableBytes > 0) warnings.push(`pid ${task.pid} ${task.comm}: ${unreachableBytes} bytes mapped above 2^53 were not scanned`);
+    if (unreachableBytes > 0)
+      warnings.push(`pid ${task.pid} ${task.comm}: ${unreachableBytes} bytes mapped above 2^53 were not scanned`);
     const result = scanner.scanStreams(streams);
     warnTruncated(scanner, result, warnings, `pid ${task.pid}: `);
     // As `yara -p`: conditions see the process's memory, offsets are virtual addresses.
@@ -170,12 +198,15 @@ async function scanProcesses(context: DumpContext, scanner: RuleScanner, options
   return rows;
 }
 
-function matchRows(matches: readonly RuleMatch[]): Array<{ rule: string; string: string; offset: number; length: number }> {
+function matchRows(
+  matches: readonly RuleMatch[],
+): Array<{ rule: string; string: string; offset: number; length: number }> {
   return matches.flatMap((match) => match.strings);
 }
 
 function warnTruncated(scanner: RuleScanner, result: RuleScanResult, warnings: string[], prefix = ''): void {
-  for (const string of result.truncated) warnings.push(`${prefix}${scanner.describe(string)}: too many matches, only the first ones by offset are kept`);
+  for (const string of result.truncated)
+    warnings.push(`${prefix}${scanner.describe(string)}: too many matches, only the first ones by offset are kept`);
 }
 
 /** The bytes as text with anything unprintable as a dot (a hex dump's right column; read first in a table), then as hex. */
@@ -186,7 +217,8 @@ function showBytes(bytes: Uint8Array): string {
 
 const parseInteger = (name: string) => (value: string) => {
   const number = Number(value);
-  if (!Number.isInteger(number) || number < 0) throw new VmscopeError('USAGE', `${name} must be a non-negative integer, not "${value}"`);
+  if (!Number.isInteger(number) || number < 0)
+    throw new VmscopeError('USAGE', `${name} must be a non-negative integer, not "${value}"`);
   return number;
 };
 
@@ -197,9 +229,23 @@ export const yarascanAnalysis: Analysis = {
   requires: ['image'],
   options: [
     { flags: '--rules <file>', key: 'rules', description: 'YARA rule file (required)' },
-    { flags: '--pid <pid>', key: 'pid', description: "scan this process's virtual memory instead of physical memory", parse: parseInteger('--pid') },
-    { flags: '--all-processes', key: 'allProcesses', description: "scan every process's virtual memory instead of physical memory" },
-    { flags: '--threads <n>', key: 'threads', description: 'threads for the physical scan (default: the available parallelism)', parse: parseInteger('--threads') },
+    {
+      flags: '--pid <pid>',
+      key: 'pid',
+      description: "scan this process's virtual memory instead of physical memory",
+      parse: parseInteger('--pid'),
+    },
+    {
+      flags: '--all-processes',
+      key: 'allProcesses',
+      description: "scan every process's virtual memory instead of physical memory",
+    },
+    {
+      flags: '--threads <n>',
+      key: 'threads',
+      description: 'threads for the physical scan (default: the available parallelism)',
+      parse: parseInteger('--threads'),
+    },
   ],
   help: `Rules follow YARA's syntax (strings with nocase/wide/ascii/fullword/private/xor, hex strings
 with wildcards, jumps and alternations, regular expressions; conditions with counts, offsets,
@@ -228,7 +274,8 @@ Examples:
   vmscope yarascan --rules c2.yar --all-processes guest.raw --ndjson | jq -r .comm | sort -u`,
   run: (context, args) => {
     if (typeof args.rules !== 'string') throw new VmscopeError('USAGE', 'yarascan needs --rules <file>');
-    if (args.pid !== undefined && args.allProcesses) throw new VmscopeError('USAGE', '--pid and --all-processes exclude each other');
+    if (args.pid !== undefined && args.allProcesses)
+      throw new VmscopeError('USAGE', '--pid and --all-processes exclude each other');
     return yarascan(context, {
       rules: args.rules,
       ...(args.pid !== undefined ? { pid: args.pid as number } : {}),

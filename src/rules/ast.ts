@@ -47,9 +47,18 @@ interface StringCommon {
 export type StringAst =
   | (StringCommon & { readonly kind: 'text'; readonly bytes: Uint8Array; readonly modifiers: TextModifiers })
   | (StringCommon & { readonly kind: 'hex'; readonly pattern: PatternNode })
-  | (StringCommon & { readonly kind: 'regex'; readonly pattern: PatternNode; readonly modifiers: Omit<TextModifiers, 'xor'> });
+  | (StringCommon & {
+      readonly kind: 'regex';
+      readonly pattern: PatternNode;
+      readonly modifiers: Omit<TextModifiers, 'xor'>;
+    });
 
-export type Quantifier = { readonly kind: 'all' } | { readonly kind: 'any' } | { readonly kind: 'none' } | { readonly kind: 'count'; readonly count: Expr } | { readonly kind: 'percent'; readonly percent: Expr };
+export type Quantifier =
+  | { readonly kind: 'all' }
+  | { readonly kind: 'any' }
+  | { readonly kind: 'none' }
+  | { readonly kind: 'count'; readonly count: Expr }
+  | { readonly kind: 'percent'; readonly percent: Expr };
 
 /** `uint8(…)` … `int32be(…)`: a little- or big-endian integer read from the scanned data. */
 export interface IntegerRead {
@@ -59,13 +68,19 @@ export interface IntegerRead {
 }
 
 /** Operators on two strings (`"a" contains "b"`); the `i` forms ignore ASCII case. */
-export type TextOperator = 'contains' | 'icontains' | 'startswith' | 'istartswith' | 'endswith' | 'iendswith' | 'iequals';
+export type TextOperator =
+  'contains' | 'icontains' | 'startswith' | 'istartswith' | 'endswith' | 'iendswith' | 'iequals';
 
 /** What a `for … in` variable takes: a range `(a..b)` or a list `(a, b, c)`. */
-export type Iterable = { readonly kind: 'range'; readonly from: Expr; readonly to: Expr } | { readonly kind: 'list'; readonly items: readonly Expr[] };
+export type Iterable =
+  | { readonly kind: 'range'; readonly from: Expr; readonly to: Expr }
+  | { readonly kind: 'list'; readonly items: readonly Expr[] };
 
 /** One step of a module reference after the module's name: `.field`, `[index]` or `(arguments)`. */
-export type ModuleStep = { readonly kind: 'field'; readonly name: string } | { readonly kind: 'index'; readonly index: Expr } | { readonly kind: 'call'; readonly args: readonly Expr[]; readonly overload: number };
+export type ModuleStep =
+  | { readonly kind: 'field'; readonly name: string }
+  | { readonly kind: 'index'; readonly index: Expr }
+  | { readonly kind: 'call'; readonly args: readonly Expr[]; readonly overload: number };
 
 export type ArithmeticOperator = '+' | '-' | '*' | '\\' | '%' | '&' | '|' | '^' | '<<' | '>>';
 export type ComparisonOperator = '==' | '!=' | '<' | '<=' | '>' | '>=';
@@ -92,7 +107,12 @@ export type Expr = SourcePosition &
     | { readonly kind: 'stringCount'; readonly string: number | undefined }
     | { readonly kind: 'stringOffset' | 'stringLength'; readonly string: number | undefined; readonly index: Expr }
     | { readonly kind: 'of'; readonly quantifier: Quantifier; readonly strings: readonly number[] }
-    | { readonly kind: 'forOf'; readonly quantifier: Quantifier; readonly strings: readonly number[]; readonly body: Expr }
+    | {
+        readonly kind: 'forOf';
+        readonly quantifier: Quantifier;
+        readonly strings: readonly number[];
+        readonly body: Expr;
+      }
     | { readonly kind: 'stringCountIn'; readonly string: number | undefined; readonly from: Expr; readonly to: Expr }
     | { readonly kind: 'ruleReference'; readonly rule: number }
     | { readonly kind: 'ofRules'; readonly quantifier: Quantifier; readonly rules: readonly number[] }
@@ -101,6 +121,17 @@ export type Expr = SourcePosition &
     | { readonly kind: 'textOperator'; readonly operator: TextOperator; readonly left: Expr; readonly right: Expr }
     | { readonly kind: 'matches'; readonly left: Expr; readonly regex: PatternNode }
     | { readonly kind: 'variable'; readonly slot: number }
-    | { readonly kind: 'forIn'; readonly quantifier: Quantifier; readonly slot: number; readonly iterable: Iterable; readonly body: Expr }
-    | { readonly kind: 'module'; readonly module: string; readonly steps: readonly ModuleStep[]; readonly type: ValueType }
+    | {
+        readonly kind: 'forIn';
+        readonly quantifier: Quantifier;
+        readonly slot: number;
+        readonly iterable: Iterable;
+        readonly body: Expr;
+      }
+    | {
+        readonly kind: 'module';
+        readonly module: string;
+        readonly steps: readonly ModuleStep[];
+        readonly type: ValueType;
+      }
   );

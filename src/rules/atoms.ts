@@ -26,7 +26,9 @@ interface FixedByte {
 
 /** log of how likely a byte is at a random position of guest memory; lower is rarer. */
 function logLikelihood(byte: FixedByte): number {
-  const frequency = TYPICAL_BYTE_FREQUENCY[byte.value]! + (byte.eitherCase && otherCase(byte.value) !== byte.value ? TYPICAL_BYTE_FREQUENCY[otherCase(byte.value)]! : 0);
+  const frequency =
+    TYPICAL_BYTE_FREQUENCY[byte.value]! +
+    (byte.eitherCase && otherCase(byte.value) !== byte.value ? TYPICAL_BYTE_FREQUENCY[otherCase(byte.value)]! : 0);
   return Math.log(Math.max(frequency, 1) / 1e6);
 }
 
@@ -36,7 +38,9 @@ function logLikelihood(byte: FixedByte): number {
  * window, prefix or not) times the number of match starts an occurrence leaves to try (so `ab*c`
  * is found from its `a`, not from a `c` that may sit up to 4 KiB after the start).
  */
-function rarestWindow(runs: ReadonlyArray<{ start: number; maxStart: number; bytes: readonly FixedByte[] }>): Atom | undefined {
+function rarestWindow(
+  runs: ReadonlyArray<{ start: number; maxStart: number; bytes: readonly FixedByte[] }>,
+): Atom | undefined {
   let best: { atom: Atom; score: number } | undefined;
   for (const run of runs) {
     // Shorter windows never score better on rarity alone; they are there for when the longest ones start 00 00.
@@ -44,10 +48,15 @@ function rarestWindow(runs: ReadonlyArray<{ start: number; maxStart: number; byt
       for (let at = 0; at + width <= run.bytes.length; at++) {
         const window = run.bytes.slice(at, at + width);
         // Expected verifications per scanned byte: how often the atom occurs times how many starts each occurrence implies.
-        const score = window.reduce((sum, byte) => sum + logLikelihood(byte), 0) + Math.log(run.maxStart - run.start + 1) + (startsWithZeroPair(window) ? ZERO_PAIR_PENALTY : 0);
+        const score =
+          window.reduce((sum, byte) => sum + logLikelihood(byte), 0) +
+          Math.log(run.maxStart - run.start + 1) +
+          (startsWithZeroPair(window) ? ZERO_PAIR_PENALTY : 0);
         if (best && score >= best.score) continue;
         const caseInsensitive = window.some((byte) => byte.eitherCase);
-        const bytes = Uint8Array.from(window, (byte) => (caseInsensitive && byte.eitherCase ? byte.value | 0x20 : byte.value));
+        const bytes = Uint8Array.from(window, (byte) =>
+          caseInsensitive && byte.eitherCase ? byte.value | 0x20 : byte.value,
+        );
         best = { atom: { bytes, offset: run.start + at, maxOffset: run.maxStart + at, caseInsensitive }, score };
       }
     }
@@ -71,7 +80,9 @@ function startsWithZeroPair(window: readonly FixedByte[]): boolean {
  * times how many match starts each occurrence leaves to try.
  */
 export function atomVerificationRate(atom: Atom): number {
-  const likelihood = Array.from(atom.bytes, (value) => logLikelihood({ value, eitherCase: atom.caseInsensitive && otherCase(value) !== value })).reduce((sum, log) => sum + log, 0);
+  const likelihood = Array.from(atom.bytes, (value) =>
+    logLikelihood({ value, eitherCase: atom.caseInsensitive && otherCase(value) !== value }),
+  ).reduce((sum, log) => sum + log, 0);
   return Math.exp(likelihood) * (atom.maxOffset - atom.offset + 1);
 }
 

@@ -91,7 +91,16 @@ function compileRule(rule: RuleAst, file: string): CompiledRule {
     const fixedOffset = string.fixedOffset === undefined ? undefined : Number(string.fixedOffset);
     const firstFormOnly = string.kind === 'regex' && !isLiteralPattern(string.pattern);
     const scanEverywhere = variants.some((variant) => variant.atom === undefined);
-    const common = { id: string.id, kind: string.kind, isPrivate: string.isPrivate, fullword, fixedOffset, variants, firstFormOnly, scanEverywhere };
+    const common = {
+      id: string.id,
+      kind: string.kind,
+      isPrivate: string.isPrivate,
+      fullword,
+      fixedOffset,
+      variants,
+      firstFormOnly,
+      scanEverywhere,
+    };
     const chainGaps = string.kind === 'hex' ? chainParts(string.pattern).gaps : [];
     return chainGaps.length > 0 ? { ...common, chainGaps } : common;
   });
@@ -120,9 +129,15 @@ export function chainParts(pattern: PatternNode): { parts: PatternNode[]; gaps: 
 function compileVariants(string: StringAst, error: (message: string) => Error): MatcherVariant[] {
   if (string.kind === 'hex') return chainParts(string.pattern).parts.map((part) => programVariant(part, false, error));
   const forms = [...(string.modifiers.ascii ? [false] : []), ...(string.modifiers.wide ? [true] : [])];
-  if (string.kind === 'regex') return forms.map((wide) => programVariant(wide ? widen(string.pattern) : string.pattern, wide, error));
+  if (string.kind === 'regex')
+    return forms.map((wide) => programVariant(wide ? widen(string.pattern) : string.pattern, wide, error));
   const { nocase, xor, base64, base64wide } = string.modifiers;
-  if (base64 || base64wide) return base64Variants(forms.map((wide) => (wide ? widenBytes(string.bytes) : string.bytes)), base64, base64wide);
+  if (base64 || base64wide)
+    return base64Variants(
+      forms.map((wide) => (wide ? widenBytes(string.bytes) : string.bytes)),
+      base64,
+      base64wide,
+    );
   return forms.flatMap((wide) => {
     const plain = wide ? widenBytes(string.bytes) : string.bytes;
     const keys = xor ? Array.from({ length: xor.max - xor.min + 1 }, (_, i) => xor.min + i) : [undefined];
@@ -134,8 +149,19 @@ function compileVariants(string: StringAst, error: (message: string) => Error): 
 }
 
 /** Every encoded form of every plaintext form: `base64` as they are, `base64wide` as UTF-16LE. */
-function base64Variants(plaintexts: readonly Uint8Array[], base64: Uint8Array | undefined, base64wide: Uint8Array | undefined): LiteralVariant[] {
-  const literal = (bytes: Uint8Array, wide: boolean): LiteralVariant => ({ kind: 'literal', bytes, caseInsensitive: false, wide, xorKey: undefined, atom: literalAtom(bytes, false) });
+function base64Variants(
+  plaintexts: readonly Uint8Array[],
+  base64: Uint8Array | undefined,
+  base64wide: Uint8Array | undefined,
+): LiteralVariant[] {
+  const literal = (bytes: Uint8Array, wide: boolean): LiteralVariant => ({
+    kind: 'literal',
+    bytes,
+    caseInsensitive: false,
+    wide,
+    xorKey: undefined,
+    atom: literalAtom(bytes, false),
+  });
   return plaintexts.flatMap((plaintext) => [
     ...(base64 ? base64Forms(plaintext, base64).map((bytes) => literal(bytes, false)) : []),
     ...(base64wide ? base64Forms(plaintext, base64wide).map((bytes) => literal(widenBytes(bytes), true)) : []),

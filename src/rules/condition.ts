@@ -67,12 +67,15 @@ class Evaluator {
         return isTrue(this.evaluate(expression.left)) || isTrue(this.evaluate(expression.right));
       case 'compare': {
         const [left, right] = [this.evaluate(expression.left), this.evaluate(expression.right)];
-        return left === undefined || right === undefined ? undefined : compare(expression.operator, left as number | bigint | string, right as number | bigint | string);
+        return left === undefined || right === undefined
+          ? undefined
+          : compare(expression.operator, left as number | bigint | string, right as number | bigint | string);
       }
       case 'arithmetic': {
         const [left, right] = [this.evaluate(expression.left), this.evaluate(expression.right)];
         if (left === undefined || right === undefined) return undefined;
-        if (typeof left === 'number' || typeof right === 'number') return floatArithmetic(expression.operator, Number(left), Number(right));
+        if (typeof left === 'number' || typeof right === 'number')
+          return floatArithmetic(expression.operator, Number(left), Number(right));
         return arithmetic(expression.operator, left as bigint, right as bigint);
       }
       case 'negate':
@@ -84,7 +87,9 @@ class Evaluator {
       }
       case 'textOperator': {
         const [left, right] = [this.evaluate(expression.left), this.evaluate(expression.right)];
-        return left === undefined || right === undefined ? undefined : textOperator(expression.operator, left as string, right as string);
+        return left === undefined || right === undefined
+          ? undefined
+          : textOperator(expression.operator, left as string, right as string);
       }
       case 'matches': {
         const left = this.evaluate(expression.left);
@@ -97,31 +102,48 @@ class Evaluator {
         return this.matchesOf(expression.string).length > 0;
       case 'stringAt': {
         const offset = this.integer(expression.offset);
-        return offset !== undefined && this.matchesOf(expression.string).some((match) => BigInt(match.offset) === offset);
+        return (
+          offset !== undefined && this.matchesOf(expression.string).some((match) => BigInt(match.offset) === offset)
+        );
       }
       case 'stringIn': {
         const [from, to] = [this.integer(expression.from), this.integer(expression.to)];
         if (from === undefined || to === undefined) return undefined;
-        return this.matchesOf(expression.string).some((match) => BigInt(match.offset) >= from && BigInt(match.offset) <= to);
+        return this.matchesOf(expression.string).some(
+          (match) => BigInt(match.offset) >= from && BigInt(match.offset) <= to,
+        );
       }
       case 'stringCount':
         return BigInt(this.matchesOf(expression.string).length);
       case 'stringCountIn': {
         const [from, to] = [this.integer(expression.from), this.integer(expression.to)];
         if (from === undefined || to === undefined) return undefined;
-        return BigInt(this.matchesOf(expression.string).filter((match) => BigInt(match.offset) >= from && BigInt(match.offset) <= to).length);
+        return BigInt(
+          this.matchesOf(expression.string).filter(
+            (match) => BigInt(match.offset) >= from && BigInt(match.offset) <= to,
+          ).length,
+        );
       }
       case 'stringOffset':
       case 'stringLength': {
         const index = this.integer(expression.index);
-        const match = index === undefined || index < 1n ? undefined : this.matchesOf(expression.string)[Number(index) - 1];
+        const match =
+          index === undefined || index < 1n ? undefined : this.matchesOf(expression.string)[Number(index) - 1];
         if (!match) return undefined;
         return BigInt(expression.kind === 'stringOffset' ? match.offset : match.length);
       }
       case 'of':
-        return this.quantify(expression.quantifier, expression.strings.length, expression.strings.filter((string) => context.matches[string]!.length > 0).length);
+        return this.quantify(
+          expression.quantifier,
+          expression.strings.length,
+          expression.strings.filter((string) => context.matches[string]!.length > 0).length,
+        );
       case 'ofRules':
-        return this.quantify(expression.quantifier, expression.rules.length, expression.rules.filter((rule) => context.ruleResults[rule]).length);
+        return this.quantify(
+          expression.quantifier,
+          expression.rules.length,
+          expression.rules.filter((rule) => context.ruleResults[rule]).length,
+        );
       case 'forOf': {
         const outer = this.anonymous;
         let satisfied = 0;
@@ -213,13 +235,19 @@ class Evaluator {
       } else if (step.kind === 'index') {
         type = (type as ModuleType & { kind: 'array' }).of;
         const index = this.integer(step.index);
-        data = Array.isArray(data) && index !== undefined && index >= 0n && index < BigInt(data.length) ? data[Number(index)] : undefined;
+        data =
+          Array.isArray(data) && index !== undefined && index >= 0n && index < BigInt(data.length)
+            ? data[Number(index)]
+            : undefined;
       } else {
         const overload = (type as ModuleType & { kind: 'function' }).overloads[step.overload]!;
         const args = step.args.map((arg) => this.evaluate(arg));
         if (args.some((arg) => arg === undefined) || !this.context.unit) return undefined;
         // Integers passed where yara's declarations say float are converted, as yara does.
-        data = overload.run(args.map((arg, i) => (overload.args[i] === 'float' && typeof arg === 'bigint' ? Number(arg) : arg)), this.context.unit);
+        data = overload.run(
+          args.map((arg, i) => (overload.args[i] === 'float' && typeof arg === 'bigint' ? Number(arg) : arg)),
+          this.context.unit,
+        );
         type = { kind: 'value', type: overload.returns as 'integer' };
       }
     }
@@ -244,7 +272,11 @@ function readInteger(unit: ScannedUnit | undefined, offset: bigint, read: Intege
   return read.signed ? BigInt.asIntN(read.bytes * 8, value) : value;
 }
 
-function compare(operator: Extract<Expr, { kind: 'compare' }>['operator'], left: bigint | number | string, right: bigint | number | string): boolean {
+function compare(
+  operator: Extract<Expr, { kind: 'compare' }>['operator'],
+  left: bigint | number | string,
+  right: bigint | number | string,
+): boolean {
   // Mixed integer and float compare as floats, as C does.
   if (typeof left !== typeof right) [left, right] = [Number(left), Number(right)];
   switch (operator) {
@@ -285,7 +317,11 @@ function textOperator(operator: TextOperator, left: string, right: string): bool
 const asciiLower = (text: string) => text.replace(/[A-Z]/g, (letter) => letter.toLowerCase());
 
 /** C semantics on int64, as YARA computes: `\` and `%` truncate toward zero, shifts of 64 or more give 0. */
-function arithmetic(operator: Extract<Expr, { kind: 'arithmetic' }>['operator'], left: bigint, right: bigint): bigint | undefined {
+function arithmetic(
+  operator: Extract<Expr, { kind: 'arithmetic' }>['operator'],
+  left: bigint,
+  right: bigint,
+): bigint | undefined {
   switch (operator) {
     case '+':
       return toInt64(left + right);
@@ -310,7 +346,11 @@ function arithmetic(operator: Extract<Expr, { kind: 'arithmetic' }>['operator'],
   }
 }
 
-function floatArithmetic(operator: Extract<Expr, { kind: 'arithmetic' }>['operator'], left: number, right: number): number | undefined {
+function floatArithmetic(
+  operator: Extract<Expr, { kind: 'arithmetic' }>['operator'],
+  left: number,
+  right: number,
+): number | undefined {
   switch (operator) {
     case '+':
       return left + right;

@@ -23,16 +23,29 @@ export interface RuleMatch {
  * offset): conditions in file order, so a rule may refer to the ones before it; private rules
  * and private strings are evaluated but not reported; a failing global rule reports nothing.
  */
-export function evaluateRules(rules: CompiledRules, matches: ReadonlyArray<ReadonlyArray<readonly StringMatch[]>>, filesize: number, unit?: ScannedUnit): RuleMatch[] {
+export function evaluateRules(
+  rules: CompiledRules,
+  matches: ReadonlyArray<ReadonlyArray<readonly StringMatch[]>>,
+  filesize: number,
+  unit?: ScannedUnit,
+): RuleMatch[] {
   const ruleResults: boolean[] = [];
   const modules = new Map<string, ModuleData>();
   const reports: RuleMatch[] = [];
   rules.rules.forEach((rule, ruleIndex) => {
     const ruleMatches = matches[ruleIndex]!;
-    const satisfied = evaluateCondition(rule.condition, { matches: ruleMatches, filesize: BigInt(filesize), ruleResults, unit, modules });
+    const satisfied = evaluateCondition(rule.condition, {
+      matches: ruleMatches,
+      filesize: BigInt(filesize),
+      ruleResults,
+      unit,
+      modules,
+    });
     ruleResults.push(satisfied);
     if (!satisfied || rule.isPrivate) return;
-    const strings = rule.strings.flatMap((string, i) => (string.isPrivate ? [] : ruleMatches[i]!.map((match) => ({ rule: rule.name, string: string.id, ...match }))));
+    const strings = rule.strings.flatMap((string, i) =>
+      string.isPrivate ? [] : ruleMatches[i]!.map((match) => ({ rule: rule.name, string: string.id, ...match })),
+    );
     reports.push({ rule: rule.name, tags: rule.tags, strings });
   });
   const globalFailed = rules.rules.some((rule, i) => rule.isGlobal && !ruleResults[i]);

@@ -80,7 +80,8 @@ export class LazyDfa {
       if (instruction.op === 'byte' && instruction.set[byte]) targets.push(pc + 1);
     }
     const closure = this.closure(targets);
-    if ((this.states.length >= this.maxStates || liveStates >= GLOBAL_STATE_BUDGET) && !this.index.has(closure.key)) this.reset();
+    if ((this.states.length >= this.maxStates || liveStates >= GLOBAL_STATE_BUDGET) && !this.index.has(closure.key))
+      this.reset();
     return this.intern(closure);
   }
 
@@ -91,7 +92,11 @@ export class LazyDfa {
     liveStates -= this.states.length;
     this.states = [];
     this.index = new Map();
-    this.startState = this.intern({ pcs: start.pcs, hasMatch: start.hasMatch, key: stateKey(start.pcs, start.hasMatch) });
+    this.startState = this.intern({
+      pcs: start.pcs,
+      hasMatch: start.hasMatch,
+      key: stateKey(start.pcs, start.hasMatch),
+    });
   }
 
   /**
@@ -159,13 +164,22 @@ export class UnanchoredEndsDfa {
       const base = this.instructions.length;
       this.starts.push(base);
       for (const instruction of program.instructions) {
-        if (instruction.op === 'split') this.instructions.push({ op: 'split', preferred: instruction.preferred + base, other: instruction.other + base });
+        if (instruction.op === 'split')
+          this.instructions.push({
+            op: 'split',
+            preferred: instruction.preferred + base,
+            other: instruction.other + base,
+          });
         else if (instruction.op === 'jump') this.instructions.push({ op: 'jump', to: instruction.to + base });
         else this.instructions.push(instruction);
       }
     }
     this.owner = new Int32Array(this.instructions.length).fill(-1);
-    programs.forEach((program, which) => program.instructions.forEach((instruction, pc) => instruction.op === 'match' && (this.owner[this.starts[which]! + pc] = which)));
+    programs.forEach((program, which) =>
+      program.instructions.forEach(
+        (instruction, pc) => instruction.op === 'match' && (this.owner[this.starts[which]! + pc] = which),
+      ),
+    );
     this.threads = new ThreadList(this.instructions.length);
     this.intern([]);
   }
@@ -220,7 +234,9 @@ export class UnanchoredEndsDfa {
     for (const entry of entries) threads.add(instructions, entry, NO_INPUT, 0);
     for (const start of this.starts) threads.add(instructions, start, NO_INPUT, 0);
     const all = Array.from(threads.pcs.subarray(0, threads.length));
-    const ended = [...new Set(all.filter((pc) => instructions[pc]!.op === 'match').map((pc) => this.owner[pc]!))].sort((a, b) => a - b);
+    const ended = [...new Set(all.filter((pc) => instructions[pc]!.op === 'match').map((pc) => this.owner[pc]!))].sort(
+      (a, b) => a - b,
+    );
     const pcs = Int32Array.from(all.filter((pc) => instructions[pc]!.op === 'byte').sort((a, b) => a - b));
     const key = `${ended.join(',')}|${pcs.join(',')}`;
     let id = this.index.get(key);

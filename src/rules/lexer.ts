@@ -27,7 +27,36 @@ export interface Token extends SourcePosition {
 // Two-character operators before their one-character prefixes, so `<=` is not read as `<` then
 // `=`. A lone '.' only appears so that module
 // references (`pe.imports`) reach the parser, which rejects them with the rule's name.
-const PUNCTUATION = ['..', '.', '==', '!=', '<=', '>=', '<<', '>>', '{', '}', '(', ')', '[', ']', ':', '=', ',', '<', '>', '+', '-', '*', '\\', '%', '&', '|', '^', '~'];
+const PUNCTUATION = [
+  '..',
+  '.',
+  '==',
+  '!=',
+  '<=',
+  '>=',
+  '<<',
+  '>>',
+  '{',
+  '}',
+  '(',
+  ')',
+  '[',
+  ']',
+  ':',
+  '=',
+  ',',
+  '<',
+  '>',
+  '+',
+  '-',
+  '*',
+  '\\',
+  '%',
+  '&',
+  '|',
+  '^',
+  '~',
+];
 
 const SIMPLE_ESCAPES: Record<string, number> = { n: 0x0a, t: 0x09, r: 0x0d, '\\': 0x5c, '"': 0x22 };
 
@@ -72,7 +101,8 @@ export function tokenize(source: string, file: string): Token[] {
     else if ((afterAssign || afterMatches) && c === '/') tokens.push(readRegex(at));
     else if (/[0-9]/.test(c)) tokens.push(readNumber(at));
     else if (isIdentifierStart(c)) tokens.push({ kind: 'identifier', text: readWhile(isIdentifierPart), ...at });
-    else if (c === '$' || c === '#' || c === '@' || (c === '!' && source[index + 1] !== '=')) tokens.push(readStringReference(at, c));
+    else if (c === '$' || c === '#' || c === '@' || (c === '!' && source[index + 1] !== '='))
+      tokens.push(readStringReference(at, c));
     else {
       const punct = PUNCTUATION.find((p) => source.startsWith(p, index));
       if (!punct) throw fail(at, `unexpected character '${c}'`);
@@ -106,7 +136,9 @@ export function tokenize(source: string, file: string): Token[] {
     const name = readWhile(isIdentifierPart);
     const wildcard = sigil === '$' && source[index] === '*';
     if (wildcard) advance(1);
-    const kind = ({ $: 'stringId', '#': 'stringCount', '@': 'stringOffset', '!': 'stringLength' } as const)[sigil as '$'];
+    const kind = ({ $: 'stringId', '#': 'stringCount', '@': 'stringOffset', '!': 'stringLength' } as const)[
+      sigil as '$'
+    ];
     return { kind, text: name + (wildcard ? '*' : ''), ...at };
   }
 
@@ -114,18 +146,20 @@ export function tokenize(source: string, file: string): Token[] {
     const radix = source.startsWith('0x', index) ? 'hex' : source.startsWith('0o', index) ? 'octal' : 'decimal';
     if (radix !== 'decimal') advance(2);
     const digits = readWhile((c) => ({ hex: /[0-9a-fA-F]/, octal: /[0-7]/, decimal: /[0-9]/ })[radix].test(c));
-    const text = ({ hex: '0x', octal: '0o', decimal: '' })[radix] + digits;
+    const text = { hex: '0x', octal: '0o', decimal: '' }[radix] + digits;
     if (digits === '') throw fail(at, `${radix} number without digits`);
     // A fraction (7.5), never the start of a range (0..4).
     if (radix === 'decimal' && source[index] === '.' && /[0-9]/.test(source[index + 1] ?? '')) {
       advance(1);
       const fraction = readWhile((c) => /[0-9]/.test(c));
-      if (index < source.length && isIdentifierPart(source[index]!)) throw fail(here(), `malformed number '${digits}.${fraction}${source[index]}'`);
+      if (index < source.length && isIdentifierPart(source[index]!))
+        throw fail(here(), `malformed number '${digits}.${fraction}${source[index]}'`);
       return { kind: 'float', text: `${digits}.${fraction}`, float: Number(`${digits}.${fraction}`), ...at };
     }
     const unit = source.startsWith('KB', index) ? 1024n : source.startsWith('MB', index) ? 1024n * 1024n : 1n;
     if (unit !== 1n) advance(2);
-    if (index < source.length && isIdentifierPart(source[index]!)) throw fail(here(), `malformed number '${text}${source[index]}'`);
+    if (index < source.length && isIdentifierPart(source[index]!))
+      throw fail(here(), `malformed number '${text}${source[index]}'`);
     return { kind: 'number', text, value: BigInt(text) * unit, ...at };
   }
 

@@ -1,4 +1,19 @@
-import type { ArithmeticOperator, ComparisonOperator, Expr, IntegerRead, Iterable, MetaValue, ModuleStep, Quantifier, RuleAst, RuleFile, StringAst, TextModifiers, TextOperator, ValueType } from './ast.js';
+import type {
+  ArithmeticOperator,
+  ComparisonOperator,
+  Expr,
+  IntegerRead,
+  Iterable,
+  MetaValue,
+  ModuleStep,
+  Quantifier,
+  RuleAst,
+  RuleFile,
+  StringAst,
+  TextModifiers,
+  TextOperator,
+  ValueType,
+} from './ast.js';
 import { ruleError, type SourcePosition } from './errors.js';
 import { parseHexString, type BodyFailure } from './hexString.js';
 import { positionInBody, tokenize, type Token, type TokenKind } from './lexer.js';
@@ -8,20 +23,87 @@ import type { ModuleType } from './modules/types.js';
 import { parseRegex } from './regex.js';
 
 /** Binary operators by precedence level, loosest first, as in YARA's grammar (`not` sits above `==`). */
-const TEXT_OPERATORS: ReadonlySet<string> = new Set<TextOperator>(['contains', 'icontains', 'startswith', 'istartswith', 'endswith', 'iendswith', 'iequals']);
-const BINARY_LEVELS: ReadonlyArray<readonly string[]> = [['==', '!=', 'matches', ...TEXT_OPERATORS], ['<', '<=', '>', '>='], ['|'], ['^'], ['&'], ['<<', '>>'], ['+', '-'], ['*', '\\', '%']];
+const TEXT_OPERATORS: ReadonlySet<string> = new Set<TextOperator>([
+  'contains',
+  'icontains',
+  'startswith',
+  'istartswith',
+  'endswith',
+  'iendswith',
+  'iequals',
+]);
+const BINARY_LEVELS: ReadonlyArray<readonly string[]> = [
+  ['==', '!=', 'matches', ...TEXT_OPERATORS],
+  ['<', '<=', '>', '>='],
+  ['|'],
+  ['^'],
+  ['&'],
+  ['<<', '>>'],
+  ['+', '-'],
+  ['*', '\\', '%'],
+];
 const COMPARISONS = new Set(['==', '!=', '<', '<=', '>', '>=']);
 /** Operators yara only applies to integers (the others take floats too). */
 const INTEGER_ONLY = new Set(['%', '&', '|', '^', '<<', '>>']);
-const TYPE_NAMES: Record<ValueType, string> = { boolean: 'a boolean', integer: 'an integer', float: 'a float', string: 'a string' };
+const TYPE_NAMES: Record<ValueType, string> = {
+  boolean: 'a boolean',
+  integer: 'an integer',
+  float: 'a float',
+  string: 'a string',
+};
 
 /** `uint8` … `int32be`: how many bytes, signed or not, which byte order. */
 const INTEGER_READS: ReadonlyMap<string, IntegerRead> = new Map(
   ([1, 2, 4] as const).flatMap((bytes) =>
-    [false, true].flatMap((signed) => [false, true].map((bigEndian): [string, IntegerRead] => [`${signed ? '' : 'u'}int${bytes * 8}${bigEndian ? 'be' : ''}`, { bytes, signed, bigEndian }])),
+    [false, true].flatMap((signed) =>
+      [false, true].map((bigEndian): [string, IntegerRead] => [
+        `${signed ? '' : 'u'}int${bytes * 8}${bigEndian ? 'be' : ''}`,
+        { bytes, signed, bigEndian },
+      ]),
+    ),
   ),
 );
-const KEYWORDS = new Set(['all', 'and', 'any', 'ascii', 'at', 'base64', 'base64wide', 'condition', 'contains', 'defined', 'endswith', 'entrypoint', 'false', 'filesize', 'for', 'fullword', 'global', 'icontains', 'iendswith', 'iequals', 'import', 'in', 'include', 'istartswith', 'matches', 'meta', 'nocase', 'none', 'not', 'of', 'or', 'private', 'rule', 'startswith', 'strings', 'them', 'true', 'wide', 'xor']);
+const KEYWORDS = new Set([
+  'all',
+  'and',
+  'any',
+  'ascii',
+  'at',
+  'base64',
+  'base64wide',
+  'condition',
+  'contains',
+  'defined',
+  'endswith',
+  'entrypoint',
+  'false',
+  'filesize',
+  'for',
+  'fullword',
+  'global',
+  'icontains',
+  'iendswith',
+  'iequals',
+  'import',
+  'in',
+  'include',
+  'istartswith',
+  'matches',
+  'meta',
+  'nocase',
+  'none',
+  'not',
+  'of',
+  'or',
+  'private',
+  'rule',
+  'startswith',
+  'strings',
+  'them',
+  'true',
+  'wide',
+  'xor',
+]);
 
 /** Whether `token` continues an integer expression (so `$s at 0 + 4` is not an `at` literal). */
 function isBinaryOperator(token: Token): boolean {
@@ -32,7 +114,6 @@ const STANDARD_BASE64 = new TextEncoder().encode('ABCDEFGHIJKLMNOPQRSTUVWXYZabcd
 
 /** Words that end a string's modifier list. */
 const SECTION_KEYWORDS = new Set(['meta', 'strings', 'condition']);
-
 
 /**
  * Parses a YARA rule file (recursive descent over `tokenize`'s tokens) into checked rules:
@@ -52,13 +133,17 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
   const fail = (at: SourcePosition, message: string): never => {
     throw ruleError(file, at, currentRule, message);
   };
-  const describe = (token: Token) => (token.kind === 'eof' ? 'end of file' : `'${token.kind === 'text' ? '"…"' : token.text}'`);
+  const describe = (token: Token) =>
+    token.kind === 'eof' ? 'end of file' : `'${token.kind === 'text' ? '"…"' : token.text}'`;
   const isPunct = (text: string, token = peek()) => token.kind === 'punct' && token.text === text;
   const isWord = (text: string, token = peek()) => token.kind === 'identifier' && token.text === text;
   const next = () => tokens[index++]!;
-  const expectPunct = (text: string): Token => (isPunct(text) ? next() : fail(peek(), `expected '${text}', found ${describe(peek())}`));
-  const expectWord = (text: string): Token => (isWord(text) ? next() : fail(peek(), `expected '${text}', found ${describe(peek())}`));
-  const expectKind = (kind: TokenKind, what: string): Token => (peek().kind === kind ? next() : fail(peek(), `expected ${what}, found ${describe(peek())}`));
+  const expectPunct = (text: string): Token =>
+    isPunct(text) ? next() : fail(peek(), `expected '${text}', found ${describe(peek())}`);
+  const expectWord = (text: string): Token =>
+    isWord(text) ? next() : fail(peek(), `expected '${text}', found ${describe(peek())}`);
+  const expectKind = (kind: TokenKind, what: string): Token =>
+    peek().kind === kind ? next() : fail(peek(), `expected ${what}, found ${describe(peek())}`);
 
   // The condition parser class must be initialised before any rule is parsed.
   function parseFile(): RuleFile {
@@ -68,7 +153,8 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
         next();
         const token = expectKind('text', 'a module name');
         const module = new TextDecoder().decode(token.bytes);
-        if (!MODULES.has(module)) fail(token, `unsupported module '${module}' (supported: ${[...MODULES.keys()].join(', ')})`);
+        if (!MODULES.has(module))
+          fail(token, `unsupported module '${module}' (supported: ${[...MODULES.keys()].join(', ')})`);
         imported.add(module);
         continue;
       }
@@ -95,7 +181,7 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
     if (isPunct(':')) {
       next();
       while (peek().kind === 'identifier') tags.push(next().text);
-      if (tags.length === 0) fail(peek(), 'expected a tag after \':\'');
+      if (tags.length === 0) fail(peek(), "expected a tag after ':'");
     }
     expectPunct('{');
     const meta = isWord('meta') ? parseMeta() : [];
@@ -106,10 +192,12 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
     const condition = conditionParser.parseCondition();
     if (!isPunct('}')) fail(peek(), `unexpected ${describe(peek())} in condition`);
     const tooDeep = nodeBeyondDepth(condition, MAX_CONDITION_DEPTH);
-    if (tooDeep) fail(tooDeep, `condition more than ${MAX_CONDITION_DEPTH} operators deep (combine strings with 'any of (…)')`);
+    if (tooDeep)
+      fail(tooDeep, `condition more than ${MAX_CONDITION_DEPTH} operators deep (combine strings with 'any of (…)')`);
     next();
     strings.forEach((string, i) => {
-      if (string.id !== '$' && !string.id.startsWith('$_') && !conditionParser.searchedAt.has(i)) fail(string.position, `unreferenced string "${string.id}"`);
+      if (string.id !== '$' && !string.id.startsWith('$_') && !conditionParser.searchedAt.has(i))
+        fail(string.position, `unreferenced string "${string.id}"`);
     });
     const checkedStrings = strings.map((string, i) => ({ ...string, fixedOffset: conditionParser.searchedAt.get(i) }));
     ruleIndex.set(name, rules.length);
@@ -146,21 +234,28 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
       expectPunct('=');
       strings.push(parseString(id, idToken));
     }
-    if (strings.length === 0) fail(peek(), 'expected at least one string after \'strings:\'');
+    if (strings.length === 0) fail(peek(), "expected at least one string after 'strings:'");
     return strings;
   }
 
   function parseString(id: string, position: SourcePosition): StringAst {
     const value = next();
-    const allowed = value.kind === 'text' ? ['nocase', 'wide', 'ascii', 'fullword', 'private', 'xor', 'base64', 'base64wide'] : value.kind === 'regex' ? ['nocase', 'wide', 'ascii', 'fullword', 'private'] : ['private'];
-    if (value.kind !== 'text' && value.kind !== 'hex' && value.kind !== 'regex') fail(value, `expected a string value, found ${describe(value)}`);
+    const allowed =
+      value.kind === 'text'
+        ? ['nocase', 'wide', 'ascii', 'fullword', 'private', 'xor', 'base64', 'base64wide']
+        : value.kind === 'regex'
+          ? ['nocase', 'wide', 'ascii', 'fullword', 'private']
+          : ['private'];
+    if (value.kind !== 'text' && value.kind !== 'hex' && value.kind !== 'regex')
+      fail(value, `expected a string value, found ${describe(value)}`);
     const seen = new Set<string>();
     let xor: TextModifiers['xor'];
     let base64: Uint8Array | undefined;
     let base64wide: Uint8Array | undefined;
     while (peek().kind === 'identifier' && !SECTION_KEYWORDS.has(peek().text)) {
       const modifier = next();
-      if (!allowed.includes(modifier.text)) fail(modifier, `unsupported modifier '${modifier.text}' for ${value.kind} string "${id}"`);
+      if (!allowed.includes(modifier.text))
+        fail(modifier, `unsupported modifier '${modifier.text}' for ${value.kind} string "${id}"`);
       if (seen.has(modifier.text)) fail(modifier, `duplicate modifier '${modifier.text}'`);
       seen.add(modifier.text);
       if (modifier.text === 'xor') xor = parseXorRange();
@@ -171,16 +266,33 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
     const conflict = ['nocase', 'xor', 'fullword'].find((other) => seen.has(other));
     if ((base64 || base64wide) && conflict) fail(value, `'base64' and '${conflict}' cannot be combined in "${id}"`);
     const isPrivate = seen.has('private');
-    const bodyFailure: BodyFailure = (offset, message) => fail(positionInBody(value, value.text, offset), `${message} in "${id}"`);
-    const modifiers = { wide: seen.has('wide'), ascii: seen.has('ascii') || !seen.has('wide'), nocase: seen.has('nocase'), fullword: seen.has('fullword') };
-    if (value.kind === 'hex') return { kind: 'hex', id, position, isPrivate, pattern: parseHexString(value.text, bodyFailure) };
+    const bodyFailure: BodyFailure = (offset, message) =>
+      fail(positionInBody(value, value.text, offset), `${message} in "${id}"`);
+    const modifiers = {
+      wide: seen.has('wide'),
+      ascii: seen.has('ascii') || !seen.has('wide'),
+      nocase: seen.has('nocase'),
+      fullword: seen.has('fullword'),
+    };
+    if (value.kind === 'hex')
+      return { kind: 'hex', id, position, isPrivate, pattern: parseHexString(value.text, bodyFailure) };
     if (value.kind === 'text') {
       if (value.bytes!.length === 0) fail(value, `empty string "${id}"`);
-      return { kind: 'text', id, position, isPrivate, bytes: value.bytes!, modifiers: { ...modifiers, xor, base64, base64wide } };
+      return {
+        kind: 'text',
+        id,
+        position,
+        isPrivate,
+        bytes: value.bytes!,
+        modifiers: { ...modifiers, xor, base64, base64wide },
+      };
     }
     const unknownFlag = [...value.flags!].find((flag) => flag !== 'i' && flag !== 's');
     if (unknownFlag) fail(value, `unsupported regular expression modifier '${unknownFlag}'`);
-    const flags = { caseInsensitive: value.flags!.includes('i') || modifiers.nocase, dotAll: value.flags!.includes('s') };
+    const flags = {
+      caseInsensitive: value.flags!.includes('i') || modifiers.nocase,
+      dotAll: value.flags!.includes('s'),
+    };
     return { kind: 'regex', id, position, isPrivate, pattern: parseRegex(value.text, flags, bodyFailure), modifiers };
   }
 
@@ -270,11 +382,13 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
         const position = { line: at.line, column: at.column };
         if (at.text === 'matches') {
           this.expectType(left, 'string');
-          const regex = expectKind('regex', 'a regular expression after \'matches\'');
+          const regex = expectKind('regex', "a regular expression after 'matches'");
           const unknownFlag = [...regex.flags!].find((flag) => flag !== 'i' && flag !== 's');
           if (unknownFlag) fail(regex, `unsupported regular expression modifier '${unknownFlag}'`);
           const flags = { caseInsensitive: regex.flags!.includes('i'), dotAll: regex.flags!.includes('s') };
-          const pattern = parseRegex(regex.text, flags, (offset, message) => fail(positionInBody(regex, regex.text, offset), message));
+          const pattern = parseRegex(regex.text, flags, (offset, message) =>
+            fail(positionInBody(regex, regex.text, offset), message),
+          );
           left = { kind: 'matches', left, regex: pattern, ...position };
           continue;
         }
@@ -308,7 +422,8 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
         this.expectNumber(left);
         this.expectNumber(right);
       }
-      if ((operator === '\\' || operator === '%') && right.kind === 'integer' && right.value === 0n) fail(right, 'division by zero');
+      if ((operator === '\\' || operator === '%') && right.kind === 'integer' && right.value === 0n)
+        fail(right, 'division by zero');
       return { kind: 'arithmetic', operator: operator as ArithmeticOperator, left, right, ...position };
     }
 
@@ -342,7 +457,10 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
           return { kind: 'text', value: Buffer.from(token.bytes!).toString('latin1'), ...position };
         case 'stringId': {
           next();
-          const string = this.resolveString(token, isWord('at') && peek(1).kind === 'number' && !isBinaryOperator(peek(2)) ? peek(1).value : undefined);
+          const string = this.resolveString(
+            token,
+            isWord('at') && peek(1).kind === 'number' && !isBinaryOperator(peek(2)) ? peek(1).value : undefined,
+          );
           if (isWord('at')) {
             next();
             return { kind: 'stringAt', string, offset: this.integerExpression(), ...position };
@@ -404,7 +522,10 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
         case 'for':
           return this.parseFor(position);
         case 'entrypoint':
-          return fail(token, "unsupported construct 'entrypoint' (deprecated by yara: use the module's entry point, such as elf.entry_point)");
+          return fail(
+            token,
+            "unsupported construct 'entrypoint' (deprecated by yara: use the module's entry point, such as elf.entry_point)",
+          );
       }
       const read = INTEGER_READS.get(token.text);
       if (read && isPunct('(', peek(1))) {
@@ -421,7 +542,8 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
       }
       if (imported.has(token.text)) return this.parseModule(token, position);
       next();
-      if (MODULES.has(token.text) && (isPunct('.') || isPunct('('))) fail(token, `module '${token.text}' used without 'import "${token.text}"'`);
+      if (MODULES.has(token.text) && (isPunct('.') || isPunct('(')))
+        fail(token, `module '${token.text}' used without 'import "${token.text}"'`);
       if (isPunct('.') || isPunct('(')) {
         const rest = isPunct('.') && peek(1).kind === 'identifier' ? `.${peek(1).text}` : isPunct('(') ? '(…)' : '';
         fail(token, `unsupported construct '${token.text}${rest}'`);
@@ -463,20 +585,35 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
           expectPunct(')');
           const types = args.map(typeOf);
           const overloads = (type as ModuleType & { kind: 'function' }).overloads;
-          const overload = overloads.findIndex((candidate) => candidate.args.length === types.length && candidate.args.every((wanted, i) => wanted === types[i]));
-          if (overload < 0) fail(step, `no '${path}' takes (${types.join(', ')}); it takes ${overloads.map((candidate) => `(${candidate.args.join(', ')})`).join(' or ')}`);
+          const overload = overloads.findIndex(
+            (candidate) =>
+              candidate.args.length === types.length && candidate.args.every((wanted, i) => wanted === types[i]),
+          );
+          if (overload < 0)
+            fail(
+              step,
+              `no '${path}' takes (${types.join(', ')}); it takes ${overloads.map((candidate) => `(${candidate.args.join(', ')})`).join(' or ')}`,
+            );
           type = { kind: 'value', type: overloads[overload]!.returns as 'integer' };
           path += '(…)';
           steps.push({ kind: 'call', args, overload });
         }
       }
-      if (type.kind !== 'value') fail(token, `'${path}' is ${type.kind === 'function' ? 'a function: call it' : `a ${type.kind}, not a value`}`);
-      return { kind: 'module', module: module.name, steps, type: (type as ModuleType & { kind: 'value' }).type, ...position };
+      if (type.kind !== 'value')
+        fail(token, `'${path}' is ${type.kind === 'function' ? 'a function: call it' : `a ${type.kind}, not a value`}`);
+      return {
+        kind: 'module',
+        module: module.name,
+        steps,
+        type: (type as ModuleType & { kind: 'value' }).type,
+        ...position,
+      };
     }
 
     private parseOf(quantifier: Quantifier, position: SourcePosition): Expr {
       expectWord('of');
-      if (isPunct('(') && peek(1).kind === 'identifier') return { kind: 'ofRules', quantifier, rules: this.parseRuleSet(), ...position };
+      if (isPunct('(') && peek(1).kind === 'identifier')
+        return { kind: 'ofRules', quantifier, rules: this.parseRuleSet(), ...position };
       return { kind: 'of', quantifier, strings: this.parseStringSet(), ...position };
     }
 
@@ -514,19 +651,27 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
       const token = peek();
       if (isWord('any') || isWord('all') || isWord('none')) return { kind: next().text as 'any' | 'all' | 'none' };
       // A literal is taken as is: parsing it as an expression would read `2 of` as a whole `of` expression.
-      const count: Expr = token.kind === 'number' ? (next(), { kind: 'integer', value: token.value!, line: token.line, column: token.column }) : this.parseUnary();
+      const count: Expr =
+        token.kind === 'number'
+          ? (next(), { kind: 'integer', value: token.value!, line: token.line, column: token.column })
+          : this.parseUnary();
       this.expectType(count, 'integer');
       if (isPunct('%')) {
         next();
         return { kind: 'percent', percent: count };
       }
-      if (!isWord('of') && peek().kind !== 'identifier') fail(token, "expected 'any', 'all', 'none' or a count after 'for'");
+      if (!isWord('of') && peek().kind !== 'identifier')
+        fail(token, "expected 'any', 'all', 'none' or a count after 'for'");
       return { kind: 'count', count };
     }
 
     /** `(a..b)` or `(a, b, …)` of integers. */
     private parseIterable(): Iterable {
-      if (!isPunct('(')) fail(peek(), "unsupported construct 'for … in' over a module array or dictionary (only '(a..b)' and '(a, b, …)')");
+      if (!isPunct('('))
+        fail(
+          peek(),
+          "unsupported construct 'for … in' over a module array or dictionary (only '(a..b)' and '(a, b, …)')",
+        );
       next();
       const first = this.integerExpression();
       if (isPunct('..')) {
@@ -550,9 +695,14 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
       const chosen = new Set<number>();
       do {
         const token = expectKind('identifier', 'a rule name');
-        const wildcard = isPunct('*') && peek().line === token.line && peek().column === token.column + token.text.length;
+        const wildcard =
+          isPunct('*') && peek().line === token.line && peek().column === token.column + token.text.length;
         if (wildcard) next();
-        const found = wildcard ? [...ruleIndex].filter(([name]) => name.startsWith(token.text)).map(([, index]) => index) : ruleIndex.has(token.text) ? [ruleIndex.get(token.text)!] : [];
+        const found = wildcard
+          ? [...ruleIndex].filter(([name]) => name.startsWith(token.text)).map(([, index]) => index)
+          : ruleIndex.has(token.text)
+            ? [ruleIndex.get(token.text)!]
+            : [];
         if (found.length === 0) fail(token, `unknown rule '${token.text}${wildcard ? '*' : ''}'`);
         for (const index of found) chosen.add(index);
       } while (isPunct(',') && next());
@@ -572,10 +722,13 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
       const chosen = new Set<number>();
       do {
         const token = peek();
-        if (token.kind !== 'stringId' || token.text === '') fail(token, `expected a string name in the set, found ${describe(token)}`);
+        if (token.kind !== 'stringId' || token.text === '')
+          fail(token, `expected a string name in the set, found ${describe(token)}`);
         next();
         const prefix = '$' + token.text.replace(/\*$/, '');
-        const matches = this.strings.flatMap((string, i) => ((token.text.endsWith('*') ? string.id.startsWith(prefix) : string.id === prefix) ? [i] : []));
+        const matches = this.strings.flatMap((string, i) =>
+          (token.text.endsWith('*') ? string.id.startsWith(prefix) : string.id === prefix) ? [i] : [],
+        );
         if (matches.length === 0) fail(token, `undefined string "$${token.text}"`);
         for (const i of matches) {
           chosen.add(i);
@@ -623,12 +776,14 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
     }
 
     private expectType(expression: Expr, type: ValueType): void {
-      if (typeOf(expression) !== type) fail(expression, `expected ${TYPE_NAMES[type]} expression, found ${TYPE_NAMES[typeOf(expression)]}`);
+      if (typeOf(expression) !== type)
+        fail(expression, `expected ${TYPE_NAMES[type]} expression, found ${TYPE_NAMES[typeOf(expression)]}`);
     }
 
     private expectNumber(expression: Expr): void {
       const type = typeOf(expression);
-      if (type !== 'integer' && type !== 'float') fail(expression, `expected a number, found ${TYPE_NAMES[type]} expression`);
+      if (type !== 'integer' && type !== 'float')
+        fail(expression, `expected a number, found ${TYPE_NAMES[type]} expression`);
     }
   }
 
@@ -669,9 +824,17 @@ function operands(expression: Expr): Expr[] {
     case 'forOf':
       return [expression.body, ...quantifierOperands(expression.quantifier)];
     case 'forIn':
-      return [expression.body, ...quantifierOperands(expression.quantifier), ...(expression.iterable.kind === 'range' ? [expression.iterable.from, expression.iterable.to] : expression.iterable.items)];
+      return [
+        expression.body,
+        ...quantifierOperands(expression.quantifier),
+        ...(expression.iterable.kind === 'range'
+          ? [expression.iterable.from, expression.iterable.to]
+          : expression.iterable.items),
+      ];
     case 'module':
-      return expression.steps.flatMap((step) => (step.kind === 'index' ? [step.index] : step.kind === 'call' ? step.args : []));
+      return expression.steps.flatMap((step) =>
+        step.kind === 'index' ? [step.index] : step.kind === 'call' ? step.args : [],
+      );
     default:
       return [];
   }

@@ -45,12 +45,16 @@ export function matchReference(rules: CompiledRules, data: Uint8Array, options: 
 /** Every match of one string, sorted by offset, one per start offset. */
 export function stringMatches(string: CompiledString, data: Uint8Array, base = 0): StringMatch[] {
   if (string.chainGaps) {
-    const parts = string.variants.map((part) => [...programMatchesIn(part as ProgramVariant, data)].map(([start, length]) => ({ offset: base + start, length })));
+    const parts = string.variants.map((part) =>
+      [...programMatchesIn(part as ProgramVariant, data)].map(([start, length]) => ({ offset: base + start, length })),
+    );
     return chainMatches(string, parts, string.chainGaps);
   }
   const matchedAt = new Map<number, VariantMatch[]>();
   string.variants.forEach((variant, index) => {
-    for (const [start, length] of variant.kind === 'literal' ? literalMatches(variant, data) : programMatchesIn(variant, data)) {
+    for (const [start, length] of variant.kind === 'literal'
+      ? literalMatches(variant, data)
+      : programMatchesIn(variant, data)) {
       const matched = matchedAt.get(start);
       if (matched) matched.push({ variant: index, length });
       else matchedAt.set(start, [{ variant: index, length }]);

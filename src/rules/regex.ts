@@ -1,5 +1,13 @@
 import type { BodyFailure } from './hexString.js';
-import { MAX_MATCH_LENGTH, MAX_NESTING, byteSet, isAsciiAlphanumeric, otherCase, type ByteSet, type PatternNode } from './pattern.js';
+import {
+  MAX_MATCH_LENGTH,
+  MAX_NESTING,
+  byteSet,
+  isAsciiAlphanumeric,
+  otherCase,
+  type ByteSet,
+  type PatternNode,
+} from './pattern.js';
 
 export interface RegexFlags {
   /** `i`: ASCII letters match either case. */
@@ -33,7 +41,8 @@ const BRACE_QUANTIFIER = /^\{(\d*)(,?)(\d*)\}/;
 export function parseRegex(body: string, flags: RegexFlags, fail: BodyFailure): PatternNode {
   let index = 0;
   let depth = 0;
-  const fold = (set: ByteSet): ByteSet => (flags.caseInsensitive ? byteSet((byte) => set[byte] === 1 || set[otherCase(byte)] === 1) : set);
+  const fold = (set: ByteSet): ByteSet =>
+    flags.caseInsensitive ? byteSet((byte) => set[byte] === 1 || set[otherCase(byte)] === 1) : set;
 
   const node = parseAlternation();
   if (index < body.length) fail(index, `unbalanced ')' in regular expression`);
@@ -61,13 +70,15 @@ export function parseRegex(body: string, flags: RegexFlags, fail: BodyFailure): 
     const bounds = parseQuantifier();
     if (!bounds) return item;
     if (item.kind === 'assertion') fail(quantifierOffset, 'a quantifier cannot follow an anchor');
-    if (bounds.max !== Infinity && bounds.min > bounds.max) fail(quantifierOffset, 'quantifier has its lower bound above its upper bound');
+    if (bounds.max !== Infinity && bounds.min > bounds.max)
+      fail(quantifierOffset, 'quantifier has its lower bound above its upper bound');
     if (bounds.min > MAX_MATCH_LENGTH || (bounds.max !== Infinity && bounds.max > MAX_MATCH_LENGTH)) {
       fail(quantifierOffset, `quantifier bound above ${MAX_MATCH_LENGTH}`);
     }
     const greedy = body[index] !== '?';
     if (!greedy) index++;
-    if ('*+?'.includes(body[index] ?? '-') || isBraceQuantifier(index)) fail(index, `nested quantifier after '${body.slice(atomOffset, index)}'`);
+    if ('*+?'.includes(body[index] ?? '-') || isBraceQuantifier(index))
+      fail(index, `nested quantifier after '${body.slice(atomOffset, index)}'`);
     return { kind: 'repeat', item, min: bounds.min, max: bounds.max, greedy };
   }
 
@@ -110,12 +121,16 @@ export function parseRegex(body: string, flags: RegexFlags, fail: BodyFailure): 
     if (c === '^') return { kind: 'assertion', at: 'start' };
     if (c === '$') return { kind: 'assertion', at: 'end' };
     if (c === '\\') {
-      if (body[index] === 'b' || body[index] === 'B') return { kind: 'assertion', at: body[index++] === 'b' ? 'wordBoundary' : 'notWordBoundary' };
+      if (body[index] === 'b' || body[index] === 'B')
+        return { kind: 'assertion', at: body[index++] === 'b' ? 'wordBoundary' : 'notWordBoundary' };
       return { kind: 'byte', set: fold(parseEscape()) };
     }
     const bytes = new TextEncoder().encode(c);
     if (bytes.length === 1) return { kind: 'byte', set: fold(byteSet((byte) => byte === bytes[0])) };
-    return { kind: 'concat', items: Array.from(bytes, (value) => ({ kind: 'byte' as const, set: byteSet((byte) => byte === value) })) };
+    return {
+      kind: 'concat',
+      items: Array.from(bytes, (value) => ({ kind: 'byte' as const, set: byteSet((byte) => byte === value) })),
+    };
   }
 
   /** After a backslash: the set of bytes the escape stands for. */

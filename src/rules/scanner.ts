@@ -3,7 +3,14 @@ import { AtomFilter } from '../kernels/atomFilter.js';
 import { KernelInstance } from '../kernels/kernelInstance.js';
 import { DEFAULT_WINDOW_BYTES, MAX_ATOMS, MAX_GROUP_NEEDLES, MAX_NEEDLE_LENGTH } from '../kernels/memoryMap.js';
 import { MultiNeedleSearcher } from '../kernels/multiNeedle.js';
-import { scanBuffer, scanImage, scanStreams, type ImageSearchOptions, type Stream, type WindowScanner } from '../kernels/streaming.js';
+import {
+  scanBuffer,
+  scanImage,
+  scanStreams,
+  type ImageSearchOptions,
+  type Stream,
+  type WindowScanner,
+} from '../kernels/streaming.js';
 import type { Atom } from './atoms.js';
 import type { CompiledRules, CompiledString, ProgramVariant } from './compile.js';
 import type { StringMatch } from './condition.js';
@@ -11,7 +18,15 @@ import { evaluateRules, type RuleMatch } from './evaluate.js';
 import { isAsciiLetter, otherCase } from './pattern.js';
 import type { ScannedUnit } from './unit.js';
 import { LazyDfa, UnanchoredEndsDfa } from './lazyDfa.js';
-import { acceptMatch, chainMatches, literalMatchesAt, programMatchAt, programMatchesBeforeEnds, programMatchesIn, type VariantMatch } from './verify.js';
+import {
+  acceptMatch,
+  chainMatches,
+  literalMatchesAt,
+  programMatchAt,
+  programMatchesBeforeEnds,
+  programMatchesIn,
+  type VariantMatch,
+} from './verify.js';
 
 /** One match of one string: `string` indexes RuleScanner.strings. */
 export interface StringHit {
@@ -84,7 +99,11 @@ export class RuleScanner {
   readonly strings: readonly ScannedString[];
   private readonly prefilters: readonly Prefilter[];
   /** Program variants without an atom, by string and variant, with their program's index in everywhereDfa when it has one. */
-  private readonly everywhere: ReadonlyArray<{ readonly string: number; readonly variant: number; readonly dfaIndex: number | undefined }>;
+  private readonly everywhere: ReadonlyArray<{
+    readonly string: number;
+    readonly variant: number;
+    readonly dfaIndex: number | undefined;
+  }>;
   /** The match-end automaton of every atomless program without assertions. */
   private readonly everywhereDfa: UnanchoredEndsDfa | undefined;
   private readonly windowScanner: WindowScanner<StringHit>;
@@ -97,14 +116,20 @@ export class RuleScanner {
     private readonly kernel: KernelInstance,
     private readonly maxMatchesPerString: number,
   ) {
-    this.strings = rules.rules.flatMap((rule, ruleIndex) => rule.strings.flatMap((compiled, index) => scannedStrings(ruleIndex, index, compiled)));
+    this.strings = rules.rules.flatMap((rule, ruleIndex) =>
+      rule.strings.flatMap((compiled, index) => scannedStrings(ruleIndex, index, compiled)),
+    );
     const { prefilters, everywhere, longestReach, targetCount } = planPrefilters(this.strings, kernel.window.length);
     this.triedThrough = new Int32Array(targetCount);
     this.prefilters = prefilters;
-    const programOf = ({ string, variant }: { string: number; variant: number }) => (this.strings[string]!.compiled.variants[variant] as ProgramVariant).program;
+    const programOf = ({ string, variant }: { string: number; variant: number }) =>
+      (this.strings[string]!.compiled.variants[variant] as ProgramVariant).program;
     const automatable = everywhere.filter((entry) => LazyDfa.supports(programOf(entry)));
     this.everywhereDfa = automatable.length > 0 ? new UnanchoredEndsDfa(automatable.map(programOf)) : undefined;
-    this.everywhere = everywhere.map((entry) => ({ ...entry, dfaIndex: automatable.includes(entry) ? automatable.indexOf(entry) : undefined }));
+    this.everywhere = everywhere.map((entry) => ({
+      ...entry,
+      dfaIndex: automatable.includes(entry) ? automatable.indexOf(entry) : undefined,
+    }));
     this.cap = new MatchCap(this.strings.length, maxMatchesPerString);
     this.windowScanner = {
       kernel,
@@ -112,12 +137,17 @@ export class RuleScanner {
       lookbehind: LOOKBEHIND,
       hasPatterns: this.strings.length > 0,
       // No limit: a rule scan has no "first N hits"; MAX_STRING_MATCHES bounds it per string instead.
-      scanWindow: (windowBase, dataLength, ownedFrom, ownedTo, into) => this.scanWindow(windowBase, dataLength, ownedFrom, ownedTo, into),
+      scanWindow: (windowBase, dataLength, ownedFrom, ownedTo, into) =>
+        this.scanWindow(windowBase, dataLength, ownedFrom, ownedTo, into),
     };
   }
 
   static create(rules: CompiledRules, options: RuleScannerOptions = {}): RuleScanner {
-    return new RuleScanner(rules, KernelInstance.shared(options.windowBytes ?? DEFAULT_WINDOW_BYTES), options.maxMatchesPerString ?? MAX_STRING_MATCHES);
+    return new RuleScanner(
+      rules,
+      KernelInstance.shared(options.windowBytes ?? DEFAULT_WINDOW_BYTES),
+      options.maxMatchesPerString ?? MAX_STRING_MATCHES,
+    );
   }
 
   /** How far past its owned bytes a window must read: for scans cut into jobs (workers/physicalJobs.ts). */
@@ -130,7 +160,11 @@ export class RuleScanner {
    * the per-string cap applied to the whole: each part kept up to the cap on its own.
    */
   mergeResults(parts: readonly RuleScanResult[]): RuleScanResult {
-    const cap = new MatchCap(this.strings.length, this.maxMatchesPerString, parts.flatMap((part) => part.truncated));
+    const cap = new MatchCap(
+      this.strings.length,
+      this.maxMatchesPerString,
+      parts.flatMap((part) => part.truncated),
+    );
     const hits: StringHit[] = [];
     for (const part of parts) cap.keep(part.hits, hits);
     return { hits, truncated: cap.truncatedStrings() };
@@ -158,7 +192,9 @@ export class RuleScanner {
    */
   evaluate(hits: readonly StringHit[], filesize: number, unit?: ScannedUnit): RuleMatch[] {
     const matches = this.rules.rules.map((rule) => rule.strings.map((): StringMatch[] => []));
-    const partMatches = this.rules.rules.map((rule) => rule.strings.map((string) => (string.chainGaps ? string.variants.map((): StringMatch[] => []) : [])));
+    const partMatches = this.rules.rules.map((rule) =>
+      rule.strings.map((string) => (string.chainGaps ? string.variants.map((): StringMatch[] => []) : [])),
+    );
     for (const hit of hits) {
       const { rule, index, part } = this.strings[hit.string]!;
       const match = { offset: hit.offset, length: hit.length };
@@ -167,7 +203,8 @@ export class RuleScanner {
     }
     this.rules.rules.forEach((rule, ruleIndex) =>
       rule.strings.forEach((string, index) => {
-        if (string.chainGaps) matches[ruleIndex]![index] = chainMatches(string, partMatches[ruleIndex]![index]!, string.chainGaps);
+        if (string.chainGaps)
+          matches[ruleIndex]![index] = chainMatches(string, partMatches[ruleIndex]![index]!, string.chainGaps);
       }),
     );
     return evaluateRules(this.rules, matches, filesize, unit);
@@ -185,7 +222,13 @@ export class RuleScanner {
     return { hits, truncated: this.cap.truncatedStrings() };
   }
 
-  private scanWindow(windowBase: number, dataLength: number, ownedFrom: number, ownedTo: number, into: StringHit[]): void {
+  private scanWindow(
+    windowBase: number,
+    dataLength: number,
+    ownedFrom: number,
+    ownedTo: number,
+    into: StringHit[],
+  ): void {
     const data = this.kernel.window.subarray(0, dataLength);
     // string → start → the variants that matched there; a window's starts are decided together so variant order can apply.
     const found = new Map<number, Map<number, VariantMatch[]>>();
@@ -202,7 +245,11 @@ export class RuleScanner {
       for (const hit of prefilter.hits(dataLength)) {
         for (const target of prefilter.targets[hit.id]!) {
           if (this.cap.exhausted(target.string)) continue;
-          const first = Math.max(ownedFrom, hit.offset - target.maxOffset, target.ranged ? triedThrough[target.id]! + 1 : 0);
+          const first = Math.max(
+            ownedFrom,
+            hit.offset - target.maxOffset,
+            target.ranged ? triedThrough[target.id]! + 1 : 0,
+          );
           const last = Math.min(ownedTo - 1, hit.offset - target.offset);
           if (target.ranged && last >= first) triedThrough[target.id] = last;
           for (let start = first; start <= last; start++) {
@@ -213,12 +260,17 @@ export class RuleScanner {
       }
     }
     // Patterns without a useful atom: one DFA pass over the window for all of them, then starts tried only where an end is in reach.
-    const automatonNeeded = this.everywhere.some(({ string, dfaIndex }) => dfaIndex !== undefined && !this.cap.exhausted(string));
+    const automatonNeeded = this.everywhere.some(
+      ({ string, dfaIndex }) => dfaIndex !== undefined && !this.cap.exhausted(string),
+    );
     const ends = automatonNeeded ? this.everywhereDfa?.matchEnds(data) : undefined;
     this.everywhere.forEach(({ string, variant, dfaIndex }) => {
       if (this.cap.exhausted(string)) return;
       const program = this.strings[string]!.compiled.variants[variant] as ProgramVariant;
-      const matches = dfaIndex === undefined ? programMatchesIn(program, data, ownedFrom, ownedTo) : programMatchesBeforeEnds(program, data, ends![dfaIndex]!, ownedFrom, ownedTo);
+      const matches =
+        dfaIndex === undefined
+          ? programMatchesIn(program, data, ownedFrom, ownedTo)
+          : programMatchesBeforeEnds(program, data, ends![dfaIndex]!, ownedFrom, ownedTo);
       // Starts come in order: past what the cap keeps (and one more, to know it was exceeded) they would be dropped,
       // unless `fullword` or a fixed offset may still reject some of the first ones.
       const { fullword, fixedOffset } = this.strings[string]!.compiled;
@@ -297,7 +349,16 @@ function scannedStrings(rule: number, index: number, compiled: CompiledString): 
     rule,
     index,
     part,
-    compiled: { id: compiled.id, kind: compiled.kind, isPrivate: compiled.isPrivate, fullword: false, fixedOffset: undefined, variants: [variant], firstFormOnly: false, scanEverywhere: variant.atom === undefined },
+    compiled: {
+      id: compiled.id,
+      kind: compiled.kind,
+      isPrivate: compiled.isPrivate,
+      fullword: false,
+      fixedOffset: undefined,
+      variants: [variant],
+      firstFormOnly: false,
+      scanEverywhere: variant.atom === undefined,
+    },
   }));
 }
 
@@ -307,7 +368,10 @@ function scannedStrings(rule: number, index: number, compiled: CompiledString): 
  * When a handful of exact needles cover everything, whole literals are searched instead of
  * their atoms, so the kernel's hits are already matches.
  */
-function planPrefilters(strings: readonly ScannedString[], windowBytes: number): {
+function planPrefilters(
+  strings: readonly ScannedString[],
+  windowBytes: number,
+): {
   prefilters: Prefilter[];
   everywhere: Array<{ string: number; variant: number }>;
   longestReach: number;
@@ -322,13 +386,24 @@ function planPrefilters(strings: readonly ScannedString[], windowBytes: number):
         return;
       }
       const { offset, maxOffset } = variant.atom;
-      const literal = variant.kind === 'literal' && !variant.caseInsensitive && variant.bytes.length <= MAX_NEEDLE_LENGTH ? variant.bytes : undefined;
-      withAtoms.push({ target: { id: withAtoms.length, string, variant: index, offset, maxOffset, ranged: maxOffset > offset }, atom: variant.atom, literal });
+      const literal =
+        variant.kind === 'literal' && !variant.caseInsensitive && variant.bytes.length <= MAX_NEEDLE_LENGTH
+          ? variant.bytes
+          : undefined;
+      withAtoms.push({
+        target: { id: withAtoms.length, string, variant: index, offset, maxOffset, ranged: maxOffset > offset },
+        atom: variant.atom,
+        literal,
+      });
     });
   });
   // reduce, not Math.max(...): spreading hundreds of thousands of arguments overflows the stack.
-  const longestReach = withAtoms.reduce((longest, { atom }) => Math.max(longest, atom.maxOffset + atom.bytes.length), 0);
-  if (longestReach + LOOKAHEAD + LOOKBEHIND >= windowBytes) throw new RangeError(`a match may reach ${longestReach} bytes: more than a ${windowBytes}-byte window holds`);
+  const longestReach = withAtoms.reduce(
+    (longest, { atom }) => Math.max(longest, atom.maxOffset + atom.bytes.length),
+    0,
+  );
+  if (longestReach + LOOKAHEAD + LOOKBEHIND >= windowBytes)
+    throw new RangeError(`a match may reach ${longestReach} bytes: more than a ${windowBytes}-byte window holds`);
 
   if (withAtoms.every(({ atom }) => !atom.caseInsensitive)) {
     const needles = new Needles();
@@ -338,8 +413,14 @@ function planPrefilters(strings: readonly ScannedString[], windowBytes: number):
     }
     if (needles.count <= MAX_GROUP_NEEDLES) {
       const searcher = MultiNeedleSearcher.create(needles.bytes, { windowBytes });
-      const hits = (length: number) => searcher.hitsInWindow(length).map((hit) => ({ id: hit.needle, offset: hit.offset }));
-      return { prefilters: [{ targets: needles.targets, hits }], everywhere, longestReach, targetCount: withAtoms.length };
+      const hits = (length: number) =>
+        searcher.hitsInWindow(length).map((hit) => ({ id: hit.needle, offset: hit.offset }));
+      return {
+        prefilters: [{ targets: needles.targets, hits }],
+        everywhere,
+        longestReach,
+        targetCount: withAtoms.length,
+      };
     }
   }
   const atoms = new Needles();
@@ -347,7 +428,10 @@ function planPrefilters(strings: readonly ScannedString[], windowBytes: number):
   const prefilters: Prefilter[] = [];
   for (let first = 0; first < atoms.count; first += MAX_ATOMS) {
     const filter = AtomFilter.create(atoms.bytes.slice(first, first + MAX_ATOMS), { windowBytes });
-    prefilters.push({ targets: atoms.targets.slice(first, first + MAX_ATOMS), hits: (length) => filter.hitsInWindow(length).map((hit) => ({ id: hit.atom, offset: hit.offset })) });
+    prefilters.push({
+      targets: atoms.targets.slice(first, first + MAX_ATOMS),
+      hits: (length) => filter.hitsInWindow(length).map((hit) => ({ id: hit.atom, offset: hit.offset })),
+    });
   }
   return { prefilters, everywhere, longestReach, targetCount: withAtoms.length };
 }

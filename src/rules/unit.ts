@@ -31,7 +31,8 @@ export function bufferUnit(bytes: Uint8Array, base = 0, size = bytes.length): Sc
 export function imageUnit(image: MemoryImage): ScannedUnit {
   return {
     size: image.totalBytes,
-    read: (offset, into) => Number.isSafeInteger(offset) && offset >= 0 && image.readPresent(offset, into) === into.length,
+    read: (offset, into) =>
+      Number.isSafeInteger(offset) && offset >= 0 && image.readPresent(offset, into) === into.length,
   };
 }
 
@@ -43,7 +44,12 @@ const CHUNK_BYTES = 1 << 20;
  * see a range; undefined (yara's undefined) when the range starts outside the unit or a byte of
  * it cannot be read.
  */
-export function readRange(unit: ScannedUnit, offset: bigint, length: bigint, visit: (chunk: Uint8Array) => void): boolean {
+export function readRange(
+  unit: ScannedUnit,
+  offset: bigint,
+  length: bigint,
+  visit: (chunk: Uint8Array) => void,
+): boolean {
   if (offset < 0n || length < 0n || offset >= BigInt(unit.size)) return false;
   const end = Math.min(unit.size, Number(offset + length > BigInt(unit.size) ? BigInt(unit.size) : offset + length));
   const buffer = new Uint8Array(Math.min(CHUNK_BYTES, end - Number(offset)));

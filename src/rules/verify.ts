@@ -26,7 +26,8 @@ export function literalMatchesAt(variant: LiteralVariant, data: Uint8Array, star
   }
   for (let i = 0; i < bytes.length; i++) {
     const byte = data[start + i]!;
-    if ((isAsciiLetter(byte) ? byte | 0x20 : byte) !== (isAsciiLetter(bytes[i]!) ? bytes[i]! | 0x20 : bytes[i])) return false;
+    if ((isAsciiLetter(byte) ? byte | 0x20 : byte) !== (isAsciiLetter(bytes[i]!) ? bytes[i]! | 0x20 : bytes[i]))
+      return false;
   }
   return true;
 }
@@ -57,7 +58,11 @@ export function matchEndPositions(variant: ProgramVariant, data: Uint8Array): In
 /** Length of the program's preferred match at `start`, or -1: the lazy DFA where the program allows it, the Pike VM otherwise. */
 export function programMatchAt(variant: ProgramVariant, data: Uint8Array, start: number): number {
   let matcher = anchoredMatchers.get(variant);
-  if (!matcher) anchoredMatchers.set(variant, (matcher = LazyDfa.supports(variant.program) ? new LazyDfa(variant.program) : pikeVmFor(variant)));
+  if (!matcher)
+    anchoredMatchers.set(
+      variant,
+      (matcher = LazyDfa.supports(variant.program) ? new LazyDfa(variant.program) : pikeVmFor(variant)),
+    );
   return matcher.matchAt(data, start);
 }
 
@@ -67,7 +72,12 @@ export function programMatchAt(variant: ProgramVariant, data: Uint8Array, start:
  * end, so a start with no end within reach costs nothing (this keeps regexes that would
  * backtrack exponentially linear).
  */
-export function* programMatchesIn(variant: ProgramVariant, data: Uint8Array, from = 0, to = data.length): Generator<[number, number]> {
+export function* programMatchesIn(
+  variant: ProgramVariant,
+  data: Uint8Array,
+  from = 0,
+  to = data.length,
+): Generator<[number, number]> {
   yield* programMatchesBeforeEnds(variant, data, matchEndPositions(variant, data), from, to);
 }
 
@@ -76,7 +86,13 @@ export function* programMatchesIn(variant: ProgramVariant, data: Uint8Array, fro
  * matchEndPositions gives them): only starts with an end within reach are tried, and the
  * stretches with none are skipped at once.
  */
-export function* programMatchesBeforeEnds(variant: ProgramVariant, data: Uint8Array, ends: Int32Array, from = 0, to = data.length): Generator<[number, number]> {
+export function* programMatchesBeforeEnds(
+  variant: ProgramVariant,
+  data: Uint8Array,
+  ends: Int32Array,
+  from = 0,
+  to = data.length,
+): Generator<[number, number]> {
   const { firstBytes } = variant.program;
   let next = 0; // index in ends of the first end after `start`
   for (let start = from; start < to; start++) {
@@ -99,7 +115,13 @@ export function* programMatchesBeforeEnds(variant: ProgramVariant, data: Uint8Ar
  * offset is not reported. The first variant whose match passes `fullword` and the fixed offset
  * wins; a regex (`firstFormOnly`) only ever tries its first matching form.
  */
-export function acceptMatch(string: CompiledString, data: Uint8Array, base: number, start: number, matched: readonly VariantMatch[]): number | undefined {
+export function acceptMatch(
+  string: CompiledString,
+  data: Uint8Array,
+  base: number,
+  start: number,
+  matched: readonly VariantMatch[],
+): number | undefined {
   if (string.fixedOffset !== undefined && base + start !== string.fixedOffset) return undefined;
   for (const { variant, length } of matched) {
     if (!string.fullword || isFullWord(data, start, length, string.variants[variant]!.wide)) return length;
@@ -109,7 +131,11 @@ export function acceptMatch(string: CompiledString, data: Uint8Array, base: numb
 }
 
 /** A chained string's matches from its parts' matches (chains.ts), kept only at its fixed offset if it has one. */
-export function chainMatches(string: CompiledString, parts: ReadonlyArray<readonly StringMatch[]>, gaps: readonly JumpRange[]): StringMatch[] {
+export function chainMatches(
+  string: CompiledString,
+  parts: ReadonlyArray<readonly StringMatch[]>,
+  gaps: readonly JumpRange[],
+): StringMatch[] {
   const matches = resolveChain(parts, gaps);
   return string.fixedOffset === undefined ? matches : matches.filter((match) => match.offset === string.fixedOffset);
 }
@@ -121,6 +147,10 @@ export function chainMatches(string: CompiledString, parts: ReadonlyArray<readon
 function isFullWord(data: Uint8Array, start: number, length: number, wide: boolean): boolean {
   const alphanumericAt = (index: number) => index >= 0 && index < data.length && isAsciiAlphanumeric(data[index]!);
   const end = start + length;
-  if (wide) return !(start >= 2 && data[start - 1] === 0 && alphanumericAt(start - 2)) && !(end + 1 < data.length && data[end + 1] === 0 && alphanumericAt(end));
+  if (wide)
+    return (
+      !(start >= 2 && data[start - 1] === 0 && alphanumericAt(start - 2)) &&
+      !(end + 1 < data.length && data[end + 1] === 0 && alphanumericAt(end))
+    );
   return !alphanumericAt(start - 1) && !alphanumericAt(end);
 }

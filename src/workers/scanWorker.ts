@@ -12,7 +12,14 @@ import { KernelInstance } from '../kernels/kernelInstance.js';
 import { MultiNeedleSearcher } from '../kernels/multiNeedle.js';
 import { compileSource } from '../rules/compile.js';
 import { RuleScanner } from '../rules/scanner.js';
-import { packHits, packStringHits, scanPhysicalSlice, searchPhysicalSlice, type PackedHits, type PackedStringHits } from './physicalJobs.js';
+import {
+  packHits,
+  packStringHits,
+  scanPhysicalSlice,
+  searchPhysicalSlice,
+  type PackedHits,
+  type PackedStringHits,
+} from './physicalJobs.js';
 
 export interface ScanWorkerData {
   readonly windowBytes: number;
@@ -27,7 +34,8 @@ KernelInstance.shared(windowBytes);
 let rulesCache: { source: string; file: string; scanner: RuleScanner } | undefined;
 
 function scannerFor(source: string, file: string): RuleScanner {
-  if (rulesCache?.source !== source || rulesCache.file !== file) rulesCache = { source, file, scanner: RuleScanner.create(compileSource(source, file), { windowBytes }) };
+  if (rulesCache?.source !== source || rulesCache.file !== file)
+    rulesCache = { source, file, scanner: RuleScanner.create(compileSource(source, file), { windowBytes }) };
   return rulesCache.scanner;
 }
 

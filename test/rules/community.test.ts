@@ -22,7 +22,11 @@ const rulesPath = join(sharedFixtures, '../rules/community/community.yar');
 const source = readFileSync(rulesPath, 'utf8');
 
 function golden(name: string): unknown {
-  const { yara: _yara, input: _input, ...summary } = JSON.parse(readFileSync(join(goldenDir, `${name}.json`), 'utf8')) as Record<string, unknown>;
+  const {
+    yara: _yara,
+    input: _input,
+    ...summary
+  } = JSON.parse(readFileSync(join(goldenDir, `${name}.json`), 'utf8')) as Record<string, unknown>;
   return summary;
 }
 

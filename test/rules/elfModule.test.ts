@@ -21,7 +21,20 @@ if (yaraMissing) console.warn('elf module test skipped: the yara CLI is not inst
 const work = mkdtempSync(join(tmpdir(), 'vmscope-elf-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-const FIELDS = ['type', 'machine', 'entry_point', 'number_of_sections', 'sh_offset', 'sh_entry_size', 'number_of_segments', 'ph_offset', 'ph_entry_size', 'dynamic_section_entries', 'symtab_entries', 'dynsym_entries'];
+const FIELDS = [
+  'type',
+  'machine',
+  'entry_point',
+  'number_of_sections',
+  'sh_offset',
+  'sh_entry_size',
+  'number_of_segments',
+  'ph_offset',
+  'ph_entry_size',
+  'dynamic_section_entries',
+  'symtab_entries',
+  'dynsym_entries',
+];
 const ARRAYS: Record<string, string[]> = {
   sections: ['type', 'flags', 'address', 'size', 'offset', 'name'],
   segments: ['type', 'flags', 'offset', 'virtual_address', 'physical_address', 'file_size', 'memory_size', 'alignment'],
@@ -32,7 +45,12 @@ const ARRAYS: Record<string, string[]> = {
 
 function expressions(): string[] {
   const indexes = [0, 1, 2, 5, 9, 1000];
-  return [...FIELDS.map((field) => `elf.${field}`), ...Object.entries(ARRAYS).flatMap(([array, fields]) => indexes.flatMap((i) => fields.map((field) => `elf.${array}[${i}].${field}`)))];
+  return [
+    ...FIELDS.map((field) => `elf.${field}`),
+    ...Object.entries(ARRAYS).flatMap(([array, fields]) =>
+      indexes.flatMap((i) => fields.map((field) => `elf.${array}[${i}].${field}`)),
+    ),
+  ];
 }
 
 function valueOf(data: ModuleData, expression: string): ModuleData {
@@ -40,7 +58,11 @@ function valueOf(data: ModuleData, expression: string): ModuleData {
     .slice('elf.'.length)
     .split(/[.[\]]/)
     .filter(Boolean)
-    .reduce<ModuleData>((value, step) => (value !== null && typeof value === 'object' ? (value as Record<string, ModuleData>)[step] : undefined), data);
+    .reduce<ModuleData>(
+      (value, step) =>
+        value !== null && typeof value === 'object' ? (value as Record<string, ModuleData>)[step] : undefined,
+      data,
+    );
 }
 
 describe.skipIf(yaraMissing)('the elf module reads what yara reads', () => {
@@ -56,7 +78,9 @@ describe.skipIf(yaraMissing)('the elf module reads what yara reads', () => {
     const rules = expressions().map((expression, i) => {
       const value = valueOf(data, expression);
       if (value === undefined) return `rule r${i} { condition: not defined ${expression} }`;
-      return typeof value === 'string' ? `rule r${i} { condition: ${expression} == "${value.replace(/[\\"]/g, (c) => `\\${c}`)}" }` : `rule r${i} { condition: ${expression} == ${value} }`;
+      return typeof value === 'string'
+        ? `rule r${i} { condition: ${expression} == "${value.replace(/[\\"]/g, (c) => `\\${c}`)}" }`
+        : `rule r${i} { condition: ${expression} == ${value} }`;
     });
     const source = `import "elf"\n${rules.join('\n')}\n`;
     const [rulesFile, input] = [join(work, 'elf.yar'), join(work, 'input')];
@@ -64,7 +88,10 @@ describe.skipIf(yaraMissing)('the elf module reads what yara reads', () => {
     writeFileSync(input, bytes);
     const yara = spawnSync('yara', [rulesFile, input], { encoding: 'latin1' });
     expect(yara.status, yara.stderr).toBe(0);
-    const theirs = yara.stdout.split('\n').filter(Boolean).map((line) => line.split(' ')[0]);
+    const theirs = yara.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.split(' ')[0]);
     const ours = matchReference(compileSource(source), new Uint8Array(bytes)).map((match) => match.rule);
     expect(ours.sort()).toEqual(theirs.sort());
     expect(ours).toHaveLength(rules.length);

@@ -22,7 +22,10 @@ function matchingRules(source: string, data: Uint8Array): { reference: string[];
 }
 
 function holds(condition: string, data: Uint8Array, strings = ''): boolean {
-  const { reference, scanner } = matchingRules(`import "math"\nimport "hash"\nrule r { ${strings ? `strings: ${strings}` : ''} condition: ${condition} }`, data);
+  const { reference, scanner } = matchingRules(
+    `import "math"\nimport "hash"\nrule r { ${strings ? `strings: ${strings}` : ''} condition: ${condition} }`,
+    data,
+  );
   expect(scanner, condition).toEqual(reference);
   return reference.length === 1;
 }
@@ -43,14 +46,20 @@ const READS = [
 describe('integer reads', () => {
   it('read what DataView reads, and are undefined from the last bytes of the unit on and past its end', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 12 }), fc.integer({ min: -2, max: 14 }), fc.constantFrom(...READS), (data, offset, [name, size, read]) => {
-        const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-        const inside = offset >= 0 && offset + size <= data.length;
-        expect(holds(`defined ${name}(${offset})`, data)).toBe(inside);
-        if (inside) expect(holds(`${name}(${offset}) == ${read(view, offset)}`, data)).toBe(true);
-        // Undefined is false whichever way it is compared, and `not` keeps it undefined.
-        if (!inside) expect(holds(`not (${name}(${offset}) == 0) or not (${name}(${offset}) != 0)`, data)).toBe(false);
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 12 }),
+        fc.integer({ min: -2, max: 14 }),
+        fc.constantFrom(...READS),
+        (data, offset, [name, size, read]) => {
+          const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+          const inside = offset >= 0 && offset + size <= data.length;
+          expect(holds(`defined ${name}(${offset})`, data)).toBe(inside);
+          if (inside) expect(holds(`${name}(${offset}) == ${read(view, offset)}`, data)).toBe(true);
+          // Undefined is false whichever way it is compared, and `not` keeps it undefined.
+          if (!inside)
+            expect(holds(`not (${name}(${offset}) == 0) or not (${name}(${offset}) != 0)`, data)).toBe(false);
+        },
+      ),
       { numRuns: 150 },
     );
   });
@@ -61,7 +70,9 @@ describe('integer reads', () => {
     data[0x3c] = 0x80;
     data.set([0x50, 0x45, 0, 0], 0x80);
     expect(holds('uint16(0) == 0x5a4d and uint32(uint32(0x3c)) == 0x00004550', data)).toBe(true);
-    expect(holds('uint32be(uint32(0x3c) + 0) == 0x50450000 and uint8(0x3c) \\ 2 == 64 and int8(0x3c) == -128', data)).toBe(true);
+    expect(
+      holds('uint32be(uint32(0x3c) + 0) == 0x50450000 and uint8(0x3c) \\ 2 == 64 and int8(0x3c) == -128', data),
+    ).toBe(true);
   });
 });
 
@@ -78,7 +89,12 @@ describe('operators', () => {
           expect(holds(`${x} \\ ${y} == ${literal(wrap(a / b))}`, data)).toBe(true);
           expect(holds(`${x} % ${y} == ${literal(a % b)}`, data)).toBe(true);
         }
-        expect(holds(`(${x} & ${y}) == ${literal(a & b)} and (${x} | ${y}) == ${literal(a | b)} and (${x} ^ ${y}) == ${literal(a ^ b)}`, data)).toBe(true);
+        expect(
+          holds(
+            `(${x} & ${y}) == ${literal(a & b)} and (${x} | ${y}) == ${literal(a | b)} and (${x} ^ ${y}) == ${literal(a ^ b)}`,
+            data,
+          ),
+        ).toBe(true);
         expect(holds(`${x} << ${shift} == ${literal(shift >= 64n ? 0n : wrap(a << shift))}`, data)).toBe(true);
         expect(holds(`${x} >> ${shift} == ${literal(shift >= 64n ? 0n : a >> shift)}`, data)).toBe(true);
       }),
@@ -117,21 +133,34 @@ describe('operators', () => {
 describe('loops, sets and defined', () => {
   it('for … in a range or a list counts the values whose body holds (an empty range satisfies only all/none)', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 1, maxLength: 40 }).map((bytes) => bytes.map((byte) => byte & 1)), fc.integer({ min: 0, max: 45 }), fc.integer({ min: 0, max: 45 }), (data, from, to) => {
-        const values = Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
-        const odd = values.filter((at) => at < data.length && data[at] === 1).length;
-        expect(holds(`for any i in (${from}..${to}) : (uint8(i) == 1)`, data)).toBe(odd > 0);
-        expect(holds(`for all i in (${from}..${to}) : (uint8(i) == 1)`, data)).toBe(odd === values.length);
-        expect(holds(`for none i in (${from}..${to}) : (uint8(i) == 1)`, data)).toBe(odd === 0);
-        expect(holds(`for 2 i in (${from}, ${to}, 0) : (uint8(i) == 1)`, data)).toBe([from, to, 0].filter((at) => at < data.length && data[at] === 1).length >= 2);
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: 1, maxLength: 40 }).map((bytes) => bytes.map((byte) => byte & 1)),
+        fc.integer({ min: 0, max: 45 }),
+        fc.integer({ min: 0, max: 45 }),
+        (data, from, to) => {
+          const values = Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
+          const odd = values.filter((at) => at < data.length && data[at] === 1).length;
+          expect(holds(`for any i in (${from}..${to}) : (uint8(i) == 1)`, data)).toBe(odd > 0);
+          expect(holds(`for all i in (${from}..${to}) : (uint8(i) == 1)`, data)).toBe(odd === values.length);
+          expect(holds(`for none i in (${from}..${to}) : (uint8(i) == 1)`, data)).toBe(odd === 0);
+          expect(holds(`for 2 i in (${from}, ${to}, 0) : (uint8(i) == 1)`, data)).toBe(
+            [from, to, 0].filter((at) => at < data.length && data[at] === 1).length >= 2,
+          );
+        },
+      ),
       { numRuns: 150 },
     );
   });
 
   it('@s[i] and !s[i] take expressions and nest in for … in over #s', () => {
     const data = new TextEncoder().encode('xx ab ab ab');
-    expect(holds('for all i in (1..#a) : (@a[i] % 3 == 0 and !a[i] == 2) and @a[#a - 1] == 6 and not defined @a[#a + 1]', data, '$a = "ab"')).toBe(true);
+    expect(
+      holds(
+        'for all i in (1..#a) : (@a[i] % 3 == 0 and !a[i] == 2) and @a[#a - 1] == 6 and not defined @a[#a + 1]',
+        data,
+        '$a = "ab"',
+      ),
+    ).toBe(true);
     expect(holds('#a in (0..6) == 2 and #a in (7..100) == 1', data, '$a = "ab"')).toBe(true);
   });
 
@@ -146,7 +175,10 @@ describe('loops, sets and defined', () => {
   });
 
   it('rules without strings match as yara reports them', () => {
-    const { reference, scanner } = matchingRules('rule always { condition: true } rule sized { condition: filesize > 0 } rule empty { condition: filesize == 0 }', new Uint8Array(3));
+    const { reference, scanner } = matchingRules(
+      'rule always { condition: true } rule sized { condition: filesize > 0 } rule empty { condition: filesize == 0 }',
+      new Uint8Array(3),
+    );
     expect(reference).toEqual(['always', 'sized']);
     expect(scanner).toEqual(reference);
   });
@@ -155,7 +187,9 @@ describe('loops, sets and defined', () => {
 describe('base64 strings', () => {
   it("give yara's three alignments (its documentation's example)", () => {
     const alphabet = new TextEncoder().encode('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/');
-    const forms = base64Forms(new TextEncoder().encode('This program cannot'), alphabet).map((form) => new TextDecoder().decode(form));
+    const forms = base64Forms(new TextEncoder().encode('This program cannot'), alphabet).map((form) =>
+      new TextDecoder().decode(form),
+    );
     expect(forms).toEqual(['VGhpcyBwcm9ncmFtIGNhbm5vd', 'RoaXMgcHJvZ3JhbSBjYW5ub3', 'UaGlzIHByb2dyYW0gY2Fubm90']);
   });
 
@@ -165,11 +199,17 @@ describe('base64 strings', () => {
     fc.assert(
       fc.property(bytes, text, bytes, (before, plain, after) => {
         const encoded = Buffer.concat([before, Buffer.from(plain, 'latin1'), after]).toString('base64');
-        expect(holds('$a', new Uint8Array(Buffer.from(`..${encoded}..`, 'latin1')), `$a = "${plain}" base64`)).toBe(true);
-        expect(holds('$a', new Uint8Array(Buffer.from(`..${encoded}..`, 'utf16le')), `$a = "${plain}" base64wide`)).toBe(true);
+        expect(holds('$a', new Uint8Array(Buffer.from(`..${encoded}..`, 'latin1')), `$a = "${plain}" base64`)).toBe(
+          true,
+        );
+        expect(
+          holds('$a', new Uint8Array(Buffer.from(`..${encoded}..`, 'utf16le')), `$a = "${plain}" base64wide`),
+        ).toBe(true);
         const custom = encoded.replace(/[A-Za-z]/g, (c) => (c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase()));
         const swapped = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/';
-        expect(holds('$a', new Uint8Array(Buffer.from(`..${custom}..`, 'latin1')), `$a = "${plain}" base64("${swapped}")`)).toBe(true);
+        expect(
+          holds('$a', new Uint8Array(Buffer.from(`..${custom}..`, 'latin1')), `$a = "${plain}" base64("${swapped}")`),
+        ).toBe(true);
       }),
       { numRuns: 100 },
     );
@@ -179,18 +219,34 @@ describe('base64 strings', () => {
 describe('modules', () => {
   it('math and hash compute what Node and plain formulas compute, over ranges clipped at the end', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 1, maxLength: 64 }), fc.integer({ min: 0, max: 70 }), fc.integer({ min: 0, max: 70 }), (data, offset, size) => {
-        const inside = offset < data.length;
-        const range = data.subarray(offset, offset + size);
-        const md5 = createHash('md5').update(range).digest('hex');
-        expect(holds(`hash.md5(${offset}, ${size}) == "${md5}"`, data)).toBe(inside);
-        const sum = range.reduce((total, byte) => (total + byte) >>> 0, 0);
-        expect(holds(`hash.checksum32(${offset}, ${size}) == ${sum}`, data)).toBe(inside);
-        const counts = new Map<number, number>();
-        for (const byte of range) counts.set(byte, (counts.get(byte) ?? 0) + 1);
-        const entropy = range.length === 0 ? 0 : -[...counts.values()].reduce((total, count) => total + (count / range.length) * Math.log2(count / range.length), 0);
-        expect(holds(`math.in_range(math.entropy(${offset}, ${size}), ${(entropy - 1e-9).toFixed(12)}, ${(entropy + 1e-9).toFixed(12)})`, data)).toBe(inside);
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: 1, maxLength: 64 }),
+        fc.integer({ min: 0, max: 70 }),
+        fc.integer({ min: 0, max: 70 }),
+        (data, offset, size) => {
+          const inside = offset < data.length;
+          const range = data.subarray(offset, offset + size);
+          const md5 = createHash('md5').update(range).digest('hex');
+          expect(holds(`hash.md5(${offset}, ${size}) == "${md5}"`, data)).toBe(inside);
+          const sum = range.reduce((total, byte) => (total + byte) >>> 0, 0);
+          expect(holds(`hash.checksum32(${offset}, ${size}) == ${sum}`, data)).toBe(inside);
+          const counts = new Map<number, number>();
+          for (const byte of range) counts.set(byte, (counts.get(byte) ?? 0) + 1);
+          const entropy =
+            range.length === 0
+              ? 0
+              : -[...counts.values()].reduce(
+                  (total, count) => total + (count / range.length) * Math.log2(count / range.length),
+                  0,
+                );
+          expect(
+            holds(
+              `math.in_range(math.entropy(${offset}, ${size}), ${(entropy - 1e-9).toFixed(12)}, ${(entropy + 1e-9).toFixed(12)})`,
+              data,
+            ),
+          ).toBe(inside);
+        },
+      ),
       { numRuns: 100 },
     );
   });

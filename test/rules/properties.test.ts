@@ -42,13 +42,23 @@ describe('exact byte patterns agree with a naive search', () => {
   it('as a nocase string, against a case-folded search', () => {
     const letters = fc.constantFrom(...'aAbB'.split('').map((c) => c.charCodeAt(0)));
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 200 }).chain((raw) => fc.tuple(fc.array(letters, { minLength: raw.length, maxLength: raw.length }), fc.array(letters, { minLength: 1, maxLength: 5 }))), ([dataBytes, needleBytes]) => {
-        const data = Uint8Array.from(dataBytes);
-        const fold = (bytes: ArrayLike<number>) => Uint8Array.from(bytes, (byte) => byte | 0x20);
-        const expected = searchReference(fold(data), [fold(needleBytes)]).map((hit) => hit.offset);
-        const text = String.fromCharCode(...needleBytes);
-        expect(offsetsOf(`rule r { strings: $a = "${text}" nocase condition: $a }`, data)).toEqual(expected);
-      }),
+      fc.property(
+        fc
+          .uint8Array({ maxLength: 200 })
+          .chain((raw) =>
+            fc.tuple(
+              fc.array(letters, { minLength: raw.length, maxLength: raw.length }),
+              fc.array(letters, { minLength: 1, maxLength: 5 }),
+            ),
+          ),
+        ([dataBytes, needleBytes]) => {
+          const data = Uint8Array.from(dataBytes);
+          const fold = (bytes: ArrayLike<number>) => Uint8Array.from(bytes, (byte) => byte | 0x20);
+          const expected = searchReference(fold(data), [fold(needleBytes)]).map((hit) => hit.offset);
+          const text = String.fromCharCode(...needleBytes);
+          expect(offsetsOf(`rule r { strings: $a = "${text}" nocase condition: $a }`, data)).toEqual(expected);
+        },
+      ),
     );
   });
 });
@@ -69,7 +79,9 @@ const regexSource: fc.Arbitrary<string> = fc.letrec<{ node: string; atom: string
   ),
   node: fc.oneof(
     { depthSize: 'small', withCrossShrink: true },
-    fc.tuple(tie('atom'), fc.constantFrom('', '*', '+', '?', '*?', '+?', '??', '{2}', '{1,3}', '{0,2}?', '{2,}')).map(([atom, quantifier]) => (matchesEmpty(atom) ? atom : atom + quantifier)),
+    fc
+      .tuple(tie('atom'), fc.constantFrom('', '*', '+', '?', '*?', '+?', '??', '{2}', '{1,3}', '{0,2}?', '{2,}'))
+      .map(([atom, quantifier]) => (matchesEmpty(atom) ? atom : atom + quantifier)),
     fc.array(tie('atom'), { minLength: 2, maxLength: 4 }).map((atoms) => atoms.join('')),
     fc.tuple(tie('node'), tie('node')).map(([left, right]) => `${left}|${right}`),
   ),
@@ -99,14 +111,22 @@ describe('the lazy DFA answers as the Pike VM', () => {
   it('at every start, with the state cache big and tiny (starting over mid-match)', () => {
     const text = fc.string({ unit: fc.constantFrom('a', 'b', 'c', '\n'), maxLength: 60 });
     fc.assert(
-      fc.property(regexSource, fc.constantFrom('', 's'), text, fc.constantFrom(4096, 2), (source, flags, input, maxStates) => {
-        const variant = compileSource(`rule r { strings: $a = /${source}/${flags} condition: $a }`).rules[0]!.strings[0]!.variants[0]!;
-        if (variant.kind !== 'program') return;
-        expect(LazyDfa.supports(variant.program)).toBe(true);
-        const data = Uint8Array.from(input, (c) => c.charCodeAt(0));
-        const [vm, dfa] = [new PikeVm(variant.program), new LazyDfa(variant.program, maxStates)];
-        for (let start = 0; start <= data.length; start++) expect(dfa.matchAt(data, start), `/${source}/${flags} at ${start}`).toBe(vm.matchAt(data, start));
-      }),
+      fc.property(
+        regexSource,
+        fc.constantFrom('', 's'),
+        text,
+        fc.constantFrom(4096, 2),
+        (source, flags, input, maxStates) => {
+          const variant = compileSource(`rule r { strings: $a = /${source}/${flags} condition: $a }`).rules[0]!
+            .strings[0]!.variants[0]!;
+          if (variant.kind !== 'program') return;
+          expect(LazyDfa.supports(variant.program)).toBe(true);
+          const data = Uint8Array.from(input, (c) => c.charCodeAt(0));
+          const [vm, dfa] = [new PikeVm(variant.program), new LazyDfa(variant.program, maxStates)];
+          for (let start = 0; start <= data.length; start++)
+            expect(dfa.matchAt(data, start), `/${source}/${flags} at ${start}`).toBe(vm.matchAt(data, start));
+        },
+      ),
       { numRuns: 400 },
     );
   });
@@ -117,15 +137,27 @@ describe('the unanchored DFA finds the match ends the Pike VM finds', () => {
   it('at every position, for two programs in one pass, with the state cache big and tiny (starting over mid-input)', () => {
     const text = fc.string({ unit: fc.constantFrom('a', 'b', 'c', '\n'), maxLength: 80 });
     fc.assert(
-      fc.property(regexSource, regexSource, fc.constantFrom('', 's'), text, fc.constantFrom(4096, 2), (first, second, flags, input, maxStates) => {
-        const programs = [first, second].flatMap((source) => {
-          const variant = compileSource(`rule r { strings: $a = /${source}/${flags} condition: $a }`).rules[0]!.strings[0]!.variants[0]!;
-          return variant.kind === 'program' ? [variant.program] : [];
-        });
-        const data = Uint8Array.from(input, (c) => c.charCodeAt(0));
-        const ends = new UnanchoredEndsDfa(programs, maxStates).matchEnds(data).map((positions) => Array.from(positions));
-        expect(ends, `/${first}/ /${second}/`).toEqual(programs.map((program) => endPositions(new PikeVm(program).matchEnds(data))));
-      }),
+      fc.property(
+        regexSource,
+        regexSource,
+        fc.constantFrom('', 's'),
+        text,
+        fc.constantFrom(4096, 2),
+        (first, second, flags, input, maxStates) => {
+          const programs = [first, second].flatMap((source) => {
+            const variant = compileSource(`rule r { strings: $a = /${source}/${flags} condition: $a }`).rules[0]!
+              .strings[0]!.variants[0]!;
+            return variant.kind === 'program' ? [variant.program] : [];
+          });
+          const data = Uint8Array.from(input, (c) => c.charCodeAt(0));
+          const ends = new UnanchoredEndsDfa(programs, maxStates)
+            .matchEnds(data)
+            .map((positions) => Array.from(positions));
+          expect(ends, `/${first}/ /${second}/`).toEqual(
+            programs.map((program) => endPositions(new PikeVm(program).matchEnds(data))),
+          );
+        },
+      ),
       { numRuns: 400 },
     );
   });

@@ -11,10 +11,26 @@ const WINDOW = 64 * 1024;
 
 /** Strings over a small alphabet, every construct the scanner handles differently: whole literals, atoms, case spellings, ranged atoms, no atom. */
 const stringSource = fc.oneof(
-  fc.tuple(fc.stringMatching(/^[abc\x00]{1,5}$/), fc.subarray(['nocase', 'wide', 'ascii', 'fullword'])).map(([text, modifiers]) => `"${escape(text)}" ${modifiers.join(' ')}`),
-  fc.tuple(fc.stringMatching(/^[abc]{1,4}$/), fc.integer({ min: 0, max: 3 })).map(([text, key]) => `"${text}" xor(0-${key})`),
-  fc.tuple(fc.constantFrom('61', '62', '00', '??', '6?'), fc.constantFrom('[0-2]', '[1-3]', '??', '63', ''), fc.constantFrom('61 62', '00 63', '62')).map((parts) => `{ ${parts.join(' ')} }`),
-  fc.tuple(fc.constantFrom('a[bc]+d?', 'b.{1,3}c', '(ab|cd)c', 'c*ab', '[^a]b{2}', 'a.*?b'), fc.constantFrom('', 'i', 's'), fc.constantFrom('', 'wide', 'ascii wide', 'fullword')).map(([body, flags, modifiers]) => `/${body}/${flags} ${modifiers}`),
+  fc
+    .tuple(fc.stringMatching(/^[abc\x00]{1,5}$/), fc.subarray(['nocase', 'wide', 'ascii', 'fullword']))
+    .map(([text, modifiers]) => `"${escape(text)}" ${modifiers.join(' ')}`),
+  fc
+    .tuple(fc.stringMatching(/^[abc]{1,4}$/), fc.integer({ min: 0, max: 3 }))
+    .map(([text, key]) => `"${text}" xor(0-${key})`),
+  fc
+    .tuple(
+      fc.constantFrom('61', '62', '00', '??', '6?'),
+      fc.constantFrom('[0-2]', '[1-3]', '??', '63', ''),
+      fc.constantFrom('61 62', '00 63', '62'),
+    )
+    .map((parts) => `{ ${parts.join(' ')} }`),
+  fc
+    .tuple(
+      fc.constantFrom('a[bc]+d?', 'b.{1,3}c', '(ab|cd)c', 'c*ab', '[^a]b{2}', 'a.*?b'),
+      fc.constantFrom('', 'i', 's'),
+      fc.constantFrom('', 'wide', 'ascii wide', 'fullword'),
+    )
+    .map(([body, flags, modifiers]) => `/${body}/${flags} ${modifiers}`),
 );
 
 function escape(text: string): string {
@@ -22,7 +38,10 @@ function escape(text: string): string {
 }
 
 /** Data that makes the strings above match often, with the letters `fullword` and `nocase` care about. */
-const dataOf = (length: number) => fc.uint8Array({ minLength: length, maxLength: length }).map((bytes) => bytes.map((byte) => [0x61, 0x62, 0x63, 0x64, 0x41, 0x42, 0x00, 0x20][byte & 7]!));
+const dataOf = (length: number) =>
+  fc
+    .uint8Array({ minLength: length, maxLength: length })
+    .map((bytes) => bytes.map((byte) => [0x61, 0x62, 0x63, 0x64, 0x41, 0x42, 0x00, 0x20][byte & 7]!));
 
 function rulesOf(strings: readonly string[]): string {
   return `rule r { strings: ${strings.map((string, i) => `$s${i} = ${string}`).join('\n')} condition: any of them }`;
@@ -53,7 +72,9 @@ describe('RuleScanner agrees with the reference matcher', () => {
     for (let at = WINDOW - 40; at < WINDOW + 8; at += 9) data.set(Buffer.from('\x00needle'), at);
     const { hits } = scanner.scanBuffer(data);
     const byOffset = (a: { offset: number }, b: { offset: number }) => a.offset - b.offset;
-    const expected = matchReference(rules, data)[0]!.strings.map(({ offset, length }) => ({ offset, length })).sort(byOffset);
+    const expected = matchReference(rules, data)[0]!
+      .strings.map(({ offset, length }) => ({ offset, length }))
+      .sort(byOffset);
     expect(hits.map(({ offset, length }) => ({ offset, length }))).toEqual(expected);
     expect(hits.length).toBeGreaterThan(8);
   });
@@ -76,7 +97,14 @@ describe('RuleScanner agrees with the reference matcher', () => {
     const words = Array.from({ length: 5000 }, (_, i) => `w${i.toString(36).padStart(3, '0')}x`);
     const source = words.map((word, i) => `rule r${i} { strings: $a = "${word}" nocase condition: $a }`).join('\n');
     const rules = compileSource(source);
-    const data = new Uint8Array(Buffer.from(words.filter((_, i) => i % 7 === 0).join(' ').toUpperCase()));
+    const data = new Uint8Array(
+      Buffer.from(
+        words
+          .filter((_, i) => i % 7 === 0)
+          .join(' ')
+          .toUpperCase(),
+      ),
+    );
     const scanner = RuleScanner.create(rules, { windowBytes: WINDOW });
     const matched = scanner.evaluate(scanner.scanBuffer(data).hits, data.length).map((match) => match.rule);
     expect(matched).toEqual(words.flatMap((_, i) => (i % 7 === 0 ? [`r${i}`] : [])));
@@ -97,7 +125,9 @@ describe('RuleScanner agrees with the reference matcher', () => {
 
   it('stops looking for strings past their cap: patterns of zeros over 256 MiB of zeros take seconds, not minutes and gigabytes', () => {
     // Issue 13's `{ 00 00 00 00 }`, `{ ?? ?? }` and a long run of wildcards: no atom worth searching, matches at every byte.
-    const rules = compileSource(`rule zeros { strings: $a = { 00 00 00 00 } $b = { ?? ?? } $c = { ${'?? '.repeat(64)}} condition: any of them }`);
+    const rules = compileSource(
+      `rule zeros { strings: $a = { 00 00 00 00 } $b = { ?? ?? } $c = { ${'?? '.repeat(64)}} condition: any of them }`,
+    );
     const scanner = RuleScanner.create(rules, { maxMatchesPerString: 100_000 });
     const data = new Uint8Array(256 << 20);
     const started = performance.now();

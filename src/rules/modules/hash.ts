@@ -41,7 +41,9 @@ function digestFunction(make: () => Digest, returns: 'string' | 'integer'): Modu
       returns,
       run: ([offset, size], unit: ScannedUnit) => {
         const digest = make();
-        return readRange(unit, offset as bigint, size as bigint, (chunk) => digest.update(chunk)) ? digest.result() : undefined;
+        return readRange(unit, offset as bigint, size as bigint, (chunk) => digest.update(chunk))
+          ? digest.result()
+          : undefined;
       },
     },
     {

@@ -4,4 +4,6 @@ import { mathModule } from './math.js';
 import type { Module } from './types.js';
 
 /** The modules rules may import: pure functions of the scanned bytes. */
-export const MODULES: ReadonlyMap<string, Module> = new Map([mathModule, hashModule, elfModule].map((module) => [module.name, module]));
+export const MODULES: ReadonlyMap<string, Module> = new Map(
+  [mathModule, hashModule, elfModule].map((module) => [module.name, module]),
+);

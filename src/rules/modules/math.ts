@@ -12,7 +12,11 @@ const bytesOf = (text: Value) => Buffer.from(text as string, 'latin1');
 /** Byte histogram of a range; undefined where yara's is. */
 function histogram(unit: ScannedUnit, offset: Value, length: Value): Float64Array | undefined {
   const counts = new Float64Array(256);
-  return readRange(unit, offset as bigint, length as bigint, (chunk) => chunk.forEach((byte) => (counts[byte] = counts[byte]! + 1))) ? counts : undefined;
+  return readRange(unit, offset as bigint, length as bigint, (chunk) =>
+    chunk.forEach((byte) => (counts[byte] = counts[byte]! + 1)),
+  )
+    ? counts
+    : undefined;
 }
 
 function histogramOf(bytes: Uint8Array): Float64Array {
@@ -35,7 +39,8 @@ function entropy(counts: Float64Array): number {
 }
 
 const mean = (counts: Float64Array) => counts.reduce((sum, count, byte) => sum + byte * count, 0) / total(counts);
-const deviation = (counts: Float64Array, around: number) => counts.reduce((sum, count, byte) => sum + Math.abs(byte - around) * count, 0) / total(counts);
+const deviation = (counts: Float64Array, around: number) =>
+  counts.reduce((sum, count, byte) => sum + Math.abs(byte - around) * count, 0) / total(counts);
 
 /** Serial correlation of consecutive bytes (ent's), over chunks fed in order. */
 class SerialCorrelation {
@@ -105,7 +110,9 @@ function streamed<T extends { add(bytes: Uint8Array): void; result(): number | u
   return {
     range: (args: readonly Value[], unit: ScannedUnit) => {
       const state = make();
-      return readRange(unit, args[0] as bigint, args[1] as bigint, (chunk) => state.add(chunk)) ? state.result() : undefined;
+      return readRange(unit, args[0] as bigint, args[1] as bigint, (chunk) => state.add(chunk))
+        ? state.result()
+        : undefined;
     },
     text: (args: readonly Value[]) => {
       const state = make();
@@ -119,7 +126,8 @@ const serial = streamed(() => new SerialCorrelation());
 const monteCarlo = streamed(() => new MonteCarloPi());
 
 const mode = (counts: Float64Array) => counts.reduce((best, count, byte) => (count > counts[best]! ? byte : best), 0);
-const wholeUnit = (unit: ScannedUnit) => histogram(unit, 0n, BigInt(unit.size)) ?? (unit.size === 0 ? new Float64Array(256) : undefined);
+const wholeUnit = (unit: ScannedUnit) =>
+  histogram(unit, 0n, BigInt(unit.size)) ?? (unit.size === 0 ? new Float64Array(256) : undefined);
 
 export const mathModule: Module = {
   name: 'math',
@@ -129,41 +137,105 @@ export const mathModule: Module = {
     fields: {
       MEAN_BYTES: { kind: 'value', type: 'float' },
       entropy: fn(
-        { args: ['integer', 'integer'], returns: 'float', run: ([offset, size], unit) => map(histogram(unit, offset, size), entropy) },
+        {
+          args: ['integer', 'integer'],
+          returns: 'float',
+          run: ([offset, size], unit) => map(histogram(unit, offset, size), entropy),
+        },
         { args: ['string'], returns: 'float', run: ([text]) => entropy(histogramOf(bytesOf(text))) },
       ),
       mean: fn(
-        { args: ['integer', 'integer'], returns: 'float', run: ([offset, size], unit) => map(histogram(unit, offset, size), mean) },
+        {
+          args: ['integer', 'integer'],
+          returns: 'float',
+          run: ([offset, size], unit) => map(histogram(unit, offset, size), mean),
+        },
         { args: ['string'], returns: 'float', run: ([text]) => mean(histogramOf(bytesOf(text))) },
       ),
       deviation: fn(
-        { args: ['integer', 'integer', 'float'], returns: 'float', run: ([offset, size, around], unit) => map(histogram(unit, offset, size), (counts) => deviation(counts, around as number)) },
-        { args: ['string', 'float'], returns: 'float', run: ([text, around]) => deviation(histogramOf(bytesOf(text)), around as number) },
+        {
+          args: ['integer', 'integer', 'float'],
+          returns: 'float',
+          run: ([offset, size, around], unit) =>
+            map(histogram(unit, offset, size), (counts) => deviation(counts, around as number)),
+        },
+        {
+          args: ['string', 'float'],
+          returns: 'float',
+          run: ([text, around]) => deviation(histogramOf(bytesOf(text)), around as number),
+        },
       ),
-      serial_correlation: fn({ args: ['integer', 'integer'], returns: 'float', run: serial.range }, { args: ['string'], returns: 'float', run: serial.text }),
-      monte_carlo_pi: fn({ args: ['integer', 'integer'], returns: 'float', run: monteCarlo.range }, { args: ['string'], returns: 'float', run: monteCarlo.text }),
-      in_range: fn({ args: ['float', 'float', 'float'], returns: 'integer', run: ([test, lower, upper]) => ((lower as number) <= (test as number) && (test as number) <= (upper as number) ? 1n : 0n) }),
-      min: fn({ args: ['integer', 'integer'], returns: 'integer', run: ([a, b]) => unsignedPick(a as bigint, b as bigint, (x, y) => x < y) }),
-      max: fn({ args: ['integer', 'integer'], returns: 'integer', run: ([a, b]) => unsignedPick(a as bigint, b as bigint, (x, y) => x > y) }),
+      serial_correlation: fn(
+        { args: ['integer', 'integer'], returns: 'float', run: serial.range },
+        { args: ['string'], returns: 'float', run: serial.text },
+      ),
+      monte_carlo_pi: fn(
+        { args: ['integer', 'integer'], returns: 'float', run: monteCarlo.range },
+        { args: ['string'], returns: 'float', run: monteCarlo.text },
+      ),
+      in_range: fn({
+        args: ['float', 'float', 'float'],
+        returns: 'integer',
+        run: ([test, lower, upper]) =>
+          (lower as number) <= (test as number) && (test as number) <= (upper as number) ? 1n : 0n,
+      }),
+      min: fn({
+        args: ['integer', 'integer'],
+        returns: 'integer',
+        run: ([a, b]) => unsignedPick(a as bigint, b as bigint, (x, y) => x < y),
+      }),
+      max: fn({
+        args: ['integer', 'integer'],
+        returns: 'integer',
+        run: ([a, b]) => unsignedPick(a as bigint, b as bigint, (x, y) => x > y),
+      }),
       to_number: fn({ args: ['boolean'], returns: 'integer', run: ([value]) => (value ? 1n : 0n) }),
-      abs: fn({ args: ['integer'], returns: 'integer', run: ([value]) => BigInt.asIntN(64, (value as bigint) < 0n ? -(value as bigint) : (value as bigint)) }),
+      abs: fn({
+        args: ['integer'],
+        returns: 'integer',
+        run: ([value]) => BigInt.asIntN(64, (value as bigint) < 0n ? -(value as bigint) : (value as bigint)),
+      }),
       count: fn(
-        { args: ['integer', 'integer', 'integer'], returns: 'integer', run: ([byte, offset, size], unit) => map(histogram(unit, offset, size), (counts) => BigInt(counts[Number(BigInt.asUintN(8, byte as bigint))]!)) },
-        { args: ['integer'], returns: 'integer', run: ([byte], unit) => map(wholeUnit(unit), (counts) => BigInt(counts[Number(BigInt.asUintN(8, byte as bigint))]!)) },
+        {
+          args: ['integer', 'integer', 'integer'],
+          returns: 'integer',
+          run: ([byte, offset, size], unit) =>
+            map(histogram(unit, offset, size), (counts) => BigInt(counts[Number(BigInt.asUintN(8, byte as bigint))]!)),
+        },
+        {
+          args: ['integer'],
+          returns: 'integer',
+          run: ([byte], unit) =>
+            map(wholeUnit(unit), (counts) => BigInt(counts[Number(BigInt.asUintN(8, byte as bigint))]!)),
+        },
       ),
       percentage: fn(
-        { args: ['integer', 'integer', 'integer'], returns: 'float', run: ([byte, offset, size], unit) => map(histogram(unit, offset, size), (counts) => percentage(counts, byte as bigint)) },
-        { args: ['integer'], returns: 'float', run: ([byte], unit) => map(wholeUnit(unit), (counts) => percentage(counts, byte as bigint)) },
+        {
+          args: ['integer', 'integer', 'integer'],
+          returns: 'float',
+          run: ([byte, offset, size], unit) =>
+            map(histogram(unit, offset, size), (counts) => percentage(counts, byte as bigint)),
+        },
+        {
+          args: ['integer'],
+          returns: 'float',
+          run: ([byte], unit) => map(wholeUnit(unit), (counts) => percentage(counts, byte as bigint)),
+        },
       ),
       mode: fn(
-        { args: ['integer', 'integer'], returns: 'integer', run: ([offset, size], unit) => map(histogram(unit, offset, size), (counts) => BigInt(mode(counts))) },
+        {
+          args: ['integer', 'integer'],
+          returns: 'integer',
+          run: ([offset, size], unit) => map(histogram(unit, offset, size), (counts) => BigInt(mode(counts))),
+        },
         { args: [], returns: 'integer', run: (_, unit) => map(wholeUnit(unit), (counts) => BigInt(mode(counts))) },
       ),
     },
   },
 };
 
-const percentage = (counts: Float64Array, byte: bigint) => single(single(counts[Number(BigInt.asUintN(8, byte))]!) / single(total(counts)));
+const percentage = (counts: Float64Array, byte: bigint) =>
+  single(single(counts[Number(BigInt.asUintN(8, byte))]!) / single(total(counts)));
 
 function map<T>(value: T | undefined, f: (value: T) => Value): Value {
   return value === undefined ? undefined : f(value);
@@ -173,4 +245,3 @@ function map<T>(value: T | undefined, f: (value: T) => Value): Value {
 function unsignedPick(a: bigint, b: bigint, first: (x: bigint, y: bigint) => boolean): bigint {
   return first(BigInt.asUintN(64, a), BigInt.asUintN(64, b)) ? a : b;
 }
-
