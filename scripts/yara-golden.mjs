@@ -5,6 +5,12 @@
 //
 // `--write-inputs` first rewrites the crafted inputs (text.bin, hex.bin, random.bin) and, when
 // the shared fixtures are present, memory.bin: 48 KiB of a real guest around its kernel banner.
+//
+// `--community` instead regenerates test/rules/golden/community/*.json: a summary (matches per
+// rule, sha256 of the sorted matches; see scripts/ruleInputs.mjs) of `yara -s` with the shared
+// community rule set on 1 MiB of pseudo-random bytes, two files of PE/ELF headers and the raw
+// linux61-clean and linux612-clean dumps (minutes each: yara is slow on this set's regexes).
+// `--yara-output NAME=FILE` takes a saved `yara -s` output for input NAME instead of running yara.
 import { execFileSync } from 'node:child_process';
 import {
   closeSync,
@@ -18,6 +24,7 @@ import {
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { communityInputs, matchSummary, yaraMatches } from './ruleInputs.mjs';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const rulesDir = join(repoRoot, 'test/rules');
@@ -32,6 +39,11 @@ try {
 } catch {
   console.error('yara-golden: the yara CLI is not installed (Debian: apt-get install yara)');
   process.exit(2);
+}
+
+if (process.argv.includes('--community')) {
+  writeCommunityGoldens();
+  process.exit(0);
 }
 
 mkdirSync(goldenDir, { recursive: true });
@@ -50,6 +62,48 @@ for (const input of inputs) {
   console.log(
     `${input}: ${output.split('\n').filter((line) => line.startsWith('0x')).length} string matches (yara ${version})`,
   );
+}
+
+function writeCommunityGoldens() {
+  const rules = resolve(repoRoot, '../shared/rules/community/community.yar');
+  const outputDir = join(goldenDir, 'community');
+  mkdirSync(outputDir, { recursive: true });
+  const saved = new Map(
+    process.argv.flatMap((arg, i) => (process.argv[i - 1] === '--yara-output' ? [arg.split('=')] : [])),
+  );
+  const temporary = join(repoRoot, '.cache', 'rule-inputs');
+  mkdirSync(temporary, { recursive: true });
+  const inputs = Object.entries(communityInputs()).map(([name, bytes]) => {
+    writeFileSync(join(temporary, name), bytes);
+    return [name.replace(/\.bin$/, ''), join(temporary, name)];
+  });
+  for (const name of ['linux61-clean', 'linux612-clean']) {
+    const dump = rawFixture(name);
+    if (dump) inputs.push([name, dump]);
+    else console.error(`yara-golden: ${name} skipped (run the test suite once to decompress its raw fixture)`);
+  }
+  for (const [name, path] of inputs) {
+    const output = saved.has(name)
+      ? readFileSync(saved.get(name), 'latin1')
+      : execFileSync('yara', ['-s', '-w', rules, path], {
+          encoding: 'latin1',
+          stdio: ['ignore', 'pipe', 'ignore'],
+          maxBuffer: 1 << 30,
+        });
+    const summary = { yara: version, input: name, ...matchSummary(yaraMatches(output)) };
+    writeFileSync(join(outputDir, `${name}.json`), JSON.stringify(summary, null, 1) + '\n');
+    console.log(`${name}: ${Object.keys(summary.rules).length} rules, ${summary.matches} matches (yara ${version})`);
+  }
+}
+
+/** The decompressed raw dump of a fixture (the test suite decompresses it into .cache once), or undefined. */
+function rawFixture(name) {
+  const manifestPath = resolve(repoRoot, '../shared/fixtures/MANIFEST.json');
+  const entry = existsSync(manifestPath)
+    ? JSON.parse(readFileSync(manifestPath, 'utf8')).snapshots[name]?.formats.raw
+    : undefined;
+  const dump = entry && join(repoRoot, '.cache/fixtures', `${entry.sha256.slice(0, 16)}-${name}.raw`);
+  return dump && existsSync(dump) ? dump : undefined;
 }
 
 /** Inputs that trigger, and narrowly miss, each rule of corpus.yar. */
@@ -138,12 +192,8 @@ function writeInputs() {
 
 /** 48 KiB at physical 0x2a00000 of the linux61-clean raw dump (decompressed by the test suite into .cache). */
 function writeMemorySlice() {
-  const manifestPath = resolve(repoRoot, '../shared/fixtures/MANIFEST.json');
-  const entry = existsSync(manifestPath)
-    ? JSON.parse(readFileSync(manifestPath, 'utf8')).snapshots['linux61-clean']?.formats.raw
-    : undefined;
-  const dump = entry && join(repoRoot, '.cache/fixtures', `${entry.sha256.slice(0, 16)}-linux61-clean.raw`);
-  if (!dump || !existsSync(dump)) {
+  const dump = rawFixture('linux61-clean');
+  if (!dump) {
     console.error(
       'yara-golden: memory.bin kept as is (run the test suite once to decompress the linux61-clean raw fixture)',
     );

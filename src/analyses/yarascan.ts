@@ -6,6 +6,7 @@ import { processStreams } from '../os/linux/virtualScan.js';
 import { compileSource } from '../rules/compile.js';
 import type { RuleMatch } from '../rules/evaluate.js';
 import { RuleScanner, type RuleScanResult } from '../rules/scanner.js';
+import { imageUnit } from '../rules/unit.js';
 import type { X86AddressSpace } from '../space/x86.js';
 import { VmscopeError } from '../util/errors.js';
 import { readInputFile } from '../util/files.js';
@@ -101,27 +102,53 @@ async function scanPhysical(
       ? await parallel({ path: inputs.path, scanner, source, file: options.rules, threads, onProgress })
       : scanner.scanImage(image, { onProgress });
   warnTruncated(scanner, result, warnings);
-  const matches = scanner.evaluate(result.hits, image.totalBytes);
+  const matches = scanner.evaluate(result.hits, image.totalBytes, imageUnit(image));
   if (matches.length === 0) return [];
+  const stringless = stringlessRows(matches, { owner: 'dump', pid: null, comm: null });
+  if (stringless.length === matches.length) return stringless;
   const reverseMap = await ownersOrWarn(inputs, warnings);
-  return matchRows(matches).flatMap(({ rule, string, offset, length }) => {
-    const data = new Uint8Array(Math.min(length, SHOWN_BYTES));
-    image.read(offset, data);
-    const owners: ReadonlyArray<Attribution | { readonly owner: 'unknown' }> = reverseMap?.attribute(offset) ?? [
-      { owner: 'unknown' },
-    ];
-    return owners.map((owner) => ({
-      rule,
-      string,
-      physical: hex(offset),
-      owner: owner.owner,
-      pid: owner.owner === 'process' ? owner.pid : null,
-      comm: owner.owner === 'process' ? owner.comm : null,
-      virtual: owner.owner === 'process' ? hex(owner.virtual) : null,
-      length,
-      data: showBytes(data),
+  return [
+    ...stringless,
+    ...matchRows(matches).flatMap(({ rule, string, offset, length }) => {
+      const data = new Uint8Array(Math.min(length, SHOWN_BYTES));
+      image.read(offset, data);
+      const owners: ReadonlyArray<Attribution | { readonly owner: 'unknown' }> = reverseMap?.attribute(offset) ?? [
+        { owner: 'unknown' },
+      ];
+      return owners.map((owner) => ({
+        rule,
+        string,
+        physical: hex(offset),
+        owner: owner.owner,
+        pid: owner.owner === 'process' ? owner.pid : null,
+        comm: owner.owner === 'process' ? owner.comm : null,
+        virtual: owner.owner === 'process' ? hex(owner.virtual) : null,
+        length,
+        data: showBytes(data),
+      }));
+    }),
+  ];
+}
+
+/**
+ * Rules that match with no string of theirs to show (`condition: filesize > 0`, `not $absent`):
+ * one row each, as yara prints the rule, owned by the unit it judged (the dump, or a process).
+ */
+function stringlessRows(
+  matches: readonly RuleMatch[],
+  unit: { owner: string; pid: number | null; comm: string | null },
+): Row[] {
+  return matches
+    .filter((match) => match.strings.length === 0)
+    .map((match) => ({
+      rule: match.rule,
+      string: null,
+      physical: null,
+      ...unit,
+      virtual: null,
+      length: null,
+      data: null,
     }));
-  });
 }
 
 /** The reverse map over every live process, hidden ones included; without a kernel, a warning and no owners. */
@@ -173,7 +200,9 @@ async function scanProcesses(
     const result = scanner.scanStreams(streams);
     warnTruncated(scanner, result, warnings, `pid ${task.pid}: `);
     // As `yara -p`: conditions see the process's memory, offsets are virtual addresses.
-    for (const { rule, string, offset, length } of matchRows(scanner.evaluate(result.hits, totalBytes))) {
+    const matches = scanner.evaluate(result.hits, totalBytes);
+    rows.push(...stringlessRows(matches, { owner: 'process', pid: task.pid, comm: task.comm }));
+    for (const { rule, string, offset, length } of matchRows(matches)) {
       const virtual = BigInt(offset);
       const data = new Uint8Array(Math.min(length, SHOWN_BYTES));
       space.read(virtual, data);

@@ -9,6 +9,9 @@ export interface RuleFile {
 
 export type MetaValue = string | bigint | boolean;
 
+/** The types of YARA expressions (strings are byte strings, held as latin1 text). */
+export type ValueType = 'boolean' | 'integer' | 'float' | 'string';
+
 export interface RuleAst {
   readonly name: string;
   readonly position: SourcePosition;
@@ -27,6 +30,9 @@ export interface TextModifiers {
   readonly fullword: boolean;
   /** Single-byte XOR keys tried, inclusive; undefined without `xor`. */
   readonly xor: { readonly min: number; readonly max: number } | undefined;
+  /** `base64` / `base64wide`: the alphabet (64 characters) the text is searched encoded with; undefined without. */
+  readonly base64?: Uint8Array | undefined;
+  readonly base64wide?: Uint8Array | undefined;
 }
 
 interface StringCommon {
@@ -48,7 +54,33 @@ export type StringAst =
     });
 
 export type Quantifier =
-  { readonly kind: 'all' } | { readonly kind: 'any' } | { readonly kind: 'count'; readonly count: Expr };
+  | { readonly kind: 'all' }
+  | { readonly kind: 'any' }
+  | { readonly kind: 'none' }
+  | { readonly kind: 'count'; readonly count: Expr }
+  | { readonly kind: 'percent'; readonly percent: Expr };
+
+/** `uint8(…)` … `int32be(…)`: a little- or big-endian integer read from the scanned data. */
+export interface IntegerRead {
+  readonly bytes: 1 | 2 | 4;
+  readonly signed: boolean;
+  readonly bigEndian: boolean;
+}
+
+/** Operators on two strings (`"a" contains "b"`); the `i` forms ignore ASCII case. */
+export type TextOperator =
+  'contains' | 'icontains' | 'startswith' | 'istartswith' | 'endswith' | 'iendswith' | 'iequals';
+
+/** What a `for … in` variable takes: a range `(a..b)` or a list `(a, b, c)`. */
+export type Iterable =
+  | { readonly kind: 'range'; readonly from: Expr; readonly to: Expr }
+  | { readonly kind: 'list'; readonly items: readonly Expr[] };
+
+/** One step of a module reference after the module's name: `.field`, `[index]` or `(arguments)`. */
+export type ModuleStep =
+  | { readonly kind: 'field'; readonly name: string }
+  | { readonly kind: 'index'; readonly index: Expr }
+  | { readonly kind: 'call'; readonly args: readonly Expr[]; readonly overload: number };
 
 export type ArithmeticOperator = '+' | '-' | '*' | '\\' | '%' | '&' | '|' | '^' | '<<' | '>>';
 export type ComparisonOperator = '==' | '!=' | '<' | '<=' | '>' | '>=';
@@ -61,6 +93,8 @@ export type Expr = SourcePosition &
   (
     | { readonly kind: 'boolean'; readonly value: boolean }
     | { readonly kind: 'integer'; readonly value: bigint }
+    | { readonly kind: 'float'; readonly value: number }
+    | { readonly kind: 'text'; readonly value: string }
     | { readonly kind: 'filesize' }
     | { readonly kind: 'not'; readonly operand: Expr }
     | { readonly kind: 'and' | 'or'; readonly left: Expr; readonly right: Expr }
@@ -79,5 +113,25 @@ export type Expr = SourcePosition &
         readonly strings: readonly number[];
         readonly body: Expr;
       }
+    | { readonly kind: 'stringCountIn'; readonly string: number | undefined; readonly from: Expr; readonly to: Expr }
     | { readonly kind: 'ruleReference'; readonly rule: number }
+    | { readonly kind: 'ofRules'; readonly quantifier: Quantifier; readonly rules: readonly number[] }
+    | { readonly kind: 'readInteger'; readonly read: IntegerRead; readonly offset: Expr }
+    | { readonly kind: 'defined'; readonly operand: Expr }
+    | { readonly kind: 'textOperator'; readonly operator: TextOperator; readonly left: Expr; readonly right: Expr }
+    | { readonly kind: 'matches'; readonly left: Expr; readonly regex: PatternNode }
+    | { readonly kind: 'variable'; readonly slot: number }
+    | {
+        readonly kind: 'forIn';
+        readonly quantifier: Quantifier;
+        readonly slot: number;
+        readonly iterable: Iterable;
+        readonly body: Expr;
+      }
+    | {
+        readonly kind: 'module';
+        readonly module: string;
+        readonly steps: readonly ModuleStep[];
+        readonly type: ValueType;
+      }
   );

@@ -75,6 +75,26 @@ function startsWithZeroPair(window: readonly FixedByte[]): boolean {
   return window[0]!.value === 0 && (window.length === 1 || window[1]!.value === 0);
 }
 
+/**
+ * Expected verifications per scanned byte an atom causes: how often it occurs in typical memory
+ * times how many match starts each occurrence leaves to try.
+ */
+export function atomVerificationRate(atom: Atom): number {
+  const likelihood = Array.from(atom.bytes, (value) =>
+    logLikelihood({ value, eitherCase: atom.caseInsensitive && otherCase(value) !== value }),
+  ).reduce((sum, log) => sum + log, 0);
+  return Math.exp(likelihood) * (atom.maxOffset - atom.offset + 1);
+}
+
+/**
+ * Above this rate an atom floods verification (a lone 00 byte, one letter that may sit anywhere
+ * in 4 KiB): one pass of the pattern's unanchored DFA over the data costs less than verifying
+ * from every hit, and the atom would also cost the prefilter its zero-page skip. Hyperscan and
+ * YARA-X make the same trade: a literal factor too weak to filter leaves the pattern to the
+ * automaton.
+ */
+export const WEAK_ATOM_RATE = 1 / 64;
+
 /** Atom of a literal string; `caseInsensitive` for `nocase`. */
 export function literalAtom(bytes: Uint8Array, caseInsensitive: boolean): Atom {
   const fixed = Array.from(bytes, (value) => ({ value, eitherCase: caseInsensitive && otherCase(value) !== value }));

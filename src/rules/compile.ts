@@ -1,5 +1,6 @@
 import type { RuleAst, RuleFile, StringAst } from './ast.js';
-import { literalAtom, patternAtom, type Atom } from './atoms.js';
+import { WEAK_ATOM_RATE, atomVerificationRate, literalAtom, patternAtom, type Atom } from './atoms.js';
+import { base64Forms } from './base64.js';
 import { ruleError } from './errors.js';
 import { parseRules } from './parser.js';
 import { MAX_MATCH_LENGTH, isLiteralPattern, lengthBounds, widen, type PatternNode } from './pattern.js';
@@ -80,7 +81,7 @@ export function compileSource(source: string, file = '<rules>'): CompiledRules {
 export function compileRules(parsed: RuleFile): CompiledRules {
   const rules = parsed.rules.map((rule) => compileRule(rule, parsed.file));
   const lengths = rules.flatMap((rule) => rule.strings.flatMap((string) => string.variants.map(variantMaxLength)));
-  return { file: parsed.file, rules, longestMatch: Math.max(0, ...lengths) };
+  return { file: parsed.file, rules, longestMatch: lengths.reduce((longest, length) => Math.max(longest, length), 0) };
 }
 
 function compileRule(rule: RuleAst, file: string): CompiledRule {
@@ -130,7 +131,13 @@ function compileVariants(string: StringAst, error: (message: string) => Error): 
   const forms = [...(string.modifiers.ascii ? [false] : []), ...(string.modifiers.wide ? [true] : [])];
   if (string.kind === 'regex')
     return forms.map((wide) => programVariant(wide ? widen(string.pattern) : string.pattern, wide, error));
-  const { nocase, xor } = string.modifiers;
+  const { nocase, xor, base64, base64wide } = string.modifiers;
+  if (base64 || base64wide)
+    return base64Variants(
+      forms.map((wide) => (wide ? widenBytes(string.bytes) : string.bytes)),
+      base64,
+      base64wide,
+    );
   return forms.flatMap((wide) => {
     const plain = wide ? widenBytes(string.bytes) : string.bytes;
     const keys = xor ? Array.from({ length: xor.max - xor.min + 1 }, (_, i) => xor.min + i) : [undefined];
@@ -141,10 +148,33 @@ function compileVariants(string: StringAst, error: (message: string) => Error): 
   });
 }
 
+/** Every encoded form of every plaintext form: `base64` as they are, `base64wide` as UTF-16LE. */
+function base64Variants(
+  plaintexts: readonly Uint8Array[],
+  base64: Uint8Array | undefined,
+  base64wide: Uint8Array | undefined,
+): LiteralVariant[] {
+  const literal = (bytes: Uint8Array, wide: boolean): LiteralVariant => ({
+    kind: 'literal',
+    bytes,
+    caseInsensitive: false,
+    wide,
+    xorKey: undefined,
+    atom: literalAtom(bytes, false),
+  });
+  return plaintexts.flatMap((plaintext) => [
+    ...(base64 ? base64Forms(plaintext, base64).map((bytes) => literal(bytes, false)) : []),
+    ...(base64wide ? base64Forms(plaintext, base64wide).map((bytes) => literal(widenBytes(bytes), true)) : []),
+  ]);
+}
+
 function programVariant(pattern: PatternNode, wide: boolean, error: (message: string) => Error): ProgramVariant {
   try {
     const maxLength = Math.min(MAX_MATCH_LENGTH, lengthBounds(pattern).max);
-    return { kind: 'program', program: compileProgram(pattern), wide, atom: patternAtom(pattern), maxLength };
+    const atom = patternAtom(pattern);
+    // A pattern whose best atom would flood verification is searched by its automaton instead.
+    const usefulAtom = atom && atomVerificationRate(atom) <= WEAK_ATOM_RATE ? atom : undefined;
+    return { kind: 'program', program: compileProgram(pattern), wide, atom: usefulAtom, maxLength };
   } catch (cause) {
     if (cause instanceof RangeError) throw error(`pattern too large: ${cause.message}`);
     throw cause;

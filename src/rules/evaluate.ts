@@ -1,5 +1,7 @@
 import type { CompiledRules } from './compile.js';
 import { evaluateCondition, type StringMatch } from './condition.js';
+import type { ModuleData } from './modules/types.js';
+import type { ScannedUnit } from './unit.js';
 
 /** One reported string match, as one `0xOFFSET:$id: data` line of `yara -s`. */
 export interface RuleStringMatch {
@@ -25,8 +27,10 @@ export function evaluateRules(
   rules: CompiledRules,
   matches: ReadonlyArray<ReadonlyArray<readonly StringMatch[]>>,
   filesize: number,
+  unit?: ScannedUnit,
 ): RuleMatch[] {
   const ruleResults: boolean[] = [];
+  const modules = new Map<string, ModuleData>();
   const reports: RuleMatch[] = [];
   rules.rules.forEach((rule, ruleIndex) => {
     const ruleMatches = matches[ruleIndex]!;
@@ -34,6 +38,8 @@ export function evaluateRules(
       matches: ruleMatches,
       filesize: BigInt(filesize),
       ruleResults,
+      unit,
+      modules,
     });
     ruleResults.push(satisfied);
     if (!satisfied || rule.isPrivate) return;

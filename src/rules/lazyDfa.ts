@@ -1,10 +1,18 @@
 import { MAX_MATCH_LENGTH } from './pattern.js';
-import { ThreadList, type Program } from './pikeVm.js';
+import { ThreadList, type Instruction, type Program } from './pikeVm.js';
 
 const NO_INPUT = new Uint8Array(0);
 
 /** States kept per program before the cache starts over: bounds memory at ~1 KiB per state. */
 const MAX_STATES = 4096;
+
+/**
+ * States kept by every anchored DFA together (~1 KiB each): a rule set has thousands of programs,
+ * and 4,096 states each would take gigabytes. A DFA that needs a state past the budget starts
+ * its own cache over (answers stay exact; only speed depends on the cache).
+ */
+const GLOBAL_STATE_BUDGET = 16_384;
+let liveStates = 0;
 
 interface DfaState {
   /** Byte-consuming instructions in priority order, those below a reachable `match` cut off. */
@@ -72,7 +80,8 @@ export class LazyDfa {
       if (instruction.op === 'byte' && instruction.set[byte]) targets.push(pc + 1);
     }
     const closure = this.closure(targets);
-    if (this.states.length >= this.maxStates && !this.index.has(closure.key)) this.reset();
+    if ((this.states.length >= this.maxStates || liveStates >= GLOBAL_STATE_BUDGET) && !this.index.has(closure.key))
+      this.reset();
     return this.intern(closure);
   }
 
@@ -80,6 +89,7 @@ export class LazyDfa {
   private reset(): void {
     const start = this.states[this.startState]!;
     this.resets++;
+    liveStates -= this.states.length;
     this.states = [];
     this.index = new Map();
     this.startState = this.intern({
@@ -110,6 +120,7 @@ export class LazyDfa {
     let id = this.index.get(state.key);
     if (id === undefined) {
       id = this.states.length;
+      liveStates++;
       this.states.push({ pcs: state.pcs, hasMatch: state.hasMatch, next: new Int32Array(256).fill(-1) });
       this.index.set(state.key, id);
     }
@@ -119,4 +130,145 @@ export class LazyDfa {
 
 function stateKey(pcs: Int32Array, hasMatch: boolean): string {
   return `${hasMatch ? 'm' : ''}${pcs.join(',')}`;
+}
+
+/**
+ * Where matches end, from any start, for several programs in one pass (Hyperscan's idea: one
+ * automaton for every pattern that has no literal to search for): the Pike VM's unanchored
+ * matchEnds as a lazily built DFA over the programs' instructions side by side, a fresh thread
+ * of each program entering at every position. A state is the set of live instructions, so each
+ * input byte costs one lookup in a flat table for all the programs together. Programs with
+ * assertions need the input around each position and stay on the VM (LazyDfa.supports).
+ */
+export class UnanchoredEndsDfa {
+  /** Every program's instructions, renumbered side by side. */
+  private readonly instructions: Instruction[] = [];
+  /** Where each program starts in `instructions`. */
+  private readonly starts: number[] = [];
+  /** Which program a `match` instruction ends, by pc (-1 elsewhere). */
+  private readonly owner: Int32Array;
+  /** Live byte instructions of each state. */
+  private pcs: Int32Array[] = [];
+  /** transitions[state * 256 + byte]: the next state, -1 until computed (one flat table: one lookup per byte). */
+  private transitions = new Int32Array(256 * 4).fill(-1);
+  /** The programs a state ends a match of, or undefined for none. */
+  private accepting: Array<readonly number[] | undefined> = [];
+  private index = new Map<string, number>();
+  private readonly threads: ThreadList;
+
+  constructor(
+    programs: readonly Program[],
+    private readonly maxStates = MAX_STATES,
+  ) {
+    for (const program of programs) {
+      const base = this.instructions.length;
+      this.starts.push(base);
+      for (const instruction of program.instructions) {
+        if (instruction.op === 'split')
+          this.instructions.push({
+            op: 'split',
+            preferred: instruction.preferred + base,
+            other: instruction.other + base,
+          });
+        else if (instruction.op === 'jump') this.instructions.push({ op: 'jump', to: instruction.to + base });
+        else this.instructions.push(instruction);
+      }
+    }
+    this.owner = new Int32Array(this.instructions.length).fill(-1);
+    programs.forEach((program, which) =>
+      program.instructions.forEach(
+        (instruction, pc) => instruction.op === 'match' && (this.owner[this.starts[which]! + pc] = which),
+      ),
+    );
+    this.threads = new ThreadList(this.instructions.length);
+    this.intern([]);
+  }
+
+  /** For each program, the positions (ascending) where one of its matches ends, as PikeVm.matchEnds marks them. */
+  matchEnds(data: Uint8Array): Int32Array[] {
+    const ends = this.starts.map(() => new GrowingPositions());
+    let state = 0;
+    let transitions = this.transitions;
+    const length = data.length;
+    for (let position = 0; ; position++) {
+      const ended = this.accepting[state];
+      if (ended !== undefined) for (const which of ended) ends[which]!.push(position);
+      if (position >= length) break;
+      const byte = data[position]!;
+      let next = transitions[state * 256 + byte]!;
+      if (next < 0) {
+        if (this.pcs.length >= this.maxStates) state = this.reset(state);
+        next = this.step(state, byte);
+        transitions = this.transitions;
+        transitions[state * 256 + byte] = next;
+      }
+      state = next;
+    }
+    return ends.map((positions) => positions.toArray());
+  }
+
+  private step(state: number, byte: number): number {
+    const targets: number[] = [];
+    for (const pc of this.pcs[state]!) {
+      const instruction = this.instructions[pc]!;
+      if (instruction.op === 'byte' && instruction.set[byte]) targets.push(pc + 1);
+    }
+    return this.intern(targets);
+  }
+
+  /** Forgets every state but the start and `state` (renumbered 0 and 1): bounded memory whatever the patterns. */
+  private reset(state: number): number {
+    const kept = this.pcs[state]!;
+    this.pcs = [];
+    this.accepting = [];
+    this.index = new Map();
+    this.transitions.fill(-1);
+    this.intern([]);
+    return this.intern(Array.from(kept));
+  }
+
+  /** The state for threads at `entries` plus a new thread at each program's start. */
+  private intern(entries: readonly number[]): number {
+    const { instructions, threads } = this;
+    threads.clear();
+    for (const entry of entries) threads.add(instructions, entry, NO_INPUT, 0);
+    for (const start of this.starts) threads.add(instructions, start, NO_INPUT, 0);
+    const all = Array.from(threads.pcs.subarray(0, threads.length));
+    const ended = [...new Set(all.filter((pc) => instructions[pc]!.op === 'match').map((pc) => this.owner[pc]!))].sort(
+      (a, b) => a - b,
+    );
+    const pcs = Int32Array.from(all.filter((pc) => instructions[pc]!.op === 'byte').sort((a, b) => a - b));
+    const key = `${ended.join(',')}|${pcs.join(',')}`;
+    let id = this.index.get(key);
+    if (id !== undefined) return id;
+    id = this.pcs.length;
+    this.pcs.push(pcs);
+    this.accepting.push(ended.length > 0 ? ended : undefined);
+    this.index.set(key, id);
+    if ((id + 1) * 256 > this.transitions.length) {
+      const transitions = new Int32Array(this.transitions.length * 2).fill(-1);
+      transitions.set(this.transitions);
+      this.transitions = transitions;
+    }
+    return id;
+  }
+}
+
+/** An append-only list of positions without a JS array's per-element cost. */
+class GrowingPositions {
+  private values = new Int32Array(16);
+  private length = 0;
+
+  push(value: number): void {
+    if (this.length === this.values.length) {
+      const grown = new Int32Array(this.values.length * 2);
+      grown.set(this.values);
+      this.values = grown;
+    }
+    this.values[this.length++] = value;
+  }
+
+  toArray(): Int32Array {
+    return this.values.slice(0, this.length);
+  }
 }

@@ -7,6 +7,7 @@ export type TokenKind =
   | 'stringOffset' // @name
   | 'stringLength' // !name
   | 'number'
+  | 'float' // 7.5, value in `float`
   | 'text' // "…", escapes decoded into `bytes`
   | 'hex' // { … } after '=', body in `text`
   | 'regex' // /…/flags after '=', body in `text`, flags in `flags`
@@ -19,6 +20,7 @@ export interface Token extends SourcePosition {
   readonly text: string;
   readonly bytes?: Uint8Array;
   readonly value?: bigint;
+  readonly float?: number;
   readonly flags?: string;
 }
 
@@ -93,9 +95,10 @@ export function tokenize(source: string, file: string): Token[] {
     const c = source[index]!;
     const previous = tokens[tokens.length - 1];
     const afterAssign = previous?.kind === 'punct' && previous.text === '=';
+    const afterMatches = previous?.kind === 'identifier' && previous.text === 'matches';
     if (c === '"') tokens.push(readText(at));
     else if (afterAssign && c === '{') tokens.push(readHex(at));
-    else if (afterAssign && c === '/') tokens.push(readRegex(at));
+    else if ((afterAssign || afterMatches) && c === '/') tokens.push(readRegex(at));
     else if (/[0-9]/.test(c)) tokens.push(readNumber(at));
     else if (isIdentifierStart(c)) tokens.push({ kind: 'identifier', text: readWhile(isIdentifierPart), ...at });
     else if (c === '$' || c === '#' || c === '@' || (c === '!' && source[index + 1] !== '='))
@@ -140,11 +143,19 @@ export function tokenize(source: string, file: string): Token[] {
   }
 
   function readNumber(at: SourcePosition): Token {
-    const isHex = source.startsWith('0x', index);
-    if (isHex) advance(2);
-    const digits = readWhile((c) => (isHex ? /[0-9a-fA-F]/ : /[0-9]/).test(c));
-    const text = (isHex ? '0x' : '') + digits;
-    if (digits === '') throw fail(at, 'hexadecimal number without digits');
+    const radix = source.startsWith('0x', index) ? 'hex' : source.startsWith('0o', index) ? 'octal' : 'decimal';
+    if (radix !== 'decimal') advance(2);
+    const digits = readWhile((c) => ({ hex: /[0-9a-fA-F]/, octal: /[0-7]/, decimal: /[0-9]/ })[radix].test(c));
+    const text = { hex: '0x', octal: '0o', decimal: '' }[radix] + digits;
+    if (digits === '') throw fail(at, `${radix} number without digits`);
+    // A fraction (7.5), never the start of a range (0..4).
+    if (radix === 'decimal' && source[index] === '.' && /[0-9]/.test(source[index + 1] ?? '')) {
+      advance(1);
+      const fraction = readWhile((c) => /[0-9]/.test(c));
+      if (index < source.length && isIdentifierPart(source[index]!))
+        throw fail(here(), `malformed number '${digits}.${fraction}${source[index]}'`);
+      return { kind: 'float', text: `${digits}.${fraction}`, float: Number(`${digits}.${fraction}`), ...at };
+    }
     const unit = source.startsWith('KB', index) ? 1024n : source.startsWith('MB', index) ? 1024n * 1024n : 1n;
     if (unit !== 1n) advance(2);
     if (index < source.length && isIdentifierPart(source[index]!))

@@ -1,6 +1,7 @@
 import type { CompiledRules, CompiledString, LiteralVariant, ProgramVariant } from './compile.js';
 import type { StringMatch } from './condition.js';
 import { evaluateRules, type RuleMatch } from './evaluate.js';
+import { bufferUnit } from './unit.js';
 import { acceptMatch, chainMatches, literalMatchesAt, programMatchesIn, type VariantMatch } from './verify.js';
 
 export type { RuleMatch, RuleStringMatch } from './evaluate.js';
@@ -37,7 +38,8 @@ export interface MatchOptions {
 export function matchReference(rules: CompiledRules, data: Uint8Array, options: MatchOptions = {}): RuleMatch[] {
   const base = options.base ?? 0;
   const matches = rules.rules.map((rule) => rule.strings.map((string) => stringMatches(string, data, base)));
-  return evaluateRules(rules, matches, options.filesize ?? data.length);
+  const filesize = options.filesize ?? data.length;
+  return evaluateRules(rules, matches, filesize, bufferUnit(data, base, filesize));
 }
 
 /** Every match of one string, sorted by offset, one per start offset. */

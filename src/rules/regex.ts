@@ -36,6 +36,8 @@ const CONTROL_ESCAPES: Record<string, number> = { n: 0x0a, t: 0x09, r: 0x0d, f: 
  * their lazy `?` forms, anchors `^ $`, word boundaries `\b \B`, groups and alternation.
  * Backreferences, lookaround and `(?…)` groups are rejected.
  */
+const BRACE_QUANTIFIER = /^\{(\d*)(,?)(\d*)\}/;
+
 export function parseRegex(body: string, flags: RegexFlags, fail: BodyFailure): PatternNode {
   let index = 0;
   let depth = 0;
@@ -75,9 +77,16 @@ export function parseRegex(body: string, flags: RegexFlags, fail: BodyFailure): 
     }
     const greedy = body[index] !== '?';
     if (!greedy) index++;
-    if ('*+?{'.includes(body[index] ?? '') && index < body.length)
+    if ('*+?'.includes(body[index] ?? '-') || isBraceQuantifier(index))
       fail(index, `nested quantifier after '${body.slice(atomOffset, index)}'`);
     return { kind: 'repeat', item, min: bounds.min, max: bounds.max, greedy };
+  }
+
+  /** Whether a `{n}`, `{n,}`, `{,m}` or `{n,m}` starts at `at`; any other '{' is a literal, as in yara's lexer. */
+  function isBraceQuantifier(at: number): boolean {
+    if (body[at] !== '{') return false;
+    const match = BRACE_QUANTIFIER.exec(body.slice(at, at + 24));
+    return match !== null && !(match[1] === '' && match[3] === '') && !(match[2] === '' && match[3] !== '');
   }
 
   function parseQuantifier(): { min: number; max: number } | undefined {
@@ -86,10 +95,8 @@ export function parseRegex(body: string, flags: RegexFlags, fail: BodyFailure): 
       index++;
       return { min: c === '+' ? 1 : 0, max: c === '?' ? 1 : Infinity };
     }
-    if (c !== '{') return undefined;
-    const match = /^\{(\d*)(,?)(\d*)\}/.exec(body.slice(index));
-    if (!match || (match[1] === '' && match[3] === '') || (match[2] === '' && match[3] !== ''))
-      fail(index, "invalid '{' quantifier");
+    if (!isBraceQuantifier(index)) return undefined;
+    const match = BRACE_QUANTIFIER.exec(body.slice(index))!;
     index += match[0].length;
     const min = match[1] === '' ? 0 : Number(match[1]);
     return { min, max: match[2] === '' ? min : match[3] === '' ? Infinity : Number(match[3]) };
@@ -108,7 +115,7 @@ export function parseRegex(body: string, flags: RegexFlags, fail: BodyFailure): 
       return inner;
     }
     if (c === '[') return { kind: 'byte', set: fold(parseClass()) };
-    if ('*+?{'.includes(c)) fail(index, `quantifier '${c}' with nothing to repeat`);
+    if ('*+?'.includes(c) || isBraceQuantifier(index)) fail(index, `quantifier '${c}' with nothing to repeat`);
     index++;
     if (c === '.') return { kind: 'byte', set: byteSet((byte) => flags.dotAll || byte !== 0x0a) };
     if (c === '^') return { kind: 'assertion', at: 'start' };

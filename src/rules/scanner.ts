@@ -16,11 +16,14 @@ import type { CompiledRules, CompiledString, ProgramVariant } from './compile.js
 import type { StringMatch } from './condition.js';
 import { evaluateRules, type RuleMatch } from './evaluate.js';
 import { isAsciiLetter, otherCase } from './pattern.js';
+import type { ScannedUnit } from './unit.js';
+import { LazyDfa, UnanchoredEndsDfa } from './lazyDfa.js';
 import {
   acceptMatch,
   chainMatches,
   literalMatchesAt,
   programMatchAt,
+  programMatchesBeforeEnds,
   programMatchesIn,
   type VariantMatch,
 } from './verify.js';
@@ -95,8 +98,14 @@ export interface RuleScanResult {
 export class RuleScanner {
   readonly strings: readonly ScannedString[];
   private readonly prefilters: readonly Prefilter[];
-  /** Program variants without an atom, by string and variant. */
-  private readonly everywhere: ReadonlyArray<{ readonly string: number; readonly variant: number }>;
+  /** Program variants without an atom, by string and variant, with their program's index in everywhereDfa when it has one. */
+  private readonly everywhere: ReadonlyArray<{
+    readonly string: number;
+    readonly variant: number;
+    readonly dfaIndex: number | undefined;
+  }>;
+  /** The match-end automaton of every atomless program without assertions. */
+  private readonly everywhereDfa: UnanchoredEndsDfa | undefined;
   private readonly windowScanner: WindowScanner<StringHit>;
   /** The current scan's count of kept matches per string. */
   private cap: MatchCap;
@@ -113,7 +122,14 @@ export class RuleScanner {
     const { prefilters, everywhere, longestReach, targetCount } = planPrefilters(this.strings, kernel.window.length);
     this.triedThrough = new Int32Array(targetCount);
     this.prefilters = prefilters;
-    this.everywhere = everywhere;
+    const programOf = ({ string, variant }: { string: number; variant: number }) =>
+      (this.strings[string]!.compiled.variants[variant] as ProgramVariant).program;
+    const automatable = everywhere.filter((entry) => LazyDfa.supports(programOf(entry)));
+    this.everywhereDfa = automatable.length > 0 ? new UnanchoredEndsDfa(automatable.map(programOf)) : undefined;
+    this.everywhere = everywhere.map((entry) => ({
+      ...entry,
+      dfaIndex: automatable.includes(entry) ? automatable.indexOf(entry) : undefined,
+    }));
     this.cap = new MatchCap(this.strings.length, maxMatchesPerString);
     this.windowScanner = {
       kernel,
@@ -171,9 +187,10 @@ export class RuleScanner {
 
   /**
    * The rules that match, given every string's hits in offset order over the whole scanned data
-   * (one scan, or several scans' hits merged in order), with `filesize` as the data's size.
+   * (one scan, or several scans' hits merged in order), with `filesize` as the data's size and
+   * `unit` the bytes `uint32(…)` and the modules read (without it, they are undefined).
    */
-  evaluate(hits: readonly StringHit[], filesize: number): RuleMatch[] {
+  evaluate(hits: readonly StringHit[], filesize: number, unit?: ScannedUnit): RuleMatch[] {
     const matches = this.rules.rules.map((rule) => rule.strings.map((): StringMatch[] => []));
     const partMatches = this.rules.rules.map((rule) =>
       rule.strings.map((string) => (string.chainGaps ? string.variants.map((): StringMatch[] => []) : [])),
@@ -190,7 +207,7 @@ export class RuleScanner {
           matches[ruleIndex]![index] = chainMatches(string, partMatches[ruleIndex]![index]!, string.chainGaps);
       }),
     );
-    return evaluateRules(this.rules, matches, filesize);
+    return evaluateRules(this.rules, matches, filesize, unit);
   }
 
   /** Human-readable name of a scanned string, `rule:$id`. */
@@ -227,6 +244,7 @@ export class RuleScanner {
     for (const prefilter of this.prefilters) {
       for (const hit of prefilter.hits(dataLength)) {
         for (const target of prefilter.targets[hit.id]!) {
+          if (this.cap.exhausted(target.string)) continue;
           const first = Math.max(
             ownedFrom,
             hit.offset - target.maxOffset,
@@ -241,11 +259,28 @@ export class RuleScanner {
         }
       }
     }
-    for (const { string, variant } of this.everywhere) {
+    // Patterns without a useful atom: one DFA pass over the window for all of them, then starts tried only where an end is in reach.
+    const automatonNeeded = this.everywhere.some(
+      ({ string, dfaIndex }) => dfaIndex !== undefined && !this.cap.exhausted(string),
+    );
+    const ends = automatonNeeded ? this.everywhereDfa?.matchEnds(data) : undefined;
+    this.everywhere.forEach(({ string, variant, dfaIndex }) => {
+      if (this.cap.exhausted(string)) return;
       const program = this.strings[string]!.compiled.variants[variant] as ProgramVariant;
-      for (const [start, length] of programMatchesIn(program, data, ownedFrom, ownedTo))
+      const matches =
+        dfaIndex === undefined
+          ? programMatchesIn(program, data, ownedFrom, ownedTo)
+          : programMatchesBeforeEnds(program, data, ends![dfaIndex]!, ownedFrom, ownedTo);
+      // Starts come in order: past what the cap keeps (and one more, to know it was exceeded) they would be dropped,
+      // unless `fullword` or a fixed offset may still reject some of the first ones.
+      const { fullword, fixedOffset } = this.strings[string]!.compiled;
+      const wanted = fullword || fixedOffset !== undefined ? Infinity : this.cap.remaining(string) + 1;
+      let taken = 0;
+      for (const [start, length] of matches) {
         record(string, start, variant, length);
-    }
+        if (++taken >= wanted) break;
+      }
+    });
     const windowHits: StringHit[] = [];
     for (const [string, starts] of found) {
       const compiled = this.strings[string]!.compiled;
@@ -290,6 +325,16 @@ class MatchCap {
         into.push(hit);
       }
     }
+  }
+
+  /** How many more matches of the string are kept. */
+  remaining(string: number): number {
+    return Math.max(0, this.limit - this.counts[string]!);
+  }
+
+  /** Whether the string already lost a match to the limit: any further match of it would be dropped, so need not be looked for. */
+  exhausted(string: number): boolean {
+    return this.truncated.has(string);
   }
 
   truncatedStrings(): number[] {
@@ -352,7 +397,11 @@ function planPrefilters(
       });
     });
   });
-  const longestReach = Math.max(0, ...withAtoms.map(({ atom }) => atom.maxOffset + atom.bytes.length));
+  // reduce, not Math.max(...): spreading hundreds of thousands of arguments overflows the stack.
+  const longestReach = withAtoms.reduce(
+    (longest, { atom }) => Math.max(longest, atom.maxOffset + atom.bytes.length),
+    0,
+  );
   if (longestReach + LOOKAHEAD + LOOKBEHIND >= windowBytes)
     throw new RangeError(`a match may reach ${longestReach} bytes: more than a ${windowBytes}-byte window holds`);
 

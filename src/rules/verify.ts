@@ -2,7 +2,7 @@ import { resolveChain } from './chains.js';
 import type { CompiledString, JumpRange, LiteralVariant, ProgramVariant } from './compile.js';
 import type { StringMatch } from './condition.js';
 import { MAX_MATCH_LENGTH, isAsciiAlphanumeric, isAsciiLetter } from './pattern.js';
-import { LazyDfa } from './lazyDfa.js';
+import { LazyDfa, UnanchoredEndsDfa } from './lazyDfa.js';
 import { PikeVm } from './pikeVm.js';
 
 /**
@@ -42,6 +42,19 @@ function pikeVmFor(variant: ProgramVariant): PikeVm {
   return vm;
 }
 
+const endsFinders = new WeakMap<ProgramVariant, UnanchoredEndsDfa>();
+
+/** Positions (ascending) where some match of the program ends: the unanchored DFA where the program allows it, the Pike VM otherwise. */
+export function matchEndPositions(variant: ProgramVariant, data: Uint8Array): Int32Array {
+  if (!LazyDfa.supports(variant.program)) {
+    const marks = pikeVmFor(variant).matchEnds(data);
+    return Int32Array.from(marks.keys()).filter((position) => marks[position] === 1);
+  }
+  let finder = endsFinders.get(variant);
+  if (!finder) endsFinders.set(variant, (finder = new UnanchoredEndsDfa([variant.program])));
+  return finder.matchEnds(data)[0]!;
+}
+
 /** Length of the program's preferred match at `start`, or -1: the lazy DFA where the program allows it, the Pike VM otherwise. */
 export function programMatchAt(variant: ProgramVariant, data: Uint8Array, start: number): number {
   let matcher = anchoredMatchers.get(variant);
@@ -65,16 +78,32 @@ export function* programMatchesIn(
   from = 0,
   to = data.length,
 ): Generator<[number, number]> {
-  const vm = pikeVmFor(variant);
+  yield* programMatchesBeforeEnds(variant, data, matchEndPositions(variant, data), from, to);
+}
+
+/**
+ * programMatchesIn given where the program's matches end (`ends`, ascending, as
+ * matchEndPositions gives them): only starts with an end within reach are tried, and the
+ * stretches with none are skipped at once.
+ */
+export function* programMatchesBeforeEnds(
+  variant: ProgramVariant,
+  data: Uint8Array,
+  ends: Int32Array,
+  from = 0,
+  to = data.length,
+): Generator<[number, number]> {
   const { firstBytes } = variant.program;
-  // endsBefore[i]: how many positions < i end some match; a start needs one in (start, start + limit].
-  const ends = vm.matchEnds(data);
-  const endsBefore = new Uint32Array(ends.length + 1);
-  for (let i = 0; i < ends.length; i++) endsBefore[i + 1] = endsBefore[i]! + ends[i]!;
+  let next = 0; // index in ends of the first end after `start`
   for (let start = from; start < to; start++) {
+    while (next < ends.length && ends[next]! <= start) next++;
+    if (next === ends.length) return;
+    const end = ends[next]!;
+    if (end > start + MAX_MATCH_LENGTH) {
+      start = end - MAX_MATCH_LENGTH - 1; // the next start with this end in reach
+      continue;
+    }
     if (!firstBytes[data[start]!]) continue;
-    const reach = Math.min(data.length, start + MAX_MATCH_LENGTH);
-    if (endsBefore[reach + 1] === endsBefore[start + 1]) continue;
     const length = programMatchAt(variant, data, start);
     if (length > 0) yield [start, length];
   }

@@ -64,7 +64,7 @@ const api = {
   /** Hits starting in [start, end) of the dump's physical memory, in (offset, needle) order. */
   searchPhysical(path: string, needles: Uint8Array[], start: number, end: number): PackedHits {
     const searcher = MultiNeedleSearcher.create(needles, { windowBytes });
-    const longestNeedle = Math.max(0, ...needles.map((needle) => needle.length));
+    const longestNeedle = needles.reduce((longest, needle) => Math.max(longest, needle.length), 0);
     const packed = packHits(searchPhysicalSlice(imageAt(path), searcher, longestNeedle, start, end));
     return Comlink.transfer(packed, [packed.offsets.buffer, packed.needles.buffer]);
   },

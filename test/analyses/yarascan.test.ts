@@ -186,3 +186,33 @@ describe('a string across two pages that are not physically adjacent', () => {
     }
   }, 60_000);
 });
+
+describe('rules with no string to show match as yara reports them', () => {
+  it('condition: true, filesize > 0 and not $absent: one row each, in the dump and per process', async () => {
+    const rules = join(work, 'stringless.yar');
+    writeFileSync(
+      rules,
+      [
+        'rule always { condition: true }',
+        'rule sized { condition: filesize > 0 }',
+        'rule absent { strings: $a = "zz-never-in-any-dump-zz" condition: not $a }',
+        'rule never { condition: false }',
+      ].join('\n'),
+    );
+    const context = new DumpContext(fixturePath('linux61-clean', 'elf'), { cacheDir });
+    try {
+      const physical = await yarascan(context, { rules, threads: 1 });
+      expect(physical.rows.map((row) => row.rule).sort()).toEqual(['absent', 'always', 'sized']);
+      expect(physical.rows.every((row) => row.string === null && row.owner === 'dump')).toBe(true);
+      const holder = (truth('linux61-clean').markers as Array<{ holder_pid: number }>)[0]!.holder_pid;
+      const virtual = await yarascan(context, { rules, pid: holder });
+      expect(virtual.rows.map((row) => [row.rule, row.pid])).toEqual([
+        ['always', holder],
+        ['sized', holder],
+        ['absent', holder],
+      ]);
+    } finally {
+      context.close();
+    }
+  });
+});

@@ -27,14 +27,21 @@ describe('atoms', () => {
     });
   });
 
-  it('never start with 00 00 (the filter would lose its zero-page skip) unless the pattern is all zeros', () => {
+  it('never start with 00 00 (the filter would lose its zero-page skip); a pattern of zeros is left to its automaton', () => {
     expect(atomOf(compiledString('$a = { 00 00 00 00 00 00 00 00 48 }'))).toEqual({
       bytes: [0x00, 0x48],
       offset: 7,
       maxOffset: 7,
       caseInsensitive: false,
     });
-    expect(atomOf(compiledString('$a = { 00 00 00 00 }')).bytes).toEqual([0, 0, 0, 0]);
+    expect(compiledString('$a = { 00 00 00 00 }').variants[0]!.atom).toBeUndefined();
+  });
+
+  it('that would flood verification are dropped: the pattern is searched by its automaton', () => {
+    // The wide form's only fixed bytes are its zeros; one common letter anywhere in 4 KiB is no filter either.
+    expect(compiledString('$a = /[0-9a-f]{20}/ wide').variants[0]!.atom).toBeUndefined();
+    expect(compiledString('$a = /[0-9]+e/').variants[0]!.atom).toBeUndefined();
+    expect(compiledString('$a = /[0-9]+ezq/').variants[0]!.atom).toBeDefined();
   });
 
   it('prefer one rare byte to a run of zeros, across wildcards', () => {

@@ -29,7 +29,21 @@ describe('bad rules give a clear error with file, line and column', () => {
       'rule x {\n  condition:\n    true and nothing_here\n}',
       'rules.yar:3:14: rule "x": unknown identifier \'nothing_here\'',
     ],
-    ['module import', 'import "pe"\nrule x { condition: true }', "rules.yar:1:8: unsupported module import 'pe'"],
+    [
+      'module import',
+      'import "pe"\nrule x { condition: true }',
+      "rules.yar:1:8: unsupported module 'pe' (supported: math, hash, elf)",
+    ],
+    [
+      'module without import',
+      'rule x { condition: math.entropy(0, filesize) > 7 }',
+      'rules.yar:1:21: rule "x": module \'math\' used without \'import "math"\'',
+    ],
+    [
+      'module overload',
+      'import "math"\nrule x { condition: math.in_range(2, 1, 3) }',
+      'rules.yar:2:34: rule "x": no \'math.in_range\' takes (integer, integer, integer); it takes (float, float, float)',
+    ],
     [
       'module field',
       'rule x {\n  condition:\n    pe.imports("a", "b")\n}',
@@ -37,13 +51,18 @@ describe('bad rules give a clear error with file, line and column', () => {
     ],
     [
       'function call',
-      'rule x { condition: uint16(0) == 0x5a4d }',
-      'rules.yar:1:21: rule "x": unsupported construct \'uint16(…)\'',
+      'rule x { condition: uint64(0) == 0x5a4d }',
+      'rules.yar:1:21: rule "x": unsupported construct \'uint64(…)\'',
     ],
     [
-      'integer for loop',
-      'rule x { strings: $a = "a" condition: for any i in (1..#a) : (@a[i] > 0) }',
-      "rules.yar:1:39: rule \"x\": unsupported construct 'for' over integers or identifiers (only 'for any/all/N of … : (…)')",
+      'entrypoint',
+      'rule x { condition: entrypoint == 0 }',
+      "rules.yar:1:21: rule \"x\": unsupported construct 'entrypoint' (deprecated by yara: use the module's entry point, such as elf.entry_point)",
+    ],
+    [
+      'dictionary loop',
+      'rule x { condition: for any k, v in (1..2) : (k > 0) }',
+      'rules.yar:1:30: rule "x": unsupported construct \'for\' with several variables (module dictionaries)',
     ],
     [
       'undefined string',
@@ -78,7 +97,7 @@ describe('bad rules give a clear error with file, line and column', () => {
     [
       'type error',
       'rule x { strings: $a = "a" condition: $a + 1 > 0 }',
-      'rules.yar:1:39: rule "x": expected an integer expression',
+      'rules.yar:1:39: rule "x": expected a number, found a boolean expression',
     ],
     [
       'bad hex byte',
@@ -102,8 +121,13 @@ describe('bad rules give a clear error with file, line and column', () => {
     ],
     [
       'unsupported modifier',
-      'rule x { strings: $a = "a" base64 condition: $a }',
-      'rules.yar:1:28: rule "x": unsupported modifier \'base64\' for text string "$a"',
+      'rule x { strings: $a = { 41 } nocase condition: $a }',
+      'rules.yar:1:31: rule "x": unsupported modifier \'nocase\' for hex string "$a"',
+    ],
+    [
+      'base64 with nocase',
+      'rule x { strings: $a = "abc" base64 nocase condition: $a }',
+      'rules.yar:1:24: rule "x": \'base64\' and \'nocase\' cannot be combined in "$a"',
     ],
     [
       'xor with nocase',

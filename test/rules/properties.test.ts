@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { searchReference } from '../../src/kernels/multiNeedle.js';
 import { compileSource } from '../../src/rules/compile.js';
-import { LazyDfa } from '../../src/rules/lazyDfa.js';
+import { LazyDfa, UnanchoredEndsDfa } from '../../src/rules/lazyDfa.js';
 import { PikeVm } from '../../src/rules/pikeVm.js';
 import { stringMatches } from '../../src/rules/reference.js';
 
@@ -125,6 +125,37 @@ describe('the lazy DFA answers as the Pike VM', () => {
           const [vm, dfa] = [new PikeVm(variant.program), new LazyDfa(variant.program, maxStates)];
           for (let start = 0; start <= data.length; start++)
             expect(dfa.matchAt(data, start), `/${source}/${flags} at ${start}`).toBe(vm.matchAt(data, start));
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+});
+
+describe('the unanchored DFA finds the match ends the Pike VM finds', () => {
+  const endPositions = (marks: Uint8Array) => Array.from(marks.keys()).filter((position) => marks[position] === 1);
+  it('at every position, for two programs in one pass, with the state cache big and tiny (starting over mid-input)', () => {
+    const text = fc.string({ unit: fc.constantFrom('a', 'b', 'c', '\n'), maxLength: 80 });
+    fc.assert(
+      fc.property(
+        regexSource,
+        regexSource,
+        fc.constantFrom('', 's'),
+        text,
+        fc.constantFrom(4096, 2),
+        (first, second, flags, input, maxStates) => {
+          const programs = [first, second].flatMap((source) => {
+            const variant = compileSource(`rule r { strings: $a = /${source}/${flags} condition: $a }`).rules[0]!
+              .strings[0]!.variants[0]!;
+            return variant.kind === 'program' ? [variant.program] : [];
+          });
+          const data = Uint8Array.from(input, (c) => c.charCodeAt(0));
+          const ends = new UnanchoredEndsDfa(programs, maxStates)
+            .matchEnds(data)
+            .map((positions) => Array.from(positions));
+          expect(ends, `/${first}/ /${second}/`).toEqual(
+            programs.map((program) => endPositions(new PikeVm(program).matchEnds(data))),
+          );
         },
       ),
       { numRuns: 400 },

@@ -122,4 +122,20 @@ describe('RuleScanner agrees with the reference matcher', () => {
     expect(zeros[999]!.offset).toBe(1001); // "\0\0" at 0..3, then from 6 on (4 and 5 touch the "a"): the 1000th is 1001
     expect(hits.filter((hit) => hit.string === 1).map((hit) => hit.offset)).toEqual([5]);
   });
+
+  it('stops looking for strings past their cap: patterns of zeros over 256 MiB of zeros take seconds, not minutes and gigabytes', () => {
+    // Issue 13's `{ 00 00 00 00 }`, `{ ?? ?? }` and a long run of wildcards: no atom worth searching, matches at every byte.
+    const rules = compileSource(
+      `rule zeros { strings: $a = { 00 00 00 00 } $b = { ?? ?? } $c = { ${'?? '.repeat(64)}} condition: any of them }`,
+    );
+    const scanner = RuleScanner.create(rules, { maxMatchesPerString: 100_000 });
+    const data = new Uint8Array(256 << 20);
+    const started = performance.now();
+    const before = process.memoryUsage().rss;
+    const { hits, truncated } = scanner.scanBuffer(data);
+    expect(truncated).toEqual([0, 1, 2]);
+    expect(hits).toHaveLength(300_000);
+    expect(performance.now() - started).toBeLessThan(60_000);
+    expect(process.memoryUsage().rss - before).toBeLessThan(512 << 20);
+  });
 });
