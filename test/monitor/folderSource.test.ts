@@ -179,7 +179,7 @@ describe('FolderSource', () => {
       );
       expect(problems).toHaveLength(2); // each reported once; the .part file is not a dump name
       expect(problems.find((problem) => problem.path!.endsWith('dead-writer.elf'))!.message).toMatch(/TRUNCATED_FILE/);
-      expect(problems.find((problem) => problem.path!.endsWith('.zst'))!.message).toMatch(/COMPRESSED_INPUT/);
+      expect(problems.find((problem) => problem.path!.endsWith('.zst'))!.message).toMatch(/CORRUPT_HEADER: zstd/);
     },
   );
 
