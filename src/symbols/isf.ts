@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { parse } from 'lossless-json';
+import { z } from 'zod';
 import xzDecompress from 'xz-decompress';
 import { VmscopeError } from '../util/errors.js';
 import { readInputFile, writeOutputFile } from '../util/files.js';
@@ -121,7 +122,52 @@ function validateIsf(document: unknown, path: string): asserts document is IsfDo
   const format = (record.metadata as Record<string, unknown>).format;
   if (typeof format !== 'string' || !/^[4-6]\.\d+\.\d+$/.test(format))
     fail(`metadata.format ${JSON.stringify(format)} is not a supported ISF version (4.x to 6.x)`);
+  // Every value a profile reads is checked here, so a string offset or a cyclic-looking type is
+  // one typed error naming where, not a crash deep in an analysis.
+  const sections = isfSectionsSchema.safeParse(document);
+  if (!sections.success) {
+    const issue = sections.error.issues[0]!;
+    fail(`${issue.path.map(String).join('.')}: ${issue.message}`);
+  }
 }
+
+const count = z.number().int().nonnegative();
+const address = z.union([z.number().int(), z.bigint()]);
+const typeDescriptor: z.ZodType<IsfTypeDescriptor> = z.lazy(() =>
+  z.union([
+    z.object({ kind: z.literal('base'), name: z.string() }),
+    z.object({ kind: z.literal('pointer'), subtype: typeDescriptor, base: z.string().optional() }),
+    z.object({ kind: z.literal('array'), count, subtype: typeDescriptor }),
+    z.object({ kind: z.enum(['struct', 'union', 'class']), name: z.string() }),
+    z.object({ kind: z.literal('enum'), name: z.string() }),
+    z.object({ kind: z.literal('function') }),
+    z.object({ kind: z.literal('bitfield'), bit_position: count, bit_length: count, type: typeDescriptor }),
+  ]),
+);
+
+/** The sections a profile reads, with the types every reader assumes (offsets and sizes are integers, ...). */
+const isfSectionsSchema = z.object({
+  base_types: z.record(
+    z.string(),
+    z.object({ kind: z.string(), size: count, signed: z.boolean(), endian: z.enum(['little', 'big']) }),
+  ),
+  user_types: z.record(
+    z.string(),
+    z.object({
+      kind: z.enum(['struct', 'union', 'class']),
+      size: count,
+      fields: z.record(
+        z.string(),
+        z.object({ type: typeDescriptor, offset: count, anonymous: z.boolean().optional() }),
+      ),
+    }),
+  ),
+  enums: z.record(z.string(), z.object({ size: count, base: z.string(), constants: z.record(z.string(), address) })),
+  symbols: z.record(
+    z.string(),
+    z.object({ address, type: typeDescriptor.optional(), constant_data: z.string().optional() }),
+  ),
+});
 
 /** A kernel's ISF is 5-40 MB of JSON (a few MB as .xz): bounds on the file and on what it decompresses to. */
 export const MAX_ISF_FILE_BYTES = 256 << 20;

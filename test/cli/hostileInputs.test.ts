@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -66,6 +66,23 @@ describe('input files that are not what they claim', () => {
     execFileSync('bash', ['-c', `head -c 629145600 /dev/zero | tr '\\0' ' ' | xz -1 -T1 > ${bomb}`]);
     const result = vmscope('pslist', dump(), '--isf', bomb);
     expectUsageError(result, /bomb\.json\.xz.*decompresses to more than/);
+  });
+});
+
+describe('an ISF whose values are not what Volatility writes', () => {
+  it('a field offset that is a string is one typed error naming the field, not a crash', () => {
+    const isf = join(work, 'exported.json');
+    expect(vmscope('isf', dump(), '-o', isf).code).toBe(0);
+    const document = JSON.parse(readFileSync(isf, 'utf8')) as {
+      user_types: Record<string, { fields: Record<string, { offset: unknown }> }>;
+    };
+    document.user_types.task_struct!.fields.pid!.offset = '8';
+    const broken = join(work, 'broken.json');
+    writeFileSync(broken, JSON.stringify(document));
+    expectUsageError(
+      vmscope('pslist', dump(), '--isf', broken),
+      /broken\.json.*CORRUPT_STRUCTURE.*user_types\.task_struct\.fields\.pid\.offset/,
+    );
   });
 });
 
