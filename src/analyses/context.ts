@@ -4,10 +4,13 @@ import { discoverLinuxKernel, type LinuxKernel } from '../os/linux/discovery.js'
 import { linuxProfile, type LinuxProfile, type ProfileOptions } from '../os/linux/profile.js';
 import type { RuleScanResult, RuleScanner } from '../rules/scanner.js';
 import type { Profile } from '../symbols/profile.js';
+import { fileIdentity, type FileIdentity } from '../util/files.js';
 
 /** What a physical rule scan on several threads needs. */
 export interface ParallelRuleScanRequest {
   readonly path: string;
+  /** The dump as the context opened it; a thread that finds another file there refuses to scan it. */
+  readonly identity: FileIdentity | undefined;
   readonly scanner: RuleScanner;
   /** The rule file's text and name: each thread compiles it itself. */
   readonly source: string;
@@ -48,6 +51,8 @@ export function defineProvider<T>(name: string, compute: (context: DumpContext) 
  */
 export class DumpContext {
   readonly image: MemoryImage;
+  /** The file as it was opened: scans on other threads check they read the same one. */
+  readonly identity: FileIdentity | undefined;
   private readonly provided = new Map<Provider<unknown>, Promise<unknown>>();
   private readonly computed = new Map<string, number>();
   private kernelCache: LinuxKernel | undefined;
@@ -57,6 +62,7 @@ export class DumpContext {
     private readonly options: ContextOptions = {},
   ) {
     this.image = openImage(path);
+    this.identity = fileIdentity(path);
   }
 
   /** The value of a provider, computed on first request and shared by every later one. */

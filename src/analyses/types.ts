@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { VmscopeError } from '../util/errors.js';
+import type { FileIdentity } from '../util/files.js';
 import type { DumpContext, ParallelRuleScan, Provider } from './context.js';
 
 /**
@@ -71,6 +72,7 @@ export type RowRole = 'data' | 'findings' | 'hits';
 /** What an analysis may reach while it runs: only the providers it declared. */
 export interface AnalysisInputs {
   readonly path: string;
+  readonly identity: FileIdentity | undefined;
   get<T>(provider: Provider<T>): Promise<T>;
   progress(phase: string): (doneBytes: number, totalBytes: number) => void;
   readonly parallelRuleScan: ParallelRuleScan | undefined;
@@ -122,6 +124,7 @@ function scopedInputs(context: DumpContext, name: string, uses: ReadonlyArray<Pr
   const allowed = new Set(uses);
   return {
     path: context.path,
+    identity: context.identity,
     get<T>(provider: Provider<T>): Promise<T> {
       if (!allowed.has(provider))
         throw new Error(`analysis ${name} asked for provider "${provider.name}" without declaring it in \`uses\``);

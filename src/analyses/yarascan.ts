@@ -99,7 +99,15 @@ async function scanPhysical(
   const parallel = inputs.parallelRuleScan;
   const result =
     threads > 1 && parallel
-      ? await parallel({ path: inputs.path, scanner, source, file: options.rules, threads, onProgress })
+      ? await parallel({
+          path: inputs.path,
+          identity: inputs.identity,
+          scanner,
+          source,
+          file: options.rules,
+          threads,
+          onProgress,
+        })
       : scanner.scanImage(image, { onProgress });
   warnTruncated(scanner, result, warnings);
   const matches = scanner.evaluate(result.hits, image.totalBytes, imageUnit(image));

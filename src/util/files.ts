@@ -78,3 +78,34 @@ export function writeOutputFile(path: string, data: string | Uint8Array): void {
     );
   }
 }
+
+/** Which file a path named when it was opened: a dump replaced or rewritten under a long scan is another file. */
+export interface FileIdentity {
+  readonly dev: number;
+  readonly ino: number;
+  readonly size: number;
+  readonly mtimeMs: number;
+}
+
+export function fileIdentity(path: string): FileIdentity | undefined {
+  const stat = statSync(path, { throwIfNoEntry: false });
+  return stat && { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs };
+}
+
+/** Throws INPUT_CHANGED when `path` is no longer the file `expected` describes. */
+export function assertSameFile(path: string, expected: FileIdentity): void {
+  const now = fileIdentity(path);
+  if (
+    !now ||
+    now.dev !== expected.dev ||
+    now.ino !== expected.ino ||
+    now.size !== expected.size ||
+    now.mtimeMs !== expected.mtimeMs
+  ) {
+    throw new VmscopeError(
+      'INPUT_CHANGED',
+      'the dump was replaced or modified while it was being analysed: its reads can no longer be trusted',
+      path,
+    );
+  }
+}

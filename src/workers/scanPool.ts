@@ -12,6 +12,7 @@ import type { RuleScanResult, RuleScanner } from '../rules/scanner.js';
 import { planScanJobs, unpackHits, unpackStringHits, type ScanJob } from './physicalJobs.js';
 import type { ScanWorkerApi, ScanWorkerData } from './scanWorker.js';
 import { installTypedErrorTransfer } from './typedErrors.js';
+import { assertSameFile, type FileIdentity } from '../util/files.js';
 
 /** Coarse enough that per-job messaging and setup vanish next to the reading, fine enough to spread a 512 MiB dump over several threads. */
 export const DEFAULT_JOB_BYTES = 128 * 2 ** 20;
@@ -33,6 +34,8 @@ export interface PoolSearchOptions {
   jobBytes?: number;
   /** Called as each job finishes (so in steps of about jobBytes), in no particular job order. */
   onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** The file the caller opened at the path: a thread finding another one there fails with INPUT_CHANGED. */
+  identity?: FileIdentity;
 }
 
 /** The host side of one worker thread: every call also fails, instead of waiting forever, when the thread dies. */
@@ -120,7 +123,9 @@ export class ScanPool {
     options: PoolSearchOptions = {},
   ): Promise<RuleScanResult> {
     const parts = await this.runJobs(path, options, async (thread, job) =>
-      unpackStringHits(await thread.call((remote) => remote.scanRules(path, source, file, job.start, job.end))),
+      unpackStringHits(
+        await thread.call((remote) => remote.scanRules(path, source, file, job.start, job.end, options.identity)),
+      ),
     );
     return scanner.mergeResults(parts);
   }
@@ -198,11 +203,16 @@ export async function parallelScanRules(
   request: ParallelRuleScanRequest,
   options: Omit<ScanPoolOptions, 'threads'> = {},
 ): Promise<RuleScanResult> {
+  if (request.identity) assertSameFile(request.path, request.identity);
   const pool = await ScanPool.create({ ...options, threads: request.threads });
   try {
-    return await pool.scanRules(request.path, request.scanner, request.source, request.file, {
+    const result = await pool.scanRules(request.path, request.scanner, request.source, request.file, {
       onProgress: request.onProgress,
+      ...(request.identity ? { identity: request.identity } : {}),
     });
+    // The threads read the file at the path; the caller attributes hits with the file it opened.
+    if (request.identity) assertSameFile(request.path, request.identity);
+    return result;
   } finally {
     await pool.close();
   }

@@ -21,6 +21,7 @@ import {
   type PackedStringHits,
 } from './physicalJobs.js';
 import { installTypedErrorTransfer } from './typedErrors.js';
+import { assertSameFile, type FileIdentity } from '../util/files.js';
 
 export interface ScanWorkerData {
   readonly windowBytes: number;
@@ -70,7 +71,16 @@ const api = {
   },
 
   /** Every string match of the rules starting in [start, end) of the dump's physical memory, in offset order. */
-  scanRules(path: string, source: string, file: string, start: number, end: number): PackedStringHits {
+  scanRules(
+    path: string,
+    source: string,
+    file: string,
+    start: number,
+    end: number,
+    identity?: FileIdentity,
+  ): PackedStringHits {
+    // The caller opened this path before; another file there now (replaced, truncated) is refused, not scanned.
+    if (identity) assertSameFile(path, identity);
     const scanner = scannerFor(source, file);
     let truncated: readonly number[] = [];
     const hits = scanPhysicalSlice(imageAt(path), scanner.reach, start, end, (slice) => {

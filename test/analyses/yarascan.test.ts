@@ -216,3 +216,32 @@ describe('rules with no string to show match as yara reports them', () => {
     }
   });
 });
+
+describe('a dump replaced while its scan threads read it', () => {
+  it.each(['truncated', 'rewritten'])(
+    'a %s file is INPUT_CHANGED, never hits from one file attributed with the other',
+    async (how) => {
+      const copy = join(work, `changing-${how}.lime`);
+      const { copyFileSync, truncateSync, utimesSync } = await import('node:fs');
+      copyFileSync(fixturePath('linux61-rootkit', 'lime'), copy);
+      const rules = join(work, 'changing.yar');
+      writeFileSync(rules, 'rule any_elf { strings: $e = { 7f 45 4c 46 02 01 01 } condition: $e }');
+      const pooled = new DumpContext(copy, {
+        cacheDir,
+        parallelRuleScan: (request) => parallelScanRules(request, { workerScript: WORKER_SCRIPT }),
+      });
+      try {
+        if (how === 'truncated') truncateSync(copy, 256 << 20);
+        else utimesSync(copy, new Date(), new Date(Date.now() + 60_000));
+        const error = (await yarascan(pooled, { rules, threads: 2 }).catch((caught: unknown) => caught)) as {
+          code?: string;
+        };
+        expect(error.code).toBe('INPUT_CHANGED');
+      } finally {
+        pooled.close();
+        rmSync(copy, { force: true });
+      }
+    },
+    120_000,
+  );
+});
