@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { VmscopeError } from '../util/errors.js';
 
 /**
@@ -20,7 +20,9 @@ export class FileSource implements ByteSource {
   constructor(readonly path: string) {
     let fd: number;
     try {
-      fd = openSync(path, 'r');
+      // Non-blocking: a FIFO with no writer must be refused below, not wait forever in open().
+      // (It changes nothing for regular files.)
+      fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (error) {
       throw new VmscopeError('UNREADABLE_FILE', `cannot open: ${(error as Error).message}`, path, 0);
     }

@@ -50,6 +50,8 @@ describe('input files that are not what they claim', () => {
       () => ['yarascan', '--rules', '/dev/zero', dump()],
       /\/dev\/zero.*not a regular file/,
     ],
+    ['a FIFO with no writer as the dump', () => ['info', fifo], /rules\.fifo.*not a regular file/],
+    ['/dev/zero as the dump', () => ['pslist', '/dev/zero'], /\/dev\/zero.*not a regular file/],
     [
       '/dev/zero as the policy',
       () => ['policy', 'check', '--policy', '/dev/zero', dump()],
