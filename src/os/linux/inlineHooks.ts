@@ -21,6 +21,8 @@ const PADDING_WINDOW = 64;
 const PAGE_SIZE = 4096;
 /** Kernel text is read in chunks of this size; a chunk that fails is retried page by page. */
 const READ_CHUNK = 1 << 21;
+/** Larger than any module's text (the biggest, GPU drivers, have tens of MiB). */
+const MAX_MODULE_REGION = 1 << 28;
 /** kallsyms type letters of code: local and global text, and weak definitions (which kallsyms shows as W/w). */
 const TEXT_SYMBOL_TYPES = new Set(['t', 'T', 'w', 'W']);
 /** Fill the compiler and linker put between functions: int3 (x86 kernels since 5.x) or nop. */
@@ -98,39 +100,53 @@ interface EntryShape {
  * and never by `movabs`+`jmp reg`, `push`+`ret`, `jmp [mem]` or an int3 no kprobe accounts for.
  */
 export function checkFunctionEntries(reader: KernelReader, owners: CodeOwners, modules: readonly ModuleInfo[], options: FunctionEntryOptions): FunctionEntryScan {
-  const { profile } = reader;
   const problems: string[] = [];
   const ftrace = readFtraceRecords(reader);
   problems.push(...ftrace.problems);
   const judge = new EntryJudge(reader, owners, ftrace.records.map((record) => record.ip), options);
+  try {
+    const checked = checkKernel(reader, judge, problems) + modules.reduce((total, module) => total + checkModule(reader, judge, module, problems), 0);
+    return { findings: judge.findings, checked, problems };
+  } finally {
+    judge.free();
+  }
+}
 
+function checkKernel(reader: KernelReader, judge: EntryJudge, problems: string[]): number {
+  const { profile } = reader;
   const textStart = profile.requireSymbol('_stext');
   const textEnd = profile.requireSymbol('_etext');
   const kernelFunctions = uniqueByAddress(profile.symbolList.filter((symbol) => TEXT_SYMBOL_TYPES.has(symbol.type ?? '') && symbol.address >= textStart && symbol.address < textEnd));
   const text = readRange(reader, textStart, Number(textEnd - textStart));
-  let checked = judge.checkAll(text, kernelFunctions, 'kernel', (address) => profile.symbolAfter(address)?.address ?? textEnd);
+  const checked = judge.checkAll(text, kernelFunctions, 'kernel', (address) => profile.symbolAfter(address)?.address ?? textEnd);
   reportUnreadable(text, 'kernel text', problems);
+  return checked;
+}
 
-  for (const module of modules) {
-    let functions: FunctionSymbol[];
-    try {
-      functions = moduleFunctions(reader, module);
-    } catch (error) {
-      if (!(error instanceof VmscopeError)) throw error;
-      problems.push(`module ${module.name}: its symbol table is unreadable: ${error.message}`);
+/** The module's functions, region by region (its sizes are guest data: a forged one is a problem, not an allocation). */
+function checkModule(reader: KernelReader, judge: EntryJudge, module: ModuleInfo, problems: string[]): number {
+  let functions: FunctionSymbol[];
+  try {
+    functions = moduleFunctions(reader, module);
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    problems.push(`module ${module.name}: its symbol table is unreadable: ${error.message}`);
+    return 0;
+  }
+  let checked = 0;
+  for (const region of module.regions) {
+    const end = region.base + BigInt(region.size);
+    const inRegion = functions.filter((symbol) => symbol.address >= region.base && symbol.address < end);
+    if (inRegion.length === 0) continue;
+    if (region.size > MAX_MODULE_REGION) {
+      problems.push(`module ${module.name}: a region of ${region.size} bytes at ${hex(region.base)} is larger than any module's; its functions are not checked`);
       continue;
     }
-    for (const region of module.regions) {
-      const end = region.base + BigInt(region.size);
-      const inRegion = functions.filter((symbol) => symbol.address >= region.base && symbol.address < end);
-      if (inRegion.length === 0) continue;
-      const bytes = readRange(reader, region.base, region.size);
-      checked += judge.checkAll(bytes, inRegion, module.name, (address) => inRegion.find((other) => other.address > address)?.address ?? end);
-      reportUnreadable(bytes, `module ${module.name} memory`, problems);
-    }
+    const bytes = readRange(reader, region.base, region.size);
+    checked += judge.checkAll(bytes, inRegion, module.name, (address) => inRegion.find((other) => other.address > address)?.address ?? end);
+    reportUnreadable(bytes, `module ${module.name} memory`, problems);
   }
-  judge.free();
-  return { findings: judge.findings, checked, problems };
+  return checked;
 }
 
 /** Aliases share an address: judge each entry once, under its global name when it has one. In address order. */
