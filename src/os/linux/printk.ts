@@ -9,8 +9,11 @@ const U64 = (1n << 64n) - 1n;
 /** enum desc_state: only committed and finalized records are complete (the kernel's own readers skip the rest). */
 const DESC_COMMITTED = 1n;
 const DESC_FINALIZED = 2n;
-/** The most descriptors and text a real log has (log_buf_len is at most 2 GiB; 2^25 records is far beyond any). */
-const MAX_COUNT_BITS = 25;
+/**
+ * The most descriptors and text this reads: the kernel allots one descriptor per 32 bytes of text
+ * (PRB_AVGBITS), and 2^22 descriptors is a 128 MiB log, far beyond log_buf_len in practice.
+ */
+const MAX_COUNT_BITS = 22;
 const MAX_SIZE_BITS = 31;
 /** Each data block starts with the id of the descriptor that owns it (an unsigned long). */
 const BLOCK_ID_SIZE = 8;
@@ -97,6 +100,8 @@ export function readKernelLog(reader: KernelReader): KernelLog {
     return { records: [], problems: [...problems, `printk data ring at ${hex(ring.data)} is unreadable: ${error.message}`] };
   }
   const dataView = new DataView(data.buffer);
+  const descriptors = new ArrayWindow(reader, ring.descs, descSize, ring.count);
+  const infos = new ArrayWindow(reader, ring.infos, infoSize, ring.count);
   const decoder = new TextDecoder('utf-8');
   const records: LogRecord[] = [];
   const badBlocks: string[] = [];
@@ -107,8 +112,8 @@ export function readKernelLog(reader: KernelReader): KernelLog {
     let descBytes: DataView;
     let infoBytes: DataView;
     try {
-      descBytes = new DataView(reader.bytes(ring.descs + index * descSize, Number(descSize)).buffer);
-      infoBytes = new DataView(reader.bytes(ring.infos + index * infoSize, Number(infoSize)).buffer);
+      descBytes = descriptors.at(index);
+      infoBytes = infos.at(index);
     } catch (error) {
       if (!(error instanceof VmscopeError)) throw error;
       problems.push(`printk descriptor ${hex(id)} is unreadable: ${error.message}`);
@@ -168,6 +173,35 @@ export function formatDmesg(records: readonly LogRecord[]): string[] {
     const prefix = `[${seconds.toString().padStart(5)}.${micros.toString().padStart(6, '0')}] `;
     return record.text.split('\n').map((line) => prefix + line);
   });
+}
+
+/** Descriptors and infos are read a block at a time (records are consecutive); one element alone when its block is unreadable. */
+class ArrayWindow {
+  private static readonly BLOCK = 512n;
+  private block: { first: bigint; bytes: Uint8Array } | undefined;
+
+  constructor(
+    private readonly reader: KernelReader,
+    private readonly base: bigint,
+    private readonly stride: bigint,
+    private readonly count: bigint,
+  ) {}
+
+  /** Element `index` (below the array's count); throws a VmscopeError when it is unreadable. */
+  at(index: bigint): DataView {
+    const first = index - (index % ArrayWindow.BLOCK);
+    if (this.block?.first !== first) {
+      const length = (first + ArrayWindow.BLOCK > this.count ? this.count - first : ArrayWindow.BLOCK) * this.stride;
+      try {
+        this.block = { first, bytes: this.reader.bytes(this.base + first * this.stride, Number(length)) };
+      } catch (error) {
+        if (!(error instanceof VmscopeError)) throw error;
+        this.block = undefined;
+        return new DataView(this.reader.bytes(this.base + index * this.stride, Number(this.stride)).buffer);
+      }
+    }
+    return new DataView(this.block.bytes.buffer, Number((index - first) * this.stride), Number(this.stride));
+  }
 }
 
 function readRing(reader: KernelReader): RingLayout {
