@@ -41,6 +41,13 @@ const ENTRY_POINTS: Readonly<Record<number, readonly string[]>> = {
   128: ['asm_int80_emulation', 'entry_INT80_compat'],
 };
 
+/**
+ * Gates user space may raise with `int n` (DPL 3: SYSG in the kernel's tables): the breakpoint,
+ * `into` and the 32-bit syscall gate. Any other DPL-3 gate is a door into the kernel.
+ */
+const USER_GATES: ReadonlySet<number> = new Set([3, 4, 128]);
+const USER_DPL = 3;
+
 /** One gate of `idt_table`, decoded, with the judgement of its handler. */
 export interface IdtGate {
   readonly vector: number;
@@ -136,6 +143,9 @@ export function readIdt(reader: KernelReader, owners: CodeOwners): IdtReport {
       if (!present) return { suspicious: false, evidence: 'gate not present' };
       if (vector < EXCEPTION_VECTORS && early && handler === early.array + BigInt(vector * early.stride)) {
         return { suspicious: false, evidence: 'the kernel\'s early boot handler, left on an exception vector it installs nothing else for', earlyHandler: true };
+      }
+      if (field('dpl') === USER_DPL && !USER_GATES.has(vector)) {
+        return { suspicious: true, evidence: `gate is callable from user space (DPL 3), which the kernel allows only for vectors ${[...USER_GATES].join(', ')}` };
       }
       const where = location.owner === 'kernel' ? 'kernel text' : location.owner === 'unknown' ? 'memory no module owns' : `module ${location.owner}`;
       const name = location.symbol ?? hex(handler);

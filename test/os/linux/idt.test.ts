@@ -62,6 +62,10 @@ describe.each(READER_FIXTURES)('IDT of $name ($format)', ({ name, format }) => {
     if (modern) expect(report.table).toBe(parseHex(modern.idt_hooks[0]!.table));
   });
 
+  it('user space may raise only int3, into and int 0x80', () => {
+    expect(report.gates.filter((gate) => gate.dpl === 3).map((gate) => gate.vector)).toEqual([3, 4, 128]);
+  });
+
   it('the architectural exceptions go to the kernel entry points named for them', () => {
     // Vector 14 is the page fault: a kernel without asm_exc_page_fault there would not boot.
     const pageFault = report.gates[14]!;
@@ -76,6 +80,20 @@ describe('a hostile IDT in linux61-clean', () => {
     base = await openKernelFixture('linux61-clean', 'elf', cacheDir);
   });
   afterAll(() => base.context.close());
+
+  it('a kernel gate opened to user space (DPL 3) is a finding', async () => {
+    const context = new OverlayContext(base.context);
+    const { profile } = base.reader;
+    const bits = profile.requireSymbol('idt_table') + BigInt(14 * profile.sizeOf('gate_struct') + profile.offsetOf('gate_struct', 'bits'));
+    const word = new DataView(base.reader.bytes(bits, 2).buffer).getUint16(0, true);
+    const dplBits = profile.field('idt_bits', 'dpl').type as { bit_position: number };
+    context.image.patchVirtual(context.kernel.space, bits, new Uint8Array(new Uint16Array([word | (3 << dplBits.bit_position)]).buffer));
+    const hostile = await kernelFixtureOf(context);
+    const report = readIdt(hostile.reader, hostile.owners);
+    expect(report.problems).toEqual([]);
+    expect(report.gates.filter((gate) => gate.suspicious)).toMatchObject([{ vector: 14, dpl: 3, symbol: 'asm_exc_page_fault', owner: 'kernel' }]);
+    expect(report.gates[14]!.evidence).toMatch(/callable from user space/);
+  });
 
   it('a gate pointing to unmapped memory is a finding and a problem, and the other gates are still read', async () => {
     const context = new OverlayContext(base.context);
