@@ -12,6 +12,17 @@ const TAINT_NAMES: readonly string[] = [
   'OVERRIDDEN_ACPI_TABLE', 'WARN', 'CRAP', 'FIRMWARE_WORKAROUND', 'OOT_MODULE', 'UNSIGNED_MODULE', 'SOFTLOCKUP', 'LIVEPATCH',
   'AUX', 'RANDSTRUCT', 'TEST', 'FWCTL',
 ];
+/**
+ * Taints that say code the kernel's vendor did not build or sign entered the kernel (or a module
+ * was forced out of it): what a rootkit module leaves behind. By bit, as the kernel numbers them.
+ */
+const FOREIGN_CODE_TAINTS: ReadonlyMap<number, string> = new Map([
+  [0, 'a module with a non-GPL licence was loaded'],
+  [1, 'a module was force-loaded past its version checks'],
+  [3, 'a module was force-unloaded'],
+  [12, 'an out-of-tree module was loaded'],
+  [13, 'a module without a valid signature was loaded'],
+]);
 const MASK_BITS = 64;
 const MAX_NAME = 64;
 /** Taint letters are upper-case ASCII letters (the table ends where they stop). */
@@ -23,6 +34,9 @@ export interface TaintFlag {
   readonly letter: string;
   /** The flag's name (`OOT_MODULE`, …), or undefined for a bit the kernel's table does not name. */
   readonly name: string | undefined;
+  /** Set for the taints that foreign or forced module code leaves (P, F, R, O, E). */
+  readonly suspicious: boolean;
+  readonly evidence: string;
 }
 
 export interface KernelTaint {
@@ -55,7 +69,8 @@ export function readTaint(reader: KernelReader): KernelTaint {
     if (((mask >> BigInt(bit)) & 1n) === 0n) continue;
     const entry = table[bit];
     if (!entry) problems.push(`tainted_mask ${hex(mask)} has bit ${bit}, which the kernel's taint_flags table does not describe`);
-    flags.push({ bit, letter: entry?.letter ?? '?', name: entry?.name });
+    const foreign = FOREIGN_CODE_TAINTS.get(bit);
+    flags.push({ bit, letter: entry?.letter ?? '?', name: entry?.name, suspicious: foreign !== undefined, evidence: foreign ?? `taint ${entry?.name ?? `bit ${bit}`}` });
   }
   const summary = mask === 0n ? 'Not tainted' : `Tainted: ${table.map((entry, bit) => (((mask >> BigInt(bit)) & 1n) === 1n ? entry.letter : entry.unset)).join('')}`;
   return { mask, flags, summary, problems };

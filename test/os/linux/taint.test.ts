@@ -36,5 +36,7 @@ describe.each(READER_FIXTURES)('taint of $name ($format)', ({ name, format }) =>
     const letters = taint.flags.map((flag) => `${flag.letter}:${flag.name}`);
     expect(letters.includes('O:OOT_MODULE')).toBe(outOfTree);
     expect(letters.includes('E:UNSIGNED_MODULE')).toBe(unsigned);
+    // Both say a module nobody built with the kernel is in it.
+    expect(taint.flags.filter((flag) => flag.suspicious).map((flag) => flag.letter)).toEqual([...(outOfTree ? ['O'] : []), ...(unsigned ? ['E'] : [])]);
   });
 });
