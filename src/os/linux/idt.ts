@@ -1,6 +1,6 @@
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
-import type { CodeOwners } from './codeOwners.js';
+import type { CodeLocation, CodeOwners } from './codeOwners.js';
 import type { KernelReader } from './kernelReader.js';
 
 const IDT_ENTRIES = 256;
@@ -95,8 +95,7 @@ export function readIdt(reader: KernelReader, owners: CodeOwners): IdtReport {
     high: profile.offsetOf('gate_struct', 'offset_high'),
   };
   const bits = idtBitsLayout(reader);
-  const entryText = { start: profile.symbol('__entry_text_start'), end: profile.symbol('__entry_text_end') };
-  const early = earlyHandlers(reader);
+  const setup: KernelIdtSetup = { owners, entryText: { start: profile.symbol('__entry_text_start'), end: profile.symbol('__entry_text_end') }, early: earlyHandlers(reader) };
   const gates: IdtGate[] = [];
   const problems: string[] = [];
   for (let vector = 0; vector < IDT_ENTRIES; vector++) {
@@ -116,7 +115,7 @@ export function readIdt(reader: KernelReader, owners: CodeOwners): IdtReport {
     const present = field('p') === 1;
     const location = owners.resolve(handler);
     const expected = expectedEntry(reader, vector);
-    const judgement = judge();
+    const judgement = judgeGate({ vector, handler, present, dpl: field('dpl'), location, expected }, setup);
     // The early handlers are the kernel image's own (freed) init text, which CodeOwners, judging kernel text, calls unknown.
     const owner = judgement.earlyHandler ? 'kernel' : location.owner;
     if (judgement.suspicious && present && reader.space.tryTranslate(handler) === undefined) {
@@ -138,28 +137,40 @@ export function readIdt(reader: KernelReader, owners: CodeOwners): IdtReport {
       suspicious: judgement.suspicious,
       evidence: judgement.evidence,
     });
-
-    function judge(): { suspicious: boolean; evidence: string; earlyHandler?: true } {
-      if (!present) return { suspicious: false, evidence: 'gate not present' };
-      if (vector < EXCEPTION_VECTORS && early && handler === early.array + BigInt(vector * early.stride)) {
-        return { suspicious: false, evidence: 'the kernel\'s early boot handler, left on an exception vector it installs nothing else for', earlyHandler: true };
-      }
-      if (field('dpl') === USER_DPL && !USER_GATES.has(vector)) {
-        return { suspicious: true, evidence: `gate is callable from user space (DPL 3), which the kernel allows only for vectors ${[...USER_GATES].join(', ')}` };
-      }
-      const where = location.owner === 'kernel' ? 'kernel text' : location.owner === 'unknown' ? 'memory no module owns' : `module ${location.owner}`;
-      const name = location.symbol ?? hex(handler);
-      if (expected !== undefined) {
-        if (handler === expected) return { suspicious: false, evidence: `the kernel's entry point for vector ${vector}` };
-        return { suspicious: true, evidence: `handler ${name} in ${where}, where the kernel installs ${owners.resolve(expected).symbol ?? hex(expected)}` };
-      }
-      if (location.owner !== 'kernel') return { suspicious: true, evidence: `handler ${name} in ${where}, outside kernel text` };
-      const inEntryText = entryText.start !== undefined && entryText.end !== undefined && handler >= entryText.start && handler < entryText.end;
-      if (!inEntryText) return { suspicious: true, evidence: `handler ${name} is kernel text outside the entry code, where every IDT entry point lives` };
-      return { suspicious: false, evidence: 'an entry point in the kernel\'s entry text' };
-    }
   }
   return { table, gates, problems };
+}
+
+/** What the kernel's own setup says a gate may hold. */
+interface KernelIdtSetup {
+  readonly owners: CodeOwners;
+  readonly entryText: { readonly start: bigint | undefined; readonly end: bigint | undefined };
+  readonly early: { readonly array: bigint; readonly stride: number } | undefined;
+}
+
+function judgeGate(
+  gate: { vector: number; handler: bigint; present: boolean; dpl: number; location: CodeLocation; expected: bigint | undefined },
+  setup: KernelIdtSetup,
+): { suspicious: boolean; evidence: string; earlyHandler?: true } {
+  const { vector, handler, location, expected } = gate;
+  const { owners, entryText, early } = setup;
+  if (!gate.present) return { suspicious: false, evidence: 'gate not present' };
+  if (gate.dpl === USER_DPL && !USER_GATES.has(vector)) {
+    return { suspicious: true, evidence: `gate is callable from user space (DPL 3), which the kernel allows only for vectors ${[...USER_GATES].join(', ')}` };
+  }
+  if (vector < EXCEPTION_VECTORS && early && handler === early.array + BigInt(vector * early.stride)) {
+    return { suspicious: false, evidence: "the kernel's early boot handler, left on an exception vector it installs nothing else for", earlyHandler: true };
+  }
+  const where = location.owner === 'kernel' ? 'kernel text' : location.owner === 'unknown' ? 'memory no module owns' : `module ${location.owner}`;
+  const name = location.symbol ?? hex(handler);
+  if (expected !== undefined) {
+    if (handler === expected) return { suspicious: false, evidence: `the kernel's entry point for vector ${vector}` };
+    return { suspicious: true, evidence: `handler ${name} in ${where}, where the kernel installs ${owners.resolve(expected).symbol ?? hex(expected)}` };
+  }
+  if (location.owner !== 'kernel') return { suspicious: true, evidence: `handler ${name} in ${where}, outside kernel text` };
+  const inEntryText = entryText.start !== undefined && entryText.end !== undefined && handler >= entryText.start && handler < entryText.end;
+  if (!inEntryText) return { suspicious: true, evidence: `handler ${name} is kernel text outside the entry code, where every IDT entry point lives` };
+  return { suspicious: false, evidence: "an entry point in the kernel's entry text" };
 }
 
 /** Bit positions of idt_bits' fields (ist, type, dpl, p), from the profile. */
