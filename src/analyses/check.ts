@@ -1,4 +1,5 @@
 import { hiddenModuleFindings, hiddenProcessFindings, syscallFindings, type Finding } from './findings.js';
+import { kernelHookFindings, kernelHookProviders } from './hookFindings.js';
 import { kernelProvider, uniqueWarnings } from './providers/kernel.js';
 import { allModulesProvider, hiddenModulesProvider, syscallReportProvider } from './providers/modules.js';
 import { processCrossViewProvider } from './providers/processes.js';
@@ -10,6 +11,7 @@ const columns: readonly Column[] = [
   { key: 'kind', kind: 'text', title: 'Kind' },
   { key: 'severity', kind: 'text', title: 'Severity' },
   { key: 'subject', kind: 'text', title: 'Subject' },
+  { key: 'owner', kind: 'text', title: 'Owner' },
   { key: 'detail', kind: 'text', title: 'Detail' },
 ];
 
@@ -21,27 +23,51 @@ const columns: readonly Column[] = [
 export const checkAnalysis = defineAnalysis({
   name: 'check',
   description:
-    'find tampering: hidden processes, hidden modules, hooked syscall table entries and dispatcher (one row per finding)',
+    'find tampering: hidden processes and modules, syscall, ftrace, kprobe, netfilter, inline, IDT and /proc hooks, dangerous eBPF, stolen credentials (one row per finding)',
   columns,
-  uses: [kernelProvider, processCrossViewProvider, hiddenModulesProvider, allModulesProvider, syscallReportProvider],
+  uses: [
+    kernelProvider,
+    processCrossViewProvider,
+    hiddenModulesProvider,
+    allModulesProvider,
+    syscallReportProvider,
+    ...kernelHookProviders,
+  ],
   rows: 'findings',
   help: `Prints only findings:
   hidden_process   a live task missing from the task list (DKOM)
   hidden_module    a struct module missing from the module list
   syscall_hook     a sys_call_table entry that is not the kernel's own handler
   dispatcher_hook  a call target in x64_sys_call() that is not a syscall handler
+  ftrace_hook      an ftrace_ops whose callback (or direct-call target) is outside kernel text
+  kprobe           a kprobe whose handler is in module or unowned memory
+  bpf_program      an eBPF program calling a helper that writes user memory, overrides
+                   return values, sends signals or calls bpf() (probe_write_user, ...)
+  netfilter_hook   a netfilter hook function outside kernel text
+  inline_hook      a function entry patched to jump, call or trap where neither ftrace
+                   nor a kprobe accounts for it
+  idt_hook         an IDT gate whose handler is not the kernel's own entry point
+  proc_hook        a /proc or socket reporting table pointer outside kernel text
+  cred_escalation  a user process holding init_task's, a kernel thread's or another
+                   process's credentials
+Owner: "kernel", the module (listed or hidden) whose memory holds the code, the process
+holding an eBPF program or stolen credentials, else "unknown". The kernel's own tracing
+(perf and BPF kprobe events, BPF trampolines) and in-tree modules' hooks in their own text
+are listed by ftrace, kprobes, bpf and netfilter but are not findings by themselves.
 Exit code 1 when there is any finding, 0 when the guest looks clean.`,
   async compute(inputs) {
     const processes = await inputs.get(processCrossViewProvider);
     const hidden = await inputs.get(hiddenModulesProvider);
     const modules = await inputs.get(allModulesProvider);
     const syscalls = await inputs.get(syscallReportProvider);
+    const hooks = await kernelHookFindings((provider) => inputs.get(provider));
     const findings: Finding[] = [
       ...hiddenProcessFindings(processes),
       ...hiddenModuleFindings(hidden),
       ...syscallFindings(syscalls),
+      ...hooks.findings,
     ];
-    const problems = uniqueWarnings(processes.warnings, modules.warnings, syscalls.problems);
+    const problems = uniqueWarnings(processes.warnings, modules.warnings, syscalls.problems, hooks.problems);
     return {
       columns,
       rows: findings as unknown as Row[],
