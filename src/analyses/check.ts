@@ -52,8 +52,9 @@ export const checkAnalysis = defineAnalysis({
                    process's credentials
 Owner: "kernel", the module (listed or hidden) whose memory holds the code, the process
 holding an eBPF program or stolen credentials, else "unknown". The kernel's own tracing
-(perf and BPF kprobe events, BPF trampolines) and in-tree modules' hooks in their own text
-are listed by ftrace, kprobes, bpf and netfilter but are not findings by themselves.
+(perf and BPF kprobe events, BPF trampolines, tracers) calls into kernel text and is not a
+finding; hooks an in-tree module registers from its own memory (netfilter's conntrack, say)
+are judged like any other module's, so read such a finding together with lsmod.
 Exit code 1 when there is any finding, 0 when the guest looks clean.`,
   async compute(inputs) {
     const processes = await inputs.get(processCrossViewProvider);
