@@ -1,8 +1,8 @@
 import { hiddenModuleFindings, hiddenProcessFindings, syscallFindings, type Finding } from './findings.js';
-import { kernelHookFindings, kernelHookProviders } from './hookFindings.js';
 import { kernelProvider, uniqueWarnings } from './providers/kernel.js';
 import { allModulesProvider, hiddenModulesProvider, syscallReportProvider } from './providers/modules.js';
 import { processCrossViewProvider } from './providers/processes.js';
+import { kernelHookFindingsProvider } from './providers/tampering.js';
 import { defineAnalysis, type Column, type Row } from './types.js';
 
 export type { Finding, Severity } from './findings.js';
@@ -31,7 +31,7 @@ export const checkAnalysis = defineAnalysis({
     hiddenModulesProvider,
     allModulesProvider,
     syscallReportProvider,
-    ...kernelHookProviders,
+    kernelHookFindingsProvider,
   ],
   rows: 'findings',
   help: `Prints only findings:
@@ -61,7 +61,7 @@ Exit code 1 when there is any finding, 0 when the guest looks clean.`,
     const hidden = await inputs.get(hiddenModulesProvider);
     const modules = await inputs.get(allModulesProvider);
     const syscalls = await inputs.get(syscallReportProvider);
-    const hooks = await kernelHookFindings((provider) => inputs.get(provider));
+    const hooks = await inputs.get(kernelHookFindingsProvider);
     const findings: Finding[] = [
       ...hiddenProcessFindings(processes),
       ...hiddenModuleFindings(hidden),

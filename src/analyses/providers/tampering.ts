@@ -15,6 +15,17 @@ import { readNetfilterHooks, type NetfilterReport } from '../../os/linux/netfilt
 import { readKernelLog, type KernelLog } from '../../os/linux/printk.js';
 import { readOperationPointers, type OperationPointers } from '../../os/linux/procHooks.js';
 import { readTaint, type KernelTaint } from '../../os/linux/taint.js';
+import {
+  bpfProgramFindings,
+  credEscalationFindings,
+  ftraceHookFindings,
+  idtHookFindings,
+  inlineHookFindings,
+  kprobeFindings,
+  netfilterHookFindings,
+  procHookFindings,
+  type Finding,
+} from '../findings.js';
 import { defineProvider } from '../context.js';
 import { readerProvider } from './kernel.js';
 import { allModulesProvider, codeOwnersProvider } from './modules.js';
@@ -128,4 +139,51 @@ export const kernelLogProvider = defineProvider<KernelLog>('kernel log', async (
 /** `tainted_mask`, decoded with the kernel's own taint table. */
 export const taintProvider = defineProvider<KernelTaint>('taint', async (context) =>
   readTaint(await context.get(readerProvider)),
+);
+
+export interface KernelHookFindings {
+  readonly findings: Finding[];
+  /** Why a reader stopped short: some hook may be missing. */
+  readonly problems: string[];
+}
+
+/**
+ * The findings of the eight kernel techniques (ftrace, kprobe, eBPF, netfilter, inline, IDT,
+ * /proc and credential tampering), in that order: the one code path `check` and the monitor's
+ * snapshot summary share.
+ */
+export const kernelHookFindingsProvider = defineProvider<KernelHookFindings>(
+  'kernel hook findings',
+  async (context) => {
+    const ftrace = await context.get(ftraceOpsProvider);
+    const kprobes = await context.get(kprobesProvider);
+    const bpf = await context.get(bpfProvider);
+    const netfilter = await context.get(netfilterProvider);
+    const entries = await context.get(functionEntriesProvider);
+    const idt = await context.get(idtProvider);
+    const pointers = await context.get(operationPointersProvider);
+    const credentials = await context.get(credentialsProvider);
+    return {
+      findings: [
+        ...ftraceHookFindings(ftrace),
+        ...kprobeFindings(kprobes),
+        ...bpfProgramFindings(bpf),
+        ...netfilterHookFindings(netfilter),
+        ...inlineHookFindings(entries),
+        ...idtHookFindings(idt),
+        ...procHookFindings(pointers),
+        ...credEscalationFindings(credentials),
+      ],
+      problems: [
+        ...ftrace.problems,
+        ...kprobes.problems,
+        ...bpf.problems,
+        ...netfilter.problems,
+        ...entries.problems,
+        ...idt.problems,
+        ...pointers.problems,
+        ...credentials.problems,
+      ],
+    };
+  },
 );
