@@ -8,6 +8,7 @@ import {
   syscallReportProvider,
 } from '../analyses/providers/modules.js';
 import { processCrossViewProvider, taskListProvider } from '../analyses/providers/processes.js';
+import { bpfProvider, kernelHookFindingsProvider } from '../analyses/providers/tampering.js';
 import { yarascanAnalysis } from '../analyses/yarascan.js';
 import { readGuestClock } from '../os/linux/guestClock.js';
 import type { KernelReader } from '../os/linux/kernelReader.js';
@@ -16,6 +17,7 @@ import { readArguments } from '../os/linux/processSpace.js';
 import type { TaskInfo } from '../os/linux/tasks.js';
 import { VmscopeError } from '../util/errors.js';
 import type {
+  SnapshotBpfProgram,
   SnapshotModule,
   SnapshotProcess,
   SnapshotSignatureHit,
@@ -32,7 +34,8 @@ export interface SummarizeOptions {
 /**
  * What the monitor keeps of one dump: processes (with argv), hidden processes, modules, hidden
  * modules and the syscall table, read by the same os-level code as pslist, psaux, psxview,
- * hidden-modules and syscalls, plus the guest's wall clock. As in those analyses, a broken list
+ * hidden-modules and syscalls, the kernel hooks `check` reports (the same provider) and the
+ * loaded eBPF programs, plus the guest's wall clock. As in those analyses, a broken list
  * or an unreadable object is a warning, not an error: a summary of a damaged dump still compares.
  */
 export async function summarizeSnapshot(
@@ -46,12 +49,15 @@ export async function summarizeSnapshot(
   const modules = await context.get(moduleListProvider);
   const hidden = await context.get(hiddenModulesProvider);
   const syscalls = await context.get(syscallReportProvider);
+  const hooks = await context.get(kernelHookFindingsProvider);
+  const bpf = await context.get(bpfProvider);
   const warnings: string[] = [
     ...kernel.warnings,
     ...listed.warnings,
     ...view.warnings,
     ...(await context.get(allModulesProvider)).warnings,
     ...syscalls.problems,
+    ...hooks.problems,
   ];
 
   const processes = listed.tasks.map((task) => snapshotProcess(context, reader, task, warnings));
@@ -82,6 +88,14 @@ export async function summarizeSnapshot(
       value: check.address,
       symbol: check.symbol ?? null,
       hooked: check.hooked,
+    })),
+    kernelHooks: hooks.findings.map(({ kind, subject, owner, detail }) => ({ kind, subject, owner, detail })),
+    bpfPrograms: bpf.programs.map((program): SnapshotBpfProgram => ({
+      id: program.id,
+      name: program.name,
+      type: program.typeName ?? String(program.type),
+      helpers: [...new Set(program.calls.map((call) => call.name))],
+      holders: [...new Set(program.holders.map((holder) => holder.comm))],
     })),
     // Several providers report the same broken link (the cross-view walks the task list again).
     warnings: uniqueWarnings(warnings),

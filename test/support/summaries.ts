@@ -12,6 +12,8 @@ export function syntheticSummary(parts: Partial<SnapshotSummary> = {}): Snapshot
     modules: [],
     hiddenModules: [],
     syscalls: [],
+    kernelHooks: [],
+    bpfPrograms: [],
     warnings: [],
     ...parts,
   };
