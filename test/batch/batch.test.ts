@@ -178,7 +178,7 @@ describe('batch over every shared fixture (check, pslist, yarascan)', () => {
     120_000,
   );
 
-  it("lists the rootkit's findings (in both its plain and compressed copies) and no finding elsewhere", () => {
+  it("lists the rootkit's findings (in both its plain and compressed copies), the modern guest's kernel hooks, and no finding elsewhere", () => {
     const { rootkit } = truth('linux61-rootkit') as unknown as {
       rootkit: {
         hidden_process: { pid: number; comm: string };
@@ -191,8 +191,24 @@ describe('batch over every shared fixture (check, pslist, yarascan)', () => {
       `hidden_process pid ${rootkit.hidden_process.pid} ${rootkit.hidden_process.comm}`,
       `syscall_hook sys_call_table[${rootkit.syscall_hook.index}] ${rootkit.syscall_hook.syscall}`,
     ];
+    // linux61-modern's eight kernel techniques, one finding each (tampering.test.ts checks them in detail).
+    const modernKinds = [
+      'bpf_program',
+      'cred_escalation',
+      'ftrace_hook',
+      'idt_hook',
+      'inline_hook',
+      'kprobe',
+      'netfilter_hook',
+      'proc_hook',
+    ];
+    const modern = fixtures.find((fixture) => fixture.name === 'linux61-modern')!.link;
     for (const dump of first.dumps) {
       const isRootkit = dump.path.includes('rootkit');
+      if (dump.path === modern) {
+        expect(dump.findings.map((finding) => finding.kind).sort()).toEqual(modernKinds);
+        continue;
+      }
       expect(dump.findings.map((finding) => `${finding.kind} ${finding.subject}`).sort(), dump.path).toEqual(
         isRootkit ? expected : [],
       );
@@ -200,8 +216,8 @@ describe('batch over every shared fixture (check, pslist, yarascan)', () => {
     const rootkitFindings = first.dumps.filter((dump) => dump.path.includes('rootkit')).map((dump) => dump.findings);
     expect(rootkitFindings).toHaveLength(2);
     expect(rootkitFindings[1]).toEqual(rootkitFindings[0]);
-    expect(first.totals.withFindings).toBe(2);
-    expect(first.totals.findings).toBe(6);
+    expect(first.totals.withFindings).toBe(3);
+    expect(first.totals.findings).toBe(6 + modernKinds.length);
     // Hits are not findings: every snapshot holds its markers.
     for (const dump of first.dumps.filter((dump) => dump.error === undefined))
       expect(dump.hits, dump.path).toBeGreaterThan(0);
