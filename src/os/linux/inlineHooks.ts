@@ -21,6 +21,8 @@ const PADDING_WINDOW = 64;
 const PAGE_SIZE = 4096;
 /** Kernel text is read in chunks of this size; a chunk that fails is retried page by page. */
 const READ_CHUNK = 1 << 21;
+/** The trampolines enabled ftrace sites call when no ftrace_ops has its own (arch/x86/kernel/ftrace_64.S). */
+const FTRACE_CALLERS = ['ftrace_caller', 'ftrace_regs_caller'];
 /** Larger than any module's text (the biggest, GPU drivers, have tens of MiB). */
 const MAX_MODULE_REGION = 1 << 28;
 /** kallsyms type letters of code: local and global text, and weak definitions (which kallsyms shows as W/w). */
@@ -61,7 +63,7 @@ export interface FunctionEntryScan {
 }
 
 export interface FunctionEntryOptions {
-  /** Call targets the ftrace state accounts for: ftrace_caller, ftrace_regs_caller and the trampolines of registered ftrace_ops. */
+  /** Call targets the ftrace state accounts for: kernelFtraceTrampolines() and the trampolines of registered ftrace_ops. */
   readonly accountedTargets: ReadonlySet<bigint>;
   /** Addresses where a registered kprobe legitimately placed an int3. */
   readonly accountedBreakpoints?: ReadonlySet<bigint>;
@@ -88,6 +90,11 @@ interface EntryShape {
   readonly decoded: 0 | 1 | 2;
   readonly call: boolean;
   readonly target: bigint | undefined;
+}
+
+/** The kernel's own ftrace trampolines (`ftrace_caller`, `ftrace_regs_caller`), those this kernel has. */
+export function kernelFtraceTrampolines(reader: KernelReader): bigint[] {
+  return FTRACE_CALLERS.flatMap((name) => reader.profile.symbol(name) ?? []);
 }
 
 /**
