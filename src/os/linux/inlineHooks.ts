@@ -14,8 +14,8 @@ const LANDING_PAD_LENGTH = ENDBR64.length;
 /** The 5-byte NOP (`nopl 0x0(%rax,%rax,1)`) ftrace writes over each `call __fentry__` it is not using. */
 const FTRACE_NOP = [0x0f, 0x1f, 0x44, 0x00, 0x00] as const;
 const INT3 = 0xcc;
-/** Bytes decoded per entry: an ENDBR64 plus two instructions of at most 15 bytes. */
-const ENTRY_WINDOW = 4 + 2 * 15;
+/** Bytes decoded per entry: an ENDBR64, the ftrace site and two instructions of at most 15 bytes. */
+const ENTRY_WINDOW = 4 + 5 + 2 * 15;
 /** How far past an entry padding is checked: int3 fill between sections is at most this long before the next symbol. */
 const PADDING_WINDOW = 64;
 const PAGE_SIZE = 4096;
@@ -81,6 +81,14 @@ interface ReadRange {
   /** [from, to) offsets that could not be read (left zero). */
   readonly unreadable: Array<[number, number]>;
 }
+
+/**
+ * Which instruction is judged: a function's ftrace site, the ENDBR64 before one (found
+ * overwritten), the first instruction of a function ftrace does not know, or the one after a site.
+ */
+type EntryRole = 'ftrace-site' | 'overwritten-pad' | 'entry' | 'after-site';
+/** First bytes of the instructions hooks are made of: call/jmp rel, int3, push imm, REX.W movabs, jmp/call r/m. */
+const HOOK_OPENERS = new Set([0xe8, 0xe9, 0xeb, 0xcc, 0x68, 0x6a, 0x48, 0x49, 0xff]);
 
 /** What an entry does, before it is judged against the function's ftrace site and owner. */
 interface EntryShape {
@@ -213,6 +221,7 @@ class EntryJudge {
   private readonly instruction = new Instruction();
   private readonly second = new Instruction();
   private readonly formatter = new Formatter(FormatterSyntax.Intel);
+  private readonly initText: { start: bigint; end: bigint } | undefined;
 
   constructor(
     private readonly reader: KernelReader,
@@ -224,6 +233,8 @@ class EntryJudge {
     this.formatter.hexPrefix = '0x';
     this.formatter.hexSuffix = '';
     this.formatter.spaceAfterOperandSeparator = true;
+    const [start, end] = [reader.profile.symbol('_sinittext'), reader.profile.symbol('_einittext')];
+    this.initText = start !== undefined && end !== undefined ? { start, end } : undefined;
   }
 
   /** Judge every function of `functions` (inside `range`); `nextSymbol` bounds padding checks. Returns how many were read. */
@@ -243,11 +254,25 @@ class EntryJudge {
         if (overlapsUnreadable(range, entry, entry + ENTRY_WINDOW)) continue;
         checked++;
         const landingPad = isLandingPad(range.bytes, entry);
+        const siteOffset = landingPad ? entry + LANDING_PAD_LENGTH : entry;
         const site = sites.has(entry) ? 'entry' : sites.has(entry + LANDING_PAD_LENGTH) && !starts.has(entry + LANDING_PAD_LENGTH) ? 'after-pad' : undefined;
-        // The common case, decided without decoding: the ftrace NOP where the kernel's record says the site is.
-        if ((site === 'entry' || (site === 'after-pad' && landingPad)) && hasBytes(range.bytes, landingPad ? entry + LANDING_PAD_LENGTH : entry, FTRACE_NOP)) continue;
-        const finding = this.judge(decoder, range, symbol, entry, owner, site, landingPad, nextSymbol);
-        if (finding) this.findings.push(finding);
+        const inspect = (offset: number, role: EntryRole) => {
+          const finding = this.inspect(decoder, range, symbol, offset, owner, role, nextSymbol);
+          if (finding) this.findings.push(finding);
+          return finding;
+        };
+        if (site === 'after-pad' && !landingPad) {
+          inspect(entry, 'overwritten-pad');
+          continue;
+        }
+        if (!site) {
+          inspect(siteOffset, 'entry');
+          continue;
+        }
+        // The common case is decided without decoding: the ftrace NOP where the kernel's record says the site is.
+        if (!hasBytes(range.bytes, siteOffset, FTRACE_NOP) && inspect(siteOffset, 'ftrace-site')?.suspicious !== false) continue;
+        // Hooks that leave the site alone patch the instruction after it; only likely openers are decoded.
+        if (HOOK_OPENERS.has(range.bytes[siteOffset + FTRACE_NOP.length] ?? -1)) inspect(siteOffset + FTRACE_NOP.length, 'after-site');
       }
     } finally {
       decoder.free();
@@ -261,24 +286,15 @@ class EntryJudge {
     this.formatter.free();
   }
 
-  private judge(
-    decoder: Decoder,
-    range: ReadRange,
-    symbol: FunctionSymbol,
-    entry: number,
-    owner: string,
-    site: 'entry' | 'after-pad' | undefined,
-    landingPad: boolean,
-    nextSymbol: (address: bigint) => bigint,
-  ): FunctionEntryFinding | undefined {
+  /** Decode the instruction at `offset` and judge it for its role; a finding when it is traced or hooked. */
+  private inspect(decoder: Decoder, range: ReadRange, symbol: FunctionSymbol, offset: number, owner: string, role: EntryRole, nextSymbol: (address: bigint) => bigint): FunctionEntryFinding | undefined {
     const { bytes } = range;
-    const offset = landingPad ? entry + LANDING_PAD_LENGTH : entry;
     const patchAt = range.base + BigInt(offset);
     const shape = this.decode(decoder, bytes, offset, patchAt);
     let verdict: { suspicious: boolean; evidence: string } | undefined;
-    if (site === 'after-pad' && !landingPad) verdict = { suspicious: true, evidence: `the ENDBR64 before the ftrace site is overwritten with ${this.quote(shape)}` };
-    else if (site) verdict = shape.kind === 'ftrace-nop' ? undefined : this.judgeFtraceSite(shape, patchAt);
-    else verdict = this.judgeOtherEntry(shape, symbol, owner, bytes, offset, range.base, nextSymbol);
+    if (role === 'overwritten-pad') verdict = { suspicious: true, evidence: `the ENDBR64 before the ftrace site is overwritten with ${this.quote(shape)}` };
+    else if (role === 'ftrace-site') verdict = shape.kind === 'ftrace-nop' ? undefined : this.judgeFtraceSite(shape, patchAt);
+    else verdict = this.judgeOtherEntry(shape, symbol, owner, bytes, offset, range.base, nextSymbol, role === 'entry' ? 'entry' : 'the instruction after the ftrace site');
     if (!verdict) return undefined;
     const location = shape.target === undefined ? undefined : this.owners.resolve(shape.target);
     return {
@@ -288,7 +304,7 @@ class EntryJudge {
       patchAt,
       bytes: hexBytes(bytes.subarray(offset, offset + shape.length)),
       instruction: this.text(shape),
-      ftraceSite: site !== undefined,
+      ftraceSite: role === 'ftrace-site' || role === 'overwritten-pad',
       target: shape.target,
       targetSymbol: location?.symbol,
       targetOwner: location?.owner,
@@ -309,17 +325,17 @@ class EntryJudge {
   }
 
   /** Entries that are not ftrace sites may branch within kernel text (or their own module), never out of it. */
-  private judgeOtherEntry(shape: EntryShape, symbol: FunctionSymbol, owner: string, bytes: Uint8Array, offset: number, base: bigint, nextSymbol: (address: bigint) => bigint): { suspicious: boolean; evidence: string } | undefined {
+  private judgeOtherEntry(shape: EntryShape, symbol: FunctionSymbol, owner: string, bytes: Uint8Array, offset: number, base: bigint, nextSymbol: (address: bigint) => bigint, subject: string): { suspicious: boolean; evidence: string } | undefined {
     switch (shape.kind) {
       case 'ftrace-nop':
       case 'other':
         return undefined;
       case 'branch': {
         const target = shape.target!;
-        if (this.owners.inKernelText(target)) return undefined;
+        if (this.isKernelCode(target)) return undefined;
         if (owner !== 'kernel' && this.owners.moduleAt(target)?.name === owner) return undefined;
         if (this.isStaticCall(symbol, target)) return undefined;
-        return { suspicious: true, evidence: `entry ${shape.call ? 'calls' : 'jumps to'} ${this.describe(target)}, outside ${owner === 'kernel' ? 'kernel text' : `kernel text and ${owner}`}` };
+        return { suspicious: true, evidence: `${subject} ${shape.call ? 'calls' : 'jumps to'} ${this.describe(target)}, outside ${owner === 'kernel' ? 'kernel text' : `kernel text and ${owner}`}` };
       }
       case 'int3': {
         // Labels inside code share the text symbol types: a speculation trap after `sysretq` is an
@@ -329,15 +345,20 @@ class EntryJudge {
         const paddingEnd = Math.min(Number(nextSymbol(symbol.address) - base), offset + PADDING_WINDOW, bytes.length);
         if (!functionStart || bytes.subarray(offset, paddingEnd).every((byte) => byte === INT3)) return undefined;
         if (this.options.accountedBreakpoints?.has(base + BigInt(offset))) return { suspicious: false, evidence: 'an int3 placed by a registered kprobe' };
-        return { suspicious: true, evidence: 'entry starts with an int3 that no registered kprobe accounts for' };
+        return { suspicious: true, evidence: `${subject} is an int3 that no registered kprobe accounts for` };
       }
       case 'absolute-jump':
-        return { suspicious: true, evidence: `entry loads ${this.describe(shape.target!)} into a register and jumps there` };
+        return { suspicious: true, evidence: `${subject} loads ${this.describe(shape.target!)} into a register and jumps there` };
       case 'push-ret':
-        return { suspicious: true, evidence: `entry pushes ${this.describe(shape.target!)} and returns to it` };
+        return { suspicious: true, evidence: `${subject} pushes ${this.describe(shape.target!)} and returns to it` };
       case 'indirect-jump':
-        return { suspicious: true, evidence: `entry jumps through a pointer${shape.target === undefined ? '' : ` to ${this.describe(shape.target)}`}` };
+        return { suspicious: true, evidence: `${subject} jumps through a pointer${shape.target === undefined ? '' : ` to ${this.describe(shape.target)}`}` };
     }
+  }
+
+  /** Kernel text, or its init text: code calling __init functions (marked __ref) keeps those calls after boot frees them. */
+  private isKernelCode(address: bigint): boolean {
+    return this.owners.inKernelText(address) || (this.initText !== undefined && address >= this.initText.start && address < this.initText.end);
   }
 
   /** A static-call trampoline jumps to whatever its key's `func` says, module code included. */

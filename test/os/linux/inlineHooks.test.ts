@@ -162,6 +162,14 @@ describe('hooks written into linux61-clean', () => {
     expect(suspiciousOf(scan)[0]!.instruction).toBe(`mov rax, 0x${nowhere.toString(16)}; jmp rax`);
   });
 
+  it('a jmp written after an untouched ftrace site', async () => {
+    const site = symbol('__x64_sys_acct');
+    const after = site + 5n;
+    const scan = await scanPatched([{ address: after, bytes: Uint8Array.from([0xe9, ...rel32(after, nowhere)]) }]);
+    expect(suspiciousOf(scan)).toMatchObject([{ function: '__x64_sys_acct', patchAt: after, ftraceSite: false, instruction: `jmp 0x${nowhere.toString(16)}`, target: nowhere }]);
+    expect(suspiciousOf(scan)[0]!.evidence).toMatch(/^the instruction after the ftrace site jumps to/);
+  });
+
   it('int3 over an ftrace site', async () => {
     const site = symbol('__x64_sys_acct');
     const scan = await scanPatched([{ address: site, bytes: Uint8Array.from([0xcc]) }]);
