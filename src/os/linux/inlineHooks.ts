@@ -254,8 +254,9 @@ class EntryJudge {
         if (overlapsUnreadable(range, entry, entry + ENTRY_WINDOW)) continue;
         checked++;
         const landingPad = isLandingPad(range.bytes, entry);
-        const siteOffset = landingPad ? entry + LANDING_PAD_LENGTH : entry;
         const site = sites.has(entry) ? 'entry' : sites.has(entry + LANDING_PAD_LENGTH) && !starts.has(entry + LANDING_PAD_LENGTH) ? 'after-pad' : undefined;
+        // Where the record is, or (no record) past a landing pad: the first instruction of the body.
+        const siteOffset = site === 'entry' || !landingPad ? entry : entry + LANDING_PAD_LENGTH;
         const inspect = (offset: number, role: EntryRole) => {
           const finding = this.inspect(decoder, range, symbol, offset, owner, role, nextSymbol);
           if (finding) this.findings.push(finding);
