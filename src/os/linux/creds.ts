@@ -86,8 +86,11 @@ export function readCredentials(reader: KernelReader): CredentialsReport {
   // Who holds each cred: init_task and kernel threads are the kernel's own holders.
   const holders = new Map<bigint, TaskIdentity[]>();
   for (const identity of identities) {
-    for (const cred of new Set([identity.cred, identity.realCred]))
-      holders.set(cred, [...(holders.get(cred) ?? []), identity]);
+    for (const cred of new Set([identity.cred, identity.realCred])) {
+      const known = holders.get(cred);
+      if (known) known.push(identity);
+      else holders.set(cred, [identity]);
+    }
   }
   const tasks = identities.map((identity): TaskCredentials => {
     const read = readCred(reader, identity.realCred);

@@ -24,13 +24,15 @@ const LANDING_PAD_LENGTH = ENDBR64.length;
 /** The 5-byte NOP (`nopl 0x0(%rax,%rax,1)`) ftrace writes over each `call __fentry__` it is not using. */
 const FTRACE_NOP = [0x0f, 0x1f, 0x44, 0x00, 0x00] as const;
 const INT3 = 0xcc;
-/** Bytes decoded per entry: an ENDBR64 plus two instructions of at most 15 bytes. */
-const ENTRY_WINDOW = 4 + 2 * 15;
+/** Bytes decoded per entry: an ENDBR64, the ftrace site and two instructions of at most 15 bytes. */
+const ENTRY_WINDOW = 4 + 5 + 2 * 15;
 /** How far past an entry padding is checked: int3 fill between sections is at most this long before the next symbol. */
 const PADDING_WINDOW = 64;
 const PAGE_SIZE = 4096;
 /** Kernel text is read in chunks of this size; a chunk that fails is retried page by page. */
 const READ_CHUNK = 1 << 21;
+/** The trampolines enabled ftrace sites call when no ftrace_ops has its own (arch/x86/kernel/ftrace_64.S). */
+const FTRACE_CALLERS = ['ftrace_caller', 'ftrace_regs_caller'];
 /** Larger than any module's text (the biggest, GPU drivers, have tens of MiB). */
 const MAX_MODULE_REGION = 1 << 28;
 /** kallsyms type letters of code: local and global text, and weak definitions (which kallsyms shows as W/w). */
@@ -71,7 +73,7 @@ export interface FunctionEntryScan {
 }
 
 export interface FunctionEntryOptions {
-  /** Call targets the ftrace state accounts for: ftrace_caller, ftrace_regs_caller and the trampolines of registered ftrace_ops. */
+  /** Call targets the ftrace state accounts for: kernelFtraceTrampolines() and the trampolines of registered ftrace_ops. */
   readonly accountedTargets: ReadonlySet<bigint>;
   /** Addresses where a registered kprobe legitimately placed an int3. */
   readonly accountedBreakpoints?: ReadonlySet<bigint>;
@@ -90,6 +92,14 @@ interface ReadRange {
   readonly unreadable: Array<[number, number]>;
 }
 
+/**
+ * Which instruction is judged: a function's ftrace site, the ENDBR64 before one (found
+ * overwritten), the first instruction of a function ftrace does not know, or the one after a site.
+ */
+type EntryRole = 'ftrace-site' | 'overwritten-pad' | 'entry' | 'after-site';
+/** First bytes of the instructions hooks are made of: call/jmp rel, int3, push imm, REX.W movabs, jmp/call r/m. */
+const HOOK_OPENERS = new Set([0xe8, 0xe9, 0xeb, 0xcc, 0x68, 0x6a, 0x48, 0x49, 0xff]);
+
 /** What an entry does, before it is judged against the function's ftrace site and owner. */
 interface EntryShape {
   readonly kind: 'ftrace-nop' | 'branch' | 'absolute-jump' | 'push-ret' | 'indirect-jump' | 'int3' | 'other';
@@ -98,6 +108,11 @@ interface EntryShape {
   readonly decoded: 0 | 1 | 2;
   readonly call: boolean;
   readonly target: bigint | undefined;
+}
+
+/** The kernel's own ftrace trampolines (`ftrace_caller`, `ftrace_regs_caller`), those this kernel has. */
+export function kernelFtraceTrampolines(reader: KernelReader): bigint[] {
+  return FTRACE_CALLERS.flatMap((name) => reader.profile.symbol(name) ?? []);
 }
 
 /**
@@ -261,6 +276,7 @@ class EntryJudge {
   private readonly instruction = new Instruction();
   private readonly second = new Instruction();
   private readonly formatter = new Formatter(FormatterSyntax.Intel);
+  private readonly initText: { start: bigint; end: bigint } | undefined;
 
   constructor(
     private readonly reader: KernelReader,
@@ -272,6 +288,8 @@ class EntryJudge {
     this.formatter.hexPrefix = '0x';
     this.formatter.hexSuffix = '';
     this.formatter.spaceAfterOperandSeparator = true;
+    const [start, end] = [reader.profile.symbol('_sinittext'), reader.profile.symbol('_einittext')];
+    this.initText = start !== undefined && end !== undefined ? { start, end } : undefined;
   }
 
   /** Judge every function of `functions` (inside `range`); `nextSymbol` bounds padding checks. Returns how many were read. */
@@ -303,14 +321,27 @@ class EntryJudge {
           : sites.has(entry + LANDING_PAD_LENGTH) && !starts.has(entry + LANDING_PAD_LENGTH)
             ? 'after-pad'
             : undefined;
-        // The common case, decided without decoding: the ftrace NOP where the kernel's record says the site is.
-        if (
-          (site === 'entry' || (site === 'after-pad' && landingPad)) &&
-          hasBytes(range.bytes, landingPad ? entry + LANDING_PAD_LENGTH : entry, FTRACE_NOP)
-        )
+        // Where the record is, or (no record) past a landing pad: the first instruction of the body.
+        const siteOffset = site === 'entry' || !landingPad ? entry : entry + LANDING_PAD_LENGTH;
+        const inspect = (offset: number, role: EntryRole) => {
+          const finding = this.inspect(decoder, range, symbol, offset, owner, role, nextSymbol);
+          if (finding) this.findings.push(finding);
+          return finding;
+        };
+        if (site === 'after-pad' && !landingPad) {
+          inspect(entry, 'overwritten-pad');
           continue;
-        const finding = this.judge(decoder, range, symbol, entry, owner, site, landingPad, nextSymbol);
-        if (finding) this.findings.push(finding);
+        }
+        if (!site) {
+          inspect(siteOffset, 'entry');
+          continue;
+        }
+        // The common case is decided without decoding: the ftrace NOP where the kernel's record says the site is.
+        if (!hasBytes(range.bytes, siteOffset, FTRACE_NOP) && inspect(siteOffset, 'ftrace-site')?.suspicious !== false)
+          continue;
+        // Hooks that leave the site alone patch the instruction after it; only likely openers are decoded.
+        if (HOOK_OPENERS.has(range.bytes[siteOffset + FTRACE_NOP.length] ?? -1))
+          inspect(siteOffset + FTRACE_NOP.length, 'after-site');
       }
     } finally {
       decoder.free();
@@ -324,28 +355,38 @@ class EntryJudge {
     this.formatter.free();
   }
 
-  private judge(
+  /** Decode the instruction at `offset` and judge it for its role; a finding when it is traced or hooked. */
+  private inspect(
     decoder: Decoder,
     range: ReadRange,
     symbol: FunctionSymbol,
-    entry: number,
+    offset: number,
     owner: string,
-    site: 'entry' | 'after-pad' | undefined,
-    landingPad: boolean,
+    role: EntryRole,
     nextSymbol: (address: bigint) => bigint,
   ): FunctionEntryFinding | undefined {
     const { bytes } = range;
-    const offset = landingPad ? entry + LANDING_PAD_LENGTH : entry;
     const patchAt = range.base + BigInt(offset);
     const shape = this.decode(decoder, bytes, offset, patchAt);
     let verdict: { suspicious: boolean; evidence: string } | undefined;
-    if (site === 'after-pad' && !landingPad)
+    if (role === 'overwritten-pad')
       verdict = {
         suspicious: true,
         evidence: `the ENDBR64 before the ftrace site is overwritten with ${this.quote(shape)}`,
       };
-    else if (site) verdict = shape.kind === 'ftrace-nop' ? undefined : this.judgeFtraceSite(shape, patchAt);
-    else verdict = this.judgeOtherEntry(shape, symbol, owner, bytes, offset, range.base, nextSymbol);
+    else if (role === 'ftrace-site')
+      verdict = shape.kind === 'ftrace-nop' ? undefined : this.judgeFtraceSite(shape, patchAt);
+    else
+      verdict = this.judgeOtherEntry(
+        shape,
+        symbol,
+        owner,
+        bytes,
+        offset,
+        range.base,
+        nextSymbol,
+        role === 'entry' ? 'entry' : 'the instruction after the ftrace site',
+      );
     if (!verdict) return undefined;
     const location = shape.target === undefined ? undefined : this.owners.resolve(shape.target);
     return {
@@ -355,7 +396,7 @@ class EntryJudge {
       patchAt,
       bytes: hexBytes(bytes.subarray(offset, offset + shape.length)),
       instruction: this.text(shape),
-      ftraceSite: site !== undefined,
+      ftraceSite: role === 'ftrace-site' || role === 'overwritten-pad',
       target: shape.target,
       targetSymbol: location?.symbol,
       targetOwner: location?.owner,
@@ -395,6 +436,7 @@ class EntryJudge {
     offset: number,
     base: bigint,
     nextSymbol: (address: bigint) => bigint,
+    subject: string,
   ): { suspicious: boolean; evidence: string } | undefined {
     switch (shape.kind) {
       case 'ftrace-nop':
@@ -402,12 +444,12 @@ class EntryJudge {
         return undefined;
       case 'branch': {
         const target = shape.target!;
-        if (this.owners.inKernelText(target)) return undefined;
+        if (this.isKernelCode(target)) return undefined;
         if (owner !== 'kernel' && this.owners.moduleAt(target)?.name === owner) return undefined;
         if (this.isStaticCall(symbol, target)) return undefined;
         return {
           suspicious: true,
-          evidence: `entry ${shape.call ? 'calls' : 'jumps to'} ${this.describe(target)}, outside ${owner === 'kernel' ? 'kernel text' : `kernel text and ${owner}`}`,
+          evidence: `${subject} ${shape.call ? 'calls' : 'jumps to'} ${this.describe(target)}, outside ${owner === 'kernel' ? 'kernel text' : `kernel text and ${owner}`}`,
         };
       }
       case 'int3': {
@@ -421,21 +463,29 @@ class EntryJudge {
         if (!functionStart || bytes.subarray(offset, paddingEnd).every((byte) => byte === INT3)) return undefined;
         if (this.options.accountedBreakpoints?.has(base + BigInt(offset)))
           return { suspicious: false, evidence: 'an int3 placed by a registered kprobe' };
-        return { suspicious: true, evidence: 'entry starts with an int3 that no registered kprobe accounts for' };
+        return { suspicious: true, evidence: `${subject} is an int3 that no registered kprobe accounts for` };
       }
       case 'absolute-jump':
         return {
           suspicious: true,
-          evidence: `entry loads ${this.describe(shape.target!)} into a register and jumps there`,
+          evidence: `${subject} loads ${this.describe(shape.target!)} into a register and jumps there`,
         };
       case 'push-ret':
-        return { suspicious: true, evidence: `entry pushes ${this.describe(shape.target!)} and returns to it` };
+        return { suspicious: true, evidence: `${subject} pushes ${this.describe(shape.target!)} and returns to it` };
       case 'indirect-jump':
         return {
           suspicious: true,
-          evidence: `entry jumps through a pointer${shape.target === undefined ? '' : ` to ${this.describe(shape.target)}`}`,
+          evidence: `${subject} jumps through a pointer${shape.target === undefined ? '' : ` to ${this.describe(shape.target)}`}`,
         };
     }
+  }
+
+  /** Kernel text, or its init text: code calling __init functions (marked __ref) keeps those calls after boot frees them. */
+  private isKernelCode(address: bigint): boolean {
+    return (
+      this.owners.inKernelText(address) ||
+      (this.initText !== undefined && address >= this.initText.start && address < this.initText.end)
+    );
   }
 
   /** A static-call trampoline jumps to whatever its key's `func` says, module code included. */

@@ -3,9 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCredentials, type CredentialsReport } from '../../../src/os/linux/creds.js';
+import { KernelReader } from '../../../src/os/linux/kernelReader.js';
 import { parseHex } from '../../../src/util/hex.js';
 import { truth } from '../../support/fixtures.js';
 import { openKernelFixture, READER_FIXTURES, type KernelFixture } from '../../support/kernelFixture.js';
+import { OverlayContext } from '../../support/overlay.js';
 
 interface EscalatedTruth {
   pid: number;
@@ -85,5 +87,30 @@ describe.each(READER_FIXTURES)('credentials of $name ($format)', ({ name, format
     // The full set is bits 0..CAP_LAST_CAP (at least CAP_AUDIT_READ, 37, on any 6.x kernel).
     expect(bounding & (bounding + 1n)).toBe(0n);
     expect(bounding).toBeGreaterThan((1n << 37n) - 1n);
+  });
+});
+
+describe('credentials behind a hostile task list in linux61-clean', () => {
+  let base: KernelFixture;
+  let clean: CredentialsReport;
+  beforeAll(async () => {
+    base = await openKernelFixture('linux61-clean', 'elf', cacheDir);
+    clean = readCredentials(base.reader);
+  });
+  afterAll(() => base.context.close());
+
+  it('a task list looping back on itself is a problem, and the pid namespace still yields every task', () => {
+    const context = new OverlayContext(base.context);
+    const { reader } = base;
+    const tasks = reader.offset('task_struct', 'tasks');
+    const [first, second] = clean.tasks.filter((task) => !task.kernelThread && task.pid === task.tgid).slice(-2);
+    // The later process's next now points back at the earlier one: the forward walk would go round forever.
+    context.patchKernelU64(second!.task + tasks, first!.task + tasks);
+    const started = performance.now();
+    const report = readCredentials(new KernelReader(context.kernel.space, reader.profile));
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(report.problems.join('\n')).toMatch(/^task list: list loops back to 0x[0-9a-f]+/);
+    expect(report.tasks.map((task) => task.task)).toEqual(clean.tasks.map((task) => task.task));
+    expect(report.tasks.filter((task) => task.suspicious)).toEqual([]);
   });
 });

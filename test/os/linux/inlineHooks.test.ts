@@ -3,7 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFtraceRecords } from '../../../src/os/linux/ftraceRecords.js';
-import { checkFunctionEntries, type FunctionEntryScan } from '../../../src/os/linux/inlineHooks.js';
+import {
+  checkFunctionEntries,
+  kernelFtraceTrampolines,
+  type FunctionEntryScan,
+} from '../../../src/os/linux/inlineHooks.js';
 import type { KernelReader } from '../../../src/os/linux/kernelReader.js';
 import { MODULES_VADDR } from '../../../src/os/linux/layout.js';
 import { parseHex } from '../../../src/util/hex.js';
@@ -39,12 +43,13 @@ const MAX_OPS = 256;
 const BUDGET_MS = 1000;
 
 /**
- * What the issue's ftrace reader will hand over: ftrace_caller, ftrace_regs_caller and the
- * trampoline of every ftrace_ops on `ftrace_ops_list` (which ends at `ftrace_list_end`).
+ * What the issue's ftrace reader will hand over: the kernel's own trampolines and the trampoline
+ * of every ftrace_ops on `ftrace_ops_list` (which ends at `ftrace_list_end`).
  */
 function accountedTargets(reader: KernelReader): Set<bigint> {
   const { profile } = reader;
-  const targets = new Set(['ftrace_caller', 'ftrace_regs_caller'].map((name) => profile.requireSymbol(name)));
+  const targets = new Set(kernelFtraceTrampolines(reader));
+  expect(targets.size).toBe(2);
   const end = profile.requireSymbol('ftrace_list_end');
   let ops = reader.u64(profile.requireSymbol('ftrace_ops_list'));
   for (let count = 0; ops !== end; count++) {
@@ -181,6 +186,22 @@ describe('hooks written into linux61-clean', () => {
       },
     ]);
     expect(suspiciousOf(scan)[0]!.instruction).toBe(`mov rax, 0x${nowhere.toString(16)}; jmp rax`);
+  });
+
+  it('a jmp written after an untouched ftrace site', async () => {
+    const site = symbol('__x64_sys_acct');
+    const after = site + 5n;
+    const scan = await scanPatched([{ address: after, bytes: Uint8Array.from([0xe9, ...rel32(after, nowhere)]) }]);
+    expect(suspiciousOf(scan)).toMatchObject([
+      {
+        function: '__x64_sys_acct',
+        patchAt: after,
+        ftraceSite: false,
+        instruction: `jmp 0x${nowhere.toString(16)}`,
+        target: nowhere,
+      },
+    ]);
+    expect(suspiciousOf(scan)[0]!.evidence).toMatch(/^the instruction after the ftrace site jumps to/);
   });
 
   it('int3 over an ftrace site', async () => {

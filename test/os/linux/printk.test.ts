@@ -1,7 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KernelReader } from '../../../src/os/linux/kernelReader.js';
 import { formatDmesg, readKernelLog, type KernelLog } from '../../../src/os/linux/printk.js';
 import { truth } from '../../support/fixtures.js';
 import {
@@ -106,5 +108,41 @@ describe('a hostile printk ring in linux61-clean', () => {
     expect(log.records.length).toBe(clean.records.length - forged.length);
     const kept = new Set(log.records.map((record) => record.sequence));
     expect(clean.records.filter((record) => !kept.has(record.sequence)).length).toBe(forged.length);
+  });
+
+  it('any forged descriptors leave a log whose every record is a real one (at most cut short)', async () => {
+    const { reader } = base;
+    const { profile } = reader;
+    const ring = reader.u64(profile.requireSymbol('prb'));
+    const descRing = ring + reader.offset('printk_ringbuffer', 'desc_ring');
+    const dataRing = ring + reader.offset('printk_ringbuffer', 'text_data_ring');
+    const descs = reader.pointerField(descRing, 'prb_desc_ring', 'descs');
+    const count = 1 << reader.u32Field(descRing, 'prb_desc_ring', 'count_bits');
+    const headLpos = reader.u64(dataRing + reader.offset('prb_data_ring', 'head_lpos'));
+    const fields = ['state_var', 'text_blk_lpos.begin', 'text_blk_lpos.next'].map((field) =>
+      reader.offset('prb_desc', field),
+    );
+    const cleanText = new Map(clean.records.map((record) => [record.sequence, record.text]));
+    // Positions near the head (inside, at and beyond the valid window) or anywhere at all.
+    const lpos = fc.oneof(
+      fc.bigInt({ min: -0x30000n, max: 0x10000n }).map((delta) => BigInt.asUintN(64, headLpos + delta)),
+      fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+    );
+    const forgery = fc.tuple(fc.nat({ max: count - 1 }), fc.nat({ max: 2 }), lpos);
+    await fc.assert(
+      fc.asyncProperty(fc.array(forgery, { minLength: 1, maxLength: 6 }), async (forgeries) => {
+        const context = new OverlayContext(base.context);
+        for (const [index, field, value] of forgeries)
+          context.patchKernelU64(descs + BigInt(index * profile.sizeOf('prb_desc')) + fields[field]!, value);
+        const started = performance.now();
+        const log = readKernelLog(new KernelReader(context.kernel.space, profile));
+        expect(performance.now() - started).toBeLessThan(HANG_GUARD_MS);
+        for (const record of log.records)
+          expect(cleanText.get(record.sequence)?.startsWith(record.text), `record ${record.sequence}`).toBe(true);
+        // A forged descriptor costs its own record at most.
+        expect(log.records.length).toBeGreaterThanOrEqual(clean.records.length - forgeries.length);
+      }),
+      { numRuns: 40 },
+    );
   });
 });
