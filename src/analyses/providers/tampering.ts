@@ -9,7 +9,7 @@ import {
   type FtraceRecordReport,
 } from '../../os/linux/ftrace.js';
 import { readIdt, type IdtReport } from '../../os/linux/idt.js';
-import { checkFunctionEntries, type FunctionEntryScan } from '../../os/linux/inlineHooks.js';
+import { checkFunctionEntries, kernelFtraceTrampolines, type FunctionEntryScan } from '../../os/linux/inlineHooks.js';
 import { kprobeAttachPoints, readKprobes, type KprobeReport } from '../../os/linux/kprobes.js';
 import { readNetfilterHooks, type NetfilterReport } from '../../os/linux/netfilter.js';
 import { readKernelLog, type KernelLog } from '../../os/linux/printk.js';
@@ -86,12 +86,7 @@ export const netfilterProvider = defineProvider<NetfilterReport>('netfilter hook
 export const accountedFtraceTargetsProvider = defineProvider<ReadonlySet<bigint>>(
   'ftrace accounted targets',
   async (context) => {
-    const { profile } = await context.get(readerProvider);
-    const targets = new Set<bigint>();
-    for (const name of ['ftrace_caller', 'ftrace_regs_caller']) {
-      const address = profile.symbol(name);
-      if (address !== undefined) targets.add(address);
-    }
+    const targets = new Set(kernelFtraceTrampolines(await context.get(readerProvider)));
     for (const ops of (await context.get(ftraceOpsProvider)).ops)
       if (ops.trampoline !== 0n) targets.add(ops.trampoline);
     for (const site of (await context.get(enabledFunctionsProvider)).functions)
