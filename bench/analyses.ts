@@ -2,8 +2,8 @@
  * The integrity analyses end to end, each set run in a fresh (cold) Node process as a user runs
  * the CLI, with the profile derived from the dump (no cache) and then loaded from the profile
  * cache: pslist + psscan + psxview + syscalls + hidden-modules on one dump, then the kernel
- * tampering analyses and `check` with all its finding kinds on a 512 MiB guest carrying every
- * technique (target: under 2 s and 512 MiB with the cached profile). Prints wall time, peak RSS,
+ * tampering analyses with `check`, and `check` alone with all its finding kinds, on a 512 MiB
+ * guest carrying every technique (target for `check`: under 2 s and 512 MiB, cached profile). Prints wall time, peak RSS,
  * and, as the baseline measured in the same run, the time to read the whole dump once.
  * Usage: node dist/bench/analyses.js [dump] [tampering dump] (defaults: the linux61-rootkit LiME
  * and linux61-modern ELF fixtures).
@@ -32,7 +32,7 @@ const TAMPERING_ANALYSES = [
   'dmesg',
   'check',
 ];
-/** The issue's budget for the tampering set with a cached profile. */
+/** The issue's budget for `check` with every finding kind, with a cached profile. */
 const TARGET_SECONDS = 2;
 const TARGET_RSS_MIB = 512;
 
@@ -119,9 +119,11 @@ if (process.argv[2] === '--child') {
   process.stdout.write(JSON.stringify(report));
 } else {
   benchSet(process.argv[2] ?? fixturePath('linux61-rootkit', 'lime'), CORE_ANALYSES);
-  const tampering = benchSet(process.argv[3] ?? fixturePath('linux61-modern', 'elf'), TAMPERING_ANALYSES);
-  const met = tampering.seconds < TARGET_SECONDS && tampering.maxRssMiB < TARGET_RSS_MIB;
+  const tamperingDump = process.argv[3] ?? fixturePath('linux61-modern', 'elf');
+  benchSet(tamperingDump, TAMPERING_ANALYSES);
+  const check = benchSet(tamperingDump, ['check']);
+  const met = check.seconds < TARGET_SECONDS && check.maxRssMiB < TARGET_RSS_MIB;
   console.log(
-    `  tampering set with a cached profile: ${tampering.seconds.toFixed(3)} s, ${tampering.maxRssMiB.toFixed(0)} MiB: ${met ? 'within' : 'OVER'} the target of ${TARGET_SECONDS} s and ${TARGET_RSS_MIB} MiB`,
+    `  check (all finding kinds) with a cached profile: ${check.seconds.toFixed(3)} s, ${check.maxRssMiB.toFixed(0)} MiB: ${met ? 'within' : 'OVER'} the target of ${TARGET_SECONDS} s and ${TARGET_RSS_MIB} MiB`,
   );
 }
