@@ -1,3 +1,5 @@
+import type { KernelTaint } from '../os/linux/taint.js';
+import { VmscopeError } from '../util/errors.js';
 import { hex } from '../util/hex.js';
 import { imageProvider, kernelProvider, uniqueWarnings } from './providers/kernel.js';
 import { taintProvider } from './providers/tampering.js';
@@ -31,11 +33,20 @@ export const infoAnalysis = defineAnalysis({
 "Linux version" banner and the kernel's own page tables. Every value is checked by
 translating the kernel's text through the DTB it reports. Tainted lists the flags of the
 kernel's tainted_mask (letter and name from its own taint_flags table: O out-of-tree module,
-E unsigned module, ...); empty when the kernel is not tainted.`,
+E unsigned module, ...); empty when the kernel is not tainted, none when unreadable.`,
   async compute(inputs) {
     const image = await inputs.get(imageProvider);
     const kernel = await inputs.get(kernelProvider);
-    const taint = await inputs.get(taintProvider);
+    // The taint flags need the profile; info itself does not, so it still answers without one.
+    let taint: KernelTaint | undefined;
+    let taintProblems: readonly string[];
+    try {
+      taint = await inputs.get(taintProvider);
+      taintProblems = taint.problems;
+    } catch (error) {
+      if (!(error instanceof VmscopeError)) throw error;
+      taintProblems = [`taint flags unavailable: ${error.message}`];
+    }
     const row = {
       format: image.format,
       ranges: image.ranges.map((range) => ({ start: hex(range.start), end: hex(range.end) })),
@@ -50,14 +61,14 @@ E unsigned module, ...); empty when the kernel is not tainted.`,
       paging_levels: kernel.pagingLevels,
       discovery: kernel.method,
       cpu_cr3: image.cpus.map((cpu) => hex(cpu.cr3)),
-      taint: taint.flags.map((flag) => `${flag.letter} ${flag.name ?? `bit ${flag.bit}`}`),
+      taint: taint?.flags.map((flag) => `${flag.letter} ${flag.name ?? `bit ${flag.bit}`}`) ?? null,
     };
     return {
       columns,
       rows: [row],
       single: true,
       partial: false,
-      warnings: uniqueWarnings(kernel.warnings, taint.problems),
+      warnings: uniqueWarnings(kernel.warnings, taintProblems),
     };
   },
 });
