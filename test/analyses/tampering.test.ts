@@ -22,7 +22,7 @@ import type { Analysis, AnalysisResult, Row } from '../../src/analyses/types.js'
 import { KernelReader } from '../../src/os/linux/kernelReader.js';
 import { hex, parseHex } from '../../src/util/hex.js';
 import { dumpFixtures, fixturePath, snapshotNames, truth } from '../support/fixtures.js';
-import { consoleSection, READER_FIXTURES } from '../support/kernelFixture.js';
+import { consoleSection } from '../support/kernelFixture.js';
 import { OverlayContext } from '../support/overlay.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -377,10 +377,9 @@ describe('vmscope check on linux61-modern', () => {
   });
 });
 
-/** Every snapshot but the modern one, each in one of its formats. */
-const OTHER_SNAPSHOTS = snapshotNames()
-  .filter((name) => name !== 'linux61-modern')
-  .map((name) => dumpFixtures().find((fixture) => fixture.name === name)!);
+/** Every snapshot, each in one of its formats. */
+const SNAPSHOTS = snapshotNames().map((name) => dumpFixtures().find((fixture) => fixture.name === name)!);
+const OTHER_SNAPSHOTS = SNAPSHOTS.filter(({ name }) => name !== 'linux61-modern');
 
 describe.each(OTHER_SNAPSHOTS)('the tampering analyses on $name ($format)', ({ name, format }) => {
   let context: DumpContext;
@@ -415,25 +414,22 @@ describe.each(OTHER_SNAPSHOTS)('the tampering analyses on $name ($format)', ({ n
 /** Taint flags as the kernel names them, lowest bit first (include/linux/panic.h), for the bits the fixtures set. */
 const TAINT_NAMES: Record<number, string> = { 12: 'O OOT_MODULE', 13: 'E UNSIGNED_MODULE' };
 
-describe.each(snapshotNames().map((name) => dumpFixtures().find((fixture) => fixture.name === name)!))(
-  'info of $name ($format)',
-  ({ name, format }) => {
-    it("decodes the taint flags the guest's /proc/sys/kernel/tainted showed", async () => {
-      const context = new DumpContext(fixturePath(name, format), { cacheDir });
-      try {
-        const result = await infoAnalysis.run(context, {});
-        expect(result.warnings).toEqual([]);
-        const mask = Number(consoleSection(name, 'tainted')[0]!.trim());
-        const bits = [...Array(32).keys()].filter((bit) => (mask >> bit) & 1);
-        expect(result.rows[0]!.taint).toEqual(bits.map((bit) => TAINT_NAMES[bit] ?? `unexpected bit ${bit}`));
-      } finally {
-        context.close();
-      }
-    });
-  },
-);
+describe.each(SNAPSHOTS)('info of $name ($format)', ({ name, format }) => {
+  it("decodes the taint flags the guest's /proc/sys/kernel/tainted showed", async () => {
+    const context = new DumpContext(fixturePath(name, format), { cacheDir });
+    try {
+      const result = await infoAnalysis.run(context, {});
+      expect(result.warnings).toEqual([]);
+      const mask = Number(consoleSection(name, 'tainted')[0]!.trim());
+      const bits = [...Array(32).keys()].filter((bit) => (mask >> bit) & 1);
+      expect(result.rows[0]!.taint).toEqual(bits.map((bit) => TAINT_NAMES[bit] ?? `unexpected bit ${bit}`));
+    } finally {
+      context.close();
+    }
+  });
+});
 
-describe.each(READER_FIXTURES)('dmesg of $name ($format)', ({ name, format }) => {
+describe.each(SNAPSHOTS)('dmesg of $name ($format)', ({ name, format }) => {
   it("holds the guest's own dmesg and the lines the truth quotes: same text, order and timestamps", async () => {
     const context = new DumpContext(fixturePath(name, format), { cacheDir });
     try {
