@@ -70,7 +70,7 @@ export function syscallFindings({ checks }: SyscallReport): Finding[] {
 }
 
 /*
- * Kernel hooks (issue 14). Each reader judges its own objects (`suspicious`, with the evidence):
+ * Kernel hooks. Each reader judges its own objects (`suspicious`, with the evidence):
  * these only say which judgements are findings and name the target and owner, so `check`, the
  * monitor's summary and a policy see one verdict.
  */

@@ -32,7 +32,7 @@ import { allModulesProvider, codeOwnersProvider } from './modules.js';
 import { everyProcessProvider } from './processes.js';
 
 /**
- * The kernel's hooking and tracing state (issue 14), each read once per dump: ftrace, kprobes,
+ * The kernel's hooking and tracing state, each read once per dump: ftrace, kprobes,
  * eBPF, netfilter, function entries, the IDT, /proc reporting tables, credentials and the log.
  * Every report carries `problems` (why a walk stopped); analyses turn them into warnings.
  */
