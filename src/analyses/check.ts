@@ -3,6 +3,7 @@ import { processStateFindings, processStateProviders } from './processFindings.j
 import { kernelProvider, uniqueWarnings } from './providers/kernel.js';
 import { allModulesProvider, hiddenModulesProvider, syscallReportProvider } from './providers/modules.js';
 import { processCrossViewProvider } from './providers/processes.js';
+import { kernelHookFindingsProvider } from './providers/tampering.js';
 import { defineAnalysis, type Column, type Row } from './types.js';
 
 export type { Finding, Severity } from './findings.js';
@@ -11,6 +12,7 @@ const columns: readonly Column[] = [
   { key: 'kind', kind: 'text', title: 'Kind' },
   { key: 'severity', kind: 'text', title: 'Severity' },
   { key: 'subject', kind: 'text', title: 'Subject' },
+  { key: 'owner', kind: 'text', title: 'Owner' },
   { key: 'detail', kind: 'text', title: 'Detail' },
 ];
 
@@ -22,7 +24,7 @@ const columns: readonly Column[] = [
 export const checkAnalysis = defineAnalysis({
   name: 'check',
   description:
-    'find tampering: hidden processes, hidden modules, hooked syscall table entries and dispatcher, injected code, fileless processes (one row per finding)',
+    'find tampering: hidden processes and modules, syscall, ftrace, kprobe, netfilter, inline, IDT and /proc hooks, dangerous eBPF, stolen credentials, injected code, fileless processes (one row per finding)',
   columns,
   uses: [
     kernelProvider,
@@ -31,6 +33,7 @@ export const checkAnalysis = defineAnalysis({
     allModulesProvider,
     syscallReportProvider,
     ...processStateProviders,
+    kernelHookFindingsProvider,
   ],
   rows: 'findings',
   help: `Prints only findings:
@@ -40,6 +43,22 @@ export const checkAnalysis = defineAnalysis({
   dispatcher_hook  a call target in x64_sys_call() that is not a syscall handler
   injected_code    executable memory backed by no file in a user process (see malfind)
   fileless_process a user process running from a memfd or a deleted file
+  ftrace_hook      an ftrace_ops whose callback (or direct-call target) is outside kernel text
+  kprobe           a kprobe whose handler is in module or unowned memory
+  bpf_program      an eBPF program calling a helper that writes user memory, overrides
+                   return values, sends signals or calls bpf() (probe_write_user, ...)
+  netfilter_hook   a netfilter hook function outside kernel text
+  inline_hook      a function entry patched to jump, call or trap where neither ftrace
+                   nor a kprobe accounts for it
+  idt_hook         an IDT gate whose handler is not the kernel's own entry point
+  proc_hook        a /proc or socket reporting table pointer outside kernel text
+  cred_escalation  a user process holding init_task's, a kernel thread's or another
+                   process's credentials
+Owner: "kernel", the module (listed or hidden) whose memory holds the code, the process
+holding an eBPF program or stolen credentials, else "unknown". The kernel's own tracing
+(perf and BPF kprobe events, BPF trampolines, tracers) calls into kernel text and is not a
+finding; hooks an in-tree module registers from its own memory (netfilter's conntrack, say)
+are judged like any other module's, so read such a finding together with lsmod.
 Exit code 1 when there is any finding, 0 when the guest looks clean.`,
   async compute(inputs) {
     const processes = await inputs.get(processCrossViewProvider);
@@ -47,13 +66,21 @@ Exit code 1 when there is any finding, 0 when the guest looks clean.`,
     const modules = await inputs.get(allModulesProvider);
     const syscalls = await inputs.get(syscallReportProvider);
     const processState = await processStateFindings((provider) => inputs.get(provider));
+    const hooks = await inputs.get(kernelHookFindingsProvider);
     const findings: Finding[] = [
       ...hiddenProcessFindings(processes),
       ...hiddenModuleFindings(hidden),
       ...syscallFindings(syscalls),
       ...processState.findings,
+      ...hooks.findings,
     ];
-    const problems = uniqueWarnings(processes.warnings, modules.warnings, syscalls.problems, processState.problems);
+    const problems = uniqueWarnings(
+      processes.warnings,
+      modules.warnings,
+      syscalls.problems,
+      processState.problems,
+      hooks.problems,
+    );
     return {
       columns,
       rows: findings as unknown as Row[],

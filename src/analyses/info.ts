@@ -1,6 +1,9 @@
 import type { FormatDetails } from '../image/types.js';
+import type { KernelTaint } from '../os/linux/taint.js';
+import { VmscopeError } from '../util/errors.js';
 import { hex } from '../util/hex.js';
-import { imageProvider, kernelProvider } from './providers/kernel.js';
+import { imageProvider, kernelProvider, uniqueWarnings } from './providers/kernel.js';
+import { taintProvider } from './providers/tampering.js';
 import { defineAnalysis, type Column } from './types.js';
 
 const columns: readonly Column[] = [
@@ -18,6 +21,7 @@ const columns: readonly Column[] = [
   { key: 'paging_levels', kind: 'int', title: 'Paging levels' },
   { key: 'discovery', kind: 'text', title: 'Found by' },
   { key: 'cpu_cr3', kind: 'list', title: 'CPU CR3 (ELF notes)' },
+  { key: 'taint', kind: 'list', title: 'Tainted' },
 ];
 
 /**
@@ -48,13 +52,25 @@ export const infoAnalysis = defineAnalysis({
   description:
     'identify the dump format, the kernel release and banner, KASLR slide, phys_base, DTB and direct-map base',
   columns,
-  uses: [imageProvider, kernelProvider],
+  uses: [imageProvider, kernelProvider, taintProvider],
   help: `The kernel is found from the VMCOREINFO note the kernel keeps in RAM; without it, from the
 "Linux version" banner and the kernel's own page tables. Every value is checked by
-translating the kernel's text through the DTB it reports.`,
+translating the kernel's text through the DTB it reports. Tainted lists the flags of the
+kernel's tainted_mask (letter and name from its own taint_flags table: O out-of-tree module,
+E unsigned module, ...); empty when the kernel is not tainted, none when unreadable.`,
   async compute(inputs) {
     const image = await inputs.get(imageProvider);
     const kernel = await inputs.get(kernelProvider);
+    // The taint flags need the profile; info itself does not, so it still answers without one.
+    let taint: KernelTaint | undefined;
+    let taintProblems: readonly string[];
+    try {
+      taint = await inputs.get(taintProvider);
+      taintProblems = taint.problems;
+    } catch (error) {
+      if (!(error instanceof VmscopeError)) throw error;
+      taintProblems = [`taint flags unavailable: ${error.message}`];
+    }
     const row = {
       format: image.format,
       format_details: formatDetails(image.details),
@@ -70,7 +86,14 @@ translating the kernel's text through the DTB it reports.`,
       paging_levels: kernel.pagingLevels,
       discovery: kernel.method,
       cpu_cr3: image.cpus.map((cpu) => hex(cpu.cr3)),
+      taint: taint?.flags.map((flag) => `${flag.letter} ${flag.name ?? `bit ${flag.bit}`}`) ?? null,
     };
-    return { columns, rows: [row], single: true, partial: false, warnings: kernel.warnings };
+    return {
+      columns,
+      rows: [row],
+      single: true,
+      partial: false,
+      warnings: uniqueWarnings(kernel.warnings, taintProblems),
+    };
   },
 });

@@ -26,6 +26,7 @@ export function injectedCodeFindings(found: PerProcess<ProcessSuspiciousRegions>
         kind: 'injected_code',
         severity: 'high' as const,
         subject: `pid ${task.pid} ${task.comm}`,
+        owner: `pid ${task.pid} ${task.comm}`,
         detail: `${region.perms} memory ${hex(region.start)}-${hex(region.end)} backed by no file${region.elfHeader ? ', starting with an ELF header' : ''}: ${Buffer.from(region.bytes.subarray(0, 16)).toString('hex')}… (see malfind: a JIT compiler also makes such regions)`,
       })),
   );
@@ -41,6 +42,7 @@ export function filelessProcessFindings(executables: PerProcess<ResolvedPath | u
             kind: 'fileless_process',
             severity: 'high' as const,
             subject: `pid ${task.pid} ${task.comm}`,
+            owner: `pid ${task.pid} ${task.comm}`,
             detail: `runs from ${FILELESS[kind]}: ${value.path}`,
           },
         ]

@@ -1,13 +1,22 @@
+import { bpfAnalysis } from './bpf.js';
 import { checkAnalysis } from './check.js';
 import { envarsAnalysis } from './envars.js';
 import { lsofAnalysis } from './lsof.js';
 import { malfindAnalysis } from './malfind.js';
 import { mapsAnalysis } from './maps.js';
 import { sockstatAnalysis } from './sockstat.js';
+import { credsAnalysis } from './creds.js';
+import { dmesgAnalysis } from './dmesg.js';
+import { ftraceAnalysis } from './ftrace.js';
 import { hiddenModulesAnalysis } from './hiddenModules.js';
+import { idtAnalysis } from './idt.js';
 import { infoAnalysis } from './info.js';
 import { kallsymsAnalysis } from './kallsyms.js';
+import { kernelTextAnalysis } from './kernelText.js';
+import { kprobesAnalysis } from './kprobes.js';
 import { lsmodAnalysis } from './lsmod.js';
+import { netfilterAnalysis } from './netfilter.js';
+import { procHooksAnalysis } from './procHooks.js';
 import { psauxAnalysis } from './psaux.js';
 import { psscanAnalysis } from './psscan.js';
 import { pslistAnalysis } from './pslist.js';
@@ -35,6 +44,15 @@ const registered: Analysis[] = [
   malfindAnalysis,
   envarsAnalysis,
   lsofAnalysis,
+  ftraceAnalysis,
+  kprobesAnalysis,
+  bpfAnalysis,
+  netfilterAnalysis,
+  kernelTextAnalysis,
+  idtAnalysis,
+  procHooksAnalysis,
+  credsAnalysis,
+  dmesgAnalysis,
   checkAnalysis,
   yarascanAnalysis,
   kallsymsAnalysis,

@@ -2,6 +2,7 @@ import type { Row } from '../analyses/types.js';
 import { VmscopeError } from '../util/errors.js';
 import { hex } from '../util/hex.js';
 import type {
+  SnapshotKernelHook,
   SnapshotModule,
   SnapshotProcess,
   SnapshotRegion,
@@ -18,6 +19,14 @@ export const DIFF_KINDS = [
   'syscall',
   'hidden_process',
   'hidden_module',
+  'ftrace_hook',
+  'kprobe',
+  'bpf_program',
+  'netfilter_hook',
+  'inline_hook',
+  'idt_hook',
+  'proc_hook',
+  'cred_escalation',
   'signature',
   'socket',
   'executable_region',
@@ -64,7 +73,7 @@ export interface DiffOptions {
 /**
  * What changed from `before` to `after`: processes started, ended or re-executed, modules loaded
  * and unloaded, syscall table entries retargeted, hidden processes and modules appearing or
- * disappearing, and signature hits (when both summaries were taken with rules). Two summaries
+ * disappearing, each kind of kernel hook `check` reports appearing or disappearing, and signature hits (when both summaries were taken with rules). Two summaries
  * compare only when they are of the same kernel build: anything else is refused, since every
  * structure would differ. Rows are sorted by kind, then pid, then name, so equal inputs give
  * equal output.
@@ -85,6 +94,7 @@ export function diffSnapshots(before: SnapshotSummary, after: SnapshotSummary, o
     // Never filtered: a kernel thread hidden from the task list is as suspicious as any task.
     ...hiddenProcessRows(before.hiddenProcesses, after.hiddenProcesses),
     ...moduleRows('hidden_module', before.hiddenModules, after.hiddenModules),
+    ...kernelHookRows(before.kernelHooks, after.kernelHooks),
     ...(before.signatures && after.signatures ? signatureRows(before.signatures, after.signatures) : []),
     ...socketRows(before.sockets, after.sockets),
     ...executableRegionRows(before, after),
@@ -218,6 +228,30 @@ function syscallRows(before: readonly SnapshotSyscall[], after: readonly Snapsho
       .filter(([old, now]) => syscallTarget(old) !== syscallTarget(now))
       .map(([old, now]) => row('changed', now, `${describeSyscallTarget(old)} → ${describeSyscallTarget(now)}`)),
   ];
+}
+
+const isDiffKind = (kind: string): kind is DiffKind => (DIFF_KINDS as readonly string[]).includes(kind);
+
+/**
+ * Kernel hooks match by kind and subject (the hooked function, vector, table field, program or
+ * process): addresses move with KASLR between boots, what was hooked does not.
+ */
+function kernelHookRows(before: readonly SnapshotKernelHook[], after: readonly SnapshotKernelHook[]): DiffRow[] {
+  const { removed, added } = match(before, after, (hook) => `${hook.kind}\0${hook.subject}`);
+  const row = (change: DiffChange, hook: SnapshotKernelHook): DiffRow[] =>
+    isDiffKind(hook.kind)
+      ? [
+          {
+            kind: hook.kind,
+            change,
+            pid: null,
+            name: hook.subject,
+            comm: null,
+            detail: `${hook.subject}, owned by ${hook.owner}: ${hook.detail}`,
+          },
+        ]
+      : [];
+  return [...removed.flatMap((hook) => row('disappeared', hook)), ...added.flatMap((hook) => row('appeared', hook))];
 }
 
 function signatureRows(before: readonly SnapshotSignatureHit[], after: readonly SnapshotSignatureHit[]): DiffRow[] {

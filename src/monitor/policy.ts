@@ -23,6 +23,13 @@
  *   - { id: r6, severity: critical, no_hidden_modules: true }
  *   - { id: r7, severity: critical, syscall_table_intact: true }
  *   - { id: r8, severity: high, signatures: { rules_file: rules/eicar.yar } }   # relative to this file
+ *   - { id: r10, severity: critical, no_kernel_hooks: true }
+ *   - { id: r11, severity: critical, no_privilege_escalation: true }
+ *   - id: r12
+ *     severity: high
+ *     allowed_bpf_programs:          # a program matcher: `name` or `regex`, `type`, `helpers`
+ *       - { type: socket_filter, helpers: [] }          # socket filters calling no helper
+ *       - { regex: "^tracer_", helpers: [map_lookup_elem, trace_printk] }
  *   - id: r9
  *     severity: medium
  *     time_fence:
@@ -92,6 +99,14 @@
  * - `no_fileless_processes`: a process whose executable is a memfd, a pseudo file or deleted.
  * - `forbidden_environment`: a process whose environment holds the variable (exact name), with a
  *   value matching `value_regex` when given.
+ * - `no_kernel_hooks`: each ftrace, kprobe, netfilter, inline, IDT or /proc hook `check` reports
+ *   is one violation of that kind (ftrace_hook, ...), named by what was hooked. A kernel that
+ *   runs an in-tree module's netfilter hooks is judged by what `check` says of them.
+ * - `no_privilege_escalation`: each user process holding the kernel's or another process's
+ *   credentials (`check`'s cred_escalation) is one violation.
+ * - `allowed_bpf_programs`: every loaded eBPF program must match some entry; an entry matches
+ *   on every part it has (name exact or regex, type, and helpers: each helper the program calls
+ *   must be listed, so `helpers: []` allows only programs calling none).
  * - Actions are carried on each violation; `policy check` only reports them — running `exec`
  *   commands or pausing a guest is the watch loop's job.
  *

@@ -101,6 +101,32 @@ export interface HostMetadata {
   readonly timezone?: string;
 }
 
+/**
+ * A kernel hook `check` reports (ftrace, kprobe, eBPF, netfilter, inline, IDT, /proc hook or
+ * stolen credentials), as its finding says it: the summary and `check` share one code path.
+ */
+export interface SnapshotKernelHook {
+  /** The finding kind: `ftrace_hook`, `kprobe`, `bpf_program`, `netfilter_hook`, `inline_hook`, `idt_hook`, `proc_hook`, `cred_escalation`. */
+  readonly kind: string;
+  /** What was hooked: a function, `vector 128`, `tcp4_seq_ops.show`, `pid 131 lab_escalated`, a program. */
+  readonly subject: string;
+  /** `kernel`, a module, a process, or `unknown`. */
+  readonly owner: string;
+  readonly detail: string;
+}
+
+/** A loaded eBPF program, as a policy's allow list judges it. */
+export interface SnapshotBpfProgram {
+  readonly id: number;
+  readonly name: string;
+  /** `kprobe`, `socket_filter`, ... (the kernel's BPF_PROG_TYPE_ name, lowercase). */
+  readonly type: string;
+  /** Helpers it calls, by their bpf_func_id name (`probe_write_user`). */
+  readonly helpers: readonly string[];
+  /** Commands of the processes holding it open. */
+  readonly holders: readonly string[];
+}
+
 export interface SnapshotSummary {
   /** The dump the summary was read from. */
   readonly path: string;
@@ -130,6 +156,9 @@ export interface SnapshotSummary {
   readonly host: HostMetadata | null;
   /** Why `host` is null when host metadata was asked for. */
   readonly hostProblem: string | null;
+  /** What `check` reports of the kernel hooks and stolen credentials. */
+  readonly kernelHooks: readonly SnapshotKernelHook[];
+  readonly bpfPrograms: readonly SnapshotBpfProgram[];
   /** Present when the summary was taken with rules. */
   readonly signatures?: readonly SnapshotSignatureHit[];
   /** Everything that made the summary partial (unreadable structures), and the fallback to the file's mtime for `capturedAt`. */

@@ -15,6 +15,7 @@ import {
   suspiciousRegionsProvider,
 } from '../analyses/providers/processContext.js';
 import { processCrossViewProvider, taskListProvider } from '../analyses/providers/processes.js';
+import { bpfProvider, kernelHookFindingsProvider } from '../analyses/providers/tampering.js';
 import { yarascanAnalysis } from '../analyses/yarascan.js';
 import { filelessKind } from '../os/linux/exe.js';
 import { readGuestClock } from '../os/linux/guestClock.js';
@@ -27,6 +28,7 @@ import { isVmscopeError, VmscopeError } from '../util/errors.js';
 import { readHostMetadata } from './hostMetadata.js';
 import type {
   HostMetadata,
+  SnapshotBpfProgram,
   SnapshotEnvironment,
   SnapshotFileless,
   SnapshotModule,
@@ -54,6 +56,8 @@ export interface SummarizeOptions {
  * hidden-modules and syscalls; inet sockets, executable regions, fileless executables and
  * environments from the providers of sockstat, maps, malfind, pslist's exe and envars; the
  * guest's wall clock, the host's capture time and the host's location. As in those analyses, a broken list
+ * hidden-modules and syscalls, the kernel hooks `check` reports (the same provider) and the
+ * loaded eBPF programs, plus the guest's wall clock. As in those analyses, a broken list
  * or an unreadable object is a warning, not an error: a summary of a damaged dump still compares.
  */
 export async function summarizeSnapshot(
@@ -67,12 +71,15 @@ export async function summarizeSnapshot(
   const modules = await context.get(moduleListProvider);
   const hidden = await context.get(hiddenModulesProvider);
   const syscalls = await context.get(syscallReportProvider);
+  const hooks = await context.get(kernelHookFindingsProvider);
+  const bpf = await context.get(bpfProvider);
   const warnings: string[] = [
     ...kernel.warnings,
     ...listed.warnings,
     ...view.warnings,
     ...(await context.get(allModulesProvider)).warnings,
     ...syscalls.problems,
+    ...hooks.problems,
   ];
 
   const processes = listed.tasks.map((task) => snapshotProcess(context, reader, task, warnings));
@@ -109,6 +116,14 @@ export async function summarizeSnapshot(
     guestClock: guestTime ?? null,
     hostCapturedAt: options.hostCapturedAt ?? fileModified(context.path),
     ...hostLocation(options.hostMetadataFile),
+    kernelHooks: hooks.findings.map(({ kind, subject, owner, detail }) => ({ kind, subject, owner, detail })),
+    bpfPrograms: bpf.programs.map((program): SnapshotBpfProgram => ({
+      id: program.id,
+      name: program.name,
+      type: program.typeName ?? String(program.type),
+      helpers: [...new Set(program.calls.map((call) => call.name))],
+      holders: [...new Set(program.holders.map((holder) => holder.comm))],
+    })),
     // Several providers report the same broken link (the cross-view walks the task list again).
     warnings: uniqueWarnings(warnings),
   };

@@ -178,7 +178,7 @@ describe('batch over every shared fixture (check, pslist, yarascan)', () => {
     120_000,
   );
 
-  it("lists the rootkit's findings (in both its plain and compressed copies), the modern guest's injected code and fileless processes, and no finding elsewhere", () => {
+  it("lists the rootkit's findings (in both its plain and compressed copies), the modern guest's kernel hooks, injected code and fileless processes, and no finding elsewhere", () => {
     const { rootkit } = truth('linux61-rootkit') as unknown as {
       rootkit: {
         hidden_process: { pid: number; comm: string };
@@ -191,8 +191,22 @@ describe('batch over every shared fixture (check, pslist, yarascan)', () => {
       `hidden_process pid ${rootkit.hidden_process.pid} ${rootkit.hidden_process.comm}`,
       `syscall_hook sys_call_table[${rootkit.syscall_hook.index}] ${rootkit.syscall_hook.syscall}`,
     ];
-    // linux61-modern's two injected regions and two fileless processes (processContext.test.ts checks them in detail).
-    const modernKinds = ['fileless_process', 'fileless_process', 'injected_code', 'injected_code'];
+    // linux61-modern's eight kernel techniques, one finding each (tampering.test.ts checks them in
+    // detail), its two injected regions and two fileless processes (processContext.test.ts).
+    const modernKinds = [
+      'bpf_program',
+      'cred_escalation',
+      'fileless_process',
+      'fileless_process',
+      'ftrace_hook',
+      'idt_hook',
+      'injected_code',
+      'injected_code',
+      'inline_hook',
+      'kprobe',
+      'netfilter_hook',
+      'proc_hook',
+    ];
     const modern = fixtures.find((fixture) => fixture.name === 'linux61-modern')!.link;
     for (const dump of first.dumps) {
       const isRootkit = dump.path.includes('rootkit');

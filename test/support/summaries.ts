@@ -20,6 +20,8 @@ export function syntheticSummary(parts: Partial<SnapshotSummary> = {}): Snapshot
     hostCapturedAt: new Date(0),
     host: null,
     hostProblem: null,
+    kernelHooks: [],
+    bpfPrograms: [],
     warnings: [],
     ...parts,
   };

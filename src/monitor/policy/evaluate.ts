@@ -1,11 +1,18 @@
 import { hex } from '../../util/hex.js';
-import type { SnapshotModule, SnapshotProcess, SnapshotSocket, SnapshotSummary } from '../snapshot.js';
+import type {
+  SnapshotBpfProgram,
+  SnapshotModule,
+  SnapshotProcess,
+  SnapshotSocket,
+  SnapshotSummary,
+} from '../snapshot.js';
 import {
   clock,
   DAYS,
   type Action,
   type AllowedLocation,
   type AllowedPort,
+  type BpfProgramMatcher,
   type Day,
   type ForbiddenVariable,
   type ModuleMatcher,
@@ -25,6 +32,9 @@ export type ViolationKind =
   | 'hidden_process'
   | 'hidden_module'
   | 'syscall_hook'
+  | KernelHookKind
+  | 'cred_escalation'
+  | 'unexpected_bpf_program'
   | 'signature_hit'
   | 'outside_time_fence'
   | 'unexpected_listener'
@@ -38,6 +48,19 @@ export type ViolationKind =
   | 'forbidden_environment'
   /** The summary lacks what the check needs (taken without rules, no capture time): never a silent pass. */
   | 'not_evaluated';
+
+/** The hooks `no_kernel_hooks` forbids: code of a module or unowned memory spliced into the kernel's paths. */
+export const KERNEL_HOOK_KINDS = [
+  'ftrace_hook',
+  'kprobe',
+  'netfilter_hook',
+  'inline_hook',
+  'idt_hook',
+  'proc_hook',
+] as const;
+export type KernelHookKind = (typeof KERNEL_HOOK_KINDS)[number];
+const isKernelHookKind = (kind: string): kind is KernelHookKind =>
+  (KERNEL_HOOK_KINDS as readonly string[]).includes(kind);
 
 /**
  * One problem, found by one rule. `pid` and `comm` name the process concerned; `name` names the
@@ -163,6 +186,26 @@ function findings(check: PolicyCheck, summary: SnapshotSummary): Finding[] {
             `${entry}${syscall.name ? ` (${syscall.name})` : ''} points to ${hex(syscall.value)} (${target}), not where the kernel's own dispatch says`,
           );
         });
+    case 'no_kernel_hooks':
+      return summary.kernelHooks.flatMap((hook) =>
+        isKernelHookKind(hook.kind)
+          ? [otherFinding(hook.kind, hook.subject, `${hook.subject}, owned by ${hook.owner}: ${hook.detail}`)]
+          : [],
+      );
+    case 'no_privilege_escalation':
+      return summary.kernelHooks
+        .filter((hook) => hook.kind === 'cred_escalation')
+        .map((hook) => otherFinding('cred_escalation', hook.subject, `${hook.subject}: ${hook.detail}`));
+    case 'allowed_bpf_programs':
+      return summary.bpfPrograms
+        .filter((program) => !check.entries.some((entry) => matchesBpfProgram(entry, program)))
+        .map((program) =>
+          otherFinding(
+            'unexpected_bpf_program',
+            program.name,
+            `bpf program ${program.name || '(unnamed)'} (id ${program.id}, ${program.type}) calling ${program.helpers.join(', ') || 'no helper'}, held by ${program.holders.join(', ') || 'no process'}, is not allowed`,
+          ),
+        );
     case 'signatures':
       return signatureFindings(check.rulesFile, check.ruleNames, summary);
     case 'time_fence':
@@ -444,6 +487,15 @@ function matchesProcess(matcher: ProcessMatcher, process: SnapshotProcess): bool
 
 function matchesModule(matcher: ModuleMatcher, module: SnapshotModule): boolean {
   return 'name' in matcher ? module.name === matcher.name : matcher.regex.test(module.name);
+}
+
+/** Name, type and helpers as the matcher says; every helper the program calls must be among the allowed ones. */
+function matchesBpfProgram(matcher: BpfProgramMatcher, program: SnapshotBpfProgram): boolean {
+  if (matcher.name !== undefined && program.name !== matcher.name) return false;
+  if (matcher.regex !== undefined && !matcher.regex.test(program.name)) return false;
+  if (matcher.type !== undefined && program.type !== matcher.type) return false;
+  const { helpers } = matcher;
+  return helpers === undefined || program.helpers.every((helper) => helpers.has(helper));
 }
 
 function processFinding(kind: ViolationKind, process: SnapshotProcess, detail: string): Finding {

@@ -31,6 +31,18 @@ export interface RequiredProcess extends ProcessMatcher {
 export type ModuleMatcher =
   { readonly name: string; readonly label: string } | { readonly regex: SearchRegex; readonly label: string };
 
+/**
+ * An eBPF program a policy allows: by name (exact or regex), type, and the helpers it may call
+ * (a program calling a helper not listed does not match). Unset parts match anything.
+ */
+export interface BpfProgramMatcher {
+  readonly name?: string;
+  readonly regex?: SearchRegex;
+  readonly type?: string;
+  readonly helpers?: ReadonlySet<string>;
+  readonly label: string;
+}
+
 export interface TimeWindow {
   readonly days: ReadonlySet<Day>;
   /** Minutes since local midnight; `to` may be 1440 (24:00). */
@@ -69,6 +81,9 @@ export type PolicyCheck =
   | { readonly kind: 'no_hidden_processes' }
   | { readonly kind: 'no_hidden_modules' }
   | { readonly kind: 'syscall_table_intact' }
+  | { readonly kind: 'no_kernel_hooks' }
+  | { readonly kind: 'allowed_bpf_programs'; readonly entries: readonly BpfProgramMatcher[] }
+  | { readonly kind: 'no_privilege_escalation' }
   | {
       readonly kind: 'signatures';
       /** Absolute path of the rules file. */

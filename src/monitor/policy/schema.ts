@@ -12,6 +12,7 @@ import {
   type AllowedLocation,
   type AllowedPort,
   type AllowedProcess,
+  type BpfProgramMatcher,
   type CheckKind,
   type ForbiddenVariable,
   type ModuleMatcher,
@@ -32,6 +33,9 @@ const CHECK_KEYS = [
   'no_hidden_processes',
   'no_hidden_modules',
   'syscall_table_intact',
+  'no_kernel_hooks',
+  'allowed_bpf_programs',
+  'no_privilege_escalation',
   'signatures',
   'time_fence',
   'listening_ports',
@@ -114,6 +118,36 @@ const allowedProcess = strict({ ...matcherShape, max_count: z.int().min(0).optio
 const requiredProcess = strict({ ...matcherShape, min_count: z.int().min(1).default(1) })
   .superRefine(oneCommMatcher)
   .transform((value): RequiredProcess => ({ ...toProcessMatcher(value), minCount: value.min_count }));
+
+const bpfProgramMatcher = strict({
+  name: nonEmpty('a program name').optional(),
+  regex: regexSchema.optional(),
+  type: nonEmpty('a program type').optional(),
+  helpers: z.array(nonEmpty('a helper name')).optional(),
+})
+  .superRefine((value, context) => {
+    if (value.name !== undefined && value.regex !== undefined)
+      context.addIssue({ code: 'custom', message: 'a program matcher takes `name` (exact) or `regex`, not both' });
+    if (Object.values(value).every((part) => part === undefined))
+      context.addIssue({
+        code: 'custom',
+        message: 'a program matcher needs at least one of name, regex, type, helpers',
+      });
+  })
+  .transform((value): BpfProgramMatcher => {
+    const parts = [
+      value.name ?? (value.regex ? String(value.regex) : undefined),
+      value.type && `type ${value.type}`,
+      value.helpers && `helpers [${value.helpers.join(', ')}]`,
+    ];
+    return {
+      ...(value.name !== undefined ? { name: value.name } : {}),
+      ...(value.regex !== undefined ? { regex: value.regex } : {}),
+      ...(value.type !== undefined ? { type: value.type } : {}),
+      ...(value.helpers !== undefined ? { helpers: new Set(value.helpers) } : {}),
+      label: parts.filter((part) => part !== undefined).join(' '),
+    };
+  });
 
 const moduleRegexObject = strict({ regex: regexSchema });
 /**
@@ -309,6 +343,9 @@ function ruleSchema(baseDir: string) {
     no_hidden_processes: mustBeTrue('no_hidden_processes').optional(),
     no_hidden_modules: mustBeTrue('no_hidden_modules').optional(),
     syscall_table_intact: mustBeTrue('syscall_table_intact').optional(),
+    no_kernel_hooks: mustBeTrue('no_kernel_hooks').optional(),
+    allowed_bpf_programs: z.array(bpfProgramMatcher).optional(),
+    no_privilege_escalation: mustBeTrue('no_privilege_escalation').optional(),
     signatures: signaturesSchema(baseDir).optional(),
     time_fence: timeFenceSchema.optional(),
     listening_ports: listeningPortsSchema.optional(),
@@ -368,6 +405,9 @@ interface RawChecks {
   no_hidden_processes?: true | undefined;
   no_hidden_modules?: true | undefined;
   syscall_table_intact?: true | undefined;
+  no_kernel_hooks?: true | undefined;
+  allowed_bpf_programs?: BpfProgramMatcher[] | undefined;
+  no_privilege_escalation?: true | undefined;
   signatures?: { rulesFile: string; ruleNames: ReadonlySet<string> } | undefined;
   time_fence?:
     | { process?: ProcessMatcher | undefined; module?: string | undefined; timezone: string; windows: TimeWindow[] }
@@ -389,6 +429,9 @@ function toCheck(rule: RawChecks): PolicyCheck {
   if (rule.no_hidden_processes) return { kind: 'no_hidden_processes' };
   if (rule.no_hidden_modules) return { kind: 'no_hidden_modules' };
   if (rule.syscall_table_intact) return { kind: 'syscall_table_intact' };
+  if (rule.no_kernel_hooks) return { kind: 'no_kernel_hooks' };
+  if (rule.allowed_bpf_programs) return { kind: 'allowed_bpf_programs', entries: rule.allowed_bpf_programs };
+  if (rule.no_privilege_escalation) return { kind: 'no_privilege_escalation' };
   if (rule.signatures) return { kind: 'signatures', ...rule.signatures };
   if (rule.time_fence) {
     const fence = rule.time_fence;

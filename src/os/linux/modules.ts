@@ -11,7 +11,8 @@ const MAX_SYMBOL_NAME = 128;
 const MODULE_REF_BASE = 1;
 /** list_del() poisons the links (LIST_POISON1/2 with x86-64's POISON_POINTER_DELTA): a sign of unlinking, not corruption. */
 const LIST_POISONS = new Set([0xdead000000000100n, 0xdead000000000122n]);
-const ELF_SYMBOL_TYPES = new Set([1, 2]); // STT_OBJECT, STT_FUNC
+const STT_FUNC = 2;
+const ELF_SYMBOL_TYPES = new Set([1, STT_FUNC]); // STT_OBJECT, STT_FUNC
 /** Module names are C identifiers as modprobe writes them (dashes become underscores, but insmod keeps them). */
 /** What the kernel accepts as a module's name. */
 const MODULE_NAME = /^[\w-]+$/;
@@ -304,9 +305,37 @@ export function moduleAt(modules: readonly ModuleInfo[], address: bigint): Modul
   );
 }
 
+/** A module's kallsyms symbol table (`module.kallsyms`: the symbols it keeps after load), read once. */
+interface ModuleSymtab {
+  readonly strtab: bigint;
+  readonly symbols: Array<{ nameOffset: number; value: bigint; type: number }>;
+}
+
+function readModuleSymtab(reader: KernelReader, module: ModuleInfo): ModuleSymtab | undefined {
+  const kallsyms = reader.pointerField(module.address, 'module', 'kallsyms');
+  const count = reader.u32Field(kallsyms, 'mod_kallsyms', 'num_symtab');
+  if (count > MAX_MODULE_SYMBOLS) return undefined;
+  const { profile } = reader;
+  const symbolSize = profile.sizeOf('elf64_sym');
+  const [nameField, infoField, valueField] = ['st_name', 'st_info', 'st_value'].map((name) =>
+    profile.offsetOf('elf64_sym', name),
+  ) as [number, number, number];
+  const table = reader.bytes(reader.pointerField(kallsyms, 'mod_kallsyms', 'symtab'), count * symbolSize);
+  const view = new DataView(table.buffer);
+  const symbols: ModuleSymtab['symbols'] = [];
+  for (let at = 0; at < table.length; at += symbolSize) {
+    symbols.push({
+      nameOffset: view.getUint32(at + nameField, true),
+      value: view.getBigUint64(at + valueField, true),
+      type: view.getUint8(at + infoField) & 0xf,
+    });
+  }
+  return { strtab: reader.pointerField(kallsyms, 'mod_kallsyms', 'strtab'), symbols };
+}
+
 /**
- * The module's own symbol at or below `address` (from its kallsyms: `module.kallsyms`, the
- * symbols it keeps after load), and the offset past it; undefined when it has none there.
+ * The module's own symbol at or below `address` (from its kallsyms), and the offset past it;
+ * undefined when it has none there.
  */
 export function moduleSymbolAt(
   reader: KernelReader,
@@ -314,37 +343,45 @@ export function moduleSymbolAt(
   address: bigint,
 ): { name: string; offset: bigint } | undefined {
   try {
-    const kallsyms = reader.pointerField(module.address, 'module', 'kallsyms');
-    const count = reader.u32Field(kallsyms, 'mod_kallsyms', 'num_symtab');
-    if (count > MAX_MODULE_SYMBOLS) return undefined;
-    const { profile } = reader;
-    const symbolSize = profile.sizeOf('elf64_sym');
-    const [nameField, infoField, valueField] = ['st_name', 'st_info', 'st_value'].map((name) =>
-      profile.offsetOf('elf64_sym', name),
-    ) as [number, number, number];
-    const table = reader.bytes(reader.pointerField(kallsyms, 'mod_kallsyms', 'symtab'), count * symbolSize);
-    const view = new DataView(table.buffer);
+    const symtab = readModuleSymtab(reader, module);
+    if (!symtab) return undefined;
     let best: { nameOffset: number; value: bigint } | undefined;
-    for (let at = 0; at < table.length; at += symbolSize) {
-      const value = view.getBigUint64(at + valueField, true);
-      const type = view.getUint8(at + infoField) & 0xf;
+    for (const symbol of symtab.symbols) {
       if (
-        ELF_SYMBOL_TYPES.has(type) &&
-        value <= address &&
-        moduleAt([module], value) &&
-        (!best || value > best.value)
-      ) {
-        best = { nameOffset: view.getUint32(at + nameField, true), value };
-      }
+        ELF_SYMBOL_TYPES.has(symbol.type) &&
+        symbol.value <= address &&
+        moduleAt([module], symbol.value) &&
+        (!best || symbol.value > best.value)
+      )
+        best = symbol;
     }
     if (!best) return undefined;
-    const name = reader.cString(
-      reader.pointerField(kallsyms, 'mod_kallsyms', 'strtab') + BigInt(best.nameOffset),
-      MAX_SYMBOL_NAME,
-    );
+    const name = reader.cString(symtab.strtab + BigInt(best.nameOffset), MAX_SYMBOL_NAME);
     return { name, offset: address - best.value };
   } catch (error) {
     if (error instanceof VmscopeError) return undefined;
     throw error;
   }
+}
+
+/**
+ * The module's functions (STT_FUNC symbols of its kallsyms inside its memory), in address order.
+ * Throws a VmscopeError when its symbol table is unreadable or larger than any real module's.
+ */
+export function moduleFunctions(reader: KernelReader, module: ModuleInfo): Array<{ name: string; address: bigint }> {
+  const symtab = readModuleSymtab(reader, module);
+  if (!symtab)
+    throw new VmscopeError(
+      'CORRUPT_STRUCTURE',
+      `module ${module.name} claims more than ${MAX_MODULE_SYMBOLS} symbols`,
+      reader.profile.source,
+      module.address,
+    );
+  return symtab.symbols
+    .filter((symbol) => symbol.type === STT_FUNC && moduleAt([module], symbol.value))
+    .sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0))
+    .map((symbol) => ({
+      name: reader.cString(symtab.strtab + BigInt(symbol.nameOffset), MAX_SYMBOL_NAME),
+      address: symbol.value,
+    }));
 }
