@@ -250,11 +250,7 @@ function readRing(reader: KernelReader): RingLayout {
  * in the ring from its start continues at offset 0. Returns why not when it is not, or
  * `'dataless'` for a record that holds no text.
  */
-function locateBlock(
-  ring: RingLayout,
-  begin: bigint,
-  next: bigint,
-): { offset: number; length: number } | string {
+function locateBlock(ring: RingLayout, begin: bigint, next: bigint): { offset: number; length: number } | string {
   // BLK_DATALESS: both positions odd (FAILED_LPOS / EMPTY_LINE_LPOS).
   if ((begin & 1n) === 1n && (next & 1n) === 1n) return 'dataless';
   const window = (ring.headLpos - ring.tailLpos) & U64;
