@@ -57,6 +57,13 @@ export type {
   SnapshotModule,
   SnapshotSyscall,
   SnapshotSignatureHit,
+  SnapshotKernelHook,
+  SnapshotBpfProgram,
+  SnapshotSocket,
+  SnapshotRegion,
+  SnapshotFileless,
+  SnapshotEnvironment,
+  HostMetadata,
 } from './monitor/snapshot.js';
 export { summarizeSnapshot, summarizeDump, isPartialSummary, type SummarizeOptions } from './monitor/summarize.js';
 export { diffSnapshots, type DiffRow, type DiffKind, type DiffChange, type DiffOptions } from './monitor/diff.js';

@@ -39,7 +39,13 @@ export interface DumpJobRequest {
  * for, not that its presence is tampering (an EICAR test string is not a rootkit), so they are
  * counted apart and do not set the batch's exit code.
  */
-const findingSchema = z.object({ kind: z.string(), severity: z.string(), subject: z.string(), detail: z.string() });
+const findingSchema = z.object({
+  kind: z.string(),
+  severity: z.string(),
+  subject: z.string(),
+  owner: z.string().optional(),
+  detail: z.string(),
+});
 export type BatchFinding = z.infer<typeof findingSchema>;
 
 export const dumpResultSchema = z.object({

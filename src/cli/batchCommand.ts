@@ -66,7 +66,8 @@ Output in --out DIR:
   manifest.json              what is done: a rerun skips a dump whose size and mtime (with
                              --verify: content sha256) and analyses are unchanged, doing no work
 
-A finding is a row of check (hidden_process, hidden_module, syscall_hook, dispatcher_hook).
+A finding is a row of an analysis whose rows are findings: check (hidden processes and modules,
+syscall and kernel hooks, dangerous eBPF, stolen credentials, injected code, fileless processes).
 yarascan matches are hits, counted apart: a rule says what to look for, not that it is tampering.
 A dump that cannot be read is recorded with its error and the batch goes on.
 

@@ -99,6 +99,8 @@ the module list, hidden modules, the syscall table), then the summaries are comp
                   kernel compare despite KASLR), or a dispatcher hook that appeared or disappeared
   hidden_process  a process hidden from the task list appeared / disappeared
   hidden_module   a module hidden from the module list appeared / disappeared
+  ftrace_hook, kprobe, bpf_program, netfilter_hook, inline_hook, idt_hook, proc_hook,
+  cred_escalation  one of check's kernel findings appeared / disappeared (matched by subject)
   signature       with --rules: a rule's string matching in a process (or kernel/unowned memory)
                   appeared / disappeared
   socket          an inet socket opened / closed, or its state changed (ESTABLISHED → CLOSE_WAIT)

@@ -41,7 +41,7 @@ Alerts are appended as NDJSON, one object per line, to --alerts FILE or stdout:
    "action":"pause","kind":"hidden_process","change":null,"pid":115,"name":null,"comm":"lab_hideme","detail":"…"}
 
   type  change     a diff row against the previous snapshot (kind process, module, syscall,
-                   hidden_process, hidden_module, signature, socket, executable_region;
+                   hidden_process, hidden_module, the kernel hook kinds of check, signature, socket, executable_region;
                    change started/ended/opened/closed/…), or kind
                    "kernel": the guest rebooted into another kernel and the comparison starts over
         violation  a policy violation when it FIRST appears (every one on the first snapshot);
