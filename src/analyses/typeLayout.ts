@@ -1,4 +1,4 @@
-import type { IsfTypeDescriptor } from '../symbols/isf.js';
+import { describeType, type IsfTypeDescriptor } from '../symbols/isf.js';
 import type { Profile } from '../symbols/profile.js';
 import { VmscopeError } from '../util/errors.js';
 import { z } from 'zod';
@@ -13,27 +13,6 @@ const columns: readonly Column[] = [
   { key: 'bit_position', kind: 'int', title: 'Bit' },
   { key: 'bit_length', kind: 'int', title: 'Bits' },
 ];
-
-/** C-like spelling of an ISF type, e.g. `struct list_head *`, `char[16]`. */
-export function describeType(type: IsfTypeDescriptor): string {
-  switch (type.kind) {
-    case 'base':
-      return type.name;
-    case 'pointer':
-      return `${describeType(type.subtype)} *`;
-    case 'array':
-      return `${describeType(type.subtype)}[${type.count}]`;
-    case 'struct':
-    case 'union':
-    case 'class':
-    case 'enum':
-      return `${type.kind} ${type.name}`;
-    case 'function':
-      return 'function';
-    case 'bitfield':
-      return describeType(type.type);
-  }
-}
 
 /** Bytes a field of this type occupies (undefined for functions and unknown types). */
 export function sizeOfType(profile: Profile, type: IsfTypeDescriptor): number | undefined {

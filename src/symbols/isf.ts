@@ -20,6 +20,27 @@ export type IsfTypeDescriptor =
   | { kind: 'function' }
   | { kind: 'bitfield'; bit_position: number; bit_length: number; type: IsfTypeDescriptor };
 
+/** C-like spelling of an ISF type, e.g. `struct list_head *`, `char[16]`. */
+export function describeType(type: IsfTypeDescriptor): string {
+  switch (type.kind) {
+    case 'base':
+      return type.name;
+    case 'pointer':
+      return `${describeType(type.subtype)} *`;
+    case 'array':
+      return `${describeType(type.subtype)}[${type.count}]`;
+    case 'struct':
+    case 'union':
+    case 'class':
+    case 'enum':
+      return `${type.kind} ${type.name}`;
+    case 'function':
+      return 'function';
+    case 'bitfield':
+      return describeType(type.type);
+  }
+}
+
 export interface IsfField {
   type: IsfTypeDescriptor;
   offset: number;

@@ -1,6 +1,6 @@
 import type { BtfTypes } from './btfParse.js';
 import { codeUseEvidence } from './codeUseTypes.js';
-import type { IsfTypeDescriptor, IsfTypes } from './isf.js';
+import { describeType, type IsfTypeDescriptor, type IsfTypes } from './isf.js';
 import { isLocalSymbol, type ProfileSymbol } from './profile.js';
 
 /**
@@ -207,23 +207,6 @@ function holdsAtStart(outer: IsfTypeDescriptor, inner: IsfTypeDescriptor, isf: I
 
 function sameType(a: IsfTypeDescriptor, b: IsfTypeDescriptor): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
-}
-
-function describeType(type: IsfTypeDescriptor): string {
-  switch (type.kind) {
-    case 'pointer':
-      return `${describeType(type.subtype)} *`;
-    case 'array':
-      return `${describeType(type.subtype)}[${type.count}]`;
-    case 'struct':
-    case 'union':
-    case 'enum':
-      return `${type.kind} ${type.name}`;
-    case 'base':
-      return type.name;
-    default:
-      return type.kind;
-  }
 }
 
 /**
