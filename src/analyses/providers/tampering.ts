@@ -106,6 +106,7 @@ export const functionEntriesProvider = defineProvider<FunctionEntryScan>('functi
       accountedTargets: await context.get(accountedFtraceTargetsProvider),
       // An int3 is a kprobe's own when a probe that does not go through ftrace sits there.
       accountedBreakpoints: new Set(kprobes.kprobes.filter((probe) => !probe.ftrace).map((probe) => probe.probed)),
+      ftraceRecords: await context.get(ftraceRecordsProvider),
     },
   );
 });

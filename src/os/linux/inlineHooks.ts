@@ -12,7 +12,7 @@ import {
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import type { CodeOwners } from './codeOwners.js';
-import { readFtraceRecords } from './ftraceRecords.js';
+import { readFtraceRecords, type FtraceRecordReport } from './ftrace.js';
 import type { KernelReader } from './kernelReader.js';
 import { moduleFunctions, type ModuleInfo } from './modules.js';
 
@@ -77,6 +77,8 @@ export interface FunctionEntryOptions {
   readonly accountedTargets: ReadonlySet<bigint>;
   /** Addresses where a registered kprobe legitimately placed an int3. */
   readonly accountedBreakpoints?: ReadonlySet<bigint>;
+  /** The dyn_ftrace records when the caller has read them already (read here otherwise). */
+  readonly ftraceRecords?: FtraceRecordReport;
 }
 
 interface FunctionSymbol {
@@ -131,7 +133,7 @@ export function checkFunctionEntries(
   options: FunctionEntryOptions,
 ): FunctionEntryScan {
   const problems: string[] = [];
-  const ftrace = readFtraceRecords(reader);
+  const ftrace = options.ftraceRecords ?? readFtraceRecords(reader);
   problems.push(...ftrace.problems);
   const judge = new EntryJudge(
     reader,

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFtraceRecords } from '../../../src/os/linux/ftraceRecords.js';
+import { readFtraceRecords } from '../../../src/os/linux/ftrace.js';
 import {
   checkFunctionEntries,
   kernelFtraceTrampolines,
