@@ -24,6 +24,8 @@ const NEEDLES = {
   banner: new TextEncoder().encode(BANNER_PREFIX),
   initTaskComm: new TextEncoder().encode('swapper/0\0'),
 };
+/** In searcher order: hits name their needle by index into this list (see locateKernel). */
+const NEEDLE_LIST = [NEEDLES.osRelease, NEEDLES.banner, NEEDLES.initTaskComm];
 const MAX_BANNER_BYTES = 1024;
 /** How far from the banner the fallback looks for init_top_pgt: both live in one kernel image. */
 const DTB_SEARCH_RADIUS = 128 << 20;
@@ -75,13 +77,81 @@ function kernelImagePhysical(virtual: bigint, physBase: bigint): bigint {
 }
 
 /**
+ * The kernel-image mapping (__START_KERNEL_map) spans at most KERNEL_IMAGE_SIZE (1 GiB on x86-64):
+ * every banner a layout can map lies within this much physical memory after phys_base.
+ */
+const KERNEL_IMAGE_MAX_BYTES = 1n << 30n;
+/** Discovery searches the first this-many bytes of physical address space, then four times more each stage. */
+const FIRST_STAGE_BYTES = 1 << 30;
+const LONGEST_NEEDLE = Math.max(...NEEDLE_LIST.map((needle) => needle.length));
+
+/**
  * Find the running kernel in physical memory with nothing but the dump: VMCOREINFO when the
  * kernel left its note in RAM, otherwise the banner and the kernel's own page tables. Every
  * derived value is checked against the page tables before it is believed.
+ *
+ * The search runs in growing stages of physical address space and stops as soon as the answer
+ * cannot change: a VMCOREINFO note found (the first one, as a whole pass would take) whose layout
+ * maps a banner, with the search past the end of the kernel-image mapping, so every banner that
+ * layout could map has been seen. A huge or sparse dump is then not read end to end for `info`.
+ * Without VMCOREINFO the whole image is searched (a note further on would take precedence).
  */
 export function discoverLinuxKernel(image: MemoryImage, options: DiscoveryOptions = {}): LinuxKernel {
-  const searcher = MultiNeedleSearcher.create([NEEDLES.osRelease, NEEDLES.banner, NEEDLES.initTaskComm]);
-  const hits = searcher.searchImage(image, options.onProgress ? { onProgress: options.onProgress } : {});
+  const searcher = MultiNeedleSearcher.create(NEEDLE_LIST);
+  const imageStart = image.ranges[0]?.start ?? 0;
+  const imageEnd = image.ranges[image.ranges.length - 1]?.end ?? 0;
+  const hits: NeedleHit[] = [];
+  let searchedTo = imageStart;
+  let stageBytes = FIRST_STAGE_BYTES;
+  for (;;) {
+    const stageEnd = Math.min(imageEnd, searchedTo + stageBytes);
+    const before = presentBytesBelow(image, searchedTo);
+    const onProgress = options.onProgress;
+    // The previous stage missed only hits that straddle its end; this one starts early enough to hold them whole.
+    const from = Math.max(imageStart, searchedTo - (LONGEST_NEEDLE - 1));
+    const found = searcher.searchImage(image, {
+      span: { from, to: stageEnd },
+      ...(onProgress && { onProgress: (done: number, total: number) => onProgress(before + done, total) }),
+    });
+    for (const hit of found) if (hit.offset + NEEDLE_LIST[hit.needle]!.length > searchedTo) hits.push(hit);
+    searchedTo = stageEnd;
+    const complete = stageEnd >= imageEnd;
+    const attempt = locateKernel(image, hits);
+    if (attempt.located && (complete || settledBefore(attempt.located.layout, stageEnd))) {
+      return describeKernel(image, attempt.located, attempt.warnings);
+    }
+    if (complete) throw noKernelFound(image, attempt.vmcoreinfo, attempt.banners);
+    stageBytes *= 4;
+  }
+}
+
+function presentBytesBelow(image: MemoryImage, physical: number): number {
+  let bytes = 0;
+  for (const range of image.ranges) bytes += Math.max(0, Math.min(range.end, physical) - range.start);
+  return bytes;
+}
+
+/** True when a search that reached `searchedTo` has seen every hit that could change this VMCOREINFO answer. */
+function settledBefore(layout: KernelLayout, searchedTo: number): boolean {
+  if (layout.method !== 'vmcoreinfo') return false;
+  const kernelImageEnd = (layout.physBase + KERNEL_IMAGE_MAX_BYTES) & U64;
+  return kernelImageEnd <= BigInt(searchedTo);
+}
+
+interface LocateAttempt {
+  located: Located | undefined;
+  vmcoreinfo: Vmcoreinfo | undefined;
+  banners: Banner[];
+  warnings: string[];
+}
+
+interface Located {
+  layout: KernelLayout;
+  space: X86AddressSpace;
+  mapped: Banner[];
+}
+
+function locateKernel(image: MemoryImage, hits: readonly NeedleHit[]): LocateAttempt {
   const byNeedle = (needle: number) => hits.filter((hit: NeedleHit) => hit.needle === needle).map((hit) => hit.offset);
   const [osReleaseHits, bannerHits, initTaskCommHits] = [byNeedle(0), byNeedle(1), byNeedle(2)];
   const banners = bannerHits
@@ -99,16 +169,25 @@ export function discoverLinuxKernel(image: MemoryImage, options: DiscoveryOption
     const scanned = layoutFromPageTables(image, banner, initTaskCommHits);
     return scanned && locateBanners(image, scanned, banners);
   });
-  if (!located) {
-    throw new VmscopeError(
-      'NO_KERNEL_FOUND',
-      `no Linux kernel found: ${vmcoreinfo ? 'VMCOREINFO present but its layout is not mapped by its own page tables' : 'no VMCOREINFO note'}, ` +
-        `${banners.length} "Linux version" banner(s) none of which a kernel page table maps ` +
-        `(searched ${image.totalBytes} bytes of physical memory from 0x${(image.ranges[0]?.start ?? 0).toString(16)})`,
-      image.path,
-      image.ranges[0]?.start ?? 0,
-    );
-  }
+  return { located: located || undefined, vmcoreinfo, banners, warnings };
+}
+
+function noKernelFound(
+  image: MemoryImage,
+  vmcoreinfo: Vmcoreinfo | undefined,
+  banners: readonly Banner[],
+): VmscopeError {
+  return new VmscopeError(
+    'NO_KERNEL_FOUND',
+    `no Linux kernel found: ${vmcoreinfo ? 'VMCOREINFO present but its layout is not mapped by its own page tables' : 'no VMCOREINFO note'}, ` +
+      `${banners.length} "Linux version" banner(s) none of which a kernel page table maps ` +
+      `(searched ${image.totalBytes} bytes of physical memory from 0x${(image.ranges[0]?.start ?? 0).toString(16)})`,
+    image.path,
+    image.ranges[0]?.start ?? 0,
+  );
+}
+
+function describeKernel(image: MemoryImage, located: Located, warnings: string[]): LinuxKernel {
   const { layout, space, mapped } = located;
   const found = linuxBanner(space, layout.vmcoreinfo, mapped, warnings);
   const pageOffsetBase = directMapBase(space, layout.vmcoreinfo, warnings);
@@ -205,11 +284,7 @@ function layoutFromVmcoreinfo(
  * The kernel address space a layout implies and the banners it maps (those whose kernel-image
  * virtual address translates back to where they were found), or undefined when it maps none.
  */
-function locateBanners(
-  image: MemoryImage,
-  layout: KernelLayout,
-  banners: readonly Banner[],
-): { layout: KernelLayout; space: X86AddressSpace; mapped: Banner[] } | undefined {
+function locateBanners(image: MemoryImage, layout: KernelLayout, banners: readonly Banner[]): Located | undefined {
   const space = new X86AddressSpace(image, layout.dtb, layout.pagingLevels);
   const mapped = banners.filter(
     (banner) => space.tryTranslate(kernelImageVirtual(banner.physical, layout.physBase))?.physical === banner.physical,
