@@ -15,10 +15,10 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, extname, join, resolve } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import xzDecompress from 'xz-decompress';
-import { decompressToFile } from '../image/decompress.js';
+import { DecompressedTooLargeError, decompressToFile } from '../image/decompress.js';
 import { LIME_MAGIC } from '../image/lime.js';
 import { VmscopeError } from '../util/errors.js';
 
@@ -201,30 +201,38 @@ export async function decompressToTemp(
   try {
     const suffix = COMPRESSION_MAGICS.find((entry) => entry.compression === compression)!.suffix;
     const target = join(directory, basename(source).replace(/\.(zst|zstd|gz|xz)$/, '') || 'dump');
-    if (compression === 'xz') await unxzToFile(source, target);
+    if (compression === 'xz') await unxzToFile(source, target, limit);
     else {
       // decompressToFile picks its decoder by suffix: a linked name gives it one whatever the input is called.
       const named = join(directory, `input${suffix}`);
       symlinkSync(resolve(source), named);
-      decompressToFile(named, target);
+      decompressToFile(named, target, { maxBytes: limit });
     }
-    const size = statSync(target).size;
-    if (size > limit) throw refuse(size);
     return { path: target, remove };
   } catch (error) {
     remove();
+    if (error instanceof DecompressedTooLargeError) throw refuse(`more than ${limit}`);
     throw error;
   }
 }
 
-async function unxzToFile(source: string, target: string): Promise<void> {
+async function unxzToFile(source: string, target: string, maxBytes: number): Promise<void> {
+  let written = 0;
+  // Counted as it streams: an xz bomb stops at the budget, not when the disk is full.
+  const bounded = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      written += chunk.length;
+      done(written > maxBytes ? new DecompressedTooLargeError(source, 'xz', maxBytes) : null, chunk);
+    },
+  });
   try {
     // xz-decompress is CommonJS (a WASM liblzma build): its class comes through the default export.
     const decoded = new xzDecompress.XzReadableStream(
       Readable.toWeb(createReadStream(source)) as ReadableStream<Uint8Array>,
     );
-    await pipeline(Readable.fromWeb(decoded as WebReadableStream<Uint8Array>), createWriteStream(target));
+    await pipeline(Readable.fromWeb(decoded as WebReadableStream<Uint8Array>), bounded, createWriteStream(target));
   } catch (error) {
+    if (error instanceof DecompressedTooLargeError) throw error;
     throw new VmscopeError('CORRUPT_HEADER', `xz stream is corrupt: ${(error as Error).message}`, source, 0);
   }
 }

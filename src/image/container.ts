@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { VmscopeError } from '../util/errors.js';
-import { decompressToFile, type Compression } from './decompress.js';
+import { DecompressedTooLargeError, decompressToFile, type Compression } from './decompress.js';
 
 /**
  * A dump compressed as a whole (`.zst`, `.gz`, `.xz`, recognised by content) is read from a
@@ -108,11 +108,11 @@ export function decompressedCopy(
   const declared = compression === 'zstd' ? zstdDeclaredSize(head) : undefined;
   if (declared !== undefined && declared > limit) throw refuse(declared);
   if (limit <= 0) throw refuse('some');
-  decompressToFile(path, target, { compression });
-  const size = statSync(target).size;
-  if (size > limit) {
-    rmSync(target, { force: true });
-    throw refuse(size);
+  try {
+    decompressToFile(path, target, { compression, maxBytes: limit });
+  } catch (error) {
+    if (error instanceof DecompressedTooLargeError) throw refuse(`more than ${limit}`);
+    throw error;
   }
   return target;
 }

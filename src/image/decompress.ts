@@ -26,22 +26,48 @@ function hasCli(name: string): boolean {
 
 export type Compression = 'zstd' | 'gzip' | 'xz';
 
-/** `source` decompressed by `command -dc` into the open file `output`; undefined when it worked. */
-function cliToFile(command: string, args: readonly string[], source: string, partial: string): string | undefined {
+/**
+ * Thrown when the decompressed bytes pass `maxBytes`: a bomb (a few KB of gzip that inflate to a
+ * terabyte) is stopped at the bound, never after it has filled the disk.
+ */
+export class DecompressedTooLargeError extends VmscopeError {
+  constructor(source: string, compression: Compression, maxBytes: number) {
+    super('USAGE', `decompressed, this ${compression} file is larger than the ${maxBytes} bytes allowed`, source, 0);
+  }
+}
+
+/**
+ * `source` decompressed by `command -dc` into `partial`; undefined when it worked, 'too-large'
+ * when the output passed `maxBytes` (the child's file-size limit, RLIMIT_FSIZE through util-linux
+ * `prlimit`, kills it with SIGXFSZ at that size), else the error the command printed.
+ */
+function cliToFile(
+  command: string,
+  args: readonly string[],
+  source: string,
+  partial: string,
+  maxBytes: number,
+): string | undefined {
   const output = openSync(partial, 'w');
+  const bounded = Number.isFinite(maxBytes) && hasCli('prlimit');
+  const argv = bounded ? [`--fsize=${maxBytes + 1}`, command, ...args, source] : [...args, source];
   try {
-    const result = spawnSync(command, [...args, source], { stdio: ['ignore', output, 'pipe'] });
+    const result = spawnSync(bounded ? 'prlimit' : command, argv, { stdio: ['ignore', output, 'pipe'] });
+    if (result.signal === 'SIGXFSZ') return TOO_LARGE;
     return result.status === 0
       ? undefined
-      : result.stderr.toString().trim() || `${command} exited with ${result.status}`;
+      : result.stderr.toString().trim() || `${command} exited with ${result.status ?? result.signal}`;
   } finally {
     closeSync(output);
   }
 }
 
+const TOO_LARGE = 'too-large';
+
 /**
  * Decompress a `.zst`, `.gz` or `.xz` dump to `target`, atomically (a partial file never has the
- * final name). `compression` defaults to the one the suffix names. zstd uses the CLI when
+ * final name), stopping with DecompressedTooLargeError once the output passes `maxBytes` (without
+ * `prlimit`, the CLI decoders are checked once they end). `compression` defaults to the one the suffix names. zstd uses the CLI when
  * installed (about 0.4 s per 512 MiB) and otherwise the pure-JS fzstd stream decoder (about 100×
  * slower, but it needs nothing from the machine); gzip uses `gzip -dc` (or Node's zlib in memory
  * when gzip is missing); xz needs the `xz` command (apt-get install xz-utils).
@@ -49,29 +75,29 @@ function cliToFile(command: string, args: readonly string[], source: string, par
 export function decompressToFile(
   source: string,
   target: string,
-  options: { useZstdCli?: boolean; compression?: Compression } = {},
+  options: { useZstdCli?: boolean; compression?: Compression; maxBytes?: number } = {},
 ): void {
   const partial = `${target}.partial-${process.pid}`;
+  const maxBytes = options.maxBytes ?? Infinity;
   const compression =
     options.compression ??
     (source.endsWith('.zst') ? 'zstd' : source.endsWith('.gz') ? 'gzip' : source.endsWith('.xz') ? 'xz' : undefined);
+  const checkCli = (command: string, failure: string | undefined): void => {
+    if (failure === TOO_LARGE) throw new DecompressedTooLargeError(source, compression!, maxBytes);
+    if (failure !== undefined) throw new VmscopeError('CORRUPT_HEADER', `${command} failed: ${failure}`, source, 0);
+  };
   try {
     if (compression === 'zstd') {
       if (options.useZstdCli ?? hasCli('zstd')) {
-        const result = spawnSync('zstd', ['-d', '-q', '-f', '--long=31', source, '-o', partial], {
-          stdio: ['ignore', 'ignore', 'pipe'],
-        });
-        if (result.status !== 0)
-          throw new VmscopeError('CORRUPT_HEADER', `zstd failed: ${result.stderr.toString().trim()}`, source, 0);
+        checkCli('zstd', cliToFile('zstd', ['-dc', '-q', '--long=31'], source, partial, maxBytes));
       } else {
-        zstdWithFzstd(source, partial);
+        zstdWithFzstd(source, partial, maxBytes);
       }
     } else if (compression === 'gzip') {
       if (hasCli('gzip')) {
-        const failure = cliToFile('gzip', ['-dc'], source, partial);
-        if (failure !== undefined) throw new VmscopeError('CORRUPT_HEADER', `gzip failed: ${failure}`, source, 0);
+        checkCli('gzip', cliToFile('gzip', ['-dc'], source, partial, maxBytes));
       } else {
-        writeFileSync(partial, gunzipSync(readFileSync(source)));
+        writeFileSync(partial, gunzipBounded(source, maxBytes));
       }
     } else if (compression === 'xz') {
       if (!hasCli('xz'))
@@ -81,22 +107,36 @@ export function decompressToFile(
           source,
           0,
         );
-      const failure = cliToFile('xz', ['-dc'], source, partial);
-      if (failure !== undefined) throw new VmscopeError('CORRUPT_HEADER', `xz failed: ${failure}`, source, 0);
+      checkCli('xz', cliToFile('xz', ['-dc'], source, partial, maxBytes));
     } else {
       throw new VmscopeError('USAGE', 'only .zst, .gz and .xz inputs can be decompressed', source);
     }
+    if (statSync(partial).size > maxBytes) throw new DecompressedTooLargeError(source, compression, maxBytes);
     renameSync(partial, target);
   } finally {
     rmSync(partial, { force: true });
   }
 }
 
-function zstdWithFzstd(source: string, target: string): void {
+/** Node's zlib in memory, for machines without gzip: the output is bounded by zlib itself. */
+function gunzipBounded(source: string, maxBytes: number): Buffer {
+  try {
+    return gunzipSync(readFileSync(source), Number.isFinite(maxBytes) ? { maxOutputLength: maxBytes } : {});
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
+      throw new DecompressedTooLargeError(source, 'gzip', maxBytes);
+    throw new VmscopeError('CORRUPT_HEADER', `gzip stream is corrupt: ${(error as Error).message}`, source, 0);
+  }
+}
+
+function zstdWithFzstd(source: string, target: string, maxBytes: number): void {
   const input = openSync(source, 'r');
   const output = openSync(target, 'w');
+  let written = 0;
   try {
     const decoder = new Decompress((chunk) => {
+      written += chunk.length;
+      if (written > maxBytes) throw new DecompressedTooLargeError(source, 'zstd', maxBytes);
       writeSync(output, chunk);
     });
     let position = 0;

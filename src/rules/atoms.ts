@@ -41,27 +41,33 @@ function logLikelihood(byte: FixedByte): number {
 function rarestWindow(
   runs: ReadonlyArray<{ start: number; maxStart: number; bytes: readonly FixedByte[] }>,
 ): Atom | undefined {
-  let best: { atom: Atom; score: number } | undefined;
+  let best: { run: (typeof runs)[number]; at: number; width: number; score: number } | undefined;
   for (const run of runs) {
+    // Prefix sums of the bytes' log-likelihoods: each window's rarity in O(1), for rule files of 100k+ strings.
+    const rarity = new Float64Array(run.bytes.length + 1);
+    run.bytes.forEach((byte, index) => (rarity[index + 1] = rarity[index]! + logLikelihood(byte)));
+    const startsPerOccurrence = Math.log(run.maxStart - run.start + 1);
     // Shorter windows never score better on rarity alone; they are there for when the longest ones start 00 00.
     for (let width = Math.min(MAX_ATOM_LENGTH, run.bytes.length); width >= 1; width--) {
       for (let at = 0; at + width <= run.bytes.length; at++) {
-        const window = run.bytes.slice(at, at + width);
         // Expected verifications per scanned byte: how often the atom occurs times how many starts each occurrence implies.
         const score =
-          window.reduce((sum, byte) => sum + logLikelihood(byte), 0) +
-          Math.log(run.maxStart - run.start + 1) +
-          (startsWithZeroPair(window) ? ZERO_PAIR_PENALTY : 0);
-        if (best && score >= best.score) continue;
-        const caseInsensitive = window.some((byte) => byte.eitherCase);
-        const bytes = Uint8Array.from(window, (byte) =>
-          caseInsensitive && byte.eitherCase ? byte.value | 0x20 : byte.value,
-        );
-        best = { atom: { bytes, offset: run.start + at, maxOffset: run.maxStart + at, caseInsensitive }, score };
+          rarity[at + width]! -
+          rarity[at]! +
+          startsPerOccurrence +
+          (startsWithZeroPair(run.bytes, at, width) ? ZERO_PAIR_PENALTY : 0);
+        if (!best || score < best.score) best = { run, at, width, score };
       }
     }
   }
-  return best?.atom;
+  if (!best) return undefined;
+  const { run, at, width } = best;
+  const window = run.bytes.slice(at, at + width);
+  const caseInsensitive = window.some((byte) => byte.eitherCase);
+  const bytes = Uint8Array.from(window, (byte) =>
+    caseInsensitive && byte.eitherCase ? byte.value | 0x20 : byte.value,
+  );
+  return { bytes, offset: run.start + at, maxOffset: run.maxStart + at, caseInsensitive };
 }
 
 /**
@@ -71,8 +77,8 @@ function rarestWindow(
  */
 const ZERO_PAIR_PENALTY = 1000;
 
-function startsWithZeroPair(window: readonly FixedByte[]): boolean {
-  return window[0]!.value === 0 && (window.length === 1 || window[1]!.value === 0);
+function startsWithZeroPair(bytes: readonly FixedByte[], at: number, width: number): boolean {
+  return bytes[at]!.value === 0 && (width === 1 || bytes[at + 1]!.value === 0);
 }
 
 /**

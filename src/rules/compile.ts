@@ -2,7 +2,7 @@ import type { RuleAst, RuleFile, StringAst } from './ast.js';
 import { WEAK_ATOM_RATE, atomVerificationRate, literalAtom, patternAtom, type Atom } from './atoms.js';
 import { base64Forms } from './base64.js';
 import { ruleError } from './errors.js';
-import { parseRules } from './parser.js';
+import { readRules } from './parser.js';
 import { MAX_MATCH_LENGTH, isLiteralPattern, lengthBounds, widen, type PatternNode } from './pattern.js';
 import { compileProgram, type Program } from './pikeVm.js';
 
@@ -75,13 +75,23 @@ export interface CompiledRules {
 
 /** Parses and compiles a rule file's text; errors name `file`, line, column and rule. */
 export function compileSource(source: string, file = '<rules>'): CompiledRules {
-  return compileRules(parseRules(source, file));
+  // Rule by rule: each syntax tree is dropped once compiled.
+  return compiledRules(
+    file,
+    Array.from(readRules(source, file), (rule) => compileRule(rule, file)),
+  );
 }
 
 export function compileRules(parsed: RuleFile): CompiledRules {
-  const rules = parsed.rules.map((rule) => compileRule(rule, parsed.file));
+  return compiledRules(
+    parsed.file,
+    parsed.rules.map((rule) => compileRule(rule, parsed.file)),
+  );
+}
+
+function compiledRules(file: string, rules: CompiledRule[]): CompiledRules {
   const lengths = rules.flatMap((rule) => rule.strings.flatMap((string) => string.variants.map(variantMaxLength)));
-  return { file: parsed.file, rules, longestMatch: lengths.reduce((longest, length) => Math.max(longest, length), 0) };
+  return { file, rules, longestMatch: lengths.reduce((longest, length) => Math.max(longest, length), 0) };
 }
 
 function compileRule(rule: RuleAst, file: string): CompiledRule {

@@ -24,6 +24,8 @@ export interface Token extends SourcePosition {
   readonly flags?: string;
 }
 
+const utf8 = new TextEncoder();
+
 // Two-character operators before their one-character prefixes, so `<=` is not read as `<` then
 // `=`. A lone '.' only appears so that module
 // references (`pe.imports`) reach the parser, which rejects them with the rule's name.
@@ -64,12 +66,13 @@ const isIdentifierStart = (c: string) => /[A-Za-z_]/.test(c);
 const isIdentifierPart = (c: string) => /[A-Za-z0-9_]/.test(c);
 
 /**
- * Splits a rule file into tokens with their line and column. Hex strings and regular
- * expressions are only recognised right after '=' (in a strings section), as YARA's own lexer
- * does, because '{' and '/' mean something else elsewhere.
+ * Splits a rule file into tokens with their line and column, one at a time as the parser asks
+ * (a 10 MB rule file holds millions of tokens: never all of them at once). Hex strings and
+ * regular expressions are only recognised right after '=' (in a strings section), as YARA's own
+ * lexer does, because '{' and '/' mean something else elsewhere.
  */
-export function tokenize(source: string, file: string): Token[] {
-  const tokens: Token[] = [];
+export function* tokenize(source: string, file: string): Generator<Token, void, undefined> {
+  let previous: Token | undefined;
   let index = 0;
   let line = 1;
   let lineStart = 0;
@@ -89,26 +92,26 @@ export function tokenize(source: string, file: string): Token[] {
     skipSpaceAndComments();
     const at = here();
     if (index >= source.length) {
-      tokens.push({ kind: 'eof', text: '', ...at });
-      return tokens;
+      yield { kind: 'eof', text: '', ...at };
+      return;
     }
     const c = source[index]!;
-    const previous = tokens[tokens.length - 1];
     const afterAssign = previous?.kind === 'punct' && previous.text === '=';
     const afterMatches = previous?.kind === 'identifier' && previous.text === 'matches';
-    if (c === '"') tokens.push(readText(at));
-    else if (afterAssign && c === '{') tokens.push(readHex(at));
-    else if ((afterAssign || afterMatches) && c === '/') tokens.push(readRegex(at));
-    else if (/[0-9]/.test(c)) tokens.push(readNumber(at));
-    else if (isIdentifierStart(c)) tokens.push({ kind: 'identifier', text: readWhile(isIdentifierPart), ...at });
+    if (c === '"') previous = readText(at);
+    else if (afterAssign && c === '{') previous = readHex(at);
+    else if ((afterAssign || afterMatches) && c === '/') previous = readRegex(at);
+    else if (/[0-9]/.test(c)) previous = readNumber(at);
+    else if (isIdentifierStart(c)) previous = { kind: 'identifier', text: readWhile(isIdentifierPart), ...at };
     else if (c === '$' || c === '#' || c === '@' || (c === '!' && source[index + 1] !== '='))
-      tokens.push(readStringReference(at, c));
+      previous = readStringReference(at, c);
     else {
       const punct = PUNCTUATION.find((p) => source.startsWith(p, index));
       if (!punct) throw fail(at, `unexpected character '${c}'`);
       advance(punct.length);
-      tokens.push({ kind: 'punct', text: punct, ...at });
+      previous = { kind: 'punct', text: punct, ...at };
     }
+    yield previous;
   }
 
   function skipSpaceAndComments(): void {
@@ -166,14 +169,17 @@ export function tokenize(source: string, file: string): Token[] {
   function readText(at: SourcePosition): Token {
     advance(1);
     const bytes: number[] = [];
-    const encoder = new TextEncoder();
     while (true) {
       const c = source[index];
       if (c === undefined || c === '\n') throw fail(at, 'unterminated string');
       if (c === '"') break;
       if (c !== '\\') {
-        bytes.push(...encoder.encode(c));
-        advance(1);
+        // The file's bytes as written: ASCII as is, anything else as its UTF-8 (the rule file was read as UTF-8).
+        const codePoint = source.codePointAt(index)!;
+        const character = String.fromCodePoint(codePoint);
+        if (codePoint < 0x80) bytes.push(codePoint);
+        else for (const byte of utf8.encode(character)) bytes.push(byte);
+        advance(character.length);
         continue;
       }
       const escapeAt = here();

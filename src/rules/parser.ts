@@ -9,6 +9,9 @@ import { parseRegex } from './regex.js';
 
 const STANDARD_BASE64 = new TextEncoder().encode('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/');
 
+/** YARA's default YR_CONFIG_MAX_STRINGS_PER_RULE: `yara` refuses a rule with more ("too many strings in rule"). */
+export const MAX_STRINGS_PER_RULE = 10_000;
+
 /** Words that end a string's modifier list. */
 const SECTION_KEYWORDS = new Set(['meta', 'strings', 'condition']);
 
@@ -19,13 +22,21 @@ const SECTION_KEYWORDS = new Set(['meta', 'strings', 'condition']);
  * Anything outside the supported subset is an error naming file, line, column and rule.
  */
 export function parseRules(source: string, file = '<rules>'): RuleFile {
+  return { file, rules: [...readRules(source, file)] };
+}
+
+/**
+ * parseRules one rule at a time, in file order: a caller that compiles each rule as it comes
+ * never holds the syntax trees of a 190k-rule file at once.
+ */
+export function* readRules(source: string, file = '<rules>'): Generator<RuleAst, void, undefined> {
   const cursor = new TokenCursor(tokenize(source, file), file);
   const { peek, next, fail, describe, isPunct, isWord, expectPunct, expectWord, expectKind } = cursor;
-  const rules: RuleAst[] = [];
+  let ruleCount = 0;
   const ruleIndex = new Map<string, number>();
   const imported = new Set<string>();
 
-  function parseFile(): RuleFile {
+  function* parseFile(): Generator<RuleAst, void, undefined> {
     while (peek().kind !== 'eof') {
       cursor.currentRule = undefined;
       if (isWord('import')) {
@@ -38,9 +49,9 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
         continue;
       }
       if (isWord('include')) fail(peek(), "unsupported construct 'include'");
-      rules.push(parseRule());
+      yield parseRule();
+      ruleCount++;
     }
-    return { file, rules };
   }
 
   function parseRule(): RuleAst {
@@ -79,7 +90,7 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
         fail(string.position, `unreferenced string "${string.id}"`);
     });
     const checkedStrings = strings.map((string, i) => ({ ...string, fixedOffset: conditionParser.searchedAt.get(i) }));
-    ruleIndex.set(name, rules.length);
+    ruleIndex.set(name, ruleCount);
     return { name, position: nameToken, isPrivate, isGlobal, tags, meta, strings: checkedStrings, condition };
   }
 
@@ -105,11 +116,16 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
     next();
     expectPunct(':');
     const strings: StringAst[] = [];
+    const ids = new Set<string>();
     while (peek().kind === 'stringId') {
       const idToken = next();
       if (idToken.text.endsWith('*')) fail(idToken, `invalid string name '$${idToken.text}'`);
+      if (strings.length === MAX_STRINGS_PER_RULE) {
+        fail(idToken, `too many strings in rule (limit: ${MAX_STRINGS_PER_RULE}, as yara's)`);
+      }
       const id = '$' + idToken.text;
-      if (id !== '$' && strings.some((string) => string.id === id)) fail(idToken, `duplicate string "${id}"`);
+      if (id !== '$' && ids.has(id)) fail(idToken, `duplicate string "${id}"`);
+      ids.add(id);
       expectPunct('=');
       strings.push(parseString(id, idToken));
     }
@@ -200,7 +216,7 @@ export function parseRules(source: string, file = '<rules>'): RuleFile {
     return { min, max };
   }
 
-  return parseFile();
+  yield* parseFile();
 }
 
 export { typeOf } from './conditionParser.js';

@@ -7,17 +7,32 @@ import type { Token, TokenKind } from './lexer.js';
  * Methods are bound, so parsers destructure the ones they use.
  */
 export class TokenCursor {
-  private index = 0;
+  /** Tokens read from the lexer but not consumed yet: only as many as the parser looks ahead. */
+  private readonly ahead: Token[] = [];
   /** The rule being parsed, named in errors. */
   currentRule: string | undefined;
 
   constructor(
-    private readonly tokens: readonly Token[],
+    private readonly tokens: Iterator<Token, void>,
     readonly file: string,
   ) {}
 
-  readonly peek = (ahead = 0): Token => this.tokens[Math.min(this.index + ahead, this.tokens.length - 1)]!;
-  readonly next = (): Token => this.tokens[this.index++]!;
+  /** The token `ahead` places on (end of file once the tokens run out). */
+  readonly peek = (ahead = 0): Token => {
+    while (this.ahead.length <= ahead) {
+      const last = this.ahead[this.ahead.length - 1];
+      if (last?.kind === 'eof') return last;
+      const read = this.tokens.next();
+      if (read.done) throw new Error('the lexer ended without an eof token');
+      this.ahead.push(read.value);
+    }
+    return this.ahead[ahead]!;
+  };
+  readonly next = (): Token => {
+    const token = this.peek();
+    if (token.kind !== 'eof') this.ahead.shift();
+    return token;
+  };
   readonly fail = (at: SourcePosition, message: string): never => {
     throw ruleError(this.file, at, this.currentRule, message);
   };
