@@ -35,10 +35,16 @@ const CODEC_FLAGS: ReadonlyArray<[number, Codec]> = [
   [DUMP_DH_COMPRESSED_SNAPPY, 'snappy'],
   [DUMP_DH_COMPRESSED_ZSTD, 'zstd'],
 ];
+const ALL_CODEC_FLAGS = CODEC_FLAGS.reduce((all, [flag]) => all | flag, 0);
 /** pfns per prefix-sum group: 64 bytes of bitmap, so a lookup counts at most 64 bytes. */
 const GROUP_PFNS = 512;
-/** Descriptors read (and cached) together. */
+/** Descriptors read (and cached) together for single-page reads. */
 const DESCRIPTORS_PER_CHUNK = 1024;
+/** Pages a long read handles together: a 4 MiB scan window of 4 KiB pages. */
+const BATCH_PAGES = 1024;
+/** Stored pages at most this far apart in the file are fetched with one read of the span holding them. */
+const SPAN_GAP_BYTES = 64 << 10;
+const MAX_SPAN_BYTES = 8 << 20;
 /** A bitmap larger than this would describe more than 16 TiB of 4 KiB pages: a corrupt header. */
 const MAX_BITMAP_BYTES = 1 << 30;
 const MAX_NOTE_BYTES = 64 << 20;
@@ -270,11 +276,16 @@ class DumpedPageIndex {
   }
 }
 
-/** Descriptors `chunk * DESCRIPTORS_PER_CHUNK` on; zeros past the end of the file (an incomplete dump's unwritten ones). */
-function readDescriptorChunk(source: ByteSource, layout: KdumpLayout, dumpedPages: number, chunk: number): Uint8Array {
-  const count = Math.min(DESCRIPTORS_PER_CHUNK, dumpedPages - chunk * DESCRIPTORS_PER_CHUNK);
-  const table = new Uint8Array(count * PAGE_DESC_BYTES);
-  const got = source.readAt(layout.descriptorsOffset + chunk * DESCRIPTORS_PER_CHUNK * PAGE_DESC_BYTES, table);
+/** Up to `count` descriptors from `first` on; zeros past the end of the file (an incomplete dump's unwritten ones). */
+function readDescriptors(
+  source: ByteSource,
+  layout: KdumpLayout,
+  dumpedPages: number,
+  first: number,
+  count = DESCRIPTORS_PER_CHUNK,
+): Uint8Array {
+  const table = new Uint8Array(Math.max(0, Math.min(count, dumpedPages - first)) * PAGE_DESC_BYTES);
+  const got = source.readAt(layout.descriptorsOffset + first * PAGE_DESC_BYTES, table);
   table.fill(0, got);
   return table;
 }
@@ -293,7 +304,7 @@ function writtenRuns(source: ByteSource, layout: KdumpLayout, index: DumpedPageI
       } else {
         if (Math.floor(position / DESCRIPTORS_PER_CHUNK) !== chunk) {
           chunk = Math.floor(position / DESCRIPTORS_PER_CHUNK);
-          table = readDescriptorChunk(source, layout, index.dumpedPages, chunk);
+          table = readDescriptors(source, layout, index.dumpedPages, chunk * DESCRIPTORS_PER_CHUNK);
         }
         const view = new DataView(table.buffer, (position % DESCRIPTORS_PER_CHUNK) * PAGE_DESC_BYTES, PAGE_DESC_BYTES);
         const offset = Number(view.getBigInt64(0, true));
@@ -311,6 +322,8 @@ function writtenRuns(source: ByteSource, layout: KdumpLayout, index: DumpedPageI
 
 export class KdumpImage extends DecodedImage {
   private readonly blockSize: number;
+  /** Reused for the spans of stored pages a long read fetches (at most MAX_SPAN_BYTES). */
+  private spanBuffer = new Uint8Array(0);
 
   constructor(
     source: ByteSource,
@@ -324,18 +337,35 @@ export class KdumpImage extends DecodedImage {
     this.blockSize = layout.blockSize;
   }
 
-  private descriptor(index: number): { offset: number; size: number; flags: number; at: number } {
+  private descriptor(index: number): PageDescriptor {
     const chunk = Math.floor(index / DESCRIPTORS_PER_CHUNK);
     const bytes = this.cache.through(-1 - chunk, () =>
-      readDescriptorChunk(this.source, this.layout, this.index.dumpedPages, chunk),
+      readDescriptors(this.source, this.layout, this.index.dumpedPages, chunk * DESCRIPTORS_PER_CHUNK),
     );
-    const within = (index % DESCRIPTORS_PER_CHUNK) * PAGE_DESC_BYTES;
-    const view = new DataView(bytes.buffer, bytes.byteOffset + within, PAGE_DESC_BYTES);
-    const offset = view.getBigInt64(0, true);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    return this.descriptorIn(view, index % DESCRIPTORS_PER_CHUNK, index);
+  }
+
+  /** Descriptor `index` of the dump, the `within`-th of `table`. */
+  private descriptorIn(table: DataView, within: number, index: number): PageDescriptor {
+    const byte = within * PAGE_DESC_BYTES;
     const at = this.layout.descriptorsOffset + index * PAGE_DESC_BYTES;
-    if (offset < 0n || offset > BigInt(Number.MAX_SAFE_INTEGER))
-      throw new VmscopeError('CORRUPT_HEADER', `page descriptor offset ${offset} is not a file offset`, this.path, at);
-    return { offset: Number(offset), size: view.getUint32(8, true), flags: view.getUint32(12, true), at };
+    // The i64 offset as two halves: no BigInt per page; a file offset needs at most 53 bits.
+    const high = table.getInt32(byte + 4, true);
+    if (high < 0 || high >= 2 ** (53 - 32)) {
+      throw new VmscopeError(
+        'CORRUPT_HEADER',
+        `page descriptor offset ${table.getBigInt64(byte, true)} is not a file offset`,
+        this.path,
+        at,
+      );
+    }
+    return {
+      offset: high * 2 ** 32 + table.getUint32(byte, true),
+      size: table.getUint32(byte + 8, true),
+      flags: table.getUint32(byte + 12, true),
+      at,
+    };
   }
 
   /** The decoded page `pfn` (present: bitmap 2 has its bit). */
@@ -349,25 +379,31 @@ export class KdumpImage extends DecodedImage {
         return bytes;
       });
     }
-    const { offset, size, flags, at } = this.descriptor(index);
-    return this.cache.through(offset, () => this.decodePage(pfn, offset, size, flags, at));
+    const descriptor = this.descriptor(index);
+    return this.cache.through(descriptor.offset, () => {
+      const codec = this.storedAs(pfn, descriptor);
+      const stored = new Uint8Array(descriptor.size);
+      readExactly(this.source, descriptor.offset, stored, `page 0x${pfn.toString(16)}`);
+      return this.decoded(codec, stored, descriptor.offset);
+    });
   }
 
-  private decodePage(pfn: number, offset: number, size: number, flags: number, descriptorAt: number): Uint8Array {
+  /** How the page is stored (undefined: as is), once its descriptor is known to be sound. */
+  private storedAs(pfn: number, { offset, size, flags, at }: PageDescriptor): Codec | undefined {
     if (offset === 0)
       throw new VmscopeError(
         'CORRUPT_HEADER',
         `page 0x${pfn.toString(16)} has an empty descriptor in a dump marked complete`,
         this.path,
-        descriptorAt,
+        at,
       );
     const codecs = CODEC_FLAGS.filter(([flag]) => (flags & flag) !== 0);
-    if (codecs.length > 1 || (flags & ~CODEC_FLAGS.reduce((all, [flag]) => all | flag, 0)) !== 0) {
+    if (codecs.length > 1 || (flags & ~ALL_CODEC_FLAGS) !== 0) {
       throw new VmscopeError(
         'CORRUPT_HEADER',
         `page descriptor flags 0x${flags.toString(16)} name no single compression`,
         this.path,
-        descriptorAt + 12,
+        at + 12,
       );
     }
     const limit = codecs.length === 0 ? this.blockSize : 2 * this.blockSize;
@@ -376,7 +412,7 @@ export class KdumpImage extends DecodedImage {
         'CORRUPT_HEADER',
         `page descriptor size ${size} is not plausible for a ${this.blockSize}-byte page`,
         this.path,
-        descriptorAt + 8,
+        at + 8,
       );
     }
     if (offset + size > this.source.size) {
@@ -384,27 +420,108 @@ export class KdumpImage extends DecodedImage {
         'TRUNCATED_FILE',
         `page 0x${pfn.toString(16)}'s data at 0x${offset.toString(16)}+0x${size.toString(16)} lies past the end of the file (0x${this.source.size.toString(16)})`,
         this.path,
-        descriptorAt,
+        at,
       );
     }
-    const stored = new Uint8Array(size);
-    readExactly(this.source, offset, stored, `page 0x${pfn.toString(16)}`);
-    if (codecs.length === 0) return stored;
-    const codec = codecs[0]![1];
-    return decodeExactly(codec, stored, this.blockSize, this.path, offset);
+    return codecs[0]?.[1];
+  }
+
+  private decoded(codec: Codec | undefined, stored: Uint8Array, offset: number): Uint8Array {
+    return codec === undefined ? stored : decodeExactly(codec, stored, this.blockSize, this.path, offset);
   }
 
   protected fill(physical: number, into: Uint8Array): void {
-    let done = 0;
-    while (done < into.length) {
-      const at = physical + done;
-      const pfn = Math.floor(at / this.blockSize);
-      const within = at - pfn * this.blockSize;
-      const length = Math.min(into.length - done, this.blockSize - within);
-      into.set(this.page(pfn).subarray(within, within + length), done);
-      done += length;
+    const firstPfn = Math.floor(physical / this.blockSize);
+    const endPfn = Math.ceil((physical + into.length) / this.blockSize);
+    if (endPfn - firstPfn === 1) {
+      const within = physical - firstPfn * this.blockSize;
+      into.set(this.page(firstPfn).subarray(within, within + into.length));
+      return;
+    }
+    // Every page of the read is dumped (it lies in one present range), so their descriptors
+    // (DISKDUMP: their pages) follow each other from the first one's.
+    const firstIndex = this.index.indexOf(firstPfn);
+    if (this.layout.isDiskdump) {
+      const offset =
+        this.layout.descriptorsOffset + firstIndex * this.blockSize + (physical - firstPfn * this.blockSize);
+      readExactly(this.source, offset, into, `pages 0x${firstPfn.toString(16)}-0x${(endPfn - 1).toString(16)}`);
+      return;
+    }
+    for (let pfn = firstPfn; pfn < endPfn; pfn += BATCH_PAGES)
+      this.fillPages(pfn, firstIndex + (pfn - firstPfn), Math.min(BATCH_PAGES, endPfn - pfn), physical, into);
+  }
+
+  /**
+   * Pages `firstPfn` on (descriptors from `firstIndex`) into the parts of `into` (memory from
+   * `physical`) they cover: one read of their descriptors, the cached pages copied, the others'
+   * stored bytes fetched in file order with one read per span of nearby pages (a page per read
+   * cost more than inflating it), each decoded once however many descriptors share it (QEMU's
+   * shared zero page).
+   */
+  private fillPages(firstPfn: number, firstIndex: number, count: number, physical: number, into: Uint8Array): void {
+    const table = readDescriptors(this.source, this.layout, this.index.dumpedPages, firstIndex, count);
+    const view = new DataView(table.buffer, table.byteOffset, table.length);
+    const place = (page: number, bytes: Uint8Array): void => {
+      const pageStart = (firstPfn + page) * this.blockSize;
+      const from = Math.max(pageStart, physical);
+      const to = Math.min(pageStart + this.blockSize, physical + into.length);
+      into.set(
+        from === pageStart && to - from === bytes.length ? bytes : bytes.subarray(from - pageStart, to - pageStart),
+        from - physical,
+      );
+    };
+    const pending: Array<{ page: number; descriptor: PageDescriptor; codec: Codec | undefined }> = [];
+    for (let page = 0; page < count; page++) {
+      const descriptor = this.descriptorIn(view, page, firstIndex + page);
+      const cached = this.cache.get(descriptor.offset);
+      if (cached !== undefined) place(page, cached);
+      else pending.push({ page, descriptor, codec: this.storedAs(firstPfn + page, descriptor) });
+    }
+    pending.sort((a, b) => a.descriptor.offset - b.descriptor.offset || a.page - b.page);
+    for (let first = 0; first < pending.length;) {
+      const spanStart = pending[first]!.descriptor.offset;
+      let spanEnd = spanStart + pending[first]!.descriptor.size;
+      let last = first;
+      while (last + 1 < pending.length) {
+        const { offset, size } = pending[last + 1]!.descriptor;
+        if (offset - spanEnd > SPAN_GAP_BYTES || Math.max(spanEnd, offset + size) - spanStart > MAX_SPAN_BYTES) break;
+        spanEnd = Math.max(spanEnd, offset + size);
+        last++;
+      }
+      if (this.spanBuffer.length < spanEnd - spanStart)
+        this.spanBuffer = new Uint8Array(Math.max(spanEnd - spanStart, 2 * this.spanBuffer.length));
+      const span = this.spanBuffer.subarray(0, spanEnd - spanStart);
+      readExactly(
+        this.source,
+        spanStart,
+        span,
+        `pages 0x${firstPfn.toString(16)}-0x${(firstPfn + count - 1).toString(16)}`,
+      );
+      let previous: { offset: number; bytes: Uint8Array } | undefined;
+      for (let at = first; at <= last; at++) {
+        const { page, descriptor, codec } = pending[at]!;
+        const { offset, size } = descriptor;
+        if (previous?.offset !== offset) {
+          const stored = span.subarray(offset - spanStart, offset - spanStart + size);
+          const shared = at < last && pending[at + 1]!.descriptor.offset === offset;
+          // Stored pages are views of the reused span: cached only when shared, and then as a copy.
+          const bytes = codec === undefined ? (shared ? stored.slice() : stored) : this.decoded(codec, stored, offset);
+          if (codec !== undefined || shared) this.cache.set(offset, bytes);
+          previous = { offset, bytes };
+        }
+        place(page, previous.bytes);
+      }
+      first = last + 1;
     }
   }
+}
+
+interface PageDescriptor {
+  readonly offset: number;
+  readonly size: number;
+  readonly flags: number;
+  /** File offset of the descriptor itself. */
+  readonly at: number;
 }
 
 /** Set bits of `bitmap` below `pfn`. */

@@ -44,6 +44,10 @@ const RAM_SAVE_FLAG_HOOK = 0x80;
 const RAM_SAVE_FLAG_COMPRESS_PAGE = 0x100;
 const RAM_SAVE_FLAG_MULTIFD_FLUSH = 0x200;
 
+/** Pages stored at most this far apart in the stream (a page header, a block name) are fetched with one read. */
+const SPAN_GAP_BYTES = 512;
+const MAX_SPAN_BYTES = 8 << 20;
+
 /** Page entries: a file offset, or one of these. */
 const ABSENT = -1;
 const ZERO = -2;
@@ -429,6 +433,9 @@ function presentRanges(mappings: readonly Mapping[]): PhysicalRange[] {
 }
 
 export class MigrationImage extends DecodedImage {
+  /** Reused for the spans of pages a long read fetches (at most MAX_SPAN_BYTES). */
+  private spanBuffer = new Uint8Array(0);
+
   constructor(
     source: ByteSource,
     ranges: PhysicalRange[],
@@ -465,24 +472,50 @@ export class MigrationImage extends DecodedImage {
       if (entry === ZERO) {
         into.fill(0, done, done + length);
       } else {
-        // Coalesce following pages stored back to back in the stream into one read.
-        let next = page + 1;
-        while (
-          done + length < into.length &&
-          next * PAGE_BYTES < mapping.blockOffset + mapping.length &&
-          mapping.block.pages[next] === entry + (next - page) * PAGE_BYTES
-        ) {
-          length = Math.min(into.length - done, length + PAGE_BYTES);
-          next++;
-        }
-        readExactly(
-          this.source,
-          entry + within,
-          into.subarray(done, done + length),
-          `RAM page 0x${(page * PAGE_BYTES).toString(16)} of "${mapping.block.name}"`,
-        );
+        const room = Math.min(into.length - done, mapping.physical + mapping.length - at);
+        length = this.readPages(mapping, page, within, length, into.subarray(done, done + room));
       }
       done += length;
     }
+  }
+
+  /**
+   * Page `page` of the mapping's block from `within` (`firstLength` bytes of it) into the start
+   * of `into`, and the pages the stream stores close behind it (each behind its 8-byte header)
+   * into the rest of `into`, as far as they go: one read of the span holding them instead of one
+   * per page. Returns the bytes filled.
+   */
+  private readPages(mapping: Mapping, page: number, within: number, firstLength: number, into: Uint8Array): number {
+    const pages = mapping.block.pages;
+    const pageEnd = (mapping.blockOffset + mapping.length) / PAGE_BYTES;
+    const spanStart = pages[page]! + within;
+    let filled = firstLength;
+    let last = page;
+    while (filled < into.length && last + 1 < pageEnd) {
+      const next = pages[last + 1]!;
+      const previousEnd = pages[last]! + PAGE_BYTES;
+      // ZERO and ABSENT entries are negative: they end the span like a page stored elsewhere.
+      if (next < previousEnd || next - previousEnd > SPAN_GAP_BYTES || next + PAGE_BYTES - spanStart > MAX_SPAN_BYTES)
+        break;
+      filled = Math.min(into.length, filled + PAGE_BYTES);
+      last++;
+    }
+    const what = `RAM pages 0x${(page * PAGE_BYTES).toString(16)}-0x${(last * PAGE_BYTES + PAGE_MASK).toString(16)} of "${mapping.block.name}"`;
+    if (last === page) {
+      readExactly(this.source, spanStart, into.subarray(0, filled), what);
+      return filled;
+    }
+    const lastBytes = filled - firstLength - (last - page - 1) * PAGE_BYTES;
+    const spanLength = pages[last]! + lastBytes - spanStart;
+    if (this.spanBuffer.length < spanLength)
+      this.spanBuffer = new Uint8Array(Math.max(spanLength, 2 * this.spanBuffer.length));
+    const span = this.spanBuffer.subarray(0, spanLength);
+    readExactly(this.source, spanStart, span, what);
+    into.set(span.subarray(0, firstLength));
+    for (let at = page + 1, to = firstLength; at <= last; at++, to += PAGE_BYTES) {
+      const from = pages[at]! - spanStart;
+      into.set(span.subarray(from, from + Math.min(PAGE_BYTES, filled - to)), to);
+    }
+    return filled;
   }
 }

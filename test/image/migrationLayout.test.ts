@@ -68,4 +68,23 @@ describe('migration stream RAM blocks in guest-physical memory', () => {
     expect(read(image, 3 * GiB - PAGE)).toBe('first above 4 GiB');
     expect(image.details?.ramBlocks?.[0]?.mappedAt).toEqual([0]);
   });
+
+  it('a long read returns pages stored behind their headers, in stream order or not, around zero and absent pages', () => {
+    // Stream order: pages 0, 1, 2 (zero), 3, 5, 4: a span breaks at the zero page and where the stream goes back.
+    const order = [0, 1, 2, 3, 5, 4];
+    const contents = order.map((page) => (page === 2 ? new Uint8Array(PAGE) : pageOf(`page ${page}`)));
+    const pages = order.map((page, i) => ({ block: 'pc.ram', offset: page * PAGE, bytes: contents[i]! }));
+    pages.push({ block: 'pc.ram', offset: 7 * PAGE, bytes: pageOf('page 7') });
+    const stream = migrationStream('pc-i440fx-7.2', [{ name: 'pc.ram', bytes: 16 * PAGE }], pages);
+    const image = openImageSource(new BufferSource('spans.migration', stream));
+    const expected = new Uint8Array(6 * PAGE);
+    order.forEach((page, i) => expected.set(contents[i]!, page * PAGE));
+    // From inside page 0 to inside page 5, then everything present up to the absent page 6.
+    const part = new Uint8Array(5 * PAGE);
+    image.read(100, part);
+    expect(Buffer.compare(part, expected.subarray(100, 100 + part.length))).toBe(0);
+    const all = new Uint8Array(8 * PAGE);
+    expect(image.readPresent(0, all)).toBe(6 * PAGE);
+    expect(Buffer.compare(all.subarray(0, 6 * PAGE), expected)).toBe(0);
+  });
 });
