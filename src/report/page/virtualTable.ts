@@ -89,11 +89,12 @@ export function virtualTable<T>(rows: readonly T[], columns: ReadonlyArray<Table
       Math.ceil((viewport.scrollTop + viewport.clientHeight) / ROW_HEIGHT) + OVERSCAN,
     );
     body.style.transform = `translateY(${first * ROW_HEIGHT}px)`;
-    body.replaceChildren(...shown.slice(first, last).map((index) => drawRow(rows[index]!)));
+    body.replaceChildren(...shown.slice(first, last).map((index) => drawRow(rows[index]!, index)));
   }
 
-  function drawRow(row: T): HTMLElement {
-    const line = el('div', { class: `row ${options.rowClass?.(row) ?? ''}`, role: 'row' });
+  function drawRow(row: T, index: number): HTMLElement {
+    // data-index: which row this is, whatever the order (tests gather rows across scrolls by it).
+    const line = el('div', { class: `row ${options.rowClass?.(row) ?? ''}`, role: 'row', 'data-index': String(index) });
     line.style.gridTemplateColumns = template;
     columns.forEach((column, index) => {
       const text = String(column.value(row) ?? '');

@@ -1,0 +1,147 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkAnalysis } from '../../src/analyses/check.js';
+import { DumpContext } from '../../src/analyses/context.js';
+import { rowObject } from '../../src/analyses/rowJson.js';
+import { buildDumpReport } from '../../src/report/build.js';
+import { writeDiffReport, writeDumpReport } from '../../src/report/reports.js';
+import { writeReport } from '../../src/report/html.js';
+import type { DumpReport } from '../../src/report/model.js';
+import { chromiumUnavailableReason, launchChromium, openReport, tableRows } from '../support/browser.js';
+import { fixturePath, repoRoot, sharedFixtures, type FixtureFormat } from '../support/fixtures.js';
+
+const unavailable = chromiumUnavailableReason();
+if (unavailable) console.warn(`skipping the HTML report browser tests: ${unavailable}`);
+
+const cacheDir = mkdtempSync(join(tmpdir(), 'vmscope-report-cache-'));
+const outDir = mkdtempSync(join(tmpdir(), 'vmscope-report-'));
+/** Screenshots are kept for a reader of the test run (CI uploads .cache/artifacts). */
+const artifacts = join(repoRoot, '.cache', 'artifacts');
+
+const truth = (name: string) => JSON.parse(readFileSync(join(sharedFixtures, `${name}.truth.json`), 'utf8'));
+
+describe.skipIf(unavailable !== undefined)('the HTML report in headless chromium', () => {
+  let chromium: Awaited<ReturnType<typeof launchChromium>>;
+
+  beforeAll(async () => {
+    mkdirSync(artifacts, { recursive: true });
+    chromium = await launchChromium();
+  });
+
+  afterAll(async () => {
+    await chromium?.close();
+    rmSync(outDir, { recursive: true, force: true });
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
+
+  /** check's findings as `check --json` prints them, from a context of its own. */
+  async function checkJson(dump: string): Promise<Array<Record<string, unknown>>> {
+    const context = new DumpContext(dump, { cacheDir });
+    try {
+      const result = await checkAnalysis.run(context);
+      return result.rows.map((row) => rowObject(row, result.columns));
+    } finally {
+      context.close();
+    }
+  }
+
+  const fixtures: Array<{ name: string; format: FixtureFormat }> = [
+    { name: 'linux61-modern', format: 'elf' },
+    { name: 'linux61-rootkit', format: 'lime' },
+  ];
+
+  it.each(fixtures)(
+    'renders $name: no console error, every finding of check, hidden processes marked in the tree',
+    async ({ name, format }) => {
+      const dump = fixturePath(name, format);
+      const output = join(outDir, `${name}.html`);
+      const report = await writeDumpReport(dump, output, { cacheDir });
+      const { page, log } = await openReport(chromium.browser, output);
+      await page.screenshot({ path: join(artifacts, `report-${name}.png`), fullPage: true });
+
+      const expected = await checkJson(dump);
+      expect(expected.length).toBeGreaterThan(0);
+      const shown = await tableRows(page, 'findings');
+      expect(
+        shown.map(([kind, severity, subject, owner, detail]) => ({ kind, severity, subject, owner, detail })),
+      ).toEqual(expected);
+
+      const hidden = expected.filter((finding) => finding.kind === 'hidden_process');
+      if (name === 'linux61-rootkit') {
+        const { pid, comm } = truth(name).rootkit.hidden_process;
+        expect(hidden.map((finding) => finding.subject)).toEqual([`pid ${pid} ${comm}`]);
+      }
+      for (const finding of hidden) {
+        const [, pid, comm] = /^pid (\d+) (.*)$/.exec(String(finding.subject))!;
+        const rows = (await tableRows(page, 'processes', comm)).filter((cells) => cells[0] === pid);
+        expect(rows).toHaveLength(1);
+        expect(rows[0]![2]).toContain('HIDDEN');
+        const marked = await page.locator(`[data-table="processes"] .row.hidden-task`).count();
+        expect(marked).toBe(1);
+      }
+      // Processes the report flags as fileless or injected are check's own.
+      for (const process of report.processes.filter((found) => found.fileless !== null))
+        expect(expected).toContainEqual(
+          expect.objectContaining({ kind: 'fileless_process', subject: `pid ${process.pid} ${process.comm}` }),
+        );
+
+      expect(log.errors).toEqual([]);
+      expect(await page.evaluate(() => (window as unknown as { __violations: string[] }).__violations)).toEqual([]);
+      await page.close();
+    },
+  );
+
+  it('the diff report of linux61-t0 → linux61-t1 shows exactly the ended and the started process', async () => {
+    const output = join(outDir, 'diff.html');
+    await writeDiffReport(fixturePath('linux61-t0', 'elf'), fixturePath('linux61-t1', 'elf'), output, { cacheDir });
+    const { page, log } = await openReport(chromium.browser, output);
+    await page.screenshot({ path: join(artifacts, 'report-diff-linux61-t0-t1.png'), fullPage: true });
+    const { killed, started } = truth('linux61-t1').diff;
+    const rows = await tableRows(page, 'diff-processes');
+    expect(rows.map(([kind, change, pid, , comm]) => ({ kind, change, pid, comm }))).toEqual([
+      { kind: 'process', change: 'ended', pid: String(killed.pid), comm: killed.comm },
+      { kind: 'process', change: 'started', pid: String(started.pid), comm: started.comm },
+    ]);
+    expect(log.errors).toEqual([]);
+    await page.close();
+  });
+
+  it('keeps only the visible rows of a 100k-row table in the DOM, and still sorts and filters it', async () => {
+    const dump = fixturePath('linux61-rootkit', 'lime');
+    const context = new DumpContext(dump, { cacheDir });
+    let report: DumpReport;
+    try {
+      report = await buildDumpReport(context);
+    } finally {
+      context.close();
+    }
+    // The real timeline repeated to 100k events: the page cannot tell them from a long kernel log.
+    const events = Array.from({ length: 100_000 }, (_, index) => {
+      const event = report.timeline[index % report.timeline.length]!;
+      return { ...event, seconds: event.seconds + Math.floor(index / report.timeline.length) * 1000 };
+    });
+    const output = join(outDir, 'large.html');
+    writeReport(output, { ...report, timeline: events });
+    const { page, log } = await openReport(chromium.browser, output);
+    const table = page.locator('[data-table="timeline"]');
+    await expect.poll(() => table.locator('.count').textContent()).toBe('100000 of 100000');
+    expect(await table.locator('.body .row').count()).toBeLessThan(60);
+
+    await table.locator('.row.head .cell', { hasText: 'Seconds after boot' }).click();
+    await table.locator('.row.head .cell', { hasText: 'Seconds after boot' }).click();
+    const latest = Math.max(...events.map((event) => event.seconds));
+    expect(Number(await table.locator('.body .row').first().locator('.cell').first().getAttribute('title'))).toBe(
+      Number(latest.toFixed(6)),
+    );
+
+    const needle = report.timeline.find((event) => event.kind === 'process_start')!.text;
+    await table.locator('input[type=search]').fill(needle);
+    const matching = events.filter((event) => event.text.toLowerCase().includes(needle.toLowerCase())).length;
+    expect(await table.locator('.count').textContent()).toBe(`${matching} of 100000`);
+    expect(await table.locator('.body .row').count()).toBeLessThanOrEqual(Math.min(matching, 60));
+    expect(log.errors).toEqual([]);
+    await page.close();
+  });
+});
