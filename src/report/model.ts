@@ -154,4 +154,22 @@ export interface DiffReport {
   readonly warnings: readonly string[];
 }
 
-export type ReportData = DumpReport | DiffReport;
+/** One dump of a batch, in its index. */
+export interface IndexEntry {
+  readonly path: string;
+  readonly kernel: string | null;
+  readonly findings: number;
+  readonly hits: number;
+  /** The report's file name, beside the index; null when none was written. */
+  readonly report: string | null;
+  readonly error: string | null;
+}
+
+/** A batch's index: every dump, linking its report. */
+export interface IndexReport {
+  readonly type: 'index';
+  readonly generatedAt: string;
+  readonly dumps: readonly IndexEntry[];
+}
+
+export type ReportData = DumpReport | DiffReport | IndexReport;

@@ -1,10 +1,11 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkAnalysis } from '../../src/analyses/check.js';
 import { DumpContext } from '../../src/analyses/context.js';
 import { rowObject } from '../../src/analyses/rowJson.js';
+import { runBatchToEnd } from '../../src/batch/batch.js';
 import { buildDumpReport } from '../../src/report/build.js';
 import { writeDiffReport, writeDumpReport } from '../../src/report/reports.js';
 import { writeReport } from '../../src/report/html.js';
@@ -104,6 +105,32 @@ describe.skipIf(unavailable !== undefined)('the HTML report in headless chromium
       { kind: 'process', change: 'ended', pid: String(killed.pid), comm: killed.comm },
       { kind: 'process', change: 'started', pid: String(started.pid), comm: started.comm },
     ]);
+    expect(log.errors).toEqual([]);
+    await page.close();
+  });
+
+  it('batch --report writes one report per dump and an index linking them', async () => {
+    const out = join(outDir, 'batch');
+    const dump = fixturePath('linux61-rootkit', 'lime');
+    const summary = await runBatchToEnd({
+      dumps: [dump],
+      analyses: ['check'],
+      outDir: out,
+      cacheDir,
+      jobs: 1,
+      report: true,
+    });
+    const [result] = summary.dumps;
+    expect(result!.report).toBe(join(out, basename(result!.output!).replace(/\.ndjson$/, '.html')));
+
+    const { page, log } = await openReport(chromium.browser, join(out, 'index.html'));
+    await page.getByRole('link', { name: basename(result!.report!) }).click();
+    await page.waitForURL(`file://${result!.report!}`);
+    await page.waitForSelector('[data-table="findings"]');
+    const shown = await tableRows(page, 'findings');
+    expect(
+      shown.map(([kind, severity, subject, owner, detail]) => ({ kind, severity, subject, owner, detail })),
+    ).toEqual(result!.findings);
     expect(log.errors).toEqual([]);
     await page.close();
   });
