@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,8 +6,10 @@ import { checkAnalysis } from '../../src/analyses/check.js';
 import { DumpContext } from '../../src/analyses/context.js';
 import { rowObject } from '../../src/analyses/rowJson.js';
 import { runBatchToEnd } from '../../src/batch/batch.js';
+import { FolderSource } from '../../src/monitor/sources/index.js';
+import { watch, type WatchAlert } from '../../src/monitor/watch.js';
 import { buildDumpReport } from '../../src/report/build.js';
-import { writeDiffReport, writeDumpReport } from '../../src/report/reports.js';
+import { reportAlertedSnapshots, writeDiffReport, writeDumpReport } from '../../src/report/reports.js';
 import { writeReport } from '../../src/report/html.js';
 import type { DumpReport } from '../../src/report/model.js';
 import { chromiumUnavailableReason, launchChromium, openReport, tableRows } from '../support/browser.js';
@@ -131,6 +133,48 @@ describe.skipIf(unavailable !== undefined)('the HTML report in headless chromium
     expect(
       shown.map(([kind, severity, subject, owner, detail]) => ({ kind, severity, subject, owner, detail })),
     ).toEqual(result!.findings);
+    expect(log.errors).toEqual([]);
+    await page.close();
+  });
+
+  it('watch --report-dir writes the report of each snapshot that raised an alert, showing its alerts', async () => {
+    const folder = join(outDir, 'watched');
+    const reports = join(outDir, 'watch-reports');
+    mkdirSync(folder);
+    symlinkSync(fixturePath('linux61-t0', 'elf'), join(folder, '1-t0.elf'));
+    const source = new FolderSource(folder, { pollMs: 50, settleMs: 100, includeExisting: true });
+    const stop = new AbortController();
+    let snapshots = 0;
+    const alerts: WatchAlert[] = [];
+    const onSnapshotDone = () => {
+      if (++snapshots === 1) symlinkSync(fixturePath('linux61-t1', 'elf'), join(folder, '2-t1.elf'));
+      else stop.abort();
+    };
+    // No policy: the first snapshot raises nothing (no report), the second its changes.
+    for await (const alert of watch({
+      source,
+      signal: stop.signal,
+      contextOptions: { cacheDir },
+      onSnapshotDone,
+      onSnapshotJudged: reportAlertedSnapshots(reports),
+    }))
+      alerts.push(alert);
+    const written = readdirSync(reports);
+    expect(written).toHaveLength(1);
+    expect(written[0]).toMatch(/-2-t1\.elf\.html$/);
+    expect(alerts.length).toBeGreaterThan(0);
+
+    const { page, log } = await openReport(chromium.browser, join(reports, written[0]!));
+    const rows = await tableRows(page, 'alerts');
+    expect(rows.map(([type, kind, , , pid, comm, detail]) => ({ type, kind, pid, comm, detail }))).toEqual(
+      alerts.map(({ type, kind, pid, comm, detail }) => ({
+        type,
+        kind,
+        pid: pid === null ? '' : String(pid),
+        comm: comm ?? '',
+        detail,
+      })),
+    );
     expect(log.errors).toEqual([]);
     await page.close();
   });
