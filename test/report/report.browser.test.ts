@@ -1,10 +1,11 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkAnalysis } from '../../src/analyses/check.js';
 import { DumpContext } from '../../src/analyses/context.js';
 import { rowObject } from '../../src/analyses/rowJson.js';
+import { yarascanAnalysis } from '../../src/analyses/yarascan.js';
 import { runBatchToEnd } from '../../src/batch/batch.js';
 import { FolderSource } from '../../src/monitor/sources/index.js';
 import { watch, type WatchAlert } from '../../src/monitor/watch.js';
@@ -95,6 +96,50 @@ describe.skipIf(unavailable !== undefined)('the HTML report in headless chromium
       await page.close();
     },
   );
+
+  it('with --rules: every hit with its owner, and each on the physical memory map', async () => {
+    const dump = fixturePath('linux61-rootkit', 'lime');
+    const markers = truth('linux61-rootkit').markers as Array<{
+      kind: string;
+      value: string;
+      holder_pid: number;
+      holder_comm: string;
+    }>;
+    const rules = join(outDir, 'markers.yar');
+    const yaraText = (value: string) => `"${value.replace(/[\\"]/g, (char) => `\\${char}`)}"`;
+    writeFileSync(
+      rules,
+      markers
+        .map((marker) => `rule ${marker.kind} { strings: $s = ${yaraText(marker.value)} condition: $s }`)
+        .join('\n'),
+    );
+    const output = join(outDir, 'rules.html');
+    await writeDumpReport(dump, output, { cacheDir }, { rulesFile: rules });
+
+    const context = new DumpContext(dump, { cacheDir });
+    let expected: string[][];
+    try {
+      const scan = await yarascanAnalysis.run(context, { rules, threads: 1 });
+      const text = (value: unknown) => (value === null ? '' : String(value));
+      expected = scan.rows.map((row) =>
+        [row.rule, row.string, row.physical, row.owner, row.pid, row.comm, row.virtual].map(text),
+      );
+    } finally {
+      context.close();
+    }
+    const { page, log } = await openReport(chromium.browser, output);
+    const shown = await tableRows(page, 'signatures');
+    expect(shown).toEqual(expected);
+    for (const marker of markers)
+      expect(shown).toContainEqual(
+        expect.arrayContaining([marker.kind, 'process', String(marker.holder_pid), marker.holder_comm]),
+      );
+    const placed = expected.filter((row) => row[2] !== '').length;
+    expect(placed).toBeGreaterThan(0);
+    expect(await page.locator('svg.memory-map line[data-kind="signature"]').count()).toBe(placed);
+    expect(log.errors).toEqual([]);
+    await page.close();
+  });
 
   it('the diff report of linux61-t0 → linux61-t1 shows exactly the ended and the started process', async () => {
     const output = join(outDir, 'diff.html');
