@@ -13,6 +13,7 @@ import {
 import type { DumpResult } from '../batch/job.js';
 import { addSharedAnalysisOptions, sharedOptionKeys } from './analysisOptions.js';
 import { render } from './render.js';
+import { VmscopeError } from '../util/errors.js';
 import { parseByteSize } from './options.js';
 
 export interface BatchCliOptions {
@@ -264,6 +265,9 @@ export function registerBatchCommand(
   for (const extension of extensions) extension.addOptions(command);
 
   command.action(async (dumps: string[], options: BatchCliOptions) => {
+    // Queue workers write only NDJSON: reports are written by local jobs, beside the analyses they show.
+    if (options.report && options.queue !== undefined)
+      throw new VmscopeError('USAGE', '--report runs with local jobs only, not with --queue');
     const progress = createBatchProgress(options.progress);
     try {
       const invocation: BatchInvocation = {

@@ -1,5 +1,5 @@
 import type { DiffReport } from '../model.js';
-import { el, section } from './dom.js';
+import { el, section, warningsSection } from './dom.js';
 import { virtualTable } from './virtualTable.js';
 
 /** What changed between two snapshots: a count per kind and change, the processes, then every change. */
@@ -50,6 +50,6 @@ export function diffView(report: DiffReport): HTMLElement[] {
       ),
     ),
     section('diff-all', 'Every change', table('diff-all', report.rows)),
-    section('warnings', 'Warnings', el('ul', {}, ...report.warnings.map((warning) => el('li', {}, warning)))),
+    warningsSection(report.warnings),
   ];
 }

@@ -36,3 +36,12 @@ function append(parent: Element, children: readonly Child[]): void {
 export function section(id: string, title: string, ...children: Child[]): HTMLElement {
   return el('section', { id }, el('h2', {}, title), ...children);
 }
+
+/** What made the results partial (a walk cut short, an unreadable page), or that nothing did. */
+export function warningsSection(warnings: readonly string[]): HTMLElement {
+  return section(
+    'warnings',
+    'Warnings',
+    warnings.length === 0 ? el('p', {}, 'none') : el('ul', {}, ...warnings.map((warning) => el('li', {}, warning))),
+  );
+}

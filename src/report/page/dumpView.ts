@@ -1,6 +1,6 @@
 import type { DumpReport, ReportFinding, ReportProcess } from '../model.js';
 import { memoryMap, networkGraph } from './charts.js';
-import { el, section } from './dom.js';
+import { el, section, warningsSection } from './dom.js';
 import { virtualTable } from './virtualTable.js';
 
 /** Findings about processes; every other kind is a kernel hook or a hidden module. */
@@ -111,7 +111,7 @@ export function dumpView(report: DumpReport): HTMLElement[] {
         { name: 'timeline', visibleRows: 20 },
       ),
     ),
-    section('warnings', 'Warnings', el('ul', {}, ...report.warnings.map((warning) => el('li', {}, warning)))),
+    warningsSection(report.warnings),
   ];
 }
 
