@@ -39,6 +39,7 @@ interface DumpExtras {
   readonly carvedTasks: readonly CarvedTask[];
   readonly memory: ReportMemoryMap | null;
   readonly kernelLog: ReadonlyArray<{ readonly seconds: number; readonly text: string }>;
+  /** Beyond the summary's own. */
   readonly warnings: readonly string[];
 }
 
@@ -55,7 +56,7 @@ export async function buildDumpReport(
   const check = await checkFindings((provider) => context.get(provider));
   const view = await context.get(processCrossViewProvider);
   const log = await context.get(kernelLogProvider);
-  const warnings = [...summary.warnings, ...check.problems, ...log.problems];
+  const warnings = [...check.problems, ...log.problems];
   const signatures = options.rulesFile ? await signatureHits(context, options.rulesFile, warnings) : null;
   const carvedTasks = view.sightings
     .filter(({ sources }) => sources.has('psscan'))

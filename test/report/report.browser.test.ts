@@ -85,11 +85,16 @@ describe.skipIf(unavailable !== undefined)('the HTML report in headless chromium
         const marked = await page.locator(`[data-table="processes"] .row.hidden-task`).count();
         expect(marked).toBe(1);
       }
-      // Processes the report flags as fileless or injected are check's own.
-      for (const process of report.processes.filter((found) => found.fileless !== null))
-        expect(expected).toContainEqual(
-          expect.objectContaining({ kind: 'fileless_process', subject: `pid ${process.pid} ${process.comm}` }),
-        );
+      // check's fileless and injected processes are flagged in the tree, and no other process is.
+      const flagged = { fileless_process: 'FILELESS', injected_code: 'INJECTED' } as const;
+      for (const [kind, flag] of Object.entries(flagged)) {
+        const subjects = new Set(expected.filter((finding) => finding.kind === kind).map((finding) => finding.subject));
+        const rows = await tableRows(page, 'processes', flag);
+        expect(
+          new Set(rows.filter((cells) => cells[2]!.includes(flag)).map((cells) => `pid ${cells[0]} ${cells[1]}`)),
+        ).toEqual(subjects);
+      }
+      if (name === 'linux61-modern') expect(report.processes.some((process) => process.fileless !== null)).toBe(true);
 
       expect(log.errors).toEqual([]);
       expect(await page.evaluate(() => (window as unknown as { __violations: string[] }).__violations)).toEqual([]);
