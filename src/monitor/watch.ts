@@ -218,7 +218,6 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
         raised.push(alert);
         return alert;
       };
-      let alerts = 0;
 
       const diffStarted = performance.now();
       const rebooted = previous !== undefined && previous.banner !== summary.banner;
@@ -231,7 +230,6 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
       if (rebooted) open = new Map(); // start over: judged as a first snapshot
       const diffMs = performance.now() - diffStarted;
       for (const change of changes) {
-        alerts++;
         yield await emitRaised({ ...about, ...change });
       }
 
@@ -264,10 +262,8 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
         actionsMs += performance.now() - actionStarted;
         await options.onAlert?.(alert);
         raised.push(alert);
-        alerts++;
         yield alert;
         if (failure) {
-          alerts++;
           yield await emitRaised({
             ...about,
             ...violationFields(violation),
@@ -278,7 +274,6 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
         }
       }
       for (const violation of resolved) {
-        alerts++;
         yield await emitRaised({
           ...about,
           ...violationFields(violation),
@@ -287,7 +282,15 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
         });
       }
       await options.onSnapshotJudged?.(summary, raised);
-      options.onSnapshotDone?.({ snapshot: snapshot.path, waitMs, summarizeMs, diffMs, policyMs, actionsMs, alerts });
+      options.onSnapshotDone?.({
+        snapshot: snapshot.path,
+        waitMs,
+        summarizeMs,
+        diffMs,
+        policyMs,
+        actionsMs,
+        alerts: raised.length,
+      });
     }
   } finally {
     signal?.removeEventListener('abort', stopWaiting);
