@@ -18,6 +18,7 @@ const LAYERS = [
   'analyses',
   'workers',
   'monitor',
+  'report',
   'batch',
   'plugins',
   'cli',

@@ -4,6 +4,7 @@ import { kernelProvider, uniqueWarnings } from './providers/kernel.js';
 import { allModulesProvider, hiddenModulesProvider, syscallReportProvider } from './providers/modules.js';
 import { processCrossViewProvider } from './providers/processes.js';
 import { kernelHookFindingsProvider } from './providers/tampering.js';
+import type { Provider } from './context.js';
 import { defineAnalysis, type Column, type Row } from './types.js';
 
 export type { Finding, Severity } from './findings.js';
@@ -61,26 +62,7 @@ finding; hooks an in-tree module registers from its own memory (netfilter's conn
 are judged like any other module's, so read such a finding together with lsmod.
 Exit code 1 when there is any finding, 0 when the guest looks clean.`,
   async compute(inputs) {
-    const processes = await inputs.get(processCrossViewProvider);
-    const hidden = await inputs.get(hiddenModulesProvider);
-    const modules = await inputs.get(allModulesProvider);
-    const syscalls = await inputs.get(syscallReportProvider);
-    const processState = await processStateFindings((provider) => inputs.get(provider));
-    const hooks = await inputs.get(kernelHookFindingsProvider);
-    const findings: Finding[] = [
-      ...hiddenProcessFindings(processes),
-      ...hiddenModuleFindings(hidden),
-      ...syscallFindings(syscalls),
-      ...processState.findings,
-      ...hooks.findings,
-    ];
-    const problems = uniqueWarnings(
-      processes.warnings,
-      modules.warnings,
-      syscalls.problems,
-      processState.problems,
-      hooks.problems,
-    );
+    const { findings, problems } = await checkFindings((provider) => inputs.get(provider));
     return {
       columns,
       rows: findings as unknown as Row[],
@@ -91,3 +73,31 @@ Exit code 1 when there is any finding, 0 when the guest looks clean.`,
     };
   },
 });
+
+/** What `check` reports: every finding, and why some may be missing. The HTML report shows the same list. */
+export async function checkFindings(
+  get: <T>(provider: Provider<T>) => Promise<T>,
+): Promise<{ findings: Finding[]; problems: string[] }> {
+  const processes = await get(processCrossViewProvider);
+  const hidden = await get(hiddenModulesProvider);
+  const modules = await get(allModulesProvider);
+  const syscalls = await get(syscallReportProvider);
+  const processState = await processStateFindings(get);
+  const hooks = await get(kernelHookFindingsProvider);
+  return {
+    findings: [
+      ...hiddenProcessFindings(processes),
+      ...hiddenModuleFindings(hidden),
+      ...syscallFindings(syscalls),
+      ...processState.findings,
+      ...hooks.findings,
+    ],
+    problems: uniqueWarnings(
+      processes.warnings,
+      modules.warnings,
+      syscalls.problems,
+      processState.problems,
+      hooks.problems,
+    ),
+  };
+}

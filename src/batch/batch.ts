@@ -3,6 +3,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { sha256File } from '../image/decompress.js';
+import { writeReportIndex } from '../report/reports.js';
 import { VmscopeError } from '../util/errors.js';
 import { expandDumpPaths, type TempBudget } from './inputs.js';
 import { inProcessRunner, ThreadJobRunner, type DumpJobRunner } from './jobPool.js';
@@ -69,6 +70,8 @@ export interface BatchOptions {
   readonly onProgress?: (progress: BatchProgress) => void;
   /** The bundled worker (default dist/batchWorker.js beside the running bundle; tests pass it). */
   readonly workerScript?: string | URL;
+  /** Also write an HTML report per dump and `index.html` linking them. */
+  readonly report?: boolean;
   /** Runs the jobs instead of the default (this thread for one job at a time, else worker threads); its concurrency is used as is. */
   readonly runner?: DumpJobRunner;
 }
@@ -301,6 +304,7 @@ export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResul
     ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
     ...(options.verify ? { verify: true } : {}),
     ...(dump.sha256 ? { sha256: dump.sha256 } : {}),
+    ...(options.report ? { report: true } : {}),
   });
   try {
     // At most `jobs` in flight; each finished job is yielded and its slot given to the next dump.
@@ -339,6 +343,18 @@ export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResul
     seconds: (performance.now() - started) / 1000,
   });
   writeBatchSummary(outDir, summary);
+  if (options.report)
+    writeReportIndex(
+      join(outDir, 'index.html'),
+      summary.dumps.map((dump) => ({
+        path: dump.path,
+        kernel: dump.kernel?.release ?? null,
+        findings: dump.findings.length,
+        hits: dump.hits,
+        report: dump.report ?? null,
+        error: dump.error ?? null,
+      })),
+    );
   return summary;
 }
 

@@ -7,6 +7,8 @@ import { rowObject } from '../analyses/rowJson.js';
 import type { Analysis, AnalysisResult, Row } from '../analyses/types.js';
 import { kernelProvider } from '../analyses/providers/kernel.js';
 import { sha256File } from '../image/decompress.js';
+import { buildDumpReport } from '../report/build.js';
+import { writeReport } from '../report/html.js';
 import { resolveSelection } from './analysisSelection.js';
 import { VmscopeError } from '../util/errors.js';
 import { compressionOf, decompressToTemp, type DecompressedDump, type TempBudget } from './inputs.js';
@@ -31,6 +33,8 @@ export interface DumpJobRequest {
   readonly sha256?: string;
   /** Temporary space for decompressing a compressed dump. */
   readonly tempBudget?: TempBudget;
+  /** Also write the dump's HTML report (`<name>-<hash>.html`) beside its NDJSON, from the same context. */
+  readonly report?: boolean;
 }
 
 /**
@@ -74,6 +78,8 @@ export const dumpResultSchema = z.object({
   complete: z.boolean(),
   /** The NDJSON file under outDir, or null when nothing was written. */
   output: z.string().nullable(),
+  /** The HTML report under outDir, when one was asked for and written. */
+  report: z.string().optional(),
   seconds: z.number(),
   /** Set by a batch that found the dump already done (manifest): no analysis ran this time. */
   skipped: z.boolean().optional(),
@@ -167,7 +173,10 @@ export async function runDumpJob(request: DumpJobRequest): Promise<DumpResult> {
     if (compression) decompressed = await decompressToTemp(path, compression, request.tempBudget);
     mkdirSync(request.outDir, { recursive: true });
     writer = new NdjsonWriter(join(request.outDir, outputName(path)));
-    await analyse(decompressed?.path ?? path, selected, request, result, writer);
+    const reportPath = request.report
+      ? join(request.outDir, outputName(path).replace(/\.ndjson$/, '.html'))
+      : undefined;
+    await analyse(decompressed?.path ?? path, selected, request, result, writer, reportPath);
     writer.commit();
     result.output = writer.path;
   } catch (error) {
@@ -187,6 +196,7 @@ async function analyse(
   request: DumpJobRequest,
   result: DumpResult,
   writer: NdjsonWriter,
+  reportPath: string | undefined,
 ): Promise<void> {
   // A scan runs on this thread: the batch's parallelism is across dumps.
   const context = new DumpContext(dumpPath, {
@@ -224,7 +234,19 @@ async function analyse(
       ]);
     }
     if (failures === selected.length) result.error = result.errors[0]!.replace(/^[^:]+: /, '');
+    if (reportPath) await writeJobReport(context, reportPath, result);
   } finally {
     context.close();
+  }
+}
+
+/** The dump's report, from the context its analyses filled (providers are not computed again); a failure is one more error. */
+async function writeJobReport(context: DumpContext, path: string, result: DumpResult): Promise<void> {
+  try {
+    writeReport(path, await buildDumpReport(context));
+    result.report = path;
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    result.errors.push(`report: ${error.describe()}`);
   }
 }

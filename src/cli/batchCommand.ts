@@ -13,6 +13,7 @@ import {
 import type { DumpResult } from '../batch/job.js';
 import { addSharedAnalysisOptions, sharedOptionKeys } from './analysisOptions.js';
 import { render } from './render.js';
+import { VmscopeError } from '../util/errors.js';
 import { parseByteSize } from './options.js';
 
 export interface BatchCliOptions {
@@ -23,6 +24,7 @@ export interface BatchCliOptions {
   tempBudget?: number;
   tempDir?: string;
   verify?: boolean;
+  report?: boolean;
   json?: boolean;
   ndjson?: boolean;
   cache: boolean;
@@ -63,6 +65,9 @@ Output in --out DIR:
   <dump name>-<hash>.ndjson  one line per row, each with its "analysis"; warnings as
                              {"analysis","warning"} and failed analyses as {"analysis","error"}
   summary.json               per dump: kernel, row counts, findings, hits, errors, seconds; totals
+  <dump name>-<hash>.html    with --report: the dump's HTML report (see vmscope report --help),
+                             written from the same analysis (nothing is computed twice)
+  index.html                 with --report: every dump, its findings and hits, linking its report
   manifest.json              what is done: a rerun skips a dump whose size and mtime (with
                              --verify: content sha256) and analyses are unchanged, doing no work
 
@@ -205,6 +210,7 @@ function batchOptions(dumps: readonly string[], options: BatchCliOptions): Batch
     ...(options.jobs !== undefined ? { jobs: options.jobs } : {}),
     ...(options.memoryBudget !== undefined ? { memoryBudgetBytes: options.memoryBudget } : {}),
     ...(options.verify ? { verify: true } : {}),
+    ...(options.report ? { report: true } : {}),
     tempBudget: {
       ...(options.tempDir !== undefined ? { directory: options.tempDir } : {}),
       ...(options.tempBudget !== undefined ? { bytes: options.tempBudget } : {}),
@@ -239,6 +245,7 @@ export function registerBatchCommand(
       parseByteSize,
     )
     .option('--verify', 'recognize completed dumps by content sha256 rather than size and mtime')
+    .option('--report', 'also write an HTML report per dump (<name>-<hash>.html) and index.html linking them')
     .option(
       '--temp-budget <size>',
       'most temporary disk for decompressing compressed dumps, e.g. 4G (default: the free space)',
@@ -258,6 +265,9 @@ export function registerBatchCommand(
   for (const extension of extensions) extension.addOptions(command);
 
   command.action(async (dumps: string[], options: BatchCliOptions) => {
+    // Queue workers write only NDJSON: reports are written by local jobs, beside the analyses they show.
+    if (options.report && options.queue !== undefined)
+      throw new VmscopeError('USAGE', '--report runs with local jobs only, not with --queue');
     const progress = createBatchProgress(options.progress);
     try {
       const invocation: BatchInvocation = {

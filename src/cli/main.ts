@@ -12,6 +12,7 @@ import { parallelScanRules } from '../workers/scanPool.js';
 import { addAnalysisOptions, givenOptions } from './analysisOptions.js';
 import { registerBatchCommand } from './batchCommand.js';
 import { registerPolicyCommand } from './policyCommand.js';
+import { registerReportCommand } from './reportCommand.js';
 import { createProgress } from './progress.js';
 import { renderChunks, type OutputFormat } from './render.js';
 import { OutputClosedError, writeChunks } from './output.js';
@@ -205,6 +206,7 @@ Examples:
   );
 
   registerPolicyCommand(program, { withCommonOptions, contextOptions, printResult, setExitCode });
+  registerReportCommand(program, { withCommonOptions, contextOptions, setExitCode });
   registerWatchCommand(program, { withCommonOptions, contextOptions, setExitCode });
   registerBatchCommand(program, { setExitCode }, [queueBatchExtension]); // --queue/--wait: workerCommand.ts
   registerWorkerCommand(program, setExitCode);

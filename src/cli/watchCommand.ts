@@ -6,6 +6,7 @@ import { FolderSource } from '../monitor/sources/folderSource.js';
 import { GuestGoneError, QmpSource } from '../monitor/sources/qmpSource.js';
 import type { SnapshotSource, SourceOptions } from '../monitor/sources/source.js';
 import { runWatch, sourceProblemAlert, type WatchAlert } from '../monitor/watch.js';
+import { reportAlertedSnapshots } from '../report/reports.js';
 import { VmscopeError } from '../util/errors.js';
 import type { CommandHelpers } from './policyCommand.js';
 import { createProgress } from './progress.js';
@@ -27,6 +28,7 @@ interface WatchCliOptions {
   tempDir?: string;
   diskBudget?: number;
   includeExisting?: boolean;
+  reportDir?: string;
   json?: boolean;
   progress: boolean;
 }
@@ -49,6 +51,8 @@ Alerts are appended as NDJSON, one object per line, to --alerts FILE or stdout:
         resolved   a violation reported before that is gone
         error      a dump that could not be analysed (the watch goes on), a failed action, a
                    broken file or skipped dump, the guest going away
+--report-dir DIR writes the HTML report (see vmscope report --help) of each snapshot that raised
+an alert, from its summary and those alerts: DIR/<capture time>-<dump name>.html.
 
 Sources (exactly one):
   --folder DIR   dumps dropped into DIR by something else (virsh dump, a hook); a file is read
@@ -110,6 +114,7 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
         parseByteSize,
       )
       .option('--include-existing', 'with --folder: also analyse the dumps already in the folder at start')
+      .option('--report-dir <dir>', 'write an HTML report of each snapshot that raised an alert into this folder')
       .addHelpText('after', `\n${WATCH_HELP}\n`),
   );
   // The common --json/--ndjson choose an analysis's output format; a watch's is always NDJSON.
@@ -140,6 +145,7 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
         contextOptions: helpers.contextOptions(options, progress),
         onAlert: writeAlert,
         onSnapshotDone: () => progress.next(),
+        ...(options.reportDir !== undefined ? { onSnapshotJudged: reportAlertedSnapshots(options.reportDir) } : {}),
       });
       helpers.setExitCode(0);
     } catch (error) {

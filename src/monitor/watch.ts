@@ -124,6 +124,8 @@ export interface WatchOptions {
   readonly execTimeoutMs?: number;
   /** Called after each snapshot (an unreadable one too: it took the time it took to fail), with where the time went. */
   readonly onSnapshotDone?: (timings: SnapshotTimings) => void;
+  /** Called (and awaited) after each summarized snapshot with its summary and the alerts it raised (watch --report-dir writes its report). */
+  readonly onSnapshotJudged?: (summary: SnapshotSummary, alerts: readonly WatchAlert[]) => void | Promise<void>;
   /** The host's location (JSON: region, postal_code, timezone) for `geo_fence` rules, re-read for every snapshot (a live migration is seen). */
   readonly hostMetadataFile?: string;
   /** The alerts' `time` (tests pin it). Default: the real clock. */
@@ -210,7 +212,12 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
       }
       const summarizeMs = performance.now() - summarizeStarted;
       const about = { snapshot: summary.path, captured_at: summary.capturedAt.toISOString() };
-      let alerts = 0;
+      const raised: WatchAlert[] = [];
+      const emitRaised = async (fields: AlertFields): Promise<WatchAlert> => {
+        const alert = await emit(fields);
+        raised.push(alert);
+        return alert;
+      };
 
       const diffStarted = performance.now();
       const rebooted = previous !== undefined && previous.banner !== summary.banner;
@@ -223,8 +230,7 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
       if (rebooted) open = new Map(); // start over: judged as a first snapshot
       const diffMs = performance.now() - diffStarted;
       for (const change of changes) {
-        alerts++;
-        yield await emit({ ...about, ...change });
+        yield await emitRaised({ ...about, ...change });
       }
 
       const policyStarted = performance.now();
@@ -255,11 +261,10 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
         );
         actionsMs += performance.now() - actionStarted;
         await options.onAlert?.(alert);
-        alerts++;
+        raised.push(alert);
         yield alert;
         if (failure) {
-          alerts++;
-          yield await emit({
+          yield await emitRaised({
             ...about,
             ...violationFields(violation),
             type: 'error',
@@ -269,15 +274,23 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
         }
       }
       for (const violation of resolved) {
-        alerts++;
-        yield await emit({
+        yield await emitRaised({
           ...about,
           ...violationFields(violation),
           type: 'resolved',
           detail: `no longer found: ${violation.detail}`,
         });
       }
-      options.onSnapshotDone?.({ snapshot: snapshot.path, waitMs, summarizeMs, diffMs, policyMs, actionsMs, alerts });
+      await options.onSnapshotJudged?.(summary, raised);
+      options.onSnapshotDone?.({
+        snapshot: snapshot.path,
+        waitMs,
+        summarizeMs,
+        diffMs,
+        policyMs,
+        actionsMs,
+        alerts: raised.length,
+      });
     }
   } finally {
     signal?.removeEventListener('abort', stopWaiting);
