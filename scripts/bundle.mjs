@@ -18,7 +18,8 @@ const common = {
 };
 
 // The scan pool's worker threads load dist/scanWorker.js (src/workers/scanPool.ts finds it beside the bundle),
-// the batch's job threads dist/batchWorker.js (src/batch/jobPool.ts, likewise).
+// the batch's job threads dist/batchWorker.js (src/batch/jobPool.ts, likewise), a plugin's sandbox thread
+// dist/pluginWorker.js (src/plugins/sandbox.ts).
 await build({
   ...common,
   entryPoints: {
@@ -26,6 +27,7 @@ await build({
     index: 'src/index.ts',
     scanWorker: 'src/workers/scanWorker.ts',
     batchWorker: 'src/batch/batchWorker.ts',
+    pluginWorker: 'src/plugins/pluginWorker.ts',
   },
   outdir: 'dist',
 });
