@@ -15,9 +15,7 @@ const outDir = join('build', 'plugins');
 mkdirSync(outDir, { recursive: true });
 mkdirSync(join('build', 'plugin-modules'), { recursive: true });
 
-const names = readdirSync('plugins').filter((name) =>
-  existsSync(join('plugins', name, 'manifest.json')),
-);
+const names = readdirSync('plugins').filter((name) => existsSync(join('plugins', name, 'manifest.json')));
 for (const name of names) {
   const compiled = join('build', 'plugin-modules', `${name}.wasm`);
   const { error } = await asc.main(

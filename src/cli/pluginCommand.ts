@@ -50,7 +50,7 @@ export function registerPluginCommand<Options extends { json?: boolean; ndjson?:
     });
   plugin
     .command('list')
-    .description("list the plugins of a directory with their manifests (nothing is run)")
+    .description('list the plugins of a directory with their manifests (nothing is run)')
     .argument('<dir>', 'directory of .wasm plugins')
     .option('--json', 'print one JSON document')
     .option('--ndjson', 'print one JSON object per plugin')
@@ -77,7 +77,10 @@ export function registerPluginCommand<Options extends { json?: boolean; ndjson?:
 /** `--plugin <dir>` on an analysis whose rows are findings (`check`): the directory's plugins add theirs. */
 export function addPluginOption(command: Command, analysis: Analysis): void {
   if (analysis.rows === 'findings')
-    command.option('--plugin <dir>', "also run the directory's WASI plugins (docs/plugins.md); their findings are added");
+    command.option(
+      '--plugin <dir>',
+      "also run the directory's WASI plugins (docs/plugins.md); their findings are added",
+    );
 }
 
 /** The analysis alone, or with the plugins of `--plugin` (loaded, and refused, before the dump is opened). */

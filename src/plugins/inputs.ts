@@ -15,7 +15,10 @@ import type { DumpAccessSources } from './dumpAccess.js';
 export function pluginProviders(manifest: PluginManifest): Array<Provider<unknown>> {
   const providers = new Set<Provider<unknown>>([kernelProvider]);
   const needs = (provider: Provider<unknown>) => providers.add(provider);
-  if (['processes', 'regions'].some((input) => manifest.inputs.includes(input as never)) || manifest.access.includes('memory.virtual')) {
+  if (
+    ['processes', 'regions'].some((input) => manifest.inputs.includes(input as never)) ||
+    manifest.access.includes('memory.virtual')
+  ) {
     [readerProvider, taskListProvider].forEach(needs);
   }
   if (manifest.inputs.includes('processes')) needs(executablesProvider);

@@ -94,7 +94,9 @@ function readManifest(module: WebAssembly.Module, file: string): PluginManifest 
   const refuse = refusal(file, file);
   const sections = WebAssembly.Module.customSections(module, MANIFEST_SECTION);
   if (sections.length !== 1)
-    throw refuse(`needs exactly one "${MANIFEST_SECTION}" custom section (found ${sections.length}): see docs/plugins.md`);
+    throw refuse(
+      `needs exactly one "${MANIFEST_SECTION}" custom section (found ${sections.length}): see docs/plugins.md`,
+    );
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(sections[0]));

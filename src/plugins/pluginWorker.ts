@@ -87,7 +87,12 @@ function coarseNanoseconds(clock: number): bigint | undefined {
 
 /** Copies a read's answer into the plugin's memory at `out`; refuses reads the bridge cannot hold or memory cannot take. */
 function readInto(request: Extract<ReadRequest, { length: number }>, out: number): number {
-  if (request.length < 0 || request.length > MAX_READ_BYTES || out < 0 || out + request.length > memory!.buffer.byteLength)
+  if (
+    request.length < 0 ||
+    request.length > MAX_READ_BYTES ||
+    out < 0 ||
+    out + request.length > memory!.buffer.byteLength
+  )
     return READ_STATUS.readTooLarge;
   return bridge.read(request, new Uint8Array(memory!.buffer, out, request.length));
 }

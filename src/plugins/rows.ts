@@ -48,7 +48,9 @@ export function parseRows(manifest: PluginManifest, stdout: Uint8Array, file: st
     const parsed = schema.safeParse(value);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
-      throw refuse(`${issue.path.length > 0 ? `column ${issue.path.join('.')}: ` : ''}${issue.message} (manifest columns: ${manifest.columns.map((column) => `${column.key}:${column.kind}`).join(', ')})`);
+      throw refuse(
+        `${issue.path.length > 0 ? `column ${issue.path.join('.')}: ` : ''}${issue.message} (manifest columns: ${manifest.columns.map((column) => `${column.key}:${column.kind}`).join(', ')})`,
+      );
     }
     rows.push(parsed.data);
   });

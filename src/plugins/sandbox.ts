@@ -42,7 +42,13 @@ export function runInSandbox(
   const fail = (message: string) => new VmscopeError('PLUGIN_FAILED', `plugin ${name}: ${message}`, plugin.file);
   const buffer = createBridgeBuffer();
   const server = new BridgeServer(buffer);
-  const data: PluginWorkerData = { name, module: plugin.module, stdin, outputBytes: limits.outputBytes, bridge: buffer };
+  const data: PluginWorkerData = {
+    name,
+    module: plugin.module,
+    stdin,
+    outputBytes: limits.outputBytes,
+    bridge: buffer,
+  };
   const worker = new Worker(workerScript, {
     workerData: data,
     env: {},

@@ -1,0 +1,106 @@
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DumpContext } from '../../src/analyses/context.js';
+import { pluginAnalysis } from '../../src/plugins/analysis.js';
+import { loadPluginFile } from '../../src/plugins/load.js';
+import { fixturePath, repoRoot } from '../support/fixtures.js';
+import { plantedCopy } from './plantedCopy.js';
+
+const pluginDir = join(repoRoot, 'build', 'plugins');
+const cli = join(repoRoot, 'bin', 'vmscope.js');
+const STRATUM = 'stratum+tcp://pool.supportxmr.com:3333';
+
+/** No fixture holds a miner or a disguised process: they are planted in a copy of linux61-clean. */
+describe('example plugins on a planted copy of linux61-clean', () => {
+  let copy: { path: string; remove(): void };
+  beforeAll(async () => {
+    copy = await plantedCopy(fixturePath('linux61-clean', 'raw'), {
+      comms: { lab_worker_1: 'kworker/0:1', lab_worker_2: 'sshd', lab_worker_3: 'xmrig' },
+      // lab_worker_2 holds a pool URL too, but nothing else about it looks like a miner.
+      memory: { lab_worker_3: STRATUM, lab_worker_2: STRATUM },
+    });
+  }, 120_000);
+  afterAll(() => copy?.remove());
+
+  async function findings(plugin: string, dump: string) {
+    const context = new DumpContext(dump, { cacheDir: false });
+    try {
+      return await pluginAnalysis(loadPluginFile(join(pluginDir, `${plugin}.wasm`))).run(context);
+    } finally {
+      context.close();
+    }
+  }
+
+  it('masquerade finds the kernel-thread imitation and the renamed processes, nothing in the original', async () => {
+    const result = await findings('masquerade', copy.path);
+    expect(result.rows.map((row) => [row['kind'], row['subject']])).toEqual([
+      ['kernel_thread_masquerade', 'pid 96 (kworker/0:1)'],
+      ['name_mismatch', 'pid 97 (sshd)'],
+      ['name_mismatch', 'pid 98 (xmrig)'],
+    ]);
+    expect(result.rows[0]!['detail']).toContain('exe "/bin/labproc"');
+    expect((await findings('masquerade', fixturePath('linux61-clean', 'raw'))).rows).toEqual([]);
+  }, 120_000);
+
+  it('cryptominer finds the process that holds a pool URL and is named like a miner, nothing in the original', async () => {
+    const result = await findings('cryptominer', copy.path);
+    expect(result.rows).toEqual([
+      {
+        kind: 'cryptominer',
+        severity: 'high',
+        subject: 'pid 98 (xmrig)',
+        owner: null,
+        detail: expect.stringMatching(/^memory holds stratum\+tcp:\/\/ in .*; it names "xmrig"$/) as string,
+        pid: 98,
+      },
+    ]);
+    expect((await findings('cryptominer', fixturePath('linux61-clean', 'raw'))).rows).toEqual([]);
+  }, 120_000);
+
+  it('plugin run renders rows as table, JSON and NDJSON like built-ins', () => {
+    const run = (...format: string[]) => {
+      try {
+        execFileSync('node', [cli, 'plugin', 'run', join(pluginDir, 'masquerade.wasm'), copy.path, ...format], {
+          encoding: 'utf8',
+        });
+        throw new Error('findings exit with 1');
+      } catch (error) {
+        const failed = error as { status: number; stdout: string };
+        expect(failed.status).toBe(1);
+        return failed.stdout;
+      }
+    };
+    const json = JSON.parse(run('--json')) as Array<Record<string, unknown>>;
+    expect(json.map((row) => row['pid'])).toEqual([96, 97, 98]);
+    const ndjson = run('--ndjson')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as unknown);
+    expect(ndjson).toEqual(json);
+    const table = run();
+    expect(table.split('\n')[0]).toMatch(/^Kind\s+Severity\s+Subject\s+Owner\s+Detail\s+PID$/);
+    expect(table).toContain('kernel_thread_masquerade');
+  }, 120_000);
+
+  it('check --plugin adds both plugins’ findings to check’s own', () => {
+    let stdout = '';
+    try {
+      execFileSync('node', [cli, 'check', copy.path, '--plugin', pluginDir, '--json', '--no-cache'], {
+        encoding: 'utf8',
+      });
+    } catch (error) {
+      stdout = (error as { stdout: string }).stdout;
+    }
+    const rows = JSON.parse(stdout) as Array<Record<string, unknown>>;
+    const subjects = rows.filter((row) =>
+      ['cryptominer', 'kernel_thread_masquerade', 'name_mismatch'].includes(row['kind'] as string),
+    );
+    expect(subjects.map((row) => `${row['kind']} ${row['subject']}`)).toEqual([
+      'cryptominer pid 98 (xmrig)',
+      'kernel_thread_masquerade pid 96 (kworker/0:1)',
+      'name_mismatch pid 97 (sshd)',
+      'name_mismatch pid 98 (xmrig)',
+    ]);
+  }, 300_000);
+});
