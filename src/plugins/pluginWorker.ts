@@ -19,7 +19,7 @@ export interface PluginWorkerData {
 }
 
 /** WASI errno values (wasi_snapshot_preview1). */
-const ERRNO = { success: 0, inval: 28, notcapable: 76 } as const;
+const ERRNO = { success: 0, badf: 8, inval: 28, notcapable: 76 } as const;
 const CLOCK = { realtime: 0, monotonic: 1 } as const;
 /** The clocks' resolution: enough to time a phase, too coarse for timing side channels. */
 export const CLOCK_RESOLUTION_NS = 100_000_000n;
@@ -111,7 +111,31 @@ const vmscopeImports = {
 };
 
 const refused = (): number => ERRNO.notcapable;
+/**
+ * @wasmer/wasi keeps its in-memory root as fd 3 even with `preopens: {}`. It holds nothing of
+ * the host, but a plugin is promised no filesystem at all: no fd is a preopened directory and
+ * every path call is refused, whatever directory fd it names.
+ */
+const noFilesystem = {
+  fd_prestat_get: (): number => ERRNO.badf,
+  fd_prestat_dir_name: (): number => ERRNO.badf,
+  ...Object.fromEntries(
+    [
+      'path_create_directory',
+      'path_filestat_get',
+      'path_filestat_set_times',
+      'path_link',
+      'path_open',
+      'path_readlink',
+      'path_remove_directory',
+      'path_rename',
+      'path_symlink',
+      'path_unlink_file',
+    ].map((name) => [name, refused]),
+  ),
+};
 const sandboxedWasi = {
+  ...noFilesystem,
   fd_write: (fd: number, iovs: number, count: number, written: number): number =>
     fd === 1 || fd === 2 ? captureWrite(fd, iovs, count, written) : ERRNO.notcapable,
   clock_time_get: (clock: number, _precision: bigint, out: number): number => {

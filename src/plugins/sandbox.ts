@@ -90,7 +90,7 @@ export function runInSandbox(
           } catch (error) {
             if (error instanceof ReadBudgetExceeded) finish(() => reject(fail(error.message)));
             else if (error instanceof VmscopeError) server.answer(0);
-            else finish(() => reject(error as Error));
+            else finish(() => reject(error instanceof Error ? error : new Error(String(error))));
           }
       }
     });

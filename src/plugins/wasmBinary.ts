@@ -4,7 +4,7 @@
  * the module's memory to the sandbox's cap, since a `memory.grow` inside the module is not
  * something the host can intercept, while a declared maximum is enforced by the engine.
  */
-import { VmscopeError } from '../util/errors.js';
+import { type VmscopeError } from '../util/errors.js';
 
 const MAGIC_AND_VERSION = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
 const CUSTOM_SECTION = 0;
@@ -81,7 +81,7 @@ function sections(bytes: Uint8Array, refuse: (message: string, offset: number) =
 }
 
 /** The module with `payload` appended as a custom section named `name` (how the build embeds a manifest). */
-export function appendCustomSection(module: Uint8Array, name: string, payload: Uint8Array): Uint8Array {
+export function appendCustomSection(module: Uint8Array, name: string, payload: Uint8Array): Uint8Array<ArrayBuffer> {
   const nameBytes = new TextEncoder().encode(name);
   const header = Uint8Array.from(encodeU32(nameBytes.length));
   const size = header.length + nameBytes.length + payload.length;
