@@ -26,7 +26,8 @@ await build({
     cli: 'src/cli/entry.ts',
     index: 'src/index.ts',
     scanWorker: 'src/workers/scanWorker.ts',
-    batchWorker: 'src/batch/batchWorker.ts',
+    // The job thread with the WASI plugin loader registered (src/batch cannot import src/plugins).
+    batchWorker: 'src/plugins/batchThread.ts',
     pluginWorker: 'src/plugins/pluginWorker.ts',
   },
   outdir: 'dist',

@@ -95,7 +95,7 @@ export function baseName(path: string): string {
   return slash < 0 ? path : path.substring(slash + 1);
 }
 
-/** One finding row (kind, severity, subject, owner, detail, pid) on stdout. */
+/** One finding row (kind, severity, subject, detail, pid; no owner: a process finding has none) on stdout. */
 export function emitFinding(kind: string, severity: string, subject: string, detail: string, pid: i64): void {
   process.stdout.write(
     '{"kind":' +
@@ -104,7 +104,7 @@ export function emitFinding(kind: string, severity: string, subject: string, det
       quote(severity) +
       ',"subject":' +
       quote(subject) +
-      ',"owner":null,"detail":' +
+      ',"detail":' +
       quote(detail) +
       ',"pid":' +
       pid.toString() +

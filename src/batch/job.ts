@@ -8,6 +8,7 @@ import type { Analysis, AnalysisResult, Row } from '../analyses/types.js';
 import { kernelProvider } from '../analyses/providers/kernel.js';
 import { sha256File } from '../image/decompress.js';
 import { resolveSelection } from './analysisSelection.js';
+import type { PortableAnalysis } from './portableAnalyses.js';
 import { VmscopeError } from '../util/errors.js';
 import { compressionOf, decompressToTemp, type DecompressedDump, type TempBudget } from './inputs.js';
 
@@ -31,6 +32,8 @@ export interface DumpJobRequest {
   readonly sha256?: string;
   /** Temporary space for decompressing a compressed dump. */
   readonly tempBudget?: TempBudget;
+  /** Analyses carried as data (WASI plugins' bytes, hashed); `analyses` names them too. */
+  readonly portable?: readonly PortableAnalysis[];
 }
 
 /**
@@ -161,7 +164,11 @@ export async function runDumpJob(request: DumpJobRequest): Promise<DumpResult> {
     const stat = statSync(path);
     result.size = stat.size;
     result.mtimeMs = stat.mtimeMs;
-    const selected = resolveSelection({ analyses: request.analyses, options: request.options ?? {} });
+    const selected = resolveSelection({
+      analyses: request.analyses,
+      options: request.options ?? {},
+      ...(request.portable ? { portable: request.portable } : {}),
+    });
     if (request.sha256 !== undefined || request.verify) result.sha256 = request.sha256 ?? sha256File(path);
     const compression = compressionOf(path);
     if (compression) decompressed = await decompressToTemp(path, compression, request.tempBudget);

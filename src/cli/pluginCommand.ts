@@ -3,6 +3,7 @@ import type { DumpContext } from '../analyses/context.js';
 import type { Analysis, AnalysisResult, Column } from '../analyses/types.js';
 import { pluginAnalysis } from '../plugins/analysis.js';
 import { loadPluginDirectory, loadPluginFile } from '../plugins/load.js';
+import { registerPluginLoader } from '../plugins/portable.js';
 import { runWithPlugins } from '../plugins/withPlugins.js';
 import { writeChunks } from './output.js';
 import { renderChunks } from './render.js';
@@ -33,6 +34,7 @@ export function registerPluginCommand<Options extends { json?: boolean; ndjson?:
   program: Command,
   helpers: PluginCommandHelpers<Options>,
 ): void {
+  registerPluginLoader(); // batch jobs run on this thread (--jobs 1) and queue workers carry plugins too
   const plugin = program
     .command('plugin')
     .description('run sandboxed third-party analyses (WASI modules, see docs/plugins.md)');

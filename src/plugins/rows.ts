@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { ColumnKind, Row } from '../analyses/types.js';
 import { VmscopeError } from '../util/errors.js';
-import type { PluginManifest } from './manifest.js';
+import { FINDING_KEYS, type PluginManifest } from './manifest.js';
 
 const MAX_CELL_TEXT = 4096;
 const MAX_LIST_ITEMS = 1024;
@@ -19,10 +19,21 @@ const cellSchemas: Record<ColumnKind, z.ZodType> = {
   list: z.array(z.union([text, z.number()])).max(MAX_LIST_ITEMS),
 };
 
-/** One schema per plugin: every declared column present with its kind, no other key. */
+/**
+ * One schema per plugin: declared columns only, each of its kind; one may be left out (as
+ * built-in rows leave out an owner), except that a finding always says what, how bad, about
+ * what and why, in text (what `check` and a batch's findings require).
+ */
 export function rowSchema(manifest: PluginManifest): z.ZodType<Row> {
+  const findings = manifest.rows === 'findings';
+  const cell = (key: string, kind: ColumnKind): z.ZodType =>
+    findings && (FINDING_KEYS as readonly string[]).includes(key)
+      ? text
+      : findings && key === 'owner'
+        ? text.optional()
+        : cellSchemas[kind].optional();
   return z
-    .object(Object.fromEntries(manifest.columns.map((column) => [column.key, cellSchemas[column.kind]])))
+    .object(Object.fromEntries(manifest.columns.map((column) => [column.key, cell(column.key, column.kind)])))
     .strict() as unknown as z.ZodType<Row>;
 }
 

@@ -1,15 +1,22 @@
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
 import { pluginAnalysis } from '../../src/plugins/analysis.js';
-import { loadPluginFile } from '../../src/plugins/load.js';
+import { runBatchToEnd } from '../../src/batch/batch.js';
+import { runDumpJob } from '../../src/batch/job.js';
+import { loadPluginDirectory, loadPluginFile } from '../../src/plugins/load.js';
+import { portablePlugin, registerPluginLoader } from '../../src/plugins/portable.js';
 import { fixturePath, repoRoot } from '../support/fixtures.js';
 import { plantedCopy } from './plantedCopy.js';
 
 const pluginDir = join(repoRoot, 'build', 'plugins');
 const cli = join(repoRoot, 'bin', 'vmscope.js');
 const STRATUM = 'stratum+tcp://pool.supportxmr.com:3333';
+// This thread checks the plugins a batch carries before its job threads run them, as the CLI does.
+registerPluginLoader();
 
 /** No fixture holds a miner or a disguised process: they are planted in a copy of linux61-clean. */
 describe('example plugins on a planted copy of linux61-clean', () => {
@@ -50,7 +57,6 @@ describe('example plugins on a planted copy of linux61-clean', () => {
         kind: 'cryptominer',
         severity: 'high',
         subject: 'pid 98 (xmrig)',
-        owner: null,
         detail: expect.stringMatching(/^memory holds stratum\+tcp:\/\/ in .*; it names "xmrig"$/) as string,
         pid: 98,
       },
@@ -103,4 +109,61 @@ describe('example plugins on a planted copy of linux61-clean', () => {
       'name_mismatch pid 98 (xmrig)',
     ]);
   }, 300_000);
+
+  it('batch carries the plugins to its job threads: their rows in each NDJSON, their findings in the summary', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'vmscope-plugin-batch-'));
+    try {
+      const portable = loadPluginDirectory(pluginDir).map(portablePlugin);
+      const summary = await runBatchToEnd({
+        dumps: [copy.path, fixturePath('linux61-clean', 'raw')],
+        analyses: ['pslist', ...portable.map((plugin) => plugin.name)],
+        portable,
+        outDir: out,
+        cacheDir: false,
+        jobs: 2,
+        workerScript: join(repoRoot, 'dist', 'batchWorker.js'),
+      });
+      const planted = summary.dumps.find((dump) => dump.path === copy.path)!;
+      expect(planted.counts).toEqual({ pslist: expect.any(Number) as number, cryptominer: 1, masquerade: 3 });
+      expect(planted.findings.map((finding) => `${finding.kind} ${finding.subject}`)).toEqual([
+        'cryptominer pid 98 (xmrig)',
+        'kernel_thread_masquerade pid 96 (kworker/0:1)',
+        'name_mismatch pid 97 (sshd)',
+        'name_mismatch pid 98 (xmrig)',
+      ]);
+      const clean = summary.dumps.find((dump) => dump.path !== copy.path)!;
+      expect([clean.counts, clean.findings]).toEqual([
+        { pslist: expect.any(Number) as number, cryptominer: 0, masquerade: 0 },
+        [],
+      ]);
+      const lines = readFileSync(planted.output!, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      expect(lines.filter((line) => line['analysis'] === 'cryptominer')).toEqual([
+        { analysis: 'cryptominer', ...(await findings('cryptominer', copy.path)).rows[0] },
+      ]);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 300_000);
+
+  it('a job whose plugin bytes do not match their hash is refused, naming the plugin', async () => {
+    const [plugin] = loadPluginDirectory(pluginDir).map(portablePlugin);
+    const tampered = { ...plugin!, sha256: '0'.repeat(64) };
+    const out = mkdtempSync(join(tmpdir(), 'vmscope-plugin-job-'));
+    try {
+      const result = await runDumpJob({
+        path: copy.path,
+        analyses: [tampered.name],
+        portable: [tampered],
+        outDir: out,
+      });
+      expect(result.error).toMatch(
+        new RegExp(`INPUT_CHANGED: plugin ${tampered.name}: its bytes hash to [0-9a-f]{64}, the job says 0{64}`),
+      );
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
 });
