@@ -7,6 +7,9 @@ import { DumpContext } from '../../src/analyses/context.js';
 import { pluginAnalysis } from '../../src/plugins/analysis.js';
 import { runBatchToEnd } from '../../src/batch/batch.js';
 import { runDumpJob } from '../../src/batch/job.js';
+import { policyPlugins } from '../../src/cli/policyCommand.js';
+import { evaluatePolicy, parsePolicy, policyPluginNames } from '../../src/monitor/policy.js';
+import { summarizeDump } from '../../src/monitor/summarize.js';
 import { loadPluginDirectory, loadPluginFile } from '../../src/plugins/load.js';
 import { portablePlugin, registerPluginLoader } from '../../src/plugins/portable.js';
 import { fixturePath, repoRoot } from '../support/fixtures.js';
@@ -166,4 +169,33 @@ describe('example plugins on a planted copy of linux61-clean', () => {
       rmSync(out, { recursive: true, force: true });
     }
   });
+
+  it('a policy makes plugin findings violations, and says when a named plugin did not run', async () => {
+    const policy = parsePolicy(
+      'version: 1\nrules:\n  - { id: no-miners, severity: critical, plugin_findings: [cryptominer] }\n',
+      'miners.yaml',
+    );
+    const summary = await summarizeDump(
+      copy.path,
+      { cacheDir: false },
+      { findingAnalyses: policyPlugins(policyPluginNames(policy), pluginDir) },
+    );
+    expect(summary.analysisFindings?.ran).toEqual(['cryptominer']);
+    expect(evaluatePolicy(policy, summary)).toEqual([
+      {
+        rule: 'no-miners',
+        severity: 'critical',
+        action: 'alert',
+        kind: 'plugin_finding',
+        pid: 98,
+        name: 'cryptominer:cryptominer',
+        comm: null,
+        detail: expect.stringMatching(/^plugin cryptominer \(high\): pid 98 \(xmrig\): memory holds stratum/) as string,
+      },
+    ]);
+    const { analysisFindings: _, ...withoutPlugins } = summary;
+    expect(evaluatePolicy(policy, withoutPlugins).map((violation) => [violation.kind, violation.name])).toEqual([
+      ['not_evaluated', 'cryptominer'],
+    ]);
+  }, 300_000);
 });
