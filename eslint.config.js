@@ -7,7 +7,18 @@ import prettier from 'eslint-config-prettier';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'build/', 'node_modules/', '.cache/', 'src/kernels/generated/', 'assembly/', 'plugins/', 'coverage/'] },
+  {
+    ignores: [
+      'dist/',
+      'build/',
+      'node_modules/',
+      '.cache/',
+      'src/kernels/generated/',
+      'assembly/',
+      'plugins/',
+      'coverage/',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
