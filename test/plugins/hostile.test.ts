@@ -158,4 +158,33 @@ describe('hostile plugins', () => {
     );
     await othersUnaffected();
   }, 120_000);
+
+  it('bytes that are not a plugin are refused at load with a typed error', () => {
+    expect(() => loadPlugin(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]), 'junk.wasm')).toThrow(
+      /^plugin junk\.wasm: is not a valid WebAssembly module/,
+    );
+    const withoutManifest = watPlugin(null, { body: `${START})` });
+    expect(() => loadPlugin(withoutManifest, 'bare.wasm')).toThrow(
+      'plugin bare.wasm: needs exactly one "vmscope.manifest" custom section (found 0)',
+    );
+    const noFindingColumns = watPlugin(testManifest('vague', { rows: 'findings' }), { body: `${START})` });
+    expect(() => loadPlugin(noFindingColumns, 'vague.wasm')).toThrow(
+      'plugin vague.wasm: its manifest is invalid at (top): a plugin whose rows are findings has the text columns kind, severity, subject, detail',
+    );
+    expect(() => loadPlugin(withoutManifest, 'bare.wasm')).toThrow(expect.objectContaining({ code: 'PLUGIN_REFUSED' }));
+  });
+
+  it('symbol() answers with the kernel symbol it was asked for, 0 for an unknown one', async () => {
+    const plugin = watPlugin(testManifest('symbols', { access: ['symbols'] }), {
+      imports: '(import "vmscope" "symbol" (func $symbol (param i32 i32) (result i64)))',
+      body: `(data (i32.const 1024) "init_task") (data (i32.const 1040) "no_such_symbol")
+        ${START}
+          (call $row (i32.const 1024) (i32.const 9) (i64.ne (call $symbol (i32.const 1024) (i32.const 9)) (i64.const 0)) (i32.const 0))
+          (call $row (i32.const 1040) (i32.const 14) (i64.ne (call $symbol (i32.const 1040) (i32.const 14)) (i64.const 0)) (i32.const 0)))`,
+    });
+    expect((await run(plugin)).rows).toEqual([
+      { what: 'init_task', a: 1, b: 0 },
+      { what: 'no_such_symbol', a: 0, b: 0 },
+    ]);
+  }, 120_000);
 });

@@ -52,9 +52,9 @@ const PRELUDE = `
     (call $int (local.get $b))
     (call $write (i32.const 260) (i32.const 2)))`;
 
-/** A plugin from WAT: `imports` first, then `body` (which defines $_start's work); memory of `pages` (max optional). */
+/** A plugin from WAT: `imports` first, then `body` (which defines $_start's work); memory of `pages` (max optional); no manifest section when null. */
 export function watPlugin(
-  manifest: Record<string, unknown>,
+  manifest: Record<string, unknown> | null,
   parts: { imports?: string; body: string; memory?: string },
 ): Uint8Array<ArrayBuffer> {
   const source = `(module
@@ -63,9 +63,10 @@ export function watPlugin(
     (memory (export "memory") ${parts.memory ?? '2'})
     ${PRELUDE}
     ${parts.body})`;
-  const parsed = wabtModule.parseWat(`${String(manifest['name'])}.wat`, source);
+  const parsed = wabtModule.parseWat(`${String(manifest?.['name'] ?? 'module')}.wat`, source);
   try {
     const { buffer } = parsed.toBinary({});
+    if (manifest === null) return new Uint8Array(buffer);
     return appendCustomSection(buffer, MANIFEST_SECTION, new TextEncoder().encode(JSON.stringify(manifest)));
   } finally {
     parsed.destroy();
