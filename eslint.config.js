@@ -16,6 +16,7 @@ export default tseslint.config(
       'src/kernels/generated/',
       'src/report/generated/',
       'assembly/',
+      'plugins/',
       'coverage/',
     ],
   },

@@ -43,14 +43,17 @@ writeFileSync(
 );
 
 // The scan pool's worker threads load dist/scanWorker.js (src/workers/scanPool.ts finds it beside the bundle),
-// the batch's job threads dist/batchWorker.js (src/batch/jobPool.ts, likewise).
+// the batch's job threads dist/batchWorker.js (src/batch/jobPool.ts, likewise), a plugin's sandbox thread
+// dist/pluginWorker.js (src/plugins/sandbox.ts).
 await build({
   ...common,
   entryPoints: {
     cli: 'src/cli/entry.ts',
     index: 'src/index.ts',
     scanWorker: 'src/workers/scanWorker.ts',
-    batchWorker: 'src/batch/batchWorker.ts',
+    // The job thread with the WASI plugin loader registered (src/batch cannot import src/plugins).
+    batchWorker: 'src/plugins/batchThread.ts',
+    pluginWorker: 'src/plugins/pluginWorker.ts',
   },
   outdir: 'dist',
 });

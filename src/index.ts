@@ -101,3 +101,8 @@ export { parallelScanRules } from './workers/scanPool.js';
 export { runBatch, runBatchToEnd, type BatchOptions, type BatchSummary } from './batch/batch.js';
 export { runDumpJob, type DumpJobRequest, type DumpResult } from './batch/job.js';
 export { enqueueBatch, waitForBatch, runWorker, parseQueueUrl } from './batch/queue.js';
+export { loadPlugin, loadPluginDirectory, loadPluginFile, type Plugin } from './plugins/load.js';
+export { pluginAnalysis, type PluginRunOptions } from './plugins/analysis.js';
+export { pluginLimits, DEFAULT_PLUGIN_LIMITS, type PluginLimits } from './plugins/limits.js';
+export { MANIFEST_SECTION, PLUGIN_INTERFACE_VERSION, type PluginManifest } from './plugins/manifest.js';
+export { appendCustomSection } from './plugins/wasmBinary.js';

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { findAnalysis } from '../analyses/registry.js';
 import { optionMeta, type Analysis } from '../analyses/types.js';
 import { VmscopeError } from '../util/errors.js';
+import { loadPortableAnalyses, type PortableAnalysis } from './portableAnalyses.js';
 
 /**
  * What a batch runs on every dump: analyses by name and the options given for them. Nothing
@@ -14,6 +15,8 @@ export interface AnalysisSelection {
   readonly analyses: readonly string[];
   /** Options by key (`rules`, `threads`, ...); each analysis gets those it declares. */
   readonly options: Readonly<Record<string, unknown>>;
+  /** Analyses carried as data (WASI plugins), run by name like the others. */
+  readonly portable?: readonly PortableAnalysis[];
 }
 
 /** The analyses of a selection, each with its validated options; usage errors before any work. */
@@ -21,8 +24,9 @@ export function resolveSelection(
   selection: AnalysisSelection,
 ): Array<{ analysis: Analysis; options: Record<string, unknown> }> {
   if (selection.analyses.length === 0) throw new VmscopeError('USAGE', 'no analysis to run (--run check,pslist,...)');
+  const carried = loadPortableAnalyses(selection.portable);
   return [...new Set(selection.analyses)].map((name) => {
-    const analysis = findAnalysis(name);
+    const analysis = carried.find((candidate) => candidate.name === name) ?? findAnalysis(name);
     if (!analysis) throw new VmscopeError('USAGE', `unknown analysis "${name}"`);
     if (analysis.arguments.length > 0)
       throw new VmscopeError('USAGE', `${name} needs arguments and cannot run in a batch`);
@@ -93,6 +97,16 @@ export function selectionKey(selection: AnalysisSelection): string {
     Object.entries(files).map(([key, file]) => [key, createHash('sha256').update(file.text).digest('hex')]),
   );
   return createHash('sha256')
-    .update(JSON.stringify({ analyses: [...new Set(selection.analyses)].sort(), options, files: contents }))
+    .update(
+      JSON.stringify({
+        analyses: [...new Set(selection.analyses)].sort(),
+        options,
+        files: contents,
+        // Only when there are any: keys of batches without plugins stay what they were.
+        ...(selection.portable?.length
+          ? { plugins: selection.portable.map(({ name, sha256 }) => [name, sha256]) }
+          : {}),
+      }),
+    )
     .digest('hex');
 }

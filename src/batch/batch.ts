@@ -9,6 +9,7 @@ import { expandDumpPaths, type TempBudget } from './inputs.js';
 import { inProcessRunner, ThreadJobRunner, type DumpJobRunner } from './jobPool.js';
 import { dumpResultSchema, type DumpJobRequest, type DumpResult } from './job.js';
 import { relevantOptions, resolveSelection, selectionKey, type AnalysisSelection } from './analysisSelection.js';
+import type { PortableAnalysis } from './portableAnalyses.js';
 import { writeFileAtomically } from '../util/files.js';
 
 /**
@@ -57,6 +58,8 @@ export interface BatchOptions {
   readonly analyses: readonly string[];
   /** Options for the analyses by key (`rules`, ...): each analysis takes those it declares. */
   readonly options?: Readonly<Record<string, unknown>>;
+  /** Analyses carried with every job as data (WASI plugins): `analyses` names them. */
+  readonly portable?: readonly PortableAnalysis[];
   readonly outDir: string;
   /** Dumps analysed at once (default: the available parallelism), lowered to what the memory budget allows. */
   readonly jobs?: number;
@@ -249,7 +252,11 @@ export function summarize(
 export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResult, BatchSummary, undefined> {
   const startedAt = new Date();
   const started = performance.now();
-  const selection: AnalysisSelection = { analyses: options.analyses, options: options.options ?? {} };
+  const selection: AnalysisSelection = {
+    analyses: options.analyses,
+    options: options.options ?? {},
+    ...(options.portable ? { portable: options.portable } : {}),
+  };
   const analyses = resolveSelection(selection).map(({ analysis }) => analysis.name);
   const analysisOptions = relevantOptions(selection);
   const memoryBudgetBytes = options.memoryBudgetBytes ?? totalmem() / 2;
@@ -301,6 +308,7 @@ export async function* runBatch(options: BatchOptions): AsyncGenerator<DumpResul
     outDir,
     tempBudget,
     options: analysisOptions,
+    ...(options.portable ? { portable: options.portable } : {}),
     ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
     ...(options.verify ? { verify: true } : {}),
     ...(dump.sha256 ? { sha256: dump.sha256 } : {}),

@@ -10,6 +10,7 @@ import { sha256File } from '../image/decompress.js';
 import { buildDumpReport } from '../report/build.js';
 import { writeReport } from '../report/html.js';
 import { resolveSelection } from './analysisSelection.js';
+import type { PortableAnalysis } from './portableAnalyses.js';
 import { VmscopeError } from '../util/errors.js';
 import { compressionOf, decompressToTemp, type DecompressedDump, type TempBudget } from './inputs.js';
 
@@ -35,6 +36,8 @@ export interface DumpJobRequest {
   readonly tempBudget?: TempBudget;
   /** Also write the dump's HTML report (`<name>-<hash>.html`) beside its NDJSON, from the same context. */
   readonly report?: boolean;
+  /** Analyses carried as data (WASI plugins' bytes, hashed); `analyses` names them too. */
+  readonly portable?: readonly PortableAnalysis[];
 }
 
 /**
@@ -167,7 +170,11 @@ export async function runDumpJob(request: DumpJobRequest): Promise<DumpResult> {
     const stat = statSync(path);
     result.size = stat.size;
     result.mtimeMs = stat.mtimeMs;
-    const selected = resolveSelection({ analyses: request.analyses, options: request.options ?? {} });
+    const selected = resolveSelection({
+      analyses: request.analyses,
+      options: request.options ?? {},
+      ...(request.portable ? { portable: request.portable } : {}),
+    });
     if (request.sha256 !== undefined || request.verify) result.sha256 = request.sha256 ?? sha256File(path);
     const compression = compressionOf(path);
     if (compression) decompressed = await decompressToTemp(path, compression, request.tempBudget);

@@ -11,6 +11,8 @@ import {
   type BatchSummary,
 } from '../batch/batch.js';
 import type { DumpResult } from '../batch/job.js';
+import { loadPluginDirectory } from '../plugins/load.js';
+import { portablePlugin } from '../plugins/portable.js';
 import { addSharedAnalysisOptions, sharedOptionKeys } from './analysisOptions.js';
 import { render } from './render.js';
 import { VmscopeError } from '../util/errors.js';
@@ -30,6 +32,7 @@ export interface BatchCliOptions {
   cache: boolean;
   cacheDir?: string;
   progress: boolean;
+  plugin?: string;
   /** Options added by extensions (e.g. --queue, --wait) land here too. */
   [extension: string]: unknown;
 }
@@ -197,9 +200,11 @@ function printSummary(summary: BatchSummary, options: BatchCliOptions): void {
 }
 
 function batchOptions(dumps: readonly string[], options: BatchCliOptions): BatchOptions {
+  const portable = options.plugin === undefined ? [] : loadPluginDirectory(options.plugin).map(portablePlugin);
   return {
     dumps,
-    analyses: options.run,
+    analyses: [...options.run, ...portable.map((plugin) => plugin.name)],
+    ...(portable.length > 0 ? { portable } : {}),
     outDir: options.out,
     cacheDir: options.cache ? options.cacheDir : false,
     options: Object.fromEntries(
@@ -260,6 +265,7 @@ export function registerBatchCommand(
       'where derived profiles are cached (default $VMSCOPE_CACHE_DIR or ~/.cache/vmscope/profiles)',
     )
     .option('--no-progress', 'never draw a progress bar (it is drawn only when stderr is a terminal)')
+    .option('--plugin <dir>', "also run the directory's WASI plugins on every dump (their bytes travel with each job)")
     .addHelpText('after', `\n${BATCH_HELP}\n`);
   addSharedAnalysisOptions(command, analyses);
   for (const extension of extensions) extension.addOptions(command);

@@ -11,6 +11,7 @@ import { escapeControl } from '../util/text.js';
 import { parallelScanRules } from '../workers/scanPool.js';
 import { addAnalysisOptions, givenOptions } from './analysisOptions.js';
 import { registerBatchCommand } from './batchCommand.js';
+import { addPluginOption, analysisWithPlugins, registerPluginCommand } from './pluginCommand.js';
 import { registerPolicyCommand } from './policyCommand.js';
 import { registerReportCommand } from './reportCommand.js';
 import { createProgress } from './progress.js';
@@ -157,13 +158,14 @@ Examples:
       .description(analysis.description)
       .argument('<dump>', 'memory dump file (raw, LiME or ELF core)');
     addAnalysisOptions(command, analysis);
+    addPluginOption(command, analysis);
     if (analysis.help) command.addHelpText('after', `\n${analysis.help}\n`);
     withCommonOptions(command).action(async (dump: string, ...rest: unknown[]) => {
       const positional = rest.slice(0, analysis.arguments.length);
       const options = rest[positional.length] as CommonOptions & Record<string, unknown>;
       // Validated before the dump is opened: a bad flag is a usage error, whatever the dump.
       const given = analysis.parseOptions(givenOptions(analysis, positional, options));
-      setExitCode(await runOnDump(dump, options, (context) => analysis.run(context, given)));
+      setExitCode(await runOnDump(dump, options, analysisWithPlugins(analysis, given, options['plugin'])));
     });
   }
 
@@ -210,6 +212,7 @@ Examples:
   registerWatchCommand(program, { withCommonOptions, contextOptions, setExitCode });
   registerBatchCommand(program, { setExitCode }, [queueBatchExtension]); // --queue/--wait: workerCommand.ts
   registerWorkerCommand(program, setExitCode);
+  registerPluginCommand(program, { withCommonOptions, runOnDump, setExitCode });
 
   program
     .command('isf')

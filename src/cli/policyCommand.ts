@@ -1,7 +1,10 @@
 import type { Command } from 'commander';
 import type { ContextOptions } from '../analyses/context.js';
-import type { AnalysisResult, Column } from '../analyses/types.js';
-import { evaluatePolicy, loadPolicy, policyRulesFiles, type Policy } from '../monitor/policy.js';
+import type { Analysis, AnalysisResult, Column } from '../analyses/types.js';
+import { evaluatePolicy, loadPolicy, policyPluginNames, policyRulesFiles, type Policy } from '../monitor/policy.js';
+import { pluginAnalysis } from '../plugins/analysis.js';
+import { loadPluginDirectory } from '../plugins/load.js';
+import { VmscopeError } from '../util/errors.js';
 import { readHostMetadata } from '../monitor/hostMetadata.js';
 import { isPartialSummary, summarizeDump, type SummarizeOptions } from '../monitor/summarize.js';
 import { createProgress } from './progress.js';
@@ -40,6 +43,19 @@ export async function runPolicyCheck(
     warnings: summary.warnings,
     exitCode: violations.length > 0 ? 1 : undefined,
   };
+}
+
+/** The plugins a policy names, from `--plugin <dir>`, loaded before the dump is opened: a missing one is a usage error. */
+export function policyPlugins(names: readonly string[], directory: string | undefined): Analysis[] {
+  if (names.length === 0) return [];
+  if (directory === undefined)
+    throw new VmscopeError('USAGE', `the policy's plugin_findings rules need --plugin <dir> (for ${names.join(', ')})`);
+  const plugins = loadPluginDirectory(directory);
+  return names.map((name) => {
+    const plugin = plugins.find((candidate) => candidate.manifest.name === name);
+    if (!plugin) throw new VmscopeError('USAGE', `plugin ${name} is not in ${directory}`, directory);
+    return pluginAnalysis(plugin);
+  });
 }
 
 /** What main.ts shares with its commands: common options, how a dump is opened, how a result is printed. */
@@ -83,6 +99,7 @@ YAML or JSON:
     - { id: injected, severity: critical, no_injected_code: true }
     - { id: fileless, severity: critical, no_fileless_processes: true }
     - { id: preload, severity: high, forbidden_environment: [{ name: LD_PRELOAD }] }
+    - { id: miners, severity: critical, plugin_findings: [cryptominer] }   # with --plugin DIR
 
 Other checks: required_processes, forbidden_processes, allowed_modules, signatures
 (rules_file relative to the policy). geo_fence judges the host metadata given with
@@ -113,20 +130,20 @@ export function registerPolicyCommand<Options extends { progress: boolean }>(
           '--host-metadata <file>',
           "the host's location for geo_fence rules: JSON with region, postal_code, timezone",
         )
+        .option('--plugin <dir>', 'where the WASI plugins named by plugin_findings rules are (docs/plugins.md)')
         .addHelpText('after', `\n${POLICY_HELP}\n`),
     )
-    .action(async (dump: string, options: Options & { policy: string; hostMetadata?: string }) => {
+    .action(async (dump: string, options: Options & { policy: string; hostMetadata?: string; plugin?: string }) => {
       const loaded = loadPolicy(options.policy);
+      const findingAnalyses = policyPlugins(policyPluginNames(loaded), options.plugin);
       // A bad metadata file is the user's mistake: said now, not as a geo-fence violation after the summary.
       if (options.hostMetadata !== undefined) readHostMetadata(options.hostMetadata);
       const progress = createProgress(options.progress);
       try {
-        const result = await runPolicyCheck(
-          loaded,
-          dump,
-          helpers.contextOptions(options, progress),
-          options.hostMetadata !== undefined ? { hostMetadataFile: options.hostMetadata } : {},
-        );
+        const result = await runPolicyCheck(loaded, dump, helpers.contextOptions(options, progress), {
+          ...(options.hostMetadata !== undefined ? { hostMetadataFile: options.hostMetadata } : {}),
+          ...(findingAnalyses.length > 0 ? { findingAnalyses } : {}),
+        });
         progress.stop();
         helpers.setExitCode(await helpers.printResult(result, options));
       } finally {

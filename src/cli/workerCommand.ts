@@ -166,7 +166,11 @@ same paths. Without --wait the command exits once the jobs are enqueued.
 };
 
 async function enqueue(queueUrl: string, { batch }: BatchInvocation) {
-  const selection: AnalysisSelection = { analyses: batch.analyses, options: batch.options ?? {} };
+  const selection: AnalysisSelection = {
+    analyses: batch.analyses,
+    options: batch.options ?? {},
+    ...(batch.portable ? { portable: batch.portable } : {}),
+  };
   const analyses = resolveSelection(selection).map(({ analysis }) => analysis.name);
   const outDir = resolve(batch.outDir);
   const paths = expandDumpPaths(batch.dumps, outDir);

@@ -117,5 +117,5 @@
  * policy/load.ts the YAML reading that locates each problem, policy/evaluate.ts the judging.
  */
 export * from './policy/model.js';
-export { loadPolicy, parsePolicy, policyRulesFiles, type ParseOptions } from './policy/load.js';
+export { loadPolicy, parsePolicy, policyPluginNames, policyRulesFiles, type ParseOptions } from './policy/load.js';
 export * from './policy/evaluate.js';

@@ -47,6 +47,16 @@ export interface SnapshotSignatureHit {
   readonly comm: string | null;
 }
 
+/** A finding of an analysis run with the summary (a WASI plugin's), under that analysis's name. */
+export interface SnapshotAnalysisFinding {
+  readonly analysis: string;
+  readonly kind: string;
+  readonly severity: string;
+  readonly subject: string;
+  readonly detail: string;
+  readonly pid: number | null;
+}
+
 /** An inet socket (TCP, UDP, over IPv4 or IPv6) as the monitor keeps it; unix sockets are left out (they come and go with every local connection). */
 export interface SnapshotSocket {
   /** The holding process; null for a socket only the kernel's tables hold. */
@@ -161,6 +171,11 @@ export interface SnapshotSummary {
   readonly bpfPrograms: readonly SnapshotBpfProgram[];
   /** Present when the summary was taken with rules. */
   readonly signatures?: readonly SnapshotSignatureHit[];
+  /** Present when the summary was taken with finding analyses (plugins): which ran, and their findings. */
+  readonly analysisFindings?: {
+    readonly ran: readonly string[];
+    readonly findings: readonly SnapshotAnalysisFinding[];
+  };
   /** Everything that made the summary partial (unreadable structures), and the fallback to the file's mtime for `capturedAt`. */
   readonly warnings: readonly string[];
 }

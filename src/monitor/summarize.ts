@@ -16,6 +16,7 @@ import {
 } from '../analyses/providers/processContext.js';
 import { processCrossViewProvider, taskListProvider } from '../analyses/providers/processes.js';
 import { bpfProvider, kernelHookFindingsProvider } from '../analyses/providers/tampering.js';
+import type { Analysis, AnalysisResult } from '../analyses/types.js';
 import { yarascanAnalysis } from '../analyses/yarascan.js';
 import { filelessKind } from '../os/linux/exe.js';
 import { readGuestClock } from '../os/linux/guestClock.js';
@@ -28,6 +29,7 @@ import { isVmscopeError, VmscopeError } from '../util/errors.js';
 import { readHostMetadata } from './hostMetadata.js';
 import type {
   HostMetadata,
+  SnapshotAnalysisFinding,
   SnapshotBpfProgram,
   SnapshotEnvironment,
   SnapshotFileless,
@@ -48,6 +50,8 @@ export interface SummarizeOptions {
   hostMetadataFile?: string;
   /** When the host took the snapshot, when the source knows it; default the dump file's modification time. */
   hostCapturedAt?: Date;
+  /** Analyses whose rows are findings (WASI plugins) run on the same dump: fills `analysisFindings`. */
+  findingAnalyses?: readonly Analysis[];
 }
 
 /**
@@ -100,6 +104,9 @@ export async function summarizeSnapshot(
     capturedAtSource: clock.source,
     // No rules, no scan: empty signatures would claim a scan that found nothing.
     ...(options.rulesFiles?.length ? { signatures: await signatureHits(context, options.rulesFiles, warnings) } : {}),
+    ...(options.findingAnalyses?.length
+      ? { analysisFindings: await analysisFindings(context, options.findingAnalyses, warnings) }
+      : {}),
     processes,
     hiddenProcesses,
     modules: modules.modules.map(snapshotModule),
@@ -167,6 +174,39 @@ export async function summarizeDump(
   } finally {
     context.close();
   }
+}
+
+/** The findings of each analysis; one that fails is a warning and is left out of `ran` (its rule is then not judged). */
+async function analysisFindings(
+  context: DumpContext,
+  analyses: readonly Analysis[],
+  warnings: string[],
+): Promise<NonNullable<SnapshotSummary['analysisFindings']>> {
+  const ran: string[] = [];
+  const findings: SnapshotAnalysisFinding[] = [];
+  for (const analysis of analyses) {
+    let result: AnalysisResult;
+    try {
+      result = await analysis.run(context);
+    } catch (error) {
+      if (!(error instanceof VmscopeError)) throw error;
+      warnings.push(`${analysis.name}: ${error.describe()}`);
+      continue;
+    }
+    ran.push(analysis.name);
+    warnings.push(...result.warnings);
+    for (const row of result.rows) {
+      findings.push({
+        analysis: analysis.name,
+        kind: textOf(row['kind']),
+        severity: textOf(row['severity']),
+        subject: textOf(row['subject']),
+        detail: textOf(row['detail']),
+        pid: typeof row['pid'] === 'number' ? row['pid'] : null,
+      });
+    }
+  }
+  return { ran, findings };
 }
 
 /** A text cell of a row (yarascan's rule, string and comm are strings). */

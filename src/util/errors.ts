@@ -19,6 +19,10 @@ export type ErrorCode =
   | 'UNAVAILABLE'
   /** The input changed or is not what was asked for (a dump replaced under a queued job): retried elsewhere. */
   | 'INPUT_CHANGED'
+  /** A WASI plugin that is not loaded: a bad manifest, an import it may not have, memory beyond the cap. */
+  | 'PLUGIN_REFUSED'
+  /** A WASI plugin that ran and failed: a budget spent, a trap, rows that do not match its manifest. */
+  | 'PLUGIN_FAILED'
   | 'USAGE';
 
 export class VmscopeError extends Error {

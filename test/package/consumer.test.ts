@@ -97,5 +97,5 @@ describe('the packed package in a strict TypeScript consumer', () => {
     expect(output.release).toBe(truth('linux61-rootkit').kernel.release);
     expect(output.holders).toContain(marker.holder_pid);
     expect(output.watch).toBe('function');
-  });
+  }, 300_000); // npm pack runs `prepare`: the whole build, WASM kernels and example plugins included
 });

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { Queue, type JobsOptions } from 'bullmq';
 import { fileOptionContents, relevantOptions, type AnalysisSelection } from '../analysisSelection.js';
 import type { DumpResult } from '../job.js';
+import type { PortableAnalysis } from '../portableAnalyses.js';
 import { parseQueueUrl, readyOrThrow } from './location.js';
 
 /** What the batch side puts in a job: the dump as it saw it, and the analysis request. */
@@ -17,6 +18,8 @@ export interface DumpJobData {
   readonly options: Readonly<Record<string, unknown>>;
   /** The contents of file options (rule files) by key: they travel with the job, so workers need no copy. */
   readonly files: Readonly<Record<string, { readonly name: string; readonly text: string }>>;
+  /** WASI plugins' bytes and hashes: they travel with the job too. */
+  readonly portable?: readonly PortableAnalysis[];
 }
 
 /**
@@ -54,6 +57,8 @@ export function dumpJobId(data: DumpJobData): string {
     data.analyses.join(','),
     JSON.stringify(data.options),
     JSON.stringify(files),
+    // Plugins by hash; absent for jobs without any, so their ids stay what they were.
+    ...(data.portable?.length ? [JSON.stringify(data.portable.map(({ name, sha256 }) => [name, sha256]))] : []),
   ]) {
     hash.update(part).update('\0');
   }
@@ -71,6 +76,7 @@ function dumpJobData(path: string, options: EnqueueOptions): DumpJobData {
     // Only the options the analyses take: an unused one must not change the job id.
     options: relevantOptions(options),
     files: fileOptionContents(options),
+    ...(options.portable?.length ? { portable: options.portable } : {}),
   };
 }
 

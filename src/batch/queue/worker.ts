@@ -91,6 +91,7 @@ export async function runWorker(url: string, options: WorkerOptions = {}): Promi
         analyses: [...data.analyses],
         outDir: jobDir,
         options: jobOptions,
+        ...(data.portable ? { portable: data.portable } : {}),
         ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
       });
       // Incomplete means the job was cut short (its thread crashed, a bug), not that the dump is

@@ -46,6 +46,7 @@ export type ViolationKind =
   | 'injected_code'
   | 'fileless_process'
   | 'forbidden_environment'
+  | 'plugin_finding'
   /** The summary lacks what the check needs (taken without rules, no capture time): never a silent pass. */
   | 'not_evaluated';
 
@@ -208,6 +209,8 @@ function findings(check: PolicyCheck, summary: SnapshotSummary): Finding[] {
         );
     case 'signatures':
       return signatureFindings(check.rulesFile, check.ruleNames, summary);
+    case 'plugin_findings':
+      return pluginFindings(check.plugins, summary);
     case 'time_fence':
       return timeFenceFindings(check, summary);
     case 'listening_ports':
@@ -378,6 +381,30 @@ function matchesVariable(entry: ForbiddenVariable, variable: string): boolean {
   const name = equals < 0 ? variable : variable.slice(0, equals);
   if (name !== entry.name) return false;
   return entry.valueRegex === undefined || (equals >= 0 && entry.valueRegex.test(variable.slice(equals + 1)));
+}
+
+/** Each finding of the named plugins; a plugin that did not run is not_evaluated, never a silent pass. */
+function pluginFindings(plugins: readonly string[], summary: SnapshotSummary): Finding[] {
+  const ran = new Set(summary.analysisFindings?.ran ?? []);
+  return plugins.flatMap((plugin): Finding[] =>
+    ran.has(plugin)
+      ? summary
+          .analysisFindings!.findings.filter((finding) => finding.analysis === plugin)
+          .map((finding) => ({
+            kind: 'plugin_finding' as const,
+            pid: finding.pid,
+            name: `${plugin}:${finding.kind}`,
+            comm: null,
+            detail: `plugin ${plugin} (${finding.severity}): ${finding.subject}: ${finding.detail}`,
+          }))
+      : [
+          otherFinding(
+            'not_evaluated',
+            plugin,
+            `plugin ${plugin} did not run on this dump (give its directory with --plugin; a plugin that failed is in the warnings)`,
+          ),
+        ],
+  );
 }
 
 function signatureFindings(rulesFile: string, ruleNames: ReadonlySet<string>, summary: SnapshotSummary): Finding[] {

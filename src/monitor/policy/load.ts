@@ -57,6 +57,13 @@ export function parsePolicy(text: string, file = '<policy>', options: ParseOptio
 }
 
 /** The absolute paths of every rules file the policy's `signatures` rules use, each once. */
+/** The plugins a policy's `plugin_findings` rules name: what the summary must run. */
+export function policyPluginNames(policy: Policy): string[] {
+  return [
+    ...new Set(policy.rules.flatMap((rule) => (rule.check.kind === 'plugin_findings' ? rule.check.plugins : []))),
+  ];
+}
+
 export function policyRulesFiles(policy: Policy): string[] {
   const files = policy.rules.flatMap((rule) => (rule.check.kind === 'signatures' ? [rule.check.rulesFile] : []));
   return [...new Set(files)];

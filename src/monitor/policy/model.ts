@@ -109,7 +109,9 @@ export type PolicyCheck =
   | { readonly kind: 'max_clock_skew'; readonly seconds: number }
   | { readonly kind: 'no_injected_code' }
   | { readonly kind: 'no_fileless_processes' }
-  | { readonly kind: 'forbidden_environment'; readonly entries: readonly ForbiddenVariable[] };
+  | { readonly kind: 'forbidden_environment'; readonly entries: readonly ForbiddenVariable[] }
+  /** Every finding of these plugins (WASI analyses whose rows are findings) is a violation. */
+  | { readonly kind: 'plugin_findings'; readonly plugins: readonly string[] };
 
 export type CheckKind = PolicyCheck['kind'];
 

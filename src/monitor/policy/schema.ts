@@ -45,6 +45,7 @@ const CHECK_KEYS = [
   'no_injected_code',
   'no_fileless_processes',
   'forbidden_environment',
+  'plugin_findings',
 ] as const satisfies readonly CheckKind[];
 
 /** A strict object whose unknown-key error lists the keys it does take (the likely typo fix). */
@@ -358,6 +359,10 @@ function ruleSchema(baseDir: string) {
       .array(forbiddenVariable)
       .min(1, 'forbidden_environment must list at least one variable')
       .optional(),
+    plugin_findings: z
+      .array(nonEmpty('a plugin name'))
+      .min(1, 'plugin_findings must list at least one plugin')
+      .optional(),
   })
     .superRefine((rule, context) => {
       const present = CHECK_KEYS.filter((key) => rule[key] !== undefined);
@@ -419,6 +424,7 @@ interface RawChecks {
   no_injected_code?: true | undefined;
   no_fileless_processes?: true | undefined;
   forbidden_environment?: ForbiddenVariable[] | undefined;
+  plugin_findings?: string[] | undefined;
 }
 
 function toCheck(rule: RawChecks): PolicyCheck {
@@ -453,6 +459,7 @@ function toCheck(rule: RawChecks): PolicyCheck {
   if (rule.no_injected_code) return { kind: 'no_injected_code' };
   if (rule.no_fileless_processes) return { kind: 'no_fileless_processes' };
   if (rule.forbidden_environment) return { kind: 'forbidden_environment', entries: rule.forbidden_environment };
+  if (rule.plugin_findings) return { kind: 'plugin_findings', plugins: rule.plugin_findings };
   // The refinement above guarantees one check; reaching here is a bug, not bad input.
   throw new Error('policy rule without a check passed validation');
 }
