@@ -1,5 +1,6 @@
 import type { MemoryImage } from '../../image/types.js';
 import { MultiNeedleSearcher, pointerNeedle, type NeedleHit } from '../../kernels/multiNeedle.js';
+import type { Stream } from '../../kernels/streaming.js';
 import { X86AddressSpace, type PagingLevels } from '../../space/x86.js';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
@@ -80,35 +81,7 @@ function kernelImagePhysical(virtual: bigint, physBase: bigint): bigint {
  * derived value is checked against the page tables before it is believed.
  */
 export function discoverLinuxKernel(image: MemoryImage, options: DiscoveryOptions = {}): LinuxKernel {
-  const searcher = MultiNeedleSearcher.create([NEEDLES.osRelease, NEEDLES.banner, NEEDLES.initTaskComm]);
-  const hits = searcher.searchImage(image, options.onProgress ? { onProgress: options.onProgress } : {});
-  const byNeedle = (needle: number) => hits.filter((hit: NeedleHit) => hit.needle === needle).map((hit) => hit.offset);
-  const [osReleaseHits, bannerHits, initTaskCommHits] = [byNeedle(0), byNeedle(1), byNeedle(2)];
-  const banners = bannerHits
-    .map((physical) => ({ physical, text: readBanner(image, physical) }))
-    .filter((banner) => banner.text !== undefined) as Banner[];
-
-  const warnings: string[] = [];
-  const vmcoreinfo =
-    vmcoreinfoFromFileNotes(image) ?? firstDefined(osReleaseHits, (physical) => readVmcoreinfoNote(image, physical));
-  if (!vmcoreinfo) warnings.push('no VMCOREINFO note in memory: kernel located from its banner and page tables');
-  const fromVmcoreinfo = vmcoreinfo && layoutFromVmcoreinfo(image, vmcoreinfo, warnings);
-  let located = fromVmcoreinfo && locateBanners(image, fromVmcoreinfo, banners);
-  if (fromVmcoreinfo && !located) warnings.push('VMCOREINFO layout maps no "Linux version" banner: not trusted');
-  located ??= firstDefined(banners, (banner) => {
-    const scanned = layoutFromPageTables(image, banner, initTaskCommHits);
-    return scanned && locateBanners(image, scanned, banners);
-  });
-  if (!located) {
-    throw new VmscopeError(
-      'NO_KERNEL_FOUND',
-      `no Linux kernel found: ${vmcoreinfo ? 'VMCOREINFO present but its layout is not mapped by its own page tables' : 'no VMCOREINFO note'}, ` +
-        `${banners.length} "Linux version" banner(s) none of which a kernel page table maps ` +
-        `(searched ${image.totalBytes} bytes of physical memory from 0x${(image.ranges[0]?.start ?? 0).toString(16)})`,
-      image.path,
-      image.ranges[0]?.start ?? 0,
-    );
-  }
+  const { located, warnings } = locateFromFirstVmcoreinfo(image) ?? locateByFullScan(image, options);
   const { layout, space, mapped } = located;
   const found = linuxBanner(space, layout.vmcoreinfo, mapped, warnings);
   const pageOffsetBase = directMapBase(space, layout.vmcoreinfo, warnings);
@@ -132,6 +105,111 @@ export function discoverLinuxKernel(image: MemoryImage, options: DiscoveryOption
     space,
     warnings,
   };
+}
+
+/** How many of the first VMCOREINFO candidates (by offset) the quick path reads before it gives up. */
+const QUICK_VMCOREINFO_CANDIDATES = 3;
+/** The kernel-image mapping spans KERNEL_IMAGE_SIZE (1 GiB) at most, in 2 MiB pages. */
+const KERNEL_IMAGE_SIZE = 1n << 30n;
+const PMD_SIZE = 2n << 20n;
+
+type Located = NonNullable<ReturnType<typeof locateBanners>>;
+
+/**
+ * The common case, without reading the whole dump: the VMCOREINFO note the full scan would take
+ * (the file's, else the first valid one in memory by offset: only the first few hits are read),
+ * then banners only in the physical memory the note's own page tables map as the kernel image.
+ * Undefined whenever any step fails: the full scan then decides, with its own warnings.
+ */
+function locateFromFirstVmcoreinfo(image: MemoryImage): { located: Located; warnings: string[] } | undefined {
+  const warnings: string[] = [];
+  let vmcoreinfo = vmcoreinfoFromFileNotes(image);
+  const searcher = MultiNeedleSearcher.create([NEEDLES.osRelease]);
+  for (let limit = 1; !vmcoreinfo && limit <= QUICK_VMCOREINFO_CANDIDATES; limit++) {
+    const hits = searcher.searchImage(image, { limit });
+    if (hits.length < limit) return undefined;
+    vmcoreinfo = readVmcoreinfoNote(image, hits[limit - 1]!.offset);
+  }
+  const layout = vmcoreinfo && layoutFromVmcoreinfo(image, vmcoreinfo, warnings);
+  const span = layout && kernelImageSpan(image, layout);
+  if (!layout || !span) return undefined;
+  const bannerHits = MultiNeedleSearcher.create([NEEDLES.banner]).searchStreams(physicalStreams(image, span));
+  const located = locateBanners(image, layout, readBanners(image, bannerHits));
+  return located && { located, warnings };
+}
+
+/**
+ * The physical memory the kernel-image mapping maps, from _stext's 2 MiB page up to the first
+ * 2 MiB page that is not mapped where phys_base puts it: text, rodata (linux_banner) and data.
+ */
+function kernelImageSpan(image: MemoryImage, layout: KernelLayout): { start: number; end: number } | undefined {
+  const stext = layout.vmcoreinfo?.symbol('_stext');
+  if (stext === undefined) return undefined;
+  const space = new X86AddressSpace(image, layout.dtb, layout.pagingLevels);
+  const first = stext & ~(PMD_SIZE - 1n);
+  let virtual = first;
+  while (virtual - first < KERNEL_IMAGE_SIZE) {
+    const translated = space.tryTranslate(virtual);
+    if (!translated || BigInt(translated.physical) !== kernelImagePhysical(virtual, layout.physBase)) break;
+    virtual += PMD_SIZE;
+  }
+  if (virtual === first) return undefined;
+  const start = kernelImagePhysical(first, layout.physBase);
+  return { start: Number(start), end: Number(start + (virtual - first)) };
+}
+
+/** The dump's bytes in [span.start, span.end), one stream per range of the image. */
+function physicalStreams(image: MemoryImage, span: { start: number; end: number }): Stream[] {
+  return image.ranges
+    .map((range) => ({ start: Math.max(range.start, span.start), end: Math.min(range.end, span.end) }))
+    .filter(({ start, end }) => start < end)
+    .map(({ start, end }) => ({
+      start,
+      length: end - start,
+      fill: (streamOffset: number, into: Uint8Array) => image.read(start + streamOffset, into),
+    }));
+}
+
+/** Every candidate needle in the dump: VMCOREINFO notes, banners, and init_task's comm for the page-table fallback. */
+function locateByFullScan(image: MemoryImage, options: DiscoveryOptions): { located: Located; warnings: string[] } {
+  const searcher = MultiNeedleSearcher.create([NEEDLES.osRelease, NEEDLES.banner, NEEDLES.initTaskComm]);
+  const hits = searcher.searchImage(image, options.onProgress ? { onProgress: options.onProgress } : {});
+  const byNeedle = (needle: number) => hits.filter((hit: NeedleHit) => hit.needle === needle);
+  const [osReleaseHits, bannerHits, initTaskCommHits] = [byNeedle(0), byNeedle(1), byNeedle(2)];
+  const banners = readBanners(image, bannerHits);
+
+  const warnings: string[] = [];
+  const vmcoreinfo =
+    vmcoreinfoFromFileNotes(image) ?? firstDefined(osReleaseHits, (hit) => readVmcoreinfoNote(image, hit.offset));
+  if (!vmcoreinfo) warnings.push('no VMCOREINFO note in memory: kernel located from its banner and page tables');
+  const fromVmcoreinfo = vmcoreinfo && layoutFromVmcoreinfo(image, vmcoreinfo, warnings);
+  let located = fromVmcoreinfo && locateBanners(image, fromVmcoreinfo, banners);
+  if (fromVmcoreinfo && !located) warnings.push('VMCOREINFO layout maps no "Linux version" banner: not trusted');
+  located ??= firstDefined(banners, (banner) => {
+    const scanned = layoutFromPageTables(
+      image,
+      banner,
+      initTaskCommHits.map((hit) => hit.offset),
+    );
+    return scanned && locateBanners(image, scanned, banners);
+  });
+  if (!located) {
+    throw new VmscopeError(
+      'NO_KERNEL_FOUND',
+      `no Linux kernel found: ${vmcoreinfo ? 'VMCOREINFO present but its layout is not mapped by its own page tables' : 'no VMCOREINFO note'}, ` +
+        `${banners.length} "Linux version" banner(s) none of which a kernel page table maps ` +
+        `(searched ${image.totalBytes} bytes of physical memory from 0x${(image.ranges[0]?.start ?? 0).toString(16)})`,
+      image.path,
+      image.ranges[0]?.start ?? 0,
+    );
+  }
+  return { located, warnings };
+}
+
+function readBanners(image: MemoryImage, hits: readonly NeedleHit[]): Banner[] {
+  return hits
+    .map((hit) => ({ physical: hit.offset, text: readBanner(image, hit.offset) }))
+    .filter((banner): banner is Banner => banner.text !== undefined);
 }
 
 interface Banner {
