@@ -15,8 +15,12 @@ import {
 } from 'node:fs';
 import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { Decompress } from 'fzstd';
+import type * as Fzstd from 'fzstd';
 import { VmscopeError } from '../util/errors.js';
+import { lazyRequire } from '../util/lazyRequire.js';
+
+/** The zstd decoder, loaded only when a .zst dump is given and the zstd command is missing. */
+const fzstd = lazyRequire<typeof Fzstd>('fzstd');
 
 const STREAM_CHUNK = 4 << 20;
 
@@ -96,7 +100,7 @@ function zstdWithFzstd(source: string, target: string): void {
   const input = openSync(source, 'r');
   const output = openSync(target, 'w');
   try {
-    const decoder = new Decompress((chunk) => {
+    const decoder = new (fzstd().Decompress)((chunk) => {
       writeSync(output, chunk);
     });
     let position = 0;

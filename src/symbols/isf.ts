@@ -1,10 +1,15 @@
 import { spawnSync } from 'node:child_process';
 import { Readable } from 'node:stream';
-import { parse } from 'lossless-json';
+import type * as LosslessJson from 'lossless-json';
 import { z } from 'zod';
-import xzDecompress from 'xz-decompress';
+import type XzDecompress from 'xz-decompress';
 import { VmscopeError } from '../util/errors.js';
 import { readInputFile, writeOutputFile } from '../util/files.js';
+import { lazyRequire } from '../util/lazyRequire.js';
+
+// Only --isf and `vmscope isf` read or write ISF files: these load then, not at every start-up.
+const losslessJson = lazyRequire<typeof LosslessJson>('lossless-json');
+const xzDecompress = lazyRequire<typeof XzDecompress>('xz-decompress');
 
 /**
  * Volatility 3's Intermediate Symbol Format (schema 6.x), the interchange format for profiles:
@@ -117,7 +122,7 @@ export function stringifyIsf(document: IsfDocument): string {
 export function parseIsf(text: string, path: string): IsfDocument {
   let document: unknown;
   try {
-    document = parse(text, null, exactNumber);
+    document = losslessJson().parse(text, null, exactNumber);
   } catch (error) {
     throw new VmscopeError('CORRUPT_STRUCTURE', `not valid JSON: ${(error as Error).message}`, path, 0);
   }
@@ -204,7 +209,7 @@ export async function readIsfFile(path: string): Promise<IsfDocument> {
 async function unxz(compressed: Uint8Array, path: string): Promise<Uint8Array> {
   try {
     // xz-decompress is CommonJS (a WASM liblzma build): its class comes through the default export.
-    const stream = new xzDecompress.XzReadableStream(
+    const stream = new (xzDecompress().XzReadableStream)(
       Readable.toWeb(Readable.from([compressed])) as ReadableStream<Uint8Array>,
     );
     // Read piece by piece and stop at the bound: an xz bomb must not decompress into memory whole.

@@ -86,7 +86,12 @@ export function encodePayload(
   return Buffer.concat([indexLength, indexBytes, columns, names, ...userTypes.texts, ...enums.texts]);
 }
 
-const section = z.object({ names: z.array(z.string()), lengths: z.array(z.number().int().nonnegative()) });
+// Lists of ten thousand entries are checked by hand: zod's per-element parse would cost more than the load saves.
+const isLength = (value: unknown) => Number.isSafeInteger(value) && (value as number) >= 0;
+const section = z.object({
+  names: z.custom<string[]>((value) => Array.isArray(value) && value.every((name) => typeof name === 'string')),
+  lengths: z.custom<number[]>((value) => Array.isArray(value) && value.every(isLength)),
+});
 const indexSchema = z.object({
   symbols: z.number().int().nonnegative(),
   name_bytes: z.number().int().nonnegative(),
@@ -96,7 +101,14 @@ const indexSchema = z.object({
   ),
   user_types: section,
   enums: section,
-  symbol_types: z.array(z.tuple([z.string(), z.unknown(), z.string()])),
+  symbol_types: z.custom<PayloadIndex['symbol_types']>(
+    (value) =>
+      Array.isArray(value) &&
+      value.every(
+        (entry) =>
+          Array.isArray(entry) && entry.length === 3 && typeof entry[0] === 'string' && typeof entry[2] === 'string',
+      ),
+  ),
   sources: z.unknown(),
 });
 
@@ -151,7 +163,11 @@ export function decodePayload(payload: Buffer, file: string): CachedPayload {
   if (nameAt !== allNames.length) throw corrupt('the symbol names do not add up to the names section', namesStart);
 
   let typeAt = typesStart;
-  const lazySection = <T extends object>(list: PayloadIndex['user_types'], what: string, check: (value: object) => value is T) => {
+  const lazySection = <T extends object>(
+    list: PayloadIndex['user_types'],
+    what: string,
+    check: (value: object) => value is T,
+  ) => {
     const starts = list.lengths.map((length) => (typeAt += length) - length);
     return lazyRecord(list.names, (at, name) => {
       const value = parseJson(payload.toString('utf8', starts[at], starts[at]! + list.lengths[at]!));
