@@ -17,14 +17,17 @@ export function lazyRecord<T>(names: readonly string[], decode: (index: number, 
     return found;
   };
   const known = (key: string | symbol): key is string => typeof key === 'string' && indexOf.has(key);
-  return new Proxy({}, {
-    get: (target, key, receiver) => (known(key) ? value(key) : Reflect.get(target, key, receiver)),
-    has: (target, key) => known(key) || Reflect.has(target, key),
-    ownKeys: () => [...indexOf.keys()],
-    getOwnPropertyDescriptor: (_target, key) =>
-      known(key) ? { value: value(key), writable: false, enumerable: true, configurable: true } : undefined,
-    set: () => false,
-    defineProperty: () => false,
-    deleteProperty: () => false,
-  });
+  return new Proxy(
+    {},
+    {
+      get: (target, key, receiver) => (known(key) ? value(key) : Reflect.get(target, key, receiver)),
+      has: (target, key) => known(key) || Reflect.has(target, key),
+      ownKeys: () => [...indexOf.keys()],
+      getOwnPropertyDescriptor: (_target, key) =>
+        known(key) ? { value: value(key), writable: false, enumerable: true, configurable: true } : undefined,
+      set: () => false,
+      defineProperty: () => false,
+      deleteProperty: () => false,
+    },
+  );
 }
