@@ -1,14 +1,13 @@
 import { spawnSync } from 'node:child_process';
 import { Readable } from 'node:stream';
-import type * as LosslessJson from 'lossless-json';
+import { parse } from 'lossless-json';
 import { z } from 'zod';
 import type XzDecompress from 'xz-decompress';
 import { VmscopeError } from '../util/errors.js';
 import { readInputFile, writeOutputFile } from '../util/files.js';
 import { lazyRequire } from '../util/lazyRequire.js';
 
-// Only --isf and `vmscope isf` read or write ISF files: these load then, not at every start-up.
-const losslessJson = lazyRequire<typeof LosslessJson>('lossless-json');
+// Only .xz ISF files need it: loaded then, not at every start-up.
 const xzDecompress = lazyRequire<typeof XzDecompress>('xz-decompress');
 
 /**
@@ -122,7 +121,7 @@ export function stringifyIsf(document: IsfDocument): string {
 export function parseIsf(text: string, path: string): IsfDocument {
   let document: unknown;
   try {
-    document = losslessJson().parse(text, null, exactNumber);
+    document = parse(text, null, exactNumber);
   } catch (error) {
     throw new VmscopeError('CORRUPT_STRUCTURE', `not valid JSON: ${(error as Error).message}`, path, 0);
   }

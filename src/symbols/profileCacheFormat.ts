@@ -125,9 +125,10 @@ export function decodePayload(payload: Buffer, file: string): CachedPayload {
   if (payload.length < 4) throw corrupt('no payload', 0);
   const indexEnd = 4 + payload.readUInt32LE(0);
   if (indexEnd > payload.length) throw corrupt('the index runs past the end of the file', 0);
-  const parsed = indexSchema.safeParse(parseJson(payload.toString('utf8', 4, indexEnd)));
-  if (!parsed.success) throw corrupt('the index is not what vmscope writes', 4);
-  const index = parsed.data as PayloadIndex;
+  const raw = parseJson(payload.toString('utf8', 4, indexEnd));
+  if (!indexSchema.safeParse(raw).success) throw corrupt('the index is not what vmscope writes', 4);
+  // The checked value as written: zod's copy would put keys in schema order, and an exported ISF would differ.
+  const index = raw as PayloadIndex;
   for (const { names, lengths } of [index.user_types, index.enums]) {
     if (names.length !== lengths.length || new Set(names).size !== names.length)
       throw corrupt('a type list has duplicate names or a length per name missing', 4);
