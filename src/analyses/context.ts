@@ -1,10 +1,12 @@
 import { openImage } from '../image/open.js';
+import { KernelInstance } from '../kernels/kernelInstance.js';
 import type { MemoryImage } from '../image/types.js';
 import { discoverLinuxKernel, type LinuxKernel } from '../os/linux/discovery.js';
 import { linuxProfile, type LinuxProfile, type ProfileOptions } from '../os/linux/profile.js';
 import type { RuleScanResult, RuleScanner } from '../rules/scanner.js';
 import type { Profile } from '../symbols/profile.js';
 import { fileIdentity, type FileIdentity } from '../util/files.js';
+import { timed, timedAsync } from '../util/phases.js';
 
 /** What a physical rule scan on several threads needs. */
 export interface ParallelRuleScanRequest {
@@ -61,7 +63,7 @@ export class DumpContext {
     readonly path: string,
     private readonly options: ContextOptions = {},
   ) {
-    this.image = openImage(path);
+    this.image = timed('image open', () => openImage(path));
     this.identity = fileIdentity(path);
   }
 
@@ -82,7 +84,13 @@ export class DumpContext {
   }
 
   get kernel(): LinuxKernel {
-    this.kernelCache ??= discoverLinuxKernel(this.image, { onProgress: this.progress('locating kernel') });
+    if (!this.kernelCache) {
+      // Discovery's first scan would compile the WASM kernels; compiled first, they show as a phase of their own.
+      timed('wasm compile', () => KernelInstance.shared());
+      this.kernelCache = timed('kernel discovery', () =>
+        discoverLinuxKernel(this.image, { onProgress: this.progress('locating kernel') }),
+      );
+    }
     return this.kernelCache;
   }
 
@@ -118,6 +126,7 @@ export class DumpContext {
   }
 }
 
-export const linuxProfileProvider = defineProvider('profile', (context) =>
-  linuxProfile(context.kernel, context.profileOptions),
-);
+export const linuxProfileProvider = defineProvider('profile', (context) => {
+  const { kernel } = context;
+  return timedAsync('profile', () => linuxProfile(kernel, context.profileOptions));
+});

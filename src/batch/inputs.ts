@@ -17,10 +17,14 @@ import { tmpdir } from 'node:os';
 import { basename, extname, join, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import xzDecompress from 'xz-decompress';
+import type XzDecompress from 'xz-decompress';
 import { DecompressedTooLargeError, decompressToFile } from '../image/decompress.js';
 import { LIME_MAGIC } from '../image/lime.js';
 import { VmscopeError } from '../util/errors.js';
+import { lazyRequire } from '../util/lazyRequire.js';
+
+/** Loaded when a batch input is .xz, not at every start-up. */
+const xzDecompress = lazyRequire<typeof XzDecompress>('xz-decompress');
 
 /**
  * What a batch takes as input: finding dump files in directories, and turning compressed dumps
@@ -227,7 +231,7 @@ async function unxzToFile(source: string, target: string, maxBytes: number): Pro
   });
   try {
     // xz-decompress is CommonJS (a WASM liblzma build): its class comes through the default export.
-    const decoded = new xzDecompress.XzReadableStream(
+    const decoded = new (xzDecompress().XzReadableStream)(
       Readable.toWeb(createReadStream(source)) as ReadableStream<Uint8Array>,
     );
     await pipeline(Readable.fromWeb(decoded as WebReadableStream<Uint8Array>), bounded, createWriteStream(target));

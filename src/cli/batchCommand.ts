@@ -1,4 +1,3 @@
-import cliProgress from 'cli-progress';
 import { InvalidArgumentError, type Command } from 'commander';
 import { analyses } from '../analyses/registry.js';
 import type { Column } from '../analyses/types.js';
@@ -17,6 +16,7 @@ import { addSharedAnalysisOptions, sharedOptionKeys } from './analysisOptions.js
 import { render } from './render.js';
 import { VmscopeError } from '../util/errors.js';
 import { parseByteSize } from './options.js';
+import { progressBars } from './progress.js';
 
 export interface BatchCliOptions {
   run: string[];
@@ -116,6 +116,7 @@ function parseAnalysisList(text: string): string[] {
 /** Dumps done, bytes/s over the dumps analysed so far, ETA for the rest: on stderr, on a terminal only. */
 function createBatchProgress(enabled: boolean): { report: (progress: BatchProgress) => void; stop: () => void } {
   if (!enabled || !process.stderr.isTTY) return { report: () => {}, stop: () => {} };
+  const cliProgress = progressBars();
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,

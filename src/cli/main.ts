@@ -7,6 +7,7 @@ import { runDiff } from '../monitor/diffCommand.js';
 import { writeIsfFile } from '../symbols/isf.js';
 import { isVmscopeError } from '../util/errors.js';
 import { checkOutputPath } from '../util/files.js';
+import { timedAsync } from '../util/phases.js';
 import { escapeControl } from '../util/text.js';
 import { parallelScanRules } from '../workers/scanPool.js';
 import { addAnalysisOptions, givenOptions } from './analysisOptions.js';
@@ -82,9 +83,9 @@ async function runOnDump(
   const progress = createProgress(options.progress);
   const context = new DumpContext(path, contextOptions(options, progress));
   try {
-    const result = await analysis(context);
+    const result = await timedAsync('analysis', async () => analysis(context));
     progress.stop();
-    return await printResult(result, options);
+    return await timedAsync('output', () => printResult(result, options));
   } finally {
     progress.stop();
     context.close();

@@ -1,10 +1,15 @@
-import cliProgress from 'cli-progress';
+import type CliProgress from 'cli-progress';
+import { lazyRequire } from '../util/lazyRequire.js';
+
+/** Drawn on a terminal only: loaded then, not at every start-up. */
+export const progressBars = lazyRequire<typeof CliProgress>('cli-progress');
 
 export type ProgressReporter = (phase: string, done: number, total: number) => void;
 
 /** A bar on stderr when a person is watching (TTY); nothing when piped or when asked to be quiet. */
 export function createProgress(enabled: boolean): { report: ProgressReporter; stop: () => void } {
   if (!enabled || !process.stderr.isTTY) return { report: () => {}, stop: () => {} };
+  const cliProgress = progressBars();
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,

@@ -1,9 +1,13 @@
-import { crc32c } from '@node-rs/crc32';
+import type * as Crc32 from '@node-rs/crc32';
 import { VmscopeError } from '../util/errors.js';
+import { lazyRequire } from '../util/lazyRequire.js';
 import { decodeExactly } from './codecs.js';
 import { DecodedImage, readExactly } from './decodedImage.js';
 import { readHeader, safeU64, type ByteSource } from './source.js';
 import type { PhysicalRange } from './types.js';
+
+/** A native addon: loaded when an AVML dump is read, not at every start-up. */
+const crc32 = lazyRequire<typeof Crc32>('@node-rs/crc32');
 
 /**
  * AVML (Microsoft's Linux acquisition tool), version 2: LiME-like blocks, each
@@ -191,7 +195,7 @@ function varintAt(bytes: Uint8Array, from: number, available: number, path: stri
 
 /** The CRC framing stores: CRC-32C rotated right by 15 plus a constant. */
 export function maskedCrc32c(data: Uint8Array): number {
-  const crc = crc32c(Buffer.from(data.buffer, data.byteOffset, data.length)) >>> 0;
+  const crc = crc32().crc32c(Buffer.from(data.buffer, data.byteOffset, data.length)) >>> 0;
   return ((((crc >>> 15) | (crc << 17)) >>> 0) + 0xa282ead8) >>> 0;
 }
 

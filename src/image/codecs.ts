@@ -1,10 +1,14 @@
 import { inflateSync } from 'node:zlib';
-import { decompress as zstdDecompress } from 'fzstd';
-import snappy from 'snappyjs';
+import type * as Fzstd from 'fzstd';
+import type Snappy from 'snappyjs';
 import { VmscopeError } from '../util/errors.js';
+import { lazyRequire } from '../util/lazyRequire.js';
 import { zstdDeclaredSize } from './container.js';
 import { lzo1xDecompress } from './lzo1x.js';
 
+// Only dumps in the formats that compress need these: loaded then, not at every start-up.
+const fzstd = lazyRequire<typeof Fzstd>('fzstd');
+const snappy = lazyRequire<typeof Snappy>('snappyjs');
 /**
  * One decoder per compression a capture format uses, each bounded by the size the format
  * promises: a page or chunk that would inflate past it (a decompression bomb) or falls short is
@@ -67,13 +71,13 @@ function decode(codec: Codec, input: Uint8Array, expectedLength: number): Uint8A
     }
     case 'snappy':
       // snappyjs refuses a preamble longer than the bound before allocating.
-      return snappy.uncompress(input, expectedLength);
+      return snappy().uncompress(input, expectedLength);
     case 'zstd': {
       // fzstd stops writing silently at the end of a given buffer (and returns all of it), so the
       // frame's declared content size is what bounds the page: makedumpfile and QEMU declare it.
       const declared = zstdDeclaredSize(input);
       if (declared !== expectedLength) throw new Error(`zstd frame declares ${declared ?? 'no'} content size`);
-      return zstdDecompress(input, new Uint8Array(expectedLength));
+      return fzstd().decompress(input, new Uint8Array(expectedLength));
     }
     case 'lzo':
       return lzo1xDecompress(input, expectedLength);

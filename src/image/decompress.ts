@@ -15,8 +15,12 @@ import {
 } from 'node:fs';
 import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { Decompress } from 'fzstd';
+import type * as Fzstd from 'fzstd';
 import { VmscopeError } from '../util/errors.js';
+import { lazyRequire } from '../util/lazyRequire.js';
+
+/** The zstd decoder, loaded only when a .zst dump is given and the zstd command is missing. */
+const fzstd = lazyRequire<typeof Fzstd>('fzstd');
 
 const STREAM_CHUNK = 4 << 20;
 
@@ -134,7 +138,7 @@ function zstdWithFzstd(source: string, target: string, maxBytes: number): void {
   const output = openSync(target, 'w');
   let written = 0;
   try {
-    const decoder = new Decompress((chunk) => {
+    const decoder = new (fzstd().Decompress)((chunk) => {
       written += chunk.length;
       if (written > maxBytes) throw new DecompressedTooLargeError(source, 'zstd', maxBytes);
       writeSync(output, chunk);

@@ -5,8 +5,6 @@ export interface ImageSearchOptions {
   onProgress?: (doneBytes: number, totalBytes: number) => void;
   /** Stop once this many hits are found: the result is then the first `limit` hits by offset. */
   limit?: number;
-  /** Search only the physical addresses in `[from, to)` (a hit must lie wholly inside). */
-  span?: { readonly from: number; readonly to: number };
 }
 
 /** Any hit of a streamed scan: where it starts, a physical address for images or `base` + index for buffers. */
@@ -71,16 +69,13 @@ export function scanImage<Hit extends OffsetHit>(
   options: ImageSearchOptions,
 ): Hit[] {
   const streams: Stream[] = [];
-  const { from, to } = options.span ?? { from: -Infinity, to: Infinity };
   for (const range of image.ranges) {
-    const start = Math.max(range.start, from);
-    const end = Math.min(range.end, to);
-    if (end <= start) continue;
+    if (range.end === range.start) continue;
     const last = streams[streams.length - 1];
-    if (last && last.start + last.length === start) {
-      streams[streams.length - 1] = imageStream(image, last.start, end - last.start);
+    if (last && last.start + last.length === range.start) {
+      streams[streams.length - 1] = imageStream(image, last.start, range.end - last.start);
     } else {
-      streams.push(imageStream(image, start, end - start));
+      streams.push(imageStream(image, range.start, range.end - range.start));
     }
   }
   let doneBytes = 0;

@@ -2,9 +2,13 @@ import { spawnSync } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { parse } from 'lossless-json';
 import { z } from 'zod';
-import xzDecompress from 'xz-decompress';
+import type XzDecompress from 'xz-decompress';
 import { VmscopeError } from '../util/errors.js';
 import { readInputFile, writeOutputFile } from '../util/files.js';
+import { lazyRequire } from '../util/lazyRequire.js';
+
+// Only .xz ISF files need it: loaded then, not at every start-up.
+const xzDecompress = lazyRequire<typeof XzDecompress>('xz-decompress');
 
 /**
  * Volatility 3's Intermediate Symbol Format (schema 6.x), the interchange format for profiles:
@@ -204,7 +208,7 @@ export async function readIsfFile(path: string): Promise<IsfDocument> {
 async function unxz(compressed: Uint8Array, path: string): Promise<Uint8Array> {
   try {
     // xz-decompress is CommonJS (a WASM liblzma build): its class comes through the default export.
-    const stream = new xzDecompress.XzReadableStream(
+    const stream = new (xzDecompress().XzReadableStream)(
       Readable.toWeb(Readable.from([compressed])) as ReadableStream<Uint8Array>,
     );
     // Read piece by piece and stop at the bound: an xz bomb must not decompress into memory whole.

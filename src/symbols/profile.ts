@@ -46,7 +46,7 @@ const MAX_ANONYMOUS_DEPTH = 16;
  */
 export class Profile {
   private readonly byName = new Map<string, ProfileSymbol>();
-  private readonly sorted: ProfileSymbol[];
+  private sortedCache: ProfileSymbol[] | undefined;
 
   constructor(
     readonly types: IsfTypes,
@@ -63,9 +63,14 @@ export class Profile {
       // Local names repeat (static functions in several files); a global definition wins.
       if (!known || (isLocalSymbol(known) && !isLocalSymbol(symbol))) this.byName.set(symbol.name, symbol);
     }
-    this.sorted = symbolList
+  }
+
+  /** Relocatable symbols in address order, sorted on first use: most commands only look names up. */
+  private get sorted(): ProfileSymbol[] {
+    this.sortedCache ??= this.symbolList
       .filter((symbol) => !symbol.absolute)
       .sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+    return this.sortedCache;
   }
 
   symbol(name: string): bigint | undefined {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Queue, type JobsOptions } from 'bullmq';
+import type { JobsOptions } from 'bullmq';
 import { fileOptionContents, relevantOptions, type AnalysisSelection } from '../analysisSelection.js';
 import type { DumpResult } from '../job.js';
 import type { PortableAnalysis } from '../portableAnalyses.js';
@@ -98,6 +98,8 @@ export async function enqueueBatch(
   options: EnqueueOptions,
 ): Promise<EnqueuedDump[]> {
   const location = parseQueueUrl(url);
+  // bullmq (and its Redis client) is loaded by the commands that queue, not by every command's start-up.
+  const { Queue } = await import('bullmq');
   const queue = new Queue<DumpJobData, QueuedDumpResult>(location.queueName, { connection: location.connection });
   try {
     await readyOrThrow(queue, location);

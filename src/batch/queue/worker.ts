@@ -12,7 +12,7 @@ import {
 import { hostname, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker, type Job } from 'bullmq';
+import type { Job } from 'bullmq';
 import { VmscopeError } from '../../util/errors.js';
 import { inProcessRunner, ThreadJobRunner, type DumpJobRunner } from '../jobPool.js';
 import type { DumpJobData, QueuedDumpResult } from './jobs.js';
@@ -125,6 +125,8 @@ export async function runWorker(url: string, options: WorkerOptions = {}): Promi
     }
   };
 
+  // bullmq (and its Redis client) is loaded by the commands that queue, not by every command's start-up.
+  const { Worker } = await import('bullmq');
   const worker = new Worker<DumpJobData, QueuedDumpResult>(location.queueName, processDump, {
     connection: location.connection,
     name,

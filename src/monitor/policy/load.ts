@@ -1,11 +1,16 @@
 import { dirname, resolve } from 'node:path';
-import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
+import type * as Yaml from 'yaml';
+import type { Document } from 'yaml';
 import { type z } from 'zod';
 import { readInputFile } from '../../util/files.js';
+import { lazyRequire } from '../../util/lazyRequire.js';
 import { PolicyError, type Policy, type PolicyProblem } from './model.js';
 import { policySchema } from './schema.js';
 
 // Loading: YAML (JSON is YAML) → document with positions → zod → located problems.
+
+/** The YAML parser, loaded by the commands that read a policy only. */
+const yaml = lazyRequire<typeof Yaml>('yaml');
 
 export interface ParseOptions {
   /** Where `signatures.rules_file` paths are relative to (default: the policy file's folder). */
@@ -22,6 +27,7 @@ export function loadPolicy(path: string): Policy {
 
 /** Validates policy text; `file` names it in errors. Throws PolicyError, and nothing else, on bad input. */
 export function parsePolicy(text: string, file = '<policy>', options: ParseOptions = {}): Policy {
+  const { LineCounter, parseDocument } = yaml();
   const lineCounter = new LineCounter();
   const document = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, strict: true });
   const at = (offset: number) => {
@@ -136,6 +142,7 @@ function isMissingKey(value: unknown, path: readonly Segment[]): boolean {
  * is reported at the map that lacks it). `atKey` points at the key itself (unknown keys).
  */
 function locate(document: Document, path: readonly Segment[], atKey: boolean): number {
+  const { isAlias, isMap, isNode, isSeq } = yaml();
   let node: unknown = document.contents;
   let offset = startOf(node) ?? 0;
   for (const [index, segment] of path.entries()) {
@@ -160,11 +167,11 @@ function locate(document: Document, path: readonly Segment[], atKey: boolean): n
 }
 
 function startOf(node: unknown): number | undefined {
-  return isNode(node) && node.range ? node.range[0] : undefined;
+  return yaml().isNode(node) && node.range ? node.range[0] : undefined;
 }
 
 function keyText(key: unknown): string {
-  return isScalar(key) ? String(key.value) : String(key);
+  return yaml().isScalar(key) ? String(key.value) : String(key);
 }
 
 function pathText(path: readonly Segment[]): string {

@@ -1,5 +1,6 @@
 import type { MemoryImage } from '../../image/types.js';
 import { MultiNeedleSearcher, pointerNeedle, type NeedleHit } from '../../kernels/multiNeedle.js';
+import type { Stream } from '../../kernels/streaming.js';
 import { X86AddressSpace, type PagingLevels } from '../../space/x86.js';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
@@ -24,8 +25,6 @@ const NEEDLES = {
   banner: new TextEncoder().encode(BANNER_PREFIX),
   initTaskComm: new TextEncoder().encode('swapper/0\0'),
 };
-/** In searcher order: hits name their needle by index into this list (see locateKernel). */
-const NEEDLE_LIST = [NEEDLES.osRelease, NEEDLES.banner, NEEDLES.initTaskComm];
 const MAX_BANNER_BYTES = 1024;
 /** How far from the banner the fallback looks for init_top_pgt: both live in one kernel image. */
 const DTB_SEARCH_RADIUS = 128 << 20;
@@ -77,117 +76,12 @@ function kernelImagePhysical(virtual: bigint, physBase: bigint): bigint {
 }
 
 /**
- * The kernel-image mapping (__START_KERNEL_map) spans at most KERNEL_IMAGE_SIZE (1 GiB on x86-64):
- * every banner a layout can map lies within this much physical memory after phys_base.
- */
-const KERNEL_IMAGE_MAX_BYTES = 1n << 30n;
-/** Discovery searches the first this-many bytes of physical address space, then four times more each stage. */
-const FIRST_STAGE_BYTES = 1 << 30;
-const LONGEST_NEEDLE = Math.max(...NEEDLE_LIST.map((needle) => needle.length));
-
-/**
  * Find the running kernel in physical memory with nothing but the dump: VMCOREINFO when the
  * kernel left its note in RAM, otherwise the banner and the kernel's own page tables. Every
  * derived value is checked against the page tables before it is believed.
- *
- * The search runs in growing stages of physical address space and stops as soon as the answer
- * cannot change: a VMCOREINFO note found (the first one, as a whole pass would take) whose layout
- * maps a banner, with the search past the end of the kernel-image mapping, so every banner that
- * layout could map has been seen. A huge or sparse dump is then not read end to end for `info`.
- * Without VMCOREINFO the whole image is searched (a note further on would take precedence).
  */
 export function discoverLinuxKernel(image: MemoryImage, options: DiscoveryOptions = {}): LinuxKernel {
-  const searcher = MultiNeedleSearcher.create(NEEDLE_LIST);
-  const imageStart = image.ranges[0]?.start ?? 0;
-  const imageEnd = image.ranges[image.ranges.length - 1]?.end ?? 0;
-  const hits: NeedleHit[] = [];
-  let searchedTo = imageStart;
-  let stageBytes = FIRST_STAGE_BYTES;
-  for (;;) {
-    const stageEnd = Math.min(imageEnd, searchedTo + stageBytes);
-    const before = presentBytesBelow(image, searchedTo);
-    const onProgress = options.onProgress;
-    // The previous stage missed only hits that straddle its end; this one starts early enough to hold them whole.
-    const from = Math.max(imageStart, searchedTo - (LONGEST_NEEDLE - 1));
-    const found = searcher.searchImage(image, {
-      span: { from, to: stageEnd },
-      ...(onProgress && { onProgress: (done: number, total: number) => onProgress(before + done, total) }),
-    });
-    for (const hit of found) if (hit.offset + NEEDLE_LIST[hit.needle]!.length > searchedTo) hits.push(hit);
-    searchedTo = stageEnd;
-    const complete = stageEnd >= imageEnd;
-    const attempt = locateKernel(image, hits);
-    if (attempt.located && (complete || settledBefore(attempt.located.layout, stageEnd))) {
-      return describeKernel(image, attempt.located, attempt.warnings);
-    }
-    if (complete) throw noKernelFound(image, attempt.vmcoreinfo, attempt.banners);
-    stageBytes *= 4;
-  }
-}
-
-function presentBytesBelow(image: MemoryImage, physical: number): number {
-  let bytes = 0;
-  for (const range of image.ranges) bytes += Math.max(0, Math.min(range.end, physical) - range.start);
-  return bytes;
-}
-
-/** True when a search that reached `searchedTo` has seen every hit that could change this VMCOREINFO answer. */
-function settledBefore(layout: KernelLayout, searchedTo: number): boolean {
-  if (layout.method !== 'vmcoreinfo') return false;
-  const kernelImageEnd = (layout.physBase + KERNEL_IMAGE_MAX_BYTES) & U64;
-  return kernelImageEnd <= BigInt(searchedTo);
-}
-
-interface LocateAttempt {
-  located: Located | undefined;
-  vmcoreinfo: Vmcoreinfo | undefined;
-  banners: Banner[];
-  warnings: string[];
-}
-
-interface Located {
-  layout: KernelLayout;
-  space: X86AddressSpace;
-  mapped: Banner[];
-}
-
-function locateKernel(image: MemoryImage, hits: readonly NeedleHit[]): LocateAttempt {
-  const byNeedle = (needle: number) => hits.filter((hit: NeedleHit) => hit.needle === needle).map((hit) => hit.offset);
-  const [osReleaseHits, bannerHits, initTaskCommHits] = [byNeedle(0), byNeedle(1), byNeedle(2)];
-  const banners = bannerHits
-    .map((physical) => ({ physical, text: readBanner(image, physical) }))
-    .filter((banner) => banner.text !== undefined) as Banner[];
-
-  const warnings: string[] = [];
-  const vmcoreinfo =
-    vmcoreinfoFromFileNotes(image) ?? firstDefined(osReleaseHits, (physical) => readVmcoreinfoNote(image, physical));
-  if (!vmcoreinfo) warnings.push('no VMCOREINFO note in memory: kernel located from its banner and page tables');
-  const fromVmcoreinfo = vmcoreinfo && layoutFromVmcoreinfo(image, vmcoreinfo, warnings);
-  let located = fromVmcoreinfo && locateBanners(image, fromVmcoreinfo, banners);
-  if (fromVmcoreinfo && !located) warnings.push('VMCOREINFO layout maps no "Linux version" banner: not trusted');
-  located ??= firstDefined(banners, (banner) => {
-    const scanned = layoutFromPageTables(image, banner, initTaskCommHits);
-    return scanned && locateBanners(image, scanned, banners);
-  });
-  return { located: located || undefined, vmcoreinfo, banners, warnings };
-}
-
-function noKernelFound(
-  image: MemoryImage,
-  vmcoreinfo: Vmcoreinfo | undefined,
-  banners: readonly Banner[],
-): VmscopeError {
-  return new VmscopeError(
-    'NO_KERNEL_FOUND',
-    `no Linux kernel found: ${vmcoreinfo ? 'VMCOREINFO present but its layout is not mapped by its own page tables' : 'no VMCOREINFO note'}, ` +
-      `${banners.length} "Linux version" banner(s) none of which a kernel page table maps ` +
-      `(searched ${image.totalBytes} bytes of physical memory from 0x${(image.ranges[0]?.start ?? 0).toString(16)})`,
-    image.path,
-    image.ranges[0]?.start ?? 0,
-  );
-}
-
-function describeKernel(image: MemoryImage, located: Located, warnings: string[]): LinuxKernel {
+  const { located, warnings } = locateFromFirstVmcoreinfo(image) ?? locateByFullScan(image, options);
   const { layout, space, mapped } = located;
   const found = linuxBanner(space, layout.vmcoreinfo, mapped, warnings);
   const pageOffsetBase = directMapBase(space, layout.vmcoreinfo, warnings);
@@ -211,6 +105,111 @@ function describeKernel(image: MemoryImage, located: Located, warnings: string[]
     space,
     warnings,
   };
+}
+
+/** How many of the first VMCOREINFO candidates (by offset) the quick path reads before it gives up. */
+const QUICK_VMCOREINFO_CANDIDATES = 3;
+/** The kernel-image mapping spans KERNEL_IMAGE_SIZE (1 GiB) at most, in 2 MiB pages. */
+const KERNEL_IMAGE_SIZE = 1n << 30n;
+const PMD_SIZE = 2n << 20n;
+
+type Located = NonNullable<ReturnType<typeof locateBanners>>;
+
+/**
+ * The common case, without reading the whole dump: the VMCOREINFO note the full scan would take
+ * (the file's, else the first valid one in memory by offset: only the first few hits are read),
+ * then banners only in the physical memory the note's own page tables map as the kernel image.
+ * Undefined whenever any step fails: the full scan then decides, with its own warnings.
+ */
+function locateFromFirstVmcoreinfo(image: MemoryImage): { located: Located; warnings: string[] } | undefined {
+  const warnings: string[] = [];
+  let vmcoreinfo = vmcoreinfoFromFileNotes(image);
+  const searcher = MultiNeedleSearcher.create([NEEDLES.osRelease]);
+  for (let limit = 1; !vmcoreinfo && limit <= QUICK_VMCOREINFO_CANDIDATES; limit++) {
+    const hits = searcher.searchImage(image, { limit });
+    if (hits.length < limit) return undefined;
+    vmcoreinfo = readVmcoreinfoNote(image, hits[limit - 1]!.offset);
+  }
+  const layout = vmcoreinfo && layoutFromVmcoreinfo(image, vmcoreinfo, warnings);
+  const span = layout && kernelImageSpan(image, layout);
+  if (!layout || !span) return undefined;
+  const bannerHits = MultiNeedleSearcher.create([NEEDLES.banner]).searchStreams(physicalStreams(image, span));
+  const located = locateBanners(image, layout, readBanners(image, bannerHits));
+  return located && { located, warnings };
+}
+
+/**
+ * The physical memory the kernel-image mapping maps, from _stext's 2 MiB page up to the first
+ * 2 MiB page that is not mapped where phys_base puts it: text, rodata (linux_banner) and data.
+ */
+function kernelImageSpan(image: MemoryImage, layout: KernelLayout): { start: number; end: number } | undefined {
+  const stext = layout.vmcoreinfo?.symbol('_stext');
+  if (stext === undefined) return undefined;
+  const space = new X86AddressSpace(image, layout.dtb, layout.pagingLevels);
+  const first = stext & ~(PMD_SIZE - 1n);
+  let virtual = first;
+  while (virtual - first < KERNEL_IMAGE_SIZE) {
+    const translated = space.tryTranslate(virtual);
+    if (!translated || BigInt(translated.physical) !== kernelImagePhysical(virtual, layout.physBase)) break;
+    virtual += PMD_SIZE;
+  }
+  if (virtual === first) return undefined;
+  const start = kernelImagePhysical(first, layout.physBase);
+  return { start: Number(start), end: Number(start + (virtual - first)) };
+}
+
+/** The dump's bytes in [span.start, span.end), one stream per range of the image. */
+function physicalStreams(image: MemoryImage, span: { start: number; end: number }): Stream[] {
+  return image.ranges
+    .map((range) => ({ start: Math.max(range.start, span.start), end: Math.min(range.end, span.end) }))
+    .filter(({ start, end }) => start < end)
+    .map(({ start, end }) => ({
+      start,
+      length: end - start,
+      fill: (streamOffset: number, into: Uint8Array) => image.read(start + streamOffset, into),
+    }));
+}
+
+/** Every candidate needle in the dump: VMCOREINFO notes, banners, and init_task's comm for the page-table fallback. */
+function locateByFullScan(image: MemoryImage, options: DiscoveryOptions): { located: Located; warnings: string[] } {
+  const searcher = MultiNeedleSearcher.create([NEEDLES.osRelease, NEEDLES.banner, NEEDLES.initTaskComm]);
+  const hits = searcher.searchImage(image, options.onProgress ? { onProgress: options.onProgress } : {});
+  const byNeedle = (needle: number) => hits.filter((hit: NeedleHit) => hit.needle === needle);
+  const [osReleaseHits, bannerHits, initTaskCommHits] = [byNeedle(0), byNeedle(1), byNeedle(2)];
+  const banners = readBanners(image, bannerHits);
+
+  const warnings: string[] = [];
+  const vmcoreinfo =
+    vmcoreinfoFromFileNotes(image) ?? firstDefined(osReleaseHits, (hit) => readVmcoreinfoNote(image, hit.offset));
+  if (!vmcoreinfo) warnings.push('no VMCOREINFO note in memory: kernel located from its banner and page tables');
+  const fromVmcoreinfo = vmcoreinfo && layoutFromVmcoreinfo(image, vmcoreinfo, warnings);
+  let located = fromVmcoreinfo && locateBanners(image, fromVmcoreinfo, banners);
+  if (fromVmcoreinfo && !located) warnings.push('VMCOREINFO layout maps no "Linux version" banner: not trusted');
+  located ??= firstDefined(banners, (banner) => {
+    const scanned = layoutFromPageTables(
+      image,
+      banner,
+      initTaskCommHits.map((hit) => hit.offset),
+    );
+    return scanned && locateBanners(image, scanned, banners);
+  });
+  if (!located) {
+    throw new VmscopeError(
+      'NO_KERNEL_FOUND',
+      `no Linux kernel found: ${vmcoreinfo ? 'VMCOREINFO present but its layout is not mapped by its own page tables' : 'no VMCOREINFO note'}, ` +
+        `${banners.length} "Linux version" banner(s) none of which a kernel page table maps ` +
+        `(searched ${image.totalBytes} bytes of physical memory from 0x${(image.ranges[0]?.start ?? 0).toString(16)})`,
+      image.path,
+      image.ranges[0]?.start ?? 0,
+    );
+  }
+  return { located, warnings };
+}
+
+function readBanners(image: MemoryImage, hits: readonly NeedleHit[]): Banner[] {
+  return hits
+    .map((hit) => ({ physical: hit.offset, text: readBanner(image, hit.offset) }))
+    .filter((banner): banner is Banner => banner.text !== undefined);
 }
 
 interface Banner {
@@ -284,7 +283,11 @@ function layoutFromVmcoreinfo(
  * The kernel address space a layout implies and the banners it maps (those whose kernel-image
  * virtual address translates back to where they were found), or undefined when it maps none.
  */
-function locateBanners(image: MemoryImage, layout: KernelLayout, banners: readonly Banner[]): Located | undefined {
+function locateBanners(
+  image: MemoryImage,
+  layout: KernelLayout,
+  banners: readonly Banner[],
+): { layout: KernelLayout; space: X86AddressSpace; mapped: Banner[] } | undefined {
   const space = new X86AddressSpace(image, layout.dtb, layout.pagingLevels);
   const mapped = banners.filter(
     (banner) => space.tryTranslate(kernelImageVirtual(banner.physical, layout.physBase))?.physical === banner.physical,

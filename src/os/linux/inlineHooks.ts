@@ -1,18 +1,9 @@
-import {
-  Code,
-  Decoder,
-  DecoderOptions,
-  Formatter,
-  FormatterSyntax,
-  Instruction,
-  Mnemonic,
-  OpKind,
-  Register,
-} from 'iced-x86';
+import type { Decoder, Instruction } from 'iced-x86';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import type { CodeOwners } from './codeOwners.js';
 import { readFtraceRecords, type FtraceRecordReport } from './ftrace.js';
+import { icedX86 } from './icedX86.js';
 import type { KernelReader } from './kernelReader.js';
 import { moduleFunctions, type ModuleInfo } from './modules.js';
 
@@ -275,9 +266,10 @@ const hexBytes = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 /** Decodes entries with iced-x86 and judges each against the ftrace records, the owners and the kernel's static calls. */
 class EntryJudge {
   readonly findings: FunctionEntryFinding[] = [];
-  private readonly instruction = new Instruction();
-  private readonly second = new Instruction();
-  private readonly formatter = new Formatter(FormatterSyntax.Intel);
+  private readonly iced = icedX86();
+  private readonly instruction = new this.iced.Instruction();
+  private readonly second = new this.iced.Instruction();
+  private readonly formatter = new this.iced.Formatter(this.iced.FormatterSyntax.Intel);
   private readonly initText: { start: bigint; end: bigint } | undefined;
 
   constructor(
@@ -301,7 +293,7 @@ class EntryJudge {
     owner: string,
     nextSymbol: (address: bigint) => bigint,
   ): number {
-    const decoder = new Decoder(64, range.bytes, DecoderOptions.None);
+    const decoder = new this.iced.Decoder(64, range.bytes, this.iced.DecoderOptions.None);
     // Offsets into the range are numbers: a hundred thousand entries judged with bigint sets cost several times more.
     const end = range.base + BigInt(range.bytes.length);
     const sites = new Set(
@@ -525,6 +517,7 @@ class EntryJudge {
   private decode(decoder: Decoder, bytes: Uint8Array, offset: number, address: bigint): EntryShape {
     if (hasBytes(bytes, offset, FTRACE_NOP))
       return { kind: 'ftrace-nop', length: FTRACE_NOP.length, decoded: 0, call: false, target: undefined };
+    const { Code, Mnemonic, OpKind } = this.iced;
     const first = this.instruction;
     decoder.position = offset;
     decoder.ip = address;
@@ -585,7 +578,7 @@ class EntryJudge {
 
   /** `jmp [rip+disp]`: the pointer it jumps through, when that is RIP-relative and readable. */
   private pointerTarget(instruction: Instruction): bigint | undefined {
-    if (instruction.memoryBase !== Register.RIP) return undefined;
+    if (instruction.memoryBase !== this.iced.Register.RIP) return undefined;
     try {
       return this.reader.u64(instruction.ipRelMemoryAddress);
     } catch (error) {

@@ -1,7 +1,7 @@
-import { Code, Decoder, DecoderOptions, Formatter, FormatterSyntax } from 'iced-x86';
 import type { X86AddressSpace } from '../../space/x86.js';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
+import { icedX86 } from './icedX86.js';
 import type { LinuxKernel } from './discovery.js';
 import type { KernelReader } from './kernelReader.js';
 import { processAddressSpace, readUntilFault } from './processSpace.js';
@@ -113,6 +113,7 @@ function suspicion(region: MemoryRegion): string[] {
 /** A short listing of the instructions at the start of `bytes`, ending at the first undecodable one. */
 export function disassemble(bytes: Uint8Array, address: bigint, maxInstructions = MAX_INSTRUCTIONS): string[] {
   if (bytes.length === 0) return [];
+  const { Code, Decoder, DecoderOptions, Formatter, FormatterSyntax } = icedX86();
   const decoder = new Decoder(64, bytes, DecoderOptions.None);
   const formatter = new Formatter(FormatterSyntax.Intel);
   const lines: string[] = [];

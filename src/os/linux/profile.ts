@@ -49,7 +49,8 @@ export async function linuxProfile(kernel: LinuxKernel, options: ProfileOptions 
     const cached = loadProfile(cacheDir, kernel.banner, buildId, kernel.kaslrSlide, kernel.image.path, (candidate) =>
       dumpFingerprint(kernel, kallsyms, candidate),
     );
-    if (cached) return { profile: cached, provenance: undefined };
+    (kernel.warnings as string[]).push(...cached.warnings);
+    if (cached.profile) return { profile: cached.profile, provenance: undefined };
   }
   const derived = deriveProfile(kernel, kallsyms);
   const fingerprint = dumpFingerprint(kernel, kallsyms, derived.profile);
