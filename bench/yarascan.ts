@@ -95,7 +95,7 @@ try {
     const started = process.hrtime.bigint();
     const scanner = RuleScanner.create(compileSource(source, 'rules.yar'));
     const compiled = secondsSince(started);
-    const result = await pool.scanRules(path, scanner, source, 'rules.yar');
+    const result = await pool.scanRules(path, scanner);
     const scanned = secondsSince(started);
     const matches: RuleMatch[] = scanner.evaluate(result.hits, image.totalBytes, imageUnit(image));
     const total = secondsSince(started);

@@ -12,7 +12,7 @@ import {
   type WindowScanner,
 } from '../kernels/streaming.js';
 import type { Atom } from './atoms.js';
-import type { CompiledRules, CompiledString, ProgramVariant } from './compile.js';
+import { searchedAtoms, type CompiledRules, type CompiledString, type ProgramVariant } from './compile.js';
 import type { StringMatch } from './condition.js';
 import { evaluateRules, type RuleMatch } from './evaluate.js';
 import { isAsciiLetter, otherCase } from './pattern.js';
@@ -114,7 +114,7 @@ export class RuleScanner {
   private constructor(
     readonly rules: CompiledRules,
     private readonly kernel: KernelInstance,
-    private readonly maxMatchesPerString: number,
+    readonly maxMatchesPerString: number,
   ) {
     this.strings = rules.rules.flatMap((rule, ruleIndex) =>
       rule.strings.flatMap((compiled, index) => scannedStrings(ruleIndex, index, compiled)),
@@ -357,7 +357,7 @@ function scannedStrings(rule: number, index: number, compiled: CompiledString): 
       fixedOffset: undefined,
       variants: [variant],
       firstFormOnly: false,
-      scanEverywhere: variant.atom === undefined,
+      scanEverywhere: searchedAtoms(variant).length === 0,
     },
   }));
 }
@@ -381,20 +381,21 @@ function planPrefilters(
   const withAtoms: Array<{ target: Target; atom: Atom; literal: Uint8Array | undefined }> = [];
   strings.forEach(({ compiled }, string) => {
     compiled.variants.forEach((variant, index) => {
-      if (!variant.atom) {
-        everywhere.push({ string, variant: index });
-        return;
-      }
-      const { offset, maxOffset } = variant.atom;
+      const atoms = searchedAtoms(variant);
+      if (atoms.length === 0) everywhere.push({ string, variant: index });
       const literal =
         variant.kind === 'literal' && !variant.caseInsensitive && variant.bytes.length <= MAX_NEEDLE_LENGTH
           ? variant.bytes
           : undefined;
-      withAtoms.push({
-        target: { id: withAtoms.length, string, variant: index, offset, maxOffset, ranged: maxOffset > offset },
-        atom: variant.atom,
-        literal,
-      });
+      // Several atoms of one variant (an alternation's) may point at the same start: the window records it once.
+      for (const atom of atoms) {
+        const { offset, maxOffset } = atom;
+        withAtoms.push({
+          target: { id: withAtoms.length, string, variant: index, offset, maxOffset, ranged: maxOffset > offset },
+          atom,
+          literal,
+        });
+      }
     });
   });
   // reduce, not Math.max(...): spreading hundreds of thousands of arguments overflows the stack.
