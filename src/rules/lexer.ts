@@ -58,10 +58,15 @@ const PUNCTUATION = [
   '~',
 ];
 
+const textEncoder = new TextEncoder();
+
 const SIMPLE_ESCAPES: Record<string, number> = { n: 0x0a, t: 0x09, r: 0x0d, '\\': 0x5c, '"': 0x22 };
 
-const isIdentifierStart = (c: string) => /[A-Za-z_]/.test(c);
-const isIdentifierPart = (c: string) => /[A-Za-z0-9_]/.test(c);
+const isIdentifierStart = (c: string) => (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c === '_';
+const isIdentifierPart = (c: string) => isIdentifierStart(c) || (c >= '0' && c <= '9');
+/** White space as JavaScript's \s: the ASCII blanks tested first, as nearly every character is one of them or none. */
+const isSpace = (c: string) =>
+  c === ' ' || c === '\n' || c === '\t' || c === '\r' || c === '\v' || c === '\f' || (c > '\x7f' && /\s/.test(c));
 
 /**
  * Splits a rule file into tokens with their line and column. Hex strings and regular
@@ -113,7 +118,7 @@ export function tokenize(source: string, file: string): Token[] {
 
   function skipSpaceAndComments(): void {
     while (index < source.length) {
-      if (/\s/.test(source[index]!)) advance(1);
+      if (isSpace(source[index]!)) advance(1);
       else if (source.startsWith('//', index)) {
         while (index < source.length && source[index] !== '\n') advance(1);
       } else if (source.startsWith('/*', index)) {
@@ -166,13 +171,14 @@ export function tokenize(source: string, file: string): Token[] {
   function readText(at: SourcePosition): Token {
     advance(1);
     const bytes: number[] = [];
-    const encoder = new TextEncoder();
     while (true) {
       const c = source[index];
       if (c === undefined || c === '\n') throw fail(at, 'unterminated string');
       if (c === '"') break;
       if (c !== '\\') {
-        bytes.push(...encoder.encode(c));
+        // UTF-8, as the file's bytes: ASCII as itself, anything else through the encoder.
+        if (c.charCodeAt(0) < 0x80) bytes.push(c.charCodeAt(0));
+        else bytes.push(...textEncoder.encode(c));
         advance(1);
         continue;
       }

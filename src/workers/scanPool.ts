@@ -10,7 +10,7 @@ import { DEFAULT_WINDOW_BYTES } from '../kernels/memoryMap.js';
 import type { NeedleHit } from '../kernels/multiNeedle.js';
 import type { ParallelRuleScanRequest } from '../analyses/context.js';
 import type { RuleScanResult, RuleScanner } from '../rules/scanner.js';
-import { planScanJobs, unpackHits, unpackStringHits, type ScanJob } from './physicalJobs.js';
+import { planScanJobs, unpackHits, type ScanJob } from './physicalJobs.js';
 import type { ScanWorkerApi, ScanWorkerData } from './scanWorker.js';
 import { installTypedErrorTransfer } from './typedErrors.js';
 import { assertSameFile, type FileIdentity } from '../util/files.js';
@@ -122,8 +122,7 @@ export class ScanPool {
     const parts = await this.runJobs(
       path,
       options,
-      async (thread, job) =>
-        unpackStringHits(await thread.call((remote) => remote.scanRules(path, job.start, job.end, options.identity))),
+      (thread, job) => thread.call((remote) => remote.scanRules(path, job.start, job.end, options.identity)),
       (thread) =>
         thread.call((remote) => {
           const copy = Uint8Array.from(serializedRules);
