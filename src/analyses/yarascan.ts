@@ -131,27 +131,32 @@ async function scanPhysical(
   const stringless = stringlessRows(matches, { owner: 'dump', pid: null, comm: null });
   if (stringless.length === matches.length) return stringless;
   const reverseMap = await ownersOrWarn(inputs, warnings);
-  return [
-    ...stringless,
-    ...matchRows(matches).flatMap(({ rule, string, offset, length }) => {
-      const data = new Uint8Array(Math.min(length, SHOWN_BYTES));
-      image.read(offset, data);
+  // Rows appended one by one: a capped string gives a million of them, so no intermediate array per match.
+  const rows = stringless;
+  const data = new Uint8Array(SHOWN_BYTES);
+  for (const match of matches)
+    for (const { rule, string, offset, length } of match.strings) {
+      const shown = data.subarray(0, Math.min(length, SHOWN_BYTES));
+      image.read(offset, shown);
+      const shownBytes = showBytes(shown);
+      const physical = hex(offset);
       const owners: ReadonlyArray<Attribution | { readonly owner: 'unknown' }> = reverseMap?.attribute(offset) ?? [
         { owner: 'unknown' },
       ];
-      return owners.map((owner) => ({
-        rule,
-        string,
-        physical: hex(offset),
-        owner: owner.owner,
-        pid: owner.owner === 'process' ? owner.pid : null,
-        comm: owner.owner === 'process' ? owner.comm : null,
-        virtual: owner.owner === 'process' ? hex(owner.virtual) : null,
-        length,
-        data: showBytes(data),
-      }));
-    }),
-  ];
+      for (const owner of owners)
+        rows.push({
+          rule,
+          string,
+          physical,
+          owner: owner.owner,
+          pid: owner.owner === 'process' ? owner.pid : null,
+          comm: owner.owner === 'process' ? owner.comm : null,
+          virtual: owner.owner === 'process' ? hex(owner.virtual) : null,
+          length,
+          data: shownBytes,
+        });
+    }
+  return rows;
 }
 
 /**
