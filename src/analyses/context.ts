@@ -13,10 +13,8 @@ export interface ParallelRuleScanRequest {
   readonly path: string;
   /** The dump as the context opened it; a thread that finds another file there refuses to scan it. */
   readonly identity: FileIdentity | undefined;
+  /** The compiled rules: each thread receives them compiled. */
   readonly scanner: RuleScanner;
-  /** The rule file's text and name: each thread compiles it itself. */
-  readonly source: string;
-  readonly file: string;
   readonly threads: number;
   readonly onProgress: (doneBytes: number, totalBytes: number) => void;
 }

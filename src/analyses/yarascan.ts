@@ -2,7 +2,8 @@ import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { processAddressSpace } from '../os/linux/processSpace.js';
 import type { Attribution, ReverseMap } from '../os/linux/reverseMap.js';
-import { processStreams } from '../os/linux/virtualScan.js';
+import type { TaskInfo } from '../os/linux/tasks.js';
+import { processStreams, regionUnits } from '../os/linux/virtualScan.js';
 import { compileSource } from '../rules/compile.js';
 import type { RuleMatch } from '../rules/evaluate.js';
 import { RuleScanner, type RuleScanResult } from '../rules/scanner.js';
@@ -13,6 +14,7 @@ import { readInputFile } from '../util/files.js';
 import { hex } from '../util/hex.js';
 import type { DumpContext } from './context.js';
 import { imageProvider, kernelProvider, readerProvider } from './providers/kernel.js';
+import { memoryRegionsProvider } from './providers/processContext.js';
 import { everyProcessProvider, reverseMapProvider } from './providers/processes.js';
 import { defineAnalysis, option, type AnalysisInputs, type AnalysisResult, type Column, type Row } from './types.js';
 
@@ -24,9 +26,15 @@ const columns: readonly Column[] = [
   { key: 'pid', kind: 'int', title: 'PID' },
   { key: 'comm', kind: 'text', title: 'Command' },
   { key: 'virtual', kind: 'address', title: 'Virtual' },
+  { key: 'regionStart', kind: 'address', title: 'Region start' },
+  { key: 'regionEnd', kind: 'address', title: 'Region end' },
+  { key: 'offset', kind: 'address', title: 'Offset' },
   { key: 'length', kind: 'int', title: 'Length' },
   { key: 'data', kind: 'text', title: 'Data' },
 ];
+/** Where a hit lies inside its memory region: only --per-region scans have regions as units. */
+const REGION_COLUMNS = new Set(['regionStart', 'regionEnd', 'offset']);
+const unitColumns = columns.filter((column) => !REGION_COLUMNS.has(column.key));
 
 /** Bytes of each match shown, as hex and as text. */
 const SHOWN_BYTES = 32;
@@ -43,6 +51,9 @@ const optionsSchema = z
     }),
     allProcesses: option(z.boolean().optional(), {
       description: "scan every process's virtual memory instead of physical memory",
+    }),
+    perRegion: option(z.boolean().optional(), {
+      description: "scan each memory region of every process (or of --pid's) as a unit of its own",
     }),
     threads: option(z.coerce.number().int().min(1).max(MAX_SCAN_THREADS).optional(), {
       description: 'threads for the physical scan (default: the available parallelism)',
@@ -72,11 +83,19 @@ async function scanWithRules(inputs: AnalysisInputs, options: YarascanOptions): 
       ? [`${scanner.describe(index)}: no fixed byte to search for, so it is tried at every offset (slow)`]
       : [],
   );
-  const rows =
-    options.pid !== undefined || options.allProcesses
+  const rows = options.perRegion
+    ? await scanRegions(inputs, scanner, options, warnings)
+    : options.pid !== undefined || options.allProcesses
       ? await scanProcesses(inputs, scanner, options, warnings)
-      : await scanPhysical(inputs, scanner, source, options, warnings);
-  return { columns, rows, single: false, partial: false, warnings, exitCode: rows.length > 0 ? 1 : 0 };
+      : await scanPhysical(inputs, scanner, options, warnings);
+  return {
+    columns: options.perRegion ? columns : unitColumns,
+    rows,
+    single: false,
+    partial: false,
+    warnings,
+    exitCode: rows.length > 0 ? 1 : 0,
+  };
 }
 
 /** Far larger than any real rule set (a 2,500-rule community set is ~1 MiB): anything bigger is refused, not parsed. */
@@ -89,7 +108,6 @@ function readRulesFile(path: string): string {
 async function scanPhysical(
   inputs: AnalysisInputs,
   scanner: RuleScanner,
-  source: string,
   options: YarascanOptions,
   warnings: string[],
 ): Promise<Row[]> {
@@ -103,8 +121,6 @@ async function scanPhysical(
           path: inputs.path,
           identity: inputs.identity,
           scanner,
-          source,
-          file: options.rules,
           threads,
           onProgress,
         })
@@ -115,27 +131,32 @@ async function scanPhysical(
   const stringless = stringlessRows(matches, { owner: 'dump', pid: null, comm: null });
   if (stringless.length === matches.length) return stringless;
   const reverseMap = await ownersOrWarn(inputs, warnings);
-  return [
-    ...stringless,
-    ...matchRows(matches).flatMap(({ rule, string, offset, length }) => {
-      const data = new Uint8Array(Math.min(length, SHOWN_BYTES));
-      image.read(offset, data);
+  // Rows appended one by one: a capped string gives a million of them, so no intermediate array per match.
+  const rows = stringless;
+  const data = new Uint8Array(SHOWN_BYTES);
+  for (const match of matches)
+    for (const { rule, string, offset, length } of match.strings) {
+      const shown = data.subarray(0, Math.min(length, SHOWN_BYTES));
+      image.read(offset, shown);
+      const shownBytes = showBytes(shown);
+      const physical = hex(offset);
       const owners: ReadonlyArray<Attribution | { readonly owner: 'unknown' }> = reverseMap?.attribute(offset) ?? [
         { owner: 'unknown' },
       ];
-      return owners.map((owner) => ({
-        rule,
-        string,
-        physical: hex(offset),
-        owner: owner.owner,
-        pid: owner.owner === 'process' ? owner.pid : null,
-        comm: owner.owner === 'process' ? owner.comm : null,
-        virtual: owner.owner === 'process' ? hex(owner.virtual) : null,
-        length,
-        data: showBytes(data),
-      }));
-    }),
-  ];
+      for (const owner of owners)
+        rows.push({
+          rule,
+          string,
+          physical,
+          owner: owner.owner,
+          pid: owner.owner === 'process' ? owner.pid : null,
+          comm: owner.owner === 'process' ? owner.comm : null,
+          virtual: owner.owner === 'process' ? hex(owner.virtual) : null,
+          length,
+          data: shownBytes,
+        });
+    }
+  return rows;
 }
 
 /**
@@ -173,14 +194,12 @@ async function ownersOrWarn(inputs: AnalysisInputs, warnings: string[]): Promise
   }
 }
 
-async function scanProcesses(
+/** The user processes a virtual scan covers: the one --pid names, else all of them. */
+async function selectedProcesses(
   inputs: AnalysisInputs,
-  scanner: RuleScanner,
   options: YarascanOptions,
   warnings: string[],
-): Promise<Row[]> {
-  const kernel = await inputs.get(kernelProvider);
-  const reader = await inputs.get(readerProvider);
+): Promise<TaskInfo[]> {
   const { processes, warnings: listWarnings } = await inputs.get(everyProcessProvider);
   warnings.push(...listWarnings);
   const users = processes.filter((task) => !task.kernelThread && task.mm !== 0n);
@@ -192,16 +211,34 @@ async function scanProcesses(
       inputs.path,
     );
   }
+  return selected;
+}
+
+/** The process's address space, or a warning naming it and undefined. */
+async function addressSpaceOrWarn(
+  inputs: AnalysisInputs,
+  task: TaskInfo,
+  warnings: string[],
+): Promise<X86AddressSpace | undefined> {
+  try {
+    return processAddressSpace(await inputs.get(kernelProvider), await inputs.get(readerProvider), task.mm);
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    warnings.push(`pid ${task.pid} ${task.comm}: no address space: ${error.message}`);
+    return undefined;
+  }
+}
+
+async function scanProcesses(
+  inputs: AnalysisInputs,
+  scanner: RuleScanner,
+  options: YarascanOptions,
+  warnings: string[],
+): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const task of selected) {
-    let space: X86AddressSpace;
-    try {
-      space = processAddressSpace(kernel, reader, task.mm);
-    } catch (error) {
-      if (!(error instanceof VmscopeError)) throw error;
-      warnings.push(`pid ${task.pid} ${task.comm}: no address space: ${error.message}`);
-      continue;
-    }
+  for (const task of await selectedProcesses(inputs, options, warnings)) {
+    const space = await addressSpaceOrWarn(inputs, task, warnings);
+    if (!space) continue;
     const { streams, totalBytes, unreachableBytes } = processStreams(space);
     if (unreachableBytes > 0)
       warnings.push(`pid ${task.pid} ${task.comm}: ${unreachableBytes} bytes mapped above 2^53 were not scanned`);
@@ -210,25 +247,71 @@ async function scanProcesses(
     // As `yara -p`: conditions see the process's memory, offsets are virtual addresses.
     const matches = scanner.evaluate(result.hits, totalBytes);
     rows.push(...stringlessRows(matches, { owner: 'process', pid: task.pid, comm: task.comm }));
-    for (const { rule, string, offset, length } of matchRows(matches)) {
-      const virtual = BigInt(offset);
-      const data = new Uint8Array(Math.min(length, SHOWN_BYTES));
-      space.read(virtual, data);
-      const physical = space.tryTranslate(virtual)?.physical;
-      rows.push({
-        rule,
-        string,
-        physical: physical === undefined ? null : hex(physical),
-        owner: 'process',
-        pid: task.pid,
-        comm: task.comm,
-        virtual: hex(virtual),
-        length,
-        data: showBytes(data),
-      });
-    }
+    for (const { rule, string, offset, length } of matchRows(matches))
+      rows.push(virtualRow(space, task, BigInt(offset), { rule, string, length }));
   }
   return rows;
+}
+
+/**
+ * --per-region: each memory region (VMA) of each selected process is a unit of its own, as
+ * yara's process scan and Volatility's vmayarascan judge them: offsets count from the region's
+ * start, filesize is its size, `uint32(0)` and the modules read its first bytes, so header rules
+ * and elf.* see the images mapped there.
+ */
+async function scanRegions(
+  inputs: AnalysisInputs,
+  scanner: RuleScanner,
+  options: YarascanOptions,
+  warnings: string[],
+): Promise<Row[]> {
+  const regionsByTask = await inputs.get(memoryRegionsProvider);
+  warnings.push(...regionsByTask.warnings);
+  const rows: Row[] = [];
+  for (const task of await selectedProcesses(inputs, options, warnings)) {
+    const regions = regionsByTask.byTask.get(task.task)?.regions ?? [];
+    const space = regions.length > 0 ? await addressSpaceOrWarn(inputs, task, warnings) : undefined;
+    if (!space) continue;
+    regionUnits(space, regions).forEach((unit, i) => {
+      const { start, end } = regions[i]!;
+      const where = { regionStart: hex(start), regionEnd: hex(end) };
+      const result = scanner.scanStreams(unit.streams);
+      warnTruncated(scanner, result, warnings, `pid ${task.pid} region ${hex(start)}: `);
+      const matches = scanner.evaluate(result.hits, unit.size, unit);
+      for (const row of stringlessRows(matches, { owner: 'process', pid: task.pid, comm: task.comm }))
+        rows.push({ ...row, ...where, offset: null });
+      for (const { rule, string, offset, length } of matchRows(matches))
+        rows.push({
+          ...virtualRow(space, task, start + BigInt(offset), { rule, string, length }),
+          ...where,
+          offset: hex(offset),
+        });
+    });
+  }
+  return rows;
+}
+
+/** The row of a match at `virtual` in a process's memory, with its bytes and where they lie physically. */
+function virtualRow(
+  space: X86AddressSpace,
+  task: TaskInfo,
+  virtual: bigint,
+  { rule, string, length }: { rule: string; string: string; length: number },
+): Row {
+  const data = new Uint8Array(Math.min(length, SHOWN_BYTES));
+  space.read(virtual, data);
+  const physical = space.tryTranslate(virtual)?.physical;
+  return {
+    rule,
+    string,
+    physical: physical === undefined ? null : hex(physical),
+    owner: 'process',
+    pid: task.pid,
+    comm: task.comm,
+    virtual: hex(virtual),
+    length,
+    data: showBytes(data),
+  };
 }
 
 function matchRows(
@@ -257,7 +340,14 @@ export const yarascanAnalysis = defineAnalysis({
   name: 'yarascan',
   description: 'scan the dump with YARA rules and say which process holds every hit',
   columns,
-  uses: [imageProvider, kernelProvider, readerProvider, everyProcessProvider, reverseMapProvider],
+  uses: [
+    imageProvider,
+    kernelProvider,
+    readerProvider,
+    everyProcessProvider,
+    reverseMapProvider,
+    memoryRegionsProvider,
+  ],
   options: optionsSchema,
   rows: 'hits',
   help: `Rules follow YARA's syntax (strings with nocase/wide/ascii/fullword/private/xor, hex strings
@@ -277,6 +367,12 @@ physically adjacent cannot be seen this way.
 process sees them, so split strings are found; conditions are evaluated per process
 (offsets are virtual addresses, filesize the process's mapped memory present in the dump).
 
+--per-region (with or without --pid): each memory region (VMA) of each process is a unit of its
+own, as yara's process scan and Volatility's vmayarascan see them: offsets and "at"/"in" count
+from the region's start, filesize is the region's size, and uint32(0), elf.* and the other
+modules read the region's first bytes, so header rules match the images mapped in memory. Rows
+name the process, the region (start, end) and the offset inside it, with the virtual address.
+
 "data" shows the first ${SHOWN_BYTES} bytes of each match as hex and as text. A string matching
 more than a million times keeps its first million matches (as yara) and says so.
 Exit code 1 when any rule matched, 0 when none did.
@@ -284,6 +380,7 @@ Exit code 1 when any rule matched, 0 when none did.
 Examples:
   vmscope yarascan --rules malware.yar guest.elf
   vmscope yarascan --rules markers.yar --pid 4242 guest.lime --json
-  vmscope yarascan --rules c2.yar --all-processes guest.raw --ndjson | jq -r .comm | sort -u`,
+  vmscope yarascan --rules c2.yar --all-processes guest.raw --ndjson | jq -r .comm | sort -u
+  vmscope yarascan --rules elf-headers.yar --per-region guest.elf`,
   compute: scanWithRules,
 });

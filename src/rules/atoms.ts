@@ -157,3 +157,46 @@ export function patternAtom(pattern: PatternNode): Atom | undefined {
   }
   return rarestWindow(runs);
 }
+
+/** Options of an alternation whose atoms are searched together; past this many the pattern is left to the automaton. */
+const MAX_ALTERNATION_ATOMS = 64;
+
+/**
+ * Atoms of a pattern without a single useful one: one per option of a top-level alternation,
+ * each at its distance from the match start, so every match holds one of them (as YARA's atom
+ * tree and YARA-X choose a literal per branch). Among several alternations the one whose atoms
+ * cost the fewest verifications together is taken; undefined when some option has no useful atom
+ * (say, one that may match nothing) or together they would flood verification.
+ */
+export function alternationAtoms(pattern: PatternNode): Atom[] | undefined {
+  let best: { atoms: Atom[]; rate: number } | undefined;
+  let offset = { min: 0, max: 0 };
+  for (const element of flatten(pattern)) {
+    if (element.kind === 'alternation') {
+      const atoms = optionAtoms(element.options, offset);
+      const rate = atoms?.reduce((sum, atom) => sum + atomVerificationRate(atom), 0) ?? Infinity;
+      if (atoms && rate <= WEAK_ATOM_RATE && (!best || rate < best.rate)) best = { atoms, rate };
+    }
+    const bounds = lengthBounds(element);
+    offset = { min: offset.min + bounds.min, max: Math.min(MAX_MATCH_LENGTH, offset.max + bounds.max) };
+    if (offset.min >= MAX_MATCH_LENGTH) break;
+  }
+  return best?.atoms;
+}
+
+/** An atom for each option (its own, or its own alternation's), shifted by where the alternation sits. */
+function optionAtoms(options: readonly PatternNode[], at: { min: number; max: number }): Atom[] | undefined {
+  const atoms: Atom[] = [];
+  for (const option of options) {
+    const single = patternAtom(option);
+    const found = single && atomVerificationRate(single) <= WEAK_ATOM_RATE ? [single] : alternationAtoms(option);
+    if (!found || atoms.length + found.length > MAX_ALTERNATION_ATOMS) return undefined;
+    for (const atom of found)
+      atoms.push({
+        ...atom,
+        offset: at.min + atom.offset,
+        maxOffset: Math.min(MAX_MATCH_LENGTH, at.max + atom.maxOffset),
+      });
+  }
+  return atoms;
+}

@@ -1,5 +1,12 @@
 import type { RuleAst, RuleFile, StringAst } from './ast.js';
-import { WEAK_ATOM_RATE, atomVerificationRate, literalAtom, patternAtom, type Atom } from './atoms.js';
+import {
+  WEAK_ATOM_RATE,
+  alternationAtoms,
+  atomVerificationRate,
+  literalAtom,
+  patternAtom,
+  type Atom,
+} from './atoms.js';
 import { base64Forms } from './base64.js';
 import { ruleError } from './errors.js';
 import { readRules } from './parser.js';
@@ -25,6 +32,8 @@ export interface ProgramVariant {
   readonly wide: boolean;
   /** Undefined when the pattern has no fixed byte at a known distance from its start. */
   readonly atom: Atom | undefined;
+  /** Without `atom`: one atom per option of an alternation, every match holding one of them (atoms.ts alternationAtoms). */
+  readonly alternationAtoms?: readonly Atom[];
   /** The longest match, capped at MAX_MATCH_LENGTH. */
   readonly maxLength: number;
 }
@@ -100,7 +109,7 @@ function compileRule(rule: RuleAst, file: string): CompiledRule {
     const fullword = string.kind !== 'hex' && string.modifiers.fullword;
     const fixedOffset = string.fixedOffset === undefined ? undefined : Number(string.fixedOffset);
     const firstFormOnly = string.kind === 'regex' && !isLiteralPattern(string.pattern);
-    const scanEverywhere = variants.some((variant) => variant.atom === undefined);
+    const scanEverywhere = variants.some((variant) => searchedAtoms(variant).length === 0);
     const common = {
       id: string.id,
       kind: string.kind,
@@ -184,11 +193,27 @@ function programVariant(pattern: PatternNode, wide: boolean, error: (message: st
     const atom = patternAtom(pattern);
     // A pattern whose best atom would flood verification is searched by its automaton instead.
     const usefulAtom = atom && atomVerificationRate(atom) <= WEAK_ATOM_RATE ? atom : undefined;
-    return { kind: 'program', program: compileProgram(pattern), wide, atom: usefulAtom, maxLength };
+    const program = compileProgram(pattern);
+    if (usefulAtom) return { kind: 'program', program, wide, atom: usefulAtom, maxLength };
+    const atoms = alternationAtoms(pattern);
+    return {
+      kind: 'program',
+      program,
+      wide,
+      atom: undefined,
+      maxLength,
+      ...(atoms ? { alternationAtoms: atoms } : {}),
+    };
   } catch (cause) {
     if (cause instanceof RangeError) throw error(`pattern too large: ${cause.message}`);
     throw cause;
   }
+}
+
+/** The atoms the prefilter searches for a variant: none when it must be tried at every offset. */
+export function searchedAtoms(variant: MatcherVariant): readonly Atom[] {
+  if (variant.atom) return [variant.atom];
+  return variant.kind === 'program' ? (variant.alternationAtoms ?? []) : [];
 }
 
 /** UTF-16LE of ASCII text: each byte followed by a zero. */

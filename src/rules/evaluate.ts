@@ -44,7 +44,9 @@ export function evaluateRules(
     ruleResults.push(satisfied);
     if (!satisfied || rule.isPrivate) return;
     const strings = rule.strings.flatMap((string, i) =>
-      string.isPrivate ? [] : ruleMatches[i]!.map((match) => ({ rule: rule.name, string: string.id, ...match })),
+      string.isPrivate
+        ? []
+        : ruleMatches[i]!.map(({ offset, length }) => ({ rule: rule.name, string: string.id, offset, length })),
     );
     reports.push({ rule: rule.name, tags: rule.tags, strings });
   });

@@ -1,4 +1,4 @@
-import { MAX_MATCH_LENGTH, MAX_NESTING, byteSet, type PatternNode } from './pattern.js';
+import { MAX_MATCH_LENGTH, MAX_NESTING, byteSet, type ByteSet, type PatternNode } from './pattern.js';
 
 /** Reports a problem at character `offset` of the body; never returns. */
 export type BodyFailure = (offset: number, message: string) => never;
@@ -66,11 +66,7 @@ export function parseHexString(body: string, fail: BodyFailure): PatternNode {
     const pair = body.slice(index, index + 2);
     if (!/^[0-9A-Fa-f?]{2}$/.test(pair)) fail(index, `invalid hex byte '${pair}'`);
     index += 2;
-    const [high, low] = [pair[0]!, pair[1]!].map((nibble) => (nibble === '?' ? undefined : parseInt(nibble, 16)));
-    return {
-      kind: 'byte',
-      set: byteSet((byte) => (high === undefined || byte >> 4 === high) && (low === undefined || (byte & 15) === low)),
-    };
+    return { kind: 'byte', set: hexByteSet(pair.toLowerCase()) };
   }
 
   function parseJump(): PatternNode {
@@ -86,6 +82,21 @@ export function parseHexString(body: string, fail: BodyFailure): PatternNode {
     if (min > max) fail(start, `jump '[${text}]' has its lower bound above its upper bound`);
     if (min > MAX_MATCH_LENGTH || (max !== Infinity && max > MAX_MATCH_LENGTH))
       fail(start, `jump '[${text}]' is longer than ${MAX_MATCH_LENGTH} bytes`);
-    return { kind: 'repeat', item: { kind: 'byte', set: byteSet(() => true) }, min, max, greedy: false };
+    return { kind: 'repeat', item: { kind: 'byte', set: hexByteSet('??') }, min, max, greedy: false };
   }
+}
+
+/**
+ * The byte set of a hex pair (`4d`, `4?`, `??`), one shared set per spelling: a rule set holds
+ * hundreds of thousands of hex bytes, and sets are never changed once built.
+ */
+const hexByteSets = new Map<string, ByteSet>();
+function hexByteSet(pair: string): ByteSet {
+  let set = hexByteSets.get(pair);
+  if (!set) {
+    const [high, low] = [pair[0]!, pair[1]!].map((nibble) => (nibble === '?' ? undefined : parseInt(nibble, 16)));
+    set = byteSet((byte) => (high === undefined || byte >> 4 === high) && (low === undefined || (byte & 15) === low));
+    hexByteSets.set(pair, set);
+  }
+  return set;
 }

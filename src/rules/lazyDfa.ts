@@ -190,12 +190,18 @@ export class UnanchoredEndsDfa {
     let state = 0;
     let transitions = this.transitions;
     const length = data.length;
+    const zeroRuns = new ZeroRuns(data);
     for (let position = 0; ; position++) {
       const ended = this.accepting[state];
       if (ended !== undefined) for (const which of ended) ends[which]!.push(position);
       if (position >= length) break;
       const byte = data[position]!;
       let next = transitions[state * 256 + byte]!;
+      if (byte === 0 && next === state && ended === undefined) {
+        // Zeros keep this state and end nothing: jump the run (dumps are mostly zero pages); the loop resumes on its last zero.
+        position = zeroRuns.nextNonZero(position + 1) - 1;
+        continue;
+      }
       if (next < 0) {
         if (this.pcs.length >= this.maxStates) state = this.reset(state);
         next = this.step(state, byte);
@@ -232,11 +238,13 @@ export class UnanchoredEndsDfa {
     const { instructions, threads } = this;
     threads.clear();
     for (const entry of entries) threads.add(instructions, entry, NO_INPUT, 0);
+    // Only threads that consumed input end a match here: an empty match (`/a|/` at every position) is never one.
+    const afterInput = Array.from(threads.pcs.subarray(0, threads.length));
     for (const start of this.starts) threads.add(instructions, start, NO_INPUT, 0);
     const all = Array.from(threads.pcs.subarray(0, threads.length));
-    const ended = [...new Set(all.filter((pc) => instructions[pc]!.op === 'match').map((pc) => this.owner[pc]!))].sort(
-      (a, b) => a - b,
-    );
+    const ended = [
+      ...new Set(afterInput.filter((pc) => instructions[pc]!.op === 'match').map((pc) => this.owner[pc]!)),
+    ].sort((a, b) => a - b);
     const pcs = Int32Array.from(all.filter((pc) => instructions[pc]!.op === 'byte').sort((a, b) => a - b));
     const key = `${ended.join(',')}|${pcs.join(',')}`;
     let id = this.index.get(key);
@@ -270,5 +278,31 @@ class GrowingPositions {
 
   toArray(): Int32Array {
     return this.values.slice(0, this.length);
+  }
+}
+
+/** Finds the end of a run of zero bytes four bytes at a time. */
+class ZeroRuns {
+  private readonly words: Int32Array | undefined;
+
+  constructor(private readonly data: Uint8Array) {
+    const aligned = data.byteOffset % 4 === 0;
+    this.words = aligned ? new Int32Array(data.buffer, data.byteOffset, data.length >> 2) : undefined;
+  }
+
+  /** The first position at or after `from` holding a non-zero byte, or the data's length. */
+  nextNonZero(from: number): number {
+    const { data, words } = this;
+    let at = from;
+    if (words) {
+      while (at < data.length && at % 4 !== 0 && data[at] === 0) at++;
+      if (at % 4 === 0) {
+        let word = at >> 2;
+        while (word < words.length && words[word] === 0) word++;
+        at = word << 2;
+      }
+    }
+    while (at < data.length && data[at] === 0) at++;
+    return at;
   }
 }

@@ -12,7 +12,7 @@ import {
   type WindowScanner,
 } from '../kernels/streaming.js';
 import type { Atom } from './atoms.js';
-import type { CompiledRules, CompiledString, ProgramVariant } from './compile.js';
+import { searchedAtoms, type CompiledRules, type CompiledString, type ProgramVariant } from './compile.js';
 import type { StringMatch } from './condition.js';
 import { evaluateRules, type RuleMatch } from './evaluate.js';
 import { isAsciiLetter, otherCase } from './pattern.js';
@@ -80,6 +80,14 @@ export interface RuleScannerOptions {
   maxMatchesPerString?: number;
 }
 
+/** A part of a scan's hits as columns, one entry per hit in offset order: how a job's hits cross threads. */
+export interface HitColumnsResult {
+  readonly offsets: Float64Array;
+  readonly strings: Uint32Array;
+  readonly lengths: Uint32Array;
+  readonly truncated: readonly number[];
+}
+
 export interface RuleScanResult {
   readonly hits: readonly StringHit[];
   /** Strings whose matches past maxMatchesPerString were dropped, by index into `strings`. */
@@ -114,7 +122,7 @@ export class RuleScanner {
   private constructor(
     readonly rules: CompiledRules,
     private readonly kernel: KernelInstance,
-    private readonly maxMatchesPerString: number,
+    readonly maxMatchesPerString: number,
   ) {
     this.strings = rules.rules.flatMap((rule, ruleIndex) =>
       rule.strings.flatMap((compiled, index) => scannedStrings(ruleIndex, index, compiled)),
@@ -157,16 +165,21 @@ export class RuleScanner {
 
   /**
    * The results of consecutive parts of one scan (jobs in address order) as one result, with
-   * the per-string cap applied to the whole: each part kept up to the cap on its own.
+   * the per-string cap applied to the whole: each part kept up to the cap on its own. Parts come
+   * as columns (as they cross threads): only the hits kept become objects.
    */
-  mergeResults(parts: readonly RuleScanResult[]): RuleScanResult {
+  mergeResults(parts: readonly HitColumnsResult[]): RuleScanResult {
     const cap = new MatchCap(
       this.strings.length,
       this.maxMatchesPerString,
       parts.flatMap((part) => part.truncated),
     );
     const hits: StringHit[] = [];
-    for (const part of parts) cap.keep(part.hits, hits);
+    for (const { offsets, strings, lengths } of parts)
+      for (let i = 0; i < offsets.length; i++) {
+        const string = strings[i]!;
+        if (cap.take(string)) hits.push({ string, offset: offsets[i]!, length: lengths[i]! });
+      }
     return { hits, truncated: cap.truncatedStrings() };
   }
 
@@ -195,11 +208,11 @@ export class RuleScanner {
     const partMatches = this.rules.rules.map((rule) =>
       rule.strings.map((string) => (string.chainGaps ? string.variants.map((): StringMatch[] => []) : [])),
     );
+    // A hit is its own match ({ offset, length } and its string number): no second object per hit.
     for (const hit of hits) {
       const { rule, index, part } = this.strings[hit.string]!;
-      const match = { offset: hit.offset, length: hit.length };
-      if (part === undefined) matches[rule]![index]!.push(match);
-      else partMatches[rule]![index]![part]!.push(match);
+      if (part === undefined) matches[rule]![index]!.push(hit);
+      else partMatches[rule]![index]![part]!.push(hit);
     }
     this.rules.rules.forEach((rule, ruleIndex) =>
       rule.strings.forEach((string, index) => {
@@ -318,13 +331,17 @@ class MatchCap {
 
   /** Appends to `into` the hits still within their string's limit, in order. */
   keep(hits: readonly StringHit[], into: StringHit[]): void {
-    for (const hit of hits) {
-      if (this.counts[hit.string]! >= this.limit) this.truncated.add(hit.string);
-      else {
-        this.counts[hit.string]!++;
-        into.push(hit);
-      }
+    for (const hit of hits) if (this.take(hit.string)) into.push(hit);
+  }
+
+  /** Counts one more match of the string: false (and the string marked truncated) when it is past the limit. */
+  take(string: number): boolean {
+    if (this.counts[string]! >= this.limit) {
+      this.truncated.add(string);
+      return false;
     }
+    this.counts[string]!++;
+    return true;
   }
 
   /** How many more matches of the string are kept. */
@@ -357,7 +374,7 @@ function scannedStrings(rule: number, index: number, compiled: CompiledString): 
       fixedOffset: undefined,
       variants: [variant],
       firstFormOnly: false,
-      scanEverywhere: variant.atom === undefined,
+      scanEverywhere: searchedAtoms(variant).length === 0,
     },
   }));
 }
@@ -381,20 +398,21 @@ function planPrefilters(
   const withAtoms: Array<{ target: Target; atom: Atom; literal: Uint8Array | undefined }> = [];
   strings.forEach(({ compiled }, string) => {
     compiled.variants.forEach((variant, index) => {
-      if (!variant.atom) {
-        everywhere.push({ string, variant: index });
-        return;
-      }
-      const { offset, maxOffset } = variant.atom;
+      const atoms = searchedAtoms(variant);
+      if (atoms.length === 0) everywhere.push({ string, variant: index });
       const literal =
         variant.kind === 'literal' && !variant.caseInsensitive && variant.bytes.length <= MAX_NEEDLE_LENGTH
           ? variant.bytes
           : undefined;
-      withAtoms.push({
-        target: { id: withAtoms.length, string, variant: index, offset, maxOffset, ranged: maxOffset > offset },
-        atom: variant.atom,
-        literal,
-      });
+      // Several atoms of one variant (an alternation's) may point at the same start: the window records it once.
+      for (const atom of atoms) {
+        const { offset, maxOffset } = atom;
+        withAtoms.push({
+          target: { id: withAtoms.length, string, variant: index, offset, maxOffset, ranged: maxOffset > offset },
+          atom,
+          literal,
+        });
+      }
     });
   });
   // reduce, not Math.max(...): spreading hundreds of thousands of arguments overflows the stack.

@@ -1,7 +1,7 @@
 import { resolveChain } from './chains.js';
 import type { CompiledString, JumpRange, LiteralVariant, ProgramVariant } from './compile.js';
 import type { StringMatch } from './condition.js';
-import { MAX_MATCH_LENGTH, isAsciiAlphanumeric, isAsciiLetter } from './pattern.js';
+import { isAsciiAlphanumeric, isAsciiLetter } from './pattern.js';
 import { LazyDfa, UnanchoredEndsDfa } from './lazyDfa.js';
 import { PikeVm } from './pikeVm.js';
 
@@ -99,8 +99,9 @@ export function* programMatchesBeforeEnds(
     while (next < ends.length && ends[next]! <= start) next++;
     if (next === ends.length) return;
     const end = ends[next]!;
-    if (end > start + MAX_MATCH_LENGTH) {
-      start = end - MAX_MATCH_LENGTH - 1; // the next start with this end in reach
+    // A match is at most maxLength bytes: starts further from the next end than that cannot match.
+    if (end > start + variant.maxLength) {
+      start = end - variant.maxLength - 1; // the next start with this end in reach
       continue;
     }
     if (!firstBytes[data[start]!]) continue;

@@ -1,6 +1,6 @@
 import type { MemoryImage, PhysicalRange } from '../image/types.js';
 import type { MultiNeedleSearcher, NeedleHit } from '../kernels/multiNeedle.js';
-import type { RuleScanResult } from '../rules/scanner.js';
+import type { HitColumnsResult, RuleScanResult } from '../rules/scanner.js';
 
 /**
  * A slice of physical address space scanned as one unit of work. It owns the hits that start in
@@ -126,25 +126,13 @@ export function unpackHits({ offsets, needles }: PackedHits): NeedleHit[] {
 }
 
 /** A job's rule-scan result as parallel arrays (see PackedHits). */
-export interface PackedStringHits {
-  readonly offsets: Float64Array;
-  readonly strings: Uint32Array;
-  readonly lengths: Uint32Array;
-  readonly truncated: readonly number[];
-}
+export type PackedStringHits = HitColumnsResult;
 
 export function packStringHits({ hits, truncated }: RuleScanResult): PackedStringHits {
   return {
     offsets: Float64Array.from(hits, (hit) => hit.offset),
     strings: Uint32Array.from(hits, (hit) => hit.string),
     lengths: Uint32Array.from(hits, (hit) => hit.length),
-    truncated,
-  };
-}
-
-export function unpackStringHits({ offsets, strings, lengths, truncated }: PackedStringHits): RuleScanResult {
-  return {
-    hits: Array.from(offsets, (offset, i) => ({ string: strings[i]!, offset, length: lengths[i]! })),
     truncated,
   };
 }

@@ -1,6 +1,7 @@
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { existsSync } from 'node:fs';
+import { serialize } from 'node:v8';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -9,7 +10,7 @@ import { DEFAULT_WINDOW_BYTES } from '../kernels/memoryMap.js';
 import type { NeedleHit } from '../kernels/multiNeedle.js';
 import type { ParallelRuleScanRequest } from '../analyses/context.js';
 import type { RuleScanResult, RuleScanner } from '../rules/scanner.js';
-import { planScanJobs, unpackHits, unpackStringHits, type ScanJob } from './physicalJobs.js';
+import { planScanJobs, unpackHits, type ScanJob } from './physicalJobs.js';
 import type { ScanWorkerApi, ScanWorkerData } from './scanWorker.js';
 import { installTypedErrorTransfer } from './typedErrors.js';
 import { assertSameFile, type FileIdentity } from '../util/files.js';
@@ -111,30 +112,35 @@ export class ScanPool {
   }
 
   /**
-   * Every string match of a rule file's text (compiled by each thread; errors name `file`) in
-   * the dump at `path`: the same result as RuleScanner.scanImage on one thread, given `scanner`,
-   * the same rules compiled here, whose numbering of strings and cap on matches apply.
+   * Every string match of `scanner`'s rules in the dump at `path`: the same result as
+   * RuleScanner.scanImage on one thread. The rules are compiled once, by the caller: each thread
+   * receives them serialized (one copy of the bytes each, transferred) and builds its scanner from
+   * them, so no thread parses or compiles the rule text again.
    */
-  async scanRules(
-    path: string,
-    scanner: RuleScanner,
-    source: string,
-    file: string,
-    options: PoolSearchOptions = {},
-  ): Promise<RuleScanResult> {
-    const parts = await this.runJobs(path, options, async (thread, job) =>
-      unpackStringHits(
-        await thread.call((remote) => remote.scanRules(path, source, file, job.start, job.end, options.identity)),
-      ),
+  async scanRules(path: string, scanner: RuleScanner, options: PoolSearchOptions = {}): Promise<RuleScanResult> {
+    const serializedRules = serialize(scanner.rules);
+    const parts = await this.runJobs(
+      path,
+      options,
+      (thread, job) => thread.call((remote) => remote.scanRules(path, job.start, job.end, options.identity)),
+      (thread) =>
+        thread.call((remote) => {
+          const copy = Uint8Array.from(serializedRules);
+          return remote.loadRules(Comlink.transfer(copy, [copy.buffer]), scanner.maxMatchesPerString);
+        }),
     );
     return scanner.mergeResults(parts);
   }
 
-  /** Runs `work` on every job of the dump, threads taking the next job as they finish one; results in job (address) order. */
+  /**
+   * Runs `work` on every job of the dump, threads taking the next job as they finish one (each
+   * thread first `prepare`d, when given); results in job (address) order.
+   */
   private async runJobs<T>(
     path: string,
     options: PoolSearchOptions,
     work: (thread: ScanThread, job: ScanJob) => Promise<T>,
+    prepare?: (thread: ScanThread) => Promise<void>,
   ): Promise<T[]> {
     if (this.closed) throw new Error('this ScanPool is closed');
     const { jobs, totalBytes } = planImageJobs(path, options.jobBytes ?? DEFAULT_JOB_BYTES);
@@ -143,17 +149,18 @@ export class ScanPool {
     let doneBytes = 0;
     let failed = false;
     const drain = async (thread: ScanThread) => {
-      while (!failed && nextJob < jobs.length) {
-        const index = nextJob++;
-        const job = jobs[index]!;
-        try {
+      try {
+        if (prepare) await prepare(thread);
+        while (!failed && nextJob < jobs.length) {
+          const index = nextJob++;
+          const job = jobs[index]!;
           results[index] = await work(thread, job);
           doneBytes += job.bytes;
           options.onProgress?.(doneBytes, totalBytes);
-        } catch (error) {
-          failed = true; // the other threads finish the job they hold and take no more
-          throw error;
         }
+      } catch (error) {
+        failed = true; // the other threads finish the job they hold and take no more
+        throw error;
       }
     };
     try {
@@ -206,7 +213,7 @@ export async function parallelScanRules(
   if (request.identity) assertSameFile(request.path, request.identity);
   const pool = await ScanPool.create({ ...options, threads: request.threads });
   try {
-    const result = await pool.scanRules(request.path, request.scanner, request.source, request.file, {
+    const result = await pool.scanRules(request.path, request.scanner, {
       onProgress: request.onProgress,
       ...(request.identity ? { identity: request.identity } : {}),
     });

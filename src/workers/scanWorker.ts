@@ -10,7 +10,8 @@ import { openImage } from '../image/open.js';
 import type { MemoryImage } from '../image/types.js';
 import { KernelInstance } from '../kernels/kernelInstance.js';
 import { MultiNeedleSearcher } from '../kernels/multiNeedle.js';
-import { compileSource } from '../rules/compile.js';
+import { deserialize } from 'node:v8';
+import type { CompiledRules } from '../rules/compile.js';
 import { RuleScanner } from '../rules/scanner.js';
 import {
   packHits,
@@ -33,14 +34,8 @@ const { windowBytes } = workerData as ScanWorkerData;
 installTypedErrorTransfer();
 KernelInstance.shared(windowBytes);
 
-/** The last rules compiled, by their source: every job of a scan sends the same text. */
-let rulesCache: { source: string; file: string; scanner: RuleScanner } | undefined;
-
-function scannerFor(source: string, file: string): RuleScanner {
-  if (rulesCache?.source !== source || rulesCache.file !== file)
-    rulesCache = { source, file, scanner: RuleScanner.create(compileSource(source, file), { windowBytes }) };
-  return rulesCache.scanner;
-}
+/** The rules of the scan under way, compiled once by the pool's owner and loaded before the scan's first job. */
+let rulesScanner: RuleScanner | undefined;
 
 /** Kept open between the jobs of one pool search; the pool closes it when the search ends. */
 let image: MemoryImage | undefined;
@@ -70,18 +65,21 @@ const api = {
     return Comlink.transfer(packed, [packed.offsets.buffer, packed.needles.buffer]);
   },
 
-  /** Every string match of the rules starting in [start, end) of the dump's physical memory, in offset order. */
-  scanRules(
-    path: string,
-    source: string,
-    file: string,
-    start: number,
-    end: number,
-    identity?: FileIdentity,
-  ): PackedStringHits {
+  /**
+   * Loads the rules the next scanRules calls use: CompiledRules as node:v8 serialized them (one
+   * serialization on the owner's side for every thread, instead of each thread compiling the text).
+   */
+  loadRules(serializedRules: Uint8Array, maxMatchesPerString: number): void {
+    const rules = deserialize(serializedRules) as CompiledRules;
+    rulesScanner = RuleScanner.create(rules, { windowBytes, maxMatchesPerString });
+  },
+
+  /** Every string match of the loaded rules starting in [start, end) of the dump's physical memory, in offset order. */
+  scanRules(path: string, start: number, end: number, identity?: FileIdentity): PackedStringHits {
     // The caller opened this path before; another file there now (replaced, truncated) is refused, not scanned.
     if (identity) assertSameFile(path, identity);
-    const scanner = scannerFor(source, file);
+    const scanner = rulesScanner;
+    if (!scanner) throw new Error('scanRules before loadRules');
     let truncated: readonly number[] = [];
     const hits = scanPhysicalSlice(imageAt(path), scanner.reach, start, end, (slice) => {
       const result = scanner.scanImage(slice);
@@ -92,9 +90,11 @@ const api = {
     return Comlink.transfer(packed, [packed.offsets.buffer, packed.strings.buffer, packed.lengths.buffer]);
   },
 
+  /** Ends a search: the dump is closed and the rules dropped. */
   closeImage(): void {
     image?.close();
     image = undefined;
+    rulesScanner = undefined;
   },
 };
 

@@ -85,8 +85,27 @@ describe('atoms', () => {
 
   it('are absent when no byte is fixed, and the string is flagged to scan everywhere', () => {
     expect(compiledString('$a = /[ab]c?[cd]/').scanEverywhere).toBe(true);
-    expect(compiledString('$a = { ?? ?? ( 01 | 02 ) }').scanEverywhere).toBe(true);
+    expect(compiledString('$a = { ?? ?? ( 01 | ?? ) }').scanEverywhere).toBe(true);
+    expect(compiledString('$a = /x|y*/').scanEverywhere).toBe(true);
     expect(compiledString('$a = { ?? 01 }').scanEverywhere).toBe(false);
+  });
+
+  it('of an alternation are one per option, where no single atom is worth searching', () => {
+    const variant = compiledString('$a = /(\\.pyc$|Python|[ab]zq)/').variants[0]!;
+    expect(variant.atom).toBeUndefined();
+    const atoms = variant.kind === 'program' ? variant.alternationAtoms : undefined;
+    expect(atoms?.map((atom) => [Buffer.from(atom.bytes).toString('latin1'), atom.offset, atom.maxOffset])).toEqual([
+      ['.pyc', 0, 0],
+      ['Pyth', 0, 0],
+      ['zq', 1, 1],
+    ]);
+    const shifted = compiledString('$a = { ?? ?? ( 01 02 | 03 04 ) }');
+    expect(shifted.scanEverywhere).toBe(false);
+    const shiftedAtoms = shifted.variants[0]!.kind === 'program' ? shifted.variants[0]!.alternationAtoms : undefined;
+    expect(shiftedAtoms?.map((atom) => [Array.from(atom.bytes), atom.offset])).toEqual([
+      [[1, 2], 2],
+      [[3, 4], 2],
+    ]);
   });
 
   it('occur in every match of a hex pattern, within their offsets', () => {

@@ -26,7 +26,18 @@ const stringSource = fc.oneof(
     .map((parts) => `{ ${parts.join(' ')} }`),
   fc
     .tuple(
-      fc.constantFrom('a[bc]+d?', 'b.{1,3}c', '(ab|cd)c', 'c*ab', '[^a]b{2}', 'a.*?b'),
+      fc.constantFrom(
+        'a[bc]+d?',
+        'b.{1,3}c',
+        '(ab|cd)c',
+        'c*ab',
+        '[^a]b{2}',
+        'a.*?b',
+        // One atom per option of an alternation: at a fixed distance, at a range of them, nested.
+        '(abd|[bc]da|cab)',
+        '[ab].{0,3}(bcd|cdb)',
+        '(ba(cd|dc)|dd[ab]c)+',
+      ),
       fc.constantFrom('', 'i', 's'),
       fc.constantFrom('', 'wide', 'ascii wide', 'fullword'),
     )

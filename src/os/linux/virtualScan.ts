@@ -55,6 +55,51 @@ export function processStreams(space: X86AddressSpace): ProcessStreams {
   return { streams, unreachableBytes, totalBytes };
 }
 
+/**
+ * One memory region ([start, end) of a process's address space) as a scan unit of its own, as
+ * yara's process scan and Volatility's vmayarascan see a VMA: stream offsets count from the
+ * region's start, so offset 0 is its first byte. `streams` are the region's parts present in the
+ * image (a missing page ends one); `read` reads bytes of the region, false when any is missing.
+ */
+export interface RegionUnit {
+  readonly streams: readonly Stream[];
+  readonly size: number;
+  read(offset: number, into: Uint8Array): boolean;
+}
+
+/** The regions as scan units (see RegionUnit), from one walk of the process's page tables; regions in address order. */
+export function regionUnits(
+  space: X86AddressSpace,
+  regions: ReadonlyArray<{ readonly start: bigint; readonly end: bigint }>,
+): RegionUnit[] {
+  const spans = [...presentSpans(space)];
+  return regions.map(({ start, end }) => {
+    const streams: Stream[] = [];
+    for (const span of spans) {
+      const from = span.virtual > start ? span.virtual : start;
+      const spanEnd = span.virtual + BigInt(span.length);
+      const to = spanEnd < end ? spanEnd : end;
+      if (from >= to) continue;
+      const skipped = Number(from - span.virtual);
+      streams.push({
+        start: Number(from - start),
+        length: Number(to - from),
+        fill: (offset, into) => fillFromSpan(space, span, skipped + offset, into),
+      });
+    }
+    return {
+      streams,
+      size: Number(end - start),
+      read(offset, into) {
+        const stream = streams.find((part) => offset >= part.start && offset + into.length <= part.start + part.length);
+        if (!Number.isSafeInteger(offset) || !stream) return false;
+        stream.fill(offset - stream.start, into);
+        return true;
+      },
+    };
+  });
+}
+
 /** Every occurrence of the needles in a process's user memory, in virtual order (see processStreams). */
 export function scanProcessVirtual(
   space: X86AddressSpace,
