@@ -15,7 +15,8 @@ const columns: readonly Column[] = [
   { key: 'hooked', kind: 'bool', title: 'Hooked' },
 ];
 
-function syscallRow(check: SyscallCheck): Row {
+/** One syscall-table or dispatcher check as a row (also what WASI plugins that read syscalls receive). */
+export function syscallRow(check: SyscallCheck): Row {
   return {
     table: check.table,
     kind: check.kind,

@@ -4,6 +4,7 @@ import { moduleListProvider, syscallReportProvider } from '../analyses/providers
 import { executablesProvider, socketsProvider } from '../analyses/providers/processContext.js';
 import { taskListProvider } from '../analyses/providers/processes.js';
 import { executableByGroup } from '../analyses/pslist.js';
+import { syscallRow } from '../analyses/syscalls.js';
 import type { AnalysisInputs } from '../analyses/types.js';
 import { readArguments } from '../os/linux/processSpace.js';
 import { readMemoryRegions } from '../os/linux/vmas.js';
@@ -120,16 +121,7 @@ export async function gatherInputs(inputs: AnalysisInputs, manifest: PluginManif
   if (wants('syscalls')) {
     const report = await inputs.get(syscallReportProvider);
     warnings.push(...report.problems);
-    document['syscalls'] = report.checks.map((check) => ({
-      table: check.table,
-      kind: check.kind,
-      index: check.index,
-      name: check.name ?? null,
-      address: hex(check.address),
-      symbol: check.symbol ?? null,
-      owner: check.owner,
-      hooked: check.hooked,
-    }));
+    document['syscalls'] = report.checks.map(syscallRow);
   }
   const sources: DumpAccessSources = {
     ...(manifest.access.includes('memory.physical') ? { image: kernel.image } : {}),

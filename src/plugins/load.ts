@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { VmscopeError } from '../util/errors.js';
 import { DEFAULT_PLUGIN_LIMITS } from './limits.js';
 import { MANIFEST_SECTION, manifestSchema, type PluginAccess, type PluginManifest } from './manifest.js';
+import { WASI_PATH_FUNCTIONS } from './wasiFunctions.js';
 import { capMemory } from './wasmBinary.js';
 
 /** A plugin file larger than this is refused before it is compiled. */
@@ -38,16 +39,7 @@ const WASI_FUNCTIONS = new Set([
   'fd_sync',
   'fd_tell',
   'fd_write',
-  'path_create_directory',
-  'path_filestat_get',
-  'path_filestat_set_times',
-  'path_link',
-  'path_open',
-  'path_readlink',
-  'path_remove_directory',
-  'path_rename',
-  'path_symlink',
-  'path_unlink_file',
+  ...WASI_PATH_FUNCTIONS,
   'poll_oneoff',
   'proc_exit',
   'proc_raise',

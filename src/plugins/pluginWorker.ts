@@ -7,6 +7,7 @@
  */
 import { init, WASI } from '@wasmer/wasi';
 import { parentPort, workerData } from 'node:worker_threads';
+import { WASI_PATH_FUNCTIONS } from './wasiFunctions.js';
 import { BridgeClient, MAX_READ_BYTES, READ_STATUS, type ReadRequest, type WorkerMessage } from './bridge.js';
 
 export interface PluginWorkerData {
@@ -119,20 +120,7 @@ const refused = (): number => ERRNO.notcapable;
 const noFilesystem = {
   fd_prestat_get: (): number => ERRNO.badf,
   fd_prestat_dir_name: (): number => ERRNO.badf,
-  ...Object.fromEntries(
-    [
-      'path_create_directory',
-      'path_filestat_get',
-      'path_filestat_set_times',
-      'path_link',
-      'path_open',
-      'path_readlink',
-      'path_remove_directory',
-      'path_rename',
-      'path_symlink',
-      'path_unlink_file',
-    ].map((name) => [name, refused]),
-  ),
+  ...Object.fromEntries(WASI_PATH_FUNCTIONS.map((name) => [name, refused])),
 };
 const sandboxedWasi = {
   ...noFilesystem,
