@@ -118,6 +118,8 @@ export class RuleScanner {
   /** The current scan's count of kept matches per string. */
   private cap: MatchCap;
   private readonly triedThrough: Int32Array;
+  /** Starts each target recorded in the current window. */
+  private readonly recordedByTarget: Uint32Array;
 
   private constructor(
     readonly rules: CompiledRules,
@@ -129,6 +131,7 @@ export class RuleScanner {
     );
     const { prefilters, everywhere, longestReach, targetCount } = planPrefilters(this.strings, kernel.window.length);
     this.triedThrough = new Int32Array(targetCount);
+    this.recordedByTarget = new Uint32Array(targetCount);
     this.prefilters = prefilters;
     const programOf = ({ string, variant }: { string: number; variant: number }) =>
       (this.strings[string]!.compiled.variants[variant] as ProgramVariant).program;
@@ -254,10 +257,17 @@ export class RuleScanner {
     };
     // A ranged target's hits come in offset order, so the starts it has tried are always a prefix: one number per target.
     const triedThrough = this.triedThrough.fill(-1);
+    // A target's starts come in offset order too: past the cap's remaining matches (and one more, to know it was
+    // exceeded) none of its later starts can be among the string's first, so a window of zeros records no more than that.
+    const recordedByTarget = this.recordedByTarget.fill(0);
+    const wantedOf = (string: number): number => {
+      const { fullword, fixedOffset } = this.strings[string]!.compiled;
+      return fullword || fixedOffset !== undefined ? Infinity : this.cap.remaining(string) + 1;
+    };
     for (const prefilter of this.prefilters) {
       for (const hit of prefilter.hits(dataLength)) {
         for (const target of prefilter.targets[hit.id]!) {
-          if (this.cap.exhausted(target.string)) continue;
+          if (this.cap.exhausted(target.string) || recordedByTarget[target.id]! >= wantedOf(target.string)) continue;
           const first = Math.max(
             ownedFrom,
             hit.offset - target.maxOffset,
@@ -267,7 +277,10 @@ export class RuleScanner {
           if (target.ranged && last >= first) triedThrough[target.id] = last;
           for (let start = first; start <= last; start++) {
             const length = this.verify(target, data, start);
-            if (length > 0) record(target.string, start, target.variant, length);
+            if (length > 0) {
+              record(target.string, start, target.variant, length);
+              if (++recordedByTarget[target.id]! >= wantedOf(target.string)) break;
+            }
           }
         }
       }
@@ -286,8 +299,7 @@ export class RuleScanner {
           : programMatchesBeforeEnds(program, data, ends![dfaIndex]!, ownedFrom, ownedTo);
       // Starts come in order: past what the cap keeps (and one more, to know it was exceeded) they would be dropped,
       // unless `fullword` or a fixed offset may still reject some of the first ones.
-      const { fullword, fixedOffset } = this.strings[string]!.compiled;
-      const wanted = fullword || fixedOffset !== undefined ? Infinity : this.cap.remaining(string) + 1;
+      const wanted = wantedOf(string);
       let taken = 0;
       for (const [start, length] of matches) {
         record(string, start, variant, length);

@@ -134,6 +134,31 @@ describe('RuleScanner agrees with the reference matcher', () => {
     expect(hits.filter((hit) => hit.string === 1).map((hit) => hit.offset)).toEqual([5]);
   });
 
+  it('a capped string keeps its first matches by offset whichever of its variants found them', () => {
+    // Each variant's starts are cut at the cap on their own: the union's first matches must stay what an uncapped scan's are.
+    const rules = compileSource(
+      'rule r { strings: $s = "ab" nocase wide ascii $t = { 61 ?? 62 } condition: any of them }',
+    );
+    const alphabet = [0x61, 0x41, 0x62, 0x42, 0x00];
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(...alphabet), { minLength: 0, maxLength: 400 }),
+        fc.integer({ min: 1, max: 12 }),
+        (bytes, cap) => {
+          const data = Uint8Array.from(bytes);
+          const all = RuleScanner.create(rules, { windowBytes: WINDOW }).scanBuffer(data).hits;
+          const capped = RuleScanner.create(rules, { windowBytes: WINDOW, maxMatchesPerString: cap }).scanBuffer(data);
+          for (const string of [0, 1]) {
+            const expected = all.filter((hit) => hit.string === string);
+            expect(capped.hits.filter((hit) => hit.string === string)).toEqual(expected.slice(0, cap));
+            expect(capped.truncated.includes(string)).toBe(expected.length > cap);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   it('stops looking for strings past their cap: patterns of zeros over 256 MiB of zeros take seconds, not minutes and gigabytes', () => {
     // Issue 13's `{ 00 00 00 00 }`, `{ ?? ?? }` and a long run of wildcards: no atom worth searching, matches at every byte.
     const rules = compileSource(
