@@ -41,22 +41,24 @@ export class DecompressedTooLargeError extends VmscopeError {
 }
 
 /**
- * `source` decompressed by `command -dc` into `partial`; undefined when it worked, 'too-large'
- * when the output passed `maxBytes` (the child's file-size limit, RLIMIT_FSIZE through util-linux
- * `prlimit`, kills it with SIGXFSZ at that size), else the error the command printed.
+ * Runs a decompressor that writes `partial` (itself, or through its stdout when `toStdout`):
+ * undefined when it worked, 'too-large' when the output passed `maxBytes` (the child's file-size
+ * limit, RLIMIT_FSIZE through util-linux `prlimit`, kills it with SIGXFSZ at that size), else the
+ * error the command printed.
  */
 function cliToFile(
   command: string,
   args: readonly string[],
-  source: string,
   partial: string,
-  maxBytes: number,
+  { maxBytes, toStdout }: { maxBytes: number; toStdout: boolean },
 ): string | undefined {
   const output = openSync(partial, 'w');
   const bounded = Number.isFinite(maxBytes) && hasCli('prlimit');
-  const argv = bounded ? [`--fsize=${maxBytes + 1}`, command, ...args, source] : [...args, source];
+  const argv = bounded ? [`--fsize=${maxBytes + 1}`, command, ...args] : args;
   try {
-    const result = spawnSync(bounded ? 'prlimit' : command, argv, { stdio: ['ignore', output, 'pipe'] });
+    const result = spawnSync(bounded ? 'prlimit' : command, argv, {
+      stdio: ['ignore', toStdout ? output : 'ignore', 'pipe'],
+    });
     if (result.signal === 'SIGXFSZ') return TOO_LARGE;
     return result.status === 0
       ? undefined
@@ -93,13 +95,15 @@ export function decompressToFile(
   try {
     if (compression === 'zstd') {
       if (options.useZstdCli ?? hasCli('zstd')) {
-        checkCli('zstd', cliToFile('zstd', ['-dc', '-q', '--long=31'], source, partial, maxBytes));
+        // -f: the input may be a symbolic link (batch names it by its suffix), which zstd otherwise passes over.
+        const args = ['-d', '-q', '-f', '--long=31', source, '-o', partial];
+        checkCli('zstd', cliToFile('zstd', args, partial, { maxBytes, toStdout: false }));
       } else {
         zstdWithFzstd(source, partial, maxBytes);
       }
     } else if (compression === 'gzip') {
       if (hasCli('gzip')) {
-        checkCli('gzip', cliToFile('gzip', ['-dc'], source, partial, maxBytes));
+        checkCli('gzip', cliToFile('gzip', ['-dc', source], partial, { maxBytes, toStdout: true }));
       } else {
         writeFileSync(partial, gunzipBounded(source, maxBytes));
       }
@@ -111,7 +115,7 @@ export function decompressToFile(
           source,
           0,
         );
-      checkCli('xz', cliToFile('xz', ['-dc'], source, partial, maxBytes));
+      checkCli('xz', cliToFile('xz', ['-dc', source], partial, { maxBytes, toStdout: true }));
     } else {
       throw new VmscopeError('USAGE', 'only .zst, .gz and .xz inputs can be decompressed', source);
     }
