@@ -3,6 +3,7 @@ import type { MemoryImage } from '../image/types.js';
 import { discoverLinuxKernel, type LinuxKernel } from '../os/linux/discovery.js';
 import { linuxProfile, type LinuxProfile, type ProfileOptions } from '../os/linux/profile.js';
 import type { RuleScanResult, RuleScanner } from '../rules/scanner.js';
+import { X86AddressSpace } from '../space/x86.js';
 import type { Profile } from '../symbols/profile.js';
 import { fileIdentity, type FileIdentity } from '../util/files.js';
 
@@ -56,13 +57,40 @@ export class DumpContext {
   private readonly provided = new Map<Provider<unknown>, Promise<unknown>>();
   private readonly computed = new Map<string, number>();
   private kernelCache: LinuxKernel | undefined;
+  /** False for an image the caller lent (a live guest's memory, read again at every check). */
+  private readonly ownsImage: boolean;
 
   constructor(
     readonly path: string,
     private readonly options: ContextOptions = {},
+    lent?: MemoryImage,
   ) {
-    this.image = openImage(path);
+    this.image = lent ?? openImage(path);
+    this.ownsImage = lent === undefined;
     this.identity = fileIdentity(path);
+  }
+
+  /**
+   * A context over memory that changes under it (a running guest): every kernel object is read
+   * again, but what cannot change while the same kernel runs — where it is (KASLR, DTB, banner)
+   * and its profile — is carried over from the last context when given. The page tables are
+   * not: the carried kernel gets a fresh address space. The image stays the caller's to close.
+   */
+  static overLiveImage(image: MemoryImage, options: ContextOptions, carried?: CarriedKernel): DumpContext {
+    const context = new DumpContext(image.path, options, image);
+    if (carried) {
+      context.kernelCache = {
+        ...carried.kernel,
+        space: new X86AddressSpace(image, carried.kernel.dtb, carried.kernel.pagingLevels),
+      };
+      context.provided.set(linuxProfileProvider, Promise.resolve(carried.profile));
+    }
+    return context;
+  }
+
+  /** What overLiveImage may carry to the next context while the banner stays the same. */
+  async carriedKernel(): Promise<CarriedKernel> {
+    return { kernel: this.kernel, profile: await this.linuxProfile() };
   }
 
   /** The value of a provider, computed on first request and shared by every later one. */
@@ -114,8 +142,14 @@ export class DumpContext {
   }
 
   close(): void {
-    this.image.close();
+    if (this.ownsImage) this.image.close();
   }
+}
+
+/** The kernel's place and profile, found once and reused while the same kernel runs. */
+export interface CarriedKernel {
+  readonly kernel: LinuxKernel;
+  readonly profile: LinuxProfile;
 }
 
 export const linuxProfileProvider = defineProvider('profile', (context) =>
