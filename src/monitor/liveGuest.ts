@@ -1,7 +1,8 @@
 import { DumpContext, type ContextOptions } from '../analyses/context.js';
 import { openQemuSharedMemory } from '../image/qemuSharedMemory.js';
 import { readGuestRamLayout } from './qemuLayout.js';
-import { QmpClient } from './qmp.js';
+import { VmscopeError } from '../util/errors.js';
+import { QmpClient, QmpConnectError } from './qmp.js';
 
 export interface LiveGuestTarget {
   readonly ramPath: string;
@@ -20,7 +21,9 @@ export async function analyseLiveGuest<T>(
   contextOptions: ContextOptions,
   analyse: (context: DumpContext) => Promise<T>,
 ): Promise<{ value: T; pausedMs: number | undefined }> {
-  const client = await QmpClient.connect(target.qmpSocket);
+  const client = await QmpClient.connect(target.qmpSocket).catch((error: unknown) => {
+    throw error instanceof QmpConnectError ? new VmscopeError('UNAVAILABLE', error.message, target.qmpSocket) : error;
+  });
   try {
     const stop = target.consistent === true && (await client.queryStatus()).running;
     if (stop) await client.stop();

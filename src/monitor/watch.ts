@@ -177,6 +177,8 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
   const rulesById = new Map((options.policy?.rules ?? []).map((rule) => [rule.id, rule]));
   const scans = signatureCadence(options.scanIntervalMs);
   let previous: SnapshotSummary | undefined;
+  /** Changes alerted by snapshots whose reads never agreed, against the same `previous`. */
+  const reportedSincePrevious = new Set<string>();
   let open = new Map<string, Violation>();
   try {
     while (!signal?.aborted) {
@@ -206,6 +208,7 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
       let summary: SnapshotSummary;
       let judged: Judgement;
       let reads = 1;
+      let settled = true;
       try {
         summary = await read();
         judged = judge(summary, previous, open, options);
@@ -216,7 +219,8 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
           judged = judge(again, previous, open, options);
           const agreed = agreement(last, judged);
           summary = again;
-          if (agreed.complete) break;
+          settled = agreed.complete;
+          if (settled) break;
           judged = agreed.judgement;
         }
       } catch (error) {
@@ -249,15 +253,20 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
       const about = { snapshot: summary.path, captured_at: summary.capturedAt.toISOString() };
       let alerts = 0;
 
-      const { changes, rebooted, reconciled, diffMs, policyMs } = judged;
-      if (rebooted) open = new Map(); // start over: judged as a first snapshot
+      const { reconciled, diffMs, policyMs } = judged;
+      // Reads that never agreed leave the comparison where it was (none of them is trusted as the
+      // guest's state); what they did agree on is alerted once, not again at the next snapshot.
+      const changes = judged.changes.filter((change) => !reportedSincePrevious.has(changeKey(change)));
+      if (settled) {
+        previous = summary;
+        reportedSincePrevious.clear();
+      } else for (const change of changes) reportedSincePrevious.add(changeKey(change));
       for (const change of changes) {
         alerts++;
         yield await emit({ ...about, ...change });
       }
       const { appeared, resolved } = reconciled;
       open = reconciled.open;
-      previous = summary;
 
       let actionsMs = 0;
       for (const violation of appeared) {
@@ -368,14 +377,17 @@ function judge(
   return { changes, rebooted, reconciled, quiet, diffMs, policyMs: performance.now() - policyStarted };
 }
 
+/** A change is the same one in two reads when what and who agree (its detail may differ). */
+function changeKey(change: AlertFields): string {
+  return JSON.stringify([change.type, change.kind, change.change, change.pid, change.name, change.comm]);
+}
+
 /**
  * What two reads of a running guest agree on: the later read's changes, appearing and
  * resolved violations that the earlier read found too (`complete` when nothing was dropped).
  * The violations left open are the later read's, minus those only it saw appear.
  */
 function agreement(earlier: Judgement, later: Judgement): { judgement: Judgement; complete: boolean } {
-  const changeKey = (change: AlertFields) =>
-    JSON.stringify([change.type, change.kind, change.change, change.pid, change.name, change.comm]);
   const earlierChanges = new Set(earlier.changes.map(changeKey));
   const earlierAppeared = new Set(earlier.reconciled.appeared.map(violationIdentity));
   const earlierResolved = new Set(earlier.reconciled.resolved.map(violationIdentity));

@@ -1,0 +1,257 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DumpContext } from '../../src/analyses/context.js';
+import { findAnalysis } from '../../src/analyses/registry.js';
+import { writeLiveSnapshot } from '../../src/monitor/liveSnapshot.js';
+import { loadPolicy, type Policy } from '../../src/monitor/policy.js';
+import { QmpClient } from '../../src/monitor/qmp.js';
+import { QemuSharedMemorySource } from '../../src/monitor/sources/qemuSharedMemorySource.js';
+import { watch, type SnapshotTimings, type WatchAlert } from '../../src/monitor/watch.js';
+import { truth } from '../support/fixtures.js';
+import { bootGuest, qemuUnavailableReason, type GuestMode, type LiveGuest } from '../support/liveGuest.js';
+
+/**
+ * The fixtures' guest booted with its RAM in a shared file under /dev/shm (TCG: KVM is not
+ * needed, and the nested KVM of CI machines often cannot run this guest), watched in place.
+ * Two boots in all: the rootkit guest (watch in both modes, the pause action, snapshot) and the
+ * diff guest. QEMU is killed and the RAM file removed however the test ends.
+ */
+const work = mkdtempSync(join(tmpdir(), 'vms-'));
+const cacheDir = join(work, 'profiles');
+const ramFiles: string[] = [];
+const guests: LiveGuest[] = [];
+afterAll(async () => {
+  for (const guest of guests) await guest.kill();
+  for (const file of ramFiles) rmSync(file, { force: true });
+  rmSync(work, { recursive: true, force: true });
+});
+
+async function bootSharedGuest(mode: GuestMode): Promise<{ guest: LiveGuest; ramPath: string }> {
+  const ramPath = `/dev/shm/vmscope-test-${process.pid}-${mode}`;
+  ramFiles.push(ramPath);
+  const dir = join(work, mode);
+  mkdirSync(dir);
+  const guest = await bootGuest({
+    mode,
+    tmpDir: dir,
+    extraArgs: [
+      '-object',
+      `memory-backend-file,id=ram0,size=512M,mem-path=${ramPath},share=on`,
+      '-machine',
+      'memory-backend=ram0',
+    ],
+  });
+  guests.push(guest);
+  console.log(`shared-memory watch: ${mode} guest ready after ${guest.bootMs} ms`);
+  return { guest, ramPath };
+}
+
+interface RootkitTruth {
+  rootkit: { hidden_process: { comm: string }; module: { name: string }; syscall_hook: { index: number } };
+}
+const ROOTKIT_KINDS: readonly string[] = ['hidden_process', 'hidden_module', 'syscall_hook'];
+
+function rootkitPolicy(moduleAction: 'alert' | 'pause'): Policy {
+  const file = join(work, `policy-${moduleAction}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify({
+      version: 1,
+      rules: [
+        { id: 'no-hidden-processes', severity: 'critical', no_hidden_processes: true },
+        { id: 'no-hidden-modules', severity: 'critical', action: moduleAction, no_hidden_modules: true },
+        { id: 'syscall-table', severity: 'critical', syscall_table_intact: true },
+      ],
+    }),
+  );
+  return loadPolicy(file);
+}
+
+/** Watch until `done` says so (checked after every snapshot) or `boundMs` passes. */
+async function watchUntil(
+  source: QemuSharedMemorySource,
+  stop: AbortController,
+  policy: Policy | undefined,
+  done: (alerts: WatchAlert[], timings: SnapshotTimings[]) => boolean | Promise<boolean>,
+  boundMs: number,
+): Promise<{ alerts: WatchAlert[]; timings: SnapshotTimings[] }> {
+  const alerts: WatchAlert[] = [];
+  const timings: SnapshotTimings[] = [];
+  const bound = setTimeout(() => stop.abort(), boundMs);
+  try {
+    for await (const alert of watch({
+      source,
+      ...(policy ? { policy } : {}),
+      signal: stop.signal,
+      contextOptions: { cacheDir },
+      onSnapshotDone: (timing) => {
+        timings.push(timing);
+        void Promise.resolve(done(alerts, timings)).then((finished) => finished && stop.abort());
+      },
+    }))
+      alerts.push(alert);
+  } finally {
+    clearTimeout(bound);
+  }
+  for (const timing of timings)
+    console.log(
+      `shared-memory watch: check: summarize ${timing.summarizeMs.toFixed(0)} ms, ${timing.reads} reads, paused ${timing.pausedMs?.toFixed(1) ?? '-'} ms, ${timing.alerts} alerts`,
+    );
+  return { alerts, timings };
+}
+
+async function rowsOf(context: DumpContext, name: string): Promise<readonly unknown[]> {
+  const analysis = findAnalysis(name)!;
+  const result = await analysis.run(context, analysis.parseOptions({}));
+  return result.rows;
+}
+
+const unavailable = qemuUnavailableReason();
+if (unavailable) console.warn(`skipping the shared-memory watch test: ${unavailable}`);
+
+describe.skipIf(unavailable !== undefined)('watch on a QEMU guest read in place from its shared RAM file', () => {
+  it(
+    "rootkit guest: the three rootkit violations once each (smeared and consistent), the pause action, and a snapshot equal to dump-guest-memory's",
+    { timeout: 600_000 },
+    async () => {
+      const { guest, ramPath } = await bootSharedGuest('rootkit');
+      const expected = truth('linux61-rootkit') as unknown as RootkitTruth;
+
+      // 1. Smeared reads (the guest runs): each violation once, confirmed by a second read; the pause action stops the guest.
+      const smeared = new QemuSharedMemorySource({ ramPath, qmpSocket: guest.qmpSocket, intervalMs: 1000 });
+      const stopSmeared = new AbortController();
+      let allSeenAt: number | undefined;
+      const first = await watchUntil(
+        smeared,
+        stopSmeared,
+        rootkitPolicy('pause'),
+        (alerts, timings) => {
+          const seen = new Set<string>(alerts.filter((alert) => alert.type === 'violation').map((alert) => alert.kind));
+          if (allSeenAt === undefined && ROOTKIT_KINDS.every((kind) => seen.has(kind))) allSeenAt = timings.length;
+          return allSeenAt !== undefined && timings.length >= allSeenAt + 2;
+        },
+        240_000,
+      );
+      const { hidden_process: hidden, module, syscall_hook: hook } = expected.rootkit;
+      expect(
+        first.alerts
+          .filter((alert) => alert.type === 'violation')
+          .map((alert) => [alert.kind, alert.comm ?? alert.name]),
+      ).toEqual([
+        ['hidden_process', hidden.comm],
+        ['hidden_module', module.name],
+        ['syscall_hook', `sys_call_table[${hook.index}]`],
+      ]);
+      expect(first.alerts.filter((alert) => alert.type === 'error')).toEqual([]);
+      // Every finding was read twice before it was alerted.
+      expect(first.timings[allSeenAt! - 1]!.reads).toBeGreaterThanOrEqual(2);
+      const client = await QmpClient.connect(guest.qmpSocket);
+      try {
+        expect(await client.queryStatus()).toMatchObject({ running: false, status: 'paused' });
+        await client.cont();
+      } finally {
+        await client.close();
+      }
+
+      // 2. Consistent reads: paused for each check only, running between checks (sampled on the watch's own connection).
+      const consistent = new QemuSharedMemorySource({
+        ramPath,
+        qmpSocket: guest.qmpSocket,
+        consistent: true,
+        intervalMs: 1000,
+      });
+      const between: boolean[] = [];
+      const second = await watchUntil(
+        consistent,
+        new AbortController(),
+        rootkitPolicy('alert'),
+        async (_alerts, timings) => {
+          between.push((await consistent.client!.queryStatus()).running);
+          return timings.length >= 3;
+        },
+        240_000,
+      );
+      expect(second.alerts.filter((alert) => alert.type === 'violation').map((alert) => alert.kind)).toEqual(
+        ROOTKIT_KINDS,
+      );
+      expect(second.timings.every((timing) => timing.reads === 1 && (timing.pausedMs ?? 0) > 0)).toBe(true);
+      expect(between.length).toBeGreaterThanOrEqual(3);
+      expect(between.every((running) => running)).toBe(true);
+
+      // 3. snapshot vs dump-guest-memory, both taken in one pause.
+      const snapshotClient = await QmpClient.connect(guest.qmpSocket);
+      const live = join(work, 'live.elf');
+      const dumped = join(work, 'dumped.elf');
+      try {
+        await snapshotClient.stop();
+        await snapshotClient.dumpGuestMemory(dumped);
+        const written = await writeLiveSnapshot(snapshotClient, ramPath, live);
+        expect(written.pausedMs).toBe(0); // already paused: not ours to pause or resume
+        expect(await snapshotClient.queryStatus()).toMatchObject({ running: false });
+        await snapshotClient.cont();
+      } finally {
+        await snapshotClient.close();
+      }
+      const liveContext = new DumpContext(live, { cacheDir });
+      const dumpedContext = new DumpContext(dumped, { cacheDir });
+      try {
+        for (const name of ['info', 'pslist', 'check']) {
+          expect(await rowsOf(liveContext, name), name).toEqual(await rowsOf(dumpedContext, name));
+        }
+        expect(liveContext.image.ranges).toEqual(
+          dumpedContext.image.ranges.map((range) => ({ ...range, fileOffset: expect.any(Number) as number })),
+        );
+      } finally {
+        liveContext.close();
+        dumpedContext.close();
+      }
+      await guest.kill();
+    },
+  );
+
+  it(
+    'diff guest: lab_worker_3 killed and lab_newcomer started are alerted within two checks of the change (LAB:DIFF on the console)',
+    { timeout: 420_000 },
+    async () => {
+      const { guest, ramPath } = await bootSharedGuest('diff');
+      const { killed, started } = (
+        truth('linux61-t1') as unknown as { diff: { killed: { comm: string }; started: { comm: string } } }
+      ).diff;
+      const source = new QemuSharedMemorySource({ ramPath, qmpSocket: guest.qmpSocket, intervalMs: 1000 });
+      let t1AtCheck: number | undefined;
+      let alertedAtCheck: number | undefined;
+      const processChanges = (alerts: WatchAlert[]) =>
+        alerts
+          .filter((alert) => alert.type === 'change' && alert.kind === 'process')
+          .map((alert) => [alert.change, alert.comm]);
+      const { alerts } = await watchUntil(
+        source,
+        new AbortController(),
+        undefined,
+        (seen, timings) => {
+          const checks = timings.length;
+          // The guest prints LAB:DIFF right after killing one process and starting the other.
+          if (t1AtCheck === undefined && /LAB:DIFF /.test(readFileSync(guest.console, 'utf8'))) t1AtCheck = checks;
+          const changes = processChanges(seen);
+          const both =
+            changes.some(([change, comm]) => change === 'ended' && comm === killed.comm) &&
+            changes.some(([change, comm]) => change === 'started' && comm === started.comm);
+          if (both && alertedAtCheck === undefined) alertedAtCheck = checks;
+          return alertedAtCheck !== undefined;
+        },
+        300_000,
+      );
+      expect(processChanges(alerts)).toEqual(
+        expect.arrayContaining([
+          ['ended', killed.comm],
+          ['started', started.comm],
+        ]),
+      );
+      expect(t1AtCheck).toBeDefined();
+      expect(alertedAtCheck! - t1AtCheck!).toBeLessThanOrEqual(2);
+      await guest.kill();
+    },
+  );
+});
