@@ -1,7 +1,8 @@
 /**
  * Live introspection (issue 19): one light check (task list, module list, hidden modules,
  * syscall tables, kernel hooks) of a running 512 MiB guest read in place from its shared RAM
- * file, against the same check on the QMP `dump-guest-memory` route (QEMU writes the dump, the
+ * file through the watch's QemuSharedMemorySource (kernel and profile carried, the last carve
+ * re-read instead of a new one), against the same check on the QMP `dump-guest-memory` route (QEMU writes the dump, the
  * dump is opened and the kernel found again, the profile from the warm cache), in one run on
  * one guest; the guest's pause per check with --consistent; the monitor's peak RSS.
  * Targets: live check >= 20x faster than the dump route, pause <= 50 ms, RSS < 256 MiB.
@@ -10,14 +11,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DumpContext, type CarriedKernel } from '../src/analyses/context.js';
+import { DumpContext } from '../src/analyses/context.js';
 import { hiddenModulesProvider, moduleListProvider, syscallReportProvider } from '../src/analyses/providers/modules.js';
 import { taskListProvider } from '../src/analyses/providers/processes.js';
 import { kernelHookFindingsProvider } from '../src/analyses/providers/tampering.js';
-import { openQemuSharedMemory } from '../src/image/qemuSharedMemory.js';
-import type { MemoryImage } from '../src/image/types.js';
-import { readGuestRamLayout } from '../src/monitor/qemuLayout.js';
 import { QmpClient } from '../src/monitor/qmp.js';
+import { QemuSharedMemorySource } from '../src/monitor/sources/qemuSharedMemorySource.js';
 import { bootGuest } from '../test/support/liveGuest.js';
 
 const LIVE_CHECKS = 7;
@@ -49,13 +48,37 @@ async function timed<T>(work: () => Promise<T>): Promise<{ ms: number; value: T 
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
-async function liveCheck(image: MemoryImage, carried: CarriedKernel | undefined): Promise<string> {
-  const context = DumpContext.overLiveImage(image, { cacheDir }, carried);
+/** `checks` light checks through the watch's own live source (carried kernel, carve reused); the pause of each when consistent. */
+async function liveChecks(
+  qmpSocket: string,
+  consistent: boolean,
+  checks: number,
+): Promise<{ ms: number[]; pausedMs: number[]; seen: string }> {
+  const source = new QemuSharedMemorySource({ ramPath, qmpSocket, consistent, intervalMs: 0 });
+  const ms: number[] = [];
+  const pausedMs: number[] = [];
+  let seen = '';
   try {
-    return await lightCheck(context);
+    // The first snapshot carves all of memory (and warms the profile cache): not a light check.
+    for await (const snapshot of source) {
+      const run = await timed(async () => {
+        const context = await snapshot.openContext!({ cacheDir });
+        try {
+          return await lightCheck(context);
+        } finally {
+          context.close();
+        }
+      });
+      await snapshot.release();
+      if (snapshot.pausedMs !== undefined) pausedMs.push(snapshot.pausedMs);
+      ms.push(run.ms);
+      seen = run.value;
+      if (ms.length > checks) break;
+    }
   } finally {
-    context.close();
+    await source.close();
   }
+  return { ms: ms.slice(1), pausedMs: pausedMs.slice(1), seen };
 }
 
 async function main(): Promise<void> {
@@ -69,33 +92,15 @@ async function main(): Promise<void> {
       'memory-backend=ram0',
     ],
   });
-  const client = await QmpClient.connect(guest.qmpSocket);
   try {
     console.log(`guest ready after ${guest.bootMs} ms`);
-    const image = openQemuSharedMemory(ramPath, await readGuestRamLayout(client, ramPath));
-    // Warm-up: the profile derived once and cached (both routes then load it from the cache).
-    const warm = DumpContext.overLiveImage(image, { cacheDir });
-    const carried = await warm.carriedKernel();
-    console.log(`warm-up: ${await lightCheck(warm)}`);
-    warm.close();
+    const smeared = await liveChecks(guest.qmpSocket, false, LIVE_CHECKS);
+    const consistent = await liveChecks(guest.qmpSocket, true, LIVE_CHECKS);
+    const live = smeared.ms;
+    const liveSeen = smeared.seen;
+    const pauses = consistent.pausedMs;
 
-    const live: number[] = [];
-    let liveSeen = '';
-    for (let index = 0; index < LIVE_CHECKS; index++) {
-      const run = await timed(() => liveCheck(image, carried));
-      live.push(run.ms);
-      liveSeen = run.value;
-    }
-
-    const pauses: number[] = [];
-    for (let index = 0; index < LIVE_CHECKS; index++) {
-      await client.stop();
-      const stoppedAt = performance.now();
-      await liveCheck(image, carried);
-      await client.cont();
-      pauses.push(performance.now() - stoppedAt);
-    }
-
+    const client = await QmpClient.connect(guest.qmpSocket);
     const dumps: number[] = [];
     let dumpSeen = '';
     for (let index = 0; index < DUMP_CHECKS; index++) {
@@ -113,7 +118,7 @@ async function main(): Promise<void> {
       dumps.push(run.ms);
       dumpSeen = run.value;
     }
-    image.close();
+    await client.close();
 
     const liveMs = median(live);
     const dumpMs = median(dumps);
@@ -135,7 +140,6 @@ async function main(): Promise<void> {
     console.log(`monitor peak RSS ${rssMiB.toFixed(0)} MiB (target < 256 MiB: ${verdict(rssMiB < 256)})`);
   } finally {
     clearInterval(rssTimer);
-    await client.close();
     await guest.kill();
     rmSync(ramPath, { force: true });
     rmSync(work, { recursive: true, force: true });

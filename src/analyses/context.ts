@@ -104,6 +104,20 @@ export class DumpContext {
     return value;
   }
 
+  /**
+   * Compute `provider` in this context with `compute` instead of its own way: a live monitor
+   * gives the full-memory scans a cheaper stand-in between its full checks. Only before anyone
+   * asked for it.
+   */
+  substitute<T>(provider: Provider<T>, compute: (context: DumpContext) => T | Promise<T>): void {
+    if (this.provided.has(provider))
+      throw new Error(`provider '${provider.name}' was already computed in this context`);
+    this.provided.set(
+      provider,
+      Promise.resolve().then(() => compute(this)),
+    );
+  }
+
   /** How many times each provider was computed in this context (once, or the memo is broken). */
   get computations(): ReadonlyMap<string, number> {
     return this.computed;

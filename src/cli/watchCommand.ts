@@ -106,7 +106,7 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
       .option('--consistent', 'with --qemu-shm: pause the guest during each check (the pause is reported)')
       .option(
         '--scan-interval <seconds>',
-        "signature scans (the policy's signatures rules) at most this often; the checks between keep the last hits",
+        "full-memory scans at most this often (the policy's signatures rules; with --qemu-shm also the task_struct carving, default 60): the checks between keep the last hits",
         parsePositiveNumber,
       )
       .option(
@@ -229,6 +229,7 @@ function openSource(options: WatchCliOptions, common: SourceOptions): SnapshotSo
       qmpSocket: options.qmp!,
       consistent: options.consistent === true,
       ...(options.interval !== undefined ? { intervalMs: options.interval * 1000 } : {}),
+      ...(options.scanInterval !== undefined ? { scanIntervalMs: options.scanInterval * 1000 } : {}),
     });
   return new QmpSource(options.qmp!, {
     ...common,

@@ -1,6 +1,8 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
 import { findAnalysis } from '../../src/analyses/registry.js';
@@ -22,7 +24,10 @@ const work = mkdtempSync(join(tmpdir(), 'vms-'));
 const cacheDir = join(work, 'profiles');
 const ramFiles: string[] = [];
 const guests: LiveGuest[] = [];
+const children: ChildProcess[] = [];
+const cli = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/vmscope.js');
 afterAll(async () => {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
   for (const guest of guests) await guest.kill();
   for (const file of ramFiles) rmSync(file, { force: true });
   rmSync(work, { recursive: true, force: true });
@@ -106,6 +111,19 @@ async function rowsOf(context: DumpContext, name: string): Promise<readonly unkn
   const analysis = findAnalysis(name)!;
   const result = await analysis.run(context, analysis.parseOptions({}));
   return result.rows;
+}
+
+/** The built CLI as a user runs it. */
+function runCli(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }
 
 const unavailable = qemuUnavailableReason();
@@ -251,7 +269,41 @@ describe.skipIf(unavailable !== undefined)('watch on a QEMU guest read in place 
       );
       expect(t1AtCheck).toBeDefined();
       expect(alertedAtCheck! - t1AtCheck!).toBeLessThanOrEqual(2);
+
+      // The CLI on the same guest: a one-shot pslist read in place, then a watch that ends with exit 3 when QEMU goes.
+      const live = ['--qemu-shm', ramPath, '--qmp', guest.qmpSocket, '--cache-dir', cacheDir, '--no-progress'];
+      const pslist = await runCli(['pslist', ...live, '--consistent', '--json']);
+      expect(pslist.code).toBe(0);
+      expect(pslist.stderr).toMatch(/the guest was paused for [\d.]+ ms/);
+      const comms = (JSON.parse(pslist.stdout) as Array<{ comm: string }>).map((row) => row.comm);
+      expect(comms).toContain(started.comm);
+      expect(comms).not.toContain(killed.comm);
+
+      const policyFile = join(work, 'no-newcomer.json');
+      writeFileSync(
+        policyFile,
+        JSON.stringify({
+          version: 1,
+          rules: [{ id: 'no-newcomer', severity: 'low', forbidden_processes: [{ name: started.comm }] }],
+        }),
+      );
+      const alertsFile = join(work, 'diff-alerts.ndjson');
+      const watching = runCli(['watch', ...live, '--interval', '1s', '--policy', policyFile, '--alerts', alertsFile]);
+      const readAlerts = () =>
+        existsSync(alertsFile)
+          ? readFileSync(alertsFile, 'utf8')
+              .split('\n')
+              .filter((line) => line !== '')
+              .map((line) => JSON.parse(line) as WatchAlert)
+          : [];
+      for (const deadline = Date.now() + 120_000; readAlerts().length === 0 && Date.now() < deadline;)
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(readAlerts()[0]).toMatchObject({ type: 'violation', kind: 'forbidden_process', comm: started.comm });
       await guest.kill();
+      const { code, stderr } = await watching;
+      expect(code).toBe(3);
+      expect(stderr).toMatch(/went away/);
+      expect(readAlerts().at(-1)).toMatchObject({ type: 'error', kind: 'guest_gone' });
     },
   );
 });

@@ -1,6 +1,8 @@
 import { statSync } from 'node:fs';
 import { DumpContext, type CarriedKernel, type ContextOptions } from '../../analyses/context.js';
+import { carvedTasksProvider, taskCarverProvider } from '../../analyses/providers/processes.js';
 import { openQemuSharedMemory } from '../../image/qemuSharedMemory.js';
+import type { ExaminedTask } from '../../os/linux/taskCarving.js';
 import type { MemoryImage } from '../../image/types.js';
 import { X86AddressSpace } from '../../space/x86.js';
 import { isVmscopeError } from '../../util/errors.js';
@@ -22,6 +24,12 @@ export interface QemuSharedMemorySourceOptions extends SourceOptions {
   readonly consistent?: boolean;
   /** Time between the starts of two checks. Default 2000 ms. The first check starts at once. */
   readonly intervalMs?: number;
+  /**
+   * How often a check carves all of memory for task_structs (psscan; the hidden-process cross
+   * view and eBPF holders use it). The checks between re-read only the tasks the last carve
+   * found. Default 60 000 ms; the first check always carves.
+   */
+  readonly scanIntervalMs?: number;
   readonly connect?: QmpConnectOptions;
 }
 
@@ -53,6 +61,9 @@ export class QemuSharedMemorySource extends ProducingSource {
   private qmp: QmpClient | undefined;
   private ram: OpenRam | undefined;
   private carried: CarriedKernel | undefined;
+  private readonly scanIntervalMs: number;
+  /** The last full carve, for the light checks until the next one. */
+  private lastCarve: { readonly tasks: readonly ExaminedTask[]; readonly at: number } | undefined;
   /** The pause action stopped the guest: no check may resume it. */
   private pausedByAction = false;
 
@@ -62,6 +73,7 @@ export class QemuSharedMemorySource extends ProducingSource {
     this.qmpSocket = options.qmpSocket;
     this.consistent = options.consistent ?? false;
     this.intervalMs = options.intervalMs ?? 2000;
+    this.scanIntervalMs = options.scanIntervalMs ?? 60_000;
   }
 
   /** The QMP connection, once iteration has started (QEMU serves one client per socket). */
@@ -166,19 +178,33 @@ export class QemuSharedMemorySource extends ProducingSource {
     if (this.ram && this.ram.identity === identity && this.ram.layout === ranges) return this.ram.image;
     this.ram?.image.close();
     this.ram = undefined;
-    this.carried = undefined;
+    this.forgetKernel();
     const image = openQemuSharedMemory(this.ramPath, layout);
     this.ram = { image, identity, layout: ranges };
     return image;
   }
 
   private async openContext(image: MemoryImage, options: ContextOptions): Promise<DumpContext> {
-    if (this.carried && !sameKernelRuns(image, this.carried)) this.carried = undefined;
+    if (this.carried && !sameKernelRuns(image, this.carried)) this.forgetKernel();
     // Scan threads open the dump by its path: a RAM file is not a dump they could read (its layout is QEMU's).
     const { parallelRuleScan: _threadsOpenByPath, ...inPlace } = options;
     const context = DumpContext.overLiveImage(image, inPlace, this.carried);
     this.carried ??= await context.carriedKernel();
+    const earlier = this.lastCarve;
+    if (earlier && performance.now() - earlier.at < this.scanIntervalMs) {
+      context.substitute(carvedTasksProvider, async (light) =>
+        (await light.get(taskCarverProvider)).recarve(earlier.tasks),
+      );
+    } else {
+      this.lastCarve = { tasks: await context.get(carvedTasksProvider), at: performance.now() };
+    }
     return context;
+  }
+
+  /** Another kernel (or another file): nothing found of the last one holds. */
+  private forgetKernel(): void {
+    this.carried = undefined;
+    this.lastCarve = undefined;
   }
 }
 
