@@ -1,4 +1,4 @@
-import { closeSync, copyFileSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { readerProvider } from '../../src/analyses/providers/kernel.js';
 import { taskListProvider } from '../../src/analyses/providers/processes.js';
 import { openQemuSharedMemory } from '../../src/image/qemuSharedMemory.js';
 import type { MemoryImage } from '../../src/image/types.js';
+import { sameKernelRuns } from '../../src/monitor/sources/qemuSharedMemorySource.js';
 import type { Snapshot, SnapshotSource } from '../../src/monitor/sources/source.js';
 import { watch, type SnapshotTimings, type WatchAlert } from '../../src/monitor/watch.js';
 import { fixturePath } from '../support/fixtures.js';
@@ -107,6 +108,7 @@ describe('smeared live reads: a finding is alerted only when the confirmation re
     async () => {
       const ram = join(work, 'guest-ram');
       copyFileSync(fixturePath('linux61-clean', 'raw'), ram);
+      chmodSync(ram, 0o600); // the fixture is read-only, its copy is the guest's to write
       const size = statSync(ram).size;
       const image = openQemuSharedMemory(ram, { ranges: [{ start: 0, end: size, fileOffset: 0 }], cpus: [] });
       try {
@@ -135,6 +137,33 @@ describe('smeared live reads: a finding is alerted only when the confirmation re
           [4, 'change', 'hidden_process', 'appeared', VICTIM],
           [4, 'change', 'process', 'ended', VICTIM],
         ]);
+      } finally {
+        image.close();
+      }
+    },
+  );
+
+  it(
+    'a guest rebooted into another kernel is noticed: the carried kernel is dropped and found again',
+    { timeout: 300_000 },
+    async () => {
+      const ram = join(work, 'rebooting-ram');
+      copyFileSync(fixturePath('linux61-clean', 'raw'), ram);
+      const image = openQemuSharedMemory(ram, {
+        ranges: [{ start: 0, end: statSync(ram).size, fileOffset: 0 }],
+        cpus: [],
+      });
+      try {
+        const before = DumpContext.overLiveImage(image, { cacheDir });
+        const carried = await before.carriedKernel();
+        before.close();
+        expect(sameKernelRuns(image, carried)).toBe(true);
+        // The same file, now holding the 6.12 guest's RAM (what QEMU's file holds after a reboot into it).
+        copyFileSync(fixturePath('linux612-clean', 'raw'), ram);
+        expect(sameKernelRuns(image, carried)).toBe(false);
+        const after = DumpContext.overLiveImage(image, { cacheDir });
+        expect(after.kernel.release).not.toBe(carried.kernel.release);
+        after.close();
       } finally {
         image.close();
       }

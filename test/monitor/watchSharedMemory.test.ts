@@ -231,7 +231,7 @@ describe.skipIf(unavailable !== undefined)('watch on a QEMU guest read in place 
 
   it(
     'diff guest: lab_worker_3 killed and lab_newcomer started are alerted within two checks of the change (LAB:DIFF on the console)',
-    { timeout: 420_000 },
+    { timeout: 780_000 },
     async () => {
       const { guest, ramPath } = await bootSharedGuest('diff');
       const { killed, started } = (
@@ -259,7 +259,7 @@ describe.skipIf(unavailable !== undefined)('watch on a QEMU guest read in place 
           if (both && alertedAtCheck === undefined) alertedAtCheck = checks;
           return alertedAtCheck !== undefined;
         },
-        300_000,
+        480_000,
       );
       expect(processChanges(alerts)).toEqual(
         expect.arrayContaining([

@@ -213,7 +213,7 @@ export class QemuSharedMemorySource extends ProducingSource {
  * translates, through its own page tables, to the physical address where the banner was found,
  * and the banner's bytes are still there. A reboot (same kernel or not) moves or overwrites them.
  */
-function sameKernelRuns(image: MemoryImage, carried: CarriedKernel): boolean {
+export function sameKernelRuns(image: MemoryImage, carried: CarriedKernel): boolean {
   const { kernel, profile } = carried;
   const symbol = profile.profile.symbol('linux_banner');
   if (symbol === undefined) return false;
