@@ -177,8 +177,6 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
   const rulesById = new Map((options.policy?.rules ?? []).map((rule) => [rule.id, rule]));
   const scans = signatureCadence(options.scanIntervalMs);
   let previous: SnapshotSummary | undefined;
-  /** Changes alerted by snapshots whose reads never agreed, against the same `previous`. */
-  const reportedSincePrevious = new Set<string>();
   let open = new Map<string, Violation>();
   try {
     while (!signal?.aborted) {
@@ -208,7 +206,6 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
       let summary: SnapshotSummary;
       let judged: Judgement;
       let reads = 1;
-      let settled = true;
       try {
         summary = await read();
         judged = judge(summary, previous, open, options);
@@ -219,8 +216,7 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
           judged = judge(again, previous, open, options);
           const agreed = agreement(last, judged);
           summary = again;
-          settled = agreed.complete;
-          if (settled) break;
+          if (agreed.complete) break;
           judged = agreed.judgement;
         }
       } catch (error) {
@@ -253,20 +249,14 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
       const about = { snapshot: summary.path, captured_at: summary.capturedAt.toISOString() };
       let alerts = 0;
 
-      const { reconciled, diffMs, policyMs } = judged;
-      // Reads that never agreed leave the comparison where it was (none of them is trusted as the
-      // guest's state); what they did agree on is alerted once, not again at the next snapshot.
-      const changes = judged.changes.filter((change) => !reportedSincePrevious.has(changeKey(change)));
-      if (settled) {
-        previous = summary;
-        reportedSincePrevious.clear();
-      } else for (const change of changes) reportedSincePrevious.add(changeKey(change));
+      const { changes, reconciled, diffMs, policyMs } = judged;
       for (const change of changes) {
         alerts++;
         yield await emit({ ...about, ...change });
       }
       const { appeared, resolved } = reconciled;
       open = reconciled.open;
+      previous = summary;
 
       let actionsMs = 0;
       for (const violation of appeared) {
