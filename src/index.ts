@@ -80,6 +80,8 @@ export {
 export {
   FolderSource,
   QmpSource,
+  QemuSharedMemorySource,
+  type QemuSharedMemorySourceOptions,
   GuestGoneError,
   type Snapshot,
   type SnapshotSource,

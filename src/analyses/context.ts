@@ -4,6 +4,7 @@ import type { MemoryImage } from '../image/types.js';
 import { discoverLinuxKernel, type LinuxKernel } from '../os/linux/discovery.js';
 import { linuxProfile, type LinuxProfile, type ProfileOptions } from '../os/linux/profile.js';
 import type { RuleScanResult, RuleScanner } from '../rules/scanner.js';
+import { X86AddressSpace } from '../space/x86.js';
 import type { Profile } from '../symbols/profile.js';
 import { fileIdentity, type FileIdentity } from '../util/files.js';
 import { timed, timedAsync } from '../util/phases.js';
@@ -56,13 +57,40 @@ export class DumpContext {
   private readonly provided = new Map<Provider<unknown>, Promise<unknown>>();
   private readonly computed = new Map<string, number>();
   private kernelCache: LinuxKernel | undefined;
+  /** False for an image the caller lent (a live guest's memory, read again at every check). */
+  private readonly ownsImage: boolean;
 
   constructor(
     readonly path: string,
     private readonly options: ContextOptions = {},
+    lent?: MemoryImage,
   ) {
-    this.image = timed('image open', () => openImage(path));
+    this.image = lent ?? timed('image open', () => openImage(path));
+    this.ownsImage = lent === undefined;
     this.identity = fileIdentity(path);
+  }
+
+  /**
+   * A context over memory that changes under it (a running guest): every kernel object is read
+   * again, but what cannot change while the same kernel runs — where it is (KASLR, DTB, banner)
+   * and its profile — is carried over from the last context when given. The page tables are
+   * not: the carried kernel gets a fresh address space. The image stays the caller's to close.
+   */
+  static overLiveImage(image: MemoryImage, options: ContextOptions, carried?: CarriedKernel): DumpContext {
+    const context = new DumpContext(image.path, options, image);
+    if (carried) {
+      context.kernelCache = {
+        ...carried.kernel,
+        space: new X86AddressSpace(image, carried.kernel.dtb, carried.kernel.pagingLevels),
+      };
+      context.provided.set(linuxProfileProvider, Promise.resolve(carried.profile));
+    }
+    return context;
+  }
+
+  /** What overLiveImage may carry to the next context while the banner stays the same. */
+  async carriedKernel(): Promise<CarriedKernel> {
+    return { kernel: this.kernel, profile: await this.linuxProfile() };
   }
 
   /** The value of a provider, computed on first request and shared by every later one. */
@@ -74,6 +102,20 @@ export class DumpContext {
       this.provided.set(provider, value);
     }
     return value;
+  }
+
+  /**
+   * Compute `provider` in this context with `compute` instead of its own way: a live monitor
+   * gives the full-memory scans a cheaper stand-in between its full checks. Only before anyone
+   * asked for it.
+   */
+  substitute<T>(provider: Provider<T>, compute: (context: DumpContext) => T | Promise<T>): void {
+    if (this.provided.has(provider))
+      throw new Error(`provider '${provider.name}' was already computed in this context`);
+    this.provided.set(
+      provider,
+      Promise.resolve().then(() => compute(this)),
+    );
   }
 
   /** How many times each provider was computed in this context (once, or the memo is broken). */
@@ -120,8 +162,14 @@ export class DumpContext {
   }
 
   close(): void {
-    this.image.close();
+    if (this.ownsImage) this.image.close();
   }
+}
+
+/** The kernel's place and profile, found once and reused while the same kernel runs. */
+export interface CarriedKernel {
+  readonly kernel: LinuxKernel;
+  readonly profile: LinuxProfile;
 }
 
 export const linuxProfileProvider = defineProvider('profile', (context) => {

@@ -13,6 +13,13 @@ import { parallelScanRules } from '../workers/scanPool.js';
 import { addAnalysisOptions, givenOptions } from './analysisOptions.js';
 import { registerBatchCommand } from './batchCommand.js';
 import { addPluginOption, analysisWithPlugins, registerPluginCommand } from './pluginCommand.js';
+import {
+  addLiveSourceOptions,
+  liveTarget,
+  registerSnapshotCommand,
+  runOnLiveGuest,
+  type LiveSourceOptions,
+} from './liveCommand.js';
 import { registerPolicyCommand } from './policyCommand.js';
 import { registerReportCommand } from './reportCommand.js';
 import { createProgress } from './progress.js';
@@ -154,21 +161,33 @@ Examples:
     );
 
   for (const analysis of analyses) {
+    // A command with no other argument may read a live guest (--qemu-shm) instead of a dump.
+    const live = analysis.arguments.length === 0;
     const command = program
       .command(analysis.name)
       .description(analysis.description)
-      .argument('<dump>', 'memory dump file (raw, LiME or ELF core)');
+      .argument(live ? '[dump]' : '<dump>', 'memory dump file (raw, LiME or ELF core)');
     addAnalysisOptions(command, analysis);
     addPluginOption(command, analysis);
+    if (live) addLiveSourceOptions(command);
     if (analysis.help) command.addHelpText('after', `\n${analysis.help}\n`);
-    withCommonOptions(command).action(async (dump: string, ...rest: unknown[]) => {
+    withCommonOptions(command).action(async (dump: string | undefined, ...rest: unknown[]) => {
       const positional = rest.slice(0, analysis.arguments.length);
-      const options = rest[positional.length] as CommonOptions & Record<string, unknown>;
+      const options = rest[positional.length] as CommonOptions & LiveSourceOptions & Record<string, unknown>;
+      const target = live ? liveTarget(dump, options) : undefined;
       // Validated before the dump is opened: a bad flag is a usage error, whatever the dump.
       const given = analysis.parseOptions(givenOptions(analysis, positional, options));
-      setExitCode(await runOnDump(dump, options, analysisWithPlugins(analysis, given, options['plugin'])));
+      const run = analysisWithPlugins(analysis, given, options['plugin']);
+      if (target) {
+        const progress = createProgress(options.progress);
+        const result = await runOnLiveGuest(target, contextOptions(options, progress), run).finally(() =>
+          progress.stop(),
+        );
+        setExitCode(await printResult(result, options));
+      } else setExitCode(await runOnDump(dump!, options, run));
     });
   }
+  registerSnapshotCommand(program);
 
   withCommonOptions(
     program

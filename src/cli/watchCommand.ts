@@ -3,6 +3,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { readHostMetadata } from '../monitor/hostMetadata.js';
 import { loadPolicy } from '../monitor/policy.js';
 import { FolderSource } from '../monitor/sources/folderSource.js';
+import { QemuSharedMemorySource } from '../monitor/sources/qemuSharedMemorySource.js';
 import { GuestGoneError, QmpSource } from '../monitor/sources/qmpSource.js';
 import type { SnapshotSource, SourceOptions } from '../monitor/sources/source.js';
 import { runWatch, sourceProblemAlert, type WatchAlert } from '../monitor/watch.js';
@@ -21,6 +22,9 @@ export const GUEST_GONE_EXIT = 3;
 interface WatchCliOptions {
   folder?: string;
   qmp?: string;
+  qemuShm?: string;
+  consistent?: boolean;
+  scanInterval?: number;
   interval?: number;
   policy?: string;
   hostMetadata?: string;
@@ -58,6 +62,12 @@ Sources (exactly one):
   --folder DIR   dumps dropped into DIR by something else (virsh dump, a hook); a file is read
                  once it is complete (size stable and its structure whole). Files already there
                  at start are skipped unless --include-existing.
+  --qmp SOCKET --qemu-shm FILE
+                 a QEMU guest whose RAM is a shared file (-object memory-backend-file,id=ram0,
+                 size=…,mem-path=/dev/shm/NAME,share=on -machine memory-backend=ram0): every
+                 --interval (default 2 s) the RAM is read in place, no dump written; the layout
+                 comes from QMP. The guest runs while it is read and every finding is confirmed
+                 by a second read; --consistent pauses it for each check instead.
   --qmp SOCKET   a QEMU guest's QMP socket: every --interval seconds QEMU writes an ELF dump
                  (dump-guest-memory) into a private folder in --temp-dir (QEMU must be able to
                  write there), removed once analysed; a dump that would exceed --disk-budget or
@@ -94,8 +104,18 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
       .option('--folder <dir>', 'take the dumps written into this folder')
       .option('--qmp <socket>', 'snapshot the QEMU guest behind this QMP unix socket')
       .option(
+        '--qemu-shm <file>',
+        "with --qmp: read the guest's RAM in place from this shared file (no dumps; checks every 2 s by default)",
+      )
+      .option('--consistent', 'with --qemu-shm: pause the guest during each check (the pause is reported)')
+      .option(
+        '--scan-interval <seconds>',
+        "full-memory scans at most this often (the policy's signatures rules; with --qemu-shm also the task_struct carving, default 60): the checks between keep the last hits",
+        parsePositiveNumber,
+      )
+      .option(
         '--interval <seconds>',
-        'with --qmp: time between the starts of two dumps (default 60)',
+        'with --qmp: time between the starts of two dumps or checks, e.g. 60, 2s, 500ms (default 60, 2 with --qemu-shm)',
         parsePositiveNumber,
       )
       .option(
@@ -141,6 +161,7 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
         source,
         ...(policy ? { policy } : {}),
         ...(options.hostMetadata !== undefined ? { hostMetadataFile: options.hostMetadata } : {}),
+        ...(options.scanInterval !== undefined ? { scanIntervalMs: options.scanInterval * 1000 } : {}),
         signal: stop.signal,
         contextOptions: helpers.contextOptions(options, progress),
         onAlert: writeAlert,
@@ -167,16 +188,24 @@ function checkSourceOptions(options: WatchCliOptions): void {
   if ((options.folder === undefined) === (options.qmp === undefined)) {
     throw new VmscopeError('USAGE', 'watch needs exactly one source: --folder DIR or --qmp SOCKET');
   }
+  if (options.qemuShm !== undefined && options.qmp === undefined)
+    throw new VmscopeError('USAGE', '--qemu-shm needs --qmp SOCKET: the RAM layout is asked of QEMU, never assumed');
   const misplaced =
     options.folder !== undefined
-      ? (['interval', 'tempDir', 'diskBudget'] as const).filter((key) => options[key] !== undefined).map(optionName)
+      ? (['interval', 'tempDir', 'diskBudget', 'qemuShm', 'consistent'] as const)
+          .filter((key) => options[key] !== undefined)
+          .map(optionName)
       : options.includeExisting
         ? ['--include-existing']
-        : [];
+        : options.qemuShm !== undefined
+          ? (['tempDir', 'diskBudget'] as const).filter((key) => options[key] !== undefined).map(optionName)
+          : options.consistent
+            ? ['--consistent']
+            : [];
   if (misplaced.length > 0) {
     throw new VmscopeError(
       'USAGE',
-      `${misplaced.join(', ')} ${misplaced.length > 1 ? 'do' : 'does'} not apply to ${options.folder !== undefined ? '--folder' : '--qmp'}`,
+      `${misplaced.join(', ')} ${misplaced.length > 1 ? 'do' : 'does'} not apply to ${options.folder !== undefined ? '--folder' : options.qemuShm !== undefined ? '--qemu-shm' : '--qmp without --qemu-shm'}`,
     );
   }
   if (options.folder !== undefined && !isDirectory(options.folder)) {
@@ -199,6 +228,15 @@ function isDirectory(path: string): boolean {
 function openSource(options: WatchCliOptions, common: SourceOptions): SnapshotSource {
   if (options.folder !== undefined)
     return new FolderSource(options.folder, { ...common, includeExisting: options.includeExisting === true });
+  if (options.qemuShm !== undefined)
+    return new QemuSharedMemorySource({
+      ...common,
+      ramPath: options.qemuShm,
+      qmpSocket: options.qmp!,
+      consistent: options.consistent === true,
+      ...(options.interval !== undefined ? { intervalMs: options.interval * 1000 } : {}),
+      ...(options.scanInterval !== undefined ? { scanIntervalMs: options.scanInterval * 1000 } : {}),
+    });
   return new QmpSource(options.qmp!, {
     ...common,
     ...(options.interval !== undefined ? { intervalMs: options.interval * 1000 } : {}),
@@ -263,8 +301,10 @@ function perSnapshotProgress(enabled: boolean): ReturnType<typeof createProgress
   };
 }
 
+/** Seconds, bare or with a unit: `60`, `2s`, `500ms`. */
 function parsePositiveNumber(text: string): number {
-  const value = Number(text);
+  const unit = /^(.*?)(ms|s)?$/.exec(text.trim())!;
+  const value = Number(unit[1]) / (unit[2] === 'ms' ? 1000 : 1);
   if (!Number.isFinite(value) || value <= 0) throw new InvalidArgumentError('expected a positive number of seconds');
   return value;
 }

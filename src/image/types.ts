@@ -3,7 +3,7 @@
  * reads. Physical addresses and file offsets are JS numbers (exact up to 2^53, i.e. 8 PiB);
  * virtual addresses, which need all 64 bits, are bigints in the layers above.
  */
-export type ImageFormat = 'raw' | 'lime' | 'elf' | 'kdump' | 'migration' | 'avml';
+export type ImageFormat = 'raw' | 'lime' | 'elf' | 'kdump' | 'migration' | 'avml' | 'qemu-shm';
 
 /** A run of physical memory present in the image, `end` exclusive, stored at `fileOffset`. */
 export interface PhysicalRange {

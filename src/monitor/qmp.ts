@@ -222,6 +222,11 @@ export class QmpClient {
     return this.execute<QmpStatus>('query-status');
   }
 
+  /** A human monitor (HMP) command's text output, e.g. `info mtree -f`: what QMP has no structured form of. */
+  async humanMonitorCommand(commandLine: string): Promise<string> {
+    return this.execute<string>('human-monitor-command', { 'command-line': commandLine });
+  }
+
   async stop(): Promise<void> {
     await this.execute('stop');
   }

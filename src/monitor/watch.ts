@@ -44,6 +44,7 @@ import {
   reconcileViolations,
   sourceFailureAlert,
   violationFields,
+  violationIdentity,
   type AlertFields,
 } from './alerts.js';
 import { diffSnapshots, type DiffChange, type DiffKind, type DiffOptions } from './diff.js';
@@ -58,7 +59,7 @@ import {
 } from './policy.js';
 import type { SnapshotSummary } from './snapshot.js';
 import type { Snapshot, SnapshotSource, SourceProblem } from './sources/source.js';
-import { isPartialSummary, summarizeDump } from './summarize.js';
+import { isPartialSummary, summarizeDump, summarizeSnapshot, type SummarizeOptions } from './summarize.js';
 
 export { reconcileViolations } from './alerts.js';
 
@@ -66,7 +67,14 @@ export type AlertType = 'violation' | 'resolved' | 'change' | 'error';
 
 /** Why an `error` alert was emitted. Source problems keep the source's own kind. */
 export type ErrorKind =
-  'unreadable_dump' | 'action_failed' | 'guest_gone' | 'source_failed' | 'broken_file' | 'dump_skipped' | 'dump_failed';
+  | 'unreadable_dump'
+  | 'action_failed'
+  | 'guest_gone'
+  | 'source_failed'
+  | 'broken_file'
+  | 'dump_skipped'
+  | 'dump_failed'
+  | 'memory_unreadable';
 
 /**
  * One alert, shaped for NDJSON: `JSON.stringify(alert)` is the line (snake_case keys, ISO
@@ -107,6 +115,10 @@ export interface SnapshotTimings {
   readonly actionsMs: number;
   /** Alerts the snapshot produced. */
   readonly alerts: number;
+  /** Reads of the memory: more than one when a running guest's findings were confirmed. */
+  readonly reads?: number;
+  /** How long the guest was paused for this snapshot (a consistent live read), in ms. */
+  readonly pausedMs?: number;
 }
 
 export interface WatchOptions {
@@ -128,11 +140,18 @@ export interface WatchOptions {
   readonly onSnapshotJudged?: (summary: SnapshotSummary, alerts: readonly WatchAlert[]) => void | Promise<void>;
   /** The host's location (JSON: region, postal_code, timezone) for `geo_fence` rules, re-read for every snapshot (a live migration is seen). */
   readonly hostMetadataFile?: string;
+  /**
+   * Signature scans (the policy's `signatures` rules read all of memory) at most this often; the
+   * snapshots between carry the last scan's hits. Default: every snapshot.
+   */
+  readonly scanIntervalMs?: number;
   /** The alerts' `time` (tests pin it). Default: the real clock. */
   readonly now?: () => Date;
 }
 
 const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
+/** Reads of a running guest per snapshot at most: the first, its confirmation, and one more when they disagree. */
+const MAX_SMEARED_READS = 3;
 const NOTHING_DONE = { waitMs: 0, summarizeMs: 0, diffMs: 0, policyMs: 0, actionsMs: 0, alerts: 0 } as const;
 /** What is kept of an exec'd command's stderr to explain its failure. */
 
@@ -158,6 +177,7 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
   // The policy's `signatures` rules need the dump scanned with their rules files while it is open.
   const rulesFiles = options.policy ? policyRulesFiles(options.policy) : [];
   const rulesById = new Map((options.policy?.rules ?? []).map((rule) => [rule.id, rule]));
+  const scans = signatureCadence(options.scanIntervalMs);
   let previous: SnapshotSummary | undefined;
   let open = new Map<string, Violation>();
   try {
@@ -178,13 +198,29 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
       const waitMs = performance.now() - waitStarted;
 
       const summarizeStarted = performance.now();
+      const summarizeOptions: SummarizeOptions = {
+        rulesFiles: scans.due() ? rulesFiles : [],
+        ...(options.hostMetadataFile !== undefined ? { hostMetadataFile: options.hostMetadataFile } : {}),
+        ...(snapshot.capturedAt ? { hostCapturedAt: snapshot.capturedAt } : {}),
+      };
+      const read = (): Promise<SnapshotSummary> =>
+        summarizeOf(snapshot, options.contextOptions, summarizeOptions).then((summary) => scans.carry(summary));
       let summary: SnapshotSummary;
+      let judged: Judgement;
+      let reads = 1;
       try {
-        summary = await summarizeDump(snapshot.path, options.contextOptions, {
-          rulesFiles,
-          ...(options.hostMetadataFile !== undefined ? { hostMetadataFile: options.hostMetadataFile } : {}),
-          ...(snapshot.capturedAt ? { hostCapturedAt: snapshot.capturedAt } : {}),
-        });
+        summary = await read();
+        judged = judge(summary, previous, open, options);
+        // A running guest's lists may change under the walk: alert only what two reads in a row agree on.
+        for (let last = judged; snapshot.smeared && !judged.quiet && reads < MAX_SMEARED_READS; last = judged) {
+          const again = await read();
+          reads++;
+          judged = judge(again, previous, open, options);
+          const agreed = agreement(last, judged);
+          summary = again;
+          if (agreed.complete) break;
+          judged = agreed.judgement;
+        }
       } catch (error) {
         // Whatever the dump did to the analysis (a VmscopeError, or a bug it tripped), the next dump deserves a look.
         const reason = isVmscopeError(error)
@@ -192,6 +228,7 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
           : error instanceof Error
             ? error.message
             : String(error);
+        await snapshot.release();
         yield await emit({
           type: 'error',
           snapshot: snapshot.path,
@@ -204,12 +241,12 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
           waitMs,
           summarizeMs: performance.now() - summarizeStarted,
           alerts: 1,
+          ...pausedOf(snapshot),
         });
         continue;
-      } finally {
-        // Only the summary is needed from here on: a QMP dump (as large as the guest's RAM) goes now.
-        await snapshot.release();
       }
+      // Only the summary is needed from here on: a QMP dump (as large as the guest's RAM) goes now, a paused guest resumes.
+      await snapshot.release();
       const summarizeMs = performance.now() - summarizeStarted;
       const about = { snapshot: summary.path, captured_at: summary.capturedAt.toISOString() };
       const raised: WatchAlert[] = [];
@@ -219,30 +256,13 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
         return alert;
       };
 
-      const diffStarted = performance.now();
-      const rebooted = previous !== undefined && previous.banner !== summary.banner;
-      const changes =
-        previous === undefined
-          ? []
-          : rebooted
-            ? rebootAlerts(previous, summary, open.values())
-            : diffSnapshots(previous, summary, options.diffOptions).map(changeFields);
-      if (rebooted) open = new Map(); // start over: judged as a first snapshot
-      const diffMs = performance.now() - diffStarted;
+      const { changes, reconciled, diffMs, policyMs } = judged;
       for (const change of changes) {
         yield await emitRaised({ ...about, ...change });
       }
-
-      const policyStarted = performance.now();
-      const reconciled = reconcileViolations(
-        open,
-        options.policy ? evaluatePolicy(options.policy, summary) : [],
-        isPartialSummary(summary),
-      );
       const { appeared, resolved } = reconciled;
       open = reconciled.open;
       previous = summary;
-      const policyMs = performance.now() - policyStarted;
 
       let actionsMs = 0;
       for (const violation of appeared) {
@@ -290,6 +310,8 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
         policyMs,
         actionsMs,
         alerts: raised.length,
+        reads,
+        ...pausedOf(snapshot),
       });
     }
   } finally {
@@ -297,6 +319,117 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
     // Ends the source's own iteration too (the for-await protocol's return()): sockets and temp files go.
     await snapshots.return?.();
   }
+}
+
+/** The summary of one read: of a fresh context over live memory, or of the dump file. */
+async function summarizeOf(
+  snapshot: Snapshot,
+  contextOptions: ContextOptions | undefined,
+  options: SummarizeOptions,
+): Promise<SnapshotSummary> {
+  if (!snapshot.openContext) return summarizeDump(snapshot.path, contextOptions, options);
+  const context = await snapshot.openContext(contextOptions ?? {});
+  try {
+    return await summarizeSnapshot(context, options);
+  } finally {
+    context.close();
+  }
+}
+
+/** What one summary means against the state so far: its changes and the violations that appear and go. */
+interface Judgement {
+  readonly changes: AlertFields[];
+  readonly rebooted: boolean;
+  readonly reconciled: ReturnType<typeof reconcileViolations>;
+  /** Nothing to alert: no change, no violation appearing or going. */
+  readonly quiet: boolean;
+  readonly diffMs: number;
+  readonly policyMs: number;
+}
+
+function judge(
+  summary: SnapshotSummary,
+  previous: SnapshotSummary | undefined,
+  open: ReadonlyMap<string, Violation>,
+  options: WatchOptions,
+): Judgement {
+  const diffStarted = performance.now();
+  const rebooted = previous !== undefined && previous.banner !== summary.banner;
+  const changes =
+    previous === undefined
+      ? []
+      : rebooted
+        ? rebootAlerts(previous, summary, open.values())
+        : diffSnapshots(previous, summary, options.diffOptions).map(changeFields);
+  const diffMs = performance.now() - diffStarted;
+  const policyStarted = performance.now();
+  const reconciled = reconcileViolations(
+    rebooted ? new Map() : open,
+    options.policy ? evaluatePolicy(options.policy, summary) : [],
+    isPartialSummary(summary),
+  );
+  const quiet = changes.length === 0 && reconciled.appeared.length === 0 && reconciled.resolved.length === 0;
+  return { changes, rebooted, reconciled, quiet, diffMs, policyMs: performance.now() - policyStarted };
+}
+
+/** A change is the same one in two reads when what and who agree (its detail may differ). */
+function changeKey(change: AlertFields): string {
+  return JSON.stringify([change.type, change.kind, change.change, change.pid, change.name, change.comm]);
+}
+
+/**
+ * What two reads of a running guest agree on: the later read's changes, appearing and
+ * resolved violations that the earlier read found too (`complete` when nothing was dropped).
+ * The violations left open are the later read's, minus those only it saw appear.
+ */
+function agreement(earlier: Judgement, later: Judgement): { judgement: Judgement; complete: boolean } {
+  const earlierChanges = new Set(earlier.changes.map(changeKey));
+  const earlierAppeared = new Set(earlier.reconciled.appeared.map(violationIdentity));
+  const earlierResolved = new Set(earlier.reconciled.resolved.map(violationIdentity));
+  const changes = later.changes.filter((change) => earlierChanges.has(changeKey(change)));
+  const appeared = later.reconciled.appeared.filter((violation) => earlierAppeared.has(violationIdentity(violation)));
+  const resolved = later.reconciled.resolved.filter((violation) => earlierResolved.has(violationIdentity(violation)));
+  const unconfirmed = new Set(
+    later.reconciled.appeared.filter((violation) => !appeared.includes(violation)).map(violationIdentity),
+  );
+  const open = new Map([...later.reconciled.open].filter(([identity]) => !unconfirmed.has(identity)));
+  for (const violation of later.reconciled.resolved.filter((violation) => !resolved.includes(violation)))
+    open.set(violationIdentity(violation), violation);
+  const complete =
+    changes.length === later.changes.length &&
+    changes.length === earlier.changes.length &&
+    appeared.length === later.reconciled.appeared.length &&
+    appeared.length === earlier.reconciled.appeared.length &&
+    resolved.length === later.reconciled.resolved.length &&
+    resolved.length === earlier.reconciled.resolved.length;
+  return {
+    judgement: { ...later, changes, reconciled: { appeared, resolved, open }, quiet: false },
+    complete,
+  };
+}
+
+function pausedOf(snapshot: Snapshot): { pausedMs?: number } {
+  return snapshot.pausedMs !== undefined ? { pausedMs: snapshot.pausedMs } : {};
+}
+
+/** When signature scans are due, and the last scan's hits for the snapshots between. */
+function signatureCadence(intervalMs: number | undefined): {
+  due(): boolean;
+  carry(summary: SnapshotSummary): SnapshotSummary;
+} {
+  let lastScanAt = Number.NEGATIVE_INFINITY;
+  let lastHits: SnapshotSummary['signatures'];
+  return {
+    due: () => intervalMs === undefined || performance.now() - lastScanAt >= intervalMs,
+    carry: (summary) => {
+      if (summary.signatures !== undefined) {
+        lastScanAt = performance.now();
+        lastHits = summary.signatures;
+        return summary;
+      }
+      return lastHits !== undefined ? { ...summary, signatures: lastHits } : summary;
+    },
+  };
 }
 
 /** Drain `watch(options)` for callback-style use (`onAlert`); resolves when the watch ends. */

@@ -1,3 +1,4 @@
+import type { ContextOptions, DumpContext } from '../../analyses/context.js';
 /**
  * Where the monitor's dumps come from. A SnapshotSource hands out one dump file at a time, only
  * once the file is complete, and is stopped from outside (AbortSignal or close()) without
@@ -6,6 +7,7 @@
 
 /** One complete dump file, owned by the consumer until it calls release(). */
 export interface Snapshot {
+  /** The dump file; for memory read in place (a live guest), the file the memory is read from. */
   readonly path: string;
   /** When the source saw the dump complete (not when the guest was paused). */
   readonly receivedAt: Date;
@@ -13,6 +15,18 @@ export interface Snapshot {
   readonly capturedAt?: Date;
   /** Done with the file: deletes it when the source made it (QMP), a no-op for files it found (folder). */
   release(): Promise<void>;
+  /**
+   * Memory read in place (a live guest): a fresh context over it for each read, instead of
+   * opening `path` as a dump. Absent for dump files.
+   */
+  openContext?(options: ContextOptions): Promise<DumpContext>;
+  /**
+   * The memory changes while it is read (a running guest): a finding counts only when a second
+   * read (another openContext) repeats it.
+   */
+  readonly smeared?: boolean;
+  /** Once released: how long the guest was paused for this snapshot, in ms (a consistent live read). */
+  readonly pausedMs?: number;
 }
 
 /**
@@ -21,7 +35,7 @@ export interface Snapshot {
  * dump does not stop a watch loop.
  */
 export interface SourceProblem {
-  readonly kind: 'broken-file' | 'dump-skipped' | 'dump-failed';
+  readonly kind: 'broken-file' | 'dump-skipped' | 'dump-failed' | 'memory-unreadable';
   /** The file concerned, when there is one. */
   readonly path?: string;
   readonly message: string;

@@ -101,6 +101,29 @@ export class TaskCarver {
     return tasks;
   }
 
+  /**
+   * What `carve` would find again of an earlier carve's tasks, without scanning memory: each one
+   * still holding a sched_class pointer where carve found it, inspected anew (a task that exited
+   * and whose memory was reused drops out). Tasks carved nowhere before are not found: a
+   * monitor runs `carve` again at a lower cadence for those.
+   */
+  recarve(earlier: readonly ExaminedTask[]): ExaminedTask[] {
+    const tasks: ExaminedTask[] = [];
+    for (const { info } of earlier) {
+      let schedClass: bigint;
+      try {
+        schedClass = this.reader.pointerField(info.task, 'task_struct', 'sched_class');
+      } catch (error) {
+        if (error instanceof VmscopeError) continue;
+        throw error;
+      }
+      if (!this.schedClasses.has(schedClass)) continue;
+      const task = this.inspect(info.task);
+      if (typeof task !== 'string') tasks.push(task);
+    }
+    return tasks;
+  }
+
   /** The task_struct at `address` with what its fields say, or why it cannot be one. */
   inspect(address: bigint): ExaminedTask | string {
     try {

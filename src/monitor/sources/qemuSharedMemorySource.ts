@@ -1,0 +1,231 @@
+import { statSync } from 'node:fs';
+import { DumpContext, type CarriedKernel, type ContextOptions } from '../../analyses/context.js';
+import { carvedTasksProvider, taskCarverProvider } from '../../analyses/providers/processes.js';
+import { openQemuSharedMemory } from '../../image/qemuSharedMemory.js';
+import type { ExaminedTask } from '../../os/linux/taskCarving.js';
+import type { MemoryImage } from '../../image/types.js';
+import { X86AddressSpace } from '../../space/x86.js';
+import { isVmscopeError } from '../../util/errors.js';
+import { readGuestRamLayout, type GuestRamLayout } from '../qemuLayout.js';
+import { QmpClient, QmpClosedError, QmpConnectError, type QmpConnectOptions } from '../qmp.js';
+import { GuestGoneError } from './qmpSource.js';
+import { pause, ProducingSource, type Snapshot, type SourceOptions } from './source.js';
+
+export interface QemuSharedMemorySourceOptions extends SourceOptions {
+  /** The file QEMU backs the guest's RAM with (`memory-backend-file,mem-path=…,share=on`). */
+  readonly ramPath: string;
+  /** The guest's QMP socket: the RAM layout, the vCPUs' registers, stop/cont. */
+  readonly qmpSocket: string;
+  /**
+   * Pause the guest (QMP `stop`) for each check and resume it (`cont`) when the check is done:
+   * one consistent view, at the cost of a pause (reported in `pausedMs`). Default false: the
+   * guest runs while it is read and the watch confirms each finding with a second read.
+   */
+  readonly consistent?: boolean;
+  /** Time between the starts of two checks. Default 2000 ms. The first check starts at once. */
+  readonly intervalMs?: number;
+  /**
+   * How often a check carves all of memory for task_structs (psscan; the hidden-process cross
+   * view and eBPF holders use it). The checks between re-read only the tasks the last carve
+   * found. Default 60 000 ms; the first check always carves.
+   */
+  readonly scanIntervalMs?: number;
+  readonly connect?: QmpConnectOptions;
+}
+
+/** The file as opened: replaced (another inode) or resized, it is opened again with a fresh layout. */
+interface OpenRam {
+  readonly image: MemoryImage;
+  readonly identity: string;
+  readonly layout: string;
+}
+
+/**
+ * Checks of a running QEMU guest read straight from its shared RAM file: no dump is written,
+ * a check reads only the pages its analyses touch. Each interval the layout is asked of QEMU
+ * again (a reset or a hot-plug changes it), the file is reopened when it was replaced or
+ * resized, and the snapshot hands out fresh contexts over the live memory (`openContext`), so
+ * every kernel object is read anew; the kernel's place and profile are carried from check to
+ * check while its banner stays where it was (a reboot into another kernel is found again, and
+ * the watch says so).
+ *
+ * QEMU exiting (the guest destroyed, or migrated away) ends the iteration with GuestGoneError;
+ * a file that cannot be read as this guest's RAM (truncated under QEMU, not shared) is a
+ * `memory-unreadable` problem and the check is skipped.
+ */
+export class QemuSharedMemorySource extends ProducingSource {
+  readonly ramPath: string;
+  readonly qmpSocket: string;
+  private readonly consistent: boolean;
+  private readonly intervalMs: number;
+  private qmp: QmpClient | undefined;
+  private ram: OpenRam | undefined;
+  private carried: CarriedKernel | undefined;
+  private readonly scanIntervalMs: number;
+  /** The last full carve, for the light checks until the next one. */
+  private lastCarve: { readonly tasks: readonly ExaminedTask[]; readonly at: number } | undefined;
+  /** The pause action stopped the guest: no check may resume it. */
+  private pausedByAction = false;
+
+  constructor(private readonly options: QemuSharedMemorySourceOptions) {
+    super(options);
+    this.ramPath = options.ramPath;
+    this.qmpSocket = options.qmpSocket;
+    this.consistent = options.consistent ?? false;
+    this.intervalMs = options.intervalMs ?? 2000;
+    this.scanIntervalMs = options.scanIntervalMs ?? 60_000;
+  }
+
+  /** The QMP connection, once iteration has started (QEMU serves one client per socket). */
+  get client(): QmpClient | undefined {
+    return this.qmp;
+  }
+
+  async pauseGuest(): Promise<void> {
+    if (!this.qmp) throw new Error('the source is not connected to QEMU yet');
+    this.pausedByAction = true;
+    await this.qmp.stop();
+  }
+
+  protected async *produce(): AsyncGenerator<Snapshot, void> {
+    const client = await this.connect();
+    const stopOrGone = AbortSignal.any([this.stopping, client.closedSignal]);
+    let nextCheckAt = Date.now();
+    while (!this.stopping.aborted) {
+      if (!(await pause(Math.max(0, nextCheckAt - Date.now()), stopOrGone))) {
+        if (this.stopping.aborted) return;
+        throw new GuestGoneError(this.qmpSocket, client.closeReason ?? 'the QMP connection closed');
+      }
+      nextCheckAt = Date.now() + this.intervalMs;
+      const snapshot = await this.guestGoneOnClose(() => this.capture(client));
+      if (snapshot) yield snapshot;
+    }
+  }
+
+  protected async cleanup(): Promise<void> {
+    this.ram?.image.close();
+    this.ram = undefined;
+    await this.qmp?.close();
+  }
+
+  private async connect(): Promise<QmpClient> {
+    try {
+      this.qmp = await QmpClient.connect(this.qmpSocket, this.options.connect);
+      return this.qmp;
+    } catch (error) {
+      if (error instanceof QmpConnectError) throw new GuestGoneError(this.qmpSocket, error.message, { cause: error });
+      throw error;
+    }
+  }
+
+  private async guestGoneOnClose<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      if (error instanceof QmpClosedError) throw new GuestGoneError(this.qmpSocket, error.message, { cause: error });
+      throw error;
+    }
+  }
+
+  /** One check's snapshot (the guest paused first when consistent), or undefined when the memory cannot be read. */
+  private async capture(client: QmpClient): Promise<Snapshot | undefined> {
+    const paused = this.consistent ? await this.stopGuest(client) : undefined;
+    let image: MemoryImage;
+    try {
+      image = this.openRam(await readGuestRamLayout(client, this.ramPath));
+    } catch (error) {
+      if (paused) await this.resumeGuest(client, paused);
+      if (!isVmscopeError(error)) throw error;
+      this.reportProblem({ kind: 'memory-unreadable', path: this.ramPath, message: error.describe(), cause: error });
+      return undefined;
+    }
+    const capturedAt = new Date();
+    let pausedMs: number | undefined;
+    return {
+      path: this.ramPath,
+      receivedAt: capturedAt,
+      capturedAt,
+      smeared: !this.consistent,
+      get pausedMs() {
+        return pausedMs;
+      },
+      openContext: (options) => this.openContext(image, options),
+      release: async () => {
+        if (paused && pausedMs === undefined)
+          pausedMs = await this.guestGoneOnClose(() => this.resumeGuest(client, paused));
+      },
+    };
+  }
+
+  /** `stop` unless the guest is already paused (by someone else, or by the pause action): then it is not ours to resume. */
+  private async stopGuest(client: QmpClient): Promise<{ stoppedAt: number } | undefined> {
+    if (this.pausedByAction || !(await client.queryStatus()).running) return undefined;
+    await client.stop();
+    return { stoppedAt: performance.now() };
+  }
+
+  /** `cont`, unless the pause action stopped the guest meanwhile; returns how long it was paused. */
+  private async resumeGuest(client: QmpClient, paused: { stoppedAt: number }): Promise<number> {
+    if (!this.pausedByAction) await client.cont();
+    return performance.now() - paused.stoppedAt;
+  }
+
+  /** The open file when neither it nor the layout changed, else the file opened again (and the kernel looked for again). */
+  private openRam(layout: GuestRamLayout): MemoryImage {
+    const stat = statSync(this.ramPath);
+    const identity = `${stat.dev}:${stat.ino}:${stat.size}`;
+    const ranges = JSON.stringify(layout.ranges);
+    if (this.ram && this.ram.identity === identity && this.ram.layout === ranges) return this.ram.image;
+    this.ram?.image.close();
+    this.ram = undefined;
+    this.forgetKernel();
+    const image = openQemuSharedMemory(this.ramPath, layout);
+    this.ram = { image, identity, layout: ranges };
+    return image;
+  }
+
+  private async openContext(image: MemoryImage, options: ContextOptions): Promise<DumpContext> {
+    if (this.carried && !sameKernelRuns(image, this.carried)) this.forgetKernel();
+    // Scan threads open the dump by its path: a RAM file is not a dump they could read (its layout is QEMU's).
+    const { parallelRuleScan: _threadsOpenByPath, ...inPlace } = options;
+    const context = DumpContext.overLiveImage(image, inPlace, this.carried);
+    this.carried ??= await context.carriedKernel();
+    const earlier = this.lastCarve;
+    if (earlier && performance.now() - earlier.at < this.scanIntervalMs) {
+      context.substitute(carvedTasksProvider, async (light) =>
+        (await light.get(taskCarverProvider)).recarve(earlier.tasks),
+      );
+    } else {
+      this.lastCarve = { tasks: await context.get(carvedTasksProvider), at: performance.now() };
+    }
+    return context;
+  }
+
+  /** Another kernel (or another file): nothing found of the last one holds. */
+  private forgetKernel(): void {
+    this.carried = undefined;
+    this.lastCarve = undefined;
+  }
+}
+
+/**
+ * Whether the kernel found at an earlier check still runs: its `linux_banner` symbol still
+ * translates, through its own page tables, to the physical address where the banner was found,
+ * and the banner's bytes are still there. A reboot (same kernel or not) moves or overwrites them.
+ */
+export function sameKernelRuns(image: MemoryImage, carried: CarriedKernel): boolean {
+  const { kernel, profile } = carried;
+  const symbol = profile.profile.symbol('linux_banner');
+  if (symbol === undefined) return false;
+  try {
+    const translated = new X86AddressSpace(image, kernel.dtb, kernel.pagingLevels).tryTranslate(symbol);
+    if (translated?.physical !== kernel.bannerPhysical) return false;
+    const expected = new TextEncoder().encode(kernel.banner);
+    const found = new Uint8Array(expected.length);
+    image.read(kernel.bannerPhysical, found);
+    return found.every((byte, index) => byte === expected[index]);
+  } catch (error) {
+    if (isVmscopeError(error)) return false;
+    throw error;
+  }
+}

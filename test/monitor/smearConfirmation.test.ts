@@ -1,0 +1,167 @@
+import { chmodSync, closeSync, copyFileSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DumpContext, type CarriedKernel } from '../../src/analyses/context.js';
+import { readerProvider } from '../../src/analyses/providers/kernel.js';
+import { taskListProvider } from '../../src/analyses/providers/processes.js';
+import { openQemuSharedMemory } from '../../src/image/qemuSharedMemory.js';
+import type { MemoryImage } from '../../src/image/types.js';
+import { sameKernelRuns } from '../../src/monitor/sources/qemuSharedMemorySource.js';
+import type { Snapshot, SnapshotSource } from '../../src/monitor/sources/source.js';
+import { watch, type SnapshotTimings, type WatchAlert } from '../../src/monitor/watch.js';
+import { fixturePath } from '../support/fixtures.js';
+
+/**
+ * Reads of a running guest are smeared: a list may change while it is walked. Here the guest is
+ * a copy of the clean 6.1 guest's RAM (a pmemsave of [0, 512 MiB): byte for byte what QEMU's
+ * shared RAM file of this 512 MiB pc guest holds, at the layout QEMU reports for it), and the
+ * "guest" changes its task list between the watch's reads: a process is unlinked (as a task
+ * list mid-update looks to a walker, and as DKOM looks) for one read only. The watch must alert
+ * nothing the confirmation read does not repeat, and still alert what both reads see.
+ */
+const work = mkdtempSync(join(tmpdir(), 'vmsmear-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+const cacheDir = join(work, 'profiles');
+const VICTIM = 'lab_worker_2';
+
+interface Unlink {
+  /** Physical address and bytes of the predecessor's tasks.next and the successor's tasks.prev: unlinked and linked. */
+  readonly writes: ReadonlyArray<{ physical: number; unlinked: bigint; linked: bigint }>;
+}
+
+/** Where to write to take VICTIM off the task list (and put it back), found by walking the list once. */
+async function planUnlink(image: MemoryImage): Promise<Unlink> {
+  const context = DumpContext.overLiveImage(image, { cacheDir });
+  try {
+    const reader = await context.get(readerProvider);
+    const { tasks } = await context.get(taskListProvider);
+    const at = tasks.findIndex((task) => task.comm === VICTIM);
+    expect(at).toBeGreaterThan(0);
+    const link = BigInt(reader.profile.offsetOf('task_struct', 'tasks'));
+    const [before, victim, after] = [tasks[at - 1]!, tasks[at]!, tasks[at + 1]!];
+    const physical = (virtual: bigint) => context.kernel.space.translate(virtual).physical;
+    return {
+      writes: [
+        // before.tasks.next: victim.tasks → after.tasks
+        { physical: physical(before.task + link), unlinked: after.task + link, linked: victim.task + link },
+        // after.tasks.prev: victim.tasks → before.tasks
+        { physical: physical(after.task + link + 8n), unlinked: before.task + link, linked: victim.task + link },
+      ],
+    };
+  } finally {
+    context.close();
+  }
+}
+
+function applyUnlink(file: string, unlink: Unlink, unlinked: boolean): void {
+  const fd = openSync(file, 'r+');
+  try {
+    for (const write of unlink.writes) {
+      const bytes = new Uint8Array(8);
+      new DataView(bytes.buffer).setBigUint64(0, unlinked ? write.unlinked : write.linked, true);
+      writeSync(fd, bytes, 0, 8, write.physical);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Snapshots of the RAM copy, read as the live source reads it (fresh contexts over one image,
+ * the kernel carried), where each read first sets the task list to what `unlinkedAtRead` says.
+ */
+function mutatingSource(
+  file: string,
+  image: MemoryImage,
+  unlink: Unlink,
+  plan: ReadonlyArray<readonly boolean[]>,
+): SnapshotSource {
+  let carried: CarriedKernel | undefined;
+  const snapshots = plan.map((unlinkedAtRead): Snapshot => {
+    let read = 0;
+    return {
+      path: file,
+      receivedAt: new Date(),
+      smeared: true,
+      release: () => Promise.resolve(),
+      openContext: async (options) => {
+        applyUnlink(file, unlink, unlinkedAtRead[Math.min(read, unlinkedAtRead.length - 1)]!);
+        read++;
+        const context = DumpContext.overLiveImage(image, options, carried);
+        carried ??= await context.carriedKernel();
+        return context;
+      },
+    };
+  });
+  const iterator = snapshots[Symbol.iterator]();
+  return {
+    [Symbol.asyncIterator]: () => ({ next: () => Promise.resolve(iterator.next()) }),
+    close: () => Promise.resolve(),
+  };
+}
+
+describe('smeared live reads: a finding is alerted only when the confirmation read repeats it', () => {
+  it(
+    'a process unlinked for one read raises nothing; unlinked for both reads, it is alerted',
+    { timeout: 300_000 },
+    async () => {
+      const ram = join(work, 'guest-ram');
+      copyFileSync(fixturePath('linux61-clean', 'raw'), ram);
+      chmodSync(ram, 0o600); // the fixture is read-only, its copy is the guest's to write
+      const size = statSync(ram).size;
+      const image = openQemuSharedMemory(ram, { ranges: [{ start: 0, end: size, fileOffset: 0 }], cpus: [] });
+      try {
+        const unlink = await planUnlink(image);
+        // The task list at each read, per snapshot: snapshot 2 unlinked it for its first read only
+        // (the confirmation and a third read disagree with it), snapshot 3 for both reads.
+        const source = mutatingSource(ram, image, unlink, [[false], [true, false, false], [true, true]]);
+        const alerts: Array<{ check: number; alert: WatchAlert }> = [];
+        const timings: SnapshotTimings[] = [];
+        for await (const alert of watch({
+          source,
+          contextOptions: { cacheDir },
+          onSnapshotDone: (timing) => timings.push(timing),
+        }))
+          alerts.push({ check: timings.length + 1, alert });
+
+        expect(timings.map((timing) => timing.reads)).toEqual([1, 3, 2]);
+        expect(
+          alerts.map(({ check, alert }) => [check, alert.type, alert.kind, alert.change, alert.comm]).sort(),
+        ).toEqual([
+          [3, 'change', 'hidden_process', 'appeared', VICTIM],
+          [3, 'change', 'process', 'ended', VICTIM],
+        ]);
+      } finally {
+        image.close();
+      }
+    },
+  );
+
+  it(
+    'a guest rebooted into another kernel is noticed: the carried kernel is dropped and found again',
+    { timeout: 300_000 },
+    async () => {
+      const ram = join(work, 'rebooting-ram');
+      copyFileSync(fixturePath('linux61-clean', 'raw'), ram);
+      const image = openQemuSharedMemory(ram, {
+        ranges: [{ start: 0, end: statSync(ram).size, fileOffset: 0 }],
+        cpus: [],
+      });
+      try {
+        const before = DumpContext.overLiveImage(image, { cacheDir });
+        const carried = await before.carriedKernel();
+        before.close();
+        expect(sameKernelRuns(image, carried)).toBe(true);
+        // The same file, now holding the 6.12 guest's RAM (what QEMU's file holds after a reboot into it).
+        copyFileSync(fixturePath('linux612-clean', 'raw'), ram);
+        expect(sameKernelRuns(image, carried)).toBe(false);
+        const after = DumpContext.overLiveImage(image, { cacheDir });
+        expect(after.kernel.release).not.toBe(carried.kernel.release);
+        after.close();
+      } finally {
+        image.close();
+      }
+    },
+  );
+});
