@@ -11,14 +11,14 @@ import {
   statfsSync,
   statSync,
   type Stats,
-  symlinkSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, extname, join, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type XzDecompress from 'xz-decompress';
-import { DecompressedTooLargeError, decompressToFile } from '../image/decompress.js';
+import { compressionOfHead } from '../image/container.js';
+import { DecompressedTooLargeError, decompressToFile, type Compression } from '../image/decompress.js';
 import { LIME_MAGIC } from '../image/lime.js';
 import { VmscopeError } from '../util/errors.js';
 import { lazyRequire } from '../util/lazyRequire.js';
@@ -30,14 +30,6 @@ const xzDecompress = lazyRequire<typeof XzDecompress>('xz-decompress');
  * What a batch takes as input: finding dump files in directories, and turning compressed dumps
  * into temporary plain files within a disk budget (the analyses need random access).
  */
-
-export type Compression = 'zstd' | 'gzip' | 'xz';
-
-const COMPRESSION_MAGICS: ReadonlyArray<{ magic: readonly number[]; compression: Compression; suffix: string }> = [
-  { magic: [0x28, 0xb5, 0x2f, 0xfd], compression: 'zstd', suffix: '.zst' },
-  { magic: [0x1f, 0x8b], compression: 'gzip', suffix: '.gz' },
-  { magic: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], compression: 'xz', suffix: '.xz' },
-];
 
 /** Raw physical memory has no magic: these names are taken as dumps (pmemsave, VMware, LiME, cores). */
 const DUMP_EXTENSIONS = new Set([
@@ -66,8 +58,7 @@ function readHead(path: string, length: number): Uint8Array {
 }
 
 export function compressionOf(path: string): Compression | undefined {
-  const head = readHead(path, 8);
-  return COMPRESSION_MAGICS.find(({ magic }) => magic.every((byte, i) => head[i] === byte))?.compression;
+  return compressionOfHead(readHead(path, 8));
 }
 
 /**
@@ -81,7 +72,7 @@ export function looksLikeDump(path: string): boolean {
   if (head.length >= 18 && head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c && head[3] === 0x46)
     return view.getUint16(16, true) === ELF_CORE;
   if (head.length >= 4 && view.getUint32(0, true) === LIME_MAGIC) return true;
-  if (COMPRESSION_MAGICS.some(({ magic }) => magic.every((byte, i) => head[i] === byte))) {
+  if (compressionOfHead(head) !== undefined) {
     const inner = extname(basename(path).replace(/\.(zst|zstd|gz|xz)$/, ''));
     return inner === '' || DUMP_EXTENSIONS.has(inner.toLowerCase());
   }
@@ -181,7 +172,7 @@ export interface DecompressedDump {
 /**
  * A plain copy of a compressed dump in a fresh temporary directory, deleted by `remove`. The
  * decompressed size is checked against the budget and the free space before writing when the
- * header declares it (zstd), else after writing (gzip, xz) and the copy is deleted if too big.
+ * header declares it (zstd), else while writing: decompression stops once it passes the bound.
  */
 export async function decompressToTemp(
   source: string,
@@ -203,15 +194,9 @@ export async function decompressToTemp(
   const directory = mkdtempSync(join(root, 'vmscope-batch-'));
   const remove = () => rmSync(directory, { recursive: true, force: true });
   try {
-    const suffix = COMPRESSION_MAGICS.find((entry) => entry.compression === compression)!.suffix;
     const target = join(directory, basename(source).replace(/\.(zst|zstd|gz|xz)$/, '') || 'dump');
     if (compression === 'xz') await unxzToFile(source, target, limit);
-    else {
-      // decompressToFile picks its decoder by suffix: a linked name gives it one whatever the input is called.
-      const named = join(directory, `input${suffix}`);
-      symlinkSync(resolve(source), named);
-      decompressToFile(named, target, { maxBytes: limit });
-    }
+    else decompressToFile(source, target, { compression, maxBytes: limit });
     return { path: target, remove };
   } catch (error) {
     remove();

@@ -95,7 +95,7 @@ export function decompressToFile(
   try {
     if (compression === 'zstd') {
       if (options.useZstdCli ?? hasCli('zstd')) {
-        // -f: the input may be a symbolic link (batch names it by its suffix), which zstd otherwise passes over.
+        // -f: a dump given as a symbolic link is read too (zstd passes over links otherwise).
         const args = ['-d', '-q', '-f', '--long=31', source, '-o', partial];
         checkCli('zstd', cliToFile('zstd', args, partial, { maxBytes, toStdout: false }));
       } else {
