@@ -7,8 +7,8 @@ import type { MemoryImage } from '../../image/types.js';
 import { X86AddressSpace } from '../../space/x86.js';
 import { isVmscopeError } from '../../util/errors.js';
 import { readGuestRamLayout, type GuestRamLayout } from '../qemuLayout.js';
-import { QmpClient, QmpClosedError, QmpConnectError, type QmpConnectOptions } from '../qmp.js';
-import { GuestGoneError } from './qmpSource.js';
+import { QmpClosedError, type QmpClient, type QmpConnectOptions } from '../qmp.js';
+import { connectToGuest, GuestGoneError } from './qmpSource.js';
 import { pause, ProducingSource, type Snapshot, type SourceOptions } from './source.js';
 
 export interface QemuSharedMemorySourceOptions extends SourceOptions {
@@ -109,13 +109,7 @@ export class QemuSharedMemorySource extends ProducingSource {
   }
 
   private async connect(): Promise<QmpClient> {
-    try {
-      this.qmp = await QmpClient.connect(this.qmpSocket, this.options.connect);
-      return this.qmp;
-    } catch (error) {
-      if (error instanceof QmpConnectError) throw new GuestGoneError(this.qmpSocket, error.message, { cause: error });
-      throw error;
-    }
+    return (this.qmp = await connectToGuest(this.qmpSocket, this.options.connect));
   }
 
   private async guestGoneOnClose<T>(work: () => Promise<T>): Promise<T> {

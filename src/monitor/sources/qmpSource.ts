@@ -24,6 +24,16 @@ export class GuestGoneError extends Error {
   }
 }
 
+/** The guest's QMP connection; no QEMU listening there is GuestGoneError, as for every QMP source. */
+export async function connectToGuest(socketPath: string, options?: QmpConnectOptions): Promise<QmpClient> {
+  try {
+    return await QmpClient.connect(socketPath, options);
+  } catch (error) {
+    if (error instanceof QmpConnectError) throw new GuestGoneError(socketPath, error.message, { cause: error });
+    throw error;
+  }
+}
+
 export interface QmpSourceOptions extends SourceOptions {
   /** Time between the starts of two dumps. Default 60 000 ms. The first dump is taken at once. */
   intervalMs?: number;
@@ -128,13 +138,7 @@ export class QmpSource extends ProducingSource {
   }
 
   private async connect(): Promise<QmpClient> {
-    try {
-      this.qmp = await QmpClient.connect(this.socketPath, this.options.connect);
-      return this.qmp;
-    } catch (error) {
-      if (error instanceof QmpConnectError) throw new GuestGoneError(this.socketPath, error.message, { cause: error });
-      throw error;
-    }
+    return (this.qmp = await connectToGuest(this.socketPath, this.options.connect));
   }
 
   /** One dump, or undefined when it was skipped or failed (reported as a problem). */
