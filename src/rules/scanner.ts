@@ -120,6 +120,8 @@ export class RuleScanner {
   private readonly triedThrough: Int32Array;
   /** Starts each target recorded in the current window. */
   private readonly recordedByTarget: Uint32Array;
+  /** Per string, how many starts the current window needs at most: the cap's remaining matches and one more. */
+  private readonly wantedStarts: Float64Array;
 
   private constructor(
     readonly rules: CompiledRules,
@@ -132,6 +134,7 @@ export class RuleScanner {
     const { prefilters, everywhere, longestReach, targetCount } = planPrefilters(this.strings, kernel.window.length);
     this.triedThrough = new Int32Array(targetCount);
     this.recordedByTarget = new Uint32Array(targetCount);
+    this.wantedStarts = new Float64Array(this.strings.length);
     this.prefilters = prefilters;
     const programOf = ({ string, variant }: { string: number; variant: number }) =>
       (this.strings[string]!.compiled.variants[variant] as ProgramVariant).program;
@@ -259,15 +262,16 @@ export class RuleScanner {
     const triedThrough = this.triedThrough.fill(-1);
     // A target's starts come in offset order too: past the cap's remaining matches (and one more, to know it was
     // exceeded) none of its later starts can be among the string's first, so a window of zeros records no more than that.
+    // `fullword` or a fixed offset may still reject some of the first starts: such strings need them all.
     const recordedByTarget = this.recordedByTarget.fill(0);
-    const wantedOf = (string: number): number => {
-      const { fullword, fixedOffset } = this.strings[string]!.compiled;
-      return fullword || fixedOffset !== undefined ? Infinity : this.cap.remaining(string) + 1;
-    };
+    const wanted = this.wantedStarts;
+    this.strings.forEach(({ compiled: { fullword, fixedOffset } }, string) => {
+      wanted[string] = fullword || fixedOffset !== undefined ? Infinity : this.cap.remaining(string) + 1;
+    });
     for (const prefilter of this.prefilters) {
       for (const hit of prefilter.hits(dataLength)) {
         for (const target of prefilter.targets[hit.id]!) {
-          if (this.cap.exhausted(target.string) || recordedByTarget[target.id]! >= wantedOf(target.string)) continue;
+          if (this.cap.exhausted(target.string) || recordedByTarget[target.id]! >= wanted[target.string]!) continue;
           const first = Math.max(
             ownedFrom,
             hit.offset - target.maxOffset,
@@ -279,7 +283,7 @@ export class RuleScanner {
             const length = this.verify(target, data, start);
             if (length > 0) {
               record(target.string, start, target.variant, length);
-              if (++recordedByTarget[target.id]! >= wantedOf(target.string)) break;
+              if (++recordedByTarget[target.id]! >= wanted[target.string]!) break;
             }
           }
         }
@@ -297,13 +301,11 @@ export class RuleScanner {
         dfaIndex === undefined
           ? programMatchesIn(program, data, ownedFrom, ownedTo)
           : programMatchesBeforeEnds(program, data, ends![dfaIndex]!, ownedFrom, ownedTo);
-      // Starts come in order: past what the cap keeps (and one more, to know it was exceeded) they would be dropped,
-      // unless `fullword` or a fixed offset may still reject some of the first ones.
-      const wanted = wantedOf(string);
+      // Starts come in order: past what the cap keeps (and one more, to know it was exceeded) they would be dropped.
       let taken = 0;
       for (const [start, length] of matches) {
         record(string, start, variant, length);
-        if (++taken >= wanted) break;
+        if (++taken >= wanted[string]!) break;
       }
     });
     const windowHits: StringHit[] = [];
