@@ -179,9 +179,13 @@ export function* tokenize(source: string, file: string): Generator<Token, void, 
       if (c !== '\\') {
         // The file's bytes as written: ASCII as is, anything else as its UTF-8 (the rule file was read as UTF-8).
         const codePoint = source.codePointAt(index)!;
+        if (codePoint < 0x80) {
+          bytes.push(codePoint);
+          advance(1);
+          continue;
+        }
         const character = String.fromCodePoint(codePoint);
-        if (codePoint < 0x80) bytes.push(codePoint);
-        else for (const byte of textEncoder.encode(character)) bytes.push(byte);
+        for (const byte of textEncoder.encode(character)) bytes.push(byte);
         advance(character.length);
         continue;
       }
