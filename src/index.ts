@@ -98,7 +98,8 @@ export {
   type SnapshotTimings,
 } from './monitor/watch.js';
 export { yarascan, yarascanAnalysis, type YarascanOptions } from './analyses/yarascan.js';
-export { RuleScanner, type RuleScanResult, type StringHit } from './rules/scanner.js';
+export { RuleScanner, type RuleScanResult } from './rules/scanner.js';
+export { HitList, type StringHit } from './rules/hitList.js';
 export { parallelScanRules } from './workers/scanPool.js';
 export { runBatch, runBatchToEnd, type BatchOptions, type BatchSummary } from './batch/batch.js';
 export { runDumpJob, type DumpJobRequest, type DumpResult } from './batch/job.js';

@@ -25,9 +25,19 @@ export type CellValue =
   string | number | boolean | bigint | null | readonly CellValue[] | { readonly [key: string]: CellValue };
 export type Row = Readonly<Record<string, CellValue>>;
 
-export interface AnalysisResult {
+/**
+ * Rows as renderers and other consumers read them: in order, as often as they need, with their
+ * count known up front. An array is one; an analysis whose rows may number millions (a YARA
+ * string capped at a million matches) makes each row on the fly from compact columns instead,
+ * as Volatility's TreeGrid is filled from a generator, so no row is kept after it is written.
+ */
+export interface RowSet extends Iterable<Row> {
+  readonly length: number;
+}
+
+export interface AnalysisResult<Rows extends RowSet = readonly Row[]> {
   readonly columns: readonly Column[];
-  readonly rows: readonly Row[];
+  readonly rows: Rows;
   /** One-object commands (`info`) render as a record rather than a table. */
   readonly single: boolean;
   /** True when some rows may be missing (a walk was cut short); the CLI exits 1. */
@@ -82,8 +92,11 @@ export interface AnalysisInputs {
 
 type AnyOptions = z.ZodObject<z.ZodRawShape>;
 
+/** Any analysis's result, as generic consumers (renderers, batch, monitor, report) take it. */
+export type AnyAnalysisResult = AnalysisResult<RowSet>;
+
 /** One analysis as its file declares it (Volatility's plugin with its requirements, without the class tree). */
-export interface AnalysisSpec<Options extends AnyOptions> {
+export interface AnalysisSpec<Options extends AnyOptions, Rows extends RowSet> {
   readonly name: string;
   readonly description: string;
   readonly columns: readonly Column[];
@@ -96,11 +109,14 @@ export interface AnalysisSpec<Options extends AnyOptions> {
   /** More help text: what it shows and how it decides. */
   readonly help?: string;
   readonly rows?: RowRole;
-  compute(inputs: AnalysisInputs, options: z.output<Options>): AnalysisResult | Promise<AnalysisResult>;
+  compute(
+    inputs: AnalysisInputs,
+    options: z.output<Options>,
+  ): AnalysisResult<NoInfer<Rows>> | Promise<AnalysisResult<NoInfer<Rows>>>;
 }
 
 /** An analysis ready to run: its declaration, plus option validation and a run scoped to its providers. */
-export interface Analysis {
+export interface Analysis<Rows extends RowSet = RowSet> {
   readonly name: string;
   readonly description: string;
   readonly columns: readonly Column[];
@@ -111,7 +127,7 @@ export interface Analysis {
   readonly rows: RowRole;
   /** Validates raw options (CLI strings, batch JSON, library objects): a usage error names the flag at fault. */
   parseOptions(raw: Readonly<Record<string, unknown>>): Record<string, unknown>;
-  run(context: DumpContext, options?: Readonly<Record<string, unknown>>): Promise<AnalysisResult>;
+  run(context: DumpContext, options?: Readonly<Record<string, unknown>>): Promise<AnalysisResult<Rows>>;
 }
 
 /** `allProcesses` → `--all-processes`. */
@@ -136,9 +152,10 @@ function scopedInputs(context: DumpContext, name: string, uses: ReadonlyArray<Pr
   };
 }
 
-export function defineAnalysis<Options extends AnyOptions = z.ZodObject<Record<never, z.ZodType>>>(
-  spec: AnalysisSpec<Options>,
-): Analysis {
+export function defineAnalysis<
+  Options extends AnyOptions = z.ZodObject<Record<never, z.ZodType>>,
+  Rows extends RowSet = readonly Row[],
+>(spec: AnalysisSpec<Options, Rows>): Analysis<Rows> {
   const schema = (spec.options ?? z.object({})) as AnyOptions;
   const parseOptions = (raw: Readonly<Record<string, unknown>>): Record<string, unknown> => {
     const parsed = schema.strict().safeParse(raw);

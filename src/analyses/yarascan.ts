@@ -5,7 +5,7 @@ import type { Attribution, ReverseMap } from '../os/linux/reverseMap.js';
 import type { TaskInfo } from '../os/linux/tasks.js';
 import { processStreams, regionUnits } from '../os/linux/virtualScan.js';
 import { compileSource } from '../rules/compile.js';
-import type { RuleMatch } from '../rules/evaluate.js';
+import type { ReportedString, RuleMatch } from '../rules/evaluate.js';
 import { RuleScanner, type RuleScanResult } from '../rules/scanner.js';
 import { imageUnit } from '../rules/unit.js';
 import type { X86AddressSpace } from '../space/x86.js';
@@ -13,10 +13,19 @@ import { VmscopeError } from '../util/errors.js';
 import { readInputFile } from '../util/files.js';
 import { hex } from '../util/hex.js';
 import type { DumpContext } from './context.js';
+import { GeneratedRows } from './generatedRows.js';
 import { imageProvider, kernelProvider, readerProvider } from './providers/kernel.js';
 import { memoryRegionsProvider } from './providers/processContext.js';
 import { everyProcessProvider, reverseMapProvider } from './providers/processes.js';
-import { defineAnalysis, option, type AnalysisInputs, type AnalysisResult, type Column, type Row } from './types.js';
+import {
+  defineAnalysis,
+  option,
+  type AnalysisInputs,
+  type AnalysisResult,
+  type Column,
+  type Row,
+  type RowSet,
+} from './types.js';
 
 const columns: readonly Column[] = [
   { key: 'rule', kind: 'text', title: 'Rule' },
@@ -74,7 +83,7 @@ export type YarascanOptions = z.output<typeof optionsSchema>;
  * pages). With a pid or all processes: each process's user memory in virtual order, which also
  * finds strings whose pages are not physically adjacent.
  */
-async function scanWithRules(inputs: AnalysisInputs, options: YarascanOptions): Promise<AnalysisResult> {
+async function scanWithRules(inputs: AnalysisInputs, options: YarascanOptions): Promise<AnalysisResult<RowSet>> {
   const source = readRulesFile(options.rules);
   const scanner = RuleScanner.create(compileSource(source, options.rules));
   // As yara's "string may slow down scanning": such a string is tried at every offset of the dump.
@@ -83,11 +92,12 @@ async function scanWithRules(inputs: AnalysisInputs, options: YarascanOptions): 
       ? [`${scanner.describe(index)}: no fixed byte to search for, so it is tried at every offset (slow)`]
       : [],
   );
-  const rows = options.perRegion
-    ? await scanRegions(inputs, scanner, options, warnings)
-    : options.pid !== undefined || options.allProcesses
-      ? await scanProcesses(inputs, scanner, options, warnings)
-      : await scanPhysical(inputs, scanner, options, warnings);
+  // A string keeps up to a million matches and a rule set has many strings: rows are made as they are written.
+  const rows = new GeneratedRows();
+  if (options.perRegion) await scanRegions(inputs, scanner, options, warnings, rows);
+  else if (options.pid !== undefined || options.allProcesses)
+    await scanProcesses(inputs, scanner, options, warnings, rows);
+  else await scanPhysical(inputs, scanner, options, warnings, rows);
   return {
     columns: options.perRegion ? columns : unitColumns,
     rows,
@@ -110,7 +120,8 @@ async function scanPhysical(
   scanner: RuleScanner,
   options: YarascanOptions,
   warnings: string[],
-): Promise<Row[]> {
+  rows: GeneratedRows,
+): Promise<void> {
   const image = await inputs.get(imageProvider);
   const threads = options.threads ?? inputs.defaultThreads ?? availableParallelism();
   const onProgress = inputs.progress('scanning with rules');
@@ -127,37 +138,44 @@ async function scanPhysical(
       : scanner.scanImage(image, { onProgress });
   warnTruncated(scanner, result, warnings);
   const matches = scanner.evaluate(result.hits, image.totalBytes, imageUnit(image));
-  if (matches.length === 0) return [];
+  if (matches.length === 0) return;
   const stringless = stringlessRows(matches, { owner: 'dump', pid: null, comm: null });
-  if (stringless.length === matches.length) return stringless;
+  rows.add(stringless.length, () => stringless);
+  if (stringless.length === matches.length) return;
   const reverseMap = await ownersOrWarn(inputs, warnings);
-  // Rows appended one by one: a capped string gives a million of them, so no intermediate array per match.
-  const rows = stringless;
-  const data = new Uint8Array(SHOWN_BYTES);
-  for (const match of matches)
-    for (const { rule, string, offset, length } of match.strings) {
-      const shown = data.subarray(0, Math.min(length, SHOWN_BYTES));
-      image.read(offset, shown);
-      const shownBytes = showBytes(shown);
-      const physical = hex(offset);
-      const owners: ReadonlyArray<Attribution | { readonly owner: 'unknown' }> = reverseMap?.attribute(offset) ?? [
-        { owner: 'unknown' },
-      ];
-      for (const owner of owners)
-        rows.push({
-          rule,
-          string,
-          physical,
-          owner: owner.owner,
-          pid: owner.owner === 'process' ? owner.pid : null,
-          comm: owner.owner === 'process' ? owner.comm : null,
-          virtual: owner.owner === 'process' ? hex(owner.virtual) : null,
-          length,
-          data: shownBytes,
-        });
+  const ownersOf = (offset: number): ReadonlyArray<Attribution | { readonly owner: 'unknown' }> =>
+    reverseMap?.attribute(offset) ?? UNKNOWN_OWNER;
+  for (const { rule, reported } of matches)
+    for (const { id: string, matches: list } of reported) {
+      // One row per owner of each match: counted now, made (bytes read, owners looked up again) as they are written.
+      let count = 0;
+      for (let i = 0; i < list.count; i++) count += reverseMap?.attributionCount(list.offsetAt(i)) ?? 1;
+      rows.add(count, function* () {
+        const data = new Uint8Array(SHOWN_BYTES);
+        for (let i = 0; i < list.count; i++) {
+          const [offset, length] = [list.offsetAt(i), list.lengthAt(i)];
+          const shown = data.subarray(0, Math.min(length, SHOWN_BYTES));
+          image.read(offset, shown);
+          const shownBytes = showBytes(shown);
+          const physical = hex(offset);
+          for (const owner of ownersOf(offset))
+            yield {
+              rule,
+              string,
+              physical,
+              owner: owner.owner,
+              pid: owner.owner === 'process' ? owner.pid : null,
+              comm: owner.owner === 'process' ? owner.comm : null,
+              virtual: owner.owner === 'process' ? hex(owner.virtual) : null,
+              length,
+              data: shownBytes,
+            };
+        }
+      });
     }
-  return rows;
 }
+
+const UNKNOWN_OWNER = [{ owner: 'unknown' } as const];
 
 /**
  * Rules that match with no string of theirs to show (`condition: filesize > 0`, `not $absent`):
@@ -234,8 +252,8 @@ async function scanProcesses(
   scanner: RuleScanner,
   options: YarascanOptions,
   warnings: string[],
-): Promise<Row[]> {
-  const rows: Row[] = [];
+  rows: GeneratedRows,
+): Promise<void> {
   for (const task of await selectedProcesses(inputs, options, warnings)) {
     const space = await addressSpaceOrWarn(inputs, task, warnings);
     if (!space) continue;
@@ -246,11 +264,16 @@ async function scanProcesses(
     warnTruncated(scanner, result, warnings, `pid ${task.pid}: `);
     // As `yara -p`: conditions see the process's memory, offsets are virtual addresses.
     const matches = scanner.evaluate(result.hits, totalBytes);
-    rows.push(...stringlessRows(matches, { owner: 'process', pid: task.pid, comm: task.comm }));
-    for (const { rule, string, offset, length } of matchRows(matches))
-      rows.push(virtualRow(space, task, BigInt(offset), { rule, string, length }));
+    const stringless = stringlessRows(matches, { owner: 'process', pid: task.pid, comm: task.comm });
+    rows.add(stringless.length, () => stringless);
+    for (const { rule, reported } of matches)
+      for (const string of reported)
+        rows.add(string.matches.count, () =>
+          matchRows(string, (offset, length) =>
+            virtualRow(space, task, BigInt(offset), { rule, string: string.id, length }),
+          ),
+        );
   }
-  return rows;
 }
 
 /**
@@ -264,10 +287,10 @@ async function scanRegions(
   scanner: RuleScanner,
   options: YarascanOptions,
   warnings: string[],
-): Promise<Row[]> {
+  rows: GeneratedRows,
+): Promise<void> {
   const regionsByTask = await inputs.get(memoryRegionsProvider);
   warnings.push(...regionsByTask.warnings);
-  const rows: Row[] = [];
   for (const task of await selectedProcesses(inputs, options, warnings)) {
     const regions = regionsByTask.byTask.get(task.task)?.regions ?? [];
     const space = regions.length > 0 ? await addressSpaceOrWarn(inputs, task, warnings) : undefined;
@@ -278,17 +301,23 @@ async function scanRegions(
       const result = scanner.scanStreams(unit.streams);
       warnTruncated(scanner, result, warnings, `pid ${task.pid} region ${hex(start)}: `);
       const matches = scanner.evaluate(result.hits, unit.size, unit);
-      for (const row of stringlessRows(matches, { owner: 'process', pid: task.pid, comm: task.comm }))
-        rows.push({ ...row, ...where, offset: null });
-      for (const { rule, string, offset, length } of matchRows(matches))
-        rows.push({
-          ...virtualRow(space, task, start + BigInt(offset), { rule, string, length }),
-          ...where,
-          offset: hex(offset),
-        });
+      const stringless = stringlessRows(matches, { owner: 'process', pid: task.pid, comm: task.comm }).map((row) => ({
+        ...row,
+        ...where,
+        offset: null,
+      }));
+      rows.add(stringless.length, () => stringless);
+      for (const { rule, reported } of matches)
+        for (const string of reported)
+          rows.add(string.matches.count, () =>
+            matchRows(string, (offset, length) => ({
+              ...virtualRow(space, task, start + BigInt(offset), { rule, string: string.id, length }),
+              ...where,
+              offset: hex(offset),
+            })),
+          );
     });
   }
-  return rows;
 }
 
 /** The row of a match at `virtual` in a process's memory, with its bytes and where they lie physically. */
@@ -314,10 +343,9 @@ function virtualRow(
   };
 }
 
-function matchRows(
-  matches: readonly RuleMatch[],
-): Array<{ rule: string; string: string; offset: number; length: number }> {
-  return matches.flatMap((match) => match.strings);
+/** A row per match of the string, made as it is read. */
+function* matchRows(string: ReportedString, row: (offset: number, length: number) => Row): Generator<Row> {
+  for (let i = 0; i < string.matches.count; i++) yield row(string.matches.offsetAt(i), string.matches.lengthAt(i));
 }
 
 function warnTruncated(scanner: RuleScanner, result: RuleScanResult, warnings: string[], prefix = ''): void {
@@ -327,16 +355,19 @@ function warnTruncated(scanner: RuleScanner, result: RuleScanResult, warnings: s
 
 /** The bytes as text with anything unprintable as a dot (a hex dump's right column; read first in a table), then as hex. */
 function showBytes(bytes: Uint8Array): string {
-  const text = Array.from(bytes, (byte) => (byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : '.')).join('');
-  return `|${text}| ${Buffer.from(bytes).toString('hex')}`;
+  const printable = Buffer.from(bytes.map((byte) => (byte >= 0x20 && byte < 0x7f ? byte : 0x2e)));
+  return `|${printable.toString('latin1')}| ${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('hex')}`;
 }
 
 /** The library's yarascan: `yarascanAnalysis.run` with typed options. */
-export function yarascan(context: DumpContext, options: z.input<typeof optionsSchema>): Promise<AnalysisResult> {
+export function yarascan(
+  context: DumpContext,
+  options: z.input<typeof optionsSchema>,
+): Promise<AnalysisResult<RowSet>> {
   return yarascanAnalysis.run(context, options);
 }
 
-export const yarascanAnalysis = defineAnalysis({
+export const yarascanAnalysis = defineAnalysis<typeof optionsSchema, RowSet>({
   name: 'yarascan',
   description: 'scan the dump with YARA rules and say which process holds every hit',
   columns,

@@ -4,7 +4,7 @@ import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { DumpContext } from '../analyses/context.js';
 import { rowObject } from '../analyses/rowJson.js';
-import type { Analysis, AnalysisResult, Row } from '../analyses/types.js';
+import type { Analysis, AnyAnalysisResult, Row } from '../analyses/types.js';
 import { kernelProvider } from '../analyses/providers/kernel.js';
 import { sha256File } from '../image/decompress.js';
 import { buildDumpReport } from '../report/build.js';
@@ -108,7 +108,7 @@ export function outputName(path: string): string {
 }
 
 /** A row as `--ndjson` prints it (its columns, in column order), tagged with its analysis. */
-export function ndjsonRow(analysis: string, row: Row, result: AnalysisResult): Record<string, unknown> {
+export function ndjsonRow(analysis: string, row: Row, result: AnyAnalysisResult): Record<string, unknown> {
   return { analysis, ...rowObject(row, result.columns) };
 }
 
@@ -117,6 +117,8 @@ function describeError(error: unknown): string {
     ? error.describe()
     : `INTERNAL: ${error instanceof Error ? error.message : String(error)}`;
 }
+
+const ROWS_PER_WRITE = 2048;
 
 /** Rows, warnings and errors go to `<output>.partial-<pid>` as they come, then it is renamed: a reader never sees half a file. */
 class NdjsonWriter {
@@ -127,6 +129,18 @@ class NdjsonWriter {
   }
   write(lines: ReadonlyArray<Record<string, unknown>>): void {
     if (lines.length > 0) appendFileSync(this.partial, lines.map((line) => JSON.stringify(line) + '\n').join(''));
+  }
+  /** The result's rows a chunk at a time: a million hits made on the fly are never all held. */
+  writeRows(analysis: string, result: AnyAnalysisResult): void {
+    let chunk: Array<Record<string, unknown>> = [];
+    for (const row of result.rows) {
+      chunk.push(ndjsonRow(analysis, row, result));
+      if (chunk.length === ROWS_PER_WRITE) {
+        this.write(chunk);
+        chunk = [];
+      }
+    }
+    this.write(chunk);
   }
   commit(): void {
     renameSync(this.partial, this.path);
@@ -220,7 +234,7 @@ async function analyse(
     }
     let failures = 0;
     for (const { analysis, options } of selected) {
-      let output: AnalysisResult;
+      let output: AnyAnalysisResult;
       try {
         output = await analysis.run(context, options);
       } catch (error) {
@@ -233,12 +247,11 @@ async function analyse(
       result.counts[analysis.name] = output.rows.length;
       result.warnings += output.warnings.length;
       if (output.partial) result.partial.push(analysis.name);
-      if (analysis.rows === 'findings') result.findings.push(...output.rows.map((row) => findingSchema.parse(row)));
+      if (analysis.rows === 'findings')
+        result.findings.push(...Array.from(output.rows, (row) => findingSchema.parse(row)));
       if (analysis.rows === 'hits') result.hits += output.rows.length;
-      writer.write([
-        ...output.rows.map((row) => ndjsonRow(analysis.name, row, output)),
-        ...output.warnings.map((warning) => ({ analysis: analysis.name, warning })),
-      ]);
+      writer.writeRows(analysis.name, output);
+      writer.write(output.warnings.map((warning) => ({ analysis: analysis.name, warning })));
     }
     if (failures === selected.length) result.error = result.errors[0]!.replace(/^[^:]+: /, '');
     if (reportPath) await writeJobReport(context, reportPath, result);

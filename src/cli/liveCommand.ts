@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { ContextOptions, DumpContext } from '../analyses/context.js';
-import type { AnalysisResult } from '../analyses/types.js';
+import type { AnyAnalysisResult } from '../analyses/types.js';
 import { analyseLiveGuest } from '../monitor/liveGuest.js';
 import { writeLiveSnapshot } from '../monitor/liveSnapshot.js';
 import { QmpClient } from '../monitor/qmp.js';
@@ -43,8 +43,8 @@ export function liveTarget(dump: string | undefined, options: LiveSourceOptions)
 export async function runOnLiveGuest(
   target: NonNullable<ReturnType<typeof liveTarget>>,
   contextOptions: ContextOptions,
-  analysis: (context: DumpContext) => AnalysisResult | Promise<AnalysisResult>,
-): Promise<AnalysisResult> {
+  analysis: (context: DumpContext) => AnyAnalysisResult | Promise<AnyAnalysisResult>,
+): Promise<AnyAnalysisResult> {
   const { value, pausedMs } = await analyseLiveGuest(target, contextOptions, async (context) => analysis(context));
   if (pausedMs !== undefined) process.stderr.write(`vmscope: the guest was paused for ${pausedMs.toFixed(1)} ms\n`);
   return value;

@@ -2,7 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { DumpContext, type ContextOptions } from '../analyses/context.js';
 import { exportIsf } from '../analyses/isfExport.js';
 import { analyses } from '../analyses/registry.js';
-import type { AnalysisResult } from '../analyses/types.js';
+import type { AnyAnalysisResult } from '../analyses/types.js';
 import { runDiff } from '../monitor/diffCommand.js';
 import { writeIsfFile } from '../symbols/isf.js';
 import { isVmscopeError } from '../util/errors.js';
@@ -75,7 +75,7 @@ function contextOptions(options: CommonOptions, progress: ReturnType<typeof crea
 }
 
 /** Print a result in the chosen format (streamed), its warnings on stderr; returns the exit code. */
-async function printResult(result: AnalysisResult, options: CommonOptions): Promise<number> {
+async function printResult(result: AnyAnalysisResult, options: CommonOptions): Promise<number> {
   await writeChunks(process.stdout, renderChunks(result, outputFormat(options)));
   for (const warning of result.warnings) process.stderr.write(`vmscope: warning: ${escapeControl(warning)}\n`);
   return result.partial ? EXIT.findings : (result.exitCode ?? EXIT.ok);
@@ -85,7 +85,7 @@ async function printResult(result: AnalysisResult, options: CommonOptions): Prom
 async function runOnDump(
   path: string,
   options: CommonOptions,
-  analysis: (context: DumpContext) => AnalysisResult | Promise<AnalysisResult>,
+  analysis: (context: DumpContext) => AnyAnalysisResult | Promise<AnyAnalysisResult>,
 ): Promise<number> {
   const progress = createProgress(options.progress);
   const context = new DumpContext(path, contextOptions(options, progress));

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { DumpContext } from '../analyses/context.js';
-import type { Analysis, AnalysisResult, Column } from '../analyses/types.js';
+import type { Analysis, AnyAnalysisResult, Column } from '../analyses/types.js';
 import { pluginAnalysis } from '../plugins/analysis.js';
 import { loadPluginDirectory, loadPluginFile } from '../plugins/load.js';
 import { registerPluginLoader } from '../plugins/portable.js';
@@ -24,7 +24,7 @@ interface PluginCommandHelpers<Options> {
   readonly runOnDump: (
     path: string,
     options: Options,
-    analysis: (context: DumpContext) => Promise<AnalysisResult>,
+    analysis: (context: DumpContext) => Promise<AnyAnalysisResult>,
   ) => Promise<number>;
   readonly setExitCode: (code: number) => void;
 }
@@ -67,7 +67,7 @@ export function registerPluginCommand<Options extends { json?: boolean; ndjson?:
         file,
         description: manifest.description,
       }));
-      const result: AnalysisResult = { columns: listColumns, rows, single: false, partial: false, warnings: [] };
+      const result: AnyAnalysisResult = { columns: listColumns, rows, single: false, partial: false, warnings: [] };
       await writeChunks(
         process.stdout,
         renderChunks(result, options.json ? 'json' : options.ndjson ? 'ndjson' : 'table'),
@@ -90,7 +90,7 @@ export function analysisWithPlugins(
   analysis: Analysis,
   given: Readonly<Record<string, unknown>>,
   pluginDirectory: unknown,
-): (context: DumpContext) => Promise<AnalysisResult> {
+): (context: DumpContext) => Promise<AnyAnalysisResult> {
   if (typeof pluginDirectory !== 'string') return (context) => analysis.run(context, given);
   const plugins = loadPluginDirectory(pluginDirectory);
   return (context) => runWithPlugins(context, analysis, given, plugins);

@@ -1,21 +1,25 @@
 import { rowObject } from '../analyses/rowJson.js';
-import type { AnalysisResult, CellValue, Column, Row } from '../analyses/types.js';
+import type { AnyAnalysisResult, CellValue, Column, Row, RowSet } from '../analyses/types.js';
 import { escapeControl } from '../util/text.js';
 
 export type OutputFormat = 'table' | 'json' | 'ndjson';
 
-/** Rows joined into one chunk of output: large enough to write efficiently, small enough to stream millions. */
-const ROWS_PER_CHUNK = 2048;
+/**
+ * Rows joined into one chunk of output: large enough to write efficiently, small enough that the
+ * chunk being built is all a young-generation collection finds alive (and promotes) of the rows.
+ */
+const ROWS_PER_CHUNK = 256;
 
 /**
  * The result as text, in chunks to be written one after the other: a result of millions of
  * rows (a kernel's symbols) is never one string, and nothing spreads rows into arguments.
  */
-export function* renderChunks(result: AnalysisResult, format: OutputFormat): Generator<string> {
+export function* renderChunks(result: AnyAnalysisResult, format: OutputFormat): Generator<string> {
   switch (format) {
     case 'json':
       if (result.single) {
-        yield JSON.stringify(result.rows[0] ? rowObject(result.rows[0], result.columns) : null, null, 2) + '\n';
+        const row = firstRow(result.rows);
+        yield JSON.stringify(row ? rowObject(row, result.columns) : null, null, 2) + '\n';
         return;
       }
       if (result.rows.length === 0) {
@@ -34,13 +38,13 @@ export function* renderChunks(result: AnalysisResult, format: OutputFormat): Gen
       return;
     case 'table':
       if (result.title) yield `${escapeControl(result.title)}\n`;
-      if (result.single) yield renderRecord(result.rows[0] ?? {}, result.columns);
+      if (result.single) yield renderRecord(firstRow(result.rows) ?? {}, result.columns);
       else yield* renderTable(result.rows, result.columns);
   }
 }
 
 /** The whole result as one string (small results: summaries, tests). */
-export function render(result: AnalysisResult, format: OutputFormat): string {
+export function render(result: AnyAnalysisResult, format: OutputFormat): string {
   return [...renderChunks(result, format)].join('');
 }
 
@@ -48,13 +52,23 @@ function indent(json: string): string {
   return json.replace(/^/gm, '  ');
 }
 
-function* inChunks(rows: readonly Row[], line: (row: Row, index: number) => string): Generator<string> {
-  for (let start = 0; start < rows.length; start += ROWS_PER_CHUNK) {
-    let chunk = '';
-    for (let index = start; index < Math.min(rows.length, start + ROWS_PER_CHUNK); index++)
-      chunk += line(rows[index]!, index);
-    yield chunk;
+function firstRow(rows: RowSet): Row | undefined {
+  for (const row of rows) return row;
+  return undefined;
+}
+
+/** The rows' lines, a chunk at a time: rows made on the fly are written and dropped, never all held. */
+function* inChunks(rows: RowSet, line: (row: Row, index: number) => string): Generator<string> {
+  let chunk = '';
+  let index = 0;
+  for (const row of rows) {
+    chunk += line(row, index++);
+    if (index % ROWS_PER_CHUNK === 0) {
+      yield chunk;
+      chunk = '';
+    }
   }
+  if (chunk !== '') yield chunk;
 }
 
 /**
@@ -84,7 +98,7 @@ function renderRecord(row: Row, columns: readonly Column[]): string {
   return present.map((column) => `${column.title.padEnd(width)}  ${cellText(row[column.key])}`).join('\n') + '\n';
 }
 
-function* renderTable(rows: readonly Row[], columns: readonly Column[]): Generator<string> {
+function* renderTable(rows: RowSet, columns: readonly Column[]): Generator<string> {
   const cell = (row: Row, column: Column) => {
     const text = cellText(row[column.key], column.separator);
     return column.indentByDepth && typeof row.depth === 'number' ? '  '.repeat(row.depth) + text : text;

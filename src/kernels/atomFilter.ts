@@ -73,11 +73,13 @@ export class AtomFilter {
     return scanImage(this.scanner, image, options);
   }
 
-  /** Every hit in the first `dataLength` bytes already in this thread's window, offsets relative to it (see MultiNeedleSearcher.hitsInWindow). */
-  hitsInWindow(dataLength: number): AtomHit[] {
-    const hits: AtomHit[] = [];
-    this.scanWindow(0, dataLength, 0, dataLength, hits, Infinity);
-    return hits;
+  /**
+   * Calls `visit` with each hit in the first `dataLength` bytes already in this thread's window,
+   * offsets relative to it (see MultiNeedleSearcher.visitWindowHits), in offset order: no object
+   * per hit, for scanners that judge hits as they come (rules/scanner.ts).
+   */
+  visitWindowHits(dataLength: number, visit: (atom: number, offset: number) => void): void {
+    this.visitHits(0, dataLength, 0, dataLength, () => true, visit);
   }
 
   /** Appends the hits starting in `[ownedFrom, ownedTo)` of the window's `dataLength` bytes to `into`, in order; the kernel stops being called once `into` holds `limit`. */
@@ -89,23 +91,35 @@ export class AtomFilter {
     into: AtomHit[],
     limit: number,
   ): void {
+    this.visitHits(
+      windowBase,
+      dataLength,
+      ownedFrom,
+      ownedTo,
+      () => into.length < limit,
+      (atom, offset) => into.push({ atom, offset }),
+    );
+  }
+
+  /** Each hit starting in `[ownedFrom, ownedTo)`, in order, a kernel call's batch at a time while `more()` holds. */
+  private visitHits(
+    windowBase: number,
+    dataLength: number,
+    ownedFrom: number,
+    ownedTo: number,
+    more: () => boolean,
+    visit: (atom: number, offset: number) => void,
+  ): void {
     const { kernel } = this;
     kernel.loadAtomTables(this.tables);
     const words = kernel.words;
     const dataEnd = WINDOW_ADDRESS + dataLength;
     const positionEnd = WINDOW_ADDRESS + ownedTo;
-    for (
-      let from = WINDOW_ADDRESS + ownedFrom;
-      from < positionEnd && into.length < limit;
-      from = words[SCAN_RESUME_ADDRESS / 4]!
-    ) {
+    for (let from = WINDOW_ADDRESS + ownedFrom; from < positionEnd && more(); from = words[SCAN_RESUME_ADDRESS / 4]!) {
       const count = kernel.kernels.filterAtoms(kernel.atomTablesAddress, dataEnd, from, positionEnd);
       for (let i = 0; i < count; i++) {
         const hit = (HITS_ADDRESS + i * HIT_BYTES) / 4;
-        into.push({
-          atom: words[hit + HIT_SLOT_FIELD / 4]!,
-          offset: windowBase + (words[hit + HIT_START_FIELD / 4]! - WINDOW_ADDRESS),
-        });
+        visit(words[hit + HIT_SLOT_FIELD / 4]!, windowBase + (words[hit + HIT_START_FIELD / 4]! - WINDOW_ADDRESS));
       }
     }
   }

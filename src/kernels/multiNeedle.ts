@@ -92,14 +92,14 @@ export class MultiNeedleSearcher {
   }
 
   /**
-   * Every hit anywhere in the first `dataLength` bytes the caller already put in this thread's
-   * window (KernelInstance.shared of the same size), offsets relative to the window: for scanners
-   * that stream the data themselves and judge each hit with the bytes around it (rules/scanner.ts).
+   * Calls `visit` with each hit anywhere in the first `dataLength` bytes the caller already put in
+   * this thread's window (KernelInstance.shared of the same size), offsets relative to the window:
+   * for scanners that stream the data themselves and judge each hit with the bytes around it
+   * (rules/scanner.ts), with no object per hit. Each needle's hits come in offset order; with
+   * several needle groups, one group's hits all come before the next group's.
    */
-  hitsInWindow(dataLength: number): NeedleHit[] {
-    const hits: NeedleHit[] = [];
-    this.scanWindow(0, dataLength, 0, dataLength, hits, Infinity);
-    return hits;
+  visitWindowHits(dataLength: number, visit: (needle: number, offset: number) => void): void {
+    for (const group of this.groups) this.visitGroupHits(group, 0, dataLength, 0, dataLength, () => true, visit);
   }
 
   /**
@@ -114,30 +114,44 @@ export class MultiNeedleSearcher {
     into: NeedleHit[],
     limit: number,
   ): void {
-    const { kernel, groups } = this;
-    const words = kernel.words;
-    const dataEnd = WINDOW_ADDRESS + dataLength;
-    const positionEnd = WINDOW_ADDRESS + ownedTo;
+    const { groups } = this;
     // Each group's pass covers the whole window, so several groups' hits are merged by a sort; one group's come in order.
     const hits: NeedleHit[] = groups.length > 1 ? [] : into;
-    for (const group of groups) {
-      kernel.loadGroup(group);
-      let from = WINDOW_ADDRESS + ownedFrom;
-      while (from < positionEnd && (groups.length > 1 || hits.length < limit)) {
-        const count = kernel.kernels.findNeedles(group.needles.length, dataEnd, from, positionEnd);
-        for (let i = 0; i < count; i++) {
-          const hit = (HITS_ADDRESS + i * HIT_BYTES) / 4;
-          hits.push({
-            needle: group.needleIndices[words[hit + HIT_SLOT_FIELD / 4]!]!,
-            offset: windowBase + (words[hit + HIT_START_FIELD / 4]! - WINDOW_ADDRESS),
-          });
-        }
-        from = words[SCAN_RESUME_ADDRESS / 4]!;
-      }
-    }
+    const more = () => groups.length > 1 || hits.length < limit;
+    for (const group of groups)
+      this.visitGroupHits(group, windowBase, dataLength, ownedFrom, ownedTo, more, (needle, offset) =>
+        hits.push({ needle, offset }),
+      );
     if (hits !== into) {
       hits.sort((a, b) => a.offset - b.offset || a.needle - b.needle);
       for (const hit of hits) into.push(hit);
+    }
+  }
+
+  /** One group's hits starting in `[ownedFrom, ownedTo)`, in order, a kernel call's batch at a time while `more()` holds. */
+  private visitGroupHits(
+    group: NeedleGroup,
+    windowBase: number,
+    dataLength: number,
+    ownedFrom: number,
+    ownedTo: number,
+    more: () => boolean,
+    visit: (needle: number, offset: number) => void,
+  ): void {
+    const { kernel } = this;
+    const words = kernel.words;
+    const dataEnd = WINDOW_ADDRESS + dataLength;
+    const positionEnd = WINDOW_ADDRESS + ownedTo;
+    kernel.loadGroup(group);
+    for (let from = WINDOW_ADDRESS + ownedFrom; from < positionEnd && more(); from = words[SCAN_RESUME_ADDRESS / 4]!) {
+      const count = kernel.kernels.findNeedles(group.needles.length, dataEnd, from, positionEnd);
+      for (let i = 0; i < count; i++) {
+        const hit = (HITS_ADDRESS + i * HIT_BYTES) / 4;
+        visit(
+          group.needleIndices[words[hit + HIT_SLOT_FIELD / 4]!]!,
+          windowBase + (words[hit + HIT_START_FIELD / 4]! - WINDOW_ADDRESS),
+        );
+      }
     }
   }
 }

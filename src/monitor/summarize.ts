@@ -16,7 +16,7 @@ import {
 } from '../analyses/providers/processContext.js';
 import { processCrossViewProvider, taskListProvider } from '../analyses/providers/processes.js';
 import { bpfProvider, kernelHookFindingsProvider } from '../analyses/providers/tampering.js';
-import type { Analysis, AnalysisResult } from '../analyses/types.js';
+import type { Analysis, AnyAnalysisResult } from '../analyses/types.js';
 import { yarascanAnalysis } from '../analyses/yarascan.js';
 import { filelessKind } from '../os/linux/exe.js';
 import { readGuestClock } from '../os/linux/guestClock.js';
@@ -185,7 +185,7 @@ async function analysisFindings(
   const ran: string[] = [];
   const findings: SnapshotAnalysisFinding[] = [];
   for (const analysis of analyses) {
-    let result: AnalysisResult;
+    let result: AnyAnalysisResult;
     try {
       result = await analysis.run(context);
     } catch (error) {

@@ -1,5 +1,5 @@
 import type { DumpContext } from '../analyses/context.js';
-import type { Analysis, AnalysisResult } from '../analyses/types.js';
+import type { Analysis, AnyAnalysisResult } from '../analyses/types.js';
 import { VmscopeError } from '../util/errors.js';
 import { pluginAnalysis, type PluginRunOptions } from './analysis.js';
 import type { Plugin } from './load.js';
@@ -15,7 +15,7 @@ export async function runWithPlugins(
   options: Readonly<Record<string, unknown>>,
   plugins: readonly Plugin[],
   runOptions: PluginRunOptions = {},
-): Promise<AnalysisResult> {
+): Promise<AnyAnalysisResult> {
   for (const plugin of plugins) {
     if (plugin.manifest.rows !== analysis.rows)
       throw new VmscopeError(

@@ -211,7 +211,7 @@ async function signatureHits(
 ): Promise<ReportSignatureHit[]> {
   const scan = await yarascanAnalysis.run(context, { rules: rulesFile });
   warnings.push(...scan.warnings);
-  return scan.rows.map((row) => ({
+  return Array.from(scan.rows, (row) => ({
     rule: text(row.rule) ?? '',
     string: text(row.string),
     physical: text(row.physical),

@@ -1,5 +1,5 @@
 import type { JumpRange } from './compile.js';
-import type { StringMatch } from './condition.js';
+import type { StringMatch } from './matchList.js';
 
 /** yara keeps a chained match's length within its match-data limit (YR_CONFIG_MAX_MATCH_DATA's default): `yara -L` and `!a` see at most this. */
 const MAX_CHAIN_MATCH_LENGTH = 512;

@@ -2,17 +2,12 @@ import type { Expr, IntegerRead, Iterable, Quantifier, TextOperator } from './as
 import { MODULES } from './modules/index.js';
 import type { ModuleData, ModuleType, Value } from './modules/types.js';
 import { PikeVm, compileProgram } from './pikeVm.js';
+import type { MatchList } from './matchList.js';
 import type { ScannedUnit } from './unit.js';
-
-export interface StringMatch {
-  /** Where the match starts: the scan's base offset plus the index in the data. */
-  readonly offset: number;
-  readonly length: number;
-}
 
 export interface ConditionContext {
   /** Each string's matches in the rule's string order, sorted by offset. */
-  readonly matches: ReadonlyArray<readonly StringMatch[]>;
+  readonly matches: readonly MatchList[];
   readonly filesize: bigint;
   /** Results of the rules before this one, by index in the file. */
   readonly ruleResults: readonly boolean[];
@@ -99,44 +94,36 @@ class Evaluator {
         return vm.matchEnds(Buffer.from(left as string, 'latin1')).includes(1);
       }
       case 'stringMatches':
-        return this.matchesOf(expression.string).length > 0;
+        return this.matchesOf(expression.string).count > 0;
       case 'stringAt': {
         const offset = this.integer(expression.offset);
-        return (
-          offset !== undefined && this.matchesOf(expression.string).some((match) => BigInt(match.offset) === offset)
-        );
+        return offset !== undefined && countIn(this.matchesOf(expression.string), offset, offset, 1) > 0;
       }
       case 'stringIn': {
         const [from, to] = [this.integer(expression.from), this.integer(expression.to)];
         if (from === undefined || to === undefined) return undefined;
-        return this.matchesOf(expression.string).some(
-          (match) => BigInt(match.offset) >= from && BigInt(match.offset) <= to,
-        );
+        return countIn(this.matchesOf(expression.string), from, to, 1) > 0;
       }
       case 'stringCount':
-        return BigInt(this.matchesOf(expression.string).length);
+        return BigInt(this.matchesOf(expression.string).count);
       case 'stringCountIn': {
         const [from, to] = [this.integer(expression.from), this.integer(expression.to)];
         if (from === undefined || to === undefined) return undefined;
-        return BigInt(
-          this.matchesOf(expression.string).filter(
-            (match) => BigInt(match.offset) >= from && BigInt(match.offset) <= to,
-          ).length,
-        );
+        return BigInt(countIn(this.matchesOf(expression.string), from, to, Infinity));
       }
       case 'stringOffset':
       case 'stringLength': {
         const index = this.integer(expression.index);
-        const match =
-          index === undefined || index < 1n ? undefined : this.matchesOf(expression.string)[Number(index) - 1];
-        if (!match) return undefined;
-        return BigInt(expression.kind === 'stringOffset' ? match.offset : match.length);
+        const matches = this.matchesOf(expression.string);
+        if (index === undefined || index < 1n || index > BigInt(matches.count)) return undefined;
+        const at = Number(index) - 1;
+        return BigInt(expression.kind === 'stringOffset' ? matches.offsetAt(at) : matches.lengthAt(at));
       }
       case 'of':
         return this.quantify(
           expression.quantifier,
           expression.strings.length,
-          expression.strings.filter((string) => context.matches[string]!.length > 0).length,
+          expression.strings.filter((string) => context.matches[string]!.count > 0).length,
         );
       case 'ofRules':
         return this.quantify(
@@ -174,7 +161,7 @@ class Evaluator {
     return typeof value === 'bigint' ? value : undefined;
   }
 
-  private matchesOf(string: number | undefined): readonly StringMatch[] {
+  private matchesOf(string: number | undefined): MatchList {
     return this.context.matches[string ?? this.anonymous!]!;
   }
 
@@ -257,6 +244,27 @@ class Evaluator {
 
 /** Loops over more values than this are refused rather than left to run for hours. */
 const MAX_LOOP_VALUES = 10_000_000n;
+
+/**
+ * How many of the matches start in [from, to], counting no further than `enough`. Matches are in
+ * offset order, so the first one at or after `from` is found by bisection: `$a at X` in a loop over
+ * a million matches costs a few steps, not a million.
+ */
+function countIn(matches: MatchList, from: bigint, to: bigint, enough: number): number {
+  const firstAtOrAfter = (bound: bigint) => {
+    let [low, high] = [0, matches.count];
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (BigInt(matches.offsetAt(middle)) < bound) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  };
+  if (to < from) return 0;
+  const first = firstAtOrAfter(from);
+  if (enough === 1) return first < matches.count && BigInt(matches.offsetAt(first)) <= to ? 1 : 0;
+  return firstAtOrAfter(to + 1n) - first;
+}
 
 function isRecord(data: ModuleData): data is { readonly [field: string]: ModuleData } {
   return typeof data === 'object' && data !== null && !Array.isArray(data);

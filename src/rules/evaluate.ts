@@ -1,5 +1,6 @@
 import type { CompiledRules } from './compile.js';
-import { evaluateCondition, type StringMatch } from './condition.js';
+import { evaluateCondition } from './condition.js';
+import type { MatchList } from './matchList.js';
 import type { ModuleData } from './modules/types.js';
 import type { ScannedUnit } from './unit.js';
 
@@ -11,10 +12,18 @@ export interface RuleStringMatch {
   readonly length: number;
 }
 
+/** A non-private string of a matching rule with its matches. */
+export interface ReportedString {
+  readonly id: string;
+  readonly matches: MatchList;
+}
+
 export interface RuleMatch {
   readonly rule: string;
   readonly tags: readonly string[];
-  /** Matches of the rule's non-private strings, string by string (rule order), each by offset. */
+  /** The rule's non-private strings in rule order, each with its matches by offset: no object per match. */
+  readonly reported: readonly ReportedString[];
+  /** The same matches as objects, made on each access: for small results (tests, summaries), not for a million hits. */
   readonly strings: readonly RuleStringMatch[];
 }
 
@@ -25,7 +34,7 @@ export interface RuleMatch {
  */
 export function evaluateRules(
   rules: CompiledRules,
-  matches: ReadonlyArray<ReadonlyArray<readonly StringMatch[]>>,
+  matches: ReadonlyArray<readonly MatchList[]>,
   filesize: number,
   unit?: ScannedUnit,
 ): RuleMatch[] {
@@ -43,13 +52,29 @@ export function evaluateRules(
     });
     ruleResults.push(satisfied);
     if (!satisfied || rule.isPrivate) return;
-    const strings = rule.strings.flatMap((string, i) =>
-      string.isPrivate
-        ? []
-        : ruleMatches[i]!.map(({ offset, length }) => ({ rule: rule.name, string: string.id, offset, length })),
+    const reported = rule.strings.flatMap((string, i) =>
+      string.isPrivate ? [] : [{ id: string.id, matches: ruleMatches[i]! }],
     );
-    reports.push({ rule: rule.name, tags: rule.tags, strings });
+    reports.push(ruleMatch(rule.name, rule.tags, reported));
   });
   const globalFailed = rules.rules.some((rule, i) => rule.isGlobal && !ruleResults[i]);
   return globalFailed ? [] : reports;
+}
+
+function ruleMatch(rule: string, tags: readonly string[], reported: readonly ReportedString[]): RuleMatch {
+  return {
+    rule,
+    tags,
+    reported,
+    get strings(): RuleStringMatch[] {
+      return reported.flatMap(({ id, matches }) =>
+        Array.from({ length: matches.count }, (_, i) => ({
+          rule,
+          string: id,
+          offset: matches.offsetAt(i),
+          length: matches.lengthAt(i),
+        })),
+      );
+    },
+  };
 }

@@ -1,5 +1,5 @@
 import type { CompiledRules, CompiledString, LiteralVariant, ProgramVariant } from './compile.js';
-import type { StringMatch } from './condition.js';
+import { matchListOf, type StringMatch } from './matchList.js';
 import { evaluateRules, type RuleMatch } from './evaluate.js';
 import { bufferUnit } from './unit.js';
 import { acceptMatch, chainMatches, literalMatchesAt, programMatchesIn, type VariantMatch } from './verify.js';
@@ -37,7 +37,9 @@ export interface MatchOptions {
  */
 export function matchReference(rules: CompiledRules, data: Uint8Array, options: MatchOptions = {}): RuleMatch[] {
   const base = options.base ?? 0;
-  const matches = rules.rules.map((rule) => rule.strings.map((string) => stringMatches(string, data, base)));
+  const matches = rules.rules.map((rule) =>
+    rule.strings.map((string) => matchListOf(stringMatches(string, data, base))),
+  );
   const filesize = options.filesize ?? data.length;
   return evaluateRules(rules, matches, filesize, bufferUnit(data, base, filesize));
 }

@@ -13,8 +13,9 @@ import {
 } from '../kernels/streaming.js';
 import type { Atom } from './atoms.js';
 import { searchedAtoms, type CompiledRules, type CompiledString, type ProgramVariant } from './compile.js';
-import type { StringMatch } from './condition.js';
 import { evaluateRules, type RuleMatch } from './evaluate.js';
+import { HitList, type HitColumns, type StringHit } from './hitList.js';
+import { ColumnMatches, matchListOf, matchObjects, type MatchList, type StringMatch } from './matchList.js';
 import { isAsciiLetter, otherCase } from './pattern.js';
 import type { ScannedUnit } from './unit.js';
 import { LazyDfa, UnanchoredEndsDfa } from './lazyDfa.js';
@@ -25,15 +26,10 @@ import {
   programMatchAt,
   programMatchesBeforeEnds,
   programMatchesIn,
-  type VariantMatch,
 } from './verify.js';
+import { WindowRecords } from './windowRecords.js';
 
-/** One match of one string: `string` indexes RuleScanner.strings. */
-export interface StringHit {
-  readonly string: number;
-  readonly offset: number;
-  readonly length: number;
-}
+export type { StringHit } from './hitList.js';
 
 /** A string of some rule, as the scanner numbers them: rule by rule, in file order. */
 export interface ScannedString {
@@ -69,8 +65,8 @@ interface Target {
 /** One search kernel with the targets behind each of its needles. */
 interface Prefilter {
   readonly targets: readonly (readonly Target[])[];
-  /** Needle index and window-relative offset of every hit in the window's first `dataLength` bytes. */
-  hits(dataLength: number): Iterable<{ readonly id: number; readonly offset: number }>;
+  /** Calls `visit` with the needle index and window-relative offset of every hit in the window's first `dataLength` bytes (each needle's in offset order). */
+  visitHits(dataLength: number, visit: (id: number, offset: number) => void): void;
 }
 
 export interface RuleScannerOptions {
@@ -81,15 +77,13 @@ export interface RuleScannerOptions {
 }
 
 /** A part of a scan's hits as columns, one entry per hit in offset order: how a job's hits cross threads. */
-export interface HitColumnsResult {
-  readonly offsets: Float64Array;
-  readonly strings: Uint32Array;
-  readonly lengths: Uint32Array;
+export interface HitColumnsResult extends HitColumns {
   readonly truncated: readonly number[];
 }
 
 export interface RuleScanResult {
-  readonly hits: readonly StringHit[];
+  /** In offset order (then string order). */
+  readonly hits: HitList;
   /** Strings whose matches past maxMatchesPerString were dropped, by index into `strings`. */
   readonly truncated: readonly number[];
 }
@@ -114,7 +108,12 @@ export class RuleScanner {
   }>;
   /** The match-end automaton of every atomless program without assertions. */
   private readonly everywhereDfa: UnanchoredEndsDfa | undefined;
-  private readonly windowScanner: WindowScanner<StringHit>;
+  /** Hits go to `collected`, in columns, not to the streaming functions' array of objects (which stays empty). */
+  private readonly windowScanner: WindowScanner<never>;
+  /** The current scan's hits. */
+  private collected = new HitList();
+  /** The current window's verified matches, before they are decided. */
+  private readonly records = new WindowRecords();
   /** The current scan's count of kept matches per string. */
   private cap: MatchCap;
   private readonly triedThrough: Int32Array;
@@ -151,8 +150,8 @@ export class RuleScanner {
       lookbehind: LOOKBEHIND,
       hasPatterns: this.strings.length > 0,
       // No limit: a rule scan has no "first N hits"; MAX_STRING_MATCHES bounds it per string instead.
-      scanWindow: (windowBase, dataLength, ownedFrom, ownedTo, into) =>
-        this.scanWindow(windowBase, dataLength, ownedFrom, ownedTo, into),
+      scanWindow: (windowBase, dataLength, ownedFrom, ownedTo) =>
+        this.scanWindow(windowBase, dataLength, ownedFrom, ownedTo),
     };
   }
 
@@ -172,7 +171,7 @@ export class RuleScanner {
   /**
    * The results of consecutive parts of one scan (jobs in address order) as one result, with
    * the per-string cap applied to the whole: each part kept up to the cap on its own. Parts come
-   * as columns (as they cross threads): only the hits kept become objects.
+   * as columns (as they cross threads) and stay columns.
    */
   mergeResults(parts: readonly HitColumnsResult[]): RuleScanResult {
     const cap = new MatchCap(
@@ -180,18 +179,23 @@ export class RuleScanner {
       this.maxMatchesPerString,
       parts.flatMap((part) => part.truncated),
     );
-    const hits: StringHit[] = [];
+    const hits = new HitList();
+    hits.reserve(parts.reduce((sum, part) => sum + part.offsets.length, 0));
     for (const { offsets, strings, lengths } of parts)
       for (let i = 0; i < offsets.length; i++) {
         const string = strings[i]!;
-        if (cap.take(string)) hits.push({ string, offset: offsets[i]!, length: lengths[i]! });
+        if (cap.take(string)) hits.push(string, offsets[i]!, lengths[i]!);
       }
     return { hits, truncated: cap.truncatedStrings() };
   }
 
-  /** Every string's matches in the physical memory of `image`, in offset order; no match spans a gap between ranges. */
-  scanImage(image: MemoryImage, options: ImageSearchOptions = {}): RuleScanResult {
-    return this.collect(() => scanImage(this.windowScanner, image, options));
+  /**
+   * Every string's matches in the physical memory of `image`, in offset order; no match spans a gap
+   * between ranges. `keptBefore` counts, per string, matches already kept before this part of a
+   * scan (earlier jobs): only what the cap leaves of them is kept, and past it the string is truncated.
+   */
+  scanImage(image: MemoryImage, options: ImageSearchOptions & { keptBefore?: Uint32Array } = {}): RuleScanResult {
+    return this.collect(() => scanImage(this.windowScanner, image, options), options.keptBefore);
   }
 
   /** Every string's matches in `bytes`, offsets `base` + index. */
@@ -209,24 +213,50 @@ export class RuleScanner {
    * (one scan, or several scans' hits merged in order), with `filesize` as the data's size and
    * `unit` the bytes `uint32(…)` and the modules read (without it, they are undefined).
    */
-  evaluate(hits: readonly StringHit[], filesize: number, unit?: ScannedUnit): RuleMatch[] {
-    const matches = this.rules.rules.map((rule) => rule.strings.map((): StringMatch[] => []));
+  evaluate(hits: HitList | Iterable<StringHit>, filesize: number, unit?: ScannedUnit): RuleMatch[] {
+    const byString = this.matchesByString(hits instanceof HitList ? hits : HitList.of(hits));
+    const matches: MatchList[][] = this.rules.rules.map((rule) => rule.strings.map(() => matchListOf([])));
     const partMatches = this.rules.rules.map((rule) =>
       rule.strings.map((string) => (string.chainGaps ? string.variants.map((): StringMatch[] => []) : [])),
     );
-    // A hit is its own match ({ offset, length } and its string number): no second object per hit.
-    for (const hit of hits) {
-      const { rule, index, part } = this.strings[hit.string]!;
-      if (part === undefined) matches[rule]![index]!.push(hit);
-      else partMatches[rule]![index]![part]!.push(hit);
-    }
+    this.strings.forEach(({ rule, index, part }, string) => {
+      if (part === undefined) matches[rule]![index] = byString[string]!;
+      else partMatches[rule]![index]![part] = matchObjects(byString[string]!);
+    });
     this.rules.rules.forEach((rule, ruleIndex) =>
       rule.strings.forEach((string, index) => {
         if (string.chainGaps)
-          matches[ruleIndex]![index] = chainMatches(string, partMatches[ruleIndex]![index]!, string.chainGaps);
+          matches[ruleIndex]![index] = matchListOf(
+            chainMatches(string, partMatches[ruleIndex]![index]!, string.chainGaps),
+          );
       }),
     );
     return evaluateRules(this.rules, matches, filesize, unit);
+  }
+
+  /**
+   * Each scanned string's hits, in offset order, as views into one copy of the hits sorted by
+   * string (a counting sort, stable, so each string's hits keep their offset order).
+   */
+  private matchesByString(hits: HitList): ColumnMatches[] {
+    const firsts = new Float64Array(this.strings.length + 1);
+    for (let i = 0; i < hits.length; i++) firsts[hits.stringAt(i) + 1]!++;
+    for (let string = 0; string < this.strings.length; string++) firsts[string + 1]! += firsts[string]!;
+    const offsets = new Float64Array(hits.length);
+    const lengths = new Uint32Array(hits.length);
+    const next = firsts.slice(0, this.strings.length);
+    for (let i = 0; i < hits.length; i++) {
+      const at = next[hits.stringAt(i)]!++;
+      offsets[at] = hits.offsetAt(i);
+      lengths[at] = hits.lengthAt(i);
+    }
+    return this.strings.map(
+      (_, string) =>
+        new ColumnMatches(
+          offsets.subarray(firsts[string], firsts[string + 1]),
+          lengths.subarray(firsts[string], firsts[string + 1]),
+        ),
+    );
   }
 
   /** Human-readable name of a scanned string, `rule:$id`. */
@@ -235,29 +265,24 @@ export class RuleScanner {
     return `${this.rules.rules[rule]!.name}:${compiled.id}${part === undefined ? '' : ` (part ${part + 1})`}`;
   }
 
-  private collect(scan: () => StringHit[]): RuleScanResult {
-    this.cap = new MatchCap(this.strings.length, this.maxMatchesPerString);
-    const hits = scan();
+  private collect(scan: () => void, keptBefore?: Uint32Array): RuleScanResult {
+    this.cap = new MatchCap(this.strings.length, this.maxMatchesPerString, [], keptBefore);
+    const hits = (this.collected = new HitList());
+    try {
+      scan();
+    } finally {
+      this.collected = new HitList(); // the scanner keeps no reference to a finished scan's hits
+    }
     return { hits, truncated: this.cap.truncatedStrings() };
   }
 
-  private scanWindow(
-    windowBase: number,
-    dataLength: number,
-    ownedFrom: number,
-    ownedTo: number,
-    into: StringHit[],
-  ): void {
+  private scanWindow(windowBase: number, dataLength: number, ownedFrom: number, ownedTo: number): void {
     const data = this.kernel.window.subarray(0, dataLength);
-    // string → start → the variants that matched there; a window's starts are decided together so variant order can apply.
-    const found = new Map<number, Map<number, VariantMatch[]>>();
-    const record = (string: number, start: number, variant: number, length: number) => {
-      let starts = found.get(string);
-      if (!starts) found.set(string, (starts = new Map()));
-      const matched = starts.get(start);
-      if (!matched) starts.set(start, [{ variant, length }]);
-      else if (!matched.some((match) => match.variant === variant)) matched.push({ variant, length });
-    };
+    // A window's starts are decided together, so that variant order can apply.
+    const records = this.records;
+    records.clear();
+    const record = (string: number, start: number, variant: number, length: number) =>
+      records.add(string, start, variant, length);
     // A ranged target's hits come in offset order, so the starts it has tried are always a prefix: one number per target.
     const triedThrough = this.triedThrough.fill(-1);
     // A target's starts come in offset order too: past the cap's remaining matches (and one more, to know it was
@@ -268,16 +293,16 @@ export class RuleScanner {
     this.strings.forEach(({ compiled: { fullword, fixedOffset } }, string) => {
       wanted[string] = fullword || fixedOffset !== undefined ? Infinity : this.cap.remaining(string) + 1;
     });
-    for (const prefilter of this.prefilters) {
-      for (const hit of prefilter.hits(dataLength)) {
-        for (const target of prefilter.targets[hit.id]!) {
+    for (const prefilter of this.prefilters)
+      prefilter.visitHits(dataLength, (id, offset) => {
+        for (const target of prefilter.targets[id]!) {
           if (this.cap.exhausted(target.string) || recordedByTarget[target.id]! >= wanted[target.string]!) continue;
           const first = Math.max(
             ownedFrom,
-            hit.offset - target.maxOffset,
+            offset - target.maxOffset,
             target.ranged ? triedThrough[target.id]! + 1 : 0,
           );
-          const last = Math.min(ownedTo - 1, hit.offset - target.offset);
+          const last = Math.min(ownedTo - 1, offset - target.offset);
           if (target.ranged && last >= first) triedThrough[target.id] = last;
           for (let start = first; start <= last; start++) {
             const length = this.verify(target, data, start);
@@ -287,8 +312,7 @@ export class RuleScanner {
             }
           }
         }
-      }
-    }
+      });
     // Patterns without a useful atom: one DFA pass over the window for all of them, then starts tried only where an end is in reach.
     const automatonNeeded = this.everywhere.some(
       ({ string, dfaIndex }) => dfaIndex !== undefined && !this.cap.exhausted(string),
@@ -308,17 +332,10 @@ export class RuleScanner {
         if (++taken >= wanted[string]!) break;
       }
     });
-    const windowHits: StringHit[] = [];
-    for (const [string, starts] of found) {
-      const compiled = this.strings[string]!.compiled;
-      for (const [start, matched] of starts) {
-        matched.sort((a, b) => a.variant - b.variant);
-        const length = acceptMatch(compiled, data, windowBase, start, matched);
-        if (length !== undefined) windowHits.push({ string, offset: windowBase + start, length });
-      }
+    for (const { string, start, matched } of records.byStart()) {
+      const length = acceptMatch(this.strings[string]!.compiled, data, windowBase, start, matched);
+      if (length !== undefined && this.cap.take(string)) this.collected.push(string, windowBase + start, length);
     }
-    windowHits.sort((a, b) => a.offset - b.offset || a.string - b.string);
-    this.cap.keep(windowHits, into);
   }
 
   /** Length of the target variant's match at `start`, or 0. */
@@ -338,14 +355,11 @@ class MatchCap {
     stringCount: number,
     private readonly limit: number,
     alreadyTruncated: readonly number[] = [],
+    alreadyKept?: Uint32Array,
   ) {
     this.counts = new Uint32Array(stringCount);
+    if (alreadyKept) this.counts.set(alreadyKept.subarray(0, stringCount));
     this.truncated = new Set(alreadyTruncated);
-  }
-
-  /** Appends to `into` the hits still within their string's limit, in order. */
-  keep(hits: readonly StringHit[], into: StringHit[]): void {
-    for (const hit of hits) if (this.take(hit.string)) into.push(hit);
   }
 
   /** Counts one more match of the string: false (and the string marked truncated) when it is past the limit. */
@@ -445,10 +459,10 @@ function planPrefilters(
     }
     if (needles.count <= MAX_GROUP_NEEDLES) {
       const searcher = MultiNeedleSearcher.create(needles.bytes, { windowBytes });
-      const hits = (length: number) =>
-        searcher.hitsInWindow(length).map((hit) => ({ id: hit.needle, offset: hit.offset }));
       return {
-        prefilters: [{ targets: needles.targets, hits }],
+        prefilters: [
+          { targets: needles.targets, visitHits: (length, visit) => searcher.visitWindowHits(length, visit) },
+        ],
         everywhere,
         longestReach,
         targetCount: withAtoms.length,
@@ -462,7 +476,7 @@ function planPrefilters(
     const filter = AtomFilter.create(atoms.bytes.slice(first, first + MAX_ATOMS), { windowBytes });
     prefilters.push({
       targets: atoms.targets.slice(first, first + MAX_ATOMS),
-      hits: (length) => filter.hitsInWindow(length).map((hit) => ({ id: hit.atom, offset: hit.offset })),
+      visitHits: (length, visit) => filter.visitWindowHits(length, visit),
     });
   }
   return { prefilters, everywhere, longestReach, targetCount: withAtoms.length };

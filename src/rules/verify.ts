@@ -1,6 +1,6 @@
 import { resolveChain } from './chains.js';
 import type { CompiledString, JumpRange, LiteralVariant, ProgramVariant } from './compile.js';
-import type { StringMatch } from './condition.js';
+import type { StringMatch } from './matchList.js';
 import { isAsciiAlphanumeric, isAsciiLetter } from './pattern.js';
 import { LazyDfa, UnanchoredEndsDfa } from './lazyDfa.js';
 import { PikeVm } from './pikeVm.js';

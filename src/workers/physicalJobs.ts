@@ -55,19 +55,20 @@ export interface ScanReach {
 }
 
 /**
- * The hits that start in [start, end), with the scanners' own ownership rule carried over to job
- * edges: the job reads on past `end` by `reach.overlap` bytes while memory continues without a
- * gap, so a match crossing `end` is found here and by no other job (the next one only keeps hits
- * starting at or after its start), and it reads `reach.lookbehind` bytes before `start` for the
- * checks that look back from a match. Reads go straight from the dump into the scanner's window.
+ * `scan` run on the part of the dump a job reads, with the scanners' own ownership rule carried
+ * over to job edges: the job reads on past `end` by `reach.overlap` bytes while memory continues
+ * without a gap, so a match crossing `end` is found here and by no other job, and it reads
+ * `reach.lookbehind` bytes before `start` for the checks that look back from a match. The caller
+ * keeps only the hits starting in [start, end) (the next job keeps those at or after its start).
+ * Reads go straight from the dump into the scanner's window.
  */
-export function scanPhysicalSlice<Hit extends { readonly offset: number }>(
+export function scanPhysicalSlice<Result>(
   image: MemoryImage,
   reach: ScanReach,
   start: number,
   end: number,
-  scan: (slice: MemoryImage) => readonly Hit[],
-): Hit[] {
+  scan: (slice: MemoryImage) => Result,
+): Result {
   const readStart = start - reach.lookbehind;
   const readEnd = end + reach.overlap;
   const clipped: PhysicalRange[] = [];
@@ -83,7 +84,7 @@ export function scanPhysicalSlice<Hit extends { readonly offset: number }>(
     const to = range.end <= end ? range.end : Math.min(range.end, readEnd);
     clipped.push({ start: from, end: to, fileOffset: range.fileOffset + (from - range.start) });
   }
-  return scan(withRanges(image, clipped)).filter((hit) => hit.offset >= start && hit.offset < end);
+  return scan(withRanges(image, clipped));
 }
 
 /** MultiNeedleSearcher's hits in a job: needles look neither back nor past their own bytes. */
@@ -96,7 +97,7 @@ export function searchPhysicalSlice(
 ): NeedleHit[] {
   return scanPhysicalSlice(image, { overlap: Math.max(0, longestNeedle - 1), lookbehind: 0 }, start, end, (slice) =>
     searcher.searchImage(slice),
-  );
+  ).filter((hit) => hit.offset >= start && hit.offset < end);
 }
 
 /** `image` seen through `ranges` only, reading from the same open file (closing it is the owner's job). */
@@ -128,11 +129,7 @@ export function unpackHits({ offsets, needles }: PackedHits): NeedleHit[] {
 /** A job's rule-scan result as parallel arrays (see PackedHits). */
 export type PackedStringHits = HitColumnsResult;
 
-export function packStringHits({ hits, truncated }: RuleScanResult): PackedStringHits {
-  return {
-    offsets: Float64Array.from(hits, (hit) => hit.offset),
-    strings: Uint32Array.from(hits, (hit) => hit.string),
-    lengths: Uint32Array.from(hits, (hit) => hit.length),
-    truncated,
-  };
+/** The hits of a job's scan that start in [start, end), as columns. */
+export function packStringHits({ hits, truncated }: RuleScanResult, start: number, end: number): PackedStringHits {
+  return { ...hits.columnsWithOffsetsIn(start, end), truncated };
 }

@@ -49,7 +49,9 @@ class ScanThread {
 
   static start(script: string | URL, data: ScanWorkerData): ScanThread {
     installTypedErrorTransfer();
-    const worker = new Worker(script, { workerData: data });
+    // A scan thread keeps its hits in columns and makes only short-lived objects per window: a small young
+    // generation, collected often, keeps its memory near what is live (the default lets each thread grow by ~100 MiB).
+    const worker = new Worker(script, { workerData: data, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
     const death = new Promise<never>((_, reject) => {
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`scan worker thread exited (code ${code})`)));
@@ -119,10 +121,31 @@ export class ScanPool {
    */
   async scanRules(path: string, scanner: RuleScanner, options: PoolSearchOptions = {}): Promise<RuleScanResult> {
     const serializedRules = serialize(scanner.rules);
+    // Per finished job, its matches per string: a job need not keep what the jobs before it already filled the cap with.
+    const keptByJob: Uint32Array[] = [];
     const parts = await this.runJobs(
       path,
       options,
-      (thread, job) => thread.call((remote) => remote.scanRules(path, job.start, job.end, options.identity)),
+      async (thread, job, index) => {
+        const keptBefore = new Uint32Array(scanner.strings.length);
+        keptByJob.forEach((kept, earlier) => {
+          if (earlier < index)
+            for (let string = 0; string < kept.length; string++) keptBefore[string]! += kept[string]!;
+        });
+        const part = await thread.call((remote) =>
+          remote.scanRules(
+            path,
+            job.start,
+            job.end,
+            Comlink.transfer(keptBefore, [keptBefore.buffer]),
+            options.identity,
+          ),
+        );
+        const kept = new Uint32Array(scanner.strings.length);
+        for (const string of part.strings) kept[string]!++;
+        keptByJob[index] = kept;
+        return part;
+      },
       (thread) =>
         thread.call((remote) => {
           const copy = Uint8Array.from(serializedRules);
@@ -139,7 +162,7 @@ export class ScanPool {
   private async runJobs<T>(
     path: string,
     options: PoolSearchOptions,
-    work: (thread: ScanThread, job: ScanJob) => Promise<T>,
+    work: (thread: ScanThread, job: ScanJob, index: number) => Promise<T>,
     prepare?: (thread: ScanThread) => Promise<void>,
   ): Promise<T[]> {
     if (this.closed) throw new Error('this ScanPool is closed');
@@ -154,7 +177,7 @@ export class ScanPool {
         while (!failed && nextJob < jobs.length) {
           const index = nextJob++;
           const job = jobs[index]!;
-          results[index] = await work(thread, job);
+          results[index] = await work(thread, job, index);
           doneBytes += job.bytes;
           options.onProgress?.(doneBytes, totalBytes);
         }

@@ -74,19 +74,25 @@ const api = {
     rulesScanner = RuleScanner.create(rules, { windowBytes, maxMatchesPerString });
   },
 
-  /** Every string match of the loaded rules starting in [start, end) of the dump's physical memory, in offset order. */
-  scanRules(path: string, start: number, end: number, identity?: FileIdentity): PackedStringHits {
+  /**
+   * Every string match of the loaded rules starting in [start, end) of the dump's physical memory,
+   * in offset order, keeping per string only what the cap leaves after `keptBefore` earlier matches.
+   */
+  scanRules(
+    path: string,
+    start: number,
+    end: number,
+    keptBefore: Uint32Array,
+    identity?: FileIdentity,
+  ): PackedStringHits {
     // The caller opened this path before; another file there now (replaced, truncated) is refused, not scanned.
     if (identity) assertSameFile(path, identity);
     const scanner = rulesScanner;
     if (!scanner) throw new Error('scanRules before loadRules');
-    let truncated: readonly number[] = [];
-    const hits = scanPhysicalSlice(imageAt(path), scanner.reach, start, end, (slice) => {
-      const result = scanner.scanImage(slice);
-      truncated = result.truncated;
-      return result.hits;
-    });
-    const packed = packStringHits({ hits, truncated });
+    const { hits, truncated } = scanPhysicalSlice(imageAt(path), scanner.reach, start, end, (slice) =>
+      scanner.scanImage(slice, { keptBefore }),
+    );
+    const packed = packStringHits({ hits, truncated }, start, end);
     return Comlink.transfer(packed, [packed.offsets.buffer, packed.strings.buffer, packed.lengths.buffer]);
   },
 

@@ -11,6 +11,7 @@ import { MODULES_END, MODULES_VADDR } from '../../src/os/linux/layout.js';
 import { hex, parseHex } from '../../src/util/hex.js';
 import { dumpFixtures, fixturePath, snapshotNames, truth } from '../support/fixtures.js';
 import { OverlayContext } from '../support/overlay.js';
+import { materialized } from '../support/rows.js';
 
 interface RootkitTruth {
   module: { name: string; struct_module: string; base: string; text_size: number; list_head: string };
@@ -94,7 +95,7 @@ describe('a rewritten module list in linux61-rootkit', () => {
 
   async function timed(analysis: Analysis, context: DumpContext): Promise<AnalysisResult> {
     const started = performance.now();
-    const result = await analysis.run(context);
+    const result = await materialized(analysis.run(context));
     const elapsed = performance.now() - started;
     console.log(
       `${analysis.name}: ${elapsed.toFixed(1)} ms, ${result.rows.length} rows, warnings: ${JSON.stringify(result.warnings)}`,

@@ -12,6 +12,7 @@ import { KernelReader } from '../../src/os/linux/kernelReader.js';
 import { walkTaskList, type TaskInfo } from '../../src/os/linux/tasks.js';
 import { fixturePath } from '../support/fixtures.js';
 import { OverlayContext } from '../support/overlay.js';
+import { materialized } from '../support/rows.js';
 
 /**
  * The analyses over forged copies of linux61-modern (the readers' own adversarial tests cover
@@ -44,9 +45,9 @@ async function runForged(
   const context = new OverlayContext(base);
   for (const [address, value] of patches) context.patchKernelU64(address, value);
   const started = performance.now();
-  const forged = await analysis.run(context, options);
+  const forged = await materialized(analysis.run(context, options));
   expect(performance.now() - started).toBeLessThan(HANG_GUARD_MS);
-  return { forged, clean: await analysis.run(base, options) };
+  return { forged, clean: await materialized(analysis.run(base, options)) };
 }
 
 describe('process-state analyses over hostile copies of linux61-modern', () => {

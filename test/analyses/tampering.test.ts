@@ -24,6 +24,7 @@ import { hex, parseHex } from '../../src/util/hex.js';
 import { dumpFixtures, fixturePath, snapshotNames, truth } from '../support/fixtures.js';
 import { consoleSection } from '../support/kernelFixture.js';
 import { OverlayContext } from '../support/overlay.js';
+import { materialized } from '../support/rows.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const cacheDir = mkdtempSync(join(tmpdir(), 'vmscope-tampering-'));
@@ -126,7 +127,7 @@ const withoutSizes = (line: string) => line.replaceAll(/\+0x0\/0x[0-9a-f]+( \[\w
 describe('the tampering analyses on linux61-modern', () => {
   let context: DumpContext;
   const run = async (analysis: Analysis, options: Record<string, unknown> = {}): Promise<AnalysisResult> => {
-    const result = await analysis.run(context, options);
+    const result = await materialized(analysis.run(context, options));
     expect(result.warnings).toEqual([]);
     expect(result.partial).toBe(false);
     return result;
@@ -404,7 +405,7 @@ describe.each(OTHER_SNAPSHOTS)('the tampering analyses on $name ($format)', ({ n
       ([analysis, options]) => [`${analysis.name} ${JSON.stringify(options)}`, analysis, options] as const,
     ),
   )('%s runs without warnings and flags nothing', async (_, analysis, options) => {
-    const result = await analysis.run(context, options);
+    const result = await materialized(analysis.run(context, options));
     expect(result.warnings).toEqual([]);
     expect(result.partial).toBe(false);
     expect(result.rows.filter((row) => row.suspicious === true)).toEqual([]);

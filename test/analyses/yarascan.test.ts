@@ -15,6 +15,7 @@ import { parallelScanRules } from '../../src/workers/scanPool.js';
 import { dumpFixtures, fixturePath, snapshotNames, truth } from '../support/fixtures.js';
 import { OverlayContext } from '../support/overlay.js';
 import { physicallySplitBoundary } from '../support/pages.js';
+import { materialized } from '../support/rows.js';
 
 interface Marker {
   kind: string;
@@ -62,7 +63,7 @@ describe.each(snapshots)('yarascan on $name ($format)', ({ name, format }) => {
 
   beforeAll(async () => {
     context = new DumpContext(fixturePath(name, format), { cacheDir });
-    const result = await yarascan(context, { rules, threads: 1 });
+    const result = await materialized(yarascan(context, { rules, threads: 1 }));
     expect(result.warnings).toEqual([]);
     expect(result.exitCode).toBe(1);
     rows = result.rows;
@@ -83,7 +84,7 @@ describe.each(snapshots)('yarascan on $name ($format)', ({ name, format }) => {
 
   it('--pid scans the holder of the LABMARK token in its virtual memory and finds it where the physical scan placed it', async () => {
     const holder = markers.find((marker) => marker.kind === 'labmark')!;
-    const virtual = await yarascan(context, { rules, pid: holder.holder_pid });
+    const virtual = await materialized(yarascan(context, { rules, pid: holder.holder_pid }));
     expect(virtual.rows.length).toBeGreaterThan(0);
     for (const row of virtual.rows)
       expect([row.pid, row.comm, row.owner]).toEqual([holder.holder_pid, holder.holder_comm, 'process']);
@@ -115,7 +116,7 @@ describe('yarascan on linux61-rootkit', () => {
     const hidden = (truth('linux61-rootkit').rootkit as { hidden_process: { pid: number; comm: string } })
       .hidden_process;
     const rules = writeRules('hidden', [{ rule: 'hidden_name', string: yaraText(hidden.comm) }]);
-    const { rows } = await yarascan(context, { rules, threads: 1 });
+    const { rows } = await materialized(yarascan(context, { rules, threads: 1 }));
     expect(rows.filter((row) => row.owner === 'process').map((row) => row.pid)).toContain(hidden.pid);
     const listed = (await context.get(taskListProvider)).tasks.map((task) => task.pid);
     expect(listed).not.toContain(hidden.pid);
@@ -129,7 +130,7 @@ describe('yarascan on linux61-rootkit', () => {
       ...markers.map((marker) => ({ rule: marker.kind, string: yaraText(marker.value) })),
       { rule: 'hidden_name', string: yaraText(hidden.comm) },
     ]);
-    const { rows } = await yarascan(context, { rules: withHidden, allProcesses: true });
+    const { rows } = await materialized(yarascan(context, { rules: withHidden, allProcesses: true }));
     expect(rows.every((row) => row.owner === 'process' && typeof row.virtual === 'string')).toBe(true);
     for (const marker of markers)
       expect(rows.filter((row) => row.rule === marker.kind).map((row) => row.pid)).toContain(marker.holder_pid);
@@ -138,13 +139,13 @@ describe('yarascan on linux61-rootkit', () => {
 
   it('gives the same rows on two pool threads as on one', async () => {
     const { path: rules } = markerRules('linux61-rootkit');
-    const single = await yarascan(context, { rules, threads: 1 });
+    const single = await materialized(yarascan(context, { rules, threads: 1 }));
     const pooled = new DumpContext(context.path, {
       cacheDir,
       parallelRuleScan: (request) => parallelScanRules(request, { workerScript: WORKER_SCRIPT }),
     });
     try {
-      const parallel = await yarascan(pooled, { rules, threads: 2 });
+      const parallel = await materialized(yarascan(pooled, { rules, threads: 2 }));
       expect(parallel.rows).toEqual(single.rows);
       expect(parallel.rows.length).toBeGreaterThan(2);
     } finally {
@@ -170,13 +171,13 @@ describe('a string across two pages that are not physically adjacent', () => {
         { rule: 'first_half', string: hexString(needle.subarray(0, 16)) },
       ]);
 
-      const physical = await yarascan(context, { rules, threads: 1 });
+      const physical = await materialized(yarascan(context, { rules, threads: 1 }));
       // The half is there (one row per process mapping its page), the whole never is.
       expect(new Set(physical.rows.map((row) => row.rule))).toEqual(new Set(['first_half']));
       expect(physical.rows.map((row) => `${row.pid} ${row.virtual}`)).toContain(
         `${holder.pid} 0x${(boundary! - 16n).toString(16)}`,
       );
-      const virtual = await yarascan(context, { rules, pid: holder.pid });
+      const virtual = await materialized(yarascan(context, { rules, pid: holder.pid }));
       expect(virtual.rows.map((row) => `${row.rule} ${row.virtual}`)).toEqual([
         `whole 0x${(boundary! - 16n).toString(16)}`,
         `first_half 0x${(boundary! - 16n).toString(16)}`,
@@ -201,11 +202,11 @@ describe('rules with no string to show match as yara reports them', () => {
     );
     const context = new DumpContext(fixturePath('linux61-clean', 'elf'), { cacheDir });
     try {
-      const physical = await yarascan(context, { rules, threads: 1 });
+      const physical = await materialized(yarascan(context, { rules, threads: 1 }));
       expect(physical.rows.map((row) => row.rule).sort()).toEqual(['absent', 'always', 'sized']);
       expect(physical.rows.every((row) => row.string === null && row.owner === 'dump')).toBe(true);
       const holder = (truth('linux61-clean').markers as Array<{ holder_pid: number }>)[0]!.holder_pid;
-      const virtual = await yarascan(context, { rules, pid: holder });
+      const virtual = await materialized(yarascan(context, { rules, pid: holder }));
       expect(virtual.rows.map((row) => [row.rule, row.pid])).toEqual([
         ['always', holder],
         ['sized', holder],

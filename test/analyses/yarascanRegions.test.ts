@@ -41,7 +41,7 @@ rule one_page { condition: filesize == 4096 }`,
     );
     context = new DumpContext(fixturePath(name, 'raw'), { cacheDir: join(work, 'profiles') });
     const result = await yarascan(context, { rules, perRegion: true });
-    rows = result.rows;
+    rows = [...result.rows];
 
     const kernel = await context.get(kernelProvider);
     const reader = await context.get(readerProvider);

@@ -7,6 +7,7 @@ import { infoAnalysis } from '../../src/analyses/info.js';
 import { findAnalysis } from '../../src/analyses/registry.js';
 import { openImage } from '../../src/image/open.js';
 import { fixturePath, truth } from '../support/fixtures.js';
+import { materialized } from '../support/rows.js';
 
 const PAGE = 4096;
 const profileCache = mkdtempSync(join(tmpdir(), 'vmscope-avml-profiles-'));
@@ -15,7 +16,7 @@ afterAll(() => rmSync(profileCache, { recursive: true, force: true }));
 async function rowsOf(path: string, analysis: string): Promise<readonly unknown[]> {
   const context = new DumpContext(path, { cacheDir: profileCache });
   try {
-    return (await findAnalysis(analysis)!.run(context, {})).rows;
+    return (await materialized(findAnalysis(analysis)!.run(context, {}))).rows;
   } finally {
     context.close();
   }

@@ -13,6 +13,7 @@ import { userHalfEnd } from '../../src/os/linux/reverseMap.js';
 import { AbsentMemoryError } from '../../src/util/errors.js';
 import { formatCapture, formatCaptureUnavailable, type FormatCapture } from '../support/formatCapture.js';
 import { kdumpFrom, vmcoreinfoText } from '../support/formatSet.js';
+import { materialized } from '../support/rows.js';
 
 /** One profile cache for the file: every format of the capture derives the same kernel's profile once. */
 const profileCache = mkdtempSync(join(tmpdir(), 'vmscope-formats-profiles-'));
@@ -49,7 +50,7 @@ async function userPageFrames(elf: string): Promise<Set<number>> {
 async function run(path: string, analysis: string) {
   const context = new DumpContext(path, { cacheDir: profileCache });
   try {
-    return await findAnalysis(analysis)!.run(context, {});
+    return await materialized(findAnalysis(analysis)!.run(context, {}));
   } finally {
     context.close();
   }

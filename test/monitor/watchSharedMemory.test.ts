@@ -13,6 +13,7 @@ import { QemuSharedMemorySource } from '../../src/monitor/sources/qemuSharedMemo
 import { watch, type SnapshotTimings, type WatchAlert } from '../../src/monitor/watch.js';
 import { fixturePath, truth } from '../support/fixtures.js';
 import { bootGuest, qemuUnavailableReason, type GuestMode, type LiveGuest } from '../support/liveGuest.js';
+import { materialized } from '../support/rows.js';
 
 /**
  * The fixtures' guest booted with its RAM in a shared file under /dev/shm (TCG: KVM is not
@@ -111,7 +112,7 @@ async function watchUntil(
 
 async function rowsOf(context: DumpContext, name: string): Promise<readonly unknown[]> {
   const analysis = findAnalysis(name)!;
-  const result = await analysis.run(context, analysis.parseOptions({}));
+  const result = await materialized(analysis.run(context, analysis.parseOptions({})));
   return result.rows;
 }
 

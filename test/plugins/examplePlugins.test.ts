@@ -14,6 +14,7 @@ import { loadPluginDirectory, loadPluginFile } from '../../src/plugins/load.js';
 import { portablePlugin, registerPluginLoader } from '../../src/plugins/portable.js';
 import { fixturePath, repoRoot } from '../support/fixtures.js';
 import { plantedCopy } from './plantedCopy.js';
+import { materialized } from '../support/rows.js';
 
 const pluginDir = join(repoRoot, 'build', 'plugins');
 const cli = join(repoRoot, 'bin', 'vmscope.js');
@@ -36,7 +37,7 @@ describe('example plugins on a planted copy of linux61-clean', () => {
   async function findings(plugin: string, dump: string) {
     const context = new DumpContext(dump, { cacheDir: false });
     try {
-      return await pluginAnalysis(loadPluginFile(join(pluginDir, `${plugin}.wasm`))).run(context);
+      return await materialized(pluginAnalysis(loadPluginFile(join(pluginDir, `${plugin}.wasm`))).run(context));
     } finally {
       context.close();
     }

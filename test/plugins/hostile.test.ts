@@ -6,6 +6,7 @@ import { pluginAnalysis, type PluginRunOptions } from '../../src/plugins/analysi
 import { loadPlugin } from '../../src/plugins/load.js';
 import { fixturePath } from '../support/fixtures.js';
 import { testManifest, watPlugin } from './watPlugin.js';
+import { materialized } from '../support/rows.js';
 
 const START = '(func (export "_start")';
 
@@ -22,7 +23,10 @@ describe('hostile plugins', () => {
   let before: { pslist: AnalysisResult; plugin: AnalysisResult };
   beforeAll(async () => {
     context = new DumpContext(fixturePath('linux61-clean', 'raw'), { cacheDir: false });
-    before = { pslist: await pslistAnalysis.run(context), plugin: await pluginAnalysis(wellBehaved).run(context) };
+    before = {
+      pslist: await pslistAnalysis.run(context),
+      plugin: await materialized(pluginAnalysis(wellBehaved).run(context)),
+    };
     expect(before.plugin.rows).toEqual([{ what: 'fine', a: 1, b: 2 }]);
   }, 120_000);
   afterAll(() => context?.close());

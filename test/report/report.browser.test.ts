@@ -126,7 +126,7 @@ describe.skipIf(unavailable !== undefined)('the HTML report in headless chromium
     try {
       const scan = await yarascanAnalysis.run(context, { rules, threads: 1 });
       const text = (value: unknown) => (value === null ? '' : String(value));
-      expected = scan.rows.map((row) =>
+      expected = Array.from(scan.rows, (row) =>
         [row.rule, row.string, row.physical, row.owner, row.pid, row.comm, row.virtual].map(text),
       );
     } finally {

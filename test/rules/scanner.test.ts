@@ -67,7 +67,9 @@ describe('RuleScanner agrees with the reference matcher', () => {
         const { hits, truncated } = scanner.scanBuffer(data);
         expect(truncated).toEqual([]);
         rules.rules[0]!.strings.forEach((string, index) => {
-          const ours = hits.filter((hit) => hit.string === index).map(({ offset, length }) => ({ offset, length }));
+          const ours = [...hits]
+            .filter((hit) => hit.string === index)
+            .map(({ offset, length }) => ({ offset, length }));
           expect(ours, `${string.id} = ${strings[index]}`).toEqual(stringMatches(string, data));
         });
       }),
@@ -86,7 +88,7 @@ describe('RuleScanner agrees with the reference matcher', () => {
     const expected = matchReference(rules, data)[0]!
       .strings.map(({ offset, length }) => ({ offset, length }))
       .sort(byOffset);
-    expect(hits.map(({ offset, length }) => ({ offset, length }))).toEqual(expected);
+    expect([...hits].map(({ offset, length }) => ({ offset, length }))).toEqual(expected);
     expect(hits.length).toBeGreaterThan(8);
   });
 
@@ -101,7 +103,7 @@ describe('RuleScanner agrees with the reference matcher', () => {
       { start: 0x80000, end: 0x80000 + WINDOW, fileOffset: WINDOW },
     ]);
     const { hits } = RuleScanner.create(rules, { windowBytes: WINDOW }).scanImage(image);
-    expect(hits.map((hit) => hit.offset)).toEqual([0x10000 + 100, 0x80000 + 3]);
+    expect([...hits].map((hit) => hit.offset)).toEqual([0x10000 + 100, 0x80000 + 3]);
   });
 
   it('splits more atoms than one filter holds over several filters', () => {
@@ -128,10 +130,10 @@ describe('RuleScanner agrees with the reference matcher', () => {
     const scanner = RuleScanner.create(rules, { windowBytes: WINDOW, maxMatchesPerString: 1000 });
     const { hits, truncated } = scanner.scanBuffer(data);
     expect(truncated).toEqual([0]);
-    const zeros = hits.filter((hit) => hit.string === 0);
+    const zeros = [...hits].filter((hit) => hit.string === 0);
     expect(zeros).toHaveLength(1000);
     expect(zeros[999]!.offset).toBe(1001); // "\0\0" at 0..3, then from 6 on (4 and 5 touch the "a"): the 1000th is 1001
-    expect(hits.filter((hit) => hit.string === 1).map((hit) => hit.offset)).toEqual([5]);
+    expect([...hits].filter((hit) => hit.string === 1).map((hit) => hit.offset)).toEqual([5]);
   });
 
   it('a capped string keeps its first matches by offset whichever of its variants found them', () => {
@@ -146,11 +148,11 @@ describe('RuleScanner agrees with the reference matcher', () => {
         fc.integer({ min: 1, max: 12 }),
         (bytes, cap) => {
           const data = Uint8Array.from(bytes);
-          const all = RuleScanner.create(rules, { windowBytes: WINDOW }).scanBuffer(data).hits;
+          const all = [...RuleScanner.create(rules, { windowBytes: WINDOW }).scanBuffer(data).hits];
           const capped = RuleScanner.create(rules, { windowBytes: WINDOW, maxMatchesPerString: cap }).scanBuffer(data);
           for (const string of [0, 1]) {
             const expected = all.filter((hit) => hit.string === string);
-            expect(capped.hits.filter((hit) => hit.string === string)).toEqual(expected.slice(0, cap));
+            expect([...capped.hits].filter((hit) => hit.string === string)).toEqual(expected.slice(0, cap));
             expect(capped.truncated.includes(string)).toBe(expected.length > cap);
           }
         },

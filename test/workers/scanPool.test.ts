@@ -234,7 +234,7 @@ rule widened { strings: $w = "crosser" wide nocase condition: $w }`;
     const image = openImage(path);
     const expected = scanner.scanImage(image);
     image.close();
-    expect(expected.hits.map((hit) => `${scanner.describe(hit.string)}@${hit.offset}`)).toEqual([
+    expect([...expected.hits].map((hit) => `${scanner.describe(hit.string)}@${hit.offset}`)).toEqual([
       `word:$w@${2 * jobBytes}`,
       `word:$x@${3 * jobBytes - 4}`,
       `widened:$w@${4 * jobBytes - 7}`,
@@ -242,7 +242,8 @@ rule widened { strings: $w = "crosser" wide nocase condition: $w }`;
     for (const [threads, pool] of pools) {
       for (const jobBytesTried of [jobBytes, jobBytes - 1, jobBytes + 2, 4099]) {
         const result = await pool.scanRules(path, scanner, { jobBytes: jobBytesTried });
-        expect(result, `${threads} threads, ${jobBytesTried}-byte jobs`).toEqual(expected);
+        expect(result.truncated).toEqual(expected.truncated);
+        expect([...result.hits], `${threads} threads, ${jobBytesTried}-byte jobs`).toEqual([...expected.hits]);
       }
     }
   });
@@ -258,7 +259,7 @@ rule widened { strings: $w = "crosser" wide nocase condition: $w }`;
     expect(expected.truncated.length).toBeGreaterThan(0);
     const result = await pools.get(2)!.scanRules(path, scanner, { jobBytes: 48 * 2 ** 20 + 7 });
     expect(result.truncated).toEqual(expected.truncated);
-    expect(result.hits).toEqual(expected.hits);
+    expect([...result.hits]).toEqual([...expected.hits]);
   });
 });
 

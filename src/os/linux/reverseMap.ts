@@ -80,17 +80,29 @@ export class ReverseMap {
   /** Every process mapping of `physical`, by pid then virtual address; empty when no process maps it. */
   lookup(physical: number): ProcessMapping[] {
     const found: ProcessMapping[] = [];
+    this.visitRunsCovering(physical, (run) => {
+      const { pid, comm } = this.processes[run.process]!;
+      found.push({ pid, comm, virtual: run.virtual + BigInt(physical - run.physical) });
+    });
+    return found.sort((a, b) => a.pid - b.pid || (a.virtual < b.virtual ? -1 : a.virtual > b.virtual ? 1 : 0));
+  }
+
+  /** How many attributions `attribute(physical)` gives, without making them (a count over a million hits allocates nothing). */
+  attributionCount(physical: number): number {
+    let count = 0;
+    this.visitRunsCovering(physical, () => count++);
+    return Math.max(1, count);
+  }
+
+  private visitRunsCovering(physical: number, visit: (run: OwnedRun) => void): void {
     for (
       let index = lastStartingAtOrBefore(this.runs, physical);
       index >= 0 && this.reach[index]! > physical;
       index--
     ) {
       const run = this.runs[index]!;
-      if (run.end <= physical) continue;
-      const { pid, comm } = this.processes[run.process]!;
-      found.push({ pid, comm, virtual: run.virtual + BigInt(physical - run.physical) });
+      if (run.end > physical) visit(run);
     }
-    return found.sort((a, b) => a.pid - b.pid || (a.virtual < b.virtual ? -1 : a.virtual > b.virtual ? 1 : 0));
   }
 
   /** One attribution per process mapping of `physical`, or a single kernel/unowned one. */
