@@ -44,11 +44,9 @@ export function decodeExactly(
     output = decode(codec, input, expectedLength);
   } catch (error) {
     if (error instanceof VmscopeError) throw error;
-    // wasm-bindgen decoders throw their error message as a string.
-    const reason = error instanceof Error ? error.message : String(error);
     throw new VmscopeError(
       'CORRUPT_HEADER',
-      `${codec} data of ${input.length} bytes does not decode to ${expectedLength} bytes: ${reason}`,
+      `${codec} data of ${input.length} bytes does not decode to ${expectedLength} bytes: ${(error as Error).message}`,
       path,
       fileOffset,
     );
