@@ -1,7 +1,7 @@
 import type * as Crc32 from '@node-rs/crc32';
 import { VmscopeError } from '../util/errors.js';
 import { lazyRequire } from '../util/lazyRequire.js';
-import { decodeExactly } from './codecs.js';
+import { decodeExactly, snappyDeclaredLength } from './codecs.js';
 import { DecodedImage, readExactly } from './decodedImage.js';
 import { readHeader, safeU64, type ByteSource } from './source.js';
 import type { PhysicalRange } from './types.js';
@@ -146,7 +146,9 @@ function indexStream(
           source.path,
           at,
         );
-      const uncompressed = type === 0x01 ? length - 4 : varintAt(head, 8, got, source.path, at);
+      const uncompressed = type === 0x01 ? length - 4 : snappyDeclaredLength(head.subarray(8, got));
+      if (uncompressed === undefined)
+        throw new VmscopeError('CORRUPT_HEADER', 'snappy chunk has no valid length preamble', source.path, at);
       if (uncompressed > MAX_CHUNK_BYTES || uncompressed === 0)
         throw new VmscopeError(
           'CORRUPT_HEADER',
@@ -180,17 +182,6 @@ function indexStream(
     at = dataAt + length;
   }
   return at;
-}
-
-/** Snappy's preamble: the uncompressed length as a little-endian base-128 varint after the CRC. */
-function varintAt(bytes: Uint8Array, from: number, available: number, path: string, chunkAt: number): number {
-  let value = 0;
-  for (let i = 0; i < 5 && from + i < available; i++) {
-    const byte = bytes[from + i]!;
-    value += (byte & 0x7f) * 2 ** (7 * i);
-    if (byte < 0x80) return value;
-  }
-  throw new VmscopeError('CORRUPT_HEADER', 'snappy chunk has no valid length preamble', path, chunkAt);
 }
 
 /** The CRC framing stores: CRC-32C rotated right by 15 plus a constant. */

@@ -1,6 +1,6 @@
 import { inflateSync } from 'node:zlib';
 import type * as Fzstd from 'fzstd';
-import type Snappy from 'snappyjs';
+import type * as SnappyWasm from 'snappy-wasm';
 import { VmscopeError } from '../util/errors.js';
 import { lazyRequire } from '../util/lazyRequire.js';
 import { zstdDeclaredSize } from './container.js';
@@ -8,7 +8,7 @@ import { lzo1xDecompress } from './lzo1x.js';
 
 // Only dumps in the formats that compress need these: loaded then, not at every start-up.
 const fzstd = lazyRequire<typeof Fzstd>('fzstd');
-const snappy = lazyRequire<typeof Snappy>('snappyjs');
+const snappy = lazyRequire<typeof SnappyWasm>('snappy-wasm');
 /**
  * One decoder per compression a capture format uses, each bounded by the size the format
  * promises: a page or chunk that would inflate past it (a decompression bomb) or falls short is
@@ -16,9 +16,15 @@ const snappy = lazyRequire<typeof Snappy>('snappyjs');
  * - zlib: Node's own (`inflateSync` with `maxOutputLength`, so a bomb stops at the bound). On the
  *   kdump-zlib capture's pages it measured about 17 us a page, a third of it the per-call handle,
  *   buffers and their garbage collection: the largest cost of reading such a dump. The pure-JS
- *   fflate (38 us) and pako (58 us) measured slower: a faster one would be WASM with reused state;
- * - snappy: `snappyjs`, pure JS and the most used snappy package (a block-move rewrite measured no faster
- *   on guest memory, and the native `snappy` binding no faster on 64 KiB chunks: allocation-bound);
+ *   fflate (38 us) and pako (58 us) measured slower, and so did the one WASM inflate on npm,
+ *   `@hazae41/foras` (flate2: about 6x slower than inflateSync here). Node's native inflate itself,
+ *   its handle reused, measured 11 us: the rest is the per-call stream object, which only an
+ *   inflate with reused state could drop;
+ * - snappy: `snappy-wasm` (Rust's snap crate in WASM). On the AVML fixture's 64 KiB chunks and the
+ *   kdump-snappy pages it measured 3x faster than the pure-JS `snappyjs` (about 100 against 310 us a
+ *   chunk, 8 against 25 us a page), which was most of an AVML scan's time; the native `snappy`
+ *   binding measured no faster than snappyjs. It allocates what the preamble declares, so the
+ *   preamble is checked against the bound first;
  * - zstd: `fzstd`, already the project's pure-JS zstd decoder;
  * - lzo: our bounded port of lzo1x_decompress_safe (lzo1x.ts: no usable npm decoder for Node).
  */
@@ -69,9 +75,11 @@ function decode(codec: Codec, input: Uint8Array, expectedLength: number): Uint8A
       });
       return new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.length);
     }
-    case 'snappy':
-      // snappyjs refuses a preamble longer than the bound before allocating.
-      return snappy().uncompress(input, expectedLength);
+    case 'snappy': {
+      const declared = snappyDeclaredLength(input);
+      if (declared !== expectedLength) throw new Error(`snappy preamble declares ${declared ?? 'no'} length`);
+      return snappy().decompress_raw(input);
+    }
     case 'zstd': {
       // fzstd stops writing silently at the end of a given buffer (and returns all of it), so the
       // frame's declared content size is what bounds the page: makedumpfile and QEMU declare it.
@@ -82,4 +90,15 @@ function decode(codec: Codec, input: Uint8Array, expectedLength: number): Uint8A
     case 'lzo':
       return lzo1xDecompress(input, expectedLength);
   }
+}
+
+/** The uncompressed length a raw snappy block's preamble declares (a little-endian base-128 varint of at most 32 bits). */
+export function snappyDeclaredLength(block: Uint8Array): number | undefined {
+  let value = 0;
+  for (let i = 0; i < 5 && i < block.length; i++) {
+    const byte = block[i]!;
+    value += (byte & 0x7f) * 2 ** (7 * i);
+    if (byte < 0x80) return value;
+  }
+  return undefined;
 }

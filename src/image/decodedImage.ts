@@ -58,6 +58,11 @@ export abstract class DecodedImage implements MemoryImage {
   }
 }
 
+/** True when `image`'s memory is decoded (its ranges are a DecodedImage's), however it was opened. */
+export function isDecodedImage(image: MemoryImage): boolean {
+  return image.ranges.some((range) => range.fileOffset === -1);
+}
+
 /** Read exactly `into.length` bytes at `offset` or fail naming where the file ends. */
 export function readExactly(source: ByteSource, offset: number, into: Uint8Array, what: string): void {
   const got = source.readAt(offset, into);

@@ -5,6 +5,7 @@ import { serialize } from 'node:v8';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { isDecodedImage } from '../image/decodedImage.js';
 import { openImage } from '../image/open.js';
 import { DEFAULT_WINDOW_BYTES } from '../kernels/memoryMap.js';
 import type { NeedleHit } from '../kernels/multiNeedle.js';
@@ -17,6 +18,14 @@ import { assertSameFile, type FileIdentity } from '../util/files.js';
 
 /** Coarse enough that per-job messaging and setup vanish next to the reading, fine enough to spread a 512 MiB dump over several threads. */
 export const DEFAULT_JOB_BYTES = 128 * 2 ** 20;
+/**
+ * Jobs of a dump whose memory is decoded (compressed pages or chunks): what a byte costs there
+ * depends on what it holds (an all-zero page is free, a full one is inflated), and the kdump
+ * capture's non-zero pages sit in two of its four 128 MiB slices, so coarse jobs left one thread
+ * with most of the inflating. Finer jobs let the threads share it; their messaging is small next
+ * to decoding 16 MiB.
+ */
+export const DECODED_JOB_BYTES = 16 * 2 ** 20;
 
 export interface ScanPoolOptions {
   /** Worker threads (default: the available parallelism). */
@@ -31,7 +40,7 @@ export interface ScanPoolOptions {
 }
 
 export interface PoolSearchOptions {
-  /** Present bytes per job (default DEFAULT_JOB_BYTES); any positive size gives the same hits. */
+  /** Present bytes per job (default DEFAULT_JOB_BYTES, DECODED_JOB_BYTES for a decoded image); any positive size gives the same hits. */
   jobBytes?: number;
   /** Called as each job finishes (so in steps of about jobBytes), in no particular job order. */
   onProgress?: (doneBytes: number, totalBytes: number) => void;
@@ -166,7 +175,7 @@ export class ScanPool {
     prepare?: (thread: ScanThread) => Promise<void>,
   ): Promise<T[]> {
     if (this.closed) throw new Error('this ScanPool is closed');
-    const { jobs, totalBytes } = planImageJobs(path, options.jobBytes ?? DEFAULT_JOB_BYTES);
+    const { jobs, totalBytes } = planImageJobs(path, options.jobBytes);
     const results: T[] = [];
     let nextJob = 0;
     let doneBytes = 0;
@@ -205,10 +214,11 @@ export class ScanPool {
 }
 
 /** The dump's jobs, read from its ranges on this thread so a bad path or format fails before any job is sent. */
-function planImageJobs(path: string, jobBytes: number): { jobs: ScanJob[]; totalBytes: number } {
+function planImageJobs(path: string, jobBytes: number | undefined): { jobs: ScanJob[]; totalBytes: number } {
   const image = openImage(path);
   try {
-    return { jobs: planScanJobs(image.ranges, jobBytes), totalBytes: image.totalBytes };
+    const defaultJobBytes = isDecodedImage(image) ? DECODED_JOB_BYTES : DEFAULT_JOB_BYTES;
+    return { jobs: planScanJobs(image.ranges, jobBytes ?? defaultJobBytes), totalBytes: image.totalBytes };
   } finally {
     image.close();
   }

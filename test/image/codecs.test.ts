@@ -74,4 +74,23 @@ describe('page and chunk decoders', () => {
       big.subarray(0, 4096),
     );
   });
+
+  it('a snappy page whose copy reaches before its start, or whose preamble is cut, is a typed error at its offset', () => {
+    // Preamble 16, then a 1-byte-offset copy with nothing written yet; then a preamble with no literal after it.
+    for (const [encoded, reason] of [
+      [Uint8Array.of(0x10, 0x05, 0xff, 0x00, 0x00), /corrupt input/],
+      [Uint8Array.of(0x10, 0x00), /corrupt input/],
+      [Uint8Array.of(0x90), /preamble declares no length/],
+    ] as const) {
+      let caught: unknown;
+      try {
+        decodeExactly('snappy', encoded, 16, 'dump', 0x4000);
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toBeInstanceOf(VmscopeError);
+      expect((caught as VmscopeError).offset).toBe(0x4000);
+      expect((caught as VmscopeError).message).toMatch(reason);
+    }
+  });
 });

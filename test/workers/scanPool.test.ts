@@ -9,7 +9,7 @@ import { MultiNeedleSearcher, type NeedleHit } from '../../src/kernels/multiNeed
 import { compileSource } from '../../src/rules/compile.js';
 import { RuleScanner } from '../../src/rules/scanner.js';
 import { planScanJobs } from '../../src/workers/physicalJobs.js';
-import { parallelSearchImage, ScanPool } from '../../src/workers/scanPool.js';
+import { DECODED_JOB_BYTES, DEFAULT_JOB_BYTES, parallelSearchImage, ScanPool } from '../../src/workers/scanPool.js';
 import { dumpLikeBytes, plant, pseudoRandomBytes } from '../kernels/haystacks.js';
 import { fixturePath } from '../support/fixtures.js';
 
@@ -132,6 +132,31 @@ describe('ScanPool on a real dump', () => {
       });
     }
   }
+});
+
+describe('ScanPool default jobs', () => {
+  it('cuts a decoded dump (AVML) into DECODED_JOB_BYTES jobs and its stored twin (LiME) into DEFAULT_JOB_BYTES, for the same hits', async () => {
+    const needles = [text('LABMARK-7f3a9c'), text('Linux version ')];
+    const jobsOf = async (path: string) => {
+      const steps: number[] = [];
+      let total = 0;
+      const hits = await pools.get(2)!.searchImage(path, needles, {
+        onProgress: (done, totalBytes) => {
+          steps.push(done);
+          total = totalBytes;
+        },
+      });
+      return { hits, jobs: steps.length, total };
+    };
+    const avml = await jobsOf(fixturePath('linux61-rootkit', 'avml'));
+    const lime = await jobsOf(fixturePath('linux61-rootkit', 'lime'));
+    expect(avml.jobs).toBe(Math.ceil(avml.total / DECODED_JOB_BYTES));
+    expect(lime.jobs).toBe(Math.ceil(lime.total / DEFAULT_JOB_BYTES));
+    expect(avml.jobs).toBeGreaterThan(lime.jobs);
+    // AVML leaves all-zero blocks out, which hold no hit: both files have the same ones.
+    expect(avml.hits.length).toBeGreaterThan(0);
+    expect(avml.hits).toEqual(lime.hits);
+  });
 });
 
 describe('ScanPool at job, range and gap edges', () => {
