@@ -314,7 +314,7 @@ export function readFtraceOps(reader: KernelReader, owners: CodeOwners): FtraceO
 
 /** The FTRACE_FL_* flags of dyn_ftrace records, and the reference count below the lowest of them. */
 function recordFlags(reader: KernelReader): {
-  flags: Map<string, bigint>;
+  flags: ReadonlyMap<string, bigint>;
   refMask: bigint;
   bit: (name: string) => bigint;
 } {
@@ -343,6 +343,13 @@ export function readFtraceRecords(reader: KernelReader): FtraceRecordReport {
   const records: FtraceRecord[] = [];
   const problems: string[] = [];
   const seen = new Set<bigint>();
+  // Tens of thousands of records share a handful of flag values: one name list per value.
+  const namesOf = new Map<bigint, string[]>();
+  const names = (value: bigint) => {
+    let found = namesOf.get(value);
+    if (!found) namesOf.set(value, (found = flagNames(flags, RECORD_FLAG, value)));
+    return found;
+  };
   try {
     for (let page = reader.u64(start); page !== 0n; page = reader.pointerField(page, 'ftrace_page', 'next')) {
       if (seen.has(page)) {
@@ -368,7 +375,7 @@ export function readFtraceRecords(reader: KernelReader): FtraceRecordReport {
           ip: view.getBigUint64(at + ipOffset, true),
           flags: value,
           refCount: Number(value & refMask),
-          flagNames: flagNames(flags, RECORD_FLAG, value),
+          flagNames: names(value),
           enabled: (value & enabled) !== 0n,
           hasTrampoline: (value & trampoline) !== 0n,
         });
