@@ -262,17 +262,15 @@ export class QemuSharedMemorySource extends ProducingSource {
     // Scan threads open the dump by its path: a RAM file is not a dump they could read (its layout is QEMU's).
     const { parallelRuleScan: _threadsOpenByPath, ...inPlace } = options;
     const carried = (this.carried ??= await this.findKernel(live, cpus, inPlace));
-    let carved: readonly ExaminedTask[] | undefined;
-    if (mayCarve && this.carveDue()) {
-      carved = await DumpContext.overLiveImage(live, inPlace, carried).get(carvedTasksProvider);
-      this.lastCarve = { tasks: carved, at: performance.now() };
-    }
-    const earlier = this.lastCarve!.tasks;
+    if (mayCarve && this.carveDue())
+      this.lastCarve = {
+        tasks: await DumpContext.overLiveImage(live, inPlace, carried).get(carvedTasksProvider),
+        at: performance.now(),
+      };
+    const carved = this.lastCarve!.tasks;
     const context = DumpContext.overLiveImage(view, inPlace, carried);
-    context.substitute(
-      carvedTasksProvider,
-      async (light) => carved ?? (await light.get(taskCarverProvider)).recarve(earlier),
-    );
+    // Read again through the view, a fresh carve too: the pages of the tasks are then the working set's.
+    context.substitute(carvedTasksProvider, async (light) => (await light.get(taskCarverProvider)).recarve(carved));
     return context;
   }
 
