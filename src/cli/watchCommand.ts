@@ -67,7 +67,8 @@ Sources (exactly one):
                  size=…,mem-path=/dev/shm/NAME,share=on -machine memory-backend=ram0): every
                  --interval (default 2 s) the RAM is read in place, no dump written; the layout
                  comes from QMP. The guest runs while it is read and every finding is confirmed
-                 by a second read; --consistent pauses it for each check instead.
+                 by a second read; --consistent pauses it for each check instead, just
+                 long enough to copy the pages the last check read.
   --qmp SOCKET   a QEMU guest's QMP socket: every --interval seconds QEMU writes an ELF dump
                  (dump-guest-memory) into a private folder in --temp-dir (QEMU must be able to
                  write there), removed once analysed; a dump that would exceed --disk-budget or
@@ -107,7 +108,7 @@ export function registerWatchCommand<Options extends { progress: boolean }>(
         '--qemu-shm <file>',
         "with --qmp: read the guest's RAM in place from this shared file (no dumps; checks every 2 s by default)",
       )
-      .option('--consistent', 'with --qemu-shm: pause the guest during each check (the pause is reported)')
+      .option('--consistent', 'with --qemu-shm: pause the guest to copy what each check reads (the pause is reported)')
       .option(
         '--scan-interval <seconds>',
         "full-memory scans at most this often (the policy's signatures rules; with --qemu-shm also the task_struct carving, default 60): the checks between keep the last hits",

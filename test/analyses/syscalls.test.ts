@@ -166,6 +166,10 @@ describe('a tampered syscall path', () => {
     const hook = parseHex((truth('linux61-rootkit').rootkit as RootkitTruth).module.base);
     const displacement = new Uint8Array(4);
     new DataView(displacement.buffer).setInt32(0, Number(hook - (rel32At + 4n)), true);
+    // The untouched kernel checked first: the switch it followed must not stand for the changed code.
+    expect(hookedOf((await timedSyscalls(new OverlayContext(rootkit))).rows).map((row) => row.table)).toEqual([
+      'sys_call_table',
+    ]);
     context.image.patchVirtual(context.kernel.space, rel32At, displacement);
 
     const rows = hookedOf((await timedSyscalls(context)).rows);

@@ -5,11 +5,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { DumpContext, type CarriedKernel } from '../../src/analyses/context.js';
 import { readerProvider } from '../../src/analyses/providers/kernel.js';
 import { taskListProvider } from '../../src/analyses/providers/processes.js';
+import { openImage } from '../../src/image/open.js';
 import { openQemuSharedMemory } from '../../src/image/qemuSharedMemory.js';
 import type { MemoryImage } from '../../src/image/types.js';
-import { sameKernelRuns } from '../../src/monitor/sources/qemuSharedMemorySource.js';
+import { runsOnAVcpu, sameKernelRuns } from '../../src/monitor/sources/qemuSharedMemorySource.js';
 import type { Snapshot, SnapshotSource } from '../../src/monitor/sources/source.js';
 import { watch, type SnapshotTimings, type WatchAlert } from '../../src/monitor/watch.js';
+import { discoverLinuxKernel } from '../../src/os/linux/discovery.js';
 import { fixturePath } from '../support/fixtures.js';
 
 /**
@@ -164,4 +166,22 @@ describe('smeared live reads: a finding is alerted only when the confirmation re
       }
     },
   );
+
+  it('a kernel no vCPU runs (what an earlier boot left in memory) is not the running one', () => {
+    // t0's own vCPUs run t0's kernel; the clean guest's (another boot, other page tables) do not, nor one in the firmware.
+    const t0 = openImage(fixturePath('linux61-t0', 'elf'));
+    const other = openImage(fixturePath('linux61-clean', 'elf'));
+    try {
+      const { dtb } = discoverLinuxKernel(t0);
+      expect(t0.cpus.length).toBeGreaterThan(0);
+      expect(runsOnAVcpu(t0, t0.cpus, dtb)).toBe(true);
+      expect(runsOnAVcpu(t0, other.cpus, dtb)).toBe(false);
+      expect(runsOnAVcpu(t0, [{ cpu: 0, cr3: 0n, rip: 0xfff0n }], dtb)).toBe(false);
+      // No vCPU state from QEMU: nothing says the kernel is not running.
+      expect(runsOnAVcpu(t0, [], dtb)).toBe(true);
+    } finally {
+      t0.close();
+      other.close();
+    }
+  });
 });

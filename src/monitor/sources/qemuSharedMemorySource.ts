@@ -1,11 +1,12 @@
 import { statSync } from 'node:fs';
 import { DumpContext, type CarriedKernel, type ContextOptions } from '../../analyses/context.js';
 import { carvedTasksProvider, taskCarverProvider } from '../../analyses/providers/processes.js';
+import { PageCopyImage } from '../../image/pageCopyImage.js';
 import { openQemuSharedMemory } from '../../image/qemuSharedMemory.js';
 import type { ExaminedTask } from '../../os/linux/taskCarving.js';
-import type { MemoryImage } from '../../image/types.js';
+import type { CpuState, MemoryImage } from '../../image/types.js';
 import { X86AddressSpace } from '../../space/x86.js';
-import { isVmscopeError } from '../../util/errors.js';
+import { isVmscopeError, VmscopeError } from '../../util/errors.js';
 import { readGuestRamLayout, type GuestRamLayout } from '../qemuLayout.js';
 import { QmpClosedError, type QmpClient, type QmpConnectOptions } from '../qmp.js';
 import { connectToGuest, GuestGoneError } from './qmpSource.js';
@@ -62,6 +63,9 @@ export class QemuSharedMemorySource extends ProducingSource {
   private ram: OpenRam | undefined;
   private carried: CarriedKernel | undefined;
   private readonly scanIntervalMs: number;
+  /** The pages the last consistent check read: what the next one copies in its pause. */
+  private workingSet: ReadonlySet<number> | undefined;
+  private lastCopy: PageCopyImage | undefined;
   /** The last full carve, for the light checks until the next one. */
   private lastCarve: { readonly tasks: readonly ExaminedTask[]; readonly at: number } | undefined;
   /** The pause action stopped the guest: no check may resume it. */
@@ -121,34 +125,100 @@ export class QemuSharedMemorySource extends ProducingSource {
     }
   }
 
-  /** One check's snapshot (the guest paused first when consistent), or undefined when the memory cannot be read. */
+  /**
+   * One check's snapshot, or undefined when the memory cannot be read. Consistent, it is read
+   * from a copy of the pages the last check read, taken in one short pause (`freeze`); the first
+   * check, a check that carves all of memory, and one that follows a kernel change instead keep
+   * the guest paused until released. A read that needs a page the copy lacks makes the snapshot
+   * smeared: the watch reads again, from a new copy that has it.
+   */
   private async capture(client: QmpClient): Promise<Snapshot | undefined> {
-    const paused = this.consistent ? await this.stopGuest(client) : undefined;
     let image: MemoryImage;
+    let cpus: readonly CpuState[];
     try {
-      image = this.openRam(await readGuestRamLayout(client, this.ramPath));
+      // QEMU's answers about the layout need no pause: only memory must be read at one instant.
+      const layout = await readGuestRamLayout(client, this.ramPath);
+      image = this.openRam(layout);
+      cpus = layout.cpus;
     } catch (error) {
-      if (paused) await this.resumeGuest(client, paused);
-      if (!isVmscopeError(error)) throw error;
-      this.reportProblem({ kind: 'memory-unreadable', path: this.ramPath, message: error.describe(), cause: error });
-      return undefined;
+      return this.unreadable(error);
     }
     const capturedAt = new Date();
+    const snapshot = { path: this.ramPath, receivedAt: capturedAt, capturedAt };
+    if (!this.consistent)
+      return {
+        ...snapshot,
+        smeared: true,
+        openContext: (options) => this.openContext({ live: image, cpus, view: image }, options, true),
+        release: () => Promise.resolve(),
+      };
+    if (this.workingSet && !this.carveDue())
+      return this.frozenSnapshot(client, image, cpus, snapshot).catch((error: unknown) => this.unreadable(error));
+    const paused = await this.stopGuest(client);
+    const view = new PageCopyImage(image, []);
     let pausedMs: number | undefined;
     return {
-      path: this.ramPath,
-      receivedAt: capturedAt,
-      capturedAt,
-      smeared: !this.consistent,
+      ...snapshot,
+      smeared: false,
       get pausedMs() {
         return pausedMs;
       },
-      openContext: (options) => this.openContext(image, options),
+      openContext: (options) => this.openContext({ live: image, cpus, view }, options, true),
       release: async () => {
+        this.workingSet = view.touched;
         if (paused && pausedMs === undefined)
           pausedMs = await this.guestGoneOnClose(() => this.resumeGuest(client, paused));
       },
     };
+  }
+
+  /** A consistent snapshot read from copies of the working set's pages, each taken in its own short pause. */
+  private async frozenSnapshot(
+    client: QmpClient,
+    image: MemoryImage,
+    cpus: readonly CpuState[],
+    snapshot: Pick<Snapshot, 'path' | 'receivedAt' | 'capturedAt'>,
+  ): Promise<Snapshot> {
+    let pausedMs: number | undefined;
+    const freeze = async (pages: Iterable<number>): Promise<PageCopyImage> => {
+      const paused = await this.stopGuest(client);
+      try {
+        // The last copy is done with: snapshots are read one at a time, and a read again replaces its first copy.
+        return (this.lastCopy = new PageCopyImage(image, pages, this.lastCopy));
+      } finally {
+        if (paused) pausedMs = (pausedMs ?? 0) + (await this.resumeGuest(client, paused));
+      }
+    };
+    let view = await this.guestGoneOnClose(() => freeze(this.workingSet!));
+    return {
+      ...snapshot,
+      get smeared() {
+        return view.missed.size > 0;
+      },
+      get pausedMs() {
+        return pausedMs;
+      },
+      openContext: async (options) => {
+        // The last read needed pages the copy lacked: this one reads a new copy that has them.
+        if (view.missed.size > 0) view = await this.guestGoneOnClose(() => freeze(view.touched));
+        return this.openContext({ live: image, cpus, view }, options, false);
+      },
+      release: () => {
+        this.workingSet = view.touched;
+        return Promise.resolve();
+      },
+    };
+  }
+
+  /** A layout or file that cannot be read as this guest's RAM: reported, and the check skipped. */
+  private unreadable(error: unknown): undefined {
+    if (!isVmscopeError(error)) throw error;
+    this.reportProblem({ kind: 'memory-unreadable', path: this.ramPath, message: error.describe(), cause: error });
+    return undefined;
+  }
+
+  private carveDue(): boolean {
+    return !this.lastCarve || performance.now() - this.lastCarve.at >= this.scanIntervalMs;
   }
 
   /** `stop` unless the guest is already paused (by someone else, or by the pause action): then it is not ours to resume. */
@@ -178,37 +248,69 @@ export class QemuSharedMemorySource extends ProducingSource {
     return image;
   }
 
-  private async openContext(image: MemoryImage, options: ContextOptions): Promise<DumpContext> {
-    if (this.carried && !sameKernelRuns(image, this.carried)) this.forgetKernel();
+  /**
+   * A context whose analyses read `view` (the live memory, or a copy of it); the kernel is found,
+   * and all of memory carved when that is due and `mayCarve`, on the live memory in contexts of
+   * their own, so that what the analyses read is only what a light check reads.
+   */
+  private async openContext(
+    { live, cpus, view }: { live: MemoryImage; cpus: readonly CpuState[]; view: MemoryImage },
+    options: ContextOptions,
+    mayCarve: boolean,
+  ): Promise<DumpContext> {
+    if (this.carried && !sameKernelRuns(live, this.carried, cpus)) this.forgetKernel();
     // Scan threads open the dump by its path: a RAM file is not a dump they could read (its layout is QEMU's).
     const { parallelRuleScan: _threadsOpenByPath, ...inPlace } = options;
-    const context = DumpContext.overLiveImage(image, inPlace, this.carried);
-    this.carried ??= await context.carriedKernel();
-    const earlier = this.lastCarve;
-    if (earlier && performance.now() - earlier.at < this.scanIntervalMs) {
-      context.substitute(carvedTasksProvider, async (light) =>
-        (await light.get(taskCarverProvider)).recarve(earlier.tasks),
-      );
-    } else {
-      this.lastCarve = { tasks: await context.get(carvedTasksProvider), at: performance.now() };
-    }
+    const carried = (this.carried ??= await this.findKernel(live, cpus, inPlace));
+    if (mayCarve && this.carveDue())
+      this.lastCarve = {
+        tasks: await DumpContext.overLiveImage(live, inPlace, carried).get(carvedTasksProvider),
+        at: performance.now(),
+      };
+    const carved = this.lastCarve!.tasks;
+    const context = DumpContext.overLiveImage(view, inPlace, carried);
+    // Read again through the view, a fresh carve too: the pages of the tasks are then the working set's.
+    context.substitute(carvedTasksProvider, async (light) => (await light.get(taskCarverProvider)).recarve(carved));
     return context;
+  }
+
+  /** The kernel in memory, when a vCPU runs it (else it is what an earlier boot left there). */
+  private async findKernel(
+    live: MemoryImage,
+    cpus: readonly CpuState[],
+    options: ContextOptions,
+  ): Promise<CarriedKernel> {
+    const found = await DumpContext.overLiveImage(live, options).carriedKernel();
+    if (!runsOnAVcpu(live, cpus, found.kernel.dtb))
+      throw new VmscopeError(
+        'NO_KERNEL_FOUND',
+        `the kernel found in memory (${found.kernel.release}) runs on no vCPU: the guest is starting, or it is what an earlier boot left`,
+        live.path,
+      );
+    return found;
   }
 
   /** Another kernel (or another file): nothing found of the last one holds. */
   private forgetKernel(): void {
     this.carried = undefined;
     this.lastCarve = undefined;
+    this.workingSet = undefined;
   }
 }
 
 /**
  * Whether the kernel found at an earlier check still runs: its `linux_banner` symbol still
  * translates, through its own page tables, to the physical address where the banner was found,
- * and the banner's bytes are still there. A reboot (same kernel or not) moves or overwrites them.
+ * and the banner's bytes are still there, and a vCPU runs it. A reboot (same kernel or not)
+ * moves or overwrites them, or leaves them to no vCPU.
  */
-export function sameKernelRuns(image: MemoryImage, carried: CarriedKernel): boolean {
+export function sameKernelRuns(
+  image: MemoryImage,
+  carried: CarriedKernel,
+  cpus: readonly CpuState[] = image.cpus,
+): boolean {
   const { kernel, profile } = carried;
+  if (!runsOnAVcpu(image, cpus, kernel.dtb)) return false;
   const symbol = profile.profile.symbol('linux_banner');
   if (symbol === undefined) return false;
   try {
@@ -222,4 +324,32 @@ export function sameKernelRuns(image: MemoryImage, carried: CarriedKernel): bool
     if (isVmscopeError(error)) return false;
     throw error;
   }
+}
+
+/** The top-level table's upper half: the kernel's mappings, which every process's table shares. */
+const KERNEL_HALF = { offset: 2048, bytes: 2048 } as const;
+/** CR3's table address (bits 12-51); with PTI the kernel's table is the even page of a pair, the user's copy the odd one. */
+const CR3_TABLE = 0x000ffffffffff000n;
+const PTI_USER_TABLE = 0x1000n;
+
+/**
+ * Whether one of `cpus` (QEMU's vCPUs, as asked at this check) runs the kernel whose own
+ * top-level page table (init_top_pgt) is at `dtb`: the table in some vCPU's CR3 has the same
+ * kernel half (every process's table is made with a copy of it). True when QEMU gave no vCPU
+ * state: then nothing says otherwise. What an earlier boot left in memory (a banner, page
+ * tables, a VMCOREINFO note) no vCPU runs.
+ */
+export function runsOnAVcpu(image: MemoryImage, cpus: readonly CpuState[], dtb: number): boolean {
+  if (cpus.length === 0) return true;
+  const kernelHalf = (table: bigint): Uint8Array | undefined => {
+    const bytes = new Uint8Array(KERNEL_HALF.bytes);
+    return image.readPresent(Number(table) + KERNEL_HALF.offset, bytes) === bytes.length ? bytes : undefined;
+  };
+  const own = kernelHalf(BigInt(dtb));
+  if (!own?.some((byte) => byte !== 0)) return false;
+  const sameAsOwn = (table: bigint) => {
+    const half = kernelHalf(table);
+    return half !== undefined && Buffer.from(half.buffer).equals(own);
+  };
+  return cpus.some(({ cr3 }) => sameAsOwn(cr3 & CR3_TABLE) || sameAsOwn(cr3 & CR3_TABLE & ~PTI_USER_TABLE));
 }

@@ -1,3 +1,4 @@
+import type { Profile } from '../../symbols/profile.js';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import { readBpfSymbols, type BpfSymbol } from './bpf.js';
@@ -314,7 +315,7 @@ export function readFtraceOps(reader: KernelReader, owners: CodeOwners): FtraceO
 
 /** The FTRACE_FL_* flags of dyn_ftrace records, and the reference count below the lowest of them. */
 function recordFlags(reader: KernelReader): {
-  flags: Map<string, bigint>;
+  flags: ReadonlyMap<string, bigint>;
   refMask: bigint;
   bit: (name: string) => bigint;
 } {
@@ -335,11 +336,11 @@ export function readFtraceRecords(reader: KernelReader): FtraceRecordReport {
   const { profile } = reader;
   const start = profile.symbol('ftrace_pages_start');
   if (start === undefined) return { records: [], problems: [] };
-  const { flags, refMask, bit } = recordFlags(reader);
   const recordSize = profile.sizeOf('dyn_ftrace');
-  const [ipOffset, flagsOffset] = [profile.offsetOf('dyn_ftrace', 'ip'), profile.offsetOf('dyn_ftrace', 'flags')];
-  const enabled = bit('ENABLED');
-  const trampoline = bit('TRAMP_EN');
+  const decodedBefore = decodedBlocksByProfile.get(profile);
+  // Only the blocks still on the chain are kept for the next read.
+  const decoded = new Map<bigint, DecodedBlock>();
+  decodedBlocksByProfile.set(profile, decoded);
   const records: FtraceRecord[] = [];
   const problems: string[] = [];
   const seen = new Set<bigint>();
@@ -360,25 +361,63 @@ export function readFtraceRecords(reader: KernelReader): FtraceRecordReport {
         problems.push(`ftrace_page ${hex(page)} claims ${count} records in order-${order} pages: skipped`);
         continue;
       }
-      const bytes = reader.bytes(reader.pointerField(page, 'ftrace_page', 'records'), count * recordSize);
-      const view = new DataView(bytes.buffer);
-      for (let at = 0; at < bytes.length; at += recordSize) {
-        const value = view.getBigUint64(at + flagsOffset, true);
-        records.push({
-          ip: view.getBigUint64(at + ipOffset, true),
-          flags: value,
-          refCount: Number(value & refMask),
-          flagNames: flagNames(flags, RECORD_FLAG, value),
-          enabled: (value & enabled) !== 0n,
-          hasTrampoline: (value & trampoline) !== 0n,
-        });
-      }
+      const at = reader.pointerField(page, 'ftrace_page', 'records');
+      const bytes = reader.bytes(at, count * recordSize);
+      const last = decodedBefore?.get(at);
+      const block =
+        last && Buffer.from(last.bytes.buffer, last.bytes.byteOffset, last.bytes.length).equals(bytes)
+          ? last.records
+          : decodeRecords(reader, bytes);
+      decoded.set(at, { bytes, records: block });
+      for (const record of block) records.push(record);
     }
   } catch (error) {
     if (!unreadable(error)) throw error;
     problems.push(`ftrace_pages: ${error.message}`);
   }
   return { records, problems };
+}
+
+/**
+ * The records last decoded from each block of dyn_ftrace records, per profile, by the block's
+ * address: a live monitor reads the same tens of thousands of records every check, and the same
+ * bytes decode to the same records.
+ */
+interface DecodedBlock {
+  readonly bytes: Uint8Array;
+  readonly records: readonly FtraceRecord[];
+}
+const decodedBlocksByProfile = new WeakMap<Profile, ReadonlyMap<bigint, DecodedBlock>>();
+
+/** One block of dyn_ftrace records, as read. */
+function decodeRecords(reader: KernelReader, bytes: Uint8Array): FtraceRecord[] {
+  const { profile } = reader;
+  const { flags, refMask, bit } = recordFlags(reader);
+  const recordSize = profile.sizeOf('dyn_ftrace');
+  const [ipOffset, flagsOffset] = [profile.offsetOf('dyn_ftrace', 'ip'), profile.offsetOf('dyn_ftrace', 'flags')];
+  const enabled = bit('ENABLED');
+  const trampoline = bit('TRAMP_EN');
+  // Tens of thousands of records share a handful of flag values: one name list per value.
+  const namesOf = new Map<bigint, string[]>();
+  const names = (value: bigint) => {
+    let found = namesOf.get(value);
+    if (!found) namesOf.set(value, (found = flagNames(flags, RECORD_FLAG, value)));
+    return found;
+  };
+  const records: FtraceRecord[] = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  for (let at = 0; at + recordSize <= bytes.length; at += recordSize) {
+    const value = view.getBigUint64(at + flagsOffset, true);
+    records.push({
+      ip: view.getBigUint64(at + ipOffset, true),
+      flags: value,
+      refCount: Number(value & refMask),
+      flagNames: names(value),
+      enabled: (value & enabled) !== 0n,
+      hasTrampoline: (value & trampoline) !== 0n,
+    });
+  }
+  return records;
 }
 
 /** Does `ops` trace `ip` (the kernel's hash_contains_ip: in the filter or no filter, and not excluded)? */

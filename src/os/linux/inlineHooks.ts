@@ -1,4 +1,5 @@
 import type { Decoder, Instruction } from 'iced-x86';
+import type { Profile } from '../../symbols/profile.js';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import type { CodeOwners } from './codeOwners.js';
@@ -142,25 +143,79 @@ export function checkFunctionEntries(
   }
 }
 
+/**
+ * The last verdict on a kernel's text, per profile: a live monitor judges the same kernel every
+ * few seconds, and while the text, the ftrace sites and what the ftrace and kprobe state account
+ * for are byte for byte the same, so is the verdict. Kept only for a judgement of text read
+ * whole that found nothing and read no memory outside the text (a pointer a jump goes through, a
+ * static call's key): then nothing else could change it.
+ */
+interface KernelTextVerdict {
+  readonly text: ReadRange;
+  readonly ftraceSites: readonly bigint[];
+  readonly accountedTargets: ReadonlySet<bigint>;
+  readonly accountedBreakpoints: ReadonlySet<bigint> | undefined;
+  readonly checked: number;
+}
+const kernelTextVerdicts = new WeakMap<Profile, KernelTextVerdict>();
+
+/** The kernel's functions (kallsyms text symbols inside `_stext`..`_etext`), once per profile. */
+const kernelFunctionsByProfile = new WeakMap<Profile, readonly FunctionSymbol[]>();
+
+function kernelFunctions(profile: Profile, textStart: bigint, textEnd: bigint): readonly FunctionSymbol[] {
+  let functions = kernelFunctionsByProfile.get(profile);
+  if (!functions) {
+    functions = uniqueByAddress(
+      profile.symbolList.filter(
+        (symbol) => TEXT_SYMBOL_TYPES.has(symbol.type ?? '') && symbol.address >= textStart && symbol.address < textEnd,
+      ),
+    );
+    kernelFunctionsByProfile.set(profile, functions);
+  }
+  return functions;
+}
+
 function checkKernel(reader: KernelReader, judge: EntryJudge, problems: string[]): number {
   const { profile } = reader;
   const textStart = profile.requireSymbol('_stext');
   const textEnd = profile.requireSymbol('_etext');
-  const kernelFunctions = uniqueByAddress(
-    profile.symbolList.filter(
-      (symbol) => TEXT_SYMBOL_TYPES.has(symbol.type ?? '') && symbol.address >= textStart && symbol.address < textEnd,
-    ),
-  );
+  const last = kernelTextVerdicts.get(profile);
+  if (last && judge.judgesAsBefore(last) && stillReads(reader, last.text)) return last.checked;
+  kernelTextVerdicts.delete(profile);
   const text = readRange(reader, textStart, Number(textEnd - textStart));
+  reportUnreadable(text, 'kernel text', problems);
+  const findingsBefore = judge.findings.length;
+  judge.readMemory = false;
   const checked = judge.checkAll(
     text,
-    kernelFunctions,
+    kernelFunctions(profile, textStart, textEnd),
     'kernel',
     (address) => profile.symbolAfter(address)?.address ?? textEnd,
   );
-  reportUnreadable(text, 'kernel text', problems);
+  if (judge.findings.length === findingsBefore && !judge.readMemory && text.unreadable.length === 0)
+    kernelTextVerdicts.set(profile, { text, checked, ...judge.inputs });
   return checked;
 }
+
+/** Whether memory still holds `range`'s bytes, all readable; compared a chunk at a time (no second copy of kernel text). */
+function stillReads(reader: KernelReader, range: ReadRange): boolean {
+  const chunk = new Uint8Array(Math.min(READ_CHUNK, range.bytes.length));
+  for (let from = 0; from < range.bytes.length; from += chunk.length) {
+    const now = chunk.subarray(0, Math.min(chunk.length, range.bytes.length - from));
+    try {
+      reader.space.read(range.base + BigInt(from), now);
+    } catch (error) {
+      if (error instanceof VmscopeError) return false;
+      throw error;
+    }
+    if (!Buffer.from(now.buffer, now.byteOffset, now.length).equals(range.bytes.subarray(from, from + now.length)))
+      return false;
+  }
+  return true;
+}
+
+const sameSet = <T>(a: ReadonlySet<T> | undefined, b: ReadonlySet<T> | undefined): boolean =>
+  a === b || (a !== undefined && b !== undefined && a.size === b.size && [...a].every((value) => b.has(value)));
 
 /** The module's functions, region by region (its sizes are guest data: a forged one is a problem, not an allocation). */
 function checkModule(reader: KernelReader, judge: EntryJudge, module: ModuleInfo, problems: string[]): number {
@@ -263,6 +318,44 @@ function hasBytes(bytes: Uint8Array, at: number, expected: readonly number[]): b
 }
 const hexBytes = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
+/** Bytes of code the decoder holds at a time. */
+const DECODE_WINDOW = 1 << 16;
+
+/**
+ * iced-x86's decoder copies the code it decodes into WASM memory, which never shrinks: it is
+ * given a window of the code at a time (entries come in address order), not all of kernel text.
+ */
+class WindowedDecoder {
+  private window: { readonly decoder: Decoder; readonly start: number; readonly end: number } | undefined;
+
+  constructor(
+    private readonly iced: ReturnType<typeof icedX86>,
+    private readonly bytes: Uint8Array,
+  ) {}
+
+  /** The decoder, at `offset` of the code (which is at `address`), with at least an entry's worth of bytes after it. */
+  at(offset: number, address: bigint): Decoder {
+    let window = this.window;
+    if (!window || offset < window.start || (offset + ENTRY_WINDOW > window.end && window.end < this.bytes.length)) {
+      window?.decoder.free();
+      const end = Math.min(this.bytes.length, offset + DECODE_WINDOW);
+      const code = this.bytes.subarray(offset, end);
+      window = this.window = {
+        decoder: new this.iced.Decoder(64, code, this.iced.DecoderOptions.None),
+        start: offset,
+        end,
+      };
+    }
+    window.decoder.position = offset - window.start;
+    window.decoder.ip = address;
+    return window.decoder;
+  }
+
+  free(): void {
+    this.window?.decoder.free();
+  }
+}
+
 /** Decodes entries with iced-x86 and judges each against the ftrace records, the owners and the kernel's static calls. */
 class EntryJudge {
   readonly findings: FunctionEntryFinding[] = [];
@@ -271,6 +364,8 @@ class EntryJudge {
   private readonly second = new this.iced.Instruction();
   private readonly formatter = new this.iced.Formatter(this.iced.FormatterSyntax.Intel);
   private readonly initText: { start: bigint; end: bigint } | undefined;
+  /** Set when a judgement read memory outside the code it judged (its verdict then depends on more than the code). */
+  readMemory = false;
 
   constructor(
     private readonly reader: KernelReader,
@@ -286,6 +381,22 @@ class EntryJudge {
     this.initText = start !== undefined && end !== undefined ? { start, end } : undefined;
   }
 
+  /** What every verdict depends on besides the code judged and the profile. */
+  get inputs(): Omit<KernelTextVerdict, 'text' | 'checked'> {
+    const { accountedTargets, accountedBreakpoints } = this.options;
+    return { ftraceSites: this.ftraceSites, accountedTargets, accountedBreakpoints };
+  }
+
+  /** Whether this judge would judge code as the one that made `verdict` did. */
+  judgesAsBefore(verdict: KernelTextVerdict): boolean {
+    return (
+      verdict.ftraceSites.length === this.ftraceSites.length &&
+      verdict.ftraceSites.every((ip, index) => this.ftraceSites[index] === ip) &&
+      sameSet(verdict.accountedTargets, this.options.accountedTargets) &&
+      sameSet(verdict.accountedBreakpoints, this.options.accountedBreakpoints)
+    );
+  }
+
   /** Judge every function of `functions` (inside `range`); `nextSymbol` bounds padding checks. Returns how many were read. */
   checkAll(
     range: ReadRange,
@@ -293,7 +404,7 @@ class EntryJudge {
     owner: string,
     nextSymbol: (address: bigint) => bigint,
   ): number {
-    const decoder = new this.iced.Decoder(64, range.bytes, this.iced.DecoderOptions.None);
+    const decoder = new WindowedDecoder(this.iced, range.bytes);
     // Offsets into the range are numbers: a hundred thousand entries judged with bigint sets cost several times more.
     const end = range.base + BigInt(range.bytes.length);
     const sites = new Set(
@@ -351,7 +462,7 @@ class EntryJudge {
 
   /** Decode the instruction at `offset` and judge it for its role; a finding when it is traced or hooked. */
   private inspect(
-    decoder: Decoder,
+    decoder: WindowedDecoder,
     range: ReadRange,
     symbol: FunctionSymbol,
     offset: number,
@@ -487,6 +598,7 @@ class EntryJudge {
     if (!symbol.name.startsWith(STATIC_CALL_TRAMPOLINE)) return false;
     const key = this.reader.profile.symbol(STATIC_CALL_KEY + symbol.name.slice(STATIC_CALL_TRAMPOLINE.length));
     if (key === undefined || !this.reader.profile.hasField('static_call_key', 'func')) return false;
+    this.readMemory = true;
     try {
       return this.reader.pointerField(key, 'static_call_key', 'func') === target;
     } catch (error) {
@@ -514,13 +626,12 @@ class EntryJudge {
     return `${hex(address)}${location.symbol ? ` (${location.symbol})` : ''} in ${location.owner === 'kernel' ? 'kernel text' : location.owner === 'unknown' ? 'memory no module owns' : `module ${location.owner}`}`;
   }
 
-  private decode(decoder: Decoder, bytes: Uint8Array, offset: number, address: bigint): EntryShape {
+  private decode(windowed: WindowedDecoder, bytes: Uint8Array, offset: number, address: bigint): EntryShape {
     if (hasBytes(bytes, offset, FTRACE_NOP))
       return { kind: 'ftrace-nop', length: FTRACE_NOP.length, decoded: 0, call: false, target: undefined };
     const { Code, Mnemonic, OpKind } = this.iced;
     const first = this.instruction;
-    decoder.position = offset;
-    decoder.ip = address;
+    const decoder = windowed.at(offset, address);
     decoder.decodeOut(first);
     switch (first.code) {
       case Code.Call_rel32_64:
@@ -579,6 +690,7 @@ class EntryJudge {
   /** `jmp [rip+disp]`: the pointer it jumps through, when that is RIP-relative and readable. */
   private pointerTarget(instruction: Instruction): bigint | undefined {
     if (instruction.memoryBase !== this.iced.Register.RIP) return undefined;
+    this.readMemory = true;
     try {
       return this.reader.u64(instruction.ipRelMemoryAddress);
     } catch (error) {

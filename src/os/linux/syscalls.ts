@@ -3,7 +3,8 @@ import { hex } from '../../util/hex.js';
 import type { KernelReader } from './kernelReader.js';
 import { CodeOwners } from './codeOwners.js';
 import type { ModuleInfo } from './modules.js';
-import { followSwitch, type SwitchExit } from './x86Switch.js';
+import type { Profile } from '../../symbols/profile.js';
+import { followSwitch, type SwitchExit, type SwitchMap } from './x86Switch.js';
 
 /**
  * One syscall ABI: its table (x86-64 kernels since the 2024 BHI fix keep only the native one),
@@ -99,6 +100,22 @@ function readTable(reader: KernelReader, symbols: KernelSymbols, start: bigint):
   return entries;
 }
 
+/**
+ * The switch last followed in each dispatcher, per profile: a live monitor checks the same
+ * kernel every few seconds, and the same code (compared byte for byte) takes the same jumps.
+ */
+const followedSwitches = new WeakMap<Profile, Map<string, { readonly code: Uint8Array; readonly map: SwitchMap }>>();
+
+function followDispatcherSwitch(profile: Profile, dispatcher: string, code: Uint8Array, start: bigint): SwitchMap {
+  let followed = followedSwitches.get(profile);
+  if (!followed) followedSwitches.set(profile, (followed = new Map()));
+  const last = followed.get(dispatcher);
+  if (last && Buffer.from(last.code.buffer, last.code.byteOffset, last.code.length).equals(code)) return last.map;
+  const map = followSwitch(code, start);
+  followed.set(dispatcher, { code, map });
+  return map;
+}
+
 /** The dispatcher's jumps out of its switch, or undefined when this kernel has none. */
 function followDispatcher(
   reader: KernelReader,
@@ -110,7 +127,7 @@ function followDispatcher(
   if (start === undefined) return undefined;
   const end = symbols.nextAfter(start) ?? start + BigInt(MAX_DISPATCHER_BYTES);
   const code = reader.bytes(start, Math.min(MAX_DISPATCHER_BYTES, Number(end - start)));
-  const { exits, stops } = followSwitch(code, start);
+  const { exits, stops } = followDispatcherSwitch(reader.profile, abi.dispatcher, code, start);
   for (const stop of stops) {
     problems.push(
       `${abi.dispatcher}: syscalls ${stop.first}-${stop.last} not checked: ${stop.reason} at ${hex(stop.at)}`,

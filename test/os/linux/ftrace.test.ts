@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBpf } from '../../../src/os/linux/bpf.js';
 import { enabledFunctions, readFtraceOps, readFtraceRecords, type FtraceOps } from '../../../src/os/linux/ftrace.js';
+import { enumConstants } from '../../../src/os/linux/kernelEnums.js';
 import { KernelReader } from '../../../src/os/linux/kernelReader.js';
 import { parseHex } from '../../../src/util/hex.js';
 import { truth } from '../../support/fixtures.js';
@@ -113,6 +114,26 @@ describe('ftrace of linux61-modern', () => {
       expect.stringMatching(/^ftrace_ops_list: loops back to 0x[0-9a-f]+ without reaching ftrace_list_end$/),
     ]);
     expect(report.ops.map((found) => found.address)).toEqual(clean.map((found) => found.address));
+  });
+
+  it('records read again after one changed (a live guest enabling a site) show the change, the others as before', () => {
+    const before = readFtraceRecords(kernel.reader).records;
+    const { reader } = kernel;
+    // The first record of the first block of records.
+    const first = reader.pointerField(
+      reader.u64(reader.profile.requireSymbol('ftrace_pages_start')),
+      'ftrace_page',
+      'records',
+    );
+    expect(reader.u64(first + reader.offset('dyn_ftrace', 'ip'))).toBe(before[0]!.ip);
+    expect(before[0]!.enabled).toBe(false);
+    const enabled = enumConstants(reader.profile, 'FTRACE_FL_').get('FTRACE_FL_ENABLED')!;
+    const overlay = new OverlayContext(kernel.context);
+    overlay.patchKernelU64(first + reader.offset('dyn_ftrace', 'flags'), before[0]!.flags | enabled);
+    const after = readFtraceRecords(new KernelReader(overlay.kernel.space, reader.profile)).records;
+    expect(after[0]).toMatchObject({ ip: before[0]!.ip, enabled: true, flags: before[0]!.flags | enabled });
+    expect(after.slice(1)).toEqual(before.slice(1));
+    expect(readFtraceRecords(reader).records).toEqual(before);
   });
 
   it("a direct-call target in module memory is suspicious; one in a BPF JIT image is BPF's", () => {

@@ -204,6 +204,19 @@ describe('hooks written into linux61-clean', () => {
     expect(suspiciousOf(scan)[0]!.evidence).toMatch(/^the instruction after the ftrace site jumps to/);
   });
 
+  it('a verdict on unchanged kernel text is reused from check to check of one kernel, never once the text changed', async () => {
+    // A live monitor judges the same kernel (one profile) every check: a hook written between two checks must show.
+    const scanClean = async () => scanPatched([]);
+    expect(suspiciousOf(await scanClean())).toEqual([]);
+    const site = symbol('__x64_sys_acct');
+    expect(suspiciousOf(await scanPatched([{ address: site, bytes: Uint8Array.from([0xcc]) }]))).toMatchObject([
+      { function: '__x64_sys_acct', instruction: 'int3' },
+    ]);
+    const clean = await scanClean();
+    expect(suspiciousOf(clean)).toEqual([]);
+    expect((await scanClean()).checked).toBe(clean.checked);
+  });
+
   it('int3 over an ftrace site', async () => {
     const site = symbol('__x64_sys_acct');
     const scan = await scanPatched([{ address: site, bytes: Uint8Array.from([0xcc]) }]);
