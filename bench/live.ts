@@ -22,7 +22,7 @@ import { taskListProvider } from '../src/analyses/providers/processes.js';
 import { kernelHookFindingsProvider } from '../src/analyses/providers/tampering.js';
 import { QmpClient } from '../src/monitor/qmp.js';
 import { QemuSharedMemorySource } from '../src/monitor/sources/qemuSharedMemorySource.js';
-import { bootGuest } from '../test/support/liveGuest.js';
+import { bootGuest, sharedRamArgs } from '../test/support/liveGuest.js';
 
 const LIVE_CHECKS = 7;
 const DUMP_CHECKS = 3;
@@ -116,12 +116,7 @@ async function main(): Promise<void> {
   const guest = await bootGuest({
     mode: 'rootkit',
     tmpDir: work,
-    extraArgs: [
-      '-object',
-      `memory-backend-file,id=ram0,size=512M,mem-path=${ramPath},share=on`,
-      '-machine',
-      'memory-backend=ram0',
-    ],
+    extraArgs: sharedRamArgs(ramPath),
   });
   try {
     console.log(`guest ready after ${guest.bootMs} ms`);

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +9,13 @@ import type { SnapshotSummary } from '../../src/monitor/snapshot.js';
 import { QemuSharedMemorySource } from '../../src/monitor/sources/qemuSharedMemorySource.js';
 import { watch, type WatchAlert } from '../../src/monitor/watch.js';
 import { truth } from '../support/fixtures.js';
-import { bootGuest, qemuUnavailableReason, type LiveGuest } from '../support/liveGuest.js';
+import {
+  bootGuest,
+  qemuUnavailableReason,
+  readNdjsonFile,
+  sharedRamArgs,
+  type LiveGuest,
+} from '../support/liveGuest.js';
 
 /**
  * What a live monitor meets besides a guest that runs (issue 19, scope 5), on one boot of the
@@ -67,10 +73,7 @@ describe.skipIf(unavailable !== undefined)('a live monitor when the guest or its
         mode: 'clean',
         tmpDir: work,
         extraArgs: [
-          '-object',
-          `memory-backend-file,id=ram0,size=512M,mem-path=${ramPath},share=on`,
-          '-machine',
-          'memory-backend=ram0',
+          ...sharedRamArgs(ramPath),
           // bootGuest's -no-reboot makes a reset end QEMU; this guest must reboot.
           '-action',
           'reboot=reset',
@@ -158,13 +161,7 @@ describe.skipIf(unavailable !== undefined)('a live monitor when the guest or its
           rules: [{ id: 'lab', severity: 'low', forbidden_processes: [{ name: labComms[0] }] }],
         }),
       );
-      const readAlerts = () =>
-        existsSync(alertsFile)
-          ? readFileSync(alertsFile, 'utf8')
-              .split('\n')
-              .filter((line) => line !== '')
-              .map((line) => JSON.parse(line) as WatchAlert)
-          : [];
+      const readAlerts = () => readNdjsonFile<WatchAlert>(alertsFile);
       const watchingCli = runCli([
         'watch',
         '--qemu-shm',

@@ -12,7 +12,14 @@ import { QmpClient } from '../../src/monitor/qmp.js';
 import { QemuSharedMemorySource } from '../../src/monitor/sources/qemuSharedMemorySource.js';
 import { watch, type SnapshotTimings, type WatchAlert } from '../../src/monitor/watch.js';
 import { fixturePath, truth } from '../support/fixtures.js';
-import { bootGuest, qemuUnavailableReason, type GuestMode, type LiveGuest } from '../support/liveGuest.js';
+import {
+  bootGuest,
+  qemuUnavailableReason,
+  readNdjsonFile,
+  sharedRamArgs,
+  type GuestMode,
+  type LiveGuest,
+} from '../support/liveGuest.js';
 import { materialized } from '../support/rows.js';
 
 /**
@@ -44,12 +51,7 @@ async function bootSharedGuest(mode: GuestMode): Promise<{ guest: LiveGuest; ram
   const guest = await bootGuest({
     mode,
     tmpDir: dir,
-    extraArgs: [
-      '-object',
-      `memory-backend-file,id=ram0,size=512M,mem-path=${ramPath},share=on`,
-      '-machine',
-      'memory-backend=ram0',
-    ],
+    extraArgs: sharedRamArgs(ramPath),
   });
   guests.push(guest);
   console.log(`shared-memory watch: ${mode} guest ready after ${guest.bootMs} ms`);
@@ -318,13 +320,7 @@ describe.skipIf(unavailable !== undefined)('watch on a QEMU guest read in place 
       );
       const alertsFile = join(work, 'diff-alerts.ndjson');
       const watching = runCli(['watch', ...live, '--interval', '1s', '--policy', policyFile, '--alerts', alertsFile]);
-      const readAlerts = () =>
-        existsSync(alertsFile)
-          ? readFileSync(alertsFile, 'utf8')
-              .split('\n')
-              .filter((line) => line !== '')
-              .map((line) => JSON.parse(line) as WatchAlert)
-          : [];
+      const readAlerts = () => readNdjsonFile<WatchAlert>(alertsFile);
       for (const deadline = Date.now() + 120_000; readAlerts().length === 0 && Date.now() < deadline;)
         await new Promise((resolve) => setTimeout(resolve, 200));
       expect(readAlerts()[0]).toMatchObject({ type: 'violation', kind: 'forbidden_process', comm: started.comm });

@@ -65,6 +65,26 @@ function installExitHook(): void {
   });
 }
 
+/** QEMU arguments putting the guest's 512 MiB of RAM in a shared file a monitor on the host can map (issue 19's live source). */
+export function sharedRamArgs(ramPath: string): string[] {
+  return [
+    '-object',
+    `memory-backend-file,id=ram0,size=512M,mem-path=${ramPath},share=on`,
+    '-machine',
+    'memory-backend=ram0',
+  ];
+}
+
+/** The objects of an NDJSON file written as it goes (a watch's alerts), none while it does not exist yet. */
+export function readNdjsonFile<T>(path: string): T[] {
+  return existsSync(path)
+    ? readFileSync(path, 'utf8')
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => JSON.parse(line) as T)
+    : [];
+}
+
 export interface BootOptions {
   mode: GuestMode;
   /** Holds the QMP socket and the console log; keep it short (unix socket paths are limited). */
