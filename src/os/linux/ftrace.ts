@@ -2,7 +2,7 @@ import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import { readBpfSymbols, type BpfSymbol } from './bpf.js';
 import { symbolText, type CodeLocation, type CodeOwners } from './codeOwners.js';
-import { enumConstants, flagNames } from './kernelEnums.js';
+import { enumConstants, flagNamer } from './kernelEnums.js';
 import type { KernelReader } from './kernelReader.js';
 import { walkHlist } from './pidNamespace.js';
 
@@ -201,7 +201,7 @@ function readOps(
   owners: CodeOwners,
   directTargets: DirectTargets,
   address: bigint,
-  opsFlags: ReadonlyMap<string, bigint>,
+  opsFlagNames: (flags: bigint) => string[],
   problems: string[],
 ): FtraceOps {
   const callback = reader.pointerField(address, 'ftrace_ops', 'func');
@@ -245,7 +245,7 @@ function readOps(
               `${found.function ?? hex(found.ip)}${found.direct ? ` (jumps to ${found.direct.symbol ?? hex(found.direct.address)}, ${found.direct.owner})` : ''}`,
           )
           .join(', ');
-  const names = flagNames(opsFlags, OPS_FLAG, flags);
+  const names = opsFlagNames(flags);
   return {
     address,
     callback,
@@ -274,7 +274,7 @@ export function readFtraceOps(reader: KernelReader, owners: CodeOwners): FtraceO
   const head = profile.symbol('ftrace_ops_list');
   const end = profile.symbol('ftrace_list_end');
   if (head === undefined || end === undefined) return { ops: [], problems: [] }; // a kernel without CONFIG_FUNCTION_TRACER
-  const opsFlags = enumConstants(profile, OPS_FLAG);
+  const opsFlagNames = flagNamer(enumConstants(profile, OPS_FLAG), OPS_FLAG);
   const ops: FtraceOps[] = [];
   const problems: string[] = [];
   const directTargets = new DirectTargets(reader, owners, problems);
@@ -301,7 +301,7 @@ export function readFtraceOps(reader: KernelReader, owners: CodeOwners): FtraceO
     }
     seen.add(node);
     try {
-      ops.push(readOps(reader, owners, directTargets, node, opsFlags, problems));
+      ops.push(readOps(reader, owners, directTargets, node, opsFlagNames, problems));
       node = reader.pointerField(node, 'ftrace_ops', 'next');
     } catch (error) {
       if (!unreadable(error)) throw error;
@@ -314,7 +314,7 @@ export function readFtraceOps(reader: KernelReader, owners: CodeOwners): FtraceO
 
 /** The FTRACE_FL_* flags of dyn_ftrace records, and the reference count below the lowest of them. */
 function recordFlags(reader: KernelReader): {
-  flags: Map<string, bigint>;
+  names: (value: bigint) => string[];
   refMask: bigint;
   bit: (name: string) => bigint;
 } {
@@ -322,7 +322,11 @@ function recordFlags(reader: KernelReader): {
   const singleBits = [...flags.values()].filter((bit) => bit !== 0n && (bit & (bit - 1n)) === 0n);
   // The count lives in the bits below FTRACE_REF_MAX_SHIFT, where the lowest flag starts.
   const lowest = singleBits.reduce((low, bit) => (bit < low ? bit : low), 1n << 63n);
-  return { flags, refMask: lowest - 1n, bit: (name) => flags.get(RECORD_FLAG + name) ?? 0n };
+  return {
+    names: flagNamer(flags, RECORD_FLAG),
+    refMask: lowest - 1n,
+    bit: (name) => flags.get(RECORD_FLAG + name) ?? 0n,
+  };
 }
 
 /**
@@ -335,7 +339,7 @@ export function readFtraceRecords(reader: KernelReader): FtraceRecordReport {
   const { profile } = reader;
   const start = profile.symbol('ftrace_pages_start');
   if (start === undefined) return { records: [], problems: [] };
-  const { flags, refMask, bit } = recordFlags(reader);
+  const { names, refMask, bit } = recordFlags(reader);
   const recordSize = profile.sizeOf('dyn_ftrace');
   const [ipOffset, flagsOffset] = [profile.offsetOf('dyn_ftrace', 'ip'), profile.offsetOf('dyn_ftrace', 'flags')];
   const enabled = bit('ENABLED');
@@ -368,7 +372,7 @@ export function readFtraceRecords(reader: KernelReader): FtraceRecordReport {
           ip: view.getBigUint64(at + ipOffset, true),
           flags: value,
           refCount: Number(value & refMask),
-          flagNames: flagNames(flags, RECORD_FLAG, value),
+          flagNames: names(value),
           enabled: (value & enabled) !== 0n,
           hasTrampoline: (value & trampoline) !== 0n,
         });
