@@ -103,6 +103,16 @@ export class Profile {
     return rank < this.symbols.relocatableCount ? this.symbols.relocatableAt(rank) : undefined;
   }
 
+  /** The relocatable symbols in [start, end), in address order (aliases in list order): only those are built. */
+  symbolsBetween(start: bigint, end: bigint): ProfileSymbol[] {
+    const found: ProfileSymbol[] = [];
+    for (let rank = this.firstAbove(start - 1n); rank < this.symbols.relocatableCount; rank++) {
+      if (this.symbols.relocatableAddress(rank) >= end) break;
+      found.push(this.symbols.relocatableAt(rank));
+    }
+    return found;
+  }
+
   /** Every symbol starting exactly at `address` (aliases share addresses). */
   symbolsAt(address: bigint): ProfileSymbol[] {
     const found: ProfileSymbol[] = [];

@@ -147,9 +147,7 @@ function checkKernel(reader: KernelReader, judge: EntryJudge, problems: string[]
   const textStart = profile.requireSymbol('_stext');
   const textEnd = profile.requireSymbol('_etext');
   const kernelFunctions = uniqueByAddress(
-    profile.symbolList.filter(
-      (symbol) => TEXT_SYMBOL_TYPES.has(symbol.type ?? '') && symbol.address >= textStart && symbol.address < textEnd,
-    ),
+    profile.symbolsBetween(textStart, textEnd).filter((symbol) => TEXT_SYMBOL_TYPES.has(symbol.type ?? '')),
   );
   const text = readRange(reader, textStart, Number(textEnd - textStart));
   const checked = judge.checkAll(
