@@ -48,14 +48,25 @@ await build({ ...common, packages: 'external', entryPoints: { index: 'src/index.
 // among them) cost every command ~50 ms of CPU before it starts, bundled and tree-shaken far less.
 const { dependencies } = JSON.parse(readFileSync('package.json', 'utf8'));
 const inlined = ['zod'];
+const threadsAndCli = { ...common, external: Object.keys(dependencies).filter((name) => !inlined.includes(name)) };
+// The CLI is a CommonJS script that dist/cli.js (src/cli/launch.ts) compiles with V8's code cache; its
+// import.meta.url (worker scripts and packages found beside the bundle) is the bundle file's URL.
+await build({
+  ...threadsAndCli,
+  format: 'cjs',
+  entryPoints: { cliBundle: 'src/cli/entry.ts' },
+  outExtension: { '.js': '.cjs' },
+  define: { 'import.meta.url': '__bundleUrl' },
+  banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
+  outdir: 'dist',
+});
 // The scan pool's worker threads load dist/scanWorker.js (src/workers/scanPool.ts finds it beside the bundle),
 // the batch's job threads dist/batchWorker.js (src/batch/jobPool.ts, likewise), a plugin's sandbox thread
 // dist/pluginWorker.js (src/plugins/sandbox.ts).
 await build({
-  ...common,
-  external: Object.keys(dependencies).filter((name) => !inlined.includes(name)),
+  ...threadsAndCli,
   entryPoints: {
-    cli: 'src/cli/entry.ts',
+    cli: 'src/cli/launch.ts',
     scanWorker: 'src/workers/scanWorker.ts',
     // The job thread with the WASI plugin loader registered (src/batch cannot import src/plugins).
     batchWorker: 'src/plugins/batchThread.ts',
