@@ -28,6 +28,8 @@ export interface ProfileDetails {
   /** Data symbols' types, by name (functions are typed from their kallsyms letter). */
   readonly symbolTypes?: ReadonlyMap<string, SymbolTypeEntry>;
   readonly sources?: ProfileSources;
+  /** Names of the enums whose stored text holds a string, when the types are stored as text (the cache). */
+  readonly enumsMentioning?: (text: string) => readonly string[];
 }
 
 export interface ResolvedField {
@@ -128,6 +130,22 @@ export class Profile {
   /** The type of a data symbol, and where it came from, when the profile knows it. */
   symbolType(name: string): SymbolTypeEntry | undefined {
     return this.details.symbolTypes?.get(name);
+  }
+
+  /**
+   * Every enum constant whose name starts with `prefix`, across all enums (a later enum's value
+   * wins). A cached profile decodes only the enums whose text holds the prefix, not all of them.
+   */
+  enumConstants(prefix: string): Map<string, bigint> {
+    const { enumsMentioning } = this.details;
+    const candidates =
+      enumsMentioning && /^\w+$/.test(prefix) ? enumsMentioning(prefix) : Object.keys(this.types.enums);
+    const found = new Map<string, bigint>();
+    for (const name of candidates) {
+      for (const [constant, value] of Object.entries(this.types.enums[name]!.constants))
+        if (constant.startsWith(prefix)) found.set(constant, BigInt(value));
+    }
+    return found;
   }
 
   /** A struct or union by name. Names are looked up as own keys only: `__proto__` or `toString` name no type. */

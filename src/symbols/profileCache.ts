@@ -167,6 +167,7 @@ function readCandidate(path: string, banner: string, buildId: string | undefined
   const profile = new Profile(decoded.types, decoded.symbols, slide, 'cache', source, banner, {
     symbolTypes,
     ...(decoded.sources ? { sources: decoded.sources } : {}),
+    enumsMentioning: decoded.enumsMentioning,
   });
   return { profile, fingerprint: data.fingerprint };
 }

@@ -52,6 +52,8 @@ export interface CachedPayload {
   readonly types: IsfTypes;
   readonly symbolTypes: PayloadIndex['symbol_types'];
   readonly sources: ProfileSources | null;
+  /** The enums whose JSON text holds `text` (in the types section's order), found without decoding any. */
+  readonly enumsMentioning: (text: string) => string[];
 }
 
 const jsonText = (value: unknown) =>
@@ -217,25 +219,42 @@ export function decodePayload(payload: Buffer, file: string, slide: bigint): Cac
   );
 
   let typeAt = typesStart;
+  const startsOf = (list: PayloadIndex['user_types']) => list.lengths.map((length) => (typeAt += length) - length);
   const lazySection = <T extends object>(
     list: PayloadIndex['user_types'],
+    starts: number[],
     what: string,
     check: (value: object) => value is T,
-  ) => {
-    const starts = list.lengths.map((length) => (typeAt += length) - length);
-    return lazyRecord(list.names, (at, name) => {
+  ) =>
+    lazyRecord(list.names, (at, name) => {
       const value = parseJson(payload.toString('utf8', starts[at], starts[at]! + list.lengths[at]!));
       if (typeof value !== 'object' || value === null || Array.isArray(value) || !check(value))
         throw corrupt(`${what} "${name}" is not a ${what} vmscope writes`, starts[at]!);
       return value;
     });
-  };
+  const userTypeStarts = startsOf(index.user_types);
+  const enumStarts = startsOf(index.enums);
   const types: IsfTypes = {
     base_types: index.base_types,
-    user_types: lazySection(index.user_types, 'user type', isUserType),
-    enums: lazySection(index.enums, 'enum', isEnum),
+    user_types: lazySection(index.user_types, userTypeStarts, 'user type', isUserType),
+    enums: lazySection(index.enums, enumStarts, 'enum', isEnum),
   };
-  return { symbols, types, symbolTypes: index.symbol_types, sources: index.sources };
+  const enumsMentioning = (text: string): string[] => {
+    const found: string[] = [];
+    for (let hit = payload.indexOf(text, enumStarts[0] ?? typeAt, 'latin1'); hit >= 0 && hit < typeAt;) {
+      // The enum whose JSON text holds the hit: the last one starting at or before it.
+      let [low, high] = [0, enumStarts.length];
+      while (high - low > 1) {
+        const middle = (low + high) >>> 1;
+        if (enumStarts[middle]! <= hit) low = middle;
+        else high = middle;
+      }
+      found.push(index.enums.names[low]!);
+      hit = payload.indexOf(text, enumStarts[low]! + index.enums.lengths[low]!, 'latin1');
+    }
+    return found;
+  };
+  return { symbols, types, symbolTypes: index.symbol_types, sources: index.sources, enumsMentioning };
 }
 
 function isUserType(value: object): value is IsfUserType {

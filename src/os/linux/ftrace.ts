@@ -2,7 +2,7 @@ import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import { readBpfSymbols, type BpfSymbol } from './bpf.js';
 import { symbolText, type CodeLocation, type CodeOwners } from './codeOwners.js';
-import { enumConstants, flagNamer } from './kernelEnums.js';
+import { flagNamer } from './kernelEnums.js';
 import type { KernelReader } from './kernelReader.js';
 import { walkHlist } from './pidNamespace.js';
 
@@ -274,7 +274,7 @@ export function readFtraceOps(reader: KernelReader, owners: CodeOwners): FtraceO
   const head = profile.symbol('ftrace_ops_list');
   const end = profile.symbol('ftrace_list_end');
   if (head === undefined || end === undefined) return { ops: [], problems: [] }; // a kernel without CONFIG_FUNCTION_TRACER
-  const opsFlagNames = flagNamer(enumConstants(profile, OPS_FLAG), OPS_FLAG);
+  const opsFlagNames = flagNamer(profile.enumConstants(OPS_FLAG), OPS_FLAG);
   const ops: FtraceOps[] = [];
   const problems: string[] = [];
   const directTargets = new DirectTargets(reader, owners, problems);
@@ -318,7 +318,7 @@ function recordFlags(reader: KernelReader): {
   refMask: bigint;
   bit: (name: string) => bigint;
 } {
-  const flags = enumConstants(reader.profile, RECORD_FLAG);
+  const flags = reader.profile.enumConstants(RECORD_FLAG);
   const singleBits = [...flags.values()].filter((bit) => bit !== 0n && (bit & (bit - 1n)) === 0n);
   // The count lives in the bits below FTRACE_REF_MAX_SHIFT, where the lowest flag starts.
   const lowest = singleBits.reduce((low, bit) => (bit < low ? bit : low), 1n << 63n);
