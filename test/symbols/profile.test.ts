@@ -134,6 +134,18 @@ describe('profile cache and --isf', () => {
       }
     }
     expect(cached.symbol('no_such_symbol_anywhere')).toBeUndefined();
+    // Only the enums whose text holds the prefix are decoded from the cache: the constants are those of every enum.
+    for (const prefix of [
+      'FTRACE_OPS_FL_',
+      'FTRACE_FL_',
+      'NFPROTO_',
+      'NF_INET_',
+      'BPF_FUNC_',
+      'PIDTYPE_',
+      'TASK_',
+      'NO_SUCH_',
+    ])
+      expect(cached.enumConstants(prefix), prefix).toEqual(derived.enumConstants(prefix));
     expect(cached.symbolAt(0n)).toEqual(derived.symbolAt(0n));
   });
 
