@@ -1,3 +1,4 @@
+import { endianness } from 'node:os';
 import { cachedSymbolTable } from './cachedSymbolTable.js';
 import type { IsfBaseType, IsfEnum, IsfTypeDescriptor, IsfTypes, IsfUserType } from './isf.js';
 import { lazyRecord } from './lazyRecord.js';
@@ -30,6 +31,7 @@ import { VmscopeError } from '../util/errors.js';
  * decoded: the file is attacker-reachable (its header's checksum only catches accidents).
  */
 const BIGINT_PREFIX = 'u64:';
+const LITTLE_ENDIAN_HOST = endianness() === 'LE';
 
 interface PayloadIndex {
   symbols: number;
@@ -175,9 +177,12 @@ export function decodePayload(payload: Buffer, file: string, slide: bigint): Cac
   if (expected !== payload.length)
     throw corrupt(`the payload is ${payload.length} bytes where its index adds up to ${expected}`, 0);
 
+  // Copied (a typed array needs an aligned offset; the payload follows a header of any length), byte for byte
+  // where the host is little-endian as the file is, else value by value.
   const u32s = (offset: number, length: number) => {
     const values = new Uint32Array(length);
-    for (let at = 0; at < length; at++) values[at] = payload.readUInt32LE(offset + at * 4);
+    if (LITTLE_ENDIAN_HOST) new Uint8Array(values.buffer).set(payload.subarray(offset, offset + length * 4));
+    else for (let at = 0; at < length; at++) values[at] = payload.readUInt32LE(offset + at * 4);
     return values;
   };
   const nameEnds = u32s(columns + count * 8, count);
