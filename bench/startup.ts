@@ -1,6 +1,7 @@
 /**
  * The fixed cost of every command: each command runs as the installed CLI does (a new
- * `node bin/vmscope.js` process, not npx) on a 512 MiB dump with a warm profile cache, and
+ * `node bin/vmscope.js` process, not npx) on a 512 MiB dump with a warm profile cache and a
+ * warm code cache of the CLI bundle (both filled by a first run in this bench's own folder), and
  * reports where its time went (VMSCOPE_PHASES=1, src/util/phases.ts). Usage:
  * node dist/bench/startup.js [dump] [runs] (default: the linux61-clean ELF fixture, 3 runs per
  * command; the run with the median wall time is shown). Phases are exclusive: the analysis
@@ -41,7 +42,12 @@ interface Run {
 function runCommand(args: string[]): Run {
   const started = performance.now();
   const result = spawnSync(process.execPath, [join(repoRoot, 'bin/vmscope.js'), ...args], {
-    env: { ...process.env, VMSCOPE_PHASES: '1', VMSCOPE_CACHE_DIR: join(work, 'profiles') },
+    env: {
+      ...process.env,
+      VMSCOPE_PHASES: '1',
+      VMSCOPE_CACHE_DIR: join(work, 'profiles'),
+      XDG_CACHE_HOME: join(work, 'xdg'),
+    },
     encoding: 'utf8',
     maxBuffer: 256 << 20,
   });
@@ -74,7 +80,7 @@ const median = <T>(items: T[], key: (item: T) => number) =>
 
 try {
   console.log(`${dump}: ${runs} runs per command, warm profile cache, wall times of the median run (seconds)`);
-  runCommand(['pslist', dump]); // fills the profile cache
+  runCommand(['pslist', dump]); // fills the profile cache and the code cache
   const baseline = median(Array.from({ length: runs }, bareNodeStart), (value) => value);
   console.log(`baseline: a bare node start takes ${baseline.toFixed(3)} s`);
   console.log(

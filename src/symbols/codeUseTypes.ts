@@ -1,6 +1,7 @@
 import type { BtfTypes } from './btfParse.js';
 import type { IsfTypeDescriptor } from './isf.js';
-import { isLocalSymbol, type ProfileSymbol } from './profile.js';
+import type { ProfileSymbol } from './profile.js';
+import { symbolsByName } from './symbolTable.js';
 
 /**
  * Types of global variables read from how the kernel's own code uses them: where it passes a
@@ -97,11 +98,7 @@ export function codeUseEvidence(inputs: CodeUseInputs): CodeUseEvidence {
   const functionsAt = new Map<bigint, Array<number | undefined>>();
   const dataAt = new Map<bigint, string[]>();
   // A name stands for one object (as Profile and the ISF resolve it): a passed address counts for a name only if it is that object's.
-  const byName = new Map<string, ProfileSymbol>();
-  for (const symbol of inputs.symbols) {
-    const known = byName.get(symbol.name);
-    if (!known || (isLocalSymbol(known) && !isLocalSymbol(symbol))) byName.set(symbol.name, symbol);
-  }
+  const byName = symbolsByName(inputs.symbols);
   for (const symbol of byName.values()) {
     if (symbol.absolute || symbol.type === undefined) continue;
     const letter = symbol.type.toUpperCase();

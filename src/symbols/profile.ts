@@ -1,5 +1,6 @@
 import { VmscopeError } from '../util/errors.js';
 import type { IsfDocument, IsfMetadataItem, IsfSymbol, IsfTypeDescriptor, IsfTypes, IsfUserType } from './isf.js';
+import { listSymbolTable, type SymbolTable } from './symbolTable.js';
 import type { SymbolTypeEntry, SymbolTypeSource } from './symbolTypes.js';
 
 export interface ProfileSymbol {
@@ -27,6 +28,8 @@ export interface ProfileDetails {
   /** Data symbols' types, by name (functions are typed from their kallsyms letter). */
   readonly symbolTypes?: ReadonlyMap<string, SymbolTypeEntry>;
   readonly sources?: ProfileSources;
+  /** Names of the enums whose stored text holds a string, when the types are stored as text (the cache). */
+  readonly enumsMentioning?: (text: string) => readonly string[];
 }
 
 export interface ResolvedField {
@@ -45,12 +48,13 @@ const MAX_ANONYMOUS_DEPTH = 16;
  * this dump sees them; `slide` converts to and from link-time addresses (what ISF stores).
  */
 export class Profile {
-  private readonly byName = new Map<string, ProfileSymbol>();
-  private sortedCache: ProfileSymbol[] | undefined;
+  private readonly symbols: SymbolTable;
+  private readonly enumConstantsByPrefix = new Map<string, ReadonlyMap<string, bigint>>();
 
   constructor(
     readonly types: IsfTypes,
-    readonly symbolList: readonly ProfileSymbol[],
+    /** A list (derived, ISF) or a table read on demand (cache). */
+    symbols: readonly ProfileSymbol[] | SymbolTable,
     readonly slide: bigint,
     readonly origin: ProfileOrigin,
     /** Named in errors: the ISF file or the dump the profile was derived from. */
@@ -58,23 +62,16 @@ export class Profile {
     readonly banner: string | undefined,
     readonly details: ProfileDetails = {},
   ) {
-    for (const symbol of symbolList) {
-      const known = this.byName.get(symbol.name);
-      // Local names repeat (static functions in several files); a global definition wins.
-      if (!known || (isLocalSymbol(known) && !isLocalSymbol(symbol))) this.byName.set(symbol.name, symbol);
-    }
+    this.symbols = Array.isArray(symbols) ? listSymbolTable(symbols) : (symbols as SymbolTable);
   }
 
-  /** Relocatable symbols in address order, sorted on first use: most commands only look names up. */
-  private get sorted(): ProfileSymbol[] {
-    this.sortedCache ??= this.symbolList
-      .filter((symbol) => !symbol.absolute)
-      .sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
-    return this.sortedCache;
+  /** Every symbol, in the order of its source. */
+  get symbolList(): readonly ProfileSymbol[] {
+    return this.symbols.list;
   }
 
   symbol(name: string): bigint | undefined {
-    return this.byName.get(name)?.address;
+    return this.symbols.named(name)?.address;
   }
 
   requireSymbol(name: string): bigint {
@@ -83,13 +80,13 @@ export class Profile {
     return address;
   }
 
-  /** Index, in address order, of the first relocatable symbol above `address`. */
+  /** Rank, in address order, of the first relocatable symbol above `address`. */
   private firstAbove(address: bigint): number {
     let low = 0;
-    let high = this.sorted.length;
+    let high = this.symbols.relocatableCount;
     while (low < high) {
       const middle = (low + high) >>> 1;
-      if (this.sorted[middle]!.address <= address) low = middle + 1;
+      if (this.symbols.relocatableAddress(middle) <= address) low = middle + 1;
       else high = middle;
     }
     return low;
@@ -97,26 +94,66 @@ export class Profile {
 
   /** The nearest symbol at or below `address`, and how far past it the address is. */
   symbolAt(address: bigint): { symbol: ProfileSymbol; offset: bigint } | undefined {
-    const symbol = this.sorted[this.firstAbove(address) - 1];
-    return symbol && { symbol, offset: address - symbol.address };
+    const rank = this.firstAbove(address) - 1;
+    if (rank < 0) return undefined;
+    const symbol = this.symbols.relocatableAt(rank);
+    return { symbol, offset: address - symbol.address };
   }
 
   /** The first symbol above `address`: where an object ends whose size kallsyms does not record. */
   symbolAfter(address: bigint): ProfileSymbol | undefined {
-    return this.sorted[this.firstAbove(address)];
+    const rank = this.firstAbove(address);
+    return rank < this.symbols.relocatableCount ? this.symbols.relocatableAt(rank) : undefined;
+  }
+
+  /** The relocatable symbols in [start, end), in address order (aliases in list order): only those are built. */
+  symbolsBetween(start: bigint, end: bigint): ProfileSymbol[] {
+    const found: ProfileSymbol[] = [];
+    for (let rank = this.firstAbove(start - 1n); rank < this.symbols.relocatableCount; rank++) {
+      if (this.symbols.relocatableAddress(rank) >= end) break;
+      found.push(this.symbols.relocatableAt(rank));
+    }
+    return found;
   }
 
   /** Every symbol starting exactly at `address` (aliases share addresses). */
   symbolsAt(address: bigint): ProfileSymbol[] {
     const found: ProfileSymbol[] = [];
-    for (let index = this.firstAbove(address) - 1; index >= 0 && this.sorted[index]!.address === address; index--)
-      found.push(this.sorted[index]!);
+    for (
+      let rank = this.firstAbove(address) - 1;
+      rank >= 0 && this.symbols.relocatableAddress(rank) === address;
+      rank--
+    )
+      found.push(this.symbols.relocatableAt(rank));
     return found.reverse();
   }
 
   /** The type of a data symbol, and where it came from, when the profile knows it. */
   symbolType(name: string): SymbolTypeEntry | undefined {
     return this.details.symbolTypes?.get(name);
+  }
+
+  /**
+   * Every enum constant whose name starts with `prefix`, across all enums (a later enum's value
+   * wins). A cached profile decodes only the enums whose text holds the prefix, not all of them;
+   * each prefix is looked up once per profile (a live monitor asks at every check).
+   */
+  enumConstants(prefix: string): ReadonlyMap<string, bigint> {
+    let found = this.enumConstantsByPrefix.get(prefix);
+    if (!found) this.enumConstantsByPrefix.set(prefix, (found = this.findEnumConstants(prefix)));
+    return found;
+  }
+
+  private findEnumConstants(prefix: string): Map<string, bigint> {
+    const { enumsMentioning } = this.details;
+    const candidates =
+      enumsMentioning && /^\w+$/.test(prefix) ? enumsMentioning(prefix) : Object.keys(this.types.enums);
+    const found = new Map<string, bigint>();
+    for (const name of candidates) {
+      for (const [constant, value] of Object.entries(this.types.enums[name]!.constants))
+        if (constant.startsWith(prefix)) found.set(constant, BigInt(value));
+    }
+    return found;
   }
 
   /** A struct or union by name. Names are looked up as own keys only: `__proto__` or `toString` name no type. */
@@ -191,7 +228,12 @@ export class Profile {
    */
   toIsf(producerVersion: string): IsfDocument {
     const symbols: Record<string, IsfSymbol> = {};
-    for (const [name, symbol] of this.byName) {
+    // Names in the order they first appear, each with the symbol it stands for.
+    const seen = new Set<string>();
+    for (const { name } of this.symbols.list) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      const symbol = this.symbols.named(name)!;
       const entry: IsfSymbol = { address: symbol.absolute ? symbol.address : (symbol.address - this.slide) & U64 };
       if (symbol.type === 't' || symbol.type === 'T') entry.type = { kind: 'function' };
       else {
@@ -279,11 +321,6 @@ const SOURCE_NAMES: Record<SymbolTypeSource, string> = {
   'declared-extent': 'symbol types from kernel declarations resolved in BTF, array length from the kallsyms extent',
   isf: 'symbol types from the ISF read',
 };
-
-/** A file-local symbol (lowercase kallsyms letter): a global of the same name takes precedence. */
-export function isLocalSymbol(symbol: ProfileSymbol): boolean {
-  return symbol.type !== undefined && symbol.type === symbol.type.toLowerCase();
-}
 
 /** `record[key]` when it is the record's own entry: names typed by a user or read from an ISF must not reach Object.prototype. */
 function ownEntry<T>(record: Readonly<Record<string, T>>, key: string): T | undefined {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { Profile, type ProfileSymbol } from './profile.js';
+import { Profile } from './profile.js';
 import { decodePayload, encodePayload } from './profileCacheFormat.js';
 import type { SymbolTypeEntry } from './symbolTypes.js';
 import { z } from 'zod';
@@ -25,9 +25,8 @@ import { readInputFile, writeFileAtomically } from '../util/files.js';
  * File: one header line (JSON: format, banner, build id, fingerprint, payload sha256), then the
  * binary payload.
  */
-const FORMAT = 'vmscope-profile-cache/4';
+const FORMAT = 'vmscope-profile-cache/5';
 const EXTENSION = '.profile';
-const U64 = (1n << 64n) - 1n;
 
 /** What a profile was derived from: the sha256 of the kernel's BTF and of its kallsyms tables, as read from the dump. */
 export interface ProfileFingerprint {
@@ -161,19 +160,14 @@ function readCandidate(path: string, banner: string, buildId: string | undefined
   const payload = bytes.subarray(newline + 1);
   if (createHash('sha256').update(payload).digest('hex') !== data.payload_sha256)
     throw new VmscopeError('CORRUPT_STRUCTURE', 'the payload does not match its checksum', path, newline + 1);
-  const decoded = decodePayload(payload, path);
-  const symbols: ProfileSymbol[] = decoded.symbols.map(({ name, linkAddress, type, absolute }) => ({
-    name,
-    address: absolute ? linkAddress : (linkAddress + slide) & U64,
-    type,
-    absolute,
-  }));
+  const decoded = decodePayload(payload, path, slide);
   const symbolTypes = new Map<string, SymbolTypeEntry>(
     decoded.symbolTypes.map(([name, type, typeSource]) => [name, { type, source: typeSource }]),
   );
-  const profile = new Profile(decoded.types, symbols, slide, 'cache', source, banner, {
+  const profile = new Profile(decoded.types, decoded.symbols, slide, 'cache', source, banner, {
     symbolTypes,
     ...(decoded.sources ? { sources: decoded.sources } : {}),
+    enumsMentioning: decoded.enumsMentioning,
   });
   return { profile, fingerprint: data.fingerprint };
 }

@@ -1,32 +1,43 @@
+import { endianness } from 'node:os';
+import { cachedSymbolTable } from './cachedSymbolTable.js';
 import type { IsfBaseType, IsfEnum, IsfTypeDescriptor, IsfTypes, IsfUserType } from './isf.js';
 import { lazyRecord } from './lazyRecord.js';
 import type { ProfileSources, ProfileSymbol } from './profile.js';
+import { relocatableOrder, symbolsByName, type SymbolTable } from './symbolTable.js';
 import type { SymbolTypeSource } from './symbolTypes.js';
 import { z } from 'zod';
 import { VmscopeError } from '../util/errors.js';
 
 /**
  * The payload of a profile cache file, laid out so that loading it costs little: a command
- * reads a few dozen of ten thousand types, and parsing a 16 MiB JSON document (then collecting
- * it) was most of every command's start-up. The symbols are columns of fixed-size values, the
- * types one JSON text each, decoded on first use (lazyRecord.ts).
+ * reads a few dozen of ten thousand types and a few hundred of a hundred thousand symbols, and
+ * building them all (parsing a 16 MiB JSON document, then a map of every symbol name) was most
+ * of every command's start-up. The symbols are columns of fixed-size values with their name and
+ * address orders precomputed, read on demand (cachedSymbolTable.ts); the types one JSON text
+ * each, decoded on first use (lazyRecord.ts).
  *
  *   u32 LE  index length
  *   index   JSON (PayloadIndex): counts, lengths, base types, symbol types, sources
  *   addresses      u64 LE per symbol (link-time; plain value when absolute)
- *   name lengths   u32 LE per symbol (UTF-16 code units of its name)
+ *   name ends      u32 LE per symbol (UTF-8 end of its name in the names section)
  *   type letters   u8 per symbol (the kallsyms letter's code, 0 when unknown)
  *   absolute       u8 per symbol (0 or 1)
+ *   by name        u32 LE per distinct name: the symbol it stands for, in the names' byte order
+ *   by address     u32 LE per relocatable symbol: symbol index, in link-time address order
  *   names          UTF-8, concatenated
  *   types          UTF-8 JSON texts, concatenated: user types then enums, as listed in the index
  *
- * Every count and length is checked against the payload's size before anything is decoded:
- * the file is attacker-reachable (its header's checksum only catches accidents).
+ * Every count, length and index is checked against the payload's size before anything is
+ * decoded: the file is attacker-reachable (its header's checksum only catches accidents).
  */
 const BIGINT_PREFIX = 'u64:';
+const LITTLE_ENDIAN_HOST = endianness() === 'LE';
 
 interface PayloadIndex {
   symbols: number;
+  /** Distinct names (entries of the by-name order) and relocatable symbols (of the by-address order). */
+  named: number;
+  relocatable: number;
   name_bytes: number;
   base_types: Record<string, IsfBaseType>;
   /** Names and JSON byte lengths of the lazily decoded types, in the order of the types section. */
@@ -38,11 +49,13 @@ interface PayloadIndex {
 }
 
 export interface CachedPayload {
-  /** Link-time addresses: the loader applies this dump's slide. */
-  readonly symbols: Array<{ name: string; linkAddress: bigint; type: string | undefined; absolute: boolean }>;
+  /** Addresses with the slide given to the decoder applied (absolute values as they are). */
+  readonly symbols: SymbolTable;
   readonly types: IsfTypes;
   readonly symbolTypes: PayloadIndex['symbol_types'];
   readonly sources: ProfileSources | null;
+  /** The enums whose JSON text holds `text` (in the types section's order), found without decoding any. */
+  readonly enumsMentioning: (text: string) => string[];
 }
 
 const jsonText = (value: unknown) =>
@@ -62,9 +75,23 @@ export function encodePayload(
   };
   const userTypes = sectionOf(types.user_types);
   const enums = sectionOf(types.enums);
-  const names = Buffer.from(symbols.map((symbol) => symbol.name).join(''), 'utf8');
+  const nameBytes = symbols.map((symbol) => Buffer.from(symbol.name, 'utf8'));
+  const names = Buffer.concat(nameBytes);
+  const linkAddress = (symbol: ProfileSymbol) =>
+    symbol.absolute ? symbol.address : BigInt.asUintN(64, symbol.address - slide);
+  const indexOf = new Map(symbols.map((symbol, at) => [symbol, at]));
+  const byName = [...symbolsByName(symbols).values()]
+    .map((symbol) => indexOf.get(symbol)!)
+    .sort((a, b) => Buffer.compare(nameBytes[a]!, nameBytes[b]!));
+  const byAddress = relocatableOrder(
+    symbols.length,
+    (at) => symbols[at]!.absolute,
+    (at) => linkAddress(symbols[at]!),
+  );
   const index: PayloadIndex = {
     symbols: symbols.length,
+    named: byName.length,
+    relocatable: byAddress.length,
     name_bytes: names.length,
     base_types: types.base_types,
     user_types: { names: userTypes.names, lengths: userTypes.lengths },
@@ -73,14 +100,17 @@ export function encodePayload(
     sources,
   };
   const indexBytes = Buffer.from(jsonText(index), 'utf8');
-  const columns = Buffer.alloc(symbols.length * 14);
+  const count = symbols.length;
+  const columns = Buffer.alloc(count * 14 + (byName.length + byAddress.length) * 4);
+  let nameEnd = 0;
   symbols.forEach((symbol, at) => {
-    const linkAddress = symbol.absolute ? symbol.address : BigInt.asUintN(64, symbol.address - slide);
-    columns.writeBigUInt64LE(linkAddress, at * 8);
-    columns.writeUInt32LE(symbol.name.length, symbols.length * 8 + at * 4);
-    columns[symbols.length * 12 + at] = symbol.type?.charCodeAt(0) ?? 0;
-    columns[symbols.length * 13 + at] = symbol.absolute ? 1 : 0;
+    columns.writeBigUInt64LE(linkAddress(symbol), at * 8);
+    columns.writeUInt32LE((nameEnd += nameBytes[at]!.length), count * 8 + at * 4);
+    columns[count * 12 + at] = symbol.type?.charCodeAt(0) ?? 0;
+    columns[count * 13 + at] = symbol.absolute ? 1 : 0;
   });
+  byName.forEach((at, rank) => columns.writeUInt32LE(at, count * 14 + rank * 4));
+  byAddress.forEach((at, rank) => columns.writeUInt32LE(at, count * 14 + (byName.length + rank) * 4));
   const indexLength = Buffer.alloc(4);
   indexLength.writeUInt32LE(indexBytes.length);
   return Buffer.concat([indexLength, indexBytes, columns, names, ...userTypes.texts, ...enums.texts]);
@@ -94,6 +124,8 @@ const section = z.object({
 });
 const indexSchema = z.object({
   symbols: z.number().int().nonnegative(),
+  named: z.number().int().nonnegative(),
+  relocatable: z.number().int().nonnegative(),
   name_bytes: z.number().int().nonnegative(),
   base_types: z.record(
     z.string(),
@@ -116,10 +148,11 @@ const indexSchema = z.object({
 const isTypeLetter = (code: number) => code === 0 || (code > 0x20 && code < 0x7f);
 
 /**
- * The payload of `file` (read into `payload`), or a typed error saying what is wrong and where.
+ * The payload of `file` (read into `payload`) for a dump with this KASLR slide, or a typed error
+ * saying what is wrong and where.
  * Types are decoded when first read; one that is not a JSON object then throws (CORRUPT_STRUCTURE).
  */
-export function decodePayload(payload: Buffer, file: string): CachedPayload {
+export function decodePayload(payload: Buffer, file: string, slide: bigint): CachedPayload {
   const corrupt = (what: string, offset: number) =>
     new VmscopeError('CORRUPT_STRUCTURE', `profile cache: ${what}`, file, offset);
   if (payload.length < 4) throw corrupt('no payload', 0);
@@ -136,53 +169,97 @@ export function decodePayload(payload: Buffer, file: string): CachedPayload {
 
   const count = index.symbols;
   const columns = indexEnd;
-  const namesStart = columns + count * 14;
+  const orders = columns + count * 14;
+  const namesStart = orders + (index.named + index.relocatable) * 4;
   const typesStart = namesStart + index.name_bytes;
   const sum = (lengths: number[]) => lengths.reduce((total, length) => total + length, 0);
   const expected = typesStart + sum(index.user_types.lengths) + sum(index.enums.lengths);
   if (expected !== payload.length)
     throw corrupt(`the payload is ${payload.length} bytes where its index adds up to ${expected}`, 0);
 
-  const allNames = payload.toString('utf8', namesStart, typesStart);
-  const symbols: CachedPayload['symbols'] = new Array(count);
-  let nameAt = 0;
+  // Copied (a typed array needs an aligned offset; the payload follows a header of any length), byte for byte
+  // where the host is little-endian as the file is, else value by value.
+  const u32s = (offset: number, length: number) => {
+    const values = new Uint32Array(length);
+    if (LITTLE_ENDIAN_HOST) new Uint8Array(values.buffer).set(payload.subarray(offset, offset + length * 4));
+    else for (let at = 0; at < length; at++) values[at] = payload.readUInt32LE(offset + at * 4);
+    return values;
+  };
+  const nameEnds = u32s(columns + count * 8, count);
+  const letters = payload.subarray(columns + count * 12, columns + count * 13);
+  const absolute = payload.subarray(columns + count * 13, columns + count * 14);
+  const byName = u32s(orders, index.named);
+  const byAddress = u32s(orders + index.named * 4, index.relocatable);
+  let nameStart = 0;
   for (let at = 0; at < count; at++) {
-    const nameLength = payload.readUInt32LE(columns + count * 8 + at * 4);
-    const letter = payload[columns + count * 12 + at]!;
-    const absolute = payload[columns + count * 13 + at]!;
-    if (nameAt + nameLength > allNames.length) throw corrupt(`symbol ${at}'s name runs past the names`, namesStart);
-    if (!isTypeLetter(letter) || absolute > 1)
-      throw corrupt(`symbol ${at} has type ${letter} and absolute flag ${absolute}`, columns + count * 12 + at);
-    symbols[at] = {
-      name: allNames.slice(nameAt, nameAt + nameLength),
-      linkAddress: payload.readBigUInt64LE(columns + at * 8),
-      type: letter === 0 ? undefined : String.fromCharCode(letter),
-      absolute: absolute === 1,
-    };
-    nameAt += nameLength;
+    if (nameEnds[at]! < nameStart || nameEnds[at]! > index.name_bytes)
+      throw corrupt(`symbol ${at}'s name runs past the names`, columns + count * 8 + at * 4);
+    nameStart = nameEnds[at]!;
+    if (!isTypeLetter(letters[at]!) || absolute[at]! > 1)
+      throw corrupt(
+        `symbol ${at} has type ${letters[at]} and absolute flag ${absolute[at]}`,
+        columns + count * 12 + at,
+      );
   }
-  if (nameAt !== allNames.length) throw corrupt('the symbol names do not add up to the names section', namesStart);
+  if (nameStart !== index.name_bytes) throw corrupt('the symbol names do not add up to the names section', namesStart);
+  byName.forEach((at, rank) => {
+    if (at >= count) throw corrupt(`name ${rank} is of symbol ${at} of ${count}`, orders + rank * 4);
+  });
+  byAddress.forEach((at, rank) => {
+    if (at >= count || absolute[at] === 1)
+      throw corrupt(`address rank ${rank} is not a relocatable symbol`, orders + (index.named + rank) * 4);
+  });
+  const symbols = cachedSymbolTable(
+    {
+      count,
+      addresses: new DataView(payload.buffer, payload.byteOffset + columns, count * 8),
+      nameEnds,
+      letters,
+      absolute,
+      names: payload.subarray(namesStart, typesStart),
+      byName,
+      byAddress,
+    },
+    slide,
+  );
 
   let typeAt = typesStart;
+  const startsOf = (list: PayloadIndex['user_types']) => list.lengths.map((length) => (typeAt += length) - length);
   const lazySection = <T extends object>(
     list: PayloadIndex['user_types'],
+    starts: number[],
     what: string,
     check: (value: object) => value is T,
-  ) => {
-    const starts = list.lengths.map((length) => (typeAt += length) - length);
-    return lazyRecord(list.names, (at, name) => {
+  ) =>
+    lazyRecord(list.names, (at, name) => {
       const value = parseJson(payload.toString('utf8', starts[at], starts[at]! + list.lengths[at]!));
       if (typeof value !== 'object' || value === null || Array.isArray(value) || !check(value))
         throw corrupt(`${what} "${name}" is not a ${what} vmscope writes`, starts[at]!);
       return value;
     });
-  };
+  const userTypeStarts = startsOf(index.user_types);
+  const enumStarts = startsOf(index.enums);
   const types: IsfTypes = {
     base_types: index.base_types,
-    user_types: lazySection(index.user_types, 'user type', isUserType),
-    enums: lazySection(index.enums, 'enum', isEnum),
+    user_types: lazySection(index.user_types, userTypeStarts, 'user type', isUserType),
+    enums: lazySection(index.enums, enumStarts, 'enum', isEnum),
   };
-  return { symbols, types, symbolTypes: index.symbol_types, sources: index.sources };
+  const enumsMentioning = (text: string): string[] => {
+    const found: string[] = [];
+    for (let hit = payload.indexOf(text, enumStarts[0] ?? typeAt, 'latin1'); hit >= 0 && hit < typeAt;) {
+      // The enum whose JSON text holds the hit: the last one starting at or before it.
+      let [low, high] = [0, enumStarts.length];
+      while (high - low > 1) {
+        const middle = (low + high) >>> 1;
+        if (enumStarts[middle]! <= hit) low = middle;
+        else high = middle;
+      }
+      found.push(index.enums.names[low]!);
+      hit = payload.indexOf(text, enumStarts[low]! + index.enums.lengths[low]!, 'latin1');
+    }
+    return found;
+  };
+  return { symbols, types, symbolTypes: index.symbol_types, sources: index.sources, enumsMentioning };
 }
 
 function isUserType(value: object): value is IsfUserType {

@@ -1,7 +1,8 @@
 import type { BtfTypes } from './btfParse.js';
 import { codeUseEvidence } from './codeUseTypes.js';
 import { describeType, type IsfTypeDescriptor, type IsfTypes } from './isf.js';
-import { isLocalSymbol, type ProfileSymbol } from './profile.js';
+import type { ProfileSymbol } from './profile.js';
+import { symbolsByName } from './symbolTable.js';
 
 /**
  * Types of the kernel's global variables, which a Volatility ISF gives each data symbol
@@ -128,12 +129,8 @@ const MAX_EXTENT_ELEMENTS = 1 << 16;
 export function typeDataSymbols(inputs: SymbolTypeInputs): SymbolTyping {
   const types = new Map<string, SymbolTypeEntry>();
   const refused: string[] = [];
-  const byName = new Map<string, ProfileSymbol>();
-  for (const symbol of inputs.symbols) {
-    const known = byName.get(symbol.name);
-    // As Profile resolves names: a global definition wins over a file-local one of the same name.
-    if (!known || (isLocalSymbol(known) && !isLocalSymbol(symbol))) byName.set(symbol.name, symbol);
-  }
+  // As Profile resolves names: a global definition wins over a file-local one of the same name.
+  const byName = symbolsByName(inputs.symbols);
 
   for (const [name, type] of btfVariableTypes(inputs, byName)) types.set(name, { type, source: 'btf-datasec' });
 

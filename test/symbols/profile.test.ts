@@ -123,6 +123,30 @@ describe('profile cache and --isf', () => {
     expect(cached.origin).toBe('cache');
     expect(cached.symbolList).toEqual(derived.symbolList);
     expect(cached.types).toEqual(derived.types);
+    // The cache's name and address orders answer as the derived profile's maps do, local duplicates and aliases included.
+    for (const [at, symbol] of derived.symbolList.entries()) {
+      if (at % 37 !== 0 && !/^__(start|stop)_/.test(symbol.name)) continue;
+      expect(cached.symbol(symbol.name), symbol.name).toBe(derived.symbol(symbol.name));
+      for (const address of [symbol.address, symbol.address + 1n, symbol.address - 1n]) {
+        expect(cached.symbolAt(address), symbol.name).toEqual(derived.symbolAt(address));
+        expect(cached.symbolsAt(address), symbol.name).toEqual(derived.symbolsAt(address));
+        expect(cached.symbolAfter(address), symbol.name).toEqual(derived.symbolAfter(address));
+      }
+    }
+    expect(cached.symbol('no_such_symbol_anywhere')).toBeUndefined();
+    // Only the enums whose text holds the prefix are decoded from the cache: the constants are those of every enum.
+    for (const prefix of [
+      'FTRACE_OPS_FL_',
+      'FTRACE_FL_',
+      'NFPROTO_',
+      'NF_INET_',
+      'BPF_FUNC_',
+      'PIDTYPE_',
+      'TASK_',
+      'NO_SUCH_',
+    ])
+      expect(cached.enumConstants(prefix), prefix).toEqual(derived.enumConstants(prefix));
+    expect(cached.symbolAt(0n)).toEqual(derived.symbolAt(0n));
   });
 
   it('an ISF given by the user is used, compressed or not, and one for another kernel is refused', async () => {

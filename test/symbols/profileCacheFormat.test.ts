@@ -67,6 +67,8 @@ const encoded = encodePayload(
 
 /** Reads every value a profile user could reach. */
 function touchEverything(payload: ReturnType<typeof decodePayload>): void {
+  for (const { name } of payload.symbols.list) payload.symbols.named(name);
+  for (let rank = 0; rank < payload.symbols.relocatableCount; rank++) payload.symbols.relocatableAt(rank);
   for (const record of [payload.types.user_types, payload.types.enums]) {
     for (const name of Object.keys(record)) expect(typeof record[name]).toBe('object');
     JSON.stringify(Object.values(record), (_key, value: unknown) =>
@@ -77,15 +79,10 @@ function touchEverything(payload: ReturnType<typeof decodePayload>): void {
 
 describe('profile cache format', () => {
   it('gives back the symbols and types it was given, bigints, odd names and all', () => {
-    const decoded = decodePayload(encoded, 'small.profile');
-    expect(decoded.symbols).toEqual(
-      symbols.map(({ name, address, type, absolute }) => ({
-        name,
-        linkAddress: absolute ? address : address - SLIDE,
-        type,
-        absolute,
-      })),
-    );
+    const decoded = decodePayload(encoded, 'small.profile', SLIDE);
+    expect(decoded.symbols.list).toEqual(symbols);
+    for (const symbol of symbols) expect(decoded.symbols.named(symbol.name)).toEqual(symbol);
+    expect(decoded.symbols.named('café')).toBeUndefined();
     expect(decoded.types).toEqual(types);
     expect(Object.hasOwn(decoded.types.user_types, '__proto__')).toBe(true);
     expect(decoded.types.user_types.__proto__).toEqual({ kind: 'union', size: 8, fields: {} });
@@ -106,7 +103,7 @@ describe('profile cache format', () => {
           for (const [at, byte] of flips) mutated[at % mutated.length] = byte;
           const bytes = cut === null ? mutated : mutated.subarray(0, cut % mutated.length);
           try {
-            touchEverything(decodePayload(bytes, 'mutated.profile'));
+            touchEverything(decodePayload(bytes, 'mutated.profile', SLIDE));
           } catch (error) {
             if (!isVmscopeError(error)) throw error;
             expect(error.describe()).toContain('mutated.profile');

@@ -6,6 +6,7 @@ import { fileOptionContents, relevantOptions, type AnalysisSelection } from '../
 import type { DumpResult } from '../job.js';
 import type { PortableAnalysis } from '../portableAnalyses.js';
 import { parseQueueUrl, readyOrThrow } from './location.js';
+import { bullmq } from './bullmq.js';
 
 /** What the batch side puts in a job: the dump as it saw it, and the analysis request. */
 export interface DumpJobData {
@@ -98,8 +99,7 @@ export async function enqueueBatch(
   options: EnqueueOptions,
 ): Promise<EnqueuedDump[]> {
   const location = parseQueueUrl(url);
-  // bullmq (and its Redis client) is loaded by the commands that queue, not by every command's start-up.
-  const { Queue } = await import('bullmq');
+  const { Queue } = bullmq();
   const queue = new Queue<DumpJobData, QueuedDumpResult>(location.queueName, { connection: location.connection });
   try {
     await readyOrThrow(queue, location);

@@ -4,6 +4,7 @@ import type { Job } from 'bullmq';
 import { emptyDumpResult, type DumpResult } from '../job.js';
 import type { DumpJobData, QueuedDumpResult } from './jobs.js';
 import { parseQueueUrl, readyOrThrow } from './location.js';
+import { bullmq } from './bullmq.js';
 
 export interface BatchProgress {
   readonly total: number;
@@ -41,8 +42,7 @@ export async function waitForBatch(
   onProgress?: (progress: BatchProgress, finishedNow: readonly FinishedDumpJob[]) => void,
 ): Promise<FinishedDumpJob[]> {
   const location = parseQueueUrl(url);
-  // bullmq (and its Redis client) is loaded by the commands that queue, not by every command's start-up.
-  const { Queue, QueueEvents } = await import('bullmq');
+  const { Queue, QueueEvents } = bullmq();
   const queue = new Queue<DumpJobData, QueuedDumpResult>(location.queueName, { connection: location.connection });
   const events = new QueueEvents(location.queueName, { connection: location.connection });
   // An event during a sweep is remembered, so the next wait does not sleep through it.

@@ -17,6 +17,7 @@ import { VmscopeError } from '../../util/errors.js';
 import { inProcessRunner, ThreadJobRunner, type DumpJobRunner } from '../jobPool.js';
 import type { DumpJobData, QueuedDumpResult } from './jobs.js';
 import { parseQueueUrl, readyOrThrow } from './location.js';
+import { bullmq } from './bullmq.js';
 
 /**
  * How long a worker holds a job without renewing its lock before other workers consider it
@@ -125,8 +126,7 @@ export async function runWorker(url: string, options: WorkerOptions = {}): Promi
     }
   };
 
-  // bullmq (and its Redis client) is loaded by the commands that queue, not by every command's start-up.
-  const { Worker } = await import('bullmq');
+  const { Worker } = bullmq();
   const worker = new Worker<DumpJobData, QueuedDumpResult>(location.queueName, processDump, {
     connection: location.connection,
     name,

@@ -1,7 +1,7 @@
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import type { CodeOwners } from './codeOwners.js';
-import { enumConstants, enumeratorName } from './kernelEnums.js';
+import { enumeratorName } from './kernelEnums.js';
 import type { KernelReader } from './kernelReader.js';
 import { openFiles } from './openFiles.js';
 import { walkXarray } from './pidNamespace.js';
@@ -153,7 +153,7 @@ export function bpfProgramIdentity(reader: KernelReader, program: bigint): BpfPr
 /** Helper names by the kernel function implementing them: `bpf_probe_write_user` → BPF_FUNC_probe_write_user. */
 function helperIds(reader: KernelReader): Map<string, { id: number; name: string }> {
   const ids = new Map<string, { id: number; name: string }>();
-  for (const [constant, value] of enumConstants(reader.profile, 'BPF_FUNC_')) {
+  for (const [constant, value] of reader.profile.enumConstants('BPF_FUNC_')) {
     const name = constant.slice('BPF_FUNC_'.length);
     ids.set(`bpf_${name}`, { id: Number(value), name });
   }

@@ -3,7 +3,7 @@ import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import { readBpfSymbols, type BpfSymbol } from './bpf.js';
 import { symbolText, type CodeLocation, type CodeOwners } from './codeOwners.js';
-import { enumConstants, flagNames } from './kernelEnums.js';
+import { flagNamer } from './kernelEnums.js';
 import type { KernelReader } from './kernelReader.js';
 import { walkHlist } from './pidNamespace.js';
 
@@ -202,7 +202,7 @@ function readOps(
   owners: CodeOwners,
   directTargets: DirectTargets,
   address: bigint,
-  opsFlags: ReadonlyMap<string, bigint>,
+  opsFlagNames: (flags: bigint) => string[],
   problems: string[],
 ): FtraceOps {
   const callback = reader.pointerField(address, 'ftrace_ops', 'func');
@@ -246,7 +246,7 @@ function readOps(
               `${found.function ?? hex(found.ip)}${found.direct ? ` (jumps to ${found.direct.symbol ?? hex(found.direct.address)}, ${found.direct.owner})` : ''}`,
           )
           .join(', ');
-  const names = flagNames(opsFlags, OPS_FLAG, flags);
+  const names = opsFlagNames(flags);
   return {
     address,
     callback,
@@ -275,7 +275,7 @@ export function readFtraceOps(reader: KernelReader, owners: CodeOwners): FtraceO
   const head = profile.symbol('ftrace_ops_list');
   const end = profile.symbol('ftrace_list_end');
   if (head === undefined || end === undefined) return { ops: [], problems: [] }; // a kernel without CONFIG_FUNCTION_TRACER
-  const opsFlags = enumConstants(profile, OPS_FLAG);
+  const opsFlagNames = flagNamer(profile.enumConstants(OPS_FLAG), OPS_FLAG);
   const ops: FtraceOps[] = [];
   const problems: string[] = [];
   const directTargets = new DirectTargets(reader, owners, problems);
@@ -302,7 +302,7 @@ export function readFtraceOps(reader: KernelReader, owners: CodeOwners): FtraceO
     }
     seen.add(node);
     try {
-      ops.push(readOps(reader, owners, directTargets, node, opsFlags, problems));
+      ops.push(readOps(reader, owners, directTargets, node, opsFlagNames, problems));
       node = reader.pointerField(node, 'ftrace_ops', 'next');
     } catch (error) {
       if (!unreadable(error)) throw error;
@@ -315,15 +315,19 @@ export function readFtraceOps(reader: KernelReader, owners: CodeOwners): FtraceO
 
 /** The FTRACE_FL_* flags of dyn_ftrace records, and the reference count below the lowest of them. */
 function recordFlags(reader: KernelReader): {
-  flags: ReadonlyMap<string, bigint>;
+  names: (value: bigint) => string[];
   refMask: bigint;
   bit: (name: string) => bigint;
 } {
-  const flags = enumConstants(reader.profile, RECORD_FLAG);
+  const flags = reader.profile.enumConstants(RECORD_FLAG);
   const singleBits = [...flags.values()].filter((bit) => bit !== 0n && (bit & (bit - 1n)) === 0n);
   // The count lives in the bits below FTRACE_REF_MAX_SHIFT, where the lowest flag starts.
   const lowest = singleBits.reduce((low, bit) => (bit < low ? bit : low), 1n << 63n);
-  return { flags, refMask: lowest - 1n, bit: (name) => flags.get(RECORD_FLAG + name) ?? 0n };
+  return {
+    names: flagNamer(flags, RECORD_FLAG),
+    refMask: lowest - 1n,
+    bit: (name) => flags.get(RECORD_FLAG + name) ?? 0n,
+  };
 }
 
 /**
@@ -392,7 +396,7 @@ const decodedBlocksByProfile = new WeakMap<Profile, ReadonlyMap<bigint, DecodedB
 /** One block of dyn_ftrace records, as read. */
 function decodeRecords(reader: KernelReader, bytes: Uint8Array): FtraceRecord[] {
   const { profile } = reader;
-  const { flags, refMask, bit } = recordFlags(reader);
+  const { names: namesOfValue, refMask, bit } = recordFlags(reader);
   const recordSize = profile.sizeOf('dyn_ftrace');
   const [ipOffset, flagsOffset] = [profile.offsetOf('dyn_ftrace', 'ip'), profile.offsetOf('dyn_ftrace', 'flags')];
   const enabled = bit('ENABLED');
@@ -401,7 +405,7 @@ function decodeRecords(reader: KernelReader, bytes: Uint8Array): FtraceRecord[] 
   const namesOf = new Map<bigint, string[]>();
   const names = (value: bigint) => {
     let found = namesOf.get(value);
-    if (!found) namesOf.set(value, (found = flagNames(flags, RECORD_FLAG, value)));
+    if (!found) namesOf.set(value, (found = namesOfValue(value)));
     return found;
   };
   const records: FtraceRecord[] = [];

@@ -166,9 +166,7 @@ function kernelFunctions(profile: Profile, textStart: bigint, textEnd: bigint): 
   let functions = kernelFunctionsByProfile.get(profile);
   if (!functions) {
     functions = uniqueByAddress(
-      profile.symbolList.filter(
-        (symbol) => TEXT_SYMBOL_TYPES.has(symbol.type ?? '') && symbol.address >= textStart && symbol.address < textEnd,
-      ),
+      profile.symbolsBetween(textStart, textEnd).filter((symbol) => TEXT_SYMBOL_TYPES.has(symbol.type ?? '')),
     );
     kernelFunctionsByProfile.set(profile, functions);
   }

@@ -1,7 +1,6 @@
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import type { CodeOwners } from './codeOwners.js';
-import { enumConstants } from './kernelEnums.js';
 import type { KernelReader } from './kernelReader.js';
 
 /** More network namespaces than a host of containers creates; bounds a forged list. */
@@ -71,7 +70,7 @@ function families(reader: KernelReader): Array<{
   hookName: (hooknum: number) => string | undefined;
 }> {
   const { profile } = reader;
-  const protocols = enumConstants(profile, 'NFPROTO_');
+  const protocols = profile.enumConstants('NFPROTO_');
   const fields = profile.type('netns_nf')?.fields ?? {};
   return Object.entries(fields)
     .filter(([field]) => field.startsWith('hooks_'))
@@ -88,8 +87,8 @@ function hookNames(reader: KernelReader, family: string): (hooknum: number) => s
   if (family === 'arp') return (hooknum) => ARP_HOOKS[hooknum];
   const [prefix, constants] =
     family === 'netdev'
-      ? ['NF_NETDEV_', enumConstants(reader.profile, 'NF_NETDEV_')]
-      : ['NF_INET_', enumConstants(reader.profile, 'NF_INET_')];
+      ? ['NF_NETDEV_', reader.profile.enumConstants('NF_NETDEV_')]
+      : ['NF_INET_', reader.profile.enumConstants('NF_INET_')];
   return (hooknum) =>
     [...constants]
       .find(([name, value]) => value === BigInt(hooknum) && !name.endsWith('NUMHOOKS'))?.[0]
@@ -186,13 +185,13 @@ function deviceHooks(
   problems: string[],
 ): NetfilterHook[] {
   const { profile } = reader;
-  const pf = enumConstants(profile, 'NFPROTO_NETDEV').get('NFPROTO_NETDEV');
+  const pf = profile.enumConstants('NFPROTO_NETDEV').get('NFPROTO_NETDEV');
   const points = [
     ['nf_hooks_ingress', 'NF_NETDEV_INGRESS'],
     ['nf_hooks_egress', 'NF_NETDEV_EGRESS'],
   ].filter(([field]) => profile.hasField('net_device', field!));
   if (pf === undefined || points.length === 0) return [];
-  const hookNumbers = enumConstants(profile, 'NF_NETDEV_');
+  const hookNumbers = profile.enumConstants('NF_NETDEV_');
   const walk = reader.walkList(net + reader.offset('net', 'dev_base_head'), reader.offset('net_device', 'dev_list'), {
     maxSteps: MAX_DEVICES,
   });

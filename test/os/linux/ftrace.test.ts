@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBpf } from '../../../src/os/linux/bpf.js';
 import { enabledFunctions, readFtraceOps, readFtraceRecords, type FtraceOps } from '../../../src/os/linux/ftrace.js';
-import { enumConstants } from '../../../src/os/linux/kernelEnums.js';
 import { KernelReader } from '../../../src/os/linux/kernelReader.js';
 import { parseHex } from '../../../src/util/hex.js';
 import { truth } from '../../support/fixtures.js';
@@ -127,7 +126,7 @@ describe('ftrace of linux61-modern', () => {
     );
     expect(reader.u64(first + reader.offset('dyn_ftrace', 'ip'))).toBe(before[0]!.ip);
     expect(before[0]!.enabled).toBe(false);
-    const enabled = enumConstants(reader.profile, 'FTRACE_FL_').get('FTRACE_FL_ENABLED')!;
+    const enabled = reader.profile.enumConstants('FTRACE_FL_').get('FTRACE_FL_ENABLED')!;
     const overlay = new OverlayContext(kernel.context);
     overlay.patchKernelU64(first + reader.offset('dyn_ftrace', 'flags'), before[0]!.flags | enabled);
     const after = readFtraceRecords(new KernelReader(overlay.kernel.space, reader.profile)).records;
