@@ -46,9 +46,11 @@ export {
   type AnalysisSpec,
   type AnalysisInputs,
   type AnalysisResult,
+  type AnyAnalysisResult,
   type Column,
   type Row,
   type RowRole,
+  type RowSet,
 } from './analyses/types.js';
 export type { Finding, Severity } from './analyses/findings.js';
 export type {

@@ -14,14 +14,15 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const work = mkdtempSync(join(tmpdir(), 'vmscope-consumer-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-const CONSUMER = `import { DumpContext, watch, yarascan, type AnalysisResult, type WatchAlert } from 'vmscope';
+const CONSUMER = `import { DumpContext, watch, yarascan, type AnyAnalysisResult, type WatchAlert } from 'vmscope';
 
 const dump: string = process.argv[2]!;
 const rules: string = process.argv[3]!;
 const context = new DumpContext(dump, { cacheDir: process.argv[4]! });
 const release: string = context.kernel.release;
-const hits: AnalysisResult = await yarascan(context, { rules, threads: 1 });
-const holders = hits.rows.filter((row) => row.owner === 'process').map((row) => row.pid);
+const hits: AnyAnalysisResult = await yarascan(context, { rules, threads: 1 });
+// yarascan's rows are made as they are read (a RowSet): read them before the context is closed.
+const holders = [...hits.rows].filter((row) => row.owner === 'process').map((row) => row.pid);
 context.close();
 // watch is a function of a source and a policy: its type is what a monitor compiles against.
 const alerts: typeof watch = watch;
