@@ -5,7 +5,7 @@ import type { Attribution, ReverseMap } from '../os/linux/reverseMap.js';
 import type { TaskInfo } from '../os/linux/tasks.js';
 import { processStreams, regionUnits } from '../os/linux/virtualScan.js';
 import { compileSource } from '../rules/compile.js';
-import type { ReportedString, RuleMatch } from '../rules/evaluate.js';
+import type { RuleMatch } from '../rules/evaluate.js';
 import { RuleScanner, type RuleScanResult } from '../rules/scanner.js';
 import { imageUnit } from '../rules/unit.js';
 import type { X86AddressSpace } from '../space/x86.js';
@@ -264,15 +264,9 @@ async function scanProcesses(
     warnTruncated(scanner, result, warnings, `pid ${task.pid}: `);
     // As `yara -p`: conditions see the process's memory, offsets are virtual addresses.
     const matches = scanner.evaluate(result.hits, totalBytes);
-    const stringless = stringlessRows(matches, { owner: 'process', pid: task.pid, comm: task.comm });
-    rows.add(stringless.length, () => stringless);
-    for (const { rule, reported } of matches)
-      for (const string of reported)
-        rows.add(string.matches.count, () =>
-          matchRows(string, (offset, length) =>
-            virtualRow(space, task, BigInt(offset), { rule, string: string.id, length }),
-          ),
-        );
+    addProcessUnitRows(rows, matches, task, {}, (rule, string, offset, length) =>
+      virtualRow(space, task, BigInt(offset), { rule, string, length }),
+    );
   }
 }
 
@@ -301,21 +295,11 @@ async function scanRegions(
       const result = scanner.scanStreams(unit.streams);
       warnTruncated(scanner, result, warnings, `pid ${task.pid} region ${hex(start)}: `);
       const matches = scanner.evaluate(result.hits, unit.size, unit);
-      const stringless = stringlessRows(matches, { owner: 'process', pid: task.pid, comm: task.comm }).map((row) => ({
-        ...row,
+      addProcessUnitRows(rows, matches, task, { ...where, offset: null }, (rule, string, offset, length) => ({
+        ...virtualRow(space, task, start + BigInt(offset), { rule, string, length }),
         ...where,
-        offset: null,
+        offset: hex(offset),
       }));
-      rows.add(stringless.length, () => stringless);
-      for (const { rule, reported } of matches)
-        for (const string of reported)
-          rows.add(string.matches.count, () =>
-            matchRows(string, (offset, length) => ({
-              ...virtualRow(space, task, start + BigInt(offset), { rule, string: string.id, length }),
-              ...where,
-              offset: hex(offset),
-            })),
-          );
     });
   }
 }
@@ -343,9 +327,28 @@ function virtualRow(
   };
 }
 
-/** A row per match of the string, made as it is read. */
-function* matchRows(string: ReportedString, row: (offset: number, length: number) => Row): Generator<Row> {
-  for (let i = 0; i < string.matches.count; i++) yield row(string.matches.offsetAt(i), string.matches.lengthAt(i));
+/**
+ * The rows of one process unit's matching rules (its memory, or one region): the stringless
+ * rules' rows with `unitCells` added, then a row per match of each reported string, made by
+ * `matchRow` as it is read.
+ */
+function addProcessUnitRows(
+  rows: GeneratedRows,
+  matches: readonly RuleMatch[],
+  task: TaskInfo,
+  unitCells: Row,
+  matchRow: (rule: string, string: string, offset: number, length: number) => Row,
+): void {
+  const stringless = stringlessRows(matches, { owner: 'process', pid: task.pid, comm: task.comm }).map((row) => ({
+    ...row,
+    ...unitCells,
+  }));
+  rows.add(stringless.length, () => stringless);
+  for (const { rule, reported } of matches)
+    for (const { id, matches: list } of reported)
+      rows.add(list.count, function* () {
+        for (let i = 0; i < list.count; i++) yield matchRow(rule, id, list.offsetAt(i), list.lengthAt(i));
+      });
 }
 
 function warnTruncated(scanner: RuleScanner, result: RuleScanResult, warnings: string[], prefix = ''): void {

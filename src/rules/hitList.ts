@@ -25,12 +25,6 @@ export class HitList implements Iterable<StringHit> {
   private lengths = new Uint32Array(INITIAL_CAPACITY);
   private count = 0;
 
-  static of(hits: Iterable<StringHit>): HitList {
-    const list = new HitList();
-    for (const { string, offset, length } of hits) list.push(string, offset, length);
-    return list;
-  }
-
   get length(): number {
     return this.count;
   }

@@ -14,7 +14,7 @@ import {
 import type { Atom } from './atoms.js';
 import { searchedAtoms, type CompiledRules, type CompiledString, type ProgramVariant } from './compile.js';
 import { evaluateRules, type RuleMatch } from './evaluate.js';
-import { HitList, type HitColumns, type StringHit } from './hitList.js';
+import { HitList, type HitColumns } from './hitList.js';
 import { ColumnMatches, matchListOf, matchObjects, type MatchList, type StringMatch } from './matchList.js';
 import { isAsciiLetter, otherCase } from './pattern.js';
 import type { ScannedUnit } from './unit.js';
@@ -213,8 +213,8 @@ export class RuleScanner {
    * (one scan, or several scans' hits merged in order), with `filesize` as the data's size and
    * `unit` the bytes `uint32(…)` and the modules read (without it, they are undefined).
    */
-  evaluate(hits: HitList | Iterable<StringHit>, filesize: number, unit?: ScannedUnit): RuleMatch[] {
-    const byString = this.matchesByString(hits instanceof HitList ? hits : HitList.of(hits));
+  evaluate(hits: HitList, filesize: number, unit?: ScannedUnit): RuleMatch[] {
+    const byString = this.matchesByString(hits);
     const matches: MatchList[][] = this.rules.rules.map((rule) => rule.strings.map(() => matchListOf([])));
     const partMatches = this.rules.rules.map((rule) =>
       rule.strings.map((string) => (string.chainGaps ? string.variants.map((): StringMatch[] => []) : [])),
