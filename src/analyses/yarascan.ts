@@ -186,7 +186,7 @@ function stringlessRows(
   unit: { owner: string; pid: number | null; comm: string | null },
 ): Row[] {
   return matches
-    .filter((match) => match.strings.length === 0)
+    .filter((match) => match.reported.every(({ matches }) => matches.count === 0))
     .map((match) => ({
       rule: match.rule,
       string: null,

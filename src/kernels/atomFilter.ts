@@ -74,12 +74,12 @@ export class AtomFilter {
   }
 
   /**
-   * Calls `visit` with each hit in the first `dataLength` bytes already in this thread's window,
+   * Calls `visit` with each hit starting in [from, to) of the first `dataLength` bytes already in this thread's window,
    * offsets relative to it (see MultiNeedleSearcher.visitWindowHits), in offset order: no object
    * per hit, for scanners that judge hits as they come (rules/scanner.ts).
    */
-  visitWindowHits(dataLength: number, visit: (atom: number, offset: number) => void): void {
-    this.visitHits(0, dataLength, 0, dataLength, () => true, visit);
+  visitWindowHits(dataLength: number, visit: (atom: number, offset: number) => void, from = 0, to = dataLength): void {
+    this.visitHits(0, dataLength, from, to, () => true, visit);
   }
 
   /** Appends the hits starting in `[ownedFrom, ownedTo)` of the window's `dataLength` bytes to `into`, in order; the kernel stops being called once `into` holds `limit`. */

@@ -92,14 +92,19 @@ export class MultiNeedleSearcher {
   }
 
   /**
-   * Calls `visit` with each hit anywhere in the first `dataLength` bytes the caller already put in
+   * Calls `visit` with each hit starting in [from, to) of the first `dataLength` bytes the caller already put in
    * this thread's window (KernelInstance.shared of the same size), offsets relative to the window:
    * for scanners that stream the data themselves and judge each hit with the bytes around it
    * (rules/scanner.ts), with no object per hit. Each needle's hits come in offset order; with
    * several needle groups, one group's hits all come before the next group's.
    */
-  visitWindowHits(dataLength: number, visit: (needle: number, offset: number) => void): void {
-    for (const group of this.groups) this.visitGroupHits(group, 0, dataLength, 0, dataLength, () => true, visit);
+  visitWindowHits(
+    dataLength: number,
+    visit: (needle: number, offset: number) => void,
+    from = 0,
+    to = dataLength,
+  ): void {
+    for (const group of this.groups) this.visitGroupHits(group, 0, dataLength, from, to, () => true, visit);
   }
 
   /**

@@ -184,22 +184,24 @@ export class UnanchoredEndsDfa {
     this.intern([]);
   }
 
-  /** For each program, the positions (ascending) where one of its matches ends, as PikeVm.matchEnds marks them. */
-  matchEnds(data: Uint8Array): Int32Array[] {
+  /**
+   * For each program, the positions (ascending) where one of its matches ends, as PikeVm.matchEnds
+   * marks them, for the matches starting in data[from, to) and ending by `to`.
+   */
+  matchEnds(data: Uint8Array, from = 0, to = data.length): Int32Array[] {
     const ends = this.starts.map(() => new GrowingPositions());
     let state = 0;
     let transitions = this.transitions;
-    const length = data.length;
     const zeroRuns = new ZeroRuns(data);
-    for (let position = 0; ; position++) {
+    for (let position = from; ; position++) {
       const ended = this.accepting[state];
       if (ended !== undefined) for (const which of ended) ends[which]!.push(position);
-      if (position >= length) break;
+      if (position >= to) break;
       const byte = data[position]!;
       let next = transitions[state * 256 + byte]!;
       if (byte === 0 && next === state && ended === undefined) {
         // Zeros keep this state and end nothing: jump the run (dumps are mostly zero pages); the loop resumes on its last zero.
-        position = zeroRuns.nextNonZero(position + 1) - 1;
+        position = Math.min(zeroRuns.nextNonZero(position + 1), to) - 1;
         continue;
       }
       if (next < 0) {
@@ -276,8 +278,9 @@ class GrowingPositions {
     this.values[this.length++] = value;
   }
 
+  /** The positions pushed, as a view (not a copy: a pattern ending at every byte fills one the size of the window). */
   toArray(): Int32Array {
-    return this.values.slice(0, this.length);
+    return this.values.subarray(0, this.length);
   }
 }
 

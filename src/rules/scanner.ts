@@ -14,7 +14,9 @@ import {
 import type { Atom } from './atoms.js';
 import { searchedAtoms, type CompiledRules, type CompiledString, type ProgramVariant } from './compile.js';
 import { evaluateRules, type RuleMatch } from './evaluate.js';
-import { HitList, type HitColumns } from './hitList.js';
+import { HitList } from './hitList.js';
+import { MatchCap, type MatchLimits } from './matchCap.js';
+import { PartMerge } from './partMerge.js';
 import { ColumnMatches, matchListOf, matchObjects, type MatchList, type StringMatch } from './matchList.js';
 import { isAsciiLetter, otherCase } from './pattern.js';
 import type { ScannedUnit } from './unit.js';
@@ -44,9 +46,29 @@ export interface ScannedString {
 
 /** YARA's YR_MAX_STRING_MATCHES: a string's matches past this many are dropped, with a warning, so a scan's memory stays bounded. */
 export const MAX_STRING_MATCHES = 1_000_000;
+/**
+ * A rule's strings together: a rule of many strings matching everywhere stays bounded too, and
+ * cannot take the whole scan's share. Twice a string's, so that a rule with one string at
+ * YARA's cap still reports its other strings' matches as yara does.
+ */
+export const MAX_RULE_MATCHES = 2_000_000;
+/**
+ * The whole scan's bound (16 bytes a match as the scan keeps them, 48 MiB): rules matching
+ * everywhere cannot add up past the memory a scan is given, whatever the rule file.
+ */
+export const MAX_SCAN_MATCHES = 3_000_000;
 
 /** Bytes after a match that `fullword` looks at (a wide string's next character is two bytes). */
 const LOOKAHEAD = 2;
+/** Verified starts a pass of a window may record (20 bytes each, 5 MiB) before it is done again in shorter passes. */
+const RECORD_BUDGET = 1 << 18;
+/** The shortest pass, decided whatever it records: a pass of n bytes records at most n starts a string. */
+const MIN_PASS_BYTES = 4096;
+/**
+ * The longest pass, which passes lengthen back to after a flood: what one pass holds (its records, the automaton's
+ * match ends of every atomless pattern) stays bounded by it whatever the rules match.
+ */
+const MAX_PASS_BYTES = 1 << 20;
 /** Bytes before a match that `fullword` looks at. */
 const LOOKBEHIND = 2;
 
@@ -65,26 +87,23 @@ interface Target {
 /** One search kernel with the targets behind each of its needles. */
 interface Prefilter {
   readonly targets: readonly (readonly Target[])[];
-  /** Calls `visit` with the needle index and window-relative offset of every hit in the window's first `dataLength` bytes (each needle's in offset order). */
-  visitHits(dataLength: number, visit: (id: number, offset: number) => void): void;
+  /** Calls `visit` with the needle index and window-relative offset of every hit starting in [from, to) of the window's first `dataLength` bytes (each needle's in offset order). */
+  visitHits(dataLength: number, visit: (id: number, offset: number) => void, from: number, to: number): void;
 }
 
 export interface RuleScannerOptions {
   /** The kernel window (default DEFAULT_WINDOW_BYTES): must hold the longest match with room to spare. */
   windowBytes?: number;
-  /** Matches kept per string (default MAX_STRING_MATCHES). */
-  maxMatchesPerString?: number;
-}
-
-/** A part of a scan's hits as columns, one entry per hit in offset order: how a job's hits cross threads. */
-export interface HitColumnsResult extends HitColumns {
-  readonly truncated: readonly number[];
+  /** Matches kept per string (default MAX_STRING_MATCHES), per rule (MAX_RULE_MATCHES) and per scan (MAX_SCAN_MATCHES). */
+  limits?: Partial<MatchLimits>;
+  /** Verified starts a pass of a window may record before it is done again in shorter passes (default RECORD_BUDGET). */
+  recordBudget?: number;
 }
 
 export interface RuleScanResult {
   /** In offset order (then string order). */
   readonly hits: HitList;
-  /** Strings whose matches past maxMatchesPerString were dropped, by index into `strings`. */
+  /** Strings that lost matches to the limits (per string, rule or scan), by index into `strings`. */
   readonly truncated: readonly number[];
 }
 
@@ -119,13 +138,18 @@ export class RuleScanner {
   private readonly triedThrough: Int32Array;
   /** Starts each target recorded in the current window. */
   private readonly recordedByTarget: Uint32Array;
+  /** Each scanned string's rule index, as the match limits count them. */
+  private readonly ruleOfString: Uint32Array;
   /** Per string, how many starts the current window needs at most: the cap's remaining matches and one more. */
   private readonly wantedStarts: Float64Array;
+  /** How many owned bytes of a window one pass decides (see scanWindow): shortened by floods, lengthened after. */
+  private passBytes = MAX_PASS_BYTES;
 
   private constructor(
     readonly rules: CompiledRules,
     private readonly kernel: KernelInstance,
-    readonly maxMatchesPerString: number,
+    readonly limits: MatchLimits,
+    private readonly recordBudget: number,
   ) {
     this.strings = rules.rules.flatMap((rule, ruleIndex) =>
       rule.strings.flatMap((compiled, index) => scannedStrings(ruleIndex, index, compiled)),
@@ -143,13 +167,14 @@ export class RuleScanner {
       ...entry,
       dfaIndex: automatable.includes(entry) ? automatable.indexOf(entry) : undefined,
     }));
-    this.cap = new MatchCap(this.strings.length, maxMatchesPerString);
+    this.ruleOfString = Uint32Array.from(this.strings, ({ rule }) => rule);
+    this.cap = new MatchCap(this.ruleOfString, limits);
     this.windowScanner = {
       kernel,
       overlap: Math.max(rules.longestMatch, longestReach) + LOOKAHEAD,
       lookbehind: LOOKBEHIND,
       hasPatterns: this.strings.length > 0,
-      // No limit: a rule scan has no "first N hits"; MAX_STRING_MATCHES bounds it per string instead.
+      // No limit: a rule scan has no "first N hits"; the match limits bound it per string, rule and scan instead.
       scanWindow: (windowBase, dataLength, ownedFrom, ownedTo) =>
         this.scanWindow(windowBase, dataLength, ownedFrom, ownedTo),
     };
@@ -159,7 +184,12 @@ export class RuleScanner {
     return new RuleScanner(
       rules,
       KernelInstance.shared(options.windowBytes ?? DEFAULT_WINDOW_BYTES),
-      options.maxMatchesPerString ?? MAX_STRING_MATCHES,
+      {
+        perString: options.limits?.perString ?? MAX_STRING_MATCHES,
+        perRule: options.limits?.perRule ?? MAX_RULE_MATCHES,
+        perScan: options.limits?.perScan ?? MAX_SCAN_MATCHES,
+      },
+      options.recordBudget ?? RECORD_BUDGET,
     );
   }
 
@@ -168,25 +198,9 @@ export class RuleScanner {
     return { overlap: this.windowScanner.overlap, lookbehind: LOOKBEHIND };
   }
 
-  /**
-   * The results of consecutive parts of one scan (jobs in address order) as one result, with
-   * the per-string cap applied to the whole: each part kept up to the cap on its own. Parts come
-   * as columns (as they cross threads) and stay columns.
-   */
-  mergeResults(parts: readonly HitColumnsResult[]): RuleScanResult {
-    const cap = new MatchCap(
-      this.strings.length,
-      this.maxMatchesPerString,
-      parts.flatMap((part) => part.truncated),
-    );
-    const hits = new HitList();
-    hits.reserve(parts.reduce((sum, part) => sum + part.offsets.length, 0));
-    for (const { offsets, strings, lengths } of parts)
-      for (let i = 0; i < offsets.length; i++) {
-        const string = strings[i]!;
-        if (cap.take(string)) hits.push(string, offsets[i]!, lengths[i]!);
-      }
-    return { hits, truncated: cap.truncatedStrings() };
+  /** A merge of this scanner's parts of one scan (jobs in address order), given as they finish, with the limits applied to the whole. */
+  partMerge(): PartMerge {
+    return new PartMerge(this.ruleOfString, this.limits);
   }
 
   /**
@@ -266,7 +280,7 @@ export class RuleScanner {
   }
 
   private collect(scan: () => void, keptBefore?: Uint32Array): RuleScanResult {
-    this.cap = new MatchCap(this.strings.length, this.maxMatchesPerString, [], keptBefore);
+    this.cap = new MatchCap(this.ruleOfString, this.limits, keptBefore);
     const hits = (this.collected = new HitList());
     try {
       scan();
@@ -276,13 +290,43 @@ export class RuleScanner {
     return { hits, truncated: this.cap.truncatedStrings() };
   }
 
+  /**
+   * Decides the matches starting in [ownedFrom, ownedTo) of the window. Strings matching nearly
+   * everywhere (a flood of `{ ?? ?? }`, many `{ 00 00 }`) would fill the records with millions of
+   * starts, so the owned bytes are decided in passes short enough to keep the records within
+   * the record budget: a pass that records more is given up and done again in quarters, and passes
+   * lengthen again once the flood is over (or its strings have lost matches to the limits).
+   */
   private scanWindow(windowBase: number, dataLength: number, ownedFrom: number, ownedTo: number): void {
     const data = this.kernel.window.subarray(0, dataLength);
-    // A window's starts are decided together, so that variant order can apply.
+    for (let from = ownedFrom; from < ownedTo;) {
+      const to = Math.min(ownedTo, from + this.passBytes);
+      if (!this.recordPass(data, from, to, to - from > MIN_PASS_BYTES ? this.recordBudget : Infinity)) {
+        this.passBytes = Math.max(MIN_PASS_BYTES, Math.floor((to - from) / 4));
+        continue;
+      }
+      for (const { string, start, matched } of this.records.byStart()) {
+        const length = acceptMatch(this.strings[string]!.compiled, data, windowBase, start, matched);
+        if (length !== undefined && this.cap.take(string)) this.collected.push(string, windowBase + start, length);
+      }
+      if (this.records.length < this.recordBudget / 4) this.passBytes = Math.min(this.passBytes * 2, MAX_PASS_BYTES);
+      from = to;
+    }
+  }
+
+  /**
+   * Records the verified starts in [from, to) of every string, with every variant that matched
+   * there (a pass's starts are decided together, so that variant order can apply): false, with
+   * the records incomplete, as soon as there are more than `budget`.
+   */
+  private recordPass(data: Uint8Array, from: number, to: number, budget: number): boolean {
     const records = this.records;
     records.clear();
-    const record = (string: number, start: number, variant: number, length: number) =>
+    let overBudget = false;
+    const record = (string: number, start: number, variant: number, length: number) => {
       records.add(string, start, variant, length);
+      if (records.length > budget) overBudget = true;
+    };
     // A ranged target's hits come in offset order, so the starts it has tried are always a prefix: one number per target.
     const triedThrough = this.triedThrough.fill(-1);
     // A target's starts come in offset order too: past the cap's remaining matches (and one more, to know it was
@@ -294,48 +338,53 @@ export class RuleScanner {
       wanted[string] = fullword || fixedOffset !== undefined ? Infinity : this.cap.remaining(string) + 1;
     });
     for (const prefilter of this.prefilters)
-      prefilter.visitHits(dataLength, (id, offset) => {
-        for (const target of prefilter.targets[id]!) {
-          if (this.cap.exhausted(target.string) || recordedByTarget[target.id]! >= wanted[target.string]!) continue;
-          const first = Math.max(
-            ownedFrom,
-            offset - target.maxOffset,
-            target.ranged ? triedThrough[target.id]! + 1 : 0,
-          );
-          const last = Math.min(ownedTo - 1, offset - target.offset);
-          if (target.ranged && last >= first) triedThrough[target.id] = last;
-          for (let start = first; start <= last; start++) {
-            const length = this.verify(target, data, start);
-            if (length > 0) {
-              record(target.string, start, target.variant, length);
-              if (++recordedByTarget[target.id]! >= wanted[target.string]!) break;
+      prefilter.visitHits(
+        data.length,
+        (id, offset) => {
+          if (overBudget) return;
+          for (const target of prefilter.targets[id]!) {
+            if (this.cap.exhausted(target.string) || recordedByTarget[target.id]! >= wanted[target.string]!) continue;
+            const first = Math.max(from, offset - target.maxOffset, target.ranged ? triedThrough[target.id]! + 1 : 0);
+            const last = Math.min(to - 1, offset - target.offset);
+            if (target.ranged && last >= first) triedThrough[target.id] = last;
+            for (let start = first; start <= last; start++) {
+              const length = this.verify(target, data, start);
+              if (length > 0) {
+                record(target.string, start, target.variant, length);
+                if (++recordedByTarget[target.id]! >= wanted[target.string]! || overBudget) break;
+              }
             }
           }
-        }
-      });
-    // Patterns without a useful atom: one DFA pass over the window for all of them, then starts tried only where an end is in reach.
+        },
+        // An atom lies at most `overlap` bytes after the start it points to: only these can point into the pass.
+        from,
+        Math.min(data.length, to + this.windowScanner.overlap),
+      );
+    // Patterns without a useful atom: one DFA run over the pass for all of them, then starts tried only where an end is in reach.
     const automatonNeeded = this.everywhere.some(
       ({ string, dfaIndex }) => dfaIndex !== undefined && !this.cap.exhausted(string),
     );
-    const ends = automatonNeeded ? this.everywhereDfa?.matchEnds(data) : undefined;
+    // Only matches starting in the pass matter: the automaton starts there (on a word boundary, for its zero-run skip)
+    // and stops once every such match has ended.
+    const ends =
+      automatonNeeded && !overBudget
+        ? this.everywhereDfa?.matchEnds(data, from & ~3, Math.min(data.length, to + this.windowScanner.overlap))
+        : undefined;
     this.everywhere.forEach(({ string, variant, dfaIndex }) => {
-      if (this.cap.exhausted(string)) return;
+      if (overBudget || this.cap.exhausted(string)) return;
       const program = this.strings[string]!.compiled.variants[variant] as ProgramVariant;
       const matches =
         dfaIndex === undefined
-          ? programMatchesIn(program, data, ownedFrom, ownedTo)
-          : programMatchesBeforeEnds(program, data, ends![dfaIndex]!, ownedFrom, ownedTo);
+          ? programMatchesIn(program, data, from, to)
+          : programMatchesBeforeEnds(program, data, ends![dfaIndex]!, from, to);
       // Starts come in order: past what the cap keeps (and one more, to know it was exceeded) they would be dropped.
       let taken = 0;
       for (const [start, length] of matches) {
         record(string, start, variant, length);
-        if (++taken >= wanted[string]!) break;
+        if (++taken >= wanted[string]! || overBudget) break;
       }
     });
-    for (const { string, start, matched } of records.byStart()) {
-      const length = acceptMatch(this.strings[string]!.compiled, data, windowBase, start, matched);
-      if (length !== undefined && this.cap.take(string)) this.collected.push(string, windowBase + start, length);
-    }
+    return !overBudget;
   }
 
   /** Length of the target variant's match at `start`, or 0. */
@@ -343,47 +392,6 @@ export class RuleScanner {
     const variant = this.strings[target.string]!.compiled.variants[target.variant]!;
     if (variant.kind === 'literal') return literalMatchesAt(variant, data, start) ? variant.bytes.length : 0;
     return Math.max(0, programMatchAt(variant, data, start));
-  }
-}
-
-/** At most `limit` matches per string, the first ones in the order they are offered; which strings lost some. */
-class MatchCap {
-  private readonly counts: Uint32Array;
-  private readonly truncated: Set<number>;
-
-  constructor(
-    stringCount: number,
-    private readonly limit: number,
-    alreadyTruncated: readonly number[] = [],
-    alreadyKept?: Uint32Array,
-  ) {
-    this.counts = new Uint32Array(stringCount);
-    if (alreadyKept) this.counts.set(alreadyKept.subarray(0, stringCount));
-    this.truncated = new Set(alreadyTruncated);
-  }
-
-  /** Counts one more match of the string: false (and the string marked truncated) when it is past the limit. */
-  take(string: number): boolean {
-    if (this.counts[string]! >= this.limit) {
-      this.truncated.add(string);
-      return false;
-    }
-    this.counts[string]!++;
-    return true;
-  }
-
-  /** How many more matches of the string are kept. */
-  remaining(string: number): number {
-    return Math.max(0, this.limit - this.counts[string]!);
-  }
-
-  /** Whether the string already lost a match to the limit: any further match of it would be dropped, so need not be looked for. */
-  exhausted(string: number): boolean {
-    return this.truncated.has(string);
-  }
-
-  truncatedStrings(): number[] {
-    return [...this.truncated].sort((a, b) => a - b);
   }
 }
 
@@ -461,7 +469,10 @@ function planPrefilters(
       const searcher = MultiNeedleSearcher.create(needles.bytes, { windowBytes });
       return {
         prefilters: [
-          { targets: needles.targets, visitHits: (length, visit) => searcher.visitWindowHits(length, visit) },
+          {
+            targets: needles.targets,
+            visitHits: (length, visit, from, to) => searcher.visitWindowHits(length, visit, from, to),
+          },
         ],
         everywhere,
         longestReach,
@@ -476,7 +487,7 @@ function planPrefilters(
     const filter = AtomFilter.create(atoms.bytes.slice(first, first + MAX_ATOMS), { windowBytes });
     prefilters.push({
       targets: atoms.targets.slice(first, first + MAX_ATOMS),
-      visitHits: (length, visit) => filter.visitWindowHits(length, visit),
+      visitHits: (length, visit, from, to) => filter.visitWindowHits(length, visit, from, to),
     });
   }
   return { prefilters, everywhere, longestReach, targetCount: withAtoms.length };

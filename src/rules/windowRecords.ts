@@ -23,6 +23,10 @@ export class WindowRecords {
   private order = new Uint32Array(INITIAL_CAPACITY);
   private count = 0;
 
+  get length(): number {
+    return this.count;
+  }
+
   clear(): void {
     this.count = 0;
   }

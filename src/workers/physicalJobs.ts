@@ -1,6 +1,7 @@
 import type { MemoryImage, PhysicalRange } from '../image/types.js';
 import type { MultiNeedleSearcher, NeedleHit } from '../kernels/multiNeedle.js';
-import type { HitColumnsResult, RuleScanResult } from '../rules/scanner.js';
+import type { ScanPart } from '../rules/partMerge.js';
+import type { RuleScanResult } from '../rules/scanner.js';
 
 /**
  * A slice of physical address space scanned as one unit of work. It owns the hits that start in
@@ -126,10 +127,15 @@ export function unpackHits({ offsets, needles }: PackedHits): NeedleHit[] {
   return Array.from(offsets, (offset, i) => ({ needle: needles[i]!, offset }));
 }
 
-/** A job's rule-scan result as parallel arrays (see PackedHits). */
-export type PackedStringHits = HitColumnsResult;
+/** The hits of a job's scan that start in [start, end): views of the scan's own chunks, to be transferred (the scan's list is unusable after). */
+export function jobPart({ hits, truncated }: RuleScanResult, start: number, end: number): ScanPart {
+  return { columns: hits.columnsWithOffsetsIn(start, end), truncated };
+}
 
-/** The hits of a job's scan that start in [start, end), as columns. */
-export function packStringHits({ hits, truncated }: RuleScanResult, start: number, end: number): PackedStringHits {
-  return { ...hits.columnsWithOffsetsIn(start, end), truncated };
+/** The buffers a part's views lie in, each once: what transferring the part moves. */
+export function partBuffers(part: ScanPart): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const { offsets, strings, lengths } of part.columns)
+    for (const column of [offsets, strings, lengths]) buffers.add(column.buffer as ArrayBuffer);
+  return [...buffers];
 }

@@ -132,7 +132,8 @@ export class ScanPool {
     const serializedRules = serialize(scanner.rules);
     // Per finished job, its matches per string: a job need not keep what the jobs before it already filled the cap with.
     const keptByJob: Uint32Array[] = [];
-    const parts = await this.runJobs(
+    const merge = scanner.partMerge();
+    const jobs = await this.runJobs(
       path,
       options,
       async (thread, job, index) => {
@@ -151,17 +152,18 @@ export class ScanPool {
           ),
         );
         const kept = new Uint32Array(scanner.strings.length);
-        for (const string of part.strings) kept[string]!++;
+        for (const { strings } of part.columns) for (const string of strings) kept[string]!++;
         keptByJob[index] = kept;
-        return part;
+        // Merged as soon as the jobs before it are: a part is not held beside the result longer than it must be.
+        merge.add(index, part);
       },
       (thread) =>
         thread.call((remote) => {
           const copy = Uint8Array.from(serializedRules);
-          return remote.loadRules(Comlink.transfer(copy, [copy.buffer]), scanner.maxMatchesPerString);
+          return remote.loadRules(Comlink.transfer(copy, [copy.buffer]), scanner.limits);
         }),
     );
-    return scanner.mergeResults(parts);
+    return merge.result(jobs.length);
   }
 
   /**

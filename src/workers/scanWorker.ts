@@ -12,14 +12,16 @@ import { KernelInstance } from '../kernels/kernelInstance.js';
 import { MultiNeedleSearcher } from '../kernels/multiNeedle.js';
 import { deserialize } from 'node:v8';
 import type { CompiledRules } from '../rules/compile.js';
+import type { MatchLimits } from '../rules/matchCap.js';
 import { RuleScanner } from '../rules/scanner.js';
+import type { ScanPart } from '../rules/partMerge.js';
 import {
+  jobPart,
   packHits,
-  packStringHits,
+  partBuffers,
   scanPhysicalSlice,
   searchPhysicalSlice,
   type PackedHits,
-  type PackedStringHits,
 } from './physicalJobs.js';
 import { installTypedErrorTransfer } from './typedErrors.js';
 import { assertSameFile, type FileIdentity } from '../util/files.js';
@@ -75,22 +77,16 @@ const api = {
    * Loads the rules the next scanRules calls use: CompiledRules as node:v8 serialized them (one
    * serialization on the owner's side for every thread, instead of each thread compiling the text).
    */
-  loadRules(serializedRules: Uint8Array, maxMatchesPerString: number): void {
+  loadRules(serializedRules: Uint8Array, limits: MatchLimits): void {
     const rules = deserialize(serializedRules) as CompiledRules;
-    rulesScanner = RuleScanner.create(rules, { windowBytes, maxMatchesPerString });
+    rulesScanner = RuleScanner.create(rules, { windowBytes, limits });
   },
 
   /**
    * Every string match of the loaded rules starting in [start, end) of the dump's physical memory,
    * in offset order, keeping per string only what the cap leaves after `keptBefore` earlier matches.
    */
-  scanRules(
-    path: string,
-    start: number,
-    end: number,
-    keptBefore: Uint32Array,
-    identity?: FileIdentity,
-  ): PackedStringHits {
+  scanRules(path: string, start: number, end: number, keptBefore: Uint32Array, identity?: FileIdentity): ScanPart {
     // The caller opened this path before; another file there now (replaced, truncated) is refused, not scanned.
     if (identity) assertSameFile(path, identity);
     const scanner = rulesScanner;
@@ -98,8 +94,8 @@ const api = {
     const { hits, truncated } = scanPhysicalSlice(imageAt(path), scanner.reach, start, end, (slice) =>
       scanner.scanImage(slice, { keptBefore }),
     );
-    const packed = packStringHits({ hits, truncated }, start, end);
-    return Comlink.transfer(packed, [packed.offsets.buffer, packed.strings.buffer, packed.lengths.buffer]);
+    const part = jobPart({ hits, truncated }, start, end);
+    return Comlink.transfer(part, partBuffers(part));
   },
 
   /** Ends a search: the dump is closed and the rules dropped. */

@@ -127,7 +127,7 @@ describe('RuleScanner agrees with the reference matcher', () => {
     const rules = compileSource('rule r { strings: $z = { 00 00 } $a = "a" condition: $z and $a }');
     const data = new Uint8Array(WINDOW * 2);
     data[5] = 0x61;
-    const scanner = RuleScanner.create(rules, { windowBytes: WINDOW, maxMatchesPerString: 1000 });
+    const scanner = RuleScanner.create(rules, { windowBytes: WINDOW, limits: { perString: 1000 } });
     const { hits, truncated } = scanner.scanBuffer(data);
     expect(truncated).toEqual([0]);
     const zeros = [...hits].filter((hit) => hit.string === 0);
@@ -149,7 +149,9 @@ describe('RuleScanner agrees with the reference matcher', () => {
         (bytes, cap) => {
           const data = Uint8Array.from(bytes);
           const all = [...RuleScanner.create(rules, { windowBytes: WINDOW }).scanBuffer(data).hits];
-          const capped = RuleScanner.create(rules, { windowBytes: WINDOW, maxMatchesPerString: cap }).scanBuffer(data);
+          const capped = RuleScanner.create(rules, { windowBytes: WINDOW, limits: { perString: cap } }).scanBuffer(
+            data,
+          );
           for (const string of [0, 1]) {
             const expected = all.filter((hit) => hit.string === string);
             expect([...capped.hits].filter((hit) => hit.string === string)).toEqual(expected.slice(0, cap));
@@ -161,12 +163,58 @@ describe('RuleScanner agrees with the reference matcher', () => {
     );
   });
 
+  it('keeps the first matches by offset under the per-string, per-rule and per-scan limits, however short the passes a flood forces', () => {
+    // Strings that match nearly everywhere in these bytes, spread over rules: passes are cut short when a pass records
+    // more than the budget, and every limit applies in (offset, string) order, as to the uncapped scan's hits.
+    const rules = compileSource(`
+      rule a { strings: $z = { 00 00 } $n = "ab" nocase $w = { ?? 00 } condition: any of them }
+      rule b { strings: $j = { 61 ?? 62 } $r = /a.b/ $f = "ab" fullword condition: any of them }
+      rule c { strings: $x = { 00 ?? 00 } condition: $x }`);
+    const ruleOf = [0, 0, 0, 1, 1, 1, 2];
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(0x00, 0x61, 0x62, 0x20), { minLength: 8192, maxLength: 40_000, size: 'max' }),
+        fc.record({
+          perString: fc.integer({ min: 1, max: 20_000 }),
+          perRule: fc.integer({ min: 1, max: 30_000 }),
+          perScan: fc.integer({ min: 1, max: 50_000 }),
+        }),
+        fc.integer({ min: 1, max: 64 }),
+        (bytes, limits, recordBudget) => {
+          const data = Uint8Array.from(bytes);
+          const all = [...RuleScanner.create(rules, { windowBytes: WINDOW }).scanBuffer(data).hits];
+          const capped = RuleScanner.create(rules, { windowBytes: WINDOW, limits, recordBudget }).scanBuffer(data);
+          const kept: typeof all = [];
+          const truncated = new Set<number>();
+          const strings = new Map<number, number>();
+          const perRule = new Map<number, number>();
+          for (const hit of all) {
+            const rule = ruleOf[hit.string]!;
+            if (
+              (strings.get(hit.string) ?? 0) < limits.perString &&
+              (perRule.get(rule) ?? 0) < limits.perRule &&
+              kept.length < limits.perScan
+            ) {
+              strings.set(hit.string, (strings.get(hit.string) ?? 0) + 1);
+              perRule.set(rule, (perRule.get(rule) ?? 0) + 1);
+              kept.push(hit);
+            } else truncated.add(hit.string);
+          }
+          expect([...capped.hits]).toEqual(kept);
+          expect(capped.truncated).toEqual([...truncated].sort((x, y) => x - y));
+        },
+      ),
+      // Shrinking inputs of tens of kilobytes takes minutes: a failure is reported as found.
+      { numRuns: 40, endOnFailure: true },
+    );
+  });
+
   it('stops looking for strings past their cap: patterns of zeros over 256 MiB of zeros take seconds, not minutes and gigabytes', () => {
     // Issue 13's `{ 00 00 00 00 }`, `{ ?? ?? }` and a long run of wildcards: no atom worth searching, matches at every byte.
     const rules = compileSource(
       `rule zeros { strings: $a = { 00 00 00 00 } $b = { ?? ?? } $c = { ${'?? '.repeat(64)}} condition: any of them }`,
     );
-    const scanner = RuleScanner.create(rules, { maxMatchesPerString: 100_000 });
+    const scanner = RuleScanner.create(rules, { limits: { perString: 100_000 } });
     const data = new Uint8Array(256 << 20);
     const started = performance.now();
     const before = process.memoryUsage().rss;

@@ -276,7 +276,7 @@ rule widened { strings: $w = "crosser" wide nocase condition: $w }`;
   it('gives the single-threaded scan of the yara corpus on a real dump, and caps matches per string over all jobs', async () => {
     const path = fixturePath('linux61-rootkit', 'lime');
     const corpus = readFileSync(resolve(dirname(fileURLToPath(import.meta.url)), '../rules/corpus/corpus.yar'), 'utf8');
-    const scanner = RuleScanner.create(compileSource(corpus, 'corpus.yar'), { maxMatchesPerString: 20_000 });
+    const scanner = RuleScanner.create(compileSource(corpus, 'corpus.yar'), { limits: { perString: 20_000 } });
     const image = openImage(path);
     const expected = scanner.scanImage(image);
     image.close();
