@@ -68,7 +68,14 @@ async function liveChecks(
   consistent: boolean,
   checks: number,
 ): Promise<LiveRun> {
-  const source = new QemuSharedMemorySource({ ramPath, qmpSocket, consistent, intervalMs: 0 });
+  const source = new QemuSharedMemorySource({
+    ramPath,
+    qmpSocket,
+    consistent,
+    intervalMs: 0,
+    // This file runs as dist/bench/live.js: the thread is bundled beside the CLI, one folder up.
+    profileThread: new URL('../profileThread.js', import.meta.url),
+  });
   const ms: number[] = [];
   const pausedMs: number[] = [];
   let seen = '';

@@ -3,10 +3,12 @@ import { DumpContext, type CarriedKernel, type ContextOptions } from '../../anal
 import { carvedTasksProvider, taskCarverProvider } from '../../analyses/providers/processes.js';
 import { PageCopyImage } from '../../image/pageCopyImage.js';
 import { openQemuSharedMemory } from '../../image/qemuSharedMemory.js';
+import type { ProfileDerivation } from '../../os/linux/profile.js';
 import type { ExaminedTask } from '../../os/linux/taskCarving.js';
 import type { CpuState, MemoryImage } from '../../image/types.js';
 import { X86AddressSpace } from '../../space/x86.js';
 import { isVmscopeError, VmscopeError } from '../../util/errors.js';
+import { derivationThread } from '../derivationThread.js';
 import { readGuestRamLayout, type GuestRamLayout } from '../qemuLayout.js';
 import { QmpClosedError, type QmpClient, type QmpConnectOptions } from '../qmp.js';
 import { connectToGuest, GuestGoneError } from './qmpSource.js';
@@ -32,6 +34,13 @@ export interface QemuSharedMemorySourceOptions extends SourceOptions {
    */
   readonly scanIntervalMs?: number;
   readonly connect?: QmpConnectOptions;
+  /**
+   * The bundled profile derivation thread (derivationThread.ts), where a kernel's profile is
+   * derived when the cache has none. The default, profileThread.js beside the running bundle,
+   * is right for dist/index.js and dist/cli.js; code run from dist/bench passes
+   * dist/profileThread.js; from sources, where there is none, the profile is derived in this thread.
+   */
+  readonly profileThread?: string | URL;
 }
 
 /** The file as opened: replaced (another inode) or resized, it is opened again with a fresh layout. */
@@ -70,6 +79,7 @@ export class QemuSharedMemorySource extends ProducingSource {
   private lastCarve: { readonly tasks: readonly ExaminedTask[]; readonly at: number } | undefined;
   /** The pause action stopped the guest: no check may resume it. */
   private pausedByAction = false;
+  private readonly derivation: ProfileDerivation | undefined;
 
   constructor(private readonly options: QemuSharedMemorySourceOptions) {
     super(options);
@@ -78,6 +88,7 @@ export class QemuSharedMemorySource extends ProducingSource {
     this.consistent = options.consistent ?? false;
     this.intervalMs = options.intervalMs ?? 2000;
     this.scanIntervalMs = options.scanIntervalMs ?? 60_000;
+    this.derivation = derivationThread(options.profileThread);
   }
 
   /** The QMP connection, once iteration has started (QEMU serves one client per socket). */
@@ -260,7 +271,9 @@ export class QemuSharedMemorySource extends ProducingSource {
   ): Promise<DumpContext> {
     if (this.carried && !sameKernelRuns(live, this.carried, cpus)) this.forgetKernel();
     // Scan threads open the dump by its path: a RAM file is not a dump they could read (its layout is QEMU's).
-    const { parallelRuleScan: _threadsOpenByPath, ...inPlace } = options;
+    const { parallelRuleScan: _threadsOpenByPath, ...rest } = options;
+    // A monitor lives long: its heap should not keep what one derivation needed for a moment.
+    const inPlace: ContextOptions = this.derivation ? { deriveElsewhere: this.derivation, ...rest } : rest;
     const carried = (this.carried ??= await this.findKernel(live, cpus, inPlace));
     if (mayCarve && this.carveDue())
       this.lastCarve = {
