@@ -27,10 +27,6 @@ import { bootGuest, sharedRamArgs } from '../test/support/liveGuest.js';
 const LIVE_CHECKS = 7;
 const DUMP_CHECKS = 3;
 
-let peakRss = 0;
-const sampleRss = () => (peakRss = Math.max(peakRss, process.memoryUsage().rss));
-const rssTimer = setInterval(sampleRss, 20);
-
 /** The light check: what a watch must re-read every interval to see DKOM, module hiding and hooks. */
 async function lightCheck(context: DumpContext): Promise<string> {
   const tasks = await context.get(taskListProvider);
@@ -38,7 +34,6 @@ async function lightCheck(context: DumpContext): Promise<string> {
   const hidden = await context.get(hiddenModulesProvider);
   const syscalls = await context.get(syscallReportProvider);
   const hooks = await context.get(kernelHookFindingsProvider);
-  sampleRss();
   return `${tasks.tasks.length} tasks, ${modules.modules.length} modules, ${hidden.hidden.length} hidden, ${syscalls.checks.filter((check) => check.hooked).length} hooked syscalls, ${hooks.findings.length} hook findings`;
 }
 
@@ -47,6 +42,13 @@ async function timed<T>(work: () => Promise<T>): Promise<{ ms: number; value: T 
   const value = await work();
   return { ms: performance.now() - started, value };
 }
+
+/**
+ * The process's peak RSS as the kernel counts it (getrusage's ru_maxrss, KiB): it includes the
+ * peaks inside synchronous work (the profile's derivation), which no timer sampling
+ * process.memoryUsage() can see.
+ */
+const peakRssMiB = () => process.resourceUsage().maxRSS / 1024;
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
@@ -66,7 +68,14 @@ async function liveChecks(
   consistent: boolean,
   checks: number,
 ): Promise<LiveRun> {
-  const source = new QemuSharedMemorySource({ ramPath, qmpSocket, consistent, intervalMs: 0 });
+  const source = new QemuSharedMemorySource({
+    ramPath,
+    qmpSocket,
+    consistent,
+    intervalMs: 0,
+    // This file runs as dist/bench/live.js: the thread is bundled beside the CLI, one folder up.
+    profileThread: new URL('../profileThread.js', import.meta.url),
+  });
   const ms: number[] = [];
   const pausedMs: number[] = [];
   let seen = '';
@@ -92,7 +101,7 @@ async function liveChecks(
   } finally {
     await source.close();
   }
-  return { ms: ms.slice(1), pausedMs: pausedMs.slice(1), seen, smeared, peakRssMiB: peakRss / 2 ** 20 };
+  return { ms: ms.slice(1), pausedMs: pausedMs.slice(1), seen, smeared, peakRssMiB: peakRssMiB() };
 }
 
 /** One live run in a monitor process of its own: this file with --monitor, which prints its LiveRun as JSON. */
@@ -175,18 +184,14 @@ async function main(): Promise<void> {
 }
 
 const monitorArgument = process.argv.indexOf('--monitor');
-try {
-  if (monitorArgument >= 0) {
-    const { consistent, ...target } = JSON.parse(process.argv[monitorArgument + 1]!) as {
-      ramPath: string;
-      qmpSocket: string;
-      cacheDir: string;
-      consistent: boolean;
-    };
-    process.stdout.write(JSON.stringify(await liveChecks(target, consistent, LIVE_CHECKS)));
-  } else {
-    await main();
-  }
-} finally {
-  clearInterval(rssTimer);
+if (monitorArgument >= 0) {
+  const { consistent, ...target } = JSON.parse(process.argv[monitorArgument + 1]!) as {
+    ramPath: string;
+    qmpSocket: string;
+    cacheDir: string;
+    consistent: boolean;
+  };
+  process.stdout.write(JSON.stringify(await liveChecks(target, consistent, LIVE_CHECKS)));
+} else {
+  await main();
 }

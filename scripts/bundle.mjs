@@ -74,6 +74,8 @@ await build({
     // The job thread with the WASI plugin loader registered (src/batch cannot import src/plugins).
     batchWorker: 'src/plugins/batchThread.ts',
     pluginWorker: 'src/plugins/pluginWorker.ts',
+    // The live monitor's profile derivation thread (src/monitor/derivationThread.ts finds it beside the bundle).
+    profileThread: 'src/monitor/profileThread.ts',
   },
   outdir: 'dist',
 });

@@ -41,29 +41,41 @@ const MAX_SETUPS = 3;
 /** Read kernel text in pieces of this size (an unreadable piece is skipped, not fatal). */
 const CHUNK = 1 << 20;
 
-/** An argument setup at `at`: `48 c7 c7+r imm32` (mov, sign-extended) or `48 8d 3d/35/15 disp32` (lea rip-relative). */
-function argumentSetup(
+/** One argument setup: the parameter it fills and the address it passes, as an offset from the text's start. */
+interface ArgumentSetup {
+  parameter: number;
+  offset: number;
+}
+
+/**
+ * Whether `at` holds an argument setup, `48 c7 c7+r imm32` (mov, sign-extended) or
+ * `48 8d 3d/35/15 disp32` (lea rip-relative); if so it is written into `setup`. Addresses are
+ * offsets from the kernel text's start (`textStart`, as a signed 64-bit value; `siteOffset` is
+ * where `at` is): plain numbers, exact for anything a 32-bit immediate or displacement reaches,
+ * so the scan of every byte of kernel text allocates nothing.
+ */
+function readArgumentSetup(
   bytes: Uint8Array,
   view: DataView,
   at: number,
-  address: bigint,
-): { parameter: number; value: bigint } | undefined {
-  if (bytes[at] !== 0x48) return undefined;
+  siteOffset: number,
+  textStart: number,
+  setup: ArgumentSetup,
+): boolean {
+  if (bytes[at] !== 0x48) return false;
   const opcode = bytes[at + 1];
   const modrm = bytes[at + 2]!;
+  let parameter: number | undefined;
   if (opcode === 0xc7 && modrm >> 3 === 0x18) {
-    const parameter = ARGUMENT_REGISTERS.get(modrm & 7);
-    return parameter === undefined
-      ? undefined
-      : { parameter, value: BigInt.asUintN(64, BigInt(view.getInt32(at + 3, true))) };
+    parameter = ARGUMENT_REGISTERS.get(modrm & 7);
+    setup.offset = view.getInt32(at + 3, true) - textStart;
+  } else if (opcode === 0x8d && (modrm & 0xc7) === 0x05) {
+    parameter = ARGUMENT_REGISTERS.get((modrm >> 3) & 7);
+    setup.offset = siteOffset + SETUP_BYTES + view.getInt32(at + 3, true);
   }
-  if (opcode === 0x8d && (modrm & 0xc7) === 0x05) {
-    const parameter = ARGUMENT_REGISTERS.get((modrm >> 3) & 7);
-    return parameter === undefined
-      ? undefined
-      : { parameter, value: BigInt.asUintN(64, address + BigInt(SETUP_BYTES) + BigInt(view.getInt32(at + 3, true))) };
-  }
-  return undefined;
+  if (parameter === undefined) return false;
+  setup.parameter = parameter;
+  return true;
 }
 
 /** For each function BTF describes unambiguously: the pointee type id of each pointer parameter. */
@@ -95,20 +107,26 @@ function pointerParameters(btf: BtfTypes): Map<string, Array<number | undefined>
 
 export function codeUseEvidence(inputs: CodeUseInputs): CodeUseEvidence {
   const parameters = pointerParameters(inputs.btf);
-  const functionsAt = new Map<bigint, Array<number | undefined>>();
-  const dataAt = new Map<bigint, string[]>();
+  // Keyed by offset from the text's start: what the scan computes, in plain numbers.
+  const textStart = inputs.text.start;
+  const offsetOf = (address: bigint) => Number(BigInt.asIntN(64, address - textStart));
+  const functionsAt = new Map<number, Array<number | undefined>>();
+  const dataAt = new Map<number, string[]>();
   // A name stands for one object (as Profile and the ISF resolve it): a passed address counts for a name only if it is that object's.
   const byName = symbolsByName(inputs.symbols);
   for (const symbol of byName.values()) {
     if (symbol.absolute || symbol.type === undefined) continue;
     const letter = symbol.type.toUpperCase();
+    const offset = offsetOf(symbol.address);
+    // Beyond 2^53 an offset is inexact, and it is far out of reach of any 32-bit displacement anyway.
+    if (!Number.isSafeInteger(offset)) continue;
     if (letter === 'T') {
       const pointees = parameters.get(symbol.name);
-      if (pointees) functionsAt.set(symbol.address, pointees);
+      if (pointees) functionsAt.set(offset, pointees);
     } else if (letter === 'D' || letter === 'B' || letter === 'R') {
-      const names = dataAt.get(symbol.address) ?? [];
+      const names = dataAt.get(offset) ?? [];
       names.push(symbol.name);
-      dataAt.set(symbol.address, names);
+      dataAt.set(offset, names);
     }
   }
 
@@ -123,33 +141,35 @@ export function codeUseEvidence(inputs: CodeUseInputs): CodeUseEvidence {
     else byType.set(key, { type, sites: 1 });
   };
 
+  const signedTextStart = Number(BigInt.asIntN(64, textStart));
+  const setups: ArgumentSetup[] = Array.from({ length: MAX_SETUPS }, () => ({ parameter: 0, offset: 0 }));
   const overlap = SETUP_BYTES * MAX_SETUPS + CALL_BYTES;
-  for (let start = inputs.text.start; start < inputs.text.end; start += BigInt(CHUNK)) {
-    const length = Number(
-      inputs.text.end - start < BigInt(CHUNK + overlap) ? inputs.text.end - start : BigInt(CHUNK + overlap),
-    );
-    const bytes = inputs.read(start, length);
+  const textBytes = inputs.text.end - textStart;
+  for (let chunk = 0n; chunk < textBytes; chunk += BigInt(CHUNK)) {
+    const length = Number(textBytes - chunk < BigInt(CHUNK + overlap) ? textBytes - chunk : BigInt(CHUNK + overlap));
+    const bytes = inputs.read(textStart + chunk, length);
     if (bytes === undefined) continue;
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    const chunkOffset = Number(chunk);
     const scanned = Math.min(CHUNK, length);
     for (let at = 0; at < scanned; at++) {
       if (bytes[at] !== 0x48) continue;
-      const setups: Array<{ parameter: number; value: bigint }> = [];
+      let count = 0;
       let next = at;
-      while (setups.length < MAX_SETUPS && next + SETUP_BYTES + CALL_BYTES <= length) {
-        const setup = argumentSetup(bytes, view, next, start + BigInt(next));
-        if (!setup) break;
-        setups.push(setup);
+      while (
+        count < MAX_SETUPS &&
+        next + SETUP_BYTES + CALL_BYTES <= length &&
+        readArgumentSetup(bytes, view, next, chunkOffset + next, signedTextStart, setups[count]!)
+      ) {
+        count++;
         next += SETUP_BYTES;
       }
-      if (setups.length === 0 || bytes[next] !== CALL_OPCODE || next + CALL_BYTES > length) continue;
-      const site = start + BigInt(next);
-      const target = BigInt.asUintN(64, site + BigInt(CALL_BYTES) + BigInt(view.getInt32(next + 1, true)));
-      const pointees = functionsAt.get(target);
+      if (count === 0 || bytes[next] !== CALL_OPCODE || next + CALL_BYTES > length) continue;
+      const pointees = functionsAt.get(chunkOffset + next + CALL_BYTES + view.getInt32(next + 1, true));
       if (!pointees) continue;
-      for (const { parameter, value } of setups) {
+      for (const { parameter, offset } of setups.slice(0, count)) {
         const pointee = pointees[parameter];
-        const names = dataAt.get(value);
+        const names = dataAt.get(offset);
         if (pointee !== undefined && names) for (const name of names) record(name, pointee);
       }
       at = next; // this call site is read: its later setups must not count again

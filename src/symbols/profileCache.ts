@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { Profile } from './profile.js';
+import { Profile, type ProfileOrigin } from './profile.js';
 import { decodePayload, encodePayload } from './profileCacheFormat.js';
 import type { SymbolTypeEntry } from './symbolTypes.js';
 import { z } from 'zod';
@@ -62,34 +62,36 @@ function cachePath(cacheDir: string, banner: string, fingerprint: ProfileFingerp
 const sameFingerprint = (a: ProfileFingerprint, b: ProfileFingerprint | undefined) =>
   b !== undefined && a.btfSha256 === b.btfSha256 && a.kallsymsSha256 === b.kallsymsSha256;
 
-/** Saves a derived profile; returns why it could not (a cache that cannot be written is a warning, never a failure). */
-export function saveProfile(
-  cacheDir: string,
-  profile: Profile,
-  buildId: string | undefined,
-  fingerprint: ProfileFingerprint,
-): string | undefined {
-  if (profile.banner === undefined) return undefined;
-  const payload = encodePayload(
+/** A derived profile as the cache stores it: what is saved, and what `profileFromPayload` reads back. */
+export function encodeProfile(profile: Profile): Buffer {
+  return encodePayload(
     profile.symbolList,
     profile.slide,
     profile.types,
     [...(profile.details.symbolTypes ?? [])].map(([name, { type, source }]) => [name, type, source]),
     profile.details.sources ?? null,
   );
+}
+
+/** Saves a derived profile's payload; returns why it could not (a cache that cannot be written is a warning, never a failure). */
+export function saveProfile(
+  cacheDir: string,
+  banner: string,
+  payload: Buffer,
+  buildId: string | undefined,
+  fingerprint: ProfileFingerprint,
+): string | undefined {
   const header: CacheHeader = {
     format: FORMAT,
-    banner: profile.banner,
+    banner,
     build_id: buildId ?? null,
     fingerprint,
     payload_sha256: createHash('sha256').update(payload).digest('hex'),
   };
   try {
     mkdirSync(cacheDir, { recursive: true });
-    writeFileAtomically(
-      cachePath(cacheDir, profile.banner, fingerprint),
-      Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`, 'utf8'), payload]),
-    );
+    // Header and payload written one after the other: the payload (~10 MiB) is not copied behind the header.
+    writeFileAtomically(cachePath(cacheDir, banner, fingerprint), `${JSON.stringify(header)}\n`, payload);
     return undefined;
   } catch (error) {
     return `cannot write to ${cacheDir}: ${(error as NodeJS.ErrnoException).code ?? String(error)} (the profile is derived again next time)`;
@@ -160,16 +162,31 @@ function readCandidate(path: string, banner: string, buildId: string | undefined
   const payload = bytes.subarray(newline + 1);
   if (createHash('sha256').update(payload).digest('hex') !== data.payload_sha256)
     throw new VmscopeError('CORRUPT_STRUCTURE', 'the payload does not match its checksum', path, newline + 1);
-  const decoded = decodePayload(payload, path, slide);
+  return { profile: profileFromPayload(payload, path, slide, 'cache', source, banner), fingerprint: data.fingerprint };
+}
+
+/**
+ * The profile a payload holds (`file` is named in its errors), for a dump with this slide. Its
+ * symbols stay in the payload's columns and its types in their text until used: a derived
+ * profile read back this way holds a few MiB, not the derivation's hundred thousand objects.
+ */
+export function profileFromPayload(
+  payload: Buffer,
+  file: string,
+  slide: bigint,
+  origin: ProfileOrigin,
+  source: string,
+  banner: string,
+): Profile {
+  const decoded = decodePayload(payload, file, slide);
   const symbolTypes = new Map<string, SymbolTypeEntry>(
     decoded.symbolTypes.map(([name, type, typeSource]) => [name, { type, source: typeSource }]),
   );
-  const profile = new Profile(decoded.types, decoded.symbols, slide, 'cache', source, banner, {
+  return new Profile(decoded.types, decoded.symbols, slide, origin, source, banner, {
     symbolTypes,
     ...(decoded.sources ? { sources: decoded.sources } : {}),
     enumsMentioning: decoded.enumsMentioning,
   });
-  return { profile, fingerprint: data.fingerprint };
 }
 
 /** A profile cache file is tens of MiB at most (a 6.12 kernel's is ~16 MiB). */

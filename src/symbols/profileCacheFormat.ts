@@ -61,6 +61,10 @@ export interface CachedPayload {
 const jsonText = (value: unknown) =>
   JSON.stringify(value, (_key, inner: unknown) => (typeof inner === 'bigint' ? `${BIGINT_PREFIX}${inner}` : inner));
 
+/**
+ * The payload, written into one buffer of its final size: a derivation's peak memory is where
+ * this runs, so no section is built apart and then copied into place.
+ */
 export function encodePayload(
   symbols: readonly ProfileSymbol[],
   slide: bigint,
@@ -70,50 +74,59 @@ export function encodePayload(
 ): Buffer {
   const sectionOf = (record: Record<string, unknown>) => {
     const names = Object.keys(record);
-    const texts = names.map((name) => Buffer.from(jsonText(record[name]), 'utf8'));
-    return { names, texts, lengths: texts.map((text) => text.length) };
+    const texts = names.map((name) => jsonText(record[name]));
+    return { names, texts, lengths: texts.map((text) => Buffer.byteLength(text, 'utf8')) };
   };
   const userTypes = sectionOf(types.user_types);
   const enums = sectionOf(types.enums);
-  const nameBytes = symbols.map((symbol) => Buffer.from(symbol.name, 'utf8'));
-  const names = Buffer.concat(nameBytes);
+  const count = symbols.length;
+  const nameEnds = new Uint32Array(count);
+  let nameBytes = 0;
+  symbols.forEach((symbol, at) => (nameEnds[at] = nameBytes += Buffer.byteLength(symbol.name, 'utf8')));
   const linkAddress = (symbol: ProfileSymbol) =>
     symbol.absolute ? symbol.address : BigInt.asUintN(64, symbol.address - slide);
   const indexOf = new Map(symbols.map((symbol, at) => [symbol, at]));
-  const byName = [...symbolsByName(symbols).values()]
-    .map((symbol) => indexOf.get(symbol)!)
-    .sort((a, b) => Buffer.compare(nameBytes[a]!, nameBytes[b]!));
+  const byName = [...symbolsByName(symbols).values()].map((symbol) => indexOf.get(symbol)!);
   const byAddress = relocatableOrder(
-    symbols.length,
+    count,
     (at) => symbols[at]!.absolute,
     (at) => linkAddress(symbols[at]!),
   );
   const index: PayloadIndex = {
-    symbols: symbols.length,
+    symbols: count,
     named: byName.length,
     relocatable: byAddress.length,
-    name_bytes: names.length,
+    name_bytes: nameBytes,
     base_types: types.base_types,
     user_types: { names: userTypes.names, lengths: userTypes.lengths },
     enums: { names: enums.names, lengths: enums.lengths },
     symbol_types: symbolTypes,
     sources,
   };
-  const indexBytes = Buffer.from(jsonText(index), 'utf8');
-  const count = symbols.length;
-  const columns = Buffer.alloc(count * 14 + (byName.length + byAddress.length) * 4);
-  let nameEnd = 0;
+  const indexText = jsonText(index);
+  const columns = 4 + Buffer.byteLength(indexText, 'utf8');
+  const orders = columns + count * 14;
+  const namesStart = orders + (byName.length + byAddress.length) * 4;
+  const sum = (lengths: number[]) => lengths.reduce((total, length) => total + length, 0);
+  const payload = Buffer.alloc(namesStart + nameBytes + sum(userTypes.lengths) + sum(enums.lengths));
+
+  payload.writeUInt32LE(columns - 4, 0);
+  payload.write(indexText, 4, 'utf8');
+  const nameStart = (at: number) => namesStart + (at === 0 ? 0 : nameEnds[at - 1]!);
   symbols.forEach((symbol, at) => {
-    columns.writeBigUInt64LE(linkAddress(symbol), at * 8);
-    columns.writeUInt32LE((nameEnd += nameBytes[at]!.length), count * 8 + at * 4);
-    columns[count * 12 + at] = symbol.type?.charCodeAt(0) ?? 0;
-    columns[count * 13 + at] = symbol.absolute ? 1 : 0;
+    payload.writeBigUInt64LE(linkAddress(symbol), columns + at * 8);
+    payload.writeUInt32LE(nameEnds[at]!, columns + count * 8 + at * 4);
+    payload[columns + count * 12 + at] = symbol.type?.charCodeAt(0) ?? 0;
+    payload[columns + count * 13 + at] = symbol.absolute ? 1 : 0;
+    payload.write(symbol.name, nameStart(at), 'utf8');
   });
-  byName.forEach((at, rank) => columns.writeUInt32LE(at, count * 14 + rank * 4));
-  byAddress.forEach((at, rank) => columns.writeUInt32LE(at, count * 14 + (byName.length + rank) * 4));
-  const indexLength = Buffer.alloc(4);
-  indexLength.writeUInt32LE(indexBytes.length);
-  return Buffer.concat([indexLength, indexBytes, columns, names, ...userTypes.texts, ...enums.texts]);
+  // Names in UTF-8 byte order, compared where they are written.
+  byName.sort((a, b) => payload.compare(payload, nameStart(b), nameStart(b + 1), nameStart(a), nameStart(a + 1)));
+  byName.forEach((at, rank) => payload.writeUInt32LE(at, orders + rank * 4));
+  byAddress.forEach((at, rank) => payload.writeUInt32LE(at, orders + (byName.length + rank) * 4));
+  let typeAt = namesStart + nameBytes;
+  for (const text of [...userTypes.texts, ...enums.texts]) typeAt += payload.write(text, typeAt, 'utf8');
+  return payload;
 }
 
 // Lists of ten thousand entries are checked by hand: zod's per-element parse would cost more than the load saves.

@@ -1,11 +1,19 @@
-import { readFileSync, renameSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { appendFileSync, readFileSync, renameSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { VmscopeError } from './errors.js';
 
-/** Writes `data` to `path` through a temporary file in the same folder: a reader sees the old file or the whole new one, never part of it. */
-export function writeFileAtomically(path: string, data: string | Uint8Array): void {
+/**
+ * Writes `data` to `path` through a temporary file in the same folder: a reader sees the old file or the whole new one, never part of it.
+ * `more` pieces are appended in order, so a big body need not be copied behind its header first.
+ */
+export function writeFileAtomically(
+  path: string,
+  data: string | Uint8Array,
+  ...more: Array<string | Uint8Array>
+): void {
   const partial = `${path}.partial-${process.pid}`;
   writeFileSync(partial, data);
+  for (const piece of more) appendFileSync(partial, piece);
   renameSync(partial, path);
 }
 

@@ -8,7 +8,7 @@ import { DumpContext } from '../../src/analyses/context.js';
 import { pslistAnalysis } from '../../src/analyses/pslist.js';
 import type { IsfTypes } from '../../src/symbols/isf.js';
 import { Profile } from '../../src/symbols/profile.js';
-import { loadProfile, saveProfile } from '../../src/symbols/profileCache.js';
+import { encodeProfile, loadProfile, saveProfile } from '../../src/symbols/profileCache.js';
 import { decodePayload, encodePayload } from '../../src/symbols/profileCacheFormat.js';
 import { isVmscopeError } from '../../src/util/errors.js';
 import { fixturePath } from '../support/fixtures.js';
@@ -117,7 +117,7 @@ describe('profile cache format', () => {
   it('a changed file that keeps a valid checksum is still refused or decoded, through loadProfile', () => {
     const cacheDir = join(work, 'crafted');
     const fingerprint = { btfSha256: 'b'.repeat(64), kallsymsSha256: 'k'.repeat(64) };
-    expect(saveProfile(cacheDir, small, undefined, fingerprint)).toBeUndefined();
+    expect(saveProfile(cacheDir, small.banner!, encodeProfile(small), undefined, fingerprint)).toBeUndefined();
     const [name] = readdirSync(cacheDir);
     const path = join(cacheDir, name!);
     const original = readFileSync(path);

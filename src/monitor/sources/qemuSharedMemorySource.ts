@@ -3,10 +3,13 @@ import { DumpContext, type CarriedKernel, type ContextOptions } from '../../anal
 import { carvedTasksProvider, taskCarverProvider } from '../../analyses/providers/processes.js';
 import { PageCopyImage } from '../../image/pageCopyImage.js';
 import { openQemuSharedMemory } from '../../image/qemuSharedMemory.js';
+import type { ProfileDerivation } from '../../os/linux/profile.js';
+import { runsOnAVcpu } from '../../os/linux/runningKernel.js';
 import type { ExaminedTask } from '../../os/linux/taskCarving.js';
 import type { CpuState, MemoryImage } from '../../image/types.js';
 import { X86AddressSpace } from '../../space/x86.js';
 import { isVmscopeError, VmscopeError } from '../../util/errors.js';
+import { derivationThread } from '../derivationThread.js';
 import { readGuestRamLayout, type GuestRamLayout } from '../qemuLayout.js';
 import { QmpClosedError, type QmpClient, type QmpConnectOptions } from '../qmp.js';
 import { connectToGuest, GuestGoneError } from './qmpSource.js';
@@ -32,6 +35,13 @@ export interface QemuSharedMemorySourceOptions extends SourceOptions {
    */
   readonly scanIntervalMs?: number;
   readonly connect?: QmpConnectOptions;
+  /**
+   * The bundled profile derivation thread (derivationThread.ts), where a kernel's profile is
+   * derived when the cache has none. The default, profileThread.js beside the running bundle,
+   * is right for dist/index.js and dist/cli.js; code run from dist/bench passes
+   * dist/profileThread.js; from sources, where there is none, the profile is derived in this thread.
+   */
+  readonly profileThread?: string | URL;
 }
 
 /** The file as opened: replaced (another inode) or resized, it is opened again with a fresh layout. */
@@ -70,6 +80,7 @@ export class QemuSharedMemorySource extends ProducingSource {
   private lastCarve: { readonly tasks: readonly ExaminedTask[]; readonly at: number } | undefined;
   /** The pause action stopped the guest: no check may resume it. */
   private pausedByAction = false;
+  private readonly derivation: ProfileDerivation | undefined;
 
   constructor(private readonly options: QemuSharedMemorySourceOptions) {
     super(options);
@@ -78,6 +89,7 @@ export class QemuSharedMemorySource extends ProducingSource {
     this.consistent = options.consistent ?? false;
     this.intervalMs = options.intervalMs ?? 2000;
     this.scanIntervalMs = options.scanIntervalMs ?? 60_000;
+    this.derivation = derivationThread(options.profileThread);
   }
 
   /** The QMP connection, once iteration has started (QEMU serves one client per socket). */
@@ -260,7 +272,9 @@ export class QemuSharedMemorySource extends ProducingSource {
   ): Promise<DumpContext> {
     if (this.carried && !sameKernelRuns(live, this.carried, cpus)) this.forgetKernel();
     // Scan threads open the dump by its path: a RAM file is not a dump they could read (its layout is QEMU's).
-    const { parallelRuleScan: _threadsOpenByPath, ...inPlace } = options;
+    const { parallelRuleScan: _threadsOpenByPath, ...rest } = options;
+    // A monitor lives long: its heap should not keep what one derivation needed for a moment.
+    const inPlace: ContextOptions = this.derivation ? { deriveElsewhere: this.derivation, ...rest } : rest;
     const carried = (this.carried ??= await this.findKernel(live, cpus, inPlace));
     if (mayCarve && this.carveDue())
       this.lastCarve = {
@@ -324,32 +338,4 @@ export function sameKernelRuns(
     if (isVmscopeError(error)) return false;
     throw error;
   }
-}
-
-/** The top-level table's upper half: the kernel's mappings, which every process's table shares. */
-const KERNEL_HALF = { offset: 2048, bytes: 2048 } as const;
-/** CR3's table address (bits 12-51); with PTI the kernel's table is the even page of a pair, the user's copy the odd one. */
-const CR3_TABLE = 0x000ffffffffff000n;
-const PTI_USER_TABLE = 0x1000n;
-
-/**
- * Whether one of `cpus` (QEMU's vCPUs, as asked at this check) runs the kernel whose own
- * top-level page table (init_top_pgt) is at `dtb`: the table in some vCPU's CR3 has the same
- * kernel half (every process's table is made with a copy of it). True when QEMU gave no vCPU
- * state: then nothing says otherwise. What an earlier boot left in memory (a banner, page
- * tables, a VMCOREINFO note) no vCPU runs.
- */
-export function runsOnAVcpu(image: MemoryImage, cpus: readonly CpuState[], dtb: number): boolean {
-  if (cpus.length === 0) return true;
-  const kernelHalf = (table: bigint): Uint8Array | undefined => {
-    const bytes = new Uint8Array(KERNEL_HALF.bytes);
-    return image.readPresent(Number(table) + KERNEL_HALF.offset, bytes) === bytes.length ? bytes : undefined;
-  };
-  const own = kernelHalf(BigInt(dtb));
-  if (!own?.some((byte) => byte !== 0)) return false;
-  const sameAsOwn = (table: bigint) => {
-    const half = kernelHalf(table);
-    return half !== undefined && Buffer.from(half.buffer).equals(own);
-  };
-  return cpus.some(({ cr3 }) => sameAsOwn(cr3 & CR3_TABLE) || sameAsOwn(cr3 & CR3_TABLE & ~PTI_USER_TABLE));
 }

@@ -6,6 +6,7 @@ import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import { cString } from '../../util/text.js';
 import { MODULES_VADDR, START_KERNEL_MAP } from './layout.js';
+import { runsOnAVcpu } from './runningKernel.js';
 import { readVmcoreinfoNote, vmcoreinfoFromFileNotes, type Vmcoreinfo } from './vmcoreinfo.js';
 
 /** __START_KERNEL with the default CONFIG_PHYSICAL_START (16 MiB): KERNELOFFSET is `_text` minus this. */
@@ -122,15 +123,21 @@ type Located = NonNullable<ReturnType<typeof locateBanners>>;
  * Undefined whenever any step fails: the full scan then decides, with its own warnings.
  */
 function locateFromFirstVmcoreinfo(image: MemoryImage): { located: Located; warnings: string[] } | undefined {
-  const warnings: string[] = [];
-  let vmcoreinfo = vmcoreinfoFromFileNotes(image);
+  let warnings: string[] = [];
+  const fileNote = vmcoreinfoFromFileNotes(image);
+  let layout = fileNote && layoutFromVmcoreinfo(image, fileNote, warnings);
   const searcher = MultiNeedleSearcher.create([NEEDLES.osRelease]);
-  for (let limit = 1; !vmcoreinfo && limit <= QUICK_VMCOREINFO_CANDIDATES; limit++) {
+  for (let limit = 1; !fileNote && !layout && limit <= QUICK_VMCOREINFO_CANDIDATES; limit++) {
     const hits = searcher.searchImage(image, { limit });
     if (hits.length < limit) return undefined;
-    vmcoreinfo = readVmcoreinfoNote(image, hits[limit - 1]!.offset);
+    const note = readVmcoreinfoNote(image, hits[limit - 1]!.offset);
+    if (!note) continue;
+    warnings = [];
+    layout = layoutFromVmcoreinfo(image, note, warnings);
+    // An earlier boot's note (a reboot leaves it, maybe below this boot's) names page tables no vCPU runs: read on.
+    if (layout && !runsOnAVcpu(image, image.cpus, layout.dtb)) layout = undefined;
+    else if (!layout) return undefined;
   }
-  const layout = vmcoreinfo && layoutFromVmcoreinfo(image, vmcoreinfo, warnings);
   const span = layout && kernelImageSpan(image, layout);
   if (!layout || !span) return undefined;
   const bannerHits = MultiNeedleSearcher.create([NEEDLES.banner]).searchStreams(physicalStreams(image, span));
@@ -179,8 +186,15 @@ function locateByFullScan(image: MemoryImage, options: DiscoveryOptions): { loca
   const banners = readBanners(image, bannerHits);
 
   const warnings: string[] = [];
+  const fileNote = vmcoreinfoFromFileNotes(image);
+  const notes = fileNote ? [fileNote] : osReleaseHits.flatMap((hit) => readVmcoreinfoNote(image, hit.offset) ?? []);
+  // After a reboot the earlier boot's note can still be in RAM, with the page tables it names: the note whose
+  // layout maps a banner and runs on a vCPU is this boot's. Without one such, the first note decides (and warns).
   const vmcoreinfo =
-    vmcoreinfoFromFileNotes(image) ?? firstDefined(osReleaseHits, (hit) => readVmcoreinfoNote(image, hit.offset));
+    notes.find((note) => {
+      const layout = layoutFromVmcoreinfo(image, note, []);
+      return layout && runsOnAVcpu(image, image.cpus, layout.dtb) && locateBanners(image, layout, banners);
+    }) ?? notes[0];
   if (!vmcoreinfo) warnings.push('no VMCOREINFO note in memory: kernel located from its banner and page tables');
   const fromVmcoreinfo = vmcoreinfo && layoutFromVmcoreinfo(image, vmcoreinfo, warnings);
   let located = fromVmcoreinfo && locateBanners(image, fromVmcoreinfo, banners);

@@ -3,7 +3,14 @@ import { btfIsfConversion, carveVmlinuxBtf } from '../../symbols/btf.js';
 import { readIsfFile } from '../../symbols/isf.js';
 import { decodeKallsyms, findKallsyms, type KallsymsLocation } from '../../symbols/kallsyms.js';
 import { Profile } from '../../symbols/profile.js';
-import { defaultProfileCacheDir, loadProfile, saveProfile } from '../../symbols/profileCache.js';
+import {
+  defaultProfileCacheDir,
+  encodeProfile,
+  loadProfile,
+  profileFromPayload,
+  saveProfile,
+  type ProfileFingerprint,
+} from '../../symbols/profileCache.js';
 import { typeDataSymbols } from '../../symbols/symbolTypes.js';
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
@@ -16,7 +23,22 @@ export interface ProfileOptions {
   isf?: string;
   /** Where derived profiles are cached; false disables the cache. */
   cacheDir?: string | false;
+  /**
+   * Derive elsewhere than in this thread's heap (the monitor plugs in a thread of its own: the
+   * derivation's transient hundred MiB go with that thread, instead of growing a long-lived
+   * process's heap for good). Default: here.
+   */
+  deriveElsewhere?: ProfileDerivation;
 }
+
+/** A derivation as it crosses threads: the profile as the cache stores it, how it was derived, and its fingerprint. */
+export interface EncodedDerivation {
+  readonly payload: Buffer;
+  readonly provenance: ProfileProvenance;
+  readonly fingerprint: ProfileFingerprint | undefined;
+}
+
+export type ProfileDerivation = (kernel: LinuxKernel, kallsyms: KallsymsLocation) => Promise<EncodedDerivation>;
 
 /** How a derived profile was put together, for `info`-style explanations (the ISF metadata comes from the profile's own sources). */
 export interface ProfileProvenance {
@@ -52,14 +74,45 @@ export async function linuxProfile(kernel: LinuxKernel, options: ProfileOptions 
     (kernel.warnings as string[]).push(...cached.warnings);
     if (cached.profile) return { profile: cached.profile, provenance: undefined };
   }
+  if (options.deriveElsewhere) {
+    const { payload, provenance, fingerprint } = await options.deriveElsewhere(kernel, kallsyms);
+    if (cacheDir && fingerprint) saveToCache(kernel, cacheDir, payload, fingerprint);
+    return { profile: readBack(kernel, payload), provenance };
+  }
   const derived = deriveProfile(kernel, kallsyms);
   const fingerprint = dumpFingerprint(kernel, kallsyms, derived.profile);
-  if (cacheDir && fingerprint) {
-    const problem = saveProfile(cacheDir, derived.profile, buildId, fingerprint);
-    // A cache that cannot be written costs the next run a derivation, never this one its answer.
-    if (problem) (kernel.warnings as string[]).push(`profile cache: ${problem}`);
-  }
-  return derived;
+  if (!cacheDir || !fingerprint) return derived;
+  const payload = encodeProfile(derived.profile);
+  saveToCache(kernel, cacheDir, payload, fingerprint);
+  // What a cached run holds, not the derivation's objects: a long-running monitor keeps this profile.
+  return { profile: readBack(kernel, payload), provenance: derived.provenance };
+}
+
+/** Derive, then encode as the cache stores it: the work a derivation thread does, so only the payload crosses back. */
+export function deriveEncoded(kernel: LinuxKernel, kallsyms: KallsymsLocation): EncodedDerivation {
+  const derived = deriveProfile(kernel, kallsyms);
+  return {
+    payload: encodeProfile(derived.profile),
+    provenance: derived.provenance!,
+    fingerprint: dumpFingerprint(kernel, kallsyms, derived.profile),
+  };
+}
+
+function saveToCache(kernel: LinuxKernel, cacheDir: string, payload: Buffer, fingerprint: ProfileFingerprint): void {
+  const problem = saveProfile(
+    cacheDir,
+    kernel.banner,
+    payload,
+    kernel.vmcoreinfo?.entries.get('BUILD-ID'),
+    fingerprint,
+  );
+  // A cache that cannot be written costs the next run a derivation, never this one its answer.
+  if (problem) (kernel.warnings as string[]).push(`profile cache: ${problem}`);
+}
+
+/** The derived profile read from its payload (origin still 'derived'). */
+function readBack(kernel: LinuxKernel, payload: Buffer): Profile {
+  return profileFromPayload(payload, kernel.image.path, kernel.kaslrSlide, 'derived', kernel.image.path, kernel.banner);
 }
 
 /** Where the kallsyms tables are: named by VMCOREINFO (6.0+), else found by a structural scan. */
