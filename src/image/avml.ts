@@ -261,10 +261,9 @@ export class AvmlImage extends DecodedImage {
 
   /**
    * The chunks under `into`: those not in the cache have their stored bytes fetched with one read
-   * per span of consecutive chunks (a read per 64 KiB chunk measured a tenth of an AVML scan). A
-   * chunk `into` covers whole is decoded and copied in without entering the cache: a scan reads
-   * each once. A chunk cut by the read's edge (a scan window's end, a small read) is kept in the
-   * cache, as the next read asks for the rest of it.
+   * per span of consecutive chunks (a read per 64 KiB chunk measured a tenth of an AVML scan),
+   * are decoded and enter the cache (a chunk `into` covers whole only when the cache is large:
+   * see keepsWholeUnits).
    */
   protected fill(physical: number, into: Uint8Array): void {
     const { chunks } = this;
@@ -286,9 +285,11 @@ export class AvmlImage extends DecodedImage {
           span = this.readSpan(index, end);
         }
         const stored = span.subarray(storedAt - spanStart, storedEnd - spanStart);
-        const whole = to - from === chunks.length[index]!;
-        data = whole ? this.decodeChunk(index, stored) : this.owned(this.decodeChunk(index, stored));
-        if (!whole) this.cache.set(key, data);
+        data = this.decodeChunk(index, stored);
+        if (this.keepsWholeUnits || to - from < chunks.length[index]!) {
+          data = this.owned(data);
+          this.cache.set(key, data);
+        }
       }
       into.set(data.subarray(from - chunkStart, to - chunkStart), from - physical);
     }
