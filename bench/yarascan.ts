@@ -12,9 +12,9 @@
  * Both tools are measured alike: the dump is read once before each measured pass (so neither pays
  * for a page cache that the other tool, or yara's minutes on (b), left cold: that read's time is
  * printed), and the cases with a throughput target, quick ones, are timed as the best of
- * THROUGHPUT_PASSES passes of each tool, the first pass printed beside it. The pool's first
- * scan carries what each thread does once (loading its code paths into the JIT, the window's first
- * writes): run one case alone (VMSCOPE_BENCH_CASES=c) to see it on the first pass.
+ * THROUGHPUT_PASSES passes of each tool, every pass printed. The pool's first scan carries what
+ * each thread does once (loading its code paths into the JIT): run one case alone
+ * (VMSCOPE_BENCH_CASES=c) to see it in the first pass.
  * Usage: [VMSCOPE_BENCH_CASES=a,c] node dist/bench/yarascan.js [raw dump] [community.yar] [another rule set…]:
  * each further rule file (another public set, to check nothing is tuned to the community one) is
  * one more case with the (a)/(b) target; VMSCOPE_BENCH_CASES names the cases to run by letter
@@ -172,7 +172,7 @@ try {
       `\n${name}: ${scanner.rules.rules.length} rules, ${ours.size} string matches, ${result.truncated.length} strings capped`,
     );
     console.log(
-      `  vmscope: compile ${compiled.toFixed(3)} s, scan ${(scanned - compiled).toFixed(3)} s, evaluate ${(total - scanned).toFixed(3)} s; total ${total.toFixed(3)} s ${rate(total)}${passes > 1 ? ` (best of ${passes} passes; first pass ${vmscopePasses[0]!.total.toFixed(3)} s ${rate(vmscopePasses[0]!.total)})` : ''}`,
+      `  vmscope: compile ${compiled.toFixed(3)} s, scan ${(scanned - compiled).toFixed(3)} s, evaluate ${(total - scanned).toFixed(3)} s; total ${total.toFixed(3)} s ${rate(total)}${passes > 1 ? ` (best of ${passes} passes: ${vmscopePasses.map((pass) => `${pass.total.toFixed(3)} s`).join(', ')}; the first is the pool's first scan when the case runs alone)` : ''}`,
     );
     console.log(
       `  the dump read once before each pass: ${vmscopePasses.map((pass) => `${pass.warmRead.toFixed(2)} s`).join(', ')}`,
@@ -206,7 +206,7 @@ try {
     const onlyTheirs = [...theirs].filter((key) => !ours.has(key));
     const ratio = yaraTime / total;
     console.log(
-      `  yara -s: total ${yaraTime.toFixed(3)} s ${rate(yaraTime)}${passes > 1 ? ` (best of ${passes} passes; first pass ${yaraTimes[0]!.toFixed(3)} s)` : ''}`,
+      `  yara -s: total ${yaraTime.toFixed(3)} s ${rate(yaraTime)}${passes > 1 ? ` (best of ${passes} passes: ${yaraTimes.map((time) => `${time.toFixed(3)} s`).join(', ')})` : ''}`,
     );
     console.log(`  vmscope (${THREADS} threads) / yara: x${ratio.toFixed(2)}`);
     console.log(
