@@ -27,6 +27,8 @@ const MAX_CHUNK_BYTES = 65536;
 const STREAM_IDENTIFIER = 'sNaPpY';
 /** Distinct chunks remembered for reuse (at most 8 MiB of stored and decoded bytes). */
 const MAX_REPEATED_CHUNKS = 64;
+/** Stored bytes fetched by one read: a 4 MiB scan window of incompressible chunks and then some. */
+const MAX_SPAN_BYTES = 8 << 20;
 
 interface ChunkIndex {
   physical: number[];
@@ -220,12 +222,16 @@ export class AvmlImage extends DecodedImage {
    */
   private readonly repeated = new Map<number, { stored: Uint8Array; data: Uint8Array }>();
   private readonly crcSightings = new Map<number, number>();
+  /** Reused for the stored bytes of the chunks one read covers (at most MAX_SPAN_BYTES). */
+  private spanBuffer = new Uint8Array(0);
 
-  private decodeChunk(index: number): Uint8Array {
+  /**
+   * Chunk `index` decoded from its `stored` bytes (CRC and payload), CRC checked. The result may be
+   * a view of `stored` (an uncompressed chunk): whoever keeps it past the read copies it.
+   */
+  private decodeChunk(index: number, stored: Uint8Array): Uint8Array {
     const at = this.chunks.fileOffset[index]!;
-    const stored = new Uint8Array(this.chunks.storedLength[index]!);
-    readExactly(this.source, at + 4, stored, 'a snappy chunk');
-    const expectedCrc = new DataView(stored.buffer).getUint32(0, true);
+    const expectedCrc = new DataView(stored.buffer, stored.byteOffset, 4).getUint32(0, true);
     const seen = this.repeated.get(expectedCrc);
     if (seen && seen.stored.length === stored.length && Buffer.compare(seen.stored, stored) === 0) return seen.data;
     const payload = stored.subarray(4);
@@ -244,25 +250,67 @@ export class AvmlImage extends DecodedImage {
     const sightings = (this.crcSightings.get(expectedCrc) ?? 0) + 1;
     this.crcSightings.set(expectedCrc, sightings);
     if (!seen && sightings >= 2 && this.repeated.size < MAX_REPEATED_CHUNKS)
-      this.repeated.set(expectedCrc, { stored, data });
+      this.repeated.set(expectedCrc, { stored: stored.slice(), data: this.owned(data) });
     return data;
   }
 
+  /** `data` itself, or a copy of it when it is a view of the reused span. */
+  private owned(data: Uint8Array): Uint8Array {
+    return data.buffer === this.spanBuffer.buffer ? data.slice() : data;
+  }
+
+  /**
+   * The chunks under `into`: those not in the cache have their stored bytes fetched with one read
+   * per span of consecutive chunks (a read per 64 KiB chunk measured a tenth of an AVML scan),
+   * are decoded and enter the cache (a chunk `into` covers whole only when the cache is large:
+   * see keepsWholeUnits).
+   */
   protected fill(physical: number, into: Uint8Array): void {
-    let done = 0;
-    let index = this.chunkAt(physical);
-    while (done < into.length) {
-      const at = physical + done;
-      const chunkStart = this.chunks.physical[index]!;
-      const within = at - chunkStart;
-      if (within >= this.chunks.length[index]!) {
-        index++;
-        continue;
+    const { chunks } = this;
+    const end = physical + into.length;
+    let span: Uint8Array = new Uint8Array(0);
+    let spanStart = 0;
+    for (let index = this.chunkAt(physical); index < chunks.physical.length && chunks.physical[index]! < end; index++) {
+      const chunkStart = chunks.physical[index]!;
+      const from = Math.max(chunkStart, physical);
+      const to = Math.min(chunkStart + chunks.length[index]!, end);
+      if (from >= to) continue;
+      const key = chunks.fileOffset[index]!;
+      let data = this.cache.get(key);
+      if (data === undefined) {
+        const storedAt = key + 4;
+        const storedEnd = storedAt + chunks.storedLength[index]!;
+        if (storedAt < spanStart || storedEnd > spanStart + span.length) {
+          spanStart = storedAt;
+          span = this.readSpan(index, end);
+        }
+        const stored = span.subarray(storedAt - spanStart, storedEnd - spanStart);
+        data = this.decodeChunk(index, stored);
+        if (this.keepsWholeUnits || to - from < chunks.length[index]!) {
+          data = this.owned(data);
+          this.cache.set(key, data);
+        }
       }
-      const data = this.cache.through(this.chunks.fileOffset[index]!, () => this.decodeChunk(index));
-      const length = Math.min(into.length - done, data.length - within);
-      into.set(data.subarray(within, within + length), done);
-      done += length;
+      into.set(data.subarray(from - chunkStart, to - chunkStart), from - physical);
     }
+  }
+
+  /** The stored bytes of chunk `first` (from its CRC) and of the chunks after it that start before `end`, in one read. */
+  private readSpan(first: number, end: number): Uint8Array {
+    const { chunks } = this;
+    const spanStart = chunks.fileOffset[first]! + 4;
+    const chunkEnd = (index: number) => chunks.fileOffset[index]! + 4 + chunks.storedLength[index]!;
+    let last = first;
+    while (
+      last + 1 < chunks.physical.length &&
+      chunks.physical[last + 1]! < end &&
+      chunkEnd(last + 1) - spanStart <= MAX_SPAN_BYTES
+    )
+      last++;
+    const length = chunkEnd(last) - spanStart;
+    if (this.spanBuffer.length < length) this.spanBuffer = new Uint8Array(Math.max(length, 2 * this.spanBuffer.length));
+    const span = this.spanBuffer.subarray(0, length);
+    readExactly(this.source, spanStart, span, 'snappy chunks');
+    return span;
   }
 }

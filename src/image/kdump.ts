@@ -461,6 +461,11 @@ export class KdumpImage extends DecodedImage {
   private fillPages(firstPfn: number, firstIndex: number, count: number, physical: number, into: Uint8Array): void {
     const table = readDescriptors(this.source, this.layout, this.index.dumpedPages, firstIndex, count);
     const view = new DataView(table.buffer, table.byteOffset, table.length);
+    const readEnd = physical + into.length;
+    const coveredWhole = (page: number): boolean => {
+      const pageStart = (firstPfn + page) * this.blockSize;
+      return pageStart >= physical && pageStart + this.blockSize <= readEnd;
+    };
     const place = (page: number, bytes: Uint8Array): void => {
       const pageStart = (firstPfn + page) * this.blockSize;
       const from = Math.max(pageStart, physical);
@@ -505,8 +510,10 @@ export class KdumpImage extends DecodedImage {
           const stored = span.subarray(offset - spanStart, offset - spanStart + size);
           const shared = at < last && pending[at + 1]!.descriptor.offset === offset;
           // Stored pages are views of the reused span: cached only when shared, and then as a copy.
+          // Inflated ones are cached when shared, cut by the read's edge or the cache is large (keepsWholeUnits).
           const bytes = codec === undefined ? (shared ? stored.slice() : stored) : this.decoded(codec, stored, offset);
-          if (codec !== undefined || shared) this.cache.set(offset, bytes);
+          if (shared || (codec !== undefined && (this.keepsWholeUnits || !coveredWhole(page))))
+            this.cache.set(offset, bytes);
           previous = { offset, bytes };
         }
         place(page, previous.bytes);
