@@ -19,6 +19,8 @@ export interface ParallelRuleScanRequest {
   readonly scanner: RuleScanner;
   readonly threads: number;
   readonly onProgress: (doneBytes: number, totalBytes: number) => void;
+  /** Called as each part of the dump with string hits is done: work that only hits need can start then. */
+  readonly onHits?: () => void;
 }
 export type ParallelRuleScan = (request: ParallelRuleScanRequest) => Promise<RuleScanResult>;
 

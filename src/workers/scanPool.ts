@@ -130,7 +130,11 @@ export class ScanPool {
    * receives them serialized (one copy of the bytes each, transferred) and builds its scanner from
    * them, so no thread parses or compiles the rule text again.
    */
-  async scanRules(path: string, scanner: RuleScanner, options: PoolSearchOptions = {}): Promise<RuleScanResult> {
+  async scanRules(
+    path: string,
+    scanner: RuleScanner,
+    options: PoolSearchOptions & { onHits?: () => void } = {},
+  ): Promise<RuleScanResult> {
     const serializedRules = serialize(scanner.rules);
     // Per finished job, its matches per string: a job need not keep what the jobs before it already filled the cap with.
     const keptByJob: Uint32Array[] = [];
@@ -155,6 +159,7 @@ export class ScanPool {
         const kept = new Uint32Array(scanner.strings.length);
         for (const string of part.strings) kept[string]!++;
         keptByJob[index] = kept;
+        if (part.strings.length > 0) options.onHits?.();
         return part;
       },
       (thread) =>
@@ -267,6 +272,7 @@ export async function parallelScanRules(
   try {
     const result = await pool.scanRules(request.path, request.scanner, {
       onProgress: request.onProgress,
+      ...(request.onHits ? { onHits: request.onHits } : {}),
       ...(request.identity ? { identity: request.identity } : {}),
     });
     // The threads read the file at the path; the caller attributes hits with the file it opened.
