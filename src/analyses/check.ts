@@ -81,11 +81,13 @@ export async function checkFindings(
   get: <T>(provider: Provider<T>) => Promise<T>,
 ): Promise<{ findings: Finding[]; problems: string[] }> {
   // Carving all of memory is the longest step and runs on search threads when the context has
-  // them: it is sent there first (once the carver is ready, one step later), then every check that
-  // needs no carved task runs on this thread meanwhile.
+  // them: asked for first (its threads start while this one finds the kernel and its profile) and
+  // sent there once the carver is ready, then every check that needs no carved task runs here meanwhile.
+  const carving = get(carvedTasksProvider);
+  carving.catch(() => {}); // awaited below, unless finding the carver fails first
   await get(taskCarverProvider);
   const [, processes, hidden, modules, syscalls, processState, hooks] = await Promise.all([
-    get(carvedTasksProvider),
+    carving,
     get(processCrossViewProvider),
     get(hiddenModulesProvider),
     get(allModulesProvider),

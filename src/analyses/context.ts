@@ -28,7 +28,8 @@ export type ParallelRuleScan = (request: ParallelRuleScanRequest) => Promise<Rul
 export interface ParallelNeedleSearchRequest {
   readonly path: string;
   readonly identity: FileIdentity | undefined;
-  readonly needles: readonly Uint8Array[];
+  /** The needles once known: the threads start while the caller still works them out (finds the kernel, its profile). */
+  readonly needles: Promise<readonly Uint8Array[]>;
   readonly threads: number;
   readonly onProgress: (doneBytes: number, totalBytes: number) => void;
 }

@@ -245,21 +245,27 @@ export async function parallelSearchImage(
   }
 }
 
-/** A physical needle search on a pool created for it and closed after it: the DumpContext's parallelNeedleSearch. */
+/**
+ * A physical needle search on a pool created for it and closed after it: the DumpContext's
+ * parallelNeedleSearch. The threads start at once and the search when the needles come.
+ */
 export async function parallelSearchNeedles(
   request: ParallelNeedleSearchRequest,
   options: Omit<ScanPoolOptions, 'threads'> = {},
 ): Promise<NeedleHit[]> {
   if (request.identity) assertSameFile(request.path, request.identity);
-  const hits = await parallelSearchImage(request.path, request.needles, {
-    ...options,
-    threads: request.threads,
-    onProgress: request.onProgress,
-    ...(request.identity ? { identity: request.identity } : {}),
-  });
-  // The threads read the file at the path; the caller reads the tasks around the hits in the file it opened.
-  if (request.identity) assertSameFile(request.path, request.identity);
-  return hits;
+  const pool = await ScanPool.create({ ...options, threads: request.threads });
+  try {
+    const hits = await pool.searchImage(request.path, await request.needles, {
+      onProgress: request.onProgress,
+      ...(request.identity ? { identity: request.identity } : {}),
+    });
+    // The threads read the file at the path; the caller reads the tasks around the hits in the file it opened.
+    if (request.identity) assertSameFile(request.path, request.identity);
+    return hits;
+  } finally {
+    await pool.close();
+  }
 }
 
 /** A physical rule scan on a pool created for it and closed after it: the DumpContext's parallelRuleScan. */

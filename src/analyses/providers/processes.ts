@@ -31,19 +31,22 @@ export const taskCarverProvider = defineProvider('task carver', async (context) 
  * other work until the hits come back.
  */
 export const carvedTasksProvider = defineProvider<readonly ExaminedTask[]>('carved tasks', async (context) => {
-  const carver = await context.get(taskCarverProvider);
   const onProgress = context.progress('carving task_structs');
   const parallel = context.parallelNeedleSearch;
-  if (!parallel) return carver.carve(onProgress);
+  if (!parallel) return (await context.get(taskCarverProvider)).carve(onProgress);
+  // The threads start while this thread finds the kernel and its profile, where the needles come from.
+  const carver = context.get(taskCarverProvider);
+  const needles = carver.then((found) => found.needles);
+  needles.catch(() => {}); // the carver's failure is reported through the search, or through `await carver`
   const hits = await parallel({
     path: context.path,
     identity: context.identity,
-    needles: carver.needles,
+    needles,
     // One core stays with this thread: it goes on with the analysis (check's other checks) meanwhile.
     threads: Math.max(1, (context.defaultThreads ?? availableParallelism()) - 1),
     onProgress,
   });
-  return carver.tasksAt(hits);
+  return (await carver).tasksAt(hits);
 });
 
 /** The tasks of the initial pid namespace (its IDR), what /proc reads. */
