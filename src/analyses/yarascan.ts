@@ -126,6 +126,17 @@ async function scanPhysical(
   const threads = options.threads ?? inputs.defaultThreads ?? availableParallelism();
   const onProgress = inputs.progress('scanning with rules');
   const parallel = inputs.parallelRuleScan;
+  // Who owns each hit (the kernel, its profile, every process: carved ones too) is found while the
+  // scan threads go on, from the first part of the dump with hits; a scan without any pays nothing.
+  const ownerWarnings: string[] = [];
+  let owners: Promise<ReverseMap | undefined> | undefined;
+  const findOwners = () => {
+    if (!owners) {
+      owners = ownersOrWarn(inputs, ownerWarnings);
+      owners.catch(() => {}); // awaited once the scan is done
+    }
+    return owners;
+  };
   const result =
     threads > 1 && parallel
       ? await parallel({
@@ -134,15 +145,20 @@ async function scanPhysical(
           scanner,
           threads,
           onProgress,
+          onHits: () => void findOwners(),
         })
       : scanner.scanImage(image, { onProgress });
   warnTruncated(scanner, result, warnings);
   const matches = scanner.evaluate(result.hits, image.totalBytes, imageUnit(image));
-  if (matches.length === 0) return;
   const stringless = stringlessRows(matches, { owner: 'dump', pid: null, comm: null });
   rows.add(stringless.length, () => stringless);
-  if (stringless.length === matches.length) return;
-  const reverseMap = await ownersOrWarn(inputs, warnings);
+  if (stringless.length === matches.length) {
+    // No rule shows a string: owners found meanwhile (the scan had hits) are not needed, nor their warnings.
+    await owners?.catch(() => undefined);
+    return;
+  }
+  const reverseMap = await findOwners();
+  warnings.push(...ownerWarnings);
   const ownersOf = (offset: number): ReadonlyArray<Attribution | { readonly owner: 'unknown' }> =>
     reverseMap?.attribute(offset) ?? UNKNOWN_OWNER;
   for (const { rule, reported } of matches)

@@ -58,7 +58,7 @@ function firstRow(rows: RowSet): Row | undefined {
 }
 
 /** The rows' lines, a chunk at a time: rows made on the fly are written and dropped, never all held. */
-function* inChunks(rows: RowSet, line: (row: Row, index: number) => string): Generator<string> {
+function* inChunks<T>(rows: Iterable<T>, line: (row: T, index: number) => string): Generator<string> {
   let chunk = '';
   let index = 0;
   for (const row of rows) {
@@ -98,14 +98,29 @@ function renderRecord(row: Row, columns: readonly Column[]): string {
   return present.map((column) => `${column.title.padEnd(width)}  ${cellText(row[column.key])}`).join('\n') + '\n';
 }
 
+/**
+ * Up to this many rows, a table's cells are made once and kept for its lines (a few MiB of text);
+ * beyond, rows are made again for the lines, so millions of rows made on the fly are never all held.
+ */
+const KEPT_TABLE_ROWS = 16_384;
+
 function* renderTable(rows: RowSet, columns: readonly Column[]): Generator<string> {
   const cell = (row: Row, column: Column) => {
     const text = cellText(row[column.key], column.separator);
     return column.indentByDepth && typeof row.depth === 'number' ? '  '.repeat(row.depth) + text : text;
   };
-  // Widths in a first pass, then the lines in chunks: no row of text is kept for the whole table.
+  const cellsOf = (row: Row) => columns.map((column) => cell(row, column));
+  const lines: Iterable<string[]> =
+    rows.length <= KEPT_TABLE_ROWS
+      ? Array.from(rows, cellsOf)
+      : {
+          *[Symbol.iterator]() {
+            for (const row of rows) yield cellsOf(row);
+          },
+        };
+  // Widths in a first pass, then the lines in chunks.
   const widths = columns.map((column) => column.title.length);
-  for (const row of rows) columns.forEach((column, i) => (widths[i] = Math.max(widths[i]!, cell(row, column).length)));
+  for (const line of lines) line.forEach((text, i) => (widths[i] = Math.max(widths[i]!, text.length)));
   const alignRight = columns.map((column) => column.kind === 'int');
   const format = (line: readonly string[]) =>
     line
@@ -113,5 +128,5 @@ function* renderTable(rows: RowSet, columns: readonly Column[]): Generator<strin
       .join('  ')
       .trimEnd();
   yield format(columns.map((column) => column.title)) + '\n';
-  yield* inChunks(rows, (row) => format(columns.map((column) => cell(row, column))) + '\n');
+  yield* inChunks(lines, (line) => format(line) + '\n');
 }

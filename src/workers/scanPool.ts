@@ -9,7 +9,7 @@ import { isDecodedImage } from '../image/decodedImage.js';
 import { openImage } from '../image/open.js';
 import { DEFAULT_WINDOW_BYTES } from '../kernels/memoryMap.js';
 import type { NeedleHit } from '../kernels/multiNeedle.js';
-import type { ParallelRuleScanRequest } from '../analyses/context.js';
+import type { ParallelNeedleSearchRequest, ParallelRuleScanRequest } from '../analyses/context.js';
 import type { RuleScanResult, RuleScanner } from '../rules/scanner.js';
 import { planScanJobs, unpackHits, type ScanJob } from './physicalJobs.js';
 import type { ScanWorkerApi, ScanWorkerData } from './scanWorker.js';
@@ -117,7 +117,9 @@ export class ScanPool {
     // Own copies: structured cloning a view would send its whole underlying buffer.
     const needleCopies = needles.map((needle) => needle.slice());
     const results = await this.runJobs(path, options, async (thread, job) =>
-      unpackHits(await thread.call((remote) => remote.searchPhysical(path, needleCopies, job.start, job.end))),
+      unpackHits(
+        await thread.call((remote) => remote.searchPhysical(path, needleCopies, job.start, job.end, options.identity)),
+      ),
     );
     return results.flat();
   }
@@ -128,7 +130,11 @@ export class ScanPool {
    * receives them serialized (one copy of the bytes each, transferred) and builds its scanner from
    * them, so no thread parses or compiles the rule text again.
    */
-  async scanRules(path: string, scanner: RuleScanner, options: PoolSearchOptions = {}): Promise<RuleScanResult> {
+  async scanRules(
+    path: string,
+    scanner: RuleScanner,
+    options: PoolSearchOptions & { onHits?: () => void } = {},
+  ): Promise<RuleScanResult> {
     const serializedRules = serialize(scanner.rules);
     // Per finished job, its matches per string: a job need not keep what the jobs before it already filled the cap with.
     const keptByJob: Uint32Array[] = [];
@@ -154,6 +160,7 @@ export class ScanPool {
         const kept = new Uint32Array(scanner.strings.length);
         for (const { strings } of part.columns) for (const string of strings) kept[string]!++;
         keptByJob[index] = kept;
+        if (part.columns.some((columns) => columns.strings.length > 0)) options.onHits?.();
         // Merged as soon as the jobs before it are: a part is not held beside the result longer than it must be.
         merge.add(index, part);
       },
@@ -240,6 +247,29 @@ export async function parallelSearchImage(
   }
 }
 
+/**
+ * A physical needle search on a pool created for it and closed after it: the DumpContext's
+ * parallelNeedleSearch. The threads start at once and the search when the needles come.
+ */
+export async function parallelSearchNeedles(
+  request: ParallelNeedleSearchRequest,
+  options: Omit<ScanPoolOptions, 'threads'> = {},
+): Promise<NeedleHit[]> {
+  if (request.identity) assertSameFile(request.path, request.identity);
+  const pool = await ScanPool.create({ ...options, threads: request.threads });
+  try {
+    const hits = await pool.searchImage(request.path, await request.needles, {
+      onProgress: request.onProgress,
+      ...(request.identity ? { identity: request.identity } : {}),
+    });
+    // The threads read the file at the path; the caller reads the tasks around the hits in the file it opened.
+    if (request.identity) assertSameFile(request.path, request.identity);
+    return hits;
+  } finally {
+    await pool.close();
+  }
+}
+
 /** A physical rule scan on a pool created for it and closed after it: the DumpContext's parallelRuleScan. */
 export async function parallelScanRules(
   request: ParallelRuleScanRequest,
@@ -250,6 +280,7 @@ export async function parallelScanRules(
   try {
     const result = await pool.scanRules(request.path, request.scanner, {
       onProgress: request.onProgress,
+      ...(request.onHits ? { onHits: request.onHits } : {}),
       ...(request.identity ? { identity: request.identity } : {}),
     });
     // The threads read the file at the path; the caller attributes hits with the file it opened.
