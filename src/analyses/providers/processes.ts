@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { DEFAULT_MAX_LIST_STEPS, type KernelReader } from '../../os/linux/kernelReader.js';
 import { walkPidNamespace, type PidTask } from '../../os/linux/pidNamespace.js';
 import { buildReverseMap, type ReverseMap } from '../../os/linux/reverseMap.js';
@@ -25,28 +24,10 @@ export const taskCarverProvider = defineProvider('task carver', async (context) 
   TaskCarver.create(context.kernel, await context.get(readerProvider)),
 );
 
-/**
- * Every task_struct carved from physical memory: one pass over the whole dump, made once. With
- * search threads (the CLI's), the pass runs on them and this thread is free for the analysis's
- * other work until the hits come back.
- */
+/** Every task_struct carved from physical memory: one pass over the whole dump, made once. */
 export const carvedTasksProvider = defineProvider<readonly ExaminedTask[]>('carved tasks', async (context) => {
-  const onProgress = context.progress('carving task_structs');
-  const parallel = context.parallelNeedleSearch;
-  if (!parallel) return (await context.get(taskCarverProvider)).carve(onProgress);
-  // The threads start while this thread finds the kernel and its profile, where the needles come from.
-  const carver = context.get(taskCarverProvider);
-  const needles = carver.then((found) => found.needles);
-  needles.catch(() => {}); // the carver's failure is reported through the search, or through `await carver`
-  const hits = await parallel({
-    path: context.path,
-    identity: context.identity,
-    needles,
-    // One core stays with this thread: it goes on with the analysis (check's other checks) meanwhile.
-    threads: Math.max(1, (context.defaultThreads ?? availableParallelism()) - 1),
-    onProgress,
-  });
-  return (await carver).tasksAt(hits);
+  const carver = await context.get(taskCarverProvider);
+  return carver.carve(context.progress('carving task_structs'));
 });
 
 /** The tasks of the initial pid namespace (its IDR), what /proc reads. */
