@@ -1,4 +1,5 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -18,6 +19,8 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const RSS_LIMIT_MIB = 512;
 const CAP = 1_000_000;
+const RULE_CAP = 2_000_000;
+const SCAN_CAP = 3_000_000;
 
 /** Per string, how many distinct offsets its rows name (rows of one match are consecutive), reading the file in chunks. */
 function distinctOffsetsByString(path: string): Map<string, number> {
@@ -78,4 +81,63 @@ describe('yarascan with strings matching at every offset of a 512 MiB dump', () 
     );
     expect(distinctOffsetsByString(output)).toEqual(new Map([['$zeros', CAP]]));
   }, 600_000);
+
+  it('bounds many strings matching everywhere per string, per rule and per scan, and stays under 512 MiB', async () => {
+    // Three rules of three strings each, every one matching at (nearly) every offset of a zero page: a rule file,
+    // not the dump, is the attacker here. yara would keep nine million matches; vmscope keeps its limits and says so.
+    const rules = join(work, 'floods.yar');
+    writeFileSync(
+      rules,
+      [
+        'rule f1 { strings: $a = { 00 00 00 00 } $b = { ?? ?? } $c = { 00 00 } condition: any of them }',
+        'rule f2 { strings: $a = { 00 ?? 00 } $b = { ?? 00 } $c = /\\x00\\x00\\x00/ condition: any of them }',
+        `rule f3 { strings: $a = { ${'00 '.repeat(8)}} $b = { 00 [0-2] 00 } $c = { ${'?? '.repeat(64)}} condition: any of them }`,
+      ].join('\n') + '\n',
+    );
+    const child = spawn(
+      'sh',
+      [
+        '-c',
+        `exec /usr/bin/time -f '%M' "$0" "$@"`,
+        process.execPath,
+        join(repoRoot, 'bin/vmscope.js'),
+        'yarascan',
+        '--rules',
+        rules,
+        '--threads',
+        '2',
+        '--ndjson',
+        '--no-progress',
+        fixturePath('linux61-clean', 'raw'),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    // Rows of one match are consecutive (one per owner): matches counted per rule and string as the rows stream by.
+    const matches = new Map<string, number>();
+    let last = '';
+    for await (const line of createInterface({ input: child.stdout })) {
+      const row = JSON.parse(line) as { rule: string; string: string; physical: string };
+      const key = `${row.rule}:${row.string} ${row.physical}`;
+      if (key !== last) matches.set(`${row.rule}:${row.string}`, (matches.get(`${row.rule}:${row.string}`) ?? 0) + 1);
+      last = key;
+    }
+    const status = await new Promise<number | null>((done) => child.on('close', done));
+    expect(status, stderr).toBe(1);
+    const lines = stderr.trim().split('\n');
+    const peakMiB = Number(lines.at(-1)) / 1024;
+    console.log(`peak RSS ${peakMiB.toFixed(0)} MiB, ${[...matches.values()].reduce((a, b) => a + b, 0)} matches`);
+    expect(peakMiB).toBeLessThan(RSS_LIMIT_MIB);
+    const total = [...matches.values()].reduce((sum, count) => sum + count, 0);
+    expect(total).toBe(SCAN_CAP);
+    for (const count of matches.values()) expect(count).toBeLessThanOrEqual(CAP);
+    for (const rule of ['f1', 'f2', 'f3']) {
+      const ruleTotal = [...matches].filter(([key]) => key.startsWith(`${rule}:`)).reduce((sum, [, n]) => sum + n, 0);
+      expect(ruleTotal).toBeLessThanOrEqual(RULE_CAP);
+    }
+    // Every string that lost matches is named; here every rule lost some.
+    const warned = lines.filter((line) => line.endsWith('too many matches, only the first ones by offset are kept'));
+    for (const rule of ['f1', 'f2', 'f3']) expect(warned.some((line) => line.includes(` ${rule}:$`))).toBe(true);
+  }, 900_000);
 });
