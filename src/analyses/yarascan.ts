@@ -424,7 +424,9 @@ modules read the region's first bytes, so header rules match the images mapped i
 name the process, the region (start, end) and the offset inside it, with the virtual address.
 
 "data" shows the first ${SHOWN_BYTES} bytes of each match as hex and as text. A string matching
-more than a million times keeps its first million matches (as yara) and says so.
+more than a million times keeps its first million matches by offset (as yara) and says so; a
+rule's strings keep two million together and a whole scan three million, so rules matching
+everywhere cannot exhaust memory (each string that lost matches is named).
 Exit code 1 when any rule matched, 0 when none did.
 
 Examples:
