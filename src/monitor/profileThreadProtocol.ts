@@ -1,8 +1,7 @@
 import type { CpuState, ElfNote, ImageFormat, PhysicalRange } from '../image/types.js';
-import type { DiscoveryMethod } from '../os/linux/discovery.js';
+import type { LinuxKernel } from '../os/linux/discovery.js';
 import type { EncodedDerivation } from '../os/linux/profile.js';
 import type { KallsymsLocation } from '../symbols/kallsyms.js';
-import type { PagingLevels } from '../space/x86.js';
 import { VmscopeError, type ErrorCode } from '../util/errors.js';
 
 /**
@@ -35,17 +34,7 @@ export interface ProfileThreadData {
     readonly cpus: readonly CpuState[];
   };
   /** The kernel as discovery found it, without its image and address space (the thread makes its own). */
-  readonly kernel: {
-    readonly method: DiscoveryMethod;
-    readonly release: string;
-    readonly banner: string;
-    readonly bannerPhysical: number;
-    readonly kaslrSlide: bigint;
-    readonly physBase: bigint;
-    readonly dtb: number;
-    readonly pageOffsetBase: bigint;
-    readonly pagingLevels: PagingLevels;
-    readonly kaslr: boolean;
+  readonly kernel: Omit<LinuxKernel, 'image' | 'space' | 'vmcoreinfo' | 'warnings'> & {
     readonly vmcoreinfo:
       | { readonly text: string; readonly source: 'memory-note' | 'file-note'; readonly physical: number | undefined }
       | undefined;

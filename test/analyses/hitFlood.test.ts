@@ -47,30 +47,34 @@ function distinctOffsetsByString(path: string): Map<string, number> {
   return counts;
 }
 
+/** sh arguments running the installed command's 2-thread NDJSON yarascan of the 512 MiB dump under GNU time (peak RSS last on stderr). */
+function timedScan(rules: string, redirect: string, ...options: string[]): string[] {
+  return [
+    '-c',
+    `exec /usr/bin/time -f '%M' "$0" "$@" ${redirect}`,
+    process.execPath,
+    join(repoRoot, 'bin/vmscope.js'),
+    'yarascan',
+    '--rules',
+    rules,
+    '--threads',
+    '2',
+    '--ndjson',
+    '--no-progress',
+    ...options,
+    fixturePath('linux61-clean', 'raw'),
+  ];
+}
+
 describe('yarascan with strings matching at every offset of a 512 MiB dump', () => {
   it('keeps a million matches of { 00 00 00 00 }, says so, and stays under 512 MiB', () => {
     const rules = join(work, 'flood.yar');
     writeFileSync(rules, 'rule flood { strings: $zeros = { 00 00 00 00 } condition: $zeros }\n');
     const output = join(work, 'rows.ndjson');
-    const result = spawnSync(
-      'sh',
-      [
-        '-c',
-        `exec /usr/bin/time -f '%M' "$0" "$@" > '${output}'`,
-        process.execPath,
-        join(repoRoot, 'bin/vmscope.js'),
-        'yarascan',
-        '--rules',
-        rules,
-        '--threads',
-        '2',
-        '--ndjson',
-        '--no-progress',
-        '--no-cache',
-        fixturePath('linux61-clean', 'raw'),
-      ],
-      { encoding: 'utf8', timeout: 10 * 60_000 },
-    );
+    const result = spawnSync('sh', timedScan(rules, `> '${output}'`, '--no-cache'), {
+      encoding: 'utf8',
+      timeout: 10 * 60_000,
+    });
     expect(result.status, result.stderr).toBe(1); // a rule matched
     const stderr = result.stderr.trim().split('\n');
     const peakMiB = Number(stderr.at(-1)) / 1024;
@@ -94,24 +98,7 @@ describe('yarascan with strings matching at every offset of a 512 MiB dump', () 
         `rule f3 { strings: $a = { ${'00 '.repeat(8)}} $b = { 00 [0-2] 00 } $c = { ${'?? '.repeat(64)}} condition: any of them }`,
       ].join('\n') + '\n',
     );
-    const child = spawn(
-      'sh',
-      [
-        '-c',
-        `exec /usr/bin/time -f '%M' "$0" "$@"`,
-        process.execPath,
-        join(repoRoot, 'bin/vmscope.js'),
-        'yarascan',
-        '--rules',
-        rules,
-        '--threads',
-        '2',
-        '--ndjson',
-        '--no-progress',
-        fixturePath('linux61-clean', 'raw'),
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn('sh', timedScan(rules, ''), { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     // Rows of one match are consecutive (one per owner): matches counted per rule and string as the rows stream by.
