@@ -21,9 +21,13 @@ beforeAll(async () => {
 afterAll(() => base.close());
 
 function listProfile(profile: Profile): { profile: Profile; mmap: number; vmNext: number } {
-  const types = structuredClone<IsfTypes>(profile.types);
-  const mm = types.user_types['mm_struct']!;
-  const vma = types.user_types['vm_area_struct']!;
+  // Copies of the two structs to edit, beside the others: a profile's types may be a record decoded as it is read (lazyRecord).
+  const mm = structuredClone(profile.types.user_types['mm_struct']!);
+  const vma = structuredClone(profile.types.user_types['vm_area_struct']!);
+  const types: IsfTypes = {
+    ...profile.types,
+    user_types: { ...profile.types.user_types, mm_struct: mm, vm_area_struct: vma },
+  };
   const pointer = vma.fields['vm_file']!.type;
   const mmap = profile.offsetOf('mm_struct', 'mm_mt') + profile.offsetOf('maple_tree', 'ma_root');
   const vmNext = profile.offsetOf('vm_area_struct', 'vm_userfaultfd_ctx');
