@@ -2,7 +2,7 @@ import { hiddenModuleFindings, hiddenProcessFindings, syscallFindings, type Find
 import { processStateFindings, processStateProviders } from './processFindings.js';
 import { kernelProvider, uniqueWarnings } from './providers/kernel.js';
 import { allModulesProvider, hiddenModulesProvider, syscallReportProvider } from './providers/modules.js';
-import { processCrossViewProvider } from './providers/processes.js';
+import { carvedTasksProvider, processCrossViewProvider, taskCarverProvider } from './providers/processes.js';
 import { kernelHookFindingsProvider } from './providers/tampering.js';
 import type { Provider } from './context.js';
 import { defineAnalysis, type Column, type Row } from './types.js';
@@ -29,6 +29,8 @@ export const checkAnalysis = defineAnalysis({
   columns,
   uses: [
     kernelProvider,
+    taskCarverProvider,
+    carvedTasksProvider,
     processCrossViewProvider,
     hiddenModulesProvider,
     allModulesProvider,
@@ -78,12 +80,21 @@ Exit code 1 when there is any finding, 0 when the guest looks clean.`,
 export async function checkFindings(
   get: <T>(provider: Provider<T>) => Promise<T>,
 ): Promise<{ findings: Finding[]; problems: string[] }> {
-  const processes = await get(processCrossViewProvider);
-  const hidden = await get(hiddenModulesProvider);
-  const modules = await get(allModulesProvider);
-  const syscalls = await get(syscallReportProvider);
-  const processState = await processStateFindings(get);
-  const hooks = await get(kernelHookFindingsProvider);
+  // Carving all of memory is the longest step and runs on search threads when the context has
+  // them: asked for first (its threads start while this one finds the kernel and its profile) and
+  // sent there once the carver is ready, then every check that needs no carved task runs here meanwhile.
+  const carving = get(carvedTasksProvider);
+  carving.catch(() => {}); // awaited below, unless finding the carver fails first
+  await get(taskCarverProvider);
+  const [, processes, hidden, modules, syscalls, processState, hooks] = await Promise.all([
+    carving,
+    get(processCrossViewProvider),
+    get(hiddenModulesProvider),
+    get(allModulesProvider),
+    get(syscallReportProvider),
+    processStateFindings(get),
+    get(kernelHookFindingsProvider),
+  ]);
   return {
     findings: [
       ...hiddenProcessFindings(processes),

@@ -1,5 +1,6 @@
 import { openImage } from '../image/open.js';
 import { KernelInstance } from '../kernels/kernelInstance.js';
+import type { NeedleHit } from '../kernels/multiNeedle.js';
 import type { MemoryImage } from '../image/types.js';
 import { discoverLinuxKernel, type LinuxKernel } from '../os/linux/discovery.js';
 import { linuxProfile, type LinuxProfile, type ProfileOptions } from '../os/linux/profile.js';
@@ -23,10 +24,27 @@ export interface ParallelRuleScanRequest {
 }
 export type ParallelRuleScan = (request: ParallelRuleScanRequest) => Promise<RuleScanResult>;
 
+/** What a physical needle search on other threads needs (carving task_structs from all of memory). */
+export interface ParallelNeedleSearchRequest {
+  readonly path: string;
+  readonly identity: FileIdentity | undefined;
+  /** The needles once known: the threads start while the caller still works them out (finds the kernel, its profile). */
+  readonly needles: Promise<readonly Uint8Array[]>;
+  readonly threads: number;
+  readonly onProgress: (doneBytes: number, totalBytes: number) => void;
+}
+/** Every hit of the needles in the dump, sorted by (offset, needle): MultiNeedleSearcher.searchImage's result. */
+export type ParallelNeedleSearch = (request: ParallelNeedleSearchRequest) => Promise<NeedleHit[]>;
+
 export interface ContextOptions extends ProfileOptions {
   onProgress?: (phase: string, doneBytes: number, totalBytes: number) => void;
   /** Physical rule scans on several threads: the worker pool sits above this layer, so its user plugs it in (the CLI does). */
   parallelRuleScan?: ParallelRuleScan;
+  /**
+   * Needle searches over the whole dump on other threads (plugged in like parallelRuleScan): the
+   * main thread goes on with the rest of the analysis while they read memory.
+   */
+  parallelNeedleSearch?: ParallelNeedleSearch;
   /**
    * Threads a scan may use when its analysis is not told (default: the available parallelism).
    * A batch sets 1: its parallelism is across dumps.
@@ -151,6 +169,11 @@ export class DumpContext {
 
   get parallelRuleScan(): ParallelRuleScan | undefined {
     return this.options.parallelRuleScan;
+  }
+
+  /** Searches on threads that open the dump by its path: none over memory the caller lent (a live guest's RAM file). */
+  get parallelNeedleSearch(): ParallelNeedleSearch | undefined {
+    return this.ownsImage ? this.options.parallelNeedleSearch : undefined;
   }
 
   /** Threads for a scan whose analysis was not told how many. */

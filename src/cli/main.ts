@@ -9,7 +9,7 @@ import { isVmscopeError } from '../util/errors.js';
 import { checkOutputPath } from '../util/files.js';
 import { timedAsync } from '../util/phases.js';
 import { escapeControl } from '../util/text.js';
-import { parallelScanRules } from '../workers/scanPool.js';
+import { parallelScanRules, parallelSearchNeedles } from '../workers/scanPool.js';
 import { addAnalysisOptions, givenOptions } from './analysisOptions.js';
 import { registerBatchCommand } from './batchCommand.js';
 import { addPluginOption, analysisWithPlugins, registerPluginCommand } from './pluginCommand.js';
@@ -71,6 +71,7 @@ function contextOptions(options: CommonOptions, progress: ReturnType<typeof crea
     ...(options.isf ? { isf: options.isf } : {}),
     cacheDir: options.cache ? options.cacheDir : false,
     parallelRuleScan: (request) => parallelScanRules(request),
+    parallelNeedleSearch: (request) => parallelSearchNeedles(request),
   };
 }
 

@@ -9,7 +9,7 @@ import { isDecodedImage } from '../image/decodedImage.js';
 import { openImage } from '../image/open.js';
 import { DEFAULT_WINDOW_BYTES } from '../kernels/memoryMap.js';
 import type { NeedleHit } from '../kernels/multiNeedle.js';
-import type { ParallelRuleScanRequest } from '../analyses/context.js';
+import type { ParallelNeedleSearchRequest, ParallelRuleScanRequest } from '../analyses/context.js';
 import type { RuleScanResult, RuleScanner } from '../rules/scanner.js';
 import { planScanJobs, unpackHits, type ScanJob } from './physicalJobs.js';
 import type { ScanWorkerApi, ScanWorkerData } from './scanWorker.js';
@@ -117,7 +117,9 @@ export class ScanPool {
     // Own copies: structured cloning a view would send its whole underlying buffer.
     const needleCopies = needles.map((needle) => needle.slice());
     const results = await this.runJobs(path, options, async (thread, job) =>
-      unpackHits(await thread.call((remote) => remote.searchPhysical(path, needleCopies, job.start, job.end))),
+      unpackHits(
+        await thread.call((remote) => remote.searchPhysical(path, needleCopies, job.start, job.end, options.identity)),
+      ),
     );
     return results.flat();
   }
@@ -240,6 +242,29 @@ export async function parallelSearchImage(
   const pool = await ScanPool.create(options);
   try {
     return await pool.searchImage(path, needles, options);
+  } finally {
+    await pool.close();
+  }
+}
+
+/**
+ * A physical needle search on a pool created for it and closed after it: the DumpContext's
+ * parallelNeedleSearch. The threads start at once and the search when the needles come.
+ */
+export async function parallelSearchNeedles(
+  request: ParallelNeedleSearchRequest,
+  options: Omit<ScanPoolOptions, 'threads'> = {},
+): Promise<NeedleHit[]> {
+  if (request.identity) assertSameFile(request.path, request.identity);
+  const pool = await ScanPool.create({ ...options, threads: request.threads });
+  try {
+    const hits = await pool.searchImage(request.path, await request.needles, {
+      onProgress: request.onProgress,
+      ...(request.identity ? { identity: request.identity } : {}),
+    });
+    // The threads read the file at the path; the caller reads the tasks around the hits in the file it opened.
+    if (request.identity) assertSameFile(request.path, request.identity);
+    return hits;
   } finally {
     await pool.close();
   }

@@ -66,7 +66,9 @@ const api = {
   },
 
   /** Hits starting in [start, end) of the dump's physical memory, in (offset, needle) order. */
-  searchPhysical(path: string, needles: Uint8Array[], start: number, end: number): PackedHits {
+  searchPhysical(path: string, needles: Uint8Array[], start: number, end: number, identity?: FileIdentity): PackedHits {
+    // As scanRules: another file at the path now is refused, not searched.
+    if (identity) assertSameFile(path, identity);
     const searcher = MultiNeedleSearcher.create(needles, { windowBytes });
     const longestNeedle = needles.reduce((longest, needle) => Math.max(longest, needle.length), 0);
     const packed = packHits(searchPhysicalSlice(imageAt(path), searcher, longestNeedle, start, end));

@@ -11,7 +11,7 @@ import type { Row } from '../../src/analyses/types.js';
 import { yarascan } from '../../src/analyses/yarascan.js';
 import { processAddressSpace } from '../../src/os/linux/processSpace.js';
 import { X86AddressSpace } from '../../src/space/x86.js';
-import { parallelScanRules } from '../../src/workers/scanPool.js';
+import { parallelScanRules, parallelSearchNeedles } from '../../src/workers/scanPool.js';
 import { dumpFixtures, fixturePath, snapshotNames, truth } from '../support/fixtures.js';
 import { OverlayContext } from '../support/overlay.js';
 import { physicallySplitBoundary } from '../support/pages.js';
@@ -137,12 +137,13 @@ describe('yarascan on linux61-rootkit', () => {
     expect(rows.filter((row) => row.rule === 'hidden_name').map((row) => row.pid)).toContain(hidden.pid);
   }, 60_000);
 
-  it('gives the same rows on two pool threads as on one (owners found meanwhile)', async () => {
+  it('gives the same rows on two pool threads as on one (owners found meanwhile, tasks carved on threads too)', async () => {
     const { path: rules } = markerRules('linux61-rootkit');
     const single = await materialized(yarascan(context, { rules, threads: 1 }));
     const pooled = new DumpContext(context.path, {
       cacheDir,
       parallelRuleScan: (request) => parallelScanRules(request, { workerScript: WORKER_SCRIPT }),
+      parallelNeedleSearch: (request) => parallelSearchNeedles(request, { workerScript: WORKER_SCRIPT }),
     });
     try {
       const parallel = await materialized(yarascan(pooled, { rules, threads: 2 }));

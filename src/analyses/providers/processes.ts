@@ -1,3 +1,5 @@
+import { availableParallelism } from 'node:os';
+import { isDecodedImage } from '../../image/decodedImage.js';
 import { DEFAULT_MAX_LIST_STEPS, type KernelReader } from '../../os/linux/kernelReader.js';
 import { walkPidNamespace, type PidTask } from '../../os/linux/pidNamespace.js';
 import { buildReverseMap, type ReverseMap } from '../../os/linux/reverseMap.js';
@@ -24,10 +26,31 @@ export const taskCarverProvider = defineProvider('task carver', async (context) 
   TaskCarver.create(context.kernel, await context.get(readerProvider)),
 );
 
-/** Every task_struct carved from physical memory: one pass over the whole dump, made once. */
+/**
+ * Every task_struct carved from physical memory: one pass over the whole dump, made once. When
+ * the dump's memory is decoded (kdump, AVML, a migration stream) and there are search threads
+ * (the CLI's), the pass runs on them and this thread is free for the analysis's other work until
+ * the hits come back: decoding every page is CPU work worth a core. A stored dump is read faster
+ * here than a thread starts and competes with this one (measured on two cores: check 0.85-0.92 s
+ * here, 0.96-0.98 s on a thread).
+ */
 export const carvedTasksProvider = defineProvider<readonly ExaminedTask[]>('carved tasks', async (context) => {
-  const carver = await context.get(taskCarverProvider);
-  return carver.carve(context.progress('carving task_structs'));
+  const onProgress = context.progress('carving task_structs');
+  const parallel = context.parallelNeedleSearch;
+  if (!parallel || !isDecodedImage(context.image)) return (await context.get(taskCarverProvider)).carve(onProgress);
+  // The threads start while this thread finds the kernel and its profile, where the needles come from.
+  const carver = context.get(taskCarverProvider);
+  const needles = carver.then((found) => found.needles);
+  needles.catch(() => {}); // the carver's failure is reported through the search, or through `await carver`
+  const hits = await parallel({
+    path: context.path,
+    identity: context.identity,
+    needles,
+    // One core stays with this thread: it goes on with the analysis (check's other checks) meanwhile.
+    threads: Math.max(1, (context.defaultThreads ?? availableParallelism()) - 1),
+    onProgress,
+  });
+  return (await carver).tasksAt(hits);
 });
 
 /** The tasks of the initial pid namespace (its IDR), what /proc reads. */

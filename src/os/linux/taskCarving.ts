@@ -1,4 +1,4 @@
-import { MultiNeedleSearcher, pointerNeedle } from '../../kernels/multiNeedle.js';
+import { MultiNeedleSearcher, pointerNeedle, type NeedleHit } from '../../kernels/multiNeedle.js';
 import { VmscopeError } from '../../util/errors.js';
 import type { LinuxKernel } from './discovery.js';
 import type { KernelReader } from './kernelReader.js';
@@ -75,20 +75,31 @@ export class TaskCarver {
     return new TaskCarver(kernel, reader, new Set(classes), initTask, kernel.space.tryTranslate(initTask)?.physical);
   }
 
+  /** What `carve` searches physical memory for: the sched_class pointers every task_struct holds. */
+  get needles(): Uint8Array[] {
+    return [...this.schedClasses].map(pointerNeedle);
+  }
+
   /**
    * Every plausible task_struct in physical memory, in physical order: one pass of the
    * multi-needle kernel over the dump finds the sched_class pointers, and each hit is read as
-   * the task_struct around it. Slab objects are reported at their direct-map address; init_task,
-   * the one task in the kernel image, at its symbol.
+   * the task_struct around it (`tasksAt`).
    */
   carve(onProgress?: (doneBytes: number, totalBytes: number) => void): ExaminedTask[] {
-    const needles = [...this.schedClasses].map(pointerNeedle);
+    return this.tasksAt(
+      MultiNeedleSearcher.create(this.needles).searchImage(this.kernel.image, onProgress ? { onProgress } : {}),
+    );
+  }
+
+  /**
+   * The plausible task_structs around physical hits of `needles` (sorted by offset, as a search on
+   * this thread or on others returns them). Slab objects are reported at their direct-map address;
+   * init_task, the one task in the kernel image, at its symbol.
+   */
+  tasksAt(hits: Iterable<NeedleHit>): ExaminedTask[] {
     const schedClassOffset = this.reader.profile.offsetOf('task_struct', 'sched_class');
     const tasks: ExaminedTask[] = [];
-    for (const hit of MultiNeedleSearcher.create(needles).searchImage(
-      this.kernel.image,
-      onProgress ? { onProgress } : {},
-    )) {
+    for (const hit of hits) {
       const physical = hit.offset - schedClassOffset;
       // Pointers in a task_struct are 8-byte aligned; an unaligned hit is other data.
       if (hit.offset % 8 !== 0 || physical < 0) continue;
