@@ -140,9 +140,39 @@ function locateFromFirstVmcoreinfo(image: MemoryImage): { located: Located; warn
   }
   const span = layout && kernelImageSpan(image, layout);
   if (!layout || !span) return undefined;
-  const bannerHits = MultiNeedleSearcher.create([NEEDLES.banner]).searchStreams(physicalStreams(image, span));
-  const located = locateBanners(image, layout, readBanners(image, bannerHits));
+  const version = vmcoreinfoUtsVersion(new X86AddressSpace(image, layout.dtb, layout.pagingLevels), layout.vmcoreinfo);
+  const located = locateBanners(image, layout, kernelImageBanners(image, span, version));
   return located && { located, warnings };
+}
+
+/** How much of the kernel image is searched for banners at a time (its mapping's page size). */
+const BANNER_SEARCH_STEP = Number(PMD_SIZE);
+
+/**
+ * The banners in the kernel image, in physical order, up to the first that ends with init_uts_ns's
+ * `version` (linux_banner, which linuxBanner then picks: it is early in .rodata, right after the
+ * text), or all of them when none does or the version is unknown. The image is searched a 2 MiB
+ * page at a time, so the data and bss after .rodata (tens of MiB that a compressed dump would
+ * inflate page by page) are not read for nothing. Every banner in the span is mapped: the span is
+ * where the kernel-image mapping holds (kernelImageSpan).
+ */
+function kernelImageBanners(
+  image: MemoryImage,
+  span: { start: number; end: number },
+  version: string | undefined,
+): Banner[] {
+  const searcher = MultiNeedleSearcher.create([NEEDLES.banner]);
+  const banners: Banner[] = [];
+  for (let start = span.start; start < span.end; start += BANNER_SEARCH_STEP) {
+    const end = Math.min(span.end, start + BANNER_SEARCH_STEP);
+    // A banner starting near the step's end is read whole: the search reaches past it by the needle.
+    const reach = { start, end: Math.min(span.end, end + NEEDLES.banner.length - 1) };
+    const hits = searcher.searchStreams(physicalStreams(image, reach)).filter((hit) => hit.offset < end);
+    const found = readBanners(image, hits);
+    banners.push(...found);
+    if (version !== undefined && found.some((banner) => banner.text.endsWith(` ${version}\n`))) break;
+  }
+  return banners;
 }
 
 /**
@@ -340,16 +370,8 @@ function linuxBanner(
  * template with the placeholder version "# SMP …").
  */
 function utsVersion(space: X86AddressSpace, vmcoreinfo: Vmcoreinfo | undefined): string | undefined {
-  const symbol = vmcoreinfo?.symbol('init_uts_ns');
-  if (symbol !== undefined) {
-    const uts = new Uint8Array(6 * UTS_FIELD);
-    try {
-      space.read(symbol + BigInt(vmcoreinfo?.offset('uts_namespace.name') ?? 0), uts);
-      if (cString(uts, 0, UTS_FIELD) === 'Linux') return cString(uts, UTS_VERSION, UTS_FIELD);
-    } catch (error) {
-      if (!(error instanceof VmscopeError)) throw error;
-    }
-  }
+  const named = vmcoreinfoUtsVersion(space, vmcoreinfo);
+  if (named !== undefined) return named;
   const candidates = findUtsNames(space);
   if (candidates.length <= 1) return candidates[0]?.version;
   const references = countPointerReferences(
@@ -358,6 +380,20 @@ function utsVersion(space: X86AddressSpace, vmcoreinfo: Vmcoreinfo | undefined):
   );
   const best = references.indexOf(Math.max(...references));
   return references[best]! > 0 ? candidates[best]!.version : undefined;
+}
+
+/** init_uts_ns.name.version at the address VMCOREINFO gives, when it names init_uts_ns and a "Linux" new_utsname is there. */
+function vmcoreinfoUtsVersion(space: X86AddressSpace, vmcoreinfo: Vmcoreinfo | undefined): string | undefined {
+  const symbol = vmcoreinfo?.symbol('init_uts_ns');
+  if (symbol === undefined) return undefined;
+  const uts = new Uint8Array(6 * UTS_FIELD);
+  try {
+    space.read(symbol + BigInt(vmcoreinfo?.offset('uts_namespace.name') ?? 0), uts);
+  } catch (error) {
+    if (!(error instanceof VmscopeError)) throw error;
+    return undefined;
+  }
+  return cString(uts, 0, UTS_FIELD) === 'Linux' ? cString(uts, UTS_VERSION, UTS_FIELD) : undefined;
 }
 
 /** Every new_utsname in the kernel image: "Linux" NUL-padded to 65 bytes, a printable release, a "#…" version. */
