@@ -1,3 +1,4 @@
 export { findNeedles } from './multiNeedle';
 export { filterAtoms } from './atomFilter';
 export { decodeTable } from './pageTables';
+export { findWordsInRange } from './alignedWords';

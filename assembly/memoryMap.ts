@@ -32,7 +32,8 @@
  * one slot per loaded needle is free, so when the hit area runs short it stops *between* two
  * addresses and stores the first unverified one at SCAN_RESUME_ADDRESS: calling again from there
  * loses and repeats nothing. After a complete scan the resume address equals the scan's end.
- * filterAtoms writes the same hit records ({ u32 start address, u32 atom id }) under the same rule.
+ * filterAtoms writes the same hit records ({ u32 start address, u32 atom id }) under the same rule,
+ * and so does findWordsInRange (id 0: the host reads the word at the address from the window).
  *
  * The page-table area is apart from everything a scan uses (needles, hits, resume address, window,
  * atom tables), and decodeTable touches nothing else, not even the hit count: a page-table walk

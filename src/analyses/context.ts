@@ -32,6 +32,8 @@ export interface ParallelNeedleSearchRequest {
   readonly needles: Promise<readonly Uint8Array[]>;
   readonly threads: number;
   readonly onProgress: (doneBytes: number, totalBytes: number) => void;
+  /** The needles are pointers: 8-byte words wanted at 8-aligned offsets only (kernels/needleSearcher.ts). */
+  readonly wordAligned?: boolean;
 }
 /** Every hit of the needles in the dump, sorted by (offset, needle): MultiNeedleSearcher.searchImage's result. */
 export type ParallelNeedleSearch = (request: ParallelNeedleSearchRequest) => Promise<NeedleHit[]>;

@@ -14,6 +14,7 @@ interface KernelExports {
   findNeedles(needleCount: number, dataEnd: number, from: number, positionEnd: number): number;
   filterAtoms(tables: number, dataEnd: number, from: number, positionEnd: number): number;
   decodeTable(tableAddress: number, level: number, outAddress: number): number;
+  findWordsInRange(low: bigint, high: bigint, dataEnd: number, from: number, positionEnd: number): number;
 }
 
 const OS_PAGE_BYTES = 4096;
@@ -122,6 +123,7 @@ export class KernelInstance {
       this.kernels.findNeedles(needleCount, end, WINDOW_ADDRESS, end);
       this.kernels.filterAtoms(this.atomTablesAddress, end, WINDOW_ADDRESS, end);
       this.kernels.decodeTable(PAGE_TABLE_ADDRESS, 1 + (call % 4), TABLE_RECORDS_ADDRESS);
+      this.kernels.findWordsInRange(0n, BigInt(call), end, WINDOW_ADDRESS, end);
     }
   }
 }

@@ -1,5 +1,6 @@
 import type { MemoryImage, PhysicalRange } from '../image/types.js';
-import type { MultiNeedleSearcher, NeedleHit } from '../kernels/multiNeedle.js';
+import type { NeedleHit } from '../kernels/multiNeedle.js';
+import type { NeedleSearcher } from '../kernels/needleSearcher.js';
 import type { ScanPart } from '../rules/partMerge.js';
 import type { RuleScanResult } from '../rules/scanner.js';
 
@@ -88,10 +89,10 @@ export function scanPhysicalSlice<Result>(
   return scan(withRanges(image, clipped));
 }
 
-/** MultiNeedleSearcher's hits in a job: needles look neither back nor past their own bytes. */
+/** A needle searcher's hits in a job: needles look neither back nor past their own bytes. */
 export function searchPhysicalSlice(
   image: MemoryImage,
-  searcher: MultiNeedleSearcher,
+  searcher: NeedleSearcher,
   longestNeedle: number,
   start: number,
   end: number,

@@ -108,17 +108,22 @@ export class ScanPool {
     return pool;
   }
 
-  /** Every hit of `needles` (1 to MAX_NEEDLE_LENGTH bytes each) in the dump at `path`, sorted by (offset, needle). */
+  /**
+   * Every hit of `needles` (1 to MAX_NEEDLE_LENGTH bytes each) in the dump at `path`, sorted by
+   * (offset, needle); with `wordAligned`, of 8-byte words at 8-aligned offsets only (needleSearcher.ts).
+   */
   async searchImage(
     path: string,
     needles: readonly Uint8Array[],
-    options: PoolSearchOptions = {},
+    options: PoolSearchOptions & { wordAligned?: boolean } = {},
   ): Promise<NeedleHit[]> {
     // Own copies: structured cloning a view would send its whole underlying buffer.
     const needleCopies = needles.map((needle) => needle.slice());
     const results = await this.runJobs(path, options, async (thread, job) =>
       unpackHits(
-        await thread.call((remote) => remote.searchPhysical(path, needleCopies, job.start, job.end, options.identity)),
+        await thread.call((remote) =>
+          remote.searchPhysical(path, needleCopies, job.start, job.end, options.identity, options.wordAligned),
+        ),
       ),
     );
     return results.flat();
@@ -260,6 +265,7 @@ export async function parallelSearchNeedles(
   try {
     const hits = await pool.searchImage(request.path, await request.needles, {
       onProgress: request.onProgress,
+      ...(request.wordAligned ? { wordAligned: true } : {}),
       ...(request.identity ? { identity: request.identity } : {}),
     });
     // The threads read the file at the path; the caller reads the tasks around the hits in the file it opened.

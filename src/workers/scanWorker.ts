@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { openImage } from '../image/open.js';
 import type { MemoryImage } from '../image/types.js';
 import { KernelInstance } from '../kernels/kernelInstance.js';
-import { MultiNeedleSearcher } from '../kernels/multiNeedle.js';
+import { needleSearcher } from '../kernels/needleSearcher.js';
 import { deserialize } from 'node:v8';
 import type { CompiledRules } from '../rules/compile.js';
 import type { MatchLimits } from '../rules/matchCap.js';
@@ -66,10 +66,17 @@ const api = {
   },
 
   /** Hits starting in [start, end) of the dump's physical memory, in (offset, needle) order. */
-  searchPhysical(path: string, needles: Uint8Array[], start: number, end: number, identity?: FileIdentity): PackedHits {
+  searchPhysical(
+    path: string,
+    needles: Uint8Array[],
+    start: number,
+    end: number,
+    identity?: FileIdentity,
+    wordAligned?: boolean,
+  ): PackedHits {
     // As scanRules: another file at the path now is refused, not searched.
     if (identity) assertSameFile(path, identity);
-    const searcher = MultiNeedleSearcher.create(needles, { windowBytes });
+    const searcher = needleSearcher(needles, { windowBytes, ...(wordAligned ? { wordAligned } : {}) });
     const longestNeedle = needles.reduce((longest, needle) => Math.max(longest, needle.length), 0);
     const packed = packHits(searchPhysicalSlice(imageAt(path), searcher, longestNeedle, start, end));
     return Comlink.transfer(packed, [packed.offsets.buffer, packed.needles.buffer]);

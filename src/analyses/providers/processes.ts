@@ -46,6 +46,7 @@ export const carvedTasksProvider = defineProvider<readonly ExaminedTask[]>('carv
     path: context.path,
     identity: context.identity,
     needles,
+    wordAligned: true,
     // One core stays with this thread: it goes on with the analysis (check's other checks) meanwhile.
     threads: Math.max(1, (context.defaultThreads ?? availableParallelism()) - 1),
     onProgress,

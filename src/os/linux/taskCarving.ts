@@ -1,4 +1,5 @@
-import { MultiNeedleSearcher, pointerNeedle, type NeedleHit } from '../../kernels/multiNeedle.js';
+import { pointerNeedle, type NeedleHit } from '../../kernels/multiNeedle.js';
+import { needleSearcher } from '../../kernels/needleSearcher.js';
 import { VmscopeError } from '../../util/errors.js';
 import type { LinuxKernel } from './discovery.js';
 import type { KernelReader } from './kernelReader.js';
@@ -75,19 +76,25 @@ export class TaskCarver {
     return new TaskCarver(kernel, reader, new Set(classes), initTask, kernel.space.tryTranslate(initTask)?.physical);
   }
 
-  /** What `carve` searches physical memory for: the sched_class pointers every task_struct holds. */
+  /**
+   * What `carve` searches physical memory for: the sched_class pointers every task_struct holds,
+   * as 8-byte needles wanted at 8-aligned offsets (needleSearcher's `wordAligned`).
+   */
   get needles(): Uint8Array[] {
     return [...this.schedClasses].map(pointerNeedle);
   }
 
   /**
-   * Every plausible task_struct in physical memory, in physical order: one pass of the
-   * multi-needle kernel over the dump finds the sched_class pointers, and each hit is read as
-   * the task_struct around it (`tasksAt`).
+   * Every plausible task_struct in physical memory, in physical order: one pass of the aligned-word
+   * kernel over the dump finds the sched_class pointers (the classes sit together in .rodata: one
+   * range of values), and each hit is read as the task_struct around it (`tasksAt`).
    */
   carve(onProgress?: (doneBytes: number, totalBytes: number) => void): ExaminedTask[] {
     return this.tasksAt(
-      MultiNeedleSearcher.create(this.needles).searchImage(this.kernel.image, onProgress ? { onProgress } : {}),
+      needleSearcher(this.needles, { wordAligned: true }).searchImage(
+        this.kernel.image,
+        onProgress ? { onProgress } : {},
+      ),
     );
   }
 
