@@ -140,8 +140,9 @@ function locateFromFirstVmcoreinfo(image: MemoryImage): { located: Located; warn
   }
   const span = layout && kernelImageSpan(image, layout);
   if (!layout || !span) return undefined;
-  const version = vmcoreinfoUtsVersion(new X86AddressSpace(image, layout.dtb, layout.pagingLevels), layout.vmcoreinfo);
-  const located = locateBanners(image, layout, kernelImageBanners(image, span, version));
+  const space = new X86AddressSpace(image, layout.dtb, layout.pagingLevels);
+  const version = vmcoreinfoUtsVersion(space, layout.vmcoreinfo);
+  const located = locateBanners(image, layout, kernelImageBanners(space, layout.physBase, span, version));
   return located && { located, warnings };
 }
 
@@ -149,30 +150,39 @@ function locateFromFirstVmcoreinfo(image: MemoryImage): { located: Located; warn
 const BANNER_SEARCH_STEP = Number(PMD_SIZE);
 
 /**
- * The banners in the kernel image, in physical order, up to the first that ends with init_uts_ns's
- * `version` (linux_banner, which linuxBanner then picks: it is early in .rodata, right after the
- * text), or all of them when none does or the version is unknown. The image is searched a 2 MiB
- * page at a time, so the data and bss after .rodata (tens of MiB that a compressed dump would
- * inflate page by page) are not read for nothing. Every banner in the span is mapped: the span is
- * where the kernel-image mapping holds (kernelImageSpan).
+ * The banners in the kernel image, in physical order, found until one ends with init_uts_ns's
+ * `version` (linux_banner, which linuxBanner then picks), or all of them when none does or the
+ * version is unknown. The image is searched a 2 MiB page at a time, the pages the kernel maps
+ * no-execute first: linux_banner is in .rodata, and the text before it (16 MiB) and the data and
+ * bss after it (tens of MiB a compressed dump inflates page by page) are read only when .rodata
+ * does not hold it (a dump taken before mark_rodata_ro, say). Every banner in the span is mapped:
+ * the span is where the kernel-image mapping holds (kernelImageSpan).
  */
 function kernelImageBanners(
-  image: MemoryImage,
+  space: X86AddressSpace,
+  physBase: bigint,
   span: { start: number; end: number },
   version: string | undefined,
 ): Banner[] {
+  const steps: Array<{ start: number; end: number; executable: boolean }> = [];
+  for (let start = span.start; start < span.end; start += BANNER_SEARCH_STEP) {
+    const executable = space.tryTranslate(kernelImageVirtual(start, physBase))?.executable ?? true;
+    steps.push({ start, end: Math.min(span.end, start + BANNER_SEARCH_STEP), executable });
+  }
   const searcher = MultiNeedleSearcher.create([NEEDLES.banner]);
   const banners: Banner[] = [];
-  for (let start = span.start; start < span.end; start += BANNER_SEARCH_STEP) {
-    const end = Math.min(span.end, start + BANNER_SEARCH_STEP);
+  for (const { start, end } of [
+    ...steps.filter((step) => !step.executable),
+    ...steps.filter((step) => step.executable),
+  ]) {
     // A banner starting near the step's end is read whole: the search reaches past it by the needle.
     const reach = { start, end: Math.min(span.end, end + NEEDLES.banner.length - 1) };
-    const hits = searcher.searchStreams(physicalStreams(image, reach)).filter((hit) => hit.offset < end);
-    const found = readBanners(image, hits);
+    const hits = searcher.searchStreams(physicalStreams(space.image, reach)).filter((hit) => hit.offset < end);
+    const found = readBanners(space.image, hits);
     banners.push(...found);
     if (version !== undefined && found.some((banner) => banner.text.endsWith(` ${version}\n`))) break;
   }
-  return banners;
+  return banners.sort((a, b) => a.physical - b.physical);
 }
 
 /**
