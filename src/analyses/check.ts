@@ -80,9 +80,9 @@ Exit code 1 when there is any finding, 0 when the guest looks clean.`,
 export async function checkFindings(
   get: <T>(provider: Provider<T>) => Promise<T>,
 ): Promise<{ findings: Finding[]; problems: string[] }> {
-  // Carving all of memory is the longest step. For a decoded dump it runs on search threads when the
-  // context has them (carvedTasksProvider): asked for first (its threads start while this one finds
-  // the kernel and its profile), then every check that needs no carved task runs here meanwhile.
+  // Carving all of memory is the longest step. For a large decoded dump it runs on search threads
+  // when the context has them (carvedTasksProvider): asked for first (its threads start while this
+  // one finds the kernel and its profile), then every check that needs no carved task runs here meanwhile.
   const carving = get(carvedTasksProvider);
   carving.catch(() => {}); // awaited below, unless finding the carver fails first
   await get(taskCarverProvider);

@@ -26,9 +26,15 @@ async function withContext<T>(
   }
 }
 
+let threadedSearches = 0;
+/** Search threads for any decoded dump, however small (parallelCarveMinBytes 0), counted. */
 const threaded = (threads: number): ContextOptions => ({
   threads,
-  parallelNeedleSearch: (request) => parallelSearchNeedles(request, { workerScript: WORKER_SCRIPT }),
+  parallelCarveMinBytes: 0,
+  parallelNeedleSearch: (request) => {
+    threadedSearches++;
+    return parallelSearchNeedles(request, { workerScript: WORKER_SCRIPT });
+  },
 });
 
 describe('carving task_structs on search threads', () => {
@@ -39,7 +45,9 @@ describe('carving task_structs on search threads', () => {
     'finds the same tasks, in the same order, as the carve on this thread (%i threads: one or two searching)',
     async (threads) => {
       const here = await withContext(path, {}, (context) => context.get(carvedTasksProvider));
+      const before = threadedSearches;
       const elsewhere = await withContext(path, threaded(threads), (context) => context.get(carvedTasksProvider));
+      expect(threadedSearches).toBe(before + 1);
       expect(here.length).toBeGreaterThan(0);
       expect(elsewhere).toEqual(here);
     },
@@ -53,12 +61,16 @@ describe('carving task_structs on search threads', () => {
     expect(processes.map((task) => `${task.pid} ${task.comm}`)).toContain(`${pid} ${comm}`);
   });
 
-  it('carves a stored dump (LiME) on this thread: reading it is cheaper than a thread', async () => {
+  it.each([
+    ['a stored dump (LiME): reading it is cheaper than a thread', fixturePath('linux61-rootkit', 'lime'), 0],
+    ['a decoded dump with little to decode (the 46 MiB AVML, by default)', path, undefined],
+  ])('carves %s on this thread', async (_what, dump, parallelCarveMinBytes) => {
     let searches = 0;
     const tasks = await withContext(
-      fixturePath('linux61-rootkit', 'lime'),
+      dump,
       {
         threads: 2,
+        ...(parallelCarveMinBytes === undefined ? {} : { parallelCarveMinBytes }),
         parallelNeedleSearch: (request) => {
           searches++;
           return parallelSearchNeedles(request, { workerScript: WORKER_SCRIPT });

@@ -28,16 +28,19 @@ export const taskCarverProvider = defineProvider('task carver', async (context) 
 
 /**
  * Every task_struct carved from physical memory: one pass over the whole dump, made once. When
- * the dump's memory is decoded (kdump, AVML, a migration stream) and there are search threads
- * (the CLI's), the pass runs on them and this thread is free for the analysis's other work until
- * the hits come back: decoding every page is CPU work worth a core. A stored dump is read faster
- * here than a thread starts and competes with this one (measured on two cores: check 0.85-0.92 s
- * here, 0.96-0.98 s on a thread).
+ * the dump's memory is decoded (kdump, AVML, a migration stream), holds a lot to decode
+ * (parallelCarveMinBytes stored) and there are search threads (the CLI's), the pass runs on them
+ * and this thread is free for the analysis's other work until the hits come back: decoding GiBs of
+ * pages is CPU work worth a core. A stored dump is read faster here than a thread starts and
+ * competes with this one (measured on two cores: check 0.85-0.92 s here, 0.96-0.98 s on a thread),
+ * and so is a small decoded one (DEFAULT_PARALLEL_CARVE_MIN_BYTES).
  */
 export const carvedTasksProvider = defineProvider<readonly ExaminedTask[]>('carved tasks', async (context) => {
   const onProgress = context.progress('carving task_structs');
   const parallel = context.parallelNeedleSearch;
-  if (!parallel || !isDecodedImage(context.image)) return (await context.get(taskCarverProvider)).carve(onProgress);
+  const storedBytes = context.identity?.size ?? 0;
+  if (!parallel || !isDecodedImage(context.image) || storedBytes < context.parallelCarveMinBytes)
+    return (await context.get(taskCarverProvider)).carve(onProgress);
   // The threads start while this thread finds the kernel and its profile, where the needles come from.
   const carver = context.get(taskCarverProvider);
   const needles = carver.then((found) => found.needles);
