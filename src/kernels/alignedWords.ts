@@ -1,4 +1,3 @@
-import type { MemoryImage } from '../image/types.js';
 import { KernelInstance } from './kernelInstance.js';
 import {
   DEFAULT_WINDOW_BYTES,
@@ -8,15 +7,8 @@ import {
   SCAN_RESUME_ADDRESS,
   WINDOW_ADDRESS,
 } from './memoryMap.js';
-import type { NeedleHit, SearcherOptions } from './multiNeedle.js';
-import {
-  scanBuffer,
-  scanImage,
-  scanStreams,
-  type ImageSearchOptions,
-  type Stream,
-  type WindowScanner,
-} from './streaming.js';
+import { appendPasses, type NeedleHit, type SearcherOptions } from './multiNeedle.js';
+import { StreamedSearch, type WindowScanner } from './streaming.js';
 
 export const WORD_BYTES = 8;
 /**
@@ -40,8 +32,8 @@ interface WordRange {
  * words in range are looked up here. Offsets are physical addresses for images, `base` + index
  * for buffers, and alignment is that of the offset.
  */
-export class AlignedWordSearcher {
-  private readonly scanner: WindowScanner<NeedleHit>;
+export class AlignedWordSearcher extends StreamedSearch<NeedleHit> {
+  protected readonly scanner: WindowScanner<NeedleHit>;
   private readonly values: DataView;
 
   private constructor(
@@ -49,6 +41,7 @@ export class AlignedWordSearcher {
     private readonly needlesOf: ReadonlyMap<bigint, readonly number[]>,
     private readonly kernel: KernelInstance,
   ) {
+    super();
     this.values = new DataView(kernel.memory.buffer);
     this.scanner = {
       kernel,
@@ -72,21 +65,6 @@ export class AlignedWordSearcher {
     );
   }
 
-  /** Every hit in `haystack` (copied into the window a chunk at a time); offsets are `base` + index. */
-  searchBuffer(haystack: Uint8Array, base = 0): NeedleHit[] {
-    return scanBuffer(this.scanner, haystack, base);
-  }
-
-  /** Every hit in the physical memory of `image`, read straight into the window (streaming.ts: a gap ends a stream). */
-  searchImage(image: MemoryImage, options: ImageSearchOptions = {}): NeedleHit[] {
-    return scanImage(this.scanner, image, options);
-  }
-
-  /** Every hit in streams the caller assembles, each on its own: no hit spans two. */
-  searchStreams(streams: readonly Stream[]): NeedleHit[] {
-    return scanStreams(this.scanner, streams, Infinity, () => {});
-  }
-
   /** Appends the hits at aligned offsets in `[ownedFrom, ownedTo)` of the window's `dataLength` bytes to `into`, sorted. */
   private scanWindow(
     windowBase: number,
@@ -96,15 +74,12 @@ export class AlignedWordSearcher {
     into: NeedleHit[],
     limit: number,
   ): void {
-    const { kernel, ranges } = this;
+    const { kernel } = this;
     const words = kernel.words;
     const firstAligned = ownedFrom + ((WORD_BYTES - ((windowBase + ownedFrom) % WORD_BYTES)) % WORD_BYTES);
     const dataEnd = WINDOW_ADDRESS + dataLength;
     const positionEnd = WINDOW_ADDRESS + ownedTo;
-    // Each range's pass covers the whole window, so several ranges' hits are merged by a sort; one range's come in order.
-    const hits: NeedleHit[] = ranges.length > 1 ? [] : into;
-    const more = () => ranges.length > 1 || hits.length < limit;
-    for (const { low, high } of ranges) {
+    appendPasses(this.ranges, into, limit, ({ low, high }, more, visit) => {
       for (
         let from = WINDOW_ADDRESS + firstAligned;
         from < positionEnd && more();
@@ -113,16 +88,11 @@ export class AlignedWordSearcher {
         const count = kernel.kernels.findWordsInRange(low, high, dataEnd, from, positionEnd);
         for (let i = 0; i < count; i++) {
           const at = words[(HITS_ADDRESS + i * HIT_BYTES + HIT_START_FIELD) / 4]!;
-          const offset = windowBase + (at - WINDOW_ADDRESS);
           for (const needle of this.needlesOf.get(this.values.getBigUint64(at, true)) ?? [])
-            hits.push({ needle, offset });
+            visit(needle, windowBase + (at - WINDOW_ADDRESS));
         }
       }
-    }
-    if (hits !== into) {
-      hits.sort((a, b) => a.offset - b.offset || a.needle - b.needle);
-      for (const hit of hits) into.push(hit);
-    }
+    });
   }
 }
 

@@ -1,4 +1,3 @@
-import type { MemoryImage } from '../image/types.js';
 import { KernelInstance } from './kernelInstance.js';
 import {
   DEFAULT_WINDOW_BYTES,
@@ -10,14 +9,7 @@ import {
   WINDOW_ADDRESS,
 } from './memoryMap.js';
 import { planNeedleGroups, type NeedleGroup } from './needleTable.js';
-import {
-  scanBuffer,
-  scanImage,
-  scanStreams,
-  type ImageSearchOptions,
-  type Stream,
-  type WindowScanner,
-} from './streaming.js';
+import { StreamedSearch, type WindowScanner } from './streaming.js';
 
 export { searchReference } from './multiNeedleReference.js';
 export type { ImageSearchOptions } from './streaming.js';
@@ -42,18 +34,39 @@ export interface SearcherOptions {
 }
 
 /**
+ * Appends to `into` the hits of a window's passes (one per needle group, word range, ...), sorted
+ * by (offset, needle). Each pass covers the whole window, so several passes' hits are merged by a
+ * sort; one pass's come in order, and it is told to stop (`more()` false) once `into` holds `limit`.
+ */
+export function appendPasses<Pass>(
+  passes: readonly Pass[],
+  into: NeedleHit[],
+  limit: number,
+  run: (pass: Pass, more: () => boolean, visit: (needle: number, offset: number) => void) => void,
+): void {
+  const hits: NeedleHit[] = passes.length > 1 ? [] : into;
+  const more = () => passes.length > 1 || hits.length < limit;
+  for (const pass of passes) run(pass, more, (needle, offset) => hits.push({ needle, offset }));
+  if (hits !== into) {
+    hits.sort((a, b) => a.offset - b.offset || a.needle - b.needle);
+    for (const hit of hits) into.push(hit);
+  }
+}
+
+/**
  * Exact search for a few byte strings at once, in WASM. Input streams through one fixed window of
  * kernel memory in chunks overlapping by (longest needle - 1) bytes (streaming.ts), so every hit is
  * reported exactly once, in offset order (then needle order).
  */
-export class MultiNeedleSearcher {
-  private readonly scanner: WindowScanner<NeedleHit>;
+export class MultiNeedleSearcher extends StreamedSearch<NeedleHit> {
+  protected readonly scanner: WindowScanner<NeedleHit>;
 
   private constructor(
     private readonly groups: readonly NeedleGroup[],
     overlap: number,
     private readonly kernel: KernelInstance,
   ) {
+    super();
     this.scanner = {
       kernel,
       overlap,
@@ -71,24 +84,6 @@ export class MultiNeedleSearcher {
     const groups = planNeedleGroups(needles.map((needle) => needle.slice()));
     const overlap = Math.max(1, ...needles.map((needle) => needle.length)) - 1;
     return new MultiNeedleSearcher(groups, overlap, KernelInstance.shared(options.windowBytes ?? DEFAULT_WINDOW_BYTES));
-  }
-
-  /** Every hit in `haystack` (copied into the window a chunk at a time); offsets are `base` + index. */
-  searchBuffer(haystack: Uint8Array, base = 0): NeedleHit[] {
-    return scanBuffer(this.scanner, haystack, base);
-  }
-
-  /**
-   * Every hit in the physical memory of `image`, read straight into the window. Ranges that touch
-   * (`end === next.start`) are one stream; a gap ends it, so no hit spans a gap.
-   */
-  searchImage(image: MemoryImage, options: ImageSearchOptions = {}): NeedleHit[] {
-    return scanImage(this.scanner, image, options);
-  }
-
-  /** Every hit in streams the caller assembles (a process's virtual memory), each on its own: no hit spans two. */
-  searchStreams(streams: readonly Stream[]): NeedleHit[] {
-    return scanStreams(this.scanner, streams, Infinity, () => {});
   }
 
   /**
@@ -119,18 +114,9 @@ export class MultiNeedleSearcher {
     into: NeedleHit[],
     limit: number,
   ): void {
-    const { groups } = this;
-    // Each group's pass covers the whole window, so several groups' hits are merged by a sort; one group's come in order.
-    const hits: NeedleHit[] = groups.length > 1 ? [] : into;
-    const more = () => groups.length > 1 || hits.length < limit;
-    for (const group of groups)
-      this.visitGroupHits(group, windowBase, dataLength, ownedFrom, ownedTo, more, (needle, offset) =>
-        hits.push({ needle, offset }),
-      );
-    if (hits !== into) {
-      hits.sort((a, b) => a.offset - b.offset || a.needle - b.needle);
-      for (const hit of hits) into.push(hit);
-    }
+    appendPasses(this.groups, into, limit, (group, more, visit) =>
+      this.visitGroupHits(group, windowBase, dataLength, ownedFrom, ownedTo, more, visit),
+    );
   }
 
   /** One group's hits starting in `[ownedFrom, ownedTo)`, in order, a kernel call's batch at a time while `more()` holds. */

@@ -36,6 +36,32 @@ export interface WindowScanner<Hit extends OffsetHit> {
   ): void;
 }
 
+/**
+ * A searcher over a WindowScanner: the same hits, in offset order, from a buffer, an image's
+ * physical memory or streams the caller assembles.
+ */
+export abstract class StreamedSearch<Hit extends OffsetHit> {
+  protected abstract readonly scanner: WindowScanner<Hit>;
+
+  /** Every hit in `haystack` (copied into the window a chunk at a time); offsets are `base` + index. */
+  searchBuffer(haystack: Uint8Array, base = 0): Hit[] {
+    return scanBuffer(this.scanner, haystack, base);
+  }
+
+  /**
+   * Every hit in the physical memory of `image`, read straight into the window. Ranges that touch
+   * (`end === next.start`) are one stream; a gap ends it, so no hit spans a gap.
+   */
+  searchImage(image: MemoryImage, options: ImageSearchOptions = {}): Hit[] {
+    return scanImage(this.scanner, image, options);
+  }
+
+  /** Every hit in streams the caller assembles (a process's virtual memory), each on its own: no hit spans two. */
+  searchStreams(streams: readonly Stream[]): Hit[] {
+    return scanStreams(this.scanner, streams, Infinity, () => {});
+  }
+}
+
 /** Bytes that follow one another without a gap, scanned as one sequence. */
 export interface Stream {
   readonly start: number;
