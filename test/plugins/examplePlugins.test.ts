@@ -128,6 +128,8 @@ describe('example plugins on a planted copy of linux61-clean', () => {
         workerScript: join(repoRoot, 'dist', 'batchWorker.js'),
       });
       const planted = summary.dumps.find((dump) => dump.path === copy.path)!;
+      // An analysis that failed is in errors, not counts: its message says why.
+      expect(planted.errors).toEqual([]);
       expect(planted.counts).toEqual({ pslist: expect.any(Number) as number, cryptominer: 1, masquerade: 3 });
       expect(planted.findings.map((finding) => `${finding.kind} ${finding.subject}`)).toEqual([
         'cryptominer pid 98 (xmrig)',
