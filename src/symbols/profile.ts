@@ -110,8 +110,11 @@ export class Profile {
   symbolsBetween(start: bigint, end: bigint): ProfileSymbol[] {
     const found: ProfileSymbol[] = [];
     for (let rank = this.firstAbove(start - 1n); rank < this.symbols.relocatableCount; rank++) {
-      if (this.symbols.relocatableAddress(rank) >= end) break;
-      found.push(this.symbols.relocatableAt(rank));
+      // Built before it is compared (one past the range is built for nothing): asking for the address
+      // first would compute it twice, and a whole kernel's worth of bigint arithmetic shows.
+      const symbol = this.symbols.relocatableAt(rank);
+      if (symbol.address >= end) break;
+      found.push(symbol);
     }
     return found;
   }
