@@ -27,6 +27,8 @@ export interface MappingRun {
 const PAGE_SIZE = 4096;
 /** Page-table pages kept decoded; 4096 pages = 16 MiB covers the kernel and a few processes. */
 const TABLE_CACHE_PAGES = 4096;
+/** Translated 4 KiB pages kept (a few MiB): what a command's kernel objects span many times over. */
+const TRANSLATION_CACHE_PAGES = 1 << 16;
 
 /** A table mappings() has open: its decoded entries, the next to visit, and what its parents allow. */
 interface TableFrame {
@@ -45,6 +47,15 @@ interface TableFrame {
   readonly executable: boolean;
 }
 
+/** The same translation for an address `bytes` further in its page (written out: a spread costs more here). */
+const movedBy = ({ physical, pageSize, writable, user, executable }: Translation, bytes: number): Translation => ({
+  physical: physical + bytes,
+  pageSize,
+  writable,
+  user,
+  executable,
+});
+
 /**
  * An x86-64 address space: 4- or 5-level paging rooted at a DTB (CR3), 2 MiB and 1 GiB pages.
  * Everything read here comes from the guest, so a bad entry is a typed fault naming the address
@@ -52,6 +63,12 @@ interface TableFrame {
  */
 export class X86AddressSpace {
   private readonly tables = new Map<number, BigUint64Array>();
+  /**
+   * Translations by virtual 4 KiB page number, each of the page's first byte: readers ask for a
+   * task's or a module's fields one at a time, and every walk of four tables is some thirty
+   * bigint operations. As consistent as the tables they come from (cached above).
+   */
+  private readonly translations = new Map<number, Translation>();
   private readonly scratch = new Uint8Array(8);
 
   constructor(
@@ -114,6 +131,18 @@ export class X86AddressSpace {
 
   translate(virtual: bigint): Translation {
     const address = BigInt.asUintN(64, virtual);
+    // A non-canonical address has a page number no canonical one has: it is never found here.
+    const page = Number(address >> 12n);
+    const known = this.translations.get(page);
+    if (known) return movedBy(known, Number(address & 0xfffn));
+    const translation = this.walk(address);
+    if (this.translations.size >= TRANSLATION_CACHE_PAGES)
+      this.translations.delete(this.translations.keys().next().value!);
+    this.translations.set(page, movedBy(translation, -Number(address & 0xfffn)));
+    return translation;
+  }
+
+  private walk(address: bigint): Translation {
     if (!this.isCanonical(address))
       throw new PageFaultError(this.image.path, address, this.levels, 'non-canonical address');
     let tablePhysical = this.dtb;

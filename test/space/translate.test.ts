@@ -63,6 +63,31 @@ describe.each(dumpFixtures())('kernel address space of $name ($format)', ({ name
   });
 });
 
+describe('translations asked for again', () => {
+  it('say what a fresh walk says, wherever in the page and whatever was asked before; faults are not remembered', () => {
+    const { name, format } = dumpFixtures()[0]!;
+    const context = new DumpContext(fixturePath(name, format));
+    try {
+      const { space, image, dtb, pagingLevels } = context.kernel;
+      const text = u64(truth(name).layout.text_virt);
+      // Kernel text sits in 2 MiB pages: several 4 KiB pages of one of them, each at a few offsets, then again.
+      const addresses = [0n, 0x10n, 0xff8n, 0x1000n, 0x1234n, 0x1fffffn, 0x200000n + 0x777n].map((at) => text + at);
+      const first = addresses.map((address) => space.translate(address));
+      const again = [...addresses].reverse().map((address) => space.translate(address));
+      const fresh = addresses.map((address) => new X86AddressSpace(image, dtb, pagingLevels).translate(address));
+      expect(first).toEqual(fresh);
+      expect(again.reverse()).toEqual(fresh);
+      expect(first[1]!.physical - first[0]!.physical).toBe(0x10);
+      for (let asked = 0; asked < 2; asked++) {
+        expect(() => space.translate(0x1000n)).toThrow(PageFaultError);
+        expect(() => space.translate(0x0000800000000000n)).toThrow(/non-canonical/);
+      }
+    } finally {
+      context.close();
+    }
+  });
+});
+
 /** Hash of every kernel page readable through the kernel's page tables, deduplicated by physical page. */
 function kernelPagesDigest(path: string): { digest: string; pages: number } {
   const context = new DumpContext(path);
