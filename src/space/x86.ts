@@ -29,6 +29,10 @@ const PAGE_SIZE = 4096;
 const TABLE_CACHE_PAGES = 4096;
 /** Translated 4 KiB pages kept (a few MiB): what a command's kernel objects span many times over. */
 const TRANSLATION_CACHE_PAGES = 1 << 16;
+/** Reads up to this long are served from a copy of their whole physical page (see readPhysical). */
+const SMALL_READ = 256;
+/** Physical pages kept for small reads: 4 MiB. */
+const SMALL_READ_CACHE_PAGES = 1024;
 
 /** A table mappings() has open: its decoded entries, the next to visit, and what its parents allow. */
 interface TableFrame {
@@ -69,6 +73,8 @@ export class X86AddressSpace {
    * bigint operations. As consistent as the tables they come from (cached above).
    */
   private readonly translations = new Map<number, Translation>();
+  /** Whole physical pages, for small reads (see readPhysical). */
+  private readonly pages = new Map<number, Uint8Array>();
   private readonly scratch = new Uint8Array(8);
 
   constructor(
@@ -177,9 +183,29 @@ export class X86AddressSpace {
       const translation = this.translate(at);
       const inPage = Number(at & BigInt(translation.pageSize - 1));
       const length = Math.min(into.length - done, translation.pageSize - inPage);
-      this.image.read(translation.physical, into.subarray(done, done + length));
+      this.readPhysical(translation.physical, into.subarray(done, done + length));
       done += length;
     }
+  }
+
+  /**
+   * A kernel object's fields are read one at a time, and each read of the image is a system call
+   * (or a decompression): a small read is served from a copy of its whole physical page, read
+   * once. A page not wholly in the image, and a read crossing pages, go to the image as they are,
+   * so a read fails exactly where it did before.
+   */
+  private readPhysical(physical: number, into: Uint8Array): void {
+    const offset = physical % PAGE_SIZE;
+    if (into.length > SMALL_READ || offset + into.length > PAGE_SIZE) return this.image.read(physical, into);
+    const start = physical - offset;
+    let page = this.pages.get(start);
+    if (!page) {
+      page = new Uint8Array(PAGE_SIZE);
+      if (this.image.readPresent(start, page) < PAGE_SIZE) return this.image.read(physical, into);
+      if (this.pages.size >= SMALL_READ_CACHE_PAGES) this.pages.delete(this.pages.keys().next().value!);
+      this.pages.set(start, page);
+    }
+    into.set(page.subarray(offset, offset + into.length));
   }
 
   readU64(virtual: bigint): bigint {
