@@ -27,6 +27,12 @@ export interface MappingRun {
 const PAGE_SIZE = 4096;
 /** Page-table pages kept decoded; 4096 pages = 16 MiB covers the kernel and a few processes. */
 const TABLE_CACHE_PAGES = 4096;
+/** Translated 4 KiB pages kept (a few MiB): what a command's kernel objects span many times over. */
+const TRANSLATION_CACHE_PAGES = 1 << 16;
+/** Reads up to this long are served from a copy of their whole physical page (see readPhysical). */
+const SMALL_READ = 256;
+/** Physical pages kept for small reads: 4 MiB. */
+const SMALL_READ_CACHE_PAGES = 1024;
 
 /** A table mappings() has open: its decoded entries, the next to visit, and what its parents allow. */
 interface TableFrame {
@@ -45,6 +51,15 @@ interface TableFrame {
   readonly executable: boolean;
 }
 
+/** The same translation for an address `bytes` further in its page (written out: a spread costs more here). */
+const movedBy = ({ physical, pageSize, writable, user, executable }: Translation, bytes: number): Translation => ({
+  physical: physical + bytes,
+  pageSize,
+  writable,
+  user,
+  executable,
+});
+
 /**
  * An x86-64 address space: 4- or 5-level paging rooted at a DTB (CR3), 2 MiB and 1 GiB pages.
  * Everything read here comes from the guest, so a bad entry is a typed fault naming the address
@@ -52,6 +67,14 @@ interface TableFrame {
  */
 export class X86AddressSpace {
   private readonly tables = new Map<number, BigUint64Array>();
+  /**
+   * Translations by virtual 4 KiB page number, each of the page's first byte: readers ask for a
+   * task's or a module's fields one at a time, and every walk of four tables is some thirty
+   * bigint operations. As consistent as the tables they come from (cached above).
+   */
+  private readonly translations = new Map<number, Translation>();
+  /** Whole physical pages, for small reads (see readPhysical). */
+  private readonly pages = new Map<number, Uint8Array>();
   private readonly scratch = new Uint8Array(8);
 
   constructor(
@@ -114,6 +137,18 @@ export class X86AddressSpace {
 
   translate(virtual: bigint): Translation {
     const address = BigInt.asUintN(64, virtual);
+    // A non-canonical address has a page number no canonical one has: it is never found here.
+    const page = Number(address >> 12n);
+    const known = this.translations.get(page);
+    if (known) return movedBy(known, Number(address & 0xfffn));
+    const translation = this.walk(address);
+    if (this.translations.size >= TRANSLATION_CACHE_PAGES)
+      this.translations.delete(this.translations.keys().next().value!);
+    this.translations.set(page, movedBy(translation, -Number(address & 0xfffn)));
+    return translation;
+  }
+
+  private walk(address: bigint): Translation {
     if (!this.isCanonical(address))
       throw new PageFaultError(this.image.path, address, this.levels, 'non-canonical address');
     let tablePhysical = this.dtb;
@@ -148,9 +183,29 @@ export class X86AddressSpace {
       const translation = this.translate(at);
       const inPage = Number(at & BigInt(translation.pageSize - 1));
       const length = Math.min(into.length - done, translation.pageSize - inPage);
-      this.image.read(translation.physical, into.subarray(done, done + length));
+      this.readPhysical(translation.physical, into.subarray(done, done + length));
       done += length;
     }
+  }
+
+  /**
+   * A kernel object's fields are read one at a time, and each read of the image is a system call
+   * (or a decompression): a small read is served from a copy of its whole physical page, read
+   * once. A page not wholly in the image, and a read crossing pages, go to the image as they are,
+   * so a read fails exactly where it did before.
+   */
+  private readPhysical(physical: number, into: Uint8Array): void {
+    const offset = physical % PAGE_SIZE;
+    if (into.length > SMALL_READ || offset + into.length > PAGE_SIZE) return this.image.read(physical, into);
+    const start = physical - offset;
+    let page = this.pages.get(start);
+    if (!page) {
+      page = new Uint8Array(PAGE_SIZE);
+      if (this.image.readPresent(start, page) < PAGE_SIZE) return this.image.read(physical, into);
+      if (this.pages.size >= SMALL_READ_CACHE_PAGES) this.pages.delete(this.pages.keys().next().value!);
+      this.pages.set(start, page);
+    }
+    into.set(page.subarray(offset, offset + into.length));
   }
 
   readU64(virtual: bigint): bigint {

@@ -4,6 +4,9 @@ import { relocatableOrder, type SymbolTable } from './symbolTable.js';
 
 const U64 = (1n << 64n) - 1n;
 
+const isAsciiString = (text: string) => /^[\x00-\x7f]*$/.test(text);
+const compareStrings = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
 /**
  * The symbol columns of a profile cache file (profileCacheFormat.ts), already bounds-checked by
  * the decoder: every name end within the names, every index of the two orders below `count`.
@@ -71,13 +74,19 @@ export function cachedSymbolTable(columns: SymbolColumns, slide: bigint): Symbol
       return list;
     },
     named(name) {
-      const wanted = Buffer.from(name, 'utf8');
+      // With ASCII names on both sides, string order is byte order: no buffer per lookup, no native call per step.
+      const ascii = asciiNames !== undefined && isAsciiString(name);
+      if (asciiNames !== undefined && !ascii) return undefined; // no ASCII name equals it
+      const wanted = ascii ? undefined : Buffer.from(name, 'utf8');
       let low = 0;
       let high = byName.length;
       while (low < high) {
         const middle = (low + high) >>> 1;
         const index = byName[middle]!;
-        const order = names.compare(wanted, 0, wanted.length, nameStart(index), nameEnds[index]);
+        // Below 0: the symbol's name sorts before the one wanted.
+        const order = wanted
+          ? names.compare(wanted, 0, wanted.length, nameStart(index), nameEnds[index])
+          : compareStrings(nameOf(index), name);
         if (order === 0) return symbol(index);
         if (order < 0) low = middle + 1;
         else high = middle;

@@ -50,6 +50,12 @@ const MAX_ANONYMOUS_DEPTH = 16;
 export class Profile {
   private readonly symbols: SymbolTable;
   private readonly enumConstantsByPrefix = new Map<string, ReadonlyMap<string, bigint>>();
+  /**
+   * Fields found, by type and path: readers ask for the same few (a task's pid, a list's next)
+   * thousands of times, and each search goes through the types' records. The types are not
+   * edited once a profile is made (a changed layout is a new profile).
+   */
+  private readonly fields = new Map<string, Map<string, ResolvedField>>();
 
   constructor(
     readonly types: IsfTypes,
@@ -110,8 +116,11 @@ export class Profile {
   symbolsBetween(start: bigint, end: bigint): ProfileSymbol[] {
     const found: ProfileSymbol[] = [];
     for (let rank = this.firstAbove(start - 1n); rank < this.symbols.relocatableCount; rank++) {
-      if (this.symbols.relocatableAddress(rank) >= end) break;
-      found.push(this.symbols.relocatableAt(rank));
+      // Built before it is compared (one past the range is built for nothing): asking for the address
+      // first would compute it twice, and a whole kernel's worth of bigint arithmetic shows.
+      const symbol = this.symbols.relocatableAt(rank);
+      if (symbol.address >= end) break;
+      found.push(symbol);
     }
     return found;
   }
@@ -176,6 +185,14 @@ export class Profile {
    * ("mm.pgd" is not a path: pointers are not followed; "se.vruntime" is).
    */
   field(typeName: string, path: string): ResolvedField {
+    let known = this.fields.get(typeName);
+    if (!known) this.fields.set(typeName, (known = new Map()));
+    let found = known.get(path);
+    if (!found) known.set(path, (found = this.resolveField(typeName, path)));
+    return found;
+  }
+
+  private resolveField(typeName: string, path: string): ResolvedField {
     let current: ResolvedField = { offset: 0, type: { kind: 'struct', name: typeName } };
     for (const part of path.split('.')) {
       const container = current.type;

@@ -5,7 +5,7 @@ import { RangeMappedImage } from '../../src/image/rangeImage.js';
 import { BufferSource } from '../../src/image/source.js';
 import { START_KERNEL_MAP } from '../../src/os/linux/layout.js';
 import { X86AddressSpace } from '../../src/space/x86.js';
-import { PageFaultError, VmscopeError } from '../../src/util/errors.js';
+import { AbsentMemoryError, PageFaultError, VmscopeError } from '../../src/util/errors.js';
 import { dumpFixtures, fixturePath, multiFormatSnapshots, truth } from '../support/fixtures.js';
 
 const u64 = (text: string) => BigInt.asUintN(64, BigInt(text));
@@ -63,6 +63,31 @@ describe.each(dumpFixtures())('kernel address space of $name ($format)', ({ name
   });
 });
 
+describe('translations asked for again', () => {
+  it('say what a fresh walk says, wherever in the page and whatever was asked before; faults are not remembered', () => {
+    const { name, format } = dumpFixtures()[0]!;
+    const context = new DumpContext(fixturePath(name, format));
+    try {
+      const { space, image, dtb, pagingLevels } = context.kernel;
+      const text = u64(truth(name).layout.text_virt);
+      // Kernel text sits in 2 MiB pages: several 4 KiB pages of one of them, each at a few offsets, then again.
+      const addresses = [0n, 0x10n, 0xff8n, 0x1000n, 0x1234n, 0x1fffffn, 0x200000n + 0x777n].map((at) => text + at);
+      const first = addresses.map((address) => space.translate(address));
+      const again = [...addresses].reverse().map((address) => space.translate(address));
+      const fresh = addresses.map((address) => new X86AddressSpace(image, dtb, pagingLevels).translate(address));
+      expect(first).toEqual(fresh);
+      expect(again.reverse()).toEqual(fresh);
+      expect(first[1]!.physical - first[0]!.physical).toBe(0x10);
+      for (let asked = 0; asked < 2; asked++) {
+        expect(() => space.translate(0x1000n)).toThrow(PageFaultError);
+        expect(() => space.translate(0x0000800000000000n)).toThrow(/non-canonical/);
+      }
+    } finally {
+      context.close();
+    }
+  });
+});
+
 /** Hash of every kernel page readable through the kernel's page tables, deduplicated by physical page. */
 function kernelPagesDigest(path: string): { digest: string; pages: number } {
   const context = new DumpContext(path);
@@ -113,6 +138,47 @@ describe('hostile page tables', () => {
       }
     }).toThrow(VmscopeError);
     expect(performance.now() - started).toBeLessThan(2000);
+  });
+
+  it('small reads give the image bytes, and fail where the image does, also in a page the image holds only part of', () => {
+    const memory = new Uint8Array(1 << 16).map((_, index) => (index * 7) & 0xff);
+    // Identity map of the first 64 KiB: PML4 at 0x1000, PDPT at 0x2000, PD at 0x3000, PT at 0x4000.
+    const entries = (at: number) => new BigUint64Array(memory.buffer, at, 512);
+    entries(0x1000).fill(0n)[0] = 0x2000n | 0x7n;
+    entries(0x2000).fill(0n)[0] = 0x3000n | 0x7n;
+    entries(0x3000).fill(0n)[0] = 0x4000n | 0x7n;
+    entries(0x4000)
+      .fill(0n)
+      .set(Array.from({ length: 16 }, (_, page) => BigInt(page * 0x1000) | 0x7n));
+    // The image ends in the middle of page 6.
+    const image = new RangeMappedImage(new BufferSource('partial', memory), 'raw', [
+      { start: 0, end: 0x6800, fileOffset: 0 },
+    ]);
+    const space = new X86AddressSpace(image, 0x1000, 4);
+    const failure = (read: () => void) => {
+      try {
+        read();
+      } catch (error) {
+        return error;
+      }
+    };
+    for (const [at, length] of [
+      [0x5010, 8],
+      [0x5018, 4],
+      [0x5ffc, 8],
+      [0x6000, 8],
+      [0x67f8, 8],
+      [0x6000, 8],
+      [0x67fc, 8],
+      [0x6800, 1],
+    ] as const) {
+      const through = new Uint8Array(length);
+      const direct = new Uint8Array(length);
+      const expected = failure(() => image.read(at, direct));
+      expect(failure(() => space.read(BigInt(at), through))).toEqual(expected);
+      if (!expected) expect(through).toEqual(memory.subarray(at, at + length));
+    }
+    expect(failure(() => space.read(0x67fcn, new Uint8Array(8)))).toBeInstanceOf(AbsentMemoryError);
   });
 
   it('a page table outside the image is a page fault, not a crash', () => {

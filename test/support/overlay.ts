@@ -88,7 +88,8 @@ export class OverlayImage implements MemoryImage {
 /**
  * A DumpContext over an overlay of another context's image, reusing its kernel discovery and
  * profile (a patch of a few pointers changes neither, and finding them again costs seconds).
- * Patch page tables before the first read through `kernel.space`: the space caches tables.
+ * Patch before the first read through `kernel.space`: the space caches tables, translations and
+ * the pages of small reads (read what a patch depends on through the base context instead).
  */
 export class OverlayContext extends DumpContext {
   declare readonly image: OverlayImage;

@@ -93,6 +93,35 @@ describe('profile cache format', () => {
     }).toThrow(TypeError);
   });
 
+  it('finds every name of an all-ASCII table as the list does, and no name it lacks (ASCII or not)', () => {
+    // All-ASCII names are searched as strings: their order must be the byte order the file is sorted in.
+    const letters = fc.constantFrom(...'AZ_az09.$ ~\x01\x7f'.split(''));
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({ name: fc.string({ unit: letters, maxLength: 6 }), local: fc.boolean(), at: fc.nat(1 << 20) }),
+          { minLength: 1, maxLength: 40 },
+        ),
+        fc.array(fc.string({ unit: fc.constantFrom(...'AZ_az09.é'.split('')), maxLength: 6 }), { maxLength: 10 }),
+        (entries, probes) => {
+          const list = entries.map(({ name, local, at }) => ({
+            name,
+            address: 0xffffffff81000000n + BigInt(at) + SLIDE,
+            type: local ? 't' : 'T',
+            absolute: false,
+          }));
+          const fromList = new Profile(types, list, SLIDE, 'derived', 'ascii.elf', undefined);
+          const decoded = decodePayload(encodePayload(list, SLIDE, types, [], null), 'ascii.profile', SLIDE);
+          for (const name of [...list.map((symbol) => symbol.name), ...probes]) {
+            const address = fromList.symbol(name);
+            expect(decoded.symbols.named(name)?.address).toBe(address);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   it('any change to the payload decodes to a payload or a typed refusal, never anything else', () => {
     fc.assert(
       fc.property(

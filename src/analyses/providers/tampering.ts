@@ -26,10 +26,11 @@ import {
   procHookFindings,
   type Finding,
 } from '../findings.js';
+import { VmscopeError } from '../../util/errors.js';
 import { defineProvider } from '../context.js';
 import { readerProvider } from './kernel.js';
 import { allModulesProvider, codeOwnersProvider } from './modules.js';
-import { everyProcessProvider } from './processes.js';
+import { everyProcessProvider, pidNamespaceProvider, taskListProvider } from './processes.js';
 
 /**
  * The kernel's hooking and tracing state, each read once per dump: ftrace, kprobes,
@@ -122,10 +123,27 @@ export const operationPointersProvider = defineProvider<OperationPointers>(
   async (context) => readOperationPointers(await context.get(readerProvider), await context.get(codeOwnersProvider)),
 );
 
-/** Every task's credentials, and who shares whose. */
-export const credentialsProvider = defineProvider<CredentialsReport>('credentials', async (context) =>
-  readCredentials(await context.get(readerProvider)),
-);
+/**
+ * Every task's credentials, and who shares whose: the tasks are those the process analyses walk
+ * (the task list, the initial pid namespace), walked once per dump, not again here.
+ */
+export const credentialsProvider = defineProvider<CredentialsReport>('credentials', async (context) => {
+  const reader = await context.get(readerProvider);
+  const listed = await context.get(taskListProvider);
+  const tasks = listed.tasks.map(({ task }) => task);
+  const problems = [...listed.warnings];
+  if (reader.profile.symbol('init_pid_ns') !== undefined) {
+    try {
+      const namespace = await context.get(pidNamespaceProvider);
+      problems.push(...namespace.warnings);
+      tasks.push(...namespace.tasks.map(({ task }) => task));
+    } catch (error) {
+      if (!(error instanceof VmscopeError)) throw error;
+      problems.push(`pid namespace: ${error.message}`);
+    }
+  }
+  return readCredentials(reader, { tasks, problems });
+});
 
 /** The kernel log from the printk ring buffer. */
 export const kernelLogProvider = defineProvider<KernelLog>('kernel log', async (context) =>

@@ -1,6 +1,6 @@
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
-import type { KernelReader, WalkProblem } from './kernelReader.js';
+import type { KernelReader } from './kernelReader.js';
 import { walkPidNamespace } from './pidNamespace.js';
 import { PF_KTHREAD, TASK_COMM_LEN, walkTaskList } from './tasks.js';
 
@@ -45,32 +45,46 @@ interface TaskIdentity {
   readonly realCred: bigint;
 }
 
+/** The tasks whose credentials are read, besides init_task, and why the walks that found them stopped short. */
+export interface CredentialTasks {
+  readonly tasks: readonly bigint[];
+  readonly problems: readonly string[];
+}
+
 /**
- * The credentials of every task: init_task, the task list and every task of the initial pid
- * namespace (threads and tasks unlinked from the list included). A user process whose `cred` or
- * `real_cred` is init_task's or a kernel thread's, or another thread group's, got them by
- * pointer, not by fork or exec (which always allocate a task its own): privilege theft.
+ * The tasks of the task list, then those of the initial pid namespace (threads and tasks
+ * unlinked from the list included); a DumpContext has both walks at hand and passes them instead.
  */
-export function readCredentials(reader: KernelReader): CredentialsReport {
-  const { profile } = reader;
-  const problems: string[] = [];
-  const initTask = profile.requireSymbol('init_task');
-  const addresses = new Set<bigint>([initTask]);
-  const note = (source: string, problem: WalkProblem) => problems.push(`${source}: ${problem.detail}`);
-  const listed = walkTaskList(reader, initTask);
-  listed.problems.forEach((problem) => note('task list', problem));
-  for (const task of listed.tasks) addresses.add(task.task);
-  const namespace = profile.symbol('init_pid_ns');
+export function walkCredentialTasks(reader: KernelReader): CredentialTasks {
+  const listed = walkTaskList(reader, reader.profile.requireSymbol('init_task'));
+  const tasks = listed.tasks.map(({ task }) => task);
+  const problems = listed.problems.map((problem) => `task list: ${problem.detail}`);
+  const namespace = reader.profile.symbol('init_pid_ns');
   if (namespace !== undefined) {
     try {
       const walk = walkPidNamespace(reader, namespace);
-      walk.problems.forEach((problem) => note('pid namespace', problem));
-      for (const { task } of walk.found) addresses.add(task);
+      problems.push(...walk.problems.map((problem) => `pid namespace: ${problem.detail}`));
+      tasks.push(...walk.found.map(({ task }) => task));
     } catch (error) {
       if (!(error instanceof VmscopeError)) throw error;
       problems.push(`pid namespace: ${error.message}`);
     }
   }
+  return { tasks, problems };
+}
+
+/**
+ * The credentials of init_task and every task of `found`. A user process whose `cred` or
+ * `real_cred` is init_task's or a kernel thread's, or another thread group's, got them by
+ * pointer, not by fork or exec (which always allocate a task its own): privilege theft.
+ */
+export function readCredentials(
+  reader: KernelReader,
+  found: CredentialTasks = walkCredentialTasks(reader),
+): CredentialsReport {
+  const initTask = reader.profile.requireSymbol('init_task');
+  const problems = [...found.problems];
+  const addresses = new Set<bigint>([initTask, ...found.tasks]);
 
   const identities: TaskIdentity[] = [];
   for (const task of addresses) {

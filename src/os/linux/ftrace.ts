@@ -399,27 +399,31 @@ function decodeRecords(reader: KernelReader, bytes: Uint8Array): FtraceRecord[] 
   const { names: namesOfValue, refMask, bit } = recordFlags(reader);
   const recordSize = profile.sizeOf('dyn_ftrace');
   const [ipOffset, flagsOffset] = [profile.offsetOf('dyn_ftrace', 'ip'), profile.offsetOf('dyn_ftrace', 'flags')];
-  const enabled = bit('ENABLED');
-  const trampoline = bit('TRAMP_EN');
-  // Tens of thousands of records share a handful of flag values: one name list per value.
-  const namesOf = new Map<bigint, string[]>();
-  const names = (value: bigint) => {
-    let found = namesOf.get(value);
-    if (!found) namesOf.set(value, (found = namesOfValue(value)));
+  const enabledBit = bit('ENABLED');
+  const trampolineBit = bit('TRAMP_EN');
+  // Tens of thousands of records share a handful of flag values: what a value says is worked out once per value.
+  const decodedFlags = new Map<bigint, Omit<FtraceRecord, 'ip'>>();
+  const flagsOf = (value: bigint) => {
+    let found = decodedFlags.get(value);
+    if (!found)
+      decodedFlags.set(
+        value,
+        (found = {
+          flags: value,
+          refCount: Number(value & refMask),
+          flagNames: namesOfValue(value),
+          enabled: (value & enabledBit) !== 0n,
+          hasTrampoline: (value & trampolineBit) !== 0n,
+        }),
+      );
     return found;
   };
   const records: FtraceRecord[] = [];
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   for (let at = 0; at + recordSize <= bytes.length; at += recordSize) {
-    const value = view.getBigUint64(at + flagsOffset, true);
-    records.push({
-      ip: view.getBigUint64(at + ipOffset, true),
-      flags: value,
-      refCount: Number(value & refMask),
-      flagNames: names(value),
-      enabled: (value & enabled) !== 0n,
-      hasTrampoline: (value & trampoline) !== 0n,
-    });
+    const { flags, refCount, flagNames, enabled, hasTrampoline } = flagsOf(view.getBigUint64(at + flagsOffset, true));
+    // Written out, not spread: a spread per record costs more than the record.
+    records.push({ ip: view.getBigUint64(at + ipOffset, true), flags, refCount, flagNames, enabled, hasTrampoline });
   }
   return records;
 }

@@ -1,3 +1,4 @@
+import type * as IcedX86 from 'iced-x86';
 import type { Decoder, Instruction } from 'iced-x86';
 import type { Profile } from '../../symbols/profile.js';
 import { VmscopeError } from '../../util/errors.js';
@@ -93,6 +94,14 @@ interface ReadRange {
 type EntryRole = 'ftrace-site' | 'overwritten-pad' | 'entry' | 'after-site';
 /** First bytes of the instructions hooks are made of: call/jmp rel, int3, push imm, REX.W movabs, jmp/call r/m. */
 const HOOK_OPENERS = new Set([0xe8, 0xe9, 0xeb, 0xcc, 0x68, 0x6a, 0x48, 0x49, 0xff]);
+/** Legacy prefixes (segment, operand and address size, lock, rep) that may precede an opcode. */
+const LEGACY_PREFIXES = new Set([0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3]);
+const isRex = (byte: number) => (byte & 0xf0) === 0x40;
+const isRexW = (byte: number) => (byte & 0xf8) === 0x48;
+/** An x86 instruction is at most 15 bytes: a decoder gives up on more prefixes than that. */
+const MAX_INSTRUCTION_LENGTH = 15;
+/** One-byte opcodes of what an entry is judged by: call/jmp rel, int3, push imm, jmp/call r/m. */
+const JUDGED_OPCODES = new Set([0xe8, 0xe9, 0xeb, 0xcc, 0x68, 0x6a, 0xff]);
 
 /** What an entry does, before it is judged against the function's ftrace site and owner. */
 interface EntryShape {
@@ -248,24 +257,24 @@ function checkModule(reader: KernelReader, judge: EntryJudge, module: ModuleInfo
   return checked;
 }
 
-/** Aliases share an address: judge each entry once, under its global name when it has one. In address order. */
+/**
+ * Aliases share an address: judge each entry once, under its global name when it has one (else
+ * its first). `symbols` are in address order (aliases in list order), as symbolsBetween gives them.
+ */
 function uniqueByAddress(
   symbols: ReadonlyArray<{ name: string; address: bigint; type: string | undefined }>,
 ): FunctionSymbol[] {
-  const sorted = [...symbols].sort((a, b) =>
-    a.address < b.address
-      ? -1
-      : a.address > b.address
-        ? 1
-        : isLocalType(a.type) === isLocalType(b.type)
-          ? 0
-          : isLocalType(a.type)
-            ? 1
-            : -1,
-  );
-  return sorted
-    .filter((symbol, index) => index === 0 || sorted[index - 1]!.address !== symbol.address)
-    .map(({ name, address }) => ({ name, address }));
+  const unique: FunctionSymbol[] = [];
+  for (let first = 0; first < symbols.length;) {
+    const { address } = symbols[first]!;
+    let chosen = symbols[first]!;
+    let next = first + 1;
+    for (; next < symbols.length && symbols[next]!.address === address; next++)
+      if (isLocalType(chosen.type) && !isLocalType(symbols[next]!.type)) chosen = symbols[next]!;
+    unique.push(chosen);
+    first = next;
+  }
+  return unique;
 }
 
 const isLocalType = (type: string | undefined) => type !== undefined && type === type.toLowerCase();
@@ -316,6 +325,45 @@ function hasBytes(bytes: Uint8Array, at: number, expected: readonly number[]): b
 }
 const hexBytes = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
+/**
+ * Whether the instruction at `at` may be one an entry is judged by (decode() tells it from
+ * 'other'): its opcode, past any prefixes, is a branch, an int3, a push imm or a jmp/call r/m, or
+ * a `movabs` (B8+r right after a REX.W). Most entries (a mov, a push of a register) are none of
+ * these and are passed over without decoding them: decoding is most of the judge's time.
+ */
+function mayBeJudged(bytes: Uint8Array, at: number): boolean {
+  let opcode = at;
+  while (opcode - at < MAX_INSTRUCTION_LENGTH && opcode < bytes.length) {
+    const byte = bytes[opcode]!;
+    if (!LEGACY_PREFIXES.has(byte) && !isRex(byte)) break;
+    opcode++;
+  }
+  const byte = bytes[opcode];
+  // Code cut short by the end of the range is left to the decoder, as everything else it might be.
+  if (byte === undefined) return true;
+  return JUDGED_OPCODES.has(byte) || ((byte & 0xf8) === 0xb8 && opcode > at && isRexW(bytes[opcode - 1]!));
+}
+
+/**
+ * Offsets into a range, a bit each: a hundred thousand entries looked up in a Set of numbers
+ * (or, worse, of bigints) cost several times more.
+ */
+class OffsetSet {
+  private readonly bits: Uint32Array;
+
+  constructor(private readonly length: number) {
+    this.bits = new Uint32Array((length >>> 5) + 1);
+  }
+
+  add(offset: number): void {
+    this.bits[offset >>> 5]! |= 1 << (offset & 31);
+  }
+
+  has(offset: number): boolean {
+    return offset >= 0 && offset < this.length && (this.bits[offset >>> 5]! & (1 << (offset & 31))) !== 0;
+  }
+}
+
 /** Bytes of code the decoder holds at a time. */
 const DECODE_WINDOW = 1 << 16;
 
@@ -360,7 +408,8 @@ class EntryJudge {
   private readonly iced = icedX86();
   private readonly instruction = new this.iced.Instruction();
   private readonly second = new this.iced.Instruction();
-  private readonly formatter = new this.iced.Formatter(this.iced.FormatterSyntax.Intel);
+  /** Made for the first finding: most kernels have few, and a formatter costs milliseconds to make. */
+  private formatterMade: IcedX86.Formatter | undefined;
   private readonly initText: { start: bigint; end: bigint } | undefined;
   /** Set when a judgement read memory outside the code it judged (its verdict then depends on more than the code). */
   readMemory = false;
@@ -371,10 +420,6 @@ class EntryJudge {
     private readonly ftraceSites: readonly bigint[],
     private readonly options: FunctionEntryOptions,
   ) {
-    this.formatter.uppercaseHex = false;
-    this.formatter.hexPrefix = '0x';
-    this.formatter.hexSuffix = '';
-    this.formatter.spaceAfterOperandSeparator = true;
     const [start, end] = [reader.profile.symbol('_sinittext'), reader.profile.symbol('_einittext')];
     this.initText = start !== undefined && end !== undefined ? { start, end } : undefined;
   }
@@ -403,14 +448,14 @@ class EntryJudge {
     nextSymbol: (address: bigint) => bigint,
   ): number {
     const decoder = new WindowedDecoder(this.iced, range.bytes);
-    // Offsets into the range are numbers: a hundred thousand entries judged with bigint sets cost several times more.
-    const end = range.base + BigInt(range.bytes.length);
-    const sites = new Set(
-      this.ftraceSites.filter((ip) => ip >= range.base && ip < end).map((ip) => Number(ip - range.base)),
-    );
-    const entries = functions.map((symbol) => Number(symbol.address - range.base));
+    const { base, bytes } = range;
+    const end = base + BigInt(bytes.length);
+    const sites = new OffsetSet(bytes.length);
+    for (const ip of this.ftraceSites) if (ip >= base && ip < end) sites.add(Number(ip - base));
+    const entries = functions.map((symbol) => Number(symbol.address - base));
     // A record 4 bytes past an entry is that function's site only when no other function starts there.
-    const starts = new Set(entries);
+    const starts = new OffsetSet(bytes.length);
+    for (const entry of entries) starts.add(entry);
     let checked = 0;
     try {
       for (let index = 0; index < functions.length; index++) {
@@ -418,7 +463,7 @@ class EntryJudge {
         const entry = entries[index]!;
         if (overlapsUnreadable(range, entry, entry + ENTRY_WINDOW)) continue;
         checked++;
-        const landingPad = isLandingPad(range.bytes, entry);
+        const landingPad = isLandingPad(bytes, entry);
         const site = sites.has(entry)
           ? 'entry'
           : sites.has(entry + LANDING_PAD_LENGTH) && !starts.has(entry + LANDING_PAD_LENGTH)
@@ -426,25 +471,25 @@ class EntryJudge {
             : undefined;
         // Where the record is, or (no record) past a landing pad: the first instruction of the body.
         const siteOffset = site === 'entry' || !landingPad ? entry : entry + LANDING_PAD_LENGTH;
-        const inspect = (offset: number, role: EntryRole) => {
-          const finding = this.inspect(decoder, range, symbol, offset, owner, role, nextSymbol);
-          if (finding) this.findings.push(finding);
-          return finding;
-        };
         if (site === 'after-pad' && !landingPad) {
-          inspect(entry, 'overwritten-pad');
+          this.inspect(decoder, range, symbol, entry, owner, 'overwritten-pad', nextSymbol);
           continue;
         }
         if (!site) {
-          inspect(siteOffset, 'entry');
+          if (mayBeJudged(bytes, siteOffset))
+            this.inspect(decoder, range, symbol, siteOffset, owner, 'entry', nextSymbol);
           continue;
         }
         // The common case is decided without decoding: the ftrace NOP where the kernel's record says the site is.
-        if (!hasBytes(range.bytes, siteOffset, FTRACE_NOP) && inspect(siteOffset, 'ftrace-site')?.suspicious !== false)
+        if (
+          !hasBytes(bytes, siteOffset, FTRACE_NOP) &&
+          this.inspect(decoder, range, symbol, siteOffset, owner, 'ftrace-site', nextSymbol)?.suspicious !== false
+        )
           continue;
         // Hooks that leave the site alone patch the instruction after it; only likely openers are decoded.
-        if (HOOK_OPENERS.has(range.bytes[siteOffset + FTRACE_NOP.length] ?? -1))
-          inspect(siteOffset + FTRACE_NOP.length, 'after-site');
+        const afterSite = siteOffset + FTRACE_NOP.length;
+        if (HOOK_OPENERS.has(bytes[afterSite] ?? -1) && mayBeJudged(bytes, afterSite))
+          this.inspect(decoder, range, symbol, afterSite, owner, 'after-site', nextSymbol);
       }
     } finally {
       decoder.free();
@@ -455,10 +500,22 @@ class EntryJudge {
   free(): void {
     this.instruction.free();
     this.second.free();
-    this.formatter.free();
+    this.formatterMade?.free();
   }
 
-  /** Decode the instruction at `offset` and judge it for its role; a finding when it is traced or hooked. */
+  private get formatter(): IcedX86.Formatter {
+    if (!this.formatterMade) {
+      const formatter = new this.iced.Formatter(this.iced.FormatterSyntax.Intel);
+      formatter.uppercaseHex = false;
+      formatter.hexPrefix = '0x';
+      formatter.hexSuffix = '';
+      formatter.spaceAfterOperandSeparator = true;
+      this.formatterMade = formatter;
+    }
+    return this.formatterMade;
+  }
+
+  /** Decode the instruction at `offset` and judge it for its role; a finding (kept in `findings`) when it is traced or hooked. */
   private inspect(
     decoder: WindowedDecoder,
     range: ReadRange,
@@ -492,7 +549,7 @@ class EntryJudge {
       );
     if (!verdict) return undefined;
     const location = shape.target === undefined ? undefined : this.owners.resolve(shape.target);
-    return {
+    const finding: FunctionEntryFinding = {
       function: symbol.name,
       address: symbol.address,
       functionOwner: owner,
@@ -506,6 +563,8 @@ class EntryJudge {
       suspicious: verdict.suspicious,
       evidence: verdict.evidence,
     };
+    this.findings.push(finding);
+    return finding;
   }
 
   /** An ftrace site holds the NOP or a call into an accounted trampoline; anything else was written by someone else. */

@@ -59,6 +59,9 @@ export interface SyscallReport {
 
 /** The kernel's symbols by address: the ABI's handler names, and where the next symbol starts. */
 class KernelSymbols {
+  /** Handler names by ABI and address: each table entry and dispatcher exit is asked about several times. */
+  private readonly handlers = new Map<SyscallAbi, Map<bigint, string | undefined>>();
+
   constructor(private readonly reader: KernelReader) {}
 
   /** Where the symbol after `address` starts: the extent of an object whose size kallsyms does not record. */
@@ -68,10 +71,17 @@ class KernelSymbols {
 
   /** The name of the ABI's syscall handler that starts exactly at `address`, if one does. */
   handlerAt(address: bigint, abi: SyscallAbi): string | undefined {
-    return handlerName(
-      this.reader.profile.symbolsAt(address).map((symbol) => symbol.name),
-      abi,
-    );
+    let known = this.handlers.get(abi);
+    if (!known) this.handlers.set(abi, (known = new Map()));
+    if (!known.has(address))
+      known.set(
+        address,
+        handlerName(
+          this.reader.profile.symbolsAt(address).map((symbol) => symbol.name),
+          abi,
+        ),
+      );
+    return known.get(address);
   }
 }
 
@@ -150,10 +160,14 @@ function checkAbi(
     tableStart === undefined
       ? []
       : (withProblem(problems, abi.table, () => readTable(reader, symbols, tableStart)) ?? []);
-  /** The kernel's own handler for `nr`: where its dispatcher sends it, when that is a handler. */
+  /** The kernel's own handler for `nr`: where its dispatcher sends it, when that is a handler. Asked twice per entry. */
+  const kernelHandlers = new Map<number, bigint | undefined>();
   const kernelHandler = (nr: number) => {
+    if (kernelHandlers.has(nr)) return kernelHandlers.get(nr);
     const target = exits?.find((exit) => exit.first <= nr && nr <= exit.last)?.target;
-    return target !== undefined && symbols.handlerAt(target, abi) ? target : undefined;
+    const handler = target !== undefined && symbols.handlerAt(target, abi) ? target : undefined;
+    kernelHandlers.set(nr, handler);
+    return handler;
   };
   /** The name of the kernel's handler for `nr`, else of the table's when that is a handler. */
   const nameOf = (nr: number) => {

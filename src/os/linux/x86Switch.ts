@@ -75,11 +75,10 @@ function registerOperand(modrm: number, reg: number): number | undefined {
 
 /**
  * The instruction at `at`, or undefined when it is none of the forms a compiled switch uses.
- * `code` carries MAX_INSTRUCTION_BYTES of zero padding, so operands are read without bounds
- * checks; the caller rejects an instruction that ends past the real code.
+ * `code` (`view` over the same bytes) carries MAX_INSTRUCTION_BYTES of zero padding, so operands are
+ * read without bounds checks; the caller rejects an instruction that ends past the real code.
  */
-function decode(code: Uint8Array, at: number): Instruction | undefined {
-  const view = new DataView(code.buffer, code.byteOffset, code.byteLength);
+function decode(code: Uint8Array, view: DataView, at: number): Instruction | undefined {
   const prefixes: number[] = [];
   let i = at;
   while (prefixes.length < MAX_PREFIXES && IGNORED_PREFIXES.has(code[i]!)) prefixes.push(code[i++]!);
@@ -176,17 +175,20 @@ export function followSwitch(code: Uint8Array, start: bigint, options: FollowOpt
   const maxSteps = options.maxSteps ?? DEFAULT_MAX_STEPS;
   const exits: SwitchExit[] = [];
   const stops: SwitchStop[] = [];
+  // States are written out field by field, not spread: a dispatcher takes thousands of steps on every check.
   const pending: PathState[] = [{ offset: 0, range: [0, U32_MAX], compared: undefined }];
   const seen = new Set<string>();
   const padded = new Uint8Array(code.length + MAX_INSTRUCTION_BYTES);
   padded.set(code);
+  const paddedView = new DataView(padded.buffer);
   let steps = 0;
   const at = (offset: number) => start + BigInt(offset);
   const stop = (state: PathState, offset: number, reason: string) =>
     stops.push({ first: state.range[0], last: state.range[1], at: at(offset), reason });
   /** Continue at `target` inside the function, or record the exit when it leaves. */
   const transfer = (state: PathState, site: number, target: number) => {
-    if (target >= 0 && target < code.length) pending.push({ ...state, offset: target });
+    if (target >= 0 && target < code.length)
+      pending.push({ offset: target, range: state.range, compared: state.compared });
     else exits.push({ first: state.range[0], last: state.range[1], site: at(site), target: at(target) });
   };
 
@@ -208,7 +210,7 @@ export function followSwitch(code: Uint8Array, start: bigint, options: FollowOpt
       });
       break;
     }
-    const decoded = state.offset < code.length ? decode(padded, state.offset) : undefined;
+    const decoded = state.offset < code.length ? decode(padded, paddedView, state.offset) : undefined;
     const instruction = decoded && state.offset + decoded.length <= code.length ? decoded : undefined;
     if (!instruction) {
       const bytes = Buffer.from(code.subarray(state.offset, state.offset + 8)).toString('hex');
@@ -222,12 +224,13 @@ export function followSwitch(code: Uint8Array, start: bigint, options: FollowOpt
     const next = state.offset + instruction.length;
     switch (instruction.op) {
       case 'nop':
-        pending.push({ ...state, offset: next });
+        pending.push({ offset: next, range: state.range, compared: state.compared });
         break;
       case 'end':
         break;
       case 'compare':
-        if (instruction.register === SELECTOR) pending.push({ ...state, offset: next, compared: instruction.value });
+        if (instruction.register === SELECTOR)
+          pending.push({ offset: next, range: state.range, compared: instruction.value });
         else stop(state, state.offset, `compares register ${instruction.register}, not the switch value`);
         break;
       case 'call':
@@ -257,8 +260,13 @@ export function followSwitch(code: Uint8Array, start: bigint, options: FollowOpt
           break;
         }
         for (const range of intersect(state.range, taken))
-          transfer({ ...state, range }, state.offset, next + instruction.displacement);
-        for (const range of intersect(state.range, notTaken)) pending.push({ ...state, range, offset: next });
+          transfer(
+            { offset: state.offset, range, compared: state.compared },
+            state.offset,
+            next + instruction.displacement,
+          );
+        for (const range of intersect(state.range, notTaken))
+          pending.push({ offset: next, range, compared: state.compared });
         break;
       }
     }

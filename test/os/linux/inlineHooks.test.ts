@@ -243,6 +243,28 @@ describe('hooks written into linux61-clean', () => {
     ]);
   });
 
+  it('an entry whose jump hides behind prefixes is still decoded and judged (most entries are passed over undecoded)', async () => {
+    const victim = notraceFunction();
+    const rel32After = (prefixes: number) => {
+      const from = victim.address + BigInt(prefixes);
+      return rel32(from, nowhere);
+    };
+    const hooks: Array<{ bytes: number[]; evidence: RegExp }> = [
+      // A segment prefix before a jmp rel32, and a REX byte before one: the decoder skips both.
+      { bytes: [0x2e, 0xe9, ...rel32After(1)], evidence: /^entry jumps to/ },
+      { bytes: [0x40, 0xe9, ...rel32After(1)], evidence: /^entry jumps to/ },
+      // `movabs` with an operand-size prefix before its REX.W, then `jmp rax`.
+      { bytes: [0x66, 0x48, 0xb8, ...le64(nowhere), 0xff, 0xe0], evidence: /loads .* into a register and jumps there/ },
+      // `notrack jmp [rip+0]`, through the 8 bytes that follow it.
+      { bytes: [0x3e, 0xff, 0x25, 0, 0, 0, 0, ...le64(nowhere)], evidence: /jumps through a pointer to/ },
+    ];
+    for (const { bytes, evidence } of hooks) {
+      const scan = await scanPatched([{ address: victim.address, bytes: Uint8Array.from(bytes) }]);
+      expect(suspiciousOf(scan)).toMatchObject([{ function: victim.name, ftraceSite: false, target: nowhere }]);
+      expect(suspiciousOf(scan)[0]!.evidence).toMatch(evidence);
+    }
+  });
+
   it('a static-call trampoline may jump out of kernel text only where its key says', async () => {
     const { profile } = base.reader;
     const trampoline = profile.symbolList.find(

@@ -80,11 +80,12 @@ describe('kprobes of linux61-modern', () => {
     // labkit2's kprobe becomes an aggregate holding the other one, which leaves its own bucket.
     const table = reader.profile.requireSymbol('kprobe_table');
     let bucket = table;
-    while (reader.u64(bucket) !== field(member.address, 'hlist')) {
+    // Read through the base context: the overlay's space keeps what it read before the patches.
+    while (kernel.reader.u64(bucket) !== field(member.address, 'hlist')) {
       bucket += 8n;
       if (bucket - table > 1n << 16n) throw new Error('the kprobe is at no bucket head');
     }
-    overlay.patchKernelU64(bucket, reader.u64(field(member.address, 'hlist')));
+    overlay.patchKernelU64(bucket, kernel.reader.u64(field(member.address, 'hlist')));
     overlay.patchKernelU64(field(aggregate, 'pre_handler'), reader.profile.requireSymbol('aggr_pre_handler'));
     overlay.patchKernelU64(field(aggregate, 'list'), field(member.address, 'list'));
     overlay.patchKernelU64(field(member.address, 'list'), field(aggregate, 'list'));
