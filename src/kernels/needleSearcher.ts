@@ -1,8 +1,9 @@
 import { AlignedWordSearcher, WORD_BYTES } from './alignedWords.js';
-import { MultiNeedleSearcher, type SearcherOptions } from './multiNeedle.js';
+import { MultiNeedleSearcher, type NeedleHit, type SearcherOptions } from './multiNeedle.js';
+import type { StreamedSearch } from './streaming.js';
 
 /** A physical or buffer search for needles, by byte strings or by aligned words: what a scan thread runs. */
-export type NeedleSearcher = Pick<MultiNeedleSearcher, 'searchImage' | 'searchStreams' | 'searchBuffer'>;
+export type NeedleSearcher = StreamedSearch<NeedleHit>;
 
 export interface NeedleSearcherOptions extends SearcherOptions {
   /**
