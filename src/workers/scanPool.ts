@@ -260,20 +260,13 @@ export async function parallelSearchNeedles(
   request: ParallelNeedleSearchRequest,
   options: Omit<ScanPoolOptions, 'threads'> = {},
 ): Promise<NeedleHit[]> {
-  if (request.identity) assertSameFile(request.path, request.identity);
-  const pool = await ScanPool.create({ ...options, threads: request.threads });
-  try {
-    const hits = await pool.searchImage(request.path, await request.needles, {
+  return onRequestPool(request, options, async (pool, identity) =>
+    pool.searchImage(request.path, await request.needles, {
       onProgress: request.onProgress,
       ...(request.wordAligned ? { wordAligned: true } : {}),
-      ...(request.identity ? { identity: request.identity } : {}),
-    });
-    // The threads read the file at the path; the caller reads the tasks around the hits in the file it opened.
-    if (request.identity) assertSameFile(request.path, request.identity);
-    return hits;
-  } finally {
-    await pool.close();
-  }
+      ...identity,
+    }),
+  );
 }
 
 /** A physical rule scan on a pool created for it and closed after it: the DumpContext's parallelRuleScan. */
@@ -281,15 +274,30 @@ export async function parallelScanRules(
   request: ParallelRuleScanRequest,
   options: Omit<ScanPoolOptions, 'threads'> = {},
 ): Promise<RuleScanResult> {
+  return onRequestPool(request, options, (pool, identity) =>
+    pool.scanRules(request.path, request.scanner, {
+      onProgress: request.onProgress,
+      ...(request.onHits ? { onHits: request.onHits } : {}),
+      ...identity,
+    }),
+  );
+}
+
+/**
+ * `work` on a pool of the request's threads, created for it and closed after it whatever happens.
+ * The file at the path must be the one the caller opened (its identity) before the threads start
+ * and still after they read it: the caller goes on with the results (tasks around hits, owners of
+ * matches) in the file it holds open.
+ */
+async function onRequestPool<Result>(
+  request: { readonly path: string; readonly identity: FileIdentity | undefined; readonly threads: number },
+  options: Omit<ScanPoolOptions, 'threads'>,
+  work: (pool: ScanPool, identity: { identity?: FileIdentity }) => Promise<Result>,
+): Promise<Result> {
   if (request.identity) assertSameFile(request.path, request.identity);
   const pool = await ScanPool.create({ ...options, threads: request.threads });
   try {
-    const result = await pool.scanRules(request.path, request.scanner, {
-      onProgress: request.onProgress,
-      ...(request.onHits ? { onHits: request.onHits } : {}),
-      ...(request.identity ? { identity: request.identity } : {}),
-    });
-    // The threads read the file at the path; the caller attributes hits with the file it opened.
+    const result = await work(pool, request.identity ? { identity: request.identity } : {});
     if (request.identity) assertSameFile(request.path, request.identity);
     return result;
   } finally {
