@@ -1,8 +1,7 @@
 import { VmscopeError } from '../../util/errors.js';
 import { hex } from '../../util/hex.js';
 import type { KernelReader } from './kernelReader.js';
-import { walkPidNamespace } from './pidNamespace.js';
-import { PF_KTHREAD, TASK_COMM_LEN, walkTaskList } from './tasks.js';
+import { PF_KTHREAD, TASK_COMM_LEN } from './tasks.js';
 
 const ID_FIELDS = ['uid', 'euid', 'suid', 'fsuid', 'gid', 'egid', 'sgid', 'fsgid'] as const;
 const CAPABILITY_FIELDS = ['cap_inheritable', 'cap_permitted', 'cap_effective', 'cap_bset', 'cap_ambient'] as const;
@@ -45,32 +44,14 @@ interface TaskIdentity {
   readonly realCred: bigint;
 }
 
-/** The tasks whose credentials are read, besides init_task, and why the walks that found them stopped short. */
+/**
+ * The tasks whose credentials are read, besides init_task: those of the task list and of the
+ * initial pid namespace (threads and tasks unlinked from the list included), as the process
+ * providers walk them, and why those walks stopped short.
+ */
 export interface CredentialTasks {
   readonly tasks: readonly bigint[];
   readonly problems: readonly string[];
-}
-
-/**
- * The tasks of the task list, then those of the initial pid namespace (threads and tasks
- * unlinked from the list included); a DumpContext has both walks at hand and passes them instead.
- */
-export function walkCredentialTasks(reader: KernelReader): CredentialTasks {
-  const listed = walkTaskList(reader, reader.profile.requireSymbol('init_task'));
-  const tasks = listed.tasks.map(({ task }) => task);
-  const problems = listed.problems.map((problem) => `task list: ${problem.detail}`);
-  const namespace = reader.profile.symbol('init_pid_ns');
-  if (namespace !== undefined) {
-    try {
-      const walk = walkPidNamespace(reader, namespace);
-      problems.push(...walk.problems.map((problem) => `pid namespace: ${problem.detail}`));
-      tasks.push(...walk.found.map(({ task }) => task));
-    } catch (error) {
-      if (!(error instanceof VmscopeError)) throw error;
-      problems.push(`pid namespace: ${error.message}`);
-    }
-  }
-  return { tasks, problems };
 }
 
 /**
@@ -78,10 +59,7 @@ export function walkCredentialTasks(reader: KernelReader): CredentialTasks {
  * `real_cred` is init_task's or a kernel thread's, or another thread group's, got them by
  * pointer, not by fork or exec (which always allocate a task its own): privilege theft.
  */
-export function readCredentials(
-  reader: KernelReader,
-  found: CredentialTasks = walkCredentialTasks(reader),
-): CredentialsReport {
+export function readCredentials(reader: KernelReader, found: CredentialTasks): CredentialsReport {
   const initTask = reader.profile.requireSymbol('init_task');
   const problems = [...found.problems];
   const addresses = new Set<bigint>([initTask, ...found.tasks]);

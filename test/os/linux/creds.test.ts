@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readCredentials, type CredentialsReport } from '../../../src/os/linux/creds.js';
-import { KernelReader } from '../../../src/os/linux/kernelReader.js';
+import { credentialsProvider } from '../../../src/analyses/providers/tampering.js';
+import type { CredentialsReport } from '../../../src/os/linux/creds.js';
 import { parseHex } from '../../../src/util/hex.js';
 import { truth } from '../../support/fixtures.js';
 import { openKernelFixture, READER_FIXTURES, type KernelFixture } from '../../support/kernelFixture.js';
@@ -32,7 +32,7 @@ describe.each(READER_FIXTURES)('credentials of $name ($format)', ({ name, format
   let report: CredentialsReport;
   beforeAll(async () => {
     fixture = await openKernelFixture(name, format, cacheDir);
-    report = readCredentials(fixture.reader);
+    report = await fixture.context.get(credentialsProvider);
   });
   afterAll(() => fixture.context.close());
 
@@ -95,11 +95,11 @@ describe('credentials behind a hostile task list in linux61-clean', () => {
   let clean: CredentialsReport;
   beforeAll(async () => {
     base = await openKernelFixture('linux61-clean', 'elf', cacheDir);
-    clean = readCredentials(base.reader);
+    clean = await base.context.get(credentialsProvider);
   });
   afterAll(() => base.context.close());
 
-  it('a task list looping back on itself is a problem, and the pid namespace still yields every task', () => {
+  it('a task list looping back on itself is a problem, and the pid namespace still yields every task', async () => {
     const context = new OverlayContext(base.context);
     const { reader } = base;
     const tasks = reader.offset('task_struct', 'tasks');
@@ -107,7 +107,7 @@ describe('credentials behind a hostile task list in linux61-clean', () => {
     // The later process's next now points back at the earlier one: the forward walk would go round forever.
     context.patchKernelU64(second!.task + tasks, first!.task + tasks);
     const started = performance.now();
-    const report = readCredentials(new KernelReader(context.kernel.space, reader.profile));
+    const report = await context.get(credentialsProvider);
     expect(performance.now() - started).toBeLessThan(2000);
     expect(report.problems.join('\n')).toMatch(/^task list: list loops back to 0x[0-9a-f]+/);
     expect(report.tasks.map((task) => task.task)).toEqual(clean.tasks.map((task) => task.task));
