@@ -1,5 +1,5 @@
+import { AlignedWordSearcher } from '../../kernels/alignedWords.js';
 import { pointerNeedle, type NeedleHit } from '../../kernels/multiNeedle.js';
-import { needleSearcher } from '../../kernels/needleSearcher.js';
 import { VmscopeError } from '../../util/errors.js';
 import type { LinuxKernel } from './discovery.js';
 import type { KernelReader } from './kernelReader.js';
@@ -77,8 +77,8 @@ export class TaskCarver {
   }
 
   /**
-   * What `carve` searches physical memory for: the sched_class pointers every task_struct holds,
-   * as 8-byte needles wanted at 8-aligned offsets (needleSearcher's `wordAligned`).
+   * What `carve` searches physical memory for, as needles for a search on other threads: the
+   * sched_class pointers every task_struct holds, wanted at 8-aligned offsets (needleSearcher's `wordAligned`).
    */
   get needles(): Uint8Array[] {
     return [...this.schedClasses].map(pointerNeedle);
@@ -91,7 +91,7 @@ export class TaskCarver {
    */
   carve(onProgress?: (doneBytes: number, totalBytes: number) => void): ExaminedTask[] {
     return this.tasksAt(
-      needleSearcher(this.needles, { wordAligned: true }).searchImage(
+      AlignedWordSearcher.create([...this.schedClasses]).searchImage(
         this.kernel.image,
         onProgress ? { onProgress } : {},
       ),
