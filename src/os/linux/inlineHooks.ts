@@ -92,8 +92,6 @@ interface ReadRange {
  * overwritten), the first instruction of a function ftrace does not know, or the one after a site.
  */
 type EntryRole = 'ftrace-site' | 'overwritten-pad' | 'entry' | 'after-site';
-/** First bytes of the instructions hooks are made of: call/jmp rel, int3, push imm, REX.W movabs, jmp/call r/m. */
-const HOOK_OPENERS = new Set([0xe8, 0xe9, 0xeb, 0xcc, 0x68, 0x6a, 0x48, 0x49, 0xff]);
 /** Legacy prefixes (segment, operand and address size, lock, rep) that may precede an opcode. */
 const LEGACY_PREFIXES = new Set([0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3]);
 const isRex = (byte: number) => (byte & 0xf0) === 0x40;
@@ -102,6 +100,8 @@ const isRexW = (byte: number) => (byte & 0xf8) === 0x48;
 const MAX_INSTRUCTION_LENGTH = 15;
 /** One-byte opcodes of what an entry is judged by: call/jmp rel, int3, push imm, jmp/call r/m. */
 const JUDGED_OPCODES = new Set([0xe8, 0xe9, 0xeb, 0xcc, 0x68, 0x6a, 0xff]);
+/** First bytes of the instructions hooks are made of: those opcodes unprefixed, or the REX.W of a movabs. */
+const HOOK_OPENERS = new Set([...JUDGED_OPCODES, 0x48, 0x49]);
 
 /** What an entry does, before it is judged against the function's ftrace site and owner. */
 interface EntryShape {
