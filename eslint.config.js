@@ -14,6 +14,7 @@ export default tseslint.config(
       'node_modules/',
       '.cache/',
       'src/kernels/generated/',
+      'src/image/generated/',
       'src/report/generated/',
       'assembly/',
       'plugins/',

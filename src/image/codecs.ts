@@ -1,10 +1,10 @@
-import { inflateSync } from 'node:zlib';
 import type * as Fzstd from 'fzstd';
 import type * as SnappyWasm from 'snappy-wasm';
 import { VmscopeError } from '../util/errors.js';
 import { lazyRequire } from '../util/lazyRequire.js';
 import { zstdDeclaredSize } from './container.js';
 import { lzo1xDecompress } from './lzo1x.js';
+import { inflateZlib } from './zlibInflate.js';
 
 // Only dumps in the formats that compress need these: loaded then, not at every start-up.
 const fzstd = lazyRequire<typeof Fzstd>('fzstd');
@@ -13,13 +13,13 @@ const snappy = lazyRequire<typeof SnappyWasm>('snappy-wasm');
  * One decoder per compression a capture format uses, each bounded by the size the format
  * promises: a page or chunk that would inflate past it (a decompression bomb) or falls short is
  * a typed error naming the file and the offset of its compressed bytes. The libraries:
- * - zlib: Node's own (`inflateSync` with `maxOutputLength`, so a bomb stops at the bound). On the
- *   kdump-zlib capture's pages it measured about 17 us a page, a third of it the per-call handle,
- *   buffers and their garbage collection: the largest cost of reading such a dump. The pure-JS
- *   fflate (38 us) and pako (58 us) measured slower, and so did the one WASM inflate on npm,
- *   `@hazae41/foras` (flate2: about 6x slower than inflateSync here). Node's native inflate itself,
- *   its handle reused, measured 11 us: the rest is the per-call stream object, which only an
- *   inflate with reused state could drop;
+ * - zlib: our WASM inflate (assembly/inflate.ts, through zlibInflate.ts), bounded by the size given.
+ *   A kdump-zlib dump is a zlib stream per 4 KiB page, and inflating is most of reading one. On the
+ *   kdump-zlib capture's 18,246 pages the kernel took 10-11 us a page where `inflateSync` took
+ *   11.5-13 us in the same run, and in a whole `check` Node's per-call stream object, its buffers
+ *   and their garbage collection cost about as much again (17-21 us a page in all); the kernel keeps
+ *   its tables in its own memory. The pure-JS fflate (38 us) and pako (58 us) measured slower, and
+ *   so did the one WASM inflate on npm, `@hazae41/foras` (flate2: about 6x slower than inflateSync);
  * - snappy: `snappy-wasm` (Rust's snap crate in WASM). On the AVML fixture's 64 KiB chunks and the
  *   kdump-snappy pages it measured 3x faster than the pure-JS `snappyjs` (about 100 against 310 us a
  *   chunk, 8 against 25 us a page), which was most of an AVML scan's time; the native `snappy`
@@ -29,8 +29,6 @@ const snappy = lazyRequire<typeof SnappyWasm>('snappy-wasm');
  * - lzo: our bounded port of lzo1x_decompress_safe (lzo1x.ts: no usable npm decoder for Node).
  */
 export type Codec = 'zlib' | 'lzo' | 'snappy' | 'zstd';
-/** Room past the expected size in zlib's output chunk, so a page that fills it exactly ends in one chunk. */
-const ZLIB_CHUNK_SLACK = 64;
 
 export function decodeExactly(
   codec: Codec,
@@ -64,17 +62,8 @@ export function decodeExactly(
 
 function decode(codec: Codec, input: Uint8Array, expectedLength: number): Uint8Array {
   switch (codec) {
-    case 'zlib': {
-      // Past maxOutputLength Node throws ERR_BUFFER_TOO_LARGE instead of allocating on. An output
-      // chunk just larger than the page makes the result a view holding little more than the page
-      // (zlib's default 16 KiB chunk held by each cached 4 KiB page measured 3x the cache budget
-      // in peak RSS), without copying it out: a page's allocations are what a long read spends on.
-      const inflated = inflateSync(input, {
-        maxOutputLength: expectedLength,
-        chunkSize: expectedLength + ZLIB_CHUNK_SLACK,
-      });
-      return new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.length);
-    }
+    case 'zlib':
+      return inflateZlib(input, expectedLength);
     case 'snappy': {
       const declared = snappyDeclaredLength(input);
       if (declared !== expectedLength) throw new Error(`snappy preamble declares ${declared ?? 'no'} length`);

@@ -40,6 +40,10 @@ const ALL_CODEC_FLAGS = CODEC_FLAGS.reduce((all, [flag]) => all | flag, 0);
 const GROUP_PFNS = 512;
 /** Descriptors read (and cached) together for single-page reads. */
 const DESCRIPTORS_PER_CHUNK = 1024;
+/** Descriptors read together when walking all of them (nonZeroRanges): 1.5 MiB. */
+const DESCRIPTORS_PER_WALK = 65536;
+/** Distinct pages pointed at more than once whose bytes are checked for zeros (QEMU and makedumpfile share one). */
+const MAX_SHARED_PAGES_CHECKED = 16;
 /** Pages a long read handles together: a 4 MiB scan window of 4 KiB pages. */
 const BATCH_PAGES = 1024;
 /** Stored pages at most this far apart in the file are fetched with one read of the span holding them. */
@@ -324,6 +328,7 @@ export class KdumpImage extends DecodedImage {
   private readonly blockSize: number;
   /** Reused for the spans of stored pages a long read fetches (at most MAX_SPAN_BYTES). */
   private spanBuffer = new Uint8Array(0);
+  private nonZero: readonly PhysicalRange[] | undefined;
 
   constructor(
     source: ByteSource,
@@ -335,6 +340,64 @@ export class KdumpImage extends DecodedImage {
   ) {
     super(source, 'kdump', ranges, details, layout.notes, cpuStates(layout.notes), cacheBytes);
     this.blockSize = layout.blockSize;
+  }
+
+  /**
+   * The present ranges without the zero pages: QEMU and makedumpfile store one page of zeros
+   * first and point every zero page's descriptor at it (108,930 of the kdump capture's 131,136
+   * pages). Stored pages otherwise follow one another in pfn order, so the candidates are the page
+   * stored first and any page a descriptor points back at; those whose bytes are all zeros are left
+   * out. Two walks over the descriptors, nothing held per page.
+   */
+  nonZeroRanges(): readonly PhysicalRange[] {
+    if (this.nonZero) return this.nonZero;
+    if (this.layout.isDiskdump) return (this.nonZero = this.ranges);
+    let highest = -1;
+    let lowest = Infinity;
+    let lowestPfn = -1;
+    const sharedPfn = new Map<number, number>();
+    this.forEachStoredOffset((pfn, offset) => {
+      if (offset < lowest) {
+        lowest = offset;
+        lowestPfn = pfn;
+      }
+      if (offset > highest) highest = offset;
+      else if (sharedPfn.size < MAX_SHARED_PAGES_CHECKED && !sharedPfn.has(offset)) sharedPfn.set(offset, pfn);
+    });
+    if (lowestPfn >= 0) sharedPfn.set(lowest, lowestPfn);
+    const zeroOffsets = new Set<number>();
+    for (const [offset, pfn] of sharedPfn) if (this.page(pfn).every((byte) => byte === 0)) zeroOffsets.add(offset);
+    if (zeroOffsets.size === 0) return (this.nonZero = this.ranges);
+    const runs: PhysicalRange[] = [];
+    let runStart = -1;
+    let runEnd = -1;
+    this.forEachStoredOffset((pfn, offset) => {
+      if (zeroOffsets.has(offset)) return;
+      const start = pfn * this.blockSize;
+      if (start !== runEnd) {
+        if (runStart >= 0) runs.push({ start: runStart, end: runEnd, fileOffset: -1 });
+        runStart = start;
+      }
+      runEnd = start + this.blockSize;
+    });
+    if (runStart >= 0) runs.push({ start: runStart, end: runEnd, fileOffset: -1 });
+    return (this.nonZero = runs);
+  }
+
+  /** `visit(pfn, stored offset)` for every present page in pfn order, reading the descriptors a chunk at a time. */
+  private forEachStoredOffset(visit: (pfn: number, offset: number) => void): void {
+    for (const range of this.ranges) {
+      const firstPfn = range.start / this.blockSize;
+      const endPfn = range.end / this.blockSize;
+      const firstIndex = this.index.indexOf(firstPfn);
+      for (let pfn = firstPfn; pfn < endPfn; pfn += DESCRIPTORS_PER_WALK) {
+        const count = Math.min(DESCRIPTORS_PER_WALK, endPfn - pfn);
+        const index = firstIndex + (pfn - firstPfn);
+        const table = readDescriptors(this.source, this.layout, this.index.dumpedPages, index, count);
+        const view = new DataView(table.buffer, table.byteOffset, table.length);
+        for (let page = 0; page < count; page++) visit(pfn + page, this.descriptorIn(view, page, index + page).offset);
+      }
+    }
   }
 
   private descriptor(index: number): PageDescriptor {

@@ -92,12 +92,14 @@ export function openImageSource(source: ByteSource, options: OpenOptions = {}): 
 /** An image read from the decompressed copy of a compressed file: the inner format, plus `container`. */
 class ContainedImage implements MemoryImage {
   readonly details: FormatDetails;
+  readonly nonZeroRanges?: () => readonly PhysicalRange[];
 
   constructor(
     private readonly inner: MemoryImage,
     container: Compression,
   ) {
     this.details = { ...inner.details, container };
+    if (inner.nonZeroRanges) this.nonZeroRanges = () => inner.nonZeroRanges!();
   }
 
   get path(): string {

@@ -72,5 +72,11 @@ export interface MemoryImage {
   read(physical: number, into: Uint8Array): void;
   /** Like read, but stops at the first absent byte and returns how many bytes were filled. */
   readPresent(physical: number, into: Uint8Array): number;
+  /**
+   * The present ranges without the pages the format itself records as all zeros (a kdump's
+   * shared zero page), whole pages only; absent when the format records none. A search that can
+   * never match zeros within a page reads these instead of `ranges`.
+   */
+  nonZeroRanges?(): readonly PhysicalRange[];
   close(): void;
 }

@@ -8,7 +8,8 @@ import {
   WINDOW_ADDRESS,
 } from './memoryMap.js';
 import { appendPasses, type NeedleHit, type SearcherOptions } from './multiNeedle.js';
-import { StreamedSearch, type WindowScanner } from './streaming.js';
+import type { MemoryImage } from '../image/types.js';
+import { scanImage, StreamedSearch, type ImageSearchOptions, type WindowScanner } from './streaming.js';
 
 export const WORD_BYTES = 8;
 /**
@@ -63,6 +64,16 @@ export class AlignedWordSearcher extends StreamedSearch<NeedleHit> {
       needlesOf,
       KernelInstance.shared(options.windowBytes ?? DEFAULT_WINDOW_BYTES),
     );
+  }
+
+  /**
+   * Every hit in the physical memory of `image`. Unless a word searched for is zero, the pages the
+   * format records as zeros (MemoryImage.nonZeroRanges: most of a kdump's pages) are not read: an
+   * aligned word lies inside one page, so no hit can be there.
+   */
+  override searchImage(image: MemoryImage, options: ImageSearchOptions = {}): NeedleHit[] {
+    const ranges = image.nonZeroRanges && !this.needlesOf.has(0n) ? image.nonZeroRanges() : image.ranges;
+    return scanImage(this.scanner, image, options, ranges);
   }
 
   /** Appends the hits at aligned offsets in `[ownedFrom, ownedTo)` of the window's `dataLength` bytes to `into`, sorted. */

@@ -1,4 +1,4 @@
-import type { MemoryImage } from '../image/types.js';
+import type { MemoryImage, PhysicalRange } from '../image/types.js';
 import type { KernelInstance } from './kernelInstance.js';
 
 export interface ImageSearchOptions {
@@ -86,16 +86,18 @@ export function scanBuffer<Hit extends OffsetHit>(scanner: WindowScanner<Hit>, b
 }
 
 /**
- * Every hit in the physical memory of `image`, read straight into the window. Ranges that touch
- * (`end === next.start`) are one stream; a gap ends it, so no hit spans a gap.
+ * Every hit in the physical memory of `image` (its `ranges`, or those of them given), read
+ * straight into the window. Ranges that touch (`end === next.start`) are one stream; a gap ends
+ * it, so no hit spans a gap.
  */
 export function scanImage<Hit extends OffsetHit>(
   scanner: WindowScanner<Hit>,
   image: MemoryImage,
   options: ImageSearchOptions,
+  ranges: readonly PhysicalRange[] = image.ranges,
 ): Hit[] {
   const streams: Stream[] = [];
-  for (const range of image.ranges) {
+  for (const range of ranges) {
     if (range.end === range.start) continue;
     const last = streams[streams.length - 1];
     if (last && last.start + last.length === range.start) {
@@ -105,10 +107,11 @@ export function scanImage<Hit extends OffsetHit>(
     }
   }
   let doneBytes = 0;
+  const totalBytes = ranges === image.ranges ? image.totalBytes : streams.reduce((sum, { length }) => sum + length, 0);
   const onProgress = options.onProgress;
   return scanStreams(scanner, streams, options.limit ?? Infinity, (chunkBytes) => {
     doneBytes += chunkBytes;
-    onProgress?.(doneBytes, image.totalBytes);
+    onProgress?.(doneBytes, totalBytes);
   });
 }
 

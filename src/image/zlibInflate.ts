@@ -1,0 +1,88 @@
+import {
+  INFLATE_ERROR_BLOCK_TYPE,
+  INFLATE_ERROR_CHECKSUM,
+  INFLATE_ERROR_CODE_LENGTHS,
+  INFLATE_ERROR_DISTANCE_CODE,
+  INFLATE_ERROR_DISTANCE_TOO_FAR,
+  INFLATE_ERROR_HEADER,
+  INFLATE_ERROR_LITERAL_CODE,
+  INFLATE_ERROR_OUTPUT_FULL,
+  INFLATE_ERROR_STORED_LENGTH,
+  INFLATE_ERROR_TRUNCATED,
+  INFLATE_INPUT_ADDRESS,
+} from '../../assembly/inflateMemoryMap.js';
+import { inflateWasmBase64 } from './generated/inflateWasm.js';
+
+interface InflateExports {
+  inflateZlib(inputLength: number, outputAddress: number, outputCapacity: number): number;
+}
+
+const WASM_PAGE_BYTES = 0x10000;
+/** Input and output room of a first instance: a 64 KiB page (the largest kdump block size in use) and its stored bytes. */
+const INITIAL_CAPACITY = 0x10000;
+
+const REFUSALS = new Map<number, string>([
+  [INFLATE_ERROR_HEADER, 'no zlib header (deflate, window up to 32 KiB, no preset dictionary)'],
+  [INFLATE_ERROR_BLOCK_TYPE, 'a deflate block of the reserved type 3'],
+  [INFLATE_ERROR_STORED_LENGTH, "a stored block's length does not match its complement"],
+  [INFLATE_ERROR_CODE_LENGTHS, 'a block declares code lengths no prefix code has'],
+  [INFLATE_ERROR_LITERAL_CODE, 'an invalid literal/length code'],
+  [INFLATE_ERROR_DISTANCE_CODE, 'an invalid distance code'],
+  [INFLATE_ERROR_DISTANCE_TOO_FAR, 'a distance further back than the output'],
+  [INFLATE_ERROR_TRUNCATED, 'the stream ends early'],
+  [INFLATE_ERROR_CHECKSUM, 'the Adler-32 check fails'],
+]);
+
+let module: WebAssembly.Module | undefined;
+let threadInflater: ZlibInflater | undefined;
+
+/**
+ * zlib streams inflated by the WASM kernel (assembly/inflate.ts) into its own memory, then copied
+ * out: one instance per thread, made again larger when a stream or its output does not fit.
+ */
+export class ZlibInflater {
+  private readonly memory: Uint8Array;
+  private readonly exports: InflateExports;
+  private readonly outputAddress: number;
+
+  private constructor(readonly capacity: number) {
+    module ??= new WebAssembly.Module(Buffer.from(inflateWasmBase64, 'base64'));
+    this.outputAddress = INFLATE_INPUT_ADDRESS + capacity;
+    const pages = Math.ceil((this.outputAddress + capacity) / WASM_PAGE_BYTES);
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+    this.exports = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as InflateExports;
+    this.memory = new Uint8Array(memory.buffer);
+  }
+
+  /** This thread's inflater, with room for `input` and `outputLength` bytes. */
+  static forStream(inputLength: number, outputLength: number): ZlibInflater {
+    const needed = Math.max(inputLength, outputLength);
+    if (!threadInflater || threadInflater.capacity < needed) {
+      let capacity = Math.max(INITIAL_CAPACITY, threadInflater?.capacity ?? 0);
+      while (capacity < needed) capacity *= 2;
+      threadInflater = new ZlibInflater(capacity);
+    }
+    return threadInflater;
+  }
+
+  /**
+   * The bytes the zlib stream `input` inflates to, at most `maxOutputLength` of them. Throws an
+   * Error saying why when the stream is not sound or would inflate past that bound.
+   */
+  inflate(input: Uint8Array, maxOutputLength: number): Uint8Array {
+    if (input.length > this.capacity || maxOutputLength > this.capacity)
+      throw new RangeError(
+        `a ${input.length}-byte stream inflating to ${maxOutputLength} bytes needs a larger inflater`,
+      );
+    this.memory.set(input, INFLATE_INPUT_ADDRESS);
+    const result = this.exports.inflateZlib(input.length, this.outputAddress, maxOutputLength);
+    if (result >= 0) return this.memory.slice(this.outputAddress, this.outputAddress + result);
+    if (result === INFLATE_ERROR_OUTPUT_FULL) throw new Error(`inflates past ${maxOutputLength} bytes`);
+    throw new Error(REFUSALS.get(result) ?? `inflate error ${result}`);
+  }
+}
+
+/** `input` inflated by this thread's inflater, at most `maxOutputLength` bytes (see ZlibInflater.inflate). */
+export function inflateZlib(input: Uint8Array, maxOutputLength: number): Uint8Array {
+  return ZlibInflater.forStream(input.length, maxOutputLength).inflate(input, maxOutputLength);
+}
