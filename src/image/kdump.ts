@@ -345,34 +345,38 @@ export class KdumpImage extends DecodedImage {
   /**
    * The present ranges without the zero pages: QEMU and makedumpfile store one page of zeros
    * first and point every zero page's descriptor at it (108,930 of the kdump capture's 131,136
-   * pages). Stored pages otherwise follow one another in pfn order, so the candidates are the page
-   * stored first and any page a descriptor points back at; those whose bytes are all zeros are left
-   * out. Two walks over the descriptors, nothing held per page.
+   * pages). Stored pages otherwise follow one another in pfn order, so a descriptor pointing at or
+   * before one already seen points at a shared page: it is left out when that page's bytes are all
+   * zeros (checked once per shared page, for up to MAX_SHARED_PAGES_CHECKED of them). The first
+   * page is checked too: the zero page is stored first, so when the first page is a zero page no
+   * earlier descriptor points back at it. One walk over the descriptors.
    */
   nonZeroRanges(): readonly PhysicalRange[] {
     if (this.nonZero) return this.nonZero;
     if (this.layout.isDiskdump) return (this.nonZero = this.ranges);
-    let highest = -1;
-    let lowest = Infinity;
-    let lowestPfn = -1;
-    const sharedPfn = new Map<number, number>();
-    this.forEachStoredOffset((pfn, offset) => {
-      if (offset < lowest) {
-        lowest = offset;
-        lowestPfn = pfn;
+    const zeroAt = new Map<number, boolean>();
+    const isZeroPage = (pfn: number, offset: number): boolean => {
+      let zero = zeroAt.get(offset);
+      if (zero === undefined) {
+        zero = zeroAt.size < MAX_SHARED_PAGES_CHECKED && this.page(pfn).every((byte) => byte === 0);
+        zeroAt.set(offset, zero);
       }
-      if (offset > highest) highest = offset;
-      else if (sharedPfn.size < MAX_SHARED_PAGES_CHECKED && !sharedPfn.has(offset)) sharedPfn.set(offset, pfn);
-    });
-    if (lowestPfn >= 0) sharedPfn.set(lowest, lowestPfn);
-    const zeroOffsets = new Set<number>();
-    for (const [offset, pfn] of sharedPfn) if (this.page(pfn).every((byte) => byte === 0)) zeroOffsets.add(offset);
-    if (zeroOffsets.size === 0) return (this.nonZero = this.ranges);
+      return zero;
+    };
     const runs: PhysicalRange[] = [];
     let runStart = -1;
     let runEnd = -1;
+    let highest = -1;
+    let first: { pfn: number; offset: number } | undefined;
+    let lastShared = -1;
+    let lastSharedIsZero = false;
     this.forEachStoredOffset((pfn, offset) => {
-      if (zeroOffsets.has(offset)) return;
+      first ??= { pfn, offset };
+      if (offset > highest) highest = offset;
+      else {
+        if (offset !== lastShared) [lastShared, lastSharedIsZero] = [offset, isZeroPage(pfn, offset)];
+        if (lastSharedIsZero) return;
+      }
       const start = pfn * this.blockSize;
       if (start !== runEnd) {
         if (runStart >= 0) runs.push({ start: runStart, end: runEnd, fileOffset: -1 });
@@ -381,7 +385,10 @@ export class KdumpImage extends DecodedImage {
       runEnd = start + this.blockSize;
     });
     if (runStart >= 0) runs.push({ start: runStart, end: runEnd, fileOffset: -1 });
-    return (this.nonZero = runs);
+    if (first && isZeroPage(first.pfn, first.offset))
+      this.nonZero = withoutPage(runs, first.pfn * this.blockSize, this.blockSize);
+    else this.nonZero = runs;
+    return this.nonZero;
   }
 
   /** `visit(pfn, stored offset)` for every present page in pfn order, reading the descriptors a chunk at a time. */
@@ -395,7 +402,7 @@ export class KdumpImage extends DecodedImage {
         const index = firstIndex + (pfn - firstPfn);
         const table = readDescriptors(this.source, this.layout, this.index.dumpedPages, index, count);
         const view = new DataView(table.buffer, table.byteOffset, table.length);
-        for (let page = 0; page < count; page++) visit(pfn + page, this.descriptorIn(view, page, index + page).offset);
+        for (let page = 0; page < count; page++) visit(pfn + page, this.offsetIn(view, page, index + page));
       }
     }
   }
@@ -412,7 +419,17 @@ export class KdumpImage extends DecodedImage {
   /** Descriptor `index` of the dump, the `within`-th of `table`. */
   private descriptorIn(table: DataView, within: number, index: number): PageDescriptor {
     const byte = within * PAGE_DESC_BYTES;
-    const at = this.layout.descriptorsOffset + index * PAGE_DESC_BYTES;
+    return {
+      offset: this.offsetIn(table, within, index),
+      size: table.getUint32(byte + 8, true),
+      flags: table.getUint32(byte + 12, true),
+      at: this.layout.descriptorsOffset + index * PAGE_DESC_BYTES,
+    };
+  }
+
+  /** The stored offset of descriptor `index`, the `within`-th of `table`. */
+  private offsetIn(table: DataView, within: number, index: number): number {
+    const byte = within * PAGE_DESC_BYTES;
     // The i64 offset as two halves: no BigInt per page; a file offset needs at most 53 bits.
     const high = table.getInt32(byte + 4, true);
     if (high < 0 || high >= 2 ** (53 - 32)) {
@@ -420,15 +437,10 @@ export class KdumpImage extends DecodedImage {
         'CORRUPT_HEADER',
         `page descriptor offset ${table.getBigInt64(byte, true)} is not a file offset`,
         this.path,
-        at,
+        this.layout.descriptorsOffset + index * PAGE_DESC_BYTES,
       );
     }
-    return {
-      offset: high * 2 ** 32 + table.getUint32(byte, true),
-      size: table.getUint32(byte + 8, true),
-      flags: table.getUint32(byte + 12, true),
-      at,
-    };
+    return high * 2 ** 32 + table.getUint32(byte, true);
   }
 
   /** The decoded page `pfn` (present: bitmap 2 has its bit). */
@@ -584,6 +596,17 @@ export class KdumpImage extends DecodedImage {
       first = last + 1;
     }
   }
+}
+
+/** `ranges` with the page at `start` (the first page of one of them) left out. */
+function withoutPage(ranges: PhysicalRange[], start: number, pageBytes: number): PhysicalRange[] {
+  return ranges.flatMap((range) =>
+    range.start !== start
+      ? [range]
+      : range.end > start + pageBytes
+        ? [{ start: start + pageBytes, end: range.end, fileOffset: -1 }]
+        : [],
+  );
 }
 
 interface PageDescriptor {
