@@ -71,10 +71,20 @@ export function scanPhysicalSlice<Result>(
   end: number,
   scan: (slice: MemoryImage) => Result,
 ): Result {
+  const clip = (ranges: readonly PhysicalRange[]) => clipToJob(ranges, reach, start, end);
+  const nonZero = image.nonZeroRanges;
+  return scan({
+    ...withRanges(image, clip(image.ranges)),
+    ...(nonZero ? { nonZeroRanges: () => clip(nonZero.call(image)) } : {}),
+  });
+}
+
+/** The parts of `ranges` a job over [start, end) reads (see scanPhysicalSlice). */
+function clipToJob(ranges: readonly PhysicalRange[], reach: ScanReach, start: number, end: number): PhysicalRange[] {
   const readStart = start - reach.lookbehind;
   const readEnd = end + reach.overlap;
   const clipped: PhysicalRange[] = [];
-  for (const range of image.ranges) {
+  for (const range of ranges) {
     if (range.end <= readStart || range.end === range.start) continue;
     if (range.start >= end) {
       const last = clipped[clipped.length - 1];
@@ -86,7 +96,7 @@ export function scanPhysicalSlice<Result>(
     const to = range.end <= end ? range.end : Math.min(range.end, readEnd);
     clipped.push({ start: from, end: to, fileOffset: range.fileOffset + (from - range.start) });
   }
-  return scan(withRanges(image, clipped));
+  return clipped;
 }
 
 /** A needle searcher's hits in a job: needles look neither back nor past their own bytes. */
