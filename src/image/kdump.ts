@@ -35,7 +35,8 @@ const CODEC_FLAGS: ReadonlyArray<[number, Codec]> = [
   [DUMP_DH_COMPRESSED_SNAPPY, 'snappy'],
   [DUMP_DH_COMPRESSED_ZSTD, 'zstd'],
 ];
-const ALL_CODEC_FLAGS = CODEC_FLAGS.reduce((all, [flag]) => all | flag, 0);
+/** A page's flags as stored: no codec bit (the page as is), or exactly one. */
+const CODEC_OF_FLAGS = new Map<number, Codec | undefined>([[0, undefined], ...CODEC_FLAGS]);
 /** pfns per prefix-sum group: 64 bytes of bitmap, so a lookup counts at most 64 bytes. */
 const GROUP_PFNS = 512;
 /** Descriptors read (and cached) together for single-page reads. */
@@ -472,8 +473,7 @@ export class KdumpImage extends DecodedImage {
         this.path,
         at,
       );
-    const codecs = CODEC_FLAGS.filter(([flag]) => (flags & flag) !== 0);
-    if (codecs.length > 1 || (flags & ~ALL_CODEC_FLAGS) !== 0) {
+    if (!CODEC_OF_FLAGS.has(flags)) {
       throw new VmscopeError(
         'CORRUPT_HEADER',
         `page descriptor flags 0x${flags.toString(16)} name no single compression`,
@@ -481,8 +481,9 @@ export class KdumpImage extends DecodedImage {
         at + 12,
       );
     }
-    const limit = codecs.length === 0 ? this.blockSize : 2 * this.blockSize;
-    if (size === 0 || size > limit || (codecs.length === 0 && size !== this.blockSize)) {
+    const codec = CODEC_OF_FLAGS.get(flags);
+    const limit = codec === undefined ? this.blockSize : 2 * this.blockSize;
+    if (size === 0 || size > limit || (codec === undefined && size !== this.blockSize)) {
       throw new VmscopeError(
         'CORRUPT_HEADER',
         `page descriptor size ${size} is not plausible for a ${this.blockSize}-byte page`,
@@ -498,7 +499,7 @@ export class KdumpImage extends DecodedImage {
         at,
       );
     }
-    return codecs[0]?.[1];
+    return codec;
   }
 
   private decoded(codec: Codec | undefined, stored: Uint8Array, offset: number): Uint8Array {

@@ -1,3 +1,4 @@
+import { viewOverRanges } from '../image/rangeView.js';
 import type { MemoryImage, PhysicalRange } from '../image/types.js';
 import type { NeedleHit } from '../kernels/multiNeedle.js';
 import type { NeedleSearcher } from '../kernels/needleSearcher.js';
@@ -73,10 +74,7 @@ export function scanPhysicalSlice<Result>(
 ): Result {
   const clip = (ranges: readonly PhysicalRange[]) => clipToJob(ranges, reach, start, end);
   const nonZero = image.nonZeroRanges;
-  return scan({
-    ...withRanges(image, clip(image.ranges)),
-    ...(nonZero ? { nonZeroRanges: () => clip(nonZero.call(image)) } : {}),
-  });
+  return scan(viewOverRanges(image, clip(image.ranges), nonZero && (() => clip(nonZero.call(image)))));
 }
 
 /** The parts of `ranges` a job over [start, end) reads (see scanPhysicalSlice). */
@@ -94,7 +92,8 @@ function clipToJob(ranges: readonly PhysicalRange[], reach: ScanReach, start: nu
     // Bytes read back across a gap form a stream of their own, so they never join the job's first bytes.
     const from = Math.max(range.start, readStart);
     const to = range.end <= end ? range.end : Math.min(range.end, readEnd);
-    clipped.push({ start: from, end: to, fileOffset: range.fileOffset + (from - range.start) });
+    const fileOffset = range.fileOffset < 0 ? range.fileOffset : range.fileOffset + (from - range.start);
+    clipped.push({ start: from, end: to, fileOffset });
   }
   return clipped;
 }
@@ -110,21 +109,6 @@ export function searchPhysicalSlice(
   return scanPhysicalSlice(image, { overlap: Math.max(0, longestNeedle - 1), lookbehind: 0 }, start, end, (slice) =>
     searcher.searchImage(slice),
   ).filter((hit) => hit.offset >= start && hit.offset < end);
-}
-
-/** `image` seen through `ranges` only, reading from the same open file (closing it is the owner's job). */
-function withRanges(image: MemoryImage, ranges: readonly PhysicalRange[]): MemoryImage {
-  return {
-    path: image.path,
-    format: image.format,
-    ranges,
-    totalBytes: ranges.reduce((sum, range) => sum + (range.end - range.start), 0),
-    notes: image.notes,
-    cpus: image.cpus,
-    read: (physical, into) => image.read(physical, into),
-    readPresent: (physical, into) => image.readPresent(physical, into),
-    close: () => {},
-  };
 }
 
 export function packHits(hits: readonly NeedleHit[]): PackedHits {

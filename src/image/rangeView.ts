@@ -1,0 +1,51 @@
+import type { MemoryImage, PhysicalRange } from './types.js';
+
+/**
+ * `image` seen through `ranges` only (and `nonZeroRanges`, when given), reading from the same
+ * open image: a part of a dump searched on its own (a scan thread's job, the carve's memory
+ * without the kernel's read-only image). Closing it is the owner's job, not the view's.
+ */
+export function viewOverRanges(
+  image: MemoryImage,
+  ranges: readonly PhysicalRange[],
+  nonZeroRanges?: () => readonly PhysicalRange[],
+): MemoryImage {
+  return {
+    path: image.path,
+    format: image.format,
+    ranges,
+    totalBytes: ranges.reduce((sum, range) => sum + (range.end - range.start), 0),
+    notes: image.notes,
+    cpus: image.cpus,
+    read: (physical, into) => image.read(physical, into),
+    readPresent: (physical, into) => image.readPresent(physical, into),
+    ...(nonZeroRanges ? { nonZeroRanges } : {}),
+    close: () => {},
+  };
+}
+
+/** `image` without the physical bytes [start, end): ranges (and nonZeroRanges) cut around them. */
+export function imageWithout(image: MemoryImage, start: number, end: number): MemoryImage {
+  const nonZero = image.nonZeroRanges;
+  return viewOverRanges(
+    image,
+    rangesWithout(image.ranges, start, end),
+    nonZero && (() => rangesWithout(nonZero.call(image), start, end)),
+  );
+}
+
+/** `ranges` with [start, end) taken out of them. */
+export function rangesWithout(ranges: readonly PhysicalRange[], start: number, end: number): PhysicalRange[] {
+  return ranges.flatMap((range) => {
+    if (range.end <= start || range.start >= end) return [range];
+    const parts: PhysicalRange[] = [];
+    if (range.start < start) parts.push({ ...range, end: start });
+    if (range.end > end)
+      parts.push({
+        start: end,
+        end: range.end,
+        fileOffset: range.fileOffset < 0 ? range.fileOffset : range.fileOffset + (end - range.start),
+      });
+    return parts;
+  });
+}
