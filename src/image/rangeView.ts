@@ -26,11 +26,10 @@ export function viewOverRanges(
 
 /** `image` without the physical bytes [start, end): ranges (and nonZeroRanges) cut around them. */
 export function imageWithout(image: MemoryImage, start: number, end: number): MemoryImage {
-  const nonZero = image.nonZeroRanges;
   return viewOverRanges(
     image,
     rangesWithout(image.ranges, start, end),
-    nonZero && (() => rangesWithout(nonZero.call(image), start, end)),
+    image.nonZeroRanges && (() => rangesWithout(image.nonZeroRanges!(), start, end)),
   );
 }
 

@@ -73,8 +73,7 @@ export function scanPhysicalSlice<Result>(
   scan: (slice: MemoryImage) => Result,
 ): Result {
   const clip = (ranges: readonly PhysicalRange[]) => clipToJob(ranges, reach, start, end);
-  const nonZero = image.nonZeroRanges;
-  return scan(viewOverRanges(image, clip(image.ranges), nonZero && (() => clip(nonZero.call(image)))));
+  return scan(viewOverRanges(image, clip(image.ranges), image.nonZeroRanges && (() => clip(image.nonZeroRanges!()))));
 }
 
 /** The parts of `ranges` a job over [start, end) reads (see scanPhysicalSlice). */

@@ -62,6 +62,6 @@ describe('range views', () => {
     const page = new Uint8Array(4096);
     view.read(12288, page);
     expect(page).toEqual(bytes.subarray(12288));
-    expect(imageWithout(image, 0, 4096).nonZeroRanges).toBeUndefined();
+    expect('nonZeroRanges' in imageWithout(image, 0, 4096)).toBe(false);
   });
 });
