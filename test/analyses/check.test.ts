@@ -1,13 +1,14 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { dumpFixtures, fixturePath, snapshotNames, truth } from '../support/fixtures.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const cacheDir = mkdtempSync(join(tmpdir(), 'vmscope-check-'));
+afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
 
 /** `vmscope check` as a user runs it: the bundled CLI, JSON rows, its exit code. */
 function check(path: string): { code: number | null; findings: Array<Record<string, unknown>>; stderr: string } {

@@ -8,17 +8,20 @@ import {
   readSync,
   closeSync,
   writeSync,
+  rmSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { describe, expect, it, beforeAll } from 'vitest';
+import { afterAll, describe, expect, it, beforeAll } from 'vitest';
 import { DumpContext } from '../../src/analyses/context.js';
 import { infoAnalysis } from '../../src/analyses/info.js';
 import { VmscopeError } from '../../src/util/errors.js';
 import { fixturePath } from '../support/fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'vmscope-bad-'));
+// Copies of whole fixtures (about 1 GiB): gone with the run.
+afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** Run the whole `info` path on a file and return the typed error it must raise, in under a second. */
 async function expectTypedError(path: string, code: string): Promise<VmscopeError> {

@@ -322,7 +322,7 @@ describe('vmscope diff', () => {
 
   it('--rules adds the signature hits that appeared: the new process holds its own name', () => {
     const { started } = pairChanges();
-    const rules = join(mkdtempSync(join(tmpdir(), 'vmscope-diff-rules-')), 'newcomer.yar');
+    const rules = join(cacheDir, 'newcomer.yar');
     writeFileSync(rules, `rule newcomer_name { strings: $name = "${started.comm}" condition: $name }`);
     const { code, stdout } = vmscope(
       'diff',
