@@ -2,6 +2,7 @@ import { VmscopeError } from '../util/errors.js';
 import { decodeExactly, type Codec } from './codecs.js';
 import { DecodedImage, readExactly } from './decodedImage.js';
 import { cpuStates, parseNotes } from './elf.js';
+import { rangesWithout } from './rangeView.js';
 import { readHeader, type ByteSource } from './source.js';
 import type { ElfNote, FormatDetails, PhysicalRange } from './types.js';
 
@@ -387,7 +388,7 @@ export class KdumpImage extends DecodedImage {
     });
     if (runStart >= 0) runs.push({ start: runStart, end: runEnd, fileOffset: -1 });
     if (first && isZeroPage(first.pfn, first.offset))
-      this.nonZero = withoutPage(runs, first.pfn * this.blockSize, this.blockSize);
+      this.nonZero = rangesWithout(runs, first.pfn * this.blockSize, (first.pfn + 1) * this.blockSize);
     else this.nonZero = runs;
     return this.nonZero;
   }
@@ -597,17 +598,6 @@ export class KdumpImage extends DecodedImage {
       first = last + 1;
     }
   }
-}
-
-/** `ranges` with the page at `start` (the first page of one of them) left out. */
-function withoutPage(ranges: PhysicalRange[], start: number, pageBytes: number): PhysicalRange[] {
-  return ranges.flatMap((range) =>
-    range.start !== start
-      ? [range]
-      : range.end > start + pageBytes
-        ? [{ start: start + pageBytes, end: range.end, fileOffset: -1 }]
-        : [],
-  );
 }
 
 interface PageDescriptor {

@@ -107,7 +107,7 @@ export function scanImage<Hit extends OffsetHit>(
     }
   }
   let doneBytes = 0;
-  const totalBytes = ranges === image.ranges ? image.totalBytes : streams.reduce((sum, { length }) => sum + length, 0);
+  const totalBytes = streams.reduce((sum, { length }) => sum + length, 0);
   const onProgress = options.onProgress;
   return scanStreams(scanner, streams, options.limit ?? Infinity, (chunkBytes) => {
     doneBytes += chunkBytes;
