@@ -1,5 +1,6 @@
 import { VmscopeError } from '../util/errors.js';
 import { DecodedImage, readExactly } from './decodedImage.js';
+import { MigrationPageTable, ZERO_PAGE } from './migrationPageTable.js';
 import { readHeader, type ByteSource } from './source.js';
 import { StreamReader } from './streamReader.js';
 import type { FormatDetails, PhysicalRange } from './types.js';
@@ -48,14 +49,10 @@ const RAM_SAVE_FLAG_MULTIFD_FLUSH = 0x200;
 const SPAN_GAP_BYTES = 512;
 const MAX_SPAN_BYTES = 8 << 20;
 
-/** Page entries: a file offset, or one of these. */
-const ABSENT = -1;
-const ZERO = -2;
-
 interface RamBlock {
   readonly name: string;
   readonly bytes: number;
-  readonly pages: Float64Array;
+  readonly pages: MigrationPageTable;
 }
 
 /** Where a piece of a RAM block lies in guest-physical memory. */
@@ -346,9 +343,9 @@ class StreamIndex {
             this.path,
             reader.position - 1,
           );
-        current.pages[page] = ZERO;
+        current.pages.set(page, ZERO_PAGE);
       } else {
-        current.pages[page] = reader.position;
+        current.pages.set(page, reader.position);
         reader.skip(PAGE_BYTES, 'a RAM page');
       }
     }
@@ -373,7 +370,7 @@ class StreamIndex {
       this.blocks.set(name, {
         name,
         bytes: Number(bytes),
-        pages: new Float64Array(Number(bytes) / PAGE_BYTES).fill(ABSENT),
+        pages: new MigrationPageTable(),
       });
       remaining -= bytes;
     }
@@ -411,25 +408,14 @@ function guestPhysicalMappings(blocks: ReadonlyMap<string, RamBlock>, machine: s
 
 /** Runs of pages the stream holds (sent as data or as zero pages). */
 function presentRanges(mappings: readonly Mapping[]): PhysicalRange[] {
-  const ranges: PhysicalRange[] = [];
-  for (const mapping of mappings) {
+  return mappings.flatMap((mapping) => {
     const firstPage = mapping.blockOffset / PAGE_BYTES;
-    const pageCount = mapping.length / PAGE_BYTES;
-    let runStart = -1;
-    for (let i = 0; i <= pageCount; i++) {
-      const present = i < pageCount && mapping.block.pages[firstPage + i]! !== ABSENT;
-      if (present && runStart < 0) runStart = i;
-      if (!present && runStart >= 0) {
-        ranges.push({
-          start: mapping.physical + runStart * PAGE_BYTES,
-          end: mapping.physical + i * PAGE_BYTES,
-          fileOffset: -1,
-        });
-        runStart = -1;
-      }
-    }
-  }
-  return ranges;
+    return mapping.block.pages.presentRuns(firstPage, mapping.length / PAGE_BYTES).map((run) => ({
+      start: mapping.physical + (run.start - firstPage) * PAGE_BYTES,
+      end: mapping.physical + (run.end - firstPage) * PAGE_BYTES,
+      fileOffset: -1,
+    }));
+  });
 }
 
 export class MigrationImage extends DecodedImage {
@@ -467,9 +453,9 @@ export class MigrationImage extends DecodedImage {
       const blockAt = mapping.blockOffset + (at - mapping.physical);
       const page = Math.floor(blockAt / PAGE_BYTES);
       const within = blockAt - page * PAGE_BYTES;
-      const entry = mapping.block.pages[page]!;
+      const entry = mapping.block.pages.get(page);
       let length = Math.min(into.length - done, PAGE_BYTES - within, mapping.physical + mapping.length - at);
-      if (entry === ZERO) {
+      if (entry === ZERO_PAGE) {
         into.fill(0, done, done + length);
       } else {
         const room = Math.min(into.length - done, mapping.physical + mapping.length - at);
@@ -488,13 +474,13 @@ export class MigrationImage extends DecodedImage {
   private readPages(mapping: Mapping, page: number, within: number, firstLength: number, into: Uint8Array): number {
     const pages = mapping.block.pages;
     const pageEnd = (mapping.blockOffset + mapping.length) / PAGE_BYTES;
-    const spanStart = pages[page]! + within;
+    const spanStart = pages.get(page) + within;
     let filled = firstLength;
     let last = page;
     while (filled < into.length && last + 1 < pageEnd) {
-      const next = pages[last + 1]!;
-      const previousEnd = pages[last]! + PAGE_BYTES;
-      // ZERO and ABSENT entries are negative: they end the span like a page stored elsewhere.
+      const next = pages.get(last + 1);
+      const previousEnd = pages.get(last) + PAGE_BYTES;
+      // ZERO_PAGE and ABSENT_PAGE entries are negative: they end the span like a page stored elsewhere.
       if (next < previousEnd || next - previousEnd > SPAN_GAP_BYTES || next + PAGE_BYTES - spanStart > MAX_SPAN_BYTES)
         break;
       filled = Math.min(into.length, filled + PAGE_BYTES);
@@ -506,14 +492,14 @@ export class MigrationImage extends DecodedImage {
       return filled;
     }
     const lastBytes = filled - firstLength - (last - page - 1) * PAGE_BYTES;
-    const spanLength = pages[last]! + lastBytes - spanStart;
+    const spanLength = pages.get(last) + lastBytes - spanStart;
     if (this.spanBuffer.length < spanLength)
       this.spanBuffer = new Uint8Array(Math.max(spanLength, 2 * this.spanBuffer.length));
     const span = this.spanBuffer.subarray(0, spanLength);
     readExactly(this.source, spanStart, span, what);
     into.set(span.subarray(0, firstLength));
     for (let at = page + 1, to = firstLength; at <= last; at++, to += PAGE_BYTES) {
-      const from = pages[at]! - spanStart;
+      const from = pages.get(at) - spanStart;
       into.set(span.subarray(from, from + Math.min(PAGE_BYTES, filled - to)), to);
     }
     return filled;

@@ -259,6 +259,36 @@ describe('corrupt AVML and migration files', () => {
       expect(error.message).toContain('pc.rXm');
     });
 
+    // Found by the fuzz below (seed 1127161386): a 256 TiB block length used to allocate its
+    // page table up front, a raw RangeError. The table now grows with the pages the file holds.
+    it('a RAM block declared at 256 TiB costs only the pages the stream sends', () => {
+      const path = join(work, 'huge-block.migration');
+      const contents = readFileSync(migration);
+      const original = openImage(migration);
+      const declared = 1n << 48n;
+      // The MEM_SIZE item (total | 0x04) precedes the first block of the list, pc.ram here.
+      const firstBlock = contents.indexOf(Buffer.from('\x06pc.ram'));
+      const total = contents.readBigUInt64BE(firstBlock - 8);
+      expect(total & 0xfffn).toBe(0x04n);
+      contents.writeBigUInt64BE(total + declared, firstBlock - 8);
+      const lengthAt = firstBlock + 7;
+      contents.writeBigUInt64BE(contents.readBigUInt64BE(lengthAt) + declared, lengthAt);
+      writeFileSync(path, contents);
+      const image = openImage(path);
+      const ramBytes = (blocks: unknown) =>
+        (blocks as { name: string; bytes: number }[]).find((block) => block.name === 'pc.ram')!.bytes;
+      expect(ramBytes(image.details?.ramBlocks)).toBe(ramBytes(original.details?.ramBlocks) + Number(declared));
+      expect(image.ranges).toEqual(original.ranges);
+      const page = new Uint8Array(PAGE);
+      const expected = new Uint8Array(PAGE);
+      const last = original.ranges.at(-1)!;
+      image.read(last.end - PAGE, page);
+      original.read(last.end - PAGE, expected);
+      expect(page).toEqual(expected);
+      image.close();
+      original.close();
+    });
+
     it('a truncated migration stream', () => {
       const path = join(work, 'cut.migration');
       copyFileSync(migration, path);
