@@ -2,6 +2,7 @@ import { VmscopeError } from '../util/errors.js';
 import { decodeExactly, type Codec } from './codecs.js';
 import { DecodedImage, readExactly } from './decodedImage.js';
 import { cpuStates, parseNotes } from './elf.js';
+import { inflatePaired, pairedInput } from './pairedInflate.js';
 import { rangesWithout } from './rangeView.js';
 import { readHeader, type ByteSource } from './source.js';
 import type { ElfNote, FormatDetails, PhysicalRange } from './types.js';
@@ -328,7 +329,7 @@ function writtenRuns(source: ByteSource, layout: KdumpLayout, index: DumpedPageI
 
 export class KdumpImage extends DecodedImage {
   private readonly blockSize: number;
-  /** Reused for the spans of stored pages a long read fetches (at most MAX_SPAN_BYTES). */
+  /** Reused for the spans of stored pages a long read fetches (at most MAX_SPAN_BYTES), when no helper thread shares them. */
   private spanBuffer = new Uint8Array(0);
   private nonZero: readonly PhysicalRange[] | undefined;
 
@@ -533,7 +534,7 @@ export class KdumpImage extends DecodedImage {
    * `physical`) they cover: one read of their descriptors, the cached pages copied, the others'
    * stored bytes fetched in file order with one read per span of nearby pages (a page per read
    * cost more than inflating it), each decoded once however many descriptors share it (QEMU's
-   * shared zero page).
+   * shared zero page), zlib pages on this thread and a helper thread together (pairedInflate.ts).
    */
   private fillPages(firstPfn: number, firstIndex: number, count: number, physical: number, into: Uint8Array): void {
     const table = readDescriptors(this.source, this.layout, this.index.dumpedPages, firstIndex, count);
@@ -552,7 +553,7 @@ export class KdumpImage extends DecodedImage {
         from - physical,
       );
     };
-    const pending: Array<{ page: number; descriptor: PageDescriptor; codec: Codec | undefined }> = [];
+    const pending: PendingPage[] = [];
     for (let page = 0; page < count; page++) {
       const descriptor = this.descriptorIn(view, page, firstIndex + page);
       const cached = this.cache.get(descriptor.offset);
@@ -560,44 +561,143 @@ export class KdumpImage extends DecodedImage {
       else pending.push({ page, descriptor, codec: this.storedAs(firstPfn + page, descriptor) });
     }
     pending.sort((a, b) => a.descriptor.offset - b.descriptor.offset || a.page - b.page);
-    for (let first = 0; first < pending.length;) {
-      const spanStart = pending[first]!.descriptor.offset;
-      let spanEnd = spanStart + pending[first]!.descriptor.size;
-      let last = first;
-      while (last + 1 < pending.length) {
-        const { offset, size } = pending[last + 1]!.descriptor;
-        if (offset - spanEnd > SPAN_GAP_BYTES || Math.max(spanEnd, offset + size) - spanStart > MAX_SPAN_BYTES) break;
-        spanEnd = Math.max(spanEnd, offset + size);
-        last++;
-      }
-      if (this.spanBuffer.length < spanEnd - spanStart)
-        this.spanBuffer = new Uint8Array(Math.max(spanEnd - spanStart, 2 * this.spanBuffer.length));
-      const span = this.spanBuffer.subarray(0, spanEnd - spanStart);
-      readExactly(
-        this.source,
-        spanStart,
-        span,
-        `pages 0x${firstPfn.toString(16)}-0x${(firstPfn + count - 1).toString(16)}`,
-      );
-      let previous: { offset: number; bytes: Uint8Array } | undefined;
-      for (let at = first; at <= last; at++) {
-        const { page, descriptor, codec } = pending[at]!;
-        const { offset, size } = descriptor;
-        if (previous?.offset !== offset) {
-          const stored = span.subarray(offset - spanStart, offset - spanStart + size);
-          const shared = at < last && pending[at + 1]!.descriptor.offset === offset;
-          // Stored pages are views of the reused span: cached only when shared, and then as a copy.
-          // Inflated ones are cached when shared, cut by the read's edge or the cache is large (keepsWholeUnits).
-          const bytes = codec === undefined ? (shared ? stored.slice() : stored) : this.decoded(codec, stored, offset);
-          if (shared || (codec !== undefined && (this.keepsWholeUnits || !coveredWhole(page))))
-            this.cache.set(offset, bytes);
-          previous = { offset, bytes };
-        }
-        place(page, previous.bytes);
-      }
-      first = last + 1;
+    const what = `pages 0x${firstPfn.toString(16)}-0x${(firstPfn + count - 1).toString(16)}`;
+    for (const group of spanGroups(pending)) {
+      const { input, shared } = this.readSpans(group, what);
+      const units = storedUnits(pending, group, input);
+      const decoded = this.decodeUnits(units, shared);
+      units.forEach((unit, at) => {
+        const bytes = decoded[at]!;
+        const first = pending[unit.firstPending]!;
+        // Stored pages are views of the reused input: cached only when shared, and then as a copy.
+        // Inflated ones are cached when shared, cut by the read's edge or the cache is large (keepsWholeUnits).
+        if (unit.sharedBy > 1 || (unit.codec !== undefined && (this.keepsWholeUnits || !coveredWhole(first.page))))
+          this.cache.set(unit.offset, bytes);
+        for (let entry = unit.firstPending; entry < unit.firstPending + unit.sharedBy; entry++)
+          place(pending[entry]!.page, bytes);
+      });
     }
   }
+
+  /** The spans of a group read, one after another, into one buffer: shared with a helper thread when there is one. */
+  private readSpans(group: readonly Span[], what: string): { input: Uint8Array; shared: boolean } {
+    const bytes = group.reduce((sum, span) => sum + span.end - span.start, 0);
+    let input = group.some((span) => span.zlib) ? pairedInput(bytes) : undefined;
+    const shared = input !== undefined;
+    if (input === undefined) {
+      if (this.spanBuffer.length < bytes) this.spanBuffer = new Uint8Array(Math.max(bytes, 2 * this.spanBuffer.length));
+      input = this.spanBuffer.subarray(0, bytes);
+    }
+    let at = 0;
+    for (const span of group) {
+      readExactly(this.source, span.start, input.subarray(at, at + span.end - span.start), what);
+      at += span.end - span.start;
+    }
+    return { input, shared };
+  }
+
+  /**
+   * Each unit's page: inflated, or its stored bytes (a copy when shared). zlib pages are shared out
+   * with the helper thread when their stored bytes are in its input (`pairable`).
+   */
+  private decodeUnits(units: readonly StoredUnit[], pairable: boolean): Uint8Array[] {
+    const decoded: Uint8Array[] = new Array(units.length);
+    const zlib: number[] = [];
+    units.forEach((unit, at) => {
+      if (unit.codec === 'zlib') zlib.push(at);
+      else if (unit.codec !== undefined) decoded[at] = this.decoded(unit.codec, unit.stored, unit.offset);
+      else decoded[at] = unit.sharedBy > 1 ? unit.stored.slice() : unit.stored;
+    });
+    const jobs = zlib.map((at) => ({ at: units[at]!.stored.byteOffset, length: units[at]!.stored.length }));
+    // A page the pair did not inflate to a whole page is inflated here again: decodeExactly says why.
+    const inflated = pairable ? inflatePaired(jobs, this.blockSize) : [];
+    zlib.forEach((at, job) => {
+      decoded[at] = inflated[job] ?? this.decoded('zlib', units[at]!.stored, units[at]!.offset);
+    });
+    return decoded;
+  }
+}
+
+interface PendingPage {
+  readonly page: number;
+  readonly descriptor: PageDescriptor;
+  readonly codec: Codec | undefined;
+}
+
+/** Pending pages `first`..`last` (in file order), stored within [start, end) of the file. */
+interface Span {
+  readonly first: number;
+  readonly last: number;
+  readonly start: number;
+  readonly end: number;
+  readonly zlib: boolean;
+}
+
+/** One stored page of a group and the pending pages (consecutive) whose descriptors point at it. */
+interface StoredUnit {
+  readonly offset: number;
+  readonly codec: Codec | undefined;
+  readonly stored: Uint8Array;
+  readonly firstPending: number;
+  readonly sharedBy: number;
+}
+
+/**
+ * Spans of pending pages (sorted by stored offset) whose stored bytes lie at most SPAN_GAP_BYTES
+ * apart, each at most MAX_SPAN_BYTES, in groups of at most MAX_SPAN_BYTES read together.
+ */
+function spanGroups(pending: readonly PendingPage[]): Span[][] {
+  const groups: Span[][] = [];
+  let group: Span[] = [];
+  let groupBytes = 0;
+  for (let first = 0; first < pending.length;) {
+    const start = pending[first]!.descriptor.offset;
+    let end = start + pending[first]!.descriptor.size;
+    let zlib = pending[first]!.codec === 'zlib';
+    let last = first;
+    while (last + 1 < pending.length) {
+      const { offset, size } = pending[last + 1]!.descriptor;
+      if (offset - end > SPAN_GAP_BYTES || Math.max(end, offset + size) - start > MAX_SPAN_BYTES) break;
+      end = Math.max(end, offset + size);
+      zlib ||= pending[last + 1]!.codec === 'zlib';
+      last++;
+    }
+    if (group.length > 0 && groupBytes + end - start > MAX_SPAN_BYTES) {
+      groups.push(group);
+      group = [];
+      groupBytes = 0;
+    }
+    group.push({ first, last, start, end, zlib });
+    groupBytes += end - start;
+    first = last + 1;
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
+}
+
+/** The group's stored pages, each once, as views of `input` (the group's spans read one after another). */
+function storedUnits(pending: readonly PendingPage[], group: readonly Span[], input: Uint8Array): StoredUnit[] {
+  const units: StoredUnit[] = [];
+  let spanAt = 0;
+  for (const span of group) {
+    for (let entry = span.first; entry <= span.last;) {
+      const { descriptor, codec } = pending[entry]!;
+      let sharedBy = 1;
+      while (entry + sharedBy <= span.last && pending[entry + sharedBy]!.descriptor.offset === descriptor.offset)
+        sharedBy++;
+      const at = spanAt + descriptor.offset - span.start;
+      units.push({
+        offset: descriptor.offset,
+        codec,
+        stored: input.subarray(at, at + descriptor.size),
+        firstPending: entry,
+        sharedBy,
+      });
+      entry += sharedBy;
+    }
+    spanAt += span.end - span.start;
+  }
+  return units;
 }
 
 interface PageDescriptor {

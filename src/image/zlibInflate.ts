@@ -36,6 +36,11 @@ const REFUSALS = new Map<number, string>([
 let module: WebAssembly.Module | undefined;
 let threadInflater: ZlibInflater | undefined;
 
+/** The inflate kernel, compiled once per thread (and sent to a helper thread: pairedInflate.ts). */
+export function inflateModule(): WebAssembly.Module {
+  return (module ??= new WebAssembly.Module(Buffer.from(inflateWasmBase64, 'base64')));
+}
+
 /**
  * zlib streams inflated by the WASM kernel (assembly/inflate.ts) into its own memory, then copied
  * out: one instance per thread, made again larger when a stream or its output does not fit.
@@ -46,11 +51,10 @@ export class ZlibInflater {
   private readonly outputAddress: number;
 
   private constructor(readonly capacity: number) {
-    module ??= new WebAssembly.Module(Buffer.from(inflateWasmBase64, 'base64'));
     this.outputAddress = INFLATE_INPUT_ADDRESS + capacity;
     const pages = Math.ceil((this.outputAddress + capacity) / WASM_PAGE_BYTES);
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-    this.exports = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as InflateExports;
+    this.exports = new WebAssembly.Instance(inflateModule(), { env: { memory } }).exports as unknown as InflateExports;
     this.memory = new Uint8Array(memory.buffer);
   }
 
@@ -70,15 +74,27 @@ export class ZlibInflater {
    * Error saying why when the stream is not sound or would inflate past that bound.
    */
   inflate(input: Uint8Array, maxOutputLength: number): Uint8Array {
+    const result = this.run(input, maxOutputLength);
+    if (result >= 0) return this.memory.slice(this.outputAddress, this.outputAddress + result);
+    if (result === INFLATE_ERROR_OUTPUT_FULL) throw new Error(`inflates past ${maxOutputLength} bytes`);
+    throw new Error(REFUSALS.get(result) ?? `inflate error ${result}`);
+  }
+
+  /** Inflates `input` into `into`, which it must fill exactly: false when it does not (`inflate` says why). */
+  inflateExactlyInto(input: Uint8Array, into: Uint8Array): boolean {
+    if (this.run(input, into.length) !== into.length) return false;
+    into.set(this.memory.subarray(this.outputAddress, this.outputAddress + into.length));
+    return true;
+  }
+
+  /** The kernel's result: the bytes inflated, or an INFLATE_ERROR_* code. */
+  private run(input: Uint8Array, maxOutputLength: number): number {
     if (input.length > this.capacity || maxOutputLength > this.capacity)
       throw new RangeError(
         `a ${input.length}-byte stream inflating to ${maxOutputLength} bytes needs a larger inflater`,
       );
     this.memory.set(input, INFLATE_INPUT_ADDRESS);
-    const result = this.exports.inflateZlib(input.length, this.outputAddress, maxOutputLength);
-    if (result >= 0) return this.memory.slice(this.outputAddress, this.outputAddress + result);
-    if (result === INFLATE_ERROR_OUTPUT_FULL) throw new Error(`inflates past ${maxOutputLength} bytes`);
-    throw new Error(REFUSALS.get(result) ?? `inflate error ${result}`);
+    return this.exports.inflateZlib(input.length, this.outputAddress, maxOutputLength);
   }
 }
 
