@@ -42,6 +42,8 @@ const JOB_COUNT = 1;
 const HELPER_PAGES = 2;
 const PENDING = 0x7fffffff;
 const CLAIMED = -1;
+/** Generations run 1..MAX_GENERATION and round: 0 is no batch yet, and never a free job's word. */
+const MAX_GENERATION = 0x7fffffff;
 /** A helper that leaves a claimed page undone this long is given up (it died): its pages are inflated here. */
 const HELPER_TIMEOUT_MS = 10_000;
 
@@ -52,13 +54,30 @@ interface SharedState {
   readonly input: Uint8Array;
 }
 
+/** What the helper's loop is given of this file's constants (its source runs on its own). */
+const HELPER_CONSTANTS = {
+  inputAddress: INFLATE_INPUT_ADDRESS,
+  maxStoredBytes: MAX_STORED_BYTES,
+  maxPageBytes: MAX_PAGE_BYTES,
+  jobWords: JOB_WORDS,
+  generationWord: GENERATION,
+  jobCountWord: JOB_COUNT,
+  helperPagesWord: HELPER_PAGES,
+  claimed: CLAIMED,
+};
+
 /** The helper thread's loop, run from its source text: it may use only its arguments and globals. */
-function helperLoop(
-  workerThreads: typeof WorkerThreads,
-  inputAddress: number,
-  maxStoredBytes: number,
-  maxPageBytes: number,
-): void {
+function helperLoop(workerThreads: typeof WorkerThreads, constants: typeof HELPER_CONSTANTS): void {
+  const {
+    inputAddress,
+    maxStoredBytes,
+    maxPageBytes,
+    jobWords,
+    generationWord,
+    jobCountWord,
+    helperPagesWord,
+    claimed,
+  } = constants;
   const { module, control, jobs, claims, input, slabs } = workerThreads.workerData as SharedState & {
     module: WebAssembly.Module;
     slabs: MessagePort;
@@ -72,19 +91,19 @@ function helperLoop(
   let slab = { id: 0, bytes: new Uint8Array(0) };
   let seen = 0;
   for (;;) {
-    Atomics.wait(control, 0, seen);
-    seen = Atomics.load(control, 0);
+    Atomics.wait(control, generationWord, seen);
+    seen = Atomics.load(control, generationWord);
     for (
       let message = workerThreads.receiveMessageOnPort(slabs);
       message;
       message = workerThreads.receiveMessageOnPort(slabs)
     )
       slab = message.message as typeof slab;
-    const count = Atomics.load(control, 1);
+    const count = Atomics.load(control, jobCountWord);
     for (let job = count - 1; job >= 0; job--) {
-      if (Atomics.compareExchange(claims, job, seen, -1) !== seen) break;
-      const record = job * 6;
-      const [at, length, , into, slabId, pageLength] = jobs.subarray(record, record + 6);
+      if (Atomics.compareExchange(claims, job, seen, claimed) !== seen) break;
+      const record = job * jobWords;
+      const [at, length, , into, slabId, pageLength] = jobs.subarray(record, record + jobWords);
       let result = -1;
       try {
         if (slabId === slab.id && length! <= maxStoredBytes && pageLength! <= maxPageBytes) {
@@ -95,7 +114,7 @@ function helperLoop(
       } catch {
         result = -1; // inflated here instead, where its error is reported
       }
-      if (result > 0) Atomics.add(control, 2, 1);
+      if (result > 0) Atomics.add(control, helperPagesWord, 1);
       Atomics.store(jobs, record + 2, result);
       Atomics.notify(jobs, record + 2);
     }
@@ -152,7 +171,7 @@ function inflateBatch(
     slabUsed = 0;
     slabPort?.postMessage({ id: slabId, bytes: slab });
   }
-  generation = generation === PENDING - 1 ? 1 : generation + 1;
+  generation = generation === MAX_GENERATION ? 1 : generation + 1;
   for (let job = 0; job < count; job++) {
     const { at, length } = jobs[first + job]!;
     const record = job * JOB_WORDS;
@@ -221,7 +240,7 @@ function startHelper(): boolean {
     };
     try {
       const channel = new MessageChannel();
-      const source = `(${helperLoop.toString()})(require('node:worker_threads'), ${INFLATE_INPUT_ADDRESS}, ${MAX_STORED_BYTES}, ${MAX_PAGE_BYTES})`;
+      const source = `(${helperLoop.toString()})(require('node:worker_threads'), ${JSON.stringify(HELPER_CONSTANTS)})`;
       helper = new Worker(source, {
         eval: true,
         workerData: { ...shared, module: inflateModule(), slabs: channel.port2 },
