@@ -1,25 +1,16 @@
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readSync,
-  realpathSync,
-  rmSync,
-  statfsSync,
-  statSync,
-} from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, realpathSync, statfsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { VmscopeError } from '../util/errors.js';
+import { copiesDirectory } from './copiesDirectory.js';
 import { DecompressedTooLargeError, decompressToFile, type Compression } from './decompress.js';
 
 /**
  * A dump compressed as a whole (`.zst`, `.gz`, `.xz`, recognised by content) is read from a
  * decompressed temporary copy: the formats inside need random access. The copy lives in a
  * per-process directory (so the scan pool's threads, which reopen the dump by its path, find it
- * instead of decompressing again) and is deleted when the process exits. It must fit the budget:
+ * instead of decompressing again) and is deleted when the process exits (copiesDirectory.ts). It must fit the budget:
  * `VMSCOPE_TEMP_BUDGET_MIB` (default: the free space) in `VMSCOPE_TEMP_DIR` (default the OS temp
  * directory), less a reserve so a dump never fills the disk.
  */
@@ -45,18 +36,6 @@ export function tempBudgetFromEnvironment(): TempBudget {
     directory: process.env.VMSCOPE_TEMP_DIR ?? tmpdir(),
     bytes: Number.isFinite(mib) && mib > 0 ? mib * 2 ** 20 : Infinity,
   };
-}
-
-let processDirectory: string | undefined;
-
-function copiesDirectory(root: string): string {
-  if (!processDirectory) {
-    processDirectory = join(root, `vmscope-decompressed-${process.pid}`);
-    mkdirSync(processDirectory, { recursive: true });
-    const directory = processDirectory;
-    process.once('exit', () => rmSync(directory, { recursive: true, force: true }));
-  }
-  return processDirectory;
 }
 
 /** The decompressed size a zstd frame header declares (the zstd CLI writes it for files), if any. */
