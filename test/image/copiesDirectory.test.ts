@@ -30,7 +30,7 @@ function folder(name: string, owner: object | undefined): void {
 
 describe('copies of processes that are gone', () => {
   it('are removed when their owner was a process of this host and boot that no longer runs', () => {
-    const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid;
     const here = { host: hostname(), boot: bootId() };
     folder(`vmscope-decompressed-${gone}`, { pid: gone, ...here });
     folder(`vmscope-decompressed-${process.ppid}`, { pid: process.ppid, ...here });
