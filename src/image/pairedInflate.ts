@@ -36,7 +36,14 @@ const MAX_JOBS = 1024;
 /** The largest page the helper inflates (kdump's largest block size in use), and its stored bytes. */
 const MAX_PAGE_BYTES = 64 << 10;
 const MAX_STORED_BYTES = 2 * MAX_PAGE_BYTES;
+/** A job's words, in this order. */
 const JOB_WORDS = 6;
+const JOB_INPUT_AT = 0;
+const JOB_INPUT_LENGTH = 1;
+const JOB_RESULT = 2;
+const JOB_OUTPUT_AT = 3;
+const JOB_SLAB_ID = 4;
+const JOB_PAGE_LENGTH = 5;
 const GENERATION = 0;
 const JOB_COUNT = 1;
 const HELPER_PAGES = 2;
@@ -60,6 +67,7 @@ const HELPER_CONSTANTS = {
   maxStoredBytes: MAX_STORED_BYTES,
   maxPageBytes: MAX_PAGE_BYTES,
   jobWords: JOB_WORDS,
+  resultWord: JOB_RESULT,
   generationWord: GENERATION,
   jobCountWord: JOB_COUNT,
   helperPagesWord: HELPER_PAGES,
@@ -73,6 +81,7 @@ function helperLoop(workerThreads: typeof WorkerThreads, constants: typeof HELPE
     maxStoredBytes,
     maxPageBytes,
     jobWords,
+    resultWord,
     generationWord,
     jobCountWord,
     helperPagesWord,
@@ -103,6 +112,7 @@ function helperLoop(workerThreads: typeof WorkerThreads, constants: typeof HELPE
     for (let job = count - 1; job >= 0; job--) {
       if (Atomics.compareExchange(claims, job, seen, claimed) !== seen) break;
       const record = job * jobWords;
+      // Its words, in JOB_WORDS order: input offset and length, result, output offset, slab id, page length.
       const [at, length, , into, slabId, pageLength] = jobs.subarray(record, record + jobWords);
       let result = -1;
       try {
@@ -115,14 +125,15 @@ function helperLoop(workerThreads: typeof WorkerThreads, constants: typeof HELPE
         result = -1; // inflated here instead, where its error is reported
       }
       if (result > 0) Atomics.add(control, helperPagesWord, 1);
-      Atomics.store(jobs, record + 2, result);
-      Atomics.notify(jobs, record + 2);
+      Atomics.store(jobs, record + resultWord, result);
+      Atomics.notify(jobs, record + resultWord);
     }
   }
 }
 
+/** Made at the first pairedInput on the main thread; the helper may still fail to start (then this thread inflates alone). */
 let shared: SharedState | undefined;
-let helper: Worker | null | undefined;
+let helperStarted = false;
 let slabPort: MessagePort | undefined;
 let generation = 0;
 let slab: Uint8Array = new Uint8Array(0);
@@ -175,12 +186,12 @@ function inflateBatch(
   for (let job = 0; job < count; job++) {
     const { at, length } = jobs[first + job]!;
     const record = job * JOB_WORDS;
-    state.jobs[record] = at;
-    state.jobs[record + 1] = length;
-    state.jobs[record + 2] = PENDING;
-    state.jobs[record + 3] = slabUsed + job * pageLength;
-    state.jobs[record + 4] = slabId;
-    state.jobs[record + 5] = pageLength;
+    state.jobs[record + JOB_INPUT_AT] = at;
+    state.jobs[record + JOB_INPUT_LENGTH] = length;
+    state.jobs[record + JOB_RESULT] = PENDING;
+    state.jobs[record + JOB_OUTPUT_AT] = slabUsed + job * pageLength;
+    state.jobs[record + JOB_SLAB_ID] = slabId;
+    state.jobs[record + JOB_PAGE_LENGTH] = pageLength;
     Atomics.store(state.claims, job, generation);
   }
   Atomics.store(state.control, JOB_COUNT, count);
@@ -207,13 +218,13 @@ function inflateBatch(
   for (let job = mine; job < count; job++) {
     const offset = slabUsed + job * pageLength;
     results[first + job] =
-      state.jobs[job * JOB_WORDS + 2] === pageLength ? slab.subarray(offset, offset + pageLength) : undefined;
+      state.jobs[job * JOB_WORDS + JOB_RESULT] === pageLength ? slab.subarray(offset, offset + pageLength) : undefined;
   }
   slabUsed += count * pageLength;
 }
 
 function awaitHelper(state: SharedState, job: number): void {
-  const result = job * JOB_WORDS + 2;
+  const result = job * JOB_WORDS + JOB_RESULT;
   while (Atomics.load(state.jobs, result) === PENDING) {
     if (Atomics.wait(state.jobs, result, PENDING, HELPER_TIMEOUT_MS) === 'timed-out') {
       // Given up (its thread died): the page reads as a failure, and is inflated again by the caller.
@@ -229,8 +240,8 @@ export function helperPagesInflated(): number {
 
 /** Whether this thread can pair (the helper is started now if not yet: it takes jobs once its thread is up). */
 function startHelper(): boolean {
-  if (helper === undefined) {
-    helper = null;
+  if (!helperStarted) {
+    helperStarted = true;
     if (!isMainThread) return false;
     shared = {
       control: new Int32Array(new SharedArrayBuffer(12)),
@@ -241,18 +252,18 @@ function startHelper(): boolean {
     try {
       const channel = new MessageChannel();
       const source = `(${helperLoop.toString()})(require('node:worker_threads'), ${JSON.stringify(HELPER_CONSTANTS)})`;
-      helper = new Worker(source, {
+      const helper = new Worker(source, {
         eval: true,
         workerData: { ...shared, module: inflateModule(), slabs: channel.port2 },
         transferList: [channel.port2],
       });
       helper.unref();
-      // Pairing goes on without it: jobs it never claims are inflated here.
-      helper.on('error', () => (helper = null));
+      // A helper that fails is no error: pairing goes on, and the jobs it never claims are inflated here.
+      helper.on('error', () => {});
       channel.port1.unref();
       slabPort = channel.port1;
     } catch {
-      helper = null;
+      // No helper thread (the same: this thread inflates every job).
     }
   }
   return shared !== undefined;
