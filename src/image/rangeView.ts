@@ -39,12 +39,12 @@ export function rangesWithout(ranges: readonly PhysicalRange[], start: number, e
     if (range.end <= start || range.start >= end) return [range];
     const parts: PhysicalRange[] = [];
     if (range.start < start) parts.push({ ...range, end: start });
-    if (range.end > end)
-      parts.push({
-        start: end,
-        end: range.end,
-        fileOffset: range.fileOffset < 0 ? range.fileOffset : range.fileOffset + (end - range.start),
-      });
+    if (range.end > end) parts.push({ start: end, end: range.end, fileOffset: fileOffsetAt(range, end) });
     return parts;
   });
+}
+
+/** Where `range`'s byte at `physical` lies in the file; -1 stays -1 (a decoded range has no file offset). */
+export function fileOffsetAt(range: PhysicalRange, physical: number): number {
+  return range.fileOffset < 0 ? range.fileOffset : range.fileOffset + (physical - range.start);
 }

@@ -1,4 +1,4 @@
-import { viewOverRanges } from '../image/rangeView.js';
+import { fileOffsetAt, viewOverRanges } from '../image/rangeView.js';
 import type { MemoryImage, PhysicalRange } from '../image/types.js';
 import type { NeedleHit } from '../kernels/multiNeedle.js';
 import type { NeedleSearcher } from '../kernels/needleSearcher.js';
@@ -91,8 +91,7 @@ function clipToJob(ranges: readonly PhysicalRange[], reach: ScanReach, start: nu
     // Bytes read back across a gap form a stream of their own, so they never join the job's first bytes.
     const from = Math.max(range.start, readStart);
     const to = range.end <= end ? range.end : Math.min(range.end, readEnd);
-    const fileOffset = range.fileOffset < 0 ? range.fileOffset : range.fileOffset + (from - range.start);
-    clipped.push({ start: from, end: to, fileOffset });
+    clipped.push({ start: from, end: to, fileOffset: fileOffsetAt(range, from) });
   }
   return clipped;
 }
