@@ -33,6 +33,11 @@
  *   guest going away.
  * A violation is "the same" across snapshots when its rule, kind, pid, name and comm are: the
  * detail (counts, capture times) may change without reopening it.
+ *
+ * A running guest read in place (a smeared snapshot) may change under the walk, so a read that
+ * finds anything is read again, and only what two reads in a row agree on is reported. After
+ * three reads with no two in a row agreeing, the second is reported as far as the third repeats
+ * it and becomes the baseline: a change that began during the check is the next check's news.
  */
 import type { ContextOptions } from '../analyses/context.js';
 import { isVmscopeError } from '../util/errors.js';
@@ -212,14 +217,23 @@ export async function* watch(options: WatchOptions): AsyncGenerator<WatchAlert, 
         summary = await read();
         judged = judge(summary, previous, open, options);
         // A running guest's lists may change under the walk: alert only what two reads in a row agree on.
-        for (let last = judged; snapshot.smeared && !judged.quiet && reads < MAX_SMEARED_READS; last = judged) {
-          const again = await read();
-          reads++;
-          judged = judge(again, previous, open, options);
-          const agreed = agreement(last, judged);
-          summary = again;
-          if (agreed.complete) break;
-          judged = agreed.judgement;
+        if (snapshot.smeared && !judged.quiet) {
+          for (;;) {
+            const again = await read();
+            reads++;
+            const later = judge(again, previous, open, options);
+            if (agreement(judged, later).complete) {
+              [summary, judged] = [again, later];
+              break;
+            }
+            if (reads === MAX_SMEARED_READS) {
+              // Out of reads: the earlier read is the new baseline, alerting what the later one repeats. A
+              // change the later read saw first is then still news to the next check, not hidden in its baseline.
+              judged = agreement(judged, later).judgement;
+              break;
+            }
+            [summary, judged] = [again, later];
+          }
         }
       } catch (error) {
         // Whatever the dump did to the analysis (a VmscopeError, or a bug it tripped), the next dump deserves a look.
@@ -378,32 +392,32 @@ function changeKey(change: AlertFields): string {
 }
 
 /**
- * What two reads of a running guest agree on: the later read's changes, appearing and
- * resolved violations that the earlier read found too (`complete` when nothing was dropped).
- * The violations left open are the later read's, minus those only it saw appear.
+ * What two reads of a running guest (judged against the same baseline) agree on: `read`'s
+ * changes, appearing and resolved violations that `confirmation` found too (`complete` when
+ * the two found the same). The violations left open are `read`'s, minus those only it saw appear.
  */
-function agreement(earlier: Judgement, later: Judgement): { judgement: Judgement; complete: boolean } {
-  const earlierChanges = new Set(earlier.changes.map(changeKey));
-  const earlierAppeared = new Set(earlier.reconciled.appeared.map(violationIdentity));
-  const earlierResolved = new Set(earlier.reconciled.resolved.map(violationIdentity));
-  const changes = later.changes.filter((change) => earlierChanges.has(changeKey(change)));
-  const appeared = later.reconciled.appeared.filter((violation) => earlierAppeared.has(violationIdentity(violation)));
-  const resolved = later.reconciled.resolved.filter((violation) => earlierResolved.has(violationIdentity(violation)));
+function agreement(read: Judgement, confirmation: Judgement): { judgement: Judgement; complete: boolean } {
+  const confirmedChanges = new Set(confirmation.changes.map(changeKey));
+  const confirmedAppeared = new Set(confirmation.reconciled.appeared.map(violationIdentity));
+  const confirmedResolved = new Set(confirmation.reconciled.resolved.map(violationIdentity));
+  const changes = read.changes.filter((change) => confirmedChanges.has(changeKey(change)));
+  const appeared = read.reconciled.appeared.filter((violation) => confirmedAppeared.has(violationIdentity(violation)));
+  const resolved = read.reconciled.resolved.filter((violation) => confirmedResolved.has(violationIdentity(violation)));
   const unconfirmed = new Set(
-    later.reconciled.appeared.filter((violation) => !appeared.includes(violation)).map(violationIdentity),
+    read.reconciled.appeared.filter((violation) => !appeared.includes(violation)).map(violationIdentity),
   );
-  const open = new Map([...later.reconciled.open].filter(([identity]) => !unconfirmed.has(identity)));
-  for (const violation of later.reconciled.resolved.filter((violation) => !resolved.includes(violation)))
+  const open = new Map([...read.reconciled.open].filter(([identity]) => !unconfirmed.has(identity)));
+  for (const violation of read.reconciled.resolved.filter((violation) => !resolved.includes(violation)))
     open.set(violationIdentity(violation), violation);
   const complete =
-    changes.length === later.changes.length &&
-    changes.length === earlier.changes.length &&
-    appeared.length === later.reconciled.appeared.length &&
-    appeared.length === earlier.reconciled.appeared.length &&
-    resolved.length === later.reconciled.resolved.length &&
-    resolved.length === earlier.reconciled.resolved.length;
+    changes.length === read.changes.length &&
+    changes.length === confirmation.changes.length &&
+    appeared.length === read.reconciled.appeared.length &&
+    appeared.length === confirmation.reconciled.appeared.length &&
+    resolved.length === read.reconciled.resolved.length &&
+    resolved.length === confirmation.reconciled.resolved.length;
   return {
-    judgement: { ...later, changes, reconciled: { appeared, resolved, open }, quiet: false },
+    judgement: { ...read, changes, reconciled: { appeared, resolved, open }, quiet: false },
     complete,
   };
 }
