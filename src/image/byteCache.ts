@@ -12,9 +12,23 @@ export class ByteLruCache {
    */
   private readonly entries = new Map<number, { value: Uint8Array; used: boolean }>();
   private heldBytes = 0;
+  private budget: number;
 
-  constructor(readonly budgetBytes: number) {
+  constructor(budgetBytes: number) {
     if (!(budgetBytes > 0)) throw new RangeError(`cache budget ${budgetBytes} must be positive`);
+    this.budget = budgetBytes;
+  }
+
+  get budgetBytes(): number {
+    return this.budget;
+  }
+
+  /** Give `bytes` of the budget to decoded units held elsewhere (inflateAhead.ts), evicting what no longer fits. */
+  reserve(bytes: number): void {
+    if (!(bytes >= 0 && bytes < this.budget))
+      throw new RangeError(`cannot reserve ${bytes} of a ${this.budget}-byte budget`);
+    this.budget -= bytes;
+    this.evictBeyondBudget(undefined);
   }
 
   get bytes(): number {
@@ -38,10 +52,15 @@ export class ByteLruCache {
     if (value.length > this.budgetBytes) return;
     this.entries.set(key, { value, used: false });
     this.heldBytes += value.length;
-    while (this.heldBytes > this.budgetBytes) {
+    this.evictBeyondBudget(key);
+  }
+
+  /** Evict from the oldest entry until the held bytes fit, giving a marked entry (not `kept`) another round. */
+  private evictBeyondBudget(kept: number | undefined): void {
+    while (this.heldBytes > this.budget) {
       const [oldest, entry] = this.entries.entries().next().value as [number, { value: Uint8Array; used: boolean }];
       this.entries.delete(oldest);
-      if (entry.used && oldest !== key) {
+      if (entry.used && oldest !== kept) {
         entry.used = false;
         this.entries.set(oldest, entry);
       } else {

@@ -1,5 +1,5 @@
 import { VmscopeError } from '../util/errors.js';
-import { readHeader, type ByteSource } from './source.js';
+import { readHeader, type ByteSource, type FileRegion } from './source.js';
 
 /** makedumpfile's flattened stream (what `makedumpfile -F` and QEMU `kdump-*` write to a pipe). */
 export const FLATTENED_SIGNATURE = 'makedumpfile';
@@ -158,6 +158,14 @@ export class FlattenedSource implements ByteSource {
       index++;
     }
     return total;
+  }
+
+  /** Bytes within one record are together in the stream's file. */
+  fileRegion(offset: number, length: number): FileRegion | undefined {
+    const index = this.firstEndingAfter(offset);
+    const start = this.starts[index];
+    if (start === undefined || offset < start || offset + length > start + this.lengths[index]!) return undefined;
+    return this.stream.fileRegion?.(this.streamOffsets[index]! + (offset - start), length);
   }
 
   close(): void {

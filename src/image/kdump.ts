@@ -2,6 +2,7 @@ import { VmscopeError } from '../util/errors.js';
 import { decodeExactly, type Codec } from './codecs.js';
 import { DecodedImage, readExactly } from './decodedImage.js';
 import { cpuStates, parseNotes } from './elf.js';
+import { HELPER_BUSY, InflateAhead } from './inflateAhead.js';
 import { inflatePaired, pairedInput } from './pairedInflate.js';
 import { rangesWithout } from './rangeView.js';
 import { readHeader, type ByteSource } from './source.js';
@@ -49,6 +50,10 @@ const DESCRIPTORS_PER_WALK = 65536;
 const MAX_SHARED_PAGES_CHECKED = 16;
 /** Pages a long read handles together: a 4 MiB scan window of 4 KiB pages. */
 const BATCH_PAGES = 1024;
+/** A read of this many pages starts inflating the dump's zlib pages ahead (inflateAhead.ts): one that is not a lookup. */
+const AHEAD_TRIGGER_PAGES = 64;
+/** Fewer zlib pages than this are not worth a thread. */
+const AHEAD_MIN_PAGES = 1024;
 /** Stored pages at most this far apart in the file are fetched with one read of the span holding them. */
 const SPAN_GAP_BYTES = 64 << 10;
 const MAX_SPAN_BYTES = 8 << 20;
@@ -332,6 +337,8 @@ export class KdumpImage extends DecodedImage {
   /** Reused for the spans of stored pages a long read fetches (at most MAX_SPAN_BYTES), when no helper thread shares them. */
   private spanBuffer = new Uint8Array(0);
   private nonZero: readonly PhysicalRange[] | undefined;
+  /** The zlib pages inflated ahead (null: not, decided at the first long read) and their stored offsets, ascending. */
+  private ahead: { readonly inflater: InflateAhead; readonly offsets: Float64Array } | null | undefined;
 
   constructor(
     source: ByteSource,
@@ -394,8 +401,86 @@ export class KdumpImage extends DecodedImage {
     return this.nonZero;
   }
 
+  /**
+   * Every zlib page inflated ahead by a helper thread (inflateAhead.ts), when this thread may have
+   * one and they all fit in half the cache's budget (the rest of the budget stays the cache's): the
+   * stored pages in file order, from one walk over the descriptors. A page the walk finds unsound
+   * is left out: its first read reports it.
+   */
+  private startInflatingAhead(): KdumpImage['ahead'] {
+    if (this.layout.isDiskdump || !this.source.fileRegion || !InflateAhead.possibleHere()) return null;
+    const offsets: number[] = [];
+    const lengths: number[] = [];
+    let highest = -1;
+    try {
+      this.forEachDescriptor((_pfn, table, within, index) => {
+        const { offset, size, flags } = this.descriptorIn(table, within, index);
+        // Stored pages follow one another: an offset at or before the highest seen is a shared page, listed already.
+        if (offset <= highest) return;
+        highest = offset;
+        const plausible = size > 0 && size <= 2 * this.blockSize && offset + size <= this.source.size;
+        if (CODEC_OF_FLAGS.get(flags) === 'zlib' && plausible) {
+          offsets.push(offset);
+          lengths.push(size);
+        }
+      });
+    } catch (error) {
+      // A damaged descriptor table: the reads that reach the damage report it, where it is.
+      if (error instanceof VmscopeError) return null;
+      throw error;
+    }
+    const bytes = offsets.length * this.blockSize;
+    if (offsets.length < AHEAD_MIN_PAGES || bytes > this.cache.budgetBytes / 2) return null;
+    const fileOffsets = new Float64Array(offsets.length);
+    let path: string | undefined;
+    offsets.forEach((offset, slot) => {
+      const region = this.source.fileRegion!(offset, lengths[slot]!);
+      path ??= region?.path;
+      fileOffsets[slot] = region !== undefined && region.path === path ? region.offset : -1;
+    });
+    if (path === undefined) return null;
+    const inflater = InflateAhead.start({
+      path,
+      fileOffsets,
+      storedLengths: Int32Array.from(lengths),
+      pageLength: this.blockSize,
+    });
+    if (!inflater) return null;
+    this.cache.reserve(inflater.bytes);
+    return { inflater, offsets: Float64Array.from(offsets) };
+  }
+
+  /** The slot among the pages inflated ahead of the page stored at `offset`, or -1. */
+  private aheadSlotOf(offset: number): number {
+    if (!this.ahead) return -1;
+    const { offsets } = this.ahead;
+    let low = 0;
+    let high = offsets.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (offsets[middle]! < offset) low = middle + 1;
+      else high = middle;
+    }
+    return offsets[low] === offset ? low : -1;
+  }
+
+  /** Pages the helper thread inflating ahead has inflated so far (0 without one). */
+  pagesInflatedAhead(): number {
+    return this.ahead?.inflater.helperPages() ?? 0;
+  }
+
+  override close(): void {
+    this.ahead?.inflater.close();
+    super.close();
+  }
+
   /** `visit(pfn, stored offset)` for every present page in pfn order, reading the descriptors a chunk at a time. */
   private forEachStoredOffset(visit: (pfn: number, offset: number) => void): void {
+    this.forEachDescriptor((pfn, table, within, index) => visit(pfn, this.offsetIn(table, within, index)));
+  }
+
+  /** `visit(pfn, table, within, index)` for every present page in pfn order: its descriptor is `table`'s `within`-th. */
+  private forEachDescriptor(visit: (pfn: number, table: DataView, within: number, index: number) => void): void {
     for (const range of this.ranges) {
       const firstPfn = range.start / this.blockSize;
       const endPfn = range.end / this.blockSize;
@@ -405,7 +490,7 @@ export class KdumpImage extends DecodedImage {
         const index = firstIndex + (pfn - firstPfn);
         const table = readDescriptors(this.source, this.layout, this.index.dumpedPages, index, count);
         const view = new DataView(table.buffer, table.byteOffset, table.length);
-        for (let page = 0; page < count; page++) visit(pfn + page, this.offsetIn(view, page, index + page));
+        for (let page = 0; page < count; page++) visit(pfn + page, view, page, index + page);
       }
     }
   }
@@ -446,8 +531,8 @@ export class KdumpImage extends DecodedImage {
     return high * 2 ** 32 + table.getUint32(byte, true);
   }
 
-  /** The decoded page `pfn` (present: bitmap 2 has its bit). */
-  private page(pfn: number): Uint8Array {
+  /** The decoded page `pfn` (present: bitmap 2 has its bit), whose descriptor the caller may know already. */
+  private page(pfn: number, known?: PageDescriptor): Uint8Array {
     const index = this.index.indexOf(pfn);
     if (this.layout.isDiskdump) {
       const offset = this.layout.descriptorsOffset + index * this.blockSize;
@@ -457,7 +542,16 @@ export class KdumpImage extends DecodedImage {
         return bytes;
       });
     }
-    const descriptor = this.descriptor(index);
+    const descriptor = known ?? this.descriptor(index);
+    const slot = this.aheadSlotOf(descriptor.offset);
+    if (slot >= 0) {
+      const ready = this.ahead!.inflater.take(slot);
+      if (ready) return ready;
+      const stored = new Uint8Array(descriptor.size);
+      const codec = this.storedAs(pfn, descriptor);
+      readExactly(this.source, descriptor.offset, stored, `page 0x${pfn.toString(16)}`);
+      return this.ahead!.inflater.inflateHere(slot, stored) ?? this.decoded(codec, stored, descriptor.offset);
+    }
     return this.cache.through(descriptor.offset, () => {
       const codec = this.storedAs(pfn, descriptor);
       const stored = new Uint8Array(descriptor.size);
@@ -537,6 +631,7 @@ export class KdumpImage extends DecodedImage {
    * shared zero page), zlib pages on this thread and a helper thread together (pairedInflate.ts).
    */
   private fillPages(firstPfn: number, firstIndex: number, count: number, physical: number, into: Uint8Array): void {
+    if (this.ahead === undefined && count >= AHEAD_TRIGGER_PAGES) this.ahead = this.startInflatingAhead();
     const table = readDescriptors(this.source, this.layout, this.index.dumpedPages, firstIndex, count);
     const view = new DataView(table.buffer, table.byteOffset, table.length);
     const readEnd = physical + into.length;
@@ -554,28 +649,43 @@ export class KdumpImage extends DecodedImage {
       );
     };
     const pending: PendingPage[] = [];
+    // Pages the helper inflating ahead is on: taken when this thread is done with its own.
+    const helperBusy: number[] = [];
     for (let page = 0; page < count; page++) {
       const descriptor = this.descriptorIn(view, page, firstIndex + page);
       const cached = this.cache.get(descriptor.offset);
-      if (cached !== undefined) place(page, cached);
-      else pending.push({ page, descriptor, codec: this.storedAs(firstPfn + page, descriptor) });
+      if (cached !== undefined) {
+        place(page, cached);
+        continue;
+      }
+      const slot = this.aheadSlotOf(descriptor.offset);
+      const ready = slot >= 0 ? this.ahead!.inflater.claim(slot) : undefined;
+      if (ready === HELPER_BUSY) helperBusy.push(page);
+      else if (ready !== undefined) place(page, ready);
+      else pending.push({ page, descriptor, codec: this.storedAs(firstPfn + page, descriptor), slot });
     }
     pending.sort((a, b) => a.descriptor.offset - b.descriptor.offset || a.page - b.page);
     const what = `pages 0x${firstPfn.toString(16)}-0x${(firstPfn + count - 1).toString(16)}`;
     for (const group of spanGroups(pending)) {
       const { input, shared } = this.readSpans(group, what);
       const units = storedUnits(pending, group, input);
-      const decoded = this.decodeUnits(units, shared);
+      const decoded = this.decodeUnits(pending, units, shared);
       units.forEach((unit, at) => {
         const bytes = decoded[at]!;
         const first = pending[unit.firstPending]!;
         // Stored pages are views of the reused input: cached only when shared, and then as a copy.
-        // Inflated ones are cached when shared, cut by the read's edge or the cache is large (keepsWholeUnits).
-        if (unit.sharedBy > 1 || (unit.codec !== undefined && (this.keepsWholeUnits || !coveredWhole(first.page))))
-          this.cache.set(unit.offset, bytes);
+        // Inflated ones are cached when shared, cut by the read's edge or the cache is large (keepsWholeUnits),
+        // unless inflated ahead: the pages inflated ahead stay where they are.
+        const keep =
+          unit.sharedBy > 1 || (unit.codec !== undefined && (this.keepsWholeUnits || !coveredWhole(first.page)));
+        if (keep && first.slot < 0) this.cache.set(unit.offset, bytes);
         for (let entry = unit.firstPending; entry < unit.firstPending + unit.sharedBy; entry++)
           place(pending[entry]!.page, bytes);
       });
+    }
+    for (const page of helperBusy) {
+      const descriptor = this.descriptorIn(view, page, firstIndex + page);
+      place(page, this.page(firstPfn + page, descriptor));
     }
   }
 
@@ -600,11 +710,15 @@ export class KdumpImage extends DecodedImage {
    * Each unit's page: inflated, or its stored bytes (a copy when shared). zlib pages are shared out
    * with the helper thread when their stored bytes are in its input (`pairable`).
    */
-  private decodeUnits(units: readonly StoredUnit[], pairable: boolean): Uint8Array[] {
+  private decodeUnits(pending: readonly PendingPage[], units: readonly StoredUnit[], pairable: boolean): Uint8Array[] {
     const decoded: Uint8Array[] = new Array(units.length);
     const zlib: number[] = [];
     units.forEach((unit, at) => {
-      if (unit.codec === 'zlib') zlib.push(at);
+      const slot = pending[unit.firstPending]!.slot;
+      if (slot >= 0)
+        decoded[at] =
+          this.ahead!.inflater.inflateHere(slot, unit.stored) ?? this.decoded('zlib', unit.stored, unit.offset);
+      else if (unit.codec === 'zlib') zlib.push(at);
       else if (unit.codec !== undefined) decoded[at] = this.decoded(unit.codec, unit.stored, unit.offset);
       else decoded[at] = unit.sharedBy > 1 ? unit.stored.slice() : unit.stored;
     });
@@ -622,7 +736,12 @@ interface PendingPage {
   readonly page: number;
   readonly descriptor: PageDescriptor;
   readonly codec: Codec | undefined;
+  /** Its slot among the pages inflated ahead, which this thread has claimed; -1 for none. */
+  readonly slot: number;
 }
+
+/** A zlib page inflated by a pair (pairedInflate.ts): one not among the pages inflated ahead. */
+const pairsZlib = (page: PendingPage): boolean => page.codec === 'zlib' && page.slot < 0;
 
 /** Pending pages `first`..`last` (in file order), stored within [start, end) of the file. */
 interface Span {
@@ -630,6 +749,7 @@ interface Span {
   readonly last: number;
   readonly start: number;
   readonly end: number;
+  /** Whether it holds zlib pages a pair inflates. */
   readonly zlib: boolean;
 }
 
@@ -653,13 +773,13 @@ function spanGroups(pending: readonly PendingPage[]): Span[][] {
   for (let first = 0; first < pending.length;) {
     const start = pending[first]!.descriptor.offset;
     let end = start + pending[first]!.descriptor.size;
-    let zlib = pending[first]!.codec === 'zlib';
+    let zlib = pairsZlib(pending[first]!);
     let last = first;
     while (last + 1 < pending.length) {
       const { offset, size } = pending[last + 1]!.descriptor;
       if (offset - end > SPAN_GAP_BYTES || Math.max(end, offset + size) - start > MAX_SPAN_BYTES) break;
       end = Math.max(end, offset + size);
-      zlib ||= pending[last + 1]!.codec === 'zlib';
+      zlib ||= pairsZlib(pending[last + 1]!);
       last++;
     }
     if (group.length > 0 && groupBytes + end - start > MAX_SPAN_BYTES) {

@@ -10,7 +10,18 @@ export interface ByteSource {
   readonly size: number;
   /** Fill as much of `into` as the source holds from `offset`; returns the byte count. */
   readAt(offset: number, into: Uint8Array): number;
+  /**
+   * Where the `length` bytes at `offset` lie together in a file another thread can read, if
+   * they do (a helper thread opens the file itself: inflateAhead.ts).
+   */
+  fileRegion?(offset: number, length: number): FileRegion | undefined;
   close(): void;
+}
+
+/** A place in a file on disk. */
+export interface FileRegion {
+  readonly path: string;
+  readonly offset: number;
 }
 
 export class FileSource implements ByteSource {
@@ -48,6 +59,10 @@ export class FileSource implements ByteSource {
       done += got;
     }
     return done;
+  }
+
+  fileRegion(offset: number, length: number): FileRegion | undefined {
+    return offset >= 0 && offset + length <= this.size ? { path: this.path, offset } : undefined;
   }
 
   close(): void {

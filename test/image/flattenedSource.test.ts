@@ -40,6 +40,24 @@ function rebuilt(records: readonly Record[]): Uint8Array {
   return file;
 }
 
+/** `file` cut into records of the `cuts`' lengths in turn, in order. */
+function cutInto(file: Uint8Array, cuts: readonly number[]): Record[] {
+  const list: Record[] = [];
+  for (let at = 0, cut = 0; at < file.length; cut++) {
+    const length = Math.min(cuts[cut % cuts.length]!, file.length - at);
+    list.push({ offset: at, data: file.slice(at, at + length) });
+    at += length;
+  }
+  return list;
+}
+
+/** The stream's bytes as a file another thread could read: its regions are its own offsets. */
+const streamFile = (bytes: Uint8Array) =>
+  Object.assign(new BufferSource('flat', bytes), {
+    fileRegion: (offset: number, length: number) =>
+      offset + length <= bytes.length ? { path: 'flat', offset } : undefined,
+  });
+
 /** A file cut into records written mostly in order, some moved, some written twice or over a hole. */
 const records = fc
   .tuple(
@@ -48,12 +66,7 @@ const records = fc
     fc.array(fc.tuple(fc.nat(), fc.nat(), fc.constantFrom('move', 'repeat', 'drop')), { maxLength: 6 }),
   )
   .map(([file, cuts, changes]) => {
-    const list: Record[] = [];
-    for (let at = 0, cut = 0; at < file.length; cut++) {
-      const length = Math.min(cuts[cut % cuts.length]!, file.length - at);
-      list.push({ offset: at, data: file.slice(at, at + length) });
-      at += length;
-    }
+    const list = cutInto(file, cuts);
     for (const [from, to, change] of changes) {
       const record = list[from % list.length]!;
       if (change === 'drop' && list.length > 1) list.splice(from % list.length, 1);
@@ -84,6 +97,63 @@ describe('a flattened stream read through its index', () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+
+  it('names where a read within one record lies in the stream file', () => {
+    let named = 0;
+    fc.assert(
+      fc.property(
+        records,
+        fc.array(fc.tuple(fc.nat(), fc.nat({ max: 300 })), { minLength: 1, maxLength: 20 }),
+        (list, reads) => {
+          const expected = rebuilt(list);
+          const bytes = flattenedStream(list);
+          const source = new FlattenedSource(streamFile(bytes));
+          for (const [start, length] of reads) {
+            const offset = start % (expected.length + 1);
+            const region = source.fileRegion(offset, length);
+            if (region === undefined) continue;
+            named++;
+            expect(region.path).toBe('flat');
+            expect(offset + length).toBeLessThanOrEqual(expected.length);
+            expect(bytes.subarray(region.offset, region.offset + length)).toEqual(
+              expected.subarray(offset, offset + length),
+            );
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+    expect(named).toBeGreaterThan(0);
+  });
+
+  it('names every read that lies within one record, on records written in order', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 1, maxLength: 40_000 }),
+        fc.array(fc.integer({ min: 1000, max: 6000 }), { minLength: 1, maxLength: 10 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat({ max: 1000 })), { minLength: 1, maxLength: 20 }),
+        (file, cuts, reads) => {
+          const list = cutInto(file, cuts);
+          const bytes = flattenedStream(list);
+          const source = new FlattenedSource(streamFile(bytes));
+          for (const [start, length] of reads) {
+            const offset = start % file.length;
+            const record = list.find(
+              (candidate) => offset >= candidate.offset && offset < candidate.offset + candidate.data.length,
+            )!;
+            const within = offset + length <= record.offset + record.data.length;
+            const region = source.fileRegion(offset, length);
+            expect(region !== undefined, `${offset}+${length}`).toBe(within);
+            if (region)
+              expect(bytes.subarray(region.offset, region.offset + length)).toEqual(
+                file.subarray(offset, offset + length),
+              );
+          }
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 });

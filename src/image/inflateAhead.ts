@@ -1,0 +1,225 @@
+import type * as FileSystem from 'node:fs';
+import type * as WorkerThreads from 'node:worker_threads';
+import { isMainThread, Worker } from 'node:worker_threads';
+import { INFLATE_INPUT_ADDRESS } from '../../assembly/inflateMemoryMap.js';
+import { inflateModule, ZlibInflater } from './zlibInflate.js';
+
+/**
+ * Every zlib page of a kdump inflated ahead of need by a thread of its own, into one shared
+ * buffer, while the thread that runs the analyses does the rest of its work. The pairs of
+ * pairedInflate.ts share out only the pages of one read, and a `check` spends most of its time
+ * between reads (walking lists, judging what it found): measured on the kdump capture, a `check`
+ * whose pages were all inflated before it began took 0.49-0.57 s, against 0.73-0.82 s cold.
+ *
+ * The helper goes through the pages from the last one down (kdump stores them in pfn order),
+ * reading a run of them at a time from the file itself: the analyses read memory upwards (the
+ * first search from page 0, the carve), so the two meet once instead of the reader following the
+ * helper page by page (which made it wait for the helper a thousand times a `check`). This thread
+ * takes a page the helper has done as a view of the buffer, claims one the helper has not reached
+ * and inflates it itself, and takes one the helper is on after its own (claim() then take()). A
+ * word per page says which: a claim is a compare-and-exchange from TODO, so each page is inflated
+ * once. Pages whose stored bytes are not in one place of a file (the helper reads files, not this
+ * thread's sources) are this thread's. A page that does not inflate to exactly one page is marked
+ * FAILED: the caller inflates it again to report why, with the file and offset.
+ *
+ * Only the main thread inflates ahead (scan threads already keep every core busy), and the buffer
+ * holds every page of the plan at once: the caller plans only what its budget allows.
+ */
+const TODO = 0;
+const HELPER = 1;
+const MAIN = 2;
+const DONE = 3;
+const FAILED = 4;
+/** A run of stored pages the helper reads at once, and the gap between two it reads through. */
+const RUN_BYTES = 1 << 20;
+const RUN_GAP_BYTES = 64 << 10;
+/** A helper that leaves a claimed page undone this long is given up (its thread died): the page is inflated here. */
+const HELPER_TIMEOUT_MS = 10_000;
+/** What claim() says of a page the helper is inflating. */
+export const HELPER_BUSY = 'helper-busy';
+/** The control word counting the pages the helper inflated. */
+const HELPER_PAGES = 0;
+
+/** The zlib pages to inflate ahead, in the order the helper takes them (by stored offset). */
+export interface AheadPlan {
+  /** The file the helper reads the stored bytes from. */
+  readonly path: string;
+  /** Per page: where its stored bytes are in that file, or -1 for a page only this thread inflates. */
+  readonly fileOffsets: Float64Array;
+  readonly storedLengths: Int32Array;
+  readonly pageLength: number;
+}
+
+const HELPER_CONSTANTS = {
+  inputAddress: INFLATE_INPUT_ADDRESS,
+  todo: TODO,
+  helper: HELPER,
+  done: DONE,
+  failed: FAILED,
+  runBytes: RUN_BYTES,
+  runGapBytes: RUN_GAP_BYTES,
+  helperPagesWord: HELPER_PAGES,
+};
+
+/** The helper thread's loop, run from its source text: it may use only its arguments and globals. */
+function aheadLoop(
+  workerThreads: typeof WorkerThreads,
+  fs: typeof FileSystem,
+  constants: typeof HELPER_CONSTANTS,
+): void {
+  const { inputAddress, todo, helper, done, failed, runBytes, runGapBytes, helperPagesWord } = constants;
+  const { module, path, fileOffsets, storedLengths, pageLength, states, output, control } =
+    workerThreads.workerData as {
+      module: WebAssembly.Module;
+      path: string;
+      fileOffsets: Float64Array;
+      storedLengths: Int32Array;
+      pageLength: number;
+      states: Int32Array;
+      output: Uint8Array;
+      control: Int32Array;
+    };
+  const maxStoredBytes = 2 * pageLength;
+  const outputAddress = inputAddress + maxStoredBytes;
+  const wasmPages = Math.ceil((outputAddress + pageLength) / 0x10000);
+  const memory = new WebAssembly.Memory({ initial: wasmPages, maximum: wasmPages });
+  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as Record<string, unknown>;
+  const inflate = exports.inflateZlib as (inputLength: number, outputAddress: number, capacity: number) => number;
+  const heap = new Uint8Array(memory.buffer);
+  const run = new Uint8Array(runBytes + maxStoredBytes);
+  const fd = fs.openSync(path, 'r');
+  try {
+    // From the last page down: the analyses read memory upwards (the first search from page 0, the
+    // carve), so they meet the helper once rather than following it page by page.
+    for (let last = states.length - 1; last >= 0;) {
+      if (fileOffsets[last]! < 0 || Atomics.load(states, last) !== todo) {
+        last--;
+        continue;
+      }
+      const end = fileOffsets[last]! + storedLengths[last]!;
+      let first = last;
+      for (; first > 0 && fileOffsets[first - 1]! >= 0; first--) {
+        const previousEnd = fileOffsets[first - 1]! + storedLengths[first - 1]!;
+        const at = fileOffsets[first]!;
+        if (at < previousEnd || at - previousEnd > runGapBytes || end - fileOffsets[first - 1]! > runBytes) break;
+      }
+      const start = fileOffsets[first]!;
+      const got = fs.readSync(fd, run, 0, end - start, start);
+      for (let page = last; page >= first; page--) {
+        if (Atomics.compareExchange(states, page, todo, helper) !== todo) continue;
+        const at = fileOffsets[page]! - start;
+        const length = storedLengths[page]!;
+        let result = -1;
+        try {
+          if (at + length <= got && length <= maxStoredBytes) {
+            heap.set(run.subarray(at, at + length), inputAddress);
+            result = inflate(length, outputAddress, pageLength);
+            if (result === pageLength)
+              output.set(heap.subarray(outputAddress, outputAddress + pageLength), page * pageLength);
+          }
+        } catch {
+          result = -1; // inflated again by the caller, where its error is reported
+        }
+        if (result === pageLength) Atomics.add(control, helperPagesWord, 1);
+        Atomics.store(states, page, result === pageLength ? done : failed);
+        Atomics.notify(states, page);
+      }
+      last = first - 1;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export class InflateAhead {
+  private readonly states: Int32Array;
+  private readonly output: Uint8Array;
+  private readonly control = new Int32Array(new SharedArrayBuffer(4));
+  private readonly worker: Worker;
+
+  private constructor(private readonly plan: AheadPlan) {
+    const count = plan.fileOffsets.length;
+    this.states = new Int32Array(new SharedArrayBuffer(count * 4));
+    this.output = new Uint8Array(new SharedArrayBuffer(count * plan.pageLength));
+    const source = `(${aheadLoop.toString()})(require('node:worker_threads'), require('node:fs'), ${JSON.stringify(HELPER_CONSTANTS)})`;
+    this.worker = new Worker(source, {
+      eval: true,
+      workerData: {
+        module: inflateModule(),
+        path: plan.path,
+        fileOffsets: plan.fileOffsets,
+        storedLengths: plan.storedLengths,
+        pageLength: plan.pageLength,
+        states: this.states,
+        output: this.output,
+        control: this.control,
+      },
+    });
+    this.worker.unref();
+    // A helper that fails (cannot read the file, say) leaves its pages TODO: this thread inflates them.
+    this.worker.on('error', () => {});
+  }
+
+  /** Whether this thread may inflate ahead (the main thread): worth asking before planning. */
+  static possibleHere(): boolean {
+    return isMainThread;
+  }
+
+  /** Inflation ahead of `plan`'s pages, when this thread may; else undefined (the caller inflates as it reads). */
+  static start(plan: AheadPlan): InflateAhead | undefined {
+    return InflateAhead.possibleHere() && plan.fileOffsets.length > 0 ? new InflateAhead(plan) : undefined;
+  }
+
+  /** The bytes the buffer holds for its pages (the plan's pages times the page length). */
+  get bytes(): number {
+    return this.output.length;
+  }
+
+  /**
+   * Page `slot` when it has been inflated; HELPER_BUSY while the helper is on it (take() waits
+   * for it); undefined when this thread is to inflate it now (see inflateHere), or when it does
+   * not inflate to a page.
+   */
+  claim(slot: number): Uint8Array | typeof HELPER_BUSY | undefined {
+    for (;;) {
+      const state = Atomics.load(this.states, slot);
+      if (state === DONE) return this.pageAt(slot);
+      // MAIN: claimed by an earlier read here that stopped on an error; FAILED: the caller inflates it to say why.
+      if (state === MAIN || state === FAILED) return undefined;
+      if (state === HELPER) return HELPER_BUSY;
+      if (Atomics.compareExchange(this.states, slot, TODO, MAIN) === TODO) return undefined;
+    }
+  }
+
+  /** As claim(), but waiting for a page the helper is on. */
+  take(slot: number): Uint8Array | undefined {
+    for (;;) {
+      const claimed = this.claim(slot);
+      if (claimed !== HELPER_BUSY) return claimed;
+      if (Atomics.wait(this.states, slot, HELPER, HELPER_TIMEOUT_MS) === 'timed-out') {
+        Atomics.compareExchange(this.states, slot, HELPER, MAIN);
+      }
+    }
+  }
+
+  /** Page `slot` inflated here from its stored bytes, after take() left it to this thread; undefined when it does not inflate to exactly a page. */
+  inflateHere(slot: number, stored: Uint8Array): Uint8Array | undefined {
+    const into = this.pageAt(slot);
+    const inflated = ZlibInflater.forStream(stored.length, into.length).inflateExactlyInto(stored, into);
+    Atomics.store(this.states, slot, inflated ? DONE : FAILED);
+    return inflated ? into : undefined;
+  }
+
+  /** Pages the helper thread has inflated so far. */
+  helperPages(): number {
+    return Atomics.load(this.control, HELPER_PAGES);
+  }
+
+  close(): void {
+    void this.worker.terminate();
+  }
+
+  private pageAt(slot: number): Uint8Array {
+    return this.output.subarray(slot * this.plan.pageLength, (slot + 1) * this.plan.pageLength);
+  }
+}

@@ -1,0 +1,120 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { InflateAhead } from '../../src/image/inflateAhead.js';
+import { memoryLike } from '../support/memoryLike.js';
+
+/**
+ * zlib pages inflated ahead by a helper thread that reads them from the file itself
+ * (inflateAhead.ts), while this thread takes them in any order: every page back exactly whichever
+ * thread inflated it, a page that does not inflate to exactly one page refused, a page the helper
+ * may not read inflated here, and pages already returned untouched by everything after.
+ */
+
+const PAGE = 4096;
+const work = mkdtempSync(join(tmpdir(), 'vms-ahead-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+type Damage = 'none' | 'checksum' | 'short' | 'long';
+
+interface StoredPage {
+  readonly page: Uint8Array;
+  readonly stored: Uint8Array;
+  readonly damage: Damage;
+}
+
+function storedPage(bytes: Uint8Array, damage: Damage): StoredPage {
+  const page = new Uint8Array(PAGE);
+  page.set(bytes.subarray(0, PAGE));
+  const source = damage === 'short' ? page.subarray(0, PAGE - 1) : damage === 'long' ? new Uint8Array(2 * PAGE) : page;
+  const stored = new Uint8Array(deflateSync(source, { level: 1 }));
+  if (damage === 'checksum') stored[stored.length - 1]! ^= 0x5a;
+  return { page, stored, damage };
+}
+
+/** The stored pages written to a file with `gaps` between them; pages marked unreadable get -1 (this thread's only). */
+function planFile(
+  name: string,
+  pages: readonly StoredPage[],
+  gaps: readonly number[],
+  unreadable: readonly boolean[],
+): { path: string; fileOffsets: Float64Array; storedLengths: Int32Array } {
+  const fileOffsets = new Float64Array(pages.length);
+  const parts: Uint8Array[] = [];
+  let at = 0;
+  pages.forEach(({ stored }, slot) => {
+    const gap = gaps[slot % gaps.length] ?? 0;
+    parts.push(new Uint8Array(gap).fill(0xa5), stored);
+    at += gap;
+    fileOffsets[slot] = unreadable[slot % unreadable.length] ? -1 : at;
+    at += stored.length;
+  });
+  const path = join(work, name);
+  writeFileSync(path, Buffer.concat(parts));
+  return { path, fileOffsets, storedLengths: Int32Array.from(pages, ({ stored }) => stored.length) };
+}
+
+/** Page `slot` as a reader gets it: taken, or inflated here when it is this thread's. */
+const read = (ahead: InflateAhead, slot: number, pages: readonly StoredPage[]): Uint8Array | undefined =>
+  ahead.take(slot) ?? ahead.inflateHere(slot, pages[slot]!.stored);
+
+const damages = fc.constantFrom<Damage>('none', 'none', 'none', 'none', 'checksum', 'short', 'long');
+
+describe('zlib pages inflated ahead by a helper thread', () => {
+  it('the helper reads and inflates pages while this thread does not ask', async () => {
+    const pages = Array.from({ length: 512 }, (_, slot) =>
+      storedPage(new TextEncoder().encode(`page ${slot} `.repeat(300)), 'none'),
+    );
+    const plan = planFile('warm', pages, [0, 17], [false]);
+    const ahead = InflateAhead.start({ ...plan, pageLength: PAGE })!;
+    try {
+      const deadline = Date.now() + 30_000;
+      while (ahead.helperPages() < pages.length && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(ahead.helperPages()).toBe(pages.length);
+      pages.forEach(({ page }, slot) => expect(read(ahead, slot, pages)).toEqual(page));
+    } finally {
+      ahead.close();
+    }
+  }, 40_000);
+
+  it('every page comes back exactly whichever thread inflated it, a damaged one refused', async () => {
+    let run = 0;
+    let helperPages = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(memoryLike, damages), { minLength: 1, maxLength: 300 }),
+        fc.array(fc.nat({ max: 70_000 }), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 5 }),
+        fc.array(fc.nat(), { maxLength: 300 }),
+        fc.nat({ max: 40 }),
+        async (generated, gaps, unreadable, order, delayMs) => {
+          const pages = generated.map(([bytes, damage]) => storedPage(bytes, damage));
+          const plan = planFile(`run-${run++}`, pages, gaps, unreadable);
+          const ahead = InflateAhead.start({ ...plan, pageLength: PAGE })!;
+          try {
+            // The helper gets a head start of up to 40 ms; then this thread reads in any order, then every page.
+            await new Promise((resolve) => setTimeout(resolve, delayMs));
+            const returned = new Map<number, Uint8Array | undefined>();
+            for (const slot of [...order.map((index) => index % pages.length), ...pages.keys()]) {
+              const got = read(ahead, slot, pages);
+              const { page, damage } = pages[slot]!;
+              if (damage === 'none') expect(got).toEqual(page);
+              else expect(got, damage).toBeUndefined();
+              returned.set(slot, got);
+            }
+            for (const [slot, got] of returned) if (got) expect(got).toEqual(pages[slot]!.page);
+            helperPages += ahead.helperPages();
+          } finally {
+            ahead.close();
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+    expect(helperPages).toBeGreaterThan(0);
+  }, 120_000);
+});
