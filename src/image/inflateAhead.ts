@@ -14,12 +14,15 @@ import { inflateModule, ZlibInflater } from './zlibInflate.js';
  * The helper goes through the pages from the last one down (kdump stores them in pfn order),
  * reading a run of them at a time from the file itself: the analyses read memory upwards (the
  * first search from page 0, the carve), so the two meet once instead of the reader following the
- * helper page by page (which made it wait for the helper a thousand times a `check`). This thread
- * takes a page the helper has done as a view of the buffer, claims one the helper has not reached
- * and inflates it itself, and takes one the helper is on after its own (claim() then take()). A
+ * helper page by page (which made it wait for the helper a thousand times a `check`). A long
+ * read announces the pages it lacks: the helper leaves its own work for them, taking them from
+ * the last down while the reader claims them from the first up, until the two meet (the pairing
+ * of pairedInflate.ts, on the pages the helper has not reached). The reader takes a page the
+ * helper has done as a view of the buffer (peek), claims one the helper has not reached and
+ * inflates it itself (claim, inflateHere), and takes one the helper is on after its own (take). A
  * word per page says which: a claim is a compare-and-exchange from TODO, so each page is inflated
  * once. Pages whose stored bytes are not in one place of a file (the helper reads files, not this
- * thread's sources) are this thread's. A page that does not inflate to exactly one page is marked
+ * thread's sources) are the reader's. A page that does not inflate to exactly one page is marked
  * FAILED: the caller inflates it again to report why, with the file and offset.
  *
  * Only the main thread inflates ahead (scan threads already keep every core busy), and the buffer
@@ -37,8 +40,12 @@ const RUN_GAP_BYTES = 64 << 10;
 const HELPER_TIMEOUT_MS = 10_000;
 /** What claim() says of a page the helper is inflating. */
 export const HELPER_BUSY = 'helper-busy';
-/** The control word counting the pages the helper inflated. */
+/** The control words: pages the helper inflated; a count of the reader's announcements, and the last one's slots. */
 const HELPER_PAGES = 0;
+const ANNOUNCED = 1;
+const READ_FROM = 2;
+const READ_TO = 3;
+const CONTROL_WORDS = 4;
 
 /** The zlib pages to inflate ahead, in the order the helper takes them (by stored offset). */
 export interface AheadPlan {
@@ -54,11 +61,15 @@ const HELPER_CONSTANTS = {
   inputAddress: INFLATE_INPUT_ADDRESS,
   todo: TODO,
   helper: HELPER,
+  reader: MAIN,
   done: DONE,
   failed: FAILED,
   runBytes: RUN_BYTES,
   runGapBytes: RUN_GAP_BYTES,
   helperPagesWord: HELPER_PAGES,
+  announcedWord: ANNOUNCED,
+  readFromWord: READ_FROM,
+  readToWord: READ_TO,
 };
 
 /** The helper thread's loop, run from its source text: it may use only its arguments and globals. */
@@ -67,7 +78,20 @@ function aheadLoop(
   fs: typeof FileSystem,
   constants: typeof HELPER_CONSTANTS,
 ): void {
-  const { inputAddress, todo, helper, done, failed, runBytes, runGapBytes, helperPagesWord } = constants;
+  const {
+    inputAddress,
+    todo,
+    helper,
+    reader,
+    done,
+    failed,
+    runBytes,
+    runGapBytes,
+    helperPagesWord,
+    announcedWord,
+    readFromWord,
+    readToWord,
+  } = constants;
   const { module, path, fileOffsets, storedLengths, pageLength, states, output, control } =
     workerThreads.workerData as {
       module: WebAssembly.Module;
@@ -88,43 +112,81 @@ function aheadLoop(
   const heap = new Uint8Array(memory.buffer);
   const run = new Uint8Array(runBytes + maxStoredBytes);
   const fd = fs.openSync(path, 'r');
+  let announced = 0;
+  const announcement = () => Atomics.load(control, announcedWord);
+
+  /** The pages `first`..`last` from the last down (those still TODO), until an announcement or one the reader holds. */
+  const inflateRun = (first: number, last: number, stopAtReader: boolean): boolean => {
+    const start = fileOffsets[first]!;
+    const got = fs.readSync(fd, run, 0, fileOffsets[last]! + storedLengths[last]! - start, start);
+    for (let page = last; page >= first; page--) {
+      if (announcement() !== announced) return false;
+      const claimed = Atomics.compareExchange(states, page, todo, helper);
+      if (claimed === reader && stopAtReader) return false;
+      if (claimed !== todo) continue;
+      const at = fileOffsets[page]! - start;
+      const length = storedLengths[page]!;
+      let result = -1;
+      try {
+        if (at + length <= got && length <= maxStoredBytes) {
+          heap.set(run.subarray(at, at + length), inputAddress);
+          result = inflate(length, outputAddress, pageLength);
+          if (result === pageLength)
+            output.set(heap.subarray(outputAddress, outputAddress + pageLength), page * pageLength);
+        }
+      } catch {
+        result = -1; // inflated again by the caller, where its error is reported
+      }
+      if (result === pageLength) Atomics.add(control, helperPagesWord, 1);
+      Atomics.store(states, page, result === pageLength ? done : failed);
+      Atomics.notify(states, page);
+    }
+    return true;
+  };
+
+  /** The first page of the run that ends with `last`: pages stored one after another (within a gap), at most runBytes. */
+  const runStart = (last: number, lowest: number): number => {
+    const end = fileOffsets[last]! + storedLengths[last]!;
+    let first = last;
+    for (; first > lowest && fileOffsets[first - 1]! >= 0; first--) {
+      const previousEnd = fileOffsets[first - 1]! + storedLengths[first - 1]!;
+      const at = fileOffsets[first]!;
+      if (at < previousEnd || at - previousEnd > runGapBytes || end - fileOffsets[first - 1]! > runBytes) break;
+    }
+    return first;
+  };
+
+  const helps = (page: number) => fileOffsets[page]! >= 0 && Atomics.load(states, page) === todo;
   try {
-    // From the last page down: the analyses read memory upwards (the first search from page 0, the
-    // carve), so they meet the helper once rather than following it page by page.
-    for (let last = states.length - 1; last >= 0;) {
-      if (fileOffsets[last]! < 0 || Atomics.load(states, last) !== todo) {
-        last--;
+    let ahead = states.length - 1;
+    for (;;) {
+      if (announcement() !== announced) {
+        // The reader's batch, from its last page down to where the reader (claiming upwards) has got to.
+        announced = announcement();
+        const from = Atomics.load(control, readFromWord);
+        let last = Math.min(Atomics.load(control, readToWord), states.length) - 1;
+        while (last >= from) {
+          if (!helps(last)) {
+            if (Atomics.load(states, last) === reader) break;
+            last--;
+            continue;
+          }
+          const first = runStart(last, from);
+          if (!inflateRun(first, last, true)) break;
+          last = first - 1;
+        }
         continue;
       }
-      const end = fileOffsets[last]! + storedLengths[last]!;
-      let first = last;
-      for (; first > 0 && fileOffsets[first - 1]! >= 0; first--) {
-        const previousEnd = fileOffsets[first - 1]! + storedLengths[first - 1]!;
-        const at = fileOffsets[first]!;
-        if (at < previousEnd || at - previousEnd > runGapBytes || end - fileOffsets[first - 1]! > runBytes) break;
+      // Ahead of need, from the last page down: the reader reads upwards, and pairs on what it reaches first.
+      while (ahead >= 0 && !helps(ahead)) ahead--;
+      if (ahead < 0) {
+        // Everything above was done or taken; what a pairing left behind below is found on the next pass.
+        ahead = states.length - 1;
+        while (ahead >= 0 && !helps(ahead)) ahead--;
+        if (ahead < 0) return;
       }
-      const start = fileOffsets[first]!;
-      const got = fs.readSync(fd, run, 0, end - start, start);
-      for (let page = last; page >= first; page--) {
-        if (Atomics.compareExchange(states, page, todo, helper) !== todo) continue;
-        const at = fileOffsets[page]! - start;
-        const length = storedLengths[page]!;
-        let result = -1;
-        try {
-          if (at + length <= got && length <= maxStoredBytes) {
-            heap.set(run.subarray(at, at + length), inputAddress);
-            result = inflate(length, outputAddress, pageLength);
-            if (result === pageLength)
-              output.set(heap.subarray(outputAddress, outputAddress + pageLength), page * pageLength);
-          }
-        } catch {
-          result = -1; // inflated again by the caller, where its error is reported
-        }
-        if (result === pageLength) Atomics.add(control, helperPagesWord, 1);
-        Atomics.store(states, page, result === pageLength ? done : failed);
-        Atomics.notify(states, page);
-      }
-      last = first - 1;
+      const first = runStart(ahead, 0);
+      inflateRun(first, ahead, false);
     }
   } finally {
     fs.closeSync(fd);
@@ -134,7 +196,7 @@ function aheadLoop(
 export class InflateAhead {
   private readonly states: Int32Array;
   private readonly output: Uint8Array;
-  private readonly control = new Int32Array(new SharedArrayBuffer(4));
+  private readonly control = new Int32Array(new SharedArrayBuffer(CONTROL_WORDS * 4));
   private readonly worker: Worker;
 
   private constructor(private readonly plan: AheadPlan) {
@@ -173,6 +235,21 @@ export class InflateAhead {
   /** The bytes the buffer holds for its pages (the plan's pages times the page length). */
   get bytes(): number {
     return this.output.length;
+  }
+
+  /** Page `slot` when it has been inflated, else undefined (nothing claimed). */
+  peek(slot: number): Uint8Array | undefined {
+    return Atomics.load(this.states, slot) === DONE ? this.pageAt(slot) : undefined;
+  }
+
+  /**
+   * This thread is about to claim and inflate pages `from`..`to - 1` in that order: the helper
+   * takes them from the last down meanwhile, until the two meet.
+   */
+  announce(from: number, to: number): void {
+    Atomics.store(this.control, READ_FROM, from);
+    Atomics.store(this.control, READ_TO, to);
+    Atomics.add(this.control, ANNOUNCED, 1);
   }
 
   /**

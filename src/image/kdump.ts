@@ -649,8 +649,6 @@ export class KdumpImage extends DecodedImage {
       );
     };
     const pending: PendingPage[] = [];
-    // Pages the helper inflating ahead is on: taken when this thread is done with its own.
-    const helperBusy: number[] = [];
     for (let page = 0; page < count; page++) {
       const descriptor = this.descriptorIn(view, page, firstIndex + page);
       const cached = this.cache.get(descriptor.offset);
@@ -659,12 +657,14 @@ export class KdumpImage extends DecodedImage {
         continue;
       }
       const slot = this.aheadSlotOf(descriptor.offset);
-      const ready = slot >= 0 ? this.ahead!.inflater.claim(slot) : undefined;
-      if (ready === HELPER_BUSY) helperBusy.push(page);
-      else if (ready !== undefined) place(page, ready);
+      const ready = slot >= 0 ? this.ahead!.inflater.peek(slot) : undefined;
+      if (ready !== undefined) place(page, ready);
       else pending.push({ page, descriptor, codec: this.storedAs(firstPfn + page, descriptor), slot });
     }
     pending.sort((a, b) => a.descriptor.offset - b.descriptor.offset || a.page - b.page);
+    // Slots follow stored offsets: this thread claims the pending ones upwards, the helper downwards.
+    const ahead = pending.filter((entry) => entry.slot >= 0);
+    if (ahead.length > 0) this.ahead!.inflater.announce(ahead[0]!.slot, ahead.at(-1)!.slot + 1);
     const what = `pages 0x${firstPfn.toString(16)}-0x${(firstPfn + count - 1).toString(16)}`;
     for (const group of spanGroups(pending)) {
       const { input, shared } = this.readSpans(group, what);
@@ -682,10 +682,6 @@ export class KdumpImage extends DecodedImage {
         for (let entry = unit.firstPending; entry < unit.firstPending + unit.sharedBy; entry++)
           place(pending[entry]!.page, bytes);
       });
-    }
-    for (const page of helperBusy) {
-      const descriptor = this.descriptorIn(view, page, firstIndex + page);
-      place(page, this.page(firstPfn + page, descriptor));
     }
   }
 
@@ -713,12 +709,17 @@ export class KdumpImage extends DecodedImage {
   private decodeUnits(pending: readonly PendingPage[], units: readonly StoredUnit[], pairable: boolean): Uint8Array[] {
     const decoded: Uint8Array[] = new Array(units.length);
     const zlib: number[] = [];
+    // Pages the helper inflating ahead is on: taken when this thread is done with the others.
+    const helperBusy: number[] = [];
+    const inflatedHere = (unit: StoredUnit, slot: number): Uint8Array =>
+      this.ahead!.inflater.inflateHere(slot, unit.stored) ?? this.decoded('zlib', unit.stored, unit.offset);
     units.forEach((unit, at) => {
       const slot = pending[unit.firstPending]!.slot;
-      if (slot >= 0)
-        decoded[at] =
-          this.ahead!.inflater.inflateHere(slot, unit.stored) ?? this.decoded('zlib', unit.stored, unit.offset);
-      else if (unit.codec === 'zlib') zlib.push(at);
+      if (slot >= 0) {
+        const claimed = this.ahead!.inflater.claim(slot);
+        if (claimed === HELPER_BUSY) helperBusy.push(at);
+        else decoded[at] = claimed ?? inflatedHere(unit, slot);
+      } else if (unit.codec === 'zlib') zlib.push(at);
       else if (unit.codec !== undefined) decoded[at] = this.decoded(unit.codec, unit.stored, unit.offset);
       else decoded[at] = unit.sharedBy > 1 ? unit.stored.slice() : unit.stored;
     });
@@ -728,6 +729,10 @@ export class KdumpImage extends DecodedImage {
     zlib.forEach((at, job) => {
       decoded[at] = inflated[job] ?? this.decoded('zlib', units[at]!.stored, units[at]!.offset);
     });
+    for (const at of helperBusy) {
+      const slot = pending[units[at]!.firstPending]!.slot;
+      decoded[at] = this.ahead!.inflater.take(slot) ?? inflatedHere(units[at]!, slot);
+    }
     return decoded;
   }
 }
