@@ -2,8 +2,8 @@
 // a generated TS file beside their host, so vitest (running TS sources) and the esbuild bundle both
 // load them with a plain import and no loader configuration:
 // - the scan and page-table kernels (assembly/index.ts) for src/kernels/;
-// - the zlib inflate kernel (assembly/inflate.ts) for src/image/, which decodes dump pages and
-//   may not import the kernels' layer.
+// - the zlib inflate kernel (assembly/inflate.ts) and the snappy kernel (assembly/snappy.ts) for
+//   src/image/, which decodes dump pages and may not import the kernels' layer.
 import asc from 'assemblyscript/asc';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -22,6 +22,12 @@ const modules = [
     wasm: 'inflate.wasm',
     generated: 'src/image/generated/inflateWasm.ts',
     name: 'inflateWasmBase64',
+  },
+  {
+    entry: 'snappy.ts',
+    wasm: 'snappy.wasm',
+    generated: 'src/image/generated/snappyWasm.ts',
+    name: 'snappyWasmBase64',
   },
 ];
 

@@ -1,7 +1,8 @@
 import type * as Crc32 from '@node-rs/crc32';
 import { VmscopeError } from '../util/errors.js';
 import { lazyRequire } from '../util/lazyRequire.js';
-import { decodeExactly, snappyDeclaredLength } from './codecs.js';
+import { decodeSnappyView, snappyDeclaredLength } from './codecs.js';
+import { isSnappyView } from './snappyDecode.js';
 import { DecodedImage, readExactly } from './decodedImage.js';
 import { readHeader, safeU64, type ByteSource } from './source.js';
 import type { PhysicalRange } from './types.js';
@@ -227,7 +228,8 @@ export class AvmlImage extends DecodedImage {
 
   /**
    * Chunk `index` decoded from its `stored` bytes (CRC and payload), CRC checked. The result may be
-   * a view of `stored` (an uncompressed chunk): whoever keeps it past the read copies it.
+   * a view of `stored` (an uncompressed chunk) or of the snappy decoder's memory: whoever keeps it
+   * past the read copies it (owned).
    */
   private decodeChunk(index: number, stored: Uint8Array): Uint8Array {
     const at = this.chunks.fileOffset[index]!;
@@ -236,7 +238,7 @@ export class AvmlImage extends DecodedImage {
     if (seen && seen.stored.length === stored.length && Buffer.compare(seen.stored, stored) === 0) return seen.data;
     const payload = stored.subarray(4);
     const data = this.chunks.compressed[index]
-      ? decodeExactly('snappy', payload, this.chunks.length[index]!, this.path, at)
+      ? decodeSnappyView(payload, this.chunks.length[index]!, this.path, at)
       : payload;
     const actualCrc = maskedCrc32c(data);
     if (actualCrc !== expectedCrc) {
@@ -254,9 +256,9 @@ export class AvmlImage extends DecodedImage {
     return data;
   }
 
-  /** `data` itself, or a copy of it when it is a view of the reused span. */
+  /** `data` itself, or a copy of it when it is a view of the reused span or of the snappy decoder's memory. */
   private owned(data: Uint8Array): Uint8Array {
-    return data.buffer === this.spanBuffer.buffer ? data.slice() : data;
+    return data.buffer === this.spanBuffer.buffer || isSnappyView(data) ? data.slice() : data;
   }
 
   /**

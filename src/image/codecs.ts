@@ -1,14 +1,13 @@
 import type * as Fzstd from 'fzstd';
-import type * as SnappyWasm from 'snappy-wasm';
 import { VmscopeError } from '../util/errors.js';
 import { lazyRequire } from '../util/lazyRequire.js';
 import { zstdDeclaredSize } from './container.js';
 import { lzo1xDecompress } from './lzo1x.js';
+import { decompressSnappyView } from './snappyDecode.js';
 import { inflateZlib } from './zlibInflate.js';
 
 // Only dumps in the formats that compress need these: loaded then, not at every start-up.
 const fzstd = lazyRequire<typeof Fzstd>('fzstd');
-const snappy = lazyRequire<typeof SnappyWasm>('snappy-wasm');
 /**
  * One decoder per compression a capture format uses, each bounded by the size the format
  * promises: a page or chunk that would inflate past it (a decompression bomb) or falls short is
@@ -20,11 +19,12 @@ const snappy = lazyRequire<typeof SnappyWasm>('snappy-wasm');
  *   and their garbage collection cost about as much again (17-21 us a page in all); the kernel keeps
  *   its tables in its own memory. The pure-JS fflate (38 us) and pako (58 us) measured slower, and
  *   so did the one WASM inflate on npm, `@hazae41/foras` (flate2: about 6x slower than inflateSync);
- * - snappy: `snappy-wasm` (Rust's snap crate in WASM). On the AVML fixture's 64 KiB chunks and the
- *   kdump-snappy pages it measured 3x faster than the pure-JS `snappyjs` (about 100 against 310 us a
- *   chunk, 8 against 25 us a page), which was most of an AVML scan's time; the native `snappy`
- *   binding measured no faster than snappyjs. It allocates what the preamble declares, so the
- *   preamble is checked against the bound first;
+ * - snappy: our WASM kernel (assembly/snappy.ts, through snappyDecode.ts), into its own memory. On
+ *   the AVML fixture's 2,551 compressed 64 KiB chunks it took 26-42 us a chunk where `snappy-wasm`
+ *   (Rust's snap crate in WASM, used before) took 58-108 us in the same runs: that glue allocates,
+ *   zeroes and copies out every chunk. snappy-wasm had measured 3x faster than the pure-JS
+ *   `snappyjs` (310 us), and the native `snappy` binding no faster than snappyjs. decodeSnappyView
+ *   gives a chunk without any copy, for a reader that uses it at once (an AVML scan);
  * - zstd: `fzstd`, already the project's pure-JS zstd decoder;
  * - lzo: our bounded port of lzo1x_decompress_safe (lzo1x.ts: no usable npm decoder for Node).
  */
@@ -37,9 +37,35 @@ export function decodeExactly(
   path: string,
   fileOffset: number,
 ): Uint8Array {
+  return checkedDecode(codec, input, expectedLength, path, fileOffset, () => decode(codec, input, expectedLength));
+}
+
+/**
+ * As decodeExactly, for a raw snappy block: a view of this thread's decoder memory, valid until
+ * its next snappy call (isSnappyView tells; a caller that keeps it copies it).
+ */
+export function decodeSnappyView(
+  input: Uint8Array,
+  expectedLength: number,
+  path: string,
+  fileOffset: number,
+): Uint8Array {
+  return checkedDecode('snappy', input, expectedLength, path, fileOffset, () =>
+    decompressSnappyView(input, expectedLength),
+  );
+}
+
+function checkedDecode(
+  codec: Codec,
+  input: Uint8Array,
+  expectedLength: number,
+  path: string,
+  fileOffset: number,
+  decodeIt: () => Uint8Array,
+): Uint8Array {
   let output: Uint8Array;
   try {
-    output = decode(codec, input, expectedLength);
+    output = decodeIt();
   } catch (error) {
     if (error instanceof VmscopeError) throw error;
     throw new VmscopeError(
@@ -64,11 +90,8 @@ function decode(codec: Codec, input: Uint8Array, expectedLength: number): Uint8A
   switch (codec) {
     case 'zlib':
       return inflateZlib(input, expectedLength);
-    case 'snappy': {
-      const declared = snappyDeclaredLength(input);
-      if (declared !== expectedLength) throw new Error(`snappy preamble declares ${declared ?? 'no'} length`);
-      return snappy().decompress_raw(input);
-    }
+    case 'snappy':
+      return decompressSnappyView(input, expectedLength).slice();
     case 'zstd': {
       // fzstd stops writing silently at the end of a given buffer (and returns all of it), so the
       // frame's declared content size is what bounds the page: makedumpfile and QEMU declare it.

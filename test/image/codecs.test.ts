@@ -47,9 +47,9 @@ describe('page and chunk decoders', () => {
   it('a snappy page whose copy reaches before its start, or whose preamble is cut, is a typed error at its offset', () => {
     // Preamble 16, then a 1-byte-offset copy with nothing written yet; then a preamble with no literal after it.
     for (const [encoded, reason] of [
-      [Uint8Array.of(0x10, 0x05, 0xff, 0x00, 0x00), /corrupt input/],
-      [Uint8Array.of(0x10, 0x00), /corrupt input/],
-      [Uint8Array.of(0x90), /preamble declares no length/],
+      [Uint8Array.of(0x10, 0x05, 0xff, 0x00, 0x00), /a copy reaches before the start of the output/],
+      [Uint8Array.of(0x10, 0x00), /the block ends inside an element/],
+      [Uint8Array.of(0x90), /no valid length preamble/],
     ] as const) {
       let caught: unknown;
       try {
