@@ -464,11 +464,6 @@ export class KdumpImage extends DecodedImage {
     return offsets[low] === offset ? low : -1;
   }
 
-  /** Pages the helper thread inflating ahead has inflated so far (0 without one). */
-  pagesInflatedAhead(): number {
-    return this.ahead?.inflater.helperPages() ?? 0;
-  }
-
   override close(): void {
     this.ahead?.inflater.close();
     super.close();
@@ -531,8 +526,8 @@ export class KdumpImage extends DecodedImage {
     return high * 2 ** 32 + table.getUint32(byte, true);
   }
 
-  /** The decoded page `pfn` (present: bitmap 2 has its bit), whose descriptor the caller may know already. */
-  private page(pfn: number, known?: PageDescriptor): Uint8Array {
+  /** The decoded page `pfn` (present: bitmap 2 has its bit). */
+  private page(pfn: number): Uint8Array {
     const index = this.index.indexOf(pfn);
     if (this.layout.isDiskdump) {
       const offset = this.layout.descriptorsOffset + index * this.blockSize;
@@ -542,22 +537,24 @@ export class KdumpImage extends DecodedImage {
         return bytes;
       });
     }
-    const descriptor = known ?? this.descriptor(index);
+    const descriptor = this.descriptor(index);
+    // A page among those inflated ahead is this thread's to inflate when the helper has not done it.
     const slot = this.aheadSlotOf(descriptor.offset);
-    if (slot >= 0) {
-      const ready = this.ahead!.inflater.take(slot);
-      if (ready) return ready;
-      const stored = new Uint8Array(descriptor.size);
-      const codec = this.storedAs(pfn, descriptor);
-      readExactly(this.source, descriptor.offset, stored, `page 0x${pfn.toString(16)}`);
-      return this.ahead!.inflater.inflateHere(slot, stored) ?? this.decoded(codec, stored, descriptor.offset);
-    }
-    return this.cache.through(descriptor.offset, () => {
+    const decodedHere = (): Uint8Array => {
       const codec = this.storedAs(pfn, descriptor);
       const stored = new Uint8Array(descriptor.size);
       readExactly(this.source, descriptor.offset, stored, `page 0x${pfn.toString(16)}`);
-      return this.decoded(codec, stored, descriptor.offset);
-    });
+      return slot >= 0
+        ? this.inflatedAhead(slot, stored, descriptor.offset)
+        : this.decoded(codec, stored, descriptor.offset);
+    };
+    if (slot >= 0) return this.ahead!.inflater.take(slot) ?? decodedHere();
+    return this.cache.through(descriptor.offset, decodedHere);
+  }
+
+  /** A page among those inflated ahead, inflated here into its slot; one that does not inflate to a page is reported by decodeExactly. */
+  private inflatedAhead(slot: number, stored: Uint8Array, offset: number): Uint8Array {
+    return this.ahead!.inflater.inflateHere(slot, stored) ?? this.decoded('zlib', stored, offset);
   }
 
   /** How the page is stored (undefined: as is), once its descriptor is known to be sound. */
@@ -711,14 +708,12 @@ export class KdumpImage extends DecodedImage {
     const zlib: number[] = [];
     // Pages the helper inflating ahead is on: taken when this thread is done with the others.
     const helperBusy: number[] = [];
-    const inflatedHere = (unit: StoredUnit, slot: number): Uint8Array =>
-      this.ahead!.inflater.inflateHere(slot, unit.stored) ?? this.decoded('zlib', unit.stored, unit.offset);
     units.forEach((unit, at) => {
       const slot = pending[unit.firstPending]!.slot;
       if (slot >= 0) {
         const claimed = this.ahead!.inflater.claim(slot);
         if (claimed === HELPER_BUSY) helperBusy.push(at);
-        else decoded[at] = claimed ?? inflatedHere(unit, slot);
+        else decoded[at] = claimed ?? this.inflatedAhead(slot, unit.stored, unit.offset);
       } else if (unit.codec === 'zlib') zlib.push(at);
       else if (unit.codec !== undefined) decoded[at] = this.decoded(unit.codec, unit.stored, unit.offset);
       else decoded[at] = unit.sharedBy > 1 ? unit.stored.slice() : unit.stored;
@@ -731,7 +726,7 @@ export class KdumpImage extends DecodedImage {
     });
     for (const at of helperBusy) {
       const slot = pending[units[at]!.firstPending]!.slot;
-      decoded[at] = this.ahead!.inflater.take(slot) ?? inflatedHere(units[at]!, slot);
+      decoded[at] = this.ahead!.inflater.take(slot) ?? this.inflatedAhead(slot, units[at]!.stored, units[at]!.offset);
     }
     return decoded;
   }
