@@ -2,7 +2,7 @@ import type * as FileSystem from 'node:fs';
 import type * as WorkerThreads from 'node:worker_threads';
 import { isMainThread, Worker } from 'node:worker_threads';
 import { INFLATE_INPUT_ADDRESS } from '../../assembly/inflateMemoryMap.js';
-import { inflateModule, ZlibInflater } from './zlibInflate.js';
+import { inflateModule, instantiateInflate, ZlibInflater } from './zlibInflate.js';
 
 /**
  * Every zlib page of a kdump inflated ahead of need by a thread of its own, into one shared
@@ -76,6 +76,7 @@ const HELPER_CONSTANTS = {
 function aheadLoop(
   workerThreads: typeof WorkerThreads,
   fs: typeof FileSystem,
+  instantiate: typeof instantiateInflate,
   constants: typeof HELPER_CONSTANTS,
 ): void {
   const {
@@ -104,12 +105,7 @@ function aheadLoop(
       control: Int32Array;
     };
   const maxStoredBytes = 2 * pageLength;
-  const outputAddress = inputAddress + maxStoredBytes;
-  const wasmPages = Math.ceil((outputAddress + pageLength) / 0x10000);
-  const memory = new WebAssembly.Memory({ initial: wasmPages, maximum: wasmPages });
-  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as Record<string, unknown>;
-  const inflate = exports.inflateZlib as (inputLength: number, outputAddress: number, capacity: number) => number;
-  const heap = new Uint8Array(memory.buffer);
+  const { inflateZlib: inflate, heap, outputAddress } = instantiate(module, inputAddress, maxStoredBytes, pageLength);
   const run = new Uint8Array(runBytes + maxStoredBytes);
   const fd = fs.openSync(path, 'r');
   let announced = 0;
@@ -203,7 +199,7 @@ export class InflateAhead {
     const count = plan.fileOffsets.length;
     this.states = new Int32Array(new SharedArrayBuffer(count * 4));
     this.output = new Uint8Array(new SharedArrayBuffer(count * plan.pageLength));
-    const source = `(${aheadLoop.toString()})(require('node:worker_threads'), require('node:fs'), ${JSON.stringify(HELPER_CONSTANTS)})`;
+    const source = `(${aheadLoop.toString()})(require('node:worker_threads'), require('node:fs'), ${instantiateInflate.toString()}, ${JSON.stringify(HELPER_CONSTANTS)})`;
     this.worker = new Worker(source, {
       eval: true,
       workerData: {

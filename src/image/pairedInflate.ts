@@ -1,7 +1,7 @@
 import type * as WorkerThreads from 'node:worker_threads';
 import { isMainThread, MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { INFLATE_INPUT_ADDRESS } from '../../assembly/inflateMemoryMap.js';
-import { inflateModule, ZlibInflater } from './zlibInflate.js';
+import { inflateModule, instantiateInflate, ZlibInflater } from './zlibInflate.js';
 
 /**
  * The zlib pages of one long read inflated by this thread and a helper thread together, into
@@ -75,7 +75,11 @@ const HELPER_CONSTANTS = {
 };
 
 /** The helper thread's loop, run from its source text: it may use only its arguments and globals. */
-function helperLoop(workerThreads: typeof WorkerThreads, constants: typeof HELPER_CONSTANTS): void {
+function helperLoop(
+  workerThreads: typeof WorkerThreads,
+  instantiate: typeof instantiateInflate,
+  constants: typeof HELPER_CONSTANTS,
+): void {
   const {
     inputAddress,
     maxStoredBytes,
@@ -91,12 +95,7 @@ function helperLoop(workerThreads: typeof WorkerThreads, constants: typeof HELPE
     module: WebAssembly.Module;
     slabs: MessagePort;
   };
-  const outputAddress = inputAddress + maxStoredBytes;
-  const pages = Math.ceil((outputAddress + maxPageBytes) / 0x10000);
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as Record<string, unknown>;
-  const inflate = exports.inflateZlib as (inputLength: number, outputAddress: number, capacity: number) => number;
-  const heap = new Uint8Array(memory.buffer);
+  const { inflateZlib: inflate, heap, outputAddress } = instantiate(module, inputAddress, maxStoredBytes, maxPageBytes);
   let slab = { id: 0, bytes: new Uint8Array(0) };
   let seen = 0;
   for (;;) {
@@ -251,7 +250,7 @@ function startHelper(): boolean {
     };
     try {
       const channel = new MessageChannel();
-      const source = `(${helperLoop.toString()})(require('node:worker_threads'), ${JSON.stringify(HELPER_CONSTANTS)})`;
+      const source = `(${helperLoop.toString()})(require('node:worker_threads'), ${instantiateInflate.toString()}, ${JSON.stringify(HELPER_CONSTANTS)})`;
       const helper = new Worker(source, {
         eval: true,
         workerData: { ...shared, module: inflateModule(), slabs: channel.port2 },

@@ -13,11 +13,35 @@ import {
 } from '../../assembly/inflateMemoryMap.js';
 import { inflateWasmBase64 } from './generated/inflateWasm.js';
 
-interface InflateExports {
-  inflateZlib(inputLength: number, outputAddress: number, outputCapacity: number): number;
+/** One instance of the kernel: its entry, its memory, and where it writes the output. */
+export interface InflateInstance {
+  readonly inflateZlib: (inputLength: number, outputAddress: number, outputCapacity: number) => number;
+  readonly heap: Uint8Array;
+  readonly outputAddress: number;
 }
 
-const WASM_PAGE_BYTES = 0x10000;
+/**
+ * An instance of the inflate kernel in a memory of its own, with room for `inputBytes` of stream
+ * at `inputAddress` (INFLATE_INPUT_ADDRESS, passed in) and `outputBytes` of output after them. It
+ * uses nothing but its arguments and globals: the helper threads run its source text
+ * (pairedInflate.ts, inflateAhead.ts), which cannot import.
+ */
+export function instantiateInflate(
+  module: WebAssembly.Module,
+  inputAddress: number,
+  inputBytes: number,
+  outputBytes: number,
+): InflateInstance {
+  const outputAddress = inputAddress + inputBytes;
+  const wasmPages = Math.ceil((outputAddress + outputBytes) / 0x10000);
+  const memory = new WebAssembly.Memory({ initial: wasmPages, maximum: wasmPages });
+  const { inflateZlib } = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as Pick<
+    InflateInstance,
+    'inflateZlib'
+  >;
+  return { inflateZlib, heap: new Uint8Array(memory.buffer), outputAddress };
+}
+
 /** Input and output room of a first instance: a 64 KiB page (the largest kdump block size in use) and its stored bytes. */
 const INITIAL_CAPACITY = 0x10000;
 
@@ -46,16 +70,10 @@ export function inflateModule(): WebAssembly.Module {
  * out: one instance per thread, made again larger when a stream or its output does not fit.
  */
 export class ZlibInflater {
-  private readonly memory: Uint8Array;
-  private readonly exports: InflateExports;
-  private readonly outputAddress: number;
+  private readonly kernel: InflateInstance;
 
   private constructor(readonly capacity: number) {
-    this.outputAddress = INFLATE_INPUT_ADDRESS + capacity;
-    const pages = Math.ceil((this.outputAddress + capacity) / WASM_PAGE_BYTES);
-    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-    this.exports = new WebAssembly.Instance(inflateModule(), { env: { memory } }).exports as unknown as InflateExports;
-    this.memory = new Uint8Array(memory.buffer);
+    this.kernel = instantiateInflate(inflateModule(), INFLATE_INPUT_ADDRESS, capacity, capacity);
   }
 
   /** This thread's inflater, with room for `input` and `outputLength` bytes. */
@@ -75,7 +93,8 @@ export class ZlibInflater {
    */
   inflate(input: Uint8Array, maxOutputLength: number): Uint8Array {
     const result = this.run(input, maxOutputLength);
-    if (result >= 0) return this.memory.slice(this.outputAddress, this.outputAddress + result);
+    const { heap, outputAddress } = this.kernel;
+    if (result >= 0) return heap.slice(outputAddress, outputAddress + result);
     if (result === INFLATE_ERROR_OUTPUT_FULL) throw new Error(`inflates past ${maxOutputLength} bytes`);
     throw new Error(REFUSALS.get(result) ?? `inflate error ${result}`);
   }
@@ -83,7 +102,8 @@ export class ZlibInflater {
   /** Inflates `input` into `into`, which it must fill exactly: false when it does not (`inflate` says why). */
   inflateExactlyInto(input: Uint8Array, into: Uint8Array): boolean {
     if (this.run(input, into.length) !== into.length) return false;
-    into.set(this.memory.subarray(this.outputAddress, this.outputAddress + into.length));
+    const { heap, outputAddress } = this.kernel;
+    into.set(heap.subarray(outputAddress, outputAddress + into.length));
     return true;
   }
 
@@ -93,8 +113,9 @@ export class ZlibInflater {
       throw new RangeError(
         `a ${input.length}-byte stream inflating to ${maxOutputLength} bytes needs a larger inflater`,
       );
-    this.memory.set(input, INFLATE_INPUT_ADDRESS);
-    return this.exports.inflateZlib(input.length, this.outputAddress, maxOutputLength);
+    const { heap, inflateZlib, outputAddress } = this.kernel;
+    heap.set(input, INFLATE_INPUT_ADDRESS);
+    return inflateZlib(input.length, outputAddress, maxOutputLength);
   }
 }
 
