@@ -1,5 +1,4 @@
 import type * as FileSystem from 'node:fs';
-import type * as WorkerThreads from 'node:worker_threads';
 import { isMainThread, Worker } from 'node:worker_threads';
 import { INFLATE_INPUT_ADDRESS } from '../../assembly/inflateMemoryMap.js';
 import { inflateModule, instantiateInflate, ZlibInflater } from './zlibInflate.js';
@@ -72,9 +71,17 @@ const HELPER_CONSTANTS = {
   readToWord: READ_TO,
 };
 
-/** The helper thread's loop, run from its source text: it may use only its arguments and globals. */
+/** What the helper thread is sent once the pages are planned (InflateAhead.begin). */
+interface HelperPlan extends AheadPlan {
+  readonly states: Int32Array;
+  readonly output: Uint8Array;
+  readonly control: Int32Array;
+}
+
+/** The helper thread's loop over `plan`, run from its source text: it may use only its arguments and globals. */
 function aheadLoop(
-  workerThreads: typeof WorkerThreads,
+  module: WebAssembly.Module,
+  plan: HelperPlan,
   fs: typeof FileSystem,
   instantiate: typeof instantiateInflate,
   constants: typeof HELPER_CONSTANTS,
@@ -93,17 +100,7 @@ function aheadLoop(
     readFromWord,
     readToWord,
   } = constants;
-  const { module, path, fileOffsets, storedLengths, pageLength, states, output, control } =
-    workerThreads.workerData as {
-      module: WebAssembly.Module;
-      path: string;
-      fileOffsets: Float64Array;
-      storedLengths: Int32Array;
-      pageLength: number;
-      states: Int32Array;
-      output: Uint8Array;
-      control: Int32Array;
-    };
+  const { path, fileOffsets, storedLengths, pageLength, states, output, control } = plan;
   const maxStoredBytes = 2 * pageLength;
   const { inflateZlib: inflate, heap, outputAddress } = instantiate(module, inputAddress, maxStoredBytes, pageLength);
   const run = new Uint8Array(runBytes + maxStoredBytes);
@@ -190,29 +187,12 @@ function aheadLoop(
 }
 
 export class InflateAhead {
-  private readonly states: Int32Array;
-  private readonly output: Uint8Array;
   private readonly control = new Int32Array(new SharedArrayBuffer(CONTROL_WORDS * 4));
-  private readonly worker: Worker;
+  private states: Int32Array = new Int32Array(0);
+  private output: Uint8Array = new Uint8Array(0);
+  private pageLength = 0;
 
-  private constructor(private readonly plan: AheadPlan) {
-    const count = plan.fileOffsets.length;
-    this.states = new Int32Array(new SharedArrayBuffer(count * 4));
-    this.output = new Uint8Array(new SharedArrayBuffer(count * plan.pageLength));
-    const source = `(${aheadLoop.toString()})(require('node:worker_threads'), require('node:fs'), ${instantiateInflate.toString()}, ${JSON.stringify(HELPER_CONSTANTS)})`;
-    this.worker = new Worker(source, {
-      eval: true,
-      workerData: {
-        module: inflateModule(),
-        path: plan.path,
-        fileOffsets: plan.fileOffsets,
-        storedLengths: plan.storedLengths,
-        pageLength: plan.pageLength,
-        states: this.states,
-        output: this.output,
-        control: this.control,
-      },
-    });
+  private constructor(private readonly worker: Worker) {
     this.worker.unref();
     // A helper that fails (cannot read the file, say) leaves its pages TODO: this thread inflates them.
     this.worker.on('error', () => {});
@@ -223,9 +203,33 @@ export class InflateAhead {
     return isMainThread;
   }
 
+  /**
+   * A helper thread waiting for its pages (begin), when this thread may have one; else undefined.
+   * A thread takes 30-50 ms to start, longer than opening a dump and planning its pages: started
+   * first, it is ready sooner.
+   */
+  static spawn(): InflateAhead | undefined {
+    if (!InflateAhead.possibleHere()) return undefined;
+    const loop = `(${aheadLoop.toString()})(workerData.module, plan, require('node:fs'), ${instantiateInflate.toString()}, ${JSON.stringify(HELPER_CONSTANTS)})`;
+    const source = `const { parentPort, workerData } = require('node:worker_threads'); parentPort.once('message', (plan) => ${loop})`;
+    return new InflateAhead(new Worker(source, { eval: true, workerData: { module: inflateModule() } }));
+  }
+
   /** Inflation ahead of `plan`'s pages, when this thread may; else undefined (the caller inflates as it reads). */
   static start(plan: AheadPlan): InflateAhead | undefined {
-    return InflateAhead.possibleHere() && plan.fileOffsets.length > 0 ? new InflateAhead(plan) : undefined;
+    const helper = plan.fileOffsets.length > 0 ? InflateAhead.spawn() : undefined;
+    helper?.begin(plan);
+    return helper;
+  }
+
+  /** Sets the helper on `plan`'s pages: the one call after spawn(). */
+  begin(plan: AheadPlan): void {
+    const count = plan.fileOffsets.length;
+    this.states = new Int32Array(new SharedArrayBuffer(count * 4));
+    this.output = new Uint8Array(new SharedArrayBuffer(count * plan.pageLength));
+    this.pageLength = plan.pageLength;
+    const helperPlan: HelperPlan = { ...plan, states: this.states, output: this.output, control: this.control };
+    this.worker.postMessage(helperPlan);
   }
 
   /** The bytes the buffer holds for its pages (the plan's pages times the page length). */
@@ -293,6 +297,6 @@ export class InflateAhead {
   }
 
   private pageAt(slot: number): Uint8Array {
-    return this.output.subarray(slot * this.plan.pageLength, (slot + 1) * this.plan.pageLength);
+    return this.output.subarray(slot * this.pageLength, (slot + 1) * this.pageLength);
   }
 }

@@ -2,7 +2,7 @@ import { VmscopeError } from '../util/errors.js';
 import { decodeExactly, type Codec } from './codecs.js';
 import { DecodedImage, readExactly } from './decodedImage.js';
 import { cpuStates, parseNotes } from './elf.js';
-import { HELPER_BUSY, InflateAhead } from './inflateAhead.js';
+import { HELPER_BUSY, InflateAhead, type AheadPlan } from './inflateAhead.js';
 import { inflatePaired, pairedInput } from './pairedInflate.js';
 import { rangesWithout } from './rangeView.js';
 import { readHeader, type ByteSource } from './source.js';
@@ -50,8 +50,6 @@ const DESCRIPTORS_PER_WALK = 65536;
 const MAX_SHARED_PAGES_CHECKED = 16;
 /** Pages a long read handles together: a 4 MiB scan window of 4 KiB pages. */
 const BATCH_PAGES = 1024;
-/** A read of this many pages starts inflating the dump's zlib pages ahead (inflateAhead.ts): one that is not a lookup. */
-const AHEAD_TRIGGER_PAGES = 64;
 /** Fewer zlib pages than this are not worth a thread. */
 const AHEAD_MIN_PAGES = 1024;
 /** Stored pages at most this far apart in the file are fetched with one read of the span holding them. */
@@ -288,15 +286,20 @@ class DumpedPageIndex {
   }
 }
 
-/** Up to `count` descriptors from `first` on; zeros past the end of the file (an incomplete dump's unwritten ones). */
+/**
+ * Up to `count` descriptors from `first` on; zeros past the end of the file (an incomplete dump's
+ * unwritten ones). Into the start of `reused` when given (large enough), else into a new buffer.
+ */
 function readDescriptors(
   source: ByteSource,
   layout: KdumpLayout,
   dumpedPages: number,
   first: number,
   count = DESCRIPTORS_PER_CHUNK,
+  reused?: Uint8Array,
 ): Uint8Array {
-  const table = new Uint8Array(Math.max(0, Math.min(count, dumpedPages - first)) * PAGE_DESC_BYTES);
+  const length = Math.max(0, Math.min(count, dumpedPages - first)) * PAGE_DESC_BYTES;
+  const table = reused ? reused.subarray(0, length) : new Uint8Array(length);
   const got = source.readAt(layout.descriptorsOffset + first * PAGE_DESC_BYTES, table);
   table.fill(0, got);
   return table;
@@ -336,9 +339,11 @@ export class KdumpImage extends DecodedImage {
   private readonly blockSize: number;
   /** Reused for the spans of stored pages a long read fetches (at most MAX_SPAN_BYTES), when no helper thread shares them. */
   private spanBuffer = new Uint8Array(0);
+  /** Reused by the walks over every descriptor (DESCRIPTORS_PER_WALK of them at a time): fresh memory costs a fault a page. */
+  private walkBuffer: Uint8Array | undefined;
   private nonZero: readonly PhysicalRange[] | undefined;
-  /** The zlib pages inflated ahead (null: not, decided at the first long read) and their stored offsets, ascending. */
-  private ahead: { readonly inflater: InflateAhead; readonly offsets: Float64Array } | null | undefined;
+  /** The zlib pages inflated ahead (null: none) and their stored offsets, ascending. */
+  private readonly ahead: { readonly inflater: InflateAhead; readonly offsets: Float64Array } | null;
 
   constructor(
     source: ByteSource,
@@ -350,6 +355,8 @@ export class KdumpImage extends DecodedImage {
   ) {
     super(source, 'kdump', ranges, details, layout.notes, cpuStates(layout.notes), cacheBytes);
     this.blockSize = layout.blockSize;
+    // At open: kernel discovery's first search reads low memory right after it.
+    this.ahead = this.startInflatingAhead();
   }
 
   /**
@@ -380,19 +387,26 @@ export class KdumpImage extends DecodedImage {
     let first: { pfn: number; offset: number } | undefined;
     let lastShared = -1;
     let lastSharedIsZero = false;
-    this.forEachStoredOffset((pfn, offset) => {
-      first ??= { pfn, offset };
-      if (offset > highest) highest = offset;
-      else {
-        if (offset !== lastShared) [lastShared, lastSharedIsZero] = [offset, isZeroPage(pfn, offset)];
-        if (lastSharedIsZero) return;
+    this.forEachDescriptorTable((table, firstPfn, firstIndex, count) => {
+      for (let within = 0; within < count; within++) {
+        const pfn = firstPfn + within;
+        const offset = this.offsetIn(table, within, firstIndex + within);
+        first ??= { pfn, offset };
+        if (offset > highest) highest = offset;
+        else {
+          if (offset !== lastShared) {
+            lastShared = offset;
+            lastSharedIsZero = isZeroPage(pfn, offset);
+          }
+          if (lastSharedIsZero) continue;
+        }
+        const start = pfn * this.blockSize;
+        if (start !== runEnd) {
+          if (runStart >= 0) runs.push({ start: runStart, end: runEnd, fileOffset: -1 });
+          runStart = start;
+        }
+        runEnd = start + this.blockSize;
       }
-      const start = pfn * this.blockSize;
-      if (start !== runEnd) {
-        if (runStart >= 0) runs.push({ start: runStart, end: runEnd, fileOffset: -1 });
-        runStart = start;
-      }
-      runEnd = start + this.blockSize;
     });
     if (runStart >= 0) runs.push({ start: runStart, end: runEnd, fileOffset: -1 });
     if (first && isZeroPage(first.pfn, first.offset))
@@ -404,33 +418,54 @@ export class KdumpImage extends DecodedImage {
   /**
    * Every zlib page inflated ahead by a helper thread (inflateAhead.ts), when this thread may have
    * one and they all fit in half the cache's budget (the rest of the budget stays the cache's): the
-   * stored pages in file order, from one walk over the descriptors. A page the walk finds unsound
-   * is left out: its first read reports it.
+   * stored pages in file order, from one walk over the descriptors, which stops once they cannot
+   * fit. The thread is started before the walk: it takes longer to start than the walk takes. A
+   * page the walk finds unsound is left out: its first read reports it.
    */
   private startInflatingAhead(): KdumpImage['ahead'] {
-    if (this.layout.isDiskdump || !this.source.fileRegion || !InflateAhead.possibleHere()) return null;
+    const zlib = (this.layout.status & DUMP_DH_COMPRESSED_ZLIB) !== 0;
+    const eligible = zlib && !this.layout.isDiskdump && this.source.fileRegion !== undefined;
+    const inflater = eligible && this.index.dumpedPages >= AHEAD_MIN_PAGES ? InflateAhead.spawn() : undefined;
+    if (!inflater) return null;
+    const plan = this.aheadPlan();
+    if (!plan) {
+      inflater.close();
+      return null;
+    }
+    inflater.begin(plan);
+    this.cache.reserve(inflater.bytes);
+    return { inflater, offsets: plan.storedOffsets };
+  }
+
+  /** The zlib pages to inflate ahead (and their stored offsets, ascending), or null when too few, too many or unsound. */
+  private aheadPlan(): (AheadPlan & { storedOffsets: Float64Array }) | null {
     const offsets: number[] = [];
     const lengths: number[] = [];
+    const maxPages = Math.floor(this.cache.budgetBytes / 2 / this.blockSize);
     let highest = -1;
     try {
-      this.forEachDescriptor((_pfn, table, within, index) => {
-        const { offset, size, flags } = this.descriptorIn(table, within, index);
-        // Stored pages follow one another: an offset at or before the highest seen is a shared page, listed already.
-        if (offset <= highest) return;
-        highest = offset;
-        const plausible = size > 0 && size <= 2 * this.blockSize && offset + size <= this.source.size;
-        if (CODEC_OF_FLAGS.get(flags) === 'zlib' && plausible) {
-          offsets.push(offset);
-          lengths.push(size);
+      this.forEachDescriptorTable((table, _firstPfn, firstIndex, count) => {
+        for (let within = 0; within < count; within++) {
+          const offset = this.offsetIn(table, within, firstIndex + within);
+          // Stored pages follow one another: an offset at or before the highest seen is a shared page, listed already.
+          if (offset <= highest) continue;
+          highest = offset;
+          const size = table.getUint32(within * PAGE_DESC_BYTES + 8, true);
+          const flags = table.getUint32(within * PAGE_DESC_BYTES + 12, true);
+          const plausible = size > 0 && size <= 2 * this.blockSize && offset + size <= this.source.size;
+          if (flags === DUMP_DH_COMPRESSED_ZLIB && plausible) {
+            offsets.push(offset);
+            lengths.push(size);
+          }
         }
+        return offsets.length <= maxPages;
       });
     } catch (error) {
       // A damaged descriptor table: the reads that reach the damage report it, where it is.
       if (error instanceof VmscopeError) return null;
       throw error;
     }
-    const bytes = offsets.length * this.blockSize;
-    if (offsets.length < AHEAD_MIN_PAGES || bytes > this.cache.budgetBytes / 2) return null;
+    if (offsets.length < AHEAD_MIN_PAGES || offsets.length > maxPages) return null;
     const fileOffsets = new Float64Array(offsets.length);
     let path: string | undefined;
     offsets.forEach((offset, slot) => {
@@ -439,15 +474,13 @@ export class KdumpImage extends DecodedImage {
       fileOffsets[slot] = region !== undefined && region.path === path ? region.offset : -1;
     });
     if (path === undefined) return null;
-    const inflater = InflateAhead.start({
+    return {
       path,
       fileOffsets,
       storedLengths: Int32Array.from(lengths),
       pageLength: this.blockSize,
-    });
-    if (!inflater) return null;
-    this.cache.reserve(inflater.bytes);
-    return { inflater, offsets: Float64Array.from(offsets) };
+      storedOffsets: Float64Array.from(offsets),
+    };
   }
 
   /** The slot among the pages inflated ahead of the page stored at `offset`, or -1. */
@@ -469,13 +502,16 @@ export class KdumpImage extends DecodedImage {
     super.close();
   }
 
-  /** `visit(pfn, stored offset)` for every present page in pfn order, reading the descriptors a chunk at a time. */
-  private forEachStoredOffset(visit: (pfn: number, offset: number) => void): void {
-    this.forEachDescriptor((pfn, table, within, index) => visit(pfn, this.offsetIn(table, within, index)));
-  }
-
-  /** `visit(pfn, table, within, index)` for every present page in pfn order: its descriptor is `table`'s `within`-th. */
-  private forEachDescriptor(visit: (pfn: number, table: DataView, within: number, index: number) => void): void {
+  /**
+   * `visit(table, firstPfn, firstIndex, count)` for the descriptors of every present page, in pfn
+   * order, DESCRIPTORS_PER_WALK at a time, until it returns false: `table` holds those of pages
+   * `firstPfn` on (descriptor `firstIndex` on). A walk visits 131,136 descriptors for 512 MiB: a
+   * call per table, not per page.
+   */
+  private forEachDescriptorTable(
+    visit: (table: DataView, firstPfn: number, firstIndex: number, count: number) => boolean | void,
+  ): void {
+    this.walkBuffer ??= new Uint8Array(DESCRIPTORS_PER_WALK * PAGE_DESC_BYTES);
     for (const range of this.ranges) {
       const firstPfn = range.start / this.blockSize;
       const endPfn = range.end / this.blockSize;
@@ -483,9 +519,8 @@ export class KdumpImage extends DecodedImage {
       for (let pfn = firstPfn; pfn < endPfn; pfn += DESCRIPTORS_PER_WALK) {
         const count = Math.min(DESCRIPTORS_PER_WALK, endPfn - pfn);
         const index = firstIndex + (pfn - firstPfn);
-        const table = readDescriptors(this.source, this.layout, this.index.dumpedPages, index, count);
-        const view = new DataView(table.buffer, table.byteOffset, table.length);
-        for (let page = 0; page < count; page++) visit(pfn + page, view, page, index + page);
+        const table = readDescriptors(this.source, this.layout, this.index.dumpedPages, index, count, this.walkBuffer);
+        if (visit(new DataView(table.buffer, table.byteOffset, table.length), pfn, index, count) === false) return;
       }
     }
   }
@@ -628,7 +663,6 @@ export class KdumpImage extends DecodedImage {
    * shared zero page), zlib pages on this thread and a helper thread together (pairedInflate.ts).
    */
   private fillPages(firstPfn: number, firstIndex: number, count: number, physical: number, into: Uint8Array): void {
-    if (this.ahead === undefined && count >= AHEAD_TRIGGER_PAGES) this.ahead = this.startInflatingAhead();
     const table = readDescriptors(this.source, this.layout, this.index.dumpedPages, firstIndex, count);
     const view = new DataView(table.buffer, table.byteOffset, table.length);
     const readEnd = physical + into.length;
