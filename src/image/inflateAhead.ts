@@ -102,8 +102,15 @@ function aheadLoop(
   } = constants;
   const { path, fileOffsets, storedLengths, pageLength, states, output, control } = plan;
   const maxStoredBytes = 2 * pageLength;
-  const { inflateZlib: inflate, heap, outputAddress } = instantiate(module, inputAddress, maxStoredBytes, pageLength);
-  const run = new Uint8Array(runBytes + maxStoredBytes);
+  // The run read from the file lies in the kernel's memory past its output, and the page is
+  // copied out through one view: no object per page (they cost this thread a garbage collection
+  // every 3,000 pages).
+  const runRoom = runBytes + maxStoredBytes;
+  const instance = instantiate(module, inputAddress, maxStoredBytes, pageLength + runRoom);
+  const { inflateZlib: inflate, heap, outputAddress } = instance;
+  const runAddress = outputAddress + pageLength;
+  const run = heap.subarray(runAddress, runAddress + runRoom);
+  const inflated = heap.subarray(outputAddress, outputAddress + pageLength);
   const fd = fs.openSync(path, 'r');
   let announced = 0;
   const announcement = () => Atomics.load(control, announcedWord);
@@ -122,10 +129,9 @@ function aheadLoop(
       let result = -1;
       try {
         if (at + length <= got && length <= maxStoredBytes) {
-          heap.set(run.subarray(at, at + length), inputAddress);
+          heap.copyWithin(inputAddress, runAddress + at, runAddress + at + length);
           result = inflate(length, outputAddress, pageLength);
-          if (result === pageLength)
-            output.set(heap.subarray(outputAddress, outputAddress + pageLength), page * pageLength);
+          if (result === pageLength) output.set(inflated, page * pageLength);
         }
       } catch {
         result = -1; // inflated again by the caller, where its error is reported
