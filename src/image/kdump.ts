@@ -483,6 +483,41 @@ export class KdumpImage extends DecodedImage {
     };
   }
 
+  /**
+   * Physical [start, end) is read late if at all (the kernel's text: MemoryImage.decodeLast): the
+   * helper inflates its pages after the others. Its pages are the slots between the first and
+   * the last of them: slots follow stored offsets, and stored pages follow pfns.
+   */
+  decodeLast(start: number, end: number): void {
+    if (!this.ahead) return;
+    let from = -1;
+    let to = -1;
+    let highest = -1;
+    try {
+      this.forEachDescriptorTable(
+        (table, _firstPfn, firstIndex, count) => {
+          for (let within = 0; within < count; within++) {
+            const offset = this.offsetIn(table, within, firstIndex + within);
+            // An offset at or before the highest seen is a shared page (the zero page), not among the slots.
+            if (offset <= highest) continue;
+            highest = offset;
+            const slot = this.aheadSlotOf(offset);
+            if (slot < 0) continue;
+            if (from < 0) from = slot;
+            to = slot + 1;
+          }
+        },
+        start,
+        end,
+      );
+    } catch (error) {
+      // A damaged descriptor table: a hint changes nothing, the reads that reach the damage report it.
+      if (error instanceof VmscopeError) return;
+      throw error;
+    }
+    if (from >= 0) this.ahead.inflater.deferLast(from, to);
+  }
+
   /** The slot among the pages inflated ahead of the page stored at `offset`, or -1. */
   private aheadSlotOf(offset: number): number {
     if (!this.ahead) return -1;
@@ -503,18 +538,20 @@ export class KdumpImage extends DecodedImage {
   }
 
   /**
-   * `visit(table, firstPfn, firstIndex, count)` for the descriptors of every present page, in pfn
-   * order, DESCRIPTORS_PER_WALK at a time, until it returns false: `table` holds those of pages
-   * `firstPfn` on (descriptor `firstIndex` on). A walk visits 131,136 descriptors for 512 MiB: a
-   * call per table, not per page.
+   * `visit(table, firstPfn, firstIndex, count)` for the descriptors of every present page (of those
+   * in physical [start, end)), in pfn order, DESCRIPTORS_PER_WALK at a time, until it returns
+   * false: `table` holds those of pages `firstPfn` on (descriptor `firstIndex` on). A walk visits
+   * 131,136 descriptors for 512 MiB: a call per table, not per page.
    */
   private forEachDescriptorTable(
     visit: (table: DataView, firstPfn: number, firstIndex: number, count: number) => boolean | void,
+    start = 0,
+    end = Infinity,
   ): void {
     this.walkBuffer ??= new Uint8Array(DESCRIPTORS_PER_WALK * PAGE_DESC_BYTES);
     for (const range of this.ranges) {
-      const firstPfn = range.start / this.blockSize;
-      const endPfn = range.end / this.blockSize;
+      const firstPfn = Math.floor(Math.max(range.start, start) / this.blockSize);
+      const endPfn = Math.ceil(Math.min(range.end, end) / this.blockSize);
       const firstIndex = this.index.indexOf(firstPfn);
       for (let pfn = firstPfn; pfn < endPfn; pfn += DESCRIPTORS_PER_WALK) {
         const count = Math.min(DESCRIPTORS_PER_WALK, endPfn - pfn);

@@ -78,5 +78,11 @@ export interface MemoryImage {
    * never match zeros within a page reads these instead of `ranges`.
    */
   nonZeroRanges?(): readonly PhysicalRange[];
+  /**
+   * A hint that physical [start, end) is read late if at all (a kernel's text, say): an image that
+   * decodes its pages ahead of need on another thread (a kdump's) decodes these after the others.
+   * A later hint replaces an earlier one.
+   */
+  decodeLast?(start: number, end: number): void;
   close(): void;
 }

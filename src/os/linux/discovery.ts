@@ -141,8 +141,15 @@ function locateFromFirstVmcoreinfo(image: MemoryImage): { located: Located; warn
   const span = layout && kernelImageSpan(image, layout);
   if (!layout || !span) return undefined;
   const space = new X86AddressSpace(image, layout.dtb, layout.pagingLevels);
+  const steps = kernelImageSteps(space, layout.physBase, span);
+  // The kernel's text is read late if at all (a check reads its function entries after the carve, which skips it).
+  const text = steps.findIndex((step) => step.executable);
+  if (text >= 0) {
+    const textEnd = steps.findIndex((step, at) => at > text && !step.executable);
+    image.decodeLast?.(steps[text]!.start, steps[textEnd < 0 ? steps.length - 1 : textEnd - 1]!.end);
+  }
   const version = vmcoreinfoUtsVersion(space, layout.vmcoreinfo);
-  const located = locateBanners(image, layout, kernelImageBanners(space, layout.physBase, span, version));
+  const located = locateBanners(image, layout, kernelImageBanners(space, steps, span, version));
   return located && { located, warnings };
 }
 
@@ -160,15 +167,10 @@ const BANNER_SEARCH_STEP = Number(PMD_SIZE);
  */
 function kernelImageBanners(
   space: X86AddressSpace,
-  physBase: bigint,
+  steps: readonly KernelImageStep[],
   span: { start: number; end: number },
   version: string | undefined,
 ): Banner[] {
-  const steps: Array<{ start: number; end: number; executable: boolean }> = [];
-  for (let start = span.start; start < span.end; start += BANNER_SEARCH_STEP) {
-    const executable = space.tryTranslate(kernelImageVirtual(start, physBase))?.executable ?? true;
-    steps.push({ start, end: Math.min(span.end, start + BANNER_SEARCH_STEP), executable });
-  }
   const searcher = MultiNeedleSearcher.create([NEEDLES.banner]);
   const banners: Banner[] = [];
   for (const { start, end } of [
@@ -183,6 +185,27 @@ function kernelImageBanners(
     if (version !== undefined && found.some((banner) => banner.text.endsWith(` ${version}\n`))) break;
   }
   return banners.sort((a, b) => a.physical - b.physical);
+}
+
+/** A 2 MiB page of the kernel image (physical), and whether the kernel maps it executable. */
+interface KernelImageStep {
+  readonly start: number;
+  readonly end: number;
+  readonly executable: boolean;
+}
+
+/** The kernel image's span a 2 MiB page at a time, in physical order (a page the mapping does not say of counts as executable). */
+function kernelImageSteps(
+  space: X86AddressSpace,
+  physBase: bigint,
+  span: { start: number; end: number },
+): KernelImageStep[] {
+  const steps: KernelImageStep[] = [];
+  for (let start = span.start; start < span.end; start += BANNER_SEARCH_STEP) {
+    const executable = space.tryTranslate(kernelImageVirtual(start, physBase))?.executable ?? true;
+    steps.push({ start, end: Math.min(span.end, start + BANNER_SEARCH_STEP), executable });
+  }
+  return steps;
 }
 
 /**
