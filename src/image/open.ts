@@ -93,6 +93,7 @@ export function openImageSource(source: ByteSource, options: OpenOptions = {}): 
 class ContainedImage implements MemoryImage {
   readonly details: FormatDetails;
   readonly nonZeroRanges?: () => readonly PhysicalRange[];
+  readonly decodeLast?: (start: number, end: number) => void;
 
   constructor(
     private readonly inner: MemoryImage,
@@ -100,6 +101,7 @@ class ContainedImage implements MemoryImage {
   ) {
     this.details = { ...inner.details, container };
     if (inner.nonZeroRanges) this.nonZeroRanges = () => inner.nonZeroRanges!();
+    if (inner.decodeLast) this.decodeLast = (start, end) => inner.decodeLast!(start, end);
   }
 
   get path(): string {
