@@ -103,7 +103,7 @@ export class DumpContext {
     private readonly options: ContextOptions = {},
     lent?: MemoryImage,
   ) {
-    this.image = lent ?? timed('image open', () => openImage(path));
+    this.image = lent ?? timed('image open', () => openImage(path, { readAhead: true }));
     this.ownsImage = lent === undefined;
     this.identity = fileIdentity(path);
   }

@@ -88,7 +88,7 @@ interface KdumpLayout {
 export function openKdump(
   source: ByteSource,
   fileLayout: 'random-access' | 'flattened' = 'random-access',
-  cacheBytes?: number,
+  options: { readonly cacheBytes?: number; readonly readAhead?: boolean } = {},
 ): KdumpImage {
   const layout = parseLayout(source);
   const index = new DumpedPageIndex(source, layout);
@@ -106,7 +106,7 @@ export function openKdump(
     version: layout.version,
     excludedBytes: layout.maxMapnr * layout.blockSize - presentBytes,
   };
-  return new KdumpImage(source, layout, index, ranges, details, cacheBytes);
+  return new KdumpImage(source, layout, index, ranges, details, options);
 }
 
 function parseLayout(source: ByteSource): KdumpLayout {
@@ -351,12 +351,12 @@ export class KdumpImage extends DecodedImage {
     private readonly index: DumpedPageIndex,
     ranges: PhysicalRange[],
     details: FormatDetails,
-    cacheBytes?: number,
+    { cacheBytes, readAhead = false }: { readonly cacheBytes?: number; readonly readAhead?: boolean },
   ) {
     super(source, 'kdump', ranges, details, layout.notes, cpuStates(layout.notes), cacheBytes);
     this.blockSize = layout.blockSize;
     // At open: kernel discovery's first search reads low memory right after it.
-    this.ahead = this.startInflatingAhead();
+    this.ahead = readAhead ? this.startInflatingAhead() : null;
   }
 
   /**

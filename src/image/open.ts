@@ -24,6 +24,11 @@ export interface OpenOptions {
    * VMSCOPE_IMAGE_CACHE_MIB; a reader that passes over memory once (a scan thread) needs little.
    */
   readonly cacheBytes?: number;
+  /**
+   * The image will be read through (an analysis, not a look at its headers): a kdump's zlib pages
+   * are then inflated ahead of need by a helper thread, started at open (inflateAhead.ts).
+   */
+  readonly readAhead?: boolean;
 }
 
 /**
@@ -82,8 +87,8 @@ export function openImageSource(source: ByteSource, options: OpenOptions = {}): 
   }
   if (head.length >= 4 && view.getUint32(0, true) === LIME_MAGIC) return openLime(source);
   if (head.length >= 4 && view.getUint32(0, true) === AVML_MAGIC) return openAvml(source, options.cacheBytes);
-  if (isKdump(head)) return openKdump(source, 'random-access', options.cacheBytes);
-  if (isFlattened(head)) return openKdump(new FlattenedSource(source), 'flattened', options.cacheBytes);
+  if (isKdump(head)) return openKdump(source, 'random-access', options);
+  if (isFlattened(head)) return openKdump(new FlattenedSource(source), 'flattened', options);
   if (isMigrationStream(head)) return openMigrationStream(source);
   // Raw (pmemsave, /dev/mem copies, VMware .vmem): file offset = physical address, all present.
   return new RangeMappedImage(source, 'raw', [{ start: 0, end: source.size, fileOffset: 0 }]);
