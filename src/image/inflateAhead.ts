@@ -221,18 +221,13 @@ export class InflateAhead {
     this.worker.on('error', () => {});
   }
 
-  /** Whether this thread may inflate ahead (the main thread): worth asking before planning. */
-  static possibleHere(): boolean {
-    return isMainThread;
-  }
-
   /**
    * A helper thread waiting for its pages (begin), when this thread may have one; else undefined.
    * A thread takes 30-50 ms to start, longer than opening a dump and planning its pages: started
    * first, it is ready sooner.
    */
   static spawn(): InflateAhead | undefined {
-    if (!InflateAhead.possibleHere()) return undefined;
+    if (!isMainThread) return undefined;
     const loop = `(${aheadLoop.toString()})(workerData.module, plan, require('node:fs'), ${instantiateInflate.toString()}, ${JSON.stringify(HELPER_CONSTANTS)})`;
     const source = `const { parentPort, workerData } = require('node:worker_threads'); parentPort.once('message', (plan) => ${loop})`;
     return new InflateAhead(new Worker(source, { eval: true, workerData: { module: inflateModule() } }));

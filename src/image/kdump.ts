@@ -44,7 +44,7 @@ const CODEC_OF_FLAGS = new Map<number, Codec | undefined>([[0, undefined], ...CO
 const GROUP_PFNS = 512;
 /** Descriptors read (and cached) together for single-page reads. */
 const DESCRIPTORS_PER_CHUNK = 1024;
-/** Descriptors read together when walking all of them (nonZeroRanges): 1.5 MiB. */
+/** Descriptors read together when walking many of them (nonZeroRanges, the plan of pages inflated ahead): 1.5 MiB. */
 const DESCRIPTORS_PER_WALK = 65536;
 /** Distinct pages pointed at more than once whose bytes are checked for zeros (QEMU and makedumpfile share one). */
 const MAX_SHARED_PAGES_CHECKED = 16;
