@@ -143,11 +143,8 @@ function locateFromFirstVmcoreinfo(image: MemoryImage): { located: Located; warn
   const space = new X86AddressSpace(image, layout.dtb, layout.pagingLevels);
   const steps = kernelImageSteps(space, layout.physBase, span);
   // The kernel's text is read late if at all (a check reads its function entries after the carve, which skips it).
-  const text = steps.findIndex((step) => step.executable);
-  if (text >= 0) {
-    const textEnd = steps.findIndex((step, at) => at > text && !step.executable);
-    image.decodeLast?.(steps[text]!.start, steps[textEnd < 0 ? steps.length - 1 : textEnd - 1]!.end);
-  }
+  const text = firstExecutableRun(steps);
+  if (text) image.decodeLast?.(text.start, text.end);
   const version = vmcoreinfoUtsVersion(space, layout.vmcoreinfo);
   const located = locateBanners(image, layout, kernelImageBanners(space, steps, span, version));
   return located && { located, warnings };
@@ -206,6 +203,15 @@ function kernelImageSteps(
     steps.push({ start, end: Math.min(span.end, start + BANNER_SEARCH_STEP), executable });
   }
   return steps;
+}
+
+/** The first run of executable steps (the kernel's text, from _stext's 2 MiB page on), or undefined. */
+function firstExecutableRun(steps: readonly KernelImageStep[]): { start: number; end: number } | undefined {
+  const first = steps.findIndex((step) => step.executable);
+  if (first < 0) return undefined;
+  let last = first;
+  while (last + 1 < steps.length && steps[last + 1]!.executable) last++;
+  return { start: steps[first]!.start, end: steps[last]!.end };
 }
 
 /**
