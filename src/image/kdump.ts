@@ -442,30 +442,17 @@ export class KdumpImage extends DecodedImage {
     const offsets: number[] = [];
     const lengths: number[] = [];
     const maxPages = Math.floor(this.cache.budgetBytes / 2 / this.blockSize);
-    let highest = -1;
-    try {
-      this.forEachDescriptorTable((table, _firstPfn, firstIndex, count) => {
-        for (let within = 0; within < count; within++) {
-          const offset = this.offsetIn(table, within, firstIndex + within);
-          // Stored pages follow one another: an offset at or before the highest seen is a shared page, listed already.
-          if (offset <= highest) continue;
-          highest = offset;
-          const size = table.getUint32(within * PAGE_DESC_BYTES + 8, true);
-          const flags = table.getUint32(within * PAGE_DESC_BYTES + 12, true);
-          const plausible = size > 0 && size <= 2 * this.blockSize && offset + size <= this.source.size;
-          if (flags === DUMP_DH_COMPRESSED_ZLIB && plausible) {
-            offsets.push(offset);
-            lengths.push(size);
-          }
-        }
-        return offsets.length <= maxPages;
-      });
-    } catch (error) {
-      // A damaged descriptor table: the reads that reach the damage report it, where it is.
-      if (error instanceof VmscopeError) return null;
-      throw error;
-    }
-    if (offsets.length < AHEAD_MIN_PAGES || offsets.length > maxPages) return null;
+    const sound = this.forEachStoredPage((offset, table, within) => {
+      const size = table.getUint32(within * PAGE_DESC_BYTES + 8, true);
+      const flags = table.getUint32(within * PAGE_DESC_BYTES + 12, true);
+      const plausible = size > 0 && size <= 2 * this.blockSize && offset + size <= this.source.size;
+      if (flags === DUMP_DH_COMPRESSED_ZLIB && plausible) {
+        offsets.push(offset);
+        lengths.push(size);
+      }
+      return offsets.length <= maxPages;
+    });
+    if (!sound || offsets.length < AHEAD_MIN_PAGES || offsets.length > maxPages) return null;
     const fileOffsets = new Float64Array(offsets.length);
     let path: string | undefined;
     offsets.forEach((offset, slot) => {
@@ -492,30 +479,18 @@ export class KdumpImage extends DecodedImage {
     if (!this.ahead) return;
     let from = -1;
     let to = -1;
-    let highest = -1;
-    try {
-      this.forEachDescriptorTable(
-        (table, _firstPfn, firstIndex, count) => {
-          for (let within = 0; within < count; within++) {
-            const offset = this.offsetIn(table, within, firstIndex + within);
-            // An offset at or before the highest seen is a shared page (the zero page), not among the slots.
-            if (offset <= highest) continue;
-            highest = offset;
-            const slot = this.aheadSlotOf(offset);
-            if (slot < 0) continue;
-            if (from < 0) from = slot;
-            to = slot + 1;
-          }
-        },
-        start,
-        end,
-      );
-    } catch (error) {
-      // A damaged descriptor table: a hint changes nothing, the reads that reach the damage report it.
-      if (error instanceof VmscopeError) return;
-      throw error;
-    }
-    if (from >= 0) this.ahead.inflater.deferLast(from, to);
+    const sound = this.forEachStoredPage(
+      (offset) => {
+        const slot = this.aheadSlotOf(offset);
+        if (slot < 0) return;
+        if (from < 0) from = slot;
+        to = slot + 1;
+      },
+      start,
+      end,
+    );
+    // A damaged descriptor table: the hint changes nothing.
+    if (sound && from >= 0) this.ahead.inflater.deferLast(from, to);
   }
 
   /** The slot among the pages inflated ahead of the page stored at `offset`, or -1. */
@@ -535,6 +510,40 @@ export class KdumpImage extends DecodedImage {
   override close(): void {
     this.ahead?.inflater.close();
     super.close();
+  }
+
+  /**
+   * `visit(offset, table, within)` for each stored page once, in file order, of the present pages
+   * in physical [start, end) (all by default), until it returns false: stored pages follow pfns, so
+   * a descriptor pointing at or before the highest offset seen points at a shared page (QEMU's zero
+   * page), visited already. The descriptor is `table`'s `within`-th. False when the walk meets a
+   * damaged descriptor (the reads that reach it report it, where it is), else true.
+   */
+  private forEachStoredPage(
+    visit: (offset: number, table: DataView, within: number) => boolean | void,
+    start = 0,
+    end = Infinity,
+  ): boolean {
+    let highest = -1;
+    try {
+      this.forEachDescriptorTable(
+        (table, _firstPfn, firstIndex, count) => {
+          for (let within = 0; within < count; within++) {
+            const offset = this.offsetIn(table, within, firstIndex + within);
+            if (offset <= highest) continue;
+            highest = offset;
+            if (visit(offset, table, within) === false) return false;
+          }
+          return true;
+        },
+        start,
+        end,
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof VmscopeError) return false;
+      throw error;
+    }
   }
 
   /**
