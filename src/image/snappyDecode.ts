@@ -7,6 +7,7 @@ import {
   SNAPPY_ERROR_TRUNCATED,
 } from '../../assembly/snappyErrors.js';
 import { snappyWasmBase64 } from './generated/snappyWasm.js';
+import { instanceWithRoom } from './threadInstance.js';
 
 interface SnappyExports {
   decompressSnappy(input: number, inputLength: number, output: number, capacity: number): number;
@@ -49,11 +50,7 @@ class SnappyDecoder {
 
   static forBlock(inputLength: number, outputLength: number): SnappyDecoder {
     const needed = Math.max(inputLength, outputLength);
-    if (!threadDecoder || threadDecoder.capacity < needed) {
-      let capacity = Math.max(INITIAL_CAPACITY, threadDecoder?.capacity ?? 0);
-      while (capacity < needed) capacity *= 2;
-      threadDecoder = new SnappyDecoder(capacity);
-    }
+    threadDecoder = instanceWithRoom(threadDecoder, needed, INITIAL_CAPACITY, (room) => new SnappyDecoder(room));
     return threadDecoder;
   }
 

@@ -12,6 +12,7 @@ import {
   INFLATE_INPUT_ADDRESS,
 } from '../../assembly/inflateMemoryMap.js';
 import { inflateWasmBase64 } from './generated/inflateWasm.js';
+import { instanceWithRoom } from './threadInstance.js';
 
 /** One instance of the kernel: its entry, its memory, and where it writes the output. */
 export interface InflateInstance {
@@ -79,11 +80,7 @@ export class ZlibInflater {
   /** This thread's inflater, with room for `input` and `outputLength` bytes. */
   static forStream(inputLength: number, outputLength: number): ZlibInflater {
     const needed = Math.max(inputLength, outputLength);
-    if (!threadInflater || threadInflater.capacity < needed) {
-      let capacity = Math.max(INITIAL_CAPACITY, threadInflater?.capacity ?? 0);
-      while (capacity < needed) capacity *= 2;
-      threadInflater = new ZlibInflater(capacity);
-    }
+    threadInflater = instanceWithRoom(threadInflater, needed, INITIAL_CAPACITY, (room) => new ZlibInflater(room));
     return threadInflater;
   }
 
