@@ -117,8 +117,11 @@ function aheadLoop(
   // copied out through one view: no object per page (they cost this thread a garbage collection
   // every 3,000 pages).
   const runRoom = runBytes + maxStoredBytes;
-  const instance = instantiate(module, inputAddress, maxStoredBytes, pageLength + runRoom);
-  const { inflateZlib: inflate, heap, outputAddress } = instance;
+  const {
+    inflateZlib: inflate,
+    heap,
+    outputAddress,
+  } = instantiate(module, inputAddress, maxStoredBytes, pageLength + runRoom);
   const runAddress = outputAddress + pageLength;
   const run = heap.subarray(runAddress, runAddress + runRoom);
   const inflated = heap.subarray(outputAddress, outputAddress + pageLength);
