@@ -94,6 +94,8 @@ export class DumpContext {
   readonly identity: FileIdentity | undefined;
   private readonly provided = new Map<Provider<unknown>, Promise<unknown>>();
   private readonly computed = new Map<string, number>();
+  /** Stand-ins for providers' own computations (substitute), run when first asked for like theirs. */
+  private readonly substitutes = new Map<Provider<unknown>, (context: DumpContext) => unknown>();
   private kernelCache: LinuxKernel | undefined;
   /** False for an image the caller lent (a live guest's memory, read again at every check). */
   private readonly ownsImage: boolean;
@@ -135,8 +137,9 @@ export class DumpContext {
   get<T>(provider: Provider<T>): Promise<T> {
     let value = this.provided.get(provider) as Promise<T> | undefined;
     if (!value) {
-      this.computed.set(provider.name, (this.computed.get(provider.name) ?? 0) + 1);
-      value = Promise.resolve().then(() => provider.compute(this));
+      const substitute = this.substitutes.get(provider) as ((context: DumpContext) => T | Promise<T>) | undefined;
+      if (!substitute) this.computed.set(provider.name, (this.computed.get(provider.name) ?? 0) + 1);
+      value = Promise.resolve().then(() => (substitute ? substitute(this) : provider.compute(this)));
       this.provided.set(provider, value);
     }
     return value;
@@ -145,15 +148,13 @@ export class DumpContext {
   /**
    * Compute `provider` in this context with `compute` instead of its own way: a live monitor
    * gives the full-memory scans a cheaper stand-in between its full checks. Only before anyone
-   * asked for it.
+   * asked for it; computed, like the provider's own way, when first asked for (not at all when
+   * no analysis needs it).
    */
   substitute<T>(provider: Provider<T>, compute: (context: DumpContext) => T | Promise<T>): void {
     if (this.provided.has(provider))
       throw new Error(`provider '${provider.name}' was already computed in this context`);
-    this.provided.set(
-      provider,
-      Promise.resolve().then(() => compute(this)),
-    );
+    this.substitutes.set(provider, compute);
   }
 
   /** How many times each provider was computed in this context (once, or the memo is broken). */
