@@ -1,4 +1,4 @@
-import type { MemoryImage, PhysicalRange } from './types.js';
+import type { CpuState, MemoryImage, PhysicalRange } from './types.js';
 
 /**
  * `image` seen through `ranges` only (and `nonZeroRanges`, when given), reading from the same
@@ -22,6 +22,16 @@ export function viewOverRanges(
     ...(nonZeroRanges ? { nonZeroRanges } : {}),
     close: () => {},
   };
+}
+
+/**
+ * `image` with the vCPU state `cpus` instead of its own, reading from the same open image: a
+ * running guest's RAM file, opened once, is read at each check with the registers QEMU gave
+ * for that check (which page tables a vCPU runs decides which kernel in memory is the running
+ * one). Closing it is the owner's job, not the view's.
+ */
+export function imageWithCpus(image: MemoryImage, cpus: readonly CpuState[]): MemoryImage {
+  return { ...viewOverRanges(image, image.ranges, image.nonZeroRanges && (() => image.nonZeroRanges!())), cpus };
 }
 
 /** `image` without the physical bytes [start, end): ranges (and nonZeroRanges) cut around them. */

@@ -3,10 +3,11 @@ import { DumpContext, type CarriedKernel, type ContextOptions } from '../../anal
 import { carvedTasksProvider, taskCarverProvider } from '../../analyses/providers/processes.js';
 import { PageCopyImage } from '../../image/pageCopyImage.js';
 import { openQemuSharedMemory } from '../../image/qemuSharedMemory.js';
+import { imageWithCpus } from '../../image/rangeView.js';
 import type { ProfileDerivation } from '../../os/linux/profile.js';
 import { runsOnAVcpu } from '../../os/linux/runningKernel.js';
 import type { ExaminedTask } from '../../os/linux/taskCarving.js';
-import type { CpuState, MemoryImage } from '../../image/types.js';
+import type { MemoryImage } from '../../image/types.js';
 import { X86AddressSpace } from '../../space/x86.js';
 import { isVmscopeError, VmscopeError } from '../../util/errors.js';
 import { derivationThread } from '../derivationThread.js';
@@ -146,12 +147,12 @@ export class QemuSharedMemorySource extends ProducingSource {
    */
   private async capture(client: QmpClient): Promise<Snapshot | undefined> {
     let image: MemoryImage;
-    let cpus: readonly CpuState[];
     try {
       // QEMU's answers about the layout need no pause: only memory must be read at one instant.
       const layout = await readGuestRamLayout(client, this.ramPath);
-      image = this.openRam(layout);
-      cpus = layout.cpus;
+      // The file stays open from check to check; the vCPUs' registers are this check's (after a reset,
+      // the registers of the boot before would make the kernel it left in memory look like the running one).
+      image = imageWithCpus(this.openRam(layout), layout.cpus);
     } catch (error) {
       return this.unreadable(error);
     }
@@ -161,11 +162,11 @@ export class QemuSharedMemorySource extends ProducingSource {
       return {
         ...snapshot,
         smeared: true,
-        openContext: (options) => this.openContext({ live: image, cpus, view: image }, options, true),
+        openContext: (options) => this.openContext({ live: image, view: image }, options, true),
         release: () => Promise.resolve(),
       };
     if (this.workingSet && !this.carveDue())
-      return this.frozenSnapshot(client, image, cpus, snapshot).catch((error: unknown) => this.unreadable(error));
+      return this.frozenSnapshot(client, image, snapshot).catch((error: unknown) => this.unreadable(error));
     const paused = await this.stopGuest(client);
     const view = new PageCopyImage(image, []);
     let pausedMs: number | undefined;
@@ -175,7 +176,7 @@ export class QemuSharedMemorySource extends ProducingSource {
       get pausedMs() {
         return pausedMs;
       },
-      openContext: (options) => this.openContext({ live: image, cpus, view }, options, true),
+      openContext: (options) => this.openContext({ live: image, view }, options, true),
       release: async () => {
         this.workingSet = view.touched;
         if (paused && pausedMs === undefined)
@@ -188,7 +189,6 @@ export class QemuSharedMemorySource extends ProducingSource {
   private async frozenSnapshot(
     client: QmpClient,
     image: MemoryImage,
-    cpus: readonly CpuState[],
     snapshot: Pick<Snapshot, 'path' | 'receivedAt' | 'capturedAt'>,
   ): Promise<Snapshot> {
     let pausedMs: number | undefined;
@@ -213,7 +213,7 @@ export class QemuSharedMemorySource extends ProducingSource {
       openContext: async (options) => {
         // The last read needed pages the copy lacked: this one reads a new copy that has them.
         if (view.missed.size > 0) view = await this.guestGoneOnClose(() => freeze(view.touched));
-        return this.openContext({ live: image, cpus, view }, options, false);
+        return this.openContext({ live: image, view }, options, false);
       },
       release: () => {
         this.workingSet = view.touched;
@@ -266,16 +266,16 @@ export class QemuSharedMemorySource extends ProducingSource {
    * their own, so that what the analyses read is only what a light check reads.
    */
   private async openContext(
-    { live, cpus, view }: { live: MemoryImage; cpus: readonly CpuState[]; view: MemoryImage },
+    { live, view }: { live: MemoryImage; view: MemoryImage },
     options: ContextOptions,
     mayCarve: boolean,
   ): Promise<DumpContext> {
-    if (this.carried && !sameKernelRuns(live, this.carried, cpus)) this.forgetKernel();
+    if (this.carried && !sameKernelRuns(live, this.carried)) this.forgetKernel();
     // Scan threads open the dump by its path: a RAM file is not a dump they could read (its layout is QEMU's).
     const { parallelRuleScan: _threadsOpenByPath, ...rest } = options;
     // A monitor lives long: its heap should not keep what one derivation needed for a moment.
     const inPlace: ContextOptions = this.derivation ? { deriveElsewhere: this.derivation, ...rest } : rest;
-    const carried = (this.carried ??= await this.findKernel(live, cpus, inPlace));
+    const carried = (this.carried ??= await this.findKernel(live, inPlace));
     if (mayCarve && this.carveDue())
       this.lastCarve = {
         tasks: await DumpContext.overLiveImage(live, inPlace, carried).get(carvedTasksProvider),
@@ -289,13 +289,9 @@ export class QemuSharedMemorySource extends ProducingSource {
   }
 
   /** The kernel in memory, when a vCPU runs it (else it is what an earlier boot left there). */
-  private async findKernel(
-    live: MemoryImage,
-    cpus: readonly CpuState[],
-    options: ContextOptions,
-  ): Promise<CarriedKernel> {
+  private async findKernel(live: MemoryImage, options: ContextOptions): Promise<CarriedKernel> {
     const found = await DumpContext.overLiveImage(live, options).carriedKernel();
-    if (!runsOnAVcpu(live, cpus, found.kernel.dtb))
+    if (!runsOnAVcpu(live, live.cpus, found.kernel.dtb))
       throw new VmscopeError(
         'NO_KERNEL_FOUND',
         `the kernel found in memory (${found.kernel.release}) runs on no vCPU: the guest is starting, or it is what an earlier boot left`,
@@ -318,13 +314,9 @@ export class QemuSharedMemorySource extends ProducingSource {
  * and the banner's bytes are still there, and a vCPU runs it. A reboot (same kernel or not)
  * moves or overwrites them, or leaves them to no vCPU.
  */
-export function sameKernelRuns(
-  image: MemoryImage,
-  carried: CarriedKernel,
-  cpus: readonly CpuState[] = image.cpus,
-): boolean {
+export function sameKernelRuns(image: MemoryImage, carried: CarriedKernel): boolean {
   const { kernel, profile } = carried;
-  if (!runsOnAVcpu(image, cpus, kernel.dtb)) return false;
+  if (!runsOnAVcpu(image, image.cpus, kernel.dtb)) return false;
   const symbol = profile.profile.symbol('linux_banner');
   if (symbol === undefined) return false;
   try {
