@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { QmpClient } from '../../src/monitor/qmp.js';
 import type { SnapshotSummary } from '../../src/monitor/snapshot.js';
 import { QemuSharedMemorySource } from '../../src/monitor/sources/qemuSharedMemorySource.js';
-import { watch, type WatchAlert } from '../../src/monitor/watch.js';
+import { watch, type SnapshotTimings, type WatchAlert } from '../../src/monitor/watch.js';
 import { truth } from '../support/fixtures.js';
 import {
   bootGuest,
@@ -39,10 +39,10 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-/** Poll `done` until it holds, or fail naming `what` after `boundMs`. */
-async function until(what: string, done: () => boolean, boundMs: number): Promise<void> {
+/** Poll `done` until it holds, or fail naming `what` after `boundMs` (with what `explain` says happened meanwhile). */
+async function until(what: string, done: () => boolean, boundMs: number, explain?: () => string): Promise<void> {
   for (const deadline = Date.now() + boundMs; !done();) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${boundMs} ms`);
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${boundMs} ms${explain ? `; ${explain()}` : ''}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
@@ -90,16 +90,34 @@ describe.skipIf(unavailable !== undefined)('a live monitor when the guest or its
       const stop = new AbortController();
       const judged: Array<{ at: number; summary: SnapshotSummary }> = [];
       const alerts: Array<{ at: number; alert: WatchAlert }> = [];
+      const checks: Array<{ at: number; timings: SnapshotTimings }> = [];
       const watching = (async () => {
         for await (const alert of watch({
           source,
           signal: stop.signal,
           contextOptions: { cacheDir },
           onSnapshotJudged: (summary) => void judged.push({ at: Date.now(), summary }),
+          onSnapshotDone: (timings) => void checks.push({ at: Date.now(), timings }),
         }))
           alerts.push({ at: Date.now(), alert });
       })();
       const judgedSince = (at: number) => judged.filter((entry) => entry.at > at).map((entry) => entry.summary);
+      // What the watch did since `at`, for a failure message: each check's times, each alert.
+      const historySince = (at: number) =>
+        [
+          ...checks
+            .filter((entry) => entry.at > at)
+            .map(
+              ({ at: end, timings }) =>
+                `check done at +${end - at} ms: waited ${Math.round(timings.waitMs)}, summarized ${Math.round(timings.summarizeMs)} ms, ${timings.reads ?? 1} read(s), ${timings.alerts} alert(s)`,
+            ),
+          ...alerts
+            .filter((entry) => entry.at > at)
+            .map(
+              ({ at: when, alert }) =>
+                `alert at +${when - at} ms: ${alert.type} ${alert.kind} ${alert.detail.slice(0, 160)}`,
+            ),
+        ].join(' | ') || 'no check finished';
       const errorsSince = (at: number) =>
         alerts.filter((entry) => entry.at > at && entry.alert.type === 'error').map((entry) => entry.alert);
       try {
@@ -110,9 +128,19 @@ describe.skipIf(unavailable !== undefined)('a live monitor when the guest or its
         // 1. Reset: the same kernel boots again (another KASLR slide); the watch goes on and follows it.
         const resetAt = Date.now();
         await source.client!.execute('system_reset');
-        await until('the guest ready again after the reset', () => readies() >= 2, 300_000);
+        await until(
+          'the guest ready again after the reset',
+          () => readies() >= 2,
+          300_000,
+          () => historySince(resetAt),
+        );
         const readyAgainAt = Date.now();
-        await until('a check of the guest booted again', () => judgedSince(readyAgainAt).length > 0, 120_000);
+        await until(
+          'a check of the guest booted again',
+          () => judgedSince(readyAgainAt).length > 0,
+          120_000,
+          () => `ready again ${readyAgainAt - resetAt} ms after the reset; since the reset: ${historySince(resetAt)}`,
+        );
         const after = judgedSince(readyAgainAt)[0]!;
         expect(after.banner).toBe(before.banner);
         expect(after.processes.map((process) => process.comm)).toEqual(expect.arrayContaining(labComms));
@@ -122,11 +150,7 @@ describe.skipIf(unavailable !== undefined)('a live monitor when the guest or its
         expect(after.syscalls.filter((entry) => entry.hooked)).toEqual([]);
         expect(errorsSince(resetAt).filter((alert) => alert.kind === 'guest_gone')).toEqual([]);
         console.log(
-          `live robustness: reset to ready again ${readyAgainAt - resetAt} ms; error alerts meanwhile: ${errorsSince(
-            resetAt,
-          )
-            .map((alert) => alert.detail.slice(0, 120))
-            .join(' | ')}`,
+          `live robustness: reset to ready again ${readyAgainAt - resetAt} ms; since the reset: ${historySince(resetAt)}`,
         );
 
         // 2. The file replaced (another file at its path, QEMU keeps the old one): error alerts, then back to normal.
@@ -139,7 +163,12 @@ describe.skipIf(unavailable !== undefined)('a live monitor when the guest or its
         expect(judgedSince(replacedAt)).toEqual([]);
         renameSync(movedPath, ramPath);
         const restoredAt = Date.now();
-        await until('a check of the file put back', () => judgedSince(restoredAt).length > 0, 120_000);
+        await until(
+          'a check of the file put back',
+          () => judgedSince(restoredAt).length > 0,
+          120_000,
+          () => historySince(restoredAt),
+        );
         expect(tableEntry(judgedSince(restoredAt)[0]!, 0)).toBe(tableEntry(after, 0));
       } finally {
         stop.abort();
