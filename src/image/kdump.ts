@@ -25,7 +25,10 @@ import type { ElfNote, FormatDetails, PhysicalRange } from './types.js';
 export const KDUMP_SIGNATURES = ['KDUMP   ', 'DISKDUMP'] as const;
 const HEADER_BYTES = 464;
 const SUB_HEADER_BYTES = 104;
+/** A page_desc: the stored offset (i64) at 0, then the stored size (u32) and flags (u32), then page_flags (u64). */
 const PAGE_DESC_BYTES = 24;
+const PAGE_DESC_SIZE_AT = 8;
+const PAGE_DESC_FLAGS_AT = 12;
 /** disk_dump_header.status bits. */
 const DUMP_DH_COMPRESSED_ZLIB = 0x1;
 const DUMP_DH_COMPRESSED_LZO = 0x2;
@@ -443,8 +446,8 @@ export class KdumpImage extends DecodedImage {
     const lengths: number[] = [];
     const maxPages = Math.floor(this.cache.budgetBytes / 2 / this.blockSize);
     const sound = this.forEachStoredPage((offset, table, within) => {
-      const size = table.getUint32(within * PAGE_DESC_BYTES + 8, true);
-      const flags = table.getUint32(within * PAGE_DESC_BYTES + 12, true);
+      const size = table.getUint32(within * PAGE_DESC_BYTES + PAGE_DESC_SIZE_AT, true);
+      const flags = table.getUint32(within * PAGE_DESC_BYTES + PAGE_DESC_FLAGS_AT, true);
       const plausible = size > 0 && size <= 2 * this.blockSize && offset + size <= this.source.size;
       if (flags === DUMP_DH_COMPRESSED_ZLIB && plausible) {
         offsets.push(offset);
@@ -585,8 +588,8 @@ export class KdumpImage extends DecodedImage {
     const byte = within * PAGE_DESC_BYTES;
     return {
       offset: this.offsetIn(table, within, index),
-      size: table.getUint32(byte + 8, true),
-      flags: table.getUint32(byte + 12, true),
+      size: table.getUint32(byte + PAGE_DESC_SIZE_AT, true),
+      flags: table.getUint32(byte + PAGE_DESC_FLAGS_AT, true),
       at: this.layout.descriptorsOffset + index * PAGE_DESC_BYTES,
     };
   }
