@@ -22,9 +22,10 @@ import { inflateModule, instantiateInflate, ZlibInflater } from './zlibInflate.j
  * pages of a `check` instead of about 2,650. The reader takes a page the helper has done as a
  * view of the buffer (peek), claims one the helper has not reached and inflates it itself (claim,
  * inflateHere), and takes one the helper is on after its own (take). A word per page says which:
- * a claim is a compare-and-exchange from TODO, so each page is inflated once. Pages whose stored bytes are not in one place of a file (the helper reads files, not this
- * thread's sources) are the reader's. A page that does not inflate to exactly one page is marked
- * FAILED: the caller inflates it again to report why, with the file and offset.
+ * a claim is a compare-and-exchange from TODO, so each page is inflated once. Pages whose stored
+ * bytes are not in one place of a file (the helper reads files, not this thread's sources) are
+ * the reader's. A page that does not inflate to exactly one page is marked FAILED: the caller
+ * inflates it again to report why, with the file and offset.
  *
  * Only the main thread inflates ahead (scan threads already keep every core busy), and the buffer
  * holds every page of the plan at once: the caller plans only what its budget allows.
